@@ -1,0 +1,216 @@
+//! The API's one error type and the one place it becomes an HTTP response.
+//!
+//! Handlers return `Result<T, ErrorResponse>`; anything that can go wrong converts into
+//! [`ApiError`] and from there into [`ErrorResponse`], whose every variant carries the same
+//! JSON body, [`ErrorBody`]. Internal errors are logged with their context and answered
+//! with a generic message: internals never reach the client.
+
+use poem::http::StatusCode;
+use poem::IntoResponse;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// The body of every error response.
+#[derive(Object, Debug, Clone, PartialEq)]
+pub struct ErrorBody {
+    /// Stable, machine-readable code, e.g. `validation_failed`, `not_found`, `rate_limited`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Per-field problems, for validation errors.
+    #[oai(skip_serializing_if_is_empty, default)]
+    pub fields: Vec<FieldError>,
+}
+
+/// One invalid field of a request.
+#[derive(Object, Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// The field, as named in the request (JSON property or parameter name).
+    pub field: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_owned(), message: message.into(), fields: Vec::new() }
+    }
+}
+
+/// Error responses of every operation.
+#[derive(ApiResponse, Debug)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum ErrorResponse {
+    /// The request is malformed: unparsable JSON, a wrong type, an unknown field.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No valid credentials.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Authenticated, but this caller may not do this to this object.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such object (or one the caller may not know exists).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request conflicts with the current state (duplicate, overlapping booking...).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Well-formed, but a value breaks a rule; `fields` names each offending field.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// Too many attempts; retry after the number of seconds in `Retry-After`.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// An unexpected failure; it has been logged.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency (the database) is unavailable; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+/// What can go wrong in a handler, by meaning rather than by HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// One invalid field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError { field: field.to_owned(), message: message.into() }])
+    }
+
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        ApiError::Internal(context.to_string())
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match &e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => ApiError::Unavailable(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for ErrorResponse {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::BadRequest(m) => ErrorResponse::BadRequest(Json(ErrorBody::new("bad_request", m))),
+            ApiError::Unauthorized(m) => {
+                ErrorResponse::Unauthorized(Json(ErrorBody::new("unauthorized", m)), "Bearer".to_owned())
+            }
+            ApiError::Forbidden(m) => ErrorResponse::Forbidden(Json(ErrorBody::new("forbidden", m))),
+            ApiError::NotFound(what) => {
+                ErrorResponse::NotFound(Json(ErrorBody::new("not_found", format!("{what} not found"))))
+            }
+            ApiError::Conflict { code, message } => ErrorResponse::Conflict(Json(ErrorBody::new(code, message))),
+            ApiError::Validation(fields) => {
+                let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+                let message = format!("invalid value for {}", names.join(", "));
+                ErrorResponse::Unprocessable(Json(ErrorBody { code: "validation_failed".into(), message, fields }))
+            }
+            ApiError::RateLimited { retry_after_secs } => ErrorResponse::TooManyRequests(
+                Json(ErrorBody::new("rate_limited", format!("too many attempts; retry in {retry_after_secs} s"))),
+                retry_after_secs,
+            ),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "dependency unavailable");
+                ErrorResponse::Unavailable(Json(ErrorBody::new(
+                    "unavailable",
+                    "the service is temporarily unavailable; retry later",
+                )))
+            }
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                ErrorResponse::Internal(Json(ErrorBody::new("internal", "internal error; it has been logged")))
+            }
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ErrorResponse {
+    fn from(e: sea_orm::DbErr) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// poem-openapi's request parsing errors (bad JSON, wrong type, missing or unknown field,
+/// bad parameter) in our error body. poem's messages name the field or parameter.
+fn bad_request(err: poem::Error) -> ErrorResponse {
+    let message = err.to_string();
+    let fields = field_from_message(&message)
+        .map(|field| vec![FieldError { field, message: message.clone() }])
+        .unwrap_or_default();
+    ErrorResponse::BadRequest(Json(ErrorBody { code: "bad_request".into(), message, fields }))
+}
+
+/// poem-openapi says e.g. `failed to parse "..." : ... (occurred while parsing "age")` or
+/// `Failed to parse parameter "limit"`: pull the quoted name out.
+fn field_from_message(message: &str) -> Option<String> {
+    for marker in ["while parsing \"", "parameter `", "parameter \"", "field `", "field \""] {
+        if let Some(start) = message.find(marker) {
+            let rest = &message[start + marker.len()..];
+            let end = rest.find(['"', '`'])?;
+            return Some(rest[..end].to_owned());
+        }
+    }
+    None
+}
+
+/// Errors raised outside the OpenAPI operations (unknown path, wrong method, oversized body)
+/// get the same JSON body.
+pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
+    let status = err.status();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled error");
+        "internal error; it has been logged".to_owned()
+    } else {
+        err.to_string()
+    };
+    poem::web::Json(serde_json::json!({ "code": code, "message": message })).with_status(status).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_are_pulled_from_poem_messages() {
+        assert_eq!(
+            field_from_message(
+                r#"parse request payload error: failed to parse "X": Expected input type "integer" (occurred while parsing "age")"#
+            ),
+            Some("age".into())
+        );
+        assert_eq!(field_from_message("no field here"), None);
+    }
+}

@@ -1,0 +1,63 @@
+//! Liveness and readiness probes.
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use sea_orm::ConnectionTrait;
+use sea_orm_migration::MigratorTrait;
+
+use crate::ApiState;
+
+#[derive(Tags)]
+enum Tag {
+    /// Process and dependency health, for orchestrators and load balancers.
+    Health,
+}
+
+#[derive(Object)]
+pub struct HealthStatus {
+    /// `ok`, `ready` or `not_ready`.
+    pub status: String,
+    /// Why the service is not ready, when it is not.
+    #[oai(skip_serializing_if_is_none)]
+    pub reason: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// The database is reachable and every migration is applied.
+    #[oai(status = 200)]
+    Ready(Json<HealthStatus>),
+    /// Not ready; `reason` says which check failed.
+    #[oai(status = 503)]
+    NotReady(Json<HealthStatus>),
+}
+
+pub struct HealthApi;
+
+#[OpenApi(tag = "Tag::Health")]
+impl HealthApi {
+    /// Liveness: the process is up and serving HTTP.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<HealthStatus> {
+        Json(HealthStatus { status: "ok".into(), reason: None })
+    }
+
+    /// Readiness: the database is reachable and its schema is current.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&ApiState>) -> ReadyResponse {
+        let not_ready = |reason: String| {
+            ReadyResponse::NotReady(Json(HealthStatus { status: "not_ready".into(), reason: Some(reason) }))
+        };
+        if let Err(e) = state.db.execute_unprepared("SELECT 1").await {
+            return not_ready(format!("database unreachable: {e}"));
+        }
+        match nc_migration::Migrator::get_pending_migrations(&state.db).await {
+            Ok(pending) if pending.is_empty() => {
+                ReadyResponse::Ready(Json(HealthStatus { status: "ready".into(), reason: None }))
+            }
+            Ok(pending) => not_ready(format!("{} migration(s) pending: run `nephrocare migrate up`", pending.len())),
+            Err(e) => not_ready(format!("cannot read migration status: {e}")),
+        }
+    }
+}

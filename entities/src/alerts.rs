@@ -1,0 +1,69 @@
+//! `alerts`: physiological and technical alerts raised by the alert engine, and their
+//! life cycle (active, acknowledged, cleared). At most one open alert per device and code.
+
+use nc_domain::{AlertId, AlertKind, AlertPriority, AlertState, DeviceId, HospitalId, PatientId, SessionId, UserId};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "alerts")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: AlertId,
+    pub hospital_id: HospitalId,
+    pub device_id: DeviceId,
+    pub patient_id: Option<PatientId>,
+    pub session_id: Option<SessionId>,
+    pub kind: AlertKind,
+    /// The condition, e.g. `systolic_bp_low`, `system_status_danger`, `device_offline`.
+    pub code: String,
+    /// The metric concerned, for physiological alerts.
+    pub metric: Option<String>,
+    pub priority: AlertPriority,
+    pub state: AlertState,
+    pub message: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub raised_at: DateTimeUtc,
+    /// Set together with `acknowledged_by`.
+    pub acknowledged_at: Option<DateTimeUtc>,
+    pub acknowledged_by: Option<UserId>,
+    /// Set exactly when `state` is `cleared`.
+    pub cleared_at: Option<DateTimeUtc>,
+    /// `None` with `cleared_at` set: cleared automatically when the condition cleared.
+    pub cleared_by: Option<UserId>,
+    pub escalated_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::devices::Entity",
+        from = "Column::DeviceId",
+        to = "super::devices::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    Device,
+    #[sea_orm(
+        belongs_to = "super::patients::Entity",
+        from = "Column::PatientId",
+        to = "super::patients::Column::Id",
+        on_update = "NoAction",
+        on_delete = "SetNull"
+    )]
+    Patient,
+}
+
+impl Related<super::devices::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Device.def()
+    }
+}
+
+impl Related<super::patients::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Patient.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,52 @@
+//! `chat_room_participants`: the members of each chat room, with each member's read
+//! receipt watermark.
+
+use nc_domain::{MessageId, RoomId, UserId};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "chat_room_participants")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub room_id: RoomId,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub user_id: UserId,
+    pub joined_at: DateTimeUtc,
+    /// Everything up to this message has been read by this participant (not a foreign key).
+    pub last_read_message_id: Option<MessageId>,
+    pub last_read_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::chat_rooms::Entity",
+        from = "Column::RoomId",
+        to = "super::chat_rooms::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    Room,
+    #[sea_orm(
+        belongs_to = "super::users::Entity",
+        from = "Column::UserId",
+        to = "super::users::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    User,
+}
+
+impl Related<super::chat_rooms::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Room.def()
+    }
+}
+
+impl Related<super::users::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

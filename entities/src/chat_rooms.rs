@@ -1,0 +1,52 @@
+//! `chat_rooms`: conversations between a doctor and a patient or a doctor and a technician,
+//! optionally about a device and patient.
+
+use nc_domain::{ChatRoomKind, DeviceId, HospitalId, PatientId, RoomId, UserId};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "chat_rooms")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: RoomId,
+    pub hospital_id: HospitalId,
+    pub kind: ChatRoomKind,
+    /// The device (and through it the patient) the conversation is about, if any.
+    pub device_id: Option<DeviceId>,
+    pub patient_id: Option<PatientId>,
+    pub created_by: Option<UserId>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::chat_room_participants::Entity")]
+    Participants,
+    #[sea_orm(has_many = "super::chat_messages::Entity")]
+    Messages,
+}
+
+impl Related<super::chat_room_participants::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Participants.def()
+    }
+}
+
+impl Related<super::chat_messages::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Messages.def()
+    }
+}
+
+/// The rooms' members, through `chat_room_participants`.
+impl Related<super::users::Entity> for Entity {
+    fn to() -> RelationDef {
+        super::chat_room_participants::Relation::User.def()
+    }
+
+    fn via() -> Option<RelationDef> {
+        Some(super::chat_room_participants::Relation::Room.def().rev())
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,95 @@
+//! `devices`: dialysis machines, with their connection state and the hash of the secret
+//! with which they authenticate over MQTT and HTTP.
+
+use nc_domain::{DeviceId, DeviceStatus, HospitalId};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "devices")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: DeviceId,
+    pub hospital_id: HospitalId,
+    /// The physical id printed on the machine; unique within its hospital.
+    pub serial: String,
+    pub name: String,
+    pub model: Option<String>,
+    pub location: Option<String>,
+    pub status: DeviceStatus,
+    pub online: bool,
+    pub last_seen: Option<DateTimeUtc>,
+    /// argon2id hash of the device secret.
+    pub secret_hash: String,
+    pub secret_rotated_at: DateTimeUtc,
+    pub maintenance_due_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::hospitals::Entity",
+        from = "Column::HospitalId",
+        to = "super::hospitals::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Restrict"
+    )]
+    Hospital,
+    #[sea_orm(has_many = "super::device_assignments::Entity")]
+    DeviceAssignments,
+    #[sea_orm(has_many = "super::temporary_access_grants::Entity")]
+    TemporaryAccessGrants,
+    #[sea_orm(has_many = "super::device_sessions::Entity")]
+    DeviceSessions,
+    #[sea_orm(has_many = "super::alerts::Entity")]
+    Alerts,
+    #[sea_orm(has_many = "super::patients::Entity")]
+    Patients,
+    #[sea_orm(has_many = "super::session_bookings::Entity")]
+    SessionBookings,
+}
+
+impl Related<super::hospitals::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Hospital.def()
+    }
+}
+
+impl Related<super::device_assignments::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::DeviceAssignments.def()
+    }
+}
+
+impl Related<super::temporary_access_grants::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::TemporaryAccessGrants.def()
+    }
+}
+
+impl Related<super::device_sessions::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::DeviceSessions.def()
+    }
+}
+
+impl Related<super::alerts::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Alerts.def()
+    }
+}
+
+impl Related<super::patients::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Patients.def()
+    }
+}
+
+impl Related<super::session_bookings::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::SessionBookings.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

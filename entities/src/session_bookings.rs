@@ -1,0 +1,60 @@
+//! `session_bookings`: booked dialysis sessions. Exclusion constraints keep a device, and a
+//! patient, from being booked twice for overlapping times (`[start, end)`).
+
+use nc_domain::{BookingId, BookingStatus, DeviceId, HospitalId, PatientId, UserId};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "session_bookings")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: BookingId,
+    pub hospital_id: HospitalId,
+    pub patient_id: PatientId,
+    pub device_id: DeviceId,
+    pub scheduled_start: DateTimeUtc,
+    /// 15 to 720.
+    pub duration_minutes: i32,
+    /// Must equal `scheduled_start + duration_minutes` (CHECK); stored for the exclusion
+    /// constraints.
+    pub scheduled_end: DateTimeUtc,
+    pub status: BookingStatus,
+    pub notes: Option<String>,
+    pub created_by: Option<UserId>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::patients::Entity",
+        from = "Column::PatientId",
+        to = "super::patients::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    Patient,
+    #[sea_orm(
+        belongs_to = "super::devices::Entity",
+        from = "Column::DeviceId",
+        to = "super::devices::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    Device,
+}
+
+impl Related<super::patients::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Patient.def()
+    }
+}
+
+impl Related<super::devices::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Device.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,64 @@
+//! Database schema for the whole product, as sea-orm-migration migrations.
+//!
+//! Each migration is plain PostgreSQL DDL: CHECK constraints, exclusion constraints,
+//! partial unique indexes and TimescaleDB hypertables are clearer as SQL than through a
+//! schema builder, and they are exactly what runs in production. Every `up` has a `down`
+//! that removes what it created (extensions are left installed: other databases of the
+//! cluster may share them).
+//!
+//! Naming: `<table>_<columns>_idx` for indexes, `<table>_<what>_key` for unique ones,
+//! `<table>_<rule>_check` / `_excl` for constraints, so an error names the rule it broke.
+
+pub use sea_orm_migration::prelude::*;
+
+/// The one migrator; `nephrocare migrate` and the test harness both run it.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_accounts::Migration),
+            Box::new(m20261124_000002_access::Migration),
+            Box::new(m20261124_000003_telemetry::Migration),
+            Box::new(m20261124_000004_care::Migration),
+            Box::new(m20261124_000005_full_edition::Migration),
+        ]
+    }
+}
+
+/// Runs a block of SQL statements (separated by `;` at line ends) in one call.
+pub(crate) async fn exec(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager.get_connection().execute_unprepared(sql).await.map(|_| ())
+}
+
+/// Declares a migration whose `up` and `down` are SQL strings.
+macro_rules! sql_migration {
+    ($up:expr, $down:expr) => {
+        pub struct Migration;
+
+        impl sea_orm_migration::MigrationName for Migration {
+            fn name(&self) -> &str {
+                module_path!().rsplit("::").next().unwrap_or("unknown")
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl sea_orm_migration::MigrationTrait for Migration {
+            async fn up(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), sea_orm_migration::DbErr> {
+                crate::exec(manager, $up).await
+            }
+
+            async fn down(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), sea_orm_migration::DbErr> {
+                crate::exec(manager, $down).await
+            }
+        }
+    };
+}
+pub(crate) use sql_migration;
+
+mod m20261124_000001_accounts;
+mod m20261124_000002_access;
+mod m20261124_000003_telemetry;
+mod m20261124_000004_care;
+mod m20261124_000005_full_edition;

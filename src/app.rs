@@ -1,0 +1,173 @@
+//! Runs the components in one process: binds every listener (port 0 is honoured and the
+//! bound address logged), connects to the database, then runs the API and the broker until
+//! one shutdown signal stops them all, each draining its in-flight work.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{redact_url, Config};
+
+/// Why the service could not start. Each message says which setting and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot connect to the database at {url} (DATABASE_URL): {reason}. \
+         Is PostgreSQL running? Run scripts/provision-db.sh, or set DATABASE_URL."
+    )]
+    Database { url: String, reason: String },
+    #[error("the database schema is not current: {pending} migration(s) pending. Run `nephrocare migrate up` (or `serve --migrate`).")]
+    MigrationsPending { pending: usize },
+    #[error("cannot listen on {addr} ({setting}): {reason}. Choose another address or free the port.")]
+    Bind { setting: &'static str, addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Connects to the database named by the configuration, failing fast with a clear message.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, StartError> {
+    let url = config.database.url.expose();
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(config.database.max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(config.database.connect_timeout_secs))
+        .acquire_timeout(Duration::from_secs(config.database.connect_timeout_secs))
+        .sqlx_logging(false);
+    Database::connect(options).await.map_err(|e| StartError::Database {
+        url: redact_url(url),
+        reason: e.to_string().replace(url, &redact_url(url)),
+    })
+}
+
+/// The service, configured but not started.
+pub struct App {
+    config: Config,
+    migrate: bool,
+}
+
+/// A started service: its bound addresses and the handle that stops it.
+pub struct RunningApp {
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub mqtt_ws_addr: SocketAddr,
+    pub db: DatabaseConnection,
+    shutdown: CancellationToken,
+    tasks: JoinSet<(&'static str, std::io::Result<()>)>,
+}
+
+async fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind { setting, addr, reason: e.to_string() })
+}
+
+impl App {
+    pub fn new(config: Config) -> Self {
+        Self { config, migrate: false }
+    }
+
+    /// Apply pending migrations at startup instead of refusing to start.
+    pub fn with_migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Connects, checks the schema, binds every listener and starts the components.
+    pub async fn start(self) -> Result<RunningApp, StartError> {
+        let config = self.config;
+        let db = connect(&config).await?;
+        if self.migrate {
+            nc_migration::Migrator::up(&db, None)
+                .await
+                .map_err(|e| StartError::Other(format!("migration failed: {e}")))?;
+        }
+        let pending = nc_migration::Migrator::get_pending_migrations(&db)
+            .await
+            .map_err(|e| StartError::Other(format!("cannot read the migration status: {e}")))?
+            .len();
+        if pending > 0 {
+            return Err(StartError::MigrationsPending { pending });
+        }
+
+        let http = bind("NEPHROCARE_HTTP_ADDR", config.http.addr).await?;
+        let mqtt = bind("NEPHROCARE_MQTT_ADDR", config.mqtt.addr).await?;
+        let mqtt_ws = bind("NEPHROCARE_MQTT_WS_ADDR", config.mqtt.ws_addr).await?;
+        let local = |l: &TcpListener| l.local_addr().map_err(|e| StartError::Other(e.to_string()));
+        let (http_addr, mqtt_addr, mqtt_ws_addr) = (local(&http)?, local(&mqtt)?, local(&mqtt_ws)?);
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let api_state = nc_api::ApiState { db: db.clone() };
+        let token = shutdown.clone();
+        tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
+
+        let token = shutdown.clone();
+        tasks.spawn(async move { ("broker", nc_broker::run(mqtt, mqtt_ws, token.cancelled_owned()).await) });
+
+        tracing::info!(%http_addr, "http listening (REST API, /docs, /healthz, /readyz)");
+        tracing::info!(%mqtt_addr, "mqtt listening");
+        tracing::info!(%mqtt_ws_addr, "mqtt websocket listening");
+        tracing::info!(
+            http = %http_addr, mqtt = %mqtt_addr, mqtt_ws = %mqtt_ws_addr,
+            "nephrocare ready"
+        );
+        Ok(RunningApp { http_addr, mqtt_addr, mqtt_ws_addr, db, shutdown, tasks })
+    }
+}
+
+impl RunningApp {
+    /// A handle that stops the service when cancelled (e.g. from a signal handler).
+    pub fn shutdown_handle(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Asks every component to stop accepting work and drain.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until every component has stopped. If one fails, the others are stopped too
+    /// and the first error is returned.
+    pub async fn wait(mut self) -> Result<(), StartError> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let failure = match joined {
+                Ok((_, Ok(()))) => None,
+                Ok((name, Err(e))) => Some(format!("{name} failed: {e}")),
+                Err(e) => Some(format!("component task failed: {e}")),
+            };
+            if let Some(message) = failure {
+                tracing::error!(%message, "stopping the service");
+                self.shutdown.cancel();
+                first_error.get_or_insert(StartError::Other(message));
+            } else if !self.shutdown.is_cancelled() {
+                // A component stopped on its own: stop the rest too.
+                self.shutdown.cancel();
+            }
+        }
+        self.db.clone().close().await.ok();
+        tracing::info!("nephrocare stopped");
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Shuts down and waits.
+    pub async fn stop(self) -> Result<(), StartError> {
+        self.shutdown();
+        self.wait().await
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

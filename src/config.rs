@@ -1,0 +1,378 @@
+//! Configuration, layered: built-in defaults → optional TOML file → environment → command
+//! line flags. Every setting is documented once, here and in README.md.
+//!
+//! Secrets (the database password, the JWT signing key) are wrapped in [`Secret`], whose
+//! `Debug` and `Display` never show the value, so they cannot leak into logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A value that must never be printed.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The whole configuration of `nephrocare serve`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub mqtt: MqttConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`. Contains the password, hence a secret.
+    pub url: Secret,
+    /// Connections in the pool shared by the API and the relational side of ingest.
+    pub max_connections: u32,
+    /// How long startup waits for the database before giving up, in seconds.
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `NEPHROCARE_HTTP_ADDR`: REST API, OpenAPI document, docs, health probes.
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `NEPHROCARE_MQTT_ADDR`: MQTT over TCP.
+    pub addr: SocketAddr,
+    /// `NEPHROCARE_MQTT_WS_ADDR`: MQTT over WebSocket (path `/mqtt`).
+    pub ws_addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `NEPHROCARE_JWT_SECRET`: HMAC key for access tokens, at least 32 bytes. When empty,
+    /// `serve` generates a random one (tokens then do not survive a restart, and several
+    /// instances would not accept each other's tokens): set it in production.
+    pub jwt_secret: Secret,
+    /// Access token lifetime in seconds (at most 900).
+    pub access_token_ttl_secs: u64,
+    /// Refresh token lifetime in seconds.
+    pub refresh_token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `NEPHROCARE_LOG_FORMAT`: `text` (default) or `json`.
+    pub format: LogFormat,
+    /// `NEPHROCARE_LOG`: a tracing filter, e.g. `info` or `info,nephrocare_broker=debug`.
+    pub filter: String,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare";
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: Secret::new(DEFAULT_DATABASE_URL), max_connections: 20, connect_timeout_secs: 5 }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { addr: "127.0.0.1:8080".parse().expect("static address") }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:1883".parse().expect("static address"),
+            ws_addr: "127.0.0.1:8083".parse().expect("static address"),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { jwt_secret: Secret::default(), access_token_ttl_secs: 900, refresh_token_ttl_secs: 30 * 24 * 3600 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info,sqlx=warn,sea_orm_migration=warn".into() }
+    }
+}
+
+/// A setting that cannot be used, with what to do about it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid setting {setting}: {problem}. {hint}")]
+pub struct ConfigError {
+    /// Where the setting came from: an environment variable, a flag or a file key.
+    pub setting: String,
+    pub problem: String,
+    pub hint: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into(), hint: hint.into() }
+    }
+}
+
+/// Command-line overrides (the last layer). `None` leaves the setting as it is.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub database_url: Option<String>,
+    pub http_addr: Option<String>,
+    pub mqtt_addr: Option<String>,
+    pub mqtt_ws_addr: Option<String>,
+    pub log_format: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` (or `NEPHROCARE_CONFIG`) if given,
+    /// then the environment `env`, then `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        let file: Option<PathBuf> = file.map(Path::to_path_buf).or_else(|| env("NEPHROCARE_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(
+                    format!("config file {}", path.display()),
+                    format!("cannot read it ({e})"),
+                    "Check the path given with --config or NEPHROCARE_CONFIG.",
+                )
+            })?;
+            config = toml::from_str(&text).map_err(|e| {
+                ConfigError::new(
+                    format!("config file {}", path.display()),
+                    e.message().to_owned(),
+                    "See README.md, section Configuration, for the keys.",
+                )
+            })?;
+        }
+
+        let addr = |setting: &str, value: &str| -> Result<SocketAddr, ConfigError> {
+            value.parse().map_err(|_| {
+                ConfigError::new(
+                    setting,
+                    format!("'{value}' is not a socket address"),
+                    "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).",
+                )
+            })
+        };
+        let log_format = |setting: &str, value: &str| -> Result<LogFormat, ConfigError> {
+            match value {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(ConfigError::new(setting, format!("'{value}' is not a log format"), "Use text or json.")),
+            }
+        };
+        let number = |setting: &str, value: &str| -> Result<u64, ConfigError> {
+            value
+                .parse()
+                .map_err(|_| ConfigError::new(setting, format!("'{value}' is not a whole number"), "Use digits only."))
+        };
+
+        // Environment.
+        if let Some(v) = env("DATABASE_URL") {
+            config.database.url = Secret::new(v);
+        }
+        if let Some(v) = env("NEPHROCARE_DB_MAX_CONNECTIONS") {
+            config.database.max_connections = number("NEPHROCARE_DB_MAX_CONNECTIONS", &v)? as u32;
+        }
+        if let Some(v) = env("NEPHROCARE_HTTP_ADDR") {
+            config.http.addr = addr("NEPHROCARE_HTTP_ADDR", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_MQTT_ADDR") {
+            config.mqtt.addr = addr("NEPHROCARE_MQTT_ADDR", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_MQTT_WS_ADDR") {
+            config.mqtt.ws_addr = addr("NEPHROCARE_MQTT_WS_ADDR", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_JWT_SECRET") {
+            config.auth.jwt_secret = Secret::new(v);
+        }
+        if let Some(v) = env("NEPHROCARE_ACCESS_TOKEN_TTL_SECS") {
+            config.auth.access_token_ttl_secs = number("NEPHROCARE_ACCESS_TOKEN_TTL_SECS", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_LOG_FORMAT") {
+            config.log.format = log_format("NEPHROCARE_LOG_FORMAT", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_LOG") {
+            config.log.filter = v;
+        }
+
+        // Command line.
+        if let Some(v) = &overrides.database_url {
+            config.database.url = Secret::new(v.clone());
+        }
+        if let Some(v) = &overrides.http_addr {
+            config.http.addr = addr("--http-addr", v)?;
+        }
+        if let Some(v) = &overrides.mqtt_addr {
+            config.mqtt.addr = addr("--mqtt-addr", v)?;
+        }
+        if let Some(v) = &overrides.mqtt_ws_addr {
+            config.mqtt.ws_addr = addr("--mqtt-ws-addr", v)?;
+        }
+        if let Some(v) = &overrides.log_format {
+            config.log.format = log_format("--log-format", v)?;
+        }
+
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rules that span settings or that the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database.url.expose();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!("'{}' is not a PostgreSQL URL", redact_url(url)),
+                "Use postgres://user:password@host:port/database.",
+            ));
+        }
+        if self.database.max_connections < 2 {
+            return Err(ConfigError::new("NEPHROCARE_DB_MAX_CONNECTIONS", "must be at least 2", "Use 2 or more."));
+        }
+        let secret = &self.auth.jwt_secret;
+        if !secret.is_empty() && secret.expose().len() < 32 {
+            return Err(ConfigError::new(
+                "NEPHROCARE_JWT_SECRET",
+                "is shorter than 32 bytes",
+                "Use a random value of at least 32 characters, e.g. `openssl rand -base64 48`.",
+            ));
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.access_token_ttl_secs > 900 {
+            return Err(ConfigError::new(
+                "NEPHROCARE_ACCESS_TOKEN_TTL_SECS",
+                format!("{} is outside 1..=900", self.auth.access_token_ttl_secs),
+                "Access tokens are short-lived: at most 15 minutes.",
+            ));
+        }
+        let ports = [
+            ("NEPHROCARE_HTTP_ADDR", self.http.addr),
+            ("NEPHROCARE_MQTT_ADDR", self.mqtt.addr),
+            ("NEPHROCARE_MQTT_WS_ADDR", self.mqtt.ws_addr),
+        ];
+        for (i, (name, a)) in ports.iter().enumerate() {
+            for (other, b) in &ports[i + 1..] {
+                if a.port() != 0 && a == b {
+                    return Err(ConfigError::new(
+                        *name,
+                        format!("{a} is also used by {other}"),
+                        "Give each listener its own port.",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The URL with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split(':').next().unwrap_or("");
+    format!("{scheme}://{user}:***@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(env: &[(&str, &str)], overrides: Overrides) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load(None, &|k| env.get(k).cloned(), &overrides)
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let c = load(&[("NEPHROCARE_HTTP_ADDR", "127.0.0.1:9000")], Overrides::default()).unwrap();
+        assert_eq!(c.http.addr.port(), 9000);
+        let c = load(
+            &[("NEPHROCARE_HTTP_ADDR", "127.0.0.1:9000")],
+            Overrides { http_addr: Some("127.0.0.1:0".into()), ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(c.http.addr.port(), 0, "the flag wins over the environment");
+    }
+
+    #[test]
+    fn file_layer_is_read_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("nc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[http]\naddr = \"127.0.0.1:7000\"\n").unwrap();
+        let c = Config::load(Some(&good), &|_| None, &Overrides::default()).unwrap();
+        assert_eq!(c.http.addr.port(), 7000);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[http]\nadress = \"x\"\n").unwrap();
+        let e = Config::load(Some(&bad), &|_| None, &Overrides::default()).unwrap_err();
+        assert!(e.problem.contains("adress"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let e = load(&[("NEPHROCARE_MQTT_ADDR", "localhost")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_MQTT_ADDR");
+        let e = load(&[("NEPHROCARE_JWT_SECRET", "short")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_JWT_SECRET");
+        let e = load(&[("DATABASE_URL", "mysql://u:p@h/d")], Overrides::default()).unwrap_err();
+        assert!(!e.to_string().contains(":p@"), "the password is redacted: {e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = load(&[("NEPHROCARE_JWT_SECRET", "0123456789abcdef0123456789abcdef-top-secret")], Overrides::default())
+            .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("top-secret"));
+        assert!(!printed.contains("nephrocare:nephrocare@"));
+        assert_eq!(redact_url("postgres://u:pw@h:5432/d"), "postgres://u:***@h:5432/d");
+    }
+}

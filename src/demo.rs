@@ -1,0 +1,322 @@
+//! Bootstrapping a hospital from the command line, and the demo data set.
+
+use std::fmt::Write;
+
+use chrono::{NaiveDate, Utc};
+use nc_domain::*;
+use nc_entities::{alert_thresholds, device_assignments, devices, hospitals, patients, users};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Hash(#[from] nc_access::password::PasswordError),
+}
+
+pub struct Bootstrapped {
+    pub hospital_id: HospitalId,
+    pub admin_id: UserId,
+}
+
+/// A default alert limit (see the shared clinical reference: defaults for a configurable system).
+pub struct DefaultThreshold {
+    pub metric: &'static str,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub priority: AlertPriority,
+    pub delay_seconds: i32,
+    pub hysteresis: f64,
+}
+
+const fn limit(
+    metric: &'static str,
+    low: Option<f64>,
+    high: Option<f64>,
+    priority: AlertPriority,
+    delay_seconds: i32,
+    hysteresis: f64,
+) -> DefaultThreshold {
+    DefaultThreshold { metric, low, high, priority, delay_seconds, hysteresis }
+}
+
+/// Alert limits every new hospital starts with; admins and doctors adjust them.
+pub const DEFAULT_THRESHOLDS: &[DefaultThreshold] = &[
+    limit("heart_rate", Some(50.0), Some(120.0), AlertPriority::Medium, 10, 5.0),
+    limit("systolic_bp", Some(90.0), Some(180.0), AlertPriority::High, 30, 5.0),
+    limit("spo2", Some(90.0), None, AlertPriority::High, 15, 2.0),
+    limit("temperature_f", Some(95.0), Some(100.4), AlertPriority::Medium, 60, 0.4),
+    limit("blood_flow_rate", Some(150.0), Some(500.0), AlertPriority::Low, 30, 10.0),
+    limit("arterial_pressure", Some(-250.0), None, AlertPriority::Medium, 10, 10.0),
+    limit("venous_pressure", None, Some(400.0), AlertPriority::Medium, 10, 10.0),
+    limit("dialysate_conductivity", Some(13.0), Some(16.0), AlertPriority::High, 5, 0.2),
+    limit("dialysate_temperature_c", Some(33.0), Some(41.0), AlertPriority::High, 5, 0.3),
+];
+
+fn check_code(code: &str) -> Result<(), SeedError> {
+    let ok = (2..=40).contains(&code.len())
+        && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !code.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(SeedError::Invalid(format!(
+            "hospital code '{code}' is invalid: use 2-40 lowercase letters, digits and dashes"
+        )))
+    }
+}
+
+/// Creates a hospital, its default alert limits and its first admin (active, verified).
+pub async fn bootstrap_hospital(
+    db: &DatabaseConnection,
+    name: &str,
+    code: &str,
+    admin_email: &str,
+    admin_name: &str,
+    admin_password: &str,
+) -> Result<Bootstrapped, SeedError> {
+    check_code(code)?;
+    if let Some(problem) = nc_access::password::strength_problem(admin_password, admin_email) {
+        return Err(SeedError::Invalid(format!("admin password {problem}")));
+    }
+    if hospitals::Entity::find().filter(hospitals::Column::Code.eq(code)).one(db).await?.is_some() {
+        return Err(SeedError::Invalid(format!("a hospital with code '{code}' already exists")));
+    }
+    let hash = nc_access::password::hash(admin_password.to_owned()).await?;
+    let txn = db.begin().await?;
+    let hospital_id = insert_hospital(&txn, name, code).await?;
+    let admin_id = insert_user(&txn, hospital_id, admin_email, admin_name, Role::Admin, &hash).await?;
+    txn.commit().await?;
+    Ok(Bootstrapped { hospital_id, admin_id })
+}
+
+async fn insert_hospital(db: &impl sea_orm::ConnectionTrait, name: &str, code: &str) -> Result<HospitalId, SeedError> {
+    let now = Utc::now();
+    let id = HospitalId::new();
+    hospitals::ActiveModel {
+        id: Set(id),
+        name: Set(name.to_owned()),
+        code: Set(code.to_owned()),
+        timezone: Set("UTC".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    for t in DEFAULT_THRESHOLDS {
+        alert_thresholds::ActiveModel {
+            id: Set(ThresholdId::new()),
+            hospital_id: Set(id),
+            patient_id: Set(None),
+            metric: Set(t.metric.to_owned()),
+            low: Set(t.low),
+            high: Set(t.high),
+            priority: Set(t.priority),
+            delay_seconds: Set(t.delay_seconds),
+            hysteresis: Set(t.hysteresis),
+            enabled: Set(true),
+            updated_by: Set(None),
+            updated_at: Set(now),
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(id)
+}
+
+async fn insert_user(
+    db: &impl sea_orm::ConnectionTrait,
+    hospital_id: HospitalId,
+    email: &str,
+    name: &str,
+    role: Role,
+    password_hash: &str,
+) -> Result<UserId, SeedError> {
+    let now = Utc::now();
+    let id = UserId::new();
+    users::ActiveModel {
+        id: Set(id),
+        hospital_id: Set(hospital_id),
+        email: Set(email.to_lowercase()),
+        phone: Set(None),
+        password_hash: Set(password_hash.to_owned()),
+        role: Set(role),
+        name: Set(name.to_owned()),
+        ward: Set(Some("Dialysis unit".into())),
+        is_active: Set(true),
+        verified_at: Set(Some(now)),
+        deactivated_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(id)
+}
+
+/// The password of every demo account.
+pub const DEMO_PASSWORD: &str = "Nephro-demo-2026";
+
+/// The secret of demo device `serial` (demo only: real device secrets are random and shown once).
+pub fn demo_device_secret(serial: &str) -> String {
+    format!("demo-device-secret-{serial}")
+}
+
+const DEMO_DOCTORS: &[(&str, &str)] = &[
+    ("dr.okafor@demo.nephrocare.test", "Dr Ngozi Okafor"),
+    ("dr.lindqvist@demo.nephrocare.test", "Dr Erik Lindqvist"),
+];
+const DEMO_TECHNICIANS: &[(&str, &str)] =
+    &[("tech.mendes@demo.nephrocare.test", "Rui Mendes"), ("tech.sato@demo.nephrocare.test", "Aiko Sato")];
+const DEMO_PATIENTS: &[(&str, &str, &str, &str, Gender, BloodGroup, f64)] = &[
+    (
+        "amara.diallo@demo.nephrocare.test",
+        "Amara Diallo",
+        "P-1001",
+        "1961-03-14",
+        Gender::Female,
+        BloodGroup::OPos,
+        68.5,
+    ),
+    ("jonas.weber@demo.nephrocare.test", "Jonas Weber", "P-1002", "1955-11-02", Gender::Male, BloodGroup::APos, 81.0),
+    ("priya.nair@demo.nephrocare.test", "Priya Nair", "P-1003", "1972-07-29", Gender::Female, BloodGroup::BNeg, 59.2),
+    ("tomas.novak@demo.nephrocare.test", "Tomas Novak", "P-1004", "1948-01-20", Gender::Male, BloodGroup::AbPos, 74.8),
+];
+const DEMO_DEVICES: &[(&str, &str, &str)] = &[
+    ("DM-001", "Dialysis machine bay 1", "Bay 1"),
+    ("DM-002", "Dialysis machine bay 2", "Bay 2"),
+    ("DM-003", "Dialysis machine bay 3", "Bay 3"),
+    ("DM-004", "Dialysis machine bay 4", "Bay 4"),
+];
+
+/// Creates the demo hospital (and a second hospital, to show isolation) unless it exists,
+/// and returns a printable summary with the logins.
+pub async fn seed_demo(db: &DatabaseConnection) -> Result<String, SeedError> {
+    let existing = hospitals::Entity::find().filter(hospitals::Column::Code.eq("demo")).one(db).await?;
+    let mut out = String::new();
+    if existing.is_some() {
+        writeln!(out, "demo data already present (hospital code 'demo'); logins:").ok();
+    } else {
+        create_demo(db).await?;
+        writeln!(out, "demo data created; logins:").ok();
+    }
+    let demo = hospitals::Entity::find().filter(hospitals::Column::Code.eq("demo")).one(db).await?;
+    let Some(demo) = demo else {
+        return Err(SeedError::Invalid("demo hospital missing after seeding".into()));
+    };
+    writeln!(out, "  hospital      Demo General Hospital (id {})", demo.id).ok();
+    writeln!(out, "  password      {DEMO_PASSWORD}   (every demo account)").ok();
+    writeln!(out, "  admin         admin@demo.nephrocare.test").ok();
+    for (email, name) in DEMO_DOCTORS {
+        writeln!(out, "  doctor        {email}   ({name})").ok();
+    }
+    for (email, name) in DEMO_TECHNICIANS {
+        writeln!(out, "  technician    {email}   ({name})").ok();
+    }
+    for (email, name, ..) in DEMO_PATIENTS {
+        writeln!(out, "  patient       {email}   ({name})").ok();
+    }
+    let devices = devices::Entity::find().filter(devices::Column::HospitalId.eq(demo.id)).all(db).await?;
+    for d in devices {
+        writeln!(out, "  device        {} id {}  secret {}", d.serial, d.id, demo_device_secret(&d.serial)).ok();
+    }
+    writeln!(out, "  other hospital  admin@riverside.nephrocare.test (Riverside Kidney Centre: sees nothing of the demo hospital)").ok();
+    Ok(out)
+}
+
+async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
+    let password_hash = nc_access::password::hash(DEMO_PASSWORD.to_owned()).await?;
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let hospital = insert_hospital(&txn, "Demo General Hospital", "demo").await?;
+    let admin =
+        insert_user(&txn, hospital, "admin@demo.nephrocare.test", "Demo Admin", Role::Admin, &password_hash).await?;
+
+    let mut device_ids = Vec::new();
+    for (serial, name, location) in DEMO_DEVICES {
+        let secret_hash = nc_access::password::hash(demo_device_secret(serial)).await?;
+        let id = DeviceId::new();
+        devices::ActiveModel {
+            id: Set(id),
+            hospital_id: Set(hospital),
+            serial: Set((*serial).into()),
+            name: Set((*name).into()),
+            model: Set(Some("HD-5008".into())),
+            location: Set(Some((*location).into())),
+            status: Set(DeviceStatus::Active),
+            online: Set(false),
+            last_seen: Set(None),
+            secret_hash: Set(secret_hash),
+            secret_rotated_at: Set(now),
+            maintenance_due_at: Set(Some(now + chrono::Duration::days(90))),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        device_ids.push(id);
+    }
+
+    let assign = |device: DeviceId, user: UserId, role: AssignmentRole| device_assignments::ActiveModel {
+        id: Set(AssignmentId::new()),
+        hospital_id: Set(hospital),
+        device_id: Set(device),
+        user_id: Set(user),
+        role: Set(role),
+        assigned_by: Set(Some(admin)),
+        assigned_at: Set(now),
+        ended_at: Set(None),
+        ended_by: Set(None),
+    };
+    let mut doctors = Vec::new();
+    for (i, (email, name)) in DEMO_DOCTORS.iter().enumerate() {
+        let id = insert_user(&txn, hospital, email, name, Role::Doctor, &password_hash).await?;
+        for d in &device_ids[i * 2..i * 2 + 2] {
+            assign(*d, id, AssignmentRole::Doctor).insert(&txn).await?;
+        }
+        doctors.push(id);
+    }
+    for (i, (email, name)) in DEMO_TECHNICIANS.iter().enumerate() {
+        let id = insert_user(&txn, hospital, email, name, Role::Technician, &password_hash).await?;
+        for d in &device_ids[i * 2..i * 2 + 2] {
+            assign(*d, id, AssignmentRole::Technician).insert(&txn).await?;
+        }
+    }
+    for (i, (email, name, number, dob, gender, blood, weight)) in DEMO_PATIENTS.iter().enumerate() {
+        let user = insert_user(&txn, hospital, email, name, Role::Patient, &password_hash).await?;
+        patients::ActiveModel {
+            id: Set(PatientId::new()),
+            hospital_id: Set(hospital),
+            user_id: Set(Some(user)),
+            patient_number: Set((*number).into()),
+            name: Set((*name).into()),
+            date_of_birth: Set(NaiveDate::parse_from_str(dob, "%Y-%m-%d").ok()),
+            gender: Set(*gender),
+            blood_group: Set(Some(*blood)),
+            assigned_doctor_id: Set(Some(doctors[i / 2])),
+            assigned_device_id: Set(Some(device_ids[i])),
+            dialysis_schedule: Set(
+                serde_json::json!({"days": ["mon", "wed", "fri"], "start": "08:00", "durationMinutes": 240}),
+            ),
+            last_dialysis_at: Set(None),
+            dry_weight_kg: Set(Some(*weight)),
+            diagnosis: Set(Some("End-stage kidney disease".into())),
+            vascular_access: Set(Some(VascularAccess::AvFistula)),
+            allergies: Set(None),
+            medications: Set(None),
+            notes: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+    }
+
+    let other = insert_hospital(&txn, "Riverside Kidney Centre", "riverside").await?;
+    insert_user(&txn, other, "admin@riverside.nephrocare.test", "Riverside Admin", Role::Admin, &password_hash).await?;
+    txn.commit().await?;
+    Ok(())
+}

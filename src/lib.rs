@@ -1,0 +1,11 @@
+//! The `nephrocare` service: configuration, command line, and the wiring that runs the
+//! broker, ingest and API components in one process with one shutdown.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod logging;
+
+pub use app::{App, RunningApp};
+pub use config::Config;

@@ -1,0 +1,14 @@
+//! End-to-end tests of the whole system: a real PostgreSQL + TimescaleDB (a fresh database
+//! per test, built by the real migrator), the service started in-process on port 0, or the
+//! real binary, and real clients.
+//!
+//! The database server comes from `scripts/provision-db.sh` (which `scripts/test.sh` runs);
+//! `NEPHROCARE_TEST_DATABASE_URL` (or `DATABASE_URL`) points at a role that may create
+//! databases.
+
+mod support;
+
+mod cli;
+mod compose;
+mod schema;
+mod serve;

@@ -1,0 +1,228 @@
+//! The test harness: fresh databases, the in-process service, the real binary, a client.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use nephrocare::config::{Config, Secret};
+use nephrocare::{App, RunningApp};
+use sea_orm::{Database, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
+use sqlx::{Connection, Executor, PgConnection};
+
+pub const DEFAULT_TEST_URL: &str = "postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare";
+
+/// The URL of the database through which test databases are created.
+pub fn admin_url() -> String {
+    std::env::var("NEPHROCARE_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| DEFAULT_TEST_URL.to_owned())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub db: DatabaseConnection,
+}
+
+impl TestDb {
+    /// A fresh database with the whole schema, migrated by the real migrator.
+    pub async fn migrated() -> TestDb {
+        let t = TestDb::empty().await;
+        nc_migration::Migrator::up(&t.db, None).await.expect("migrations apply");
+        t
+    }
+
+    /// A fresh database with no schema.
+    pub async fn empty() -> TestDb {
+        let name = format!("nc_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot reach the test PostgreSQL at {} ({e}). Run scripts/provision-db.sh, \
+                 or set NEPHROCARE_TEST_DATABASE_URL.",
+                nephrocare::config::redact_url(&admin)
+            )
+        });
+        conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.expect("create test database");
+        conn.close().await.ok();
+        let url = with_database(&admin, &name);
+        let mut options = sea_orm::ConnectOptions::new(url.clone());
+        options.max_connections(5).sqlx_logging(false);
+        let db = Database::connect(options).await.expect("connect to the test database");
+        TestDb { name, url, db }
+    }
+
+    /// A plain sqlx connection, for assertions in SQL.
+    pub async fn sql(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Async drop does not exist: drop the database from a thread with its own runtime.
+        let name = self.name.clone();
+        let admin = admin_url();
+        let db = self.db.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                db.close().await.ok();
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    let _ = conn.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The test configuration: the given database, every listener on port 0.
+pub fn test_config(url: &str) -> Config {
+    let mut c = Config::default();
+    c.database.url = Secret::new(url);
+    c.database.max_connections = 5;
+    c.http.addr = "127.0.0.1:0".parse().unwrap();
+    c.mqtt.addr = "127.0.0.1:0".parse().unwrap();
+    c.mqtt.ws_addr = "127.0.0.1:0".parse().unwrap();
+    c.auth.jwt_secret = Secret::new("test-secret-test-secret-test-secret-0123456789");
+    c
+}
+
+/// The service running in-process on a fresh database.
+pub struct TestApp {
+    pub app: Option<RunningApp>,
+    pub client: Client,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let db = TestDb::migrated().await;
+        TestApp::spawn_on(db).await
+    }
+
+    pub async fn spawn_on(db: TestDb) -> TestApp {
+        let app = App::new(test_config(&db.url)).start().await.expect("the service starts");
+        let client = Client::new(format!("http://{}", app.http_addr));
+        TestApp { app: Some(app), client, db }
+    }
+
+    pub fn running(&self) -> &RunningApp {
+        self.app.as_ref().expect("running")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await.expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(app) = &self.app {
+            app.shutdown();
+        }
+    }
+}
+
+/// A small typed HTTP client for the API.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+/// A response: status, headers and the body parsed as JSON (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The `code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Client {
+    pub fn new(base: String) -> Client {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        Client { base, http, token: None }
+    }
+
+    pub fn with_token(&self, token: &str) -> Client {
+        Client { token: Some(token.to_owned()), ..self.clone() }
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Reply { status, headers, body, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Reply {
+        self.request("POST", path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> Reply {
+        self.request("PUT", path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, body: Option<serde_json::Value>) -> Reply {
+        self.request("DELETE", path, body).await
+    }
+}
+
+/// The real `nephrocare` binary, built by cargo for these tests.
+pub fn binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nephrocare"));
+    for var in [
+        "DATABASE_URL",
+        "NEPHROCARE_CONFIG",
+        "NEPHROCARE_HTTP_ADDR",
+        "NEPHROCARE_MQTT_ADDR",
+        "NEPHROCARE_MQTT_WS_ADDR",
+        "NEPHROCARE_LOG_FORMAT",
+        "NEPHROCARE_LOG",
+        "NEPHROCARE_JWT_SECRET",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
