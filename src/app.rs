@@ -3,6 +3,7 @@
 //! one shutdown signal stops them all, each draining its in-flight work.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
@@ -49,6 +50,9 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, StartError> 
 pub struct App {
     config: Config,
     migrate: bool,
+    sink: Option<Arc<dyn nc_broker::TelemetrySink>>,
+    broker: nc_broker::BrokerSettings,
+    ingest: nc_ingest::IngestSettings,
 }
 
 /// A started service: its bound addresses and the handle that stops it.
@@ -67,7 +71,30 @@ async fn bind(setting: &'static str, addr: SocketAddr) -> Result<TcpListener, St
 
 impl App {
     pub fn new(config: Config) -> Self {
-        Self { config, migrate: false }
+        Self {
+            config,
+            migrate: false,
+            sink: None,
+            broker: nc_broker::BrokerSettings::default(),
+            ingest: nc_ingest::IngestSettings::default(),
+        }
+    }
+
+    /// Stores device messages through `sink` instead of the ingest pipeline (tests of the
+    /// broker's acknowledge-after-commit contract).
+    pub fn with_sink(mut self, sink: Arc<dyn nc_broker::TelemetrySink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    pub fn with_broker_settings(mut self, settings: nc_broker::BrokerSettings) -> Self {
+        self.broker = settings;
+        self
+    }
+
+    pub fn with_ingest_settings(mut self, settings: nc_ingest::IngestSettings) -> Self {
+        self.ingest = settings;
+        self
     }
 
     /// Apply pending migrations at startup instead of refusing to start.
@@ -102,12 +129,46 @@ impl App {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
-        let api_state = nc_api::ApiState { db: db.clone() };
+        let jwt_secret = if config.auth.jwt_secret.is_empty() {
+            tracing::warn!(
+                "NEPHROCARE_JWT_SECRET is not set: using a random signing key, so tokens end with this process \
+                 and other instances will not accept them. Set it in production."
+            );
+            nc_access::secret::random_token().into_bytes()
+        } else {
+            config.auth.jwt_secret.expose().as_bytes().to_vec()
+        };
+        let settings = nc_api::ApiSettings {
+            jwt_secret,
+            access_ttl_secs: config.auth.access_token_ttl_secs,
+            refresh_ttl_secs: config.auth.refresh_token_ttl_secs,
+            throttle: nc_api::ThrottleSettings {
+                per_account_per_minute: config.auth.attempts_per_account_per_minute,
+                per_address_per_minute: config.auth.attempts_per_address_per_minute,
+            },
+        };
+        let api_state = nc_api::ApiState::new(db.clone(), &settings);
+        let api_for_broker = api_state.clone();
         let token = shutdown.clone();
         tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
 
+        let ingest_stop = CancellationToken::new();
+        let ingest =
+            nc_ingest::Ingest::start(db.get_postgres_connection_pool().clone(), self.ingest, ingest_stop.clone());
+        let sink: Arc<dyn nc_broker::TelemetrySink> = match self.sink {
+            Some(s) => s,
+            None => Arc::new(ingest.clone()),
+        };
+        let broker = nc_broker::Broker::start(self.broker, db.clone(), api_for_broker.authn.clone(), sink)
+            .await
+            .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;
         let token = shutdown.clone();
-        tasks.spawn(async move { ("broker", nc_broker::run(mqtt, mqtt_ws, token.cancelled_owned()).await) });
+        tasks.spawn(async move {
+            let result = broker.run(mqtt, mqtt_ws, token.cancelled_owned()).await;
+            // The broker has drained its acknowledgements: ingest may stop now.
+            ingest_stop.cancel();
+            ("broker", result)
+        });
 
         tracing::info!(%http_addr, "http listening (REST API, /docs, /healthz, /readyz)");
         tracing::info!(%mqtt_addr, "mqtt listening");

@@ -58,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Print the OpenAPI document (the same as GET /api/openapi.json), for generating clients.
+    Openapi,
     /// Create data.
     Seed {
         /// A demo hospital with staff, patients, devices and assignments; prints the logins.
@@ -128,6 +130,10 @@ pub fn main() -> ExitCode {
     };
     logging::init(&config.log);
 
+    if matches!(cli.command, Command::Openapi) {
+        println!("{}", nc_api::openapi_json());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -217,6 +223,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Openapi => Ok(()),
         Command::Seed { demo: _ } => {
             let db = app::connect(&config).await?;
             let summary = demo::seed_demo(&db).await.map_err(|e| Failure::Runtime(e.to_string()))?;

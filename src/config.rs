@@ -82,6 +82,10 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: u64,
     /// Refresh token lifetime in seconds.
     pub refresh_token_ttl_secs: u64,
+    /// Login, code and reset attempts allowed per minute for one account.
+    pub attempts_per_account_per_minute: u32,
+    /// Login, code and reset attempts allowed per minute from one client address.
+    pub attempts_per_address_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -125,7 +129,13 @@ impl Default for MqttConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { jwt_secret: Secret::default(), access_token_ttl_secs: 900, refresh_token_ttl_secs: 30 * 24 * 3600 }
+        Self {
+            jwt_secret: Secret::default(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            attempts_per_account_per_minute: 5,
+            attempts_per_address_per_minute: 30,
+        }
     }
 }
 

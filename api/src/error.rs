@@ -38,7 +38,6 @@ impl ErrorBody {
 
 /// Error responses of every operation.
 #[derive(ApiResponse, Debug)]
-#[oai(bad_request_handler = "bad_request")]
 pub enum ErrorResponse {
     /// The request is malformed: unparsable JSON, a wrong type, an unknown field.
     #[oai(status = 400)]
@@ -103,6 +102,41 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A policy refusal about a `what` (e.g. "device"): 404 across hospitals, else 403.
+    pub fn policy(e: nc_access::PolicyError, what: &'static str) -> Self {
+        match e {
+            nc_access::PolicyError::Denied(nc_access::Denied::NotFound) => ApiError::NotFound(what),
+            nc_access::PolicyError::Denied(nc_access::Denied::Forbidden(why)) => ApiError::Forbidden(why.to_owned()),
+            nc_access::PolicyError::Db(db) => db.into(),
+        }
+    }
+
+    /// A unique-constraint violation as 409 with `code`, other database errors as usual.
+    pub fn conflict_on(e: sea_orm::DbErr, constraint: &str, code: &'static str, message: &str) -> Self {
+        if e.to_string().contains(constraint) {
+            ApiError::Conflict { code, message: message.to_owned() }
+        } else {
+            e.into()
+        }
+    }
+}
+
+impl From<nc_access::Denied> for ApiError {
+    fn from(d: nc_access::Denied) -> Self {
+        match d {
+            nc_access::Denied::NotFound => ApiError::NotFound("resource"),
+            nc_access::Denied::Forbidden(why) => ApiError::Forbidden(why.to_owned()),
+        }
+    }
+}
+
+impl From<nc_access::password::PasswordError> for ApiError {
+    fn from(e: nc_access::password::PasswordError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         use sea_orm::DbErr;
@@ -149,21 +183,17 @@ impl From<ApiError> for ErrorResponse {
     }
 }
 
-impl From<sea_orm::DbErr> for ErrorResponse {
-    fn from(e: sea_orm::DbErr) -> Self {
-        ApiError::from(e).into()
-    }
+/// `?` in handlers: every error that converts into an [`ApiError`] converts into a response.
+macro_rules! via_api_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ErrorResponse {
+            fn from(e: $t) -> Self {
+                ApiError::from(e).into()
+            }
+        }
+    )*};
 }
-
-/// poem-openapi's request parsing errors (bad JSON, wrong type, missing or unknown field,
-/// bad parameter) in our error body. poem's messages name the field or parameter.
-fn bad_request(err: poem::Error) -> ErrorResponse {
-    let message = err.to_string();
-    let fields = field_from_message(&message)
-        .map(|field| vec![FieldError { field, message: message.clone() }])
-        .unwrap_or_default();
-    ErrorResponse::BadRequest(Json(ErrorBody { code: "bad_request".into(), message, fields }))
-}
+via_api_error!(sea_orm::DbErr, nc_access::Denied, nc_access::password::PasswordError);
 
 /// poem-openapi says e.g. `failed to parse "..." : ... (occurred while parsing "age")` or
 /// `Failed to parse parameter "limit"`: pull the quoted name out.
@@ -178,9 +208,14 @@ fn field_from_message(message: &str) -> Option<String> {
     None
 }
 
-/// Errors raised outside the OpenAPI operations (unknown path, wrong method, oversized body)
-/// get the same JSON body.
+/// Errors raised outside the operations' own code get the same JSON body: request parsing
+/// (bad JSON, a wrong type, a missing or unknown field, a bad parameter: 400 naming the
+/// field), authentication (401), unknown paths (404), wrong methods (405).
 pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
+    // An `ErrorResponse` returned by an operation is already a complete response.
+    if err.is_from_response() {
+        return err.into_response();
+    }
     let status = err.status();
     let code = match status {
         StatusCode::NOT_FOUND => "not_found",
@@ -196,7 +231,13 @@ pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
     } else {
         err.to_string()
     };
-    poem::web::Json(serde_json::json!({ "code": code, "message": message })).with_status(status).into_response()
+    let mut body = serde_json::json!({ "code": code, "message": message });
+    if status == StatusCode::BAD_REQUEST {
+        if let Some(field) = field_from_message(&message) {
+            body["fields"] = serde_json::json!([{ "field": field, "message": message }]);
+        }
+    }
+    poem::web::Json(body).with_status(status).into_response()
 }
 
 #[cfg(test)]

@@ -5,8 +5,15 @@
 //! The component is a library: [`run`] serves [`routes`] on a listener until `shutdown`
 //! completes, then drains in-flight requests.
 
+mod auth_api;
+mod devices_api;
+pub mod dto;
 pub mod error;
 mod health;
+mod patients_api;
+pub mod security;
+pub mod state;
+mod users_api;
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,21 +22,29 @@ use poem::endpoint::{make_sync, BoxEndpoint};
 use poem::listener::TcpAcceptor;
 use poem::middleware::Tracing;
 use poem::{EndpointExt, Route, Server};
-use poem_openapi::OpenApiService;
-use sea_orm::DatabaseConnection;
+use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{ApiError, ErrorBody, ErrorResponse, FieldError};
+pub use state::{ApiSettings, ApiState, ThrottleSettings};
 
-/// Everything the handlers share. Cheap to clone.
-#[derive(Clone)]
-pub struct ApiState {
-    pub db: DatabaseConnection,
+/// Groups of operations in the OpenAPI document.
+#[derive(Tags)]
+pub(crate) enum Tag {
+    /// Registration, login, tokens, verification and password reset.
+    Auth,
+    /// Accounts, profiles, staff management and device assignments.
+    Users,
+    /// Dialysis machines, their patients and sessions, hand-over between technicians.
+    Devices,
+    /// Patient records and medical information.
+    Patients,
 }
 
-type Apis = health::HealthApi;
+type Apis =
+    (health::HealthApi, auth_api::AuthApi, users_api::UsersApi, devices_api::DevicesApi, patients_api::PatientsApi);
 
 fn apis() -> Apis {
-    health::HealthApi
+    (health::HealthApi, auth_api::AuthApi, users_api::UsersApi, devices_api::DevicesApi, patients_api::PatientsApi)
 }
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -72,8 +87,19 @@ pub async fn run(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    // Forget throttling keys whose limits have replenished, so memory stays bounded.
+    let throttle = state.throttle.clone();
+    let tidy = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            throttle.tidy();
+        }
+    });
     let acceptor = TcpAcceptor::from_tokio(listener)?;
-    Server::new_with_acceptor(acceptor)
+    let result = Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes(state), shutdown, Some(Duration::from_secs(10)))
-        .await
+        .await;
+    tidy.abort();
+    result
 }

@@ -1,51 +1,167 @@
-//! The MQTT component. Machines publish telemetry here and the mobile apps subscribe here.
+//! The MQTT component. Machines publish telemetry here and the mobile apps subscribe here
+//! directly.
 //!
-//! This is the component's skeleton from the foundation issue: it owns its listeners
-//! (MQTT over TCP and over WebSocket) and its shutdown, and answers every CONNECT with
-//! CONNACK "server unavailable" (3.1.1 return code 3), so a client gets a clear, standard
-//! refusal rather than a hang. The authenticating, authorizing edge in front of the
-//! embedded rumqttd routing core replaces it (see ARCHITECTURE.md and topics.md).
+//! rumqttd 0.20 has no per-topic authorization, lets any client take over another's client
+//! id, closes bad logins without a CONNACK code, and acknowledges before storing. So this
+//! crate owns the edge ([`edge`]): every client connection terminates in our code, which
+//! decides identity, permissions and acknowledgement, and relays what is permitted to an
+//! embedded rumqttd ([`core`]), reachable only on loopback with a per-process credential,
+//! which stays the routing core (topic matching, fan-out, sessions, retained messages, last
+//! will). See ARCHITECTURE.md and topics.md.
+
+pub mod acl;
+pub mod core;
+mod edge;
+pub mod presence;
+pub mod publisher;
+pub mod registry;
+pub mod sink;
+pub mod topic;
+mod transport;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use nc_access::authn::Authenticator;
+use nc_access::Policy;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-/// CONNACK, MQTT 3.1.1 return code 0x03 "Server unavailable".
-const CONNACK_SERVER_UNAVAILABLE: [u8; 4] = [0x20, 0x02, 0x00, 0x03];
+pub use presence::{Presence, PresenceEvent};
+pub use publisher::Publisher;
+pub use sink::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
 
-/// Serves MQTT on `tcp` and MQTT-over-WebSocket on `ws` until `shutdown` completes.
-pub async fn run(tcp: TcpListener, ws: TcpListener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = tcp.accept() => {
-                if let Ok((stream, peer)) = accepted {
-                    tracing::debug!(%peer, "mqtt connection refused: broker not enabled");
-                    connections.spawn(refuse(stream));
-                }
-            }
-            accepted = ws.accept() => {
-                // Closing is the only clear answer before the WebSocket handshake exists.
-                drop(accepted);
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    connections.shutdown().await;
-    Ok(())
+/// Limits that protect the process.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// Connections at once, over both listeners; beyond it CONNACK 3 (server unavailable).
+    pub max_connections: usize,
+    /// Largest packet accepted; a larger one ends that connection.
+    pub max_packet_size: usize,
+    /// Time allowed between accepting a socket and its CONNECT.
+    pub connect_timeout: Duration,
+    /// PUBLISH packets per second per connection (the edge stops reading beyond it).
+    pub messages_per_second: u32,
+    /// Unacknowledged QoS 1 publishes per connection waiting for storage; beyond it the
+    /// edge stops reading that connection (backpressure).
+    pub max_inflight: usize,
 }
 
-async fn refuse(mut stream: TcpStream) {
-    let mut first = [0u8; 1];
-    // Wait (briefly) for the CONNECT so the client reads the CONNACK rather than a reset.
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut first)).await;
-    if matches!(read, Ok(Ok(1))) && first[0] >> 4 == 1 {
-        let _ = stream.write_all(&CONNACK_SERVER_UNAVAILABLE).await;
-        let _ = stream.shutdown().await;
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 20_000,
+            max_packet_size: 64 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            messages_per_second: 1_000,
+            max_inflight: 64,
+        }
+    }
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    settings: BrokerSettings,
+    authn: Authenticator,
+    policy: Policy,
+    core: core::Core,
+    sink: Arc<dyn TelemetrySink>,
+    publisher: Publisher,
+    presence: Presence,
+    registry: Arc<registry::Registry>,
+    connections: Arc<Semaphore>,
+}
+
+/// The broker, started: its core runs; [`Broker::run`] serves the listeners.
+pub struct Broker {
+    shared: Arc<Shared>,
+    db: DatabaseConnection,
+}
+
+impl Broker {
+    /// Starts the embedded core and the service publisher.
+    pub async fn start(
+        settings: BrokerSettings,
+        db: DatabaseConnection,
+        authn: Authenticator,
+        sink: Arc<dyn TelemetrySink>,
+    ) -> std::io::Result<Broker> {
+        let core = core::start(settings.max_connections, settings.max_packet_size.max(1024 * 1024)).await?;
+        let publisher = Publisher::start(&core);
+        let presence = Presence::new(db.clone(), publisher.clone());
+        let shared = Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(settings.max_connections)),
+            settings,
+            authn,
+            policy: Policy::new(db.clone()),
+            core,
+            sink,
+            publisher,
+            presence,
+            registry: Arc::new(registry::Registry::default()),
+        });
+        Ok(Broker { shared, db })
+    }
+
+    /// Publishes into the broker as the service (alerts, status, chat, notifications).
+    pub fn publisher(&self) -> Publisher {
+        self.shared.publisher.clone()
+    }
+
+    /// Device online/offline events, for the alert engine.
+    pub fn presence(&self) -> Presence {
+        self.shared.presence.clone()
+    }
+
+    /// Live client connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Serves MQTT on `tcp` and MQTT over WebSocket on `ws` until `shutdown` completes, then
+    /// lets every connection drain its pending acknowledgements and close.
+    pub async fn run(
+        &self,
+        tcp: TcpListener,
+        ws: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let pool = self.db.get_postgres_connection_pool().clone();
+        tasks.spawn(registry::listen(self.shared.registry.clone(), pool, stop.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = tcp.accept() => if let Ok((stream, peer)) = accepted {
+                    let (rx, tx) = transport::tcp(stream);
+                    tasks.spawn(edge::serve(self.shared.clone(), rx, tx, peer, stop.clone()));
+                },
+                accepted = ws.accept() => if let Ok((stream, peer)) = accepted {
+                    let shared = self.shared.clone();
+                    let stop = stop.clone();
+                    tasks.spawn(async move {
+                        let handshake = tokio::time::timeout(shared.settings.connect_timeout, transport::websocket(stream)).await;
+                        match handshake {
+                            Ok(Ok((rx, tx))) => edge::serve(shared, rx, tx, peer, stop).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake refused"),
+                            Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
+                        }
+                    });
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        stop.cancel();
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(15), drain).await.is_err() {
+            tasks.shutdown().await;
+        }
+        Ok(())
     }
 }

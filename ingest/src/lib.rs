@@ -1,5 +1,256 @@
-//! The telemetry path into TimescaleDB (written with sqlx, on the pool sea-orm owns).
+//! The telemetry path into TimescaleDB, written with sqlx on the pool sea-orm owns.
 //!
-//! Foundation skeleton: the `health_metrics` hypertable and its indexes exist (see the
-//! migration crate); the batching, acknowledge-after-commit writer arrives with the
-//! telemetry pipeline issue.
+//! One pipeline for readings arriving over MQTT (through the broker's [`TelemetrySink`]
+//! interface) and over HTTP: validate ([`reading`]), bind to the device's patient and
+//! session ([`sessions`]), then queue for the batching writer ([`writer`]), which answers
+//! each submitter only after COMMIT. The queue is bounded: when storage is slow, submitters
+//! wait, so acknowledgements slow down and memory stays bounded. Committed readings are
+//! broadcast for the live streams and the alert engine.
+
+pub mod reading;
+pub mod sessions;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use nc_broker::topic::DeviceChannel;
+use nc_broker::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
+use nc_domain::{DeviceId, HospitalId};
+use sqlx::PgPool;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::reading::{Invalid, ReadingIn, SessionEvent, SessionIn, COLUMNS};
+use crate::sessions::Sessions;
+use crate::writer::{Committed, Job, Row, WriterSettings};
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Readings per INSERT, at most.
+    pub batch_size: usize,
+    /// A batch is written at the latest this long after its first reading arrived.
+    pub flush_interval: Duration,
+    /// Concurrent writers (database connections used for writing).
+    pub writers: usize,
+    /// Readings waiting to be written, at most (beyond it, submitters wait).
+    pub queue_capacity: usize,
+    /// How long a failing batch is retried before submitters are told storage is unavailable.
+    pub retry_for: Duration,
+    /// A session with no reading for this long ends as `interrupted`.
+    pub session_timeout: Duration,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 2000,
+            flush_interval: Duration::from_millis(10),
+            writers: 3,
+            queue_capacity: 20_000,
+            retry_for: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
+}
+
+/// What became of a submitted reading.
+#[derive(Debug)]
+pub enum Outcome {
+    Stored,
+    Invalid(Invalid, Option<i64>),
+}
+
+struct Inner {
+    pool: PgPool,
+    queue: mpsc::Sender<Job>,
+    sessions: Sessions,
+    committed: broadcast::Sender<Committed>,
+    counters: Counters,
+}
+
+/// The ingest pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+impl Ingest {
+    /// Starts the writers and the session sweeper; they stop when `shutdown` is cancelled
+    /// (after writing what is queued).
+    pub fn start(pool: PgPool, settings: IngestSettings, shutdown: CancellationToken) -> Ingest {
+        let (queue, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let (committed, _) = broadcast::channel(1024);
+        let (after_tx, mut after_rx) = mpsc::channel::<Committed>(64);
+        let writers = writer::spawn(
+            pool.clone(),
+            WriterSettings {
+                batch_size: settings.batch_size,
+                flush_interval: settings.flush_interval,
+                writers: settings.writers,
+                retry_for: settings.retry_for,
+            },
+            rx,
+            after_tx,
+        );
+        let inner =
+            Arc::new(Inner { pool, queue, sessions: Sessions::default(), committed, counters: Counters::default() });
+        let fanout = inner.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = after_rx.recv().await {
+                let _ = fanout.committed.send(batch);
+            }
+        });
+        let sweeper = inner.clone();
+        let timeout = settings.session_timeout;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5).min(timeout));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = every.tick() => {
+                        if let Err(e) = sweeper.sessions.sweep(&sweeper.pool, timeout).await {
+                            tracing::warn!(error = %e, "session sweep failed");
+                        }
+                    }
+                }
+            }
+            drop(writers);
+        });
+        Ingest { inner }
+    }
+
+    /// Committed (new) readings, batch by batch.
+    pub fn committed(&self) -> broadcast::Receiver<Committed> {
+        self.inner.committed.subscribe()
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Validates, binds and stores one reading; resolves after COMMIT.
+    pub async fn submit_reading(
+        &self,
+        device: DeviceId,
+        hospital: HospitalId,
+        payload: &[u8],
+    ) -> Result<Outcome, SinkUnavailable> {
+        let now = Utc::now();
+        let reading = match ReadingIn::parse(payload).and_then(|r| r.validate(now).map(|_| r)) {
+            Ok(r) => r,
+            Err(e) => return Ok(self.rejected(e, seq_of(payload))),
+        };
+        let unavailable = |e: sqlx::Error| SinkUnavailable(e.to_string());
+        let binding = match self
+            .inner
+            .sessions
+            .bind(&self.inner.pool, device, hospital, reading.patient_id, reading.ts)
+            .await
+            .map_err(unavailable)?
+        {
+            Ok(b) => b,
+            Err(e) => return Ok(self.rejected(e, Some(reading.seq))),
+        };
+        let mut values = [None; 16];
+        for (i, (_, v)) in reading.measurements().iter().enumerate() {
+            values[i] = *v;
+        }
+        debug_assert_eq!(COLUMNS.len(), values.len());
+        let row = Row {
+            time: reading.ts,
+            device_id: device.as_uuid(),
+            seq: reading.seq,
+            hospital_id: hospital.as_uuid(),
+            patient_id: binding.patient.map(|p| p.as_uuid()),
+            session_id: binding.session.map(|s| s.as_uuid()),
+            system_status: reading.system_status.as_str(),
+            values,
+            json: serde_json::to_value(&reading).unwrap_or_default(),
+        };
+        let (done, stored) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Job { row, done })
+            .await
+            .map_err(|_| SinkUnavailable("ingest is shutting down".into()))?;
+        stored.await.map_err(|_| SinkUnavailable("ingest is shutting down".into()))??;
+        self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Outcome::Stored)
+    }
+
+    /// Handles a session message.
+    pub async fn submit_session(
+        &self,
+        device: DeviceId,
+        hospital: HospitalId,
+        payload: &[u8],
+    ) -> Result<Outcome, SinkUnavailable> {
+        let message = match SessionIn::parse(payload, Utc::now()) {
+            Ok(m) => m,
+            Err(e) => return Ok(self.rejected(e, None)),
+        };
+        let pool = &self.inner.pool;
+        let unavailable = |e: sqlx::Error| SinkUnavailable(e.to_string());
+        let result = match message.event {
+            SessionEvent::Start => self
+                .inner
+                .sessions
+                .start_explicit(
+                    pool,
+                    device,
+                    hospital,
+                    message.patient_id.expect("checked by parse"),
+                    message.ts,
+                    message.expected_interval_ms,
+                )
+                .await
+                .map_err(unavailable)?
+                .map(|_| ()),
+            SessionEvent::End => {
+                self.inner.sessions.end_explicit(pool, device, message.ts).await.map_err(unavailable)?.map(|_| ())
+            }
+        };
+        Ok(match result {
+            Ok(()) => Outcome::Stored,
+            Err(e) => self.rejected(e, None),
+        })
+    }
+
+    fn rejected(&self, e: Invalid, seq: Option<i64>) -> Outcome {
+        self.inner.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(field = %e.field, message = %e.message, "reading rejected");
+        Outcome::Invalid(e, seq)
+    }
+}
+
+/// The `seq` of a payload that failed validation, if it has one, for the error message.
+fn seq_of(payload: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<serde_json::Value>(payload).ok()?.get("seq")?.as_i64()
+}
+
+impl TelemetrySink for Ingest {
+    fn submit(&self, message: DeviceMessage) -> SinkFuture {
+        let this = self.clone();
+        Box::pin(async move {
+            let outcome = match message.channel {
+                DeviceChannel::Session => {
+                    this.submit_session(message.device, message.hospital, &message.payload).await?
+                }
+                _ => this.submit_reading(message.device, message.hospital, &message.payload).await?,
+            };
+            Ok(match outcome {
+                Outcome::Stored => SinkOutcome::Committed,
+                Outcome::Invalid(e, seq) => SinkOutcome::Rejected { error: e.to_json(seq) },
+            })
+        })
+    }
+}

@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_telemetry::Migration),
             Box::new(m20261124_000004_care::Migration),
             Box::new(m20261124_000005_full_edition::Migration),
+            Box::new(m20261124_000006_access_events::Migration),
         ]
     }
 }
@@ -62,3 +63,4 @@ mod m20261124_000002_access;
 mod m20261124_000003_telemetry;
 mod m20261124_000004_care;
 mod m20261124_000005_full_edition;
+mod m20261124_000006_access_events;

@@ -8,6 +8,8 @@
 
 mod support;
 
+mod auth;
+mod authz;
 mod cli;
 mod compose;
 mod schema;

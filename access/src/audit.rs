@@ -1,0 +1,47 @@
+//! The access audit log: every read or change of a patient's (or device's clinical) data,
+//! by whom, when and through which interface (HIPAA 164.312(b): reads too).
+
+use chrono::Utc;
+use nc_domain::{ActorRole, AuditAction, AuditId, DeviceId, Interface, PatientId};
+use nc_entities::access_audit_log;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
+
+use crate::policy::Subject;
+
+/// One audited access.
+#[derive(Debug, Clone)]
+pub struct Access<'a> {
+    pub subject: &'a Subject,
+    pub action: AuditAction,
+    /// What was accessed, e.g. `patient`, `device.patients`, `device.sessions`.
+    pub resource: &'a str,
+    pub patient: Option<PatientId>,
+    pub device: Option<DeviceId>,
+    pub interface: Interface,
+    pub client_addr: Option<String>,
+}
+
+/// Writes one audit row.
+pub async fn record(db: &impl ConnectionTrait, access: Access<'_>) -> Result<(), DbErr> {
+    let (actor_id, actor_role) = match access.subject {
+        Subject::User(u) => (Some(u.id), ActorRole::from(u.role)),
+        Subject::Device { .. } => (None, ActorRole::Device),
+    };
+    access_audit_log::ActiveModel {
+        id: Set(AuditId::new()),
+        at: Set(Utc::now()),
+        actor_id: Set(actor_id),
+        actor_role: Set(actor_role),
+        hospital_id: Set(access.subject.hospital()),
+        patient_id: Set(access.patient),
+        device_id: Set(access.device),
+        action: Set(access.action),
+        resource: Set(access.resource.to_owned()),
+        interface: Set(access.interface),
+        client_addr: Set(access.client_addr),
+        detail: Set(None),
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}

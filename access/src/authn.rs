@@ -1,0 +1,133 @@
+//! Authentication of people (access tokens) and machines (device id + secret), shared by the
+//! REST API, the broker and the live streams.
+//!
+//! A valid signature is not enough: the account must still be active and its login session
+//! (refresh-token family) not revoked, so deactivation and logout take effect at once, on
+//! every interface, without waiting for the token to expire.
+
+use nc_domain::{DeviceId, DeviceStatus, Role, TokenFamilyId};
+use nc_entities::{devices, refresh_tokens, users};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::policy::{Subject, UserSubject};
+use crate::token::{TokenError, TokenKeys};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthnError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is invalid")]
+    InvalidToken,
+    #[error("the account is deactivated or not verified")]
+    Inactive,
+    #[error("this login session has ended; log in again")]
+    SessionRevoked,
+    #[error("unknown device or wrong secret")]
+    BadDeviceCredentials,
+    #[error("the device is retired (inactive)")]
+    DeviceRetired,
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+#[derive(Clone)]
+pub struct Authenticator {
+    db: DatabaseConnection,
+    tokens: TokenKeys,
+}
+
+impl Authenticator {
+    pub fn new(db: DatabaseConnection, tokens: TokenKeys) -> Self {
+        Self { db, tokens }
+    }
+
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.tokens
+    }
+
+    /// The person an access token stands for, if the token is valid and the account and
+    /// session are still live.
+    pub async fn user(&self, token: &str) -> Result<UserSubject, AuthnError> {
+        let claims = self.tokens.verify(token).map_err(|e| match e {
+            TokenError::Expired => AuthnError::Expired,
+            TokenError::Invalid => AuthnError::InvalidToken,
+        })?;
+        let user = users::Entity::find_by_id(claims.sub).one(&self.db).await?.ok_or(AuthnError::InvalidToken)?;
+        if !is_live(&user) {
+            return Err(AuthnError::Inactive);
+        }
+        if user.role != claims.role || user.hospital_id != claims.hid {
+            // Role or hospital changed since the token was issued.
+            return Err(AuthnError::SessionRevoked);
+        }
+        if self.family_revoked(claims.sid).await? {
+            return Err(AuthnError::SessionRevoked);
+        }
+        Ok(UserSubject { id: user.id, role: user.role, hospital: user.hospital_id, family: Some(claims.sid) })
+    }
+
+    /// Whether a login session has been revoked (logout, token reuse, password reset,
+    /// deactivation).
+    pub async fn family_revoked(&self, family: TokenFamilyId) -> Result<bool, DbErr> {
+        let revoked = refresh_tokens::Entity::find()
+            .filter(refresh_tokens::Column::FamilyId.eq(family))
+            .filter(refresh_tokens::Column::RevokedAt.is_not_null())
+            .count(&self.db)
+            .await?;
+        Ok(revoked > 0)
+    }
+
+    /// Whether a person authenticated earlier still may be: account live, same role and
+    /// hospital, login session not revoked. For long-lived connections (MQTT, WebSocket).
+    pub async fn recheck_user(&self, subject: &UserSubject) -> Result<(), AuthnError> {
+        let user = users::Entity::find_by_id(subject.id).one(&self.db).await?.ok_or(AuthnError::Inactive)?;
+        if !is_live(&user) {
+            return Err(AuthnError::Inactive);
+        }
+        if user.role != subject.role || user.hospital_id != subject.hospital {
+            return Err(AuthnError::SessionRevoked);
+        }
+        if let Some(family) = subject.family {
+            if self.family_revoked(family).await? {
+                return Err(AuthnError::SessionRevoked);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a device authenticated at `since` still may be: not retired, and its secret
+    /// not rotated since.
+    pub async fn recheck_device(&self, id: DeviceId, since: chrono::DateTime<chrono::Utc>) -> Result<(), AuthnError> {
+        let device = devices::Entity::find_by_id(id).one(&self.db).await?.ok_or(AuthnError::BadDeviceCredentials)?;
+        if device.status == DeviceStatus::Inactive {
+            return Err(AuthnError::DeviceRetired);
+        }
+        if device.secret_rotated_at > since {
+            return Err(AuthnError::BadDeviceCredentials);
+        }
+        Ok(())
+    }
+
+    /// A machine, by its id and secret. Retired (inactive) devices are refused;
+    /// devices in maintenance may still connect.
+    pub async fn device(&self, id: DeviceId, secret: &str) -> Result<Subject, AuthnError> {
+        let device = devices::Entity::find_by_id(id).one(&self.db).await?;
+        let stored = device.as_ref().map_or(crate::password::dummy_hash().to_owned(), |d| d.secret_hash.clone());
+        let ok = crate::password::verify(secret.to_owned(), stored).await.unwrap_or(false);
+        match device {
+            Some(d) if ok && d.status == DeviceStatus::Inactive => Err(AuthnError::DeviceRetired),
+            Some(d) if ok => Ok(Subject::Device { id: d.id, hospital: d.hospital_id }),
+            _ => Err(AuthnError::BadDeviceCredentials),
+        }
+    }
+}
+
+/// Active, verified and not deactivated.
+pub fn is_live(user: &users::Model) -> bool {
+    user.is_active && user.verified_at.is_some() && user.deactivated_at.is_none()
+}
+
+/// Roles a person can never give themselves.
+pub fn is_staff(role: Role) -> bool {
+    !matches!(role, Role::Patient)
+}

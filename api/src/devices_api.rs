@@ -1,0 +1,443 @@
+//! `/api/devices/*`: the hospital's dialysis machines, their patients and sessions, device
+//! registration and secret rotation, technician assignment and temporary hand-over.
+
+use chrono::{Duration, Utc};
+use nc_access::{audit, password, secret, DeviceAction, HospitalAction};
+use nc_domain::*;
+use nc_entities::{device_sessions, devices, patients, temporary_access_grants};
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use crate::auth_api::check_name;
+use crate::dto::{AssignmentOut, DeviceOut, DevicePage, GrantOut, PatientOut, SessionPage};
+use crate::error::{ApiError, ErrorResponse};
+use crate::security::{client_ip, BearerAuth};
+use crate::state::ApiState;
+use crate::users_api::{assign, page, user_in_hospital};
+use crate::Tag;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterDeviceRequest {
+    /// The physical device id printed on the machine: letters, digits, `.`, `_`, `-`.
+    pub serial: String,
+    pub name: String,
+    pub model: Option<String>,
+    pub location: Option<String>,
+    pub maintenance_due_at: Option<chrono::DateTime<Utc>>,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct DeviceCredentials {
+    pub device: DeviceOut,
+    /// The device's MQTT/HTTP secret. Shown once: it is stored only as a hash.
+    pub secret: String,
+}
+
+#[derive(ApiResponse)]
+pub enum DeviceCreated {
+    #[oai(status = 201)]
+    Created(Json<DeviceCredentials>),
+}
+
+#[derive(Object, Debug)]
+#[oai(deny_unknown_fields)]
+pub struct StatusChange {
+    pub status: DeviceStatus,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssignTechnicianRequest {
+    pub device_id: DeviceId,
+    pub technician_id: UserId,
+}
+
+#[derive(ApiResponse)]
+pub enum AssignmentCreated {
+    #[oai(status = 201)]
+    Created(Json<AssignmentOut>),
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemporaryAccessRequest {
+    pub device_id: DeviceId,
+    /// Another technician of your hospital.
+    pub technician_id: UserId,
+    /// How long the hand-over lasts: 1 minute to 7 days (10080).
+    pub duration_minutes: i64,
+    pub reason: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum GrantCreated {
+    /// Granted: the technician may read the device until `expiresAt` (or revocation).
+    #[oai(status = 201)]
+    Created(Json<GrantOut>),
+}
+
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+pub struct DevicesApi;
+
+#[OpenApi(tag = "Tag::Devices")]
+impl DevicesApi {
+    /// Devices of your hospital (patients: only their own), by name.
+    #[oai(path = "/api/devices", method = "get", operation_id = "listDevices")]
+    async fn list(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        /// Only devices in this status.
+        status: Query<Option<DeviceStatus>>,
+        /// Only devices whose clinical data you may read (assigned or handed over to you).
+        mine: Query<Option<bool>>,
+        /// Page size, 1 to 200 (default 50).
+        limit: Query<Option<u64>>,
+        /// Items to skip.
+        offset: Query<Option<u64>>,
+    ) -> Result<Json<DevicePage>> {
+        let subject = auth.subject();
+        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ListDevices)?;
+        let (limit, offset) = page(limit.0, offset.0)?;
+        let mut query = devices::Entity::find().filter(devices::Column::HospitalId.eq(auth.0.hospital));
+        if auth.0.role == Role::Patient || mine.0 == Some(true) {
+            let ids = match state.policy.clinical_devices(&subject).await? {
+                nc_access::policy::DeviceScope::Only(ids) => ids,
+                nc_access::policy::DeviceScope::Nothing => Vec::new(),
+            };
+            query = query.filter(devices::Column::Id.is_in(ids));
+        }
+        if let Some(s) = status.0 {
+            query = query.filter(devices::Column::Status.eq(s));
+        }
+        let total = query.clone().count(&state.db).await?;
+        let items = query
+            .order_by_asc(devices::Column::Name)
+            .order_by_asc(devices::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(&state.db)
+            .await?;
+        Ok(Json(DevicePage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
+    }
+
+    /// Register a device (admins). Its secret is returned once and stored only as a hash.
+    #[oai(path = "/api/devices", method = "post", operation_id = "registerDevice")]
+    async fn register(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<RegisterDeviceRequest>,
+    ) -> Result<DeviceCreated> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageDevices)?;
+        let b = body.0;
+        let serial = b.serial.trim().to_owned();
+        if serial.is_empty()
+            || serial.len() > 64
+            || !serial.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(ApiError::field("serial", "must be 1-64 letters, digits, '.', '_' or '-'").into());
+        }
+        let name = check_name("name", &b.name)?;
+        let secret = secret::random_token();
+        let hash = password::hash(secret.clone()).await?;
+        let now = Utc::now();
+        let device = devices::ActiveModel {
+            id: Set(DeviceId::new()),
+            hospital_id: Set(auth.0.hospital),
+            serial: Set(serial),
+            name: Set(name),
+            model: Set(b.model),
+            location: Set(b.location),
+            status: Set(DeviceStatus::Active),
+            online: Set(false),
+            last_seen: Set(None),
+            secret_hash: Set(hash),
+            secret_rotated_at: Set(now),
+            maintenance_due_at: Set(b.maintenance_due_at),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&state.db)
+        .await
+        .map_err(|e| {
+            ApiError::conflict_on(
+                e,
+                "devices_hospital_serial_key",
+                "serial_taken",
+                "a device with this serial exists in your hospital",
+            )
+        })?;
+        Ok(DeviceCreated::Created(Json(DeviceCredentials { device: device.into(), secret })))
+    }
+
+    /// One device.
+    #[oai(path = "/api/devices/:deviceId", method = "get", operation_id = "getDevice")]
+    async fn get(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+    ) -> Result<Json<DeviceOut>> {
+        let device = state
+            .policy
+            .device(&auth.subject(), device_id.0, DeviceAction::View)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        Ok(Json(device.into()))
+    }
+
+    /// Change a device's status (admins): `inactive` retires it (it can no longer connect),
+    /// `maintenance` marks it out of service.
+    #[oai(path = "/api/devices/:deviceId/status", method = "put", operation_id = "setDeviceStatus")]
+    async fn set_status(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+        body: Json<StatusChange>,
+    ) -> Result<Json<DeviceOut>> {
+        let device = state
+            .policy
+            .device(&auth.subject(), device_id.0, DeviceAction::Manage)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let mut active: devices::ActiveModel = device.into();
+        active.status = Set(body.status);
+        active.updated_at = Set(Utc::now());
+        Ok(Json(active.update(&state.db).await?.into()))
+    }
+
+    /// Issue a new secret for a device (admins); the old one stops working at once.
+    #[oai(path = "/api/devices/:deviceId/rotate-secret", method = "post", operation_id = "rotateDeviceSecret")]
+    async fn rotate(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+    ) -> Result<Json<DeviceCredentials>> {
+        let device = state
+            .policy
+            .device(&auth.subject(), device_id.0, DeviceAction::Manage)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let secret = secret::random_token();
+        let hash = password::hash(secret.clone()).await?;
+        let now = Utc::now();
+        let mut active: devices::ActiveModel = device.into();
+        active.secret_hash = Set(hash);
+        active.secret_rotated_at = Set(now);
+        active.updated_at = Set(now);
+        let device = active.update(&state.db).await?;
+        Ok(Json(DeviceCredentials { device: device.into(), secret }))
+    }
+
+    /// The patients on a device: assigned to it now, or treated on it in a session.
+    /// Clinical data: doctors and technicians of the device, and the patient themself.
+    #[oai(path = "/api/devices/:deviceId/patients", method = "get", operation_id = "listDevicePatients")]
+    async fn patients(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+    ) -> Result<Json<Vec<PatientOut>>> {
+        let subject = auth.subject();
+        let device = state
+            .policy
+            .device(&subject, device_id.0, DeviceAction::ReadClinical)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let in_sessions: Vec<PatientId> = device_sessions::Entity::find()
+            .select_only()
+            .column(device_sessions::Column::PatientId)
+            .filter(device_sessions::Column::DeviceId.eq(device.id))
+            .filter(device_sessions::Column::PatientId.is_not_null())
+            .distinct()
+            .into_tuple()
+            .all(&state.db)
+            .await?;
+        let mut found = patients::Entity::find()
+            .filter(patients::Column::HospitalId.eq(device.hospital_id))
+            .filter(
+                Condition::any()
+                    .add(patients::Column::AssignedDeviceId.eq(device.id))
+                    .add(patients::Column::Id.is_in(in_sessions)),
+            )
+            .order_by_asc(patients::Column::Name)
+            .all(&state.db)
+            .await?;
+        if auth.0.role == Role::Patient {
+            // A patient sees only themself, even on their own device.
+            found.retain(|p| p.user_id == Some(auth.0.id));
+        }
+        for p in &found {
+            audit::record(
+                &state.db,
+                audit::Access {
+                    subject: &subject,
+                    action: AuditAction::Read,
+                    resource: "device.patients",
+                    patient: Some(p.id),
+                    device: Some(device.id),
+                    interface: Interface::Rest,
+                    client_addr: client_ip(req).map(|ip| ip.to_string()),
+                },
+            )
+            .await?;
+        }
+        Ok(Json(found.into_iter().map(Into::into).collect()))
+    }
+
+    /// Treatment sessions on a device, newest first.
+    #[oai(path = "/api/devices/:deviceId/sessions", method = "get", operation_id = "listDeviceSessions")]
+    #[allow(clippy::too_many_arguments)]
+    async fn sessions(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+        /// Only sessions in this status.
+        status: Query<Option<SessionStatus>>,
+        /// Page size, 1 to 200 (default 50).
+        limit: Query<Option<u64>>,
+        /// Items to skip.
+        offset: Query<Option<u64>>,
+    ) -> Result<Json<SessionPage>> {
+        let subject = auth.subject();
+        let device = state
+            .policy
+            .device(&subject, device_id.0, DeviceAction::ReadClinical)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let (limit, offset) = page(limit.0, offset.0)?;
+        let mut query = device_sessions::Entity::find().filter(device_sessions::Column::DeviceId.eq(device.id));
+        if auth.0.role == Role::Patient {
+            let me = patients::Entity::find().filter(patients::Column::UserId.eq(auth.0.id)).one(&state.db).await?;
+            query = query.filter(device_sessions::Column::PatientId.eq(me.map(|p| p.id)));
+        }
+        if let Some(s) = status.0 {
+            query = query.filter(device_sessions::Column::Status.eq(s));
+        }
+        let total = query.clone().count(&state.db).await?;
+        let items =
+            query.order_by_desc(device_sessions::Column::StartedAt).limit(limit).offset(offset).all(&state.db).await?;
+        audit::record(
+            &state.db,
+            audit::Access {
+                subject: &subject,
+                action: AuditAction::Read,
+                resource: "device.sessions",
+                patient: None,
+                device: Some(device.id),
+                interface: Interface::Rest,
+                client_addr: client_ip(req).map(|ip| ip.to_string()),
+            },
+        )
+        .await?;
+        Ok(Json(SessionPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
+    }
+
+    /// Assign a technician of your hospital to a device (admins).
+    #[oai(path = "/api/devices/assign-technician", method = "post", operation_id = "assignTechnician")]
+    async fn assign_technician(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<AssignTechnicianRequest>,
+    ) -> Result<AssignmentCreated> {
+        Ok(AssignmentCreated::Created(Json(
+            assign(&state, &auth, body.technician_id, body.device_id, Some(Role::Technician)).await?,
+        )))
+    }
+
+    /// Hand a device over to another technician of your hospital for a bounded time
+    /// (technicians assigned to the device). Expiry is enforced at every access decision.
+    #[oai(path = "/api/devices/temporary-access", method = "post", operation_id = "grantTemporaryAccess")]
+    async fn grant(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<TemporaryAccessRequest>,
+    ) -> Result<GrantCreated> {
+        let device = state
+            .policy
+            .device(&auth.subject(), body.device_id, DeviceAction::GrantAccess)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        if !(1..=10080).contains(&body.duration_minutes) {
+            return Err(ApiError::field("durationMinutes", "must be between 1 and 10080 (7 days)").into());
+        }
+        if body.technician_id == auth.0.id {
+            return Err(ApiError::field("technicianId", "you cannot grant access to yourself").into());
+        }
+        let grantee = user_in_hospital(&state, body.technician_id, device.hospital_id).await?;
+        if grantee.role != Role::Technician || !nc_access::authn::is_live(&grantee) {
+            return Err(ApiError::field("technicianId", "must be an active technician of your hospital").into());
+        }
+        let now = Utc::now();
+        let grant = temporary_access_grants::ActiveModel {
+            id: Set(GrantId::new()),
+            hospital_id: Set(device.hospital_id),
+            device_id: Set(device.id),
+            granted_to: Set(grantee.id),
+            granted_by: Set(auth.0.id),
+            granted_at: Set(now),
+            expires_at: Set(now + Duration::minutes(body.duration_minutes)),
+            revoked_at: Set(None),
+            revoked_by: Set(None),
+            reason: Set(body.reason.clone()),
+        }
+        .insert(&state.db)
+        .await?;
+        Ok(GrantCreated::Created(Json(grant.into())))
+    }
+
+    /// Revoke a temporary hand-over: by the technician who granted it, the one who received
+    /// it, or an admin of the hospital. Access ends at once.
+    #[oai(path = "/api/devices/temporary-access/:grantId", method = "delete", operation_id = "revokeTemporaryAccess")]
+    async fn revoke(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "grantId")] grant_id: Path<GrantId>,
+    ) -> Result<NoContent> {
+        let grant = temporary_access_grants::Entity::find_by_id(grant_id.0)
+            .one(&state.db)
+            .await?
+            .filter(|g| g.hospital_id == auth.0.hospital)
+            .ok_or(ApiError::NotFound("grant"))?;
+        let allowed = grant.granted_by == auth.0.id || grant.granted_to == auth.0.id || auth.0.role == Role::Admin;
+        if !allowed {
+            return Err(
+                ApiError::Forbidden("only the technicians involved or an admin may revoke this grant".into()).into()
+            );
+        }
+        if grant.revoked_at.is_none() {
+            temporary_access_grants::Entity::update_many()
+                .col_expr(temporary_access_grants::Column::RevokedAt, Expr::value(Utc::now()))
+                .col_expr(temporary_access_grants::Column::RevokedBy, Expr::value(auth.0.id))
+                .filter(temporary_access_grants::Column::Id.eq(grant.id))
+                .exec(&state.db)
+                .await?;
+        }
+        Ok(NoContent::Done)
+    }
+}

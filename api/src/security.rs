@@ -1,0 +1,43 @@
+//! Bearer authentication (declared as an OpenAPI security scheme, so generated clients send
+//! it) and the client address used for throttling and the audit log.
+
+use std::net::IpAddr;
+
+use nc_access::authn::AuthnError;
+use nc_access::{Subject, UserSubject};
+use poem::http::StatusCode;
+use poem::Request;
+use poem_openapi::auth::Bearer;
+use poem_openapi::SecurityScheme;
+
+use crate::state::ApiState;
+
+/// A JWT access token from `POST /api/auth/login` or `/api/auth/refresh`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bearer")]
+pub struct BearerAuth(pub UserSubject);
+
+impl BearerAuth {
+    pub fn subject(&self) -> Subject {
+        Subject::User(self.0)
+    }
+}
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<UserSubject> {
+    let state = req.data::<ApiState>().expect("ApiState is attached to every route");
+    state.authn.user(&bearer.token).await.map_err(|e| {
+        let (status, message) = match &e {
+            AuthnError::Db(db) => {
+                tracing::error!(error = %db, "authentication lookup failed");
+                (StatusCode::SERVICE_UNAVAILABLE, "the service is temporarily unavailable; retry later".to_owned())
+            }
+            other => (StatusCode::UNAUTHORIZED, other.to_string()),
+        };
+        poem::Error::from_string(message, status)
+    })
+}
+
+/// The client's IP address, from the connection.
+pub fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
+}

@@ -1,0 +1,148 @@
+//! What the handlers share: the database, the policy, authentication, throttling and the
+//! message sender.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use nc_access::authn::Authenticator;
+use nc_access::token::TokenKeys;
+use nc_access::Policy;
+use nc_domain::{Channel, OutboundMessageId};
+use nc_entities::{outbound_messages, users};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, Set};
+
+use crate::error::ApiError;
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    pub db: DatabaseConnection,
+    pub policy: Policy,
+    pub authn: Authenticator,
+    pub throttle: Arc<Throttle>,
+    pub sender: Arc<dyn Sender>,
+    pub refresh_ttl: chrono::Duration,
+}
+
+/// Settings of the API component.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// HMAC key for access tokens (at least 32 bytes).
+    pub jwt_secret: Vec<u8>,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub throttle: ThrottleSettings,
+}
+
+impl ApiState {
+    pub fn new(db: DatabaseConnection, settings: &ApiSettings) -> Self {
+        let tokens = TokenKeys::new(&settings.jwt_secret, settings.access_ttl_secs);
+        Self {
+            policy: Policy::new(db.clone()),
+            authn: Authenticator::new(db.clone(), tokens),
+            throttle: Arc::new(Throttle::new(&settings.throttle)),
+            sender: Arc::new(OutboxSender { db: db.clone() }),
+            refresh_ttl: chrono::Duration::seconds(settings.refresh_ttl_secs as i64),
+            db,
+        }
+    }
+}
+
+/// Attempt limits for login, one-time codes and password resets.
+#[derive(Clone, Debug)]
+pub struct ThrottleSettings {
+    /// Attempts per minute for one account (also the burst).
+    pub per_account_per_minute: u32,
+    /// Attempts per minute from one client address (also the burst).
+    pub per_address_per_minute: u32,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self { per_account_per_minute: 5, per_address_per_minute: 30 }
+    }
+}
+
+/// The kinds of attempt counted separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Attempt {
+    Login,
+    Code,
+    Reset,
+}
+
+/// Keyed rate limits (GCRA, from governor) per account and per client address.
+pub struct Throttle {
+    accounts: DefaultKeyedRateLimiter<(Attempt, String)>,
+    addresses: DefaultKeyedRateLimiter<(Attempt, IpAddr)>,
+    clock: DefaultClock,
+}
+
+fn quota(per_minute: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(per_minute.max(1)).expect("non-zero"))
+}
+
+impl Throttle {
+    pub fn new(settings: &ThrottleSettings) -> Self {
+        Self {
+            accounts: RateLimiter::keyed(quota(settings.per_account_per_minute)),
+            addresses: RateLimiter::keyed(quota(settings.per_address_per_minute)),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts one attempt; refuses with the seconds to wait when over either limit.
+    pub fn check(&self, kind: Attempt, account: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+        let wait = |e: governor::NotUntil<_>| {
+            let secs = e.wait_time_from(self.clock.now()).as_secs_f64().ceil() as u64;
+            ApiError::RateLimited { retry_after_secs: secs.max(1) }
+        };
+        if let Some(ip) = address {
+            self.addresses.check_key(&(kind, ip)).map_err(wait)?;
+        }
+        self.accounts.check_key(&(kind, account.to_lowercase())).map_err(wait)?;
+        Ok(())
+    }
+
+    /// Forgets keys whose limits have fully replenished (bounded memory).
+    pub fn tidy(&self) {
+        self.accounts.retain_recent();
+        self.addresses.retain_recent();
+    }
+}
+
+/// Delivers messages (codes, notices) to people. Pluggable: the development sender below
+/// records them in the `outbound_messages` table, where tests and the demo read them; a
+/// production sender would hand them to an e-mail or SMS gateway and set `sent_at`.
+#[async_trait::async_trait]
+pub trait Sender: Send + Sync {
+    async fn send(&self, to: &users::Model, subject: &str, body: &str) -> Result<(), DbErr>;
+}
+
+/// The development sender: the outbox table only.
+pub struct OutboxSender {
+    pub db: DatabaseConnection,
+}
+
+#[async_trait::async_trait]
+impl Sender for OutboxSender {
+    async fn send(&self, to: &users::Model, subject: &str, body: &str) -> Result<(), DbErr> {
+        outbound_messages::ActiveModel {
+            id: Set(OutboundMessageId::new()),
+            user_id: Set(Some(to.id)),
+            channel: Set(Channel::Email),
+            recipient: Set(to.email.clone()),
+            subject: Set(subject.to_owned()),
+            body: Set(body.to_owned()),
+            created_at: Set(chrono::Utc::now()),
+            sent_at: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        tracing::info!(user = %to.id, %subject, "message queued in the outbox (development sender)");
+        Ok(())
+    }
+}

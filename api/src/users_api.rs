@@ -1,0 +1,418 @@
+//! `/api/users/*`: one's own profile, hospital-scoped lists, staff management by the
+//! hospital's admin, enrollment codes, and device assignments.
+
+use chrono::{Duration, Utc};
+use nc_access::{secret, HospitalAction, Subject};
+use nc_domain::*;
+use nc_entities::{device_assignments, enrollment_codes, users};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::sea_query::extension::postgres::PgExpr;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+
+use crate::auth_api::{check_name, check_password, check_phone, normalize_email, revoke_all_sessions, send_code};
+use crate::dto::{AssignmentOut, UserOut, UserPage, DEFAULT_PAGE, MAX_PAGE};
+use crate::error::{ApiError, ErrorResponse};
+use crate::security::BearerAuth;
+use crate::state::ApiState;
+use crate::Tag;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub ward: Option<String>,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub name: String,
+    /// `doctor`, `technician`, `admin` or `patient`.
+    pub role: Role,
+    pub phone: Option<String>,
+    pub ward: Option<String>,
+    /// Optional initial password. Without it, a code to set one is sent to the e-mail.
+    pub initial_password: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum UserCreated {
+    /// Created, active and verified (vouched for by the admin).
+    #[oai(status = 201)]
+    Created(Json<UserOut>),
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrollmentRequest {
+    /// `doctor` or `technician`.
+    pub role: AssignmentRole,
+    /// Hours the code stays valid (1 to 336; default 72).
+    pub valid_hours: Option<i64>,
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct EnrollmentOut {
+    /// Shown once: give it to the person enrolling (single use).
+    pub code: String,
+    pub role: AssignmentRole,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+pub enum EnrollmentCreated {
+    #[oai(status = 201)]
+    Created(Json<EnrollmentOut>),
+}
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssignDeviceRequest {
+    /// A doctor or technician of the hospital.
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+}
+
+#[derive(ApiResponse)]
+pub enum AssignmentCreated {
+    #[oai(status = 201)]
+    Created(Json<AssignmentOut>),
+}
+
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// Validated `limit`/`offset`.
+pub(crate) fn page(limit: Option<u64>, offset: Option<u64>) -> std::result::Result<(u64, u64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
+    }
+    Ok((limit, offset.unwrap_or(0)))
+}
+
+/// A user of the caller's hospital (404 otherwise).
+pub(crate) async fn user_in_hospital(
+    state: &ApiState,
+    id: UserId,
+    hospital: HospitalId,
+) -> std::result::Result<users::Model, ApiError> {
+    users::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .filter(|u| u.hospital_id == hospital)
+        .ok_or(ApiError::NotFound("user"))
+}
+
+/// Creates an assignment of `user` to `device` after the caller's `Manage` right was checked.
+pub(crate) async fn assign(
+    state: &ApiState,
+    caller: &BearerAuth,
+    user_id: UserId,
+    device_id: DeviceId,
+    only: Option<Role>,
+) -> std::result::Result<AssignmentOut, ApiError> {
+    let subject = caller.subject();
+    let device = state
+        .policy
+        .device(&subject, device_id, nc_access::DeviceAction::Manage)
+        .await
+        .map_err(|e| ApiError::policy(e, "device"))?;
+    let user = user_in_hospital(state, user_id, device.hospital_id).await?;
+    let role = match user.role {
+        Role::Doctor if only.is_none_or(|r| r == Role::Doctor) => AssignmentRole::Doctor,
+        Role::Technician if only.is_none_or(|r| r == Role::Technician) => AssignmentRole::Technician,
+        _ => {
+            let wanted = only.map_or("a doctor or technician".to_owned(), |r| format!("a {r}"));
+            return Err(ApiError::field("userId", format!("must be {wanted}, not a {}", user.role)));
+        }
+    };
+    if !nc_access::authn::is_live(&user) {
+        return Err(ApiError::field("userId", "the account is not active"));
+    }
+    let row = device_assignments::ActiveModel {
+        id: Set(AssignmentId::new()),
+        hospital_id: Set(device.hospital_id),
+        device_id: Set(device.id),
+        user_id: Set(user.id),
+        role: Set(role),
+        assigned_by: Set(Some(caller.0.id)),
+        assigned_at: Set(Utc::now()),
+        ended_at: Set(None),
+        ended_by: Set(None),
+    }
+    .insert(&state.db)
+    .await
+    .map_err(|e| {
+        ApiError::conflict_on(
+            e,
+            "device_assignments_active_key",
+            "already_assigned",
+            "this user is already assigned to this device",
+        )
+    })?;
+    Ok(row.into())
+}
+
+pub struct UsersApi;
+
+#[OpenApi(tag = "Tag::Users")]
+impl UsersApi {
+    /// Your own account.
+    #[oai(path = "/api/users/profile", method = "get", operation_id = "getProfile")]
+    async fn profile(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> Result<Json<UserOut>> {
+        let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
+        Ok(Json(user.into()))
+    }
+
+    /// Change your name, phone or ward. E-mail and role cannot be changed here.
+    #[oai(path = "/api/users/profile", method = "put", operation_id = "updateProfile")]
+    async fn update_profile(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<ProfileUpdate>,
+    ) -> Result<Json<UserOut>> {
+        let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
+        let mut active: users::ActiveModel = user.into();
+        if let Some(name) = &body.name {
+            active.name = Set(check_name("name", name)?);
+        }
+        if body.phone.is_some() {
+            active.phone = Set(check_phone(body.phone.clone())?);
+        }
+        if let Some(ward) = &body.ward {
+            active.ward = Set(Some(check_name("ward", ward)?));
+        }
+        active.updated_at = Set(Utc::now());
+        Ok(Json(active.update(&state.db).await?.into()))
+    }
+
+    /// Accounts of one role in your hospital, by name. Staff see staff lists; doctors and
+    /// admins also see patient accounts; patients see none.
+    #[oai(path = "/api/users/:role", method = "get", operation_id = "listUsersByRole")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        role: Path<Role>,
+        /// Page size, 1 to 200 (default 50).
+        limit: Query<Option<u64>>,
+        /// Items to skip.
+        offset: Query<Option<u64>>,
+        /// Only names or e-mails containing this text (case-insensitive).
+        q: Query<Option<String>>,
+        /// Only active (true) or inactive (false) accounts.
+        active: Query<Option<bool>>,
+    ) -> Result<Json<UserPage>> {
+        let hospital = auth.0.hospital;
+        state.policy.hospital(&auth.subject(), hospital, HospitalAction::ListUsers(role.0))?;
+        let (limit, offset) = page(limit.0, offset.0)?;
+        let mut query =
+            users::Entity::find().filter(users::Column::HospitalId.eq(hospital)).filter(users::Column::Role.eq(role.0));
+        if let Some(text) = q.0.filter(|t| !t.trim().is_empty()) {
+            let pattern = format!("%{}%", text.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            query = query.filter(
+                sea_orm::Condition::any()
+                    .add(Expr::col(users::Column::Name).ilike(pattern.clone()))
+                    .add(Expr::col(users::Column::Email).ilike(pattern)),
+            );
+        }
+        if let Some(a) = active.0 {
+            query = if a {
+                query.filter(users::Column::IsActive.eq(true)).filter(users::Column::DeactivatedAt.is_null())
+            } else {
+                query.filter(
+                    sea_orm::Condition::any()
+                        .add(users::Column::IsActive.eq(false))
+                        .add(users::Column::DeactivatedAt.is_not_null()),
+                )
+            };
+        }
+        let total = query.clone().count(&state.db).await?;
+        let items = query
+            .order_by_asc(users::Column::Name)
+            .order_by_asc(users::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(&state.db)
+            .await?;
+        Ok(Json(UserPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
+    }
+
+    /// Create an account in your hospital (admins). Staff roles are only ever given here
+    /// or through enrollment codes.
+    #[oai(path = "/api/users", method = "post", operation_id = "createUser")]
+    async fn create(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<CreateUserRequest>,
+    ) -> Result<UserCreated> {
+        let hospital = auth.0.hospital;
+        state.policy.hospital(&auth.subject(), hospital, HospitalAction::ManageStaff)?;
+        let b = body.0;
+        let email = normalize_email(&b.email)?;
+        let name = check_name("name", &b.name)?;
+        let phone = check_phone(b.phone)?;
+        let password = match &b.initial_password {
+            Some(p) => {
+                check_password(p, &email, "initialPassword")?;
+                p.clone()
+            }
+            None => secret::random_token(),
+        };
+        let hash = nc_access::password::hash(password).await?;
+        let now = Utc::now();
+        let user = users::ActiveModel {
+            id: Set(UserId::new()),
+            hospital_id: Set(hospital),
+            email: Set(email),
+            phone: Set(phone),
+            password_hash: Set(hash),
+            role: Set(b.role),
+            name: Set(name),
+            ward: Set(b.ward),
+            is_active: Set(true),
+            verified_at: Set(Some(now)),
+            deactivated_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&state.db)
+        .await
+        .map_err(|e| {
+            ApiError::conflict_on(e, "users_email_key", "email_taken", "an account with this e-mail exists")
+        })?;
+        if b.initial_password.is_none() {
+            send_code(&state, &user, CodePurpose::ResetPassword).await?;
+        }
+        Ok(UserCreated::Created(Json(user.into())))
+    }
+
+    /// Deactivate an account of your hospital (admins): it can no longer log in, and its
+    /// sessions end at once.
+    #[oai(path = "/api/users/:userId/deactivate", method = "post", operation_id = "deactivateUser")]
+    async fn deactivate(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "userId")] user_id: Path<UserId>,
+    ) -> Result<Json<UserOut>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageStaff)?;
+        if user_id.0 == auth.0.id {
+            return Err(ApiError::field("userId", "you cannot deactivate yourself").into());
+        }
+        let user = user_in_hospital(&state, user_id.0, auth.0.hospital).await?;
+        let now = Utc::now();
+        let mut active: users::ActiveModel = user.into();
+        active.is_active = Set(false);
+        active.deactivated_at = Set(Some(now));
+        active.updated_at = Set(now);
+        let user = active.update(&state.db).await?;
+        revoke_all_sessions(&state.db, user.id).await?;
+        Ok(Json(user.into()))
+    }
+
+    /// Reactivate a deactivated account of your hospital (admins).
+    #[oai(path = "/api/users/:userId/activate", method = "post", operation_id = "activateUser")]
+    async fn activate(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "userId")] user_id: Path<UserId>,
+    ) -> Result<Json<UserOut>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageStaff)?;
+        let user = user_in_hospital(&state, user_id.0, auth.0.hospital).await?;
+        let mut active: users::ActiveModel = user.into();
+        active.is_active = Set(true);
+        active.deactivated_at = Set(None);
+        active.updated_at = Set(Utc::now());
+        Ok(Json(active.update(&state.db).await?.into()))
+    }
+
+    /// Issue a single-use enrollment code with which a doctor or technician registers
+    /// (admins). The code is shown once.
+    #[oai(path = "/api/users/enrollment-codes", method = "post", operation_id = "createEnrollmentCode")]
+    async fn enrollment(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<EnrollmentRequest>,
+    ) -> Result<EnrollmentCreated> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageStaff)?;
+        let hours = body.valid_hours.unwrap_or(72);
+        if !(1..=336).contains(&hours) {
+            return Err(ApiError::field("validHours", "must be between 1 and 336").into());
+        }
+        let code = secret::random_token();
+        let now = Utc::now();
+        let row = enrollment_codes::ActiveModel {
+            id: Set(CodeId::new()),
+            hospital_id: Set(auth.0.hospital),
+            role: Set(body.role),
+            code_hash: Set(secret::digest(&code)),
+            created_by: Set(auth.0.id),
+            created_at: Set(now),
+            expires_at: Set(now + Duration::hours(hours)),
+            used_at: Set(None),
+            used_by: Set(None),
+        }
+        .insert(&state.db)
+        .await?;
+        Ok(EnrollmentCreated::Created(Json(EnrollmentOut { code, role: row.role, expires_at: row.expires_at })))
+    }
+
+    /// Assign a doctor or technician of your hospital to a device (admins).
+    #[oai(path = "/api/users/assign-device", method = "post", operation_id = "assignDevice")]
+    async fn assign_device(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<AssignDeviceRequest>,
+    ) -> Result<AssignmentCreated> {
+        Ok(AssignmentCreated::Created(Json(assign(&state, &auth, body.user_id, body.device_id, None).await?)))
+    }
+
+    /// End a doctor's or technician's assignment to a device (admins). Their access to the
+    /// device ends at once.
+    #[oai(path = "/api/users/assign-device", method = "delete", operation_id = "unassignDevice")]
+    async fn unassign_device(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<AssignDeviceRequest>,
+    ) -> Result<NoContent> {
+        let subject: Subject = auth.subject();
+        state
+            .policy
+            .device(&subject, body.device_id, nc_access::DeviceAction::Manage)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let ended = device_assignments::Entity::update_many()
+            .col_expr(device_assignments::Column::EndedAt, Expr::value(Utc::now()))
+            .col_expr(device_assignments::Column::EndedBy, Expr::value(auth.0.id))
+            .filter(device_assignments::Column::DeviceId.eq(body.device_id))
+            .filter(device_assignments::Column::UserId.eq(body.user_id))
+            .filter(device_assignments::Column::EndedAt.is_null())
+            .exec(&state.db)
+            .await?;
+        if ended.rows_affected == 0 {
+            return Err(ApiError::NotFound("assignment").into());
+        }
+        Ok(NoContent::Done)
+    }
+}

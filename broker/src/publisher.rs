@@ -1,0 +1,67 @@
+//! The service's own publisher: alerts, presence, chat and notifications go into the
+//! broker through one rumqttc client connected to the core, with the QoS and retain flag
+//! the topic contract states.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
+
+use crate::core::{Core, INTERNAL_USER};
+use crate::topic::{DeviceChannel, RoomChannel, Topic};
+
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("publishing failed: {0}")]
+pub struct PublishError(String);
+
+impl Publisher {
+    /// Connects to the core and keeps the connection up (rumqttc reconnects by itself).
+    pub fn start(core: &Core) -> Publisher {
+        let mut options = MqttOptions::new(
+            format!("svc-{}", uuid::Uuid::new_v4().simple()),
+            core.addr.ip().to_string(),
+            core.addr.port(),
+        );
+        options.set_credentials(INTERNAL_USER, core.credential.clone());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        options.set_inflight(200);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(_)) | Ok(Event::Outgoing(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "service publisher disconnected from the core; reconnecting");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Publisher { client }
+    }
+
+    /// The QoS and retain flag the contract gives a topic.
+    pub fn contract(topic: &Topic) -> (QoS, bool) {
+        match topic {
+            Topic::Device { channel: DeviceChannel::Status, .. } => (QoS::AtLeastOnce, true),
+            Topic::Room { channel: RoomChannel::Typing, .. } => (QoS::AtMostOnce, false),
+            _ => (QoS::AtLeastOnce, false),
+        }
+    }
+
+    /// Publishes `payload` on `topic` with the contract's QoS and retain flag.
+    pub async fn publish(&self, topic: &Topic, payload: Vec<u8>) -> Result<(), PublishError> {
+        let (qos, retain) = Self::contract(topic);
+        self.client.publish(topic.to_string(), qos, retain, payload).await.map_err(|e| PublishError(e.to_string()))
+    }
+
+    /// Publishes JSON.
+    pub async fn publish_json(&self, topic: &Topic, body: &serde_json::Value) -> Result<(), PublishError> {
+        self.publish(topic, body.to_string().into_bytes()).await
+    }
+}

@@ -1,0 +1,271 @@
+//! The MQTT topic contract as types. Every topic string is parsed into a [`Topic`] (and
+//! every subscription filter into a [`Filter`]) at the edge, before any decision; a string
+//! that does not parse is refused. `topics.md` documents the same set, and a test keeps the
+//! two in step (see [`TEMPLATES`]).
+//!
+//! Ids in topics are canonical UUIDs, so an id can never contain `+`, `#` or `/`, and a
+//! filter can never widen beyond the literal hospital/device/room prefix it names.
+
+use std::fmt;
+
+use nc_domain::{DeviceId, HospitalId, RoomId, UserId};
+
+/// The root of every topic, with the contract's version.
+pub const ROOT: &str = "nc/v1";
+
+/// The topics under one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceChannel {
+    /// Readings from the machine (machine → service, QoS 1).
+    Telemetry,
+    /// Online/offline presence, retained (service → apps).
+    Status,
+    /// Treatment session start/end (machine → service, QoS 1).
+    Session,
+    /// Alerts raised and cleared for the device (service → apps, QoS 1).
+    Alerts,
+    /// Why a payload from the machine was rejected (service → machine, QoS 1).
+    Errors,
+}
+
+/// The topics under one chat room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomChannel {
+    /// Stored messages (service → participants, QoS 1).
+    Messages,
+    /// Typing indicators (participant → participants, QoS 0).
+    Typing,
+    /// Read receipts (service → participants, QoS 1).
+    Read,
+}
+
+impl DeviceChannel {
+    pub const ALL: [DeviceChannel; 5] = [
+        DeviceChannel::Telemetry,
+        DeviceChannel::Status,
+        DeviceChannel::Session,
+        DeviceChannel::Alerts,
+        DeviceChannel::Errors,
+    ];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeviceChannel::Telemetry => "telemetry",
+            DeviceChannel::Status => "status",
+            DeviceChannel::Session => "session",
+            DeviceChannel::Alerts => "alerts",
+            DeviceChannel::Errors => "errors",
+        }
+    }
+}
+
+impl RoomChannel {
+    pub const ALL: [RoomChannel; 3] = [RoomChannel::Messages, RoomChannel::Typing, RoomChannel::Read];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RoomChannel::Messages => "messages",
+            RoomChannel::Typing => "typing",
+            RoomChannel::Read => "read",
+        }
+    }
+}
+
+/// A concrete topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    Device {
+        hospital: HospitalId,
+        device: DeviceId,
+        channel: DeviceChannel,
+    },
+    Room {
+        hospital: HospitalId,
+        room: RoomId,
+        channel: RoomChannel,
+    },
+    /// A person's own notifications (service → that user, QoS 1).
+    Notifications {
+        hospital: HospitalId,
+        user: UserId,
+    },
+}
+
+/// The topic templates, exactly as `topics.md` lists them.
+pub const TEMPLATES: &[&str] = &[
+    "nc/v1/h/{hospital}/d/{device}/telemetry",
+    "nc/v1/h/{hospital}/d/{device}/status",
+    "nc/v1/h/{hospital}/d/{device}/session",
+    "nc/v1/h/{hospital}/d/{device}/alerts",
+    "nc/v1/h/{hospital}/d/{device}/errors",
+    "nc/v1/h/{hospital}/chat/{room}/messages",
+    "nc/v1/h/{hospital}/chat/{room}/typing",
+    "nc/v1/h/{hospital}/chat/{room}/read",
+    "nc/v1/h/{hospital}/u/{user}/notifications",
+];
+
+/// Why a topic or filter string is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("not a Nephrocare topic (topics start with nc/v1/h/{{hospital}}/)")]
+    Unknown,
+    #[error("'{0}' is not a valid id (ids are canonical UUIDs)")]
+    BadId(String),
+    #[error("wildcards are allowed only as the last level below a device, room or user")]
+    Wildcard,
+    #[error("system and shared-subscription topics are not available")]
+    Reserved,
+}
+
+fn id<T: std::str::FromStr>(s: &str) -> Result<T, TopicError> {
+    s.parse().map_err(|_| TopicError::BadId(s.to_owned()))
+}
+
+impl Topic {
+    /// Parses a topic name (no wildcards).
+    pub fn parse(s: &str) -> Result<Topic, TopicError> {
+        if s.starts_with('$') {
+            return Err(TopicError::Reserved);
+        }
+        if s.contains(['+', '#']) {
+            return Err(TopicError::Wildcard);
+        }
+        let levels: Vec<&str> = s.split('/').collect();
+        match levels.as_slice() {
+            ["nc", "v1", "h", h, "d", d, channel] => {
+                let channel =
+                    DeviceChannel::ALL.into_iter().find(|c| c.as_str() == *channel).ok_or(TopicError::Unknown)?;
+                Ok(Topic::Device { hospital: id(h)?, device: id(d)?, channel })
+            }
+            ["nc", "v1", "h", h, "chat", r, channel] => {
+                let channel =
+                    RoomChannel::ALL.into_iter().find(|c| c.as_str() == *channel).ok_or(TopicError::Unknown)?;
+                Ok(Topic::Room { hospital: id(h)?, room: id(r)?, channel })
+            }
+            ["nc", "v1", "h", h, "u", u, "notifications"] => {
+                Ok(Topic::Notifications { hospital: id(h)?, user: id(u)? })
+            }
+            _ => Err(TopicError::Unknown),
+        }
+    }
+
+    pub fn hospital(&self) -> HospitalId {
+        match self {
+            Topic::Device { hospital, .. } | Topic::Room { hospital, .. } | Topic::Notifications { hospital, .. } => {
+                *hospital
+            }
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Topic::Device { hospital, device, channel } => {
+                write!(f, "{ROOT}/h/{hospital}/d/{device}/{}", channel.as_str())
+            }
+            Topic::Room { hospital, room, channel } => {
+                write!(f, "{ROOT}/h/{hospital}/chat/{room}/{}", channel.as_str())
+            }
+            Topic::Notifications { hospital, user } => write!(f, "{ROOT}/h/{hospital}/u/{user}/notifications"),
+        }
+    }
+}
+
+/// A subscription filter: a topic, or a wildcard (`+` or `#`, as the last level only)
+/// directly below one literal device or room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Filter {
+    Exact(Topic),
+    /// `nc/v1/h/{hospital}/d/{device}/+` or `/#`: every channel of one device.
+    AnyDeviceChannel {
+        hospital: HospitalId,
+        device: DeviceId,
+    },
+    /// `nc/v1/h/{hospital}/chat/{room}/+` or `/#`: every channel of one room.
+    AnyRoomChannel {
+        hospital: HospitalId,
+        room: RoomId,
+    },
+}
+
+impl Filter {
+    pub fn parse(s: &str) -> Result<Filter, TopicError> {
+        if s.starts_with('$') {
+            return Err(TopicError::Reserved);
+        }
+        let levels: Vec<&str> = s.split('/').collect();
+        let (last, prefix) = levels.split_last().ok_or(TopicError::Unknown)?;
+        if prefix.iter().any(|l| l.contains(['+', '#'])) || (last.contains(['+', '#']) && last.len() != 1) {
+            return Err(TopicError::Wildcard);
+        }
+        if *last == "+" || *last == "#" {
+            return match prefix {
+                ["nc", "v1", "h", h, "d", d] => Ok(Filter::AnyDeviceChannel { hospital: id(h)?, device: id(d)? }),
+                ["nc", "v1", "h", h, "chat", r] => Ok(Filter::AnyRoomChannel { hospital: id(h)?, room: id(r)? }),
+                _ => Err(TopicError::Wildcard),
+            };
+        }
+        Topic::parse(s).map(Filter::Exact)
+    }
+
+    /// Every topic this filter can match.
+    pub fn topics(&self) -> Vec<Topic> {
+        match *self {
+            Filter::Exact(t) => vec![t],
+            Filter::AnyDeviceChannel { hospital, device } => {
+                DeviceChannel::ALL.into_iter().map(|channel| Topic::Device { hospital, device, channel }).collect()
+            }
+            Filter::AnyRoomChannel { hospital, room } => {
+                RoomChannel::ALL.into_iter().map(|channel| Topic::Room { hospital, room, channel }).collect()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip_and_tricks_are_refused() {
+        let (h, d) = (HospitalId::new(), DeviceId::new());
+        let t = Topic::Device { hospital: h, device: d, channel: DeviceChannel::Telemetry };
+        assert_eq!(Topic::parse(&t.to_string()), Ok(t));
+        for bad in [
+            "#".to_owned(),
+            "+/+/+".to_owned(),
+            "$SYS/#".to_owned(),
+            format!("$share/g/nc/v1/h/{h}/d/{d}/telemetry"),
+            format!("nc/v1/h/{h}/d/+/telemetry"),
+            format!("nc/v1/h/+/d/{d}/telemetry"),
+            format!("nc/v1/h/{h}/#"),
+            format!("nc/v1/h/{h}/d/#"),
+            format!("nc/v1/h/{h}/d/{d}#/telemetry"),
+            format!("nc/v1/h/{h}/d/{d}/tele#"),
+            "nc/v1/h/not-a-uuid/d/x/telemetry".to_owned(),
+            format!("nc/v1/h/{h}/d/{d}/telemetry/extra"),
+            format!("nc/v2/h/{h}/d/{d}/telemetry"),
+        ] {
+            assert!(Filter::parse(&bad).is_err(), "{bad} must be refused");
+        }
+        assert_eq!(
+            Filter::parse(&format!("nc/v1/h/{h}/d/{d}/#")),
+            Ok(Filter::AnyDeviceChannel { hospital: h, device: d })
+        );
+        assert_eq!(Filter::parse(&format!("nc/v1/h/{h}/d/{d}/+")).unwrap().topics().len(), 5);
+    }
+
+    #[test]
+    fn every_template_parses_into_the_enum() {
+        let (h, d, r, u) = (HospitalId::new(), DeviceId::new(), RoomId::new(), UserId::new());
+        for tpl in TEMPLATES {
+            let s = tpl
+                .replace("{hospital}", &h.to_string())
+                .replace("{device}", &d.to_string())
+                .replace("{room}", &r.to_string())
+                .replace("{user}", &u.to_string());
+            let t = Topic::parse(&s).unwrap_or_else(|e| panic!("{tpl}: {e}"));
+            assert_eq!(t.to_string(), s);
+        }
+        assert_eq!(TEMPLATES.len(), DeviceChannel::ALL.len() + RoomChannel::ALL.len() + 1, "one template per variant");
+    }
+}

@@ -1,0 +1,279 @@
+//! The telemetry payload a machine sends (MQTT `…/telemetry` or `POST /api/health-metrics`),
+//! and its validation. Field names and units follow the product spec; the dialysis
+//! parameters are optional. A reading that fails validation is never stored: the device is
+//! told which field and why.
+
+use chrono::{DateTime, Duration, Utc};
+use nc_domain::{PatientId, SystemStatus};
+use serde::{Deserialize, Serialize};
+
+/// How far ahead of the server clock a reading's timestamp may be.
+pub const MAX_CLOCK_AHEAD_SECS: i64 = 30;
+/// How old a reading may be (older ones would land in dropped chunks).
+pub const MAX_AGE_DAYS: i64 = 30;
+
+/// Parses JSON into `T`, naming the field at fault: its path for a wrong type or value,
+/// the field itself when it is unknown or missing.
+pub fn parse_json<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Result<T, Invalid> {
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let text = inner.to_string();
+        // serde says e.g. "unknown field `foo`, expected ..." or "missing field `seq`".
+        let named =
+            text.split('`').nth(1).filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"));
+        let field = match named {
+            Some(f) => f.to_owned(),
+            None if path.is_empty() || path == "." => "payload".to_owned(),
+            None => path,
+        };
+        Invalid { field, message: format!("invalid {what}: {text}") }
+    })
+}
+
+/// One reading, as sent (JSON, camelCase).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadingIn {
+    /// Payload version: 1.
+    pub v: u32,
+    /// The device's sequence number for this reading (idempotent redelivery).
+    pub seq: i64,
+    /// When the machine measured it (RFC 3339).
+    pub ts: DateTime<Utc>,
+    /// The patient being treated, when the machine knows.
+    pub patient_id: Option<PatientId>,
+    /// beats/min
+    pub heart_rate: Option<f64>,
+    /// °F
+    pub temperature: Option<f64>,
+    /// Systolic blood pressure, mmHg.
+    pub blood_pressure: Option<f64>,
+    /// Diastolic blood pressure, mmHg.
+    pub diastolic_pressure: Option<f64>,
+    /// SpO2, %.
+    pub oxygen_saturation: Option<f64>,
+    /// Blood flow rate Qb, mL/min.
+    pub flow_rate: Option<f64>,
+    /// Blood volume processed, L.
+    pub total_volume: Option<f64>,
+    pub system_status: SystemStatus,
+    /// Dialysate flow rate Qd, mL/min.
+    pub dialysate_flow_rate: Option<f64>,
+    /// mmHg (negative before the pump).
+    pub arterial_pressure: Option<f64>,
+    /// mmHg.
+    pub venous_pressure: Option<f64>,
+    /// Transmembrane pressure, mmHg.
+    pub transmembrane_pressure: Option<f64>,
+    /// Dialysate conductivity, mS/cm.
+    pub conductivity: Option<f64>,
+    /// Dialysate temperature, °C.
+    pub dialysate_temperature: Option<f64>,
+    /// Ultrafiltration rate, mL/h.
+    pub uf_rate: Option<f64>,
+    /// Ultrafiltration volume removed so far, mL.
+    pub uf_volume: Option<f64>,
+    /// Ultrafiltration goal, mL.
+    pub uf_goal: Option<f64>,
+}
+
+/// Why a reading was refused: the field (JSON name) and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { field: field.to_owned(), message: message.into() }
+    }
+
+    /// The body published on the device's `errors` topic (or answered with HTTP 422).
+    pub fn to_json(&self, seq: Option<i64>) -> serde_json::Value {
+        serde_json::json!({
+            "v": 1,
+            "code": "validation_failed",
+            "seq": seq,
+            "field": self.field,
+            "message": self.message,
+            "at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+    }
+}
+
+/// (JSON name, unit, plausible range). Beyond these, a sensor is broken or the payload wrong.
+pub const RANGES: &[(&str, &str, f64, f64)] = &[
+    ("heartRate", "beats/min", 20.0, 300.0),
+    ("temperature", "°F", 80.0, 110.0),
+    ("bloodPressure", "mmHg", 40.0, 300.0),
+    ("diastolicPressure", "mmHg", 20.0, 200.0),
+    ("oxygenSaturation", "%", 50.0, 100.0),
+    ("flowRate", "mL/min", 0.0, 1000.0),
+    ("totalVolume", "L", 0.0, 200.0),
+    ("dialysateFlowRate", "mL/min", 0.0, 1200.0),
+    ("arterialPressure", "mmHg", -500.0, 300.0),
+    ("venousPressure", "mmHg", -100.0, 600.0),
+    ("transmembranePressure", "mmHg", -500.0, 600.0),
+    ("conductivity", "mS/cm", 5.0, 25.0),
+    ("dialysateTemperature", "°C", 25.0, 45.0),
+    ("ufRate", "mL/h", 0.0, 4000.0),
+    ("ufVolume", "mL", 0.0, 8000.0),
+    ("ufGoal", "mL", 0.0, 8000.0),
+];
+
+/// Where each measurement is stored: (JSON name, `health_metrics` column).
+pub const COLUMNS: [(&str, &str); 16] = [
+    ("heartRate", "heart_rate"),
+    ("temperature", "temperature_f"),
+    ("bloodPressure", "systolic_bp"),
+    ("diastolicPressure", "diastolic_bp"),
+    ("oxygenSaturation", "spo2"),
+    ("flowRate", "blood_flow_rate"),
+    ("totalVolume", "total_volume_l"),
+    ("dialysateFlowRate", "dialysate_flow_rate"),
+    ("arterialPressure", "arterial_pressure"),
+    ("venousPressure", "venous_pressure"),
+    ("transmembranePressure", "transmembrane_pressure"),
+    ("conductivity", "dialysate_conductivity"),
+    ("dialysateTemperature", "dialysate_temperature_c"),
+    ("ufRate", "uf_rate_ml_h"),
+    ("ufVolume", "uf_volume_ml"),
+    ("ufGoal", "uf_goal_ml"),
+];
+
+impl ReadingIn {
+    /// Parses JSON, naming the offending field when it can.
+    pub fn parse(payload: &[u8]) -> Result<ReadingIn, Invalid> {
+        parse_json(payload, "reading")
+    }
+
+    /// The measurements, by JSON name, in [`RANGES`] order.
+    pub fn measurements(&self) -> [(&'static str, Option<f64>); 16] {
+        [
+            ("heartRate", self.heart_rate),
+            ("temperature", self.temperature),
+            ("bloodPressure", self.blood_pressure),
+            ("diastolicPressure", self.diastolic_pressure),
+            ("oxygenSaturation", self.oxygen_saturation),
+            ("flowRate", self.flow_rate),
+            ("totalVolume", self.total_volume),
+            ("dialysateFlowRate", self.dialysate_flow_rate),
+            ("arterialPressure", self.arterial_pressure),
+            ("venousPressure", self.venous_pressure),
+            ("transmembranePressure", self.transmembrane_pressure),
+            ("conductivity", self.conductivity),
+            ("dialysateTemperature", self.dialysate_temperature),
+            ("ufRate", self.uf_rate),
+            ("ufVolume", self.uf_volume),
+            ("ufGoal", self.uf_goal),
+        ]
+    }
+
+    /// Checks version, sequence, timestamp and ranges against `now`.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), Invalid> {
+        if self.v != 1 {
+            return Err(Invalid::new("v", format!("payload version {} is not supported; use 1", self.v)));
+        }
+        if self.seq < 0 {
+            return Err(Invalid::new("seq", "must be 0 or more"));
+        }
+        if self.ts > now + Duration::seconds(MAX_CLOCK_AHEAD_SECS) {
+            return Err(Invalid::new(
+                "ts",
+                format!("is more than {MAX_CLOCK_AHEAD_SECS} s in the future; check the machine's clock"),
+            ));
+        }
+        if self.ts < now - Duration::days(MAX_AGE_DAYS) {
+            return Err(Invalid::new("ts", format!("is more than {MAX_AGE_DAYS} days old")));
+        }
+        let mut any = false;
+        for ((name, value), (_, unit, low, high)) in self.measurements().iter().zip(RANGES) {
+            if let Some(v) = value {
+                any = true;
+                if !v.is_finite() || *v < *low || *v > *high {
+                    return Err(Invalid::new(name, format!("{v} is outside the plausible range {low}..{high} {unit}")));
+                }
+            }
+        }
+        if !any {
+            return Err(Invalid::new("payload", "a reading needs at least one measurement"));
+        }
+        Ok(())
+    }
+}
+
+/// A session message (`…/session`): the machine starts or ends treating a patient.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionIn {
+    pub v: u32,
+    /// `start` or `end`.
+    pub event: SessionEvent,
+    pub ts: DateTime<Utc>,
+    /// Required for `start`.
+    pub patient_id: Option<PatientId>,
+    /// The interval at which the machine will send readings, for completeness %.
+    pub expected_interval_ms: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionEvent {
+    Start,
+    End,
+}
+
+impl SessionIn {
+    pub fn parse(payload: &[u8], now: DateTime<Utc>) -> Result<SessionIn, Invalid> {
+        let s: SessionIn = parse_json(payload, "session message")?;
+        if s.v != 1 {
+            return Err(Invalid::new("v", "payload version must be 1"));
+        }
+        if s.ts > now + Duration::seconds(MAX_CLOCK_AHEAD_SECS) {
+            return Err(Invalid::new("ts", "is in the future; check the machine's clock"));
+        }
+        if s.event == SessionEvent::Start && s.patient_id.is_none() {
+            return Err(Invalid::new("patientId", "is required to start a session"));
+        }
+        if let Some(i) = s.expected_interval_ms {
+            if !(10..=3_600_000).contains(&i) {
+                return Err(Invalid::new("expectedIntervalMs", "must be between 10 and 3600000"));
+            }
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(extra: &str) -> Result<ReadingIn, Invalid> {
+        let now = Utc::now().to_rfc3339();
+        let json = format!(r#"{{"v":1,"seq":1,"ts":"{now}","systemStatus":"normal","heartRate":72{extra}}}"#);
+        let r = ReadingIn::parse(json.as_bytes())?;
+        r.validate(Utc::now()).map(|_| r)
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        assert!(reading("").is_ok());
+        assert_eq!(reading(r#","oxygenSaturation":140"#).unwrap_err().field, "oxygenSaturation");
+        assert_eq!(reading(r#","bogus":1"#).unwrap_err().field, "bogus");
+        assert_eq!(reading(r#","flowRate":"fast""#).unwrap_err().field, "flowRate");
+        let late = (Utc::now() + Duration::minutes(5)).to_rfc3339();
+        let r = ReadingIn::parse(
+            format!(r#"{{"v":1,"seq":1,"ts":"{late}","systemStatus":"normal","heartRate":70}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.validate(Utc::now()).unwrap_err().field, "ts");
+        let e = ReadingIn::parse(br#"{"v":1,"ts":"2026-01-01T00:00:00Z","systemStatus":"normal"}"#).unwrap_err();
+        assert_eq!(e.field, "seq");
+        let e = ReadingIn::parse(br#"{"v":1,"seq":1,"ts":"2026-01-01T00:00:00Z","systemStatus":"ok"}"#).unwrap_err();
+        assert_eq!(e.field, "systemStatus", "{e}");
+    }
+}

@@ -1,0 +1,258 @@
+//! Treatment sessions. A session starts on an explicit `start` message on the device's
+//! `session` topic, or with the first reading bound to a patient; it ends on an explicit
+//! `end` (`completed`) or after an inactivity timeout (`interrupted`). When it ends, its
+//! summary is stored: duration, min/avg/max per metric, readings received vs expected
+//! (completeness %), the ultrafiltration rate in mL/kg/h where the dry weight is known,
+//! and the nadir systolic pressure.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nc_domain::{DeviceId, HospitalId, PatientId, SessionId};
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::reading::{Invalid, COLUMNS};
+
+/// The active session of each device, cached (the database is the truth; the cache is
+/// refreshed whenever this process starts or ends a session).
+/// A device's active session and its patient, if any.
+type Active = Option<(SessionId, Option<PatientId>)>;
+
+#[derive(Default)]
+pub struct Sessions {
+    active: Mutex<HashMap<DeviceId, Active>>,
+    patients: std::sync::Mutex<HashMap<PatientId, HospitalId>>,
+}
+
+/// What a reading is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub patient: Option<PatientId>,
+    pub session: Option<SessionId>,
+}
+
+impl Sessions {
+    /// The patient must belong to the device's hospital.
+    pub async fn check_patient(
+        &self,
+        pool: &PgPool,
+        patient: PatientId,
+        hospital: HospitalId,
+    ) -> Result<Result<(), Invalid>, sqlx::Error> {
+        let cached = self.patients.lock().expect("patients cache").get(&patient).copied();
+        let found = match cached {
+            Some(h) => Some(h),
+            None => {
+                let h: Option<Uuid> = sqlx::query_scalar("SELECT hospital_id FROM patients WHERE id = $1")
+                    .bind(patient.as_uuid())
+                    .fetch_optional(pool)
+                    .await?;
+                let h = h.map(HospitalId);
+                if let Some(h) = h {
+                    self.patients.lock().expect("patients cache").insert(patient, h);
+                }
+                h
+            }
+        };
+        Ok(match found {
+            Some(h) if h == hospital => Ok(()),
+            _ => Err(Invalid::new("patientId", "is not a patient of this device's hospital")),
+        })
+    }
+
+    async fn load(
+        &self,
+        pool: &PgPool,
+        device: DeviceId,
+    ) -> Result<Option<(SessionId, Option<PatientId>)>, sqlx::Error> {
+        let row: Option<(Uuid, Option<Uuid>)> =
+            sqlx::query_as("SELECT id, patient_id FROM device_sessions WHERE device_id = $1 AND status = 'active'")
+                .bind(device.as_uuid())
+                .fetch_optional(pool)
+                .await?;
+        Ok(row.map(|(s, p)| (SessionId(s), p.map(PatientId))))
+    }
+
+    /// Binds a reading to the device's active session, starting one with the first reading
+    /// that names a patient.
+    pub async fn bind(
+        &self,
+        pool: &PgPool,
+        device: DeviceId,
+        hospital: HospitalId,
+        patient: Option<PatientId>,
+        at: DateTime<Utc>,
+    ) -> Result<Result<Binding, Invalid>, sqlx::Error> {
+        if let Some(p) = patient {
+            if let Err(e) = self.check_patient(pool, p, hospital).await? {
+                return Ok(Err(e));
+            }
+        }
+        let mut active = self.active.lock().await;
+        let current = match active.get(&device) {
+            Some(c) => *c,
+            None => {
+                let c = self.load(pool, device).await?;
+                active.insert(device, c);
+                c
+            }
+        };
+        match (current, patient) {
+            (Some((session, session_patient)), Some(p)) if session_patient.is_some() && session_patient != Some(p) => {
+                let _ = session;
+                Ok(Err(Invalid::new(
+                    "patientId",
+                    "differs from the patient of the device's active session; end that session first",
+                )))
+            }
+            (Some((session, session_patient)), p) => {
+                Ok(Ok(Binding { patient: session_patient.or(p), session: Some(session) }))
+            }
+            (None, Some(p)) => {
+                let session = start(pool, device, hospital, p, at, None).await?;
+                active.insert(device, Some((session, Some(p))));
+                Ok(Ok(Binding { patient: Some(p), session: Some(session) }))
+            }
+            (None, None) => Ok(Ok(Binding { patient: None, session: None })),
+        }
+    }
+
+    /// An explicit `start`: ends any active session (completed) and starts a new one.
+    pub async fn start_explicit(
+        &self,
+        pool: &PgPool,
+        device: DeviceId,
+        hospital: HospitalId,
+        patient: PatientId,
+        at: DateTime<Utc>,
+        interval_ms: Option<i32>,
+    ) -> Result<Result<SessionId, Invalid>, sqlx::Error> {
+        if let Err(e) = self.check_patient(pool, patient, hospital).await? {
+            return Ok(Err(e));
+        }
+        let mut active = self.active.lock().await;
+        if let Some((s, _)) = self.load(pool, device).await? {
+            end(pool, s, at, "completed").await?;
+        }
+        let session = start(pool, device, hospital, patient, at, interval_ms).await?;
+        active.insert(device, Some((session, Some(patient))));
+        Ok(Ok(session))
+    }
+
+    /// An explicit `end`.
+    pub async fn end_explicit(
+        &self,
+        pool: &PgPool,
+        device: DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<Result<SessionId, Invalid>, sqlx::Error> {
+        let mut active = self.active.lock().await;
+        match self.load(pool, device).await? {
+            Some((s, _)) => {
+                end(pool, s, at, "completed").await?;
+                active.insert(device, None);
+                Ok(Ok(s))
+            }
+            None => Ok(Err(Invalid::new("event", "the device has no active session to end"))),
+        }
+    }
+
+    /// Ends (as `interrupted`) active sessions whose device has sent nothing for `timeout`.
+    pub async fn sweep(&self, pool: &PgPool, timeout: Duration) -> Result<Vec<SessionId>, sqlx::Error> {
+        let stale: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT s.id, s.device_id, COALESCE(GREATEST(l.time, s.started_at), s.started_at)
+               FROM device_sessions s
+               LEFT JOIN device_latest_metrics l ON l.device_id = s.device_id
+              WHERE s.status = 'active'
+                AND COALESCE(GREATEST(l.time, s.started_at), s.started_at) < now() - make_interval(secs => $1)",
+        )
+        .bind(timeout.as_secs_f64())
+        .fetch_all(pool)
+        .await?;
+        let mut ended = Vec::new();
+        for (session, device, last) in stale {
+            let mut active = self.active.lock().await;
+            end(pool, SessionId(session), last, "interrupted").await?;
+            active.insert(DeviceId(device), None);
+            ended.push(SessionId(session));
+        }
+        Ok(ended)
+    }
+}
+
+async fn start(
+    pool: &PgPool,
+    device: DeviceId,
+    hospital: HospitalId,
+    patient: PatientId,
+    at: DateTime<Utc>,
+    interval_ms: Option<i32>,
+) -> Result<SessionId, sqlx::Error> {
+    let id = SessionId::new();
+    sqlx::query(
+        "INSERT INTO device_sessions (id, hospital_id, device_id, patient_id, started_at, status, expected_interval_ms)
+         VALUES ($1, $2, $3, $4, $5, 'active', $6)",
+    )
+    .bind(id.as_uuid())
+    .bind(hospital.as_uuid())
+    .bind(device.as_uuid())
+    .bind(patient.as_uuid())
+    .bind(at)
+    .bind(interval_ms)
+    .execute(pool)
+    .await?;
+    tracing::info!(%device, session = %id, "treatment session started");
+    Ok(id)
+}
+
+/// Ends a session and stores its summary.
+pub async fn end(pool: &PgPool, session: SessionId, at: DateTime<Utc>, status: &str) -> Result<(), sqlx::Error> {
+    let metrics: Vec<String> = COLUMNS
+        .iter()
+        .map(|(_, c)| {
+            format!("'{c}', jsonb_build_object('min', min({c}), 'avg', round(avg({c})::numeric, 2), 'max', max({c}))")
+        })
+        .collect();
+    let sql = format!(
+        "WITH s AS (SELECT * FROM device_sessions WHERE id = $1),
+              m AS (SELECT jsonb_strip_nulls(jsonb_build_object({})) AS metrics,
+                           count(*) AS n, min(systolic_bp) AS nadir, max(uf_volume_ml) AS uf_ml, max(time) AS last
+                      FROM health_metrics WHERE session_id = $1 AND time >= (SELECT started_at FROM s))
+         UPDATE device_sessions d SET
+             status = $3,
+             ended_at = GREATEST($2, d.started_at),
+             readings_received = m.n,
+             readings_expected = CASE WHEN d.expected_interval_ms IS NULL THEN NULL
+                 ELSE floor(extract(epoch FROM (GREATEST($2, d.started_at) - d.started_at)) * 1000 / d.expected_interval_ms)::bigint + 1 END,
+             completeness_pct = CASE WHEN d.expected_interval_ms IS NULL THEN NULL
+                 ELSE LEAST(100, round((m.n * 100.0 / (floor(extract(epoch FROM (GREATEST($2, d.started_at) - d.started_at)) * 1000 / d.expected_interval_ms) + 1))::numeric, 2))::float8 END,
+             nadir_systolic = m.nadir,
+             uf_rate_ml_kg_h = (SELECT CASE WHEN p.dry_weight_kg IS NULL OR m.uf_ml IS NULL
+                                              OR GREATEST($2, d.started_at) <= d.started_at THEN NULL
+                                    ELSE round((m.uf_ml / p.dry_weight_kg / (extract(epoch FROM (GREATEST($2, d.started_at) - d.started_at)) / 3600))::numeric, 2)::float8 END
+                                  FROM patients p WHERE p.id = d.patient_id),
+             summary = jsonb_build_object(
+                 'durationSeconds', extract(epoch FROM (GREATEST($2, d.started_at) - d.started_at))::bigint,
+                 'ultrafiltrationMl', m.uf_ml,
+                 'lastReadingAt', m.last,
+                 'metrics', m.metrics)
+         FROM m
+         WHERE d.id = $1 AND d.status = 'active'",
+        metrics.join(", ")
+    );
+    let mut tx = pool.begin().await?;
+    sqlx::query(&sql).bind(session.as_uuid()).bind(at).bind(status).execute(&mut *tx).await?;
+    sqlx::query(
+        "UPDATE patients SET last_dialysis_at = s.ended_at, updated_at = now()
+           FROM device_sessions s WHERE s.id = $1 AND s.patient_id = patients.id AND s.status = 'completed'",
+    )
+    .bind(session.as_uuid())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(session = %session, %status, "treatment session ended");
+    Ok(())
+}

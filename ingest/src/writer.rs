@@ -1,0 +1,252 @@
+//! The batching writer: accepted readings are written to the `health_metrics` hypertable
+//! in multi-row `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING` statements, flushed
+//! by size or after a short deadline, on a small pool of connections. In the same
+//! transaction: the latest reading per device, the hourly rollups and the session counters,
+//! for the rows that were new (a redelivered reading changes nothing). Each reading's
+//! submitter learns the outcome only after COMMIT.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, Utc};
+use nc_broker::SinkUnavailable;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use uuid::Uuid;
+
+use crate::reading::COLUMNS;
+
+/// One reading ready to store.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub time: DateTime<Utc>,
+    pub device_id: Uuid,
+    pub seq: i64,
+    pub hospital_id: Uuid,
+    pub patient_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub system_status: &'static str,
+    /// In [`COLUMNS`] order.
+    pub values: [Option<f64>; 16],
+    /// The reading as received, for the latest-values table and live streams.
+    pub json: serde_json::Value,
+}
+
+/// A committed reading that was new (not a redelivery).
+pub type Committed = Arc<Vec<Row>>;
+
+pub struct Job {
+    pub row: Row,
+    pub done: oneshot::Sender<Result<(), SinkUnavailable>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub writers: usize,
+    /// How long a failing batch is retried before its submitters are told storage is unavailable.
+    pub retry_for: Duration,
+}
+
+fn insert_sql() -> String {
+    let cols: Vec<&str> = COLUMNS.iter().map(|(_, c)| *c).collect();
+    let mut unnest = vec![
+        "$1::timestamptz[]".to_owned(),
+        "$2::uuid[]".into(),
+        "$3::int8[]".into(),
+        "$4::uuid[]".into(),
+        "$5::uuid[]".into(),
+        "$6::uuid[]".into(),
+        "$7::text[]".into(),
+    ];
+    for i in 0..cols.len() {
+        unnest.push(format!("${}::float4[]", i + 8));
+    }
+    format!(
+        "INSERT INTO health_metrics (time, device_id, seq, hospital_id, patient_id, session_id, system_status, {})
+         SELECT * FROM UNNEST({})
+         ON CONFLICT (device_id, seq, time) DO NOTHING
+         RETURNING device_id, seq, time",
+        cols.join(", "),
+        unnest.join(", ")
+    )
+}
+
+/// Writes one batch in one transaction; returns the rows that were new.
+pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Vec<Row>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    static INSERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = INSERT.get_or_init(insert_sql);
+    let mut q = sqlx::query_as::<_, (Uuid, i64, DateTime<Utc>)>(sql)
+        .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.device_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.hospital_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.patient_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.session_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.system_status.to_owned()).collect::<Vec<_>>());
+    for i in 0..COLUMNS.len() {
+        q = q.bind(rows.iter().map(|r| r.values[i].map(|v| v as f32)).collect::<Vec<Option<f32>>>());
+    }
+    let inserted: std::collections::HashSet<(Uuid, i64, DateTime<Utc>)> =
+        q.fetch_all(&mut *tx).await?.into_iter().collect();
+    let new: Vec<Row> = rows.iter().filter(|r| inserted.contains(&(r.device_id, r.seq, r.time))).cloned().collect();
+
+    if !new.is_empty() {
+        // Latest reading per device (only moves forward in time).
+        let mut latest: HashMap<Uuid, &Row> = HashMap::new();
+        for r in &new {
+            let e = latest.entry(r.device_id).or_insert(r);
+            if (r.time, r.seq) > (e.time, e.seq) {
+                *e = r;
+            }
+        }
+        let l: Vec<&Row> = latest.into_values().collect();
+        sqlx::query(
+            "INSERT INTO device_latest_metrics (device_id, hospital_id, patient_id, session_id, time, seq, reading, updated_at)
+             SELECT d, h, p, s, t, q, r, now() FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::int8[], $7::jsonb[]) AS x(d, h, p, s, t, q, r)
+             ON CONFLICT (device_id) DO UPDATE SET hospital_id = EXCLUDED.hospital_id, patient_id = EXCLUDED.patient_id,
+                 session_id = EXCLUDED.session_id, time = EXCLUDED.time, seq = EXCLUDED.seq, reading = EXCLUDED.reading, updated_at = now()
+             WHERE (device_latest_metrics.time, device_latest_metrics.seq) <= (EXCLUDED.time, EXCLUDED.seq)",
+        )
+        .bind(l.iter().map(|r| r.device_id).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.hospital_id).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.patient_id).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.session_id).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.time).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| r.json.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+
+        // Hourly rollups per patient and metric.
+        // (patient, metric, hour) -> (n, sum, min, max)
+        type Key = (Uuid, &'static str, DateTime<Utc>);
+        let mut rollups: HashMap<Key, (i64, f64, f64, f64)> = HashMap::new();
+        for r in new.iter().filter(|r| r.patient_id.is_some()) {
+            let bucket = r.time.duration_trunc(chrono::Duration::hours(1)).unwrap_or(r.time);
+            for (i, (_, column)) in COLUMNS.iter().enumerate() {
+                if let Some(v) = r.values[i] {
+                    let e = rollups.entry((r.patient_id.expect("filtered"), column, bucket)).or_insert((
+                        0,
+                        0.0,
+                        f64::MAX,
+                        f64::MIN,
+                    ));
+                    e.0 += 1;
+                    e.1 += v;
+                    e.2 = e.2.min(v);
+                    e.3 = e.3.max(v);
+                }
+            }
+        }
+        if !rollups.is_empty() {
+            let (keys, aggs): (Vec<_>, Vec<_>) = rollups.into_iter().unzip();
+            sqlx::query(
+                "INSERT INTO health_metric_rollups_hourly (patient_id, metric, bucket, n, sum, min, max)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::int8[], $5::float8[], $6::float8[], $7::float8[])
+                 ON CONFLICT (patient_id, metric, bucket) DO UPDATE SET n = health_metric_rollups_hourly.n + EXCLUDED.n,
+                     sum = health_metric_rollups_hourly.sum + EXCLUDED.sum,
+                     min = LEAST(health_metric_rollups_hourly.min, EXCLUDED.min),
+                     max = GREATEST(health_metric_rollups_hourly.max, EXCLUDED.max)",
+            )
+            .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.1.to_owned()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+            .bind(aggs.iter().map(|a| a.0).collect::<Vec<_>>())
+            .bind(aggs.iter().map(|a| a.1).collect::<Vec<_>>())
+            .bind(aggs.iter().map(|a| a.2).collect::<Vec<_>>())
+            .bind(aggs.iter().map(|a| a.3).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        // Session counters.
+        let mut per_session: HashMap<Uuid, i64> = HashMap::new();
+        for r in &new {
+            if let Some(s) = r.session_id {
+                *per_session.entry(s).or_default() += 1;
+            }
+        }
+        if !per_session.is_empty() {
+            let (ids, counts): (Vec<Uuid>, Vec<i64>) = per_session.into_iter().unzip();
+            sqlx::query(
+                "UPDATE device_sessions SET readings_received = readings_received + x.n
+                 FROM UNNEST($1::uuid[], $2::int8[]) AS x(id, n) WHERE device_sessions.id = x.id",
+            )
+            .bind(ids)
+            .bind(counts)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Runs the writers until the queue closes; each committed batch's new rows go to `after`.
+pub fn spawn(
+    pool: PgPool,
+    settings: WriterSettings,
+    rx: mpsc::Receiver<Job>,
+    after: mpsc::Sender<Committed>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let rx = Arc::new(Mutex::new(rx));
+    (0..settings.writers.max(1))
+        .map(|_| {
+            let (pool, settings, rx, after) = (pool.clone(), settings.clone(), rx.clone(), after.clone());
+            tokio::spawn(async move {
+                loop {
+                    // Collect a batch: wait for the first job, then take more until full or the deadline.
+                    let mut jobs = Vec::with_capacity(settings.batch_size);
+                    {
+                        let mut rx = rx.lock().await;
+                        match rx.recv().await {
+                            Some(j) => jobs.push(j),
+                            None => return,
+                        }
+                        let deadline = tokio::time::Instant::now() + settings.flush_interval;
+                        while jobs.len() < settings.batch_size {
+                            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                                Ok(Some(j)) => jobs.push(j),
+                                _ => break,
+                            }
+                        }
+                    }
+                    let rows: Vec<Row> = jobs.iter().map(|j| j.row.clone()).collect();
+                    let started = tokio::time::Instant::now();
+                    let mut wait = Duration::from_millis(50);
+                    let outcome = loop {
+                        match write_batch(&pool, &rows).await {
+                            Ok(new) => break Ok(new),
+                            Err(e) if started.elapsed() < settings.retry_for => {
+                                tracing::warn!(error = %e, batch = rows.len(), "writing readings failed; retrying");
+                                tokio::time::sleep(wait).await;
+                                wait = (wait * 2).min(Duration::from_secs(1));
+                            }
+                            Err(e) => break Err(SinkUnavailable(e.to_string())),
+                        }
+                    };
+                    match outcome {
+                        Ok(new) => {
+                            for j in jobs {
+                                let _ = j.done.send(Ok(()));
+                            }
+                            if !new.is_empty() {
+                                let _ = after.send(Arc::new(new)).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, batch = rows.len(), "readings not stored; devices will resend");
+                            for j in jobs {
+                                let _ = j.done.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
