@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Brings the whole platform up with demo data and leaves it serving (Ctrl-C stops it):
 # provisions PostgreSQL + TimescaleDB if needed, builds nephrocare, applies migrations,
-# creates the demo hospital (once) and prints the logins, then serves HTTP and MQTT.
+# creates the demo hospital (once) and prints the logins, serves HTTP and MQTT, and runs
+# simulated dialysis machines so live data, trends and alerts appear at once.
+# DEMO_DEVICES (default 4) and DEMO_SPEED (default 60: a 4 h session in 4 min) tune them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,13 +33,35 @@ echo "==> applying migrations"
 echo "==> demo data"
 "$BIN" seed --demo
 
+mkdir -p .nephrocare
+"$BIN" serve &
+SERVE=$!
+SIM=""
+stop() {
+    [ -n "$SIM" ] && kill "$SIM" 2>/dev/null || true
+    kill "$SERVE" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+for _ in $(seq 1 60); do
+    curl -fsS "http://$NEPHROCARE_HTTP_ADDR/readyz" >/dev/null 2>&1 && break
+    kill -0 "$SERVE" 2>/dev/null || { echo "error: nephrocare serve exited; see the messages above" >&2; exit 1; }
+    sleep 0.5
+done
+
+"$BIN" simulate --devices "${DEMO_DEVICES:-4}" --rate 1 --speed "${DEMO_SPEED:-60}" --progress-every 30 &
+SIM=$!
+
 cat <<EOT
 
-==> Nephrocare is starting (Ctrl-C stops it)
-    REST API docs   http://$NEPHROCARE_HTTP_ADDR/docs
+==> Nephrocare is running, with ${DEMO_DEVICES:-4} simulated dialysis machines (Ctrl-C stops everything)
+    REST API docs   http://$NEPHROCARE_HTTP_ADDR/docs   (log in: POST /api/auth/login, then Authorize)
     OpenAPI         http://$NEPHROCARE_HTTP_ADDR/api/openapi.json
     health          http://$NEPHROCARE_HTTP_ADDR/healthz   http://$NEPHROCARE_HTTP_ADDR/readyz
     MQTT            mqtt://$NEPHROCARE_MQTT_ADDR   ws://$NEPHROCARE_MQTT_WS_ADDR/mqtt
+    live readings   ws://$NEPHROCARE_HTTP_ADDR/ws/health-metrics/{deviceId}?token={accessToken}
+    try             scripts/demo-watch.sh   (logs in as Dr Okafor and follows DM-001 over MQTT)
 
 EOT
-exec "$BIN" serve
+wait "$SERVE"

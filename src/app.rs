@@ -138,19 +138,8 @@ impl App {
         } else {
             config.auth.jwt_secret.expose().as_bytes().to_vec()
         };
-        let settings = nc_api::ApiSettings {
-            jwt_secret,
-            access_ttl_secs: config.auth.access_token_ttl_secs,
-            refresh_ttl_secs: config.auth.refresh_token_ttl_secs,
-            throttle: nc_api::ThrottleSettings {
-                per_account_per_minute: config.auth.attempts_per_account_per_minute,
-                per_address_per_minute: config.auth.attempts_per_address_per_minute,
-            },
-        };
-        let api_state = nc_api::ApiState::new(db.clone(), &settings);
-        let api_for_broker = api_state.clone();
-        let token = shutdown.clone();
-        tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
+        let tokens = nc_access::token::TokenKeys::new(&jwt_secret, config.auth.access_token_ttl_secs);
+        let authn = nc_access::authn::Authenticator::new(db.clone(), tokens);
 
         let ingest_stop = CancellationToken::new();
         let ingest =
@@ -159,9 +148,23 @@ impl App {
             Some(s) => s,
             None => Arc::new(ingest.clone()),
         };
-        let broker = nc_broker::Broker::start(self.broker, db.clone(), api_for_broker.authn.clone(), sink)
+        let broker = nc_broker::Broker::start(self.broker, db.clone(), authn.clone(), sink)
             .await
             .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;
+        ingest.alerts().set_publisher(broker.publisher());
+        ingest.watch_presence(broker.presence().subscribe());
+
+        let settings = nc_api::ApiSettings {
+            refresh_ttl_secs: config.auth.refresh_token_ttl_secs,
+            throttle: nc_api::ThrottleSettings {
+                per_account_per_minute: config.auth.attempts_per_account_per_minute,
+                per_address_per_minute: config.auth.attempts_per_address_per_minute,
+            },
+        };
+        let api_state = nc_api::ApiState::new(db.clone(), &settings, authn, ingest.clone(), broker.presence());
+        let token = shutdown.clone();
+        tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
+
         let token = shutdown.clone();
         tasks.spawn(async move {
             let result = broker.run(mqtt, mqtt_ws, token.cancelled_owned()).await;

@@ -58,6 +58,42 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Act as a fleet of dialysis machines over MQTT (for the demo and load tests).
+    Simulate {
+        /// Number of machines (the demo hospital's, extended with SIM-nnnn machines as needed).
+        #[arg(long, default_value_t = 4)]
+        devices: usize,
+        /// Readings per second per machine.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Stop after this long, e.g. 90s, 10m, 2h (default: until Ctrl-C).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Treatment time compression: 60 plays a 4 h session in 4 min.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Abnormal episodes per machine per treatment hour (hypotension, high venous
+        /// pressure, conductivity fault, disconnect).
+        #[arg(long, default_value_t = 0.5)]
+        episodes_per_hour: f64,
+        /// No abrupt disconnects.
+        #[arg(long)]
+        no_disconnects: bool,
+        /// The hospital whose machines are simulated.
+        #[arg(long, default_value = "demo")]
+        hospital: String,
+        /// MQTT address of the service (default: NEPHROCARE_MQTT_ADDR).
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// Seconds between progress lines (0: only the final summary).
+        #[arg(long, default_value_t = 5)]
+        progress_every: u64,
+    },
+    /// Benchmarks (results are recorded in bench/README.md; see bench/run.sh).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Print the OpenAPI document (the same as GET /api/openapi.json), for generating clients.
     Openapi,
     /// Create data.
@@ -65,6 +101,43 @@ enum Command {
         /// A demo hospital with staff, patients, devices and assignments; prints the logins.
         #[arg(long, required = true)]
         demo: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Raw COPY rate versus the ingest path's batched inserts (on DATABASE_URL: use a scratch database).
+    Copy {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 3)]
+        connections: usize,
+    },
+    /// Device -> app fan-out through the edge versus bare embedded rumqttd (in-process).
+    Broker {
+        #[arg(long, default_value_t = 300)]
+        devices: usize,
+        /// Messages per second offered, in total.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+    },
+    /// Many authenticated MQTT clients against a running service.
+    Connections {
+        #[arg(long)]
+        mqtt: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 5000)]
+        clients: usize,
+    },
+    /// Trends and history latency on one patient's 1 Hz data (on DATABASE_URL: use a scratch database).
+    Queries {
+        #[arg(long, default_value_t = 365)]
+        days: i64,
     },
 }
 
@@ -102,6 +175,19 @@ enum AdminAction {
         #[arg(long, env = "NEPHROCARE_ADMIN_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+}
+
+/// `90s`, `10m`, `2h` or a number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = number.parse().map_err(|_| format!("'{s}' is not a duration such as 90s, 10m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("'{s}': use s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Runs the command line; returns the process exit code.
@@ -224,6 +310,69 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             Ok(())
         }
         Command::Openapi => Ok(()),
+        Command::Bench { which } => {
+            let url = config.database.url.expose().to_owned();
+            let report = match which {
+                BenchCommand::Copy { rows, connections } => crate::bench::copy(&url, rows, connections).await,
+                BenchCommand::Broker { devices, rate, seconds } => {
+                    crate::bench::broker(config, devices, rate, seconds).await
+                }
+                BenchCommand::Connections { mqtt, user, token, clients } => {
+                    let addr: std::net::SocketAddr =
+                        mqtt.parse().map_err(|_| Failure::Config(format!("--mqtt '{mqtt}' is not host:port")))?;
+                    crate::bench::connections(&addr.ip().to_string(), addr.port(), &user, &token, clients).await
+                }
+                BenchCommand::Queries { days } => crate::bench::queries(&url, days).await,
+            };
+            println!("{}", report.map_err(Failure::Runtime)?);
+            Ok(())
+        }
+        Command::Simulate {
+            devices,
+            rate,
+            duration,
+            speed,
+            episodes_per_hour,
+            no_disconnects,
+            hospital,
+            mqtt,
+            progress_every,
+        } => {
+            if devices == 0 || !(rate > 0.0 && rate <= 1000.0) || speed < 1.0 {
+                return Err(Failure::Config("--devices must be > 0, --rate in (0, 1000], --speed >= 1".into()));
+            }
+            let addr: std::net::SocketAddr = match mqtt {
+                Some(m) => m.parse().map_err(|_| Failure::Config(format!("--mqtt '{m}' is not host:port")))?,
+                None => config.mqtt.addr,
+            };
+            let db = app::connect(&config).await?;
+            let fleet = crate::simulate::provision(&db, &hospital, devices).await.map_err(Failure::Runtime)?;
+            println!(
+                "simulate: {} machines of hospital '{hospital}' -> mqtt://{addr}, {rate}/s each, speed x{speed}",
+                fleet.len()
+            );
+            let stop = tokio_util::sync::CancellationToken::new();
+            let ctrl_c = stop.clone();
+            tokio::spawn(async move {
+                app::shutdown_signal().await;
+                ctrl_c.cancel();
+            });
+            let options = crate::simulate::SimulateOptions {
+                devices,
+                rate,
+                duration,
+                speed,
+                hospital_code: hospital,
+                mqtt_host: addr.ip().to_string(),
+                mqtt_port: addr.port(),
+                // Per simulated minute.
+                episode_rate: episodes_per_hour / 60.0,
+                progress_every,
+                disconnects: !no_disconnects,
+            };
+            println!("{}", crate::simulate::run(fleet, options, stop).await);
+            Ok(())
+        }
         Command::Seed { demo: _ } => {
             let db = app::connect(&config).await?;
             let summary = demo::seed_demo(&db).await.map_err(|e| Failure::Runtime(e.to_string()))?;

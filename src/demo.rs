@@ -237,7 +237,7 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
 
     let mut device_ids = Vec::new();
     for (serial, name, location) in DEMO_DEVICES {
-        let secret_hash = nc_access::password::hash(demo_device_secret(serial)).await?;
+        let secret_hash = nc_access::secret::hash_device_secret(&demo_device_secret(serial));
         let id = DeviceId::new();
         devices::ActiveModel {
             id: Set(id),

@@ -2,10 +2,12 @@
 //! broker, ingest and API components in one process with one shutdown.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod simulate;
 
 pub use app::{App, RunningApp};
 pub use config::Config;

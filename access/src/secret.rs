@@ -28,6 +28,32 @@ pub fn six_digit_code() -> String {
     }
 }
 
+/// The stored form of a device secret: `sha256:<hex>`.
+///
+/// Device secrets are 256-bit random values (see [`random_token`]), so a single SHA-256 is
+/// as hard to reverse as any password hash, and checking it is cheap enough for a fleet of
+/// machines reconnecting at once or posting readings over HTTP. (Passwords, which people
+/// choose, use argon2id: see `password`.)
+pub fn hash_device_secret(secret: &str) -> String {
+    let hex: String = digest(secret).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Whether `secret` matches a stored device secret: `sha256:` (current) or an argon2 PHC
+/// string (accepted for secrets stored that way).
+pub fn verify_device_secret(secret: &str, stored: &str) -> bool {
+    match stored.strip_prefix("sha256:") {
+        Some(_) => constant_time_eq(hash_device_secret(secret).as_bytes(), stored.as_bytes()),
+        None => crate::password::verify_blocking(secret, stored),
+    }
+}
+
+/// Compares without stopping at the first difference, so timing reveals nothing. (Two
+/// lines; not worth a dependency.)
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// SHA-256 of `value`, for storing tokens and codes.
 pub fn digest(value: &str) -> Vec<u8> {
     Sha256::digest(value.as_bytes()).to_vec()
@@ -47,5 +73,10 @@ mod tests {
             assert!(c.len() == 6 && c.chars().all(|ch| ch.is_ascii_digit()));
         }
         assert_eq!(digest("a").len(), 32);
+        let stored = hash_device_secret("s3cret");
+        assert!(verify_device_secret("s3cret", &stored));
+        assert!(!verify_device_secret("s3cret!", &stored));
+        let argon = crate::password::hash_blocking("legacy").unwrap();
+        assert!(verify_device_secret("legacy", &argon));
     }
 }

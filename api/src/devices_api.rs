@@ -2,7 +2,7 @@
 //! registration and secret rotation, technician assignment and temporary hand-over.
 
 use chrono::{Duration, Utc};
-use nc_access::{audit, password, secret, DeviceAction, HospitalAction};
+use nc_access::{audit, secret, DeviceAction, HospitalAction};
 use nc_domain::*;
 use nc_entities::{device_sessions, devices, patients, temporary_access_grants};
 use poem::Request;
@@ -156,7 +156,7 @@ impl DevicesApi {
         }
         let name = check_name("name", &b.name)?;
         let secret = secret::random_token();
-        let hash = password::hash(secret.clone()).await?;
+        let hash = secret::hash_device_secret(&secret);
         let now = Utc::now();
         let device = devices::ActiveModel {
             id: Set(DeviceId::new()),
@@ -238,7 +238,7 @@ impl DevicesApi {
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let secret = secret::random_token();
-        let hash = password::hash(secret.clone()).await?;
+        let hash = secret::hash_device_secret(&secret);
         let now = Utc::now();
         let mut active: devices::ActiveModel = device.into();
         active.secret_hash = Set(hash);

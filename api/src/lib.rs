@@ -5,14 +5,17 @@
 //! The component is a library: [`run`] serves [`routes`] on a listener until `shutdown`
 //! completes, then drains in-flight requests.
 
+mod alerts_api;
 mod auth_api;
 mod devices_api;
 pub mod dto;
 pub mod error;
 mod health;
+mod live;
 mod patients_api;
 pub mod security;
 pub mod state;
+mod telemetry_api;
 mod users_api;
 
 use std::future::Future;
@@ -38,13 +41,32 @@ pub(crate) enum Tag {
     Devices,
     /// Patient records and medical information.
     Patients,
+    /// Readings: posting (machines), current values, history, trends, sessions.
+    Telemetry,
+    /// Alerts and the limits they are raised at.
+    Alerts,
 }
 
-type Apis =
-    (health::HealthApi, auth_api::AuthApi, users_api::UsersApi, devices_api::DevicesApi, patients_api::PatientsApi);
+type Apis = (
+    health::HealthApi,
+    auth_api::AuthApi,
+    users_api::UsersApi,
+    devices_api::DevicesApi,
+    patients_api::PatientsApi,
+    telemetry_api::TelemetryApi,
+    alerts_api::AlertsApi,
+);
 
 fn apis() -> Apis {
-    (health::HealthApi, auth_api::AuthApi, users_api::UsersApi, devices_api::DevicesApi, patients_api::PatientsApi)
+    (
+        health::HealthApi,
+        auth_api::AuthApi,
+        users_api::UsersApi,
+        devices_api::DevicesApi,
+        patients_api::PatientsApi,
+        telemetry_api::TelemetryApi,
+        alerts_api::AlertsApi,
+    )
 }
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -74,6 +96,7 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
             make_sync(move |_| poem::Response::builder().content_type("application/json").body(spec.clone())),
         )
         .nest("/docs", docs)
+        .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
         .catch_all_error(error::catch_all)
         .data(state)
         .with(Tracing)

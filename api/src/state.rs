@@ -8,7 +8,6 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use nc_access::authn::Authenticator;
-use nc_access::token::TokenKeys;
 use nc_access::Policy;
 use nc_domain::{Channel, OutboundMessageId};
 use nc_entities::{outbound_messages, users};
@@ -25,24 +24,32 @@ pub struct ApiState {
     pub throttle: Arc<Throttle>,
     pub sender: Arc<dyn Sender>,
     pub refresh_ttl: chrono::Duration,
+    /// The telemetry pipeline (HTTP ingest, history, trends, alerts).
+    pub ingest: nc_ingest::Ingest,
+    /// Device presence, for the live streams.
+    pub presence: nc_broker::Presence,
 }
 
 /// Settings of the API component.
 #[derive(Clone, Debug)]
 pub struct ApiSettings {
-    /// HMAC key for access tokens (at least 32 bytes).
-    pub jwt_secret: Vec<u8>,
-    pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
     pub throttle: ThrottleSettings,
 }
 
 impl ApiState {
-    pub fn new(db: DatabaseConnection, settings: &ApiSettings) -> Self {
-        let tokens = TokenKeys::new(&settings.jwt_secret, settings.access_ttl_secs);
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &ApiSettings,
+        authn: Authenticator,
+        ingest: nc_ingest::Ingest,
+        presence: nc_broker::Presence,
+    ) -> Self {
         Self {
+            ingest,
+            presence,
             policy: Policy::new(db.clone()),
-            authn: Authenticator::new(db.clone(), tokens),
+            authn,
             throttle: Arc::new(Throttle::new(&settings.throttle)),
             sender: Arc::new(OutboxSender { db: db.clone() }),
             refresh_ttl: chrono::Duration::seconds(settings.refresh_ttl_secs as i64),

@@ -65,6 +65,11 @@ enum End {
 }
 
 impl End {
+    /// Whether the edge publishes the offline status itself (and so cancels the will).
+    fn announced(self) -> bool {
+        matches!(self, End::Graceful | End::Revoked | End::Shutdown)
+    }
+
     fn reason(self) -> &'static str {
         match self {
             End::Graceful => "disconnected",
@@ -304,7 +309,9 @@ pub(crate) async fn serve(
     let (mut up_rx, mut up_tx) = upstream.into_split();
     let up_connect = Connect {
         protocol: rumqttc::mqttbytes::Protocol::V4,
-        keep_alive: connect.keep_alive,
+        // rumqttd refuses keep-alive 0 (which MQTT allows: no keep-alive); the edge then
+        // keeps the upstream session with the longest keep-alive instead.
+        keep_alive: if connect.keep_alive == 0 { u16::MAX } else { connect.keep_alive },
         client_id: connect.client_id.clone(),
         clean_session: connect.clean_session,
         last_will: will,
@@ -362,8 +369,8 @@ pub(crate) async fn serve(
     if let Subject::Device { id, hospital } = identity.subject {
         // A device that reconnected meanwhile is still online.
         if shared.registry.device_connections(id) == 0 {
-            // After a graceful end the will does not fire: announce it ourselves.
-            let publish = matches!(end, End::Graceful | End::Revoked | End::Shutdown);
+            // After these ends the will does not fire (see `finish`): announce it ourselves.
+            let publish = end.announced();
             shared.presence.set(id, hospital, false, end.reason(), publish).await;
         }
     }
@@ -496,13 +503,13 @@ impl Session {
                 Some(Control::Recheck) = control.recv() => {
                     if !self.still_allowed().await {
                         tracing::info!(client = ?self.identity.subject, "access revoked; disconnecting");
-                        return End::Revoked;
+                        return self.finish(End::Revoked).await;
                     }
                 }
                 _ = tokio::time::sleep(until_deadline.unwrap_or(Duration::from_secs(3600))), if until_deadline.is_some() => {
                     if !self.still_allowed().await || self.identity.valid_until.is_some_and(|v| v <= Utc::now()) {
                         tracing::info!(client = ?self.identity.subject, "credentials or grant expired; disconnecting");
-                        return End::Revoked;
+                        return self.finish(End::Revoked).await;
                     }
                 }
                 _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600))), if keepalive_at.is_some() => {
@@ -513,7 +520,9 @@ impl Session {
     }
 
     /// Drains acknowledgements still waiting (bounded), then says goodbye to the core so
-    /// the will does not fire for a graceful end.
+    /// the will does not fire when the edge announces the end itself (graceful, revoked,
+    /// shutdown: see `serve`); otherwise the will's "connection_lost" would overwrite the
+    /// retained status just published.
     async fn finish(&mut self, end: End) -> End {
         if matches!(end, End::Graceful | End::Shutdown) {
             let drain = async {
@@ -525,7 +534,7 @@ impl Session {
             };
             let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
         }
-        if end == End::Graceful {
+        if end.announced() {
             let _ = self.send_core(&Packet::Disconnect).await;
         }
         let _ = self.up_tx.shutdown().await;
@@ -624,6 +633,14 @@ impl Session {
                     payload: publish.payload.clone(),
                     received_at: Utc::now(),
                 };
+                // A session message is a sequence point: what the device sent before it is
+                // settled first, and what it sends after waits until it is stored, so the
+                // storage sees "start, readings, end" in the device's order.
+                if channel == DeviceChannel::Session {
+                    if let Some(end) = self.drain_pending().await? {
+                        return Ok(Some(end));
+                    }
+                }
                 let stored = self.shared.sink.submit(message);
                 let retained = publish.retain;
                 self.pending.push_back(Box::pin(async move {
@@ -637,6 +654,11 @@ impl Session {
                         Err(e) => Settled::Unavailable(e.0),
                     }
                 }));
+                if channel == DeviceChannel::Session {
+                    if let Some(end) = self.drain_pending().await? {
+                        return Ok(Some(end));
+                    }
+                }
             }
             _ => {
                 // Other permitted topics (typing indicators): relay; acknowledge when the core has it.
@@ -646,6 +668,16 @@ impl Session {
                     let _ = acked.await;
                     Settled::Forward { pkid, publish: None }
                 }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Settles every waiting acknowledgement, in order.
+    async fn drain_pending(&mut self) -> std::io::Result<Option<End>> {
+        while let Some(settled) = self.pending.next().await {
+            if let Some(end) = self.settle(settled).await? {
+                return Ok(Some(end));
             }
         }
         Ok(None)

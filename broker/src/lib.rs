@@ -91,7 +91,7 @@ impl Broker {
         sink: Arc<dyn TelemetrySink>,
     ) -> std::io::Result<Broker> {
         let core = core::start(settings.max_connections, settings.max_packet_size.max(1024 * 1024)).await?;
-        let publisher = Publisher::start(&core);
+        let publisher = Publisher::start(&core).await?;
         let presence = Presence::new(db.clone(), publisher.clone());
         let shared = Arc::new(Shared {
             connections: Arc::new(Semaphore::new(settings.max_connections)),

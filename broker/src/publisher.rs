@@ -19,8 +19,9 @@ pub struct Publisher {
 pub struct PublishError(String);
 
 impl Publisher {
-    /// Connects to the core and keeps the connection up (rumqttc reconnects by itself).
-    pub fn start(core: &Core) -> Publisher {
+    /// Connects to the core, waits until the core accepts the session (this is also how
+    /// the edge knows the core is up), and keeps the connection up (rumqttc reconnects).
+    pub async fn start(core: &Core) -> std::io::Result<Publisher> {
         let mut options = MqttOptions::new(
             format!("svc-{}", uuid::Uuid::new_v4().simple()),
             core.addr.ip().to_string(),
@@ -31,6 +32,18 @@ impl Publisher {
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);
         options.set_inflight(200);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let started = tokio::time::Instant::now();
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(rumqttc::Packet::ConnAck(_))) => break,
+                Ok(_) => {}
+                Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                    tracing::debug!(error = %e, "waiting for the embedded broker core");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(std::io::Error::other(format!("the embedded broker core did not start: {e}"))),
+            }
+        }
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -42,7 +55,7 @@ impl Publisher {
                 }
             }
         });
-        Publisher { client }
+        Ok(Publisher { client })
     }
 
     /// The QoS and retain flag the contract gives a topic.

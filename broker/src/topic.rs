@@ -115,8 +115,11 @@ pub enum TopicError {
     Reserved,
 }
 
-fn id<T: std::str::FromStr>(s: &str) -> Result<T, TopicError> {
-    s.parse().map_err(|_| TopicError::BadId(s.to_owned()))
+/// Parses an id, in its canonical form only: the core routes on topic strings, so an
+/// upper-case spelling of an id would be authorized for the id yet reach nobody
+/// subscribed to (or receive nothing published on) its canonical topic.
+fn id<T: std::str::FromStr + fmt::Display>(s: &str) -> Result<T, TopicError> {
+    s.parse::<T>().ok().filter(|t| t.to_string() == s).ok_or_else(|| TopicError::BadId(s.to_owned()))
 }
 
 impl Topic {
@@ -244,6 +247,7 @@ mod tests {
             "nc/v1/h/not-a-uuid/d/x/telemetry".to_owned(),
             format!("nc/v1/h/{h}/d/{d}/telemetry/extra"),
             format!("nc/v2/h/{h}/d/{d}/telemetry"),
+            format!("nc/v1/h/{h}/d/{}/telemetry", d.to_string().to_uppercase()),
         ] {
             assert!(Filter::parse(&bad).is_err(), "{bad} must be refused");
         }
@@ -267,5 +271,24 @@ mod tests {
             assert_eq!(t.to_string(), s);
         }
         assert_eq!(TEMPLATES.len(), DeviceChannel::ALL.len() + RoomChannel::ALL.len() + 1, "one template per variant");
+    }
+}
+
+#[cfg(test)]
+mod contract {
+    use super::TEMPLATES;
+
+    /// topics.md and the enum agree: every topic in the document's table is a template
+    /// here, and every template is in the table.
+    #[test]
+    fn topics_md_lists_exactly_the_templates() {
+        let doc = include_str!("../../topics.md");
+        let in_doc: Vec<&str> =
+            doc.lines().filter(|l| l.starts_with("| `nc/v1/")).filter_map(|l| l.split('`').nth(1)).collect();
+        let mut a: Vec<&str> = in_doc.clone();
+        let mut b: Vec<&str> = TEMPLATES.to_vec();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "topics.md table vs broker::topic::TEMPLATES");
     }
 }

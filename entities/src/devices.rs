@@ -18,7 +18,7 @@ pub struct Model {
     pub status: DeviceStatus,
     pub online: bool,
     pub last_seen: Option<DateTimeUtc>,
-    /// argon2id hash of the device secret.
+    /// Hash of the device secret (`sha256:<hex>`; argon2 PHC strings are also accepted).
     pub secret_hash: String,
     pub secret_rotated_at: DateTimeUtc,
     pub maintenance_due_at: Option<DateTimeUtc>,

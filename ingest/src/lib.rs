@@ -7,6 +7,8 @@
 //! wait, so acknowledgements slow down and memory stays bounded. Committed readings are
 //! broadcast for the live streams and the alert engine.
 
+pub mod alerts;
+pub mod query;
 pub mod reading;
 pub mod sessions;
 pub mod writer;
@@ -22,6 +24,7 @@ use sqlx::PgPool;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::AlertEngine;
 use crate::reading::{Invalid, ReadingIn, SessionEvent, SessionIn, COLUMNS};
 use crate::sessions::Sessions;
 use crate::writer::{Committed, Job, Row, WriterSettings};
@@ -40,6 +43,9 @@ pub struct IngestSettings {
     pub retry_for: Duration,
     /// A session with no reading for this long ends as `interrupted`.
     pub session_timeout: Duration,
+    /// Raw readings older than this many days are dropped (hourly check); rollups and
+    /// session summaries stay. `None` keeps everything.
+    pub retention_days: Option<u32>,
 }
 
 impl Default for IngestSettings {
@@ -51,6 +57,7 @@ impl Default for IngestSettings {
             queue_capacity: 20_000,
             retry_for: Duration::from_secs(5),
             session_timeout: Duration::from_secs(300),
+            retention_days: Some(365),
         }
     }
 }
@@ -71,6 +78,7 @@ pub enum Outcome {
 
 struct Inner {
     pool: PgPool,
+    alerts: Arc<AlertEngine>,
     queue: mpsc::Sender<Job>,
     sessions: Sessions,
     committed: broadcast::Sender<Committed>,
@@ -101,12 +109,55 @@ impl Ingest {
             rx,
             after_tx,
         );
-        let inner =
-            Arc::new(Inner { pool, queue, sessions: Sessions::default(), committed, counters: Counters::default() });
+        let alerts = AlertEngine::new(pool.clone());
+        let inner = Arc::new(Inner {
+            pool,
+            alerts,
+            queue,
+            sessions: Sessions::default(),
+            committed,
+            counters: Counters::default(),
+        });
+        // After each commit: alerts (in reading order), then the live streams. A slow alert
+        // engine fills this bounded channel and so slows the writers: backpressure, not loss.
         let fanout = inner.clone();
         tokio::spawn(async move {
             while let Some(batch) = after_rx.recv().await {
+                if let Err(e) = fanout.alerts.evaluate(&batch).await {
+                    tracing::error!(error = %e, "alert evaluation failed for a batch");
+                }
                 let _ = fanout.committed.send(batch);
+            }
+        });
+        if let Some(days) = settings.retention_days {
+            let (pool, stop) = (inner.pool.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = every.tick() => match query::drop_old_chunks(&pool, days).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(chunks = n, days, "retention: dropped old raw chunks"),
+                            Err(e) => tracing::warn!(error = %e, "retention job failed"),
+                        }
+                    }
+                }
+            });
+        }
+        let maintenance = inner.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => {
+                        if let Err(e) = maintenance.alerts.check_maintenance().await {
+                            tracing::warn!(error = %e, "maintenance check failed");
+                        }
+                    }
+                }
             }
         });
         let sweeper = inner.clone();
@@ -126,6 +177,34 @@ impl Ingest {
             drop(writers);
         });
         Ingest { inner }
+    }
+
+    /// The alert engine.
+    pub fn alerts(&self) -> Arc<AlertEngine> {
+        self.inner.alerts.clone()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Feeds device presence (from the broker) to the alert engine: an abrupt loss raises
+    /// `device_offline`, a reconnection clears it.
+    pub fn watch_presence(&self, mut events: broadcast::Receiver<nc_broker::PresenceEvent>) {
+        let alerts = self.inner.alerts.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if let Err(err) = alerts.presence(e.device, e.hospital, e.online, e.reason, e.at).await {
+                            tracing::warn!(error = %err, "presence alert failed");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "presence events missed"),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
     }
 
     /// Committed (new) readings, batch by batch.

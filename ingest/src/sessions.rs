@@ -161,13 +161,20 @@ impl Sessions {
     }
 
     /// Ends (as `interrupted`) active sessions whose device has sent nothing for `timeout`.
+    ///
+    /// Inactivity is measured on the server's clock: since the session was created and since
+    /// the device's latest reading was received. Reading timestamps are the machine's clock
+    /// and may lag (a clock behind by more than the timeout, buffered readings uploaded after
+    /// a reconnect, a `start` sent with the time treatment began): comparing them with
+    /// `now()` would interrupt a session whose device is sending at this very moment. The
+    /// session still ends at its last reading's time.
     pub async fn sweep(&self, pool: &PgPool, timeout: Duration) -> Result<Vec<SessionId>, sqlx::Error> {
         let stale: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
             "SELECT s.id, s.device_id, COALESCE(GREATEST(l.time, s.started_at), s.started_at)
                FROM device_sessions s
                LEFT JOIN device_latest_metrics l ON l.device_id = s.device_id
               WHERE s.status = 'active'
-                AND COALESCE(GREATEST(l.time, s.started_at), s.started_at) < now() - make_interval(secs => $1)",
+                AND GREATEST(l.updated_at, s.created_at) < now() - make_interval(secs => $1)",
         )
         .bind(timeout.as_secs_f64())
         .fetch_all(pool)
@@ -212,8 +219,10 @@ async fn start(
 pub async fn end(pool: &PgPool, session: SessionId, at: DateTime<Utc>, status: &str) -> Result<(), sqlx::Error> {
     let metrics: Vec<String> = COLUMNS
         .iter()
-        .map(|(_, c)| {
-            format!("'{c}', jsonb_build_object('min', min({c}), 'avg', round(avg({c})::numeric, 2), 'max', max({c}))")
+        .map(|(json, c)| {
+            format!(
+                "'{json}', CASE WHEN count({c}) > 0 THEN jsonb_build_object('min', min({c}), 'avg', round(avg({c})::numeric, 2), 'max', max({c})) END"
+            )
         })
         .collect();
     let sql = format!(

@@ -46,7 +46,7 @@ CREATE TABLE devices (
     status             text NOT NULL DEFAULT 'active' CONSTRAINT devices_status_check CHECK (status IN ('active', 'inactive', 'maintenance')),
     online             boolean NOT NULL DEFAULT false,
     last_seen          timestamptz,
-    -- argon2id hash of the device's MQTT/HTTP secret; shown once at registration or rotation.
+    -- Hash of the device's MQTT/HTTP secret (`sha256:<hex>` of a 256-bit random value; shown once at registration or rotation).
     secret_hash        text NOT NULL,
     secret_rotated_at  timestamptz NOT NULL DEFAULT now(),
     maintenance_due_at timestamptz,

@@ -12,5 +12,7 @@ mod auth;
 mod authz;
 mod cli;
 mod compose;
+mod mqtt;
 mod schema;
 mod serve;
+mod telemetry;

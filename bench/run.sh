@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Runs Nephrocare's benchmarks on this machine and prints their results (record them in
+# bench/README.md). Each benchmark gets a scratch database, dropped afterwards.
+#
+#   bench/run.sh copy          raw COPY vs the ingest path's batched inserts
+#   bench/run.sh broker        device -> app fan-out: edge vs bare rumqttd, 1k and 10k msg/s
+#   bench/run.sh ingest        end-to-end durable ingest: MQTT QoS 1 publish -> committed row
+#   bench/run.sh connections   many authenticated MQTT clients: time to connect, server RSS
+#   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
+#   bench/run.sh all
+#
+# Sizes can be changed with environment variables (see each section).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/provision-db.sh >/dev/null
+cargo build --release --locked --bin nephrocare 2>&1 | tail -1
+BIN=target/release/nephrocare
+ADMIN_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare}"
+export NEPHROCARE_LOG="${NEPHROCARE_LOG:-warn}"
+
+scratch() {  # creates a migrated scratch database, prints its URL
+    local name="nc_bench_$(date +%s)_$RANDOM"
+    PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare -c "CREATE DATABASE $name" >/dev/null
+    local url="${ADMIN_URL%/*}/$name"
+    DATABASE_URL="$url" "$BIN" migrate up >/dev/null
+    echo "$url"
+}
+drop_db() {
+    PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare -c "DROP DATABASE IF EXISTS ${1##*/} WITH (FORCE)" >/dev/null
+}
+calc() { python3 -c "print($1)"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run_copy() {
+    local url; url="$(scratch)"
+    DATABASE_URL="$url" "$BIN" bench copy --rows "${COPY_ROWS:-1000000}" --connections "${COPY_CONNECTIONS:-3}"
+    drop_db "$url"
+}
+
+run_broker() {
+    local url
+    for rate in ${BROKER_RATES:-1000 10000}; do
+        url="$(scratch)"
+        DATABASE_URL="$url" "$BIN" bench broker --devices "${BROKER_DEVICES:-300}" --rate "$rate" --seconds "${BROKER_SECONDS:-20}"
+        drop_db "$url"
+    done
+}
+
+# Starts `serve` on a scratch database; sets SERVE_PID, SERVE_URL, MQTT_ADDR, HTTP_ADDR.
+start_serve() {
+    SERVE_URL="$(scratch)"
+    HTTP_ADDR=127.0.0.1:18080 MQTT_ADDR=127.0.0.1:11883
+    DATABASE_URL="$SERVE_URL" NEPHROCARE_JWT_SECRET=bench-secret-bench-secret-bench-secret-01 \
+        "$BIN" serve --http-addr "$HTTP_ADDR" --mqtt-addr "$MQTT_ADDR" --mqtt-ws-addr 127.0.0.1:18083 &
+    SERVE_PID=$!
+    for _ in $(seq 1 100); do curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && return; sleep 0.2; done
+    echo "serve did not become ready" >&2; exit 1
+}
+stop_serve() { kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; drop_db "$SERVE_URL"; }
+
+run_ingest() {
+    for spec in ${INGEST_RUNS:-1000:10 5000:2}; do
+        local devices="${spec%%:*}" rate="${spec##*:}"
+        start_serve
+        DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
+        # Provision the fleet first (not timed), then measure.
+        DATABASE_URL="$SERVE_URL" "$BIN" simulate --devices "$devices" --rate 0.001 --duration 0s --progress-every 0 --mqtt "$MQTT_ADDR" >/dev/null
+        PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d "${SERVE_URL##*/}" -c "TRUNCATE health_metrics" >/dev/null
+        local t0 c0 rss=0 r out
+        t0=$(date +%s.%N); c0=$(cpu_ticks "$SERVE_PID")
+        DATABASE_URL="$SERVE_URL" "$BIN" simulate --devices "$devices" --rate "$rate" --duration "${INGEST_SECONDS:-60}s" \
+            --speed 60 --episodes-per-hour 0 --no-disconnects --progress-every 0 --mqtt "$MQTT_ADDR" > /tmp/nc-bench-sim.out &
+        local sim=$!
+        while kill -0 "$sim" 2>/dev/null; do
+            r=$(ps -o rss= -p "$SERVE_PID" | tr -d ' '); [ "${r:-0}" -gt "$rss" ] && rss=$r
+            sleep 1
+        done
+        wait "$sim" || true
+        local wall cpu stored
+        wall=$(calc "$(date +%s.%N) - $t0"); cpu=$(calc "($(cpu_ticks "$SERVE_PID") - $c0) / $(getconf CLK_TCK)")
+        stored=$(PGPASSWORD=nephrocare psql -X -At -h 127.0.0.1 -U nephrocare -d "${SERVE_URL##*/}" -c "SELECT count(*) FROM health_metrics")
+        out=$(tail -1 /tmp/nc-bench-sim.out)
+        echo "bench ingest: $devices devices x $rate Hz"
+        echo "  $out"
+        printf '  rows stored %s; server CPU %.0f%% of one core over %.0f s; server peak RSS %.0f MiB\n' "$stored" "$(calc "$cpu * 100 / $wall")" "$wall" "$(calc "$rss / 1024")"
+        stop_serve
+    done
+}
+
+run_connections() {
+    start_serve
+    DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
+    local login user token before after
+    login=$(curl -fsS -X POST "http://$HTTP_ADDR/api/auth/login" -H 'content-type: application/json' \
+        -d '{"email":"dr.okafor@demo.nephrocare.test","password":"Nephro-demo-2026"}')
+    user=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["id"])' <<<"$login")
+    token=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])' <<<"$login")
+    before=$(ps -o rss= -p "$SERVE_PID" | tr -d ' ')
+    "$BIN" bench connections --mqtt "$MQTT_ADDR" --user "$user" --token "$token" --clients "${CONNECTIONS:-6000}" > /tmp/nc-bench-conn.out &
+    local b=$!
+    while ! grep -q holding /tmp/nc-bench-conn.out 2>/dev/null; do sleep 0.5; kill -0 $b 2>/dev/null || break; done
+    sleep 2
+    after=$(ps -o rss= -p "$SERVE_PID" | tr -d ' ')
+    head -1 /tmp/nc-bench-conn.out
+    printf '  server RSS %.0f MiB before, %.0f MiB with the clients connected (%.1f KiB per connection)\n' \
+        "$(calc "$before/1024")" "$(calc "$after/1024")" "$(calc "($after-$before)/${CONNECTIONS:-6000}")"
+    wait $b || true
+    stop_serve
+}
+
+run_queries() {
+    local url; url="$(scratch)"
+    DATABASE_URL="$url" "$BIN" bench queries --days "${QUERY_DAYS:-365}"
+    drop_db "$url"
+}
+
+case "${1:-all}" in
+    copy) run_copy ;;
+    broker) run_broker ;;
+    ingest) run_ingest ;;
+    connections) run_connections ;;
+    queries) run_queries ;;
+    all) run_copy; run_broker; run_ingest; run_connections; run_queries ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|connections|queries|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1578 @@
+//! MQTT end to end: real clients (rumqttc over TCP and WebSocket, raw MQTT 3.1.1 packets
+//! over a TcpStream, and the mosquitto command-line clients) against the broker embedded in
+//! the service.
+//!
+//! - the topic ACL as a matrix (roles × topics × wildcard tricks) for SUBSCRIBE (exact SUBACK
+//!   code per filter, alone and mixed in one packet) and PUBLISH (PUBACK, or disconnected),
+//!   and that no message of another device (or a refused publish) ever reaches anyone;
+//! - CONNACK codes for bad credentials, retired identities and client ids not bound to the
+//!   identity, and that nobody can take over another identity's client id;
+//! - live revocation within a second, one test per trigger;
+//! - presence: the retained status, the last will on abrupt loss, devices.online/last_seen;
+//! - interoperability with mosquitto_pub/mosquitto_sub and MQTT over WebSocket;
+//! - "acknowledged means stored", with a test sink: no PUBACK while storage holds the
+//!   message, PUBACKs in publish order, none on failure, and the resend after reconnecting;
+//! - invalid telemetry through the real ingest: PUBACK, an error on the device's errors
+//!   topic naming the field, nothing stored.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use nc_broker::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
+use nephrocare::App;
+use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::{
+    AsyncClient, ConnAck, Connect, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, PubAck,
+    Publish, QoS, Subscribe, SubscribeFilter, SubscribeReasonCode, Transport,
+};
+use serde_json::{json, Value};
+use sqlx::Executor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::support::{self, Client, TestApp, TestDb};
+
+const PASSWORD: &str = "Mqtt-pass-2026";
+const SECRET: &str = "device-secret-for-the-mqtt-tests-0123";
+/// How long anything that must happen may take.
+const WAIT: Duration = Duration::from_secs(5);
+/// How long we watch for something that must not happen.
+const QUIET: Duration = Duration::from_millis(400);
+/// The revocation budget.
+const CUT: Duration = Duration::from_secs(1);
+
+const GRANTED: SubscribeReasonCode = SubscribeReasonCode::Success(QoS::AtLeastOnce);
+const REFUSED: SubscribeReasonCode = SubscribeReasonCode::Failure;
+
+// ---------------------------------------------------------------------------------------
+// The world: two hospitals, their people and machines.
+// ---------------------------------------------------------------------------------------
+
+const DEVICES: [&str; 3] = ["d1", "d2", "d3"];
+const USERS: [&str; 9] = ["adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB"];
+
+/// Hospital A: admin `adm`; doctor `doc` and technician `tec` assigned to device `d1`;
+/// unassigned doctor `doc2` and technician `tec2`; patient `pat` on `d1`, `pat2` on `d2`;
+/// chat room `r1` between `doc` and `pat`. Hospital B: admin `admB`, doctor `docB` assigned
+/// to its device `d3`. Every device's secret is [`SECRET`], every password [`PASSWORD`].
+struct World {
+    app: TestApp,
+    ids: HashMap<&'static str, String>,
+    access: HashMap<&'static str, String>,
+    refresh: HashMap<&'static str, String>,
+}
+
+async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
+    c.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn hospital_of(who: &str) -> &'static str {
+    if matches!(who, "d3" | "admB" | "docB") {
+        "hb"
+    } else {
+        "ha"
+    }
+}
+
+fn is_device(who: &str) -> bool {
+    DEVICES.contains(&who)
+}
+
+impl World {
+    async fn new(app: TestApp) -> World {
+        let mut c = app.db.sql().await;
+        let password = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
+        let secret = nc_access::password::hash(SECRET.to_owned()).await.unwrap();
+        let mut ids: HashMap<&'static str, String> = HashMap::new();
+        for k in ["ha", "hb", "p1", "p2", "r1"].into_iter().chain(DEVICES).chain(USERS) {
+            ids.insert(k, uuid::Uuid::now_v7().to_string());
+        }
+        let id = |k: &str| ids[k].clone();
+        exec(
+            &mut c,
+            &format!(
+                "INSERT INTO hospitals (id, name, code) VALUES ('{}', 'A', 'mqtt-a'), ('{}', 'B', 'mqtt-b')",
+                id("ha"),
+                id("hb")
+            ),
+        )
+        .await;
+        for k in USERS {
+            let role = match k.trim_end_matches(['2', 'B']) {
+                "adm" => "admin",
+                "doc" => "doctor",
+                "tec" => "technician",
+                "pat" => "patient",
+                other => unreachable!("{other}"),
+            };
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
+                     VALUES ('{}', '{}', '{k}@mqtt.test', '{password}', '{role}', '{k}', true, now())",
+                    id(k),
+                    id(hospital_of(k))
+                ),
+            )
+            .await;
+        }
+        for d in DEVICES {
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
+                     VALUES ('{}', '{}', 'SN-{d}', 'Machine {d}', '{secret}')",
+                    id(d),
+                    id(hospital_of(d))
+                ),
+            )
+            .await;
+        }
+        for (d, u, role) in [("d1", "doc", "doctor"), ("d1", "tec", "technician"), ("d3", "docB", "doctor")] {
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role)
+                     VALUES (gen_random_uuid(), '{}', '{}', '{}', '{role}')",
+                    id(hospital_of(d)),
+                    id(d),
+                    id(u)
+                ),
+            )
+            .await;
+        }
+        for (p, u, d) in [("p1", "pat", "d1"), ("p2", "pat2", "d2")] {
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO patients (id, hospital_id, user_id, patient_number, name, assigned_device_id)
+                     VALUES ('{}', '{}', '{}', '{p}', 'Patient {p}', '{}')",
+                    id(p),
+                    id("ha"),
+                    id(u),
+                    id(d)
+                ),
+            )
+            .await;
+        }
+        exec(
+            &mut c,
+            &format!(
+                "INSERT INTO chat_rooms (id, hospital_id, kind, device_id, patient_id) VALUES ('{}', '{}', 'doctor-patient', '{}', '{}');
+                 INSERT INTO chat_room_participants (room_id, user_id) VALUES ('{0}', '{}'), ('{0}', '{}')",
+                id("r1"),
+                id("ha"),
+                id("d1"),
+                id("p1"),
+                id("doc"),
+                id("pat")
+            ),
+        )
+        .await;
+
+        let mut access = HashMap::new();
+        let mut refresh = HashMap::new();
+        for k in USERS {
+            let r = app
+                .client
+                .post("/api/auth/login", json!({"email": format!("{k}@mqtt.test"), "password": PASSWORD}))
+                .await;
+            assert_eq!(r.status, 200, "login {k}: {}", r.text);
+            access.insert(k, r.body["accessToken"].as_str().unwrap().to_owned());
+            refresh.insert(k, r.body["refreshToken"].as_str().unwrap().to_owned());
+        }
+        World { app, ids, access, refresh }
+    }
+
+    fn id(&self, k: &str) -> &str {
+        &self.ids[k]
+    }
+
+    /// Replaces every `{key}` with its id, and `{^key}` with its id in upper case.
+    fn fill(&self, template: &str) -> String {
+        let mut s = template.to_owned();
+        for (k, v) in &self.ids {
+            s = s.replace(&format!("{{{k}}}"), v).replace(&format!("{{^{k}}}"), &v.to_uppercase());
+        }
+        s
+    }
+
+    /// A device topic of the world: `topic("d1", "telemetry")`.
+    fn topic(&self, device: &str, channel: &str) -> String {
+        format!("nc/v1/h/{}/d/{}/{channel}", self.id(hospital_of(device)), self.id(device))
+    }
+
+    fn mqtt(&self) -> SocketAddr {
+        self.app.running().mqtt_addr
+    }
+
+    fn ws(&self) -> SocketAddr {
+        self.app.running().mqtt_ws_addr
+    }
+
+    fn as_user(&self, who: &str) -> Client {
+        self.app.client.with_token(&self.access[who])
+    }
+
+    /// (client id, username, password) for `who`; a person's client id gets `suffix`.
+    fn credentials(&self, who: &str, suffix: &str) -> (String, String, String) {
+        let id = self.id(who).to_owned();
+        if is_device(who) {
+            (id.clone(), id, SECRET.to_owned())
+        } else {
+            (format!("{id}{suffix}"), id, self.access[who].clone())
+        }
+    }
+
+    fn options(&self, who: &str, suffix: &str) -> MqttOptions {
+        let (client_id, user, pass) = self.credentials(who, suffix);
+        options(self.mqtt(), &client_id, &user, &pass)
+    }
+
+    /// `who`, connected with rumqttc over TCP.
+    async fn connect(&self, who: &str, suffix: &str) -> Mqtt {
+        Mqtt::connect(self.options(who, suffix), false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
+    }
+
+    /// `who`, connected with raw packets over TCP.
+    async fn raw(&self, who: &str, suffix: &str) -> Raw {
+        let (client_id, user, pass) = self.credentials(who, suffix);
+        Raw::connect(self.mqtt(), &client_id, Some((&user, &pass)))
+            .await
+            .unwrap_or_else(|code| panic!("{who} refused: {code:?}"))
+    }
+
+    async fn health_metrics(&self, device: &str) -> i64 {
+        let mut c = self.app.db.sql().await;
+        sqlx::query_scalar("SELECT count(*) FROM health_metrics WHERE device_id = $1::uuid")
+            .bind(self.id(device))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
+    async fn presence(&self, device: &str) -> (bool, Option<DateTime<Utc>>) {
+        let mut c = self.app.db.sql().await;
+        sqlx::query_as("SELECT online, last_seen FROM devices WHERE id = $1::uuid")
+            .bind(self.id(device))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+fn options(addr: SocketAddr, client_id: &str, user: &str, pass: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    o.set_credentials(user, pass);
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+/// A valid reading.
+fn reading(seq: i64) -> String {
+    json!({"v": 1, "seq": seq, "ts": now(), "systemStatus": "normal", "heartRate": 72, "oxygenSaturation": 97})
+        .to_string()
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn body(p: &Publish) -> Value {
+    serde_json::from_slice(&p.payload).unwrap_or_else(|_| json!(String::from_utf8_lossy(&p.payload)))
+}
+
+/// The service running on a fresh database, storing device messages through `sink`.
+async fn spawn_with_sink(sink: Arc<dyn TelemetrySink>) -> TestApp {
+    let db = TestDb::migrated().await;
+    let app = App::new(support::test_config(&db.url)).with_sink(sink).start().await.expect("the service starts");
+    let client = Client::new(format!("http://{}", app.http_addr));
+    TestApp { app: Some(app), client, db }
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients.
+// ---------------------------------------------------------------------------------------
+
+/// An event of a rumqttc event loop, with when it happened.
+struct Stamped {
+    at: Instant,
+    wall: DateTime<Utc>,
+    event: Result<Event, ConnectionError>,
+}
+
+/// A rumqttc client whose event loop runs in a task; its events come through a channel.
+/// Publishes that arrive while waiting for something else are kept in `inbox`.
+struct Mqtt {
+    client: AsyncClient,
+    events: mpsc::UnboundedReceiver<Stamped>,
+    task: tokio::task::JoinHandle<()>,
+    inbox: VecDeque<Publish>,
+    connack: ConnAck,
+}
+
+impl Drop for Mqtt {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Mqtt {
+    /// Connects (waiting for the CONNACK). With `reconnect`, the event loop keeps polling
+    /// after an error, which makes rumqttc reconnect and resend what was not acknowledged.
+    async fn connect(options: MqttOptions, reconnect: bool) -> Result<Mqtt, ConnectionError> {
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let connack = loop {
+            match tokio::time::timeout(WAIT, eventloop.poll()).await.expect("a CONNACK in time") {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => break ack,
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        };
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = eventloop.poll().await;
+                let failed = event.is_err();
+                if tx.send(Stamped { at: Instant::now(), wall: Utc::now(), event }).is_err() || (failed && !reconnect) {
+                    return;
+                }
+                if failed {
+                    // Paces reconnection attempts (rumqttc has no backoff of its own).
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        Ok(Mqtt { client, events, task, inbox: VecDeque::new(), connack })
+    }
+
+    /// Drops the event loop, and so the socket, without DISCONNECT.
+    fn kill(&self) {
+        self.task.abort();
+    }
+
+    /// Waits for the event `f` picks; keeps publishes it does not want; panics on a
+    /// connection error or after `within`.
+    async fn until<T>(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let s = match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => panic!("{what}: nothing within {within:?}"),
+                Ok(None) => panic!("{what}: the event loop has stopped"),
+                Ok(Some(s)) => s,
+            };
+            match s.event {
+                Err(e) => panic!("{what}: the connection failed: {e}"),
+                Ok(event) => {
+                    if let Some(t) = f(&event) {
+                        return t;
+                    }
+                    if let Event::Incoming(Packet::Publish(p)) = event {
+                        self.inbox.push_back(p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next message on `topic` (already received or arriving within `within`).
+    async fn message(&mut self, topic: &str, within: Duration) -> Publish {
+        if let Some(i) = self.inbox.iter().position(|p| p.topic == topic) {
+            return self.inbox.remove(i).expect("present");
+        }
+        self.until(within, &format!("a message on {topic}"), |e| match e {
+            Event::Incoming(Packet::Publish(p)) if p.topic == topic => Some(p.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Everything that arrives within `within` (plus what is in the inbox); panics if the
+    /// connection fails meanwhile.
+    async fn collect(&mut self, within: Duration) -> Vec<Publish> {
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(Some(s)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            match s.event {
+                Err(e) => panic!("the connection failed while collecting messages: {e}"),
+                Ok(Event::Incoming(Packet::Publish(p))) => self.inbox.push_back(p),
+                Ok(_) => {}
+            }
+        }
+        self.inbox.drain(..).collect()
+    }
+
+    /// Asserts that no event `f` flags happens within `within`, and that the connection stays up.
+    async fn quiet(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(Some(s)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            match s.event {
+                Err(e) => panic!("{what}: the connection failed: {e}"),
+                Ok(event) => {
+                    assert!(!f(&event), "{what}: {event:?}");
+                    if let Event::Incoming(Packet::Publish(p)) = event {
+                        self.inbox.push_back(p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the connection fails; returns when (monotonic and wall clock).
+    async fn closed(&mut self, within: Duration, what: &str) -> (Instant, DateTime<Utc>) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => panic!("{what}: still connected after {within:?}"),
+                Ok(None) => panic!("{what}: the event loop has stopped"),
+                Ok(Some(Stamped { event: Err(_), at, wall })) => return (at, wall),
+                Ok(Some(Stamped { event: Ok(Event::Incoming(Packet::Publish(p))), .. })) => self.inbox.push_back(p),
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
+        let all: Vec<SubscribeFilter> =
+            filters.iter().map(|(f, q)| SubscribeFilter::new((*f).to_owned(), *q)).collect();
+        self.client.subscribe_many(all).await.expect("subscribe queued");
+        let what = format!("SUBSCRIBE {filters:?}");
+        let pkid = self
+            .until(WAIT, &what, |e| match e {
+                Event::Outgoing(Outgoing::Subscribe(pkid)) => Some(*pkid),
+                _ => None,
+            })
+            .await;
+        self.until(WAIT, &what, |e| match e {
+            Event::Incoming(Packet::SubAck(ack)) if ack.pkid == pkid => Some(ack.return_codes.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Publishes at QoS 1; returns the packet id rumqttc used.
+    async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> u16 {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish queued");
+        self.until(WAIT, &format!("PUBLISH on {topic}"), |e| match e {
+            Event::Outgoing(Outgoing::Publish(pkid)) => Some(*pkid),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn puback(&mut self, pkid: u16, within: Duration) {
+        self.until(within, &format!("PUBACK {pkid}"), |e| {
+            matches!(e, Event::Incoming(Packet::PubAck(PubAck { pkid: p })) if *p == pkid).then_some(())
+        })
+        .await
+    }
+
+    async fn publish_acked(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        let pkid = self.publish(topic, payload).await;
+        self.puback(pkid, WAIT).await;
+    }
+}
+
+/// A client speaking raw MQTT 3.1.1 packets: filters and topics no well-behaved client
+/// library would send, exact CONNACK/SUBACK codes, and closing a socket without DISCONNECT.
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    pkid: u16,
+}
+
+#[derive(Debug)]
+enum Got {
+    Packet(Packet),
+    Closed,
+    Timeout,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Acked,
+    Disconnected,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr, client_id: &str, login: Option<(&str, &str)>) -> Result<Raw, ConnectReturnCode> {
+        let mut connect = Connect::new(client_id);
+        connect.keep_alive = 30;
+        if let Some((user, pass)) = login {
+            connect.set_login(user, pass);
+        }
+        Raw::open(addr, connect).await
+    }
+
+    async fn open(addr: SocketAddr, connect: Connect) -> Result<Raw, ConnectReturnCode> {
+        let stream = TcpStream::connect(addr).await.expect("tcp connect");
+        let mut raw = Raw { stream, buf: BytesMut::new(), pkid: 0 };
+        raw.send(Packet::Connect(connect)).await.expect("CONNECT sent");
+        match raw.recv(WAIT).await {
+            Got::Packet(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok(raw),
+            Got::Packet(Packet::ConnAck(ack)) => {
+                assert!(matches!(raw.recv(WAIT).await, Got::Closed), "a refused connection is closed");
+                Err(ack.code)
+            }
+            other => panic!("expected a CONNACK, got {other:?}"),
+        }
+    }
+
+    fn next_pkid(&mut self) -> u16 {
+        self.pkid = self.pkid.wrapping_add(1).max(1);
+        self.pkid
+    }
+
+    async fn send(&mut self, packet: Packet) -> std::io::Result<()> {
+        let mut bytes = BytesMut::new();
+        packet.write(&mut bytes, usize::MAX).expect("encodable");
+        self.stream.write_all(&bytes).await
+    }
+
+    async fn recv(&mut self, within: Duration) -> Got {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match Packet::read(&mut self.buf, 1 << 20) {
+                Ok(p) => return Got::Packet(p),
+                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(e) => panic!("malformed packet from the broker: {e}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Got::Timeout,
+                Ok(Ok(0) | Err(_)) => return Got::Closed,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Waits for the packet `f` picks, acknowledging deliveries meanwhile.
+    async fn expect<T>(&mut self, what: &str, mut f: impl FnMut(&Packet) -> Option<T>) -> Result<T, Got> {
+        loop {
+            match self.recv(WAIT).await {
+                Got::Packet(p) => {
+                    if let Some(t) = f(&p) {
+                        return Ok(t);
+                    }
+                    if let Packet::Publish(delivery) = p {
+                        if delivery.qos == QoS::AtLeastOnce {
+                            let _ = self.send(Packet::PubAck(PubAck::new(delivery.pkid))).await;
+                        }
+                    }
+                }
+                Got::Timeout => panic!("{what}: no answer within {WAIT:?}"),
+                closed => return Err(closed),
+            }
+        }
+    }
+
+    /// One SUBSCRIBE with these filters; the SUBACK's codes.
+    async fn subscribe(&mut self, filters: &[(String, QoS)]) -> Vec<SubscribeReasonCode> {
+        let pkid = self.next_pkid();
+        let subscribe = Subscribe {
+            pkid,
+            filters: filters.iter().map(|(path, qos)| SubscribeFilter::new(path.clone(), *qos)).collect(),
+        };
+        self.send(Packet::Subscribe(subscribe)).await.expect("SUBSCRIBE sent");
+        let what = format!("SUBACK for {filters:?}");
+        self.expect(&what, |p| match p {
+            Packet::SubAck(ack) if ack.pkid == pkid => Some(ack.return_codes.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|got| panic!("{what}: {got:?}"))
+    }
+
+    async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Outcome {
+        let pkid = self.next_pkid();
+        let mut publish = Publish::new(topic, qos, payload.to_vec());
+        publish.pkid = pkid;
+        if self.send(Packet::Publish(publish)).await.is_err() {
+            return Outcome::Disconnected;
+        }
+        let acked = self
+            .expect(&format!("PUBLISH on {topic}"), |p| match p {
+                Packet::PubAck(a) if a.pkid == pkid => Some(()),
+                Packet::PubRec(a) if a.pkid == pkid => Some(()),
+                _ => None,
+            })
+            .await;
+        match acked {
+            Ok(()) => Outcome::Acked,
+            Err(_) => Outcome::Disconnected,
+        }
+    }
+
+    async fn disconnect(mut self) {
+        let _ = self.send(Packet::Disconnect).await;
+        assert!(matches!(self.expect("DISCONNECT", |_| None::<()>).await, Err(Got::Closed)));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. The ACL matrix.
+// ---------------------------------------------------------------------------------------
+
+/// Who subscribes and publishes in the matrices.
+const ACTORS: [&str; 10] = ["d1", "d2", "d3", "doc", "doc2", "tec", "pat", "pat2", "adm", "docB"];
+
+/// (filter template, the actors granted it; every other actor is refused). `{self}` and
+/// `{selfh}` are the actor's own id and hospital.
+const SUBSCRIBE_ROWS: &[(&str, &str)] = &[
+    // The channels of device d1 (hospital A): its readers; status also to staff who may view it.
+    ("nc/v1/h/{ha}/d/{d1}/telemetry", "doc tec pat"),
+    ("nc/v1/h/{ha}/d/{d1}/status", "doc doc2 tec pat adm"),
+    ("nc/v1/h/{ha}/d/{d1}/session", "doc tec pat"),
+    ("nc/v1/h/{ha}/d/{d1}/alerts", "doc tec pat"),
+    // errors: the device, and (as the policy stands) its readers; topics.md's table lists
+    // only the device as subscriber.
+    ("nc/v1/h/{ha}/d/{d1}/errors", "d1 doc tec pat"),
+    ("nc/v1/h/{ha}/d/{d1}/#", "doc tec pat"),
+    ("nc/v1/h/{ha}/d/{d1}/+", "doc tec pat"),
+    // Another device of hospital A.
+    ("nc/v1/h/{ha}/d/{d2}/telemetry", "pat2"),
+    ("nc/v1/h/{ha}/d/{d2}/status", "doc doc2 tec pat2 adm"),
+    ("nc/v1/h/{ha}/d/{d2}/errors", "d2 pat2"),
+    ("nc/v1/h/{ha}/d/{d2}/#", "pat2"),
+    // The device of hospital B, under its own hospital and under the other one.
+    ("nc/v1/h/{hb}/d/{d3}/telemetry", "docB"),
+    ("nc/v1/h/{hb}/d/{d3}/status", "docB"),
+    ("nc/v1/h/{hb}/d/{d3}/errors", "d3 docB"),
+    ("nc/v1/h/{ha}/d/{d3}/telemetry", ""),
+    ("nc/v1/h/{ha}/d/{d3}/status", ""),
+    ("nc/v1/h/{hb}/d/{d1}/telemetry", ""),
+    // Notifications: one's own only.
+    ("nc/v1/h/{selfh}/u/{self}/notifications", "doc doc2 tec pat pat2 adm docB"),
+    ("nc/v1/h/{ha}/u/{doc}/notifications", "doc"),
+    ("nc/v1/h/{hb}/u/{doc}/notifications", ""),
+    // Chat room r1 (doc and pat take part).
+    ("nc/v1/h/{ha}/chat/{r1}/messages", "doc pat"),
+    ("nc/v1/h/{ha}/chat/{r1}/typing", "doc pat"),
+    ("nc/v1/h/{ha}/chat/{r1}/read", "doc pat"),
+    ("nc/v1/h/{ha}/chat/{r1}/#", "doc pat"),
+    ("nc/v1/h/{hb}/chat/{r1}/messages", ""),
+    // Wildcards above a device, room or user, and everything else that is not a contract topic.
+    ("#", ""),
+    ("+", ""),
+    ("+/#", ""),
+    ("nc/#", ""),
+    ("nc/v1/#", ""),
+    ("nc/v1/h/{ha}/#", ""),
+    ("nc/v1/h/+/#", ""),
+    ("nc/v1/h/+/d/{d1}/telemetry", ""),
+    ("nc/v1/h/{ha}/d/#", ""),
+    ("nc/v1/h/{ha}/d/+/telemetry", ""),
+    ("nc/v1/h/{ha}/d/+/#", ""),
+    ("nc/v1/h/{ha}/d/+/+", ""),
+    ("nc/v1/h/{ha}/u/+/notifications", ""),
+    ("nc/v1/h/{ha}/u/{doc}/#", ""),
+    ("nc/v1/h/{ha}/chat/+/messages", ""),
+    ("nc/v1/h/{ha}/chat/#", ""),
+    ("nc/v1/h/{ha}/d/{d1}/telemetry/#", ""),
+    ("nc/v1/h/{ha}/d/{d1}/telemetry/+", ""),
+    ("$SYS/#", ""),
+    ("$SYS/broker/clients/connected", ""),
+    ("$share/g/nc/v1/h/{ha}/d/{d1}/telemetry", ""),
+    ("$share/g/#", ""),
+    ("$queue/nc/v1/h/{ha}/d/{d1}/telemetry", ""),
+    // Ids with wildcard characters in them, malformed ids and levels.
+    ("nc/v1/h/{ha}/d/{d1}+/telemetry", ""),
+    ("nc/v1/h/{ha}/d/+{d1}/telemetry", ""),
+    ("nc/v1/h/{ha}/d/{d1}#", ""),
+    ("nc/v1/h/{ha}#/d/{d1}/telemetry", ""),
+    ("nc/v1/h/{ha}/d/{d1}/tele+", ""),
+    ("nc/v1/h/{ha}/d/{d1}/telemetry#", ""),
+    ("nc/v1/h/{ha}/d/not-a-uuid/telemetry", ""),
+    ("nc/v1/h/{ha}/d/{d1}//telemetry", ""),
+    ("nc/v1/h/{ha}/d/{d1}/telemetry/extra", ""),
+    ("nc/v1/h/{ha}/d/{d1}/firmware", ""),
+    ("nc/v2/h/{ha}/d/{d1}/telemetry", ""),
+    ("/nc/v1/h/{ha}/d/{d1}/telemetry", ""),
+    // Ids not in their canonical (lower-case) form: the core routes on strings, so these
+    // would match nothing the device or the service publishes.
+    ("nc/v1/h/{ha}/d/{^d1}/telemetry", ""),
+    ("nc/v1/h/{^ha}/d/{d1}/status", ""),
+    ("nc/v1/h/{ha}/d/{^d1}/#", ""),
+    ("nc/v1/h/{ha}/chat/{^r1}/messages", ""),
+    ("nc/v1/h/{selfh}/u/{^self}/notifications", ""),
+];
+
+impl World {
+    fn fill_for(&self, template: &str, actor: &str) -> String {
+        self.fill(&template.replace("{selfh}", self.id(hospital_of(actor))).replace("{self}", self.id(actor)))
+    }
+}
+
+#[tokio::test]
+async fn subscribe_acl_matrix_answers_the_exact_suback_code_per_filter() {
+    let w = World::new(TestApp::spawn().await).await;
+    for actor in ACTORS {
+        let mut c = w.raw(actor, "-acl").await;
+        let mut expected = Vec::new();
+        for (template, granted) in SUBSCRIBE_ROWS {
+            let filter = w.fill_for(template, actor);
+            let want = if granted.split_whitespace().any(|a| a == actor) { GRANTED } else { REFUSED };
+            let got = c.subscribe(&[(filter.clone(), QoS::AtLeastOnce)]).await;
+            assert_eq!(got, vec![want], "{actor} subscribing to {template} ({filter})");
+            expected.push(want);
+        }
+        // All of them again in one packet, at QoS 0, 1 and 2 in turn: every filter gets its
+        // own answer, in order; the granted QoS is at most 1.
+        let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce];
+        let filters: Vec<(String, QoS)> =
+            SUBSCRIBE_ROWS.iter().enumerate().map(|(i, (t, _))| (w.fill_for(t, actor), qos[i % 3])).collect();
+        let expected: Vec<SubscribeReasonCode> = expected
+            .iter()
+            .enumerate()
+            .map(|(i, code)| match code {
+                SubscribeReasonCode::Success(_) if i % 3 == 0 => SubscribeReasonCode::Success(QoS::AtMostOnce),
+                other => *other,
+            })
+            .collect();
+        assert_eq!(c.subscribe(&filters).await, expected, "{actor}: one SUBSCRIBE with every filter");
+        c.disconnect().await;
+    }
+
+    // A mixed packet from the assigned doctor: denied filters first, between and last.
+    let mut doc = w.raw("doc", "-mixed").await;
+    let mixed = [
+        ("#", QoS::AtLeastOnce),
+        ("nc/v1/h/{ha}/d/{d1}/telemetry", QoS::AtLeastOnce),
+        ("nc/v1/h/{ha}/d/{d2}/telemetry", QoS::AtLeastOnce),
+        ("nc/v1/h/{ha}/d/{d1}/status", QoS::AtMostOnce),
+        ("$SYS/#", QoS::AtMostOnce),
+        ("nc/v1/h/{ha}/d/{d1}/#", QoS::ExactlyOnce),
+        ("$share/g/nc/v1/h/{ha}/d/{d1}/telemetry", QoS::AtLeastOnce),
+    ];
+    let filters: Vec<(String, QoS)> = mixed.iter().map(|(t, q)| (w.fill(t), *q)).collect();
+    assert_eq!(
+        doc.subscribe(&filters).await,
+        vec![REFUSED, GRANTED, REFUSED, SubscribeReasonCode::Success(QoS::AtMostOnce), REFUSED, GRANTED, REFUSED]
+    );
+    // A packet where everything is refused is answered too (never forwarded to the core).
+    let all_bad = vec![("#".to_owned(), QoS::AtLeastOnce), (w.fill("nc/v1/h/{hb}/d/{d3}/telemetry"), QoS::AtMostOnce)];
+    assert_eq!(doc.subscribe(&all_bad).await, vec![REFUSED, REFUSED]);
+    doc.disconnect().await;
+    w.app.stop().await;
+}
+
+/// (actor, topic template, QoS, whether the publish is acknowledged; otherwise the
+/// connection ends). Payloads of refused publishes say "forged".
+const PUBLISH_ROWS: &[(&str, &str, u8, bool)] = &[
+    // A device publishes its own telemetry and session messages, nothing else.
+    ("d1", "nc/v1/h/{ha}/d/{d1}/telemetry", 1, true),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/telemetry", 0, true),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/session", 1, true),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/telemetry", 2, false),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/status", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/alerts", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/errors", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/{d2}/telemetry", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/{d2}/session", 1, false),
+    ("d1", "nc/v1/h/{hb}/d/{d3}/telemetry", 1, false),
+    ("d1", "nc/v1/h/{hb}/d/{d1}/telemetry", 1, false),
+    ("d1", "nc/v1/h/{ha}/u/{doc}/notifications", 1, false),
+    ("d1", "nc/v1/h/{ha}/chat/{r1}/typing", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/+/telemetry", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/#", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/{d1}/telemetry/extra", 1, false),
+    ("d1", "$SYS/broker/uptime", 1, false),
+    ("d1", "nc/v1/h/{ha}/d/{^d1}/telemetry", 1, false),
+    ("d1", "nc/v1/h/{^ha}/d/{d1}/session", 1, false),
+    ("d2", "nc/v1/h/{ha}/d/{d1}/telemetry", 1, false),
+    ("d3", "nc/v1/h/{hb}/d/{d3}/telemetry", 1, true),
+    ("d3", "nc/v1/h/{ha}/d/{d1}/telemetry", 1, false),
+    // People publish typing indicators in their rooms, nothing else.
+    ("doc", "nc/v1/h/{ha}/chat/{r1}/typing", 1, true),
+    ("pat", "nc/v1/h/{ha}/chat/{r1}/typing", 1, true),
+    ("doc", "nc/v1/h/{ha}/chat/{r1}/messages", 1, false),
+    ("doc", "nc/v1/h/{ha}/chat/{r1}/read", 1, false),
+    ("doc", "nc/v1/h/{ha}/d/{d1}/telemetry", 1, false),
+    ("doc", "nc/v1/h/{ha}/d/{d1}/status", 1, false),
+    ("doc", "nc/v1/h/{ha}/d/{d1}/alerts", 1, false),
+    ("doc", "nc/v1/h/{ha}/u/{doc}/notifications", 1, false),
+    ("doc", "nc/v1/h/{ha}/u/{pat}/notifications", 1, false),
+    ("doc2", "nc/v1/h/{ha}/chat/{r1}/typing", 1, false),
+    ("tec", "nc/v1/h/{ha}/d/{d1}/session", 1, false),
+    ("pat", "nc/v1/h/{ha}/d/{d1}/telemetry", 1, false),
+    ("pat2", "nc/v1/h/{ha}/d/{d2}/telemetry", 1, false),
+    ("adm", "nc/v1/h/{ha}/d/{d1}/status", 1, false),
+    ("docB", "nc/v1/h/{ha}/chat/{r1}/typing", 1, false),
+    ("docB", "nc/v1/h/{hb}/d/{d3}/alerts", 1, false),
+];
+
+#[tokio::test]
+async fn publish_acl_matrix_acknowledges_permitted_publishes_and_disconnects_the_rest() {
+    let w = World::new(TestApp::spawn().await).await;
+    // Watchers on every topic a refused publish aims at (as far as anyone may watch it).
+    let mut watchers = Vec::new();
+    for (who, filters) in [
+        ("doc", vec!["nc/v1/h/{ha}/d/{d1}/#", "nc/v1/h/{ha}/chat/{r1}/#", "nc/v1/h/{ha}/u/{doc}/notifications"]),
+        ("pat", vec!["nc/v1/h/{ha}/u/{pat}/notifications"]),
+        ("pat2", vec!["nc/v1/h/{ha}/d/{d2}/#"]),
+        ("docB", vec!["nc/v1/h/{hb}/d/{d3}/#"]),
+    ] {
+        let mut c = w.connect(who, "-watch").await;
+        let filters: Vec<String> = filters.iter().map(|f| w.fill(f)).collect();
+        let subs: Vec<(&str, QoS)> = filters.iter().map(|f| (f.as_str(), QoS::AtLeastOnce)).collect();
+        assert_eq!(c.subscribe(&subs).await, vec![GRANTED; subs.len()], "{who} watches {filters:?}");
+        watchers.push((who, c));
+    }
+
+    for (i, (actor, template, qos, acked)) in PUBLISH_ROWS.iter().enumerate() {
+        let topic = w.fill(template);
+        let qos = match qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        let payload = if !acked {
+            json!({"forged": true, "seq": 900 + i}).to_string()
+        } else if template.ends_with("/telemetry") {
+            reading(i as i64)
+        } else if template.ends_with("/session") {
+            json!({"v": 1, "event": "end", "ts": now()}).to_string()
+        } else {
+            json!({"v": 1, "typing": true}).to_string()
+        };
+        let mut c = w.raw(actor, &format!("-pub{i}")).await;
+        if qos == QoS::AtMostOnce {
+            // Nothing to acknowledge: the connection stays up (a PINGREQ is answered).
+            c.send(Packet::Publish(Publish::new(topic.as_str(), qos, payload.into_bytes()))).await.unwrap();
+            c.send(Packet::PingReq).await.unwrap();
+            let pong = c.expect("PINGRESP", |p| matches!(p, Packet::PingResp).then_some(())).await;
+            assert!(pong.is_ok(), "{actor} QoS 0 on {template}: {pong:?}");
+            c.disconnect().await;
+            continue;
+        }
+        let outcome = c.publish(&topic, payload.as_bytes(), qos).await;
+        let expected = if *acked { Outcome::Acked } else { Outcome::Disconnected };
+        assert_eq!(outcome, expected, "{actor} publishing at {qos:?} on {template} ({topic})");
+        if *acked {
+            c.disconnect().await;
+        }
+    }
+
+    // Nothing refused reached anyone; what was permitted did (so the watchers work).
+    let mut seen = HashMap::new();
+    for (who, c) in &mut watchers {
+        let got = c.collect(QUIET).await;
+        for p in &got {
+            assert!(!String::from_utf8_lossy(&p.payload).contains("forged"), "{who} received a refused publish: {p:?}");
+        }
+        seen.insert(*who, got);
+    }
+    let topics = |who: &str| seen[who].iter().map(|p| p.topic.clone()).collect::<Vec<_>>();
+    assert!(topics("doc").contains(&w.topic("d1", "telemetry")), "{:?}", topics("doc"));
+    assert!(topics("doc").contains(&w.fill("nc/v1/h/{ha}/chat/{r1}/typing")), "{:?}", topics("doc"));
+    assert!(topics("docB").contains(&w.topic("d3", "telemetry")), "{:?}", topics("docB"));
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn no_subscriber_ever_receives_another_devices_messages() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut doc = w.connect("doc", "").await;
+    let (t1, all1) = (w.topic("d1", "telemetry"), w.fill("nc/v1/h/{ha}/d/{d1}/#"));
+    assert_eq!(doc.subscribe(&[(&t1, QoS::AtLeastOnce), (&all1, QoS::AtLeastOnce)]).await, vec![GRANTED, GRANTED]);
+    let mut pat2 = w.connect("pat2", "").await;
+    let t2 = w.topic("d2", "telemetry");
+    assert_eq!(pat2.subscribe(&[(&t2, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let mut doc_b = w.connect("docB", "").await;
+    let all3 = w.fill("nc/v1/h/{hb}/d/{d3}/#");
+    assert_eq!(doc_b.subscribe(&[(&all3, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+
+    let mut d2 = w.connect("d2", "").await;
+    let mut d3 = w.connect("d3", "").await;
+    let mut d1 = w.connect("d1", "").await;
+    d2.publish_acked(&t2, reading(22)).await;
+    d3.publish_acked(&w.topic("d3", "telemetry"), reading(33)).await;
+    assert_eq!(body(&pat2.message(&t2, WAIT).await)["seq"], 22, "the control: d2's reading is routed");
+    assert_eq!(body(&doc_b.message(&w.topic("d3", "telemetry"), WAIT).await)["seq"], 33);
+    d1.publish_acked(&t1, reading(11)).await;
+    assert_eq!(body(&doc.message(&t1, WAIT).await)["seq"], 11);
+
+    let prefix = |d: &str| format!("nc/v1/h/{}/d/{}/", w.id(hospital_of(d)), w.id(d));
+    for (who, c, device) in [("doc", &mut doc, "d1"), ("pat2", &mut pat2, "d2"), ("docB", &mut doc_b, "d3")] {
+        for p in c.collect(QUIET).await {
+            assert!(p.topic.starts_with(&prefix(device)), "{who} received {}: {:?}", p.topic, body(&p));
+        }
+    }
+    w.app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Credentials and client ids.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_with_their_connack_code() {
+    let w = World::new(TestApp::spawn().await).await;
+    let addr = w.mqtt();
+    let (d1, d2, doc, doc2) = (w.id("d1"), w.id("d2"), w.id("doc"), w.id("doc2"));
+    let refused = |r: Result<Raw, ConnectReturnCode>| r.err();
+    use ConnectReturnCode::*;
+
+    // Control: the right credentials connect.
+    w.raw("d1", "").await.disconnect().await;
+    w.raw("doc", "-phone1").await.disconnect().await;
+
+    // Wrong secrets and tokens: 4.
+    assert_eq!(refused(Raw::connect(addr, d1, Some((d1, "wrong-secret"))).await), Some(BadUserNamePassword));
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert_eq!(refused(Raw::connect(addr, &unknown, Some((&unknown, SECRET))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(Raw::connect(addr, d1, Some(("not-a-uuid", SECRET))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, "garbage"))).await), Some(BadUserNamePassword));
+    assert_eq!(
+        refused(Raw::connect(addr, doc, Some((doc, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"))).await),
+        Some(BadUserNamePassword)
+    );
+    // Another person's valid token under one's own user name.
+    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &w.access["doc2"]))).await), Some(BadUserNamePassword));
+    // A correctly signed token that has expired.
+    let keys = nc_access::token::TokenKeys::new(
+        support::test_config("postgres://unused/x").auth.jwt_secret.expose().as_bytes(),
+        900,
+    );
+    let t = Utc::now().timestamp();
+    let expired = keys.sign_raw(
+        &Default::default(),
+        &json!({
+            "sub": doc, "role": "doctor", "hid": w.id("ha"), "sid": uuid::Uuid::new_v4().to_string(),
+            "jti": uuid::Uuid::new_v4().to_string(), "iss": "nephrocare", "aud": "nephrocare", "iat": t - 1200, "exp": t - 300,
+        }),
+    );
+    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &expired))).await), Some(BadUserNamePassword));
+    // The same claims, not expired: the control that only the expiry made the difference.
+    let fresh = keys.sign_raw(
+        &Default::default(),
+        &json!({
+            "sub": doc, "role": "doctor", "hid": w.id("ha"), "sid": uuid::Uuid::new_v4().to_string(),
+            "jti": uuid::Uuid::new_v4().to_string(), "iss": "nephrocare", "aud": "nephrocare", "iat": t, "exp": t + 300,
+        }),
+    );
+    Raw::connect(addr, doc, Some((doc, &fresh))).await.expect("the unexpired twin connects").disconnect().await;
+    // rumqttc sees the same code.
+    match Mqtt::connect(options(addr, d1, d1, "wrong-secret"), false).await {
+        Err(ConnectionError::ConnectionRefused(code)) => assert_eq!(code, BadUserNamePassword),
+        Err(e) => panic!("expected CONNACK 4, got {e}"),
+        Ok(_) => panic!("a wrong secret connected"),
+    }
+
+    // MQTT allows keep-alive 0 (none): such a client is served like any other.
+    let mut connect = Connect::new(d1);
+    connect.keep_alive = 0;
+    connect.set_login(d1, SECRET);
+    let mut no_keepalive = Raw::open(addr, connect).await.expect("keep-alive 0 is accepted");
+    assert_eq!(
+        no_keepalive.publish(&w.topic("d1", "telemetry"), reading(0).as_bytes(), QoS::AtLeastOnce).await,
+        Outcome::Acked
+    );
+    no_keepalive.disconnect().await;
+
+    // No credentials: 5.
+    assert_eq!(refused(Raw::connect(addr, d1, None).await), Some(NotAuthorized));
+
+    // Client ids not bound to the identity: 2.
+    for (client_id, user, pass) in [
+        (format!("{d1}-x"), d1, SECRET),
+        (d2.to_owned(), d1, SECRET),
+        (String::new(), d1, SECRET),
+        (doc2.to_owned(), doc, w.access["doc"].as_str()),
+        (format!("{doc}-"), doc, w.access["doc"].as_str()),
+        (format!("{doc}-a_b"), doc, w.access["doc"].as_str()),
+        (format!("{doc}-{}", "a".repeat(24)), doc, w.access["doc"].as_str()),
+        (format!("{doc}phone"), doc, w.access["doc"].as_str()),
+        (format!("x{doc}"), doc, w.access["doc"].as_str()),
+    ] {
+        assert_eq!(
+            refused(Raw::connect(addr, &client_id, Some((user, pass))).await),
+            Some(BadClientId),
+            "client id {client_id:?}"
+        );
+    }
+    let longest = format!("{doc}-{}", "a1".repeat(11) + "z");
+    Raw::connect(addr, &longest, Some((doc, &w.access["doc"])))
+        .await
+        .expect("23 characters are allowed")
+        .disconnect()
+        .await;
+
+    // Takeover: while d1 is connected, neither a person nor another device can use its client id.
+    let mut device = w.connect("d1", "").await;
+    assert_eq!(refused(Raw::connect(addr, d1, Some((doc, &w.access["doc"]))).await), Some(BadClientId));
+    assert_eq!(refused(Raw::connect(addr, d1, Some((d2, SECRET))).await), Some(BadClientId));
+    match Mqtt::connect(options(addr, d1, doc, &w.access["doc"]), false).await {
+        Err(ConnectionError::ConnectionRefused(code)) => assert_eq!(code, BadClientId),
+        Err(e) => panic!("expected CONNACK 2, got {e}"),
+        Ok(_) => panic!("a person took over a device's client id"),
+    }
+    // ...and d1 is still connected, its session intact.
+    device.publish_acked(&w.topic("d1", "telemetry"), reading(1)).await;
+    device.quiet(QUIET, "d1 after the takeover attempts", |_| false).await;
+
+    // Deactivated person, retired device: 5, with the right credentials; a wrong secret stays 4.
+    let mut c = w.app.db.sql().await;
+    exec(&mut c, &format!("UPDATE users SET is_active = false, deactivated_at = now() WHERE id = '{doc2}'")).await;
+    assert_eq!(refused(Raw::connect(addr, doc2, Some((doc2, &w.access["doc2"]))).await), Some(NotAuthorized));
+    exec(&mut c, &format!("UPDATE devices SET status = 'inactive' WHERE id = '{d2}'")).await;
+    assert_eq!(refused(Raw::connect(addr, d2, Some((d2, SECRET))).await), Some(NotAuthorized));
+    assert_eq!(refused(Raw::connect(addr, d2, Some((d2, "wrong-secret"))).await), Some(BadUserNamePassword));
+    // A device in maintenance may still connect.
+    exec(&mut c, &format!("UPDATE devices SET status = 'maintenance' WHERE id = '{d2}'")).await;
+    w.raw("d2", "").await.disconnect().await;
+    drop(device);
+    w.app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Revocation within a second.
+// ---------------------------------------------------------------------------------------
+
+/// Asserts that `conn` is disconnected less than [`CUT`] after `since` (the moment the
+/// triggering call returned).
+async fn assert_cut(conn: &mut Mqtt, since: Instant, what: &str) {
+    let (at, _) = conn.closed(WAIT, what).await;
+    let took = at.saturating_duration_since(since);
+    if at < since {
+        println!("{what}: disconnected {:?} before the triggering call returned", since - at);
+    } else {
+        println!("{what}: disconnected {took:?} after the triggering call returned");
+    }
+    assert!(took < CUT, "{what}: disconnected only after {took:?}");
+}
+
+/// `who` connected and subscribed to d1's telemetry.
+async fn reader(w: &World, who: &str) -> Mqtt {
+    let mut c = w.connect(who, "").await;
+    assert_eq!(c.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![GRANTED], "{who}");
+    c
+}
+
+#[tokio::test]
+async fn revocation_an_ended_assignment_disconnects_within_a_second() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut doc = reader(&w, "doc").await;
+    let mut tec = reader(&w, "tec").await;
+    let r = w
+        .as_user("adm")
+        .delete("/api/users/assign-device", Some(json!({"userId": w.id("doc"), "deviceId": w.id("d1")})))
+        .await;
+    let returned = Instant::now();
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_cut(&mut doc, returned, "assignment ended").await;
+    // The technician still assigned is untouched.
+    tec.quiet(QUIET, "the technician still assigned", |_| false).await;
+    assert_eq!(tec.subscribe(&[(&w.topic("d1", "alerts"), QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    // The doctor may reconnect, but no longer read d1.
+    let mut doc = w.connect("doc", "").await;
+    assert_eq!(doc.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+
+    // The same through SQL (another instance, a script): the trigger is in the database.
+    let mut c = w.app.db.sql().await;
+    let started = Instant::now();
+    exec(
+        &mut c,
+        &format!(
+            "UPDATE device_assignments SET ended_at = now() WHERE user_id = '{}' AND ended_at IS NULL",
+            w.id("tec")
+        ),
+    )
+    .await;
+    assert_cut(&mut tec, started, "assignment ended in SQL").await;
+    w.app.stop().await;
+}
+
+async fn grant(w: &World) -> String {
+    let r = w
+        .as_user("tec")
+        .post(
+            "/api/devices/temporary-access",
+            json!({"deviceId": w.id("d1"), "technicianId": w.id("tec2"), "durationMinutes": 60}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn revocation_a_revoked_temporary_grant_disconnects_within_a_second() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut before = w.connect("tec2", "-before").await;
+    assert_eq!(before.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    let id = grant(&w).await;
+    let mut tec2 = reader(&w, "tec2").await;
+    let r = w.as_user("tec").delete(&format!("/api/devices/temporary-access/{id}"), None).await;
+    let returned = Instant::now();
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_cut(&mut tec2, returned, "grant revoked").await;
+    // A connection that rests on no grant stays.
+    before.quiet(QUIET, "tec2's connection without the grant", |_| false).await;
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_an_expiring_temporary_grant_disconnects_within_a_second_of_its_expiry() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut tec2 = w.connect("tec2", "").await;
+    let mut c = w.app.db.sql().await;
+    let expires: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO temporary_access_grants (id, hospital_id, device_id, granted_to, granted_by, expires_at)
+         VALUES (gen_random_uuid(), $1::uuid, $2::uuid, $3::uuid, $4::uuid, now() + interval '2 seconds') RETURNING expires_at",
+    )
+    .bind(w.id("ha"))
+    .bind(w.id("d1"))
+    .bind(w.id("tec2"))
+    .bind(w.id("tec"))
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(tec2.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let (_, wall) = tec2.closed(WAIT, "grant expiry").await;
+    let lag = (wall - expires).to_std();
+    println!("grant expiry: disconnected {} ms after expires_at", (wall - expires).num_milliseconds());
+    let lag = lag.unwrap_or_else(|_| panic!("disconnected {} before the grant expired", expires - wall));
+    assert!(lag < CUT, "disconnected only {lag:?} after the grant expired");
+    // Reconnecting does not bring the access back.
+    let mut again = w.connect("tec2", "").await;
+    assert_eq!(again.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_a_deactivated_user_is_disconnected_within_a_second() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut doc = w.connect("doc", "").await;
+    let r = w.as_user("adm").post(&format!("/api/users/{}/deactivate", w.id("doc")), json!({})).await;
+    let returned = Instant::now();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_cut(&mut doc, returned, "user deactivated").await;
+    let code = Raw::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
+    assert_eq!(code, Some(ConnectReturnCode::NotAuthorized));
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_logout_disconnects_that_login_session_within_a_second() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut doc = reader(&w, "doc").await;
+    // Another login session of the same person is not ended by this logout.
+    let other = w.app.client.post("/api/auth/login", json!({"email": "doc@mqtt.test", "password": PASSWORD})).await;
+    assert_eq!(other.status, 200);
+    let other_token = other.body["accessToken"].as_str().unwrap();
+    let mut other =
+        Mqtt::connect(options(w.mqtt(), &format!("{}-tablet", w.id("doc")), w.id("doc"), other_token), false)
+            .await
+            .expect("the second session connects");
+    let r = w.app.client.post("/api/auth/logout", json!({"refreshToken": w.refresh["doc"]})).await;
+    let returned = Instant::now();
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_cut(&mut doc, returned, "logout").await;
+    other.quiet(QUIET, "the other login session", |_| false).await;
+    let code = Raw::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
+    assert_eq!(code, Some(ConnectReturnCode::NotAuthorized), "the logged-out token no longer connects");
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_a_retired_device_is_disconnected_within_a_second() {
+    let w = World::new(TestApp::spawn().await).await;
+    let status = w.topic("d1", "status");
+    let mut d1 = w.connect("d1", "").await;
+    let mut doc = w.connect("doc", "").await;
+    assert_eq!(doc.subscribe(&[(&status, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    assert_eq!(body(&doc.message(&status, WAIT).await)["state"], "online");
+    let r = w.as_user("adm").put(&format!("/api/devices/{}/status", w.id("d1")), json!({"status": "inactive"})).await;
+    let returned = Instant::now();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_cut(&mut d1, returned, "device retired").await;
+    let offline = body(&doc.message(&status, WAIT).await);
+    assert_eq!(
+        (offline["state"].as_str(), offline["reason"].as_str()),
+        (Some("offline"), Some("revoked")),
+        "{offline}"
+    );
+    // The retained status says so too (the last will must not overwrite it).
+    let mut late = w.connect("doc", "-late").await;
+    assert_eq!(late.subscribe(&[(&status, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let retained = body(&late.message(&status, WAIT).await);
+    assert_eq!(retained["reason"], "revoked", "{retained}");
+    assert!(!w.presence("d1").await.0, "devices.online after retirement");
+    let code = Raw::connect(w.mqtt(), w.id("d1"), Some((w.id("d1"), SECRET))).await.err();
+    assert_eq!(code, Some(ConnectReturnCode::NotAuthorized));
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_a_rotated_device_secret_disconnects_within_a_second() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut d1 = w.connect("d1", "").await;
+    let r = w.as_user("adm").post(&format!("/api/devices/{}/rotate-secret", w.id("d1")), json!({})).await;
+    let returned = Instant::now();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_cut(&mut d1, returned, "secret rotated").await;
+    let (addr, id) = (w.mqtt(), w.id("d1"));
+    assert_eq!(Raw::connect(addr, id, Some((id, SECRET))).await.err(), Some(ConnectReturnCode::BadUserNamePassword));
+    let secret = r.body["secret"].as_str().expect("the new secret");
+    let mut d1 = Mqtt::connect(options(addr, id, id, secret), false).await.expect("the new secret connects");
+    d1.publish_acked(&w.topic("d1", "telemetry"), reading(1)).await;
+    w.app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Presence: retained status, last will, devices.online / last_seen.
+// ---------------------------------------------------------------------------------------
+
+/// The next status message on `status`, asserted to be `state` for `reason`.
+async fn expect_status(c: &mut Mqtt, status: &str, state: &str, reason: &str) -> Value {
+    let b = body(&c.message(status, WAIT).await);
+    assert_eq!((b["state"].as_str(), b["reason"].as_str()), (Some(state), Some(reason)), "{b}");
+    b
+}
+
+#[tokio::test]
+async fn device_status_is_retained_and_the_last_will_announces_an_abrupt_loss() {
+    let w = World::new(TestApp::spawn().await).await;
+    let status = w.topic("d1", "status");
+    assert_eq!(w.presence("d1").await, (false, None));
+
+    // A subscriber arriving after the device connected gets the retained "online".
+    let d1 = w.connect("d1", "").await;
+    let mut doc = w.connect("doc", "").await;
+    assert_eq!(doc.subscribe(&[(&status, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    expect_status(&mut doc, &status, "online", "connected").await;
+    let (online, seen_online) = w.presence("d1").await;
+    assert!(online && seen_online.is_some(), "devices.online and last_seen after connecting");
+
+    // Abrupt loss: the event loop (and its socket) dropped without DISCONNECT.
+    d1.kill();
+    let will = doc.message(&status, WAIT).await;
+    assert_eq!(body(&will), json!({"v": 1, "state": "offline", "reason": "connection_lost"}));
+    let (online, seen_offline) = w.presence("d1").await;
+    assert!(!online, "devices.online after the loss");
+    assert!(seen_offline >= seen_online, "last_seen moves forward: {seen_online:?} -> {seen_offline:?}");
+    // ...and it is retained.
+    let mut late = w.connect("doc", "-late1").await;
+    assert_eq!(late.subscribe(&[(&status, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    expect_status(&mut late, &status, "offline", "connection_lost").await;
+
+    // The same when a raw TCP connection is closed without DISCONNECT.
+    let raw = w.raw("d1", "").await;
+    expect_status(&mut doc, &status, "online", "connected").await;
+    drop(raw);
+    expect_status(&mut doc, &status, "offline", "connection_lost").await;
+
+    // A graceful DISCONNECT: "disconnected", retained, and no will afterwards.
+    let mut d1 = w.connect("d1", "").await;
+    expect_status(&mut doc, &status, "online", "connected").await;
+    d1.client.disconnect().await.unwrap();
+    d1.closed(WAIT, "after DISCONNECT").await;
+    expect_status(&mut doc, &status, "offline", "disconnected").await;
+    assert!(!w.presence("d1").await.0, "devices.online after DISCONNECT");
+    let mut late = w.connect("doc", "-late2").await;
+    assert_eq!(late.subscribe(&[(&status, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    expect_status(&mut late, &status, "offline", "disconnected").await;
+    let more = doc.collect(QUIET).await;
+    assert!(more.is_empty(), "nothing after the graceful offline: {:?}", more.iter().map(body).collect::<Vec<_>>());
+    w.app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Interoperability.
+// ---------------------------------------------------------------------------------------
+
+/// Runs a mosquitto client to completion (the test fails if it is not installed).
+async fn mosquitto(program: &'static str, args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(program).args(&args).output().unwrap_or_else(|e| {
+            panic!("{program} must be installed (Debian mosquitto-clients; scripts/provision-db.sh): {e}")
+        })
+    })
+    .await
+    .unwrap()
+}
+
+async fn next_line(lines: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
+    tokio::time::timeout(WAIT, lines.recv()).await.ok().flatten()
+}
+
+#[tokio::test]
+async fn mosquitto_clients_publish_and_subscribe_over_tcp() {
+    let w = World::new(TestApp::spawn().await).await;
+    let port = w.mqtt().port().to_string();
+    let (telemetry, status) = (w.topic("d1", "telemetry"), w.topic("d1", "status"));
+    let (d1, doc) = (w.id("d1").to_owned(), w.id("doc").to_owned());
+    let publish = |seq: i64| {
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port.as_str(),
+            "-V",
+            "mqttv311",
+            "-i",
+            d1.as_str(),
+            "-u",
+            d1.as_str(),
+            "-P",
+            SECRET,
+            "-t",
+            telemetry.as_str(),
+            "-q",
+            "1",
+            "-d",
+            "-m",
+        ];
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        args.push(reading(seq));
+        mosquitto("mosquitto_pub", args)
+    };
+
+    // The device publishes once before anyone listens (and leaves a retained status).
+    let out = publish(1).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "mosquitto_pub: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("received PUBACK"), "mosquitto_pub is acknowledged: {stdout}");
+    assert_eq!(w.health_metrics("d1").await, 1, "acknowledged means stored");
+
+    // The doctor subscribes with mosquitto_sub; the retained status tells us it is subscribed.
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", port.as_str(), "-V", "mqttv311", "-i", doc.as_str(), "-u", doc.as_str()])
+        .args(["-P", w.access["doc"].as_str(), "-t", status.as_str(), "-t", telemetry.as_str()])
+        .args(["-q", "1", "-v", "-W", "15"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub must be installed (Debian mosquitto-clients; scripts/provision-db.sh)");
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let stdout = sub.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = next_line(&mut lines).await.expect("mosquitto_sub prints the retained status");
+    assert!(first.starts_with(&format!("{status} ")), "{first}");
+
+    let out = publish(2).await;
+    assert!(out.status.success(), "mosquitto_pub: {}", String::from_utf8_lossy(&out.stderr));
+    let reading_line = loop {
+        let line = next_line(&mut lines).await.expect("mosquitto_sub prints the reading");
+        if line.starts_with(&format!("{telemetry} ")) {
+            break line;
+        }
+    };
+    let got: Value = serde_json::from_str(&reading_line[telemetry.len() + 1..]).unwrap();
+    assert_eq!(got["seq"], 2);
+    let _ = sub.kill();
+    let _ = sub.wait();
+    w.app.stop().await;
+}
+
+#[tokio::test]
+async fn rumqttc_publishes_and_subscribes_over_websocket() {
+    let w = World::new(TestApp::spawn().await).await;
+    let ws = w.ws();
+    let ws_options = |who: &str| {
+        let (client_id, user, pass) = w.credentials(who, "-ws");
+        let mut o = MqttOptions::new(client_id, format!("ws://{ws}/mqtt"), ws.port());
+        o.set_transport(Transport::Ws);
+        o.set_credentials(user, pass);
+        o.set_keep_alive(Duration::from_secs(30));
+        o
+    };
+    let telemetry = w.topic("d1", "telemetry");
+    let mut doc = Mqtt::connect(ws_options("doc"), false).await.expect("doc over WebSocket");
+    assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let mut d1 = Mqtt::connect(ws_options("d1"), false).await.expect("d1 over WebSocket");
+    d1.publish_acked(&telemetry, reading(7)).await;
+    assert_eq!(body(&doc.message(&telemetry, WAIT).await)["seq"], 7);
+    assert_eq!(w.health_metrics("d1").await, 1);
+    // The ACL is the same over WebSocket.
+    assert_eq!(doc.subscribe(&[(&w.topic("d2", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    w.app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Acknowledge after commit.
+// ---------------------------------------------------------------------------------------
+
+fn seq_of(message: &DeviceMessage) -> i64 {
+    serde_json::from_slice::<Value>(&message.payload).ok().and_then(|v| v["seq"].as_i64()).unwrap_or(-1)
+}
+
+/// Holds every message until the test releases it.
+struct GateSink {
+    submitted: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
+}
+
+impl TelemetrySink for GateSink {
+    fn submit(&self, message: DeviceMessage) -> SinkFuture {
+        let (release, released) = oneshot::channel();
+        let _ = self.submitted.send((seq_of(&message), release));
+        Box::pin(async move {
+            released.await.map_err(|_| SinkUnavailable("the test dropped the gate".into()))?;
+            Ok(SinkOutcome::Committed)
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_puback_waits_for_the_commit_and_follows_publish_order() {
+    let (tx, mut submitted) = mpsc::unbounded_channel();
+    let w = World::new(spawn_with_sink(Arc::new(GateSink { submitted: tx })).await).await;
+    let telemetry = w.topic("d1", "telemetry");
+    let mut doc = w.connect("doc", "").await;
+    assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let mut d1 = w.connect("d1", "").await;
+    let mut pkids = Vec::new();
+    for seq in 1..=3 {
+        pkids.push(d1.publish(&telemetry, reading(seq)).await);
+    }
+    let mut gates = Vec::new();
+    for expected in 1..=3 {
+        let (seq, gate) = tokio::time::timeout(WAIT, submitted.recv()).await.unwrap().unwrap();
+        assert_eq!(seq, expected, "submitted in publish order");
+        gates.push(Some(gate));
+    }
+    let is_ack = |e: &Event| matches!(e, Event::Incoming(Packet::PubAck(_)));
+    let is_delivery = |e: &Event| matches!(e, Event::Incoming(Packet::Publish(_)));
+    d1.quiet(QUIET, "a PUBACK while storage holds the messages", is_ack).await;
+    doc.quiet(Duration::ZERO, "a delivery before the commit", is_delivery).await;
+    assert!(doc.inbox.is_empty(), "nothing is forwarded before the commit: {:?}", doc.inbox);
+
+    // Storage commits the second first: its PUBACK still waits for the first.
+    gates[1].take().unwrap().send(()).unwrap();
+    d1.quiet(QUIET, "a PUBACK out of order", is_ack).await;
+    doc.quiet(Duration::ZERO, "a delivery before its predecessor's commit", is_delivery).await;
+    assert!(doc.inbox.is_empty(), "{:?}", doc.inbox);
+
+    gates[0].take().unwrap().send(()).unwrap();
+    let mut acked = Vec::new();
+    while acked.len() < 2 {
+        acked.push(
+            d1.until(WAIT, "PUBACKs 1 and 2", |e| match e {
+                Event::Incoming(Packet::PubAck(a)) => Some(a.pkid),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    assert_eq!(acked, pkids[..2], "PUBACKs in publish order");
+    d1.quiet(QUIET, "the third PUBACK before its commit", is_ack).await;
+    gates[2].take().unwrap().send(()).unwrap();
+    d1.puback(pkids[2], WAIT).await;
+
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        delivered.push(body(&doc.message(&telemetry, WAIT).await)["seq"].as_i64().unwrap());
+    }
+    assert_eq!(delivered, vec![1, 2, 3], "forwarded after the commit, in order");
+    w.app.stop().await;
+}
+
+/// Fails the first `failures` messages (storage unavailable), then commits.
+struct FlakySink {
+    failures: AtomicUsize,
+    seen: Mutex<Vec<i64>>,
+}
+
+impl TelemetrySink for FlakySink {
+    fn submit(&self, message: DeviceMessage) -> SinkFuture {
+        self.seen.lock().unwrap().push(seq_of(&message));
+        let fail = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        Box::pin(async move {
+            if fail {
+                Err(SinkUnavailable("test: the database is down".into()))
+            } else {
+                Ok(SinkOutcome::Committed)
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn storage_failure_closes_without_puback_and_the_resend_is_acknowledged() {
+    let sink = Arc::new(FlakySink { failures: AtomicUsize::new(1), seen: Mutex::new(Vec::new()) });
+    let w = World::new(spawn_with_sink(sink.clone()).await).await;
+    let telemetry = w.topic("d1", "telemetry");
+    let mut o = w.options("d1", "");
+    o.set_clean_session(false);
+    let mut d1 = Mqtt::connect(o, true).await.expect("d1 connects");
+    assert!(!d1.connack.session_present, "a fresh session");
+    let pkid = d1.publish(&telemetry, reading(7)).await;
+
+    // Storage fails: the edge closes the connection without acknowledging.
+    let mut acked_early = false;
+    loop {
+        let s = tokio::time::timeout(WAIT, d1.events.recv()).await.expect("the edge closes").unwrap();
+        match s.event {
+            Err(_) => break,
+            Ok(Event::Incoming(Packet::PubAck(_))) => acked_early = true,
+            Ok(_) => {}
+        }
+    }
+    assert!(!acked_early, "no PUBACK for a message storage did not take");
+
+    // rumqttc reconnects into its session and resends; now storage commits.
+    let connack = d1
+        .until(WAIT, "the reconnection", |e| match e {
+            Event::Incoming(Packet::ConnAck(a)) => Some(a.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(connack.session_present, "the session survives (clean_session = false)");
+    d1.puback(pkid, WAIT).await;
+    assert_eq!(*sink.seen.lock().unwrap(), vec![7, 7], "the same reading, submitted twice");
+    drop(d1);
+    w.app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Invalid telemetry through the real ingest.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn invalid_telemetry_is_acknowledged_explained_on_the_errors_topic_and_not_stored() {
+    let w = World::new(TestApp::spawn().await).await;
+    let (telemetry, errors) = (w.topic("d1", "telemetry"), w.topic("d1", "errors"));
+    let mut doc = w.connect("doc", "").await;
+    assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let mut d1 = w.connect("d1", "").await;
+    assert_eq!(d1.subscribe(&[(&errors, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+
+    let invalid = json!({"v": 1, "seq": 5, "ts": now(), "systemStatus": "normal", "heartRate": 500}).to_string();
+    d1.publish_acked(&telemetry, invalid).await;
+    let e = body(&d1.message(&errors, WAIT).await);
+    assert_eq!(
+        (e["code"].as_str(), e["field"].as_str(), e["seq"].as_i64()),
+        (Some("validation_failed"), Some("heartRate"), Some(5)),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap_or("").contains("500"), "{e}");
+    assert_eq!(w.health_metrics("d1").await, 0, "an invalid reading is not stored");
+
+    // A payload that is not a reading at all names the field too.
+    d1.publish_acked(
+        &telemetry,
+        json!({"v": 1, "seq": 6, "ts": now(), "systemStatus": "normal", "pulse": 70}).to_string(),
+    )
+    .await;
+    assert_eq!(body(&d1.message(&errors, WAIT).await)["field"], "pulse");
+
+    // The control: a valid reading is stored by the time it is acknowledged.
+    d1.publish_acked(&telemetry, reading(8)).await;
+    assert_eq!(w.health_metrics("d1").await, 1, "acknowledged means stored");
+    assert_eq!(body(&doc.message(&telemetry, WAIT).await)["seq"], 8);
+    let leaked = doc.collect(QUIET).await;
+    assert!(leaked.is_empty(), "invalid readings are not forwarded: {:?}", leaked.iter().map(body).collect::<Vec<_>>());
+    w.app.stop().await;
+}
