@@ -16,7 +16,7 @@ scripts/provision-db.sh >/dev/null
 cargo build --release --locked --bin nephrocare 2>&1 | tail -1
 BIN=target/release/nephrocare
 ADMIN_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare}"
-export NEPHROCARE_LOG="${NEPHROCARE_LOG:-warn}"
+export NEPHROCARE_LOG="${NEPHROCARE_LOG:-warn,rumqttd=off}"
 
 scratch() {  # creates a migrated scratch database, prints its URL
     local name="nc_bench_$(date +%s)_$RANDOM"

@@ -157,6 +157,8 @@ async fn fanout(
 ) -> Result<FanoutResult, String> {
     let epoch = Instant::now();
     let latencies = Arc::new(Mutex::new(Vec::<u64>::with_capacity((rate * seconds) as usize)));
+    // Samples of messages sent before this instant (µs since `epoch`) are warm-up.
+    let warm_from = Arc::new(AtomicU64::new(u64::MAX));
     let delivered = Arc::new(AtomicU64::new(0));
     let mut subs = Vec::new();
     for (i, topic) in topics.iter().enumerate() {
@@ -167,7 +169,7 @@ async fn fanout(
         o.set_max_packet_size(64 * 1024, 64 * 1024);
         let (client, mut ev) = AsyncClient::new(o, 64);
         client.subscribe(topic.clone(), QoS::AtLeastOnce).await.map_err(|e| e.to_string())?;
-        let (lat, del) = (latencies.clone(), delivered.clone());
+        let (lat, del, warm_from) = (latencies.clone(), delivered.clone(), warm_from.clone());
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
         subs.push(tokio::spawn(async move {
             let mut ready = Some(ready_tx);
@@ -186,7 +188,9 @@ async fn fanout(
                             .and_then(|s| s.parse::<u64>().ok())
                         {
                             let now = epoch.elapsed().as_micros() as u64;
-                            lat.lock().expect("latencies").push(now.saturating_sub(sent));
+                            if sent >= warm_from.load(Ordering::Relaxed) {
+                                lat.lock().expect("latencies").push(now.saturating_sub(sent));
+                            }
                             del.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -203,22 +207,33 @@ async fn fanout(
         ready_rx.await.map_err(|e| e.to_string())??;
     }
     let mut pubs = Vec::new();
+    let up = Arc::new(AtomicU64::new(0));
     for (id, user, pass) in devices {
         let mut o = MqttOptions::new(id.clone(), host, port);
         o.set_credentials(user.clone(), pass.clone());
         o.set_keep_alive(Duration::from_secs(60));
         o.set_inflight(200);
         let (client, mut ev) = AsyncClient::new(o, 1024);
+        let up = up.clone();
         tokio::spawn(async move {
             loop {
-                if ev.poll().await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                match ev.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        up.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }
         });
         pubs.push(client);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every publisher connected, then a warm-up second whose samples are discarded.
+    let waiting = Instant::now();
+    while (up.load(Ordering::Relaxed) as usize) < devices.len() && waiting.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    warm_from.store(epoch.elapsed().as_micros() as u64 + 1_000_000, Ordering::Relaxed);
     let per_tick = 1000.0;
     let interval = Duration::from_secs_f64(1.0 / per_tick);
     let per_interval = rate / per_tick;

@@ -66,7 +66,8 @@ enum Command {
         /// Readings per second per machine.
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
-        /// Stop after this long, e.g. 90s, 10m, 2h (default: until Ctrl-C).
+        /// Stop after this long, e.g. 90s, 10m, 2h (default: until Ctrl-C); 0s only
+        /// provisions the machines.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<std::time::Duration>,
         /// Treatment time compression: 60 plays a 4 h session in 4 min.

@@ -354,7 +354,10 @@ async fn machine(
     let sim_minute = Duration::from_secs_f64(60.0 / o.speed.max(1.0));
     let mut seq: i64 = Utc::now().timestamp_millis() * 10 + index as i64 % 10;
     // Stagger the fleet over one interval.
-    tokio::time::sleep(interval.mul_f64(index as f64 / (o.devices.max(1) as f64))).await;
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(interval.mul_f64(index as f64 / (o.devices.max(1) as f64))) => {}
+    }
     'sessions: loop {
         let start = serde_json::json!({"v": 1, "event": "start", "ts": Utc::now(), "patientId": d.patient, "expectedIntervalMs": interval.as_millis() as i64});
         if client.publish(&session, QoS::AtLeastOnce, false, start.to_string()).await.is_err() {

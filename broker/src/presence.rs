@@ -41,7 +41,8 @@ pub struct Presence {
 
 impl Presence {
     pub fn new(db: DatabaseConnection, publisher: Publisher) -> Self {
-        let (events, _) = broadcast::channel(1024);
+        // Large enough for a whole fleet reconnecting at once.
+        let (events, _) = broadcast::channel(32 * 1024);
         Self { db, publisher, events }
     }
 

@@ -96,9 +96,11 @@ pub async fn history(
     after: Option<Cursor>,
 ) -> Result<(Vec<StoredReading>, Option<Cursor>), sqlx::Error> {
     let after = after.unwrap_or(Cursor { time: to, device: Uuid::max(), seq: i64::MAX });
+    // `time <= $4` repeats the cursor's bound on its own so TimescaleDB can skip the chunks
+    // after it (it cannot see through the row comparison).
     let sql = format!(
         "SELECT {} FROM health_metrics
-          WHERE patient_id = $1 AND time >= $2 AND time < $3 AND (time, device_id, seq) < ($4, $5, $6)
+          WHERE patient_id = $1 AND time >= $2 AND time < $3 AND time <= $4 AND (time, device_id, seq) < ($4, $5, $6)
           ORDER BY time DESC, device_id DESC, seq DESC LIMIT $7",
         select_columns()
     );
