@@ -75,13 +75,14 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         // Async drop does not exist: drop the database from a thread with its own runtime.
+        // The pool is not closed from there: its connections belong to the test's runtime,
+        // which is blocked in this very drop, so closing them would wait forever. `FORCE`
+        // ends them on the server side instead.
         let name = self.name.clone();
         let admin = admin_url();
-        let db = self.db.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                db.close().await.ok();
                 if let Ok(mut conn) = PgConnection::connect(&admin).await {
                     let _ = conn.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str()).await;
                 }
