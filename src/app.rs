@@ -26,6 +26,8 @@ pub enum StartError {
     MigrationsPending { pending: usize },
     #[error("cannot listen on {addr} ({setting}): {reason}. Choose another address or free the port.")]
     Bind { setting: &'static str, addr: SocketAddr, reason: String },
+    #[error("invalid TLS setting: {0}. Give a PEM certificate chain and its PEM private key.")]
+    Tls(String),
     #[error("{0}")]
     Other(String),
 }
@@ -148,7 +150,14 @@ impl App {
             Some(s) => s,
             None => Arc::new(ingest.clone()),
         };
-        let broker = nc_broker::Broker::start(self.broker, db.clone(), authn.clone(), sink)
+        let mut broker_settings = self.broker;
+        if let (Some(cert), Some(key)) = (&config.mqtt.tls_cert, &config.mqtt.tls_key) {
+            let tls = nc_broker::transport::tls_config(cert, key)
+                .map_err(|e| StartError::Tls(format!("{e} (NEPHROCARE_MQTT_TLS_CERT / NEPHROCARE_MQTT_TLS_KEY)")))?;
+            broker_settings.tls = Some(tls);
+            tracing::info!("MQTT listeners use TLS");
+        }
+        let broker = nc_broker::Broker::start(broker_settings, db.clone(), authn.clone(), sink)
             .await
             .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;
         ingest.alerts().set_publisher(broker.publisher());

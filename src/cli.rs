@@ -255,7 +255,8 @@ impl From<app::StartError> for Failure {
         match e {
             app::StartError::Database { .. }
             | app::StartError::MigrationsPending { .. }
-            | app::StartError::Bind { .. } => Failure::Config(e.to_string()),
+            | app::StartError::Bind { .. }
+            | app::StartError::Tls(_) => Failure::Config(e.to_string()),
             app::StartError::Other(_) => Failure::Runtime(e.to_string()),
         }
     }

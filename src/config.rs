@@ -69,6 +69,11 @@ pub struct MqttConfig {
     pub addr: SocketAddr,
     /// `NEPHROCARE_MQTT_WS_ADDR`: MQTT over WebSocket (path `/mqtt`).
     pub ws_addr: SocketAddr,
+    /// `NEPHROCARE_MQTT_TLS_CERT`: PEM certificate chain; with `tls_key`, both MQTT
+    /// listeners speak TLS (mqtts, wss).
+    pub tls_cert: Option<PathBuf>,
+    /// `NEPHROCARE_MQTT_TLS_KEY`: PEM private key of that certificate.
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -123,6 +128,8 @@ impl Default for MqttConfig {
         Self {
             addr: "127.0.0.1:1883".parse().expect("static address"),
             ws_addr: "127.0.0.1:8083".parse().expect("static address"),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -236,6 +243,12 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_MQTT_WS_ADDR") {
             config.mqtt.ws_addr = addr("NEPHROCARE_MQTT_WS_ADDR", &v)?;
         }
+        if let Some(v) = env("NEPHROCARE_MQTT_TLS_CERT") {
+            config.mqtt.tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("NEPHROCARE_MQTT_TLS_KEY") {
+            config.mqtt.tls_key = Some(PathBuf::from(v));
+        }
         if let Some(v) = env("NEPHROCARE_JWT_SECRET") {
             config.auth.jwt_secret = Secret::new(v);
         }
@@ -296,6 +309,13 @@ impl Config {
                 "NEPHROCARE_ACCESS_TOKEN_TTL_SECS",
                 format!("{} is outside 1..=900", self.auth.access_token_ttl_secs),
                 "Access tokens are short-lived: at most 15 minutes.",
+            ));
+        }
+        if self.mqtt.tls_cert.is_some() != self.mqtt.tls_key.is_some() {
+            return Err(ConfigError::new(
+                "NEPHROCARE_MQTT_TLS_CERT/NEPHROCARE_MQTT_TLS_KEY",
+                "only one of the two is set",
+                "Set both (PEM certificate chain and its private key) to enable TLS, or neither.",
             ));
         }
         let ports = [

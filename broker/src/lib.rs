@@ -17,7 +17,7 @@ pub mod publisher;
 pub mod registry;
 pub mod sink;
 pub mod topic;
-mod transport;
+pub mod transport;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ pub struct BrokerSettings {
     /// Unacknowledged QoS 1 publishes per connection waiting for storage; beyond it the
     /// edge stops reading that connection (backpressure).
     pub max_inflight: usize,
+    /// TLS for both listeners (MQTT over TLS, WebSocket over TLS), when configured.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for BrokerSettings {
@@ -59,6 +61,7 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             messages_per_second: 1_000,
             max_inflight: 64,
+            tls: None,
         }
     }
 }
@@ -139,14 +142,28 @@ impl Broker {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = tcp.accept() => if let Ok((stream, peer)) = accepted {
-                    let (rx, tx) = transport::tcp(stream);
-                    tasks.spawn(edge::serve(self.shared.clone(), rx, tx, peer, stop.clone()));
+                    let shared = self.shared.clone();
+                    let stop = stop.clone();
+                    tasks.spawn(async move {
+                        let tls = shared.settings.tls.as_ref();
+                        match tokio::time::timeout(shared.settings.connect_timeout, transport::accept(stream, tls)).await {
+                            Ok(Ok(stream)) => {
+                                let (rx, tx) = transport::tcp(stream);
+                                edge::serve(shared, rx, tx, peer, stop).await;
+                            }
+                            _ => tracing::debug!(%peer, "TLS handshake failed or timed out"),
+                        }
+                    });
                 },
                 accepted = ws.accept() => if let Ok((stream, peer)) = accepted {
                     let shared = self.shared.clone();
                     let stop = stop.clone();
                     tasks.spawn(async move {
-                        let handshake = tokio::time::timeout(shared.settings.connect_timeout, transport::websocket(stream)).await;
+                        let handshake = tokio::time::timeout(shared.settings.connect_timeout, async {
+                            let stream = transport::accept(stream, shared.settings.tls.as_ref()).await.map_err(|e| e.to_string())?;
+                            transport::websocket(stream).await
+                        })
+                        .await;
                         match handshake {
                             Ok(Ok((rx, tx))) => edge::serve(shared, rx, tx, peer, stop).await,
                             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake refused"),

@@ -1,38 +1,83 @@
 //! Client transports: MQTT over TCP, and MQTT over WebSocket (path `/mqtt`, subprotocol
-//! `mqtt`, binary frames). Both are split into a reading and a writing half so one task can
-//! wait on the client and the core at once.
+//! `mqtt`, binary frames), each optionally inside TLS. Both are split into a reading and a
+//! writing half so one task can wait on the client and the core at once.
 
 use bytes::BytesMut;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+/// A client's byte stream: plain TCP or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub type Stream = Box<dyn Io>;
+
 pub enum ClientRx {
-    Tcp(OwnedReadHalf),
-    Ws(SplitStream<WebSocketStream<TcpStream>>),
+    Tcp(ReadHalf<Stream>),
+    Ws(SplitStream<WebSocketStream<Stream>>),
 }
 
 pub enum ClientTx {
-    Tcp(OwnedWriteHalf),
-    Ws(SplitSink<WebSocketStream<TcpStream>, Message>),
+    Tcp(WriteHalf<Stream>),
+    Ws(SplitSink<WebSocketStream<Stream>, Message>),
 }
 
-pub fn tcp(stream: TcpStream) -> (ClientRx, ClientTx) {
+/// Accepts a connection: TLS first when configured.
+pub async fn accept(
+    stream: TcpStream,
+    tls: Option<&Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> std::io::Result<Stream> {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    match tls {
+        None => Ok(Box::new(stream)),
+        Some(config) => {
+            let tls = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream).await?;
+            Ok(Box::new(tls))
+        }
+    }
+}
+
+/// Loads a PEM certificate chain and private key into a TLS server configuration.
+pub fn tls_config(
+    cert_pem: &std::path::Path,
+    key_pem: &std::path::Path,
+) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_pem)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the certificate {}: {e}", cert_pem.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", cert_pem.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_pem)
+        .map_err(|e| format!("cannot read the private key {}: {e}", key_pem.display()))?;
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+pub fn tcp(stream: Stream) -> (ClientRx, ClientTx) {
+    let (r, w) = tokio::io::split(stream);
     (ClientRx::Tcp(r), ClientTx::Tcp(w))
 }
 
 /// Completes the WebSocket handshake: path `/mqtt`, subprotocol `mqtt` required.
 #[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
-pub async fn websocket(stream: TcpStream) -> Result<(ClientRx, ClientTx), String> {
-    let _ = stream.set_nodelay(true);
+pub async fn websocket(stream: Stream) -> Result<(ClientRx, ClientTx), String> {
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         let refuse = |status: StatusCode, why: &str| {
             let mut r = ErrorResponse::new(Some(why.to_owned()));

@@ -16,3 +16,4 @@ mod mqtt;
 mod schema;
 mod serve;
 mod telemetry;
+mod tls;

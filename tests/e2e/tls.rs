@@ -1,0 +1,104 @@
+//! TLS on the MQTT listeners: with a certificate configured, clients connect with MQTT over
+//! TLS (mosquitto clients verify the certificate), plain-text clients get nothing, and a bad
+//! TLS setting stops startup with a clear message.
+
+use std::process::Command;
+use std::time::Duration;
+
+use nephrocare::App;
+use sqlx::Executor;
+
+use crate::support::{binary, test_config, TestDb};
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn mqtt_over_tls_carries_readings_and_plain_text_is_refused() {
+    let db = TestDb::migrated().await;
+    let mut c = db.sql().await;
+    let (h, d) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    c.execute(format!("INSERT INTO hospitals (id, name, code) VALUES ('{h}', 'H', 'tls-h')").as_str()).await.unwrap();
+    let hash = nc_access::secret::hash_device_secret("tls-device-secret");
+    c.execute(format!("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{d}', '{h}', 'T1', 'T', '{hash}')").as_str())
+        .await
+        .unwrap();
+
+    let mut config = test_config(&db.url);
+    config.mqtt.tls_cert = Some(fixture("cert.pem").into());
+    config.mqtt.tls_key = Some(fixture("key.pem").into());
+    let app = App::new(config).start().await.expect("starts with TLS");
+    let port = app.mqtt_addr.port().to_string();
+    let topic = format!("nc/v1/h/{h}/d/{d}/telemetry");
+    let now = chrono::Utc::now().to_rfc3339();
+    let payload = format!(r#"{{"v":1,"seq":1,"ts":"{now}","systemStatus":"normal","heartRate":70}}"#);
+    let did = d.to_string();
+    let out = tokio::task::spawn_blocking({
+        let (port, topic, payload, did) = (port.clone(), topic.clone(), payload.clone(), did.clone());
+        move || {
+            Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "--cafile",
+                    &fixture("cert.pem"),
+                    "-i",
+                    &did,
+                    "-u",
+                    &did,
+                    "-P",
+                    "tls-device-secret",
+                ])
+                .args(["-t", &topic, "-q", "1", "-m", &payload])
+                .output()
+                .expect("mosquitto_pub runs (mosquitto-clients is installed by scripts/provision-db.sh)")
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "publish over TLS: {}", String::from_utf8_lossy(&out.stderr));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM health_metrics").fetch_one(&mut c).await.unwrap();
+    assert_eq!(stored, 1, "the PUBACK came after the commit");
+
+    // Without TLS the same listener does not speak MQTT.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-i",
+                &did,
+                "-u",
+                &did,
+                "-P",
+                "tls-device-secret",
+                "-t",
+                &topic,
+                "-m",
+                &payload,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success(), "plain text must fail against the TLS listener");
+    tokio::time::timeout(Duration::from_secs(20), app.stop()).await.expect("stops").unwrap();
+}
+
+#[test]
+fn a_bad_tls_setting_stops_startup_with_a_clear_message() {
+    let out = binary()
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--mqtt-ws-addr", "127.0.0.1:0"])
+        .env("NEPHROCARE_MQTT_TLS_CERT", fixture("cert.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NEPHROCARE_MQTT_TLS_KEY"), "{err}");
+}
