@@ -170,7 +170,8 @@ impl App {
                 per_address_per_minute: config.auth.attempts_per_address_per_minute,
             },
         };
-        let api_state = nc_api::ApiState::new(db.clone(), &settings, authn, ingest.clone(), broker.presence());
+        let api_state =
+            nc_api::ApiState::new(db.clone(), &settings, authn, ingest.clone(), broker.presence(), broker.registry());
         let token = shutdown.clone();
         tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
 

@@ -5,10 +5,7 @@
 //! (refresh-token family) not revoked, so deactivation and logout take effect at once, on
 //! every interface, without waiting for the token to expire.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use nc_domain::{DeviceId, DeviceStatus, Role, TokenFamilyId};
+use nc_domain::{DeviceId, DeviceStatus, TokenFamilyId};
 use nc_entities::{devices, refresh_tokens, users};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
 
@@ -37,22 +34,11 @@ pub enum AuthnError {
 pub struct Authenticator {
     db: DatabaseConnection,
     tokens: TokenKeys,
-    /// Device secrets verified recently: (device, SHA-256 of the secret) → when its check
-    /// happened. Argon2 is deliberately slow; a machine posting readings over HTTP, or a
-    /// fleet reconnecting, must not pay it on every request. An entry is honoured only
-    /// while the device's secret has not been rotated since, and for at most 5 minutes.
-    verified: Arc<Mutex<VerifiedSecrets>>,
 }
-
-/// (device, SHA-256 of the secret presented) → when it was verified.
-type VerifiedSecrets = HashMap<(DeviceId, Vec<u8>), chrono::DateTime<chrono::Utc>>;
-
-const DEVICE_CACHE_SECS: i64 = 300;
-const DEVICE_CACHE_MAX: usize = 50_000;
 
 impl Authenticator {
     pub fn new(db: DatabaseConnection, tokens: TokenKeys) -> Self {
-        Self { db, tokens, verified: Arc::new(Mutex::new(HashMap::new())) }
+        Self { db, tokens }
     }
 
     pub fn tokens(&self) -> &TokenKeys {
@@ -126,31 +112,14 @@ impl Authenticator {
     /// devices in maintenance may still connect.
     pub async fn device(&self, id: DeviceId, secret: &str) -> Result<Subject, AuthnError> {
         let device = devices::Entity::find_by_id(id).one(&self.db).await?;
-        let key = (id, crate::secret::digest(secret));
-        let now = chrono::Utc::now();
-        let cached = self.verified.lock().expect("cache lock").get(&key).copied();
-        let fresh = |d: &devices::Model, at: chrono::DateTime<chrono::Utc>| {
-            at > d.secret_rotated_at && now - at < chrono::Duration::seconds(DEVICE_CACHE_SECS)
-        };
-        let ok = match (&device, cached) {
-            (Some(d), Some(at)) if fresh(d, at) => true,
-            _ => {
-                let ok = match &device {
-                    Some(d) if d.secret_hash.starts_with("sha256:") => {
-                        crate::secret::verify_device_secret(secret, &d.secret_hash)
-                    }
-                    Some(d) => crate::password::verify(secret.to_owned(), d.secret_hash.clone()).await.unwrap_or(false),
-                    None => false,
-                };
-                if ok {
-                    let mut cache = self.verified.lock().expect("cache lock");
-                    if cache.len() >= DEVICE_CACHE_MAX {
-                        cache.retain(|_, at| now - *at < chrono::Duration::seconds(DEVICE_CACHE_SECS));
-                    }
-                    cache.insert(key, now);
-                }
-                ok
+        // Current secrets are SHA-256 (cheap: fleets reconnect, machines post over HTTP);
+        // argon2 hashes, still accepted, are checked on the blocking pool.
+        let ok = match &device {
+            Some(d) if d.secret_hash.starts_with("sha256:") => {
+                crate::secret::verify_device_secret(secret, &d.secret_hash)
             }
+            Some(d) => crate::password::verify(secret.to_owned(), d.secret_hash.clone()).await.unwrap_or(false),
+            None => false,
         };
         match device {
             Some(d) if ok && d.status == DeviceStatus::Inactive => Err(AuthnError::DeviceRetired),
@@ -163,9 +132,4 @@ impl Authenticator {
 /// Active, verified and not deactivated.
 pub fn is_live(user: &users::Model) -> bool {
     user.is_active && user.verified_at.is_some() && user.deactivated_at.is_none()
-}
-
-/// Roles a person can never give themselves.
-pub fn is_staff(role: Role) -> bool {
-    !matches!(role, Role::Patient)
 }

@@ -11,14 +11,12 @@ use nc_ingest::alerts::AlertError;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
+use crate::dto::{fetch_page, page};
 use crate::error::{ApiError, ErrorResponse};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
-use crate::users_api::page;
 use crate::Tag;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -296,10 +294,10 @@ impl AlertsApi {
             query = query.filter(alerts::Column::DeviceId.eq(d));
         }
         if let Some(p) = patient_id.0 {
-            query = query.filter(Condition::all().add(alerts::Column::PatientId.eq(p)));
+            query = query.filter(alerts::Column::PatientId.eq(p));
         }
-        let total = query.clone().count(&state.db).await?;
-        let items = query.order_by_desc(alerts::Column::RaisedAt).limit(limit).offset(offset).all(&state.db).await?;
+        let (items, total) =
+            fetch_page(&state.db, query.order_by_desc(alerts::Column::RaisedAt), limit, offset).await?;
         Ok(Json(AlertPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 

@@ -416,10 +416,7 @@ impl AuthApi {
             updated_at: Set(now),
         }
         .insert(&txn)
-        .await
-        .map_err(|e| {
-            ApiError::conflict_on(e, "users_email_key", "email_taken", "an account with this e-mail exists")
-        })?;
+        .await?;
         if let Some(code) = enrollment {
             // Single use: the update only succeeds if nobody used the code meanwhile.
             let used = enrollment_codes::Entity::update_many()

@@ -10,16 +10,15 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use crate::auth_api::check_name;
+use crate::dto::{fetch_page, page};
 use crate::dto::{AssignmentOut, DeviceOut, DevicePage, GrantOut, PatientOut, SessionPage};
 use crate::error::{ApiError, ErrorResponse};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
-use crate::users_api::{assign, page, user_in_hospital};
+use crate::users_api::{assign, user_in_hospital};
 use crate::Tag;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -126,14 +125,8 @@ impl DevicesApi {
         if let Some(s) = status.0 {
             query = query.filter(devices::Column::Status.eq(s));
         }
-        let total = query.clone().count(&state.db).await?;
-        let items = query
-            .order_by_asc(devices::Column::Name)
-            .order_by_asc(devices::Column::Id)
-            .limit(limit)
-            .offset(offset)
-            .all(&state.db)
-            .await?;
+        let ordered = query.order_by_asc(devices::Column::Name).order_by_asc(devices::Column::Id);
+        let (items, total) = fetch_page(&state.db, ordered, limit, offset).await?;
         Ok(Json(DevicePage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 
@@ -175,15 +168,7 @@ impl DevicesApi {
             updated_at: Set(now),
         }
         .insert(&state.db)
-        .await
-        .map_err(|e| {
-            ApiError::conflict_on(
-                e,
-                "devices_hospital_serial_key",
-                "serial_taken",
-                "a device with this serial exists in your hospital",
-            )
-        })?;
+        .await?;
         Ok(DeviceCreated::Created(Json(DeviceCredentials { device: device.into(), secret })))
     }
 
@@ -336,9 +321,8 @@ impl DevicesApi {
         if let Some(s) = status.0 {
             query = query.filter(device_sessions::Column::Status.eq(s));
         }
-        let total = query.clone().count(&state.db).await?;
-        let items =
-            query.order_by_desc(device_sessions::Column::StartedAt).limit(limit).offset(offset).all(&state.db).await?;
+        let (items, total) =
+            fetch_page(&state.db, query.order_by_desc(device_sessions::Column::StartedAt), limit, offset).await?;
         audit::record(
             &state.db,
             audit::Access {

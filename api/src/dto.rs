@@ -269,6 +269,32 @@ page!(SessionPage, SessionOut, "A page of treatment sessions.");
 pub const MAX_PAGE: u64 = 200;
 pub const DEFAULT_PAGE: u64 = 50;
 
+/// Validated `limit`/`offset`.
+pub(crate) fn page(limit: Option<u64>, offset: Option<u64>) -> Result<(u64, u64), crate::error::ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(crate::error::ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
+    }
+    Ok((limit, offset.unwrap_or(0)))
+}
+
+/// One page of an ordered query, and how many items match in all.
+pub(crate) async fn fetch_page<E>(
+    db: &sea_orm::DatabaseConnection,
+    query: sea_orm::Select<E>,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<E::Model>, u64), sea_orm::DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Send + Sync,
+{
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let total = query.clone().count(db).await?;
+    let items = query.limit(limit).offset(offset).all(db).await?;
+    Ok((items, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

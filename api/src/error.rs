@@ -71,8 +71,6 @@ pub enum ErrorResponse {
 /// What can go wrong in a handler, by meaning rather than by HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     #[error("forbidden: {0}")]
@@ -111,16 +109,17 @@ impl ApiError {
             nc_access::PolicyError::Db(db) => db.into(),
         }
     }
-
-    /// A unique-constraint violation as 409 with `code`, other database errors as usual.
-    pub fn conflict_on(e: sea_orm::DbErr, constraint: &str, code: &'static str, message: &str) -> Self {
-        if e.to_string().contains(constraint) {
-            ApiError::Conflict { code, message: message.to_owned() }
-        } else {
-            e.into()
-        }
-    }
 }
+
+/// Unique constraints whose violation is the caller's conflict (409), not our failure:
+/// (constraint, code, message). Constraints are named in the migrations so this can match.
+const CONFLICTS: &[(&str, &str, &str)] = &[
+    ("users_email_key", "email_taken", "an account with this e-mail exists"),
+    ("devices_hospital_serial_key", "serial_taken", "a device with this serial exists in your hospital"),
+    ("patients_hospital_number_key", "patient_number_taken", "this patient number exists in your hospital"),
+    ("patients_user_key", "user_already_linked", "this account already belongs to a patient record"),
+    ("device_assignments_active_key", "already_assigned", "this user is already assigned to this device"),
+];
 
 impl From<nc_access::Denied> for ApiError {
     fn from(d: nc_access::Denied) -> Self {
@@ -142,7 +141,13 @@ impl From<sea_orm::DbErr> for ApiError {
         use sea_orm::DbErr;
         match &e {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => ApiError::Unavailable(e.to_string()),
-            _ => ApiError::Internal(e.to_string()),
+            _ => {
+                let text = e.to_string();
+                match CONFLICTS.iter().find(|(constraint, ..)| text.contains(constraint)) {
+                    Some((_, code, message)) => ApiError::Conflict { code, message: (*message).to_owned() },
+                    None => ApiError::Internal(text),
+                }
+            }
         }
     }
 }
@@ -150,7 +155,6 @@ impl From<sea_orm::DbErr> for ApiError {
 impl From<ApiError> for ErrorResponse {
     fn from(e: ApiError) -> Self {
         match e {
-            ApiError::BadRequest(m) => ErrorResponse::BadRequest(Json(ErrorBody::new("bad_request", m))),
             ApiError::Unauthorized(m) => {
                 ErrorResponse::Unauthorized(Json(ErrorBody::new("unauthorized", m)), "Bearer".to_owned())
             }

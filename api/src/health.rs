@@ -2,17 +2,14 @@
 
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use std::sync::atomic::Ordering;
+
+use poem_openapi::payload::PlainText;
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::ConnectionTrait;
 use sea_orm_migration::MigratorTrait;
 
-use crate::ApiState;
-
-#[derive(Tags)]
-enum Tag {
-    /// Process and dependency health, for orchestrators and load balancers.
-    Health,
-}
+use crate::{ApiState, Tag};
 
 #[derive(Object)]
 pub struct HealthStatus {
@@ -41,6 +38,27 @@ impl HealthApi {
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<HealthStatus> {
         Json(HealthStatus { status: "ok".into(), reason: None })
+    }
+
+    /// Counters in the Prometheus text format: readings accepted and rejected by ingest
+    /// (over MQTT and HTTP, since this process started) and live MQTT connections.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&ApiState>) -> PlainText<String> {
+        let counters = state.ingest.counters();
+        PlainText(format!(
+            "# HELP nephrocare_readings_accepted_total Readings committed to storage.\n\
+             # TYPE nephrocare_readings_accepted_total counter\n\
+             nephrocare_readings_accepted_total {}\n\
+             # HELP nephrocare_readings_rejected_total Readings refused by validation (never stored).\n\
+             # TYPE nephrocare_readings_rejected_total counter\n\
+             nephrocare_readings_rejected_total {}\n\
+             # HELP nephrocare_mqtt_connections Live MQTT client connections.\n\
+             # TYPE nephrocare_mqtt_connections gauge\n\
+             nephrocare_mqtt_connections {}\n",
+            counters.accepted.load(Ordering::Relaxed),
+            counters.rejected.load(Ordering::Relaxed),
+            state.mqtt.len()
+        ))
     }
 
     /// Readiness: the database is reachable and its schema is current.

@@ -33,6 +33,8 @@ pub use state::{ApiSettings, ApiState, ThrottleSettings};
 /// Groups of operations in the OpenAPI document.
 #[derive(Tags)]
 pub(crate) enum Tag {
+    /// Process and dependency health and metrics, for orchestrators and monitoring.
+    Health,
     /// Registration, login, tokens, verification and password reset.
     Auth,
     /// Accounts, profiles, staff management and device assignments.

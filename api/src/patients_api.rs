@@ -189,23 +189,7 @@ impl PatientsApi {
             updated_at: Set(now),
         }
         .insert(&state.db)
-        .await
-        .map_err(|e| {
-            let e = ApiError::conflict_on(
-                e,
-                "patients_hospital_number_key",
-                "patient_number_taken",
-                "this patient number exists in your hospital",
-            );
-            match e {
-                ApiError::Conflict { .. } => e,
-                ApiError::Internal(m) if m.contains("patients_user_key") => ApiError::Conflict {
-                    code: "user_already_linked",
-                    message: "this account already belongs to a patient record".into(),
-                },
-                other => other,
-            }
-        })?;
+        .await?;
         audit_patient(&state, req, &auth, &patient, AuditAction::Create).await?;
         Ok(PatientCreated::Created(Json(patient.into())))
     }

@@ -28,6 +28,8 @@ pub struct ApiState {
     pub ingest: nc_ingest::Ingest,
     /// Device presence, for the live streams.
     pub presence: nc_broker::Presence,
+    /// The broker's live connections, for metrics.
+    pub mqtt: Arc<nc_broker::registry::Registry>,
 }
 
 /// Settings of the API component.
@@ -44,10 +46,12 @@ impl ApiState {
         authn: Authenticator,
         ingest: nc_ingest::Ingest,
         presence: nc_broker::Presence,
+        mqtt: Arc<nc_broker::registry::Registry>,
     ) -> Self {
         Self {
             ingest,
             presence,
+            mqtt,
             policy: Policy::new(db.clone()),
             authn,
             throttle: Arc::new(Throttle::new(&settings.throttle)),

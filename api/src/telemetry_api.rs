@@ -11,13 +11,13 @@ use poem_openapi::auth::Basic;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, SecurityScheme};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
+use crate::dto::{fetch_page, page};
 use crate::dto::{SessionPage, DEFAULT_PAGE};
 use crate::error::{ApiError, ErrorResponse};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
-use crate::users_api::page;
 use crate::Tag;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -419,9 +419,8 @@ impl TelemetryApi {
         readable_patient(&state, req, &auth, patient_id.0, "patient.sessions").await?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));
-        let total = query.clone().count(&state.db).await?;
-        let items =
-            query.order_by_desc(device_sessions::Column::StartedAt).limit(limit).offset(offset).all(&state.db).await?;
+        let (items, total) =
+            fetch_page(&state.db, query.order_by_desc(device_sessions::Column::StartedAt), limit, offset).await?;
         Ok(Json(SessionPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 }

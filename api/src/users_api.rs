@@ -10,10 +10,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::auth_api::{check_name, check_password, check_phone, normalize_email, revoke_all_sessions, send_code};
-use crate::dto::{AssignmentOut, UserOut, UserPage, DEFAULT_PAGE, MAX_PAGE};
+use crate::dto::{fetch_page, page, AssignmentOut, UserOut, UserPage};
 use crate::error::{ApiError, ErrorResponse};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
@@ -94,15 +94,6 @@ pub enum NoContent {
     Done,
 }
 
-/// Validated `limit`/`offset`.
-pub(crate) fn page(limit: Option<u64>, offset: Option<u64>) -> std::result::Result<(u64, u64), ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_PAGE}")));
-    }
-    Ok((limit, offset.unwrap_or(0)))
-}
-
 /// A user of the caller's hospital (404 otherwise).
 pub(crate) async fn user_in_hospital(
     state: &ApiState,
@@ -154,15 +145,7 @@ pub(crate) async fn assign(
         ended_by: Set(None),
     }
     .insert(&state.db)
-    .await
-    .map_err(|e| {
-        ApiError::conflict_on(
-            e,
-            "device_assignments_active_key",
-            "already_assigned",
-            "this user is already assigned to this device",
-        )
-    })?;
+    .await?;
     Ok(row.into())
 }
 
@@ -242,14 +225,8 @@ impl UsersApi {
                 )
             };
         }
-        let total = query.clone().count(&state.db).await?;
-        let items = query
-            .order_by_asc(users::Column::Name)
-            .order_by_asc(users::Column::Id)
-            .limit(limit)
-            .offset(offset)
-            .all(&state.db)
-            .await?;
+        let ordered = query.order_by_asc(users::Column::Name).order_by_asc(users::Column::Id);
+        let (items, total) = fetch_page(&state.db, ordered, limit, offset).await?;
         Ok(Json(UserPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 
@@ -293,10 +270,7 @@ impl UsersApi {
             updated_at: Set(now),
         }
         .insert(&state.db)
-        .await
-        .map_err(|e| {
-            ApiError::conflict_on(e, "users_email_key", "email_taken", "an account with this e-mail exists")
-        })?;
+        .await?;
         if b.initial_password.is_none() {
             send_code(&state, &user, CodePurpose::ResetPassword).await?;
         }

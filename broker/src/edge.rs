@@ -626,13 +626,7 @@ impl Session {
                 Subject::Device { id, hospital },
                 Topic::Device { channel: channel @ (DeviceChannel::Telemetry | DeviceChannel::Session), .. },
             ) => {
-                let message = DeviceMessage {
-                    device: id,
-                    hospital,
-                    channel,
-                    payload: publish.payload.clone(),
-                    received_at: Utc::now(),
-                };
+                let message = DeviceMessage { device: id, hospital, channel, payload: publish.payload.clone() };
                 // A session message is a sequence point: what the device sent before it is
                 // settled first, and what it sends after waits until it is stored, so the
                 // storage sees "start, readings, end" in the device's order.

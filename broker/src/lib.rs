@@ -120,9 +120,9 @@ impl Broker {
         self.shared.presence.clone()
     }
 
-    /// Live client connections.
-    pub fn connection_count(&self) -> usize {
-        self.shared.registry.len()
+    /// The live client connections (for metrics).
+    pub fn registry(&self) -> Arc<registry::Registry> {
+        self.shared.registry.clone()
     }
 
     /// Serves MQTT on `tcp` and MQTT over WebSocket on `ws` until `shutdown` completes, then

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use nc_domain::{DeviceId, HospitalId};
 
 use crate::topic::DeviceChannel;
@@ -21,7 +20,6 @@ pub struct DeviceMessage {
     /// `Telemetry` or `Session`.
     pub channel: DeviceChannel,
     pub payload: Bytes,
-    pub received_at: DateTime<Utc>,
 }
 
 /// What became of a message.

@@ -98,7 +98,7 @@ impl Ingest {
         let (queue, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let (committed, _) = broadcast::channel(1024);
         let (after_tx, mut after_rx) = mpsc::channel::<Committed>(64);
-        let writers = writer::spawn(
+        writer::spawn(
             pool.clone(),
             WriterSettings {
                 batch_size: settings.batch_size,
@@ -174,7 +174,6 @@ impl Ingest {
                     }
                 }
             }
-            drop(writers);
         });
         Ingest { inner }
     }

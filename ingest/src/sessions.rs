@@ -101,8 +101,7 @@ impl Sessions {
             }
         };
         match (current, patient) {
-            (Some((session, session_patient)), Some(p)) if session_patient.is_some() && session_patient != Some(p) => {
-                let _ = session;
+            (Some((_, session_patient)), Some(p)) if session_patient.is_some() && session_patient != Some(p) => {
                 Ok(Err(Invalid::new(
                     "patientId",
                     "differs from the patient of the device's active session; end that session first",

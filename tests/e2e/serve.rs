@@ -35,6 +35,16 @@ async fn healthz_readyz_openapi_and_docs_are_served() {
     assert!(operations >= 2);
     assert_eq!(spec.body["paths"]["/healthz"]["get"]["operationId"], "healthz");
 
+    let metrics = c.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "nephrocare_readings_accepted_total 0",
+        "nephrocare_readings_rejected_total 0",
+        "nephrocare_mqtt_connections 0",
+    ] {
+        assert!(metrics.text.contains(name), "{name} in {}", metrics.text);
+    }
+
     let docs = c.get("/docs").await;
     assert_eq!(docs.status, 200);
     assert!(docs.text.to_lowercase().contains("swagger"), "interactive docs page");
@@ -63,7 +73,7 @@ async fn the_service_refuses_to_start_on_an_unmigrated_database() {
 }
 
 #[tokio::test]
-async fn mqtt_listener_answers_connect_with_a_connack() {
+async fn mqtt_listener_answers_a_connect_without_credentials_with_a_refusing_connack() {
     let app = TestApp::spawn().await;
     let mut s = tokio::net::TcpStream::connect(app.running().mqtt_addr).await.unwrap();
     // MQTT 3.1.1 CONNECT, clean session, keepalive 30 s, client id "t".
@@ -71,7 +81,7 @@ async fn mqtt_listener_answers_connect_with_a_connack() {
     let mut connack = [0u8; 4];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut connack)).await.unwrap().unwrap();
     assert_eq!(connack[0], 0x20, "CONNACK");
-    assert_ne!(connack[3], 0, "not accepted while the broker edge is not enabled");
+    assert_ne!(connack[3], 0, "a CONNECT without credentials is not accepted");
     app.stop().await;
 }
 
