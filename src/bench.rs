@@ -277,7 +277,7 @@ struct NoStorage;
 
 impl nc_broker::TelemetrySink for NoStorage {
     fn submit(&self, _: nc_broker::DeviceMessage) -> nc_broker::SinkFuture {
-        Box::pin(async { Ok(nc_broker::SinkOutcome::Committed) })
+        Box::pin(async { Ok(nc_broker::SinkOutcome::Committed { patient: None }) })
     }
 }
 

@@ -23,6 +23,15 @@ pub struct Access<'a> {
 
 /// Writes one audit row.
 pub async fn record(db: &impl ConnectionTrait, access: Access<'_>) -> Result<(), DbErr> {
+    record_with(db, access, None).await
+}
+
+/// Writes one audit row with details (e.g. the old and new value of a changed setting).
+pub async fn record_with(
+    db: &impl ConnectionTrait,
+    access: Access<'_>,
+    detail: Option<serde_json::Value>,
+) -> Result<(), DbErr> {
     let (actor_id, actor_role) = match access.subject {
         Subject::User(u) => (Some(u.id), ActorRole::from(u.role)),
         Subject::Device { .. } => (None, ActorRole::Device),
@@ -39,7 +48,7 @@ pub async fn record(db: &impl ConnectionTrait, access: Access<'_>) -> Result<(),
         resource: Set(access.resource.to_owned()),
         interface: Set(access.interface),
         client_addr: Set(access.client_addr),
-        detail: Set(None),
+        detail: Set(detail),
     }
     .insert(db)
     .await

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use nc_access::policy::DeviceScope;
-use nc_access::{DeviceAction, HospitalAction, PatientAction};
+use nc_access::{audit, HospitalAction, PatientAction};
 use nc_domain::*;
 use nc_entities::{alert_thresholds, alerts};
 use nc_ingest::alerts::AlertError;
@@ -171,11 +171,15 @@ impl AlertsApi {
             .await?
             .filter(|a| a.hospital_id == auth.0.hospital)
             .ok_or(ApiError::NotFound("alert"))?;
-        state
+        let view = state
             .policy
-            .device(&auth.subject(), alert.device_id, DeviceAction::ReadClinical)
+            .clinical_view(&auth.subject(), alert.device_id)
             .await
             .map_err(|e| ApiError::policy(e, "alert"))?;
+        if !view.shows(alert.patient_id) {
+            // Another patient's alert on a shared machine: it does not exist for this caller.
+            return Err(ApiError::NotFound("alert"));
+        }
         if act && !matches!(auth.0.role, Role::Doctor | Role::Technician) {
             return Err(ApiError::Forbidden("only doctors and technicians acknowledge or clear alerts".into()));
         }
@@ -212,7 +216,9 @@ impl AlertsApi {
             None => existing.filter(alert_thresholds::Column::PatientId.is_null()),
         };
         let now = Utc::now();
-        let row = match existing.one(&state.db).await? {
+        let previous = existing.one(&state.db).await?;
+        let before = previous.as_ref().map(threshold_json);
+        let row = match previous {
             Some(t) => {
                 let mut a: alert_thresholds::ActiveModel = t.into();
                 a.low = Set(b.low);
@@ -244,8 +250,29 @@ impl AlertsApi {
                 .await?
             }
         };
+        // Changing (or disabling) an alert limit changes what raises alarms: audited with
+        // the old and the new rule.
+        audit::record_with(
+            &state.db,
+            audit::Access {
+                subject: &auth.subject(),
+                action: AuditAction::Update,
+                resource: "alert_threshold",
+                patient,
+                device: None,
+                interface: Interface::Rest,
+                client_addr: None,
+            },
+            Some(serde_json::json!({"metric": row.metric, "before": before, "after": threshold_json(&row)})),
+        )
+        .await?;
         Ok(row.into())
     }
+}
+
+fn threshold_json(t: &alert_thresholds::Model) -> serde_json::Value {
+    serde_json::json!({"low": t.low, "high": t.high, "priority": t.priority, "delaySeconds": t.delay_seconds,
+        "hysteresis": t.hysteresis, "enabled": t.enabled})
 }
 
 #[OpenApi(tag = "Tag::Alerts")]

@@ -2,6 +2,7 @@
 //! registration and secret rotation, technician assignment and temporary hand-over.
 
 use chrono::{Duration, Utc};
+use nc_access::policy::ClinicalView;
 use nc_access::{audit, secret, DeviceAction, HospitalAction};
 use nc_domain::*;
 use nc_entities::{device_sessions, devices, patients, temporary_access_grants};
@@ -244,9 +245,11 @@ impl DevicesApi {
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
     ) -> Result<Json<Vec<PatientOut>>> {
         let subject = auth.subject();
+        let view =
+            state.policy.clinical_view(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
         let device = state
             .policy
-            .device(&subject, device_id.0, DeviceAction::ReadClinical)
+            .device(&subject, device_id.0, DeviceAction::View)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let in_sessions: Vec<PatientId> = device_sessions::Entity::find()
@@ -268,10 +271,8 @@ impl DevicesApi {
             .order_by_asc(patients::Column::Name)
             .all(&state.db)
             .await?;
-        if auth.0.role == Role::Patient {
-            // A patient sees only themself, even on their own device.
-            found.retain(|p| p.user_id == Some(auth.0.id));
-        }
+        // A patient sees only themself, even on their own device.
+        found.retain(|p| view.shows(Some(p.id)));
         for p in &found {
             audit::record(
                 &state.db,
@@ -307,16 +308,17 @@ impl DevicesApi {
         offset: Query<Option<u64>>,
     ) -> Result<Json<SessionPage>> {
         let subject = auth.subject();
+        let view =
+            state.policy.clinical_view(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
         let device = state
             .policy
-            .device(&subject, device_id.0, DeviceAction::ReadClinical)
+            .device(&subject, device_id.0, DeviceAction::View)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query = device_sessions::Entity::find().filter(device_sessions::Column::DeviceId.eq(device.id));
-        if auth.0.role == Role::Patient {
-            let me = patients::Entity::find().filter(patients::Column::UserId.eq(auth.0.id)).one(&state.db).await?;
-            query = query.filter(device_sessions::Column::PatientId.eq(me.map(|p| p.id)));
+        if let ClinicalView::OwnTreatment(me) = view {
+            query = query.filter(device_sessions::Column::PatientId.eq(me));
         }
         if let Some(s) = status.0 {
             query = query.filter(device_sessions::Column::Status.eq(s));

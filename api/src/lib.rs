@@ -11,7 +11,7 @@ mod devices_api;
 pub mod dto;
 pub mod error;
 mod health;
-mod live;
+pub mod live;
 mod patients_api;
 pub mod security;
 pub mod state;

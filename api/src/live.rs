@@ -1,9 +1,15 @@
 //! `WebSocket /ws/health-metrics/{deviceId}?token=JWT`: a device's live readings, status
 //! changes and alerts as JSON messages, for dashboards. Browsers cannot set headers on a
-//! WebSocket, so the access token comes in the query string; it is checked, with the policy
-//! module, before the upgrade (401/403/404 as for REST). While the stream is open, the
-//! viewer's rights are re-checked every second: when they are gone (assignment ended, grant
-//! expired or revoked, logout, deactivation) the stream closes with code 4403.
+//! WebSocket, so the access token comes in the query string (never logged: the request log
+//! omits query strings); it is checked, with the policy module, before the upgrade
+//! (401/403/404 as for REST). The policy's [`ClinicalView`] decides what the viewer gets:
+//! the device's doctors and technicians everything, the patient on it only their own
+//! treatment (readings and alerts of other patients on a shared machine never reach them).
+//! While the stream is open, the viewer's rights are re-checked every second: when they
+//! are gone (assignment ended, grant expired or revoked, logout, deactivation) the stream
+//! closes with code 4403; when the access token expires it closes with code 4401 (open a
+//! new stream with a fresh token). At most [`STREAMS_PER_USER`] streams per person at once
+//! (429 beyond).
 //!
 //! Messages: `{"type":"reading","reading":{...}}`, `{"type":"status","online":bool,...}`,
 //! `{"type":"alert","event":"raised|acknowledged|cleared","alert":{...}}`.
@@ -11,8 +17,12 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use nc_access::{audit, DeviceAction, Subject};
-use nc_domain::{AuditAction, DeviceId, Interface};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use nc_access::policy::ClinicalView;
+use nc_access::{audit, Subject};
+use nc_domain::{AuditAction, DeviceId, Interface, PatientId, UserId};
 use poem::http::StatusCode;
 use poem::web::websocket::{CloseCode, Message, WebSocket};
 use poem::web::{Data, Path, Query};
@@ -21,6 +31,43 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::security::client_ip;
 use crate::state::ApiState;
+
+/// Live streams one person may hold open at once.
+pub const STREAMS_PER_USER: usize = 8;
+
+/// Open streams per person.
+#[derive(Default)]
+pub struct StreamCounts(Mutex<HashMap<UserId, usize>>);
+
+/// One open stream, counted until dropped.
+pub struct StreamSlot {
+    counts: Arc<StreamCounts>,
+    user: UserId,
+}
+
+impl StreamCounts {
+    pub fn take(self: &Arc<Self>, user: UserId) -> Option<StreamSlot> {
+        let mut counts = self.0.lock().expect("stream counts");
+        let n = counts.entry(user).or_default();
+        if *n >= STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot { counts: self.clone(), user })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().expect("stream counts");
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
 
 #[derive(serde::Deserialize)]
 pub struct LiveQuery {
@@ -50,26 +97,51 @@ pub async fn health_metrics(
         Err(e) => return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
     };
     let subject = Subject::User(user);
-    if let Err(e) = state.policy.device(&subject, device, DeviceAction::ReadClinical).await {
-        return match crate::error::ApiError::policy(e, "device") {
-            crate::error::ApiError::NotFound(_) => refuse(StatusCode::NOT_FOUND, "not_found", "device not found"),
-            crate::error::ApiError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, "forbidden", &m),
-            _ => refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
-        };
-    }
-    let _ = audit::record(
+    let view = match state.policy.clinical_view(&subject, device).await {
+        Ok(v) => v,
+        Err(e) => {
+            return match crate::error::ApiError::policy(e, "device") {
+                crate::error::ApiError::NotFound(_) => refuse(StatusCode::NOT_FOUND, "not_found", "device not found"),
+                crate::error::ApiError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, "forbidden", &m),
+                _ => refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
+            }
+        }
+    };
+    let Some(slot) = state.streams.take(user.id) else {
+        return poem::web::Json(serde_json::json!({"code": "rate_limited",
+            "message": format!("at most {STREAMS_PER_USER} live streams per person at once")}))
+        .with_status(StatusCode::TOO_MANY_REQUESTS)
+        .with_header("Retry-After", "5")
+        .into_response();
+    };
+    let expires = state
+        .authn
+        .tokens()
+        .verify(&token)
+        .ok()
+        .and_then(|c| chrono::DateTime::from_timestamp(c.exp, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    let own = match view {
+        ClinicalView::OwnTreatment(p) => Some(p),
+        ClinicalView::Device => None,
+    };
+    if audit::record(
         &state.db,
         audit::Access {
             subject: &subject,
             action: AuditAction::Subscribe,
             resource: "device.live",
-            patient: None,
+            patient: own,
             device: Some(device),
             interface: Interface::Websocket,
             client_addr: client_ip(req).map(|ip| ip.to_string()),
         },
     )
-    .await;
+    .await
+    .is_err()
+    {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "cannot audit the access now; retry later");
+    }
     let state = state.0.clone();
     // Subscribed before the upgrade is answered: whatever happens once the client has its
     // 101 reaches the stream (subscribing inside the upgraded task would lose the events of
@@ -78,15 +150,20 @@ pub async fn health_metrics(
     let mut alerts = state.ingest.alerts().subscribe();
     let mut presence = state.presence.subscribe();
     ws.on_upgrade(move |socket| async move {
+        let _slot = slot;
         let (mut tx, mut rx) = socket.split();
         let mut recheck = tokio::time::interval(Duration::from_secs(1));
+        let until_expiry = (expires - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let expiry = tokio::time::sleep(until_expiry);
+        tokio::pin!(expiry);
         let d = device.as_uuid();
+        let shows = |patient: Option<uuid::Uuid>| view.shows(patient.map(PatientId));
         loop {
             let outgoing = tokio::select! {
                 batch = readings.recv() => match batch {
                     Ok(rows) => {
                         let mut out = Vec::new();
-                        for r in rows.iter().filter(|r| r.device_id == d) {
+                        for r in rows.iter().filter(|r| r.device_id == d && shows(r.patient_id)) {
                             out.push(serde_json::json!({"type": "reading", "deviceId": device, "time": r.time, "seq": r.seq,
                                 "patientId": r.patient_id, "sessionId": r.session_id, "reading": r.json}));
                         }
@@ -96,7 +173,7 @@ pub async fn health_metrics(
                     Err(RecvError::Closed) => break,
                 },
                 event = alerts.recv() => match event {
-                    Ok(e) if e.alert.device_id == d => vec![serde_json::json!({"type": "alert", "event": e.event, "alert": e.alert})],
+                    Ok(e) if e.alert.device_id == d && shows(e.alert.patient_id) => vec![serde_json::json!({"type": "alert", "event": e.event, "alert": e.alert})],
                     Ok(_) | Err(RecvError::Lagged(_)) => Vec::new(),
                     Err(RecvError::Closed) => break,
                 },
@@ -105,9 +182,13 @@ pub async fn health_metrics(
                     Ok(_) | Err(RecvError::Lagged(_)) => Vec::new(),
                     Err(RecvError::Closed) => break,
                 },
+                _ = &mut expiry => {
+                    let _ = tx.send(Message::Close(Some((CloseCode::from(4401), "access token expired".into())))).await;
+                    break;
+                }
                 _ = recheck.tick() => {
                     let live = state.authn.recheck_user(&user).await.is_ok()
-                        && state.policy.device(&subject, device, DeviceAction::ReadClinical).await.is_ok();
+                        && state.policy.clinical_view(&subject, device).await.is_ok_and(|v| v == view);
                     if !live {
                         let _ = tx.send(Message::Close(Some((CloseCode::from(4403), "access revoked".into())))).await;
                         break;

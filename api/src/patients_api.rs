@@ -213,8 +213,11 @@ impl PatientsApi {
         Ok(Json(patient.into()))
     }
 
-    /// Change a patient's record (their doctors). Each changed field is recorded in the
-    /// medical-updates trail.
+    /// Change a patient's record. Medical information: the patient's doctors. Who treats the
+    /// patient (`assignedDeviceId`, `assignedDoctorId`, which decide who sees their data):
+    /// admins of the hospital, or a doctor only to a device assigned to them and only to
+    /// themself as the doctor. Each changed field is recorded in the medical-updates trail
+    /// and the change is audited; live access that no longer holds ends within a second.
     #[oai(path = "/api/patients/:patientId", method = "put", operation_id = "updatePatient")]
     async fn update(
         &self,
@@ -224,14 +227,42 @@ impl PatientsApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<UpdatePatientRequest>,
     ) -> Result<Json<PatientOut>> {
-        let before = state
-            .policy
-            .patient(&auth.subject(), patient_id.0, PatientAction::UpdateMedical)
-            .await
-            .map_err(|e| ApiError::policy(e, "patient"))?;
         let b = body.0;
+        let subject = auth.subject();
+        // Re-pointing a patient (device, doctor) is a staff-assignment action; everything
+        // else is a change of medical information.
+        let medical = b.name.is_some()
+            || b.date_of_birth.is_some()
+            || b.gender.is_some()
+            || b.blood_group.is_some()
+            || b.dry_weight_kg.is_some()
+            || b.dialysis_schedule.is_some()
+            || b.last_dialysis_at.is_some()
+            || b.diagnosis.is_some()
+            || b.vascular_access.is_some()
+            || b.allergies.is_some()
+            || b.medications.is_some()
+            || b.notes.is_some();
+        // Admins administer records without reading them; anyone else must be responsible
+        // for the patient (a doctor of theirs) to change anything, re-pointing included.
+        let action = if auth.0.role == Role::Admin && !medical {
+            PatientAction::Administer
+        } else {
+            PatientAction::UpdateMedical
+        };
+        let before =
+            state.policy.patient(&subject, patient_id.0, action).await.map_err(|e| ApiError::policy(e, "patient"))?;
         check_weight(b.dry_weight_kg)?;
         check_links(&state, before.hospital_id, b.assigned_doctor_id, b.assigned_device_id, None).await?;
+        let new_device = b.assigned_device_id.filter(|d| before.assigned_device_id != Some(*d));
+        let new_doctor = b.assigned_doctor_id.filter(|d| before.assigned_doctor_id != Some(*d));
+        if new_device.is_some() || new_doctor.is_some() {
+            state
+                .policy
+                .reassign_patient(&subject, new_device, new_doctor)
+                .await
+                .map_err(|e| ApiError::policy(e, "patient"))?;
+        }
         let mut active: patients::ActiveModel = before.clone().into();
         let mut changes: Vec<(&'static str, serde_json::Value, serde_json::Value)> = Vec::new();
         macro_rules! change {

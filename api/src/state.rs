@@ -30,6 +30,8 @@ pub struct ApiState {
     pub presence: nc_broker::Presence,
     /// The broker's live connections, for metrics.
     pub mqtt: Arc<nc_broker::registry::Registry>,
+    /// Open live streams per person (bounded).
+    pub streams: Arc<crate::live::StreamCounts>,
 }
 
 /// Settings of the API component.
@@ -52,6 +54,7 @@ impl ApiState {
             ingest,
             presence,
             mqtt,
+            streams: Arc::default(),
             policy: Policy::new(db.clone()),
             authn,
             throttle: Arc::new(Throttle::new(&settings.throttle)),

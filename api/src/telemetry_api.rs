@@ -269,7 +269,7 @@ impl TelemetryApi {
         };
         let payload = serde_json::to_vec(&body.0).map_err(ApiError::internal)?;
         match state.ingest.submit_reading(id, hospital, &payload).await {
-            Ok(nc_ingest::Outcome::Stored) => Ok(IngestResponse::Created(Json(StoredOut {
+            Ok(nc_ingest::Outcome::Stored { .. }) => Ok(IngestResponse::Created(Json(StoredOut {
                 status: "stored".into(),
                 seq: body.0.get("seq").and_then(|s| s.as_i64()),
             }))),

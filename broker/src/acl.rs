@@ -3,9 +3,11 @@
 //! topic goes through here.
 
 use chrono::{DateTime, Utc};
-use nc_access::{DeviceAction, Policy, PolicyError, Subject};
+use nc_access::policy::ClinicalView;
+use nc_access::{DeviceAction, PatientAction, Policy, PolicyError, Subject};
+use nc_domain::Role;
 
-use crate::topic::{DeviceChannel, Filter, RoomChannel, Topic};
+use crate::topic::{DeviceChannel, Filter, PatientChannel, RoomChannel, Topic};
 
 /// A permission, and until when it lasts if it rests on a temporary grant.
 pub type Grant = Option<DateTime<Utc>>;
@@ -59,11 +61,29 @@ pub async fn may_receive(policy: &Policy, subject: &Subject, topic: &Topic) -> R
             Ok(None)
         }
         (Subject::Device { .. }, _) => refuse("devices subscribe only to their own errors topic"),
-        (Subject::User(_), Topic::Device { device, channel, .. }) => {
-            let action =
-                if *channel == DeviceChannel::Status { DeviceAction::View } else { DeviceAction::ReadClinical };
-            policy.device(subject, *device, action).await.map_err(denied)?;
+        (Subject::User(_), Topic::Device { device, channel: DeviceChannel::Status, .. }) => {
+            policy.device(subject, *device, DeviceAction::View).await.map_err(denied)?;
             policy.grant_expiry(subject, *device).await.map_err(|e| AclError::Lookup(e.to_string()))
+        }
+        (Subject::User(_), Topic::Device { hospital, device, .. }) => {
+            match policy.clinical_view(subject, *device).await.map_err(denied)? {
+                ClinicalView::Device => {}
+                ClinicalView::OwnTreatment(patient) => {
+                    let own = Topic::Patient { hospital: *hospital, patient, channel: PatientChannel::Telemetry };
+                    return Err(AclError::Denied(format!(
+                        "a machine treats several patients: receive your own treatment on {}",
+                        own.to_string().replace("/telemetry", "/#")
+                    )));
+                }
+            }
+            policy.grant_expiry(subject, *device).await.map_err(|e| AclError::Lookup(e.to_string()))
+        }
+        (Subject::User(u), Topic::Patient { patient, .. }) => {
+            if !matches!(u.role, Role::Patient | Role::Doctor) {
+                return refuse("patient topics are for the patient and their doctors; technicians follow devices");
+            }
+            policy.patient(subject, *patient, PatientAction::Read).await.map_err(denied)?;
+            Ok(None)
         }
         (Subject::User(_), Topic::Room { room, .. }) => {
             policy.room(subject, *room).await.map_err(denied)?;

@@ -15,6 +15,7 @@ mod edge;
 pub mod presence;
 pub mod publisher;
 pub mod registry;
+pub mod sessions;
 pub mod sink;
 pub mod topic;
 pub mod transport;
@@ -49,6 +50,16 @@ pub struct BrokerSettings {
     /// Unacknowledged QoS 1 publishes per connection waiting for storage; beyond it the
     /// edge stops reading that connection (backpressure).
     pub max_inflight: usize,
+    /// SUBSCRIBE packets per second per connection, after a burst of `subscribe_burst`
+    /// (an app subscribing at start-up); beyond it the filters of a SUBSCRIBE are refused
+    /// (0x80), logged.
+    pub subscribes_per_second: u32,
+    pub subscribe_burst: u32,
+    /// Connections and kept sessions per identity (person or device): the core sees at
+    /// most this many client ids per identity (see `sessions`). Beyond it CONNACK 3.
+    pub sessions_per_identity: usize,
+    /// Longest wait for the database while authenticating a CONNECT; then CONNACK 3.
+    pub auth_timeout: Duration,
     /// TLS for both listeners (MQTT over TLS, WebSocket over TLS), when configured.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
@@ -61,6 +72,10 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             messages_per_second: 1_000,
             max_inflight: 64,
+            subscribes_per_second: 10,
+            subscribe_burst: 100,
+            sessions_per_identity: 8,
+            auth_timeout: Duration::from_secs(1),
             tls: None,
         }
     }
@@ -76,7 +91,10 @@ pub(crate) struct Shared {
     publisher: Publisher,
     presence: Presence,
     registry: Arc<registry::Registry>,
+    sessions: sessions::SessionBook,
     connections: Arc<Semaphore>,
+    /// For the access audit log.
+    db: DatabaseConnection,
 }
 
 /// The broker, started: its core runs; [`Broker::run`] serves the listeners.
@@ -98,6 +116,8 @@ impl Broker {
         let presence = Presence::new(db.clone(), publisher.clone());
         let shared = Arc::new(Shared {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
+            sessions: sessions::SessionBook::new(settings.sessions_per_identity),
+            db: db.clone(),
             settings,
             authn,
             policy: Policy::new(db.clone()),

@@ -3,8 +3,8 @@
 //! The database fires `pg_notify('nc_access', …)` whenever an assignment, grant, account,
 //! login session, device or room membership changes (migration `access_events`); every
 //! service instance LISTENs, so this works with several instances. An event reaches the
-//! connections it may affect (same user or device, or a subscription under that device or
-//! room), which re-check their identity and every subscription and disconnect if any right
+//! connections it may affect (same user or device, or a subscription under that device,
+//! patient or room), which re-check their identity and every subscription and disconnect if any right
 //! is gone. If the LISTEN connection drops, every connection re-checks once it is back.
 
 use std::collections::{HashMap, HashSet};
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nc_access::Subject;
-use nc_domain::{DeviceId, RoomId, UserId};
+use nc_domain::{DeviceId, PatientId, RoomId, UserId};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -32,6 +32,7 @@ struct Entry {
     subject: Subject,
     devices: HashSet<DeviceId>,
     rooms: HashSet<RoomId>,
+    patients: HashSet<PatientId>,
     tx: mpsc::Sender<Control>,
 }
 
@@ -47,16 +48,17 @@ pub struct AccessEvent {
     pub user: Option<UserId>,
     pub device: Option<DeviceId>,
     pub room: Option<RoomId>,
+    pub patient: Option<PatientId>,
 }
 
 impl Registry {
     pub fn register(&self, subject: Subject) -> (u64, mpsc::Receiver<Control>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(4);
-        self.conns
-            .lock()
-            .expect("registry lock")
-            .insert(id, Entry { subject, devices: HashSet::new(), rooms: HashSet::new(), tx });
+        self.conns.lock().expect("registry lock").insert(
+            id,
+            Entry { subject, devices: HashSet::new(), rooms: HashSet::new(), patients: HashSet::new(), tx },
+        );
         (id, rx)
     }
 
@@ -65,10 +67,11 @@ impl Registry {
     }
 
     /// Records what a connection subscribes under, so events about it reach the connection.
-    pub fn watch(&self, id: u64, device: Option<DeviceId>, room: Option<RoomId>) {
+    pub fn watch(&self, id: u64, device: Option<DeviceId>, room: Option<RoomId>, patient: Option<PatientId>) {
         if let Some(e) = self.conns.lock().expect("registry lock").get_mut(&id) {
             e.devices.extend(device);
             e.rooms.extend(room);
+            e.patients.extend(patient);
         }
     }
 
@@ -105,6 +108,7 @@ impl Registry {
                     subject_hit
                         || ev.device.is_some_and(|d| entry.devices.contains(&d))
                         || ev.room.is_some_and(|r| entry.rooms.contains(&r))
+                        || ev.patient.is_some_and(|p| entry.patients.contains(&p))
                 }
             };
             if affected {

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use nc_domain::{DeviceId, HospitalId};
+use nc_domain::{DeviceId, HospitalId, PatientId};
 
 use crate::topic::DeviceChannel;
 
@@ -25,8 +25,10 @@ pub struct DeviceMessage {
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkOutcome {
-    /// Durably stored (or already stored: a redelivery). Acknowledge it.
-    Committed,
+    /// Durably stored (or already stored: a redelivery). Acknowledge it. `patient` is the
+    /// patient whose treatment it belongs to, if any: the edge also publishes it on that
+    /// patient's own topic.
+    Committed { patient: Option<PatientId> },
     /// Invalid: never stored. Acknowledge it (resending cannot help) and tell the device
     /// why on its `errors` topic. `error` is the JSON body of that message.
     Rejected { error: serde_json::Value },

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use nc_domain::{DeviceId, HospitalId, RoomId, UserId};
+use nc_domain::{DeviceId, HospitalId, PatientId, RoomId, UserId};
 
 /// The root of every topic, with the contract's version.
 pub const ROOT: &str = "nc/v1";
@@ -26,6 +26,40 @@ pub enum DeviceChannel {
     Alerts,
     /// Why a payload from the machine was rejected (service → machine, QoS 1).
     Errors,
+}
+
+/// The topics of one patient's own treatment: the service republishes there what the
+/// patient's machine sent or raised for that patient, so that a patient on a shared
+/// machine receives their own treatment and nobody else's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatientChannel {
+    /// The patient's readings, as the machine sent them (service → apps, QoS 1).
+    Telemetry,
+    /// Start and end of the patient's treatment sessions (service → apps, QoS 1).
+    Session,
+    /// Alerts about the patient (service → apps, QoS 1).
+    Alerts,
+}
+
+impl PatientChannel {
+    pub const ALL: [PatientChannel; 3] = [PatientChannel::Telemetry, PatientChannel::Session, PatientChannel::Alerts];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PatientChannel::Telemetry => "telemetry",
+            PatientChannel::Session => "session",
+            PatientChannel::Alerts => "alerts",
+        }
+    }
+
+    /// The patient channel that mirrors a device channel, if any.
+    pub fn of(channel: DeviceChannel) -> Option<PatientChannel> {
+        match channel {
+            DeviceChannel::Telemetry => Some(PatientChannel::Telemetry),
+            DeviceChannel::Session => Some(PatientChannel::Session),
+            DeviceChannel::Alerts => Some(PatientChannel::Alerts),
+            DeviceChannel::Status | DeviceChannel::Errors => None,
+        }
+    }
 }
 
 /// The topics under one chat room.
@@ -82,6 +116,11 @@ pub enum Topic {
         room: RoomId,
         channel: RoomChannel,
     },
+    Patient {
+        hospital: HospitalId,
+        patient: PatientId,
+        channel: PatientChannel,
+    },
     /// A person's own notifications (service → that user, QoS 1).
     Notifications {
         hospital: HospitalId,
@@ -96,6 +135,9 @@ pub const TEMPLATES: &[&str] = &[
     "nc/v1/h/{hospital}/d/{device}/session",
     "nc/v1/h/{hospital}/d/{device}/alerts",
     "nc/v1/h/{hospital}/d/{device}/errors",
+    "nc/v1/h/{hospital}/p/{patient}/telemetry",
+    "nc/v1/h/{hospital}/p/{patient}/session",
+    "nc/v1/h/{hospital}/p/{patient}/alerts",
     "nc/v1/h/{hospital}/chat/{room}/messages",
     "nc/v1/h/{hospital}/chat/{room}/typing",
     "nc/v1/h/{hospital}/chat/{room}/read",
@@ -138,6 +180,11 @@ impl Topic {
                     DeviceChannel::ALL.into_iter().find(|c| c.as_str() == *channel).ok_or(TopicError::Unknown)?;
                 Ok(Topic::Device { hospital: id(h)?, device: id(d)?, channel })
             }
+            ["nc", "v1", "h", h, "p", p, channel] => {
+                let channel =
+                    PatientChannel::ALL.into_iter().find(|c| c.as_str() == *channel).ok_or(TopicError::Unknown)?;
+                Ok(Topic::Patient { hospital: id(h)?, patient: id(p)?, channel })
+            }
             ["nc", "v1", "h", h, "chat", r, channel] => {
                 let channel =
                     RoomChannel::ALL.into_iter().find(|c| c.as_str() == *channel).ok_or(TopicError::Unknown)?;
@@ -152,9 +199,10 @@ impl Topic {
 
     pub fn hospital(&self) -> HospitalId {
         match self {
-            Topic::Device { hospital, .. } | Topic::Room { hospital, .. } | Topic::Notifications { hospital, .. } => {
-                *hospital
-            }
+            Topic::Device { hospital, .. }
+            | Topic::Patient { hospital, .. }
+            | Topic::Room { hospital, .. }
+            | Topic::Notifications { hospital, .. } => *hospital,
         }
     }
 }
@@ -164,6 +212,9 @@ impl fmt::Display for Topic {
         match self {
             Topic::Device { hospital, device, channel } => {
                 write!(f, "{ROOT}/h/{hospital}/d/{device}/{}", channel.as_str())
+            }
+            Topic::Patient { hospital, patient, channel } => {
+                write!(f, "{ROOT}/h/{hospital}/p/{patient}/{}", channel.as_str())
             }
             Topic::Room { hospital, room, channel } => {
                 write!(f, "{ROOT}/h/{hospital}/chat/{room}/{}", channel.as_str())
@@ -182,6 +233,11 @@ pub enum Filter {
     AnyDeviceChannel {
         hospital: HospitalId,
         device: DeviceId,
+    },
+    /// `nc/v1/h/{hospital}/p/{patient}/+` or `/#`: every channel of one patient.
+    AnyPatientChannel {
+        hospital: HospitalId,
+        patient: PatientId,
     },
     /// `nc/v1/h/{hospital}/chat/{room}/+` or `/#`: every channel of one room.
     AnyRoomChannel {
@@ -203,6 +259,7 @@ impl Filter {
         if *last == "+" || *last == "#" {
             return match prefix {
                 ["nc", "v1", "h", h, "d", d] => Ok(Filter::AnyDeviceChannel { hospital: id(h)?, device: id(d)? }),
+                ["nc", "v1", "h", h, "p", p] => Ok(Filter::AnyPatientChannel { hospital: id(h)?, patient: id(p)? }),
                 ["nc", "v1", "h", h, "chat", r] => Ok(Filter::AnyRoomChannel { hospital: id(h)?, room: id(r)? }),
                 _ => Err(TopicError::Wildcard),
             };
@@ -217,9 +274,29 @@ impl Filter {
             Filter::AnyDeviceChannel { hospital, device } => {
                 DeviceChannel::ALL.into_iter().map(|channel| Topic::Device { hospital, device, channel }).collect()
             }
+            Filter::AnyPatientChannel { hospital, patient } => {
+                PatientChannel::ALL.into_iter().map(|channel| Topic::Patient { hospital, patient, channel }).collect()
+            }
             Filter::AnyRoomChannel { hospital, room } => {
                 RoomChannel::ALL.into_iter().map(|channel| Topic::Room { hospital, room, channel }).collect()
             }
+        }
+    }
+
+    /// Whether a message published on `topic` is delivered through this filter.
+    pub fn matches(&self, topic: &Topic) -> bool {
+        match (*self, *topic) {
+            (Filter::Exact(t), _) => t == *topic,
+            (Filter::AnyDeviceChannel { hospital, device }, Topic::Device { hospital: h, device: d, .. }) => {
+                hospital == h && device == d
+            }
+            (Filter::AnyPatientChannel { hospital, patient }, Topic::Patient { hospital: h, patient: p, .. }) => {
+                hospital == h && patient == p
+            }
+            (Filter::AnyRoomChannel { hospital, room }, Topic::Room { hospital: h, room: r, .. }) => {
+                hospital == h && room == r
+            }
+            _ => false,
         }
     }
 }
@@ -259,18 +336,40 @@ mod tests {
     }
 
     #[test]
+    fn filters_match_exactly_the_topics_they_can_reach() {
+        let (h, d, p) = (HospitalId::new(), DeviceId::new(), PatientId::new());
+        let telemetry = Topic::Device { hospital: h, device: d, channel: DeviceChannel::Telemetry };
+        let other = Topic::Device { hospital: h, device: DeviceId::new(), channel: DeviceChannel::Telemetry };
+        let mine = Topic::Patient { hospital: h, patient: p, channel: PatientChannel::Alerts };
+        let any_device = Filter::AnyDeviceChannel { hospital: h, device: d };
+        let any_patient = Filter::AnyPatientChannel { hospital: h, patient: p };
+        assert!(any_device.matches(&telemetry) && !any_device.matches(&other) && !any_device.matches(&mine));
+        assert!(any_patient.matches(&mine) && !any_patient.matches(&telemetry));
+        assert!(Filter::Exact(telemetry).matches(&telemetry) && !Filter::Exact(telemetry).matches(&other));
+        for f in [any_device, any_patient] {
+            assert!(f.topics().iter().all(|t| f.matches(t)), "every topic of {f:?} matches it");
+        }
+    }
+
+    #[test]
     fn every_template_parses_into_the_enum() {
         let (h, d, r, u) = (HospitalId::new(), DeviceId::new(), RoomId::new(), UserId::new());
+        let p = PatientId::new();
         for tpl in TEMPLATES {
             let s = tpl
                 .replace("{hospital}", &h.to_string())
                 .replace("{device}", &d.to_string())
+                .replace("{patient}", &p.to_string())
                 .replace("{room}", &r.to_string())
                 .replace("{user}", &u.to_string());
             let t = Topic::parse(&s).unwrap_or_else(|e| panic!("{tpl}: {e}"));
             assert_eq!(t.to_string(), s);
         }
-        assert_eq!(TEMPLATES.len(), DeviceChannel::ALL.len() + RoomChannel::ALL.len() + 1, "one template per variant");
+        assert_eq!(
+            TEMPLATES.len(),
+            DeviceChannel::ALL.len() + PatientChannel::ALL.len() + RoomChannel::ALL.len() + 1,
+            "one template per variant"
+        );
     }
 }
 

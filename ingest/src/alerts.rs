@@ -595,6 +595,14 @@ impl AlertEngine {
             if let Err(e) = publisher.publish_json(&topic, &json).await {
                 tracing::warn!(error = %e, "could not publish an alert");
             }
+            // The patient's own copy (topics.md: a patient receives their own treatment only).
+            if let Some(patient) = body.alert.patient_id {
+                let channel = nc_broker::topic::PatientChannel::Alerts;
+                let topic = Topic::Patient { hospital, patient: nc_domain::PatientId(patient), channel };
+                if let Err(e) = publisher.publish_json(&topic, &json).await {
+                    tracing::warn!(error = %e, "could not publish an alert to its patient");
+                }
+            }
             match self.recipients(device).await {
                 Ok(users) => {
                     for user in users {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::Utc;
 use nc_broker::topic::DeviceChannel;
 use nc_broker::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
-use nc_domain::{DeviceId, HospitalId};
+use nc_domain::{DeviceId, HospitalId, PatientId};
 use sqlx::PgPool;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,10 @@ pub struct Counters {
 /// What became of a submitted reading.
 #[derive(Debug)]
 pub enum Outcome {
-    Stored,
+    /// Committed; `patient` is the patient whose treatment it belongs to, if any.
+    Stored {
+        patient: Option<PatientId>,
+    },
     Invalid(Invalid, Option<i64>),
 }
 
@@ -120,11 +123,17 @@ impl Ingest {
         });
         // After each commit: alerts (in reading order), then the live streams. A slow alert
         // engine fills this bounded channel and so slows the writers: backpressure, not loss.
+        // An evaluation that fails (the database went away after the commit) is retried
+        // until it succeeds: a committed reading is never left unevaluated. Re-evaluating a
+        // reading is harmless (one open alert per device and condition).
         let fanout = inner.clone();
         tokio::spawn(async move {
             while let Some(batch) = after_rx.recv().await {
-                if let Err(e) = fanout.alerts.evaluate(&batch).await {
-                    tracing::error!(error = %e, "alert evaluation failed for a batch");
+                let mut wait = Duration::from_millis(100);
+                while let Err(e) = fanout.alerts.evaluate(&batch).await {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "alert evaluation failed for a batch; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 let _ = fanout.committed.send(batch);
             }
@@ -262,7 +271,7 @@ impl Ingest {
             .map_err(|_| SinkUnavailable("ingest is shutting down".into()))?;
         stored.await.map_err(|_| SinkUnavailable("ingest is shutting down".into()))??;
         self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Outcome::Stored)
+        Ok(Outcome::Stored { patient: binding.patient })
     }
 
     /// Handles a session message.
@@ -292,13 +301,13 @@ impl Ingest {
                 )
                 .await
                 .map_err(unavailable)?
-                .map(|_| ()),
+                .map(|_| message.patient_id),
             SessionEvent::End => {
-                self.inner.sessions.end_explicit(pool, device, message.ts).await.map_err(unavailable)?.map(|_| ())
+                self.inner.sessions.end_explicit(pool, device, message.ts).await.map_err(unavailable)?.map(|(_, p)| p)
             }
         };
         Ok(match result {
-            Ok(()) => Outcome::Stored,
+            Ok(patient) => Outcome::Stored { patient },
             Err(e) => self.rejected(e, None),
         })
     }
@@ -326,7 +335,7 @@ impl TelemetrySink for Ingest {
                 _ => this.submit_reading(message.device, message.hospital, &message.payload).await?,
             };
             Ok(match outcome {
-                Outcome::Stored => SinkOutcome::Committed,
+                Outcome::Stored { patient } => SinkOutcome::Committed { patient },
                 Outcome::Invalid(e, seq) => SinkOutcome::Rejected { error: e.to_json(seq) },
             })
         })

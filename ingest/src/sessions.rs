@@ -101,11 +101,15 @@ impl Sessions {
             }
         };
         match (current, patient) {
-            (Some((_, session_patient)), Some(p)) if session_patient.is_some() && session_patient != Some(p) => {
-                Ok(Err(Invalid::new(
-                    "patientId",
-                    "differs from the patient of the device's active session; end that session first",
-                )))
+            (Some((previous, session_patient)), Some(p)) if session_patient.is_some() && session_patient != Some(p) => {
+                // The machine moved on to the next patient without an `end`: the reading is
+                // clinical data of the new patient. The previous session ends (completed, with
+                // its summary) at this reading's time, and the new patient's session starts.
+                end(pool, previous, at, "completed").await?;
+                tracing::info!(%device, session = %previous, "a reading named the next patient: previous session ended");
+                let session = start(pool, device, hospital, p, at, None).await?;
+                active.insert(device, Some((session, Some(p))));
+                Ok(Ok(Binding { patient: Some(p), session: Some(session) }))
             }
             (Some((session, session_patient)), p) => {
                 Ok(Ok(Binding { patient: session_patient.or(p), session: Some(session) }))
@@ -147,13 +151,13 @@ impl Sessions {
         pool: &PgPool,
         device: DeviceId,
         at: DateTime<Utc>,
-    ) -> Result<Result<SessionId, Invalid>, sqlx::Error> {
+    ) -> Result<Result<(SessionId, Option<PatientId>), Invalid>, sqlx::Error> {
         let mut active = self.active.lock().await;
         match self.load(pool, device).await? {
-            Some((s, _)) => {
+            Some((s, p)) => {
                 end(pool, s, at, "completed").await?;
                 active.insert(device, None);
-                Ok(Ok(s))
+                Ok(Ok((s, p)))
             }
             None => Ok(Err(Invalid::new("event", "the device has no active session to end"))),
         }

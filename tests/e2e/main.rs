@@ -15,5 +15,6 @@ mod compose;
 mod mqtt;
 mod schema;
 mod serve;
+mod sessions;
 mod telemetry;
 mod tls;

@@ -40,41 +40,41 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::support::{self, Client, TestApp, TestDb};
 
-const PASSWORD: &str = "Mqtt-pass-2026";
-const SECRET: &str = "device-secret-for-the-mqtt-tests-0123";
+pub(crate) const PASSWORD: &str = "Mqtt-pass-2026";
+pub(crate) const SECRET: &str = "device-secret-for-the-mqtt-tests-0123";
 /// How long anything that must happen may take.
-const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 /// How long we watch for something that must not happen.
-const QUIET: Duration = Duration::from_millis(400);
+pub(crate) const QUIET: Duration = Duration::from_millis(400);
 /// The revocation budget.
-const CUT: Duration = Duration::from_secs(1);
+pub(crate) const CUT: Duration = Duration::from_secs(1);
 
-const GRANTED: SubscribeReasonCode = SubscribeReasonCode::Success(QoS::AtLeastOnce);
-const REFUSED: SubscribeReasonCode = SubscribeReasonCode::Failure;
+pub(crate) const GRANTED: SubscribeReasonCode = SubscribeReasonCode::Success(QoS::AtLeastOnce);
+pub(crate) const REFUSED: SubscribeReasonCode = SubscribeReasonCode::Failure;
 
 // ---------------------------------------------------------------------------------------
 // The world: two hospitals, their people and machines.
 // ---------------------------------------------------------------------------------------
 
-const DEVICES: [&str; 3] = ["d1", "d2", "d3"];
-const USERS: [&str; 9] = ["adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB"];
+pub(crate) const DEVICES: [&str; 3] = ["d1", "d2", "d3"];
+pub(crate) const USERS: [&str; 9] = ["adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB"];
 
 /// Hospital A: admin `adm`; doctor `doc` and technician `tec` assigned to device `d1`;
 /// unassigned doctor `doc2` and technician `tec2`; patient `pat` on `d1`, `pat2` on `d2`;
 /// chat room `r1` between `doc` and `pat`. Hospital B: admin `admB`, doctor `docB` assigned
 /// to its device `d3`. Every device's secret is [`SECRET`], every password [`PASSWORD`].
-struct World {
-    app: TestApp,
-    ids: HashMap<&'static str, String>,
-    access: HashMap<&'static str, String>,
-    refresh: HashMap<&'static str, String>,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) ids: HashMap<&'static str, String>,
+    pub(crate) access: HashMap<&'static str, String>,
+    pub(crate) refresh: HashMap<&'static str, String>,
 }
 
-async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
+pub(crate) async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
     c.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-fn hospital_of(who: &str) -> &'static str {
+pub(crate) fn hospital_of(who: &str) -> &'static str {
     if matches!(who, "d3" | "admB" | "docB") {
         "hb"
     } else {
@@ -82,12 +82,12 @@ fn hospital_of(who: &str) -> &'static str {
     }
 }
 
-fn is_device(who: &str) -> bool {
+pub(crate) fn is_device(who: &str) -> bool {
     DEVICES.contains(&who)
 }
 
 impl World {
-    async fn new(app: TestApp) -> World {
+    pub(crate) async fn new(app: TestApp) -> World {
         let mut c = app.db.sql().await;
         let password = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
         let secret = nc_access::password::hash(SECRET.to_owned()).await.unwrap();
@@ -192,12 +192,12 @@ impl World {
         World { app, ids, access, refresh }
     }
 
-    fn id(&self, k: &str) -> &str {
+    pub(crate) fn id(&self, k: &str) -> &str {
         &self.ids[k]
     }
 
     /// Replaces every `{key}` with its id, and `{^key}` with its id in upper case.
-    fn fill(&self, template: &str) -> String {
+    pub(crate) fn fill(&self, template: &str) -> String {
         let mut s = template.to_owned();
         for (k, v) in &self.ids {
             s = s.replace(&format!("{{{k}}}"), v).replace(&format!("{{^{k}}}"), &v.to_uppercase());
@@ -206,24 +206,24 @@ impl World {
     }
 
     /// A device topic of the world: `topic("d1", "telemetry")`.
-    fn topic(&self, device: &str, channel: &str) -> String {
+    pub(crate) fn topic(&self, device: &str, channel: &str) -> String {
         format!("nc/v1/h/{}/d/{}/{channel}", self.id(hospital_of(device)), self.id(device))
     }
 
-    fn mqtt(&self) -> SocketAddr {
+    pub(crate) fn mqtt(&self) -> SocketAddr {
         self.app.running().mqtt_addr
     }
 
-    fn ws(&self) -> SocketAddr {
+    pub(crate) fn ws(&self) -> SocketAddr {
         self.app.running().mqtt_ws_addr
     }
 
-    fn as_user(&self, who: &str) -> Client {
+    pub(crate) fn as_user(&self, who: &str) -> Client {
         self.app.client.with_token(&self.access[who])
     }
 
     /// (client id, username, password) for `who`; a person's client id gets `suffix`.
-    fn credentials(&self, who: &str, suffix: &str) -> (String, String, String) {
+    pub(crate) fn credentials(&self, who: &str, suffix: &str) -> (String, String, String) {
         let id = self.id(who).to_owned();
         if is_device(who) {
             (id.clone(), id, SECRET.to_owned())
@@ -232,25 +232,25 @@ impl World {
         }
     }
 
-    fn options(&self, who: &str, suffix: &str) -> MqttOptions {
+    pub(crate) fn options(&self, who: &str, suffix: &str) -> MqttOptions {
         let (client_id, user, pass) = self.credentials(who, suffix);
         options(self.mqtt(), &client_id, &user, &pass)
     }
 
     /// `who`, connected with rumqttc over TCP.
-    async fn connect(&self, who: &str, suffix: &str) -> Mqtt {
+    pub(crate) async fn connect(&self, who: &str, suffix: &str) -> Mqtt {
         Mqtt::connect(self.options(who, suffix), false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
     }
 
     /// `who`, connected with raw packets over TCP.
-    async fn raw(&self, who: &str, suffix: &str) -> Raw {
+    pub(crate) async fn raw(&self, who: &str, suffix: &str) -> Raw {
         let (client_id, user, pass) = self.credentials(who, suffix);
         Raw::connect(self.mqtt(), &client_id, Some((&user, &pass)))
             .await
             .unwrap_or_else(|code| panic!("{who} refused: {code:?}"))
     }
 
-    async fn health_metrics(&self, device: &str) -> i64 {
+    pub(crate) async fn health_metrics(&self, device: &str) -> i64 {
         let mut c = self.app.db.sql().await;
         sqlx::query_scalar("SELECT count(*) FROM health_metrics WHERE device_id = $1::uuid")
             .bind(self.id(device))
@@ -259,7 +259,7 @@ impl World {
             .unwrap()
     }
 
-    async fn presence(&self, device: &str) -> (bool, Option<DateTime<Utc>>) {
+    pub(crate) async fn presence(&self, device: &str) -> (bool, Option<DateTime<Utc>>) {
         let mut c = self.app.db.sql().await;
         sqlx::query_as("SELECT online, last_seen FROM devices WHERE id = $1::uuid")
             .bind(self.id(device))
@@ -269,7 +269,7 @@ impl World {
     }
 }
 
-fn options(addr: SocketAddr, client_id: &str, user: &str, pass: &str) -> MqttOptions {
+pub(crate) fn options(addr: SocketAddr, client_id: &str, user: &str, pass: &str) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     o.set_credentials(user, pass);
     o.set_keep_alive(Duration::from_secs(30));
@@ -277,21 +277,27 @@ fn options(addr: SocketAddr, client_id: &str, user: &str, pass: &str) -> MqttOpt
 }
 
 /// A valid reading.
-fn reading(seq: i64) -> String {
+pub(crate) fn reading(seq: i64) -> String {
     json!({"v": 1, "seq": seq, "ts": now(), "systemStatus": "normal", "heartRate": 72, "oxygenSaturation": 97})
         .to_string()
 }
 
-fn now() -> String {
+/// A valid reading naming the patient being treated.
+pub(crate) fn reading_for(seq: i64, patient: &str) -> String {
+    json!({"v": 1, "seq": seq, "ts": now(), "patientId": patient, "systemStatus": "normal", "heartRate": 72})
+        .to_string()
+}
+
+pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn body(p: &Publish) -> Value {
+pub(crate) fn body(p: &Publish) -> Value {
     serde_json::from_slice(&p.payload).unwrap_or_else(|_| json!(String::from_utf8_lossy(&p.payload)))
 }
 
 /// The service running on a fresh database, storing device messages through `sink`.
-async fn spawn_with_sink(sink: Arc<dyn TelemetrySink>) -> TestApp {
+pub(crate) async fn spawn_with_sink(sink: Arc<dyn TelemetrySink>) -> TestApp {
     let db = TestDb::migrated().await;
     let app = App::new(support::test_config(&db.url)).with_sink(sink).start().await.expect("the service starts");
     let client = Client::new(format!("http://{}", app.http_addr));
@@ -303,7 +309,7 @@ async fn spawn_with_sink(sink: Arc<dyn TelemetrySink>) -> TestApp {
 // ---------------------------------------------------------------------------------------
 
 /// An event of a rumqttc event loop, with when it happened.
-struct Stamped {
+pub(crate) struct Stamped {
     at: Instant,
     wall: DateTime<Utc>,
     event: Result<Event, ConnectionError>,
@@ -311,12 +317,12 @@ struct Stamped {
 
 /// A rumqttc client whose event loop runs in a task; its events come through a channel.
 /// Publishes that arrive while waiting for something else are kept in `inbox`.
-struct Mqtt {
-    client: AsyncClient,
+pub(crate) struct Mqtt {
+    pub(crate) client: AsyncClient,
     events: mpsc::UnboundedReceiver<Stamped>,
     task: tokio::task::JoinHandle<()>,
     inbox: VecDeque<Publish>,
-    connack: ConnAck,
+    pub(crate) connack: ConnAck,
 }
 
 impl Drop for Mqtt {
@@ -328,7 +334,7 @@ impl Drop for Mqtt {
 impl Mqtt {
     /// Connects (waiting for the CONNACK). With `reconnect`, the event loop keeps polling
     /// after an error, which makes rumqttc reconnect and resend what was not acknowledged.
-    async fn connect(options: MqttOptions, reconnect: bool) -> Result<Mqtt, ConnectionError> {
+    pub(crate) async fn connect(options: MqttOptions, reconnect: bool) -> Result<Mqtt, ConnectionError> {
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let connack = loop {
             match tokio::time::timeout(WAIT, eventloop.poll()).await.expect("a CONNACK in time") {
@@ -355,13 +361,13 @@ impl Mqtt {
     }
 
     /// Drops the event loop, and so the socket, without DISCONNECT.
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.task.abort();
     }
 
     /// Waits for the event `f` picks; keeps publishes it does not want; panics on a
     /// connection error or after `within`.
-    async fn until<T>(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+    pub(crate) async fn until<T>(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let s = match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -384,7 +390,7 @@ impl Mqtt {
     }
 
     /// The next message on `topic` (already received or arriving within `within`).
-    async fn message(&mut self, topic: &str, within: Duration) -> Publish {
+    pub(crate) async fn message(&mut self, topic: &str, within: Duration) -> Publish {
         if let Some(i) = self.inbox.iter().position(|p| p.topic == topic) {
             return self.inbox.remove(i).expect("present");
         }
@@ -397,7 +403,7 @@ impl Mqtt {
 
     /// Everything that arrives within `within` (plus what is in the inbox); panics if the
     /// connection fails meanwhile.
-    async fn collect(&mut self, within: Duration) -> Vec<Publish> {
+    pub(crate) async fn collect(&mut self, within: Duration) -> Vec<Publish> {
         let deadline = tokio::time::Instant::now() + within;
         while let Ok(Some(s)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
             match s.event {
@@ -410,7 +416,7 @@ impl Mqtt {
     }
 
     /// Asserts that no event `f` flags happens within `within`, and that the connection stays up.
-    async fn quiet(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> bool) {
+    pub(crate) async fn quiet(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> bool) {
         let deadline = tokio::time::Instant::now() + within;
         while let Ok(Some(s)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
             match s.event {
@@ -426,7 +432,7 @@ impl Mqtt {
     }
 
     /// Waits until the connection fails; returns when (monotonic and wall clock).
-    async fn closed(&mut self, within: Duration, what: &str) -> (Instant, DateTime<Utc>) {
+    pub(crate) async fn closed(&mut self, within: Duration, what: &str) -> (Instant, DateTime<Utc>) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -439,7 +445,7 @@ impl Mqtt {
         }
     }
 
-    async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
+    pub(crate) async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
         let all: Vec<SubscribeFilter> =
             filters.iter().map(|(f, q)| SubscribeFilter::new((*f).to_owned(), *q)).collect();
         self.client.subscribe_many(all).await.expect("subscribe queued");
@@ -458,7 +464,7 @@ impl Mqtt {
     }
 
     /// Publishes at QoS 1; returns the packet id rumqttc used.
-    async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> u16 {
+    pub(crate) async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> u16 {
         self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish queued");
         self.until(WAIT, &format!("PUBLISH on {topic}"), |e| match e {
             Event::Outgoing(Outgoing::Publish(pkid)) => Some(*pkid),
@@ -467,14 +473,14 @@ impl Mqtt {
         .await
     }
 
-    async fn puback(&mut self, pkid: u16, within: Duration) {
+    pub(crate) async fn puback(&mut self, pkid: u16, within: Duration) {
         self.until(within, &format!("PUBACK {pkid}"), |e| {
             matches!(e, Event::Incoming(Packet::PubAck(PubAck { pkid: p })) if *p == pkid).then_some(())
         })
         .await
     }
 
-    async fn publish_acked(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+    pub(crate) async fn publish_acked(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
         let pkid = self.publish(topic, payload).await;
         self.puback(pkid, WAIT).await;
     }
@@ -482,27 +488,31 @@ impl Mqtt {
 
 /// A client speaking raw MQTT 3.1.1 packets: filters and topics no well-behaved client
 /// library would send, exact CONNACK/SUBACK codes, and closing a socket without DISCONNECT.
-struct Raw {
+pub(crate) struct Raw {
     stream: TcpStream,
     buf: BytesMut,
     pkid: u16,
 }
 
 #[derive(Debug)]
-enum Got {
+pub(crate) enum Got {
     Packet(Packet),
     Closed,
     Timeout,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Acked,
     Disconnected,
 }
 
 impl Raw {
-    async fn connect(addr: SocketAddr, client_id: &str, login: Option<(&str, &str)>) -> Result<Raw, ConnectReturnCode> {
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+    ) -> Result<Raw, ConnectReturnCode> {
         let mut connect = Connect::new(client_id);
         connect.keep_alive = 30;
         if let Some((user, pass)) = login {
@@ -511,7 +521,7 @@ impl Raw {
         Raw::open(addr, connect).await
     }
 
-    async fn open(addr: SocketAddr, connect: Connect) -> Result<Raw, ConnectReturnCode> {
+    pub(crate) async fn open(addr: SocketAddr, connect: Connect) -> Result<Raw, ConnectReturnCode> {
         let stream = TcpStream::connect(addr).await.expect("tcp connect");
         let mut raw = Raw { stream, buf: BytesMut::new(), pkid: 0 };
         raw.send(Packet::Connect(connect)).await.expect("CONNECT sent");
@@ -525,18 +535,18 @@ impl Raw {
         }
     }
 
-    fn next_pkid(&mut self) -> u16 {
+    pub(crate) fn next_pkid(&mut self) -> u16 {
         self.pkid = self.pkid.wrapping_add(1).max(1);
         self.pkid
     }
 
-    async fn send(&mut self, packet: Packet) -> std::io::Result<()> {
+    pub(crate) async fn send(&mut self, packet: Packet) -> std::io::Result<()> {
         let mut bytes = BytesMut::new();
         packet.write(&mut bytes, usize::MAX).expect("encodable");
         self.stream.write_all(&bytes).await
     }
 
-    async fn recv(&mut self, within: Duration) -> Got {
+    pub(crate) async fn recv(&mut self, within: Duration) -> Got {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             match Packet::read(&mut self.buf, 1 << 20) {
@@ -553,7 +563,7 @@ impl Raw {
     }
 
     /// Waits for the packet `f` picks, acknowledging deliveries meanwhile.
-    async fn expect<T>(&mut self, what: &str, mut f: impl FnMut(&Packet) -> Option<T>) -> Result<T, Got> {
+    pub(crate) async fn expect<T>(&mut self, what: &str, mut f: impl FnMut(&Packet) -> Option<T>) -> Result<T, Got> {
         loop {
             match self.recv(WAIT).await {
                 Got::Packet(p) => {
@@ -573,7 +583,7 @@ impl Raw {
     }
 
     /// One SUBSCRIBE with these filters; the SUBACK's codes.
-    async fn subscribe(&mut self, filters: &[(String, QoS)]) -> Vec<SubscribeReasonCode> {
+    pub(crate) async fn subscribe(&mut self, filters: &[(String, QoS)]) -> Vec<SubscribeReasonCode> {
         let pkid = self.next_pkid();
         let subscribe = Subscribe {
             pkid,
@@ -589,7 +599,7 @@ impl Raw {
         .unwrap_or_else(|got| panic!("{what}: {got:?}"))
     }
 
-    async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Outcome {
+    pub(crate) async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Outcome {
         let pkid = self.next_pkid();
         let mut publish = Publish::new(topic, qos, payload.to_vec());
         publish.pkid = pkid;
@@ -609,7 +619,7 @@ impl Raw {
         }
     }
 
-    async fn disconnect(mut self) {
+    pub(crate) async fn disconnect(mut self) {
         let _ = self.send(Packet::Disconnect).await;
         assert!(matches!(self.expect("DISCONNECT", |_| None::<()>).await, Err(Got::Closed)));
     }
@@ -620,26 +630,38 @@ impl Raw {
 // ---------------------------------------------------------------------------------------
 
 /// Who subscribes and publishes in the matrices.
-const ACTORS: [&str; 10] = ["d1", "d2", "d3", "doc", "doc2", "tec", "pat", "pat2", "adm", "docB"];
+pub(crate) const ACTORS: [&str; 10] = ["d1", "d2", "d3", "doc", "doc2", "tec", "pat", "pat2", "adm", "docB"];
 
 /// (filter template, the actors granted it; every other actor is refused). `{self}` and
 /// `{selfh}` are the actor's own id and hospital.
-const SUBSCRIBE_ROWS: &[(&str, &str)] = &[
-    // The channels of device d1 (hospital A): its readers; status also to staff who may view it.
-    ("nc/v1/h/{ha}/d/{d1}/telemetry", "doc tec pat"),
+pub(crate) const SUBSCRIBE_ROWS: &[(&str, &str)] = &[
+    // The channels of device d1 (hospital A): its doctors and technicians; status also to
+    // staff who may view it and to the patient on it. A patient never subscribes to a
+    // machine's clinical channels (a machine treats several patients over time).
+    ("nc/v1/h/{ha}/d/{d1}/telemetry", "doc tec"),
     ("nc/v1/h/{ha}/d/{d1}/status", "doc doc2 tec pat adm"),
-    ("nc/v1/h/{ha}/d/{d1}/session", "doc tec pat"),
-    ("nc/v1/h/{ha}/d/{d1}/alerts", "doc tec pat"),
-    // errors: the device, and (as the policy stands) its readers; topics.md's table lists
-    // only the device as subscriber.
-    ("nc/v1/h/{ha}/d/{d1}/errors", "d1 doc tec pat"),
-    ("nc/v1/h/{ha}/d/{d1}/#", "doc tec pat"),
-    ("nc/v1/h/{ha}/d/{d1}/+", "doc tec pat"),
+    ("nc/v1/h/{ha}/d/{d1}/session", "doc tec"),
+    ("nc/v1/h/{ha}/d/{d1}/alerts", "doc tec"),
+    ("nc/v1/h/{ha}/d/{d1}/errors", "d1 doc tec"),
+    ("nc/v1/h/{ha}/d/{d1}/#", "doc tec"),
+    ("nc/v1/h/{ha}/d/{d1}/+", "doc tec"),
     // Another device of hospital A.
-    ("nc/v1/h/{ha}/d/{d2}/telemetry", "pat2"),
+    ("nc/v1/h/{ha}/d/{d2}/telemetry", ""),
     ("nc/v1/h/{ha}/d/{d2}/status", "doc doc2 tec pat2 adm"),
-    ("nc/v1/h/{ha}/d/{d2}/errors", "d2 pat2"),
-    ("nc/v1/h/{ha}/d/{d2}/#", "pat2"),
+    ("nc/v1/h/{ha}/d/{d2}/errors", "d2"),
+    ("nc/v1/h/{ha}/d/{d2}/#", ""),
+    // A patient's own treatment: the patient and the doctors who may read them.
+    ("nc/v1/h/{ha}/p/{p1}/telemetry", "doc pat"),
+    ("nc/v1/h/{ha}/p/{p1}/session", "doc pat"),
+    ("nc/v1/h/{ha}/p/{p1}/alerts", "doc pat"),
+    ("nc/v1/h/{ha}/p/{p1}/#", "doc pat"),
+    ("nc/v1/h/{ha}/p/{p1}/+", "doc pat"),
+    ("nc/v1/h/{ha}/p/{p2}/telemetry", "pat2"),
+    ("nc/v1/h/{ha}/p/{p2}/#", "pat2"),
+    ("nc/v1/h/{hb}/p/{p1}/telemetry", ""),
+    ("nc/v1/h/{ha}/p/+/telemetry", ""),
+    ("nc/v1/h/{ha}/p/#", ""),
+    ("nc/v1/h/{ha}/p/{p1}/errors", ""),
     // The device of hospital B, under its own hospital and under the other one.
     ("nc/v1/h/{hb}/d/{d3}/telemetry", "docB"),
     ("nc/v1/h/{hb}/d/{d3}/status", "docB"),
@@ -704,7 +726,7 @@ const SUBSCRIBE_ROWS: &[(&str, &str)] = &[
 ];
 
 impl World {
-    fn fill_for(&self, template: &str, actor: &str) -> String {
+    pub(crate) fn fill_for(&self, template: &str, actor: &str) -> String {
         self.fill(&template.replace("{selfh}", self.id(hospital_of(actor))).replace("{self}", self.id(actor)))
     }
 }
@@ -764,7 +786,7 @@ async fn subscribe_acl_matrix_answers_the_exact_suback_code_per_filter() {
 
 /// (actor, topic template, QoS, whether the publish is acknowledged; otherwise the
 /// connection ends). Payloads of refused publishes say "forged".
-const PUBLISH_ROWS: &[(&str, &str, u8, bool)] = &[
+pub(crate) const PUBLISH_ROWS: &[(&str, &str, u8, bool)] = &[
     // A device publishes its own telemetry and session messages, nothing else.
     ("d1", "nc/v1/h/{ha}/d/{d1}/telemetry", 1, true),
     ("d1", "nc/v1/h/{ha}/d/{d1}/telemetry", 0, true),
@@ -801,6 +823,9 @@ const PUBLISH_ROWS: &[(&str, &str, u8, bool)] = &[
     ("doc2", "nc/v1/h/{ha}/chat/{r1}/typing", 1, false),
     ("tec", "nc/v1/h/{ha}/d/{d1}/session", 1, false),
     ("pat", "nc/v1/h/{ha}/d/{d1}/telemetry", 1, false),
+    ("pat", "nc/v1/h/{ha}/p/{p1}/telemetry", 1, false),
+    ("d1", "nc/v1/h/{ha}/p/{p1}/telemetry", 1, false),
+    ("doc", "nc/v1/h/{ha}/p/{p1}/alerts", 1, false),
     ("pat2", "nc/v1/h/{ha}/d/{d2}/telemetry", 1, false),
     ("adm", "nc/v1/h/{ha}/d/{d1}/status", 1, false),
     ("docB", "nc/v1/h/{ha}/chat/{r1}/typing", 1, false),
@@ -814,8 +839,8 @@ async fn publish_acl_matrix_acknowledges_permitted_publishes_and_disconnects_the
     let mut watchers = Vec::new();
     for (who, filters) in [
         ("doc", vec!["nc/v1/h/{ha}/d/{d1}/#", "nc/v1/h/{ha}/chat/{r1}/#", "nc/v1/h/{ha}/u/{doc}/notifications"]),
-        ("pat", vec!["nc/v1/h/{ha}/u/{pat}/notifications"]),
-        ("pat2", vec!["nc/v1/h/{ha}/d/{d2}/#"]),
+        ("pat", vec!["nc/v1/h/{ha}/u/{pat}/notifications", "nc/v1/h/{ha}/p/{p1}/#"]),
+        ("pat2", vec!["nc/v1/h/{ha}/p/{p2}/#"]),
         ("docB", vec!["nc/v1/h/{hb}/d/{d3}/#"]),
     ] {
         let mut c = w.connect(who, "-watch").await;
@@ -883,7 +908,8 @@ async fn no_subscriber_ever_receives_another_devices_messages() {
     assert_eq!(doc.subscribe(&[(&t1, QoS::AtLeastOnce), (&all1, QoS::AtLeastOnce)]).await, vec![GRANTED, GRANTED]);
     let mut pat2 = w.connect("pat2", "").await;
     let t2 = w.topic("d2", "telemetry");
-    assert_eq!(pat2.subscribe(&[(&t2, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let own2 = w.fill("nc/v1/h/{ha}/p/{p2}/telemetry");
+    assert_eq!(pat2.subscribe(&[(&own2, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     let mut doc_b = w.connect("docB", "").await;
     let all3 = w.fill("nc/v1/h/{hb}/d/{d3}/#");
     assert_eq!(doc_b.subscribe(&[(&all3, QoS::AtLeastOnce)]).await, vec![GRANTED]);
@@ -891,18 +917,21 @@ async fn no_subscriber_ever_receives_another_devices_messages() {
     let mut d2 = w.connect("d2", "").await;
     let mut d3 = w.connect("d3", "").await;
     let mut d1 = w.connect("d1", "").await;
-    d2.publish_acked(&t2, reading(22)).await;
+    d2.publish_acked(&t2, reading_for(22, w.id("p2"))).await;
     d3.publish_acked(&w.topic("d3", "telemetry"), reading(33)).await;
-    assert_eq!(body(&pat2.message(&t2, WAIT).await)["seq"], 22, "the control: d2's reading is routed");
+    assert_eq!(body(&pat2.message(&own2, WAIT).await)["seq"], 22, "the control: d2's reading reaches its patient");
     assert_eq!(body(&doc_b.message(&w.topic("d3", "telemetry"), WAIT).await)["seq"], 33);
     d1.publish_acked(&t1, reading(11)).await;
     assert_eq!(body(&doc.message(&t1, WAIT).await)["seq"], 11);
 
     let prefix = |d: &str| format!("nc/v1/h/{}/d/{}/", w.id(hospital_of(d)), w.id(d));
-    for (who, c, device) in [("doc", &mut doc, "d1"), ("pat2", &mut pat2, "d2"), ("docB", &mut doc_b, "d3")] {
+    for (who, c, device) in [("doc", &mut doc, "d1"), ("docB", &mut doc_b, "d3")] {
         for p in c.collect(QUIET).await {
             assert!(p.topic.starts_with(&prefix(device)), "{who} received {}: {:?}", p.topic, body(&p));
         }
+    }
+    for p in pat2.collect(QUIET).await {
+        assert!(p.topic.starts_with(&w.fill("nc/v1/h/{ha}/p/{p2}/")), "pat2 received {}: {:?}", p.topic, body(&p));
     }
     w.app.stop().await;
 }
@@ -1037,7 +1066,7 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
 
 /// Asserts that `conn` is disconnected less than [`CUT`] after `since` (the moment the
 /// triggering call returned).
-async fn assert_cut(conn: &mut Mqtt, since: Instant, what: &str) {
+pub(crate) async fn assert_cut(conn: &mut Mqtt, since: Instant, what: &str) {
     let (at, _) = conn.closed(WAIT, what).await;
     let took = at.saturating_duration_since(since);
     if at < since {
@@ -1049,7 +1078,7 @@ async fn assert_cut(conn: &mut Mqtt, since: Instant, what: &str) {
 }
 
 /// `who` connected and subscribed to d1's telemetry.
-async fn reader(w: &World, who: &str) -> Mqtt {
+pub(crate) async fn reader(w: &World, who: &str) -> Mqtt {
     let mut c = w.connect(who, "").await;
     assert_eq!(c.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![GRANTED], "{who}");
     c
@@ -1089,7 +1118,7 @@ async fn revocation_an_ended_assignment_disconnects_within_a_second() {
     w.app.stop().await;
 }
 
-async fn grant(w: &World) -> String {
+pub(crate) async fn grant(w: &World) -> String {
     let r = w
         .as_user("tec")
         .post(
@@ -1230,7 +1259,7 @@ async fn revocation_a_rotated_device_secret_disconnects_within_a_second() {
 // ---------------------------------------------------------------------------------------
 
 /// The next status message on `status`, asserted to be `state` for `reason`.
-async fn expect_status(c: &mut Mqtt, status: &str, state: &str, reason: &str) -> Value {
+pub(crate) async fn expect_status(c: &mut Mqtt, status: &str, state: &str, reason: &str) -> Value {
     let b = body(&c.message(status, WAIT).await);
     assert_eq!((b["state"].as_str(), b["reason"].as_str()), (Some(state), Some(reason)), "{b}");
     b
@@ -1288,7 +1317,7 @@ async fn device_status_is_retained_and_the_last_will_announces_an_abrupt_loss() 
 // ---------------------------------------------------------------------------------------
 
 /// Runs a mosquitto client to completion (the test fails if it is not installed).
-async fn mosquitto(program: &'static str, args: Vec<String>) -> std::process::Output {
+pub(crate) async fn mosquitto(program: &'static str, args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
         Command::new(program).args(&args).output().unwrap_or_else(|e| {
             panic!("{program} must be installed (Debian mosquitto-clients; scripts/provision-db.sh): {e}")
@@ -1298,7 +1327,7 @@ async fn mosquitto(program: &'static str, args: Vec<String>) -> std::process::Ou
     .unwrap()
 }
 
-async fn next_line(lines: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
+pub(crate) async fn next_line(lines: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
     tokio::time::timeout(WAIT, lines.recv()).await.ok().flatten()
 }
 
@@ -1405,12 +1434,12 @@ async fn rumqttc_publishes_and_subscribes_over_websocket() {
 // 6. Acknowledge after commit.
 // ---------------------------------------------------------------------------------------
 
-fn seq_of(message: &DeviceMessage) -> i64 {
+pub(crate) fn seq_of(message: &DeviceMessage) -> i64 {
     serde_json::from_slice::<Value>(&message.payload).ok().and_then(|v| v["seq"].as_i64()).unwrap_or(-1)
 }
 
 /// Holds every message until the test releases it.
-struct GateSink {
+pub(crate) struct GateSink {
     submitted: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
 }
 
@@ -1420,7 +1449,7 @@ impl TelemetrySink for GateSink {
         let _ = self.submitted.send((seq_of(&message), release));
         Box::pin(async move {
             released.await.map_err(|_| SinkUnavailable("the test dropped the gate".into()))?;
-            Ok(SinkOutcome::Committed)
+            Ok(SinkOutcome::Committed { patient: None })
         })
     }
 }
@@ -1480,7 +1509,7 @@ async fn the_puback_waits_for_the_commit_and_follows_publish_order() {
 }
 
 /// Fails the first `failures` messages (storage unavailable), then commits.
-struct FlakySink {
+pub(crate) struct FlakySink {
     failures: AtomicUsize,
     seen: Mutex<Vec<i64>>,
 }
@@ -1493,7 +1522,7 @@ impl TelemetrySink for FlakySink {
             if fail {
                 Err(SinkUnavailable("test: the database is down".into()))
             } else {
-                Ok(SinkOutcome::Committed)
+                Ok(SinkOutcome::Committed { patient: None })
             }
         })
     }

@@ -1,30 +1,8 @@
-//! The one policy module: "may this subject do this action on this object?", asked by every
-//! REST handler, the MQTT broker and the live streams, so they cannot disagree.
-//!
-//! Rules:
-//! - hospital isolation: nothing crosses hospitals, ever. An object of another hospital
-//!   answers [`Denied::NotFound`], so its existence does not leak;
-//! - doctor: the devices assigned to them and the patients on those devices (assigned now,
-//!   or in a current or past session), plus the patients assigned to them; hospital-wide
-//!   lists of staff, devices and patients of their own hospital;
-//! - technician: its assigned devices, plus devices granted to it temporarily while the
-//!   grant is active (expiry is checked here, at decision time); the patients on those
-//!   devices; it may hand over a device it is assigned to;
-//! - patient: itself, its own device, its own data;
-//! - admin: manages staff, devices and assignments of its hospital but reads no clinical data;
-//! - device: its own device and nothing else.
-//!
-//! A visible object (same hospital) that the subject may not act on answers
-//! [`Denied::Forbidden`]. The decisions themselves are pure functions over facts
-//! ([`decide_device`], [`decide_patient`], [`decide_hospital`]), tested exhaustively below;
-//! [`Policy`] loads the facts from the database and applies them.
+//! The rules: pure decision functions over facts, tested exhaustively below. The
+//! loader in the parent module gathers the facts from the database.
 
-use chrono::Utc;
-use nc_domain::{AssignmentRole, DeviceId, HospitalId, PatientId, Role, RoomId, SessionStatus, TokenFamilyId, UserId};
-use nc_entities::{
-    chat_room_participants, chat_rooms, device_assignments, device_sessions, devices, patients, temporary_access_grants,
-};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+use nc_domain::{DeviceId, HospitalId, PatientId, Role, RoomId, TokenFamilyId, UserId};
+use sea_orm::DbErr;
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,8 +135,13 @@ pub fn decide_device(subject: &Subject, facts: &DeviceFacts, action: DeviceActio
         (Role::Doctor | Role::Technician | Role::Patient, Manage) => {
             Err(Denied::Forbidden("only admins manage devices"))
         }
-        (Role::Patient, View | ReadClinical) if facts.own => Ok(()),
-        (Role::Patient, View | ReadClinical) => Err(Denied::Forbidden("this is not your device")),
+        (Role::Patient, View) if facts.own => Ok(()),
+        (Role::Patient, View) => Err(Denied::Forbidden("this is not your device")),
+        // A machine treats several patients over time: a patient reads their own treatment
+        // (`ClinicalView::OwnTreatment`), never the device's whole record.
+        (Role::Patient, ReadClinical) => {
+            Err(Denied::Forbidden("patients read their own treatment only, not a device's whole record"))
+        }
         (Role::Patient, GrantAccess) => Err(Denied::Forbidden("only technicians hand devices over")),
     }
 }
@@ -215,6 +198,38 @@ pub fn decide_hospital(subject: &Subject, hospital: HospitalId, action: Hospital
     }
 }
 
+/// What re-pointing a patient (their assigned device or doctor) depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReassignFacts {
+    /// A new device is asked for, and it is assigned to the subject (a doctor).
+    pub new_device_is_subjects: Option<bool>,
+    /// A new doctor is asked for, and it is the subject.
+    pub new_doctor_is_subject: Option<bool>,
+}
+
+/// Changing who treats a patient changes who sees their data, so it is a staff-assignment
+/// action: admins of the hospital re-point a patient to any of its devices and doctors; a
+/// doctor only to a device assigned to themself and only to themself as the doctor.
+/// (Same hospital and existence are checked before.)
+pub fn decide_reassign(subject: &Subject, facts: &ReassignFacts) -> Decision {
+    let Subject::User(user) = subject else { return Err(Denied::Forbidden("devices do not change patient records")) };
+    match user.role {
+        Role::Admin => Ok(()),
+        Role::Doctor => {
+            if facts.new_device_is_subjects == Some(false) {
+                return Err(Denied::Forbidden("doctors may assign a patient only to a device assigned to them"));
+            }
+            if facts.new_doctor_is_subject == Some(false) {
+                return Err(Denied::Forbidden(
+                    "doctors may make only themselves a patient's doctor; an admin assigns other doctors",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(Denied::Forbidden("only admins and the patient's doctors change who treats a patient")),
+    }
+}
+
 /// What the room decision depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RoomFacts {
@@ -236,6 +251,27 @@ pub fn decide_room(subject: &Subject, facts: &RoomFacts) -> Decision {
     }
 }
 
+/// How much of a device's clinical data (readings, sessions, alerts, errors) a subject may
+/// receive: asked once by the live streams, the alert endpoints and the MQTT edge, so that
+/// a patient on a shared machine never sees another patient's treatment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClinicalView {
+    /// Everything about the device (its doctors and technicians).
+    Device,
+    /// Only what belongs to this patient's own treatment on it (the patient themself).
+    OwnTreatment(PatientId),
+}
+
+impl ClinicalView {
+    /// Whether an item belonging to `patient` (None: no patient) may be shown.
+    pub fn shows(&self, patient: Option<PatientId>) -> bool {
+        match self {
+            ClinicalView::Device => true,
+            ClinicalView::OwnTreatment(p) => patient == Some(*p),
+        }
+    }
+}
+
 /// Which devices' clinical data a subject may read, within its hospital.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceScope {
@@ -251,209 +287,6 @@ impl DeviceScope {
             DeviceScope::Nothing => false,
             DeviceScope::Only(ids) => ids.contains(&device),
         }
-    }
-}
-
-/// Loads facts and applies the rules above.
-#[derive(Clone)]
-pub struct Policy {
-    db: DatabaseConnection,
-}
-
-impl Policy {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
-    }
-
-    /// The device, if `subject` may do `action` to it.
-    pub async fn device(
-        &self,
-        subject: &Subject,
-        id: DeviceId,
-        action: DeviceAction,
-    ) -> Result<devices::Model, PolicyError> {
-        let device = devices::Entity::find_by_id(id).one(&self.db).await?;
-        let mut facts = DeviceFacts { device: device.as_ref().map(|d| (d.id, d.hospital_id)), ..Default::default() };
-        if let (Some(d), Subject::User(u)) = (&device, subject) {
-            if d.hospital_id == u.hospital {
-                match u.role {
-                    Role::Doctor => facts.assigned = self.assigned(u.id, id, AssignmentRole::Doctor).await?,
-                    Role::Technician => {
-                        facts.assigned = self.assigned(u.id, id, AssignmentRole::Technician).await?;
-                        facts.granted = self.granted(u.id, id).await?;
-                    }
-                    Role::Patient => facts.own = self.patient_devices(u.id).await?.contains(&id),
-                    Role::Admin => {}
-                }
-            }
-        }
-        decide_device(subject, &facts, action)?;
-        Ok(device.expect("decide_device refuses a missing device"))
-    }
-
-    /// The patient record, if `subject` may do `action` to it.
-    pub async fn patient(
-        &self,
-        subject: &Subject,
-        id: PatientId,
-        action: PatientAction,
-    ) -> Result<patients::Model, PolicyError> {
-        let patient = patients::Entity::find_by_id(id).one(&self.db).await?;
-        let mut facts = PatientFacts { patient: patient.as_ref().map(|p| (p.id, p.hospital_id)), ..Default::default() };
-        if let (Some(p), Subject::User(u)) = (&patient, subject) {
-            if p.hospital_id == u.hospital {
-                facts.is_self = p.user_id == Some(u.id);
-                facts.is_assigned_doctor = u.role == Role::Doctor && p.assigned_doctor_id == Some(u.id);
-                if matches!(u.role, Role::Doctor | Role::Technician) {
-                    if let DeviceScope::Only(devices) = self.clinical_devices(subject).await? {
-                        facts.on_subject_device = self.patient_on_devices(p, &devices).await?;
-                    }
-                }
-            }
-        }
-        decide_patient(subject, &facts, action)?;
-        Ok(patient.expect("decide_patient refuses a missing patient"))
-    }
-
-    /// Whether `subject` takes part in chat room `room`.
-    pub async fn room(&self, subject: &Subject, room: RoomId) -> Result<(), PolicyError> {
-        let found = chat_rooms::Entity::find_by_id(room).one(&self.db).await?;
-        let mut facts = RoomFacts { room: found.as_ref().map(|r| (r.id, r.hospital_id)), participant: false };
-        if let Subject::User(u) = subject {
-            facts.participant = chat_room_participants::Entity::find()
-                .filter(chat_room_participants::Column::RoomId.eq(room))
-                .filter(chat_room_participants::Column::UserId.eq(u.id))
-                .count(&self.db)
-                .await?
-                > 0;
-        }
-        Ok(decide_room(subject, &facts)?)
-    }
-
-    /// When a technician's access to `device` ends if it rests only on temporary grants:
-    /// the latest expiry among its active grants. `None` when it does not rest on a grant
-    /// (an assignment, or another role).
-    pub async fn grant_expiry(
-        &self,
-        subject: &Subject,
-        device: DeviceId,
-    ) -> Result<Option<chrono::DateTime<Utc>>, DbErr> {
-        let Subject::User(u) = subject else { return Ok(None) };
-        if u.role != Role::Technician || self.assigned(u.id, device, AssignmentRole::Technician).await? {
-            return Ok(None);
-        }
-        let grants = temporary_access_grants::Entity::find()
-            .filter(temporary_access_grants::Column::GrantedTo.eq(u.id))
-            .filter(temporary_access_grants::Column::DeviceId.eq(device))
-            .filter(temporary_access_grants::Column::RevokedAt.is_null())
-            .filter(temporary_access_grants::Column::ExpiresAt.gt(Utc::now()))
-            .all(&self.db)
-            .await?;
-        Ok(grants.into_iter().map(|g| g.expires_at).max())
-    }
-
-    /// Hospital-wide actions need no facts beyond the subject.
-    pub fn hospital(&self, subject: &Subject, hospital: HospitalId, action: HospitalAction) -> Decision {
-        decide_hospital(subject, hospital, action)
-    }
-
-    /// The devices whose clinical data `subject` may read now.
-    pub async fn clinical_devices(&self, subject: &Subject) -> Result<DeviceScope, DbErr> {
-        let user = match subject {
-            Subject::Device { id, .. } => return Ok(DeviceScope::Only(vec![*id])),
-            Subject::User(u) => u,
-        };
-        let mut ids = match user.role {
-            Role::Admin => return Ok(DeviceScope::Nothing),
-            Role::Patient => self.patient_devices(user.id).await?,
-            Role::Doctor | Role::Technician => {
-                let role = if user.role == Role::Doctor { AssignmentRole::Doctor } else { AssignmentRole::Technician };
-                let mut ids: Vec<DeviceId> = device_assignments::Entity::find()
-                    .select_only()
-                    .column(device_assignments::Column::DeviceId)
-                    .filter(device_assignments::Column::UserId.eq(user.id))
-                    .filter(device_assignments::Column::Role.eq(role))
-                    .filter(device_assignments::Column::EndedAt.is_null())
-                    .filter(device_assignments::Column::HospitalId.eq(user.hospital))
-                    .into_tuple()
-                    .all(&self.db)
-                    .await?;
-                if user.role == Role::Technician {
-                    let granted: Vec<DeviceId> = temporary_access_grants::Entity::find()
-                        .select_only()
-                        .column(temporary_access_grants::Column::DeviceId)
-                        .filter(temporary_access_grants::Column::GrantedTo.eq(user.id))
-                        .filter(temporary_access_grants::Column::RevokedAt.is_null())
-                        .filter(temporary_access_grants::Column::ExpiresAt.gt(Utc::now()))
-                        .filter(temporary_access_grants::Column::HospitalId.eq(user.hospital))
-                        .into_tuple()
-                        .all(&self.db)
-                        .await?;
-                    ids.extend(granted);
-                }
-                ids
-            }
-        };
-        ids.sort();
-        ids.dedup();
-        Ok(DeviceScope::Only(ids))
-    }
-
-    async fn assigned(&self, user: UserId, device: DeviceId, role: AssignmentRole) -> Result<bool, DbErr> {
-        Ok(device_assignments::Entity::find()
-            .filter(device_assignments::Column::UserId.eq(user))
-            .filter(device_assignments::Column::DeviceId.eq(device))
-            .filter(device_assignments::Column::Role.eq(role))
-            .filter(device_assignments::Column::EndedAt.is_null())
-            .count(&self.db)
-            .await?
-            > 0)
-    }
-
-    async fn granted(&self, user: UserId, device: DeviceId) -> Result<bool, DbErr> {
-        Ok(temporary_access_grants::Entity::find()
-            .filter(temporary_access_grants::Column::GrantedTo.eq(user))
-            .filter(temporary_access_grants::Column::DeviceId.eq(device))
-            .filter(temporary_access_grants::Column::RevokedAt.is_null())
-            .filter(temporary_access_grants::Column::ExpiresAt.gt(Utc::now()))
-            .count(&self.db)
-            .await?
-            > 0)
-    }
-
-    /// A patient user's devices: the one assigned to their record, and any in an active
-    /// session with them.
-    async fn patient_devices(&self, user: UserId) -> Result<Vec<DeviceId>, DbErr> {
-        let Some(record) = patients::Entity::find().filter(patients::Column::UserId.eq(user)).one(&self.db).await?
-        else {
-            return Ok(Vec::new());
-        };
-        let mut ids: Vec<DeviceId> = device_sessions::Entity::find()
-            .select_only()
-            .column(device_sessions::Column::DeviceId)
-            .filter(device_sessions::Column::PatientId.eq(record.id))
-            .filter(device_sessions::Column::Status.eq(SessionStatus::Active))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        ids.extend(record.assigned_device_id);
-        Ok(ids)
-    }
-
-    /// Whether the patient is assigned to, or has had a session on, one of `devices`.
-    async fn patient_on_devices(&self, p: &patients::Model, devices: &[DeviceId]) -> Result<bool, DbErr> {
-        if p.assigned_device_id.is_some_and(|d| devices.contains(&d)) {
-            return Ok(true);
-        }
-        if devices.is_empty() {
-            return Ok(false);
-        }
-        Ok(device_sessions::Entity::find()
-            .filter(device_sessions::Column::PatientId.eq(p.id))
-            .filter(device_sessions::Column::DeviceId.is_in(devices.iter().copied()))
-            .count(&self.db)
-            .await?
-            > 0)
     }
 }
 
@@ -514,7 +347,8 @@ mod tests {
             (Role::Technician, assigned, GrantAccess, true),
             (Role::Technician, granted, GrantAccess, false),
             (Role::Patient, none, View, false),
-            (Role::Patient, own, ReadClinical, true),
+            (Role::Patient, own, View, true),
+            (Role::Patient, own, ReadClinical, false),
             (Role::Patient, own, Manage, false),
         ];
         for (role, facts, action, allowed) in cases {
@@ -556,6 +390,22 @@ mod tests {
         for (role, facts, action, allowed) in cases {
             let got = decide_patient(&user(*role, h), facts, *action);
             assert_eq!(got.is_ok(), *allowed, "{role:?} {facts:?} {action:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn reassigning_a_patient_is_for_admins_and_within_a_doctors_own_assignments() {
+        let h = HospitalId::new();
+        let mine = ReassignFacts { new_device_is_subjects: Some(true), new_doctor_is_subject: Some(true) };
+        let foreign_device = ReassignFacts { new_device_is_subjects: Some(false), ..Default::default() };
+        let other_doctor = ReassignFacts { new_doctor_is_subject: Some(false), ..Default::default() };
+        assert!(decide_reassign(&user(Role::Admin, h), &foreign_device).is_ok());
+        assert!(decide_reassign(&user(Role::Admin, h), &other_doctor).is_ok());
+        assert!(decide_reassign(&user(Role::Doctor, h), &mine).is_ok());
+        assert!(decide_reassign(&user(Role::Doctor, h), &foreign_device).is_err());
+        assert!(decide_reassign(&user(Role::Doctor, h), &other_doctor).is_err());
+        for role in [Role::Technician, Role::Patient] {
+            assert!(decide_reassign(&user(role, h), &mine).is_err());
         }
     }
 

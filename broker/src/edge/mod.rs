@@ -1,0 +1,475 @@
+//! The edge: every client connection terminates here. It authenticates the client at
+//! CONNECT, binds its client id to its identity, authorizes every SUBSCRIBE filter, PUBLISH
+//! topic and will topic through the policy module, and relays what is permitted to the
+//! embedded rumqttd over a per-client loopback connection, so the core's sessions, QoS,
+//! retained messages and last will keep working for the client.
+//!
+//! For a device's telemetry and session messages it acknowledges only what is stored: each
+//! QoS 1 PUBLISH goes to the [`TelemetrySink`]; the PUBACK is sent when the sink reports the
+//! commit, in publish order, and only then is the message forwarded to subscribers. At most
+//! `max_inflight` messages wait per connection; beyond that the edge stops reading the
+//! socket, so a slow database slows the device down instead of filling memory. If storage
+//! is unavailable the connection is closed without PUBACK, and the device resends.
+
+mod relay;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use nc_access::authn::AuthnError;
+use nc_access::Subject;
+use nc_domain::{DeviceId, TokenFamilyId, UserId};
+use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::{ConnAck, Connect, ConnectReturnCode, LastWill, Login, Packet, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::acl;
+use crate::core::INTERNAL_USER;
+use crate::presence::status_payload;
+use crate::sessions::Claim;
+use crate::topic::{DeviceChannel, RoomChannel, Topic};
+use crate::transport::{ClientRx, ClientTx};
+use crate::Shared;
+
+/// Why a connection ended, for logs and presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client sent DISCONNECT.
+    Graceful,
+    /// The socket closed or broke without DISCONNECT.
+    Lost,
+    KeepaliveTimeout,
+    /// A right it relied on is gone.
+    Revoked,
+    /// The client broke the protocol or a rule (logged).
+    Violation,
+    /// Storage failed: closed without acknowledging, so the device resends.
+    StorageUnavailable,
+    /// The core closed the session (e.g. the same client id connected again).
+    CoreClosed,
+    Shutdown,
+}
+
+impl End {
+    /// Whether the edge publishes the offline status itself (and so cancels the will).
+    fn announced(self) -> bool {
+        matches!(self, End::Graceful | End::Revoked | End::Shutdown)
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            End::Graceful => "disconnected",
+            End::Lost | End::Violation | End::CoreClosed | End::StorageUnavailable => "connection_lost",
+            End::KeepaliveTimeout => "keepalive_timeout",
+            End::Revoked => "revoked",
+            End::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The authenticated identity of a connection.
+#[derive(Clone, Copy, Debug)]
+struct Identity {
+    subject: Subject,
+    /// When the credentials stop being valid (the access token's expiry).
+    valid_until: Option<DateTime<Utc>>,
+    connected_at: DateTime<Utc>,
+}
+
+impl Identity {
+    /// The key of the identity's sessions in the session book.
+    fn owner(&self) -> Uuid {
+        match self.subject {
+            Subject::User(u) => u.id.as_uuid(),
+            Subject::Device { id, .. } => id.as_uuid(),
+        }
+    }
+
+    /// The login session the credentials belong to (people only).
+    fn family(&self) -> Option<TokenFamilyId> {
+        match self.subject {
+            Subject::User(u) => u.family,
+            Subject::Device { .. } => None,
+        }
+    }
+}
+
+fn encode(packet: &Packet, max: usize) -> Result<BytesMut, CodecError> {
+    let mut buf = BytesMut::with_capacity(packet.size() + 8);
+    packet.write(&mut buf, max)?;
+    Ok(buf)
+}
+
+/// The protocol level of a CONNECT still in `buf`, if it can be read.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    // Fixed header byte, remaining length (1-4 bytes), then "\0\x04MQTT" and the level.
+    let mut i = 1;
+    while i < 5 && buf.get(i)? & 0x80 != 0 {
+        i += 1;
+    }
+    let name_len = u16::from_be_bytes([*buf.get(i + 1)?, *buf.get(i + 2)?]) as usize;
+    buf.get(i + 3 + name_len).copied()
+}
+
+async fn write_packet(tx: &mut ClientTx, packet: &Packet, max: usize) -> std::io::Result<()> {
+    let bytes = encode(packet, max).map_err(std::io::Error::other)?;
+    tx.write(&bytes).await
+}
+
+async fn refuse_connect(tx: &mut ClientTx, code: ConnectReturnCode) {
+    let _ = write_packet(tx, &Packet::ConnAck(ConnAck { session_present: false, code }), 16).await;
+    tx.close().await;
+}
+
+fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.matches('.').count() == 2
+}
+
+/// Client ids are bound to identities: a device connects as its device id; a person as
+/// their user id, optionally followed by `-` and 1-23 letters or digits (one per app
+/// install). Nobody can take over another identity's client id.
+fn client_id_allowed(subject: &Subject, client_id: &str) -> bool {
+    match subject {
+        Subject::Device { id, .. } => client_id == id.to_string(),
+        Subject::User(u) => {
+            let own = u.id.to_string();
+            client_id == own
+                || client_id.strip_prefix(&own).and_then(|rest| rest.strip_prefix('-')).is_some_and(|suffix| {
+                    (1..=23).contains(&suffix.len()) && suffix.chars().all(|c| c.is_ascii_alphanumeric())
+                })
+        }
+    }
+}
+
+async fn authenticate(shared: &Shared, connect: &Connect) -> Result<Identity, ConnectReturnCode> {
+    let Some(Login { username, password }) = &connect.login else {
+        return Err(ConnectReturnCode::NotAuthorized);
+    };
+    let now = Utc::now();
+    let identity = if looks_like_jwt(password) {
+        let user = shared.authn.user(password).await.map_err(|e| match e {
+            AuthnError::Expired | AuthnError::InvalidToken => ConnectReturnCode::BadUserNamePassword,
+            AuthnError::Db(_) => ConnectReturnCode::ServiceUnavailable,
+            _ => ConnectReturnCode::NotAuthorized,
+        })?;
+        if username.parse::<UserId>().ok() != Some(user.id) {
+            return Err(ConnectReturnCode::BadUserNamePassword);
+        }
+        let expires = shared.authn.tokens().verify(password).ok().and_then(|c| DateTime::from_timestamp(c.exp, 0));
+        Identity { subject: Subject::User(user), valid_until: expires, connected_at: now }
+    } else {
+        let device: DeviceId = username.parse().map_err(|_| ConnectReturnCode::BadUserNamePassword)?;
+        let subject = shared.authn.device(device, password).await.map_err(|e| match e {
+            AuthnError::BadDeviceCredentials => ConnectReturnCode::BadUserNamePassword,
+            AuthnError::Db(_) => ConnectReturnCode::ServiceUnavailable,
+            _ => ConnectReturnCode::NotAuthorized,
+        })?;
+        Identity { subject, valid_until: None, connected_at: now }
+    };
+    if !client_id_allowed(&identity.subject, &connect.client_id) {
+        return Err(ConnectReturnCode::BadClientId);
+    }
+    Ok(identity)
+}
+
+/// The will the core publishes if the client vanishes: for a device, always its offline
+/// status (retained); for a person, their own will if they may publish on its topic.
+async fn will_for(
+    shared: &Shared,
+    identity: &Identity,
+    will: Option<LastWill>,
+) -> Result<Option<LastWill>, ConnectReturnCode> {
+    match identity.subject {
+        Subject::Device { id, hospital } => {
+            let status = Topic::Device { hospital, device: id, channel: DeviceChannel::Status };
+            if let Some(w) = &will {
+                if w.topic != status.to_string() {
+                    return Err(ConnectReturnCode::NotAuthorized);
+                }
+            }
+            Ok(Some(LastWill {
+                topic: status.to_string(),
+                message: status_payload(false, "connection_lost", None).to_string().into(),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            }))
+        }
+        Subject::User(user) => match will {
+            None => Ok(None),
+            Some(w) => {
+                let topic = Topic::parse(&w.topic).map_err(|_| ConnectReturnCode::NotAuthorized)?;
+                acl::may_publish(&shared.policy, &identity.subject, &topic)
+                    .await
+                    .map_err(|_| ConnectReturnCode::NotAuthorized)?;
+                // People may publish typing indicators only: the will is normalized to the
+                // stamped "stopped typing" (QoS 0, never retained), whatever the client sent.
+                match topic {
+                    Topic::Room { channel: RoomChannel::Typing, .. } => Ok(Some(LastWill {
+                        topic: w.topic,
+                        message: relay::typing_json(&user, false).into(),
+                        qos: QoS::AtMostOnce,
+                        retain: false,
+                    })),
+                    _ => Err(ConnectReturnCode::NotAuthorized),
+                }
+            }
+        },
+    }
+}
+
+/// Serves one client connection from CONNECT to its end.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut rx: ClientRx,
+    mut tx: ClientTx,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let settings = &shared.settings;
+    let max = settings.max_packet_size;
+    let mut buf = BytesMut::with_capacity(4096);
+
+    // CONNECT, within the timeout.
+    let first = tokio::time::timeout(settings.connect_timeout, async {
+        loop {
+            if let Some(level) = connect_level(&buf) {
+                if level == 5 {
+                    return Err(Some(5u8));
+                }
+            }
+            match Packet::read(&mut buf, max) {
+                Ok(p) => return Ok(p),
+                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_)) => return Err(Some(3)),
+                Err(_) => return Err(None),
+            }
+            match rx.read(&mut buf).await {
+                Ok(0) | Err(_) => return Err(None),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let connect = match first {
+        Ok(Ok(Packet::Connect(c))) => c,
+        Ok(Err(Some(5))) => {
+            // MQTT 5 CONNACK, reason 0x84 "Unsupported Protocol Version".
+            let _ = tx.write(&[0x20, 0x03, 0x00, 0x84, 0x00]).await;
+            tx.close().await;
+            return;
+        }
+        Ok(Err(Some(_))) => return refuse_connect(&mut tx, ConnectReturnCode::RefusedProtocolVersion).await,
+        _ => {
+            tracing::debug!(%peer, "no valid CONNECT; closing");
+            tx.close().await;
+            return;
+        }
+    };
+    let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "connection limit reached; refusing");
+        return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+    };
+    // Answered within a second even when the database is down (code 3, retry later).
+    let authenticated = tokio::time::timeout(settings.auth_timeout, authenticate(&shared, &connect))
+        .await
+        .unwrap_or(Err(ConnectReturnCode::ServiceUnavailable));
+    let identity = match authenticated {
+        Ok(i) => i,
+        Err(code) => {
+            tracing::info!(%peer, client_id = %connect.client_id, ?code, "mqtt connection refused");
+            return refuse_connect(&mut tx, code).await;
+        }
+    };
+    let will = match will_for(&shared, &identity, connect.last_will.clone()).await {
+        Ok(w) => w,
+        Err(code) => {
+            tracing::info!(%peer, client_id = %connect.client_id, "will topic not permitted; refused");
+            return refuse_connect(&mut tx, code).await;
+        }
+    };
+
+    // The client's slot in the core (see `sessions`): a bounded set of core client ids per
+    // identity, and the subscriptions a resumed session carries.
+    let owner = identity.owner();
+    let mut claim = match shared.sessions.claim(owner, &connect.client_id, connect.clean_session, identity.family()) {
+        Ok(c) => c,
+        Err(_) => {
+            tracing::warn!(%peer, client_id = %connect.client_id, "too many connections for this identity; refusing");
+            return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+        }
+    };
+    // Re-authorize what a resumed session carries before its session in the core resumes.
+    let carried = std::mem::take(&mut claim.carried);
+    let decided = match tokio::time::timeout(
+        settings.auth_timeout,
+        relay::reauthorize(&shared, &identity.subject, carried),
+    )
+    .await
+    {
+        Ok(Ok(d)) => d,
+        _ => {
+            tracing::warn!(%peer, "cannot re-authorize a resumed session now; refusing (retry later)");
+            shared.sessions.release(owner, claim.generation);
+            return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+        }
+    };
+    let opened = open_upstream(&shared, &claim, &connect, will).await;
+    let (up_rx, up_tx, up_buf, ack) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "the embedded broker core refused the session");
+            shared.sessions.release(owner, claim.generation);
+            return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+        }
+    };
+    let (conn_id, control) = shared.registry.register(identity.subject);
+    let link = relay::Link { identity, peer, owner, generation: claim.generation, conn_id };
+    let mut session = relay::Session::new(shared.clone(), link, tx, up_tx);
+    let present = match session.resume(ack.session_present, decided).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection lost while resuming its session");
+            shared.registry.unregister(conn_id);
+            shared.sessions.release(owner, claim.generation);
+            return;
+        }
+    };
+    if session.send_client(&Packet::ConnAck(ConnAck { session_present: present, code: ack.code })).await.is_err() {
+        shared.registry.unregister(conn_id);
+        shared.sessions.release(owner, claim.generation);
+        return;
+    }
+    if let Subject::Device { id, hospital } = identity.subject {
+        shared.presence.set(id, hospital, true, "connected", true).await;
+    }
+    tracing::debug!(%peer, client_id = %connect.client_id, "mqtt client connected");
+
+    let end = session.run(rx, buf, up_rx, up_buf, control, connect.keep_alive, shutdown).await;
+    shared.registry.unregister(conn_id);
+    shared.sessions.release(owner, claim.generation);
+    if let Subject::Device { id, hospital } = identity.subject {
+        // A device that reconnected meanwhile is still online.
+        if shared.registry.device_connections(id) == 0 {
+            // After these ends the will does not fire (see `finish`): announce it ourselves.
+            let publish = end.announced();
+            shared.presence.set(id, hospital, false, end.reason(), publish).await;
+        }
+    }
+    match end {
+        End::Graceful | End::Lost | End::KeepaliveTimeout | End::Shutdown | End::CoreClosed => {
+            tracing::debug!(%peer, client_id = %connect.client_id, ?end, "mqtt client gone")
+        }
+        End::Revoked | End::Violation | End::StorageUnavailable => {
+            tracing::info!(%peer, client_id = %connect.client_id, ?end, "mqtt client disconnected")
+        }
+    }
+}
+
+type CoreLink = (OwnedReadHalf, OwnedWriteHalf, BytesMut, ConnAck);
+
+/// Connects to the core under the slot's client id. A session the core must not resume
+/// (another login's, or an evicted client id's) is discarded first, by a clean CONNECT
+/// and DISCONNECT under the same id.
+async fn open_upstream(
+    shared: &Shared,
+    claim: &Claim,
+    connect: &Connect,
+    will: Option<LastWill>,
+) -> std::io::Result<CoreLink> {
+    if claim.reset {
+        let (mut up_rx, mut up_tx, _, _) = connect_core(shared, &claim.upstream_id, 30, true, None).await?;
+        up_tx.write_all(&encode(&Packet::Disconnect, usize::MAX).map_err(std::io::Error::other)?).await?;
+        // rumqttd hands the router the end of that session before it closes the socket:
+        // wait for the close, or the router could see the next CONNECT first and then end
+        // the new session in place of the old one.
+        let mut sink = [0u8; 256];
+        let closed = async {
+            while matches!(up_rx.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), closed).await;
+    }
+    // rumqttd refuses keep-alive 0 (which MQTT allows: no keep-alive); the edge then keeps
+    // the upstream session with the longest keep-alive instead.
+    let keep_alive = if connect.keep_alive == 0 { u16::MAX } else { connect.keep_alive };
+    // Should the core resume subscriptions the book does not know of (it cannot while both
+    // live in this process), the relay's delivery gate still withholds their messages.
+    connect_core(shared, &claim.upstream_id, keep_alive, connect.clean_session, will).await
+}
+
+async fn connect_core(
+    shared: &Shared,
+    client_id: &str,
+    keep_alive: u16,
+    clean_session: bool,
+    last_will: Option<LastWill>,
+) -> std::io::Result<CoreLink> {
+    let upstream = TcpStream::connect(shared.core.addr).await?;
+    let _ = upstream.set_nodelay(true);
+    let (mut up_rx, mut up_tx) = upstream.into_split();
+    let up_connect = Connect {
+        protocol: rumqttc::mqttbytes::Protocol::V4,
+        keep_alive,
+        client_id: client_id.to_owned(),
+        clean_session,
+        last_will,
+        login: Some(Login { username: INTERNAL_USER.into(), password: shared.core.credential.clone() }),
+    };
+    let mut up_buf = BytesMut::with_capacity(4096);
+    let connack = async {
+        up_tx.write_all(&encode(&Packet::Connect(up_connect), usize::MAX).map_err(std::io::Error::other)?).await?;
+        loop {
+            match Packet::read(&mut up_buf, usize::MAX) {
+                Ok(Packet::ConnAck(ack)) => return Ok(ack),
+                Ok(_) => return Err(std::io::Error::other("unexpected packet before CONNACK")),
+                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
+            if up_rx.read_buf(&mut up_buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(10), connack).await {
+        Ok(Ok(ack)) if ack.code == ConnectReturnCode::Success => Ok((up_rx, up_tx, up_buf, ack)),
+        Ok(Ok(ack)) => Err(std::io::Error::other(format!("the core answered {:?}", ack.code))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::other("the core did not answer CONNECT within 10 s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nc_access::UserSubject;
+    use nc_domain::{HospitalId, Role};
+
+    #[test]
+    fn client_ids_are_bound_to_identities() {
+        let (d, h) = (DeviceId::new(), HospitalId::new());
+        let device = Subject::Device { id: d, hospital: h };
+        assert!(client_id_allowed(&device, &d.to_string()));
+        assert!(!client_id_allowed(&device, &DeviceId::new().to_string()));
+        let u = UserId::new();
+        let user = Subject::User(UserSubject { id: u, role: Role::Doctor, hospital: h, family: None });
+        assert!(client_id_allowed(&user, &u.to_string()));
+        assert!(client_id_allowed(&user, &format!("{u}-phone1")));
+        assert!(!client_id_allowed(&user, &format!("{u}-")));
+        assert!(!client_id_allowed(&user, &format!("{u}-a/b")));
+        assert!(!client_id_allowed(&user, &format!("{u}-#")));
+        assert!(!client_id_allowed(&user, &d.to_string()));
+    }
+
+    #[test]
+    fn connect_level_is_read_from_raw_bytes() {
+        let v5 = [0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02];
+        assert_eq!(connect_level(&v5), Some(5));
+        assert_eq!(connect_level(&[0x10]), None);
+    }
+}

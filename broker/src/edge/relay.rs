@@ -1,0 +1,743 @@
+//! The relay: one client's packets, both ways, between the client and its session in the
+//! core, once CONNECT is done (see the parent module).
+//!
+//! The invariant that makes access hold for state that outlives a connection: **a message
+//! from the core reaches the client only if its topic is matched by a subscription this
+//! connection holds under the current rights** ([`Session::may_deliver`]). A connection's
+//! subscriptions are those it subscribed to (each authorized through the policy module)
+//! and those a resumed persistent session carries, re-authorized before the CONNACK is
+//! sent ([`reauthorize`]); the rights are re-checked on every access event, and a
+//! connection that lost any is closed. Whatever rumqttd restores, queues or retains, every
+//! byte towards the client passes this gate.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use nc_access::{audit, Subject};
+use nc_domain::{AuditAction, Interface, PatientId};
+use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::{
+    Packet, PubAck, Publish, QoS, SubAck, Subscribe, SubscribeFilter, SubscribeReasonCode, UnsubAck, Unsubscribe,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{encode, write_packet, End, Identity};
+use crate::acl::{self, AclError, Grant};
+use crate::publisher::Publisher;
+use crate::registry::Control;
+use crate::sessions::Carried;
+use crate::sink::{DeviceMessage, SinkOutcome};
+use crate::topic::{DeviceChannel, Filter, PatientChannel, RoomChannel, Topic};
+use crate::transport::{ClientRx, ClientTx};
+use crate::Shared;
+
+/// What a waiting acknowledgement resolves to, in publish order.
+enum Settled {
+    /// Forward `publish` to the core (if any; also on the patient's own topic when the
+    /// message belongs to a patient), then PUBACK `pkid` (if QoS 1).
+    Forward { pkid: Option<u16>, publish: Option<Publish>, patient: Option<PatientId> },
+    /// Invalid: PUBACK (if QoS 1), publish `error` on the device's errors topic, do not forward.
+    Rejected { pkid: Option<u16>, error: serde_json::Value },
+    /// Storage unavailable: close without acknowledging.
+    Unavailable(String),
+}
+
+type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
+
+/// Waiting acknowledgements from the core, by the packet id the edge used upstream.
+enum Upstream {
+    /// A publish the edge forwarded; its PUBACK is swallowed, or resolves `done`.
+    Publish(Option<tokio::sync::oneshot::Sender<()>>),
+    /// A SUBSCRIBE carrying some of the client's filters: `codes[i]` is `Some` for a filter
+    /// refused here, `None` for one whose answer comes from the core (`forwarded`, in order).
+    Subscribe {
+        client_pkid: u16,
+        codes: Vec<Option<SubscribeReasonCode>>,
+        forwarded: Vec<Carried>,
+    },
+    Unsubscribe {
+        client_pkid: u16,
+    },
+    /// The edge's own UNSUBSCRIBE (subscriptions a resumed session may no longer hold).
+    Internal,
+}
+
+/// A resumed session's subscriptions, decided with the current rights.
+pub(super) struct Reauthorized {
+    pub kept: Vec<(Carried, Grant)>,
+    pub dropped: Vec<Carried>,
+}
+
+/// Decides every subscription a resumed session carries, as if it were subscribed anew.
+/// A lookup failure fails the whole CONNECT (code 3): nothing is dropped for a transient error.
+pub(super) async fn reauthorize(
+    shared: &Shared,
+    subject: &Subject,
+    carried: Vec<Carried>,
+) -> Result<Reauthorized, String> {
+    let mut out = Reauthorized { kept: Vec::new(), dropped: Vec::new() };
+    for c in carried {
+        match acl::may_subscribe(&shared.policy, subject, &c.filter).await {
+            Ok(until) => out.kept.push((c, until)),
+            Err(AclError::Denied(why)) => {
+                tracing::info!(client = ?subject, filter = %c.path, %why, "resumed subscription no longer permitted; removed");
+                out.dropped.push(c);
+            }
+            Err(AclError::Lookup(e)) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+pub(super) struct Session {
+    shared: Arc<Shared>,
+    identity: Identity,
+    peer: SocketAddr,
+    /// The identity's key and this connection's hold on its slot in the session book.
+    owner: Uuid,
+    generation: u64,
+    conn_id: u64,
+    tx: ClientTx,
+    up_tx: OwnedWriteHalf,
+    /// The subscriptions this connection holds under the current rights, by filter string:
+    /// the delivery gate.
+    subscriptions: HashMap<String, Filter>,
+    upstream: HashMap<u16, Upstream>,
+    next_pkid: u16,
+    pending: FuturesOrdered<Pending>,
+    limiter: DefaultDirectRateLimiter,
+    subscribe_limiter: DefaultDirectRateLimiter,
+    /// When the earliest temporary grant a subscription rests on expires.
+    grant_until: Option<DateTime<Utc>>,
+}
+
+pub(super) struct Link {
+    pub identity: Identity,
+    pub peer: SocketAddr,
+    pub owner: Uuid,
+    pub generation: u64,
+    pub conn_id: u64,
+}
+
+impl Session {
+    pub(super) fn new(shared: Arc<Shared>, link: Link, tx: ClientTx, up_tx: OwnedWriteHalf) -> Session {
+        let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("non-zero"));
+        let settings = &shared.settings;
+        Session {
+            limiter: RateLimiter::direct(per_second(settings.messages_per_second)),
+            subscribe_limiter: RateLimiter::direct(
+                per_second(settings.subscribes_per_second)
+                    .allow_burst(NonZeroU32::new(settings.subscribe_burst.max(1)).expect("non-zero")),
+            ),
+            shared: shared.clone(),
+            identity: link.identity,
+            peer: link.peer,
+            owner: link.owner,
+            generation: link.generation,
+            conn_id: link.conn_id,
+            tx,
+            up_tx,
+            subscriptions: HashMap::new(),
+            upstream: HashMap::new(),
+            next_pkid: 0,
+            pending: FuturesOrdered::new(),
+            grant_until: None,
+        }
+    }
+
+    /// Adopts what a resumed session may still hold, and removes the rest from the core
+    /// before anything is relayed. The person is told on their notification topic which
+    /// subscriptions ended. Returns whether the session is present for the client.
+    pub(super) async fn resume(&mut self, core_present: bool, decided: Reauthorized) -> std::io::Result<bool> {
+        for (c, until) in decided.kept {
+            self.note_grant(until);
+            self.adopt(&c.path, c.filter);
+            if let Err(e) = self.audit(&c.filter, "mqtt.subscription.resumed").await {
+                tracing::warn!(error = %e, "cannot audit a resumed subscription; removing it");
+                self.subscriptions.remove(&c.path);
+                self.drop_upstream(vec![c]).await?;
+            }
+        }
+        if !decided.dropped.is_empty() {
+            if let Subject::User(u) = self.identity.subject {
+                let topic = Topic::Notifications { hospital: u.hospital, user: u.id };
+                let filters: Vec<&str> = decided.dropped.iter().map(|c| c.path.as_str()).collect();
+                let note = serde_json::json!({"v": 1, "type": "subscription_ended", "filters": filters,
+                    "reason": "not_permitted", "at": Utc::now()});
+                if let Err(e) = self.shared.publisher.publish_json(&topic, &note).await {
+                    tracing::debug!(error = %e, "could not tell the client which subscriptions ended");
+                }
+            }
+            self.drop_upstream(decided.dropped).await?;
+        }
+        Ok(core_present)
+    }
+
+    async fn drop_upstream(&mut self, dropped: Vec<Carried>) -> std::io::Result<()> {
+        let paths: Vec<String> = dropped.into_iter().map(|c| c.path).collect();
+        self.shared.sessions.unsubscribed(self.owner, self.generation, &paths);
+        let pkid = self.allocate_pkid();
+        self.upstream.insert(pkid, Upstream::Internal);
+        self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: paths })).await
+    }
+
+    fn adopt(&mut self, path: &str, filter: Filter) {
+        let (device, room, patient) = match filter {
+            Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => {
+                (Some(device), None, None)
+            }
+            Filter::Exact(Topic::Room { room, .. }) | Filter::AnyRoomChannel { room, .. } => (None, Some(room), None),
+            Filter::Exact(Topic::Patient { patient, .. }) | Filter::AnyPatientChannel { patient, .. } => {
+                (None, None, Some(patient))
+            }
+            Filter::Exact(Topic::Notifications { .. }) => (None, None, None),
+        };
+        self.shared.registry.watch(self.conn_id, device, room, patient);
+        self.subscriptions.insert(path.to_owned(), filter);
+    }
+
+    fn note_grant(&mut self, until: Grant) {
+        if let Some(t) = until {
+            self.grant_until = Some(self.grant_until.map_or(t, |u| u.min(t)));
+        }
+    }
+
+    /// A granted subscription to a patient's or a device's clinical data is audited once
+    /// (not per message): who, what, through MQTT, when.
+    fn audit(
+        &self,
+        filter: &Filter,
+        resource: &'static str,
+    ) -> impl Future<Output = Result<(), sea_orm::DbErr>> + Send + 'static {
+        audit_subscription(self.shared.clone(), self.identity.subject, self.peer, *filter, resource)
+    }
+
+    /// The delivery gate: the topic of a message the core sends, if it may reach the client.
+    fn may_deliver(&self, topic: &str) -> Option<Topic> {
+        let t = Topic::parse(topic).ok()?;
+        self.subscriptions.values().any(|f| f.matches(&t)).then_some(t)
+    }
+
+    fn allocate_pkid(&mut self) -> u16 {
+        loop {
+            self.next_pkid = self.next_pkid.wrapping_add(1);
+            if self.next_pkid != 0 && !self.upstream.contains_key(&self.next_pkid) {
+                return self.next_pkid;
+            }
+        }
+    }
+
+    async fn send_core(&mut self, packet: &Packet) -> std::io::Result<()> {
+        let bytes = encode(packet, usize::MAX).map_err(std::io::Error::other)?;
+        self.up_tx.write_all(&bytes).await
+    }
+
+    pub(super) async fn send_client(&mut self, packet: &Packet) -> std::io::Result<()> {
+        write_packet(&mut self.tx, packet, usize::MAX).await
+    }
+
+    /// Forwards a publish to the core at the same QoS (QoS 1 with the edge's own packet
+    /// id, whose PUBACK resolves `done`).
+    async fn forward(
+        &mut self,
+        mut publish: Publish,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> std::io::Result<()> {
+        publish.dup = false;
+        if publish.qos == QoS::AtMostOnce {
+            publish.pkid = 0;
+            if let Some(d) = done {
+                let _ = d.send(());
+            }
+        } else {
+            publish.qos = QoS::AtLeastOnce;
+            let pkid = self.allocate_pkid();
+            publish.pkid = pkid;
+            self.upstream.insert(pkid, Upstream::Publish(done));
+        }
+        self.send_core(&Packet::Publish(publish)).await
+    }
+
+    fn deadline(&self) -> Option<DateTime<Utc>> {
+        match (self.identity.valid_until, self.grant_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run(
+        &mut self,
+        mut rx: ClientRx,
+        mut buf: BytesMut,
+        mut up_rx: tokio::net::tcp::OwnedReadHalf,
+        mut up_buf: BytesMut,
+        mut control: mpsc::Receiver<Control>,
+        keep_alive: u16,
+        shutdown: CancellationToken,
+    ) -> End {
+        let max = self.shared.settings.max_packet_size;
+        let max_inflight = self.shared.settings.max_inflight;
+        let idle = (keep_alive > 0).then(|| Duration::from_millis(keep_alive as u64 * 1500));
+        let mut last_heard = tokio::time::Instant::now();
+        loop {
+            // Packets already buffered from the client are handled before waiting again.
+            if self.pending.len() < max_inflight {
+                match Packet::read(&mut buf, max) {
+                    Ok(packet) => {
+                        last_heard = tokio::time::Instant::now();
+                        match self.on_client(packet).await {
+                            Ok(None) => continue,
+                            Ok(Some(end)) => return self.finish(end).await,
+                            Err(_) => return End::Lost,
+                        }
+                    }
+                    Err(CodecError::InsufficientBytes(_)) => {}
+                    Err(e) => {
+                        tracing::info!(error = %e, "malformed or oversized packet; closing this connection");
+                        return End::Violation;
+                    }
+                }
+            }
+            while let Ok(packet) = Packet::read(&mut up_buf, usize::MAX) {
+                if self.on_core(packet).await.is_err() {
+                    return End::Lost;
+                }
+            }
+            let deadline = self.deadline();
+            let until_deadline = deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let keepalive_at = idle.map(|i| last_heard + i);
+            tokio::select! {
+                _ = shutdown.cancelled() => return self.finish(End::Shutdown).await,
+                read = rx.read(&mut buf), if self.pending.len() < max_inflight => match read {
+                    Ok(0) | Err(_) => return End::Lost,
+                    Ok(_) => {}
+                },
+                read = up_rx.read_buf(&mut up_buf) => match read {
+                    Ok(0) | Err(_) => return End::CoreClosed,
+                    Ok(_) => {}
+                },
+                Some(settled) = self.pending.next(), if !self.pending.is_empty() => {
+                    match self.settle(settled).await {
+                        Ok(None) => {}
+                        Ok(Some(end)) => return end,
+                        Err(_) => return End::Lost,
+                    }
+                }
+                Some(Control::Recheck) = control.recv() => {
+                    if !self.still_allowed().await {
+                        tracing::info!(client = ?self.identity.subject, "access revoked; disconnecting");
+                        return self.finish(End::Revoked).await;
+                    }
+                }
+                _ = tokio::time::sleep(until_deadline.unwrap_or(Duration::from_secs(3600))), if until_deadline.is_some() => {
+                    if !self.still_allowed().await || self.identity.valid_until.is_some_and(|v| v <= Utc::now()) {
+                        tracing::info!(client = ?self.identity.subject, "credentials or grant expired; disconnecting");
+                        return self.finish(End::Revoked).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600))), if keepalive_at.is_some() => {
+                    return End::KeepaliveTimeout;
+                }
+            }
+        }
+    }
+
+    /// Drains acknowledgements still waiting (bounded), then says goodbye to the core so
+    /// the will does not fire when the edge announces the end itself (graceful, revoked,
+    /// shutdown: see `serve`); otherwise the will's "connection_lost" would overwrite the
+    /// retained status just published.
+    async fn finish(&mut self, end: End) -> End {
+        if matches!(end, End::Graceful | End::Shutdown) {
+            let drain = async {
+                while let Some(settled) = self.pending.next().await {
+                    if !matches!(self.settle(settled).await, Ok(None)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+        }
+        if end.announced() {
+            let _ = self.send_core(&Packet::Disconnect).await;
+        }
+        let _ = self.up_tx.shutdown().await;
+        self.tx.close().await;
+        end
+    }
+
+    /// Whether the identity and every subscription are still permitted; narrows
+    /// `grant_until` to the rights that remain.
+    async fn still_allowed(&mut self) -> bool {
+        let subject = self.identity.subject;
+        let live = match subject {
+            Subject::User(u) => self.shared.authn.recheck_user(&u).await,
+            Subject::Device { id, .. } => self.shared.authn.recheck_device(id, self.identity.connected_at).await,
+        };
+        if live.is_err() {
+            return false;
+        }
+        let mut until = None;
+        let filters: Vec<Filter> = self.subscriptions.values().copied().collect();
+        for filter in filters {
+            match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
+                Ok(Some(t)) if t > Utc::now() => until = Some(until.map_or(t, |u: DateTime<Utc>| u.min(t))),
+                Ok(Some(_)) => return false,
+                Ok(None) => {}
+                Err(_) => return false,
+            }
+        }
+        self.grant_until = until;
+        true
+    }
+
+    /// Handles a packet from the client. `Ok(Some(end))` ends the connection.
+    async fn on_client(&mut self, packet: Packet) -> std::io::Result<Option<End>> {
+        match packet {
+            Packet::Publish(publish) => self.client_publish(publish).await,
+            Packet::Subscribe(subscribe) => self.client_subscribe(subscribe).await.map(|_| None),
+            Packet::Unsubscribe(unsubscribe) => {
+                for t in &unsubscribe.topics {
+                    self.subscriptions.remove(t);
+                }
+                self.shared.sessions.unsubscribed(self.owner, self.generation, &unsubscribe.topics);
+                let pkid = self.allocate_pkid();
+                self.upstream.insert(pkid, Upstream::Unsubscribe { client_pkid: unsubscribe.pkid });
+                self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: unsubscribe.topics })).await?;
+                Ok(None)
+            }
+            // Acknowledgements of messages the core delivered: the core's own packet ids.
+            p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingReq) => {
+                self.send_core(&p).await?;
+                Ok(None)
+            }
+            Packet::Disconnect => Ok(Some(End::Graceful)),
+            other => {
+                tracing::info!(packet = ?other, "unexpected packet from client; closing");
+                Ok(Some(End::Violation))
+            }
+        }
+    }
+
+    async fn client_publish(&mut self, publish: Publish) -> std::io::Result<Option<End>> {
+        self.limiter.until_ready().await;
+        let subject = self.identity.subject;
+        let topic = match Topic::parse(&publish.topic) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(client = ?subject, topic = %publish.topic, error = %e, "publish refused: not a contract topic");
+                return Ok(Some(End::Violation));
+            }
+        };
+        if publish.qos == QoS::ExactlyOnce {
+            tracing::warn!(client = ?subject, topic = %publish.topic, "publish refused: QoS 2 is not supported (use QoS 1)");
+            return Ok(Some(End::Violation));
+        }
+        match acl::may_publish(&self.shared.policy, &subject, &topic).await {
+            Ok(_) => {}
+            Err(AclError::Denied(why)) => {
+                // MQTT 3.1.1 has no way to refuse one publish: the connection ends (logged).
+                tracing::warn!(client = ?subject, %topic, %why, "publish refused; disconnecting");
+                return Ok(Some(End::Violation));
+            }
+            Err(AclError::Lookup(e)) => {
+                tracing::error!(error = %e, "policy lookup failed; closing without acknowledging");
+                return Ok(Some(End::StorageUnavailable));
+            }
+        }
+        let pkid = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
+        match (subject, topic) {
+            (
+                Subject::Device { id, hospital },
+                Topic::Device { channel: channel @ (DeviceChannel::Telemetry | DeviceChannel::Session), .. },
+            ) => {
+                let message = DeviceMessage { device: id, hospital, channel, payload: publish.payload.clone() };
+                // A session message is a sequence point: what the device sent before it is
+                // settled first, and what it sends after waits until it is stored, so the
+                // storage sees "start, readings, end" in the device's order.
+                if channel == DeviceChannel::Session {
+                    if let Some(end) = self.drain_pending().await? {
+                        return Ok(Some(end));
+                    }
+                }
+                let stored = self.shared.sink.submit(message);
+                self.pending.push_back(Box::pin(async move {
+                    match stored.await {
+                        Ok(SinkOutcome::Committed { patient }) => {
+                            let mut forward = publish;
+                            // Never retained: a session or reading names a patient.
+                            forward.retain = false;
+                            Settled::Forward { pkid, publish: Some(forward), patient }
+                        }
+                        Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error },
+                        Err(e) => Settled::Unavailable(e.0),
+                    }
+                }));
+                if channel == DeviceChannel::Session {
+                    if let Some(end) = self.drain_pending().await? {
+                        return Ok(Some(end));
+                    }
+                }
+            }
+            (Subject::User(u), Topic::Room { channel: RoomChannel::Typing, .. }) => {
+                // Typing indicators: the server stamps the sender and normalizes QoS and
+                // retain; a client cannot speak for another participant.
+                match typing_payload(&publish.payload, &u) {
+                    Some(payload) => {
+                        let stamped = Publish::new(publish.topic.clone(), QoS::AtMostOnce, payload);
+                        self.forward(stamped, None).await?;
+                    }
+                    None => {
+                        tracing::debug!(client = ?subject, "typing indicator dropped: not {{\"v\":1,\"typing\":bool}}")
+                    }
+                }
+                if let Some(pkid) = pkid {
+                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
+                }
+            }
+            _ => {
+                tracing::warn!(client = ?subject, %topic, "publish refused: not a topic this client publishes on");
+                return Ok(Some(End::Violation));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Settles every waiting acknowledgement, in order.
+    async fn drain_pending(&mut self) -> std::io::Result<Option<End>> {
+        while let Some(settled) = self.pending.next().await {
+            if let Some(end) = self.settle(settled).await? {
+                return Ok(Some(end));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn settle(&mut self, settled: Settled) -> std::io::Result<Option<End>> {
+        match settled {
+            Settled::Forward { pkid, publish, patient } => {
+                if let Some(p) = publish {
+                    // The patient's own copy, for the patient's apps (see topics.md).
+                    let mirror = match (Topic::parse(&p.topic), patient) {
+                        (Ok(Topic::Device { hospital, channel, .. }), Some(patient)) => {
+                            PatientChannel::of(channel).map(|channel| Topic::Patient { hospital, patient, channel })
+                        }
+                        _ => None,
+                    };
+                    if let Some(topic) = mirror {
+                        let mut copy = p.clone();
+                        copy.topic = topic.to_string();
+                        self.forward(copy, None).await?;
+                    }
+                    self.forward(p, None).await?;
+                }
+                if let Some(pkid) = pkid {
+                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
+                }
+                Ok(None)
+            }
+            Settled::Rejected { pkid, error } => {
+                if let Subject::Device { id, hospital } = self.identity.subject {
+                    let topic = Topic::Device { hospital, device: id, channel: DeviceChannel::Errors };
+                    if let Err(e) = self.shared.publisher.publish_json(&topic, &error).await {
+                        tracing::warn!(error = %e, "could not publish a rejection to the device");
+                    }
+                }
+                if let Some(pkid) = pkid {
+                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
+                }
+                Ok(None)
+            }
+            Settled::Unavailable(why) => {
+                tracing::warn!(client = ?self.identity.subject, %why, "storage unavailable; closing without acknowledging");
+                Ok(Some(End::StorageUnavailable))
+            }
+        }
+    }
+
+    async fn client_subscribe(&mut self, subscribe: Subscribe) -> std::io::Result<()> {
+        let subject = self.identity.subject;
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut forward = Vec::new();
+        let mut forwarded = Vec::new();
+        let over_rate = self.subscribe_limiter.check().is_err();
+        if over_rate {
+            tracing::warn!(client = ?subject, "SUBSCRIBE rate exceeded; refusing its filters");
+        }
+        for f in subscribe.filters {
+            let decision = match Filter::parse(&f.path) {
+                _ if over_rate => Err("too many SUBSCRIBE packets per second".to_owned()),
+                Err(e) => Err(e.to_string()),
+                Ok(filter) => match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
+                    Ok(until) => match self.audit(&filter, "mqtt.subscription").await {
+                        Ok(()) => Ok((filter, until)),
+                        Err(e) => Err(format!("cannot audit the access: {e}")),
+                    },
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match decision {
+                Ok((filter, until)) => {
+                    self.note_grant(until);
+                    self.adopt(&f.path, filter);
+                    // QoS 2 is not offered: granted QoS is at most 1.
+                    let qos = if f.qos == QoS::ExactlyOnce { QoS::AtLeastOnce } else { f.qos };
+                    forwarded.push(Carried { path: f.path.clone(), filter, qos });
+                    forward.push(SubscribeFilter { path: f.path, qos });
+                    codes.push(None);
+                }
+                Err(why) => {
+                    tracing::warn!(client = ?subject, filter = %f.path, %why, "subscription refused");
+                    codes.push(Some(SubscribeReasonCode::Failure));
+                }
+            }
+        }
+        if forward.is_empty() {
+            let return_codes = codes.into_iter().map(|c| c.unwrap_or(SubscribeReasonCode::Failure)).collect();
+            return self.send_client(&Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes })).await;
+        }
+        let pkid = self.allocate_pkid();
+        self.upstream.insert(pkid, Upstream::Subscribe { client_pkid: subscribe.pkid, codes, forwarded });
+        self.send_core(&Packet::Subscribe(Subscribe { pkid, filters: forward })).await
+    }
+
+    /// Handles a packet from the core.
+    async fn on_core(&mut self, packet: Packet) -> std::io::Result<()> {
+        match packet {
+            Packet::PubAck(ack) => {
+                if let Some(Upstream::Publish(Some(done))) = self.upstream.remove(&ack.pkid) {
+                    let _ = done.send(());
+                }
+                Ok(())
+            }
+            Packet::SubAck(ack) => {
+                let Some(Upstream::Subscribe { client_pkid, codes, forwarded }) = self.upstream.remove(&ack.pkid)
+                else {
+                    return Ok(());
+                };
+                let mut granted = Vec::new();
+                for (c, code) in forwarded.into_iter().zip(ack.return_codes.iter()) {
+                    if matches!(code, SubscribeReasonCode::Failure) {
+                        self.subscriptions.remove(&c.path);
+                    } else {
+                        granted.push(c);
+                    }
+                }
+                self.shared.sessions.subscribed(self.owner, self.generation, granted);
+                let mut from_core = ack.return_codes.into_iter();
+                let return_codes = codes
+                    .into_iter()
+                    .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(SubscribeReasonCode::Failure)))
+                    .collect();
+                self.send_client(&Packet::SubAck(SubAck { pkid: client_pkid, return_codes })).await
+            }
+            Packet::UnsubAck(ack) => match self.upstream.remove(&ack.pkid) {
+                Some(Upstream::Unsubscribe { client_pkid }) => {
+                    self.send_client(&Packet::UnsubAck(UnsubAck { pkid: client_pkid })).await
+                }
+                _ => Ok(()),
+            },
+            Packet::Publish(mut p) => {
+                if let Some(topic) = self.may_deliver(&p.topic) {
+                    // Delivered at most at the contract's QoS (typing indicators: 0), whatever
+                    // the subscription asked for; the core's QoS 1 flow is settled here.
+                    if Publisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
+                        self.send_core(&Packet::PubAck(PubAck { pkid: p.pkid })).await?;
+                        p.qos = QoS::AtMostOnce;
+                        p.pkid = 0;
+                    }
+                    p.retain = p.retain && Publisher::contract(&topic).1;
+                    return self.send_client(&Packet::Publish(p)).await;
+                }
+                // Not for this client under its current rights (e.g. queued for a session
+                // before a right ended): acknowledged to the core, never delivered.
+                tracing::debug!(client = ?self.identity.subject, topic = %p.topic, "delivery withheld by the gate");
+                if p.qos != QoS::AtMostOnce {
+                    self.send_core(&Packet::PubAck(PubAck { pkid: p.pkid })).await?;
+                }
+                Ok(())
+            }
+            // The rest of the QoS flows of deliveries pass through.
+            p @ (Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingResp) => {
+                self.send_client(&p).await
+            }
+            other => {
+                tracing::debug!(packet = ?other, "ignoring unexpected packet from the core");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes the audit row of a granted subscription (see `Session::audit`).
+async fn audit_subscription(
+    shared: Arc<Shared>,
+    subject: Subject,
+    peer: SocketAddr,
+    filter: Filter,
+    resource: &'static str,
+) -> Result<(), sea_orm::DbErr> {
+    let (device, patient) = match filter {
+        Filter::Exact(Topic::Device { channel: DeviceChannel::Status, .. }) => return Ok(()),
+        Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => (Some(device), None),
+        Filter::Exact(Topic::Patient { patient, .. }) | Filter::AnyPatientChannel { patient, .. } => {
+            (None, Some(patient))
+        }
+        Filter::Exact(Topic::Room { .. } | Topic::Notifications { .. }) | Filter::AnyRoomChannel { .. } => {
+            return Ok(())
+        }
+    };
+    if matches!(subject, Subject::Device { .. }) {
+        return Ok(());
+    }
+    audit::record(
+        &shared.db,
+        audit::Access {
+            subject: &subject,
+            action: AuditAction::Subscribe,
+            resource,
+            patient,
+            device,
+            interface: Interface::Mqtt,
+            client_addr: Some(peer.ip().to_string()),
+        },
+    )
+    .await
+}
+
+/// Largest typing-indicator payload accepted from a client.
+const MAX_TYPING_PAYLOAD: usize = 256;
+
+/// A typing indicator as the server republishes it: `{"v":1,"userId","role","typing","at"}`,
+/// from a client's `{"v":1,"typing":bool}` (other fields are ignored, never relayed).
+pub(super) fn typing_payload(payload: &[u8], user: &nc_access::UserSubject) -> Option<Vec<u8>> {
+    if payload.len() > MAX_TYPING_PAYLOAD {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let typing = v.get("typing")?.as_bool()?;
+    if v.get("v").and_then(|v| v.as_i64()) != Some(1) {
+        return None;
+    }
+    Some(typing_json(user, typing))
+}
+
+/// The stamped indicator for `user`.
+pub(super) fn typing_json(user: &nc_access::UserSubject, typing: bool) -> Vec<u8> {
+    serde_json::json!({"v": 1, "userId": user.id, "role": user.role, "typing": typing, "at": Utc::now()})
+        .to_string()
+        .into_bytes()
+}

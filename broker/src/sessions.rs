@@ -1,0 +1,235 @@
+//! The edge's book of the sessions it keeps in the core.
+//!
+//! rumqttd keeps a persistent session (`clean_session = false`) by client id: on
+//! reconnect it restores the subscriptions and resumes delivery, with no SUBSCRIBE the
+//! edge could authorize. It also keeps a record of every client id it has ever seen. So
+//! the edge never lets a client choose the core's client id: each identity (user or
+//! device) has at most `per_identity` *slots*, and a slot's core id is
+//! `{identity}~{n}`. The book remembers, per slot, which client id uses it, for which
+//! login session (refresh-token family), whether the core keeps it after a disconnect,
+//! and which subscriptions the core holds for it. On reconnect the edge re-authorizes
+//! every carried subscription with the current rights before anything is relayed (see
+//! `edge::relay`), and a persistent session belongs to the login session that created it:
+//! after a logout, a new login starts afresh.
+//!
+//! Bounds: the core sees at most `per_identity` client ids per identity; an identity has
+//! at most that many connections at once; a new client id takes the least recently used
+//! idle slot (its session is forgotten), and when every slot is connected the CONNECT is
+//! refused with code 3. The book lives in memory, exactly as long as the core's sessions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use nc_domain::TokenFamilyId;
+use rumqttc::QoS;
+use uuid::Uuid;
+
+use crate::topic::Filter;
+
+/// A subscription the core holds for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    pub path: String,
+    pub filter: Filter,
+    pub qos: QoS,
+}
+
+struct Slot {
+    index: usize,
+    client_id: String,
+    family: Option<TokenFamilyId>,
+    /// The core keeps this session after a disconnect.
+    persistent: bool,
+    filters: BTreeMap<String, Carried>,
+    /// The connection using the slot now (0: none).
+    holder: u64,
+    last_used: Instant,
+}
+
+/// A slot taken by a connection.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The client id the edge uses in the core.
+    pub upstream_id: String,
+    /// Identifies this connection's hold on the slot.
+    pub generation: u64,
+    /// The subscriptions a resumed session carries (empty for a fresh one).
+    pub carried: Vec<Carried>,
+    /// The core may hold a session under `upstream_id` that must not be resumed: the edge
+    /// makes the core forget it before connecting.
+    pub reset: bool,
+}
+
+/// Every slot of the identity is in use by a live connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many connections for this identity")]
+pub struct Full;
+
+pub struct SessionBook {
+    per_identity: usize,
+    next: AtomicU64,
+    slots: Mutex<HashMap<Uuid, Vec<Slot>>>,
+}
+
+impl SessionBook {
+    pub fn new(per_identity: usize) -> SessionBook {
+        SessionBook { per_identity: per_identity.max(1), next: AtomicU64::new(1), slots: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes the slot of `client_id` for a new connection of `owner`.
+    pub fn claim(
+        &self,
+        owner: Uuid,
+        client_id: &str,
+        clean: bool,
+        family: Option<TokenFamilyId>,
+    ) -> Result<Claim, Full> {
+        let generation = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut all = self.slots.lock().expect("session book");
+        let slots = all.entry(owner).or_default();
+        let now = Instant::now();
+        if let Some(slot) = slots.iter_mut().find(|s| s.client_id == client_id) {
+            let resumable = slot.persistent && !clean && slot.family == family;
+            // A clean CONNECT makes the core discard the session by itself; a persistent
+            // one of another login session must be discarded first.
+            let reset = slot.persistent && !clean && !resumable;
+            let carried = if resumable { slot.filters.values().cloned().collect() } else { Vec::new() };
+            if !resumable {
+                slot.filters.clear();
+            }
+            slot.family = family;
+            slot.persistent = !clean;
+            slot.holder = generation;
+            slot.last_used = now;
+            return Ok(Claim { upstream_id: upstream_id(owner, slot.index), generation, carried, reset });
+        }
+        if slots.len() >= self.per_identity {
+            let idle = slots.iter().enumerate().filter(|(_, s)| s.holder == 0).min_by_key(|(_, s)| s.last_used);
+            match idle {
+                Some((i, _)) => {
+                    slots.swap_remove(i);
+                }
+                None => return Err(Full),
+            }
+        }
+        let index = (0..).find(|i| slots.iter().all(|s| s.index != *i)).expect("a free index");
+        slots.push(Slot {
+            index,
+            client_id: client_id.to_owned(),
+            family,
+            persistent: !clean,
+            filters: BTreeMap::new(),
+            holder: generation,
+            last_used: now,
+        });
+        // A slot index may have served another client id whose session the core still
+        // keeps (evicted above, or before this client id was seen).
+        Ok(Claim { upstream_id: upstream_id(owner, index), generation, carried: Vec::new(), reset: !clean })
+    }
+
+    fn with_slot(&self, owner: Uuid, generation: u64, f: impl FnOnce(&mut Slot)) {
+        let mut all = self.slots.lock().expect("session book");
+        if let Some(slot) = all.get_mut(&owner).and_then(|s| s.iter_mut().find(|s| s.holder == generation)) {
+            f(slot);
+        }
+    }
+
+    /// The core granted these subscriptions.
+    pub fn subscribed(&self, owner: Uuid, generation: u64, granted: impl IntoIterator<Item = Carried>) {
+        self.with_slot(owner, generation, |slot| {
+            for c in granted {
+                slot.filters.insert(c.path.clone(), c);
+            }
+        });
+    }
+
+    /// The core no longer holds these subscriptions.
+    pub fn unsubscribed<'a>(&self, owner: Uuid, generation: u64, paths: impl IntoIterator<Item = &'a String>) {
+        self.with_slot(owner, generation, |slot| {
+            for p in paths {
+                slot.filters.remove(p);
+            }
+        });
+    }
+
+    /// The connection ended; the slot stays (with its session, if persistent).
+    pub fn release(&self, owner: Uuid, generation: u64) {
+        self.with_slot(owner, generation, |slot| {
+            slot.holder = 0;
+            slot.last_used = Instant::now();
+            if !slot.persistent {
+                slot.filters.clear();
+            }
+        });
+    }
+
+    /// Slots in use or kept, over all identities (for metrics).
+    pub fn len(&self) -> usize {
+        self.slots.lock().expect("session book").values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn upstream_id(owner: Uuid, index: usize) -> String {
+    format!("{owner}~{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nc_domain::{DeviceId, HospitalId};
+
+    fn carried() -> Carried {
+        let (h, d) = (HospitalId::new(), DeviceId::new());
+        let filter = Filter::AnyDeviceChannel { hospital: h, device: d };
+        Carried { path: format!("nc/v1/h/{h}/d/{d}/#"), filter, qos: QoS::AtLeastOnce }
+    }
+
+    #[test]
+    fn a_persistent_session_carries_its_subscriptions_for_the_same_login_only() {
+        let book = SessionBook::new(4);
+        let (owner, login, other) = (Uuid::new_v4(), Some(TokenFamilyId::new()), Some(TokenFamilyId::new()));
+        let first = book.claim(owner, "app", false, login).unwrap();
+        assert!(first.reset, "a new slot may hide an old core session");
+        book.subscribed(owner, first.generation, [carried()]);
+        book.release(owner, first.generation);
+
+        let again = book.claim(owner, "app", false, login).unwrap();
+        assert_eq!(
+            (again.upstream_id.as_str(), again.carried.len(), again.reset),
+            (first.upstream_id.as_str(), 1, false)
+        );
+        book.release(owner, again.generation);
+
+        let relogin = book.claim(owner, "app", false, other).unwrap();
+        assert!(relogin.carried.is_empty() && relogin.reset, "another login starts afresh");
+        book.release(owner, relogin.generation);
+
+        let clean = book.claim(owner, "app", true, other).unwrap();
+        assert!(clean.carried.is_empty() && !clean.reset);
+    }
+
+    #[test]
+    fn slots_are_bounded_and_the_least_recently_used_idle_one_is_reused() {
+        let book = SessionBook::new(2);
+        let owner = Uuid::new_v4();
+        let a = book.claim(owner, "a", false, None).unwrap();
+        let b = book.claim(owner, "b", false, None).unwrap();
+        assert_eq!(book.claim(owner, "c", false, None).unwrap_err(), Full);
+        book.release(owner, a.generation);
+        let c = book.claim(owner, "c", false, None).unwrap();
+        assert_eq!(c.upstream_id, a.upstream_id, "c reuses a's slot");
+        assert!(c.reset && c.carried.is_empty());
+        assert_eq!(book.len(), 2);
+        // A takeover of the same client id keeps the slot; the old holder's release is void.
+        let b2 = book.claim(owner, "b", false, None).unwrap();
+        book.release(owner, b.generation);
+        assert_eq!(book.claim(owner, "d", false, None).unwrap_err(), Full, "b is still held by b2");
+        book.release(owner, b2.generation);
+    }
+}
