@@ -30,6 +30,8 @@ pub struct ApiState {
     pub presence: nc_broker::Presence,
     /// The broker's live connections, for metrics.
     pub mqtt: Arc<nc_broker::registry::Registry>,
+    /// What a client may send over HTTP (body size, header and body time).
+    pub limits: crate::HttpLimits,
 }
 
 /// Settings of the API component.
@@ -37,6 +39,7 @@ pub struct ApiState {
 pub struct ApiSettings {
     pub refresh_ttl_secs: u64,
     pub throttle: ThrottleSettings,
+    pub limits: crate::HttpLimits,
 }
 
 impl ApiState {
@@ -57,6 +60,7 @@ impl ApiState {
             throttle: Arc::new(Throttle::new(&settings.throttle)),
             sender: Arc::new(OutboxSender { db: db.clone() }),
             refresh_ttl: chrono::Duration::seconds(settings.refresh_ttl_secs as i64),
+            limits: settings.limits.clone(),
             db,
         }
     }
