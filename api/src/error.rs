@@ -159,6 +159,12 @@ impl From<sea_orm::DbErr> for ApiError {
                 if text.contains("\"UTF8\": 0x00") || text.contains("unsupported Unicode escape sequence") {
                     return ApiError::field("request", "text must not contain the NUL character (\\u0000)");
                 }
+                // A CHECK constraint is a rule about the input that a handler failed to check
+                // first: still the client's 422, naming the rule, never a 500.
+                if let Some(rule) = text.split("violates check constraint \"").nth(1).and_then(|r| r.split('"').next())
+                {
+                    return ApiError::field("request", format!("breaks the rule {rule}"));
+                }
                 match CONFLICTS.iter().find(|(constraint, ..)| text.contains(constraint)) {
                     Some((_, code, message)) => ApiError::Conflict { code, message: (*message).to_owned() },
                     None => ApiError::Internal(text),

@@ -13,7 +13,10 @@
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use nc_access::password;
 use poem_openapi::validation::Validator;
+
+use crate::error::ApiError;
 
 /// Earliest and latest instants a request may name.
 pub const EARLIEST: &str = "1900-01-01T00:00:00Z";
@@ -103,6 +106,55 @@ pub fn json_has_nul(value: &serde_json::Value) -> bool {
         Value::Array(items) => items.iter().any(json_has_nul),
         Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
         Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+// Rules the handlers apply after parsing (trimming, normalising), shared by the APIs.
+
+pub(crate) fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+        && !e.chars().any(char::is_whitespace)
+        && e.matches('@').count() == 1;
+    if valid {
+        Ok(e)
+    } else {
+        Err(ApiError::field("email", "must be an e-mail address such as name@example.org"))
+    }
+}
+
+pub(crate) fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 200 {
+        return Err(ApiError::field(field, "must be 1 to 200 characters"));
+    }
+    Ok(n.to_owned())
+}
+
+pub(crate) fn check_phone(phone: Option<String>) -> Result<Option<String>, ApiError> {
+    match phone {
+        None => Ok(None),
+        Some(p) => {
+            let p = p.trim().to_owned();
+            let digits = p.chars().filter(char::is_ascii_digit).count();
+            let ok = (6..=20).contains(&p.len())
+                && digits >= 6
+                && p.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || " ()-".contains(c) || (c == '+' && i == 0));
+            if ok {
+                Ok(Some(p))
+            } else {
+                Err(ApiError::field("phone", "must be a phone number: digits, spaces, ( ) - and a leading +"))
+            }
+        }
+    }
+}
+
+pub(crate) fn check_password(pw: &str, email: &str, field: &str) -> Result<(), ApiError> {
+    match password::strength_problem(pw, email) {
+        Some(problem) => Err(ApiError::field(field, format!("password {problem}"))),
+        None => Ok(()),
     }
 }
 
