@@ -328,7 +328,12 @@ pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
     };
     let mut body = serde_json::json!({ "code": code, "message": message });
     if status == StatusCode::BAD_REQUEST {
-        if let Some(field) = field_from_message(&message) {
+        // A parameter's own error knows its name; the message may also name a type.
+        let param = err
+            .downcast_ref::<poem_openapi::error::ParseParamError>()
+            .map(|p| p.name)
+            .or_else(|| err.downcast_ref::<poem_openapi::error::ParsePathError>().map(|p| p.name));
+        if let Some(field) = param.map(str::to_owned).or_else(|| field_from_message(&message)) {
             body["fields"] = serde_json::json!([{ "field": field, "message": message }]);
         }
     }
