@@ -169,6 +169,7 @@ impl App {
                 per_account_per_minute: config.auth.attempts_per_account_per_minute,
                 per_address_per_minute: config.auth.attempts_per_address_per_minute,
             },
+            limits: config.http.limits(),
         };
         let api_state =
             nc_api::ApiState::new(db.clone(), &settings, authn, ingest.clone(), broker.presence(), broker.registry());

@@ -60,6 +60,26 @@ pub struct DatabaseConfig {
 pub struct HttpConfig {
     /// `NEPHROCARE_HTTP_ADDR`: REST API, OpenAPI document, docs, health probes.
     pub addr: SocketAddr,
+    /// `NEPHROCARE_HTTP_MAX_BODY_BYTES`: largest request body (413 beyond), with or without
+    /// `Content-Length`.
+    pub max_body_bytes: u64,
+    /// `NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS`: time a client has to send a request's headers
+    /// (the connection is closed after it; also the keep-alive idle time).
+    pub header_read_timeout_secs: u64,
+    /// `NEPHROCARE_HTTP_BODY_TIMEOUT_SECS`: time a client has to send a request's body
+    /// after its headers (408 after it).
+    pub body_read_timeout_secs: u64,
+}
+
+impl HttpConfig {
+    /// The limits the API enforces.
+    pub fn limits(&self) -> nc_api::HttpLimits {
+        nc_api::HttpLimits {
+            max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_secs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -119,7 +139,13 @@ impl Default for DatabaseConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { addr: "127.0.0.1:8080".parse().expect("static address") }
+        let limits = nc_api::HttpLimits::default();
+        Self {
+            addr: "127.0.0.1:8080".parse().expect("static address"),
+            max_body_bytes: limits.max_body_bytes as u64,
+            header_read_timeout_secs: limits.header_read_timeout.as_secs(),
+            body_read_timeout_secs: limits.body_read_timeout.as_secs(),
+        }
     }
 }
 
@@ -237,6 +263,15 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_HTTP_ADDR") {
             config.http.addr = addr("NEPHROCARE_HTTP_ADDR", &v)?;
         }
+        if let Some(v) = env("NEPHROCARE_HTTP_MAX_BODY_BYTES") {
+            config.http.max_body_bytes = number("NEPHROCARE_HTTP_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS") {
+            config.http.header_read_timeout_secs = number("NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS") {
+            config.http.body_read_timeout_secs = number("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS", &v)?;
+        }
         if let Some(v) = env("NEPHROCARE_MQTT_ADDR") {
             config.mqtt.addr = addr("NEPHROCARE_MQTT_ADDR", &v)?;
         }
@@ -295,6 +330,25 @@ impl Config {
         }
         if self.database.max_connections < 2 {
             return Err(ConfigError::new("NEPHROCARE_DB_MAX_CONNECTIONS", "must be at least 2", "Use 2 or more."));
+        }
+        if !(1024..=1 << 30).contains(&self.http.max_body_bytes) {
+            return Err(ConfigError::new(
+                "NEPHROCARE_HTTP_MAX_BODY_BYTES",
+                format!("{} is outside 1024..=1073741824", self.http.max_body_bytes),
+                "Give a size in bytes, e.g. 1048576 (1 MiB, the default).",
+            ));
+        }
+        for (setting, secs) in [
+            ("NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS", self.http.header_read_timeout_secs),
+            ("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS", self.http.body_read_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("{secs} is outside 1..=3600"),
+                    "Give whole seconds (defaults: 10 for headers, 30 for bodies).",
+                ));
+            }
         }
         let secret = &self.auth.jwt_secret;
         if !secret.is_empty() && secret.expose().len() < 32 {
@@ -384,6 +438,23 @@ mod tests {
         std::fs::write(&bad, "[http]\nadress = \"x\"\n").unwrap();
         let e = Config::load(Some(&bad), &|_| None, &Overrides::default()).unwrap_err();
         assert!(e.problem.contains("adress"), "{e}");
+    }
+
+    #[test]
+    fn http_limits_are_configurable_and_checked() {
+        let c = load(&[], Overrides::default()).unwrap();
+        assert_eq!(c.http.limits(), nc_api::HttpLimits::default());
+        assert_eq!(c.http.max_body_bytes, 1024 * 1024);
+        let c = load(
+            &[("NEPHROCARE_HTTP_MAX_BODY_BYTES", "65536"), ("NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS", "3")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!((c.http.limits().max_body_bytes, c.http.limits().header_read_timeout.as_secs()), (65536, 3));
+        let e = load(&[("NEPHROCARE_HTTP_MAX_BODY_BYTES", "10")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_HTTP_MAX_BODY_BYTES");
+        let e = load(&[("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS", "0")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_HTTP_BODY_TIMEOUT_SECS");
     }
 
     #[test]

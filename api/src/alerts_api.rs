@@ -118,13 +118,16 @@ pub struct ThresholdIn {
     /// A `health_metrics` column: heart_rate, temperature_f, systolic_bp, diastolic_bp, spo2,
     /// blood_flow_rate, dialysate_flow_rate, arterial_pressure, venous_pressure,
     /// transmembrane_pressure, dialysate_conductivity, dialysate_temperature_c, uf_rate_ml_h.
+    #[oai(validator(max_length = 64, custom = "crate::validate::NoNul"))]
     pub metric: String,
     pub low: Option<f64>,
     pub high: Option<f64>,
     pub priority: AlertPriority,
     /// Seconds the condition must persist before an alert is raised (0 to 3600).
+    #[oai(validator(minimum(value = "0"), maximum(value = "3600")))]
     pub delay_seconds: Option<i32>,
     /// How far back inside the limit the value must come before the alert clears.
+    #[oai(validator(minimum(value = "0")))]
     pub hysteresis: Option<f64>,
     pub enabled: Option<bool>,
 }
@@ -292,8 +295,8 @@ impl AlertsApi {
         open_only: Query<Option<bool>>,
         #[oai(name = "deviceId")] device_id: Query<Option<DeviceId>>,
         #[oai(name = "patientId")] patient_id: Query<Option<PatientId>>,
-        limit: Query<Option<u64>>,
-        offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
     ) -> Result<Json<AlertPage>> {
         let subject = auth.subject();
         let devices = match state.policy.clinical_devices(&subject).await? {

@@ -36,16 +36,22 @@ const CODE_MAX_ATTEMPTS: i32 = 5;
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Your e-mail: your login, and where codes are sent.
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
     pub email: String,
     /// At least 10 characters mixing three of lowercase, uppercase, digits and symbols.
+    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
     pub password: String,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
+    #[oai(validator(max_length = 20, custom = "crate::validate::NoNul"))]
     pub phone: Option<String>,
     /// Your hospital's code (from the hospital). Not needed with an enrollment code.
+    #[oai(validator(max_length = 64, custom = "crate::validate::NoNul"))]
     pub hospital_code: Option<String>,
     /// Only `patient` may be chosen; staff roles come from an enrollment code.
     pub role: Option<Role>,
     /// An enrollment code issued by your hospital's admin: it sets your role and hospital.
+    #[oai(validator(max_length = 128, custom = "crate::validate::NoNul"))]
     pub enrollment_code: Option<String>,
 }
 
@@ -69,7 +75,9 @@ pub enum RegisterResponse {
 #[derive(Object, Debug)]
 #[oai(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
     pub email: String,
+    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
     pub password: String,
 }
 
@@ -92,28 +100,35 @@ pub struct TokenPair {
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[oai(validator(max_length = 512, custom = "crate::validate::NoNul"))]
     pub refresh_token: String,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyOtpRequest {
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
     pub email: String,
     /// The six-digit code that was sent.
+    #[oai(validator(max_length = 16, custom = "crate::validate::NoNul"))]
     pub code: String,
 }
 
 #[derive(Object, Debug)]
 #[oai(deny_unknown_fields)]
 pub struct ResetRequest {
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
     pub email: String,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetConfirmRequest {
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
     pub email: String,
+    #[oai(validator(max_length = 16, custom = "crate::validate::NoNul"))]
     pub code: String,
+    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
     pub new_password: String,
 }
 
@@ -140,52 +155,7 @@ pub struct AuthApi;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
-pub(crate) fn normalize_email(email: &str) -> std::result::Result<String, ApiError> {
-    let e = email.trim().to_lowercase();
-    let valid = e.len() <= 254
-        && e.split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
-        && !e.chars().any(char::is_whitespace)
-        && e.matches('@').count() == 1;
-    if valid {
-        Ok(e)
-    } else {
-        Err(ApiError::field("email", "must be an e-mail address such as name@example.org"))
-    }
-}
-
-pub(crate) fn check_name(field: &str, name: &str) -> std::result::Result<String, ApiError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 200 {
-        return Err(ApiError::field(field, "must be 1 to 200 characters"));
-    }
-    Ok(n.to_owned())
-}
-
-pub(crate) fn check_phone(phone: Option<String>) -> std::result::Result<Option<String>, ApiError> {
-    match phone {
-        None => Ok(None),
-        Some(p) => {
-            let p = p.trim().to_owned();
-            let digits = p.chars().filter(char::is_ascii_digit).count();
-            let ok = (6..=20).contains(&p.len())
-                && digits >= 6
-                && p.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || " ()-".contains(c) || (c == '+' && i == 0));
-            if ok {
-                Ok(Some(p))
-            } else {
-                Err(ApiError::field("phone", "must be a phone number: digits, spaces, ( ) - and a leading +"))
-            }
-        }
-    }
-}
-
-pub(crate) fn check_password(pw: &str, email: &str, field: &str) -> std::result::Result<(), ApiError> {
-    match password::strength_problem(pw, email) {
-        Some(problem) => Err(ApiError::field(field, format!("password {problem}"))),
-        None => Ok(()),
-    }
-}
+pub(crate) use crate::validate::{check_name, check_password, check_phone, normalize_email};
 
 /// Creates a code for `user`, replacing any unused one of the same purpose, and sends it.
 pub(crate) async fn send_code(

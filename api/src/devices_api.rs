@@ -28,10 +28,15 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterDeviceRequest {
     /// The physical device id printed on the machine: letters, digits, `.`, `_`, `-`.
+    #[oai(validator(max_length = 64, custom = "crate::validate::NoNul"))]
     pub serial: String,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub model: Option<String>,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub location: Option<String>,
+    #[oai(validator(custom = "crate::validate::Time"))]
     pub maintenance_due_at: Option<chrono::DateTime<Utc>>,
 }
 
@@ -75,7 +80,9 @@ pub struct TemporaryAccessRequest {
     /// Another technician of your hospital.
     pub technician_id: UserId,
     /// How long the hand-over lasts: 1 minute to 7 days (10080).
+    #[oai(validator(minimum(value = "1"), maximum(value = "10080")))]
     pub duration_minutes: i64,
+    #[oai(validator(max_length = 1000, custom = "crate::validate::NoNul"))]
     pub reason: Option<String>,
 }
 
@@ -108,8 +115,10 @@ impl DevicesApi {
         /// Only devices whose clinical data you may read (assigned or handed over to you).
         mine: Query<Option<bool>>,
         /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
-        /// Items to skip.
+        /// Items to skip (at most 1000000000).
+        #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
     ) -> Result<Json<DevicePage>> {
         let subject = auth.subject();
@@ -303,8 +312,10 @@ impl DevicesApi {
         /// Only sessions in this status.
         status: Query<Option<SessionStatus>>,
         /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
-        /// Items to skip.
+        /// Items to skip (at most 1000000000).
+        #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
     ) -> Result<Json<SessionPage>> {
         let subject = auth.subject();

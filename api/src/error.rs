@@ -45,6 +45,9 @@ pub enum ErrorResponse {
     /// No valid credentials.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The request's body was not received in time (`http.body_read_timeout_secs`).
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
     /// Authenticated, but this caller may not do this to this object.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
@@ -54,7 +57,11 @@ pub enum ErrorResponse {
     /// The request conflicts with the current state (duplicate, overlapping booking...).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
-    /// Well-formed, but a value breaks a rule; `fields` names each offending field.
+    /// The request's body is larger than the limit (`http.max_body_bytes`, 1 MiB by default).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Well-formed, but a value breaks a rule (too long, out of range, a NUL character...);
+    /// `fields` names each offending field.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
     /// Too many attempts; retry after the number of seconds in `Retry-After`.
@@ -81,6 +88,10 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body not received within {0:?}")]
+    RequestTimeout(std::time::Duration),
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     #[error("database unavailable: {0}")]
@@ -143,6 +154,17 @@ impl From<sea_orm::DbErr> for ApiError {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => ApiError::Unavailable(e.to_string()),
             _ => {
                 let text = e.to_string();
+                // PostgreSQL refuses U+0000 in text and jsonb. Validators refuse it first; this
+                // catches any field that escaped them: the client's input, not our failure.
+                if text.contains("\"UTF8\": 0x00") || text.contains("unsupported Unicode escape sequence") {
+                    return ApiError::field("request", "text must not contain the NUL character (\\u0000)");
+                }
+                // A CHECK constraint is a rule about the input that a handler failed to check
+                // first: still the client's 422, naming the rule, never a 500.
+                if let Some(rule) = text.split("violates check constraint \"").nth(1).and_then(|r| r.split('"').next())
+                {
+                    return ApiError::field("request", format!("breaks the rule {rule}"));
+                }
                 match CONFLICTS.iter().find(|(constraint, ..)| text.contains(constraint)) {
                     Some((_, code, message)) => ApiError::Conflict { code, message: (*message).to_owned() },
                     None => ApiError::Internal(text),
@@ -168,6 +190,14 @@ impl From<ApiError> for ErrorResponse {
                 let message = format!("invalid value for {}", names.join(", "));
                 ErrorResponse::Unprocessable(Json(ErrorBody { code: "validation_failed".into(), message, fields }))
             }
+            ApiError::PayloadTooLarge { limit } => ErrorResponse::PayloadTooLarge(Json(ErrorBody::new(
+                "payload_too_large",
+                format!("the request body is larger than the limit of {limit} bytes"),
+            ))),
+            ApiError::RequestTimeout(after) => ErrorResponse::RequestTimeout(Json(ErrorBody::new(
+                "request_timeout",
+                format!("the request body was not received within {} s", after.as_secs_f64()),
+            ))),
             ApiError::RateLimited { retry_after_secs } => ErrorResponse::TooManyRequests(
                 Json(ErrorBody::new("rate_limited", format!("too many attempts; retry in {retry_after_secs} s"))),
                 retry_after_secs,
@@ -212,24 +242,85 @@ fn field_from_message(message: &str) -> Option<String> {
     None
 }
 
+/// poem-openapi's text for a value that fails a declared validator.
+const VERIFICATION_FAILED: &str = "verification failed. ";
+
+/// A validator's rule, as poem-openapi prints it (`maxLength(200)`, `maximum(200, exclusive:
+/// false)`...), as words for the client. Our own validators already print words.
+fn describe(rule: &str) -> String {
+    let rule = rule.split(" (occurred while parsing").next().unwrap_or(rule).trim();
+    let arg = |name: &str| rule.strip_prefix(name)?.strip_prefix('(')?.strip_suffix(')');
+    let bound = |args: &str| match args.split_once(", exclusive: ") {
+        Some((n, "true")) => (n.to_owned(), true),
+        Some((n, _)) => (n.to_owned(), false),
+        None => (args.to_owned(), false),
+    };
+    if let Some(n) = arg("maxLength") {
+        format!("must be at most {n} characters")
+    } else if let Some(n) = arg("minLength") {
+        format!("must be at least {n} characters")
+    } else if let Some(n) = arg("maxItems") {
+        format!("must have at most {n} items")
+    } else if let Some(args) = arg("maximum") {
+        match bound(args) {
+            (n, true) => format!("must be less than {n}"),
+            (n, false) => format!("must be at most {n}"),
+        }
+    } else if let Some(args) = arg("minimum") {
+        match bound(args) {
+            (n, true) => format!("must be greater than {n}"),
+            (n, false) => format!("must be at least {n}"),
+        }
+    } else if let Some(p) = arg("pattern") {
+        format!("must match the pattern {p}")
+    } else {
+        rule.to_owned()
+    }
+}
+
+/// A value that parsed but broke a declared validator (too long, out of range, a NUL
+/// character...): the field and what is wrong with it.
+fn validation_failure(err: &poem::Error) -> Option<FieldError> {
+    use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
+    if let Some(p) = err.downcast_ref::<ParseParamError>() {
+        let rule = p.reason.strip_prefix(VERIFICATION_FAILED)?;
+        return Some(FieldError { field: p.name.to_owned(), message: describe(rule) });
+    }
+    let p = err.downcast_ref::<ParseRequestPayloadError>()?;
+    let at = p.reason.find(VERIFICATION_FAILED)?;
+    let field = field_from_message(&p.reason[..at])?;
+    Some(FieldError { field, message: describe(&p.reason[at + VERIFICATION_FAILED.len()..]) })
+}
+
 /// Errors raised outside the operations' own code get the same JSON body: request parsing
 /// (bad JSON, a wrong type, a missing or unknown field, a bad parameter: 400 naming the
-/// field), authentication (401), unknown paths (404), wrong methods (405).
+/// field; a value breaking a declared validator: 422 naming the field), authentication
+/// (401), unknown paths (404), wrong methods (405), unsupported media types (415).
 pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
     // An `ErrorResponse` returned by an operation is already a complete response.
     if err.is_from_response() {
         return err.into_response();
+    }
+    if let Some(field) = validation_failure(&err) {
+        return ErrorResponse::from(ApiError::Validation(vec![field])).into_response();
     }
     let status = err.status();
     let code = match status {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         s if s.is_server_error() => "internal",
         _ => "bad_request",
     };
-    let message = if status.is_server_error() {
+    let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(error = %err, "dependency unavailable");
+        "the service is temporarily unavailable; retry later".to_owned()
+    } else if status.is_server_error() {
         tracing::error!(error = %err, "unhandled error");
         "internal error; it has been logged".to_owned()
     } else {
@@ -237,7 +328,12 @@ pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
     };
     let mut body = serde_json::json!({ "code": code, "message": message });
     if status == StatusCode::BAD_REQUEST {
-        if let Some(field) = field_from_message(&message) {
+        // A parameter's own error knows its name; the message may also name a type.
+        let param = err
+            .downcast_ref::<poem_openapi::error::ParseParamError>()
+            .map(|p| p.name)
+            .or_else(|| err.downcast_ref::<poem_openapi::error::ParsePathError>().map(|p| p.name));
+        if let Some(field) = param.map(str::to_owned).or_else(|| field_from_message(&message)) {
             body["fields"] = serde_json::json!([{ "field": field, "message": message }]);
         }
     }
@@ -257,5 +353,14 @@ mod tests {
             Some("age".into())
         );
         assert_eq!(field_from_message("no field here"), None);
+    }
+
+    #[test]
+    fn validator_rules_read_as_words() {
+        assert_eq!(describe("maxLength(200)"), "must be at most 200 characters");
+        assert_eq!(describe("maximum(200, exclusive: false)"), "must be at most 200");
+        assert_eq!(describe("minimum(0, exclusive: true)"), "must be greater than 0");
+        assert_eq!(describe(r#"maxLength(4000) (occurred while parsing "X")"#), "must be at most 4000 characters");
+        assert_eq!(describe("must not contain the NUL character"), "must not contain the NUL character");
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! The component is a library: [`run`] serves [`routes`] on a listener until `shutdown`
 //! completes, then drains in-flight requests.
+//!
+//! Robustness: request bodies are limited in size and time ([`limits`]), request headers in
+//! time ([`server`]), every field by validators declared in the OpenAPI document
+//! ([`validate`]); a panic in a handler is answered with 500 rather than a dropped
+//! connection; the request log never shows a query string ([`request_log`]).
 
 mod alerts_api;
 mod auth_api;
@@ -11,23 +16,27 @@ mod devices_api;
 pub mod dto;
 pub mod error;
 mod health;
+pub mod limits;
 pub mod live;
 mod patients_api;
+pub mod request_log;
 pub mod security;
+pub mod server;
 pub mod state;
 mod telemetry_api;
 mod users_api;
+pub mod validate;
 
 use std::future::Future;
 use std::time::Duration;
 
 use poem::endpoint::{make_sync, BoxEndpoint};
-use poem::listener::TcpAcceptor;
-use poem::middleware::Tracing;
-use poem::{EndpointExt, Route, Server};
+use poem::middleware::CatchPanic;
+use poem::{EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{ApiError, ErrorBody, ErrorResponse, FieldError};
+pub use limits::HttpLimits;
 pub use state::{ApiSettings, ApiState, ThrottleSettings};
 
 /// Groups of operations in the OpenAPI document.
@@ -76,7 +85,11 @@ fn service() -> OpenApiService<Apis, ()> {
         .description(
             "REST API of the Nephrocare renal-care monitoring platform: accounts, devices, \
              patients, telemetry history and trends, alerts, chat and session bookings. \
-             Errors always have the JSON body `ErrorBody` (`code`, `message`, `fields`).",
+             Errors always have the JSON body `ErrorBody` (`code`, `message`, `fields`). \
+             Request bodies are limited to 1 MiB by default (413 `payload_too_large`) and must \
+             arrive within 30 s of their headers (408); every text field has a maximum length \
+             and may not contain U+0000, and times lie between 1900 and 9999 (422 \
+             `validation_failed`, naming the field).",
         )
         .server("/")
 }
@@ -86,11 +99,22 @@ pub fn openapi_json() -> String {
     service().spec()
 }
 
+/// A panic in a handler: logged, and answered like any internal error.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    ErrorResponse::from(ApiError::Internal(format!("handler panicked: {what}"))).into_response()
+}
+
 /// All HTTP routes: the API, `/healthz`, `/readyz`, `/api/openapi.json` and `/docs`.
 pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
     let service = service();
     let docs = service.swagger_ui();
     let spec = service.spec();
+    let limits = state.limits.clone();
     Route::new()
         .nest("/", service)
         .at(
@@ -101,12 +125,14 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
         .catch_all_error(error::catch_all)
         .data(state)
-        .with(Tracing)
+        .with(CatchPanic::new().with_handler(panicked))
+        .with(limits::BodyLimit::new(limits))
+        .with(request_log::RequestLog)
         .boxed()
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then gives in-flight requests
-/// up to 10 s to finish.
+/// up to 10 s to finish. Limits come from the state's [`HttpLimits`].
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -121,10 +147,8 @@ pub async fn run(
             throttle.tidy();
         }
     });
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    let result = Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes(state), shutdown, Some(Duration::from_secs(10)))
-        .await;
+    let limits = state.limits.clone();
+    let result = server::serve(listener, routes(state), limits, shutdown, Duration::from_secs(10)).await;
     tidy.abort();
     result
 }

@@ -25,8 +25,11 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePatientRequest {
     /// The hospital's patient number: letters, digits and dashes.
+    #[oai(validator(max_length = 32, custom = "crate::validate::NoNul"))]
     pub patient_number: String,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
+    #[oai(validator(custom = "crate::validate::Date"))]
     pub date_of_birth: Option<NaiveDate>,
     pub gender: Option<Gender>,
     pub blood_group: Option<BloodGroup>,
@@ -34,8 +37,11 @@ pub struct CreatePatientRequest {
     pub user_id: Option<UserId>,
     pub assigned_doctor_id: Option<UserId>,
     pub assigned_device_id: Option<DeviceId>,
+    #[oai(validator(minimum(value = "2"), maximum(value = "400")))]
     pub dry_weight_kg: Option<f64>,
+    #[oai(validator(custom = "crate::validate::SmallJson"))]
     pub dialysis_schedule: Option<serde_json::Value>,
+    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
     pub diagnosis: Option<String>,
     pub vascular_access: Option<VascularAccess>,
 }
@@ -44,19 +50,28 @@ pub struct CreatePatientRequest {
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePatientRequest {
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: Option<String>,
+    #[oai(validator(custom = "crate::validate::Date"))]
     pub date_of_birth: Option<NaiveDate>,
     pub gender: Option<Gender>,
     pub blood_group: Option<BloodGroup>,
     pub assigned_doctor_id: Option<UserId>,
     pub assigned_device_id: Option<DeviceId>,
+    #[oai(validator(minimum(value = "2"), maximum(value = "400")))]
     pub dry_weight_kg: Option<f64>,
+    #[oai(validator(custom = "crate::validate::SmallJson"))]
     pub dialysis_schedule: Option<serde_json::Value>,
+    #[oai(validator(custom = "crate::validate::Time"))]
     pub last_dialysis_at: Option<chrono::DateTime<Utc>>,
+    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
     pub diagnosis: Option<String>,
     pub vascular_access: Option<VascularAccess>,
+    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
     pub allergies: Option<String>,
+    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
     pub medications: Option<String>,
+    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
     pub notes: Option<String>,
 }
 

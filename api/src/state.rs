@@ -32,6 +32,8 @@ pub struct ApiState {
     pub mqtt: Arc<nc_broker::registry::Registry>,
     /// Open live streams per person (bounded).
     pub streams: Arc<crate::live::StreamCounts>,
+    /// What a client may send over HTTP (body size, header and body time).
+    pub limits: crate::HttpLimits,
 }
 
 /// Settings of the API component.
@@ -39,6 +41,7 @@ pub struct ApiState {
 pub struct ApiSettings {
     pub refresh_ttl_secs: u64,
     pub throttle: ThrottleSettings,
+    pub limits: crate::HttpLimits,
 }
 
 impl ApiState {
@@ -60,6 +63,7 @@ impl ApiState {
             throttle: Arc::new(Throttle::new(&settings.throttle)),
             sender: Arc::new(OutboxSender { db: db.clone() }),
             refresh_ttl: chrono::Duration::seconds(settings.refresh_ttl_secs as i64),
+            limits: settings.limits.clone(),
             db,
         }
     }

@@ -237,6 +237,7 @@ impl TelemetryApi {
         let after = match cursor {
             Some(c) => Some(
                 nc_ingest::query::Cursor::decode(&c)
+                    .filter(|c| crate::validate::in_range(&c.time))
                     .ok_or_else(|| ApiError::field("cursor", "is not a cursor from a previous page"))?,
             ),
             None => None,
@@ -306,12 +307,16 @@ impl TelemetryApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         /// Start of the range (default: a day before `to`).
+        #[oai(validator(custom = "crate::validate::Time"))]
         from: Query<Option<DateTime<Utc>>>,
         /// End of the range, exclusive (default: now).
+        #[oai(validator(custom = "crate::validate::Time"))]
         to: Query<Option<DateTime<Utc>>>,
         /// Page size, 1 to 1000 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u64>>,
         /// `nextCursor` of the previous page.
+        #[oai(validator(max_length = 100, custom = "crate::validate::NoNul"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<HistoryPage>> {
         Self::history_page(&state, req, &auth, patient_id.0, from.0, to.0, limit.0, cursor.0).await
@@ -326,10 +331,10 @@ impl TelemetryApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-        from: Query<Option<DateTime<Utc>>>,
-        to: Query<Option<DateTime<Utc>>>,
-        limit: Query<Option<u64>>,
-        cursor: Query<Option<String>>,
+        #[oai(validator(custom = "crate::validate::Time"))] from: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(custom = "crate::validate::Time"))] to: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
+        #[oai(validator(max_length = 100, custom = "crate::validate::NoNul"))] cursor: Query<Option<String>>,
     ) -> Result<Json<HistoryPage>> {
         Self::history_page(&state, req, &auth, patient_id.0, from.0, to.0, limit.0, cursor.0).await
     }
@@ -345,12 +350,13 @@ impl TelemetryApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-        from: Query<Option<DateTime<Utc>>>,
-        to: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(custom = "crate::validate::Time"))] from: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(custom = "crate::validate::Time"))] to: Query<Option<DateTime<Utc>>>,
         /// Bucket size (default 1h).
         resolution: Query<Option<Resolution>>,
         /// Comma-separated measurement names (default: heartRate, temperature,
         /// bloodPressure, oxygenSaturation, flowRate, totalVolume).
+        #[oai(validator(max_length = 500, custom = "crate::validate::NoNul"))]
         metrics: Query<Option<String>>,
     ) -> Result<Json<TrendsOut>> {
         readable_patient(&state, req, &auth, patient_id.0, "patient.trends").await?;
@@ -413,8 +419,8 @@ impl TelemetryApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-        limit: Query<Option<u64>>,
-        offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
     ) -> Result<Json<SessionPage>> {
         readable_patient(&state, req, &auth, patient_id.0, "patient.sessions").await?;
         let (limit, offset) = page(limit.0, offset.0)?;

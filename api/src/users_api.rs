@@ -24,21 +24,29 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileUpdate {
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: Option<String>,
+    #[oai(validator(max_length = 20, custom = "crate::validate::NoNul"))]
     pub phone: Option<String>,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub ward: Option<String>,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
     pub email: String,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
     /// `doctor`, `technician`, `admin` or `patient`.
     pub role: Role,
+    #[oai(validator(max_length = 20, custom = "crate::validate::NoNul"))]
     pub phone: Option<String>,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub ward: Option<String>,
     /// Optional initial password. Without it, a code to set one is sent to the e-mail.
+    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
     pub initial_password: Option<String>,
 }
 
@@ -55,6 +63,7 @@ pub struct EnrollmentRequest {
     /// `doctor` or `technician`.
     pub role: AssignmentRole,
     /// Hours the code stays valid (1 to 336; default 72).
+    #[oai(validator(minimum(value = "1"), maximum(value = "336")))]
     pub valid_hours: Option<i64>,
 }
 
@@ -193,10 +202,13 @@ impl UsersApi {
         auth: BearerAuth,
         role: Path<Role>,
         /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
-        /// Items to skip.
+        /// Items to skip (at most 1000000000).
+        #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
         /// Only names or e-mails containing this text (case-insensitive).
+        #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
         q: Query<Option<String>>,
         /// Only active (true) or inactive (false) accounts.
         active: Query<Option<bool>>,

@@ -12,6 +12,7 @@ mod auth;
 mod authz;
 mod cli;
 mod compose;
+mod limits;
 mod mqtt;
 mod schema;
 mod serve;

@@ -118,7 +118,20 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb) -> TestApp {
-        let app = App::new(test_config(&db.url)).start().await.expect("the service starts");
+        let config = test_config(&db.url);
+        TestApp::spawn_configured(db, config).await
+    }
+
+    /// The service on a fresh database, with the test configuration changed by `tweak`.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::migrated().await;
+        let mut config = test_config(&db.url);
+        tweak(&mut config);
+        TestApp::spawn_configured(db, config).await
+    }
+
+    pub async fn spawn_configured(db: TestDb, config: Config) -> TestApp {
+        let app = App::new(config).start().await.expect("the service starts");
         let client = Client::new(format!("http://{}", app.http_addr));
         TestApp { app: Some(app), client, db }
     }
@@ -222,6 +235,9 @@ pub fn binary() -> std::process::Command {
         "NEPHROCARE_LOG_FORMAT",
         "NEPHROCARE_LOG",
         "NEPHROCARE_JWT_SECRET",
+        "NEPHROCARE_HTTP_MAX_BODY_BYTES",
+        "NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS",
+        "NEPHROCARE_HTTP_BODY_TIMEOUT_SECS",
     ] {
         cmd.env_remove(var);
     }

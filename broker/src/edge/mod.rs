@@ -390,9 +390,7 @@ async fn open_upstream(
         // wait for the close, or the router could see the next CONNECT first and then end
         // the new session in place of the old one.
         let mut sink = [0u8; 256];
-        let closed = async {
-            while matches!(up_rx.read(&mut sink).await, Ok(n) if n > 0) {}
-        };
+        let closed = async { while matches!(up_rx.read(&mut sink).await, Ok(n) if n > 0) {} };
         let _ = tokio::time::timeout(Duration::from_secs(2), closed).await;
     }
     // rumqttd refuses keep-alive 0 (which MQTT allows: no keep-alive); the edge then keeps

@@ -1,0 +1,78 @@
+//! The request log: one line per request with the method, the path, the status and the
+//! duration. Never the query string: the live WebSocket takes its access token in
+//! `?token=`, and a query may carry personal data (`?q=` searches by name). Only the names
+//! of the query's parameters are logged, never their values.
+
+use std::time::Instant;
+
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+
+/// Logs every request (target `nephrocare_api::request`): 5xx at warn, the rest at info.
+pub struct RequestLog;
+
+impl<E: Endpoint> Middleware<E> for RequestLog {
+    type Output = RequestLogEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        RequestLogEndpoint { inner }
+    }
+}
+
+pub struct RequestLogEndpoint<E> {
+    inner: E,
+}
+
+/// The names of a query's parameters, without their values: `token=…&q=…` → `token,q`.
+/// A "name" that does not look like one (a bare value such as `?eyJhbGciOi…`) is replaced
+/// by `*`; at most 16 names are listed.
+pub(crate) fn query_names(query: &str) -> String {
+    let looks_like_a_name =
+        |n: &str| n.len() <= 32 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.[]".contains(&b));
+    let mut names: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').map_or(p, |(name, _)| name))
+        .map(|n| if looks_like_a_name(n) { n } else { "*" })
+        .take(16)
+        .collect();
+    names.dedup();
+    names.join(",")
+}
+
+impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = req.original_uri();
+        let path = uri.path().to_owned();
+        let query = uri.query().map(query_names).unwrap_or_default();
+        let remote = req.remote_addr().to_string();
+        let resp = self.inner.call(req).await.map(IntoResponse::into_response);
+        let status = match &resp {
+            Ok(r) => r.status(),
+            Err(e) => e.status(),
+        };
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::warn!(target: "nephrocare_api::request", %method, %path, query_params = %query, status = status.as_u16(), duration_ms, %remote, "request");
+        } else {
+            tracing::info!(target: "nephrocare_api::request", %method, %path, query_params = %query, status = status.as_u16(), duration_ms, %remote, "request");
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_names;
+
+    #[test]
+    fn only_parameter_names_are_kept() {
+        assert_eq!(query_names("token=eyJhbGciOi.secret&x=1"), "token,x");
+        assert_eq!(query_names("flag&&q=Ann%20Smith"), "flag,q");
+        assert_eq!(query_names("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"), "*");
+        assert_eq!(query_names(""), "");
+    }
+}

@@ -1,0 +1,177 @@
+//! Rules for single request values that poem-openapi's own validators cannot state, used as
+//! `#[oai(validator(custom = "crate::validate::…"))]` next to `max_length`, `minimum` and
+//! `maximum` (which appear in the OpenAPI document). A value that breaks one is answered
+//! with 422 `validation_failed` naming the field (see `error::catch_all`).
+//!
+//! - [`NoNul`]: PostgreSQL cannot store U+0000 in text, so no string may contain it.
+//! - [`Time`] and [`Date`]: chrono parses years ±262143, which PostgreSQL and time
+//!   arithmetic cannot all handle; requests are kept to years 1900 to 9999.
+//! - [`SmallJson`]: free-form JSON (the dialysis schedule) of bounded size, without U+0000.
+//!
+//! The message a validator gives is its `Display`, phrased to follow the field's name.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use nc_access::password;
+use poem_openapi::validation::Validator;
+
+use crate::error::ApiError;
+
+/// Earliest and latest instants a request may name.
+pub const EARLIEST: &str = "1900-01-01T00:00:00Z";
+pub const LATEST: &str = "9999-12-31T23:59:59Z";
+
+fn earliest() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(EARLIEST).expect("static time").to_utc()
+}
+
+fn latest() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(LATEST).expect("static time").to_utc()
+}
+
+/// Largest serialized size of a free-form JSON field, in bytes.
+pub const JSON_MAX_BYTES: usize = 4000;
+
+/// No U+0000 character.
+pub struct NoNul;
+
+impl fmt::Display for NoNul {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("must not contain the NUL character (\\u0000)")
+    }
+}
+
+impl<T: AsRef<str>> Validator<T> for NoNul {
+    fn check(&self, value: &T) -> bool {
+        !value.as_ref().contains('\0')
+    }
+}
+
+/// An instant between [`EARLIEST`] and [`LATEST`].
+pub struct Time;
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "must be between {EARLIEST} and {LATEST}")
+    }
+}
+
+impl Validator<DateTime<Utc>> for Time {
+    fn check(&self, value: &DateTime<Utc>) -> bool {
+        in_range(value)
+    }
+}
+
+/// Whether `t` lies between [`EARLIEST`] and [`LATEST`].
+pub fn in_range(t: &DateTime<Utc>) -> bool {
+    (earliest()..=latest()).contains(t)
+}
+
+/// A date between 1900-01-01 and 9999-12-31.
+pub struct Date;
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("must be between 1900-01-01 and 9999-12-31")
+    }
+}
+
+impl Validator<NaiveDate> for Date {
+    fn check(&self, value: &NaiveDate) -> bool {
+        (earliest().date_naive()..=latest().date_naive()).contains(value)
+    }
+}
+
+/// A JSON value of at most [`JSON_MAX_BYTES`] bytes, with no U+0000 in any string or key.
+pub struct SmallJson;
+
+impl fmt::Display for SmallJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "must be JSON of at most {JSON_MAX_BYTES} bytes, without the NUL character (\\u0000)")
+    }
+}
+
+impl Validator<serde_json::Value> for SmallJson {
+    fn check(&self, value: &serde_json::Value) -> bool {
+        !json_has_nul(value) && serde_json::to_vec(value).is_ok_and(|v| v.len() <= JSON_MAX_BYTES)
+    }
+}
+
+/// Whether any string or key in `value` contains U+0000 (PostgreSQL's `jsonb` refuses it).
+pub fn json_has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+// Rules the handlers apply after parsing (trimming, normalising), shared by the APIs.
+
+pub(crate) fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+        && !e.chars().any(char::is_whitespace)
+        && e.matches('@').count() == 1;
+    if valid {
+        Ok(e)
+    } else {
+        Err(ApiError::field("email", "must be an e-mail address such as name@example.org"))
+    }
+}
+
+pub(crate) fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 200 {
+        return Err(ApiError::field(field, "must be 1 to 200 characters"));
+    }
+    Ok(n.to_owned())
+}
+
+pub(crate) fn check_phone(phone: Option<String>) -> Result<Option<String>, ApiError> {
+    match phone {
+        None => Ok(None),
+        Some(p) => {
+            let p = p.trim().to_owned();
+            let digits = p.chars().filter(char::is_ascii_digit).count();
+            let ok = (6..=20).contains(&p.len())
+                && digits >= 6
+                && p.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || " ()-".contains(c) || (c == '+' && i == 0));
+            if ok {
+                Ok(Some(p))
+            } else {
+                Err(ApiError::field("phone", "must be a phone number: digits, spaces, ( ) - and a leading +"))
+            }
+        }
+    }
+}
+
+pub(crate) fn check_password(pw: &str, email: &str, field: &str) -> Result<(), ApiError> {
+    match password::strength_problem(pw, email) {
+        Some(problem) => Err(ApiError::field(field, format!("password {problem}"))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_hold_at_their_bounds() {
+        assert!(Validator::<String>::check(&NoNul, &"plain".to_owned()));
+        assert!(!Validator::<String>::check(&NoNul, &"a\0b".to_owned()));
+        assert!(Time.check(&earliest()) && Time.check(&latest()));
+        assert!(!Time.check(&DateTime::<Utc>::MIN_UTC) && !Time.check(&DateTime::<Utc>::MAX_UTC));
+        assert!(Date.check(&NaiveDate::from_ymd_opt(1900, 1, 1).unwrap()));
+        assert!(!Date.check(&NaiveDate::MIN));
+        assert!(SmallJson.check(&serde_json::json!({"days": ["mon"]})));
+        assert!(!SmallJson.check(&serde_json::json!({"days": ["mo\u{0}n"]})));
+        assert!(!SmallJson.check(&serde_json::json!({"x": "y".repeat(JSON_MAX_BYTES)})));
+    }
+}
