@@ -477,7 +477,7 @@ pub async fn queries(url: &str, days: i64) -> Result<String, String> {
         let mut times = Vec::new();
         for _ in 0..7 {
             let t = Instant::now();
-            nc_ingest::query::trends(&pool, p, from, end, res, &metrics).await.map_err(e)?;
+            nc_ingest::query::trends(&pool, p, from, end, res, &metrics, None).await.map_err(e)?;
             times.push(t.elapsed().as_micros() as u64);
         }
         report.push_str(&format!(
@@ -490,7 +490,7 @@ pub async fn queries(url: &str, days: i64) -> Result<String, String> {
     let mut cursor = None;
     for _ in 0..20 {
         let t = Instant::now();
-        let (_, next) = nc_ingest::query::history(&pool, p, start, end, 100, cursor).await.map_err(e)?;
+        let (_, next) = nc_ingest::query::history(&pool, p, start, end, 100, cursor, None).await.map_err(e)?;
         times.push(t.elapsed().as_micros() as u64);
         cursor = next;
     }

@@ -174,7 +174,10 @@ impl Default for AuthConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, filter: "info,sqlx=warn,sea_orm_migration=warn,rumqttd=warn".into() }
+        Self {
+            format: LogFormat::Text,
+            filter: "info,sqlx=warn,sea_orm_migration=warn,rumqttd=warn,rumqttd::server::broker=off".into(),
+        }
     }
 }
 

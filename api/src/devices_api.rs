@@ -2,7 +2,7 @@
 //! registration and secret rotation, technician assignment and temporary hand-over.
 
 use chrono::{Duration, Utc};
-use nc_access::policy::ClinicalView;
+use nc_access::policy::{ClinicalView, ReadScope};
 use nc_access::{audit, secret, DeviceAction, HospitalAction};
 use nc_domain::*;
 use nc_entities::{device_sessions, devices, patients, temporary_access_grants};
@@ -261,7 +261,13 @@ impl DevicesApi {
             .device(&subject, device_id.0, DeviceAction::View)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
-        let in_sessions: Vec<PatientId> = device_sessions::Entity::find()
+        let scope = state.policy.read_scope(&subject).await?;
+        let mut sessions = device_sessions::Entity::find();
+        if let ReadScope::Windows(w) = &scope {
+            // A technician: the patients treated while it is responsible for the device.
+            sessions = sessions.filter(crate::telemetry_api::sessions_in(w));
+        }
+        let in_sessions: Vec<PatientId> = sessions
             .select_only()
             .column(device_sessions::Column::PatientId)
             .filter(device_sessions::Column::DeviceId.eq(device.id))
@@ -330,6 +336,9 @@ impl DevicesApi {
         let mut query = device_sessions::Entity::find().filter(device_sessions::Column::DeviceId.eq(device.id));
         if let ClinicalView::OwnTreatment(me) = view {
             query = query.filter(device_sessions::Column::PatientId.eq(me));
+        }
+        if let ReadScope::Windows(w) = state.policy.read_scope(&subject).await? {
+            query = query.filter(crate::telemetry_api::sessions_in(&w));
         }
         if let Some(s) = status.0 {
             query = query.filter(device_sessions::Column::Status.eq(s));

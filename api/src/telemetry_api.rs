@@ -19,6 +19,7 @@ use crate::error::{ApiError, ErrorResponse};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
 use crate::Tag;
+use nc_ingest::query::Windows;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
 
@@ -193,13 +194,14 @@ async fn readable_patient(
     auth: &BearerAuth,
     patient: PatientId,
     resource: &str,
-) -> std::result::Result<(), ApiError> {
+) -> std::result::Result<Option<Windows>, ApiError> {
     let subject = auth.subject();
     let p = state
         .policy
         .patient(&subject, patient, PatientAction::Read)
         .await
         .map_err(|e| ApiError::policy(e, "patient"))?;
+    let scope = state.policy.read_scope(&subject).await?;
     audit::record(
         &state.db,
         audit::Access {
@@ -213,7 +215,34 @@ async fn readable_patient(
         },
     )
     .await?;
-    Ok(())
+    Ok(scope.windows().map(windows))
+}
+
+/// Sessions that overlap one of the windows on its device.
+pub(crate) fn sessions_in(windows: &[nc_access::policy::Window]) -> sea_orm::Condition {
+    let mut any = sea_orm::Condition::any();
+    for w in windows {
+        any = any.add(
+            sea_orm::Condition::all()
+                .add(device_sessions::Column::DeviceId.eq(w.device))
+                .add(device_sessions::Column::StartedAt.lt(w.to))
+                .add(
+                    sea_orm::Condition::any()
+                        .add(device_sessions::Column::EndedAt.is_null())
+                        .add(device_sessions::Column::EndedAt.gt(w.from)),
+                ),
+        );
+    }
+    // No window: no session (an empty `any` would match everything).
+    if windows.is_empty() {
+        any = any.add(device_sessions::Column::Id.is_null());
+    }
+    any
+}
+
+/// The policy's windows, for the time-series queries.
+pub(crate) fn windows(w: &[nc_access::policy::Window]) -> Windows {
+    Windows::new(w.iter().map(|w| (w.device.as_uuid(), w.from, w.to)))
 }
 
 impl TelemetryApi {
@@ -228,7 +257,7 @@ impl TelemetryApi {
         limit: Option<u64>,
         cursor: Option<String>,
     ) -> Result<Json<HistoryPage>> {
-        readable_patient(state, req, auth, patient, "patient.health_metrics").await?;
+        let scope = readable_patient(state, req, auth, patient, "patient.health_metrics").await?;
         let (from, to) = range(from, to, Duration::days(1))?;
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_HISTORY_PAGE {
@@ -242,10 +271,17 @@ impl TelemetryApi {
             ),
             None => None,
         };
-        let (items, next) =
-            nc_ingest::query::history(state.ingest.pool(), patient.as_uuid(), from, to, limit as i64, after)
-                .await
-                .map_err(ApiError::internal)?;
+        let (items, next) = nc_ingest::query::history(
+            state.ingest.pool(),
+            patient.as_uuid(),
+            from,
+            to,
+            limit as i64,
+            after,
+            scope.as_ref(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
         Ok(Json(HistoryPage {
             items: items.into_iter().map(Into::into).collect(),
             next_cursor: next.map(|c| c.encode()),
@@ -288,8 +324,8 @@ impl TelemetryApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
     ) -> Result<Json<CurrentOut>> {
-        readable_patient(&state, req, &auth, patient_id.0, "patient.current").await?;
-        let found = nc_ingest::query::current_for_patient(state.ingest.pool(), patient_id.0.as_uuid())
+        let scope = readable_patient(&state, req, &auth, patient_id.0, "patient.current").await?;
+        let found = nc_ingest::query::current_for_patient(state.ingest.pool(), patient_id.0.as_uuid(), scope.as_ref())
             .await
             .map_err(ApiError::internal)?;
         let (time, device, seq, reading) = found.ok_or(ApiError::NotFound("reading"))?;
@@ -359,7 +395,7 @@ impl TelemetryApi {
         #[oai(validator(max_length = 500, custom = "crate::validate::NoNul"))]
         metrics: Query<Option<String>>,
     ) -> Result<Json<TrendsOut>> {
-        readable_patient(&state, req, &auth, patient_id.0, "patient.trends").await?;
+        let scope = readable_patient(&state, req, &auth, patient_id.0, "patient.trends").await?;
         let resolution = resolution.0.unwrap_or(Resolution::H1);
         let (from, to) = range(from.0, to.0, Duration::days(7))?;
         if (to - from).num_seconds() / resolution.duration().num_seconds() > MAX_BUCKETS {
@@ -386,6 +422,7 @@ impl TelemetryApi {
             to,
             resolution.duration(),
             &names,
+            scope.as_ref(),
         )
         .await
         .map_err(ApiError::internal)?;
@@ -424,7 +461,10 @@ impl TelemetryApi {
     ) -> Result<Json<SessionPage>> {
         readable_patient(&state, req, &auth, patient_id.0, "patient.sessions").await?;
         let (limit, offset) = page(limit.0, offset.0)?;
-        let query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));
+        let mut query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));
+        if let nc_access::policy::ReadScope::Windows(w) = state.policy.read_scope(&auth.subject()).await? {
+            query = query.filter(sessions_in(&w));
+        }
         let (items, total) =
             fetch_page(&state.db, query.order_by_desc(device_sessions::Column::StartedAt), limit, offset).await?;
         Ok(Json(SessionPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))

@@ -192,8 +192,9 @@ impl UsersApi {
         Ok(Json(active.update(&state.db).await?.into()))
     }
 
-    /// Accounts of one role in your hospital, by name. Staff see staff lists; doctors and
-    /// admins also see patient accounts; patients see none.
+    /// Accounts of one role in your hospital, by name. Staff see staff lists; admins also
+    /// see patient accounts, doctors only those of the patients they may read; patients
+    /// see none.
     #[oai(path = "/api/users/:role", method = "get", operation_id = "listUsersByRole")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
@@ -218,6 +219,13 @@ impl UsersApi {
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query =
             users::Entity::find().filter(users::Column::HospitalId.eq(hospital)).filter(users::Column::Role.eq(role.0));
+        if role.0 == Role::Patient {
+            // Patient accounts carry contact details: a doctor lists only those of the
+            // patients they may read; admins all (to link accounts to records).
+            if let Some(ids) = state.policy.listable_patient_accounts(&auth.subject()).await? {
+                query = query.filter(users::Column::Id.is_in(ids));
+            }
+        }
         if let Some(text) = q.0.filter(|t| !t.trim().is_empty()) {
             let pattern = format!("%{}%", text.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
             query = query.filter(

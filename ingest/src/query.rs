@@ -48,16 +48,60 @@ fn stored(row: &PgRow) -> Result<StoredReading, sqlx::Error> {
     })
 }
 
+/// Limits a read to what was recorded on some devices in some time windows (a
+/// technician's scope); `None` reads everything of the patient.
+#[derive(Debug, Clone, Default)]
+pub struct Windows {
+    devices: Vec<Uuid>,
+    froms: Vec<DateTime<Utc>>,
+    tos: Vec<DateTime<Utc>>,
+}
+
+impl Windows {
+    pub fn new(windows: impl IntoIterator<Item = (Uuid, DateTime<Utc>, DateTime<Utc>)>) -> Windows {
+        let mut w = Windows::default();
+        for (d, f, t) in windows {
+            w.devices.push(d);
+            w.froms.push(f);
+            w.tos.push(t);
+        }
+        w
+    }
+}
+
+/// The SQL condition "the row's (device_id, time) lies in one of the windows", on
+/// parameters `$n`, `$n+1`, `$n+2`; true when they are NULL (no limit).
+fn in_windows(n: usize, time: &str) -> String {
+    format!(
+        "(${n}::uuid[] IS NULL OR EXISTS (SELECT 1 FROM unnest(${n}::uuid[], ${}::timestamptz[], ${}::timestamptz[]) AS w(d, f, t)
+           WHERE w.d = device_id AND {time} >= w.f AND {time} < w.t))",
+        n + 1,
+        n + 2
+    )
+}
+
+type WindowBinds = (Option<Vec<Uuid>>, Option<Vec<DateTime<Utc>>>, Option<Vec<DateTime<Utc>>>);
+
+fn window_binds(w: Option<&Windows>) -> WindowBinds {
+    match w {
+        None => (None, None, None),
+        Some(w) => (Some(w.devices.clone()), Some(w.froms.clone()), Some(w.tos.clone())),
+    }
+}
+
 /// The newest reading of a patient (from the upserted latest-values table: no scan of the
 /// hypertable).
 pub async fn current_for_patient(
     pool: &PgPool,
     patient: Uuid,
+    windows: Option<&Windows>,
 ) -> Result<Option<(DateTime<Utc>, Uuid, i64, serde_json::Value)>, sqlx::Error> {
-    sqlx::query_as("SELECT time, device_id, seq, reading FROM device_latest_metrics WHERE patient_id = $1 ORDER BY time DESC LIMIT 1")
-        .bind(patient)
-        .fetch_optional(pool)
-        .await
+    let (d, f, t) = window_binds(windows);
+    let sql = format!(
+        "SELECT time, device_id, seq, reading FROM device_latest_metrics WHERE patient_id = $1 AND {} ORDER BY time DESC LIMIT 1",
+        in_windows(2, "time")
+    );
+    sqlx::query_as(&sql).bind(patient).bind(d).bind(f).bind(t).fetch_optional(pool).await
 }
 
 /// Where a history page continues: strictly older than this reading.
@@ -94,6 +138,7 @@ pub async fn history(
     to: DateTime<Utc>,
     limit: i64,
     after: Option<Cursor>,
+    windows: Option<&Windows>,
 ) -> Result<(Vec<StoredReading>, Option<Cursor>), sqlx::Error> {
     let after = after.unwrap_or(Cursor { time: to, device: Uuid::max(), seq: i64::MAX });
     // `time <= $4` repeats the cursor's bound on its own so TimescaleDB can skip the chunks
@@ -101,9 +146,12 @@ pub async fn history(
     let sql = format!(
         "SELECT {} FROM health_metrics
           WHERE patient_id = $1 AND time >= $2 AND time < $3 AND time <= $4 AND (time, device_id, seq) < ($4, $5, $6)
+            AND {}
           ORDER BY time DESC, device_id DESC, seq DESC LIMIT $7",
-        select_columns()
+        select_columns(),
+        in_windows(8, "time")
     );
+    let (d, f, t) = window_binds(windows);
     let rows = sqlx::query(&sql)
         .bind(patient)
         .bind(from)
@@ -112,6 +160,9 @@ pub async fn history(
         .bind(after.device)
         .bind(after.seq)
         .bind(limit + 1)
+        .bind(d)
+        .bind(f)
+        .bind(t)
         .fetch_all(pool)
         .await?;
     let mut items = rows.iter().map(stored).collect::<Result<Vec<_>, _>>()?;
@@ -152,7 +203,8 @@ pub enum TrendSource {
 }
 
 /// Trends of `metrics` (JSON names) for a patient: one bucket per `resolution` in
-/// `[from, to)`, oldest first, with the buckets that have data.
+/// `[from, to)`, oldest first, with the buckets that have data. Limited to `windows`, they
+/// come from the readings (the hourly rollups do not keep the device).
 pub async fn trends(
     pool: &PgPool,
     patient: Uuid,
@@ -160,11 +212,12 @@ pub async fn trends(
     to: DateTime<Utc>,
     resolution: Duration,
     metrics: &[&str],
+    windows: Option<&Windows>,
 ) -> Result<(TrendSource, Vec<Bucket>), sqlx::Error> {
     let columns: Vec<(&str, &str)> = COLUMNS.iter().filter(|(j, _)| metrics.contains(j)).copied().collect();
     let interval = format!("{} seconds", resolution.num_seconds());
     let mut buckets: std::collections::BTreeMap<DateTime<Utc>, Vec<Stat>> = Default::default();
-    if resolution >= Duration::hours(1) && resolution.num_seconds() % 3600 == 0 {
+    if windows.is_none() && resolution >= Duration::hours(1) && resolution.num_seconds() % 3600 == 0 {
         let names: Vec<String> = columns.iter().map(|(_, c)| c.to_string()).collect();
         let rows: Vec<(DateTime<Utc>, String, f64, f64, f64, i64)> = sqlx::query_as(
             "SELECT time_bucket($5::interval, bucket) AS b, metric, min(min), sum(sum) / sum(n), max(max), sum(n)::bigint
@@ -206,10 +259,21 @@ pub async fn trends(
     }
     let sql = format!(
         "SELECT time_bucket($4::interval, time) AS b, {} FROM health_metrics
-          WHERE patient_id = $1 AND time >= $2 AND time < $3 GROUP BY b ORDER BY b",
-        aggregates.join(", ")
+          WHERE patient_id = $1 AND time >= $2 AND time < $3 AND {} GROUP BY b ORDER BY b",
+        aggregates.join(", "),
+        in_windows(5, "time")
     );
-    let rows = sqlx::query(&sql).bind(patient).bind(from).bind(to).bind(&interval).fetch_all(pool).await?;
+    let (d, f, t) = window_binds(windows);
+    let rows = sqlx::query(&sql)
+        .bind(patient)
+        .bind(from)
+        .bind(to)
+        .bind(&interval)
+        .bind(d)
+        .bind(f)
+        .bind(t)
+        .fetch_all(pool)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let mut stats = Vec::new();

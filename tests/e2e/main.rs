@@ -15,6 +15,7 @@ mod compose;
 mod limits;
 mod mqtt;
 mod schema;
+mod scopes;
 mod serve;
 mod sessions;
 mod telemetry;

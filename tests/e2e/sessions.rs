@@ -90,6 +90,18 @@ async fn revoke_while_away(
     again
 }
 
+/// Whether the grant's row says it ended (`revoked_at` set).
+async fn grant_ended(w: &World, id: &str) -> bool {
+    let mut sql = w.app.db.sql().await;
+    let revoked: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT revoked_at FROM temporary_access_grants WHERE id = $1::uuid")
+            .bind(id)
+            .fetch_one(&mut sql)
+            .await
+            .unwrap();
+    revoked.is_some()
+}
+
 /// Nothing on any of d1's topics arrives; the session is told which subscriptions ended.
 async fn assert_nothing_of_d1(w: &World, c: &mut Mqtt, who: &str, what: &str) {
     let d1 = w.fill("nc/v1/h/{ha}/d/{d1}/");
@@ -196,13 +208,7 @@ async fn persistent_sessions_bring_back_nothing_whose_right_ended() {
     .await
     .unwrap();
     assert_nothing_of_d1(&w, &mut c, "tec2", "grantor unassigned").await;
-    let revoked: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT revoked_at FROM temporary_access_grants WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&mut sql)
-            .await
-            .unwrap();
-    assert!(revoked.is_some(), "the grant is ended in the database too");
+    assert!(grant_ended(&w, &id).await, "the grant is ended in the database too");
     drop(c);
 
     // 5. The patient was moved to another device (d1 → d2): d1's status is no longer theirs.
@@ -451,14 +457,7 @@ async fn a_hand_over_ends_when_its_grantor_is_unassigned_or_deactivated() {
         assert_cut(&mut tec2, returned, &format!("grantor {how}")).await;
         let sessions = w.as_user("tec2").get(&format!("/api/devices/{}/sessions", w.id("d1"))).await;
         assert_eq!(sessions.status, 403, "{how}: REST agrees: {}", sessions.text);
-        let mut sql = w.app.db.sql().await;
-        let revoked: Option<chrono::DateTime<chrono::Utc>> =
-            sqlx::query_scalar("SELECT revoked_at FROM temporary_access_grants WHERE id = $1::uuid")
-                .bind(&id)
-                .fetch_one(&mut sql)
-                .await
-                .unwrap();
-        assert!(revoked.is_some(), "{how}: the grant row is ended");
+        assert!(grant_ended(&w, &id).await, "{how}: the grant row is ended");
         w.app.stop().await;
     }
 }

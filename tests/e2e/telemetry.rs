@@ -1304,6 +1304,7 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups_and_sessions() {
         old_hour + chrono::Duration::days(1),
         chrono::Duration::hours(1),
         &["heartRate"],
+        None,
     )
     .await
     .expect("trends");

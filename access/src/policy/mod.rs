@@ -105,10 +105,17 @@ impl Policy {
             if p.hospital_id == u.hospital {
                 facts.is_self = p.user_id == Some(u.id);
                 facts.is_assigned_doctor = u.role == Role::Doctor && p.assigned_doctor_id == Some(u.id);
-                if matches!(u.role, Role::Doctor | Role::Technician) {
-                    if let DeviceScope::Only(devices) = self.clinical_devices(subject).await? {
-                        facts.on_subject_device = self.patient_on_devices(p, &devices).await?;
+                match u.role {
+                    Role::Doctor => {
+                        if let DeviceScope::Only(devices) = self.clinical_devices(subject).await? {
+                            facts.on_subject_device = self.patient_on_devices(p, &devices).await?;
+                        }
                     }
+                    Role::Technician => {
+                        let windows = self.technician_windows(u.id).await?;
+                        facts.on_subject_device = self.patient_in_windows(p, &windows).await?;
+                    }
+                    Role::Admin | Role::Patient => {}
                 }
             }
         }
@@ -133,6 +140,118 @@ impl Policy {
             }
         }
         Ok(decide_reassign(subject, &facts)?)
+    }
+
+    /// How much of a (readable) patient's data `subject` may read: technicians only what
+    /// was recorded on their devices while they are responsible for them (see
+    /// [`Policy::technician_windows`]); everyone else who may read the patient, all of it.
+    pub async fn read_scope(&self, subject: &Subject) -> Result<ReadScope, DbErr> {
+        match subject {
+            Subject::User(u) if u.role == Role::Technician => {
+                Ok(ReadScope::Windows(self.technician_windows(u.id).await?))
+            }
+            _ => Ok(ReadScope::All),
+        }
+    }
+
+    /// The stretches of device data a technician may read now: each device assigned to
+    /// it, from the start of the assignment; each device handed over to it, from the start
+    /// of the hand-over (or of the treatment session running on the device then, if
+    /// earlier) until it expires. Ended assignments and grants give nothing.
+    pub async fn technician_windows(&self, user: UserId) -> Result<Vec<Window>, DbErr> {
+        let now = Utc::now();
+        // Readings are at most 30 s ahead of the server's clock.
+        let open_end = now + chrono::Duration::days(1);
+        let mut windows: Vec<Window> = device_assignments::Entity::find()
+            .filter(device_assignments::Column::UserId.eq(user))
+            .filter(device_assignments::Column::Role.eq(AssignmentRole::Technician))
+            .filter(device_assignments::Column::EndedAt.is_null())
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|a| Window { device: a.device_id, from: a.assigned_at, to: open_end })
+            .collect();
+        let grants = temporary_access_grants::Entity::find()
+            .filter(temporary_access_grants::Column::GrantedTo.eq(user))
+            .filter(temporary_access_grants::Column::RevokedAt.is_null())
+            .filter(temporary_access_grants::Column::ExpiresAt.gt(now))
+            .all(&self.db)
+            .await?;
+        for g in grants {
+            let running: Option<chrono::DateTime<Utc>> = device_sessions::Entity::find()
+                .select_only()
+                .column(device_sessions::Column::StartedAt)
+                .filter(device_sessions::Column::DeviceId.eq(g.device_id))
+                .filter(device_sessions::Column::StartedAt.lte(g.granted_at))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(device_sessions::Column::EndedAt.is_null())
+                        .add(device_sessions::Column::EndedAt.gt(g.granted_at)),
+                )
+                .into_tuple()
+                .one(&self.db)
+                .await?;
+            let from = running.map_or(g.granted_at, |s| s.min(g.granted_at));
+            windows.push(Window { device: g.device_id, from, to: g.expires_at });
+        }
+        Ok(windows)
+    }
+
+    /// Whether the patient is assigned to a window's device now, or had a session on it
+    /// that overlaps the window.
+    async fn patient_in_windows(&self, p: &patients::Model, windows: &[Window]) -> Result<bool, DbErr> {
+        if p.assigned_device_id.is_some_and(|d| windows.iter().any(|w| w.device == d)) {
+            return Ok(true);
+        }
+        let devices: Vec<DeviceId> = windows.iter().map(|w| w.device).collect();
+        if devices.is_empty() {
+            return Ok(false);
+        }
+        let sessions = device_sessions::Entity::find()
+            .filter(device_sessions::Column::PatientId.eq(p.id))
+            .filter(device_sessions::Column::DeviceId.is_in(devices))
+            .all(&self.db)
+            .await?;
+        Ok(sessions
+            .iter()
+            .any(|s| windows.iter().any(|w| w.device == s.device_id && w.overlaps(s.started_at, s.ended_at))))
+    }
+
+    /// The patient accounts `subject` may list: `None` for all of the hospital's (admins,
+    /// who link accounts to records); a doctor only those of patients they may read.
+    pub async fn listable_patient_accounts(&self, subject: &Subject) -> Result<Option<Vec<UserId>>, DbErr> {
+        let Subject::User(u) = subject else { return Ok(Some(Vec::new())) };
+        if u.role == Role::Admin {
+            return Ok(None);
+        }
+        let devices = match self.clinical_devices(subject).await? {
+            DeviceScope::Only(d) => d,
+            DeviceScope::Nothing => Vec::new(),
+        };
+        let treated: Vec<PatientId> = device_sessions::Entity::find()
+            .select_only()
+            .column(device_sessions::Column::PatientId)
+            .filter(device_sessions::Column::DeviceId.is_in(devices.clone()))
+            .filter(device_sessions::Column::PatientId.is_not_null())
+            .distinct()
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut condition = sea_orm::Condition::any()
+            .add(patients::Column::AssignedDeviceId.is_in(devices))
+            .add(patients::Column::Id.is_in(treated));
+        if u.role == Role::Doctor {
+            condition = condition.add(patients::Column::AssignedDoctorId.eq(u.id));
+        }
+        let accounts: Vec<Option<UserId>> = patients::Entity::find()
+            .select_only()
+            .column(patients::Column::UserId)
+            .filter(patients::Column::HospitalId.eq(u.hospital))
+            .filter(condition)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(Some(accounts.into_iter().flatten().collect()))
     }
 
     /// Whether `subject` takes part in chat room `room`.

@@ -272,6 +272,41 @@ impl ClinicalView {
     }
 }
 
+/// A stretch of one device's data (readings, sessions, alerts) that a subject may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub device: DeviceId,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
+impl Window {
+    /// Whether `[from, to)` (an open end: `None`) overlaps the window.
+    pub fn overlaps(&self, from: chrono::DateTime<chrono::Utc>, to: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+        from < self.to && to.is_none_or(|t| t > self.from)
+    }
+}
+
+/// How much of a readable patient's data a subject may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadScope {
+    /// All of it (the patient, their doctors).
+    All,
+    /// Only what was recorded on these devices in these windows (technicians: a device's
+    /// data while they are responsible for it; never the patient's treatment elsewhere or
+    /// before a hand-over).
+    Windows(Vec<Window>),
+}
+
+impl ReadScope {
+    pub fn windows(&self) -> Option<&[Window]> {
+        match self {
+            ReadScope::All => None,
+            ReadScope::Windows(w) => Some(w),
+        }
+    }
+}
+
 /// Which devices' clinical data a subject may read, within its hospital.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceScope {
