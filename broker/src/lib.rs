@@ -39,8 +39,13 @@ pub use sink::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, Telemetr
 /// Limits that protect the process.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    /// Connections at once, over both listeners; beyond it CONNACK 3 (server unavailable).
+    /// Machines' connections at once, over both listeners; beyond it CONNACK 3 (server
+    /// unavailable). People have a pool of their own, so they can never take a machine's place.
     pub max_connections: usize,
+    /// People's (apps') connections at once; beyond it CONNACK 3.
+    pub max_people_connections: usize,
+    /// CONNECTs being authenticated at once (before the identity, and so the pool, is known).
+    pub max_pending_connects: usize,
     /// Largest packet accepted; a larger one ends that connection.
     pub max_packet_size: usize,
     /// Time allowed between accepting a socket and its CONNECT.
@@ -68,6 +73,8 @@ impl Default for BrokerSettings {
     fn default() -> Self {
         Self {
             max_connections: 20_000,
+            max_people_connections: 5_000,
+            max_pending_connects: 1_000,
             max_packet_size: 64 * 1024,
             connect_timeout: Duration::from_secs(10),
             messages_per_second: 1_000,
@@ -92,7 +99,12 @@ pub(crate) struct Shared {
     presence: Presence,
     registry: Arc<registry::Registry>,
     sessions: sessions::SessionBook,
+    /// Machines' connections.
     connections: Arc<Semaphore>,
+    /// People's connections.
+    people: Arc<Semaphore>,
+    /// CONNECTs being authenticated.
+    pending: Arc<Semaphore>,
     /// For the access audit log.
     db: DatabaseConnection,
 }
@@ -111,11 +123,17 @@ impl Broker {
         authn: Authenticator,
         sink: Arc<dyn TelemetrySink>,
     ) -> std::io::Result<Broker> {
-        let core = core::start(settings.max_connections, settings.max_packet_size.max(1024 * 1024)).await?;
+        let core = core::start(
+            settings.max_connections + settings.max_people_connections,
+            settings.max_packet_size.max(1024 * 1024),
+        )
+        .await?;
         let publisher = Publisher::start(&core).await?;
         let presence = Presence::new(db.clone(), publisher.clone());
         let shared = Arc::new(Shared {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
+            people: Arc::new(Semaphore::new(settings.max_people_connections)),
+            pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
             sessions: sessions::SessionBook::new(settings.sessions_per_identity),
             db: db.clone(),
             settings,

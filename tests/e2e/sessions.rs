@@ -563,3 +563,27 @@ async fn connack_answers_within_a_second_when_the_database_is_down() {
     exec(&mut admin, &format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS true"#)).await;
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn people_never_take_a_machines_connection() {
+    let db = TestDb::migrated().await;
+    let settings = nc_broker::BrokerSettings { max_people_connections: 2, max_connections: 3, ..Default::default() };
+    let app = nephrocare::App::new(support::test_config(&db.url)).with_broker_settings(settings).start().await.unwrap();
+    let client = Client::new(format!("http://{}", app.http_addr));
+    let w = World::new(TestApp { app: Some(app), client, db }).await;
+    let _a = w.connect("doc", "-a").await;
+    let _b = w.connect("pat", "-b").await;
+    let refused = Mqtt::connect(w.options("tec", "-c"), false).await.err();
+    assert!(
+        matches!(refused, Some(ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable))),
+        "the people's pool is full: {refused:?}"
+    );
+    // Every machine still gets in.
+    let mut machines = Vec::new();
+    for d in ["d1", "d2", "d3"] {
+        let mut m = w.connect(d, "").await;
+        m.publish_acked(&w.topic(d, "telemetry"), reading(1)).await;
+        machines.push(m);
+    }
+    w.app.stop().await;
+}

@@ -272,8 +272,8 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "connection limit reached; refusing");
+    let Ok(pending) = shared.pending.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "too many CONNECTs being authenticated; refusing");
         return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
     };
     // Answered within a second even when the database is down (code 3, retry later).
@@ -286,6 +286,16 @@ pub(crate) async fn serve(
             tracing::info!(%peer, client_id = %connect.client_id, ?code, "mqtt connection refused");
             return refuse_connect(&mut tx, code).await;
         }
+    };
+    drop(pending);
+    // Machines and people have separate pools: apps can never take a machine's place.
+    let pool = match identity.subject {
+        Subject::Device { .. } => &shared.connections,
+        Subject::User(_) => &shared.people,
+    };
+    let Ok(_permit) = pool.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, client = ?identity.subject, "connection limit of this kind of client reached; refusing");
+        return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
     };
     let will = match will_for(&shared, &identity, connect.last_will.clone()).await {
         Ok(w) => w,
