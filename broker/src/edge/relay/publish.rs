@@ -1,0 +1,175 @@
+//! What clients publish: a device's telemetry and session messages go to storage and are
+//! acknowledged (and forwarded, also on the patient's own topic) only once committed, in
+//! publish order; people's typing indicators are stamped by the server.
+
+use chrono::Utc;
+use futures_util::stream::StreamExt;
+use nc_access::Subject;
+use rumqttc::{Packet, PubAck, Publish, QoS};
+
+use super::{AclError, End, Session, Settled};
+use crate::acl;
+use crate::sink::{DeviceMessage, SinkOutcome};
+use crate::topic::{DeviceChannel, PatientChannel, RoomChannel, Topic};
+
+impl Session {
+    pub(super) async fn client_publish(&mut self, publish: Publish) -> std::io::Result<Option<End>> {
+        self.limiter.until_ready().await;
+        let subject = self.identity.subject;
+        let topic = match Topic::parse(&publish.topic) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(client = ?subject, topic = %publish.topic, error = %e, "publish refused: not a contract topic");
+                return Ok(Some(End::Violation));
+            }
+        };
+        if publish.qos == QoS::ExactlyOnce {
+            tracing::warn!(client = ?subject, topic = %publish.topic, "publish refused: QoS 2 is not supported (use QoS 1)");
+            return Ok(Some(End::Violation));
+        }
+        match acl::may_publish(&self.shared.policy, &subject, &topic).await {
+            Ok(_) => {}
+            Err(AclError::Denied(why)) => {
+                // MQTT 3.1.1 has no way to refuse one publish: the connection ends (logged).
+                tracing::warn!(client = ?subject, %topic, %why, "publish refused; disconnecting");
+                return Ok(Some(End::Violation));
+            }
+            Err(AclError::Lookup(e)) => {
+                tracing::error!(error = %e, "policy lookup failed; closing without acknowledging");
+                return Ok(Some(End::StorageUnavailable));
+            }
+        }
+        let pkid = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
+        match (subject, topic) {
+            (
+                Subject::Device { id, hospital },
+                Topic::Device { channel: channel @ (DeviceChannel::Telemetry | DeviceChannel::Session), .. },
+            ) => {
+                let message = DeviceMessage { device: id, hospital, channel, payload: publish.payload.clone() };
+                // A session message is a sequence point: what the device sent before it is
+                // settled first, and what it sends after waits until it is stored, so the
+                // storage sees "start, readings, end" in the device's order.
+                if channel == DeviceChannel::Session {
+                    if let Some(end) = self.drain_pending().await? {
+                        return Ok(Some(end));
+                    }
+                }
+                let stored = self.shared.sink.submit(message);
+                self.pending.push_back(Box::pin(async move {
+                    match stored.await {
+                        Ok(SinkOutcome::Committed { patient }) => {
+                            let mut forward = publish;
+                            // Never retained: a session or reading names a patient.
+                            forward.retain = false;
+                            Settled::Forward { pkid, publish: Some(forward), patient }
+                        }
+                        Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error },
+                        Err(e) => Settled::Unavailable(e.0),
+                    }
+                }));
+                if channel == DeviceChannel::Session {
+                    if let Some(end) = self.drain_pending().await? {
+                        return Ok(Some(end));
+                    }
+                }
+            }
+            (Subject::User(u), Topic::Room { channel: RoomChannel::Typing, .. }) => {
+                // Typing indicators: the server stamps the sender and normalizes QoS and
+                // retain; a client cannot speak for another participant.
+                match typing_payload(&publish.payload, &u) {
+                    Some(payload) => {
+                        let stamped = Publish::new(publish.topic.clone(), QoS::AtMostOnce, payload);
+                        self.forward(stamped, None).await?;
+                    }
+                    None => {
+                        tracing::debug!(client = ?subject, "typing indicator dropped: not {{\"v\":1,\"typing\":bool}}")
+                    }
+                }
+                if let Some(pkid) = pkid {
+                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
+                }
+            }
+            _ => {
+                tracing::warn!(client = ?subject, %topic, "publish refused: not a topic this client publishes on");
+                return Ok(Some(End::Violation));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Settles every waiting acknowledgement, in order.
+    pub(super) async fn drain_pending(&mut self) -> std::io::Result<Option<End>> {
+        while let Some(settled) = self.pending.next().await {
+            if let Some(end) = self.settle(settled).await? {
+                return Ok(Some(end));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn settle(&mut self, settled: Settled) -> std::io::Result<Option<End>> {
+        match settled {
+            Settled::Forward { pkid, publish, patient } => {
+                if let Some(p) = publish {
+                    // The patient's own copy, for the patient's apps (see topics.md).
+                    let mirror = match (Topic::parse(&p.topic), patient) {
+                        (Ok(Topic::Device { hospital, channel, .. }), Some(patient)) => {
+                            PatientChannel::of(channel).map(|channel| Topic::Patient { hospital, patient, channel })
+                        }
+                        _ => None,
+                    };
+                    if let Some(topic) = mirror {
+                        let mut copy = p.clone();
+                        copy.topic = topic.to_string();
+                        self.forward(copy, None).await?;
+                    }
+                    self.forward(p, None).await?;
+                }
+                if let Some(pkid) = pkid {
+                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
+                }
+                Ok(None)
+            }
+            Settled::Rejected { pkid, error } => {
+                if let Subject::Device { id, hospital } = self.identity.subject {
+                    let topic = Topic::Device { hospital, device: id, channel: DeviceChannel::Errors };
+                    if let Err(e) = self.shared.publisher.publish_json(&topic, &error).await {
+                        tracing::warn!(error = %e, "could not publish a rejection to the device");
+                    }
+                }
+                if let Some(pkid) = pkid {
+                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
+                }
+                Ok(None)
+            }
+            Settled::Unavailable(why) => {
+                tracing::warn!(client = ?self.identity.subject, %why, "storage unavailable; closing without acknowledging");
+                Ok(Some(End::StorageUnavailable))
+            }
+        }
+    }
+}
+
+/// Largest typing-indicator payload accepted from a client.
+const MAX_TYPING_PAYLOAD: usize = 256;
+
+/// A typing indicator as the server republishes it: `{"v":1,"userId","role","typing","at"}`,
+/// from a client's `{"v":1,"typing":bool}` (other fields are ignored, never relayed).
+fn typing_payload(payload: &[u8], user: &nc_access::UserSubject) -> Option<Vec<u8>> {
+    if payload.len() > MAX_TYPING_PAYLOAD {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let typing = v.get("typing")?.as_bool()?;
+    if v.get("v").and_then(|v| v.as_i64()) != Some(1) {
+        return None;
+    }
+    Some(typing_json(user, typing))
+}
+
+/// The stamped indicator for `user`.
+pub(in crate::edge) fn typing_json(user: &nc_access::UserSubject, typing: bool) -> Vec<u8> {
+    serde_json::json!({"v": 1, "userId": user.id, "role": user.role, "typing": typing, "at": Utc::now()})
+        .to_string()
+        .into_bytes()
+}
