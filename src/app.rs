@@ -157,9 +157,11 @@ impl App {
             broker_settings.tls = Some(tls);
             tracing::info!("MQTT listeners use TLS");
         }
-        let broker = nc_broker::Broker::start(broker_settings, db.clone(), authn.clone(), sink)
+        let chat = nc_chat::Chat::new(db.clone(), &nc_chat::ChatSettings::default());
+        let broker = nc_broker::Broker::start(broker_settings, db.clone(), authn.clone(), sink, Arc::new(chat.clone()))
             .await
             .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;
+        chat.attach_broker(broker.publisher(), broker.registry());
         ingest.alerts().set_publisher(broker.publisher());
         ingest.watch_presence(broker.presence().subscribe());
 
@@ -171,8 +173,15 @@ impl App {
             },
             limits: config.http.limits(),
         };
-        let api_state =
-            nc_api::ApiState::new(db.clone(), &settings, authn, ingest.clone(), broker.presence(), broker.registry());
+        let api_state = nc_api::ApiState::new(
+            db.clone(),
+            &settings,
+            authn,
+            ingest.clone(),
+            chat,
+            broker.presence(),
+            broker.registry(),
+        );
         let token = shutdown.clone();
         tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
 

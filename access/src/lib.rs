@@ -14,3 +14,4 @@ pub mod secret;
 pub mod token;
 
 pub use policy::{Denied, DeviceAction, HospitalAction, PatientAction, Policy, PolicyError, Subject, UserSubject};
+pub use policy::{RoomGrant, RoomRequest};

@@ -122,6 +122,19 @@ impl ApiError {
     }
 }
 
+impl From<nc_chat::ChatError> for ApiError {
+    fn from(e: nc_chat::ChatError) -> Self {
+        use nc_chat::ChatError;
+        match e {
+            ChatError::NotFound(what) => ApiError::NotFound(what),
+            ChatError::Forbidden(why) => ApiError::Forbidden(why),
+            ChatError::Invalid { field, message } => ApiError::field(field, message),
+            ChatError::RateLimited { retry_after_secs } => ApiError::RateLimited { retry_after_secs },
+            ChatError::Db(e) => e.into(),
+        }
+    }
+}
+
 /// Unique constraints whose violation is the caller's conflict (409), not our failure:
 /// (constraint, code, message). Constraints are named in the migrations so this can match.
 const CONFLICTS: &[(&str, &str, &str)] = &[

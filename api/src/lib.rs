@@ -12,6 +12,8 @@
 
 mod alerts_api;
 mod auth_api;
+mod chat_api;
+mod chat_ws;
 mod devices_api;
 pub mod dto;
 pub mod error;
@@ -56,6 +58,8 @@ pub(crate) enum Tag {
     Telemetry,
     /// Alerts and the limits they are raised at.
     Alerts,
+    /// Conversations between doctors and patients, and doctors and technicians.
+    Chat,
 }
 
 type Apis = (
@@ -66,6 +70,7 @@ type Apis = (
     patients_api::PatientsApi,
     telemetry_api::TelemetryApi,
     alerts_api::AlertsApi,
+    chat_api::ChatApi,
 );
 
 fn apis() -> Apis {
@@ -77,6 +82,7 @@ fn apis() -> Apis {
         patients_api::PatientsApi,
         telemetry_api::TelemetryApi,
         alerts_api::AlertsApi,
+        chat_api::ChatApi,
     )
 }
 
@@ -123,6 +129,7 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         )
         .nest("/docs", docs)
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
+        .at("/ws/chat/:roomId", poem::get(chat_ws::chat))
         .catch_all_error(error::catch_all)
         .data(state)
         .with(CatchPanic::new().with_handler(panicked))
@@ -140,11 +147,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     // Forget throttling keys whose limits have replenished, so memory stays bounded.
     let throttle = state.throttle.clone();
+    let chat = state.chat.clone();
     let tidy = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
             throttle.tidy();
+            chat.tidy();
         }
     });
     let limits = state.limits.clone();

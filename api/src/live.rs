@@ -71,7 +71,7 @@ impl Drop for StreamSlot {
 
 #[derive(serde::Deserialize)]
 pub struct LiveQuery {
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {

@@ -26,6 +26,8 @@ pub struct ApiState {
     pub refresh_ttl: chrono::Duration,
     /// The telemetry pipeline (HTTP ingest, history, trends, alerts).
     pub ingest: nc_ingest::Ingest,
+    /// Chat: rooms, messages, receipts, typing.
+    pub chat: nc_chat::Chat,
     /// Device presence, for the live streams.
     pub presence: nc_broker::Presence,
     /// The broker's live connections, for metrics.
@@ -50,11 +52,13 @@ impl ApiState {
         settings: &ApiSettings,
         authn: Authenticator,
         ingest: nc_ingest::Ingest,
+        chat: nc_chat::Chat,
         presence: nc_broker::Presence,
         mqtt: Arc<nc_broker::registry::Registry>,
     ) -> Self {
         Self {
             ingest,
+            chat,
             presence,
             mqtt,
             streams: Arc::default(),

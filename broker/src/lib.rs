@@ -34,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use presence::{Presence, PresenceEvent};
 pub use publisher::Publisher;
-pub use sink::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
+pub use sink::{
+    DeviceMessage, NoPersonSink, PersonMessage, PersonSink, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink,
+};
 
 /// Limits that protect the process.
 #[derive(Debug, Clone)]
@@ -95,6 +97,7 @@ pub(crate) struct Shared {
     policy: Policy,
     core: core::Core,
     sink: Arc<dyn TelemetrySink>,
+    people: Arc<dyn PersonSink>,
     publisher: Publisher,
     presence: Presence,
     registry: Arc<registry::Registry>,
@@ -102,7 +105,7 @@ pub(crate) struct Shared {
     /// Machines' connections.
     connections: Arc<Semaphore>,
     /// People's connections.
-    people: Arc<Semaphore>,
+    people_connections: Arc<Semaphore>,
     /// CONNECTs being authenticated.
     pending: Arc<Semaphore>,
     /// For the access audit log.
@@ -122,6 +125,7 @@ impl Broker {
         db: DatabaseConnection,
         authn: Authenticator,
         sink: Arc<dyn TelemetrySink>,
+        people: Arc<dyn PersonSink>,
     ) -> std::io::Result<Broker> {
         let core = core::start(
             settings.max_connections + settings.max_people_connections,
@@ -132,7 +136,7 @@ impl Broker {
         let presence = Presence::new(db.clone(), publisher.clone());
         let shared = Arc::new(Shared {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
-            people: Arc::new(Semaphore::new(settings.max_people_connections)),
+            people_connections: Arc::new(Semaphore::new(settings.max_people_connections)),
             pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
             sessions: sessions::SessionBook::new(settings.sessions_per_identity),
             db: db.clone(),
@@ -141,6 +145,7 @@ impl Broker {
             policy: Policy::new(db.clone()),
             core,
             sink,
+            people,
             publisher,
             presence,
             registry: Arc::new(registry::Registry::default()),

@@ -78,3 +78,16 @@ impl Publisher {
         self.publish(topic, body.to_string().into_bytes()).await
     }
 }
+
+/// How long a typing indicator holds without a refresh.
+pub const TYPING_EXPIRES_SECS: i64 = 5;
+
+/// A typing indicator as the service publishes it, stamped with its sender:
+/// `{"v":1,"userId","role","typing","at","expiresAt"}`.
+pub fn typing_payload(user: &nc_access::UserSubject, typing: bool) -> Vec<u8> {
+    let at = chrono::Utc::now();
+    serde_json::json!({"v": 1, "userId": user.id, "role": user.role, "typing": typing, "at": at,
+        "expiresAt": at + chrono::Duration::seconds(TYPING_EXPIRES_SECS)})
+    .to_string()
+    .into_bytes()
+}

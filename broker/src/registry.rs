@@ -86,6 +86,15 @@ impl Registry {
             .count()
     }
 
+    /// Whether `user` has a live connection subscribed under `room`.
+    pub fn user_in_room(&self, user: UserId, room: RoomId) -> bool {
+        self.conns
+            .lock()
+            .expect("registry lock")
+            .values()
+            .any(|e| matches!(e.subject, Subject::User(u) if u.id == user) && e.rooms.contains(&room))
+    }
+
     pub fn len(&self) -> usize {
         self.conns.lock().expect("registry lock").len()
     }

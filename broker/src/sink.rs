@@ -1,5 +1,9 @@
-//! The interface through which the edge hands device messages to storage, and learns when
-//! they are stored: "acknowledged means stored". The edge sends a device's PUBACK only
+//! The interfaces through which the edge hands what clients publish to the service, and
+//! learns when it is stored: "acknowledged means stored". Devices' telemetry and session
+//! messages go to a [`TelemetrySink`]; people's messages (chat posts, typing indicators) to
+//! a [`PersonSink`]. Both answer with the same [`SinkOutcome`], and the edge treats both
+//! alike: PUBACK in publish order once settled, rejections answered on the sender's own
+//! error topic, nothing relayed that the service did not approve. The edge sends a device's PUBACK only
 //! after [`TelemetrySink::submit`] resolves to [`SinkOutcome::Committed`] (or
 //! [`SinkOutcome::Rejected`], which is answered on the device's `errors` topic), and in
 //! publish order. The ingest crate implements the committing side.
@@ -8,9 +12,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
+use nc_access::UserSubject;
 use nc_domain::{DeviceId, HospitalId, PatientId};
 
-use crate::topic::DeviceChannel;
+use crate::topic::{DeviceChannel, Topic};
 
 /// A message a device published on one of its own topics.
 #[derive(Debug, Clone)]
@@ -29,8 +34,9 @@ pub enum SinkOutcome {
     /// patient whose treatment it belongs to, if any: the edge also publishes it on that
     /// patient's own topic.
     Committed { patient: Option<PatientId> },
-    /// Invalid: never stored. Acknowledge it (resending cannot help) and tell the device
-    /// why on its `errors` topic. `error` is the JSON body of that message.
+    /// Invalid: never stored. Acknowledge it (resending cannot help) and tell the sender
+    /// why on its own error topic (a device's `errors`, a person's `notifications`).
+    /// `error` is the JSON body of that message.
     Rejected { error: serde_json::Value },
 }
 
@@ -45,4 +51,33 @@ pub type SinkFuture = Pin<Box<dyn Future<Output = Result<SinkOutcome, SinkUnavai
 /// memory (the edge bounds what each connection has in flight).
 pub trait TelemetrySink: Send + Sync + 'static {
     fn submit(&self, message: DeviceMessage) -> SinkFuture;
+}
+
+/// A message a person published on a topic they may publish on (a room's `post` or
+/// `typing`). The service stores or stamps it and publishes what follows from it itself
+/// (the stored message, the stamped indicator): the edge relays nothing of it.
+#[derive(Debug, Clone)]
+pub struct PersonMessage {
+    pub sender: UserSubject,
+    pub topic: Topic,
+    pub payload: Bytes,
+}
+
+/// The service's handler of people's messages (chat). [`SinkOutcome::Committed`] means
+/// handled (stored, for a post); its `patient` is ignored.
+pub trait PersonSink: Send + Sync + 'static {
+    fn submit(&self, message: PersonMessage) -> SinkFuture;
+}
+
+/// Accepts nothing: for a broker without a chat service (tests, benchmarks).
+pub struct NoPersonSink;
+
+impl PersonSink for NoPersonSink {
+    fn submit(&self, _: PersonMessage) -> SinkFuture {
+        Box::pin(async {
+            Ok(SinkOutcome::Rejected {
+                error: serde_json::json!({"v": 1, "type": "error", "code": "unavailable", "message": "chat is not available"}),
+            })
+        })
+    }
 }

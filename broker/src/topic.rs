@@ -65,6 +65,9 @@ impl PatientChannel {
 /// The topics under one chat room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoomChannel {
+    /// A participant sends a message (participant → service, QoS 1; acknowledged once stored,
+    /// never relayed as sent: the stored message appears on `messages`).
+    Post,
     /// Stored messages (service → participants, QoS 1).
     Messages,
     /// Typing indicators (participant → participants, QoS 0).
@@ -93,9 +96,11 @@ impl DeviceChannel {
 }
 
 impl RoomChannel {
-    pub const ALL: [RoomChannel; 3] = [RoomChannel::Messages, RoomChannel::Typing, RoomChannel::Read];
+    pub const ALL: [RoomChannel; 4] =
+        [RoomChannel::Post, RoomChannel::Messages, RoomChannel::Typing, RoomChannel::Read];
     pub fn as_str(&self) -> &'static str {
         match self {
+            RoomChannel::Post => "post",
             RoomChannel::Messages => "messages",
             RoomChannel::Typing => "typing",
             RoomChannel::Read => "read",
@@ -138,6 +143,7 @@ pub const TEMPLATES: &[&str] = &[
     "nc/v1/h/{hospital}/p/{patient}/telemetry",
     "nc/v1/h/{hospital}/p/{patient}/session",
     "nc/v1/h/{hospital}/p/{patient}/alerts",
+    "nc/v1/h/{hospital}/chat/{room}/post",
     "nc/v1/h/{hospital}/chat/{room}/messages",
     "nc/v1/h/{hospital}/chat/{room}/typing",
     "nc/v1/h/{hospital}/chat/{room}/read",

@@ -16,6 +16,10 @@ pub struct Model {
     pub patient_id: Option<PatientId>,
     pub created_by: Option<UserId>,
     pub created_at: DateTimeUtc,
+    /// Identifies the conversation (one room per doctor-patient pair, one per device).
+    pub conversation_key: Option<String>,
+    /// Last activity (a message).
+    pub updated_at: DateTimeUtc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

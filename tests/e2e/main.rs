@@ -10,6 +10,7 @@ mod support;
 
 mod auth;
 mod authz;
+mod chat;
 mod cli;
 mod compose;
 mod limits;

@@ -19,15 +19,15 @@
 //! ([`decide_device`], [`decide_patient`], [`decide_hospital`]), tested exhaustively below;
 //! [`Policy`] loads the facts from the database and applies them.
 
+mod chat;
 mod rules;
 
+pub use chat::{RoomGrant, RoomRequest};
 pub use rules::*;
 
 use chrono::Utc;
-use nc_domain::{AssignmentRole, DeviceId, HospitalId, PatientId, Role, RoomId, SessionStatus, UserId};
-use nc_entities::{
-    chat_room_participants, chat_rooms, device_assignments, device_sessions, devices, patients, temporary_access_grants,
-};
+use nc_domain::{AssignmentRole, DeviceId, HospitalId, PatientId, Role, SessionStatus, UserId};
+use nc_entities::{device_assignments, device_sessions, devices, patients, temporary_access_grants};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 /// Loads facts and applies the rules above.
@@ -252,21 +252,6 @@ impl Policy {
             .all(&self.db)
             .await?;
         Ok(Some(accounts.into_iter().flatten().collect()))
-    }
-
-    /// Whether `subject` takes part in chat room `room`.
-    pub async fn room(&self, subject: &Subject, room: RoomId) -> Result<(), PolicyError> {
-        let found = chat_rooms::Entity::find_by_id(room).one(&self.db).await?;
-        let mut facts = RoomFacts { room: found.as_ref().map(|r| (r.id, r.hospital_id)), participant: false };
-        if let Subject::User(u) = subject {
-            facts.participant = chat_room_participants::Entity::find()
-                .filter(chat_room_participants::Column::RoomId.eq(room))
-                .filter(chat_room_participants::Column::UserId.eq(u.id))
-                .count(&self.db)
-                .await?
-                > 0;
-        }
-        Ok(decide_room(subject, &facts)?)
     }
 
     /// When a technician's access to `device` ends if it rests only on temporary grants:

@@ -236,17 +236,28 @@ pub struct RoomFacts {
     pub room: Option<(RoomId, HospitalId)>,
     /// The subject takes part in the room.
     pub participant: bool,
+    /// The relationship the room is about still holds for the subject: for a doctor-patient
+    /// room, the subject is the patient or a doctor responsible for them (assigned doctor,
+    /// or a doctor of the device the patient is on); for a doctor-technician room, the
+    /// subject may read the device's clinical data (assigned, or a current hand-over).
+    pub relationship: bool,
 }
 
-/// Chat rooms are visible to their participants only (doctor-patient, doctor-technician).
+/// Chat rooms are for their participants while the relationship they are about holds
+/// (doctor-patient, doctor-technician). Admins do not read chats. When the relationship
+/// ends the participant loses the room (its history stays stored).
 pub fn decide_room(subject: &Subject, facts: &RoomFacts) -> Decision {
     let Some((_, hospital)) = facts.room else { return Err(Denied::NotFound) };
     if hospital != subject.hospital() {
         return Err(Denied::NotFound);
     }
     match subject {
-        Subject::User(_) if facts.participant => Ok(()),
-        Subject::User(_) => Err(Denied::Forbidden("you do not take part in this conversation")),
+        Subject::User(u) if u.role == Role::Admin => Err(Denied::Forbidden("admins do not read chats")),
+        Subject::User(_) if !facts.participant => Err(Denied::Forbidden("you do not take part in this conversation")),
+        Subject::User(_) if !facts.relationship => {
+            Err(Denied::Forbidden("the care relationship this conversation is about has ended"))
+        }
+        Subject::User(_) => Ok(()),
         Subject::Device { .. } => Err(Denied::NotFound),
     }
 }
@@ -448,15 +459,13 @@ mod tests {
     fn rooms_are_for_their_participants() {
         let h = HospitalId::new();
         let room = Some((RoomId::new(), h));
-        assert!(decide_room(&user(Role::Doctor, h), &RoomFacts { room, participant: true }).is_ok());
-        assert!(matches!(
-            decide_room(&user(Role::Doctor, h), &RoomFacts { room, participant: false }),
-            Err(Denied::Forbidden(_))
-        ));
-        assert_eq!(
-            decide_room(&user(Role::Doctor, HospitalId::new()), &RoomFacts { room, participant: true }),
-            Err(Denied::NotFound)
-        );
+        let member = RoomFacts { room, participant: true, relationship: true };
+        assert!(decide_room(&user(Role::Doctor, h), &member).is_ok());
+        for facts in [RoomFacts { participant: false, ..member }, RoomFacts { relationship: false, ..member }] {
+            assert!(matches!(decide_room(&user(Role::Doctor, h), &facts), Err(Denied::Forbidden(_))), "{facts:?}");
+        }
+        assert!(decide_room(&user(Role::Admin, h), &member).is_err(), "admins do not read chats");
+        assert_eq!(decide_room(&user(Role::Doctor, HospitalId::new()), &member), Err(Denied::NotFound));
     }
 
     #[test]

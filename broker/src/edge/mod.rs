@@ -213,7 +213,7 @@ async fn will_for(
                 match topic {
                     Topic::Room { channel: RoomChannel::Typing, .. } => Ok(Some(LastWill {
                         topic: w.topic,
-                        message: relay::typing_json(&user, false).into(),
+                        message: crate::publisher::typing_payload(&user, false).into(),
                         qos: QoS::AtMostOnce,
                         retain: false,
                     })),
@@ -291,7 +291,7 @@ pub(crate) async fn serve(
     // Machines and people have separate pools: apps can never take a machine's place.
     let pool = match identity.subject {
         Subject::Device { .. } => &shared.connections,
-        Subject::User(_) => &shared.people,
+        Subject::User(_) => &shared.people_connections,
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
         tracing::warn!(%peer, client = ?identity.subject, "connection limit of this kind of client reached; refusing");

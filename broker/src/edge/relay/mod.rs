@@ -12,8 +12,6 @@
 
 mod publish;
 
-pub(super) use publish::typing_json;
-
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -169,6 +167,7 @@ impl Session {
         for (c, until) in decided.kept {
             self.note_grant(until);
             self.adopt(&c.path, c.filter);
+            self.watch_room_subjects(&c.filter).await;
             if let Err(e) = self.audit(&c.filter, "mqtt.subscription.resumed").await {
                 tracing::warn!(error = %e, "cannot audit a resumed subscription; removing it");
                 self.subscriptions.remove(&c.path);
@@ -211,6 +210,20 @@ impl Session {
         };
         self.shared.registry.watch(self.conn_id, device, room, patient);
         self.subscriptions.insert(path.to_owned(), filter);
+    }
+
+    /// A room's access rests on its device's and patient's relationships: events about
+    /// them must reach this connection too.
+    async fn watch_room_subjects(&mut self, filter: &Filter) {
+        let room = match filter {
+            Filter::Exact(Topic::Room { room, .. }) | Filter::AnyRoomChannel { room, .. } => *room,
+            _ => return,
+        };
+        let (shared, conn) = (self.shared.clone(), self.conn_id);
+        match shared.policy.room_subjects(room).await {
+            Ok((device, patient)) => shared.registry.watch(conn, device, None, patient),
+            Err(e) => tracing::warn!(error = %e, "cannot look up what a room is about"),
+        }
     }
 
     fn note_grant(&mut self, until: Grant) {
@@ -461,6 +474,7 @@ impl Session {
                 Ok((filter, until)) => {
                     self.note_grant(until);
                     self.adopt(&f.path, filter);
+                    self.watch_room_subjects(&filter).await;
                     // QoS 2 is not offered: granted QoS is at most 1.
                     let qos = if f.qos == QoS::ExactlyOnce { QoS::AtLeastOnce } else { f.qos };
                     forwarded.push(Carried { path: f.path.clone(), filter, qos });

@@ -1,15 +1,16 @@
-//! What clients publish: a device's telemetry and session messages go to storage and are
-//! acknowledged (and forwarded, also on the patient's own topic) only once committed, in
-//! publish order; people's typing indicators are stamped by the server.
+//! What clients publish, through one "hand to the service, then acknowledge" path: a
+//! device's telemetry and session messages go to storage and are acknowledged (and
+//! forwarded, also on the patient's own topic) only once committed; people's chat posts and
+//! typing indicators go to the chat service, which stores or stamps them and publishes the
+//! result itself. Acknowledgements follow publish order.
 
-use chrono::Utc;
 use futures_util::stream::StreamExt;
 use nc_access::Subject;
 use rumqttc::{Packet, PubAck, Publish, QoS};
 
 use super::{AclError, End, Session, Settled};
 use crate::acl;
-use crate::sink::{DeviceMessage, SinkOutcome};
+use crate::sink::{DeviceMessage, PersonMessage, SinkOutcome};
 use crate::topic::{DeviceChannel, PatientChannel, RoomChannel, Topic};
 
 impl Session {
@@ -73,21 +74,18 @@ impl Session {
                     }
                 }
             }
-            (Subject::User(u), Topic::Room { channel: RoomChannel::Typing, .. }) => {
-                // Typing indicators: the server stamps the sender and normalizes QoS and
-                // retain; a client cannot speak for another participant.
-                match typing_payload(&publish.payload, &u) {
-                    Some(payload) => {
-                        let stamped = Publish::new(publish.topic.clone(), QoS::AtMostOnce, payload);
-                        self.forward(stamped, None).await?;
+            (Subject::User(sender), Topic::Room { channel: RoomChannel::Post | RoomChannel::Typing, .. }) => {
+                // People's messages: the service stores (posts) or stamps (typing) them and
+                // publishes what follows itself; the edge relays nothing as sent.
+                let message = PersonMessage { sender, topic, payload: publish.payload.clone() };
+                let handled = self.shared.people.submit(message);
+                self.pending.push_back(Box::pin(async move {
+                    match handled.await {
+                        Ok(SinkOutcome::Committed { .. }) => Settled::Forward { pkid, publish: None, patient: None },
+                        Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error },
+                        Err(e) => Settled::Unavailable(e.0),
                     }
-                    None => {
-                        tracing::debug!(client = ?subject, "typing indicator dropped: not {{\"v\":1,\"typing\":bool}}")
-                    }
-                }
-                if let Some(pkid) = pkid {
-                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
-                }
+                }));
             }
             _ => {
                 tracing::warn!(client = ?subject, %topic, "publish refused: not a topic this client publishes on");
@@ -131,11 +129,14 @@ impl Session {
                 Ok(None)
             }
             Settled::Rejected { pkid, error } => {
-                if let Subject::Device { id, hospital } = self.identity.subject {
-                    let topic = Topic::Device { hospital, device: id, channel: DeviceChannel::Errors };
-                    if let Err(e) = self.shared.publisher.publish_json(&topic, &error).await {
-                        tracing::warn!(error = %e, "could not publish a rejection to the device");
+                let topic = match self.identity.subject {
+                    Subject::Device { id, hospital } => {
+                        Topic::Device { hospital, device: id, channel: DeviceChannel::Errors }
                     }
+                    Subject::User(u) => Topic::Notifications { hospital: u.hospital, user: u.id },
+                };
+                if let Err(e) = self.shared.publisher.publish_json(&topic, &error).await {
+                    tracing::warn!(error = %e, "could not publish a rejection to its sender");
                 }
                 if let Some(pkid) = pkid {
                     self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
@@ -148,28 +149,4 @@ impl Session {
             }
         }
     }
-}
-
-/// Largest typing-indicator payload accepted from a client.
-const MAX_TYPING_PAYLOAD: usize = 256;
-
-/// A typing indicator as the server republishes it: `{"v":1,"userId","role","typing","at"}`,
-/// from a client's `{"v":1,"typing":bool}` (other fields are ignored, never relayed).
-fn typing_payload(payload: &[u8], user: &nc_access::UserSubject) -> Option<Vec<u8>> {
-    if payload.len() > MAX_TYPING_PAYLOAD {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let typing = v.get("typing")?.as_bool()?;
-    if v.get("v").and_then(|v| v.as_i64()) != Some(1) {
-        return None;
-    }
-    Some(typing_json(user, typing))
-}
-
-/// The stamped indicator for `user`.
-pub(in crate::edge) fn typing_json(user: &nc_access::UserSubject, typing: bool) -> Vec<u8> {
-    serde_json::json!({"v": 1, "userId": user.id, "role": user.role, "typing": typing, "at": Utc::now()})
-        .to_string()
-        .into_bytes()
 }

@@ -1,0 +1,192 @@
+//! `WebSocket /ws/chat/{roomId}?token=JWT`: a conversation, live. Authorized like the
+//! health stream (the token in the query string is never logged; 401/403/404 before the
+//! upgrade), re-checked every second (4403 when the care relationship ends) and closed with
+//! 4401 when the token expires.
+//!
+//! Server → client: `{"type":"message","message":{…}}`, `{"type":"typing","typing":{…}}`,
+//! `{"type":"read","receipt":{…}}`, and answers to the client's frames:
+//! `{"type":"ack","ref":…,…}` or `{"type":"error","ref":…,"code","message","field"}`.
+//! Client → server (text frames of at most 16 KiB, JSON): `{"type":"message",
+//! "clientMessageId","message"}`, `{"type":"typing","typing":bool}`, `{"type":"read",
+//! "messageId"}`; an optional `"ref"` is echoed in the answer. After a reconnect, catch up
+//! with `GET /api/chat/rooms/{roomId}/messages?after=<last id>`: events that happen after
+//! the upgrade reach the stream, and everything stored before is in that page.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use nc_access::Subject;
+use nc_domain::{Interface, MessageId, RoomId};
+use poem::http::StatusCode;
+use poem::web::websocket::{CloseCode, Message, WebSocket};
+use poem::web::{Data, Path, Query};
+use poem::{handler, IntoResponse, Response};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::live::LiveQuery;
+use crate::state::ApiState;
+
+/// Largest client frame.
+const MAX_FRAME: usize = 16 * 1024;
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    poem::web::Json(serde_json::json!({"code": code, "message": message})).with_status(status).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+enum Frame {
+    #[serde(rename_all = "camelCase")]
+    Message {
+        client_message_id: String,
+        message: String,
+        r#ref: Option<serde_json::Value>,
+    },
+    Typing {
+        typing: bool,
+        r#ref: Option<serde_json::Value>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Read {
+        message_id: MessageId,
+        r#ref: Option<serde_json::Value>,
+    },
+}
+
+#[handler]
+pub async fn chat(
+    Path(room): Path<String>,
+    Query(query): Query<LiveQuery>,
+    state: Data<&ApiState>,
+    ws: WebSocket,
+) -> Response {
+    let Ok(room) = room.parse::<RoomId>() else {
+        return refuse(StatusCode::BAD_REQUEST, "bad_request", "roomId is not a valid id");
+    };
+    let Some(token) = query.token else {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "pass the access token as ?token=");
+    };
+    let user = match state.authn.user(&token).await {
+        Ok(u) => u,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
+    };
+    let subject = Subject::User(user);
+    match state.chat.authorize(&subject, room).await {
+        Ok(_) => {}
+        Err(nc_chat::ChatError::NotFound(_)) => return refuse(StatusCode::NOT_FOUND, "not_found", "room not found"),
+        Err(nc_chat::ChatError::Forbidden(m)) => return refuse(StatusCode::FORBIDDEN, "forbidden", &m),
+        Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
+    }
+    let Some(slot) = state.streams.take(user.id) else {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many live streams open");
+    };
+    // Reading the conversation live is a read of it: audited once per stream.
+    if state.chat.messages(&user, room, nc_chat::PageFrom::Newest, 1, Interface::Websocket).await.is_err() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later");
+    }
+    let expires = state
+        .authn
+        .tokens()
+        .verify(&token)
+        .ok()
+        .and_then(|c| chrono::DateTime::from_timestamp(c.exp, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    let state = state.0.clone();
+    // Subscribed before the upgrade: nothing that happens after the 101 is missed.
+    let mut events = state.chat.subscribe();
+    let watching = state.chat.stream_opened(room, user.id);
+    ws.on_upgrade(move |socket| async move {
+        let (_slot, _watching) = (slot, watching);
+        let (mut tx, mut rx) = socket.split();
+        let mut recheck = tokio::time::interval(Duration::from_secs(1));
+        let expiry = tokio::time::sleep((expires - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        tokio::pin!(expiry);
+        loop {
+            let outgoing: Vec<serde_json::Value> = tokio::select! {
+                event = events.recv() => match event {
+                    Ok(e) if e.room() == room => vec![e.to_json()],
+                    Ok(_) => Vec::new(),
+                    Err(RecvError::Lagged(n)) => vec![serde_json::json!({"type": "lagged", "missed": n,
+                        "message": "catch up with GET /api/chat/rooms/{roomId}/messages?after=<last id>"})],
+                    Err(RecvError::Closed) => break,
+                },
+                _ = &mut expiry => {
+                    let _ = tx.send(Message::Close(Some((CloseCode::from(4401), "access token expired".into())))).await;
+                    break;
+                }
+                _ = recheck.tick() => {
+                    let live = state.authn.recheck_user(&user).await.is_ok() && state.chat.authorize(&subject, room).await.is_ok();
+                    if !live {
+                        let _ = tx.send(Message::Close(Some((CloseCode::from(4403), "access revoked".into())))).await;
+                        break;
+                    }
+                    Vec::new()
+                }
+                incoming = rx.next() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(Message::Text(text))) => vec![answer(&state, &user, room, &text).await],
+                    Some(Ok(Message::Binary(_))) => vec![serde_json::json!({"type": "error", "code": "bad_frame",
+                        "message": "frames are JSON text"})],
+                    Some(Ok(_)) => Vec::new(),
+                },
+            };
+            for msg in outgoing {
+                if tx.send(Message::Text(msg.to_string())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .into_response()
+}
+
+/// Handles one client frame; the answer echoes its `ref`.
+async fn answer(state: &ApiState, user: &nc_access::UserSubject, room: RoomId, text: &str) -> serde_json::Value {
+    if text.len() > MAX_FRAME {
+        return serde_json::json!({"type": "error", "code": "frame_too_large", "message": "frames are at most 16 KiB"});
+    }
+    let frame: Frame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            return serde_json::json!({"type": "error", "code": "bad_frame", "message": format!(
+                "expected {{\"type\":\"message\"|\"typing\"|\"read\", …}}: {e}")})
+        }
+    };
+    let with_ref = |mut v: serde_json::Value, r: Option<serde_json::Value>| {
+        v["ref"] = r.unwrap_or(serde_json::Value::Null);
+        v
+    };
+    let error = |e: nc_chat::ChatError, id: Option<&str>| {
+        let mut v = e.to_json(id);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("v");
+        }
+        v
+    };
+    match frame {
+        Frame::Message { client_message_id, message, r#ref } => {
+            match state.chat.post(user, room, Some(&client_message_id), &message).await {
+                Ok((m, created)) => with_ref(
+                    serde_json::json!({"type": "ack", "for": "message", "created": created, "message": m}),
+                    r#ref,
+                ),
+                Err(e) => with_ref(error(e, Some(&client_message_id)), r#ref),
+            }
+        }
+        Frame::Typing { typing, r#ref } => match state.chat.typing(user, room, typing).await {
+            Ok(()) => with_ref(serde_json::json!({"type": "ack", "for": "typing"}), r#ref),
+            Err(e) => with_ref(error(e, None), r#ref),
+        },
+        Frame::Read { message_id, r#ref } => match state.chat.read(user, message_id).await {
+            Ok(receipt) if receipt.room_id == room => {
+                with_ref(serde_json::json!({"type": "ack", "for": "read", "receipt": receipt}), r#ref)
+            }
+            Ok(_) => with_ref(
+                serde_json::json!({"type": "error", "code": "validation_failed", "field": "messageId",
+                    "message": "this message belongs to another room"}),
+                r#ref,
+            ),
+            Err(e) => with_ref(error(e, None), r#ref),
+        },
+    }
+}

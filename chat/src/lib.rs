@@ -1,0 +1,460 @@
+//! Chat between doctors, patients and technicians: one capability that owns its storage
+//! ([`store`]), its rules (who talks to whom is the policy module's `room` and `open_room`)
+//! and its fan-out. The transports call it: the REST API and the chat WebSocket (api) and
+//! MQTT (the broker hands people's `post` and `typing` publishes to [`Chat`] as its
+//! [`PersonSink`]). Whatever the transport, a stored message is published on the room's MQTT
+//! `messages` topic, pushed to the room's WebSocket streams, and announced on the
+//! notification topic of every participant who has neither, so every client sees the same
+//! conversation in the same order (server time, then id).
+
+pub mod model;
+pub mod store;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use nc_access::{audit, Policy, PolicyError, RoomRequest, Subject, UserSubject};
+use nc_broker::registry::Registry;
+use nc_broker::topic::{RoomChannel, Topic};
+use nc_broker::{PersonMessage, PersonSink, Publisher, SinkFuture, SinkOutcome, SinkUnavailable};
+use nc_domain::{AuditAction, Interface, MessageId, RoomId, UserId};
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio::sync::broadcast;
+
+pub use model::{Event, Message, MessagePage, PageFrom, Participant, Receipt, Room};
+
+/// Longest message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Longest client message id.
+pub const MAX_CLIENT_ID: usize = 64;
+/// Most messages in a page.
+pub const MAX_PAGE: u64 = 100;
+
+/// Why a chat request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("too many messages; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl From<PolicyError> for ChatError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::Denied(nc_access::Denied::NotFound) => ChatError::NotFound("room"),
+            PolicyError::Denied(nc_access::Denied::Forbidden(m)) => ChatError::Forbidden(m.to_owned()),
+            PolicyError::Db(e) => ChatError::Db(e),
+        }
+    }
+}
+
+impl ChatError {
+    /// The error as a JSON body (MQTT notification, WebSocket frame).
+    pub fn to_json(&self, client_message_id: Option<&str>) -> serde_json::Value {
+        let (code, field) = match self {
+            ChatError::NotFound(_) => ("not_found", None),
+            ChatError::Forbidden(_) => ("forbidden", None),
+            ChatError::Invalid { field, .. } => ("validation_failed", Some(*field)),
+            ChatError::RateLimited { .. } => ("rate_limited", None),
+            ChatError::Db(_) => ("unavailable", None),
+        };
+        let message = match self {
+            ChatError::Db(_) => "temporarily unavailable; retry".to_owned(),
+            other => other.to_string(),
+        };
+        serde_json::json!({"v": 1, "type": "error", "code": code, "field": field, "message": message,
+            "clientMessageId": client_message_id})
+    }
+}
+
+/// A message's text: 1 to 4,000 characters, not only blanks, no control characters but
+/// newline and tab.
+pub fn check_text(text: &str) -> Result<&str, ChatError> {
+    let invalid = |m: &str| ChatError::Invalid { field: "message", message: m.to_owned() };
+    if text.trim().is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(invalid("must be at most 4000 characters"));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(invalid("must not contain control characters (newline and tab are fine)"));
+    }
+    Ok(text)
+}
+
+/// A client message id: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
+pub fn check_client_id(id: &str) -> Result<&str, ChatError> {
+    let ok = (1..=MAX_CLIENT_ID).contains(&id.len())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(id)
+    } else {
+        Err(ChatError::Invalid {
+            field: "clientMessageId",
+            message: "must be 1-64 letters, digits, '-', '_', '.' or ':'".into(),
+        })
+    }
+}
+
+/// Limits.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Messages per minute per person (also the burst).
+    pub messages_per_minute: u32,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self { messages_per_minute: 30 }
+    }
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    policy: Policy,
+    publisher: OnceLock<Publisher>,
+    registry: OnceLock<Arc<Registry>>,
+    events: broadcast::Sender<Event>,
+    posts: DefaultKeyedRateLimiter<UserId>,
+    typing: DefaultKeyedRateLimiter<(UserId, RoomId)>,
+    clock: DefaultClock,
+    /// Open WebSocket streams per (room, person).
+    streams: Mutex<HashMap<(RoomId, UserId), usize>>,
+}
+
+/// The chat service. Cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+/// An open WebSocket stream on a room, counted until dropped (a participant with one is
+/// "connected to the room" and gets no push notification).
+pub struct StreamGuard {
+    chat: Chat,
+    key: (RoomId, UserId),
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut streams = self.chat.inner.streams.lock().expect("chat streams");
+        if let Some(n) = streams.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Chat {
+    pub fn new(db: DatabaseConnection, settings: &ChatSettings) -> Chat {
+        let per_minute = NonZeroU32::new(settings.messages_per_minute.max(1)).expect("non-zero");
+        Chat {
+            inner: Arc::new(Inner {
+                policy: Policy::new(db.clone()),
+                db,
+                publisher: OnceLock::new(),
+                registry: OnceLock::new(),
+                events: broadcast::channel(1024).0,
+                posts: RateLimiter::keyed(Quota::per_minute(per_minute)),
+                // Typing: at most one indicator per 2 s per person per room.
+                typing: RateLimiter::keyed(Quota::with_period(std::time::Duration::from_secs(2)).expect("non-zero")),
+                clock: DefaultClock::default(),
+                streams: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Where chat publishes on MQTT, and who is connected there (set once the broker runs).
+    pub fn attach_broker(&self, publisher: Publisher, registry: Arc<Registry>) {
+        let _ = self.inner.publisher.set(publisher);
+        let _ = self.inner.registry.set(registry);
+    }
+
+    /// Live events of every room (the transports filter by room and re-check access).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Counts a WebSocket stream of `user` on `room`.
+    pub fn stream_opened(&self, room: RoomId, user: UserId) -> StreamGuard {
+        *self.inner.streams.lock().expect("chat streams").entry((room, user)).or_default() += 1;
+        StreamGuard { chat: self.clone(), key: (room, user) }
+    }
+
+    /// The room, if `subject` may take part in it now.
+    pub async fn authorize(
+        &self,
+        subject: &Subject,
+        room: RoomId,
+    ) -> Result<nc_entities::chat_rooms::Model, ChatError> {
+        Ok(self.inner.policy.room(subject, room).await?)
+    }
+
+    /// Opens (or finds) a conversation. Returns the room and whether it was created now.
+    pub async fn open(&self, user: &UserSubject, request: RoomRequest) -> Result<(Room, bool), ChatError> {
+        let subject = Subject::User(*user);
+        let grant = self.inner.policy.open_room(&subject, request).await.map_err(|e| match e {
+            PolicyError::Denied(nc_access::Denied::NotFound) => ChatError::NotFound("counterpart or device"),
+            other => other.into(),
+        })?;
+        let (id, created) = store::open(&self.inner.db, user.hospital, &grant, user.id).await?;
+        let room = self.authorize(&subject, id).await?;
+        Ok((store::room(&self.inner.db, &room, user.id).await?, created))
+    }
+
+    /// The rooms `user` takes part in now (rooms whose relationship ended are left out),
+    /// newest activity first.
+    pub async fn rooms(&self, user: &UserSubject, limit: u64, offset: u64) -> Result<(Vec<Room>, u64), ChatError> {
+        let subject = Subject::User(*user);
+        let mut visible = Vec::new();
+        for r in store::rooms_of(&self.inner.db, user.id).await? {
+            match self.inner.policy.room(&subject, r.id).await {
+                Ok(_) => visible.push(r),
+                Err(PolicyError::Denied(_)) => {}
+                Err(PolicyError::Db(e)) => return Err(e.into()),
+            }
+        }
+        let total = visible.len() as u64;
+        let mut out = Vec::new();
+        for r in visible.iter().skip(offset as usize).take(limit as usize) {
+            out.push(store::room(&self.inner.db, r, user.id).await?);
+        }
+        Ok((out, total))
+    }
+
+    /// One room.
+    pub async fn room(&self, user: &UserSubject, room: RoomId) -> Result<Room, ChatError> {
+        let r = self.authorize(&Subject::User(*user), room).await?;
+        Ok(store::room(&self.inner.db, &r, user.id).await?)
+    }
+
+    /// A page of messages (audited as a read of the conversation).
+    pub async fn messages(
+        &self,
+        user: &UserSubject,
+        room: RoomId,
+        from: PageFrom,
+        limit: u64,
+        interface: Interface,
+    ) -> Result<MessagePage, ChatError> {
+        let subject = Subject::User(*user);
+        let r = self.authorize(&subject, room).await?;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ChatError::Invalid { field: "limit", message: "must be between 1 and 100".into() });
+        }
+        let page = store::messages(&self.inner.db, room, from, limit).await.map_err(|e| match e {
+            DbErr::RecordNotFound(_) => ChatError::Invalid {
+                field: if matches!(from, PageFrom::Before(_)) { "before" } else { "after" },
+                message: "is not a message of this room".into(),
+            },
+            other => other.into(),
+        })?;
+        self.audit(&subject, AuditAction::Read, "chat.messages", &r, interface).await?;
+        Ok(page)
+    }
+
+    async fn audit(
+        &self,
+        subject: &Subject,
+        action: AuditAction,
+        resource: &str,
+        room: &nc_entities::chat_rooms::Model,
+        interface: Interface,
+    ) -> Result<(), DbErr> {
+        audit::record(
+            &self.inner.db,
+            audit::Access {
+                subject,
+                action,
+                resource,
+                patient: room.patient_id,
+                device: room.device_id,
+                interface,
+                client_addr: None,
+            },
+        )
+        .await
+    }
+
+    /// Posts a message: validated, rate-limited, stored once per `client_id`, then
+    /// published on every transport. Returns it and whether it was new.
+    pub async fn post(
+        &self,
+        user: &UserSubject,
+        room: RoomId,
+        client_id: Option<&str>,
+        text: &str,
+    ) -> Result<(Message, bool), ChatError> {
+        let text = check_text(text)?;
+        if let Some(c) = client_id {
+            check_client_id(c)?;
+        }
+        let subject = Subject::User(*user);
+        self.authorize(&subject, room).await?;
+        if let Err(not_until) = self.inner.posts.check_key(&user.id) {
+            let wait = not_until.wait_time_from(self.inner.clock.now()).as_secs_f64().ceil() as u64;
+            return Err(ChatError::RateLimited { retry_after_secs: wait.max(1) });
+        }
+        let (message, created) = store::post(&self.inner.db, room, user.id, client_id, text).await?;
+        if created {
+            self.fan_out_message(user, &message).await;
+        }
+        Ok((message, created))
+    }
+
+    async fn fan_out_message(&self, sender: &UserSubject, message: &Message) {
+        let room = message.chat_room_id;
+        let _ = self.inner.events.send(Event::Message(message.clone()));
+        if let Some(publisher) = self.inner.publisher.get() {
+            let topic = Topic::Room { hospital: sender.hospital, room, channel: RoomChannel::Messages };
+            let body = serde_json::json!({"v": 1, "message": message});
+            if let Err(e) = publisher.publish_json(&topic, &body).await {
+                tracing::warn!(error = %e, "could not publish a chat message");
+            }
+            // Participants connected to the room neither over MQTT nor over a WebSocket
+            // get a notification, so their app can raise a push (no text: lock screens).
+            let members = store::members(&self.inner.db, room).await.unwrap_or_default();
+            for member in members.into_iter().filter(|m| *m != sender.id) {
+                let on_mqtt = self.inner.registry.get().is_some_and(|r| r.user_in_room(member, room));
+                let on_ws = self.inner.streams.lock().expect("chat streams").contains_key(&(room, member));
+                if on_mqtt || on_ws {
+                    continue;
+                }
+                let topic = Topic::Notifications { hospital: sender.hospital, user: member };
+                let note = serde_json::json!({"v": 1, "type": "chat_message", "roomId": room, "messageId": message.id,
+                    "senderId": sender.id, "senderRole": sender.role, "at": message.timestamp});
+                if let Err(e) = publisher.publish_json(&topic, &note).await {
+                    tracing::warn!(error = %e, "could not publish a chat notification");
+                }
+            }
+        }
+    }
+
+    /// Marks `message` and everything before it in its room read for `user`. Returns the
+    /// receipt (also when the watermark was already past it).
+    pub async fn read(&self, user: &UserSubject, message: MessageId) -> Result<Receipt, ChatError> {
+        let m = store::message(&self.inner.db, message).await?.ok_or(ChatError::NotFound("message"))?;
+        let subject = Subject::User(*user);
+        let room = self.authorize(&subject, m.room_id).await.map_err(|e| match e {
+            ChatError::NotFound(_) => ChatError::NotFound("message"),
+            other => other,
+        })?;
+        match store::read(&self.inner.db, &m, user.id).await? {
+            Some(receipt) => {
+                let _ = self.inner.events.send(Event::Read(receipt.clone()));
+                if let Some(publisher) = self.inner.publisher.get() {
+                    let topic = Topic::Room { hospital: room.hospital_id, room: room.id, channel: RoomChannel::Read };
+                    let body = serde_json::json!({"v": 1, "roomId": receipt.room_id, "userId": receipt.user_id,
+                        "lastReadMessageId": receipt.last_read_message_id, "at": receipt.at});
+                    if let Err(e) = publisher.publish_json(&topic, &body).await {
+                        tracing::warn!(error = %e, "could not publish a read receipt");
+                    }
+                }
+                Ok(receipt)
+            }
+            None => {
+                let me = store::room(&self.inner.db, &room, user.id).await?;
+                let mark = me.participants.iter().find(|p| p.user_id == user.id);
+                Ok(Receipt {
+                    room_id: room.id,
+                    user_id: user.id,
+                    last_read_message_id: mark.and_then(|p| p.last_read_message_id).unwrap_or(message),
+                    at: mark.and_then(|p| p.last_read_at).unwrap_or_else(chrono::Utc::now),
+                })
+            }
+        }
+    }
+
+    /// A typing indicator: stamped with the sender, at most one per 2 s per person per room
+    /// (more are dropped), published at QoS 0 and never stored or retained.
+    pub async fn typing(&self, user: &UserSubject, room: RoomId, typing: bool) -> Result<(), ChatError> {
+        let r = self.authorize(&Subject::User(*user), room).await?;
+        if typing && self.inner.typing.check_key(&(user.id, room)).is_err() {
+            return Ok(());
+        }
+        let payload = nc_broker::publisher::typing_payload(user, typing);
+        let indicator: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+        let _ = self.inner.events.send(Event::Typing { room, indicator });
+        if let Some(publisher) = self.inner.publisher.get() {
+            let topic = Topic::Room { hospital: r.hospital_id, room, channel: RoomChannel::Typing };
+            if let Err(e) = publisher.publish(&topic, payload).await {
+                tracing::debug!(error = %e, "could not publish a typing indicator");
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets rate-limit keys that have replenished (bounded memory).
+    pub fn tidy(&self) {
+        self.inner.posts.retain_recent();
+        self.inner.typing.retain_recent();
+    }
+}
+
+/// What a person may publish on a room's `post` topic.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PostIn {
+    v: u8,
+    client_message_id: String,
+    message: String,
+}
+
+/// What a person may publish on a room's `typing` topic (other fields are ignored).
+#[derive(serde::Deserialize)]
+struct TypingIn {
+    v: u8,
+    typing: bool,
+}
+
+impl PersonSink for Chat {
+    fn submit(&self, m: PersonMessage) -> SinkFuture {
+        let chat = self.clone();
+        Box::pin(async move {
+            let Topic::Room { room, channel, .. } = m.topic else {
+                return Ok(SinkOutcome::Rejected { error: ChatError::NotFound("topic").to_json(None) });
+            };
+            let outcome = match channel {
+                RoomChannel::Post => match serde_json::from_slice::<PostIn>(&m.payload).ok().filter(|p| p.v == 1) {
+                    None => Err((
+                        ChatError::Invalid {
+                            field: "payload",
+                            message: "expected {\"v\": 1, \"clientMessageId\": \"…\", \"message\": \"…\"}".into(),
+                        },
+                        None,
+                    )),
+                    Some(p) => chat
+                        .post(&m.sender, room, Some(&p.client_message_id), &p.message)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| (e, Some(p.client_message_id.clone()))),
+                },
+                RoomChannel::Typing => match serde_json::from_slice::<TypingIn>(&m.payload).ok().filter(|t| t.v == 1) {
+                    // An invalid indicator is dropped: typing is best effort.
+                    None => Ok(()),
+                    Some(t) => chat.typing(&m.sender, room, t.typing).await.map_err(|e| (e, None)),
+                },
+                _ => Err((ChatError::Forbidden("this topic is published by the service".into()), None)),
+            };
+            match outcome {
+                Ok(()) => Ok(SinkOutcome::Committed { patient: None }),
+                // Storage unavailable: no PUBACK, the app resends.
+                Err((ChatError::Db(e), _)) => Err(SinkUnavailable(e.to_string())),
+                Err((e, id)) => Ok(SinkOutcome::Rejected { error: e.to_json(id.as_deref()) }),
+            }
+        })
+    }
+}
