@@ -279,14 +279,18 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
         }
         doctors.push(id);
     }
+    let mut technicians = Vec::new();
     for (i, (email, name)) in DEMO_TECHNICIANS.iter().enumerate() {
         let id = insert_user(&txn, hospital, email, name, Role::Technician, &password_hash).await?;
         for d in &device_ids[i * 2..i * 2 + 2] {
             assign(*d, id, AssignmentRole::Technician).insert(&txn).await?;
         }
+        technicians.push(id);
     }
+    let mut patient_users = Vec::new();
     for (i, (email, name, number, dob, gender, blood, weight)) in DEMO_PATIENTS.iter().enumerate() {
         let user = insert_user(&txn, hospital, email, name, Role::Patient, &password_hash).await?;
+        patient_users.push(user);
         patients::ActiveModel {
             id: Set(PatientId::new()),
             hospital_id: Set(hospital),
@@ -318,5 +322,31 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
     let other = insert_hospital(&txn, "Riverside Kidney Centre", "riverside").await?;
     insert_user(&txn, other, "admin@riverside.nephrocare.test", "Riverside Admin", Role::Admin, &password_hash).await?;
     txn.commit().await?;
+
+    // Two conversations to start from: the first doctor with their first patient, and the
+    // room of machine DM-001's doctor and technician.
+    let chat = nc_chat::Chat::new(db.clone(), &nc_chat::ChatSettings::default());
+    let person = |id: UserId, role: Role| nc_access::UserSubject { id, role, hospital, family: None };
+    let doctor = person(doctors[0], Role::Doctor);
+    let demo_chat = async {
+        let request = nc_access::RoomRequest::DoctorPatient { counterpart: patient_users[0] };
+        let (room, _) = chat.open(&doctor, request).await?;
+        chat.post(&doctor, room.id, Some("demo-1"), "Good morning Amara, how did you feel after Monday's session?")
+            .await?;
+        let amara = person(patient_users[0], Role::Patient);
+        chat.post(&amara, room.id, Some("demo-2"), "A little tired in the evening, otherwise fine.").await?;
+        let request =
+            nc_access::RoomRequest::DoctorTechnician { device: device_ids[0], counterpart: Some(technicians[0]) };
+        let (room, _) = chat.open(&doctor, request).await?;
+        chat.post(
+            &doctor,
+            room.id,
+            Some("demo-3"),
+            "DM-001: please check the venous pressure sensor before the 08:00 shift.",
+        )
+        .await?;
+        Ok::<_, nc_chat::ChatError>(())
+    };
+    demo_chat.await.map_err(|e| SeedError::Invalid(format!("demo chat: {e}")))?;
     Ok(())
 }

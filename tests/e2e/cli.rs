@@ -83,4 +83,11 @@ async fn migrate_status_bootstrap_and_demo_seed() {
     .unwrap();
     // 1 bootstrap admin + demo: admin, 2 doctors, 2 technicians, 4 patients + riverside admin.
     assert_eq!(counts, (11, 4, 4, 8));
+    // Two demo conversations, three messages.
+    let chat: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM chat_rooms), (SELECT count(*) FROM chat_messages)")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(chat, (2, 3));
 }
