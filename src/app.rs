@@ -55,6 +55,7 @@ pub struct App {
     sink: Option<Arc<dyn nc_broker::TelemetrySink>>,
     broker: nc_broker::BrokerSettings,
     ingest: nc_ingest::IngestSettings,
+    chat: nc_chat::ChatSettings,
 }
 
 /// A started service: its bound addresses and the handle that stops it.
@@ -79,6 +80,7 @@ impl App {
             sink: None,
             broker: nc_broker::BrokerSettings::default(),
             ingest: nc_ingest::IngestSettings::default(),
+            chat: nc_chat::ChatSettings::default(),
         }
     }
 
@@ -91,6 +93,11 @@ impl App {
 
     pub fn with_broker_settings(mut self, settings: nc_broker::BrokerSettings) -> Self {
         self.broker = settings;
+        self
+    }
+
+    pub fn with_chat_settings(mut self, settings: nc_chat::ChatSettings) -> Self {
+        self.chat = settings;
         self
     }
 
@@ -157,7 +164,7 @@ impl App {
             broker_settings.tls = Some(tls);
             tracing::info!("MQTT listeners use TLS");
         }
-        let chat = nc_chat::Chat::new(db.clone(), &nc_chat::ChatSettings::default());
+        let chat = nc_chat::Chat::new(db.clone(), &self.chat);
         let broker = nc_broker::Broker::start(broker_settings, db.clone(), authn.clone(), sink, Arc::new(chat.clone()))
             .await
             .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;

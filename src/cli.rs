@@ -124,6 +124,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
     },
+    /// Chat under load: rooms with a patient on MQTT and a doctor on the WebSocket (in-process).
+    Chat {
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Messages per second offered, in total.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+    },
     /// Many authenticated MQTT clients against a running service.
     Connections {
         #[arg(long)]
@@ -325,6 +335,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     crate::bench::connections(&addr.ip().to_string(), addr.port(), &user, &token, clients).await
                 }
                 BenchCommand::Queries { days } => crate::bench::queries(&url, days).await,
+                BenchCommand::Chat { rooms, rate, seconds } => crate::bench_chat::chat(config, rooms, rate, seconds).await,
             };
             println!("{}", report.map_err(Failure::Runtime)?);
             Ok(())

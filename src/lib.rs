@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_chat;
 pub mod cli;
 pub mod config;
 pub mod demo;
