@@ -139,12 +139,8 @@ pub async fn chat(config: crate::Config, rooms: usize, rate: f64, seconds: f64) 
     // Doctors over the chat WebSocket.
     let mut doctors: Vec<Arc<tokio::sync::Mutex<WsSink>>> = Vec::new();
     for p in &pairs {
-        let url = format!(
-            "ws://{}/ws/chat/{}?token={}",
-            app.http_addr,
-            p.room,
-            token(p.doctor, nc_domain::Role::Doctor)
-        );
+        let url =
+            format!("ws://{}/ws/chat/{}?token={}", app.http_addr, p.room, token(p.doctor, nc_domain::Role::Doctor));
         let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("websocket: {e}"))?;
         let (tx, mut rx) = ws.split();
         let lat = ws_lat.clone();
@@ -181,7 +177,8 @@ pub async fn chat(config: crate::Config, rooms: usize, rate: f64, seconds: f64) 
             }
         } else {
             let sink = doctors[i].clone();
-            let frame = serde_json::json!({"type": "message", "clientMessageId": format!("m{n}"), "message": stamp(start)});
+            let frame =
+                serde_json::json!({"type": "message", "clientMessageId": format!("m{n}"), "message": stamp(start)});
             tokio::spawn(async move {
                 let _ = sink.lock().await.send(WsMessage::Text(frame.to_string().into())).await;
             });

@@ -335,7 +335,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     crate::bench::connections(&addr.ip().to_string(), addr.port(), &user, &token, clients).await
                 }
                 BenchCommand::Queries { days } => crate::bench::queries(&url, days).await,
-                BenchCommand::Chat { rooms, rate, seconds } => crate::bench_chat::chat(config, rooms, rate, seconds).await,
+                BenchCommand::Chat { rooms, rate, seconds } => {
+                    crate::bench_chat::chat(config, rooms, rate, seconds).await
+                }
             };
             println!("{}", report.map_err(Failure::Runtime)?);
             Ok(())

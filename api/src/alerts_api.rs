@@ -183,6 +183,12 @@ impl AlertsApi {
             // Another patient's alert on a shared machine: it does not exist for this caller.
             return Err(ApiError::NotFound("alert"));
         }
+        if let nc_access::policy::ReadScope::Windows(w) = state.policy.read_scope(&auth.subject()).await? {
+            // A technician: only alerts raised while it is responsible for the device.
+            if !w.iter().any(|w| w.device == alert.device_id && alert.raised_at >= w.from && alert.raised_at < w.to) {
+                return Err(ApiError::NotFound("alert"));
+            }
+        }
         if act && !matches!(auth.0.role, Role::Doctor | Role::Technician) {
             return Err(ApiError::Forbidden("only doctors and technicians acknowledge or clear alerts".into()));
         }
@@ -313,6 +319,22 @@ impl AlertsApi {
                 .one(&state.db)
                 .await?;
             query = query.filter(alerts::Column::PatientId.eq(me.map(|p| p.id)));
+        }
+        if let nc_access::policy::ReadScope::Windows(w) = state.policy.read_scope(&subject).await? {
+            // A technician: only alerts raised while it is responsible for their device.
+            let mut any = sea_orm::Condition::any();
+            for w in &w {
+                any = any.add(
+                    sea_orm::Condition::all()
+                        .add(alerts::Column::DeviceId.eq(w.device))
+                        .add(alerts::Column::RaisedAt.gte(w.from))
+                        .add(alerts::Column::RaisedAt.lt(w.to)),
+                );
+            }
+            if w.is_empty() {
+                any = any.add(alerts::Column::Id.is_null());
+            }
+            query = query.filter(any);
         }
         if let Some(s) = state_filter.0 {
             query = query.filter(alerts::Column::State.eq(s));

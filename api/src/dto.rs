@@ -22,6 +22,9 @@ pub struct UserOut {
     pub verified_at: Option<DateTime<Utc>>,
     pub deactivated_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// A patient's own patient record (in `GET /api/users/profile`), e.g. for the MQTT
+    /// topics of their own treatment `nc/v1/h/{hospitalId}/p/{patientId}/#`.
+    pub patient_id: Option<PatientId>,
 }
 
 impl From<users::Model> for UserOut {
@@ -38,6 +41,7 @@ impl From<users::Model> for UserOut {
             verified_at: u.verified_at,
             deactivated_at: u.deactivated_at,
             created_at: u.created_at,
+            patient_id: None,
         }
     }
 }

@@ -166,7 +166,11 @@ impl UsersApi {
     #[oai(path = "/api/users/profile", method = "get", operation_id = "getProfile")]
     async fn profile(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> Result<Json<UserOut>> {
         let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
-        Ok(Json(user.into()))
+        let mut out: UserOut = user.into();
+        if auth.0.role == Role::Patient {
+            out.patient_id = state.policy.patient_of_user(auth.0.id).await?;
+        }
+        Ok(Json(out))
     }
 
     /// Change your name, phone or ward. E-mail and role cannot be changed here.

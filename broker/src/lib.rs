@@ -57,9 +57,9 @@ pub struct BrokerSettings {
     /// Unacknowledged QoS 1 publishes per connection waiting for storage; beyond it the
     /// edge stops reading that connection (backpressure).
     pub max_inflight: usize,
-    /// SUBSCRIBE packets per second per connection, after a burst of `subscribe_burst`
-    /// (an app subscribing at start-up); beyond it the filters of a SUBSCRIBE are refused
-    /// (0x80), logged.
+    /// Subscription filters per second per connection, after a burst of `subscribe_burst`
+    /// (an app subscribing at start-up); beyond it every filter of a SUBSCRIBE is refused
+    /// (0x80), logged. A SUBSCRIBE carries at most 128 filters.
     pub subscribes_per_second: u32,
     pub subscribe_burst: u32,
     /// Connections and kept sessions per identity (person or device): the core sees at
@@ -81,8 +81,8 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             messages_per_second: 1_000,
             max_inflight: 64,
-            subscribes_per_second: 10,
-            subscribe_burst: 100,
+            subscribes_per_second: 20,
+            subscribe_burst: 300,
             sessions_per_identity: 8,
             auth_timeout: Duration::from_secs(1),
             tls: None,

@@ -46,6 +46,11 @@ struct Slot {
     /// The connection using the slot now (0: none).
     holder: u64,
     last_used: Instant,
+    /// When the last connection left (wall clock), for a session kept meanwhile.
+    released_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The core may still hold a session under this slot's id that must not be resumed:
+    /// set when a reset is asked for, cleared once the new session is open.
+    reset_pending: bool,
 }
 
 /// A slot taken by a connection.
@@ -60,6 +65,8 @@ pub struct Claim {
     /// The core may hold a session under `upstream_id` that must not be resumed: the edge
     /// makes the core forget it before connecting.
     pub reset: bool,
+    /// When the session was left, for a resumed one.
+    pub released_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Every slot of the identity is in use by a live connection.
@@ -91,10 +98,10 @@ impl SessionBook {
         let slots = all.entry(owner).or_default();
         let now = Instant::now();
         if let Some(slot) = slots.iter_mut().find(|s| s.client_id == client_id) {
-            let resumable = slot.persistent && !clean && slot.family == family;
+            let resumable = slot.persistent && !clean && slot.family == family && !slot.reset_pending;
             // A clean CONNECT makes the core discard the session by itself; a persistent
-            // one of another login session must be discarded first.
-            let reset = slot.persistent && !clean && !resumable;
+            // one of another login session (or one a failed reset left) must be discarded first.
+            let reset = !clean && (slot.reset_pending || (slot.persistent && !resumable));
             let carried = if resumable { slot.filters.values().cloned().collect() } else { Vec::new() };
             if !resumable {
                 slot.filters.clear();
@@ -103,7 +110,9 @@ impl SessionBook {
             slot.persistent = !clean;
             slot.holder = generation;
             slot.last_used = now;
-            return Ok(Claim { upstream_id: upstream_id(owner, slot.index), generation, carried, reset });
+            slot.reset_pending = reset;
+            let released_at = if resumable { slot.released_at } else { None };
+            return Ok(Claim { upstream_id: upstream_id(owner, slot.index), generation, carried, reset, released_at });
         }
         if slots.len() >= self.per_identity {
             let idle = slots.iter().enumerate().filter(|(_, s)| s.holder == 0).min_by_key(|(_, s)| s.last_used);
@@ -123,10 +132,18 @@ impl SessionBook {
             filters: BTreeMap::new(),
             holder: generation,
             last_used: now,
+            released_at: None,
+            reset_pending: !clean,
         });
         // A slot index may have served another client id whose session the core still
         // keeps (evicted above, or before this client id was seen).
-        Ok(Claim { upstream_id: upstream_id(owner, index), generation, carried: Vec::new(), reset: !clean })
+        Ok(Claim {
+            upstream_id: upstream_id(owner, index),
+            generation,
+            carried: Vec::new(),
+            reset: !clean,
+            released_at: None,
+        })
     }
 
     fn with_slot(&self, owner: Uuid, generation: u64, f: impl FnOnce(&mut Slot)) {
@@ -134,6 +151,11 @@ impl SessionBook {
         if let Some(slot) = all.get_mut(&owner).and_then(|s| s.iter_mut().find(|s| s.holder == generation)) {
             f(slot);
         }
+    }
+
+    /// The session in the core is open as claimed (any reset done).
+    pub fn confirm(&self, owner: Uuid, generation: u64) {
+        self.with_slot(owner, generation, |slot| slot.reset_pending = false);
     }
 
     /// The core granted these subscriptions.
@@ -159,6 +181,7 @@ impl SessionBook {
         self.with_slot(owner, generation, |slot| {
             slot.holder = 0;
             slot.last_used = Instant::now();
+            slot.released_at = Some(chrono::Utc::now());
             if !slot.persistent {
                 slot.filters.clear();
             }
@@ -196,6 +219,7 @@ mod tests {
         let (owner, login, other) = (Uuid::new_v4(), Some(TokenFamilyId::new()), Some(TokenFamilyId::new()));
         let first = book.claim(owner, "app", false, login).unwrap();
         assert!(first.reset, "a new slot may hide an old core session");
+        book.confirm(owner, first.generation);
         book.subscribed(owner, first.generation, [carried()]);
         book.release(owner, first.generation);
 
@@ -209,6 +233,11 @@ mod tests {
         let relogin = book.claim(owner, "app", false, other).unwrap();
         assert!(relogin.carried.is_empty() && relogin.reset, "another login starts afresh");
         book.release(owner, relogin.generation);
+        // That reset never happened (the core was unreachable): the next try resets again.
+        let retry = book.claim(owner, "app", false, other).unwrap();
+        assert!(retry.carried.is_empty() && retry.reset, "a pending reset is not forgotten");
+        book.confirm(owner, retry.generation);
+        book.release(owner, retry.generation);
 
         let clean = book.claim(owner, "app", true, other).unwrap();
         assert!(clean.carried.is_empty() && !clean.reset);

@@ -442,6 +442,28 @@ impl AlertEngine {
     }
 
     /// Clears automatically; an alert already cleared (by a person) is fine.
+    /// A treatment on `device` ended (or the machine moved on to the next patient): its
+    /// physiological conditions belong to that patient and end with the treatment. Open
+    /// ones are cleared (by nobody, at `at`) and no breach delay carries over to the next
+    /// patient. Technical conditions (machine status, offline, maintenance) stay.
+    pub async fn treatment_ended(&self, device: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        self.ensure_loaded(device).await?;
+        let technical =
+            |code: &str| code.starts_with("system_status") || code == "device_offline" || code == "maintenance_due";
+        let mut open = Vec::new();
+        self.conditions.lock().await.retain(|(d, code), c| {
+            if *d != device || technical(code) {
+                return true;
+            }
+            open.extend(c.open);
+            false
+        });
+        for id in open {
+            self.clear_quietly(id, at).await?;
+        }
+        Ok(())
+    }
+
     async fn clear_quietly(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
         match self.clear(id, None, at).await {
             Err(AlertError::Db(e)) => Err(e),

@@ -131,6 +131,12 @@ impl Ingest {
             while let Some(batch) = after_rx.recv().await {
                 let mut wait = Duration::from_millis(100);
                 while let Err(e) = fanout.alerts.evaluate(&batch).await {
+                    if !transient(&e) {
+                        // Retrying cannot help (a bug, a broken rule): set the batch aside
+                        // rather than stall every alert and live stream behind it.
+                        tracing::error!(error = %e, readings = batch.len(), "alert evaluation failed for a batch; skipped");
+                        break;
+                    }
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "alert evaluation failed for a batch; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
@@ -247,6 +253,9 @@ impl Ingest {
             Ok(b) => b,
             Err(e) => return Ok(self.rejected(e, Some(reading.seq))),
         };
+        if binding.ended_previous {
+            self.inner.alerts.treatment_ended(device.as_uuid(), reading.ts).await.map_err(unavailable)?;
+        }
         let mut values = [None; 16];
         for (i, (_, v)) in reading.measurements().iter().enumerate() {
             values[i] = *v;
@@ -306,6 +315,10 @@ impl Ingest {
                 self.inner.sessions.end_explicit(pool, device, message.ts).await.map_err(unavailable)?.map(|(_, p)| p)
             }
         };
+        if result.is_ok() {
+            // A new treatment (start ends the previous one) or the end of one.
+            self.inner.alerts.treatment_ended(device.as_uuid(), message.ts).await.map_err(unavailable)?;
+        }
         Ok(match result {
             Ok(patient) => Outcome::Stored { patient },
             Err(e) => self.rejected(e, None),
@@ -316,6 +329,19 @@ impl Ingest {
         self.inner.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(field = %e.field, message = %e.message, "reading rejected");
         Outcome::Invalid(e, seq)
+    }
+}
+
+/// Whether a database error may go away by itself: the connection or the server (classes
+/// 08, 53, 57), a conflict between transactions (40), or a table missing while the schema
+/// is being changed (42P01).
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| ["08", "53", "57", "40"].iter().any(|class| c.starts_with(class)) || c == "42P01")
+        }
+        _ => false,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Sessions {
 pub struct Binding {
     pub patient: Option<PatientId>,
     pub session: Option<SessionId>,
+    /// The reading ended the previous patient's session (the machine moved on).
+    pub ended_previous: bool,
 }
 
 impl Sessions {
@@ -109,17 +111,17 @@ impl Sessions {
                 tracing::info!(%device, session = %previous, "a reading named the next patient: previous session ended");
                 let session = start(pool, device, hospital, p, at, None).await?;
                 active.insert(device, Some((session, Some(p))));
-                Ok(Ok(Binding { patient: Some(p), session: Some(session) }))
+                Ok(Ok(Binding { patient: Some(p), session: Some(session), ended_previous: true }))
             }
             (Some((session, session_patient)), p) => {
-                Ok(Ok(Binding { patient: session_patient.or(p), session: Some(session) }))
+                Ok(Ok(Binding { patient: session_patient.or(p), session: Some(session), ended_previous: false }))
             }
             (None, Some(p)) => {
                 let session = start(pool, device, hospital, p, at, None).await?;
                 active.insert(device, Some((session, Some(p))));
-                Ok(Ok(Binding { patient: Some(p), session: Some(session) }))
+                Ok(Ok(Binding { patient: Some(p), session: Some(session), ended_previous: false }))
             }
-            (None, None) => Ok(Ok(Binding { patient: None, session: None })),
+            (None, None) => Ok(Ok(Binding { patient: None, session: None, ended_previous: false })),
         }
     }
 

@@ -50,6 +50,30 @@ CREATE TRIGGER patients_patient_access_event AFTER UPDATE OF assigned_device_id,
 CREATE TRIGGER device_sessions_patient_access_event AFTER UPDATE OF status ON device_sessions
     FOR EACH ROW EXECUTE FUNCTION nc_notify_patient_access();
 
+-- A hand-over is given only by a technician who holds the device now (also under a race
+-- with the grantor's unassignment: the check runs in the inserting transaction).
+CREATE FUNCTION nc_check_grantor() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM users u WHERE u.id = NEW.granted_by AND u.is_active)
+       OR NOT EXISTS (SELECT 1 FROM device_assignments a WHERE a.user_id = NEW.granted_by AND a.device_id = NEW.device_id
+                      AND a.role = 'technician' AND a.ended_at IS NULL) THEN
+        RAISE EXCEPTION 'the granting technician is not assigned to the device'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'temporary_access_grants_grantor_check';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER temporary_access_grants_grantor_check BEFORE INSERT ON temporary_access_grants
+    FOR EACH ROW EXECUTE FUNCTION nc_check_grantor();
+
+-- Grants whose grantor already lost the right before this migration end now.
+UPDATE temporary_access_grants g
+   SET revoked_at = now(), reason = left(coalesce(g.reason || ' — ', '') || 'ended: the granting technician no longer holds the device', 1000)
+ WHERE g.revoked_at IS NULL AND g.expires_at > now()
+   AND (NOT EXISTS (SELECT 1 FROM users u WHERE u.id = g.granted_by AND u.is_active)
+        OR NOT EXISTS (SELECT 1 FROM device_assignments a WHERE a.user_id = g.granted_by AND a.device_id = g.device_id
+                       AND a.role = 'technician' AND a.ended_at IS NULL));
+
 CREATE TRIGGER device_assignments_end_grants AFTER UPDATE OF ended_at ON device_assignments
     FOR EACH ROW WHEN (OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL)
     EXECUTE FUNCTION nc_end_grants_of_grantor();
@@ -62,6 +86,8 @@ CREATE TRIGGER users_end_grants AFTER UPDATE OF is_active ON users
 "#;
 
 const DOWN: &str = r#"
+DROP TRIGGER temporary_access_grants_grantor_check ON temporary_access_grants;
+DROP FUNCTION nc_check_grantor();
 DROP TRIGGER device_sessions_patient_access_event ON device_sessions;
 DROP TRIGGER patients_patient_access_event ON patients;
 DROP FUNCTION nc_notify_patient_access();

@@ -93,12 +93,29 @@ async fn doctors_list_only_the_patient_accounts_of_their_patients() {
 async fn a_reading_naming_the_next_patient_ends_the_previous_session_with_its_summary() {
     let w = World::new(TestApp::spawn().await).await;
     let t1 = w.topic("d1", "telemetry");
+    let mut c = w.app.db.sql().await;
+    exec(
+        &mut c,
+        &format!(
+            "INSERT INTO alert_thresholds (id, hospital_id, metric, high, priority, delay_seconds, hysteresis, enabled)
+             VALUES (gen_random_uuid(), '{}', 'heart_rate', 150, 'high', 0, 5, true)",
+            w.id("ha")
+        ),
+    )
+    .await;
     let mut d1 = w.connect("d1", "").await;
     d1.publish_acked(&t1, reading_for(1, w.id("p1"))).await;
-    d1.publish_acked(&t1, reading(2)).await;
+    let tachy = json!({"v": 1, "seq": 2, "ts": now(), "systemStatus": "normal", "heartRate": 180}).to_string();
+    d1.publish_acked(&t1, tachy).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let open: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT patient_id, state FROM alerts WHERE code = 'heart_rate_high'")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(open.len(), 1, "p1's tachycardia is raised: {open:?}");
     // The machine moves on to p2 without an `end`.
     d1.publish_acked(&t1, reading_for(3, w.id("p2"))).await;
-    let mut c = w.app.db.sql().await;
     let rows: Vec<(uuid::Uuid, String, i64, Option<Value>)> = sqlx::query_as(
         "SELECT patient_id, status, readings_received, summary FROM device_sessions WHERE device_id = $1::uuid ORDER BY started_at, created_at",
     )
@@ -108,7 +125,7 @@ async fn a_reading_naming_the_next_patient_ends_the_previous_session_with_its_su
     .unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!((rows[0].0.to_string(), rows[0].1.as_str(), rows[0].2), (w.id("p1").to_owned(), "completed", 2));
-    assert!(rows[0].3.as_ref().is_some_and(|s| s["metrics"]["heartRate"]["max"] == 72.0), "{:?}", rows[0].3);
+    assert!(rows[0].3.as_ref().is_some_and(|s| s["metrics"]["heartRate"]["max"] == 180.0), "{:?}", rows[0].3);
     assert_eq!((rows[1].0.to_string(), rows[1].1.as_str()), (w.id("p2").to_owned(), "active"));
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM health_metrics WHERE patient_id = $1::uuid")
         .bind(w.id("p2"))
@@ -116,6 +133,10 @@ async fn a_reading_naming_the_next_patient_ends_the_previous_session_with_its_su
         .await
         .unwrap();
     assert_eq!(stored, 1, "the reading is kept, as p2's");
+    // p1's alert ended with p1's treatment: it does not hang over p2.
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM alerts WHERE code = 'heart_rate_high'").fetch_one(&mut c).await.unwrap();
+    assert_eq!(state, "cleared");
     w.app.stop().await;
 }
 

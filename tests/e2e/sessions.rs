@@ -587,3 +587,33 @@ async fn people_never_take_a_machines_connection() {
     }
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn alert_notifications_queued_for_a_session_are_withheld_once_the_right_ended() {
+    let w = World::new(TestApp::spawn().await).await;
+    let id = grant(&w).await;
+    let mut refresh = w.refresh.clone();
+    let token = refreshed(&w, refresh.get_mut("tec2").unwrap()).await;
+    let mut c = Mqtt::connect(persistent(&w, "tec2", &token), false).await.unwrap();
+    let notes = notifications(&w, "tec2");
+    assert_eq!(c.subscribe(&[(&notes, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    away(c).await;
+    // While tec2 is away (and still holds the hand-over), d1 raises an alert: its
+    // notification is queued for tec2's session. Then the hand-over is revoked.
+    let mut doc = w.connect("doc", "").await;
+    let doc_notes = notifications(&w, "doc");
+    assert_eq!(doc.subscribe(&[(&doc_notes, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let mut d1 = w.connect("d1", "").await;
+    let danger = json!({"v": 1, "seq": 1, "ts": now(), "systemStatus": "danger", "heartRate": 70}).to_string();
+    d1.publish_acked(&w.topic("d1", "telemetry"), danger).await;
+    assert_eq!(body(&doc.message(&doc_notes, WAIT).await)["type"], "alert", "the control: the alert is notified");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = w.as_user("tec").delete(&format!("/api/devices/temporary-access/{id}"), None).await;
+    assert_eq!(r.status, 204);
+    let token = refreshed(&w, refresh.get_mut("tec2").unwrap()).await;
+    let mut c = Mqtt::connect(persistent(&w, "tec2", &token), false).await.unwrap();
+    assert!(c.connack.session_present);
+    let got = c.collect(QUIET * 2).await;
+    assert!(got.iter().all(|p| body(p)["type"] != "alert"), "a queued alert notification leaked: {got:?}");
+    w.app.stop().await;
+}

@@ -315,18 +315,28 @@ pub(crate) async fn serve(
             return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
         }
     };
-    // Re-authorize what a resumed session carries before its session in the core resumes.
+    // Registered (and watching what the carried subscriptions rest on) before deciding them,
+    // so that an access event after the decision cannot be missed.
+    let (conn_id, control) = shared.registry.register(identity.subject);
+    let end_early = |shared: &Shared| {
+        shared.registry.unregister(conn_id);
+        shared.sessions.release(owner, claim.generation);
+    };
     let carried = std::mem::take(&mut claim.carried);
+    for c in &carried {
+        relay::watch_filter(&shared, conn_id, &c.filter).await;
+    }
+    // Re-authorize (and audit) what a resumed session carries before it resumes in the core.
     let decided = match tokio::time::timeout(
         settings.auth_timeout,
-        relay::reauthorize(&shared, &identity.subject, carried),
+        relay::reauthorize(&shared, &identity.subject, peer, carried, claim.released_at),
     )
     .await
     {
         Ok(Ok(d)) => d,
         _ => {
             tracing::warn!(%peer, "cannot re-authorize a resumed session now; refusing (retry later)");
-            shared.sessions.release(owner, claim.generation);
+            end_early(&shared);
             return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
         }
     };
@@ -335,25 +345,23 @@ pub(crate) async fn serve(
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "the embedded broker core refused the session");
-            shared.sessions.release(owner, claim.generation);
+            end_early(&shared);
             return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
         }
     };
-    let (conn_id, control) = shared.registry.register(identity.subject);
+    shared.sessions.confirm(owner, claim.generation);
     let link = relay::Link { identity, peer, owner, generation: claim.generation, conn_id };
     let mut session = relay::Session::new(shared.clone(), link, tx, up_tx);
     let present = match session.resume(ack.session_present, decided).await {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "connection lost while resuming its session");
-            shared.registry.unregister(conn_id);
-            shared.sessions.release(owner, claim.generation);
+            end_early(&shared);
             return;
         }
     };
     if session.send_client(&Packet::ConnAck(ConnAck { session_present: present, code: ack.code })).await.is_err() {
-        shared.registry.unregister(conn_id);
-        shared.sessions.release(owner, claim.generation);
+        end_early(&shared);
         return;
     }
     if let Subject::Device { id, hospital } = identity.subject {
@@ -406,8 +414,8 @@ async fn open_upstream(
     // rumqttd refuses keep-alive 0 (which MQTT allows: no keep-alive); the edge then keeps
     // the upstream session with the longest keep-alive instead.
     let keep_alive = if connect.keep_alive == 0 { u16::MAX } else { connect.keep_alive };
-    // Should the core resume subscriptions the book does not know of (it cannot while both
-    // live in this process), the relay's delivery gate still withholds their messages.
+    // Should the core resume subscriptions the book does not know of, the relay's delivery
+    // gate still withholds their messages.
     connect_core(shared, &claim.upstream_id, keep_alive, connect.clean_session, will).await
 }
 

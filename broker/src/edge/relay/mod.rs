@@ -59,6 +59,9 @@ enum Settled {
 
 type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
 
+/// Most filters in one SUBSCRIBE.
+const MAX_FILTERS: usize = 128;
+
 /// Waiting acknowledgements from the core, by the packet id the edge used upstream.
 enum Upstream {
     /// A publish the edge forwarded; its PUBACK is swallowed, or resolves `done`.
@@ -83,17 +86,41 @@ pub(super) struct Reauthorized {
     pub dropped: Vec<Carried>,
 }
 
-/// Decides every subscription a resumed session carries, as if it were subscribed anew.
-/// A lookup failure fails the whole CONNECT (code 3): nothing is dropped for a transient error.
+/// Decides every subscription a resumed session carries, as if it were subscribed anew, and
+/// audits the ones kept. A lookup or audit failure fails the whole CONNECT (code 3): nothing
+/// is dropped for a transient error. A technician's subscription to a device is dropped too
+/// when its current right on the device began after the session was left: the queue may
+/// hold messages from the time it had none.
 pub(super) async fn reauthorize(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     subject: &Subject,
+    peer: SocketAddr,
     carried: Vec<Carried>,
+    released_at: Option<DateTime<Utc>>,
 ) -> Result<Reauthorized, String> {
     let mut out = Reauthorized { kept: Vec::new(), dropped: Vec::new() };
+    let windows = match (subject, released_at) {
+        (Subject::User(u), Some(_)) if u.role == nc_domain::Role::Technician && !carried.is_empty() => {
+            Some(shared.policy.technician_windows(u.id).await.map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
     for c in carried {
+        let gap = match (&windows, released_at, filter_device(&c.filter)) {
+            (Some(w), Some(left), Some(device)) => !w.iter().any(|w| w.device == device && w.from <= left),
+            _ => false,
+        };
         match acl::may_subscribe(&shared.policy, subject, &c.filter).await {
-            Ok(until) => out.kept.push((c, until)),
+            Ok(_) if gap => {
+                tracing::info!(client = ?subject, filter = %c.path, "right regained after the session was left; removed");
+                out.dropped.push(c);
+            }
+            Ok(until) => {
+                audit_subscription(shared.clone(), *subject, peer, c.filter, "mqtt.subscription.resumed")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out.kept.push((c, until));
+            }
             Err(AclError::Denied(why)) => {
                 tracing::info!(client = ?subject, filter = %c.path, %why, "resumed subscription no longer permitted; removed");
                 out.dropped.push(c);
@@ -102,6 +129,35 @@ pub(super) async fn reauthorize(
         }
     }
     Ok(out)
+}
+
+fn filter_device(filter: &Filter) -> Option<nc_domain::DeviceId> {
+    match filter {
+        Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => Some(*device),
+        _ => None,
+    }
+}
+
+/// Makes access events about what `filter` rests on (its device, patient or room, and a
+/// room's device and patient) reach connection `conn`.
+pub(super) async fn watch_filter(shared: &Shared, conn: u64, filter: &Filter) {
+    let (device, room, patient) = match *filter {
+        Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => {
+            (Some(device), None, None)
+        }
+        Filter::Exact(Topic::Room { room, .. }) | Filter::AnyRoomChannel { room, .. } => (None, Some(room), None),
+        Filter::Exact(Topic::Patient { patient, .. }) | Filter::AnyPatientChannel { patient, .. } => {
+            (None, None, Some(patient))
+        }
+        Filter::Exact(Topic::Notifications { .. }) => (None, None, None),
+    };
+    shared.registry.watch(conn, device, room, patient);
+    if let Some(room) = room {
+        match shared.policy.room_subjects(room).await {
+            Ok((device, patient)) => shared.registry.watch(conn, device, None, patient),
+            Err(e) => tracing::warn!(error = %e, "cannot look up what a room is about"),
+        }
+    }
 }
 
 pub(super) struct Session {
@@ -166,13 +222,7 @@ impl Session {
     pub(super) async fn resume(&mut self, core_present: bool, decided: Reauthorized) -> std::io::Result<bool> {
         for (c, until) in decided.kept {
             self.note_grant(until);
-            self.adopt(&c.path, c.filter);
-            self.watch_room_subjects(&c.filter).await;
-            if let Err(e) = self.audit(&c.filter, "mqtt.subscription.resumed").await {
-                tracing::warn!(error = %e, "cannot audit a resumed subscription; removing it");
-                self.subscriptions.remove(&c.path);
-                self.drop_upstream(vec![c]).await?;
-            }
+            self.subscriptions.insert(c.path, c.filter);
         }
         if !decided.dropped.is_empty() {
             if let Subject::User(u) = self.identity.subject {
@@ -197,35 +247,6 @@ impl Session {
         self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: paths })).await
     }
 
-    fn adopt(&mut self, path: &str, filter: Filter) {
-        let (device, room, patient) = match filter {
-            Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => {
-                (Some(device), None, None)
-            }
-            Filter::Exact(Topic::Room { room, .. }) | Filter::AnyRoomChannel { room, .. } => (None, Some(room), None),
-            Filter::Exact(Topic::Patient { patient, .. }) | Filter::AnyPatientChannel { patient, .. } => {
-                (None, None, Some(patient))
-            }
-            Filter::Exact(Topic::Notifications { .. }) => (None, None, None),
-        };
-        self.shared.registry.watch(self.conn_id, device, room, patient);
-        self.subscriptions.insert(path.to_owned(), filter);
-    }
-
-    /// A room's access rests on its device's and patient's relationships: events about
-    /// them must reach this connection too.
-    async fn watch_room_subjects(&mut self, filter: &Filter) {
-        let room = match filter {
-            Filter::Exact(Topic::Room { room, .. }) | Filter::AnyRoomChannel { room, .. } => *room,
-            _ => return,
-        };
-        let (shared, conn) = (self.shared.clone(), self.conn_id);
-        match shared.policy.room_subjects(room).await {
-            Ok((device, patient)) => shared.registry.watch(conn, device, None, patient),
-            Err(e) => tracing::warn!(error = %e, "cannot look up what a room is about"),
-        }
-    }
-
     fn note_grant(&mut self, until: Grant) {
         if let Some(t) = until {
             self.grant_until = Some(self.grant_until.map_or(t, |u| u.min(t)));
@@ -248,6 +269,36 @@ impl Session {
         self.subscriptions.values().any(|f| f.matches(&t)).then_some(t)
     }
 
+    /// A notification about a device's alert (e.g. queued while a persistent session was
+    /// away) is delivered only if the person may still receive that device's alerts.
+    fn notification_allowed(&self, payload: &[u8]) -> impl Future<Output = bool> + Send + 'static {
+        let (shared, subject, payload) = (self.shared.clone(), self.identity.subject, payload.to_vec());
+        notification_allowed(shared, subject, payload)
+    }
+}
+
+async fn notification_allowed(shared: Arc<Shared>, subject: Subject, payload: Vec<u8>) -> bool {
+    {
+        #[derive(serde::Deserialize)]
+        struct Note {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            alert: Option<AlertRef>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct AlertRef {
+            hospital_id: nc_domain::HospitalId,
+            device_id: nc_domain::DeviceId,
+        }
+        let Ok(note) = serde_json::from_slice::<Note>(&payload) else { return true };
+        let (Some("alert"), Some(a)) = (note.kind.as_deref(), note.alert) else { return true };
+        let topic = Topic::Device { hospital: a.hospital_id, device: a.device_id, channel: DeviceChannel::Alerts };
+        acl::may_receive(&shared.policy, &subject, &topic).await.is_ok()
+    }
+}
+
+impl Session {
     fn allocate_pkid(&mut self) -> u16 {
         loop {
             self.next_pkid = self.next_pkid.wrapping_add(1);
@@ -454,27 +505,39 @@ impl Session {
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut forward = Vec::new();
         let mut forwarded = Vec::new();
-        let over_rate = self.subscribe_limiter.check().is_err();
+        // Each filter costs policy lookups and an audit row: the rate counts filters, and a
+        // SUBSCRIBE carries at most MAX_FILTERS of them.
+        let n = NonZeroU32::new(subscribe.filters.len().max(1) as u32).expect("non-zero");
+        let over_rate =
+            subscribe.filters.len() > MAX_FILTERS || !matches!(self.subscribe_limiter.check_n(n), Ok(Ok(())));
         if over_rate {
-            tracing::warn!(client = ?subject, "SUBSCRIBE rate exceeded; refusing its filters");
+            tracing::warn!(client = ?subject, filters = subscribe.filters.len(), "SUBSCRIBE rate or size exceeded; refusing its filters");
         }
+        let mut withdrawn = Vec::new();
         for f in subscribe.filters {
-            let decision = match Filter::parse(&f.path) {
-                _ if over_rate => Err("too many SUBSCRIBE packets per second".to_owned()),
-                Err(e) => Err(e.to_string()),
-                Ok(filter) => match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
-                    Ok(until) => match self.audit(&filter, "mqtt.subscription").await {
-                        Ok(()) => Ok((filter, until)),
-                        Err(e) => Err(format!("cannot audit the access: {e}")),
-                    },
-                    Err(e) => Err(e.to_string()),
-                },
+            let parsed = if over_rate {
+                Err("too many subscriptions at once".to_owned())
+            } else {
+                Filter::parse(&f.path).map_err(|e| e.to_string())
+            };
+            let decision = match parsed {
+                Err(e) => Err(e),
+                Ok(filter) => {
+                    // Watch first: an access event after the decision then reaches us.
+                    watch_filter(&self.shared, self.conn_id, &filter).await;
+                    match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
+                        Ok(until) => match self.audit(&filter, "mqtt.subscription").await {
+                            Ok(()) => Ok((filter, until)),
+                            Err(e) => Err(format!("cannot audit the access: {e}")),
+                        },
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
             };
             match decision {
                 Ok((filter, until)) => {
                     self.note_grant(until);
-                    self.adopt(&f.path, filter);
-                    self.watch_room_subjects(&filter).await;
+                    self.subscriptions.insert(f.path.clone(), filter);
                     // QoS 2 is not offered: granted QoS is at most 1.
                     let qos = if f.qos == QoS::ExactlyOnce { QoS::AtLeastOnce } else { f.qos };
                     forwarded.push(Carried { path: f.path.clone(), filter, qos });
@@ -483,9 +546,19 @@ impl Session {
                 }
                 Err(why) => {
                     tracing::warn!(client = ?subject, filter = %f.path, %why, "subscription refused");
+                    // A refused re-SUBSCRIBE ends the earlier subscription to the same filter.
+                    if self.subscriptions.remove(&f.path).is_some() {
+                        withdrawn.push(f.path.clone());
+                    }
                     codes.push(Some(SubscribeReasonCode::Failure));
                 }
             }
+        }
+        if !withdrawn.is_empty() {
+            self.shared.sessions.unsubscribed(self.owner, self.generation, &withdrawn);
+            let pkid = self.allocate_pkid();
+            self.upstream.insert(pkid, Upstream::Internal);
+            self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: withdrawn })).await?;
         }
         if forward.is_empty() {
             let return_codes = codes.into_iter().map(|c| c.unwrap_or(SubscribeReasonCode::Failure)).collect();
@@ -533,7 +606,13 @@ impl Session {
                 _ => Ok(()),
             },
             Packet::Publish(mut p) => {
-                if let Some(topic) = self.may_deliver(&p.topic) {
+                let mut allowed = self.may_deliver(&p.topic);
+                if let Some(Topic::Notifications { .. }) = allowed {
+                    if !self.notification_allowed(&p.payload).await {
+                        allowed = None;
+                    }
+                }
+                if let Some(topic) = allowed {
                     // Delivered at most at the contract's QoS (typing indicators: 0), whatever
                     // the subscription asked for; the core's QoS 1 flow is settled here.
                     if Publisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
