@@ -7,6 +7,7 @@
 #   bench/run.sh ingest        end-to-end durable ingest: MQTT QoS 1 publish -> committed row
 #   bench/run.sh connections   many authenticated MQTT clients: time to connect, server RSS
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
+#   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
 #   bench/run.sh all
 #
 # Sizes can be changed with environment variables (see each section).
@@ -114,12 +115,19 @@ run_queries() {
     drop_db "$url"
 }
 
+run_chat() {
+    local url; url="$(scratch)"
+    DATABASE_URL="$url" "$BIN" bench chat --rooms "${CHAT_ROOMS:-100}" --rate "${CHAT_RATE:-500}" --seconds "${CHAT_SECONDS:-20}"
+    drop_db "$url"
+}
+
 case "${1:-all}" in
     copy) run_copy ;;
+    chat) run_chat ;;
     broker) run_broker ;;
     ingest) run_ingest ;;
     connections) run_connections ;;
     queries) run_queries ;;
-    all) run_copy; run_broker; run_ingest; run_connections; run_queries ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|connections|queries|all]" >&2; exit 2 ;;
+    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|connections|queries|chat|all]" >&2; exit 2 ;;
 esac

@@ -368,3 +368,30 @@ async fn participants_away_from_the_room_get_a_notification() {
     assert!(got.iter().any(|p| p.topic == messages) && got.iter().all(|p| p.topic != notes), "{got:?}");
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_persistent_session_gets_no_chat_of_a_conversation_it_lost_while_away() {
+    use crate::sessions::{away, persistent, refreshed};
+    let w = World::new(TestApp::spawn().await).await;
+    let id = open_dp(&w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned();
+    let messages = format!("nc/v1/h/{}/chat/{id}/messages", w.id("ha"));
+    let mut refresh = w.refresh.clone();
+    let token = refreshed(&w, refresh.get_mut("doc").unwrap()).await;
+    let mut c = crate::mqtt::Mqtt::connect(persistent(&w, "doc", &token), false).await.unwrap();
+    assert_eq!(c.subscribe(&[(&messages, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    away(c).await;
+    // While doc is away: the patient writes, then doc stops being responsible for them.
+    let path = format!("/api/chat/rooms/{id}/messages");
+    let r = w.as_user("pat").post(&path, json!({"message": "Are you there?", "clientMessageId": "q1"})).await;
+    assert_eq!(r.status, 201);
+    let r = w
+        .as_user("adm")
+        .delete("/api/users/assign-device", Some(json!({"userId": w.id("doc"), "deviceId": w.id("d1")})))
+        .await;
+    assert_eq!(r.status, 204);
+    let token = refreshed(&w, refresh.get_mut("doc").unwrap()).await;
+    let mut c = crate::mqtt::Mqtt::connect(persistent(&w, "doc", &token), false).await.unwrap();
+    let got = c.collect(QUIET * 2).await;
+    assert!(got.iter().all(|p| p.topic != messages), "a queued chat message leaked: {got:?}");
+    w.app.stop().await;
+}

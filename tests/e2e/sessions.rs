@@ -25,7 +25,7 @@ use crate::mqtt::{
 use crate::support::{self, Client, TestApp, TestDb};
 
 /// `who`'s persistent session under client id suffix `-app`, with `token`.
-fn persistent(w: &World, who: &str, token: &str) -> MqttOptions {
+pub(crate) fn persistent(w: &World, who: &str, token: &str) -> MqttOptions {
     let (client_id, user, _) = w.credentials(who, "-app");
     let mut o = options(w.mqtt(), &client_id, &user, token);
     o.set_clean_session(false);
@@ -41,7 +41,7 @@ async fn login(w: &World, who: &str) -> (String, String) {
 }
 
 /// Leaves without DISCONNECT and gives the core time to keep the session.
-async fn away(c: Mqtt) {
+pub(crate) async fn away(c: Mqtt) {
     c.kill();
     drop(c);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -52,7 +52,7 @@ fn notifications(w: &World, who: &str) -> String {
 }
 
 /// A fresh access token of the same login session, from `refresh` (which is rotated).
-async fn refreshed(w: &World, refresh: &mut String) -> String {
+pub(crate) async fn refreshed(w: &World, refresh: &mut String) -> String {
     let r = w.app.client.post("/api/auth/refresh", json!({"refreshToken": refresh})).await;
     assert_eq!(r.status, 200, "refresh: {}", r.text);
     *refresh = r.body["refreshToken"].as_str().unwrap().to_owned();
