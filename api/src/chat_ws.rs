@@ -95,7 +95,11 @@ pub async fn chat(
     // Subscribed before the upgrade: nothing that happens after the 101 is missed.
     let mut events = state.chat.subscribe();
     let watching = state.chat.stream_opened(room, user.id);
-    ws.on_upgrade(move |socket| async move {
+    // Frames larger than the limit end the connection (1009) before they are buffered.
+    let config = poem::web::websocket::WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME))
+        .max_frame_size(Some(MAX_FRAME));
+    ws.config(config).on_upgrade(move |socket| async move {
         let (_slot, _watching) = (slot, watching);
         let (mut tx, mut rx) = socket.split();
         let mut recheck = tokio::time::interval(Duration::from_secs(1));
@@ -177,6 +181,13 @@ async fn answer(state: &ApiState, user: &nc_access::UserSubject, room: RoomId, t
             Ok(()) => with_ref(serde_json::json!({"type": "ack", "for": "typing"}), r#ref),
             Err(e) => with_ref(error(e, None), r#ref),
         },
+        Frame::Read { message_id, r#ref } if !matches!(state.chat.room_of(message_id).await, Ok(Some(r)) if r == room) => {
+            with_ref(
+                serde_json::json!({"type": "error", "code": "validation_failed", "field": "messageId",
+                    "message": "not a message of this room"}),
+                r#ref,
+            )
+        }
         Frame::Read { message_id, r#ref } => match state.chat.read(user, message_id).await {
             Ok(receipt) if receipt.room_id == room => {
                 with_ref(serde_json::json!({"type": "ack", "for": "read", "receipt": receipt}), r#ref)

@@ -90,6 +90,16 @@ pub fn check_text(text: &str) -> Result<&str, ChatError> {
     if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(invalid("must not contain control characters (newline and tab are fine)"));
     }
+    // Zero-width and direction-override characters: a message cannot be invisible or
+    // display reversed.
+    let format =
+        |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    if text.chars().any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
+        return Err(invalid("must not contain text-direction override characters"));
+    }
+    if !text.chars().any(|c| !c.is_whitespace() && !format(c)) {
+        return Err(invalid("must contain visible characters"));
+    }
     Ok(text)
 }
 
@@ -131,6 +141,9 @@ struct Inner {
     clock: DefaultClock,
     /// Open WebSocket streams per (room, person).
     streams: Mutex<HashMap<(RoomId, UserId), usize>>,
+    /// Posts to one room are stored and fanned out one at a time, so every transport sees
+    /// them in the stored order.
+    room_locks: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The chat service. Cheap to clone.
@@ -173,6 +186,7 @@ impl Chat {
                 typing: RateLimiter::keyed(Quota::with_period(std::time::Duration::from_secs(2)).expect("non-zero")),
                 clock: DefaultClock::default(),
                 streams: Mutex::new(HashMap::new()),
+                room_locks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -290,7 +304,11 @@ impl Chat {
     }
 
     /// Posts a message: validated, rate-limited, stored once per `client_id`, then
-    /// published on every transport. Returns it and whether it was new.
+    /// published on every transport. Returns it and whether it was new. A retry of a stored
+    /// message returns it without counting against the rate limit. Storing and fanning out
+    /// run to completion even if the caller goes away (a dropped HTTP request or MQTT
+    /// connection), and posts to one room are handled one at a time: every transport sees
+    /// the stored order.
     pub async fn post(
         &self,
         user: &UserSubject,
@@ -298,21 +316,32 @@ impl Chat {
         client_id: Option<&str>,
         text: &str,
     ) -> Result<(Message, bool), ChatError> {
-        let text = check_text(text)?;
         if let Some(c) = client_id {
             check_client_id(c)?;
         }
         let subject = Subject::User(*user);
         self.authorize(&subject, room).await?;
+        if let Some(c) = client_id {
+            if let Some(existing) = store::existing(&self.inner.db, room, user.id, c).await? {
+                return Ok((existing, false));
+            }
+        }
+        let text = check_text(text)?.to_owned();
         if let Err(not_until) = self.inner.posts.check_key(&user.id) {
             let wait = not_until.wait_time_from(self.inner.clock.now()).as_secs_f64().ceil() as u64;
             return Err(ChatError::RateLimited { retry_after_secs: wait.max(1) });
         }
-        let (message, created) = store::post(&self.inner.db, room, user.id, client_id, text).await?;
-        if created {
-            self.fan_out_message(user, &message).await;
-        }
-        Ok((message, created))
+        let (chat, user, client_id) = (self.clone(), *user, client_id.map(str::to_owned));
+        let task = tokio::spawn(async move {
+            let lock = chat.inner.room_locks.lock().expect("room locks").entry(room).or_default().clone();
+            let _turn = lock.lock().await;
+            let (message, created) = store::post(&chat.inner.db, room, user.id, client_id.as_deref(), &text).await?;
+            if created {
+                chat.fan_out_message(&user, &message).await;
+            }
+            Ok::<_, ChatError>((message, created))
+        });
+        task.await.map_err(|e| ChatError::Db(DbErr::Custom(format!("the post task failed: {e}"))))?
     }
 
     async fn fan_out_message(&self, sender: &UserSubject, message: &Message) {
@@ -326,8 +355,13 @@ impl Chat {
             }
             // Participants connected to the room neither over MQTT nor over a WebSocket
             // get a notification, so their app can raise a push (no text: lock screens).
-            let members = store::members(&self.inner.db, room).await.unwrap_or_default();
-            for member in members.into_iter().filter(|m| *m != sender.id) {
+            let members = store::members_with_roles(&self.inner.db, room).await.unwrap_or_default();
+            for (member, role) in members.into_iter().filter(|(m, _)| *m != sender.id) {
+                // Only those who take part now (the relationship holds).
+                let who = Subject::User(UserSubject { id: member, role, hospital: sender.hospital, family: None });
+                if self.inner.policy.room(&who, room).await.is_err() {
+                    continue;
+                }
                 let on_mqtt = self.inner.registry.get().is_some_and(|r| r.user_in_room(member, room));
                 let on_ws = self.inner.streams.lock().expect("chat streams").contains_key(&(room, member));
                 if on_mqtt || on_ws {
@@ -378,13 +412,18 @@ impl Chat {
         }
     }
 
+    /// The room a message belongs to, if it exists.
+    pub async fn room_of(&self, message: MessageId) -> Result<Option<RoomId>, ChatError> {
+        Ok(store::message(&self.inner.db, message).await?.map(|m| m.room_id))
+    }
+
     /// A typing indicator: stamped with the sender, at most one per 2 s per person per room
     /// (more are dropped), published at QoS 0 and never stored or retained.
     pub async fn typing(&self, user: &UserSubject, room: RoomId, typing: bool) -> Result<(), ChatError> {
-        let r = self.authorize(&Subject::User(*user), room).await?;
-        if typing && self.inner.typing.check_key(&(user.id, room)).is_err() {
+        if self.inner.typing.check_key(&(user.id, room)).is_err() {
             return Ok(());
         }
+        let r = self.authorize(&Subject::User(*user), room).await?;
         let payload = nc_broker::publisher::typing_payload(user, typing);
         let indicator: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
         let _ = self.inner.events.send(Event::Typing { room, indicator });

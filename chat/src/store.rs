@@ -241,6 +241,25 @@ pub async fn post(
     Ok((view(stored, &roles, &marks), created))
 }
 
+/// The message `sender` already stored in `room` under `client_id`, if any.
+pub async fn existing(
+    db: &DatabaseConnection,
+    room: RoomId,
+    sender: UserId,
+    client_id: &str,
+) -> Result<Option<Message>, DbErr> {
+    let found = chat_messages::Entity::find()
+        .filter(chat_messages::Column::RoomId.eq(room))
+        .filter(chat_messages::Column::SenderId.eq(sender))
+        .filter(chat_messages::Column::ClientMsgId.eq(client_id))
+        .one(db)
+        .await?;
+    let Some(m) = found else { return Ok(None) };
+    let marks = participants(db, room).await?;
+    let roles: HashMap<UserId, Role> = marks.iter().map(|(p, _)| (p.user_id, p.role)).collect();
+    Ok(Some(view(m, &roles, &marks)))
+}
+
 /// A page of a room's messages, oldest first within the page.
 pub async fn messages(db: &DatabaseConnection, room: RoomId, from: PageFrom, limit: u64) -> Result<MessagePage, DbErr> {
     let anchor = match from {
@@ -315,6 +334,11 @@ pub async fn members(db: &DatabaseConnection, room: RoomId) -> Result<Vec<UserId
         .into_iter()
         .map(|p| p.user_id)
         .collect())
+}
+
+/// A room's participants with their roles.
+pub async fn members_with_roles(db: &DatabaseConnection, room: RoomId) -> Result<Vec<(UserId, Role)>, DbErr> {
+    Ok(participants(db, room).await?.into_iter().map(|(p, _)| (p.user_id, p.role)).collect())
 }
 
 /// The role of a user.

@@ -275,17 +275,22 @@ async fn who_may_chat_with_whom_and_losing_the_room_when_the_relationship_ends()
     assert_eq!(closed, Some(4403));
     assert_eq!(w.as_user("doc").get(&path).await.status, 403, "REST agrees");
     assert_eq!(w.as_user("doc").get("/api/chat/rooms").await.body["total"], 0, "both rooms rested on d1: gone");
-    // The history stays stored, and the patient still sees it.
-    let p = w.as_user("pat").get(&path).await;
-    assert_eq!(p.status, 200);
+    // With no doctor responsible any more, the patient's room closes too (nobody would read
+    // it); the history stays stored for audit.
+    assert_eq!(w.as_user("pat").get(&path).await.status, 403);
+    let p = w.as_user("pat").post(&path, json!({"message": "hello?", "clientMessageId": "late"})).await;
+    assert_eq!(p.status, 403, "{}", p.text);
     let mut c = w.app.db.sql().await;
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM access_audit_log WHERE resource = 'chat.messages' AND action = 'read'",
+    let audited: Vec<(String, String)> = sqlx::query_as(
+        "SELECT interface, resource FROM access_audit_log WHERE actor_id = $1::uuid AND patient_id = $2::uuid AND action IN ('read', 'subscribe') ORDER BY at",
     )
-    .fetch_one(&mut c)
+    .bind(w.id("doc"))
+    .bind(w.id("p1"))
+    .fetch_all(&mut c)
     .await
     .unwrap();
-    assert!(audited >= 2, "reads of a conversation are audited");
+    assert!(audited.contains(&("mqtt".into(), "mqtt.subscription".into())), "MQTT follow audited: {audited:?}");
+    assert!(audited.contains(&("websocket".into(), "chat.messages".into())), "WebSocket read audited: {audited:?}");
     w.app.stop().await;
 }
 
@@ -310,6 +315,8 @@ async fn bad_messages_and_floods_get_clear_errors_and_nothing_is_stored() {
         (json!({"message": "   \n ", "clientMessageId": "b"}), "message"),
         (json!({"message": "x".repeat(4001), "clientMessageId": "c"}), "message"),
         (json!({"message": "bell\u{7}", "clientMessageId": "d"}), "message"),
+        (json!({"message": "\u{200B}\u{200B}", "clientMessageId": "e"}), "message"),
+        (json!({"message": "evil\u{202E}txt.exe", "clientMessageId": "g"}), "message"),
         (json!({"message": "ok", "clientMessageId": "has space"}), "clientMessageId"),
     ] {
         let r = doc.post(&path, body.clone()).await;

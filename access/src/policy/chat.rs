@@ -56,7 +56,24 @@ impl Policy {
                 let Some(patient) = room.patient_id else { return Ok(false) };
                 let Some(p) = patients::Entity::find_by_id(patient).one(&self.db).await? else { return Ok(false) };
                 match u.role {
-                    Role::Patient => Ok(p.user_id == Some(u.id)),
+                    // The patient keeps the room while one of its doctors is still
+                    // responsible for them: otherwise nobody would read what they write.
+                    Role::Patient if p.user_id == Some(u.id) => {
+                        let doctors: Vec<UserId> = chat_room_participants::Entity::find()
+                            .filter(chat_room_participants::Column::RoomId.eq(room.id))
+                            .filter(chat_room_participants::Column::UserId.ne(u.id))
+                            .all(&self.db)
+                            .await?
+                            .into_iter()
+                            .map(|m| m.user_id)
+                            .collect();
+                        for d in doctors {
+                            if self.responsible_doctor(d, &p).await? {
+                                return Ok(true);
+                            }
+                        }
+                        Ok(false)
+                    }
                     Role::Doctor => self.responsible_doctor(u.id, &p).await,
                     _ => Ok(false),
                 }

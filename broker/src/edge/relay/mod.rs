@@ -42,7 +42,7 @@ use crate::publisher::Publisher;
 use crate::registry::Control;
 use crate::sessions::Carried;
 
-use crate::topic::{DeviceChannel, Filter, Topic};
+use crate::topic::{DeviceChannel, Filter, RoomChannel, Topic};
 use crate::transport::{ClientRx, ClientTx};
 use crate::Shared;
 
@@ -657,9 +657,11 @@ async fn audit_subscription(
         Filter::Exact(Topic::Patient { patient, .. }) | Filter::AnyPatientChannel { patient, .. } => {
             (None, Some(patient))
         }
-        Filter::Exact(Topic::Room { .. } | Topic::Notifications { .. }) | Filter::AnyRoomChannel { .. } => {
-            return Ok(())
-        }
+        // Following a conversation is a read of it (chat is PHI): audited with what the room
+        // is about.
+        Filter::Exact(Topic::Room { room, channel: RoomChannel::Messages, .. })
+        | Filter::AnyRoomChannel { room, .. } => shared.policy.room_subjects(room).await?,
+        Filter::Exact(Topic::Room { .. } | Topic::Notifications { .. }) => return Ok(()),
     };
     if matches!(subject, Subject::Device { .. }) {
         return Ok(());
