@@ -93,7 +93,7 @@ pub async fn chat(
         .unwrap_or_else(chrono::Utc::now);
     let state = state.0.clone();
     // Subscribed before the upgrade: nothing that happens after the 101 is missed.
-    let mut events = state.chat.subscribe();
+    let mut events = state.chat.subscribe(room);
     let watching = state.chat.stream_opened(room, user.id);
     // Frames larger than the limit end the connection (1009) before they are buffered.
     let config = poem::web::websocket::WebSocketConfig::default()
@@ -108,8 +108,7 @@ pub async fn chat(
         loop {
             let outgoing: Vec<serde_json::Value> = tokio::select! {
                 event = events.recv() => match event {
-                    Ok(e) if e.room() == room => vec![e.to_json()],
-                    Ok(_) => Vec::new(),
+                    Ok(e) => vec![e.to_json()],
                     Err(RecvError::Lagged(n)) => vec![serde_json::json!({"type": "lagged", "missed": n,
                         "message": "catch up with GET /api/chat/rooms/{roomId}/messages?after=<last id>"})],
                     Err(RecvError::Closed) => break,

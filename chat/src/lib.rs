@@ -135,7 +135,8 @@ struct Inner {
     policy: Policy,
     publisher: OnceLock<Publisher>,
     registry: OnceLock<Arc<Registry>>,
-    events: broadcast::Sender<Event>,
+    /// Live events, one channel per room with listeners (the WebSocket streams).
+    events: Mutex<HashMap<RoomId, broadcast::Sender<Event>>>,
     posts: DefaultKeyedRateLimiter<UserId>,
     typing: DefaultKeyedRateLimiter<(UserId, RoomId)>,
     clock: DefaultClock,
@@ -180,7 +181,7 @@ impl Chat {
                 db,
                 publisher: OnceLock::new(),
                 registry: OnceLock::new(),
-                events: broadcast::channel(1024).0,
+                events: Mutex::new(HashMap::new()),
                 posts: RateLimiter::keyed(Quota::per_minute(per_minute)),
                 // Typing: at most one indicator per 2 s per person per room.
                 typing: RateLimiter::keyed(Quota::with_period(std::time::Duration::from_secs(2)).expect("non-zero")),
@@ -197,9 +198,22 @@ impl Chat {
         let _ = self.inner.registry.set(registry);
     }
 
-    /// Live events of every room (the transports filter by room and re-check access).
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+    /// Live events of one room (the transport re-checks access).
+    pub fn subscribe(&self, room: RoomId) -> broadcast::Receiver<Event> {
+        self.inner
+            .events
+            .lock()
+            .expect("chat events")
+            .entry(room)
+            .or_insert_with(|| broadcast::channel(256).0)
+            .subscribe()
+    }
+
+    fn emit(&self, event: Event) {
+        let room = event.room();
+        if let Some(tx) = self.inner.events.lock().expect("chat events").get(&room) {
+            let _ = tx.send(event);
+        }
     }
 
     /// Counts a WebSocket stream of `user` on `room`.
@@ -321,13 +335,14 @@ impl Chat {
         }
         let subject = Subject::User(*user);
         self.authorize(&subject, room).await?;
-        if let Some(c) = client_id {
-            if let Some(existing) = store::existing(&self.inner.db, room, user.id, c).await? {
-                return Ok((existing, false));
-            }
-        }
         let text = check_text(text)?.to_owned();
         if let Err(not_until) = self.inner.posts.check_key(&user.id) {
+            // A retry of a stored message is answered whatever the limit.
+            if let Some(c) = client_id {
+                if let Some(existing) = store::existing(&self.inner.db, room, user.id, c).await? {
+                    return Ok((existing, false));
+                }
+            }
             let wait = not_until.wait_time_from(self.inner.clock.now()).as_secs_f64().ceil() as u64;
             return Err(ChatError::RateLimited { retry_after_secs: wait.max(1) });
         }
@@ -335,7 +350,8 @@ impl Chat {
         let task = tokio::spawn(async move {
             let lock = chat.inner.room_locks.lock().expect("room locks").entry(room).or_default().clone();
             let _turn = lock.lock().await;
-            let (message, created) = store::post(&chat.inner.db, room, user.id, client_id.as_deref(), &text).await?;
+            let (message, created) =
+                store::post(&chat.inner.db, room, user.id, Some(user.role), client_id.as_deref(), &text).await?;
             if created {
                 chat.fan_out_message(&user, &message).await;
             }
@@ -346,7 +362,7 @@ impl Chat {
 
     async fn fan_out_message(&self, sender: &UserSubject, message: &Message) {
         let room = message.chat_room_id;
-        let _ = self.inner.events.send(Event::Message(message.clone()));
+        self.emit(Event::Message(message.clone()));
         if let Some(publisher) = self.inner.publisher.get() {
             let topic = Topic::Room { hospital: sender.hospital, room, channel: RoomChannel::Messages };
             let body = serde_json::json!({"v": 1, "message": message});
@@ -357,14 +373,14 @@ impl Chat {
             // get a notification, so their app can raise a push (no text: lock screens).
             let members = store::members_with_roles(&self.inner.db, room).await.unwrap_or_default();
             for (member, role) in members.into_iter().filter(|(m, _)| *m != sender.id) {
-                // Only those who take part now (the relationship holds).
-                let who = Subject::User(UserSubject { id: member, role, hospital: sender.hospital, family: None });
-                if self.inner.policy.room(&who, room).await.is_err() {
-                    continue;
-                }
                 let on_mqtt = self.inner.registry.get().is_some_and(|r| r.user_in_room(member, room));
                 let on_ws = self.inner.streams.lock().expect("chat streams").contains_key(&(room, member));
                 if on_mqtt || on_ws {
+                    continue;
+                }
+                // Only those who take part now (the relationship holds).
+                let who = Subject::User(UserSubject { id: member, role, hospital: sender.hospital, family: None });
+                if self.inner.policy.room(&who, room).await.is_err() {
                     continue;
                 }
                 let topic = Topic::Notifications { hospital: sender.hospital, user: member };
@@ -388,7 +404,7 @@ impl Chat {
         })?;
         match store::read(&self.inner.db, &m, user.id).await? {
             Some(receipt) => {
-                let _ = self.inner.events.send(Event::Read(receipt.clone()));
+                self.emit(Event::Read(receipt.clone()));
                 if let Some(publisher) = self.inner.publisher.get() {
                     let topic = Topic::Room { hospital: room.hospital_id, room: room.id, channel: RoomChannel::Read };
                     let body = serde_json::json!({"v": 1, "roomId": receipt.room_id, "userId": receipt.user_id,
@@ -426,7 +442,7 @@ impl Chat {
         let r = self.authorize(&Subject::User(*user), room).await?;
         let payload = nc_broker::publisher::typing_payload(user, typing);
         let indicator: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-        let _ = self.inner.events.send(Event::Typing { room, indicator });
+        self.emit(Event::Typing { room, indicator });
         if let Some(publisher) = self.inner.publisher.get() {
             let topic = Topic::Room { hospital: r.hospital_id, room, channel: RoomChannel::Typing };
             if let Err(e) = publisher.publish(&topic, payload).await {
@@ -440,6 +456,7 @@ impl Chat {
     pub fn tidy(&self) {
         self.inner.posts.retain_recent();
         self.inner.typing.retain_recent();
+        self.inner.events.lock().expect("chat events").retain(|_, tx| tx.receiver_count() > 0);
     }
 }
 

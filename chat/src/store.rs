@@ -194,6 +194,7 @@ pub async fn post(
     db: &DatabaseConnection,
     room: RoomId,
     sender: UserId,
+    sender_role: Option<Role>,
     client_id: Option<&str>,
     body: &str,
 ) -> Result<(Message, bool), DbErr> {
@@ -236,6 +237,14 @@ pub async fn post(
     }
     .ok_or_else(|| DbErr::RecordNotFound("chat message".into()))?;
     txn.commit().await?;
+    if created {
+        // Just stored: nobody else has read it yet.
+        let mut roles = HashMap::new();
+        if let Some(r) = sender_role {
+            roles.insert(sender, r);
+        }
+        return Ok((view(stored, &roles, &Vec::new()), true));
+    }
     let marks = participants(db, room).await?;
     let roles: HashMap<UserId, Role> = marks.iter().map(|(p, _)| (p.user_id, p.role)).collect();
     Ok((view(stored, &roles, &marks), created))
