@@ -239,8 +239,18 @@ async fn who_may_chat_with_whom_and_losing_the_room_when_the_relationship_ends()
     assert_eq!(device_room("doc", "d2").await.status, 403, "not doc's device");
     let id = open_dp(&w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned();
     let path = format!("/api/chat/rooms/{id}/messages");
+    let first = w.as_user("doc").post(&path, json!({"message": "hello", "clientMessageId": "h1"})).await;
+    let read = format!("/api/chat/messages/{}/read", first.body["id"].as_str().unwrap());
     for (who, status) in [("doc2", 403), ("tec", 403), ("adm", 403), ("admB", 404), ("docB", 404)] {
         assert_eq!(w.as_user(who).get(&path).await.status, status, "{who} reads");
+        assert_eq!(w.as_user(who).get(&format!("/api/chat/rooms/{id}")).await.status, status, "{who} sees the room");
+        let r = w.as_user(who).put(&read, json!({})).await.status;
+        assert_eq!(r, if status == 404 { 404 } else { 403 }, "{who} marks read");
+        let listed = w.as_user(who).get("/api/chat/rooms").await;
+        assert!(
+            listed.body["items"].as_array().is_none_or(|rooms| rooms.iter().all(|r| r["id"] != id.as_str())),
+            "{who} lists it"
+        );
         let p = w.as_user(who).post(&path, json!({"message": "hi", "clientMessageId": "x"})).await;
         assert_eq!(p.status, status, "{who} posts");
         assert_eq!(chat_ws(&w, who, &id).await.err(), Some(status), "{who} streams");
