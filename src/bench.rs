@@ -282,6 +282,19 @@ impl nc_broker::TelemetrySink for NoStorage {
 }
 
 /// Edge versus bare rumqttd, same clients and load.
+/// The configuration for a service started in-process by a benchmark (every listener on
+/// port 0, a signing key), and the keys that sign its tokens.
+pub(crate) fn in_process(mut config: crate::Config) -> (crate::Config, nc_access::token::TokenKeys) {
+    config.http.addr = "127.0.0.1:0".parse().expect("addr");
+    config.mqtt.addr = "127.0.0.1:0".parse().expect("addr");
+    config.mqtt.ws_addr = "127.0.0.1:0".parse().expect("addr");
+    if config.auth.jwt_secret.is_empty() {
+        config.auth.jwt_secret = crate::config::Secret::new(nc_access::secret::random_token());
+    }
+    let keys = nc_access::token::TokenKeys::new(config.auth.jwt_secret.expose().as_bytes(), 900);
+    (config, keys)
+}
+
 pub async fn broker(config: crate::Config, devices: usize, rate: f64, seconds: f64) -> Result<String, String> {
     let e = |e: sqlx::Error| e.to_string();
     let pool = PgPool::connect(config.database.url.expose()).await.map_err(e)?;
@@ -319,14 +332,7 @@ pub async fn broker(config: crate::Config, devices: usize, rate: f64, seconds: f
         .bind(doctor).bind(family).bind(nc_access::secret::digest(&Uuid::now_v7().to_string())).execute(&mut *tx).await.map_err(e)?;
     tx.commit().await.map_err(e)?;
 
-    let mut config = config;
-    config.http.addr = "127.0.0.1:0".parse().expect("addr");
-    config.mqtt.addr = "127.0.0.1:0".parse().expect("addr");
-    config.mqtt.ws_addr = "127.0.0.1:0".parse().expect("addr");
-    if config.auth.jwt_secret.is_empty() {
-        config.auth.jwt_secret = crate::config::Secret::new(nc_access::secret::random_token());
-    }
-    let keys = nc_access::token::TokenKeys::new(config.auth.jwt_secret.expose().as_bytes(), 900);
+    let (config, keys) = in_process(config);
     let token = keys.issue(
         nc_domain::UserId(doctor),
         nc_domain::Role::Doctor,

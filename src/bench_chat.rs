@@ -89,14 +89,7 @@ pub async fn chat(config: crate::Config, rooms: usize, rate: f64, seconds: f64) 
     let e = |e: sqlx::Error| e.to_string();
     let pool = PgPool::connect(config.database.url.expose()).await.map_err(e)?;
     let (h, pairs) = seed(&pool, rooms).await.map_err(e)?;
-    let mut config = config;
-    config.http.addr = "127.0.0.1:0".parse().expect("addr");
-    config.mqtt.addr = "127.0.0.1:0".parse().expect("addr");
-    config.mqtt.ws_addr = "127.0.0.1:0".parse().expect("addr");
-    if config.auth.jwt_secret.is_empty() {
-        config.auth.jwt_secret = crate::config::Secret::new(nc_access::secret::random_token());
-    }
-    let keys = nc_access::token::TokenKeys::new(config.auth.jwt_secret.expose().as_bytes(), 900);
+    let (config, keys) = crate::bench::in_process(config);
     let token = |id: Uuid, role| {
         keys.issue(nc_domain::UserId(id), role, nc_domain::HospitalId(h), nc_domain::TokenFamilyId(id))
     };

@@ -48,6 +48,12 @@ impl Authenticator {
     /// The person an access token stands for, if the token is valid and the account and
     /// session are still live.
     pub async fn user(&self, token: &str) -> Result<UserSubject, AuthnError> {
+        self.user_until(token).await.map(|(user, _)| user)
+    }
+
+    /// As [`Authenticator::user`], with when the token expires (a live connection on it
+    /// ends then).
+    pub async fn user_until(&self, token: &str) -> Result<(UserSubject, chrono::DateTime<chrono::Utc>), AuthnError> {
         let claims = self.tokens.verify(token).map_err(|e| match e {
             TokenError::Expired => AuthnError::Expired,
             TokenError::Invalid => AuthnError::InvalidToken,
@@ -63,7 +69,11 @@ impl Authenticator {
         if self.family_revoked(claims.sid).await? {
             return Err(AuthnError::SessionRevoked);
         }
-        Ok(UserSubject { id: user.id, role: user.role, hospital: user.hospital_id, family: Some(claims.sid) })
+        let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(chrono::Utc::now);
+        Ok((
+            UserSubject { id: user.id, role: user.role, hospital: user.hospital_id, family: Some(claims.sid) },
+            expires,
+        ))
     }
 
     /// Whether a login session has been revoked (logout, token reuse, password reset,

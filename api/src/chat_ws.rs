@@ -23,15 +23,11 @@ use poem::web::{Data, Path, Query};
 use poem::{handler, IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::live::LiveQuery;
+use crate::live::{refuse, too_many_streams, viewer, LiveQuery};
 use crate::state::ApiState;
 
 /// Largest client frame.
 const MAX_FRAME: usize = 16 * 1024;
-
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    poem::web::Json(serde_json::json!({"code": code, "message": message})).with_status(status).into_response()
-}
 
 #[derive(serde::Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
@@ -63,12 +59,9 @@ pub async fn chat(
     let Ok(room) = room.parse::<RoomId>() else {
         return refuse(StatusCode::BAD_REQUEST, "bad_request", "roomId is not a valid id");
     };
-    let Some(token) = query.token else {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "pass the access token as ?token=");
-    };
-    let user = match state.authn.user(&token).await {
-        Ok(u) => u,
-        Err(e) => return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
+    let (user, expires) = match viewer(&state, query).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let subject = Subject::User(user);
     match state.chat.authorize(&subject, room).await {
@@ -77,20 +70,11 @@ pub async fn chat(
         Err(nc_chat::ChatError::Forbidden(m)) => return refuse(StatusCode::FORBIDDEN, "forbidden", &m),
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
     }
-    let Some(slot) = state.streams.take(user.id) else {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many live streams open");
-    };
+    let Some(slot) = state.streams.take(user.id) else { return too_many_streams() };
     // Reading the conversation live is a read of it: audited once per stream.
     if state.chat.messages(&user, room, nc_chat::PageFrom::Newest, 1, Interface::Websocket).await.is_err() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later");
     }
-    let expires = state
-        .authn
-        .tokens()
-        .verify(&token)
-        .ok()
-        .and_then(|c| chrono::DateTime::from_timestamp(c.exp, 0))
-        .unwrap_or_else(chrono::Utc::now);
     let state = state.0.clone();
     // Subscribed before the upgrade: nothing that happens after the 101 is missed.
     let mut events = state.chat.subscribe(room);

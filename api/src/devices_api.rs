@@ -254,13 +254,8 @@ impl DevicesApi {
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
     ) -> Result<Json<Vec<PatientOut>>> {
         let subject = auth.subject();
-        let view =
-            state.policy.clinical_view(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
-        let device = state
-            .policy
-            .device(&subject, device_id.0, DeviceAction::View)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let (device, view) =
+            state.policy.clinical_device(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
         let scope = state.policy.read_scope(&subject).await?;
         let mut sessions = device_sessions::Entity::find();
         if let ReadScope::Windows(w) = &scope {
@@ -325,13 +320,8 @@ impl DevicesApi {
         offset: Query<Option<u64>>,
     ) -> Result<Json<SessionPage>> {
         let subject = auth.subject();
-        let view =
-            state.policy.clinical_view(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
-        let device = state
-            .policy
-            .device(&subject, device_id.0, DeviceAction::View)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let (device, view) =
+            state.policy.clinical_device(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query = device_sessions::Entity::find().filter(device_sessions::Column::DeviceId.eq(device.id));
         if let ClinicalView::OwnTreatment(me) = view {

@@ -74,8 +74,29 @@ pub struct LiveQuery {
     pub(crate) token: Option<String>,
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     poem::web::Json(serde_json::json!({"code": code, "message": message})).with_status(status).into_response()
+}
+
+/// The person opening a live stream, from `?token=` (401 otherwise), and when the token
+/// expires (the stream closes with 4401 then).
+pub(crate) async fn viewer(
+    state: &ApiState,
+    query: LiveQuery,
+) -> Result<(nc_access::UserSubject, chrono::DateTime<chrono::Utc>), Response> {
+    let Some(token) = query.token else {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "pass the access token as ?token="));
+    };
+    state.authn.user_until(&token).await.map_err(|e| refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()))
+}
+
+/// The answer when a person holds [`STREAMS_PER_USER`] streams already.
+pub(crate) fn too_many_streams() -> Response {
+    poem::web::Json(serde_json::json!({"code": "rate_limited",
+        "message": format!("at most {STREAMS_PER_USER} live streams per person at once")}))
+    .with_status(StatusCode::TOO_MANY_REQUESTS)
+    .with_header("Retry-After", "5")
+    .into_response()
 }
 
 #[handler]
@@ -89,12 +110,9 @@ pub async fn health_metrics(
     let Ok(device) = device.parse::<DeviceId>() else {
         return refuse(StatusCode::BAD_REQUEST, "bad_request", "deviceId is not a valid id");
     };
-    let Some(token) = query.token else {
-        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "pass the access token as ?token=");
-    };
-    let user = match state.authn.user(&token).await {
-        Ok(u) => u,
-        Err(e) => return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
+    let (user, expires) = match viewer(&state, query).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let subject = Subject::User(user);
     let view = match state.policy.clinical_view(&subject, device).await {
@@ -107,20 +125,7 @@ pub async fn health_metrics(
             }
         }
     };
-    let Some(slot) = state.streams.take(user.id) else {
-        return poem::web::Json(serde_json::json!({"code": "rate_limited",
-            "message": format!("at most {STREAMS_PER_USER} live streams per person at once")}))
-        .with_status(StatusCode::TOO_MANY_REQUESTS)
-        .with_header("Retry-After", "5")
-        .into_response();
-    };
-    let expires = state
-        .authn
-        .tokens()
-        .verify(&token)
-        .ok()
-        .and_then(|c| chrono::DateTime::from_timestamp(c.exp, 0))
-        .unwrap_or_else(chrono::Utc::now);
+    let Some(slot) = state.streams.take(user.id) else { return too_many_streams() };
     let own = match view {
         ClinicalView::OwnTreatment(p) => Some(p),
         ClinicalView::Device => None,

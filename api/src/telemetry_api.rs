@@ -194,7 +194,7 @@ async fn readable_patient(
     auth: &BearerAuth,
     patient: PatientId,
     resource: &str,
-) -> std::result::Result<Option<Windows>, ApiError> {
+) -> std::result::Result<nc_access::policy::ReadScope, ApiError> {
     let subject = auth.subject();
     let p = state
         .policy
@@ -215,7 +215,7 @@ async fn readable_patient(
         },
     )
     .await?;
-    Ok(scope.windows().map(windows))
+    Ok(scope)
 }
 
 /// Sessions that overlap one of the windows on its device.
@@ -240,9 +240,9 @@ pub(crate) fn sessions_in(windows: &[nc_access::policy::Window]) -> sea_orm::Con
     any
 }
 
-/// The policy's windows, for the time-series queries.
-pub(crate) fn windows(w: &[nc_access::policy::Window]) -> Windows {
-    Windows::new(w.iter().map(|w| (w.device.as_uuid(), w.from, w.to)))
+/// The policy's windows, for the time-series queries (`None`: everything).
+pub(crate) fn windows(scope: &nc_access::policy::ReadScope) -> Option<Windows> {
+    scope.windows().map(|w| Windows::new(w.iter().map(|w| (w.device.as_uuid(), w.from, w.to))))
 }
 
 impl TelemetryApi {
@@ -257,7 +257,7 @@ impl TelemetryApi {
         limit: Option<u64>,
         cursor: Option<String>,
     ) -> Result<Json<HistoryPage>> {
-        let scope = readable_patient(state, req, auth, patient, "patient.health_metrics").await?;
+        let scope = windows(&readable_patient(state, req, auth, patient, "patient.health_metrics").await?);
         let (from, to) = range(from, to, Duration::days(1))?;
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_HISTORY_PAGE {
@@ -324,7 +324,7 @@ impl TelemetryApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
     ) -> Result<Json<CurrentOut>> {
-        let scope = readable_patient(&state, req, &auth, patient_id.0, "patient.current").await?;
+        let scope = windows(&readable_patient(&state, req, &auth, patient_id.0, "patient.current").await?);
         let found = nc_ingest::query::current_for_patient(state.ingest.pool(), patient_id.0.as_uuid(), scope.as_ref())
             .await
             .map_err(ApiError::internal)?;
@@ -395,7 +395,7 @@ impl TelemetryApi {
         #[oai(validator(max_length = 500, custom = "crate::validate::NoNul"))]
         metrics: Query<Option<String>>,
     ) -> Result<Json<TrendsOut>> {
-        let scope = readable_patient(&state, req, &auth, patient_id.0, "patient.trends").await?;
+        let scope = windows(&readable_patient(&state, req, &auth, patient_id.0, "patient.trends").await?);
         let resolution = resolution.0.unwrap_or(Resolution::H1);
         let (from, to) = range(from.0, to.0, Duration::days(7))?;
         if (to - from).num_seconds() / resolution.duration().num_seconds() > MAX_BUCKETS {
@@ -459,10 +459,10 @@ impl TelemetryApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
         #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
     ) -> Result<Json<SessionPage>> {
-        readable_patient(&state, req, &auth, patient_id.0, "patient.sessions").await?;
+        let scope = readable_patient(&state, req, &auth, patient_id.0, "patient.sessions").await?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));
-        if let nc_access::policy::ReadScope::Windows(w) = state.policy.read_scope(&auth.subject()).await? {
+        if let nc_access::policy::ReadScope::Windows(w) = scope {
             query = query.filter(sessions_in(&w));
         }
         let (items, total) =

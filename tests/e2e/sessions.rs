@@ -82,10 +82,9 @@ async fn revoke_while_away(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let token = refreshed(w, refresh).await;
     let again = Mqtt::connect(persistent(w, who, &token), false).await;
-    if let Ok(c) = &again {
+    if again.is_ok() {
         // After the reconnect the machine keeps publishing.
         d1.publish_acked(&w.topic("d1", "telemetry"), reading(2)).await;
-        let _ = c;
     }
     again
 }
@@ -314,9 +313,8 @@ async fn granted_mqtt_subscriptions_to_clinical_data_are_audited_once_each() {
 /// A WebSocket on d1's live stream.
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn ws(w: &World, who: &str, token: &str) -> Result<Ws, u16> {
+async fn ws(w: &World, token: &str) -> Result<Ws, u16> {
     let url = format!("ws://{}/ws/health-metrics/{}?token={token}", w.app.running().http_addr, w.id("d1"));
-    let _ = who;
     match tokio_tungstenite::connect_async(url).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
@@ -356,9 +354,9 @@ async fn on_a_shared_machine_each_patient_sees_only_their_own_treatment() {
     assert_eq!(pat.subscribe(&[(&t1, QoS::AtLeastOnce), (&own2, QoS::AtLeastOnce)]).await, vec![REFUSED; 2]);
     assert_eq!(pat2.subscribe(&[(&own2, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     assert_eq!(doc.subscribe(&[(&t1, QoS::AtLeastOnce)]).await, vec![GRANTED]);
-    let mut pat_ws = ws(&w, "pat", &w.access["pat"]).await.expect("pat's device");
-    let mut doc_ws = ws(&w, "doc", &w.access["doc"]).await.expect("doc's device");
-    assert_eq!(ws(&w, "pat2", &w.access["pat2"]).await.err(), Some(403), "not pat2's machine (yet)");
+    let mut pat_ws = ws(&w, &w.access["pat"]).await.expect("pat's device");
+    let mut doc_ws = ws(&w, &w.access["doc"]).await.expect("doc's device");
+    assert_eq!(ws(&w, &w.access["pat2"]).await.err(), Some(403), "not pat2's machine (yet)");
 
     // d1 treats p1 (readings 1, 2), then p2 (readings 3, 4, the last one a danger).
     let mut d1 = w.connect("d1", "").await;
@@ -367,7 +365,7 @@ async fn on_a_shared_machine_each_patient_sees_only_their_own_treatment() {
     d1.publish_acked(&t1, reading(1)).await;
     d1.publish_acked(&t1, reading(2)).await;
     d1.publish_acked(&s1, start("p2")).await;
-    let mut pat2_ws = ws(&w, "pat2", &w.access["pat2"]).await.expect("pat2 is on d1 now");
+    let mut pat2_ws = ws(&w, &w.access["pat2"]).await.expect("pat2 is on d1 now");
     d1.publish_acked(&t1, reading(3)).await;
     let danger = json!({"v": 1, "seq": 4, "ts": now(), "systemStatus": "danger", "heartRate": 72}).to_string();
     d1.publish_acked(&t1, danger).await;
@@ -418,7 +416,7 @@ async fn the_live_stream_closes_when_its_token_expires_and_streams_per_person_ar
     let client = Client::new(format!("http://{}", app.http_addr));
     let w = World::new(TestApp { app: Some(app), client, db }).await;
     let (token, _) = login(&w, "doc").await;
-    let mut stream = ws(&w, "doc", &token).await.expect("opens");
+    let mut stream = ws(&w, &token).await.expect("opens");
     let opened = Instant::now();
     let (_, code) = ws_seqs(&mut stream, Duration::from_secs(6)).await;
     let lasted = opened.elapsed();
@@ -428,12 +426,12 @@ async fn the_live_stream_closes_when_its_token_expires_and_streams_per_person_ar
     let (token, _) = login(&w, "doc").await;
     let mut open = Vec::new();
     for _ in 0..nc_api::live::STREAMS_PER_USER {
-        open.push(ws(&w, "doc", &token).await.expect("within the limit"));
+        open.push(ws(&w, &token).await.expect("within the limit"));
     }
-    assert_eq!(ws(&w, "doc", &token).await.err(), Some(429), "beyond the limit");
+    assert_eq!(ws(&w, &token).await.err(), Some(429), "beyond the limit");
     open.pop();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(ws(&w, "doc", &token).await.is_ok(), "a closed stream frees its place");
+    assert!(ws(&w, &token).await.is_ok(), "a closed stream frees its place");
     w.app.stop().await;
 }
 

@@ -70,15 +70,23 @@ impl Policy {
     /// How much of `device`'s clinical data `subject` may receive (see [`ClinicalView`]):
     /// its staff everything, the patient on it their own treatment only.
     pub async fn clinical_view(&self, subject: &Subject, device: DeviceId) -> Result<ClinicalView, PolicyError> {
+        self.clinical_device(subject, device).await.map(|(_, view)| view)
+    }
+
+    /// The device, and how much of its clinical data `subject` may receive.
+    pub async fn clinical_device(
+        &self,
+        subject: &Subject,
+        device: DeviceId,
+    ) -> Result<(devices::Model, ClinicalView), PolicyError> {
         if let Subject::User(u) = subject {
             if u.role == Role::Patient {
-                self.device(subject, device, DeviceAction::View).await?;
+                let d = self.device(subject, device, DeviceAction::View).await?;
                 let record = self.patient_of_user(u.id).await?.ok_or(Denied::Forbidden("no patient record"))?;
-                return Ok(ClinicalView::OwnTreatment(record));
+                return Ok((d, ClinicalView::OwnTreatment(record)));
             }
         }
-        self.device(subject, device, DeviceAction::ReadClinical).await?;
-        Ok(ClinicalView::Device)
+        Ok((self.device(subject, device, DeviceAction::ReadClinical).await?, ClinicalView::Device))
     }
 
     /// The patient record linked to a patient account, if any.

@@ -154,7 +154,7 @@ async fn authenticate(shared: &Shared, connect: &Connect) -> Result<Identity, Co
     };
     let now = Utc::now();
     let identity = if looks_like_jwt(password) {
-        let user = shared.authn.user(password).await.map_err(|e| match e {
+        let (user, expires) = shared.authn.user_until(password).await.map_err(|e| match e {
             AuthnError::Expired | AuthnError::InvalidToken => ConnectReturnCode::BadUserNamePassword,
             AuthnError::Db(_) => ConnectReturnCode::ServiceUnavailable,
             _ => ConnectReturnCode::NotAuthorized,
@@ -162,8 +162,7 @@ async fn authenticate(shared: &Shared, connect: &Connect) -> Result<Identity, Co
         if username.parse::<UserId>().ok() != Some(user.id) {
             return Err(ConnectReturnCode::BadUserNamePassword);
         }
-        let expires = shared.authn.tokens().verify(password).ok().and_then(|c| DateTime::from_timestamp(c.exp, 0));
-        Identity { subject: Subject::User(user), valid_until: expires, connected_at: now }
+        Identity { subject: Subject::User(user), valid_until: Some(expires), connected_at: now }
     } else {
         let device: DeviceId = username.parse().map_err(|_| ConnectReturnCode::BadUserNamePassword)?;
         let subject = shared.authn.device(device, password).await.map_err(|e| match e {
