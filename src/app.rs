@@ -169,6 +169,8 @@ impl App {
             .await
             .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;
         chat.attach_broker(broker.publisher(), broker.registry());
+        let bookings = nc_bookings::Bookings::new(db.clone());
+        bookings.attach_broker(broker.publisher());
         ingest.alerts().set_publisher(broker.publisher());
         ingest.watch_presence(broker.presence().subscribe());
 
@@ -184,8 +186,7 @@ impl App {
             db.clone(),
             &settings,
             authn,
-            ingest.clone(),
-            chat,
+            nc_api::Services { ingest: ingest.clone(), chat, bookings },
             broker.presence(),
             broker.registry(),
         );

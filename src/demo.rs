@@ -186,10 +186,10 @@ const DEMO_PATIENTS: &[(&str, &str, &str, &str, Gender, BloodGroup, f64)] = &[
     ("tomas.novak@demo.nephrocare.test", "Tomas Novak", "P-1004", "1948-01-20", Gender::Male, BloodGroup::AbPos, 74.8),
 ];
 const DEMO_DEVICES: &[(&str, &str, &str)] = &[
-    ("DM-001", "Dialysis machine bay 1", "Bay 1"),
-    ("DM-002", "Dialysis machine bay 2", "Bay 2"),
-    ("DM-003", "Dialysis machine bay 3", "Bay 3"),
-    ("DM-004", "Dialysis machine bay 4", "Bay 4"),
+    ("DM-001", "Dialysis machine bay 1", "Dialysis unit"),
+    ("DM-002", "Dialysis machine bay 2", "Dialysis unit"),
+    ("DM-003", "Dialysis machine bay 3", "Dialysis unit"),
+    ("DM-004", "Dialysis machine bay 4", "Dialysis unit"),
 ];
 
 /// Creates the demo hospital (and a second hospital, to show isolation) unless it exists,
@@ -288,11 +288,14 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
         technicians.push(id);
     }
     let mut patient_users = Vec::new();
+    let mut patient_ids = Vec::new();
     for (i, (email, name, number, dob, gender, blood, weight)) in DEMO_PATIENTS.iter().enumerate() {
         let user = insert_user(&txn, hospital, email, name, Role::Patient, &password_hash).await?;
         patient_users.push(user);
+        let patient = PatientId::new();
+        patient_ids.push(patient);
         patients::ActiveModel {
-            id: Set(PatientId::new()),
+            id: Set(patient),
             hospital_id: Set(hospital),
             user_id: Set(Some(user)),
             patient_number: Set((*number).into()),
@@ -348,5 +351,47 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
         Ok::<_, nc_chat::ChatError>(())
     };
     demo_chat.await.map_err(|e| SeedError::Invalid(format!("demo chat: {e}")))?;
+    demo_bookings(db, person(admin, Role::Admin), &patient_ids, &device_ids)
+        .await
+        .map_err(|e| SeedError::Invalid(format!("demo bookings: {e}")))
+}
+
+/// The unit's week: Europe/Berlin, 06:00-22:00 Monday to Saturday, and each patient's
+/// recurring series on their own machine for four weeks from next Monday (Mon/Wed/Fri or
+/// Tue/Thu/Sat, mornings or afternoons), leaving free slots to book.
+async fn demo_bookings(
+    db: &DatabaseConnection,
+    admin: nc_access::UserSubject,
+    patients: &[PatientId],
+    devices: &[DeviceId],
+) -> Result<(), nc_bookings::BookingError> {
+    use chrono::Datelike;
+    let bookings = nc_bookings::Bookings::new(db.clone());
+    let tz: nc_bookings::Tz = "Europe/Berlin".parse().expect("a known time zone");
+    bookings.set_settings(&admin, nc_bookings::Settings::defaults(tz)).await?;
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let monday = today + chrono::Duration::days(7 - i64::from(today.weekday().num_days_from_monday()));
+    for (i, (patient, device)) in patients.iter().zip(devices).enumerate() {
+        let weekdays = if i % 2 == 0 {
+            vec![Weekday::Mon, Weekday::Wed, Weekday::Fri]
+        } else {
+            vec![Weekday::Tue, Weekday::Thu, Weekday::Sat]
+        };
+        let rule = nc_bookings::series::Rule {
+            weekdays,
+            start_minutes: if i < 2 { 7 * 60 } else { 13 * 60 },
+            first_date: monday,
+            weeks: 4,
+            duration_minutes: 240,
+        };
+        let request = nc_bookings::SeriesRequest {
+            patient: Some(*patient),
+            device: *device,
+            rule,
+            book_what_fits: true,
+            notes: Some("Regular dialysis".into()),
+        };
+        bookings.create_series(&admin, request).await?;
+    }
     Ok(())
 }

@@ -13,5 +13,5 @@ pub mod policy;
 pub mod secret;
 pub mod token;
 
+pub use policy::{BookingAction, BookingScope, RoomGrant, RoomRequest};
 pub use policy::{Denied, DeviceAction, HospitalAction, PatientAction, Policy, PolicyError, Subject, UserSubject};
-pub use policy::{RoomGrant, RoomRequest};

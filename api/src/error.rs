@@ -20,6 +20,23 @@ pub struct ErrorBody {
     /// Per-field problems, for validation errors.
     #[oai(skip_serializing_if_is_empty, default)]
     pub fields: Vec<FieldError>,
+    /// What the request collided with, for conflicts (409) about times: the booking in
+    /// the way, or the occurrences of a series that could not be booked.
+    #[oai(skip_serializing_if_is_empty, default)]
+    pub conflicts: Vec<ConflictOut>,
+}
+
+/// One time a request collided with something.
+#[derive(Object, Debug, Clone, PartialEq)]
+#[oai(rename_all = "camelCase")]
+pub struct ConflictOut {
+    pub reason: nc_domain::ConflictReason,
+    /// The start asked for, if it exists.
+    pub scheduled_date: Option<chrono::DateTime<chrono::Utc>>,
+    /// The local date (occurrences of a series).
+    pub date: Option<chrono::NaiveDate>,
+    /// The booking in the way, if any.
+    pub booking_id: Option<nc_domain::BookingId>,
 }
 
 /// One invalid field of a request.
@@ -32,7 +49,7 @@ pub struct FieldError {
 
 impl ErrorBody {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.to_owned(), message: message.into(), fields: Vec::new() }
+        Self { code: code.to_owned(), message: message.into(), fields: Vec::new(), conflicts: Vec::new() }
     }
 }
 
@@ -86,6 +103,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("conflict: {message}")]
     Conflict { code: &'static str, message: String },
+    /// A conflict about times, naming what is in the way.
+    #[error("conflict: {message}")]
+    Collision { code: &'static str, message: String, conflicts: Vec<ConflictOut> },
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("request body larger than {limit} bytes")]
@@ -133,6 +153,29 @@ impl From<nc_chat::ChatError> for ApiError {
             ChatError::Db(e) => e.into(),
         }
     }
+}
+
+impl From<nc_bookings::BookingError> for ApiError {
+    fn from(e: nc_bookings::BookingError) -> Self {
+        use nc_bookings::BookingError;
+        match e {
+            BookingError::NotFound(what) => ApiError::NotFound(what),
+            BookingError::Forbidden(why) => ApiError::Forbidden(why),
+            BookingError::Invalid { field, message } => ApiError::field(field, message),
+            BookingError::Conflict { code, message, conflicts } => {
+                ApiError::Collision { code, message, conflicts: conflicts_out(conflicts) }
+            }
+            BookingError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Booking conflicts as the API shows them.
+pub(crate) fn conflicts_out(conflicts: Vec<nc_bookings::Conflict>) -> Vec<ConflictOut> {
+    conflicts
+        .into_iter()
+        .map(|c| ConflictOut { reason: c.reason, scheduled_date: c.start, date: c.date, booking_id: c.booking })
+        .collect()
 }
 
 /// Unique constraints whose violation is the caller's conflict (409), not our failure:
@@ -198,10 +241,13 @@ impl From<ApiError> for ErrorResponse {
                 ErrorResponse::NotFound(Json(ErrorBody::new("not_found", format!("{what} not found"))))
             }
             ApiError::Conflict { code, message } => ErrorResponse::Conflict(Json(ErrorBody::new(code, message))),
+            ApiError::Collision { code, message, conflicts } => {
+                ErrorResponse::Conflict(Json(ErrorBody { conflicts, ..ErrorBody::new(code, message) }))
+            }
             ApiError::Validation(fields) => {
                 let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
                 let message = format!("invalid value for {}", names.join(", "));
-                ErrorResponse::Unprocessable(Json(ErrorBody { code: "validation_failed".into(), message, fields }))
+                ErrorResponse::Unprocessable(Json(ErrorBody { fields, ..ErrorBody::new("validation_failed", message) }))
             }
             ApiError::PayloadTooLarge { limit } => ErrorResponse::PayloadTooLarge(Json(ErrorBody::new(
                 "payload_too_large",
@@ -240,7 +286,7 @@ macro_rules! via_api_error {
         }
     )*};
 }
-via_api_error!(sea_orm::DbErr, nc_access::Denied, nc_access::password::PasswordError);
+via_api_error!(sea_orm::DbErr, nc_access::Denied, nc_access::password::PasswordError, nc_bookings::BookingError);
 
 /// poem-openapi says e.g. `failed to parse "..." : ... (occurred while parsing "age")` or
 /// `Failed to parse parameter "limit"`: pull the quoted name out.

@@ -12,6 +12,8 @@
 
 mod alerts_api;
 mod auth_api;
+mod bookings_api;
+mod bookings_dto;
 mod chat_api;
 mod chat_ws;
 mod devices_api;
@@ -39,7 +41,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 pub use error::{ApiError, ErrorBody, ErrorResponse, FieldError};
 pub use limits::HttpLimits;
-pub use state::{ApiSettings, ApiState, ThrottleSettings};
+pub use state::{ApiSettings, ApiState, Services, ThrottleSettings};
 
 /// Groups of operations in the OpenAPI document.
 #[derive(Tags)]
@@ -60,6 +62,9 @@ pub(crate) enum Tag {
     Alerts,
     /// Conversations between doctors and patients, and doctors and technicians.
     Chat,
+    /// Dialysis session bookings: availability, recurring series, the unit's opening hours
+    /// and maintenance windows.
+    Bookings,
 }
 
 type Apis = (
@@ -71,6 +76,7 @@ type Apis = (
     telemetry_api::TelemetryApi,
     alerts_api::AlertsApi,
     chat_api::ChatApi,
+    bookings_api::BookingsApi,
 );
 
 fn apis() -> Apis {
@@ -83,6 +89,7 @@ fn apis() -> Apis {
         telemetry_api::TelemetryApi,
         alerts_api::AlertsApi,
         chat_api::ChatApi,
+        bookings_api::BookingsApi,
     )
 }
 

@@ -28,6 +28,8 @@ pub struct ApiState {
     pub ingest: nc_ingest::Ingest,
     /// Chat: rooms, messages, receipts, typing.
     pub chat: nc_chat::Chat,
+    /// Dialysis session bookings and availability.
+    pub bookings: nc_bookings::Bookings,
     /// Device presence, for the live streams.
     pub presence: nc_broker::Presence,
     /// The broker's live connections, for metrics.
@@ -36,6 +38,13 @@ pub struct ApiState {
     pub streams: Arc<crate::live::StreamCounts>,
     /// What a client may send over HTTP (body size, header and body time).
     pub limits: crate::HttpLimits,
+}
+
+/// The capabilities the API serves.
+pub struct Services {
+    pub ingest: nc_ingest::Ingest,
+    pub chat: nc_chat::Chat,
+    pub bookings: nc_bookings::Bookings,
 }
 
 /// Settings of the API component.
@@ -51,14 +60,15 @@ impl ApiState {
         db: DatabaseConnection,
         settings: &ApiSettings,
         authn: Authenticator,
-        ingest: nc_ingest::Ingest,
-        chat: nc_chat::Chat,
+        services: Services,
         presence: nc_broker::Presence,
         mqtt: Arc<nc_broker::registry::Registry>,
     ) -> Self {
+        let Services { ingest, chat, bookings } = services;
         Self {
             ingest,
             chat,
+            bookings,
             presence,
             mqtt,
             streams: Arc::default(),

@@ -88,6 +88,10 @@ id_type!(
     RoomId,
     MessageId,
     BookingId,
+    /// A recurring series of bookings (e.g. Mon/Wed/Fri 07:00 for 8 weeks).
+    SeriesId,
+    /// A maintenance window during which a device cannot be booked.
+    DowntimeId,
     RefreshTokenId,
     TokenFamilyId,
     CodeId,

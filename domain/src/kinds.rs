@@ -111,6 +111,32 @@ text_enum!(BookingStatus {
     Scheduled = "scheduled", Confirmed = "confirmed", Completed = "completed", Cancelled = "cancelled",
 });
 
+text_enum!(
+    /// A day of the week, for opening hours and recurring bookings.
+    Weekday { Mon = "mon", Tue = "tue", Wed = "wed", Thu = "thu", Fri = "fri", Sat = "sat", Sun = "sun" }
+);
+
+text_enum!(
+    /// Why a time could not be booked.
+    ConflictReason {
+        /// The device is booked then (a session and the changeover after it).
+        DeviceBooked = "device_booked",
+        /// The patient has another session then.
+        PatientBooked = "patient_booked",
+        /// The device has a maintenance window then.
+        DeviceMaintenance = "device_maintenance",
+        /// The device is inactive or in maintenance.
+        DeviceNotBookable = "device_not_bookable",
+        /// The session does not lie within the unit's opening hours that day.
+        OutsideOpeningHours = "outside_opening_hours",
+        InThePast = "in_the_past",
+        /// Beyond the unit's booking horizon.
+        TooFarAhead = "too_far_ahead",
+        /// The local start time does not exist that day (clocks go forward).
+        TimeDoesNotExist = "time_does_not_exist",
+    }
+);
+
 text_enum!(CodePurpose { VerifyAccount = "verify_account", ResetPassword = "reset_password" });
 
 text_enum!(Channel { Email = "email", Sms = "sms" });

@@ -7,10 +7,13 @@
 pub mod access_audit_log;
 pub mod alert_thresholds;
 pub mod alerts;
+pub mod booking_series;
+pub mod booking_settings;
 pub mod chat_messages;
 pub mod chat_room_participants;
 pub mod chat_rooms;
 pub mod device_assignments;
+pub mod device_downtimes;
 pub mod device_latest_metrics;
 pub mod device_sessions;
 pub mod devices;
@@ -31,10 +34,13 @@ pub mod prelude {
     pub use super::access_audit_log::Entity as AccessAuditLog;
     pub use super::alert_thresholds::Entity as AlertThresholds;
     pub use super::alerts::Entity as Alerts;
+    pub use super::booking_series::Entity as BookingSeries;
+    pub use super::booking_settings::Entity as BookingSettings;
     pub use super::chat_messages::Entity as ChatMessages;
     pub use super::chat_room_participants::Entity as ChatRoomParticipants;
     pub use super::chat_rooms::Entity as ChatRooms;
     pub use super::device_assignments::Entity as DeviceAssignments;
+    pub use super::device_downtimes::Entity as DeviceDowntimes;
     pub use super::device_latest_metrics::Entity as DeviceLatestMetrics;
     pub use super::device_sessions::Entity as DeviceSessions;
     pub use super::devices::Entity as Devices;

@@ -1,7 +1,8 @@
-//! `session_bookings`: booked dialysis sessions. Exclusion constraints keep a device, and a
-//! patient, from being booked twice for overlapping times (`[start, end)`).
+//! `session_bookings`: booked dialysis sessions. Exclusion constraints keep a device from
+//! being booked twice within `[start, blocked_until)` (the session plus its changeover) and
+//! a patient from being in two sessions at once (`[start, end)`). Never deleted: cancelled.
 
-use nc_domain::{BookingId, BookingStatus, DeviceId, HospitalId, PatientId, UserId};
+use nc_domain::{BookingId, BookingStatus, DeviceId, HospitalId, PatientId, SeriesId, SessionId, UserId};
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -23,6 +24,16 @@ pub struct Model {
     pub created_by: Option<UserId>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// `scheduled_end` plus the changeover buffer in force when booked.
+    pub blocked_until: DateTimeUtc,
+    pub series_id: Option<SeriesId>,
+    pub confirmed_at: Option<DateTimeUtc>,
+    pub confirmed_by: Option<UserId>,
+    pub cancelled_at: Option<DateTimeUtc>,
+    pub cancelled_by: Option<UserId>,
+    pub cancel_reason: Option<String>,
+    /// The device session that completed it (set by the database).
+    pub completed_session_id: Option<SessionId>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -100,6 +100,13 @@ async fn a_message_sent_on_any_transport_arrives_on_the_other_two_once_and_in_or
     // 2. WebSocket (pat).
     send(&mut pat, json!({"type": "message", "clientMessageId": "m2", "message": "A bit dizzy.\nBut fine.", "ref": 7}))
         .await;
+    // Stored once acknowledged: wait for that (keeping every frame) before the next sender.
+    let mut all = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while !all.iter().any(|f: &Value| f["type"] == "ack") {
+        assert!(Instant::now() < deadline, "no ack: {all:?}");
+        all.extend(frames(&mut pat, "", Duration::from_millis(50)).await);
+    }
     // 3. MQTT (doc), sent twice (a redelivery after a lost PUBACK).
     let post = json!({"v": 1, "clientMessageId": "m3", "message": "Lie down, I'll come by."}).to_string();
     doc.publish_acked(&topic("post"), post.clone()).await;
@@ -121,7 +128,7 @@ async fn a_message_sent_on_any_transport_arrives_on_the_other_two_once_and_in_or
     assert!(doc.collect(QUIET).await.iter().all(|p| p.topic != topic("messages")), "no duplicates on MQTT");
     // WebSocket: the ack of its own frame, and the same three (its own included), once
     // each, in order.
-    let all = frames(&mut pat, "", QUIET * 2).await;
+    all.extend(frames(&mut pat, "", QUIET * 2).await);
     let ack = all.iter().find(|f| f["type"] == "ack").expect("an ack");
     assert_eq!((ack["ref"].as_i64(), ack["message"]["senderRole"].as_str()), (Some(7), Some("patient")));
     let on_ws: Vec<String> = all

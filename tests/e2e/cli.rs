@@ -41,7 +41,7 @@ async fn migrate_status_bootstrap_and_demo_seed() {
     let url = db.url.clone();
     let (code, out, err) = run(binary().args(["migrate", "status"]).env("DATABASE_URL", &url));
     assert_eq!(code, 0, "{err}");
-    assert!(out.lines().all(|l| l.starts_with("pending")) && out.lines().count() == 8, "{out}");
+    assert!(out.lines().all(|l| l.starts_with("pending")) && out.lines().count() == 9, "{out}");
     let (code, out, err) = run(binary().args(["migrate", "up"]).env("DATABASE_URL", &url));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("up to date"));
@@ -90,4 +90,13 @@ async fn migrate_status_bootstrap_and_demo_seed() {
             .await
             .unwrap();
     assert_eq!(chat, (2, 3));
+    // Opening hours and each patient's recurring series: four weeks, three sessions a week.
+    let bookings: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM booking_settings), (SELECT count(*) FROM booking_series),
+                (SELECT count(*) FROM session_bookings WHERE status = 'scheduled')",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(bookings, (1, 4, 48));
 }

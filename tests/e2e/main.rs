@@ -10,6 +10,8 @@ mod support;
 
 mod auth;
 mod authz;
+mod bookings;
+mod bookings_authz;
 mod chat;
 mod cli;
 mod compose;

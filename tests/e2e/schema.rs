@@ -28,6 +28,9 @@ const TABLES: &[&str] = &[
     "chat_room_participants",
     "chat_messages",
     "session_bookings",
+    "booking_settings",
+    "booking_series",
+    "device_downtimes",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {
@@ -140,8 +143,8 @@ async fn book(
     status: &str,
 ) -> Result<(), String> {
     sqlx::query(
-        "INSERT INTO session_bookings (id, hospital_id, patient_id, device_id, scheduled_start, duration_minutes, scheduled_end, status)
-         VALUES ($1, $2, $3, $4, $5::timestamptz, $6, $5::timestamptz + make_interval(mins => $6), $7)",
+        "INSERT INTO session_bookings (id, hospital_id, patient_id, device_id, scheduled_start, duration_minutes, scheduled_end, blocked_until, status)
+         VALUES ($1, $2, $3, $4, $5::timestamptz, $6, $5::timestamptz + make_interval(mins => $6), $5::timestamptz + make_interval(mins => $6), $7)",
     )
     .bind(uuid::Uuid::now_v7())
     .bind(h)
@@ -203,7 +206,7 @@ async fn check_constraints_reject_bad_enumerations_and_ranges() {
         ("alerts_priority_check", format!("INSERT INTO alerts (id, hospital_id, device_id, kind, code, priority, message, raised_at) VALUES (gen_random_uuid(), '{h}', '{d}', 'technical', 'x', 'urgent', 'm', now())")),
         ("device_sessions_status_check", format!("INSERT INTO device_sessions (id, hospital_id, device_id, started_at, ended_at, status) VALUES (gen_random_uuid(), '{h}', '{d}', now(), now(), 'paused')")),
         ("chat_rooms_kind_check", format!("INSERT INTO chat_rooms (id, hospital_id, kind) VALUES (gen_random_uuid(), '{h}', 'patient-patient')")),
-        ("session_bookings_status_check", format!("INSERT INTO session_bookings (id, hospital_id, patient_id, device_id, scheduled_start, duration_minutes, scheduled_end, status) VALUES (gen_random_uuid(), '{h}', '{p}', '{d}', '2026-12-01T08:00:00Z', 60, '2026-12-01T09:00:00Z', 'pending')")),
+        ("session_bookings_status_check", format!("INSERT INTO session_bookings (id, hospital_id, patient_id, device_id, scheduled_start, duration_minutes, scheduled_end, blocked_until, status) VALUES (gen_random_uuid(), '{h}', '{p}', '{d}', '2026-12-01T08:00:00Z', 60, '2026-12-01T09:00:00Z', '2026-12-01T09:00:00Z', 'pending')")),
         ("alert_thresholds_limits_check", format!("INSERT INTO alert_thresholds (id, hospital_id, metric, low, high, priority) VALUES (gen_random_uuid(), '{h}', 'spo2', 95, 90, 'high')")),
     ];
     for (constraint, sql) in cases {

@@ -19,9 +19,13 @@
 //! ([`decide_device`], [`decide_patient`], [`decide_hospital`]), tested exhaustively below;
 //! [`Policy`] loads the facts from the database and applies them.
 
+mod bookings;
 mod chat;
 mod rules;
 
+pub use bookings::{
+    decide_book, decide_booking, decide_plan_maintenance, BookFacts, BookingAction, BookingFacts, BookingScope,
+};
 pub use chat::{RoomGrant, RoomRequest};
 pub use rules::*;
 

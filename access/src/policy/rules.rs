@@ -67,6 +67,8 @@ pub enum HospitalAction {
     ManageDevices,
     /// Create patient records.
     AdministerPatients,
+    /// Set the unit's opening hours and booking rules.
+    ConfigureBookings,
 }
 
 /// Why a request is refused.
