@@ -396,7 +396,14 @@ pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
             body["fields"] = serde_json::json!([{ "field": field, "message": message }]);
         }
     }
-    poem::web::Json(body).with_status(status).into_response()
+    let mut response = poem::web::Json(body).with_status(status).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        // RFC 9110 §11.6.1: a 401 names the scheme to authenticate with.
+        response
+            .headers_mut()
+            .insert(poem::http::header::WWW_AUTHENTICATE, poem::http::HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod bookings_api;
 mod bookings_dto;
 mod chat_api;
 mod chat_ws;
+pub mod contract;
 mod devices_api;
 pub mod dto;
 pub mod error;
@@ -27,9 +28,11 @@ pub mod request_log;
 pub mod security;
 pub mod server;
 pub mod state;
+pub mod strict_json;
 mod telemetry_api;
 mod users_api;
 pub mod validate;
+pub mod websockets_doc;
 
 use std::future::Future;
 use std::time::Duration;
@@ -109,7 +112,7 @@ fn service() -> OpenApiService<Apis, ()> {
 
 /// The OpenAPI document, as served at `/api/openapi.json`.
 pub fn openapi_json() -> String {
-    service().spec()
+    contract::finish(&service().spec())
 }
 
 /// A panic in a handler: logged, and answered like any internal error.
@@ -126,7 +129,12 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
 pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
     let service = service();
     let docs = service.swagger_ui();
-    let spec = service.spec();
+    let spec = contract::finish(&service.spec());
+    let methods = contract::Methods::from_spec(
+        &spec,
+        &[("/api/openapi.json", "GET"), ("/ws/health-metrics/{deviceId}", "GET"), ("/ws/chat/{roomId}", "GET")],
+    );
+    let request_schemas = strict_json::RequestSchemas::from_spec(&spec);
     let limits = state.limits.clone();
     Route::new()
         .nest("/", service)
@@ -140,6 +148,8 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         .catch_all_error(error::catch_all)
         .data(state)
         .with(CatchPanic::new().with_handler(panicked))
+        .with(strict_json::StrictJson(request_schemas))
+        .with(contract::AllowHeader(methods))
         .with(limits::BodyLimit::new(limits))
         .with(request_log::RequestLog)
         .boxed()

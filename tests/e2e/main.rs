@@ -17,6 +17,7 @@ mod cli;
 mod compose;
 mod limits;
 mod mqtt;
+mod openapi;
 mod schema;
 mod scopes;
 mod serve;

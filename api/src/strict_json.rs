@@ -1,0 +1,168 @@
+//! JSON request bodies must have the types the OpenAPI document declares. poem-openapi
+//! reads a number or a boolean where a string is declared as its text (`false` becomes
+//! `"false"`), which a generated client would never send and a contract must not accept:
+//! this middleware checks every JSON body against the (finished) document's request
+//! schema, types only, before the operation parses it, and answers 400 naming the field.
+
+use poem::http::{header, Method, StatusCode};
+use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
+use serde_json::Value;
+
+/// Request schemas per operation, from the finished document.
+#[derive(Clone, Default)]
+pub struct RequestSchemas {
+    ops: Vec<(Method, Vec<String>, Value)>,
+    components: Value,
+}
+
+impl RequestSchemas {
+    pub fn from_spec(spec: &str) -> RequestSchemas {
+        let doc: Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut ops = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let content = &op["requestBody"]["content"];
+                let Some(schema) = content.as_object().and_then(|c| {
+                    c.iter().find(|(k, _)| k.starts_with("application/json")).map(|(_, v)| v["schema"].clone())
+                }) else {
+                    continue;
+                };
+                let Ok(method) = method.to_uppercase().parse::<Method>() else { continue };
+                ops.push((method, path.split('/').map(str::to_owned).collect(), schema));
+            }
+        }
+        RequestSchemas { ops, components: doc["components"]["schemas"].clone() }
+    }
+
+    fn schema(&self, method: &Method, path: &str) -> Option<&Value> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.ops
+            .iter()
+            .filter(|(m, t, _)| {
+                m == method
+                    && t.len() == segments.len()
+                    && t.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
+            })
+            .min_by_key(|(_, t, _)| t.iter().filter(|s| s.starts_with('{')).count())
+            .map(|(_, _, s)| s)
+    }
+
+    fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
+        for _ in 0..8 {
+            if let Some(r) = schema["$ref"].as_str() {
+                schema = &self.components[r.trim_start_matches("#/components/schemas/")];
+            } else if let Some(inner) = schema["allOf"].as_array().and_then(|a| a.first()) {
+                schema = inner;
+            } else {
+                break;
+            }
+        }
+        schema
+    }
+
+    /// The first value whose JSON type is not the declared one: (field, expected type).
+    pub fn mismatch(&self, value: &Value, schema: &Value, at: &str) -> Option<(String, &'static str)> {
+        let schema = self.resolve(schema);
+        if value.is_null() {
+            return None;
+        }
+        let expected = match schema["type"].as_str()? {
+            "string" => ("a string", value.is_string()),
+            "integer" => ("an integer", value.is_i64() || value.is_u64()),
+            "number" => ("a number", value.is_number()),
+            "boolean" => ("true or false", value.is_boolean()),
+            "array" => ("an array", value.is_array()),
+            "object" => ("an object", value.is_object()),
+            _ => return None,
+        };
+        if !expected.1 {
+            return Some((if at.is_empty() { "body".to_owned() } else { at.to_owned() }, expected.0));
+        }
+        match value {
+            Value::Array(items) => {
+                items.iter().enumerate().find_map(|(i, v)| self.mismatch(v, &schema["items"], &format!("{at}[{i}]")))
+            }
+            Value::Object(fields) => fields.iter().find_map(|(k, v)| {
+                let prop = &schema["properties"][k];
+                let name = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                if prop.is_null() {
+                    None
+                } else {
+                    self.mismatch(v, prop, &name)
+                }
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Checks JSON request bodies' types (see the module's documentation).
+pub struct StrictJson(pub RequestSchemas);
+
+impl<E: Endpoint> Middleware<E> for StrictJson {
+    type Output = StrictJsonEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        StrictJsonEndpoint { inner: ep, schemas: self.0.clone() }
+    }
+}
+
+pub struct StrictJsonEndpoint<E> {
+    inner: E,
+    schemas: RequestSchemas,
+}
+
+impl<E: Endpoint> Endpoint for StrictJsonEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        if json {
+            if let Some(schema) = self.schemas.schema(req.method(), req.uri().path()).cloned() {
+                // The body is already bounded by the body limit around this middleware.
+                let bytes = req.take_body().into_bytes().await?;
+                if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+                    if let Some((field, expected)) = self.schemas.mismatch(&value, &schema, "") {
+                        let message = format!("`{field}` must be {expected}");
+                        let body = serde_json::json!({"code": "bad_request", "message": message,
+                            "fields": [{"field": field, "message": message}]});
+                        return Ok(poem::web::Json(body).with_status(StatusCode::BAD_REQUEST).into_response());
+                    }
+                }
+                req.set_body(Body::from(bytes));
+            }
+        }
+        self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_of_another_type_are_named() {
+        let spec = json!({"paths": {"/a/{id}": {"post": {"requestBody": {"content": {"application/json; charset=utf-8":
+            {"schema": {"$ref": "#/components/schemas/In"}}}}}}},
+            "components": {"schemas": {
+                "In": {"type": "object", "properties": {"text": {"type": "string"}, "n": {"type": "integer"},
+                       "tags": {"type": "array", "items": {"type": "string"}}, "inner": {"allOf": [{"$ref": "#/components/schemas/Inner"}], "nullable": true}}},
+                "Inner": {"type": "object", "properties": {"ok": {"type": "boolean"}}}}}});
+        let s = RequestSchemas::from_spec(&spec.to_string());
+        let schema = s.schema(&Method::POST, "/a/123").unwrap().clone();
+        let check = |v: Value| s.mismatch(&v, &schema, "").map(|(f, _)| f);
+        assert_eq!(check(json!({"text": "x", "n": 1, "tags": ["a"], "inner": {"ok": true}})), None);
+        assert_eq!(check(json!({"text": null, "inner": null})), None);
+        assert_eq!(check(json!({"text": false})), Some("text".into()));
+        assert_eq!(check(json!({"n": 1.5})), Some("n".into()));
+        assert_eq!(check(json!({"tags": ["a", 3]})), Some("tags[1]".into()));
+        assert_eq!(check(json!({"inner": {"ok": "yes"}})), Some("inner.ok".into()));
+        assert_eq!(check(json!([1])), Some("body".into()));
+        assert!(s.schema(&Method::PUT, "/a/123").is_none());
+    }
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The contract as integrators meet it, against a live server with the demo data:
+#  1. Schemathesis (examples, coverage, fuzzing and stateful phases) once anonymously and
+#     once per role (patient, technician, doctor, admin): any failure fails the run;
+#  2. a TypeScript client (openapi-typescript + openapi-fetch) and a Rust client
+#     (progenitor), both generated now from `nephrocare openapi`, compiled and run through a
+#     short real flow (log in, devices, a reading, history, trends, an alert acknowledged,
+#     a chat message, a slot found and booked).
+# Installs what it needs (Python venv + Schemathesis from PyPI into .tools/, npm packages
+# from contract/ts/package-lock.json). Usage: scripts/contract.sh
+# CONTRACT_EXAMPLES (default 5) sets Schemathesis' examples per operation, CONTRACT_SEED
+# (default 1, reproducible) its seed ("random" for a new one each run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SCHEMATHESIS_VERSION=4.32.5
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+need_apt() {
+    echo "==> installing $*"
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+scripts/provision-db.sh >/dev/null
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt python3-venv python3-pip
+command -v npm >/dev/null || need_apt nodejs npm
+
+echo "==> building nephrocare"
+cargo build --locked --quiet --bin nephrocare
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nephrocare"
+
+if [ "$(.tools/venv/bin/schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+    echo "==> installing schemathesis $SCHEMATHESIS_VERSION"
+    rm -rf .tools/venv
+    python3 -m venv .tools/venv
+    .tools/venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+# A database and ports of its own, so a running demo is left alone.
+PG="postgres://nephrocare:nephrocare@127.0.0.1:5432"
+PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare \
+    -c "DROP DATABASE IF EXISTS nephrocare_contract WITH (FORCE)" -c "CREATE DATABASE nephrocare_contract" 2>/dev/null
+export DATABASE_URL="$PG/nephrocare_contract"
+export NEPHROCARE_HTTP_ADDR=127.0.0.1:18080 NEPHROCARE_MQTT_ADDR=127.0.0.1:11883 NEPHROCARE_MQTT_WS_ADDR=127.0.0.1:18083
+NEPHROCARE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+export NEPHROCARE_JWT_SECRET NEPHROCARE_LOG=warn
+URL="http://$NEPHROCARE_HTTP_ADDR"
+
+"$BIN" migrate up >/dev/null
+DEVICE_LINE=$("$BIN" seed --demo | grep -m1 ' DM-001 ')
+export NC_URL="$URL" NC_DEVICE_ID NC_DEVICE_SECRET
+NC_DEVICE_ID=$(awk '{print $4}' <<<"$DEVICE_LINE")
+NC_DEVICE_SECRET=$(awk '{print $6}' <<<"$DEVICE_LINE")
+
+LOG=$(mktemp -d)
+"$BIN" serve >"$LOG/serve.log" 2>&1 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null || true; wait $SERVE 2>/dev/null || true; rm -rf "$LOG"' EXIT
+for _ in $(seq 1 60); do
+    curl -fsS "$URL/readyz" >/dev/null 2>&1 && break
+    kill -0 $SERVE 2>/dev/null || { cat "$LOG/serve.log" >&2; echo "error: the server exited" >&2; exit 1; }
+    sleep 0.5
+done
+"$BIN" openapi > contract/openapi.json
+
+token() {
+    curl -fsS -X POST "$URL/api/auth/login" -H 'content-type: application/json' \
+        -d "{\"email\":\"$1\",\"password\":\"Nephro-demo-2026\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])'
+}
+
+failed=0
+# The generated clients first: the admin's fuzzing may rotate the demo machine's secret.
+echo "==> TypeScript client (openapi-typescript + openapi-fetch)"
+(
+    cd contract/ts
+    cp ../openapi.json openapi.json
+    npm ci --no-audit --no-fund --silent
+    npm run --silent generate >/dev/null
+    npm run --silent build
+    npm run --silent flow
+) || failed=1
+
+echo "==> Rust client (progenitor)"
+(
+    cd contract/rust-client
+    cp ../openapi.json openapi.json
+    CARGO_TARGET_DIR="$ROOT/target/contract-client" cargo run --locked --quiet
+) || failed=1
+
+# Admin last: what it changes (staff, devices) cannot take the others' rights away mid-run.
+for who in anonymous amara.diallo@demo.nephrocare.test tech.mendes@demo.nephrocare.test \
+           dr.okafor@demo.nephrocare.test admin@demo.nephrocare.test; do
+    auth=()
+    [ "$who" = anonymous ] || auth=(-H "Authorization: Bearer $(token "$who")")
+    echo "==> schemathesis as $who"
+    start=$(date +%s)
+    if .tools/venv/bin/schemathesis --config-file contract/schemathesis.toml run "$URL/api/openapi.json" "${auth[@]}" \
+        --phases examples,coverage,fuzzing,stateful --max-examples "${CONTRACT_EXAMPLES:-5}" \
+        $( [ "${CONTRACT_SEED:-1}" = random ] || echo --seed "${CONTRACT_SEED:-1}" ) \
+        --workers 2 --no-color >"$LOG/st.txt" 2>&1; then
+        echo "    0 failures ($(( $(date +%s) - start )) s): $(grep -A1 '^Test cases:' "$LOG/st.txt" | tail -1 | sed 's/^ *//')"
+    else
+        failed=1
+        cat "$LOG/st.txt"
+    fi
+done
+
+if [ $failed != 0 ]; then
+    echo "contract: FAILED (server log follows)" >&2
+    tail -50 "$LOG/serve.log" >&2
+    exit 1
+fi
+echo "contract: ok"

@@ -1,0 +1,68 @@
+//! The OpenAPI document says what the server does (Schemathesis checks it at length in
+//! `scripts/contract.sh`; these are the rules it relies on, over real HTTP):
+//! 401 names its scheme, other methods get 405 with `Allow`, a body without a JSON content
+//! type gets 415, values of another JSON type than declared get 400 naming the field,
+//! optional fields are declared nullable, request objects closed.
+
+use serde_json::{json, Value};
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn the_server_answers_as_the_document_declares() {
+    let app = TestApp::spawn().await;
+    let base = format!("http://{}", app.running().http_addr);
+    let http = reqwest::Client::new();
+
+    // 401 with the operation's challenge: a bearer token for people, Basic for machines.
+    let r = http.get(format!("{base}/api/bookings")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = http.post(format!("{base}/api/health-metrics")).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let r = http.get(format!("{base}/api/bookings")).bearer_auth("not-a-token").send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["www-authenticate"].to_str().unwrap()), (401, "Bearer"));
+
+    // 405 with Allow.
+    let r = http.patch(format!("{base}/api/bookings/settings")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, PUT, HEAD");
+    let r = http.request(reqwest::Method::TRACE, format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["allow"].to_str().unwrap()), (405, "GET, HEAD"));
+
+    // 415 without a JSON body type.
+    let r = http.post(format!("{base}/api/auth/login")).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 415);
+
+    // A boolean where a string is declared: 400 naming the field (poem alone would read "false").
+    let r = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": "a@b.example", "password": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "password", "{body}");
+
+    // The document: nullable optional fields, closed request objects, links, 415 declared.
+    let doc: Value = http.get(format!("{base}/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["BookingOut"]["properties"]["cancelReason"]["nullable"], true);
+    assert_eq!(schemas["RoomOut"]["properties"]["lastMessage"]["allOf"][0]["$ref"], "#/components/schemas/MessageOut");
+    assert_eq!(schemas["CreateBookingIn"]["additionalProperties"], false);
+    let booking = &doc["paths"]["/api/bookings"]["post"]["responses"];
+    assert!(booking["415"].is_object());
+    assert_eq!(booking["201"]["links"]["getBooking"]["operationId"], "getBooking");
+    let offset =
+        doc["paths"]["/api/bookings"]["get"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "offset");
+    assert_eq!(offset.unwrap()["schema"]["minimum"], 0);
+    // The WebSockets, with their frames.
+    let ws = &doc["x-websockets"];
+    let chat_frames = ws["/ws/chat/{roomId}"]["serverFrames"]["oneOf"].as_array().unwrap();
+    let kinds: Vec<&str> = chat_frames.iter().map(|f| f["properties"]["type"]["enum"][0].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["message", "typing", "read", "ack", "error", "lagged"]);
+    assert!(ws["/ws/health-metrics/{deviceId}"]["closeCodes"]["4401"].is_string());
+    app.stop().await;
+}
