@@ -12,6 +12,7 @@
 pub mod acl;
 pub mod core;
 mod edge;
+pub mod payload;
 pub mod presence;
 pub mod publisher;
 pub mod registry;
