@@ -65,18 +65,16 @@ async fn what_the_service_publishes_validates_against_the_documented_schemas() {
     machine.publish_acked(&w.topic("d1", "telemetry"), danger.to_string()).await;
     let bad = json!({"v": 1, "seq": 3, "ts": now(), "systemStatus": "normal", "heartRate": 900});
     machine.publish_acked(&w.topic("d1", "telemetry"), bad.to_string()).await;
-    // Chat: a post (the patient is not in the room: a notification), typing, a receipt.
+    // Chat: a post (the patient is not in the room: a notification), a receipt, typing, one
+    // after the other (the test service's database pool is small).
     let post = json!({"v": 1, "clientMessageId": "contract-1", "message": "How do you feel?"});
     staff.publish_acked(&room("post"), post.to_string()).await;
-    staff
-        .client
-        .publish(room("typing"), QoS::AtMostOnce, false, json!({"v": 1, "typing": true}).to_string())
-        .await
-        .unwrap();
     let stored = staff.message(&room("messages"), WAIT).await;
     let id = body(&stored)["message"]["id"].as_str().unwrap().to_owned();
     let read = w.as_user("pat").put(&format!("/api/chat/messages/{id}/read"), json!({})).await;
     assert_eq!(read.status, 200, "{}", read.text);
+    let typing = json!({"v": 1, "typing": true}).to_string();
+    staff.client.publish(room("typing"), QoS::AtMostOnce, false, typing).await.unwrap();
 
     let mut seen = BTreeSet::new();
     let mut received = vec![stored];
