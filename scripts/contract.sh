@@ -84,7 +84,8 @@ echo "==> Rust client (progenitor)"
 (
     cd contract/rust-client
     cp ../openapi.json openapi.json
-    CARGO_TARGET_DIR="$ROOT/target/contract-client" cargo run --locked --quiet
+    # The workspace's target directory: the dependencies both use are built once.
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo run --locked --quiet
 ) || failed=1
 
 # Admin last: what it changes (staff, devices) cannot take the others' rights away mid-run.

@@ -97,6 +97,8 @@ enum Command {
     },
     /// Print the OpenAPI document (the same as GET /api/openapi.json), for generating clients.
     Openapi,
+    /// Print the AsyncAPI document of the MQTT contract (the same as GET /api/asyncapi.json).
+    Asyncapi,
     /// Create data.
     Seed {
         /// A demo hospital with staff, patients, devices and assignments; prints the logins.
@@ -227,9 +229,16 @@ pub fn main() -> ExitCode {
     };
     logging::init(&config.log);
 
-    if matches!(cli.command, Command::Openapi) {
-        println!("{}", nc_api::openapi_json());
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", nc_api::openapi_json());
+            return ExitCode::SUCCESS;
+        }
+        Command::Asyncapi => {
+            println!("{}", nc_api::asyncapi_json());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -321,7 +330,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Asyncapi => Ok(()),
         Command::Bench { which } => {
             let url = config.database.url.expose().to_owned();
             let report = match which {

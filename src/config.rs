@@ -152,8 +152,8 @@ impl Default for HttpConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         Self {
-            addr: "127.0.0.1:1883".parse().expect("static address"),
-            ws_addr: "127.0.0.1:8083".parse().expect("static address"),
+            addr: nc_broker::DEFAULT_MQTT_ADDR.parse().expect("static address"),
+            ws_addr: nc_broker::DEFAULT_MQTT_WS_ADDR.parse().expect("static address"),
             tls_cert: None,
             tls_key: None,
         }

@@ -11,6 +11,7 @@
 //! connection; the request log never shows a query string ([`request_log`]).
 
 mod alerts_api;
+pub mod asyncapi;
 mod auth_api;
 mod bookings_api;
 mod bookings_dto;
@@ -42,6 +43,7 @@ use poem::middleware::CatchPanic;
 use poem::{EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 
+pub use asyncapi::asyncapi_json;
 pub use error::{ApiError, ErrorBody, ErrorResponse, FieldError};
 pub use limits::HttpLimits;
 pub use state::{ApiSettings, ApiState, Services, ThrottleSettings};
@@ -105,7 +107,8 @@ fn service() -> OpenApiService<Apis, ()> {
              Request bodies are limited to 1 MiB by default (413 `payload_too_large`) and must \
              arrive within 30 s of their headers (408); every text field has a maximum length \
              and may not contain U+0000, and times lie between 1900 and 9999 (422 \
-             `validation_failed`, naming the field).",
+             `validation_failed`, naming the field). The MQTT contract is described by the \
+             AsyncAPI document at `/api/asyncapi.json`.",
         )
         .server("/")
 }
@@ -125,22 +128,33 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
     ErrorResponse::from(ApiError::Internal(format!("handler panicked: {what}"))).into_response()
 }
 
-/// All HTTP routes: the API, `/healthz`, `/readyz`, `/api/openapi.json` and `/docs`.
+/// All HTTP routes: the API, `/healthz`, `/readyz`, `/api/openapi.json`, `/api/asyncapi.json`
+/// (the MQTT contract) and `/docs`.
 pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
     let service = service();
     let docs = service.swagger_ui();
     let spec = contract::finish(&service.spec());
     let methods = contract::Methods::from_spec(
         &spec,
-        &[("/api/openapi.json", "GET"), ("/ws/health-metrics/{deviceId}", "GET"), ("/ws/chat/{roomId}", "GET")],
+        &[
+            ("/api/openapi.json", "GET"),
+            ("/api/asyncapi.json", "GET"),
+            ("/ws/health-metrics/{deviceId}", "GET"),
+            ("/ws/chat/{roomId}", "GET"),
+        ],
     );
     let request_schemas = strict_json::RequestSchemas::from_spec(&spec);
+    let asyncapi = asyncapi_json();
     let limits = state.limits.clone();
     Route::new()
         .nest("/", service)
         .at(
             "/api/openapi.json",
             make_sync(move |_| poem::Response::builder().content_type("application/json").body(spec.clone())),
+        )
+        .at(
+            "/api/asyncapi.json",
+            make_sync(move |_| poem::Response::builder().content_type("application/json").body(asyncapi.clone())),
         )
         .nest("/docs", docs)
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))

@@ -12,6 +12,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
+use crate::note::BookingChange;
 use crate::series::{Rule, MAX_WEEKS};
 use crate::settings::{format_hhmm, Settings};
 use crate::slots::fits_opening_hours;
@@ -153,7 +154,7 @@ impl Bookings {
         )
         .await?;
         txn.commit().await?;
-        self.notify(user, "created", &row, settings.time_zone).await;
+        self.notify(user, BookingChange::Created, &row, settings.time_zone).await;
         Ok(self.decorate(vec![row], settings.time_zone).await?.remove(0))
     }
 
@@ -244,7 +245,7 @@ impl Bookings {
         )
         .await?;
         txn.commit().await?;
-        self.notify(user, "series_created", &created[0], tz).await;
+        self.notify(user, BookingChange::SeriesCreated, &created[0], tz).await;
         Ok(SeriesOutcome { series: series.id, created: self.decorate(created, tz).await?, conflicts })
     }
 
@@ -329,13 +330,13 @@ impl Bookings {
         row.updated_at = Set(Utc::now());
         let updated = write(&txn, row, &p, current.patient_id, Some(id)).await?;
         let event = if reschedule {
-            "rescheduled"
+            BookingChange::Rescheduled
         } else if confirm {
-            "confirmed"
+            BookingChange::Confirmed
         } else {
-            "updated"
+            BookingChange::Updated
         };
-        self.audit_change(&txn, &subject, event, &current, &updated).await?;
+        self.audit_change(&txn, &subject, event.as_str(), &current, &updated).await?;
         txn.commit().await?;
         self.notify(user, event, &updated, settings.time_zone).await;
         Ok(self.decorate(vec![updated], settings.time_zone).await?.remove(0))
@@ -366,7 +367,7 @@ impl Bookings {
         let updated = cancel_row(&txn, &current, user, reason).await?;
         self.audit_change(&txn, &subject, "cancelled", &current, &updated).await?;
         txn.commit().await?;
-        self.notify(user, "cancelled", &updated, settings.time_zone).await;
+        self.notify(user, BookingChange::Cancelled, &updated, settings.time_zone).await;
         Ok(self.decorate(vec![updated], settings.time_zone).await?.remove(0))
     }
 
@@ -413,7 +414,7 @@ impl Bookings {
         .await?;
         txn.commit().await?;
         if let Some(first) = cancelled.first() {
-            self.notify(user, "series_cancelled", first, settings.time_zone).await;
+            self.notify(user, BookingChange::SeriesCancelled, first, settings.time_zone).await;
         }
         Ok(self.decorate(cancelled, settings.time_zone).await?)
     }

@@ -10,6 +10,7 @@
 
 mod availability;
 mod change;
+pub mod note;
 pub mod series;
 pub mod settings;
 pub mod slots;
@@ -30,6 +31,7 @@ pub use chrono_tz::Tz;
 
 pub use availability::{Availability, AvailabilityQuery, Busy, DeviceAvailability, Slot};
 pub use change::{Change, NewBooking, SeriesOutcome, SeriesRequest};
+pub use note::{BookingChange, BookingNote};
 pub use settings::Settings;
 pub use store::Filter;
 
@@ -200,7 +202,7 @@ impl Bookings {
     }
 
     /// Tells the patient and the device's technicians (but not whoever made the change).
-    async fn notify(&self, actor: &UserSubject, event: &str, b: &session_bookings::Model, tz: Tz) {
+    async fn notify(&self, actor: &UserSubject, event: BookingChange, b: &session_bookings::Model, tz: Tz) {
         let Some(publisher) = self.inner.publisher.get() else { return };
         let audience = match store::audience(self.db(), b.patient_id, b.device_id).await {
             Ok(a) => a,
@@ -209,12 +211,22 @@ impl Bookings {
                 return;
             }
         };
-        let note = serde_json::json!({
-            "v": 1, "type": "booking", "event": event, "bookingId": b.id, "patientId": b.patient_id,
-            "deviceId": b.device_id, "status": b.status, "scheduledDate": b.scheduled_start,
-            "scheduledEnd": b.scheduled_end, "localStart": b.scheduled_start.with_timezone(&tz).to_rfc3339(),
-            "timeZone": tz.name(), "seriesId": b.series_id, "by": actor.role, "at": Utc::now(),
-        });
+        let note = BookingNote {
+            v: nc_broker::payload::V1,
+            r#type: nc_broker::payload::kind::Booking,
+            event,
+            booking_id: b.id,
+            patient_id: b.patient_id,
+            device_id: b.device_id,
+            status: b.status,
+            scheduled_date: b.scheduled_start,
+            scheduled_end: b.scheduled_end,
+            local_start: b.scheduled_start.with_timezone(&tz).to_rfc3339(),
+            time_zone: tz.name().to_owned(),
+            series_id: b.series_id,
+            by: actor.role,
+            at: Utc::now(),
+        };
         for user in audience.into_iter().filter(|u| *u != actor.id) {
             let topic = Topic::Notifications { hospital: b.hospital_id, user };
             if let Err(e) = publisher.publish_json(&topic, &note).await {

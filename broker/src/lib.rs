@@ -12,6 +12,7 @@
 pub mod acl;
 pub mod core;
 mod edge;
+pub mod payload;
 pub mod presence;
 pub mod publisher;
 pub mod registry;
@@ -37,6 +38,12 @@ pub use publisher::Publisher;
 pub use sink::{
     DeviceMessage, NoPersonSink, PersonMessage, PersonSink, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink,
 };
+
+/// Where the MQTT listeners are by default (configuration `mqtt.addr`, `mqtt.ws_addr`).
+pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
+pub const DEFAULT_MQTT_WS_ADDR: &str = "127.0.0.1:8083";
+/// The path of MQTT over WebSocket (subprotocol `mqtt`, binary frames).
+pub const WS_PATH: &str = "/mqtt";
 
 /// Limits that protect the process.
 #[derive(Debug, Clone)]

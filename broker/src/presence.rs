@@ -9,6 +9,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::sync::broadcast;
 
+use crate::payload::{Status, StatusReason};
 use crate::publisher::Publisher;
 use crate::topic::{DeviceChannel, Topic};
 
@@ -19,17 +20,7 @@ pub struct PresenceEvent {
     pub hospital: HospitalId,
     pub online: bool,
     pub at: DateTime<Utc>,
-    /// `connected`, `disconnected`, `connection_lost`, `keepalive_timeout`, `revoked`, `shutdown`.
-    pub reason: &'static str,
-}
-
-/// The retained status payload.
-pub fn status_payload(online: bool, reason: &str, at: Option<DateTime<Utc>>) -> serde_json::Value {
-    let mut v = serde_json::json!({"v": 1, "state": if online { "online" } else { "offline" }, "reason": reason});
-    if let Some(at) = at {
-        v["at"] = serde_json::json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    }
-    v
+    pub reason: StatusReason,
 }
 
 #[derive(Clone)]
@@ -52,7 +43,7 @@ impl Presence {
 
     /// Records the change, publishes the retained status (unless `publish` is false: an
     /// abrupt loss is announced by the last will the core fires) and emits the event.
-    pub async fn set(&self, device: DeviceId, hospital: HospitalId, online: bool, reason: &'static str, publish: bool) {
+    pub async fn set(&self, device: DeviceId, hospital: HospitalId, online: bool, reason: StatusReason, publish: bool) {
         let at = Utc::now();
         let updated = devices::Entity::update_many()
             .col_expr(devices::Column::Online, Expr::value(online))
@@ -65,7 +56,7 @@ impl Presence {
         }
         if publish {
             let topic = Topic::Device { hospital, device, channel: DeviceChannel::Status };
-            if let Err(e) = self.publisher.publish_json(&topic, &status_payload(online, reason, Some(at))).await {
+            if let Err(e) = self.publisher.publish_json(&topic, &Status::new(online, reason, Some(at))).await {
                 tracing::warn!(%device, error = %e, "could not publish device status");
             }
         }

@@ -73,21 +73,9 @@ impl Publisher {
         self.client.publish(topic.to_string(), qos, retain, payload).await.map_err(|e| PublishError(e.to_string()))
     }
 
-    /// Publishes JSON.
-    pub async fn publish_json(&self, topic: &Topic, body: &serde_json::Value) -> Result<(), PublishError> {
-        self.publish(topic, body.to_string().into_bytes()).await
+    /// Publishes a payload as JSON (the payload types are in [`crate::payload`] and with the
+    /// code that builds them; the AsyncAPI document describes them).
+    pub async fn publish_json(&self, topic: &Topic, body: &impl serde::Serialize) -> Result<(), PublishError> {
+        self.publish(topic, crate::payload::to_bytes(body)).await
     }
-}
-
-/// How long a typing indicator holds without a refresh.
-pub const TYPING_EXPIRES_SECS: i64 = 5;
-
-/// A typing indicator as the service publishes it, stamped with its sender:
-/// `{"v":1,"userId","role","typing","at","expiresAt"}`.
-pub fn typing_payload(user: &nc_access::UserSubject, typing: bool) -> Vec<u8> {
-    let at = chrono::Utc::now();
-    serde_json::json!({"v": 1, "userId": user.id, "role": user.role, "typing": typing, "at": at,
-        "expiresAt": at + chrono::Duration::seconds(TYPING_EXPIRES_SECS)})
-    .to_string()
-    .into_bytes()
 }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use nc_access::UserSubject;
 use nc_domain::{DeviceId, HospitalId, PatientId};
 
+use crate::payload::{kind, ErrorCode, ErrorNote, V1};
 use crate::topic::{DeviceChannel, Topic};
 
 /// A message a device published on one of its own topics.
@@ -76,7 +77,14 @@ impl PersonSink for NoPersonSink {
     fn submit(&self, _: PersonMessage) -> SinkFuture {
         Box::pin(async {
             Ok(SinkOutcome::Rejected {
-                error: serde_json::json!({"v": 1, "type": "error", "code": "unavailable", "message": "chat is not available"}),
+                error: crate::payload::to_json(&ErrorNote {
+                    v: V1,
+                    r#type: kind::Error,
+                    code: ErrorCode::Unavailable,
+                    field: None,
+                    message: "chat is not available".into(),
+                    client_message_id: None,
+                }),
             })
         })
     }

@@ -1,7 +1,7 @@
 //! The MQTT topic contract as types. Every topic string is parsed into a [`Topic`] (and
 //! every subscription filter into a [`Filter`]) at the edge, before any decision; a string
 //! that does not parse is refused. `topics.md` documents the same set, and a test keeps the
-//! two in step (see [`TEMPLATES`]).
+//! two in step (see [`TopicKind`]); the AsyncAPI document is generated from [`TopicKind`].
 //!
 //! Ids in topics are canonical UUIDs, so an id can never contain `+`, `#` or `/`, and a
 //! filter can never widen beyond the literal hospital/device/room prefix it names.
@@ -133,22 +133,57 @@ pub enum Topic {
     },
 }
 
-/// The topic templates, exactly as `topics.md` lists them.
-pub const TEMPLATES: &[&str] = &[
-    "nc/v1/h/{hospital}/d/{device}/telemetry",
-    "nc/v1/h/{hospital}/d/{device}/status",
-    "nc/v1/h/{hospital}/d/{device}/session",
-    "nc/v1/h/{hospital}/d/{device}/alerts",
-    "nc/v1/h/{hospital}/d/{device}/errors",
-    "nc/v1/h/{hospital}/p/{patient}/telemetry",
-    "nc/v1/h/{hospital}/p/{patient}/session",
-    "nc/v1/h/{hospital}/p/{patient}/alerts",
-    "nc/v1/h/{hospital}/chat/{room}/post",
-    "nc/v1/h/{hospital}/chat/{room}/messages",
-    "nc/v1/h/{hospital}/chat/{room}/typing",
-    "nc/v1/h/{hospital}/chat/{room}/read",
-    "nc/v1/h/{hospital}/u/{user}/notifications",
-];
+/// A kind of topic: a topic without its ids. The AsyncAPI document has one channel per
+/// kind (`nc_api::asyncapi`), and `topics.md` one table row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopicKind {
+    Device(DeviceChannel),
+    Patient(PatientChannel),
+    Room(RoomChannel),
+    Notifications,
+}
+
+impl TopicKind {
+    /// Every kind, in the order of `topics.md`.
+    pub fn all() -> Vec<TopicKind> {
+        let device = DeviceChannel::ALL.into_iter().map(TopicKind::Device);
+        let patient = PatientChannel::ALL.into_iter().map(TopicKind::Patient);
+        let room = RoomChannel::ALL.into_iter().map(TopicKind::Room);
+        device.chain(patient).chain(room).chain([TopicKind::Notifications]).collect()
+    }
+
+    /// The topic name with its ids as `{parameters}`, e.g. `nc/v1/h/{hospital}/d/{device}/telemetry`.
+    pub fn template(&self) -> String {
+        match self {
+            TopicKind::Device(c) => format!("{ROOT}/h/{{hospital}}/d/{{device}}/{}", c.as_str()),
+            TopicKind::Patient(c) => format!("{ROOT}/h/{{hospital}}/p/{{patient}}/{}", c.as_str()),
+            TopicKind::Room(c) => format!("{ROOT}/h/{{hospital}}/chat/{{room}}/{}", c.as_str()),
+            TopicKind::Notifications => format!("{ROOT}/h/{{hospital}}/u/{{user}}/notifications"),
+        }
+    }
+
+    /// The parameters of [`TopicKind::template`], in order.
+    pub fn parameters(&self) -> [&'static str; 2] {
+        match self {
+            TopicKind::Device(_) => ["hospital", "device"],
+            TopicKind::Patient(_) => ["hospital", "patient"],
+            TopicKind::Room(_) => ["hospital", "room"],
+            TopicKind::Notifications => ["hospital", "user"],
+        }
+    }
+
+    /// A topic of this kind (nil ids): what the contract says about one topic of a kind
+    /// (e.g. `Publisher::contract`) it says about all.
+    pub fn example(&self) -> Topic {
+        let hospital = HospitalId(uuid::Uuid::nil());
+        match *self {
+            TopicKind::Device(channel) => Topic::Device { hospital, device: DeviceId(uuid::Uuid::nil()), channel },
+            TopicKind::Patient(channel) => Topic::Patient { hospital, patient: PatientId(uuid::Uuid::nil()), channel },
+            TopicKind::Room(channel) => Topic::Room { hospital, room: RoomId(uuid::Uuid::nil()), channel },
+            TopicKind::Notifications => Topic::Notifications { hospital, user: UserId(uuid::Uuid::nil()) },
+        }
+    }
+}
 
 /// Why a topic or filter string is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,6 +235,15 @@ impl Topic {
                 Ok(Topic::Notifications { hospital: id(h)?, user: id(u)? })
             }
             _ => Err(TopicError::Unknown),
+        }
+    }
+
+    pub fn kind(&self) -> TopicKind {
+        match *self {
+            Topic::Device { channel, .. } => TopicKind::Device(channel),
+            Topic::Patient { channel, .. } => TopicKind::Patient(channel),
+            Topic::Room { channel, .. } => TopicKind::Room(channel),
+            Topic::Notifications { .. } => TopicKind::Notifications,
         }
     }
 
@@ -361,7 +405,8 @@ mod tests {
     fn every_template_parses_into_the_enum() {
         let (h, d, r, u) = (HospitalId::new(), DeviceId::new(), RoomId::new(), UserId::new());
         let p = PatientId::new();
-        for tpl in TEMPLATES {
+        for kind in TopicKind::all() {
+            let tpl = kind.template();
             let s = tpl
                 .replace("{hospital}", &h.to_string())
                 .replace("{device}", &d.to_string())
@@ -370,9 +415,11 @@ mod tests {
                 .replace("{user}", &u.to_string());
             let t = Topic::parse(&s).unwrap_or_else(|e| panic!("{tpl}: {e}"));
             assert_eq!(t.to_string(), s);
+            assert_eq!((t.kind(), kind.example().kind()), (kind, kind));
+            assert!(kind.parameters().iter().all(|p| tpl.contains(&format!("{{{p}}}"))), "{tpl}");
         }
         assert_eq!(
-            TEMPLATES.len(),
+            TopicKind::all().len(),
             DeviceChannel::ALL.len() + PatientChannel::ALL.len() + RoomChannel::ALL.len() + 1,
             "one template per variant"
         );
@@ -381,7 +428,7 @@ mod tests {
 
 #[cfg(test)]
 mod contract {
-    use super::TEMPLATES;
+    use super::TopicKind;
 
     /// topics.md and the enum agree: every topic in the document's table is a template
     /// here, and every template is in the table.
@@ -391,9 +438,10 @@ mod contract {
         let in_doc: Vec<&str> =
             doc.lines().filter(|l| l.starts_with("| `nc/v1/")).filter_map(|l| l.split('`').nth(1)).collect();
         let mut a: Vec<&str> = in_doc.clone();
-        let mut b: Vec<&str> = TEMPLATES.to_vec();
+        let templates: Vec<String> = TopicKind::all().iter().map(TopicKind::template).collect();
+        let mut b: Vec<&str> = templates.iter().map(String::as_str).collect();
         a.sort();
         b.sort();
-        assert_eq!(a, b, "topics.md table vs broker::topic::TEMPLATES");
+        assert_eq!(a, b, "topics.md table vs broker::topic::TopicKind");
     }
 }

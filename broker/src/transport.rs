@@ -84,7 +84,7 @@ pub async fn websocket(stream: Stream) -> Result<(ClientRx, ClientTx), String> {
             *r.status_mut() = status;
             r
         };
-        if req.uri().path() != "/mqtt" {
+        if req.uri().path() != crate::WS_PATH {
             return Err(refuse(StatusCode::NOT_FOUND, "MQTT over WebSocket is served at /mqtt"));
         }
         let offers_mqtt = req

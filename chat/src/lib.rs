@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use nc_access::{audit, Policy, PolicyError, RoomRequest, Subject, UserSubject};
+use nc_broker::payload::{kind, ErrorCode, ErrorNote, TypingIndicator, V1};
 use nc_broker::registry::Registry;
 use nc_broker::topic::{RoomChannel, Topic};
 use nc_broker::{PersonMessage, PersonSink, Publisher, SinkFuture, SinkOutcome, SinkUnavailable};
@@ -24,7 +25,10 @@ use nc_domain::{AuditAction, Interface, MessageId, RoomId, UserId};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::broadcast;
 
-pub use model::{Event, Message, MessagePage, PageFrom, Participant, Receipt, Room};
+pub use model::{
+    ChatMessageNote, Event, Message, MessagePage, MessagePublished, PageFrom, Participant, PostIn, ReadPublished,
+    Receipt, Room, TypingIn,
+};
 
 /// Longest message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -62,18 +66,18 @@ impl ChatError {
     /// The error as a JSON body (MQTT notification, WebSocket frame).
     pub fn to_json(&self, client_message_id: Option<&str>) -> serde_json::Value {
         let (code, field) = match self {
-            ChatError::NotFound(_) => ("not_found", None),
-            ChatError::Forbidden(_) => ("forbidden", None),
-            ChatError::Invalid { field, .. } => ("validation_failed", Some(*field)),
-            ChatError::RateLimited { .. } => ("rate_limited", None),
-            ChatError::Db(_) => ("unavailable", None),
+            ChatError::NotFound(_) => (ErrorCode::NotFound, None),
+            ChatError::Forbidden(_) => (ErrorCode::Forbidden, None),
+            ChatError::Invalid { field, .. } => (ErrorCode::ValidationFailed, Some((*field).to_owned())),
+            ChatError::RateLimited { .. } => (ErrorCode::RateLimited, None),
+            ChatError::Db(_) => (ErrorCode::Unavailable, None),
         };
         let message = match self {
             ChatError::Db(_) => "temporarily unavailable; retry".to_owned(),
             other => other.to_string(),
         };
-        serde_json::json!({"v": 1, "type": "error", "code": code, "field": field, "message": message,
-            "clientMessageId": client_message_id})
+        let client_message_id = client_message_id.map(str::to_owned);
+        nc_broker::payload::to_json(&ErrorNote { v: V1, r#type: kind::Error, code, field, message, client_message_id })
     }
 }
 
@@ -365,7 +369,7 @@ impl Chat {
         self.emit(Event::Message(message.clone()));
         if let Some(publisher) = self.inner.publisher.get() {
             let topic = Topic::Room { hospital: sender.hospital, room, channel: RoomChannel::Messages };
-            let body = serde_json::json!({"v": 1, "message": message});
+            let body = MessagePublished { v: V1, message: message.clone() };
             if let Err(e) = publisher.publish_json(&topic, &body).await {
                 tracing::warn!(error = %e, "could not publish a chat message");
             }
@@ -384,8 +388,15 @@ impl Chat {
                     continue;
                 }
                 let topic = Topic::Notifications { hospital: sender.hospital, user: member };
-                let note = serde_json::json!({"v": 1, "type": "chat_message", "roomId": room, "messageId": message.id,
-                    "senderId": sender.id, "senderRole": sender.role, "at": message.timestamp});
+                let note = ChatMessageNote {
+                    v: V1,
+                    r#type: kind::ChatMessage,
+                    room_id: room,
+                    message_id: message.id,
+                    sender_id: sender.id,
+                    sender_role: sender.role,
+                    at: message.timestamp,
+                };
                 if let Err(e) = publisher.publish_json(&topic, &note).await {
                     tracing::warn!(error = %e, "could not publish a chat notification");
                 }
@@ -407,8 +418,7 @@ impl Chat {
                 self.emit(Event::Read(receipt.clone()));
                 if let Some(publisher) = self.inner.publisher.get() {
                     let topic = Topic::Room { hospital: room.hospital_id, room: room.id, channel: RoomChannel::Read };
-                    let body = serde_json::json!({"v": 1, "roomId": receipt.room_id, "userId": receipt.user_id,
-                        "lastReadMessageId": receipt.last_read_message_id, "at": receipt.at});
+                    let body = ReadPublished { v: V1, receipt: receipt.clone() };
                     if let Err(e) = publisher.publish_json(&topic, &body).await {
                         tracing::warn!(error = %e, "could not publish a read receipt");
                     }
@@ -440,12 +450,11 @@ impl Chat {
             return Ok(());
         }
         let r = self.authorize(&Subject::User(*user), room).await?;
-        let payload = nc_broker::publisher::typing_payload(user, typing);
-        let indicator: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-        self.emit(Event::Typing { room, indicator });
+        let indicator = TypingIndicator::now(user, typing);
+        self.emit(Event::Typing { room, indicator: indicator.clone() });
         if let Some(publisher) = self.inner.publisher.get() {
             let topic = Topic::Room { hospital: r.hospital_id, room, channel: RoomChannel::Typing };
-            if let Err(e) = publisher.publish(&topic, payload).await {
+            if let Err(e) = publisher.publish_json(&topic, &indicator).await {
                 tracing::debug!(error = %e, "could not publish a typing indicator");
             }
         }
@@ -460,22 +469,6 @@ impl Chat {
     }
 }
 
-/// What a person may publish on a room's `post` topic.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PostIn {
-    v: u8,
-    client_message_id: String,
-    message: String,
-}
-
-/// What a person may publish on a room's `typing` topic (other fields are ignored).
-#[derive(serde::Deserialize)]
-struct TypingIn {
-    v: u8,
-    typing: bool,
-}
-
 impl PersonSink for Chat {
     fn submit(&self, m: PersonMessage) -> SinkFuture {
         let chat = self.clone();
@@ -484,7 +477,7 @@ impl PersonSink for Chat {
                 return Ok(SinkOutcome::Rejected { error: ChatError::NotFound("topic").to_json(None) });
             };
             let outcome = match channel {
-                RoomChannel::Post => match serde_json::from_slice::<PostIn>(&m.payload).ok().filter(|p| p.v == 1) {
+                RoomChannel::Post => match serde_json::from_slice::<PostIn>(&m.payload).ok() {
                     None => Err((
                         ChatError::Invalid {
                             field: "payload",
@@ -498,7 +491,7 @@ impl PersonSink for Chat {
                         .map(|_| ())
                         .map_err(|e| (e, Some(p.client_message_id.clone()))),
                 },
-                RoomChannel::Typing => match serde_json::from_slice::<TypingIn>(&m.payload).ok().filter(|t| t.v == 1) {
+                RoomChannel::Typing => match serde_json::from_slice::<TypingIn>(&m.payload).ok() {
                     // An invalid indicator is dropped: typing is best effort.
                     None => Ok(()),
                     Some(t) => chat.typing(&m.sender, room, t.typing).await.map_err(|e| (e, None)),

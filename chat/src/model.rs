@@ -1,8 +1,12 @@
 //! What chat hands to the transports: rooms, messages, receipts and live events.
 
 use chrono::{DateTime, Utc};
+use nc_broker::payload::{kind, TypingIndicator, V1};
 use nc_domain::{ChatRoomKind, DeviceId, HospitalId, MessageId, PatientId, Role, RoomId, UserId};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{MAX_CLIENT_ID, MAX_MESSAGE_CHARS};
 
 /// A member of a room, with their read watermark.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,7 +39,7 @@ pub struct Room {
 }
 
 /// Who has read a message, and when they last moved their watermark.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadState {
     pub user_id: UserId,
@@ -44,7 +48,7 @@ pub struct ReadState {
 
 /// A stored message. `is_read`: read by every other participant of the room (in a
 /// two-person room: by the recipient); `read_at`: when the last of them read it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: MessageId,
@@ -60,7 +64,7 @@ pub struct Message {
 }
 
 /// A participant's read watermark moved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     pub room_id: RoomId,
@@ -96,7 +100,7 @@ pub enum Event {
     /// The stamped indicator, as published on MQTT.
     Typing {
         room: RoomId,
-        indicator: serde_json::Value,
+        indicator: TypingIndicator,
     },
     Read(Receipt),
 }
@@ -118,4 +122,54 @@ impl Event {
             Event::Read(r) => serde_json::json!({"type": "read", "receipt": r}),
         }
     }
+}
+
+/// What a participant publishes on a room's `post` topic (QoS 1; PUBACK once stored).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PostIn {
+    pub v: V1,
+    /// The sender's id for this message: a resend with the same id is stored once.
+    #[schemars(length(min = 1, max = MAX_CLIENT_ID), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
+    pub client_message_id: String,
+    /// The text: visible characters, no control characters but newline and tab.
+    #[schemars(length(min = 1, max = MAX_MESSAGE_CHARS))]
+    pub message: String,
+}
+
+/// What a participant publishes on a room's `typing` topic (other fields are ignored; the
+/// service republishes it stamped with the sender, as a typing indicator).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct TypingIn {
+    pub v: V1,
+    pub typing: bool,
+}
+
+/// A stored message (`…/chat/{room}/messages`).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct MessagePublished {
+    pub v: V1,
+    pub message: Message,
+}
+
+/// A participant's read watermark moved (`…/chat/{room}/read`).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ReadPublished {
+    pub v: V1,
+    #[serde(flatten)]
+    pub receipt: Receipt,
+}
+
+/// A new message for a participant connected to the room on no transport, so that their
+/// app can raise a push (`…/u/{user}/notifications`; no text: it may show on a lock screen).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessageNote {
+    pub v: V1,
+    pub r#type: kind::ChatMessage,
+    pub room_id: RoomId,
+    pub message_id: MessageId,
+    pub sender_id: UserId,
+    pub sender_role: Role,
+    pub at: DateTime<Utc>,
 }

@@ -13,6 +13,7 @@ macro_rules! id_type {
                  serde::Serialize, serde::Deserialize, sea_orm::DeriveValueType)]
         #[serde(transparent)]
         #[cfg_attr(feature = "openapi", derive(poem_openapi::NewType))]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         #[cfg_attr(feature = "openapi", oai(from_json = true, to_json = true, from_parameter = true, to_header = false, from_multipart = false))]
         pub struct $name(pub Uuid);
 

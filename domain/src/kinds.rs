@@ -8,6 +8,7 @@ macro_rules! text_enum {
                  sea_orm::EnumIter, sea_orm::DeriveActiveEnum)]
         #[sea_orm(rs_type = "String", db_type = "Text")]
         #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         pub enum $name {
             $(
                 $(#[$vdoc])*

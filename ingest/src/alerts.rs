@@ -19,9 +19,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, Utc};
+use nc_broker::payload::{kind, V1};
 use nc_broker::topic::Topic;
 use nc_broker::Publisher;
 use nc_domain::{AlertId, DeviceId, HospitalId, UserId};
+use schemars::JsonSchema;
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::{broadcast, Mutex};
@@ -31,7 +33,7 @@ use crate::reading::{COLUMNS, RANGES};
 use crate::writer::Row;
 
 /// An alert as stored and as published (JSON, camelCase).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub id: Uuid,
@@ -40,13 +42,16 @@ pub struct Alert {
     pub patient_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
     /// `physiological` or `technical`.
+    #[schemars(with = "nc_domain::AlertKind")]
     pub kind: String,
     /// The condition, e.g. `systolic_bp_low`, `system_status_danger`, `device_offline`.
     pub code: String,
     pub metric: Option<String>,
     /// `high`, `medium` or `low` (IEC 60601-1-8).
+    #[schemars(with = "nc_domain::AlertPriority")]
     pub priority: String,
     /// `active`, `acknowledged` or `cleared`.
+    #[schemars(with = "nc_domain::AlertState")]
     pub state: String,
     pub message: String,
     pub value: Option<f64>,
@@ -58,13 +63,32 @@ pub struct Alert {
     pub cleared_by: Option<Uuid>,
 }
 
-/// A change of an alert, as pushed to subscribers.
-#[derive(Debug, Clone, Serialize)]
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertChange {
+    Raised,
+    Acknowledged,
+    Cleared,
+}
+
+/// A change of an alert, as pushed to subscribers (`…/d/{device}/alerts`,
+/// `…/p/{patient}/alerts`, the live streams).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertEvent {
-    pub v: u32,
-    /// `raised`, `acknowledged` or `cleared`.
-    pub event: &'static str,
+    pub v: V1,
+    pub event: AlertChange,
+    pub alert: Alert,
+}
+
+/// A change of an alert of one of the person's devices (`…/u/{user}/notifications`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AlertNote {
+    pub v: V1,
+    pub r#type: kind::Alert,
+    pub event: AlertChange,
+    /// The alert, as on the device's alerts topic.
     pub alert: Alert,
 }
 
@@ -402,7 +426,7 @@ impl AlertEngine {
             Some(alert) => {
                 let id = alert.id;
                 tracing::info!(device = %device, code, "alert raised");
-                self.announce("raised", alert).await;
+                self.announce(AlertChange::Raised, alert).await;
                 Ok(Some(id))
             }
             // Already open (raised by another instance, or before a restart).
@@ -437,7 +461,7 @@ impl AlertEngine {
             }
         }
         drop(conditions);
-        self.announce("cleared", alert.clone()).await;
+        self.announce(AlertChange::Cleared, alert.clone()).await;
         Ok(alert)
     }
 
@@ -483,7 +507,7 @@ impl AlertEngine {
         .await?;
         match acked {
             Some(alert) => {
-                self.announce("acknowledged", alert.clone()).await;
+                self.announce(AlertChange::Acknowledged, alert.clone()).await;
                 Ok(alert)
             }
             None => {
@@ -608,10 +632,10 @@ impl AlertEngine {
     }
 
     /// Stores nothing: publishes the change on MQTT and to the live streams.
-    async fn announce(&self, event: &'static str, alert: Alert) {
-        let body = AlertEvent { v: 1, event, alert };
+    async fn announce(&self, event: AlertChange, alert: Alert) {
+        let body = AlertEvent { v: V1, event, alert };
         if let Some(publisher) = self.publisher.get() {
-            let json = serde_json::to_value(&body).unwrap_or_default();
+            let json = nc_broker::payload::to_json(&body);
             let (hospital, device) = (HospitalId(body.alert.hospital_id), DeviceId(body.alert.device_id));
             let topic = Topic::Device { hospital, device, channel: nc_broker::topic::DeviceChannel::Alerts };
             if let Err(e) = publisher.publish_json(&topic, &json).await {
@@ -627,10 +651,10 @@ impl AlertEngine {
             }
             match self.recipients(device).await {
                 Ok(users) => {
+                    let note = AlertNote { v: V1, r#type: kind::Alert, event, alert: body.alert.clone() };
+                    let note = nc_broker::payload::to_json(&note);
                     for user in users {
                         let topic = Topic::Notifications { hospital, user };
-                        // topics.md: `alert` is the alert itself, as in the device's alerts topic.
-                        let note = serde_json::json!({"v": 1, "type": "alert", "event": event, "alert": json["alert"]});
                         if let Err(e) = publisher.publish_json(&topic, &note).await {
                             tracing::warn!(error = %e, "could not publish an alert notification");
                         }

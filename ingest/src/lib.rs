@@ -210,7 +210,8 @@ impl Ingest {
             loop {
                 match events.recv().await {
                     Ok(e) => {
-                        if let Err(err) = alerts.presence(e.device, e.hospital, e.online, e.reason, e.at).await {
+                        if let Err(err) = alerts.presence(e.device, e.hospital, e.online, e.reason.as_str(), e.at).await
+                        {
                             tracing::warn!(error = %err, "presence alert failed");
                         }
                     }

@@ -4,8 +4,11 @@
 //! told which field and why.
 
 use chrono::{DateTime, Duration, Utc};
+use nc_broker::payload::{millis, V1};
 use nc_domain::{PatientId, SystemStatus};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// How far ahead of the server clock a reading's timestamp may be.
 pub const MAX_CLOCK_AHEAD_SECS: i64 = 30;
@@ -32,15 +35,20 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) ->
     })
 }
 
-/// One reading, as sent (JSON, camelCase).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// One reading, as the machine sends it. At least one measurement is required, each within
+/// its plausible range (`RANGES`); unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = with_ranges)]
 pub struct ReadingIn {
     /// Payload version: 1.
+    #[schemars(extend("const" = 1))]
     pub v: u32,
     /// The device's sequence number for this reading (idempotent redelivery).
+    #[schemars(range(min = 0))]
     pub seq: i64,
-    /// When the machine measured it (RFC 3339).
+    /// When the machine measured it (RFC 3339): not more than 30 s ahead of the server's
+    /// clock, not older than 30 days.
     pub ts: DateTime<Utc>,
     /// The patient being treated, when the machine knows.
     pub patient_id: Option<PatientId>,
@@ -93,16 +101,55 @@ impl Invalid {
     }
 
     /// The body published on the device's `errors` topic (or answered with HTTP 422).
-    pub fn to_json(&self, seq: Option<i64>) -> serde_json::Value {
-        serde_json::json!({
-            "v": 1,
-            "code": "validation_failed",
-            "seq": seq,
-            "field": self.field,
-            "message": self.message,
-            "at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        })
+    pub fn to_json(&self, seq: Option<i64>) -> Value {
+        let error = DeviceError {
+            v: V1,
+            code: DeviceErrorCode::ValidationFailed,
+            seq,
+            field: self.field.clone(),
+            message: self.message.clone(),
+            at: Utc::now(),
+        };
+        nc_broker::payload::to_json(&error)
     }
+}
+
+/// Why a device's message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceErrorCode {
+    /// It breaks a rule of the payload: never stored; resending it cannot help.
+    ValidationFailed,
+}
+
+/// Why a reading or session message was refused (`…/d/{device}/errors`).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct DeviceError {
+    pub v: V1,
+    pub code: DeviceErrorCode,
+    /// The refused reading's `seq`, when it could be read.
+    pub seq: Option<i64>,
+    /// The field at fault (its JSON name), or `payload`.
+    pub field: String,
+    pub message: String,
+    #[serde(serialize_with = "millis::serialize")]
+    #[schemars(with = "DateTime<Utc>")]
+    pub at: DateTime<Utc>,
+}
+
+/// States [`RANGES`] in the schema of [`ReadingIn`]: each measurement's minimum and maximum
+/// (its unit is in its description), and that at least one is present.
+fn with_ranges(schema: &mut schemars::Schema) {
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, _, low, high) in RANGES {
+            if let Some(p) = properties.get_mut(*name).and_then(Value::as_object_mut) {
+                p.insert("minimum".into(), (*low).into());
+                p.insert("maximum".into(), (*high).into());
+            }
+        }
+    }
+    let any: Vec<Value> = RANGES.iter().map(|(name, ..)| serde_json::json!({"required": [name]})).collect();
+    schema.insert("anyOf".into(), any.into());
 }
 
 /// (JSON name, unit, plausible range). Beyond these, a sensor is broken or the payload wrong.
@@ -206,21 +253,38 @@ impl ReadingIn {
     }
 }
 
+/// Shortest and longest `expectedIntervalMs` of a session message.
+pub const EXPECTED_INTERVAL_MS: (i32, i32) = (10, 3_600_000);
+
 /// A session message (`…/session`): the machine starts or ends treating a patient.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = start_needs_patient)]
 pub struct SessionIn {
+    /// Payload version: 1.
+    #[schemars(extend("const" = 1))]
     pub v: u32,
     /// `start` or `end`.
     pub event: SessionEvent,
+    /// When it happened (RFC 3339), not more than 30 s ahead of the server's clock.
     pub ts: DateTime<Utc>,
     /// Required for `start`.
     pub patient_id: Option<PatientId>,
     /// The interval at which the machine will send readings, for completeness %.
+    #[schemars(range(min = EXPECTED_INTERVAL_MS.0, max = EXPECTED_INTERVAL_MS.1))]
     pub expected_interval_ms: Option<i32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// States in the schema of [`SessionIn`] that `start` names its patient.
+fn start_needs_patient(schema: &mut schemars::Schema) {
+    schema.insert("if".into(), serde_json::json!({"properties": {"event": {"const": "start"}}}));
+    schema.insert(
+        "then".into(),
+        serde_json::json!({"required": ["patientId"], "properties": {"patientId": {"type": "string"}}}),
+    );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionEvent {
     Start,
@@ -240,8 +304,9 @@ impl SessionIn {
             return Err(Invalid::new("patientId", "is required to start a session"));
         }
         if let Some(i) = s.expected_interval_ms {
-            if !(10..=3_600_000).contains(&i) {
-                return Err(Invalid::new("expectedIntervalMs", "must be between 10 and 3600000"));
+            let (low, high) = EXPECTED_INTERVAL_MS;
+            if !(low..=high).contains(&i) {
+                return Err(Invalid::new("expectedIntervalMs", format!("must be between {low} and {high}")));
             }
         }
         Ok(s)

@@ -15,6 +15,7 @@ mod bookings_authz;
 mod chat;
 mod cli;
 mod compose;
+mod contract;
 mod limits;
 mod mqtt;
 mod openapi;

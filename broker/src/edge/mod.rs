@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::acl;
 use crate::core::INTERNAL_USER;
-use crate::presence::status_payload;
+use crate::payload::{Status, StatusReason, TypingIndicator};
 use crate::sessions::Claim;
 use crate::topic::{DeviceChannel, RoomChannel, Topic};
 use crate::transport::{ClientRx, ClientTx};
@@ -63,13 +63,13 @@ impl End {
         matches!(self, End::Graceful | End::Revoked | End::Shutdown)
     }
 
-    fn reason(self) -> &'static str {
+    fn reason(self) -> StatusReason {
         match self {
-            End::Graceful => "disconnected",
-            End::Lost | End::Violation | End::CoreClosed | End::StorageUnavailable => "connection_lost",
-            End::KeepaliveTimeout => "keepalive_timeout",
-            End::Revoked => "revoked",
-            End::Shutdown => "shutdown",
+            End::Graceful => StatusReason::Disconnected,
+            End::Lost | End::Violation | End::CoreClosed | End::StorageUnavailable => StatusReason::ConnectionLost,
+            End::KeepaliveTimeout => StatusReason::KeepaliveTimeout,
+            End::Revoked => StatusReason::Revoked,
+            End::Shutdown => StatusReason::Shutdown,
         }
     }
 }
@@ -195,7 +195,7 @@ async fn will_for(
             }
             Ok(Some(LastWill {
                 topic: status.to_string(),
-                message: status_payload(false, "connection_lost", None).to_string().into(),
+                message: crate::payload::to_bytes(&Status::new(false, StatusReason::ConnectionLost, None)).into(),
                 qos: QoS::AtLeastOnce,
                 retain: true,
             }))
@@ -212,7 +212,7 @@ async fn will_for(
                 match topic {
                     Topic::Room { channel: RoomChannel::Typing, .. } => Ok(Some(LastWill {
                         topic: w.topic,
-                        message: crate::publisher::typing_payload(&user, false).into(),
+                        message: crate::payload::to_bytes(&TypingIndicator::now(&user, false)).into(),
                         qos: QoS::AtMostOnce,
                         retain: false,
                     })),
@@ -364,7 +364,7 @@ pub(crate) async fn serve(
         return;
     }
     if let Subject::Device { id, hospital } = identity.subject {
-        shared.presence.set(id, hospital, true, "connected", true).await;
+        shared.presence.set(id, hospital, true, StatusReason::Connected, true).await;
     }
     tracing::debug!(%peer, client_id = %connect.client_id, "mqtt client connected");
 

@@ -38,6 +38,7 @@ use uuid::Uuid;
 
 use super::{encode, write_packet, End, Identity};
 use crate::acl::{self, AclError, Grant};
+use crate::payload::{kind, EndedReason, SubscriptionEnded, V1};
 use crate::publisher::Publisher;
 use crate::registry::Control;
 use crate::sessions::Carried;
@@ -228,8 +229,13 @@ impl Session {
             if let Subject::User(u) = self.identity.subject {
                 let topic = Topic::Notifications { hospital: u.hospital, user: u.id };
                 let filters: Vec<&str> = decided.dropped.iter().map(|c| c.path.as_str()).collect();
-                let note = serde_json::json!({"v": 1, "type": "subscription_ended", "filters": filters,
-                    "reason": "not_permitted", "at": Utc::now()});
+                let note = SubscriptionEnded {
+                    v: V1,
+                    r#type: kind::SubscriptionEnded,
+                    filters: filters.into_iter().map(str::to_owned).collect(),
+                    reason: EndedReason::NotPermitted,
+                    at: Utc::now(),
+                };
                 if let Err(e) = self.shared.publisher.publish_json(&topic, &note).await {
                     tracing::debug!(error = %e, "could not tell the client which subscriptions ended");
                 }
