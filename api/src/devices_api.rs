@@ -260,7 +260,7 @@ impl DevicesApi {
         let mut sessions = device_sessions::Entity::find();
         if let ReadScope::Windows(w) = &scope {
             // A technician: the patients treated while it is responsible for the device.
-            sessions = sessions.filter(crate::telemetry_api::sessions_in(w));
+            sessions = sessions.filter(nc_access::policy::sessions_in(w));
         }
         let in_sessions: Vec<PatientId> = sessions
             .select_only()
@@ -283,21 +283,20 @@ impl DevicesApi {
             .await?;
         // A patient sees only themself, even on their own device.
         found.retain(|p| view.shows(Some(p.id)));
-        for p in &found {
-            audit::record(
-                &state.db,
-                audit::Access {
-                    subject: &subject,
-                    action: AuditAction::Read,
-                    resource: "device.patients",
-                    patient: Some(p.id),
-                    device: Some(device.id),
-                    interface: Interface::Rest,
-                    client_addr: client_ip(req).map(|ip| ip.to_string()),
-                },
-            )
-            .await?;
-        }
+        audit::record_each(
+            &state.db,
+            audit::Access {
+                subject: &subject,
+                action: AuditAction::Read,
+                resource: "device.patients",
+                patient: None,
+                device: Some(device.id),
+                interface: Interface::Rest,
+                client_addr: client_ip(req).map(|ip| ip.to_string()),
+            },
+            found.iter().map(|p| (Some(p.id), Some(device.id))),
+        )
+        .await?;
         Ok(Json(found.into_iter().map(Into::into).collect()))
     }
 
@@ -328,7 +327,7 @@ impl DevicesApi {
             query = query.filter(device_sessions::Column::PatientId.eq(me));
         }
         if let ReadScope::Windows(w) = state.policy.read_scope(&subject).await? {
-            query = query.filter(crate::telemetry_api::sessions_in(&w));
+            query = query.filter(nc_access::policy::sessions_in(&w));
         }
         if let Some(s) = status.0 {
             query = query.filter(device_sessions::Column::Status.eq(s));

@@ -85,7 +85,8 @@ impl From<devices::Model> for DeviceOut {
     }
 }
 
-/// A patient's profile and medical information.
+/// A patient's profile and medical information. Admins get the administrative view: the
+/// medical fields are null (see `listPatients`).
 #[derive(Object, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
 pub struct PatientOut {
@@ -114,6 +115,26 @@ pub struct PatientOut {
     pub notes: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl PatientOut {
+    /// The record as `view` shows it: the administrative view (admins) leaves out the
+    /// medical information (blood group, last dialysis, dry weight, diagnosis, vascular
+    /// access, allergies, medications, notes).
+    pub fn viewed(p: patients::Model, view: nc_access::policy::PatientView) -> Self {
+        let mut out = PatientOut::from(p);
+        if view == nc_access::policy::PatientView::Administrative {
+            out.blood_group = None;
+            out.last_dialysis_at = None;
+            out.dry_weight_kg = None;
+            out.diagnosis = None;
+            out.vascular_access = None;
+            out.allergies = None;
+            out.medications = None;
+            out.notes = None;
+        }
+        out
+    }
 }
 
 fn age_on(dob: NaiveDate, today: NaiveDate) -> i32 {

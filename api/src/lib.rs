@@ -20,6 +20,8 @@ pub mod error;
 mod health;
 pub mod limits;
 pub mod live;
+mod patient_account_api;
+mod patient_changes;
 mod patients_api;
 pub mod request_log;
 pub mod security;
@@ -68,6 +70,7 @@ type Apis = (
     users_api::UsersApi,
     devices_api::DevicesApi,
     patients_api::PatientsApi,
+    patient_account_api::PatientAccountApi,
     telemetry_api::TelemetryApi,
     alerts_api::AlertsApi,
     chat_api::ChatApi,
@@ -80,6 +83,7 @@ fn apis() -> Apis {
         users_api::UsersApi,
         devices_api::DevicesApi,
         patients_api::PatientsApi,
+        patient_account_api::PatientAccountApi,
         telemetry_api::TelemetryApi,
         alerts_api::AlertsApi,
         chat_api::ChatApi,

@@ -218,28 +218,6 @@ async fn readable_patient(
     Ok(scope)
 }
 
-/// Sessions that overlap one of the windows on its device.
-pub(crate) fn sessions_in(windows: &[nc_access::policy::Window]) -> sea_orm::Condition {
-    let mut any = sea_orm::Condition::any();
-    for w in windows {
-        any = any.add(
-            sea_orm::Condition::all()
-                .add(device_sessions::Column::DeviceId.eq(w.device))
-                .add(device_sessions::Column::StartedAt.lt(w.to))
-                .add(
-                    sea_orm::Condition::any()
-                        .add(device_sessions::Column::EndedAt.is_null())
-                        .add(device_sessions::Column::EndedAt.gt(w.from)),
-                ),
-        );
-    }
-    // No window: no session (an empty `any` would match everything).
-    if windows.is_empty() {
-        any = any.add(device_sessions::Column::Id.is_null());
-    }
-    any
-}
-
 /// The policy's windows, for the time-series queries (`None`: everything).
 pub(crate) fn windows(scope: &nc_access::policy::ReadScope) -> Option<Windows> {
     scope.windows().map(|w| Windows::new(w.iter().map(|w| (w.device.as_uuid(), w.from, w.to))))
@@ -463,7 +441,7 @@ impl TelemetryApi {
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));
         if let nc_access::policy::ReadScope::Windows(w) = scope {
-            query = query.filter(sessions_in(&w));
+            query = query.filter(nc_access::policy::sessions_in(&w));
         }
         let (items, total) =
             fetch_page(&state.db, query.order_by_desc(device_sessions::Column::StartedAt), limit, offset).await?;

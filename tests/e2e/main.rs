@@ -15,6 +15,7 @@ mod cli;
 mod compose;
 mod limits;
 mod mqtt;
+mod patients;
 mod schema;
 mod scopes;
 mod serve;

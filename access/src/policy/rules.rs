@@ -52,6 +52,9 @@ pub enum PatientAction {
     UpdateMedical,
     /// Create the record and set its device and doctor (admins and doctors).
     Administer,
+    /// Link (or unlink) the patient's own account, which lets that account read the record
+    /// (admins; the patient's doctors).
+    LinkAccount,
 }
 
 /// What may be done hospital-wide.
@@ -168,14 +171,19 @@ pub fn decide_patient(subject: &Subject, facts: &PatientFacts, action: PatientAc
     };
     use PatientAction::*;
     match (user.role, action) {
-        (Role::Admin, Administer) => Ok(()),
+        (Role::Admin, Administer | LinkAccount) => Ok(()),
         (Role::Admin, Read | UpdateMedical) => Err(Denied::Forbidden("admins do not read clinical data")),
         (Role::Doctor, _) if facts.is_assigned_doctor || facts.on_subject_device => Ok(()),
         (Role::Doctor, Administer) => Ok(()),
         (Role::Doctor, _) => Err(Denied::Forbidden("this patient is not under your care")),
-        (Role::Technician, Read) if facts.on_subject_device => Ok(()),
-        (Role::Technician, Read) => Err(Denied::Forbidden("this patient is not on a device you service")),
-        (Role::Technician, _) => Err(Denied::Forbidden("technicians do not change patient records")),
+        // Which fields a technician may change is `decide_patient_field`'s.
+        (Role::Technician, Read | UpdateMedical) if facts.on_subject_device => Ok(()),
+        (Role::Technician, Read | UpdateMedical) => {
+            Err(Denied::Forbidden("this patient is not on a device you service"))
+        }
+        (Role::Technician, Administer | LinkAccount) => {
+            Err(Denied::Forbidden("technicians do not administer patient records"))
+        }
         (Role::Patient, Read) if facts.is_self => Ok(()),
         (Role::Patient, _) => Err(Denied::Forbidden("patients may read only their own record")),
     }
@@ -328,6 +336,14 @@ pub enum DeviceScope {
 }
 
 impl DeviceScope {
+    /// The devices, as a slice (none for [`DeviceScope::Nothing`]).
+    pub fn ids(&self) -> &[DeviceId] {
+        match self {
+            DeviceScope::Nothing => &[],
+            DeviceScope::Only(ids) => ids,
+        }
+    }
+
     pub fn contains(&self, device: DeviceId) -> bool {
         match self {
             DeviceScope::Nothing => false,
@@ -359,7 +375,12 @@ mod tests {
             for a in [DeviceAction::View, DeviceAction::ReadClinical, DeviceAction::Manage, DeviceAction::GrantAccess] {
                 assert_eq!(decide_device(&s, &all, a), Err(Denied::NotFound), "{role:?} {a:?}");
             }
-            for a in [PatientAction::Read, PatientAction::UpdateMedical, PatientAction::Administer] {
+            for a in [
+                PatientAction::Read,
+                PatientAction::UpdateMedical,
+                PatientAction::Administer,
+                PatientAction::LinkAccount,
+            ] {
                 assert_eq!(decide_patient(&s, &patient, a), Err(Denied::NotFound), "{role:?} {a:?}");
             }
             assert_eq!(decide_hospital(&s, h2, HospitalAction::ListDevices), Err(Denied::NotFound));
@@ -427,7 +448,13 @@ mod tests {
             (Role::Doctor, mine, Read, true),
             (Role::Doctor, on_device, UpdateMedical, true),
             (Role::Technician, on_device, Read, true),
-            (Role::Technician, on_device, UpdateMedical, false),
+            (Role::Technician, on_device, UpdateMedical, true),
+            (Role::Technician, base, UpdateMedical, false),
+            (Role::Technician, on_device, LinkAccount, false),
+            (Role::Admin, base, LinkAccount, true),
+            (Role::Doctor, mine, LinkAccount, true),
+            (Role::Doctor, base, LinkAccount, false),
+            (Role::Patient, me, LinkAccount, false),
             (Role::Technician, base, Read, false),
             (Role::Patient, me, Read, true),
             (Role::Patient, me, UpdateMedical, false),
