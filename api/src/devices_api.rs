@@ -174,6 +174,7 @@ impl DevicesApi {
             secret_hash: Set(hash),
             secret_rotated_at: Set(now),
             maintenance_due_at: Set(b.maintenance_due_at),
+            last_maintenance_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -198,8 +199,12 @@ impl DevicesApi {
         Ok(Json(device.into()))
     }
 
-    /// Change a device's status (admins): `inactive` retires it (it can no longer connect),
-    /// `maintenance` marks it out of service.
+    /// Change a device's status.
+    ///
+    /// `inactive` retires it (it can no longer connect), `maintenance` marks it out of
+    /// service. Admins make any change; the device's
+    /// technicians (assigned, or holding a hand-over) switch it between `active` and
+    /// `maintenance` only (403 for anything to or from `inactive`).
     #[oai(path = "/api/devices/:deviceId/status", method = "put", operation_id = "setDeviceStatus")]
     async fn set_status(
         &self,
@@ -210,7 +215,7 @@ impl DevicesApi {
     ) -> Result<Json<DeviceOut>> {
         let device = state
             .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::Manage)
+            .device_status_change(&auth.subject(), device_id.0, body.status)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let mut active: devices::ActiveModel = device.into();

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use nc_domain::*;
-use nc_entities::{device_assignments, device_sessions, devices, patients, temporary_access_grants, users};
+use nc_entities::{
+    device_assignments, device_maintenance, device_sessions, devices, patients, temporary_access_grants, users,
+};
 use poem_openapi::Object;
 
 /// A person's account.
@@ -61,7 +63,10 @@ pub struct DeviceOut {
     /// Connected to the broker now.
     pub online: bool,
     pub last_seen: Option<DateTime<Utc>>,
+    /// When the next maintenance is due (a `maintenance_due` alert is raised once it passes).
     pub maintenance_due_at: Option<DateTime<Utc>>,
+    /// When the latest recorded maintenance was done.
+    pub last_maintenance_at: Option<DateTime<Utc>>,
     pub secret_rotated_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
@@ -79,6 +84,7 @@ impl From<devices::Model> for DeviceOut {
             online: d.online,
             last_seen: d.last_seen,
             maintenance_due_at: d.maintenance_due_at,
+            last_maintenance_at: d.last_maintenance_at,
             secret_rotated_at: d.secret_rotated_at,
             created_at: d.created_at,
         }
@@ -271,6 +277,34 @@ impl From<temporary_access_grants::Model> for GrantOut {
     }
 }
 
+/// A maintenance done on a machine.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct MaintenanceOut {
+    pub id: MaintenanceId,
+    pub device_id: DeviceId,
+    pub performed_at: DateTime<Utc>,
+    /// Who recorded it (null once that account is deleted).
+    pub performed_by: Option<UserId>,
+    pub next_due_at: DateTime<Utc>,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<device_maintenance::Model> for MaintenanceOut {
+    fn from(m: device_maintenance::Model) -> Self {
+        Self {
+            id: m.id,
+            device_id: m.device_id,
+            performed_at: m.performed_at,
+            performed_by: m.performed_by,
+            next_due_at: m.next_due_at,
+            notes: m.notes,
+            created_at: m.created_at,
+        }
+    }
+}
+
 /// One page of a list: `items`, and where it sits in the whole (`total` matching items).
 macro_rules! page {
     ($name:ident, $item:ty, $doc:literal) => {
@@ -289,6 +323,7 @@ page!(UserPage, UserOut, "A page of accounts.");
 page!(DevicePage, DeviceOut, "A page of devices.");
 page!(PatientPage, PatientOut, "A page of patients.");
 page!(SessionPage, SessionOut, "A page of treatment sessions.");
+page!(MaintenancePage, MaintenanceOut, "A page of a device's maintenance log.");
 
 /// Pagination limits: `limit` 1..=200 (default 50), `offset` ≥ 0.
 pub const MAX_PAGE: u64 = 200;

@@ -20,6 +20,7 @@ pub mod error;
 mod health;
 pub mod limits;
 pub mod live;
+mod maintenance_api;
 mod patient_account_api;
 mod patient_changes;
 mod patients_api;
@@ -69,6 +70,7 @@ type Apis = (
     auth_api::AuthApi,
     users_api::UsersApi,
     devices_api::DevicesApi,
+    maintenance_api::MaintenanceApi,
     patients_api::PatientsApi,
     patient_account_api::PatientAccountApi,
     telemetry_api::TelemetryApi,
@@ -82,6 +84,7 @@ fn apis() -> Apis {
         auth_api::AuthApi,
         users_api::UsersApi,
         devices_api::DevicesApi,
+        maintenance_api::MaintenanceApi,
         patients_api::PatientsApi,
         patient_account_api::PatientAccountApi,
         telemetry_api::TelemetryApi,

@@ -1,5 +1,8 @@
-//! Account links.
+//! Device maintenance and account links.
 //!
+//! - `device_maintenance`: the log of maintenance done on a machine (when, by whom, when the
+//!   next one is due); `devices.last_maintenance_at` and `devices.maintenance_due_at` follow
+//!   the latest one.
 //! - Re-linking a patient record to another account (or unlinking it) tells the account that
 //!   loses it (`pg_notify('nc_access', {"user": <old account>})`), as re-pointing a patient
 //!   to another device tells the old device (migration `access_events`).
@@ -7,6 +10,20 @@
 crate::sql_migration!(UP, DOWN);
 
 const UP: &str = r#"
+CREATE TABLE device_maintenance (
+    id           uuid PRIMARY KEY,
+    hospital_id  uuid NOT NULL REFERENCES hospitals(id) ON DELETE RESTRICT,
+    device_id    uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    performed_at timestamptz NOT NULL,
+    performed_by uuid REFERENCES users(id) ON DELETE SET NULL,
+    next_due_at  timestamptz NOT NULL,
+    notes        text CONSTRAINT device_maintenance_notes_check CHECK (length(notes) <= 4000),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT device_maintenance_due_check CHECK (next_due_at > performed_at)
+);
+CREATE INDEX device_maintenance_device_performed_idx ON device_maintenance (device_id, performed_at DESC);
+ALTER TABLE devices ADD COLUMN last_maintenance_at timestamptz;
+
 CREATE FUNCTION nc_notify_unlinked_account() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('nc_access', jsonb_build_object('table', TG_TABLE_NAME, 'user', OLD.user_id, 'patient', OLD.id)::text);
@@ -21,4 +38,6 @@ CREATE TRIGGER patients_unlinked_account_event AFTER UPDATE OF user_id ON patien
 const DOWN: &str = r#"
 DROP TRIGGER patients_unlinked_account_event ON patients;
 DROP FUNCTION nc_notify_unlinked_account();
+ALTER TABLE devices DROP COLUMN last_maintenance_at;
+DROP TABLE device_maintenance;
 "#;

@@ -192,6 +192,7 @@ impl World {
 async fn authorization_matrix() {
     let w = World::new().await;
     let all_ok = "adm=200 doc=200 doc2=200 tec=200 tec2=200 pat=200 pat2=200 admB=200 docB=200";
+    let next_due = (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339();
 
     // (method, path, body, expectations). Reads first, then mutations.
     let rows: Vec<(&str, &str, Option<Value>, String)> = vec![
@@ -289,6 +290,27 @@ async fn authorization_matrix() {
             "anon=401 doc=403 tec=403 pat2=403 admB=404 adm=200".into(),
         ),
         ("POST", "/api/devices/{d2}/rotate-secret", None, "anon=401 doc=403 tec=403 pat2=403 admB=404 adm=200".into()),
+        // The device's technicians switch it between active and maintenance; retiring is the admins'.
+        (
+            "PUT",
+            "/api/devices/{d1}/status",
+            Some(json!({"status": "maintenance"})),
+            "anon=401 doc=403 tec2=403 pat=403 admB=404 docB=404 tec=200".into(),
+        ),
+        ("PUT", "/api/devices/{d1}/status", Some(json!({"status": "inactive"})), "tec=403".into()),
+        ("PUT", "/api/devices/{d1}/status", Some(json!({"status": "active"})), "tec=200".into()),
+        (
+            "POST",
+            "/api/devices/{d1}/maintenance",
+            Some(json!({"nextDueAt": next_due})),
+            "anon=401 doc=403 tec2=403 pat=403 admB=404 docB=404 tec=201 adm=201".into(),
+        ),
+        (
+            "GET",
+            "/api/devices/{d1}/maintenance",
+            None,
+            "anon=401 adm=200 doc=200 tec=200 tec2=200 pat=403 admB=404 docB=404".into(),
+        ),
         (
             "POST",
             "/api/users/assign-device",

@@ -14,6 +14,7 @@ mod chat;
 mod cli;
 mod compose;
 mod limits;
+mod maintenance;
 mod mqtt;
 mod patients;
 mod schema;

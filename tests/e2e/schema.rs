@@ -28,6 +28,7 @@ const TABLES: &[&str] = &[
     "chat_room_participants",
     "chat_messages",
     "session_bookings",
+    "device_maintenance",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {

@@ -10,22 +10,26 @@
 //! - technician: its assigned devices, plus devices granted to it temporarily while the
 //!   grant is active (expiry is checked here, at decision time); the patients on those
 //!   devices, whose treatment data (dry weight, vascular access, last dialysis, notes) it
-//!   may update; it may hand over a device it is assigned to;
+//!   may update; it may hand over a device it is assigned to, and maintain the devices it
+//!   is responsible for (switching them between active and maintenance);
 //! - patient: itself, its own device, its own data;
 //! - admin: manages staff, devices and assignments of its hospital but reads no clinical data;
 //! - device: its own device and nothing else.
 //!
 //! A visible object (same hospital) that the subject may not act on answers
 //! [`Denied::Forbidden`]. The decisions themselves are pure functions over facts
-//! ([`decide_device`], [`decide_patient`], [`decide_hospital`], and for lists and fields
-//! [`patient_scope`], [`decide_patient_field`]), tested exhaustively;
+//! ([`decide_device`], [`decide_patient`], [`decide_hospital`], and for lists, fields and
+//! statuses [`patient_scope`], [`decide_patient_field`], [`decide_device_status`]), tested
+//! exhaustively;
 //! [`Policy`] loads the facts from the database and applies them.
 
 mod chat;
+mod maintenance;
 mod patient_records;
 mod rules;
 
 pub use chat::{RoomGrant, RoomRequest};
+pub use maintenance::decide_device_status;
 pub use patient_records::{
     decide_patient_field, patient_scope, patient_view, refused_patient_fields, sessions_in, PatientField,
     PatientRelations, PatientScope, PatientView, Relations,
@@ -55,6 +59,17 @@ impl Policy {
         id: DeviceId,
         action: DeviceAction,
     ) -> Result<devices::Model, PolicyError> {
+        let (device, facts) = self.device_facts(subject, id).await?;
+        decide_device(subject, &facts, action)?;
+        Ok(device.expect("decide_device refuses a missing device"))
+    }
+
+    /// The device (if it exists) and what the device decisions depend on for `subject`.
+    async fn device_facts(
+        &self,
+        subject: &Subject,
+        id: DeviceId,
+    ) -> Result<(Option<devices::Model>, DeviceFacts), DbErr> {
         let device = devices::Entity::find_by_id(id).one(&self.db).await?;
         let mut facts = DeviceFacts { device: device.as_ref().map(|d| (d.id, d.hospital_id)), ..Default::default() };
         if let (Some(d), Subject::User(u)) = (&device, subject) {
@@ -70,8 +85,7 @@ impl Policy {
                 }
             }
         }
-        decide_device(subject, &facts, action)?;
-        Ok(device.expect("decide_device refuses a missing device"))
+        Ok((device, facts))
     }
 
     /// How much of `device`'s clinical data `subject` may receive (see [`ClinicalView`]):

@@ -41,6 +41,11 @@ pub enum DeviceAction {
     Manage,
     /// Hand it over temporarily to another technician.
     GrantAccess,
+    /// Record a maintenance and switch it between `active` and `maintenance` (its
+    /// technicians, assigned or holding a hand-over; admins). See [`decide_device_status`].
+    Maintain,
+    /// Read its maintenance log (staff of the hospital).
+    ViewMaintenance,
 }
 
 /// What may be done to a patient.
@@ -122,10 +127,16 @@ pub fn decide_device(subject: &Subject, facts: &DeviceFacts, action: DeviceActio
         Subject::User(u) => u,
     };
     match (user.role, action) {
-        (Role::Admin, View | Manage) => Ok(()),
+        (Role::Admin, View | Manage | Maintain | ViewMaintenance) => Ok(()),
         (Role::Admin, ReadClinical) => Err(Denied::Forbidden("admins do not read clinical data")),
         (Role::Admin, GrantAccess) => Err(Denied::Forbidden("admins assign technicians directly")),
-        (Role::Doctor | Role::Technician, View) => Ok(()),
+        (Role::Doctor | Role::Technician, View | ViewMaintenance) => Ok(()),
+        (Role::Technician, Maintain) if facts.assigned || facts.granted => Ok(()),
+        (Role::Technician, Maintain) => {
+            Err(Denied::Forbidden("only a technician assigned to the device (or holding its hand-over) maintains it"))
+        }
+        (Role::Doctor | Role::Patient, Maintain) => Err(Denied::Forbidden("only the device's technicians maintain it")),
+        (Role::Patient, ViewMaintenance) => Err(Denied::Forbidden("the maintenance log is for staff")),
         (Role::Doctor, ReadClinical) if facts.assigned => Ok(()),
         (Role::Doctor, ReadClinical) => Err(Denied::Forbidden("this device is not assigned to you")),
         (Role::Technician, ReadClinical) if facts.assigned || facts.granted => Ok(()),
@@ -372,7 +383,14 @@ mod tests {
         };
         for role in Role::ALL {
             let s = user(*role, h1);
-            for a in [DeviceAction::View, DeviceAction::ReadClinical, DeviceAction::Manage, DeviceAction::GrantAccess] {
+            for a in [
+                DeviceAction::View,
+                DeviceAction::ReadClinical,
+                DeviceAction::Manage,
+                DeviceAction::GrantAccess,
+                DeviceAction::Maintain,
+                DeviceAction::ViewMaintenance,
+            ] {
                 assert_eq!(decide_device(&s, &all, a), Err(Denied::NotFound), "{role:?} {a:?}");
             }
             for a in [
