@@ -17,6 +17,7 @@ mod limits;
 mod maintenance;
 mod mqtt;
 mod patients;
+mod readings;
 mod schema;
 mod scopes;
 mod serve;

@@ -29,6 +29,7 @@ const TABLES: &[&str] = &[
     "chat_messages",
     "session_bookings",
     "device_maintenance",
+    "device_seq_watermarks",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {
