@@ -252,6 +252,7 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
             secret_hash: Set(secret_hash),
             secret_rotated_at: Set(now),
             maintenance_due_at: Set(Some(now + chrono::Duration::days(90))),
+            last_maintenance_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }

@@ -107,6 +107,7 @@ pub async fn provision(db: &DatabaseConnection, hospital_code: &str, count: usiz
                     secret_hash: Set(nc_access::secret::hash_device_secret(&demo_device_secret(&serial))),
                     secret_rotated_at: Set(now),
                     maintenance_due_at: Set(None),
+                    last_maintenance_at: Set(None),
                     created_at: Set(now),
                     updated_at: Set(now),
                 }

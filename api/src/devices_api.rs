@@ -174,6 +174,7 @@ impl DevicesApi {
             secret_hash: Set(hash),
             secret_rotated_at: Set(now),
             maintenance_due_at: Set(b.maintenance_due_at),
+            last_maintenance_at: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -198,8 +199,12 @@ impl DevicesApi {
         Ok(Json(device.into()))
     }
 
-    /// Change a device's status (admins): `inactive` retires it (it can no longer connect),
-    /// `maintenance` marks it out of service.
+    /// Change a device's status.
+    ///
+    /// `inactive` retires it (it can no longer connect), `maintenance` marks it out of
+    /// service. Admins make any change; the device's
+    /// technicians (assigned, or holding a hand-over) switch it between `active` and
+    /// `maintenance` only (403 for anything to or from `inactive`).
     #[oai(path = "/api/devices/:deviceId/status", method = "put", operation_id = "setDeviceStatus")]
     async fn set_status(
         &self,
@@ -210,7 +215,7 @@ impl DevicesApi {
     ) -> Result<Json<DeviceOut>> {
         let device = state
             .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::Manage)
+            .device_status_change(&auth.subject(), device_id.0, body.status)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let mut active: devices::ActiveModel = device.into();
@@ -260,7 +265,7 @@ impl DevicesApi {
         let mut sessions = device_sessions::Entity::find();
         if let ReadScope::Windows(w) = &scope {
             // A technician: the patients treated while it is responsible for the device.
-            sessions = sessions.filter(crate::telemetry_api::sessions_in(w));
+            sessions = sessions.filter(nc_access::policy::sessions_in(w));
         }
         let in_sessions: Vec<PatientId> = sessions
             .select_only()
@@ -283,21 +288,20 @@ impl DevicesApi {
             .await?;
         // A patient sees only themself, even on their own device.
         found.retain(|p| view.shows(Some(p.id)));
-        for p in &found {
-            audit::record(
-                &state.db,
-                audit::Access {
-                    subject: &subject,
-                    action: AuditAction::Read,
-                    resource: "device.patients",
-                    patient: Some(p.id),
-                    device: Some(device.id),
-                    interface: Interface::Rest,
-                    client_addr: client_ip(req).map(|ip| ip.to_string()),
-                },
-            )
-            .await?;
-        }
+        audit::record_each(
+            &state.db,
+            audit::Access {
+                subject: &subject,
+                action: AuditAction::Read,
+                resource: "device.patients",
+                patient: None,
+                device: Some(device.id),
+                interface: Interface::Rest,
+                client_addr: client_ip(req).map(|ip| ip.to_string()),
+            },
+            found.iter().map(|p| (Some(p.id), Some(device.id))),
+        )
+        .await?;
         Ok(Json(found.into_iter().map(Into::into).collect()))
     }
 
@@ -328,7 +332,7 @@ impl DevicesApi {
             query = query.filter(device_sessions::Column::PatientId.eq(me));
         }
         if let ReadScope::Windows(w) = state.policy.read_scope(&subject).await? {
-            query = query.filter(crate::telemetry_api::sessions_in(&w));
+            query = query.filter(nc_access::policy::sessions_in(&w));
         }
         if let Some(s) = status.0 {
             query = query.filter(device_sessions::Column::Status.eq(s));

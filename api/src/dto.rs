@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use nc_domain::*;
-use nc_entities::{device_assignments, device_sessions, devices, patients, temporary_access_grants, users};
+use nc_entities::{
+    device_assignments, device_maintenance, device_sessions, devices, patients, temporary_access_grants, users,
+};
 use poem_openapi::Object;
 
 /// A person's account.
@@ -61,7 +63,10 @@ pub struct DeviceOut {
     /// Connected to the broker now.
     pub online: bool,
     pub last_seen: Option<DateTime<Utc>>,
+    /// When the next maintenance is due (a `maintenance_due` alert is raised once it passes).
     pub maintenance_due_at: Option<DateTime<Utc>>,
+    /// When the latest recorded maintenance was done.
+    pub last_maintenance_at: Option<DateTime<Utc>>,
     pub secret_rotated_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
@@ -79,13 +84,15 @@ impl From<devices::Model> for DeviceOut {
             online: d.online,
             last_seen: d.last_seen,
             maintenance_due_at: d.maintenance_due_at,
+            last_maintenance_at: d.last_maintenance_at,
             secret_rotated_at: d.secret_rotated_at,
             created_at: d.created_at,
         }
     }
 }
 
-/// A patient's profile and medical information.
+/// A patient's profile and medical information. Admins get the administrative view: the
+/// medical fields are null (see `listPatients`).
 #[derive(Object, Debug, Clone)]
 #[oai(rename_all = "camelCase")]
 pub struct PatientOut {
@@ -114,6 +121,26 @@ pub struct PatientOut {
     pub notes: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl PatientOut {
+    /// The record as `view` shows it: the administrative view (admins) leaves out the
+    /// medical information (blood group, last dialysis, dry weight, diagnosis, vascular
+    /// access, allergies, medications, notes).
+    pub fn viewed(p: patients::Model, view: nc_access::policy::PatientView) -> Self {
+        let mut out = PatientOut::from(p);
+        if view == nc_access::policy::PatientView::Administrative {
+            out.blood_group = None;
+            out.last_dialysis_at = None;
+            out.dry_weight_kg = None;
+            out.diagnosis = None;
+            out.vascular_access = None;
+            out.allergies = None;
+            out.medications = None;
+            out.notes = None;
+        }
+        out
+    }
 }
 
 fn age_on(dob: NaiveDate, today: NaiveDate) -> i32 {
@@ -250,6 +277,34 @@ impl From<temporary_access_grants::Model> for GrantOut {
     }
 }
 
+/// A maintenance done on a machine.
+#[derive(Object, Debug, Clone)]
+#[oai(rename_all = "camelCase")]
+pub struct MaintenanceOut {
+    pub id: MaintenanceId,
+    pub device_id: DeviceId,
+    pub performed_at: DateTime<Utc>,
+    /// Who recorded it (null once that account is deleted).
+    pub performed_by: Option<UserId>,
+    pub next_due_at: DateTime<Utc>,
+    pub notes: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<device_maintenance::Model> for MaintenanceOut {
+    fn from(m: device_maintenance::Model) -> Self {
+        Self {
+            id: m.id,
+            device_id: m.device_id,
+            performed_at: m.performed_at,
+            performed_by: m.performed_by,
+            next_due_at: m.next_due_at,
+            notes: m.notes,
+            created_at: m.created_at,
+        }
+    }
+}
+
 /// One page of a list: `items`, and where it sits in the whole (`total` matching items).
 macro_rules! page {
     ($name:ident, $item:ty, $doc:literal) => {
@@ -268,6 +323,7 @@ page!(UserPage, UserOut, "A page of accounts.");
 page!(DevicePage, DeviceOut, "A page of devices.");
 page!(PatientPage, PatientOut, "A page of patients.");
 page!(SessionPage, SessionOut, "A page of treatment sessions.");
+page!(MaintenancePage, MaintenanceOut, "A page of a device's maintenance log.");
 
 /// Pagination limits: `limit` 1..=200 (default 50), `offset` ≥ 0.
 pub const MAX_PAGE: u64 = 200;

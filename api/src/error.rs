@@ -17,7 +17,8 @@ pub struct ErrorBody {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
-    /// Per-field problems, for validation errors.
+    /// Per-field problems: for validation errors (422), and the fields a caller may not
+    /// change (403).
     #[oai(skip_serializing_if_is_empty, default)]
     pub fields: Vec<FieldError>,
     /// What the request collided with, for conflicts (409) about times: the booking in
@@ -99,6 +100,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Fields of the request the caller may not change (403, naming each in `fields`).
+    #[error("forbidden fields")]
+    ForbiddenFields(Vec<FieldError>),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("conflict: {message}")]
@@ -237,6 +241,11 @@ impl From<ApiError> for ErrorResponse {
                 ErrorResponse::Unauthorized(Json(ErrorBody::new("unauthorized", m)), "Bearer".to_owned())
             }
             ApiError::Forbidden(m) => ErrorResponse::Forbidden(Json(ErrorBody::new("forbidden", m))),
+            ApiError::ForbiddenFields(fields) => {
+                let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+                let message = format!("you may not change {}", names.join(", "));
+                ErrorResponse::Forbidden(Json(ErrorBody { fields, ..ErrorBody::new("forbidden", message) }))
+            }
             ApiError::NotFound(what) => {
                 ErrorResponse::NotFound(Json(ErrorBody::new("not_found", format!("{what} not found"))))
             }

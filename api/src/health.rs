@@ -53,7 +53,7 @@ impl HealthApi {
             "# HELP nephrocare_readings_accepted_total Readings committed to storage.\n\
              # TYPE nephrocare_readings_accepted_total counter\n\
              nephrocare_readings_accepted_total {}\n\
-             # HELP nephrocare_readings_rejected_total Readings refused by validation (never stored).\n\
+             # HELP nephrocare_readings_rejected_total Readings refused (invalid, or a seq already taken by another reading; never stored).\n\
              # TYPE nephrocare_readings_rejected_total counter\n\
              nephrocare_readings_rejected_total {}\n\
              # HELP nephrocare_mqtt_connections Live MQTT client connections.\n\

@@ -24,6 +24,9 @@ pub mod error;
 mod health;
 pub mod limits;
 pub mod live;
+mod maintenance_api;
+mod patient_account_api;
+mod patient_changes;
 mod patients_api;
 pub mod request_log;
 pub mod security;
@@ -77,7 +80,9 @@ type Apis = (
     auth_api::AuthApi,
     users_api::UsersApi,
     devices_api::DevicesApi,
+    maintenance_api::MaintenanceApi,
     patients_api::PatientsApi,
+    patient_account_api::PatientAccountApi,
     telemetry_api::TelemetryApi,
     alerts_api::AlertsApi,
     chat_api::ChatApi,
@@ -90,7 +95,9 @@ fn apis() -> Apis {
         auth_api::AuthApi,
         users_api::UsersApi,
         devices_api::DevicesApi,
+        maintenance_api::MaintenanceApi,
         patients_api::PatientsApi,
+        patient_account_api::PatientAccountApi,
         telemetry_api::TelemetryApi,
         alerts_api::AlertsApi,
         chat_api::ChatApi,

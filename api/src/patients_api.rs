@@ -3,20 +3,24 @@
 //! `medical_updates` (old value, new value, who, when).
 
 use chrono::{NaiveDate, Utc};
+use nc_access::policy::patient_view;
 use nc_access::{audit, HospitalAction, PatientAction};
 use nc_domain::*;
-use nc_entities::{devices, medical_updates, patients, users};
+use nc_entities::{medical_updates, patients};
 use poem::Request;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::sea_query::extension::postgres::PgExpr;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use crate::auth_api::check_name;
-use crate::dto::PatientOut;
+use crate::dto::{fetch_page, page, PatientOut, PatientPage};
 use crate::error::{ApiError, ErrorResponse};
+use crate::patient_changes::{audit_patient, check_links, check_weight, Changes};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
+use crate::validate::{check_name, like_pattern};
 use crate::Tag;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -46,33 +50,75 @@ pub struct CreatePatientRequest {
     pub vascular_access: Option<VascularAccess>,
 }
 
-/// Fields to change; absent fields stay as they are.
-#[derive(Object, Debug)]
-#[oai(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdatePatientRequest {
-    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
-    pub name: Option<String>,
-    #[oai(validator(custom = "crate::validate::Date"))]
-    pub date_of_birth: Option<NaiveDate>,
-    pub gender: Option<Gender>,
-    pub blood_group: Option<BloodGroup>,
-    pub assigned_doctor_id: Option<UserId>,
-    pub assigned_device_id: Option<DeviceId>,
-    #[oai(validator(minimum(value = "2"), maximum(value = "400")))]
-    pub dry_weight_kg: Option<f64>,
-    #[oai(validator(custom = "crate::validate::SmallJson"))]
-    pub dialysis_schedule: Option<serde_json::Value>,
-    #[oai(validator(custom = "crate::validate::Time"))]
-    pub last_dialysis_at: Option<chrono::DateTime<Utc>>,
-    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
-    pub diagnosis: Option<String>,
-    pub vascular_access: Option<VascularAccess>,
-    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
-    pub allergies: Option<String>,
-    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
-    pub medications: Option<String>,
-    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
-    pub notes: Option<String>,
+/// Declares a patient request object with `$fields` and then the medical information
+/// fields (their limits stated once for every request that changes them).
+macro_rules! with_medical_information {
+    ($(#[$meta:meta])* $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Object, Debug, Default)]
+        #[oai(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $name {
+            $($fields)*
+            pub blood_group: Option<BloodGroup>,
+            /// Dry (target) weight, kg.
+            #[oai(validator(minimum(value = "2"), maximum(value = "400")))]
+            pub dry_weight_kg: Option<f64>,
+            #[oai(validator(custom = "crate::validate::SmallJson"))]
+            pub dialysis_schedule: Option<serde_json::Value>,
+            #[oai(validator(custom = "crate::validate::Time"))]
+            pub last_dialysis_at: Option<chrono::DateTime<Utc>>,
+            #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
+            pub diagnosis: Option<String>,
+            pub vascular_access: Option<VascularAccess>,
+            #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
+            pub allergies: Option<String>,
+            #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
+            pub medications: Option<String>,
+            #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
+            pub notes: Option<String>,
+        }
+    };
+}
+
+with_medical_information!(
+    /// Fields to change; absent fields stay as they are. Who may change which field:
+    /// doctors every field; technicians `dryWeightKg`, `vascularAccess`, `lastDialysisAt`,
+    /// `notes`; admins `assignedDoctorId`, `assignedDeviceId` (403 `forbidden` naming any
+    /// other field).
+    UpdatePatientRequest {
+        #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+        pub name: Option<String>,
+        #[oai(validator(custom = "crate::validate::Date"))]
+        pub date_of_birth: Option<NaiveDate>,
+        pub gender: Option<Gender>,
+        pub assigned_doctor_id: Option<UserId>,
+        pub assigned_device_id: Option<DeviceId>,
+    }
+);
+
+with_medical_information!(
+    /// Medical information to change; absent fields stay as they are. Technicians (of a
+    /// device the patient is on) may change `dryWeightKg`, `vascularAccess`,
+    /// `lastDialysisAt` and `notes`; the patient's doctors every field; anyone else none
+    /// (403 `forbidden`, naming each refused field in `fields`).
+    MedicalInfoRequest {}
+);
+
+impl From<MedicalInfoRequest> for UpdatePatientRequest {
+    fn from(m: MedicalInfoRequest) -> Self {
+        UpdatePatientRequest {
+            blood_group: m.blood_group,
+            dry_weight_kg: m.dry_weight_kg,
+            dialysis_schedule: m.dialysis_schedule,
+            last_dialysis_at: m.last_dialysis_at,
+            diagnosis: m.diagnosis,
+            vascular_access: m.vascular_access,
+            allergies: m.allergies,
+            medications: m.medications,
+            notes: m.notes,
+            ..Default::default()
+        }
+    }
 }
 
 /// One change of one field of a patient's record.
@@ -95,73 +141,10 @@ pub enum PatientCreated {
 
 pub struct PatientsApi;
 
-fn check_weight(w: Option<f64>) -> std::result::Result<(), ApiError> {
-    match w {
-        Some(w) if !(2.0..=400.0).contains(&w) => Err(ApiError::field("dryWeightKg", "must be between 2 and 400 kg")),
-        _ => Ok(()),
-    }
-}
-
-async fn check_links(
-    state: &ApiState,
-    hospital: HospitalId,
-    doctor: Option<UserId>,
-    device: Option<DeviceId>,
-    user: Option<UserId>,
-) -> std::result::Result<(), ApiError> {
-    if let Some(d) = doctor {
-        let ok = users::Entity::find_by_id(d)
-            .one(&state.db)
-            .await?
-            .is_some_and(|u| u.hospital_id == hospital && u.role == Role::Doctor);
-        if !ok {
-            return Err(ApiError::field("assignedDoctorId", "must be a doctor of your hospital"));
-        }
-    }
-    if let Some(d) = device {
-        let ok = devices::Entity::find_by_id(d).one(&state.db).await?.is_some_and(|x| x.hospital_id == hospital);
-        if !ok {
-            return Err(ApiError::field("assignedDeviceId", "must be a device of your hospital"));
-        }
-    }
-    if let Some(u) = user {
-        let ok = users::Entity::find_by_id(u)
-            .one(&state.db)
-            .await?
-            .is_some_and(|x| x.hospital_id == hospital && x.role == Role::Patient);
-        if !ok {
-            return Err(ApiError::field("userId", "must be a patient account of your hospital"));
-        }
-    }
-    Ok(())
-}
-
-async fn audit_patient(
-    state: &ApiState,
-    req: &Request,
-    auth: &BearerAuth,
-    patient: &patients::Model,
-    action: AuditAction,
-) -> std::result::Result<(), ApiError> {
-    audit::record(
-        &state.db,
-        audit::Access {
-            subject: &auth.subject(),
-            action,
-            resource: "patient",
-            patient: Some(patient.id),
-            device: patient.assigned_device_id,
-            interface: Interface::Rest,
-            client_addr: client_ip(req).map(|ip| ip.to_string()),
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 #[OpenApi(tag = "Tag::Patients")]
 impl PatientsApi {
-    /// Create a patient record (admins and doctors of the hospital).
+    /// Create a patient record (admins and doctors of the hospital). Admins get the
+    /// administrative view of the record back.
     #[oai(path = "/api/patients", method = "post", operation_id = "createPatient")]
     async fn create(
         &self,
@@ -205,8 +188,8 @@ impl PatientsApi {
         }
         .insert(&state.db)
         .await?;
-        audit_patient(&state, req, &auth, &patient, AuditAction::Create).await?;
-        Ok(PatientCreated::Created(Json(patient.into())))
+        audit_patient(&state, req, &auth, &patient, AuditAction::Create, "patient").await?;
+        Ok(PatientCreated::Created(Json(PatientOut::viewed(patient, patient_view(&auth.subject())))))
     }
 
     /// A patient's profile and medical information (their doctors and technicians, and the
@@ -224,15 +207,21 @@ impl PatientsApi {
             .patient(&auth.subject(), patient_id.0, PatientAction::Read)
             .await
             .map_err(|e| ApiError::policy(e, "patient"))?;
-        audit_patient(&state, req, &auth, &patient, AuditAction::Read).await?;
+        audit_patient(&state, req, &auth, &patient, AuditAction::Read, "patient").await?;
         Ok(Json(patient.into()))
     }
 
-    /// Change a patient's record. Medical information: the patient's doctors. Who treats the
-    /// patient (`assignedDeviceId`, `assignedDoctorId`, which decide who sees their data):
-    /// admins of the hospital, or a doctor only to a device assigned to them and only to
-    /// themself as the doctor. Each changed field is recorded in the medical-updates trail
-    /// and the change is audited; live access that no longer holds ends within a second.
+    /// Change a patient's record.
+    ///
+    /// Which fields each role may change is the policy's: doctors of the patient every field; technicians of a device the patient is on the
+    /// treatment data (`dryWeightKg`, `vascularAccess`, `lastDialysisAt`, `notes`); admins
+    /// who treats the patient (`assignedDeviceId`, `assignedDoctorId`, which decide who sees
+    /// their data). A field the caller may not change answers 403 `forbidden` naming it in
+    /// `fields`, and nothing is changed. Re-pointing: admins to any device and doctor of the
+    /// hospital, a doctor only to a device assigned to them and only to themself. Each
+    /// changed field is recorded in the medical-updates trail and the change is audited;
+    /// live access that no longer holds ends within a second. Admins get the administrative
+    /// view of the record.
     #[oai(path = "/api/patients/:patientId", method = "put", operation_id = "updatePatient")]
     async fn update(
         &self,
@@ -242,94 +231,99 @@ impl PatientsApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<UpdatePatientRequest>,
     ) -> Result<Json<PatientOut>> {
-        let b = body.0;
+        let changes = Changes { fields: body.0, user_id: None };
+        let after = crate::patient_changes::update(&state, req, &auth, patient_id.0, changes).await?;
+        Ok(Json(PatientOut::viewed(after, patient_view(&auth.subject()))))
+    }
+
+    /// Change a patient's medical information.
+    ///
+    /// The patient's doctors change every field, technicians of a device the patient is on (within their responsibility, as for
+    /// reading) the treatment data they record at the machine: `dryWeightKg`,
+    /// `vascularAccess`, `lastDialysisAt`, `notes`. A field the caller may not change
+    /// answers 403 `forbidden` naming it in `fields`, and nothing is changed. Each changed
+    /// field is recorded in the medical-updates trail (old, new, who, when); audited.
+    #[oai(path = "/api/patients/:patientId/medical-info", method = "put", operation_id = "updatePatientMedicalInfo")]
+    async fn medical_info(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "patientId")] patient_id: Path<PatientId>,
+        body: Json<MedicalInfoRequest>,
+    ) -> Result<Json<PatientOut>> {
+        let changes = Changes { fields: body.0.into(), user_id: None };
+        let after = crate::patient_changes::update(&state, req, &auth, patient_id.0, changes).await?;
+        Ok(Json(PatientOut::viewed(after, patient_view(&auth.subject()))))
+    }
+
+    /// The patients you may see, by name.
+    ///
+    /// Admins: every patient of the hospital, in the
+    /// administrative view (medical fields null: admins read no clinical data); a doctor
+    /// the patients assigned to them and those assigned to, or treated on, their devices;
+    /// a technician the patients assigned to, or treated while it is responsible on, its
+    /// devices; a patient themself. Filters narrow that set. Each listed patient is audited.
+    #[oai(path = "/api/patients", method = "get", operation_id = "listPatients")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        req: &Request,
+        auth: BearerAuth,
+        /// Only patients assigned to this device now.
+        #[oai(name = "deviceId")]
+        device_id: Query<Option<DeviceId>>,
+        /// Only patients whose assigned doctor this is.
+        #[oai(name = "doctorId")]
+        doctor_id: Query<Option<UserId>>,
+        /// Only names containing this text (case-insensitive).
+        #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+        name: Query<Option<String>>,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
+        /// Items to skip (at most 1000000000).
+        #[oai(validator(maximum(value = "1000000000")))]
+        offset: Query<Option<u64>>,
+    ) -> Result<Json<PatientPage>> {
         let subject = auth.subject();
-        // Re-pointing a patient (device, doctor) is a staff-assignment action; everything
-        // else is a change of medical information.
-        let medical = b.name.is_some()
-            || b.date_of_birth.is_some()
-            || b.gender.is_some()
-            || b.blood_group.is_some()
-            || b.dry_weight_kg.is_some()
-            || b.dialysis_schedule.is_some()
-            || b.last_dialysis_at.is_some()
-            || b.diagnosis.is_some()
-            || b.vascular_access.is_some()
-            || b.allergies.is_some()
-            || b.medications.is_some()
-            || b.notes.is_some();
-        // Admins administer records without reading them; anyone else must be responsible
-        // for the patient (a doctor of theirs) to change anything, re-pointing included.
-        let action = if auth.0.role == Role::Admin && !medical {
-            PatientAction::Administer
-        } else {
-            PatientAction::UpdateMedical
-        };
-        let before =
-            state.policy.patient(&subject, patient_id.0, action).await.map_err(|e| ApiError::policy(e, "patient"))?;
-        check_weight(b.dry_weight_kg)?;
-        check_links(&state, before.hospital_id, b.assigned_doctor_id, b.assigned_device_id, None).await?;
-        let new_device = b.assigned_device_id.filter(|d| before.assigned_device_id != Some(*d));
-        let new_doctor = b.assigned_doctor_id.filter(|d| before.assigned_doctor_id != Some(*d));
-        if new_device.is_some() || new_doctor.is_some() {
-            state
-                .policy
-                .reassign_patient(&subject, new_device, new_doctor)
-                .await
-                .map_err(|e| ApiError::policy(e, "patient"))?;
+        let (limit, offset) = page(limit.0, offset.0)?;
+        let scope = state.policy.patient_scope(&subject).await?;
+        let mut query =
+            patients::Entity::find().filter(patients::Column::HospitalId.eq(auth.0.hospital)).filter(scope.condition());
+        if let Some(d) = device_id.0 {
+            query = query.filter(patients::Column::AssignedDeviceId.eq(d));
         }
-        let mut active: patients::ActiveModel = before.clone().into();
-        let mut changes: Vec<(&'static str, serde_json::Value, serde_json::Value)> = Vec::new();
-        macro_rules! change {
-            ($field:ident, $json:literal, $value:expr) => {
-                if let Some(v) = $value {
-                    let old = serde_json::to_value(&before.$field).unwrap_or_default();
-                    let new_json = serde_json::to_value(&v).unwrap_or_default();
-                    if old != new_json {
-                        changes.push(($json, old, new_json));
-                        active.$field = Set(v.into());
-                    }
-                }
-            };
+        if let Some(d) = doctor_id.0 {
+            query = query.filter(patients::Column::AssignedDoctorId.eq(d));
         }
-        change!(name, "name", b.name.map(|n| check_name("name", &n)).transpose()?);
-        change!(date_of_birth, "dateOfBirth", b.date_of_birth.map(Some));
-        change!(gender, "gender", b.gender);
-        change!(blood_group, "bloodGroup", b.blood_group.map(Some));
-        change!(assigned_doctor_id, "assignedDoctorId", b.assigned_doctor_id.map(Some));
-        change!(assigned_device_id, "assignedDeviceId", b.assigned_device_id.map(Some));
-        change!(dry_weight_kg, "dryWeightKg", b.dry_weight_kg.map(Some));
-        change!(dialysis_schedule, "dialysisSchedule", b.dialysis_schedule);
-        change!(last_dialysis_at, "lastDialysisAt", b.last_dialysis_at.map(Some));
-        change!(diagnosis, "diagnosis", b.diagnosis.map(Some));
-        change!(vascular_access, "vascularAccess", b.vascular_access.map(Some));
-        change!(allergies, "allergies", b.allergies.map(Some));
-        change!(medications, "medications", b.medications.map(Some));
-        change!(notes, "notes", b.notes.map(Some));
-        if changes.is_empty() {
-            return Ok(Json(before.into()));
+        if let Some(pattern) = name.0.as_deref().and_then(like_pattern) {
+            query = query.filter(Expr::col(patients::Column::Name).ilike(pattern));
         }
-        let now = Utc::now();
-        active.updated_at = Set(now);
-        let txn = state.db.begin().await?;
-        let after = active.update(&txn).await?;
-        for (field, old, new) in changes {
-            medical_updates::ActiveModel {
-                id: Set(MedicalUpdateId::new()),
-                hospital_id: Set(after.hospital_id),
-                patient_id: Set(after.id),
-                field: Set(field.to_owned()),
-                old_value: Set(Some(old)),
-                new_value: Set(Some(new)),
-                updated_by: Set(Some(auth.0.id)),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-        }
-        txn.commit().await?;
-        audit_patient(&state, req, &auth, &after, AuditAction::Update).await?;
-        Ok(Json(after.into()))
+        let ordered = query.order_by_asc(patients::Column::Name).order_by_asc(patients::Column::Id);
+        let (items, total) = fetch_page(&state.db, ordered, limit, offset).await?;
+        audit::record_each(
+            &state.db,
+            audit::Access {
+                subject: &subject,
+                action: AuditAction::Read,
+                resource: "patients.list",
+                patient: None,
+                device: None,
+                interface: Interface::Rest,
+                client_addr: client_ip(req).map(|ip| ip.to_string()),
+            },
+            items.iter().map(|p| (Some(p.id), p.assigned_device_id)),
+        )
+        .await?;
+        let view = patient_view(&subject);
+        Ok(Json(PatientPage {
+            items: items.into_iter().map(|p| PatientOut::viewed(p, view)).collect(),
+            total,
+            limit,
+            offset,
+        }))
     }
 
     /// The trail of changes to a patient's record, newest first. Audited.
@@ -351,7 +345,7 @@ impl PatientsApi {
             .order_by_desc(medical_updates::Column::UpdatedAt)
             .all(&state.db)
             .await?;
-        audit_patient(&state, req, &auth, &patient, AuditAction::Read).await?;
+        audit_patient(&state, req, &auth, &patient, AuditAction::Read, "patient").await?;
         Ok(Json(
             rows.into_iter()
                 .map(|r| MedicalUpdateOut {

@@ -6,10 +6,14 @@ use chrono::{DateTime, Duration, Utc};
 use nc_access::{audit, PatientAction, Subject};
 use nc_domain::*;
 use nc_entities::device_sessions;
-use poem::Request;
+use nc_ingest::reading::SEQ_CONFLICT;
+use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::auth::Basic;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::payload::{ParsePayload, Payload};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, SecurityScheme};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -49,10 +53,42 @@ async fn check_device(req: &Request, basic: Basic) -> poem::Result<Subject> {
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct StoredOut {
-    /// `stored` (also for a redelivered reading, which is stored once).
+    /// `stored` (also for the same reading sent again, which is stored once).
     pub status: String,
     pub seq: Option<i64>,
 }
+
+/// A reading's body as sent: the bytes go to ingest's one parser (the MQTT telemetry
+/// topic's), so both transports accept exactly the same payloads. Declared with the
+/// reading's schema.
+pub struct ReadingBody(Vec<u8>);
+
+impl Payload for ReadingBody {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn check_content_type(content_type: &str) -> bool {
+        <Json<serde_json::Value> as Payload>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        <nc_ingest::reading::ReadingIn as Type>::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        <nc_ingest::reading::ReadingIn as Type>::register(registry);
+    }
+}
+
+impl ParsePayload for ReadingBody {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(Self(Vec::<u8>::from_request(request, body).await?))
+    }
+}
+
+// (The one-argument form of the macro does not expand outside poem-openapi.)
+poem_openapi::impl_apirequest_for_payload!(ReadingBody,);
 
 #[derive(ApiResponse)]
 pub enum IngestResponse {
@@ -218,28 +254,6 @@ async fn readable_patient(
     Ok(scope)
 }
 
-/// Sessions that overlap one of the windows on its device.
-pub(crate) fn sessions_in(windows: &[nc_access::policy::Window]) -> sea_orm::Condition {
-    let mut any = sea_orm::Condition::any();
-    for w in windows {
-        any = any.add(
-            sea_orm::Condition::all()
-                .add(device_sessions::Column::DeviceId.eq(w.device))
-                .add(device_sessions::Column::StartedAt.lt(w.to))
-                .add(
-                    sea_orm::Condition::any()
-                        .add(device_sessions::Column::EndedAt.is_null())
-                        .add(device_sessions::Column::EndedAt.gt(w.from)),
-                ),
-        );
-    }
-    // No window: no session (an empty `any` would match everything).
-    if windows.is_empty() {
-        any = any.add(device_sessions::Column::Id.is_null());
-    }
-    any
-}
-
 /// The policy's windows, for the time-series queries (`None`: everything).
 pub(crate) fn windows(scope: &nc_access::policy::ReadScope) -> Option<Windows> {
     scope.windows().map(|w| Windows::new(w.iter().map(|w| (w.device.as_uuid(), w.from, w.to))))
@@ -292,24 +306,31 @@ impl TelemetryApi {
 #[OpenApi(tag = "Tag::Telemetry")]
 impl TelemetryApi {
     /// Post one reading from a machine (for machines that speak HTTP rather than MQTT).
-    /// Same payload and validation as the MQTT telemetry topic; answered only after the
-    /// reading is committed. A redelivered reading (same `seq` and `ts`) is stored once.
+    ///
+    /// The same payload, parser and validation as the MQTT telemetry topic: one JSON object
+    /// (not an array), each field once, unknown fields refused (422 `validation_failed`
+    /// naming the field, with the message the MQTT `errors` topic would carry). Answered
+    /// only after the reading is committed. A reading is identified by (device, `seq`): the
+    /// same reading sent again (same `seq`, `ts` and values) is stored once and answered 201
+    /// again; the same `seq` with another `ts` or other values is refused with 409
+    /// `seq_conflict` and not stored.
     #[oai(path = "/api/health-metrics", method = "post", operation_id = "postHealthMetric")]
     async fn post(
         &self,
         state: poem::web::Data<&ApiState>,
         auth: DeviceAuth,
-        body: Json<serde_json::Value>,
+        body: ReadingBody,
     ) -> Result<IngestResponse> {
         let Subject::Device { id, hospital } = auth.0 else {
             return Err(ApiError::Forbidden("only devices post readings".into()).into());
         };
-        let payload = serde_json::to_vec(&body.0).map_err(ApiError::internal)?;
-        match state.ingest.submit_reading(id, hospital, &payload).await {
-            Ok(nc_ingest::Outcome::Stored { .. }) => Ok(IngestResponse::Created(Json(StoredOut {
-                status: "stored".into(),
-                seq: body.0.get("seq").and_then(|s| s.as_i64()),
-            }))),
+        match state.ingest.submit_reading(id, hospital, &body.0).await {
+            Ok(nc_ingest::Outcome::Stored { seq, .. }) => {
+                Ok(IngestResponse::Created(Json(StoredOut { status: "stored".into(), seq })))
+            }
+            Ok(nc_ingest::Outcome::Invalid(e, _)) if e.code == SEQ_CONFLICT => {
+                Err(ApiError::Conflict { code: SEQ_CONFLICT, message: e.message }.into())
+            }
             Ok(nc_ingest::Outcome::Invalid(e, _)) => Err(ApiError::field(&e.field, e.message).into()),
             Err(e) => Err(ApiError::Unavailable(e.0).into()),
         }
@@ -463,7 +484,7 @@ impl TelemetryApi {
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));
         if let nc_access::policy::ReadScope::Windows(w) = scope {
-            query = query.filter(sessions_in(&w));
+            query = query.filter(nc_access::policy::sessions_in(&w));
         }
         let (items, total) =
             fetch_page(&state.db, query.order_by_desc(device_sessions::Column::StartedAt), limit, offset).await?;

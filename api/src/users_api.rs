@@ -230,8 +230,7 @@ impl UsersApi {
                 query = query.filter(users::Column::Id.is_in(ids));
             }
         }
-        if let Some(text) = q.0.filter(|t| !t.trim().is_empty()) {
-            let pattern = format!("%{}%", text.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        if let Some(pattern) = q.0.as_deref().and_then(crate::validate::like_pattern) {
             query = query.filter(
                 sea_orm::Condition::any()
                     .add(Expr::col(users::Column::Name).ilike(pattern.clone()))

@@ -133,6 +133,13 @@ pub(crate) fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
     Ok(n.to_owned())
 }
 
+/// A case-insensitive "contains" pattern for `ILIKE` (`\\`, `%` and `_` taken literally);
+/// `None` for blank text (no filter).
+pub(crate) fn like_pattern(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty()).then(|| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+}
+
 pub(crate) fn check_phone(phone: Option<String>) -> Result<Option<String>, ApiError> {
     match phone {
         None => Ok(None),
@@ -173,5 +180,7 @@ mod tests {
         assert!(SmallJson.check(&serde_json::json!({"days": ["mon"]})));
         assert!(!SmallJson.check(&serde_json::json!({"days": ["mo\u{0}n"]})));
         assert!(!SmallJson.check(&serde_json::json!({"x": "y".repeat(JSON_MAX_BYTES)})));
+        assert_eq!(like_pattern(" 50%_a\\b "), Some("%50\\%\\_a\\\\b%".to_owned()));
+        assert_eq!(like_pattern("  "), None);
     }
 }

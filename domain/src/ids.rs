@@ -99,6 +99,8 @@ id_type!(
     AuditId,
     MedicalUpdateId,
     OutboundMessageId,
+    /// One maintenance done on a machine.
+    MaintenanceId,
 );
 
 #[cfg(test)]

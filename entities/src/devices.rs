@@ -21,7 +21,10 @@ pub struct Model {
     /// Hash of the device secret (`sha256:<hex>`; argon2 PHC strings are also accepted).
     pub secret_hash: String,
     pub secret_rotated_at: DateTimeUtc,
+    /// When the next maintenance is due (`maintenance_due` alert once passed).
     pub maintenance_due_at: Option<DateTimeUtc>,
+    /// When the latest recorded maintenance was done (`device_maintenance`).
+    pub last_maintenance_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
@@ -48,6 +51,8 @@ pub enum Relation {
     Patients,
     #[sea_orm(has_many = "super::session_bookings::Entity")]
     SessionBookings,
+    #[sea_orm(has_many = "super::device_maintenance::Entity")]
+    Maintenance,
 }
 
 impl Related<super::hospitals::Entity> for Entity {
@@ -89,6 +94,12 @@ impl Related<super::patients::Entity> for Entity {
 impl Related<super::session_bookings::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::SessionBookings.def()
+    }
+}
+
+impl Related<super::device_maintenance::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Maintenance.def()
     }
 }
 

@@ -15,6 +15,7 @@ pub mod chat_rooms;
 pub mod device_assignments;
 pub mod device_downtimes;
 pub mod device_latest_metrics;
+pub mod device_maintenance;
 pub mod device_sessions;
 pub mod devices;
 pub mod enrollment_codes;
@@ -42,6 +43,7 @@ pub mod prelude {
     pub use super::device_assignments::Entity as DeviceAssignments;
     pub use super::device_downtimes::Entity as DeviceDowntimes;
     pub use super::device_latest_metrics::Entity as DeviceLatestMetrics;
+    pub use super::device_maintenance::Entity as DeviceMaintenance;
     pub use super::device_sessions::Entity as DeviceSessions;
     pub use super::devices::Entity as Devices;
     pub use super::enrollment_codes::Entity as EnrollmentCodes;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::AlertEngine;
 use crate::reading::{Invalid, ReadingIn, SessionEvent, SessionIn, COLUMNS};
 use crate::sessions::Sessions;
-use crate::writer::{Committed, Job, Row, WriterSettings};
+use crate::writer::{Committed, Job, Row, WriterSettings, Written};
 
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
@@ -69,13 +69,14 @@ pub struct Counters {
     pub rejected: std::sync::atomic::AtomicU64,
 }
 
-/// What became of a submitted reading.
+/// What became of a submitted reading or session message.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Committed; `patient` is the patient whose treatment it belongs to, if any.
-    Stored {
-        patient: Option<PatientId>,
-    },
+    /// Committed (or already stored: the same reading again); `patient` is the patient
+    /// whose treatment it belongs to, if any; `seq` the reading's.
+    Stored { patient: Option<PatientId>, seq: Option<i64> },
+    /// Refused, never stored: invalid (`validation_failed`), or its seq is another
+    /// reading's ([`reading::SEQ_CONFLICT`]). The seq, if the payload had one.
     Invalid(Invalid, Option<i64>),
 }
 
@@ -279,9 +280,13 @@ impl Ingest {
             .send(Job { row, done })
             .await
             .map_err(|_| SinkUnavailable("ingest is shutting down".into()))?;
-        stored.await.map_err(|_| SinkUnavailable("ingest is shutting down".into()))??;
-        self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Outcome::Stored { patient: binding.patient })
+        match stored.await.map_err(|_| SinkUnavailable("ingest is shutting down".into()))?? {
+            Written::Stored => {
+                self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Outcome::Stored { patient: binding.patient, seq: Some(reading.seq) })
+            }
+            Written::Conflict(why) => Ok(self.rejected(Invalid::seq_conflict(why), Some(reading.seq))),
+        }
     }
 
     /// Handles a session message.
@@ -321,14 +326,14 @@ impl Ingest {
             self.inner.alerts.treatment_ended(device.as_uuid(), message.ts).await.map_err(unavailable)?;
         }
         Ok(match result {
-            Ok(patient) => Outcome::Stored { patient },
+            Ok(patient) => Outcome::Stored { patient, seq: None },
             Err(e) => self.rejected(e, None),
         })
     }
 
     fn rejected(&self, e: Invalid, seq: Option<i64>) -> Outcome {
         self.inner.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(field = %e.field, message = %e.message, "reading rejected");
+        tracing::info!(code = e.code, field = %e.field, message = %e.message, "reading rejected");
         Outcome::Invalid(e, seq)
     }
 }
@@ -362,7 +367,7 @@ impl TelemetrySink for Ingest {
                 _ => this.submit_reading(message.device, message.hospital, &message.payload).await?,
             };
             Ok(match outcome {
-                Outcome::Stored { patient } => SinkOutcome::Committed { patient },
+                Outcome::Stored { patient, .. } => SinkOutcome::Committed { patient },
                 Outcome::Invalid(e, seq) => SinkOutcome::Rejected { error: e.to_json(seq) },
             })
         })

@@ -15,24 +15,36 @@ pub const MAX_CLOCK_AHEAD_SECS: i64 = 30;
 /// How old a reading may be (older ones would land in dropped chunks).
 pub const MAX_AGE_DAYS: i64 = 30;
 
-/// Parses JSON into `T`, naming the field at fault: its path for a wrong type or value,
-/// the field itself when it is unknown or missing.
+/// Parses a payload into `T`, naming the field at fault: its path for a wrong type or value,
+/// the field itself when it is unknown, missing or given twice. This is the one parser of
+/// what machines send, over MQTT and HTTP alike: a payload is exactly one JSON object (not
+/// an array of the fields, nothing after it) with each field at most once.
 pub fn parse_json<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) -> Result<T, Invalid> {
+    // serde's derived structs also accept a JSON array of the fields in order: refuse it.
+    if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Invalid::new("payload", format!("invalid {what}: must be a JSON object")));
+    }
     let mut de = serde_json::Deserializer::from_slice(payload);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let text = inner.to_string();
-        // serde says e.g. "unknown field `foo`, expected ..." or "missing field `seq`".
-        let named =
-            text.split('`').nth(1).filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"));
+        // serde says e.g. "unknown field `foo`, expected ...", "missing field `seq`" or
+        // "duplicate field `seq`".
+        let named = text
+            .split('`')
+            .nth(1)
+            .filter(|_| ["unknown field", "missing field", "duplicate field"].iter().any(|p| text.starts_with(p)));
         let field = match named {
             Some(f) => f.to_owned(),
-            None if path.is_empty() || path == "." => "payload".to_owned(),
+            // serde_path_to_error says `?` where the JSON is broken before any field.
+            None if path.is_empty() || path == "." || path.contains('?') => "payload".to_owned(),
             None => path,
         };
-        Invalid { field, message: format!("invalid {what}: {text}") }
-    })
+        Invalid::new(&field, format!("invalid {what}: {text}"))
+    })?;
+    de.end().map_err(|e| Invalid::new("payload", format!("invalid {what}: {e}")))?;
+    Ok(value)
 }
 
 /// One reading, as the machine sends it. At least one measurement is required, each within
@@ -40,6 +52,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(payload: &[u8], what: &str) ->
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(transform = with_ranges)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+#[cfg_attr(feature = "openapi", oai(rename = "Reading", rename_all = "camelCase", deny_unknown_fields))]
 pub struct ReadingIn {
     /// Payload version: 1.
     #[schemars(extend("const" = 1))]
@@ -87,24 +101,41 @@ pub struct ReadingIn {
     pub uf_goal: Option<f64>,
 }
 
-/// Why a reading was refused: the field (JSON name) and a sentence.
+/// Why a reading was refused: what kind of refusal (`code`), the field (JSON name) and a
+/// sentence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct Invalid {
+    /// `validation_failed`, or [`SEQ_CONFLICT`].
+    pub code: &'static str,
     pub field: String,
     pub message: String,
 }
 
+/// The code of a reading whose `seq` the device already used for another reading (another
+/// `ts`, or other values): a reading is identified by (device, seq).
+pub const SEQ_CONFLICT: &str = "seq_conflict";
+
 impl Invalid {
+    /// A reading that breaks a rule.
     pub fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_owned(), message: message.into() }
+        Self { code: "validation_failed", field: field.to_owned(), message: message.into() }
+    }
+
+    /// A reading whose seq is already taken by another reading of the device.
+    pub fn seq_conflict(message: impl Into<String>) -> Self {
+        Self { code: SEQ_CONFLICT, field: "seq".to_owned(), message: message.into() }
     }
 
     /// The body published on the device's `errors` topic (or answered with HTTP 422).
     pub fn to_json(&self, seq: Option<i64>) -> Value {
         let error = DeviceError {
             v: V1,
-            code: DeviceErrorCode::ValidationFailed,
+            code: if self.code == SEQ_CONFLICT {
+                DeviceErrorCode::SeqConflict
+            } else {
+                DeviceErrorCode::ValidationFailed
+            },
             seq,
             field: self.field.clone(),
             message: self.message.clone(),
@@ -120,6 +151,8 @@ impl Invalid {
 pub enum DeviceErrorCode {
     /// It breaks a rule of the payload: never stored; resending it cannot help.
     ValidationFailed,
+    /// Its `seq` is taken by another reading of the device (another time or other values).
+    SeqConflict,
 }
 
 /// Why a reading or session message was refused (`…/d/{device}/errors`).
@@ -340,5 +373,26 @@ mod tests {
         assert_eq!(e.field, "seq");
         let e = ReadingIn::parse(br#"{"v":1,"seq":1,"ts":"2026-01-01T00:00:00Z","systemStatus":"ok"}"#).unwrap_err();
         assert_eq!(e.field, "systemStatus", "{e}");
+    }
+
+    /// One object, each field once, nothing after it: whatever the transport.
+    #[test]
+    fn only_one_plain_object_is_a_reading() {
+        let ok = br#"{"v":1,"seq":1,"ts":"2026-01-01T00:00:00Z","systemStatus":"normal","heartRate":70}"#;
+        assert!(ReadingIn::parse(ok).is_ok());
+        assert!(ReadingIn::parse(format!(" \n{}\n", std::str::from_utf8(ok).unwrap()).as_bytes()).is_ok());
+        let twice = br#"{"v":1,"seq":1,"seq":2,"ts":"2026-01-01T00:00:00Z","systemStatus":"normal","heartRate":70}"#;
+        let e = ReadingIn::parse(twice).unwrap_err();
+        assert_eq!((e.code, e.field.as_str()), ("validation_failed", "seq"), "{e}");
+        // The 21 fields in order, as an array: serde's derived struct would take it.
+        let array = br#"[1, 1, "2026-01-01T00:00:00Z", null, 70, null, null, null, null, null, null, "normal",
+                         null, null, null, null, null, null, null, null, null]"#;
+        let e = ReadingIn::parse(array).unwrap_err();
+        assert_eq!(e.field, "payload", "{e}");
+        let e = ReadingIn::parse(&[ok.as_slice(), b" {}"].concat()).unwrap_err();
+        assert_eq!(e.field, "payload", "trailing data: {e}");
+        assert_eq!(SessionIn::parse(b"[1]", Utc::now()).unwrap_err().field, "payload");
+        assert_eq!(ReadingIn::parse(b"{not json").unwrap_err().field, "payload");
+        assert_eq!(Invalid::seq_conflict("taken").to_json(Some(1))["code"], SEQ_CONFLICT);
     }
 }

@@ -1,9 +1,10 @@
 //! The batching writer: accepted readings are written to the `health_metrics` hypertable
 //! in multi-row `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING` statements, flushed
 //! by size or after a short deadline, on a small pool of connections. In the same
-//! transaction: the latest reading per device, the hourly rollups and the session counters,
-//! for the rows that were new (a redelivered reading changes nothing). Each reading's
-//! submitter learns the outcome only after COMMIT.
+//! transaction: the reading identity check (see [`identity`]), then the latest reading per
+//! device, the hourly rollups and the session counters, for the rows that were new (a
+//! redelivered reading changes nothing). Each reading's submitter learns the outcome only
+//! after COMMIT.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
 use crate::reading::COLUMNS;
+
+mod identity;
 
 /// One reading ready to store.
 #[derive(Debug, Clone)]
@@ -36,9 +39,25 @@ pub struct Row {
 /// A committed reading that was new (not a redelivery).
 pub type Committed = Arc<Vec<Row>>;
 
+/// What became of one reading of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Stored now, or already stored (the same reading sent again).
+    Stored,
+    /// Not stored: the device already used its seq for another reading (the sentence says which).
+    Conflict(String),
+}
+
+/// A written batch: the rows that were new, and what became of each row, in order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub new: Vec<Row>,
+    pub written: Vec<Written>,
+}
+
 pub struct Job {
     pub row: Row,
-    pub done: oneshot::Sender<Result<(), SinkUnavailable>>,
+    pub done: oneshot::Sender<Result<Written, SinkUnavailable>>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,25 +93,33 @@ fn insert_sql() -> String {
     )
 }
 
-/// Writes one batch in one transaction; returns the rows that were new.
-pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Vec<Row>, sqlx::Error> {
+/// Writes one batch in one transaction: what became of each row, and the rows that were new.
+pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // Within the batch, the first reading of each (device, seq) goes to the table; a later
+    // one is the same reading again, or a conflict with the first.
+    let (candidates, mut written, follows) = identity::within(rows);
+    let firsts: Vec<&Row> = candidates.iter().map(|&i| &rows[i]).collect();
     static INSERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = INSERT.get_or_init(insert_sql);
     let mut q = sqlx::query_as::<_, (Uuid, i64, DateTime<Utc>)>(sql)
-        .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.device_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.hospital_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.patient_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.session_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.system_status.to_owned()).collect::<Vec<_>>());
+        .bind(firsts.iter().map(|r| identity::stored_time(r.time)).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|r| r.device_id).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|r| r.hospital_id).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|r| r.patient_id).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|r| r.session_id).collect::<Vec<_>>())
+        .bind(firsts.iter().map(|r| r.system_status.to_owned()).collect::<Vec<_>>());
     for i in 0..COLUMNS.len() {
-        q = q.bind(rows.iter().map(|r| r.values[i].map(|v| v as f32)).collect::<Vec<Option<f32>>>());
+        q = q.bind(firsts.iter().map(|r| r.values[i].map(|v| v as f32)).collect::<Vec<Option<f32>>>());
     }
     let inserted: std::collections::HashSet<(Uuid, i64, DateTime<Utc>)> =
         q.fetch_all(&mut *tx).await?.into_iter().collect();
-    let new: Vec<Row> = rows.iter().filter(|r| inserted.contains(&(r.device_id, r.seq, r.time))).cloned().collect();
+    let new_rows = identity::settle(&mut tx, rows, &candidates, &inserted, &mut written).await?;
+    for (row, first) in follows {
+        written[row] = written[first].clone();
+    }
+    let new: Vec<Row> = new_rows.into_iter().map(|i| rows[i].clone()).collect();
 
     if !new.is_empty() {
         // Latest reading per device (only moves forward in time).
@@ -183,7 +210,7 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Vec<Row>, sqlx::
         }
     }
     tx.commit().await?;
-    Ok(new)
+    Ok(Batch { new, written })
 }
 
 /// Runs the writers until the queue closes; each committed batch's new rows go to `after`.
@@ -220,7 +247,7 @@ pub fn spawn(
                     let mut wait = Duration::from_millis(50);
                     let outcome = loop {
                         match write_batch(&pool, &rows).await {
-                            Ok(new) => break Ok(new),
+                            Ok(batch) => break Ok(batch),
                             Err(e) if started.elapsed() < settings.retry_for => {
                                 tracing::warn!(error = %e, batch = rows.len(), "writing readings failed; retrying");
                                 tokio::time::sleep(wait).await;
@@ -230,9 +257,9 @@ pub fn spawn(
                         }
                     };
                     match outcome {
-                        Ok(new) => {
-                            for j in jobs {
-                                let _ = j.done.send(Ok(()));
+                        Ok(Batch { new, written }) => {
+                            for (j, w) in jobs.into_iter().zip(written) {
+                                let _ = j.done.send(Ok(w));
                             }
                             if !new.is_empty() {
                                 let _ = after.send(Arc::new(new)).await;

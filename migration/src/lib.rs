@@ -27,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_grants_follow_grantor::Migration),
             Box::new(m20261201_000008_chat::Migration),
             Box::new(m20261201_000009_bookings::Migration),
+            Box::new(m20261201_000010_maintenance_and_reading_identity::Migration),
         ]
     }
 }
@@ -70,3 +71,4 @@ mod m20261124_000006_access_events;
 mod m20261201_000007_grants_follow_grantor;
 mod m20261201_000008_chat;
 mod m20261201_000009_bookings;
+mod m20261201_000010_maintenance_and_reading_identity;

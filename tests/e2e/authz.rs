@@ -192,6 +192,7 @@ impl World {
 async fn authorization_matrix() {
     let w = World::new().await;
     let all_ok = "adm=200 doc=200 doc2=200 tec=200 tec2=200 pat=200 pat2=200 admB=200 docB=200";
+    let next_due = (chrono::Utc::now() + chrono::Duration::days(90)).to_rfc3339();
 
     // (method, path, body, expectations). Reads first, then mutations.
     let rows: Vec<(&str, &str, Option<Value>, String)> = vec![
@@ -231,8 +232,33 @@ async fn authorization_matrix() {
             "PUT",
             "/api/patients/{p1}",
             Some(json!({"notes": "by {actor}"})),
-            "anon=401 adm=403 doc2=403 tec=403 pat=403 admB=404 docB=404 doc=200".into(),
+            "anon=401 adm=403 doc2=403 tec2=403 pat=403 admB=404 docB=404 tec=200 doc=200".into(),
         ),
+        // Field rights: technicians change treatment data only; identity and who treats
+        // the patient stay the doctors' (and admins') — 403 naming the field.
+        ("PUT", "/api/patients/{p1}", Some(json!({"name": "Renamed"})), "tec=403 adm=403".into()),
+        ("PUT", "/api/patients/{p1}", Some(json!({"assignedDeviceId": "{d2}"})), "tec=403 pat=403".into()),
+        ("GET", "/api/patients", None, format!("anon=401 {all_ok}")),
+        (
+            "PUT",
+            "/api/patients/{p1}/medical-info",
+            Some(json!({"notes": "at the machine, {actor}"})),
+            "anon=401 adm=403 doc2=403 tec2=403 pat=403 pat2=403 admB=404 docB=404 tec=200 doc=200".into(),
+        ),
+        ("PUT", "/api/patients/{p1}/medical-info", Some(json!({"diagnosis": "CKD 5"})), "tec=403 doc=200".into()),
+        ("PUT", "/api/patients/{p2}/medical-info", Some(json!({"notes": "x"})), "tec=403 doc2=200".into()),
+        ("PUT", "/api/patients/{p1}/medical-info", Some(json!({"name": "x"})), "doc=400".into()),
+        // Linking accounts: admins and the patient's doctors (p1 is linked to pat already).
+        (
+            "PUT",
+            "/api/patients/{p1}/account",
+            Some(json!({"userId": "{pat}"})),
+            "anon=401 doc2=403 tec=403 pat=403 admB=404 docB=404 adm=200 doc=200".into(),
+        ),
+        ("PUT", "/api/patients/{p2}/account", Some(json!({"userId": "{pat}"})), "adm=409 doc2=409".into()),
+        ("PUT", "/api/patients/{p2}/account", Some(json!({"userId": "{doc}"})), "adm=422".into()),
+        ("PUT", "/api/patients/{p2}/account", Some(json!({"userId": "{docB}"})), "adm=404".into()),
+        ("DELETE", "/api/patients/{p2}/account", None, "anon=401 doc=403 tec=403 pat2=403 admB=404".into()),
         (
             "POST",
             "/api/patients",
@@ -264,6 +290,27 @@ async fn authorization_matrix() {
             "anon=401 doc=403 tec=403 pat2=403 admB=404 adm=200".into(),
         ),
         ("POST", "/api/devices/{d2}/rotate-secret", None, "anon=401 doc=403 tec=403 pat2=403 admB=404 adm=200".into()),
+        // The device's technicians switch it between active and maintenance; retiring is the admins'.
+        (
+            "PUT",
+            "/api/devices/{d1}/status",
+            Some(json!({"status": "maintenance"})),
+            "anon=401 doc=403 tec2=403 pat=403 admB=404 docB=404 tec=200".into(),
+        ),
+        ("PUT", "/api/devices/{d1}/status", Some(json!({"status": "inactive"})), "tec=403".into()),
+        ("PUT", "/api/devices/{d1}/status", Some(json!({"status": "active"})), "tec=200".into()),
+        (
+            "POST",
+            "/api/devices/{d1}/maintenance",
+            Some(json!({"nextDueAt": next_due})),
+            "anon=401 doc=403 tec2=403 pat=403 admB=404 docB=404 tec=201 adm=201".into(),
+        ),
+        (
+            "GET",
+            "/api/devices/{d1}/maintenance",
+            None,
+            "anon=401 adm=200 doc=200 tec=200 tec2=200 pat=403 admB=404 docB=404".into(),
+        ),
         (
             "POST",
             "/api/users/assign-device",

@@ -31,6 +31,8 @@ const TABLES: &[&str] = &[
     "booking_settings",
     "booking_series",
     "device_downtimes",
+    "device_maintenance",
+    "device_seq_watermarks",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {

@@ -9,24 +9,35 @@
 //!   lists of staff, devices and patients of their own hospital;
 //! - technician: its assigned devices, plus devices granted to it temporarily while the
 //!   grant is active (expiry is checked here, at decision time); the patients on those
-//!   devices; it may hand over a device it is assigned to;
+//!   devices, whose treatment data (dry weight, vascular access, last dialysis, notes) it
+//!   may update; it may hand over a device it is assigned to, and maintain the devices it
+//!   is responsible for (switching them between active and maintenance);
 //! - patient: itself, its own device, its own data;
 //! - admin: manages staff, devices and assignments of its hospital but reads no clinical data;
 //! - device: its own device and nothing else.
 //!
 //! A visible object (same hospital) that the subject may not act on answers
 //! [`Denied::Forbidden`]. The decisions themselves are pure functions over facts
-//! ([`decide_device`], [`decide_patient`], [`decide_hospital`]), tested exhaustively below;
+//! ([`decide_device`], [`decide_patient`], [`decide_hospital`], and for lists, fields and
+//! statuses [`patient_scope`], [`decide_patient_field`], [`decide_device_status`]), tested
+//! exhaustively;
 //! [`Policy`] loads the facts from the database and applies them.
 
 mod bookings;
 mod chat;
+mod maintenance;
+mod patient_records;
 mod rules;
 
 pub use bookings::{
     decide_book, decide_booking, decide_plan_maintenance, BookFacts, BookingAction, BookingFacts, BookingScope,
 };
 pub use chat::{RoomGrant, RoomRequest};
+pub use maintenance::decide_device_status;
+pub use patient_records::{
+    decide_patient_field, patient_scope, patient_view, refused_patient_fields, sessions_in, PatientField,
+    PatientRelations, PatientScope, PatientView, Relations,
+};
 pub use rules::*;
 
 use chrono::Utc;
@@ -52,6 +63,17 @@ impl Policy {
         id: DeviceId,
         action: DeviceAction,
     ) -> Result<devices::Model, PolicyError> {
+        let (device, facts) = self.device_facts(subject, id).await?;
+        decide_device(subject, &facts, action)?;
+        Ok(device.expect("decide_device refuses a missing device"))
+    }
+
+    /// The device (if it exists) and what the device decisions depend on for `subject`.
+    async fn device_facts(
+        &self,
+        subject: &Subject,
+        id: DeviceId,
+    ) -> Result<(Option<devices::Model>, DeviceFacts), DbErr> {
         let device = devices::Entity::find_by_id(id).one(&self.db).await?;
         let mut facts = DeviceFacts { device: device.as_ref().map(|d| (d.id, d.hospital_id)), ..Default::default() };
         if let (Some(d), Subject::User(u)) = (&device, subject) {
@@ -67,8 +89,7 @@ impl Policy {
                 }
             }
         }
-        decide_device(subject, &facts, action)?;
-        Ok(device.expect("decide_device refuses a missing device"))
+        Ok((device, facts))
     }
 
     /// How much of `device`'s clinical data `subject` may receive (see [`ClinicalView`]):
@@ -230,36 +251,18 @@ impl Policy {
     }
 
     /// The patient accounts `subject` may list: `None` for all of the hospital's (admins,
-    /// who link accounts to records); a doctor only those of patients they may read.
+    /// who link accounts to records); otherwise those of the patients it may list (see
+    /// [`patient_scope`]).
     pub async fn listable_patient_accounts(&self, subject: &Subject) -> Result<Option<Vec<UserId>>, DbErr> {
-        let Subject::User(u) = subject else { return Ok(Some(Vec::new())) };
-        if u.role == Role::Admin {
+        let scope = self.patient_scope(subject).await?;
+        if scope == PatientScope::Hospital {
             return Ok(None);
-        }
-        let devices = match self.clinical_devices(subject).await? {
-            DeviceScope::Only(d) => d,
-            DeviceScope::Nothing => Vec::new(),
-        };
-        let treated: Vec<PatientId> = device_sessions::Entity::find()
-            .select_only()
-            .column(device_sessions::Column::PatientId)
-            .filter(device_sessions::Column::DeviceId.is_in(devices.clone()))
-            .filter(device_sessions::Column::PatientId.is_not_null())
-            .distinct()
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        let mut condition = sea_orm::Condition::any()
-            .add(patients::Column::AssignedDeviceId.is_in(devices))
-            .add(patients::Column::Id.is_in(treated));
-        if u.role == Role::Doctor {
-            condition = condition.add(patients::Column::AssignedDoctorId.eq(u.id));
         }
         let accounts: Vec<Option<UserId>> = patients::Entity::find()
             .select_only()
             .column(patients::Column::UserId)
-            .filter(patients::Column::HospitalId.eq(u.hospital))
-            .filter(condition)
+            .filter(patients::Column::HospitalId.eq(subject.hospital()))
+            .filter(scope.condition())
             .into_tuple()
             .all(&self.db)
             .await?;

@@ -41,6 +41,11 @@ pub enum DeviceAction {
     Manage,
     /// Hand it over temporarily to another technician.
     GrantAccess,
+    /// Record a maintenance and switch it between `active` and `maintenance` (its
+    /// technicians, assigned or holding a hand-over; admins). See [`decide_device_status`].
+    Maintain,
+    /// Read its maintenance log (staff of the hospital).
+    ViewMaintenance,
 }
 
 /// What may be done to a patient.
@@ -52,6 +57,9 @@ pub enum PatientAction {
     UpdateMedical,
     /// Create the record and set its device and doctor (admins and doctors).
     Administer,
+    /// Link (or unlink) the patient's own account, which lets that account read the record
+    /// (admins; the patient's doctors).
+    LinkAccount,
 }
 
 /// What may be done hospital-wide.
@@ -121,10 +129,16 @@ pub fn decide_device(subject: &Subject, facts: &DeviceFacts, action: DeviceActio
         Subject::User(u) => u,
     };
     match (user.role, action) {
-        (Role::Admin, View | Manage) => Ok(()),
+        (Role::Admin, View | Manage | Maintain | ViewMaintenance) => Ok(()),
         (Role::Admin, ReadClinical) => Err(Denied::Forbidden("admins do not read clinical data")),
         (Role::Admin, GrantAccess) => Err(Denied::Forbidden("admins assign technicians directly")),
-        (Role::Doctor | Role::Technician, View) => Ok(()),
+        (Role::Doctor | Role::Technician, View | ViewMaintenance) => Ok(()),
+        (Role::Technician, Maintain) if facts.assigned || facts.granted => Ok(()),
+        (Role::Technician, Maintain) => {
+            Err(Denied::Forbidden("only a technician assigned to the device (or holding its hand-over) maintains it"))
+        }
+        (Role::Doctor | Role::Patient, Maintain) => Err(Denied::Forbidden("only the device's technicians maintain it")),
+        (Role::Patient, ViewMaintenance) => Err(Denied::Forbidden("the maintenance log is for staff")),
         (Role::Doctor, ReadClinical) if facts.assigned => Ok(()),
         (Role::Doctor, ReadClinical) => Err(Denied::Forbidden("this device is not assigned to you")),
         (Role::Technician, ReadClinical) if facts.assigned || facts.granted => Ok(()),
@@ -170,14 +184,19 @@ pub fn decide_patient(subject: &Subject, facts: &PatientFacts, action: PatientAc
     };
     use PatientAction::*;
     match (user.role, action) {
-        (Role::Admin, Administer) => Ok(()),
+        (Role::Admin, Administer | LinkAccount) => Ok(()),
         (Role::Admin, Read | UpdateMedical) => Err(Denied::Forbidden("admins do not read clinical data")),
         (Role::Doctor, _) if facts.is_assigned_doctor || facts.on_subject_device => Ok(()),
         (Role::Doctor, Administer) => Ok(()),
         (Role::Doctor, _) => Err(Denied::Forbidden("this patient is not under your care")),
-        (Role::Technician, Read) if facts.on_subject_device => Ok(()),
-        (Role::Technician, Read) => Err(Denied::Forbidden("this patient is not on a device you service")),
-        (Role::Technician, _) => Err(Denied::Forbidden("technicians do not change patient records")),
+        // Which fields a technician may change is `decide_patient_field`'s.
+        (Role::Technician, Read | UpdateMedical) if facts.on_subject_device => Ok(()),
+        (Role::Technician, Read | UpdateMedical) => {
+            Err(Denied::Forbidden("this patient is not on a device you service"))
+        }
+        (Role::Technician, Administer | LinkAccount) => {
+            Err(Denied::Forbidden("technicians do not administer patient records"))
+        }
         (Role::Patient, Read) if facts.is_self => Ok(()),
         (Role::Patient, _) => Err(Denied::Forbidden("patients may read only their own record")),
     }
@@ -330,6 +349,14 @@ pub enum DeviceScope {
 }
 
 impl DeviceScope {
+    /// The devices, as a slice (none for [`DeviceScope::Nothing`]).
+    pub fn ids(&self) -> &[DeviceId] {
+        match self {
+            DeviceScope::Nothing => &[],
+            DeviceScope::Only(ids) => ids,
+        }
+    }
+
     pub fn contains(&self, device: DeviceId) -> bool {
         match self {
             DeviceScope::Nothing => false,
@@ -358,10 +385,22 @@ mod tests {
         };
         for role in Role::ALL {
             let s = user(*role, h1);
-            for a in [DeviceAction::View, DeviceAction::ReadClinical, DeviceAction::Manage, DeviceAction::GrantAccess] {
+            for a in [
+                DeviceAction::View,
+                DeviceAction::ReadClinical,
+                DeviceAction::Manage,
+                DeviceAction::GrantAccess,
+                DeviceAction::Maintain,
+                DeviceAction::ViewMaintenance,
+            ] {
                 assert_eq!(decide_device(&s, &all, a), Err(Denied::NotFound), "{role:?} {a:?}");
             }
-            for a in [PatientAction::Read, PatientAction::UpdateMedical, PatientAction::Administer] {
+            for a in [
+                PatientAction::Read,
+                PatientAction::UpdateMedical,
+                PatientAction::Administer,
+                PatientAction::LinkAccount,
+            ] {
                 assert_eq!(decide_patient(&s, &patient, a), Err(Denied::NotFound), "{role:?} {a:?}");
             }
             assert_eq!(decide_hospital(&s, h2, HospitalAction::ListDevices), Err(Denied::NotFound));
@@ -429,7 +468,13 @@ mod tests {
             (Role::Doctor, mine, Read, true),
             (Role::Doctor, on_device, UpdateMedical, true),
             (Role::Technician, on_device, Read, true),
-            (Role::Technician, on_device, UpdateMedical, false),
+            (Role::Technician, on_device, UpdateMedical, true),
+            (Role::Technician, base, UpdateMedical, false),
+            (Role::Technician, on_device, LinkAccount, false),
+            (Role::Admin, base, LinkAccount, true),
+            (Role::Doctor, mine, LinkAccount, true),
+            (Role::Doctor, base, LinkAccount, false),
+            (Role::Patient, me, LinkAccount, false),
             (Role::Technician, base, Read, false),
             (Role::Patient, me, Read, true),
             (Role::Patient, me, UpdateMedical, false),

@@ -1,0 +1,150 @@
+//! `/api/devices/{deviceId}/maintenance`: the maintenance log of a machine. Recording a
+//! maintenance moves the device's `lastMaintenanceAt` and `maintenanceDueAt`, and settles the
+//! `maintenance_due` alert at once: cleared when the next due date lies ahead, raised when
+//! it has already passed. (A due date that passes later raises it within a minute: the
+//! alert engine checks every minute.) Switching a device between `active` and
+//! `maintenance` is `setDeviceStatus`.
+
+use chrono::{DateTime, Duration, Utc};
+use nc_access::DeviceAction;
+use nc_domain::*;
+use nc_entities::{device_maintenance, devices};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+
+use crate::dto::{fetch_page, page, MaintenanceOut, MaintenancePage};
+use crate::error::{ApiError, ErrorResponse};
+use crate::security::BearerAuth;
+use crate::state::ApiState;
+use crate::Tag;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+/// How far ahead of the server clock `performedAt` may be (clock skew).
+const MAX_AHEAD_MINUTES: i64 = 5;
+/// The next maintenance is due at most this long after the one recorded.
+const MAX_INTERVAL_DAYS: i64 = 3660;
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    /// When the maintenance was done (default: now); not in the future.
+    #[oai(validator(custom = "crate::validate::Time"))]
+    pub performed_at: Option<DateTime<Utc>>,
+    /// When the next one is due: after `performedAt`, at most 10 years later.
+    #[oai(validator(custom = "crate::validate::Time"))]
+    pub next_due_at: DateTime<Utc>,
+    /// What was done.
+    #[oai(validator(max_length = 4000, custom = "crate::validate::NoNul"))]
+    pub notes: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum MaintenanceRecorded {
+    /// Recorded; the device's dates follow it unless a later maintenance was already recorded.
+    #[oai(status = 201)]
+    Created(Json<MaintenanceOut>),
+}
+
+pub struct MaintenanceApi;
+
+#[OpenApi(tag = "Tag::Devices")]
+impl MaintenanceApi {
+    /// Record a maintenance done on a device (its technicians: assigned, or holding a
+    /// hand-over; admins).
+    ///
+    /// The device's `lastMaintenanceAt` and `maintenanceDueAt` become
+    /// this maintenance's, unless one done later is already recorded (then it is only
+    /// logged). An open `maintenance_due` alert is cleared when the new due date lies ahead;
+    /// one is raised at once when it has already passed.
+    #[oai(path = "/api/devices/:deviceId/maintenance", method = "post", operation_id = "recordDeviceMaintenance")]
+    async fn record(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+        body: Json<MaintenanceRequest>,
+    ) -> Result<MaintenanceRecorded> {
+        let device = state
+            .policy
+            .device(&auth.subject(), device_id.0, DeviceAction::Maintain)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let b = body.0;
+        let now = Utc::now();
+        let performed = b.performed_at.unwrap_or(now);
+        if performed > now + Duration::minutes(MAX_AHEAD_MINUTES) {
+            return Err(ApiError::field("performedAt", "must not be in the future").into());
+        }
+        if b.next_due_at <= performed {
+            return Err(ApiError::field("nextDueAt", "must be after performedAt").into());
+        }
+        if b.next_due_at > performed + Duration::days(MAX_INTERVAL_DAYS) {
+            return Err(ApiError::field("nextDueAt", "must be at most 10 years after performedAt").into());
+        }
+        let notes = b.notes.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        let txn = state.db.begin().await?;
+        let entry = device_maintenance::ActiveModel {
+            id: Set(MaintenanceId::new()),
+            hospital_id: Set(device.hospital_id),
+            device_id: Set(device.id),
+            performed_at: Set(performed),
+            performed_by: Set(Some(auth.0.id)),
+            next_due_at: Set(b.next_due_at),
+            notes: Set(notes),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        // The device follows its latest maintenance (one statement: concurrent records agree).
+        devices::Entity::update_many()
+            .col_expr(devices::Column::LastMaintenanceAt, Expr::value(performed))
+            .col_expr(devices::Column::MaintenanceDueAt, Expr::value(b.next_due_at))
+            .col_expr(devices::Column::UpdatedAt, Expr::value(now))
+            .filter(devices::Column::Id.eq(device.id))
+            .filter(
+                Condition::any()
+                    .add(devices::Column::LastMaintenanceAt.is_null())
+                    .add(devices::Column::LastMaintenanceAt.lte(performed)),
+            )
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        if let Err(e) = state.ingest.alerts().check_maintenance_of(Some(device.id)).await {
+            // The minutely check settles it.
+            tracing::warn!(error = %e, device = %device.id, "maintenance alert check failed");
+        }
+        Ok(MaintenanceRecorded::Created(Json(entry.into())))
+    }
+
+    /// A device's maintenance log, latest first (staff of the hospital).
+    #[oai(path = "/api/devices/:deviceId/maintenance", method = "get", operation_id = "listDeviceMaintenance")]
+    async fn list(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+        /// Page size, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
+        /// Items to skip (at most 1000000000).
+        #[oai(validator(maximum(value = "1000000000")))]
+        offset: Query<Option<u64>>,
+    ) -> Result<Json<MaintenancePage>> {
+        let device = state
+            .policy
+            .device(&auth.subject(), device_id.0, DeviceAction::ViewMaintenance)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let (limit, offset) = page(limit.0, offset.0)?;
+        let query = device_maintenance::Entity::find()
+            .filter(device_maintenance::Column::DeviceId.eq(device.id))
+            .order_by_desc(device_maintenance::Column::PerformedAt)
+            .order_by_desc(device_maintenance::Column::Id);
+        let (items, total) = fetch_page(&state.db, query, limit, offset).await?;
+        Ok(Json(MaintenancePage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
+    }
+}

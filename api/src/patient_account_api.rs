@@ -1,0 +1,131 @@
+//! `/api/patients/{patientId}/account`: linking a patient record to the patient's own
+//! account (one they registered themselves), so that they see their data on every
+//! interface, and unlinking it. The account the record had before loses access at once:
+//! REST from the next request, MQTT and the live streams within a second (the link change
+//! is an access event, migration `maintenance_and_reading_identity`).
+
+use nc_access::policy::patient_view;
+use nc_access::PatientAction;
+use nc_domain::*;
+use nc_entities::{patients, users};
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::devices_api::NoContent;
+use crate::dto::PatientOut;
+use crate::error::{ApiError, ErrorResponse};
+use crate::patient_changes::{audit_patient, record, Changes};
+use crate::security::BearerAuth;
+use crate::state::ApiState;
+use crate::Tag;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkAccountRequest {
+    /// The patient's own account: role `patient`, your hospital, active (verified) and not
+    /// linked to another record.
+    pub user_id: UserId,
+}
+
+pub struct PatientAccountApi;
+
+impl PatientAccountApi {
+    /// The record, if the caller may link or unlink its account.
+    async fn linkable(state: &ApiState, auth: &BearerAuth, patient: PatientId) -> Result<patients::Model> {
+        Ok(state
+            .policy
+            .patient(&auth.subject(), patient, PatientAction::LinkAccount)
+            .await
+            .map_err(|e| ApiError::policy(e, "patient"))?)
+    }
+
+    async fn relink(
+        state: &ApiState,
+        req: &Request,
+        auth: &BearerAuth,
+        before: patients::Model,
+        account: Option<UserId>,
+    ) -> Result<patients::Model> {
+        let after = record(state, auth.0.id, &before, Changes { user_id: Some(account), ..Default::default() }).await?;
+        if after != before {
+            audit_patient(state, req, auth, &after, AuditAction::Update, "patient.account").await?;
+        }
+        Ok(after)
+    }
+}
+
+#[OpenApi(tag = "Tag::Patients")]
+impl PatientAccountApi {
+    /// Link a patient record to the patient's own account (admins; the patient's doctors).
+    ///
+    /// E.g. after the patient registered themselves: the account then reads the record and
+    /// the patient's own treatment on every interface. A record already linked to another
+    /// account is re-linked, and that account loses access. 404: no such patient, or the
+    /// account is not one of your hospital's; 422: not a patient account; 409
+    /// `account_inactive` (not verified yet, or deactivated) or `user_already_linked`
+    /// (linked to another record). Linking the account the record already has changes
+    /// nothing. The change is kept in the medical-updates trail (`userId`) and audited.
+    #[oai(path = "/api/patients/:patientId/account", method = "put", operation_id = "linkPatientAccount")]
+    async fn link(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "patientId")] patient_id: Path<PatientId>,
+        body: Json<LinkAccountRequest>,
+    ) -> Result<Json<PatientOut>> {
+        let before = Self::linkable(&state, &auth, patient_id.0).await?;
+        let account = users::Entity::find_by_id(body.user_id)
+            .one(&state.db)
+            .await?
+            .filter(|u| u.hospital_id == before.hospital_id)
+            .ok_or(ApiError::NotFound("account"))?;
+        if account.role != Role::Patient {
+            return Err(ApiError::field("userId", "must be a patient's account, not staff").into());
+        }
+        if !nc_access::authn::is_live(&account) {
+            return Err(ApiError::Conflict {
+                code: "account_inactive",
+                message: "the account is not active: the patient confirms their e-mail first, or it was deactivated"
+                    .into(),
+            }
+            .into());
+        }
+        let other = patients::Entity::find()
+            .filter(patients::Column::UserId.eq(account.id))
+            .filter(patients::Column::Id.ne(before.id))
+            .one(&state.db)
+            .await?;
+        if other.is_some() {
+            return Err(ApiError::Conflict {
+                code: "user_already_linked",
+                message: "this account already belongs to another patient record".into(),
+            }
+            .into());
+        }
+        let after = Self::relink(&state, req, &auth, before, Some(account.id)).await?;
+        Ok(Json(PatientOut::viewed(after, patient_view(&auth.subject()))))
+    }
+
+    /// Unlink the patient's account from the record (admins; the patient's doctors).
+    ///
+    /// The account loses access to the record at once. Kept in the medical-updates trail and
+    /// audited; a record without an account is left as it is.
+    #[oai(path = "/api/patients/:patientId/account", method = "delete", operation_id = "unlinkPatientAccount")]
+    async fn unlink(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        req: &Request,
+        auth: BearerAuth,
+        #[oai(name = "patientId")] patient_id: Path<PatientId>,
+    ) -> Result<NoContent> {
+        let before = Self::linkable(&state, &auth, patient_id.0).await?;
+        Self::relink(&state, req, &auth, before, None).await?;
+        Ok(NoContent::Done)
+    }
+}
