@@ -454,7 +454,7 @@ impl AlertsApi {
     ) -> Result<Json<ThresholdOut>> {
         state
             .policy
-            .patient(&auth.subject(), patient_id.0, PatientAction::UpdateMedical)
+            .patient(&auth.subject(), patient_id.0, PatientAction::SetAlertLimits)
             .await
             .map_err(|e| ApiError::policy(e, "patient"))?;
         Ok(Json(Self::set_threshold(&state, &auth, Some(patient_id.0), body.0).await?))

@@ -248,6 +248,13 @@ async fn authorization_matrix() {
         ("PUT", "/api/patients/{p1}/medical-info", Some(json!({"diagnosis": "CKD 5"})), "tec=403 doc=200".into()),
         ("PUT", "/api/patients/{p2}/medical-info", Some(json!({"notes": "x"})), "tec=403 doc2=200".into()),
         ("PUT", "/api/patients/{p1}/medical-info", Some(json!({"name": "x"})), "doc=400".into()),
+        // A patient's alert limits stay a clinical decision of their doctors.
+        (
+            "PUT",
+            "/api/patients/{p1}/alert-thresholds",
+            Some(json!({"metric": "heart_rate", "low": 45, "high": 130, "priority": "medium"})),
+            "anon=401 adm=403 tec=403 pat=403 doc2=403 docB=404 doc=200".into(),
+        ),
         // Linking accounts: admins and the patient's doctors (p1 is linked to pat already).
         (
             "PUT",

@@ -60,6 +60,8 @@ pub enum PatientAction {
     /// Link (or unlink) the patient's own account, which lets that account read the record
     /// (admins; the patient's doctors).
     LinkAccount,
+    /// Set the patient's own alert limits: a clinical decision (the patient's doctors).
+    SetAlertLimits,
 }
 
 /// What may be done hospital-wide.
@@ -185,7 +187,9 @@ pub fn decide_patient(subject: &Subject, facts: &PatientFacts, action: PatientAc
     use PatientAction::*;
     match (user.role, action) {
         (Role::Admin, Administer | LinkAccount) => Ok(()),
-        (Role::Admin, Read | UpdateMedical) => Err(Denied::Forbidden("admins do not read clinical data")),
+        (Role::Admin, Read | UpdateMedical | SetAlertLimits) => {
+            Err(Denied::Forbidden("admins do not read clinical data"))
+        }
         (Role::Doctor, _) if facts.is_assigned_doctor || facts.on_subject_device => Ok(()),
         (Role::Doctor, Administer) => Ok(()),
         (Role::Doctor, _) => Err(Denied::Forbidden("this patient is not under your care")),
@@ -197,6 +201,7 @@ pub fn decide_patient(subject: &Subject, facts: &PatientFacts, action: PatientAc
         (Role::Technician, Administer | LinkAccount) => {
             Err(Denied::Forbidden("technicians do not administer patient records"))
         }
+        (Role::Technician, SetAlertLimits) => Err(Denied::Forbidden("a patient's alert limits are their doctors'")),
         (Role::Patient, Read) if facts.is_self => Ok(()),
         (Role::Patient, _) => Err(Denied::Forbidden("patients may read only their own record")),
     }
@@ -400,6 +405,7 @@ mod tests {
                 PatientAction::UpdateMedical,
                 PatientAction::Administer,
                 PatientAction::LinkAccount,
+                PatientAction::SetAlertLimits,
             ] {
                 assert_eq!(decide_patient(&s, &patient, a), Err(Denied::NotFound), "{role:?} {a:?}");
             }
@@ -475,6 +481,12 @@ mod tests {
             (Role::Doctor, mine, LinkAccount, true),
             (Role::Doctor, base, LinkAccount, false),
             (Role::Patient, me, LinkAccount, false),
+            (Role::Doctor, mine, SetAlertLimits, true),
+            (Role::Doctor, on_device, SetAlertLimits, true),
+            (Role::Doctor, base, SetAlertLimits, false),
+            (Role::Technician, on_device, SetAlertLimits, false),
+            (Role::Admin, base, SetAlertLimits, false),
+            (Role::Patient, me, SetAlertLimits, false),
             (Role::Technician, base, Read, false),
             (Role::Patient, me, Read, true),
             (Role::Patient, me, UpdateMedical, false),
