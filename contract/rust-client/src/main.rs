@@ -61,7 +61,7 @@ async fn main() -> Result<(), Fail> {
         let ts = now - chrono::Duration::seconds(1) + chrono::Duration::seconds(i as i64);
         let reading = json!({"v": 1, "seq": seq + i as i64, "ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                              "patientId": patient, "systemStatus": status, "heartRate": 72, "oxygenSaturation": 97});
-        machine.post_health_metric(&reading).await?;
+        machine.post_health_metric(&body(reading)?).await?;
     }
 
     // History and trends of that patient.
