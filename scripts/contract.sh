@@ -70,8 +70,8 @@ token() {
 
 failed=0
 # The Rust client compiles (progenitor and its own dependencies, minutes on 2 cores) while
-# Schemathesis runs; it runs its flow before the admin's fuzzing (which may retire the demo
-# machine it posts a reading as).
+# the TypeScript one runs. Both flows run before any fuzzing: Schemathesis may retire the
+# demo machine or unlink the demo patient's account.
 cp contract/openapi.json contract/rust-client/openapi.json
 ( cd contract/rust-client && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo build --locked --quiet ) \
     >"$LOG/rust-build.txt" 2>&1 &
@@ -86,6 +86,14 @@ echo "==> TypeScript client (openapi-typescript + openapi-fetch)"
     npm run --silent build
     npm run --silent flow
 ) || failed=1
+
+echo "==> Rust client (progenitor)"
+if wait $RUST_BUILD; then
+    ( cd contract/rust-client && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo run --locked --quiet ) || failed=1
+else
+    cat "$LOG/rust-build.txt"
+    failed=1
+fi
 
 # One run: $1 who (an e-mail, or "anonymous").
 schemathesis_as() {
@@ -113,14 +121,6 @@ for pair in "anonymous amara.diallo@demo.nephrocare.test" "tech.mendes@demo.neph
     done
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 done
-
-echo "==> Rust client (progenitor)"
-if wait $RUST_BUILD; then
-    ( cd contract/rust-client && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo run --locked --quiet ) || failed=1
-else
-    cat "$LOG/rust-build.txt"
-    failed=1
-fi
 
 schemathesis_as admin@demo.nephrocare.test || failed=1
 
