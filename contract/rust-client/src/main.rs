@@ -56,7 +56,8 @@ async fn main() -> Result<(), Fail> {
     };
     // A normal reading first: a danger left open by an earlier run is cleared.
     let now = chrono::Utc::now();
-    let seq = (now.timestamp() % 100_000_000) * 10;
+    // Seqs ending in 5 and 6: the TypeScript flow uses those ending in 0 and 1 in the same second.
+    let seq = (now.timestamp() % 100_000_000) * 10 + 5;
     for (i, status) in ["normal", "danger"].into_iter().enumerate() {
         let ts = now - chrono::Duration::seconds(1) + chrono::Duration::seconds(i as i64);
         let reading = json!({"v": 1, "seq": seq + i as i64, "ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
