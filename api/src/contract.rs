@@ -298,13 +298,7 @@ impl Methods {
 
     /// The `WWW-Authenticate` challenge of an operation (RFC 9110 §11.6.1).
     pub fn challenge(&self, method: &str, path: &str) -> &'static str {
-        let segments: Vec<&str> = path.split('/').collect();
-        let basic = self.1.iter().any(|(m, t)| {
-            m == method
-                && t.len() == segments.len()
-                && t.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
-        });
-        if basic {
+        if self.1.iter().any(|(m, t)| m == method && template_specificity(t, path).is_some()) {
             "Basic realm=\"nephrocare devices\""
         } else {
             "Bearer"
@@ -313,22 +307,25 @@ impl Methods {
 
     /// The methods of the most specific template matching `path`.
     pub fn allowed(&self, path: &str) -> Option<String> {
-        let segments: Vec<&str> = path.split('/').collect();
-        let matches = |t: &[String]| {
-            t.len() == segments.len() && t.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
-        };
-        self.0
-            .iter()
-            .filter(|(t, _)| matches(t))
-            .min_by_key(|(t, _)| t.iter().filter(|s| s.starts_with('{')).count())
-            .map(|(_, m)| {
+        self.0.iter().filter_map(|(t, m)| template_specificity(t, path).map(|n| (n, m))).min_by_key(|(n, _)| *n).map(
+            |(_, m)| {
                 let mut m = m.clone();
                 if m.iter().any(|x| x == "GET") {
                     m.push("HEAD".into());
                 }
                 m.join(", ")
-            })
+            },
+        )
     }
+}
+
+/// Whether `path` matches a template's segments (`{x}` matches any one), and if so how many
+/// parameters it took (fewer: more specific, as the router prefers static segments).
+pub fn template_specificity(template: &[String], path: &str) -> Option<usize> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let matches =
+        template.len() == segments.len() && template.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s);
+    matches.then(|| template.iter().filter(|s| s.starts_with('{')).count())
 }
 
 /// Adds `Allow` to every 405 (RFC 9110 §15.5.6) and the operation's challenge to every 401.

@@ -43,16 +43,12 @@ impl RequestSchemas {
     }
 
     fn schema(&self, method: &Method, path: &str) -> Option<&Value> {
-        let segments: Vec<&str> = path.split('/').collect();
         self.ops
             .iter()
-            .filter(|(m, t, _)| {
-                m == method
-                    && t.len() == segments.len()
-                    && t.iter().zip(&segments).all(|(t, s)| t.starts_with('{') || t == s)
-            })
-            .min_by_key(|(_, t, _)| t.iter().filter(|s| s.starts_with('{')).count())
-            .map(|(_, _, s)| s)
+            .filter(|(m, ..)| m == method)
+            .filter_map(|(_, t, s)| crate::contract::template_specificity(t, path).map(|n| (n, s)))
+            .min_by_key(|(n, _)| *n)
+            .map(|(_, s)| s)
     }
 
     fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
