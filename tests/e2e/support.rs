@@ -104,6 +104,15 @@ pub fn test_config(url: &str) -> Config {
     c
 }
 
+/// Logs of the in-process service, captured per test by libtest (printed only when a test
+/// fails). `NEPHROCARE_TEST_LOG` sets the filter; the default keeps why connections end and
+/// every warning.
+fn init_logs() {
+    let filter = std::env::var("NEPHROCARE_TEST_LOG").unwrap_or_else(|_| "warn,nephrocare_broker=info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 /// The service running in-process on a fresh database.
 pub struct TestApp {
     pub app: Option<RunningApp>,
@@ -131,6 +140,7 @@ impl TestApp {
     }
 
     pub async fn spawn_configured(db: TestDb, config: Config) -> TestApp {
+        init_logs();
         let app = App::new(config).start().await.expect("the service starts");
         let client = Client::new(format!("http://{}", app.http_addr));
         TestApp { app: Some(app), client, db }

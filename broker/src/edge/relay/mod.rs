@@ -24,6 +24,7 @@ use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use nc_access::authn::AuthnError;
 use nc_access::{audit, Subject};
 use nc_domain::{AuditAction, Interface, PatientId};
 use rumqttc::mqttbytes::Error as CodecError;
@@ -181,6 +182,22 @@ pub(super) struct Session {
     subscribe_limiter: DefaultDirectRateLimiter,
     /// When the earliest temporary grant a subscription rests on expires.
     grant_until: Option<DateTime<Utc>>,
+    /// A re-check that could not be answered (storage unavailable) is tried again then.
+    retry_recheck: Option<tokio::time::Instant>,
+}
+
+/// A time far enough away to stand for "never" in a `select!` branch that is disabled.
+fn far() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+/// The answer of a re-check of a live connection's rights.
+enum Recheck {
+    Allowed,
+    Denied(String),
+    /// Storage could not answer: the connection keeps what it had (a revocation is written
+    /// to that same storage, so none can have happened unseen) and the check is retried.
+    Unknown(String),
 }
 
 pub(super) struct Link {
@@ -214,6 +231,7 @@ impl Session {
             next_pkid: 0,
             pending: FuturesOrdered::new(),
             grant_until: None,
+            retry_recheck: None,
         }
     }
 
@@ -412,18 +430,26 @@ impl Session {
                     }
                 }
                 Some(Control::Recheck) = control.recv() => {
-                    if !self.still_allowed().await {
-                        tracing::info!(client = ?self.identity.subject, "access revoked; disconnecting");
-                        return self.finish(End::Revoked).await;
+                    if let Some(end) = self.recheck("access changed", false).await {
+                        return end;
+                    }
+                }
+                _ = tokio::time::sleep_until(self.retry_recheck.unwrap_or_else(far)), if self.retry_recheck.is_some() => {
+                    if let Some(end) = self.recheck("retrying a re-check", false).await {
+                        return end;
                     }
                 }
                 _ = tokio::time::sleep(until_deadline.unwrap_or(Duration::from_secs(3600))), if until_deadline.is_some() => {
-                    if !self.still_allowed().await || self.identity.valid_until.is_some_and(|v| v <= Utc::now()) {
-                        tracing::info!(client = ?self.identity.subject, "credentials or grant expired; disconnecting");
+                    if self.identity.valid_until.is_some_and(|v| v <= Utc::now()) {
+                        tracing::info!(client = ?self.identity.subject, "credentials expired; disconnecting");
                         return self.finish(End::Revoked).await;
                     }
+                    // The clock ended the grant: without an answer from storage it is gone.
+                    if let Some(end) = self.recheck("a grant expired", true).await {
+                        return end;
+                    }
                 }
-                _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600))), if keepalive_at.is_some() => {
+                _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(far)), if keepalive_at.is_some() => {
                     return End::KeepaliveTimeout;
                 }
             }
@@ -453,29 +479,57 @@ impl Session {
         end
     }
 
+    /// Re-checks the connection's rights; `Some(end)` when it must end. A check storage
+    /// cannot answer ends it when `fail_closed`, and is otherwise retried after a second,
+    /// the connection meanwhile unchanged.
+    async fn recheck(&mut self, why: &str, fail_closed: bool) -> Option<End> {
+        match self.still_allowed().await {
+            Recheck::Allowed => {
+                self.retry_recheck = None;
+                None
+            }
+            Recheck::Denied(reason) => {
+                tracing::info!(client = ?self.identity.subject, %why, %reason, "access revoked; disconnecting");
+                Some(self.finish(End::Revoked).await)
+            }
+            Recheck::Unknown(error) if fail_closed => {
+                tracing::info!(client = ?self.identity.subject, %why, %error, "rights could not be re-checked; disconnecting");
+                Some(self.finish(End::Revoked).await)
+            }
+            Recheck::Unknown(error) => {
+                tracing::warn!(client = ?self.identity.subject, %why, %error, "rights could not be re-checked; retrying");
+                self.retry_recheck = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                None
+            }
+        }
+    }
+
     /// Whether the identity and every subscription are still permitted; narrows
     /// `grant_until` to the rights that remain.
-    async fn still_allowed(&mut self) -> bool {
+    async fn still_allowed(&mut self) -> Recheck {
         let subject = self.identity.subject;
         let live = match subject {
             Subject::User(u) => self.shared.authn.recheck_user(&u).await,
             Subject::Device { id, .. } => self.shared.authn.recheck_device(id, self.identity.connected_at).await,
         };
-        if live.is_err() {
-            return false;
+        match live {
+            Ok(()) => {}
+            Err(AuthnError::Db(e)) => return Recheck::Unknown(e.to_string()),
+            Err(e) => return Recheck::Denied(e.to_string()),
         }
         let mut until = None;
         let filters: Vec<Filter> = self.subscriptions.values().copied().collect();
         for filter in filters {
             match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
                 Ok(Some(t)) if t > Utc::now() => until = Some(until.map_or(t, |u: DateTime<Utc>| u.min(t))),
-                Ok(Some(_)) => return false,
+                Ok(Some(_)) => return Recheck::Denied("a temporary grant expired".to_owned()),
                 Ok(None) => {}
-                Err(_) => return false,
+                Err(AclError::Lookup(e)) => return Recheck::Unknown(e),
+                Err(AclError::Denied(why)) => return Recheck::Denied(why),
             }
         }
         self.grant_until = until;
-        true
+        Recheck::Allowed
     }
 
     /// Handles a packet from the client. `Ok(Some(end))` ends the connection.
