@@ -4,7 +4,8 @@
 #
 #   bench/run.sh copy          raw COPY vs the ingest path's batched inserts
 #   bench/run.sh broker        device -> app fan-out: edge vs bare rumqttd, 1k and 10k msg/s
-#   bench/run.sh ingest        end-to-end durable ingest: MQTT QoS 1 publish -> committed row
+#   bench/run.sh ingest        end-to-end durable ingest: MQTT QoS 1 publish -> committed row (vs raw COPY)
+#   bench/run.sh profile       perf profile of serve at saturation (user, kernel, allocator)
 #   bench/run.sh connections   many authenticated MQTT clients: time to connect, server RSS
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
 #   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
@@ -14,8 +15,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/provision-db.sh >/dev/null
-cargo build --release --locked --bin nephrocare 2>&1 | tail -1
-BIN=target/release/nephrocare
+# BENCH_BIN runs a binary built before (e.g. to compare two versions) instead of building.
+if [ -n "${BENCH_BIN:-}" ]; then
+    BIN="$BENCH_BIN"
+else
+    cargo build --release --locked --bin nephrocare 2>&1 | tail -1
+    BIN="${CARGO_TARGET_DIR:-target}/release/nephrocare"
+fi
 ADMIN_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare}"
 export NEPHROCARE_LOG="${NEPHROCARE_LOG:-warn,rumqttd=off}"
 
@@ -59,33 +65,56 @@ start_serve() {
 }
 stop_serve() { kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; drop_db "$SERVE_URL"; }
 
+# The raw COPY rate, then each INGEST_RUNS entry against `serve` with the lean fleet of
+# `bench ingest` (a few tasks writing pre-encoded packets), which reports its own CPU and
+# the service's over the same window.
 run_ingest() {
-    for spec in ${INGEST_RUNS:-1000:10 5000:2}; do
-        local devices="${spec%%:*}" rate="${spec##*:}"
+    if [ "${INGEST_COPY:-1}" != 0 ]; then
+        local url; url="$(scratch)"
+        DATABASE_URL="$url" "$BIN" bench copy --rows "${COPY_ROWS:-1000000}" --connections "${COPY_CONNECTIONS:-3}"
+        drop_db "$url"
+    fi
+    for spec in ${INGEST_RUNS:-1000:10 1000:60}; do
+        local devices="${spec%%:*}" rate="${spec##*:}" rss=0 r
         start_serve
         DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
-        # Provision the fleet first (not timed), then measure.
-        DATABASE_URL="$SERVE_URL" "$BIN" simulate --devices "$devices" --rate 0.001 --duration 0s --progress-every 0 --mqtt "$MQTT_ADDR" >/dev/null
-        PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d "${SERVE_URL##*/}" -c "TRUNCATE health_metrics" >/dev/null
-        local t0 c0 rss=0 r out
-        t0=$(date +%s.%N); c0=$(cpu_ticks "$SERVE_PID")
-        DATABASE_URL="$SERVE_URL" "$BIN" simulate --devices "$devices" --rate "$rate" --duration "${INGEST_SECONDS:-60}s" \
-            --speed 60 --episodes-per-hour 0 --no-disconnects --progress-every 0 --mqtt "$MQTT_ADDR" > /tmp/nc-bench-sim.out &
-        local sim=$!
-        while kill -0 "$sim" 2>/dev/null; do
+        DATABASE_URL="$SERVE_URL" "$BIN" bench ingest --mqtt "$MQTT_ADDR" --devices "$devices" --rate "$rate" \
+            --seconds "${INGEST_SECONDS:-30}" --server-pid "$SERVE_PID" > /tmp/nc-bench-ingest.out &
+        local gen=$!
+        while kill -0 "$gen" 2>/dev/null; do
             r=$(ps -o rss= -p "$SERVE_PID" | tr -d ' '); [ "${r:-0}" -gt "$rss" ] && rss=$r
             sleep 1
         done
-        wait "$sim" || true
-        local wall cpu stored
-        wall=$(calc "$(date +%s.%N) - $t0"); cpu=$(calc "($(cpu_ticks "$SERVE_PID") - $c0) / $(getconf CLK_TCK)")
+        wait "$gen" || { cat /tmp/nc-bench-ingest.out; stop_serve; return 1; }
+        local stored
         stored=$(PGPASSWORD=nephrocare psql -X -At -h 127.0.0.1 -U nephrocare -d "${SERVE_URL##*/}" -c "SELECT count(*) FROM health_metrics")
-        out=$(tail -1 /tmp/nc-bench-sim.out)
-        echo "bench ingest: $devices devices x $rate Hz"
-        echo "  $out"
-        printf '  rows stored %s; server CPU %.0f%% of one core over %.0f s; server peak RSS %.0f MiB\n' "$stored" "$(calc "$cpu * 100 / $wall")" "$wall" "$(calc "$rss / 1024")"
+        cat /tmp/nc-bench-ingest.out
+        printf '  rows stored %s; server peak RSS %.0f MiB\n' "$stored" "$(calc "$rss / 1024")"
         stop_serve
     done
+}
+
+# A CPU profile of `serve` at saturation (PROFILE_RUN="devices:hz", default 1000:60):
+# perf samples the service for PROFILE_SECONDS (default 15) in the middle of the run, then
+# prints the share of user code, kernel and allocator, and the hottest symbols.
+run_profile() {
+    command -v perf >/dev/null || { apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null; }
+    local spec="${PROFILE_RUN:-1000:60}"
+    local devices="${spec%%:*}" rate="${spec##*:}" secs="${PROFILE_SECONDS:-15}"
+    start_serve
+    DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
+    DATABASE_URL="$SERVE_URL" "$BIN" bench ingest --mqtt "$MQTT_ADDR" --devices "$devices" --rate "$rate" \
+        --seconds $((secs + 20)) --server-pid "$SERVE_PID" > /tmp/nc-bench-ingest.out &
+    local gen=$!
+    sleep 12
+    perf record -F 999 -g -o /tmp/nc-perf.data -p "$SERVE_PID" -- sleep "$secs" 2>/dev/null >/dev/null
+    wait "$gen" || true
+    cat /tmp/nc-bench-ingest.out
+    stop_serve
+    echo "  by object (share of samples):"
+    perf report -i /tmp/nc-perf.data --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
+    echo "  hottest symbols (self):"
+    perf report -i /tmp/nc-perf.data --no-children --sort sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -"${PROFILE_TOP:-30}"
 }
 
 run_connections() {
@@ -127,7 +156,8 @@ case "${1:-all}" in
     broker) run_broker ;;
     ingest) run_ingest ;;
     connections) run_connections ;;
+    profile) run_profile ;;
     queries) run_queries ;;
     all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|connections|queries|chat|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|all]" >&2; exit 2 ;;
 esac

@@ -50,7 +50,12 @@ fn synthetic_rows(devices: usize, rows: usize) -> Vec<nc_ingest::writer::Row> {
                 session_id: None,
                 system_status: "normal",
                 values,
-                json: serde_json::json!({}),
+                reading: nc_ingest::reading::ReadingIn::from_values(
+                    i as i64,
+                    t,
+                    nc_domain::SystemStatus::Normal,
+                    values,
+                ),
             }
         })
         .collect()
@@ -63,6 +68,24 @@ pub async fn copy(url: &str, rows: usize, connections: usize) -> Result<String, 
         sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32 + 1).connect(url).await.map_err(e)?;
     sqlx::query("TRUNCATE health_metrics").execute(&pool).await.map_err(e)?;
     let data = Arc::new(synthetic_rows(1000, rows));
+    // The machines exist (the latest-values table refers to them).
+    let hospital = data.first().map(|r| r.hospital_id).unwrap_or_default();
+    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'Bench', $2)")
+        .bind(hospital)
+        .bind(format!("bench-{}", &hospital.simple().to_string()[20..]))
+        .execute(&pool)
+        .await
+        .map_err(e)?;
+    let devices: Vec<Uuid> = data.iter().take(1000).map(|r| r.device_id).collect();
+    sqlx::query(
+        "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
+         SELECT d, $2, 'C-' || d::text, 'Bench', 'x' FROM UNNEST($1::uuid[]) AS d ON CONFLICT DO NOTHING",
+    )
+    .bind(&devices)
+    .bind(hospital)
+    .execute(&pool)
+    .await
+    .map_err(e)?;
     let columns: Vec<&str> = nc_ingest::reading::COLUMNS.iter().map(|(_, c)| *c).collect();
     let copy_sql = format!(
         "COPY health_metrics (time, device_id, seq, hospital_id, system_status, {}) FROM STDIN (FORMAT csv)",

@@ -136,6 +136,28 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20.0)]
         seconds: f64,
     },
+    /// Durable ingest against a running service: a lean fleet of the hospital's machines
+    /// (provisioned as `simulate` does), QoS 1 readings, publish -> PUBACK latency, and the
+    /// service's CPU per acknowledged reading with --server-pid.
+    Ingest {
+        #[arg(long)]
+        mqtt: String,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Readings per second per machine.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Writer tasks driving the connections.
+        #[arg(long, default_value_t = 4)]
+        tasks: usize,
+        #[arg(long, default_value = "demo")]
+        hospital: String,
+        /// The service's process id, to report its CPU over the measured window.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Many authenticated MQTT clients against a running service.
     Connections {
         #[arg(long)]
@@ -342,6 +364,26 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     let addr: std::net::SocketAddr =
                         mqtt.parse().map_err(|_| Failure::Config(format!("--mqtt '{mqtt}' is not host:port")))?;
                     crate::bench::connections(&addr.ip().to_string(), addr.port(), &user, &token, clients).await
+                }
+                BenchCommand::Ingest { mqtt, devices, rate, seconds, tasks, hospital, server_pid } => {
+                    let addr: std::net::SocketAddr =
+                        mqtt.parse().map_err(|_| Failure::Config(format!("--mqtt '{mqtt}' is not host:port")))?;
+                    if devices == 0 || !(rate > 0.0 && rate <= 1000.0) || seconds <= 0.0 {
+                        return Err(Failure::Config(
+                            "--devices must be > 0, --rate in (0, 1000], --seconds > 0".into(),
+                        ));
+                    }
+                    let db = app::connect(&config).await?;
+                    let fleet = crate::simulate::provision(&db, &hospital, devices).await.map_err(Failure::Runtime)?;
+                    let options = crate::bench_ingest::IngestBench {
+                        host: addr.ip().to_string(),
+                        port: addr.port(),
+                        rate,
+                        seconds,
+                        tasks,
+                        server_pid,
+                    };
+                    crate::bench_ingest::run(fleet, options).await
                 }
                 BenchCommand::Queries { days } => crate::bench::queries(&url, days).await,
                 BenchCommand::Chat { rooms, rate, seconds } => {

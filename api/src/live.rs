@@ -170,7 +170,7 @@ pub async fn health_metrics(
                         let mut out = Vec::new();
                         for r in rows.iter().filter(|r| r.device_id == d && shows(r.patient_id)) {
                             out.push(serde_json::json!({"type": "reading", "deviceId": device, "time": r.time, "seq": r.seq,
-                                "patientId": r.patient_id, "sessionId": r.session_id, "reading": r.json}));
+                                "patientId": r.patient_id, "sessionId": r.session_id, "reading": &r.reading}));
                         }
                         out
                     }

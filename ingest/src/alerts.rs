@@ -15,6 +15,7 @@
 //!   notification topics of the device's doctors and technicians, and broadcast to the live
 //!   streams.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -128,10 +129,28 @@ pub enum AlertError {
 pub struct AlertEngine {
     pool: PgPool,
     /// (device, code) → condition. Loaded from open alerts the first time a device is seen.
-    conditions: Mutex<HashMap<(Uuid, String), Condition>>,
+    /// By device and condition code (codes the engine names itself are borrowed: no
+    /// allocation per reading).
+    conditions: Mutex<HashMap<(Uuid, Cow<'static, str>), Condition>>,
     loaded: Mutex<std::collections::HashSet<Uuid>>,
     events: broadcast::Sender<AlertEvent>,
     publisher: OnceLock<Publisher>,
+}
+
+/// The code of a limit condition: `{column}_{low|high}`, built once per column.
+fn limit_code(column: &str, side: &str) -> &'static str {
+    static CODES: std::sync::OnceLock<Vec<(&'static str, [&'static str; 2])>> = std::sync::OnceLock::new();
+    let codes = CODES.get_or_init(|| {
+        COLUMNS
+            .iter()
+            .map(|(_, c)| {
+                let code = |side: &str| -> &'static str { Box::leak(format!("{c}_{side}").into_boxed_str()) };
+                (*c, [code("low"), code("high")])
+            })
+            .collect()
+    });
+    let i = usize::from(side != "low");
+    codes.iter().find(|(c, _)| *c == column).map_or("unknown_limit", |(_, sides)| sides[i])
 }
 
 fn unit_of(column: &str) -> &'static str {
@@ -197,7 +216,7 @@ impl AlertEngine {
                 .await?;
         let mut conditions = self.conditions.lock().await;
         for (id, code, at) in open {
-            conditions.insert((device, code), Condition { since: Some(at), open: Some(id) });
+            conditions.insert((device, Cow::Owned(code)), Condition { since: Some(at), open: Some(id) });
         }
         self.loaded.lock().await.insert(device);
         Ok(())
@@ -282,8 +301,8 @@ impl AlertEngine {
             let Some(limit) = limit else { continue };
             let breach = if side == "low" { v < limit } else { v > limit };
             let recovered = if side == "low" { v >= limit + rule.hysteresis } else { v <= limit - rule.hysteresis };
-            let code = format!("{column}_{side}");
-            let key = (r.device_id, code.clone());
+            let code = limit_code(column, side);
+            let key = (r.device_id, Cow::Borrowed(code));
             let mut conditions = self.conditions.lock().await;
             let c = conditions.entry(key.clone()).or_default();
             if breach {
@@ -298,7 +317,7 @@ impl AlertEngine {
                     let id = self
                         .raise(
                             r,
-                            &code,
+                            code,
                             "physiological",
                             Some(column),
                             rule.priority,
@@ -328,7 +347,7 @@ impl AlertEngine {
     async fn transition<F>(
         &self,
         r: &Row,
-        code: &str,
+        code: &'static str,
         on: bool,
         at: DateTime<Utc>,
         describe: F,
@@ -336,7 +355,7 @@ impl AlertEngine {
     where
         F: FnOnce() -> (&'static str, Option<&'static str>, &'static str, String, Option<f64>, Option<f64>),
     {
-        let key = (r.device_id, code.to_owned());
+        let key = (r.device_id, Cow::Borrowed(code));
         let open = {
             let conditions = self.conditions.lock().await;
             conditions.get(&key).and_then(|c| c.open)
@@ -457,7 +476,7 @@ impl AlertEngine {
             return Err(self.missing_or_cleared(id).await);
         };
         let mut conditions = self.conditions.lock().await;
-        if let Some(c) = conditions.get_mut(&(alert.device_id, alert.code.clone())) {
+        if let Some(c) = conditions.get_mut(&(alert.device_id, Cow::Owned(alert.code.clone()))) {
             if c.open == Some(id) {
                 *c = Condition::default();
             }

@@ -33,7 +33,8 @@ use crate::writer::{Committed, Job, Row, WriterSettings, Written};
 pub struct IngestSettings {
     /// Readings per INSERT, at most.
     pub batch_size: usize,
-    /// A batch is written at the latest this long after its first reading arrived.
+    /// How long a free writer waits for more readings before writing what it has (zero:
+    /// it writes what is queued at once; batches still grow while a write is under way).
     pub flush_interval: Duration,
     /// Concurrent writers (database connections used for writing).
     pub writers: usize,
@@ -52,7 +53,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             batch_size: 2000,
-            flush_interval: Duration::from_millis(10),
+            flush_interval: Duration::ZERO,
             writers: 3,
             queue_capacity: 20_000,
             retry_for: Duration::from_secs(5),
@@ -83,7 +84,7 @@ pub enum Outcome {
 struct Inner {
     pool: PgPool,
     alerts: Arc<AlertEngine>,
-    queue: mpsc::Sender<Job>,
+    queues: writer::Queues,
     sessions: Sessions,
     committed: broadcast::Sender<Committed>,
     counters: Counters,
@@ -99,10 +100,9 @@ impl Ingest {
     /// Starts the writers and the session sweeper; they stop when `shutdown` is cancelled
     /// (after writing what is queued).
     pub fn start(pool: PgPool, settings: IngestSettings, shutdown: CancellationToken) -> Ingest {
-        let (queue, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let (committed, _) = broadcast::channel(1024);
         let (after_tx, mut after_rx) = mpsc::channel::<Committed>(64);
-        writer::spawn(
+        let queues = writer::spawn(
             pool.clone(),
             WriterSettings {
                 batch_size: settings.batch_size,
@@ -110,14 +110,14 @@ impl Ingest {
                 writers: settings.writers,
                 retry_for: settings.retry_for,
             },
-            rx,
+            settings.queue_capacity,
             after_tx,
         );
         let alerts = AlertEngine::new(pool.clone());
         let inner = Arc::new(Inner {
             pool,
             alerts,
-            queue,
+            queues,
             sessions: Sessions::default(),
             committed,
             counters: Counters::default(),
@@ -263,6 +263,7 @@ impl Ingest {
             values[i] = *v;
         }
         debug_assert_eq!(COLUMNS.len(), values.len());
+        let seq = reading.seq;
         let row = Row {
             time: reading.ts,
             device_id: device.as_uuid(),
@@ -272,20 +273,21 @@ impl Ingest {
             session_id: binding.session.map(|s| s.as_uuid()),
             system_status: reading.system_status.as_str(),
             values,
-            json: serde_json::to_value(&reading).unwrap_or_default(),
+            reading,
         };
         let (done, stored) = oneshot::channel();
         self.inner
-            .queue
+            .queues
+            .of(row.device_id)
             .send(Job { row, done })
             .await
             .map_err(|_| SinkUnavailable("ingest is shutting down".into()))?;
         match stored.await.map_err(|_| SinkUnavailable("ingest is shutting down".into()))?? {
             Written::Stored => {
                 self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(Outcome::Stored { patient: binding.patient, seq: Some(reading.seq) })
+                Ok(Outcome::Stored { patient: binding.patient, seq: Some(seq) })
             }
-            Written::Conflict(why) => Ok(self.rejected(Invalid::seq_conflict(why), Some(reading.seq))),
+            Written::Conflict(why) => Ok(self.rejected(Invalid::seq_conflict(why), Some(seq))),
         }
     }
 

@@ -253,6 +253,33 @@ impl ReadingIn {
         ]
     }
 
+    /// A reading of these measurements (in [`COLUMNS`] order), e.g. for tests and benchmarks.
+    pub fn from_values(seq: i64, ts: DateTime<Utc>, system_status: SystemStatus, v: [Option<f64>; 16]) -> ReadingIn {
+        ReadingIn {
+            v: 1,
+            seq,
+            ts,
+            patient_id: None,
+            heart_rate: v[0],
+            temperature: v[1],
+            blood_pressure: v[2],
+            diastolic_pressure: v[3],
+            oxygen_saturation: v[4],
+            flow_rate: v[5],
+            total_volume: v[6],
+            system_status,
+            dialysate_flow_rate: v[7],
+            arterial_pressure: v[8],
+            venous_pressure: v[9],
+            transmembrane_pressure: v[10],
+            conductivity: v[11],
+            dialysate_temperature: v[12],
+            uf_rate: v[13],
+            uf_volume: v[14],
+            uf_goal: v[15],
+        }
+    }
+
     /// Checks version, sequence, timestamp and ranges against `now`.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), Invalid> {
         if self.v != 1 {

@@ -1,6 +1,7 @@
 //! The batching writer: accepted readings are written to the `health_metrics` hypertable
-//! in multi-row `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING` statements, flushed
-//! by size or after a short deadline, on a small pool of connections. In the same
+//! in multi-row `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING` statements by a few
+//! writers, each with its own queue and devices ([`Queues`]); a free writer writes what is
+//! queued at once, so batches grow with the load instead of waiting for a timer. In the same
 //! transaction: the reading identity check (see [`identity`]), then the latest reading per
 //! device, the hourly rollups and the session counters, for the rows that were new (a
 //! redelivered reading changes nothing). Each reading's submitter learns the outcome only
@@ -13,10 +14,10 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, Utc};
 use nc_broker::SinkUnavailable;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::reading::COLUMNS;
+use crate::reading::{ReadingIn, COLUMNS};
 
 mod identity;
 
@@ -32,8 +33,9 @@ pub struct Row {
     pub system_status: &'static str,
     /// In [`COLUMNS`] order.
     pub values: [Option<f64>; 16],
-    /// The reading as received, for the latest-values table and live streams.
-    pub json: serde_json::Value,
+    /// The reading as validated (typed: serialized once, straight into the latest-values
+    /// upsert or a live stream's frame, never through a `serde_json::Value`).
+    pub reading: ReadingIn,
 }
 
 /// A committed reading that was new (not a redelivery).
@@ -144,7 +146,7 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
         .bind(l.iter().map(|r| r.session_id).collect::<Vec<_>>())
         .bind(l.iter().map(|r| r.time).collect::<Vec<_>>())
         .bind(l.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(l.iter().map(|r| r.json.clone()).collect::<Vec<_>>())
+        .bind(l.iter().map(|r| sqlx::types::Json(&r.reading)).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
 
@@ -213,67 +215,90 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
     Ok(Batch { new, written })
 }
 
-/// Runs the writers until the queue closes; each committed batch's new rows go to `after`.
-pub fn spawn(
-    pool: PgPool,
-    settings: WriterSettings,
-    rx: mpsc::Receiver<Job>,
-    after: mpsc::Sender<Committed>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let rx = Arc::new(Mutex::new(rx));
-    (0..settings.writers.max(1))
-        .map(|_| {
-            let (pool, settings, rx, after) = (pool.clone(), settings.clone(), rx.clone(), after.clone());
-            tokio::spawn(async move {
-                loop {
-                    // Collect a batch: wait for the first job, then take more until full or the deadline.
-                    let mut jobs = Vec::with_capacity(settings.batch_size);
-                    {
-                        let mut rx = rx.lock().await;
-                        match rx.recv().await {
-                            Some(j) => jobs.push(j),
-                            None => return,
+/// The writers' queues: one per writer, a device always on the same one. Two writers never
+/// hold the same device's rows (reading identity watermark, latest values, session
+/// counters), so their transactions never wait for each other's locks, and a device's
+/// readings are written in the order they arrived.
+#[derive(Clone)]
+pub struct Queues {
+    senders: Arc<[mpsc::Sender<Job>]>,
+}
+
+impl Queues {
+    /// `writers` queues of `capacity` readings in all.
+    fn new(writers: usize, capacity: usize) -> (Queues, Vec<mpsc::Receiver<Job>>) {
+        let per = (capacity / writers.max(1)).max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..writers.max(1)).map(|_| mpsc::channel(per)).unzip();
+        (Queues { senders: senders.into() }, receivers)
+    }
+
+    /// The queue of `device`'s writer.
+    pub fn of(&self, device: Uuid) -> &mpsc::Sender<Job> {
+        &self.senders[(device.as_u128() % self.senders.len() as u128) as usize]
+    }
+}
+
+/// Starts the writers, each on its own queue, until the queues close; each committed
+/// batch's new rows go to `after`.
+pub fn spawn(pool: PgPool, settings: WriterSettings, capacity: usize, after: mpsc::Sender<Committed>) -> Queues {
+    let (queues, receivers) = Queues::new(settings.writers, capacity);
+    for mut rx in receivers {
+        let (pool, settings, after) = (pool.clone(), settings.clone(), after.clone());
+        tokio::spawn(async move {
+            loop {
+                // A batch is written as soon as this writer is free: what is queued then (up
+                // to `batch_size`). While a batch is being written the next one gathers, so
+                // batches grow with the load and no reading waits for a timer.
+                let mut jobs = Vec::with_capacity(settings.batch_size);
+                match rx.recv().await {
+                    Some(j) => jobs.push(j),
+                    None => return,
+                }
+                let linger = tokio::time::Instant::now() + settings.flush_interval;
+                while jobs.len() < settings.batch_size {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                        Err(mpsc::error::TryRecvError::Empty) if settings.flush_interval.is_zero() => break,
+                        Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(linger, rx.recv()).await
+                        {
+                            Ok(Some(j)) => jobs.push(j),
+                            _ => break,
+                        },
+                    }
+                }
+                let (rows, done): (Vec<Row>, Vec<_>) = jobs.into_iter().map(|j| (j.row, j.done)).unzip();
+                let started = tokio::time::Instant::now();
+                let mut wait = Duration::from_millis(50);
+                let outcome = loop {
+                    match write_batch(&pool, &rows).await {
+                        Ok(batch) => break Ok(batch),
+                        Err(e) if started.elapsed() < settings.retry_for => {
+                            tracing::warn!(error = %e, batch = rows.len(), "writing readings failed; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(1));
                         }
-                        let deadline = tokio::time::Instant::now() + settings.flush_interval;
-                        while jobs.len() < settings.batch_size {
-                            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                                Ok(Some(j)) => jobs.push(j),
-                                _ => break,
-                            }
+                        Err(e) => break Err(SinkUnavailable(e.to_string())),
+                    }
+                };
+                match outcome {
+                    Ok(Batch { new, written }) => {
+                        for (d, w) in done.into_iter().zip(written) {
+                            let _ = d.send(Ok(w));
+                        }
+                        if !new.is_empty() {
+                            let _ = after.send(Arc::new(new)).await;
                         }
                     }
-                    let rows: Vec<Row> = jobs.iter().map(|j| j.row.clone()).collect();
-                    let started = tokio::time::Instant::now();
-                    let mut wait = Duration::from_millis(50);
-                    let outcome = loop {
-                        match write_batch(&pool, &rows).await {
-                            Ok(batch) => break Ok(batch),
-                            Err(e) if started.elapsed() < settings.retry_for => {
-                                tracing::warn!(error = %e, batch = rows.len(), "writing readings failed; retrying");
-                                tokio::time::sleep(wait).await;
-                                wait = (wait * 2).min(Duration::from_secs(1));
-                            }
-                            Err(e) => break Err(SinkUnavailable(e.to_string())),
-                        }
-                    };
-                    match outcome {
-                        Ok(Batch { new, written }) => {
-                            for (j, w) in jobs.into_iter().zip(written) {
-                                let _ = j.done.send(Ok(w));
-                            }
-                            if !new.is_empty() {
-                                let _ = after.send(Arc::new(new)).await;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, batch = rows.len(), "readings not stored; devices will resend");
-                            for j in jobs {
-                                let _ = j.done.send(Err(e.clone()));
-                            }
+                    Err(e) => {
+                        tracing::error!(error = %e, batch = rows.len(), "readings not stored; devices will resend");
+                        for d in done {
+                            let _ = d.send(Err(e.clone()));
                         }
                     }
                 }
-            })
-        })
-        .collect()
+            }
+        });
+    }
+    queues
 }

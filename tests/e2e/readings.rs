@@ -210,8 +210,9 @@ async fn concurrent_batches_with_one_seq_store_one_reading() {
         let writers = (0..8_i64).map(|i| {
             let mut values = [None; 16];
             values[0] = Some(70.0);
+            let time = start + Duration::seconds(seq) + Duration::milliseconds(i);
             let row = Row {
-                time: start + Duration::seconds(seq) + Duration::milliseconds(i),
+                time,
                 device_id: device,
                 seq,
                 hospital_id: hospital,
@@ -219,7 +220,7 @@ async fn concurrent_batches_with_one_seq_store_one_reading() {
                 session_id: None,
                 system_status: "normal",
                 values,
-                json: json!({}),
+                reading: nc_ingest::reading::ReadingIn::from_values(seq, time, nc_domain::SystemStatus::Normal, values),
             };
             let pool = pool.clone();
             tokio::spawn(async move {

@@ -20,7 +20,7 @@ impl AlertEngine {
     ) -> Result<(), sqlx::Error> {
         let d = device.as_uuid();
         self.ensure_loaded(d).await?;
-        let key = (d, "device_offline".to_owned());
+        let key = (d, std::borrow::Cow::Borrowed("device_offline"));
         let open = self.conditions.lock().await.get(&key).and_then(|c| c.open);
         let abrupt = matches!(reason, "connection_lost" | "keepalive_timeout");
         match (online, open) {

@@ -202,7 +202,7 @@ mod tests {
             session_id: None,
             system_status: "normal",
             values,
-            json: serde_json::Value::Null,
+            reading: crate::reading::ReadingIn::from_values(seq, time, nc_domain::SystemStatus::Normal, values),
         }
     }
 

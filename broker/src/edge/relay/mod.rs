@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{encode, write_packet, End, Identity};
+use super::{write_packet, End, Identity};
 use crate::acl::{self, AclError, Grant};
 use crate::payload::{kind, EndedReason, SubscriptionEnded, V1};
 use crate::publisher::Publisher;
@@ -172,6 +172,9 @@ pub(super) struct Session {
     conn_id: u64,
     tx: ClientTx,
     up_tx: OwnedWriteHalf,
+    /// Packets for the core not yet written: everything one turn of the loop produces (a
+    /// reading's device and patient copies, acknowledgements) goes out in one write.
+    core_out: BytesMut,
     /// The subscriptions this connection holds under the current rights, by filter string:
     /// the delivery gate.
     subscriptions: HashMap<String, Filter>,
@@ -226,6 +229,7 @@ impl Session {
             conn_id: link.conn_id,
             tx,
             up_tx,
+            core_out: BytesMut::with_capacity(4096),
             subscriptions: HashMap::new(),
             upstream: HashMap::new(),
             next_pkid: 0,
@@ -332,9 +336,22 @@ impl Session {
         }
     }
 
+    /// Queues a packet for the core; [`Session::flush_core`] writes it.
     async fn send_core(&mut self, packet: &Packet) -> std::io::Result<()> {
-        let bytes = encode(packet, usize::MAX).map_err(std::io::Error::other)?;
-        self.up_tx.write_all(&bytes).await
+        packet.write(&mut self.core_out, usize::MAX).map_err(std::io::Error::other)?;
+        if self.core_out.len() >= 64 * 1024 {
+            self.flush_core().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued for the core, in one write.
+    async fn flush_core(&mut self) -> std::io::Result<()> {
+        if !self.core_out.is_empty() {
+            self.up_tx.write_all(&self.core_out).await?;
+            self.core_out.clear();
+        }
+        Ok(())
     }
 
     pub(super) async fn send_client(&mut self, packet: &Packet) -> std::io::Result<()> {
@@ -409,6 +426,10 @@ impl Session {
                     return End::Lost;
                 }
             }
+            // Before waiting: what this turn produced for the core goes out in one write.
+            if self.flush_core().await.is_err() {
+                return End::CoreClosed;
+            }
             let deadline = self.deadline();
             let until_deadline = deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             let keepalive_at = idle.map(|i| last_heard + i);
@@ -474,6 +495,7 @@ impl Session {
         if end.announced() {
             let _ = self.send_core(&Packet::Disconnect).await;
         }
+        let _ = self.flush_core().await;
         let _ = self.up_tx.shutdown().await;
         self.tx.close().await;
         end
