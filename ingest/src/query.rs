@@ -129,8 +129,19 @@ impl Cursor {
     }
 }
 
+/// The first time slice a history page reads back from its cursor; each next slice, while the
+/// page is not full, is twice as long (never reaching before the window's start).
+const FIRST_SLICE_HOURS: i64 = 24;
+
 /// A page of a patient's readings in `[from, to)`, newest first, and the cursor of the next
 /// page (None at the end). Pages neither repeat nor skip readings.
+///
+/// The page is read in time slices going back from the cursor (24 h, then 48 h, 96 h, …),
+/// each one statement planned with its own bounds (an unnamed statement: never a generic
+/// plan), so TimescaleDB plans only the daily chunks of the slice, not every chunk of the
+/// window: a page of 1 Hz data touches one or two chunks whatever the window. Slices are
+/// disjoint and in descending time order, so their concatenation is the page in
+/// `(time, device_id, seq)` descending order, exactly as one statement over the window.
 pub async fn history(
     pool: &PgPool,
     patient: Uuid,
@@ -140,9 +151,9 @@ pub async fn history(
     after: Option<Cursor>,
     windows: Option<&Windows>,
 ) -> Result<(Vec<StoredReading>, Option<Cursor>), sqlx::Error> {
-    let after = after.unwrap_or(Cursor { time: to, device: Uuid::max(), seq: i64::MAX });
-    // `time <= $4` repeats the cursor's bound on its own so TimescaleDB can skip the chunks
-    // after it (it cannot see through the row comparison).
+    // Rows strictly before `upper` in (time, device_id, seq) order; `time <= $4` repeats the
+    // bound on its own for chunk exclusion (TimescaleDB cannot see through the row
+    // comparison). (t, nil, i64::MIN) as `upper` means "time < t".
     let sql = format!(
         "SELECT {} FROM health_metrics
           WHERE patient_id = $1 AND time >= $2 AND time < $3 AND time <= $4 AND (time, device_id, seq) < ($4, $5, $6)
@@ -152,20 +163,38 @@ pub async fn history(
         in_windows(8, "time")
     );
     let (d, f, t) = window_binds(windows);
-    let rows = sqlx::query(&sql)
-        .bind(patient)
-        .bind(from)
-        .bind(to)
-        .bind(after.time)
-        .bind(after.device)
-        .bind(after.seq)
-        .bind(limit + 1)
-        .bind(d)
-        .bind(f)
-        .bind(t)
-        .fetch_all(pool)
-        .await?;
-    let mut items = rows.iter().map(stored).collect::<Result<Vec<_>, _>>()?;
+    let below = |time| Cursor { time, device: Uuid::nil(), seq: i64::MIN };
+    let mut upper = match after {
+        Some(c) if c.time < to => c,
+        _ => below(to),
+    };
+    let mut slice = Duration::hours(FIRST_SLICE_HOURS);
+    let mut items = Vec::new();
+    loop {
+        let lo = upper.time.checked_sub_signed(slice).map_or(from, |t| t.max(from));
+        let rows = sqlx::query(&sql)
+            .persistent(false)
+            .bind(patient)
+            .bind(lo)
+            .bind(to)
+            .bind(upper.time)
+            .bind(upper.device)
+            .bind(upper.seq)
+            .bind(limit + 1 - items.len() as i64)
+            .bind(&d)
+            .bind(&f)
+            .bind(&t)
+            .fetch_all(pool)
+            .await?;
+        for row in &rows {
+            items.push(stored(row)?);
+        }
+        if items.len() as i64 > limit || lo <= from {
+            break;
+        }
+        upper = below(lo);
+        slice = slice.checked_mul(2).unwrap_or(slice);
+    }
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|r| Cursor { time: r.time, device: r.device_id, seq: r.seq })

@@ -1,11 +1,12 @@
 //! The time-series reads against SQL over the raw readings, on the real database: the finer
-//! rollup tiers as ingest writes them (a redelivered reading counted once), and trends from
-//! them with ragged range ends.
+//! rollup tiers as ingest writes them (a redelivered reading counted once), trends from them
+//! with ragged range ends, and history walked in time slices over a long window of many
+//! daily chunks.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use nc_ingest::query::{self, TrendSource, Windows, FINE_TIERS};
+use nc_ingest::query::{self, Cursor, TrendSource, Windows, FINE_TIERS};
 use nc_ingest::writer::{write_batch, Row};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -187,6 +188,102 @@ async fn fine_rollup_tiers_agree_with_sql_over_the_readings_and_count_a_redelive
         .await
         .expect("trends");
     assert_eq!(source, TrendSource::Raw);
+    w.pool.close().await;
+    drop(w.db);
+}
+
+#[tokio::test]
+async fn a_history_walk_over_a_long_window_returns_exactly_what_sql_returns() {
+    let w = world().await;
+    // Sixty days (sixty daily chunks) with bursts, gaps of ten days and more, and ties:
+    // both machines at the same instants, and one machine twice at one instant.
+    let day0 = Utc::now().duration_trunc(Duration::days(1)).expect("trunc") - Duration::days(62);
+    let mut rows = Vec::new();
+    let mut seq = [0i64; 2];
+    let mut push = |device: usize, t: DateTime<Utc>, rows: &mut Vec<Row>| {
+        seq[device] += 1;
+        rows.push(row(&w, device, seq[device], t));
+    };
+    for day in [0, 1, 2, 14, 15, 30, 47, 48, 59, 60] {
+        for k in 0..12 {
+            let t = day0 + Duration::days(day) + Duration::minutes(113 * k + 7) + Duration::microseconds(k * 1001);
+            push(0, t, &mut rows);
+            if k % 3 == 0 {
+                push(1, t, &mut rows);
+            }
+            if k % 5 == 0 {
+                push(0, t, &mut rows);
+            }
+        }
+    }
+    // The last reading sits at midnight, where two chunks meet.
+    push(1, day0 + Duration::days(61), &mut rows);
+    for batch in rows.chunks(200) {
+        write_batch(&w.pool, batch).await.expect("batch");
+    }
+    let (from, to) = (day0 - Duration::hours(30), day0 + Duration::days(61) + Duration::seconds(1));
+    let expected = |windows: Option<(Uuid, DateTime<Utc>, DateTime<Utc>)>| {
+        let pool = w.pool.clone();
+        let patient = w.patient;
+        async move {
+            let (d, f, t) = windows.unwrap_or((Uuid::nil(), from, to));
+            sqlx::query_as::<_, (DateTime<Utc>, Uuid, i64)>(
+                "SELECT time, device_id, seq FROM health_metrics
+                  WHERE patient_id = $1 AND time >= $2 AND time < $3 AND time >= $4 AND time < $5 AND ($6 = device_id OR $7)
+                  ORDER BY time DESC, device_id DESC, seq DESC",
+            )
+            .bind(patient)
+            .bind(from)
+            .bind(to)
+            .bind(f)
+            .bind(t)
+            .bind(d)
+            .bind(windows.is_none())
+            .fetch_all(&pool)
+            .await
+            .expect("sql")
+        }
+    };
+    let walk = |limit: i64, windows: Option<Windows>| {
+        let pool = w.pool.clone();
+        let patient = w.patient;
+        async move {
+            let (mut walked, mut cursor, mut pages) = (Vec::new(), None::<Cursor>, 0);
+            loop {
+                let (items, next) =
+                    query::history(&pool, patient, from, to, limit, cursor, windows.as_ref()).await.expect("page");
+                pages += 1;
+                assert!(items.len() as i64 <= limit);
+                walked.extend(items.iter().map(|r| (r.time, r.device_id, r.seq)));
+                match next {
+                    Some(c) => {
+                        assert_eq!(items.len() as i64, limit, "only the last page is short");
+                        // Through its text form, as the API hands it out.
+                        cursor = Some(Cursor::decode(&c.encode()).expect("cursor"));
+                    }
+                    None => break,
+                }
+                assert!(pages < 1000, "the walk ends");
+            }
+            walked
+        }
+    };
+    let all = expected(None).await;
+    assert_eq!(all.len(), rows.len());
+    for limit in [1, 7, 100, 1000] {
+        assert_eq!(walk(limit, None).await, all, "pages of {limit} = SQL order, no gaps, no repeats");
+    }
+    let (wf, wt) = (day0 + Duration::days(1), day0 + Duration::days(48));
+    let scoped = expected(Some((w.devices[1], wf, wt))).await;
+    assert!(!scoped.is_empty());
+    assert_eq!(walk(5, Some(Windows::new([(w.devices[1], wf, wt)]))).await, scoped, "within a device's window");
+    // A cursor later than `to` pages from `to`; one before `from` gives nothing.
+    let late = Cursor { time: to + Duration::days(400), device: Uuid::max(), seq: i64::MAX };
+    let (items, _) = query::history(&w.pool, w.patient, from, to, 3, Some(late), None).await.expect("page");
+    assert_eq!(items.iter().map(|r| (r.time, r.device_id, r.seq)).collect::<Vec<_>>(), all[..3].to_vec());
+    let early = Cursor { time: from, device: Uuid::max(), seq: i64::MAX };
+    let (items, next) = query::history(&w.pool, w.patient, from, to, 3, Some(early), None).await.expect("page");
+    assert!(items.is_empty() && next.is_none());
     w.pool.close().await;
     drop(w.db);
 }
