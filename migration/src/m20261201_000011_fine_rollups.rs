@@ -58,7 +58,8 @@ fn up() -> String {
         date_bin(make_interval(mins => minutes), bucket, timestamptz '2000-01-03 00:00:00+00') = bucket),
     PRIMARY KEY (patient_id, minutes, bucket)
 ) WITH (fillfactor = 70);
-SELECT create_hypertable('health_metric_rollups_fine', 'bucket', chunk_time_interval => interval '30 days');\n",
+-- No default (bucket) index: the primary key serves every query, and each index costs every upsert.
+SELECT create_hypertable('health_metric_rollups_fine', 'bucket', chunk_time_interval => interval '30 days', create_default_indexes => false);\n",
     );
     sql.push_str(&backfill());
     sql

@@ -75,6 +75,9 @@ fn row(w: &World, device: usize, seq: i64, time: DateTime<Utc>) -> Row {
 const METRICS: [(&str, &str); 3] =
     [("heartRate", "heart_rate"), ("temperature", "temperature_f"), ("oxygenSaturation", "spo2")];
 
+/// A stored tier bucket of one metric: (bucket, n, sum, min, max).
+type TierRow = (DateTime<Utc>, i64, f64, Option<f64>, Option<f64>);
+
 /// (bucket, metric) → (n, sum, min, max)
 type Figures = BTreeMap<(DateTime<Utc>, &'static str), (i64, f64, f64, f64)>;
 
@@ -135,7 +138,7 @@ async fn fine_rollup_tiers_agree_with_sql_over_the_readings_and_count_a_redelive
     for minutes in FINE_TIERS {
         let mut stored = Figures::new();
         for (json, c) in METRICS {
-            let rows: Vec<(DateTime<Utc>, i64, f64, Option<f64>, Option<f64>)> = sqlx::query_as(&format!(
+            let rows: Vec<TierRow> = sqlx::query_as(&format!(
                 "SELECT bucket, {c}_n::int8, {c}_sum, {c}_min::float8, {c}_max::float8 FROM health_metric_rollups_fine
                   WHERE patient_id = $1 AND minutes = $2"
             ))
