@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/provision-db.sh >/dev/null
 cargo build --release --locked --bin nephrocare 2>&1 | tail -1
-BIN=target/release/nephrocare
+BIN=${CARGO_TARGET_DIR:-target}/release/nephrocare
 ADMIN_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare}"
 export NEPHROCARE_LOG="${NEPHROCARE_LOG:-warn,rumqttd=off}"
 
@@ -110,9 +110,13 @@ run_connections() {
 }
 
 run_queries() {
+    if [ -n "${QUERY_DB_URL:-}" ]; then  # a database kept by QUERY_KEEP_DB=1: time again, no load
+        DATABASE_URL="$QUERY_DB_URL" "$BIN" bench queries --loaded; return
+    fi
     local url; url="$(scratch)"
     DATABASE_URL="$url" "$BIN" bench queries --days "${QUERY_DAYS:-365}"
-    drop_db "$url"
+    # QUERY_KEEP_DB=1 keeps the loaded database (for EXPLAIN); drop it yourself afterwards.
+    if [ -n "${QUERY_KEEP_DB:-}" ]; then echo "  kept: $url"; else drop_db "$url"; fi
 }
 
 run_chat() {

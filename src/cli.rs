@@ -151,6 +151,10 @@ enum BenchCommand {
     Queries {
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// Time the queries on data a previous run loaded and kept (`QUERY_KEEP_DB=1`): no
+        /// load, no batch measurement.
+        #[arg(long)]
+        loaded: bool,
     },
 }
 
@@ -343,7 +347,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         mqtt.parse().map_err(|_| Failure::Config(format!("--mqtt '{mqtt}' is not host:port")))?;
                     crate::bench::connections(&addr.ip().to_string(), addr.port(), &user, &token, clients).await
                 }
-                BenchCommand::Queries { days } => crate::bench::queries(&url, days).await,
+                BenchCommand::Queries { days, loaded } => crate::bench_queries::queries(&url, days, loaded).await,
                 BenchCommand::Chat { rooms, rate, seconds } => {
                     crate::bench_chat::chat(config, rooms, rate, seconds).await
                 }

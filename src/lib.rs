@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bench;
 pub mod bench_chat;
+pub mod bench_queries;
 pub mod cli;
 pub mod config;
 pub mod demo;
