@@ -139,9 +139,13 @@ run_connections() {
 }
 
 run_queries() {
+    if [ -n "${QUERY_DB_URL:-}" ]; then  # a database kept by QUERY_KEEP_DB=1: time again, no load
+        DATABASE_URL="$QUERY_DB_URL" "$BIN" bench queries --loaded; return
+    fi
     local url; url="$(scratch)"
     DATABASE_URL="$url" "$BIN" bench queries --days "${QUERY_DAYS:-365}"
-    drop_db "$url"
+    # QUERY_KEEP_DB=1 keeps the loaded database (for EXPLAIN); drop it yourself afterwards.
+    if [ -n "${QUERY_KEEP_DB:-}" ]; then echo "  kept: $url"; else drop_db "$url"; fi
 }
 
 run_chat() {

@@ -6,18 +6,19 @@
 //! - `bench broker`: device → app fan-out through the edge versus the same clients on a
 //!   bare embedded rumqttd, publish → delivery latency and throughput.
 //! - `bench connections`: many authenticated MQTT clients against a running service.
-//! - `bench queries`: trends and history latency on a year of one patient's 1 Hz data.
+//! - `bench queries`: trends and history latency on a year of one patient's 1 Hz data
+//!   ([`crate::bench_queries`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-fn pct(mut v: Vec<u64>, q: f64) -> f64 {
+pub(crate) fn pct(mut v: Vec<u64>, q: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -452,95 +453,4 @@ pub async fn connections(host: &str, port: u16, user: &str, token: &str, clients
     tokio::time::sleep(Duration::from_secs(10)).await;
     drop(keep);
     Ok(result)
-}
-
-/// Loads a year of 1 Hz readings for one patient (generated in SQL), builds its hourly
-/// rollups, then times the trends and history queries the API runs.
-pub async fn queries(url: &str, days: i64) -> Result<String, String> {
-    let e = |e: sqlx::Error| e.to_string();
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(3).connect(url).await.map_err(e)?;
-    let (h, d, p) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let end: DateTime<Utc> = Utc::now();
-    let start = end - chrono::Duration::days(days);
-    let load = Instant::now();
-    // One day per statement (TimescaleDB routes each into its chunk).
-    for day in 0..days {
-        let from = start + chrono::Duration::days(day);
-        sqlx::query(
-            "INSERT INTO health_metrics (time, device_id, seq, hospital_id, patient_id, system_status, heart_rate, systolic_bp, spo2, temperature_f, blood_flow_rate, total_volume_l)
-             SELECT t, $1, extract(epoch FROM t)::bigint, $2, $3, 'normal',
-                    70 + 10 * sin(extract(epoch FROM t) / 600), 120 + 15 * cos(extract(epoch FROM t) / 900), 97, 98.4, 400, 10
-               FROM generate_series($4::timestamptz, $4::timestamptz + interval '1 day' - interval '1 second', interval '1 second') t",
-        )
-        .bind(d).bind(h).bind(p).bind(from)
-        .execute(&pool)
-        .await
-        .map_err(e)?;
-    }
-    sqlx::query(
-        "INSERT INTO health_metric_rollups_hourly (patient_id, metric, bucket, n, sum, min, max)
-         SELECT patient_id, m.metric, time_bucket('1 hour', time), count(*), sum(m.v), min(m.v), max(m.v)
-           FROM health_metrics, LATERAL (VALUES ('heart_rate', heart_rate::float8), ('systolic_bp', systolic_bp::float8), ('spo2', spo2::float8)) m(metric, v)
-          WHERE patient_id = $1 GROUP BY 1, 2, 3",
-    )
-    .bind(p)
-    .execute(&pool)
-    .await
-    .map_err(e)?;
-    sqlx::query("ANALYZE health_metrics").execute(&pool).await.map_err(e)?;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM health_metrics WHERE patient_id = $1")
-        .bind(p)
-        .fetch_one(&pool)
-        .await
-        .map_err(e)?;
-    let loaded = load.elapsed().as_secs_f64();
-    let mut report = format!("bench queries: {rows} readings ({days} days at 1 Hz) loaded in {loaded:.0} s");
-    let metrics = ["heartRate", "bloodPressure", "oxygenSaturation"];
-    let cases: Vec<(&str, DateTime<Utc>, chrono::Duration)> = vec![
-        ("trends 1d over the whole range (rollups)", start, chrono::Duration::days(1)),
-        ("trends 1h over 30 days (rollups)", end - chrono::Duration::days(30), chrono::Duration::hours(1)),
-        ("trends 1m over one day (raw)", end - chrono::Duration::days(1), chrono::Duration::minutes(1)),
-        ("trends 5m over 7 days (raw)", end - chrono::Duration::days(7), chrono::Duration::minutes(5)),
-    ];
-    for (name, from, res) in cases {
-        let mut times = Vec::new();
-        for _ in 0..7 {
-            let t = Instant::now();
-            nc_ingest::query::trends(&pool, p, from, end, res, &metrics, None).await.map_err(e)?;
-            times.push(t.elapsed().as_micros() as u64);
-        }
-        report.push_str(&format!(
-            "\n  {name:<42} p50 {:>8.2} ms  max {:>8.2} ms",
-            pct(times.clone(), 0.5),
-            pct(times, 1.0)
-        ));
-    }
-    let mut times = Vec::new();
-    let mut cursor = None;
-    for _ in 0..20 {
-        let t = Instant::now();
-        let (_, next) = nc_ingest::query::history(&pool, p, start, end, 100, cursor, None).await.map_err(e)?;
-        times.push(t.elapsed().as_micros() as u64);
-        cursor = next;
-    }
-    report.push_str(&format!(
-        "\n  {:<42} p50 {:>8.2} ms  max {:>8.2} ms",
-        "history page of 100 (cursor walk)",
-        pct(times.clone(), 0.5),
-        pct(times, 1.0)
-    ));
-    let mut conn = sqlx::PgConnection::connect(url).await.map_err(e)?;
-    let t = Instant::now();
-    let _: Option<(DateTime<Utc>,)> =
-        sqlx::query_as("SELECT time FROM health_metrics WHERE patient_id = $1 ORDER BY time DESC LIMIT 1")
-            .bind(p)
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(e)?;
-    report.push_str(&format!(
-        "\n  {:<42} {:>12.2} ms",
-        "newest reading via (patient_id, time) index",
-        t.elapsed().as_secs_f64() * 1000.0
-    ));
-    Ok(report)
 }

@@ -173,6 +173,10 @@ enum BenchCommand {
     Queries {
         #[arg(long, default_value_t = 365)]
         days: i64,
+        /// Time the queries on data a previous run loaded and kept (`QUERY_KEEP_DB=1`): no
+        /// load, no batch measurement.
+        #[arg(long)]
+        loaded: bool,
     },
 }
 
@@ -385,7 +389,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     };
                     crate::bench_ingest::run(fleet, options).await
                 }
-                BenchCommand::Queries { days } => crate::bench::queries(&url, days).await,
+                BenchCommand::Queries { days, loaded } => crate::bench_queries::queries(&url, days, loaded).await,
                 BenchCommand::Chat { rooms, rate, seconds } => {
                     crate::bench_chat::chat(config, rooms, rate, seconds).await
                 }

@@ -196,7 +196,9 @@ pub struct TrendsOut {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub resolution: Resolution,
-    /// `raw` (time_bucket over readings, under 1 h) or `rollup` (hourly rollups, 1 h and more).
+    /// `rollup` (the rollup tier of the resolution: 1-, 5- and 15-minute tiers under 1 h,
+    /// hourly for 1 h and more) or `raw` (time_bucket over readings: limited to a
+    /// technician's windows).
     pub source: String,
     pub buckets: Vec<BucketOut>,
 }
@@ -396,9 +398,10 @@ impl TelemetryApi {
         Self::history_page(&state, req, &auth, patient_id.0, from.0, to.0, limit.0, cursor.0).await
     }
 
-    /// min/avg/max per metric per time bucket. Under an hour: from the readings
-    /// (`time_bucket`); an hour and more: from hourly rollups, so a year answers quickly and
-    /// survives raw-data retention.
+    /// min/avg/max per metric per time bucket, from the rollup tier of the resolution. Under
+    /// an hour: from the 1-, 5- or 15-minute rollups (the figures of the readings in
+    /// `[from, to)`; kept as long as raw readings); an hour and more: from hourly rollups,
+    /// so a year answers quickly and survives raw-data retention.
     #[oai(path = "/api/patients/:patientId/health-trends", method = "get", operation_id = "getPatientHealthTrends")]
     #[allow(clippy::too_many_arguments)]
     async fn trends(

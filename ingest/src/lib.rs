@@ -44,8 +44,9 @@ pub struct IngestSettings {
     pub retry_for: Duration,
     /// A session with no reading for this long ends as `interrupted`.
     pub session_timeout: Duration,
-    /// Raw readings older than this many days are dropped (hourly check); rollups and
-    /// session summaries stay. `None` keeps everything.
+    /// Raw readings older than this many days are dropped (hourly check), with the finer
+    /// (1-, 5-, 15-minute) rollups; the hourly rollups and session summaries stay. `None`
+    /// keeps everything.
     pub retention_days: Option<u32>,
 }
 

@@ -129,8 +129,19 @@ impl Cursor {
     }
 }
 
+/// The first time slice a history page reads back from its cursor; each next slice, while the
+/// page is not full, is twice as long (never reaching before the window's start).
+const FIRST_SLICE_HOURS: i64 = 24;
+
 /// A page of a patient's readings in `[from, to)`, newest first, and the cursor of the next
 /// page (None at the end). Pages neither repeat nor skip readings.
+///
+/// The page is read in time slices going back from the cursor (24 h, then 48 h, 96 h, …),
+/// each one statement planned with its own bounds (an unnamed statement: never a generic
+/// plan), so TimescaleDB plans only the daily chunks of the slice, not every chunk of the
+/// window: a page of 1 Hz data touches one or two chunks whatever the window. Slices are
+/// disjoint and in descending time order, so their concatenation is the page in
+/// `(time, device_id, seq)` descending order, exactly as one statement over the window.
 pub async fn history(
     pool: &PgPool,
     patient: Uuid,
@@ -140,9 +151,9 @@ pub async fn history(
     after: Option<Cursor>,
     windows: Option<&Windows>,
 ) -> Result<(Vec<StoredReading>, Option<Cursor>), sqlx::Error> {
-    let after = after.unwrap_or(Cursor { time: to, device: Uuid::max(), seq: i64::MAX });
-    // `time <= $4` repeats the cursor's bound on its own so TimescaleDB can skip the chunks
-    // after it (it cannot see through the row comparison).
+    // Rows strictly before `upper` in (time, device_id, seq) order; `time <= $4` repeats the
+    // bound on its own for chunk exclusion (TimescaleDB cannot see through the row
+    // comparison). (t, nil, i64::MIN) as `upper` means "time < t".
     let sql = format!(
         "SELECT {} FROM health_metrics
           WHERE patient_id = $1 AND time >= $2 AND time < $3 AND time <= $4 AND (time, device_id, seq) < ($4, $5, $6)
@@ -152,20 +163,38 @@ pub async fn history(
         in_windows(8, "time")
     );
     let (d, f, t) = window_binds(windows);
-    let rows = sqlx::query(&sql)
-        .bind(patient)
-        .bind(from)
-        .bind(to)
-        .bind(after.time)
-        .bind(after.device)
-        .bind(after.seq)
-        .bind(limit + 1)
-        .bind(d)
-        .bind(f)
-        .bind(t)
-        .fetch_all(pool)
-        .await?;
-    let mut items = rows.iter().map(stored).collect::<Result<Vec<_>, _>>()?;
+    let below = |time| Cursor { time, device: Uuid::nil(), seq: i64::MIN };
+    let mut upper = match after {
+        Some(c) if c.time < to => c,
+        _ => below(to),
+    };
+    let mut slice = Duration::hours(FIRST_SLICE_HOURS);
+    let mut items = Vec::new();
+    loop {
+        let lo = upper.time.checked_sub_signed(slice).map_or(from, |t| t.max(from));
+        let rows = sqlx::query(&sql)
+            .persistent(false)
+            .bind(patient)
+            .bind(lo)
+            .bind(to)
+            .bind(upper.time)
+            .bind(upper.device)
+            .bind(upper.seq)
+            .bind(limit + 1 - items.len() as i64)
+            .bind(&d)
+            .bind(&f)
+            .bind(&t)
+            .fetch_all(pool)
+            .await?;
+        for row in &rows {
+            items.push(stored(row)?);
+        }
+        if items.len() as i64 > limit || lo <= from {
+            break;
+        }
+        upper = below(lo);
+        slice = slice.checked_mul(2).unwrap_or(slice);
+    }
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|r| Cursor { time: r.time, device: r.device_id, seq: r.seq })
@@ -195,16 +224,88 @@ pub struct Bucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrendSource {
-    /// `time_bucket` over the raw readings (resolutions under an hour).
+    /// `time_bucket` over the raw readings (limited to a technician's windows, or a
+    /// resolution no rollup tier divides).
     Raw,
-    /// The hourly rollups (an hour or more): fast over any range, and kept after raw data
-    /// is dropped by retention. A range that starts inside an hour includes that whole hour.
+    /// The rollups: the 1-, 5- and 15-minute tier whose bucket divides the resolution, with
+    /// the part of the range's ends shorter than a tier bucket from the readings (so the
+    /// figures are those of the readings in `[from, to)`); or, for an hour and more, the
+    /// hourly rollups, fast over any range and kept after raw data is dropped by retention
+    /// (a range that starts inside an hour includes that whole hour).
     Rollup,
+}
+
+/// The finer rollup tiers, in minutes (`health_metric_rollups_fine.minutes`), finest first:
+/// each resolution the API offers under an hour has its own, so a query reads at most one
+/// row per bucket. Written by the writer (`writer::rollups`), kept as long as raw readings.
+pub const FINE_TIERS: [i64; 3] = [1, 5, 15];
+
+/// min, sum, max and count of one metric in one bucket, as they merge.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    min: f64,
+    sum: f64,
+    max: f64,
+    n: i64,
+}
+
+/// bucket → (JSON name → figures).
+type Accs = std::collections::BTreeMap<DateTime<Utc>, std::collections::BTreeMap<&'static str, Acc>>;
+
+fn merge(accs: &mut Accs, bucket: DateTime<Utc>, metric: &'static str, a: Acc) {
+    if a.n == 0 {
+        return;
+    }
+    accs.entry(bucket)
+        .or_default()
+        .entry(metric)
+        .and_modify(|e| {
+            e.min = e.min.min(a.min);
+            e.max = e.max.max(a.max);
+            e.sum += a.sum;
+            e.n += a.n;
+        })
+        .or_insert(a);
+}
+
+fn buckets(accs: Accs) -> Vec<Bucket> {
+    accs.into_iter()
+        .map(|(bucket, stats)| Bucket {
+            bucket,
+            stats: stats
+                .into_iter()
+                .map(|(metric, a)| Stat {
+                    metric: metric.to_owned(),
+                    min: a.min,
+                    avg: (a.sum / a.n as f64 * 1000.0).round() / 1000.0,
+                    max: a.max,
+                    count: a.n,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// `t` rounded down to a multiple of `width` since the epoch (where `time_bucket` puts the
+/// boundaries of buckets of whole minutes).
+pub(crate) fn floor(t: DateTime<Utc>, width: Duration) -> DateTime<Utc> {
+    let w = width.num_microseconds().unwrap_or(1).max(1);
+    let m = t.timestamp_micros();
+    DateTime::from_timestamp_micros(m - m.rem_euclid(w)).unwrap_or(t)
+}
+
+fn ceil(t: DateTime<Utc>, width: Duration) -> DateTime<Utc> {
+    let f = floor(t, width);
+    if f < t {
+        f.checked_add_signed(width).unwrap_or(t)
+    } else {
+        f
+    }
 }
 
 /// Trends of `metrics` (JSON names) for a patient: one bucket per `resolution` in
 /// `[from, to)`, oldest first, with the buckets that have data. Limited to `windows`, they
-/// come from the readings (the hourly rollups do not keep the device).
+/// come from the readings (the rollups do not keep the device).
 pub async fn trends(
     pool: &PgPool,
     patient: Uuid,
@@ -214,98 +315,197 @@ pub async fn trends(
     metrics: &[&str],
     windows: Option<&Windows>,
 ) -> Result<(TrendSource, Vec<Bucket>), sqlx::Error> {
-    let columns: Vec<(&str, &str)> = COLUMNS.iter().filter(|(j, _)| metrics.contains(j)).copied().collect();
+    let columns: Vec<(&'static str, &'static str)> =
+        COLUMNS.iter().filter(|(j, _)| metrics.contains(j)).copied().collect();
     let interval = format!("{} seconds", resolution.num_seconds());
-    let mut buckets: std::collections::BTreeMap<DateTime<Utc>, Vec<Stat>> = Default::default();
-    if windows.is_none() && resolution >= Duration::hours(1) && resolution.num_seconds() % 3600 == 0 {
-        let names: Vec<String> = columns.iter().map(|(_, c)| c.to_string()).collect();
-        let rows: Vec<(DateTime<Utc>, String, f64, f64, f64, i64)> = sqlx::query_as(
-            "SELECT time_bucket($5::interval, bucket) AS b, metric, min(min), sum(sum) / sum(n), max(max), sum(n)::bigint
-               FROM health_metric_rollups_hourly
-              WHERE patient_id = $1 AND bucket >= date_trunc('hour', $2) AND bucket < $3 AND metric = ANY($4)
-              GROUP BY b, metric ORDER BY b",
-        )
-        .bind(patient)
-        .bind(from)
-        .bind(to)
-        .bind(&names)
-        .bind(&interval)
-        .fetch_all(pool)
-        .await?;
-        for (b, metric, min, avg, max, count) in rows {
-            let json = COLUMNS.iter().find(|(_, c)| *c == metric).map(|(j, _)| j.to_string()).unwrap_or(metric);
-            buckets.entry(b).or_default().push(Stat {
-                metric: json,
-                min,
-                avg: (avg * 1000.0).round() / 1000.0,
-                max,
-                count,
-            });
-        }
-        for stats in buckets.values_mut() {
-            stats.sort_by(|a, b| a.metric.cmp(&b.metric));
-        }
-        return Ok((
-            TrendSource::Rollup,
-            buckets.into_iter().map(|(bucket, stats)| Bucket { bucket, stats }).collect(),
-        ));
+    let seconds = resolution.num_seconds();
+    if windows.is_none() && seconds >= 3600 && seconds % 3600 == 0 {
+        return Ok((TrendSource::Rollup, hourly(pool, patient, from, to, &interval, &columns).await?));
     }
-    let aggregates: Vec<String> = columns
-        .iter()
-        .map(|(_, c)| format!("min({c})::float8, avg({c})::float8, max({c})::float8, count({c})"))
-        .collect();
-    if aggregates.is_empty() {
-        return Ok((TrendSource::Raw, Vec::new()));
-    }
-    let sql = format!(
-        "SELECT time_bucket($4::interval, time) AS b, {} FROM health_metrics
-          WHERE patient_id = $1 AND time >= $2 AND time < $3 AND {} GROUP BY b ORDER BY b",
-        aggregates.join(", "),
-        in_windows(5, "time")
-    );
-    let (d, f, t) = window_binds(windows);
-    let rows = sqlx::query(&sql)
-        .bind(patient)
-        .bind(from)
-        .bind(to)
-        .bind(&interval)
-        .bind(d)
-        .bind(f)
-        .bind(t)
-        .fetch_all(pool)
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut stats = Vec::new();
-        for (i, (json, _)) in columns.iter().enumerate() {
-            let count: i64 = row.try_get(1 + i * 4 + 3)?;
-            if count == 0 {
-                continue;
+    let tier = FINE_TIERS.iter().rev().copied().find(|m| seconds > 0 && seconds % (m * 60) == 0);
+    if let (None, Some(minutes)) = (windows, tier) {
+        let width = Duration::minutes(minutes);
+        let (a, b) = (ceil(from, width), floor(to, width));
+        if a < b {
+            let mut accs = Accs::new();
+            if !columns.is_empty() {
+                fine(pool, patient, minutes, (a, b), resolution, &columns, &mut accs).await?;
+                let edges: Vec<_> = [(from, a), (b, to)].into_iter().filter(|(f, t)| f < t).collect();
+                raw(pool, patient, &edges, &interval, &columns, None, &mut accs).await?;
             }
-            stats.push(Stat {
-                metric: json.to_string(),
-                min: row.try_get::<f64, _>(1 + i * 4)?,
-                avg: (row.try_get::<f64, _>(1 + i * 4 + 1)? * 1000.0).round() / 1000.0,
-                max: row.try_get::<f64, _>(1 + i * 4 + 2)?,
-                count,
-            });
+            return Ok((TrendSource::Rollup, buckets(accs)));
         }
-        stats.sort_by(|a, b| a.metric.cmp(&b.metric));
-        out.push(Bucket { bucket: row.try_get("b")?, stats });
     }
-    Ok((TrendSource::Raw, out))
+    let mut accs = Accs::new();
+    if !columns.is_empty() {
+        raw(pool, patient, &[(from, to)], &interval, &columns, windows, &mut accs).await?;
+    }
+    Ok((TrendSource::Raw, buckets(accs)))
 }
 
-/// Drops raw chunks older than `days` (works on both TimescaleDB editions); rollups and
-/// session summaries stay. Returns how many chunks were dropped.
-pub async fn drop_old_chunks(pool: &PgPool, days: u32) -> Result<usize, sqlx::Error> {
-    let dropped: Vec<String> = sqlx::query_scalar(
-        "SELECT drop_chunks('health_metrics', older_than => now() - make_interval(days => $1))::text",
+/// From the hourly rollups (one row per patient, metric and hour).
+async fn hourly(
+    pool: &PgPool,
+    patient: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    interval: &str,
+    columns: &[(&'static str, &'static str)],
+) -> Result<Vec<Bucket>, sqlx::Error> {
+    let names: Vec<&str> = columns.iter().map(|(_, c)| *c).collect();
+    let rows: Vec<(DateTime<Utc>, String, f64, f64, f64, i64)> = sqlx::query_as(
+        "SELECT time_bucket($5::interval, bucket) AS b, metric, min(min), sum(sum), max(max), sum(n)::bigint
+           FROM health_metric_rollups_hourly
+          WHERE patient_id = $1 AND bucket >= date_trunc('hour', $2) AND bucket < $3 AND metric = ANY($4)
+          GROUP BY b, metric ORDER BY b",
     )
-    .bind(days as i32)
+    .bind(patient)
+    .bind(from)
+    .bind(to)
+    .bind(&names)
+    .bind(interval)
     .fetch_all(pool)
     .await?;
-    Ok(dropped.len())
+    let mut accs = Accs::new();
+    for (b, metric, min, sum, max, n) in rows {
+        if let Some((json, _)) = columns.iter().find(|(_, c)| *c == metric) {
+            merge(&mut accs, b, json, Acc { min, sum, max, n });
+        }
+    }
+    Ok(buckets(accs))
+}
+
+/// From the `minutes` tier of `health_metric_rollups_fine` over `[a, b)` (tier boundaries):
+/// its rows as they are when the resolution is the tier's, summed into buckets otherwise.
+async fn fine(
+    pool: &PgPool,
+    patient: Uuid,
+    minutes: i64,
+    (a, b): (DateTime<Utc>, DateTime<Utc>),
+    resolution: Duration,
+    columns: &[(&'static str, &'static str)],
+    accs: &mut Accs,
+) -> Result<(), sqlx::Error> {
+    let exact = resolution == Duration::minutes(minutes);
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(_, c)| {
+            if exact {
+                format!("{c}_n::int8, {c}_sum, {c}_min::float8, {c}_max::float8")
+            } else {
+                format!("sum({c}_n)::int8, sum({c}_sum), min({c}_min)::float8, max({c}_max)::float8")
+            }
+        })
+        .collect();
+    let sql = if exact {
+        format!(
+            "SELECT bucket AS b, {} FROM health_metric_rollups_fine
+              WHERE patient_id = $1 AND minutes = $2 AND bucket >= $3 AND bucket < $4",
+            select.join(", ")
+        )
+    } else {
+        format!(
+            "SELECT time_bucket($5::interval, bucket) AS b, {} FROM health_metric_rollups_fine
+              WHERE patient_id = $1 AND minutes = $2 AND bucket >= $3 AND bucket < $4 GROUP BY b",
+            select.join(", ")
+        )
+    };
+    // Unnamed statements: planned with their bounds, so only the tier's chunks in range.
+    let mut q = sqlx::query(&sql).persistent(false).bind(patient).bind(minutes as i16).bind(a).bind(b);
+    if !exact {
+        q = q.bind(format!("{} seconds", resolution.num_seconds()));
+    }
+    let rows = q.fetch_all(pool).await?;
+    for row in rows {
+        let bucket: DateTime<Utc> = row.try_get("b")?;
+        for (i, (json, _)) in columns.iter().enumerate() {
+            let n: Option<i64> = row.try_get(1 + i * 4)?;
+            let (Some(n), Some(min), Some(max)) =
+                (n, row.try_get::<Option<f64>, _>(3 + i * 4)?, row.try_get::<Option<f64>, _>(4 + i * 4)?)
+            else {
+                continue;
+            };
+            let sum: f64 = row.try_get::<Option<f64>, _>(2 + i * 4)?.unwrap_or(0.0);
+            merge(accs, bucket, json, Acc { min, sum, max, n });
+        }
+    }
+    Ok(())
+}
+
+/// `time_bucket` over the readings in each of `ranges`, merged into `accs`: one statement,
+/// one branch per range, planned with its bounds (only the chunks of each range).
+async fn raw(
+    pool: &PgPool,
+    patient: Uuid,
+    ranges: &[(DateTime<Utc>, DateTime<Utc>)],
+    interval: &str,
+    columns: &[(&'static str, &'static str)],
+    windows: Option<&Windows>,
+    accs: &mut Accs,
+) -> Result<(), sqlx::Error> {
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = columns.iter().map(|(_, c)| *c).collect();
+    let aggregates: Vec<String> =
+        names.iter().map(|c| format!("min({c})::float8, sum({c}::float8), max({c})::float8, count({c})")).collect();
+    let branches: Vec<String> = (0..ranges.len())
+        .map(|i| {
+            format!(
+                "SELECT time, {} FROM health_metrics WHERE patient_id = $1 AND time >= ${} AND time < ${} AND {}",
+                names.join(", "),
+                6 + 2 * i,
+                7 + 2 * i,
+                in_windows(3, "time")
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT time_bucket($2::interval, time) AS b, {} FROM ({}) r GROUP BY b",
+        aggregates.join(", "),
+        branches.join(" UNION ALL ")
+    );
+    let (d, f, t) = window_binds(windows);
+    let mut q = sqlx::query(&sql).persistent(false).bind(patient).bind(interval).bind(d).bind(f).bind(t);
+    for (from, to) in ranges {
+        q = q.bind(*from).bind(*to);
+    }
+    for row in q.fetch_all(pool).await? {
+        let bucket: DateTime<Utc> = row.try_get("b")?;
+        for (i, (json, _)) in columns.iter().enumerate() {
+            let n: i64 = row.try_get(1 + i * 4 + 3)?;
+            if n == 0 {
+                continue;
+            }
+            let a = Acc {
+                min: row.try_get(1 + i * 4)?,
+                sum: row.try_get(1 + i * 4 + 1)?,
+                max: row.try_get(1 + i * 4 + 2)?,
+                n,
+            };
+            merge(accs, bucket, json, a);
+        }
+    }
+    Ok(())
+}
+
+/// Drops raw chunks older than `days` (works on both TimescaleDB editions), and the chunks
+/// of the finer rollup tiers (`health_metric_rollups_fine`, 30-day chunks) older than that:
+/// sub-hour trends are kept as long as the readings they summarize. The hourly rollups and
+/// session summaries stay. Returns how many chunks were dropped.
+pub async fn drop_old_chunks(pool: &PgPool, days: u32) -> Result<usize, sqlx::Error> {
+    let mut dropped = 0;
+    for table in ["health_metrics", "health_metric_rollups_fine"] {
+        let chunks: Vec<String> = sqlx::query_scalar(
+            "SELECT drop_chunks($1::regclass, older_than => now() - make_interval(days => $2))::text",
+        )
+        .bind(table)
+        .bind(days as i32)
+        .fetch_all(pool)
+        .await?;
+        dropped += chunks.len();
+    }
+    Ok(dropped)
 }
 
 #[cfg(test)]
@@ -321,5 +521,15 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("garbage"), None);
+    }
+
+    #[test]
+    fn tier_boundaries_are_whole_multiples_since_the_epoch() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let five = Duration::minutes(5);
+        assert_eq!(floor(t("2026-12-01T10:07:30.5Z"), five), t("2026-12-01T10:05:00Z"));
+        assert_eq!(ceil(t("2026-12-01T10:07:30.5Z"), five), t("2026-12-01T10:10:00Z"));
+        assert_eq!(ceil(t("2026-12-01T10:05:00Z"), five), t("2026-12-01T10:05:00Z"));
+        assert_eq!(floor(t("1969-12-31T23:59:59Z"), Duration::minutes(1)), t("1969-12-31T23:59:00Z"));
     }
 }

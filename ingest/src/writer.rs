@@ -3,7 +3,7 @@
 //! writers, each with its own queue and devices ([`Queues`]); a free writer writes what is
 //! queued at once, so batches grow with the load instead of waiting for a timer. In the same
 //! transaction: the reading identity check (see [`identity`]), then the latest reading per
-//! device, the hourly rollups and the session counters, for the rows that were new (a
+//! device, the rollups (see [`rollups`]) and the session counters, for the rows that were new (a
 //! redelivered reading changes nothing). Each reading's submitter learns the outcome only
 //! after COMMIT.
 
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, Utc};
 use nc_broker::SinkUnavailable;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::reading::{ReadingIn, COLUMNS};
 
 mod identity;
+mod rollups;
 
 /// One reading ready to store.
 #[derive(Debug, Clone)]
@@ -150,47 +151,7 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
         .execute(&mut *tx)
         .await?;
 
-        // Hourly rollups per patient and metric.
-        // (patient, metric, hour) -> (n, sum, min, max)
-        type Key = (Uuid, &'static str, DateTime<Utc>);
-        let mut rollups: HashMap<Key, (i64, f64, f64, f64)> = HashMap::new();
-        for r in new.iter().filter(|r| r.patient_id.is_some()) {
-            let bucket = r.time.duration_trunc(chrono::Duration::hours(1)).unwrap_or(r.time);
-            for (i, (_, column)) in COLUMNS.iter().enumerate() {
-                if let Some(v) = r.values[i] {
-                    let e = rollups.entry((r.patient_id.expect("filtered"), column, bucket)).or_insert((
-                        0,
-                        0.0,
-                        f64::MAX,
-                        f64::MIN,
-                    ));
-                    e.0 += 1;
-                    e.1 += v;
-                    e.2 = e.2.min(v);
-                    e.3 = e.3.max(v);
-                }
-            }
-        }
-        if !rollups.is_empty() {
-            let (keys, aggs): (Vec<_>, Vec<_>) = rollups.into_iter().unzip();
-            sqlx::query(
-                "INSERT INTO health_metric_rollups_hourly (patient_id, metric, bucket, n, sum, min, max)
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::int8[], $5::float8[], $6::float8[], $7::float8[])
-                 ON CONFLICT (patient_id, metric, bucket) DO UPDATE SET n = health_metric_rollups_hourly.n + EXCLUDED.n,
-                     sum = health_metric_rollups_hourly.sum + EXCLUDED.sum,
-                     min = LEAST(health_metric_rollups_hourly.min, EXCLUDED.min),
-                     max = GREATEST(health_metric_rollups_hourly.max, EXCLUDED.max)",
-            )
-            .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-            .bind(keys.iter().map(|k| k.1.to_owned()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-            .bind(aggs.iter().map(|a| a.0).collect::<Vec<_>>())
-            .bind(aggs.iter().map(|a| a.1).collect::<Vec<_>>())
-            .bind(aggs.iter().map(|a| a.2).collect::<Vec<_>>())
-            .bind(aggs.iter().map(|a| a.3).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
+        rollups::write(&mut tx, &new).await?;
 
         // Session counters.
         let mut per_session: HashMap<Uuid, i64> = HashMap::new();

@@ -28,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_chat::Migration),
             Box::new(m20261201_000009_bookings::Migration),
             Box::new(m20261201_000010_maintenance_and_reading_identity::Migration),
+            Box::new(m20261201_000011_fine_rollups::Migration),
         ]
     }
 }
@@ -72,3 +73,8 @@ mod m20261201_000007_grants_follow_grantor;
 mod m20261201_000008_chat;
 mod m20261201_000009_bookings;
 mod m20261201_000010_maintenance_and_reading_identity;
+mod m20261201_000011_fine_rollups;
+
+/// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
+/// for the benchmark that loads raw readings directly.
+pub use m20261201_000011_fine_rollups::backfill as backfill_fine_rollups_sql;

@@ -27,4 +27,5 @@ mod scopes;
 mod serve;
 mod sessions;
 mod telemetry;
+mod telemetry_queries;
 mod tls;

@@ -21,6 +21,7 @@ const TABLES: &[&str] = &[
     "health_metrics",
     "device_latest_metrics",
     "health_metric_rollups_hourly",
+    "health_metric_rollups_fine",
     "alert_thresholds",
     "alerts",
     "medical_updates",

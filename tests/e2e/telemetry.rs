@@ -954,8 +954,8 @@ async fn trends_history_and_current_values_agree_with_sql() {
     ];
     let names = metrics.iter().map(|m| m.0).collect::<Vec<_>>().join(",");
     for (resolution, interval, source) in [
-        ("1m", "1 minute", "raw"),
-        ("15m", "15 minutes", "raw"),
+        ("1m", "1 minute", "rollup"),
+        ("15m", "15 minutes", "rollup"),
         ("1h", "1 hour", "rollup"),
         ("6h", "6 hours", "rollup"),
     ] {
