@@ -36,7 +36,6 @@ drop_db() {
     PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare -c "DROP DATABASE IF EXISTS ${1##*/} WITH (FORCE)" >/dev/null
 }
 calc() { python3 -c "print($1)"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run_copy() {
     local url; url="$(scratch)"

@@ -31,11 +31,9 @@ use crate::writer::{Committed, Job, Row, WriterSettings, Written};
 
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
-    /// Readings per INSERT, at most.
+    /// Readings per INSERT, at most. A free writer writes what is queued at once (no timer):
+    /// batches grow while a write is under way.
     pub batch_size: usize,
-    /// How long a free writer waits for more readings before writing what it has (zero:
-    /// it writes what is queued at once; batches still grow while a write is under way).
-    pub flush_interval: Duration,
     /// Concurrent writers (database connections used for writing).
     pub writers: usize,
     /// Readings waiting to be written, at most (beyond it, submitters wait).
@@ -54,7 +52,6 @@ impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             batch_size: 2000,
-            flush_interval: Duration::ZERO,
             writers: 3,
             queue_capacity: 20_000,
             retry_for: Duration::from_secs(5),
@@ -107,7 +104,6 @@ impl Ingest {
             pool.clone(),
             WriterSettings {
                 batch_size: settings.batch_size,
-                flush_interval: settings.flush_interval,
                 writers: settings.writers,
                 retry_for: settings.retry_for,
             },

@@ -66,7 +66,6 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct WriterSettings {
     pub batch_size: usize,
-    pub flush_interval: Duration,
     pub writers: usize,
     /// How long a failing batch is retried before its submitters are told storage is unavailable.
     pub retry_for: Duration,
@@ -211,22 +210,8 @@ pub fn spawn(pool: PgPool, settings: WriterSettings, capacity: usize, after: mps
                 // to `batch_size`). While a batch is being written the next one gathers, so
                 // batches grow with the load and no reading waits for a timer.
                 let mut jobs = Vec::with_capacity(settings.batch_size);
-                match rx.recv().await {
-                    Some(j) => jobs.push(j),
-                    None => return,
-                }
-                let linger = tokio::time::Instant::now() + settings.flush_interval;
-                while jobs.len() < settings.batch_size {
-                    match rx.try_recv() {
-                        Ok(j) => jobs.push(j),
-                        Err(mpsc::error::TryRecvError::Disconnected) => break,
-                        Err(mpsc::error::TryRecvError::Empty) if settings.flush_interval.is_zero() => break,
-                        Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(linger, rx.recv()).await
-                        {
-                            Ok(Some(j)) => jobs.push(j),
-                            _ => break,
-                        },
-                    }
+                if rx.recv_many(&mut jobs, settings.batch_size.max(1)).await == 0 {
+                    return;
                 }
                 let (rows, done): (Vec<Row>, Vec<_>) = jobs.into_iter().map(|j| (j.row, j.done)).unzip();
                 let started = tokio::time::Instant::now();
