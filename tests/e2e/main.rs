@@ -16,6 +16,7 @@ mod chat;
 mod cli;
 mod compose;
 mod contract;
+mod deliveries;
 mod limits;
 mod maintenance;
 mod mqtt;

@@ -10,6 +10,7 @@
 //! connection that lost any is closed. Whatever rumqttd restores, queues or retains, every
 //! byte towards the client passes this gate.
 
+mod acks;
 mod publish;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::acks::{ClientAck, DeliveryAcks};
 use super::{write_packet, End, Identity};
 use crate::acl::{self, AclError, Grant};
 use crate::payload::{kind, EndedReason, SubscriptionEnded, V1};
@@ -179,6 +181,8 @@ pub(super) struct Session {
     /// the delivery gate.
     subscriptions: HashMap<String, Filter>,
     upstream: HashMap<u16, Upstream>,
+    /// The core's QoS 1 deliveries not yet acknowledged to it, in delivery order.
+    delivery_acks: DeliveryAcks,
     next_pkid: u16,
     pending: FuturesOrdered<Pending>,
     limiter: DefaultDirectRateLimiter,
@@ -187,6 +191,10 @@ pub(super) struct Session {
     grant_until: Option<DateTime<Utc>>,
     /// A re-check that could not be answered (storage unavailable) is tried again then.
     retry_recheck: Option<tokio::time::Instant>,
+}
+
+fn too_many_in_flight(_: acks::Overflow) -> std::io::Error {
+    std::io::Error::other("too many deliveries in flight without acknowledgement")
 }
 
 /// A time far enough away to stand for "never" in a `select!` branch that is disabled.
@@ -232,6 +240,7 @@ impl Session {
             core_out: BytesMut::with_capacity(4096),
             subscriptions: HashMap::new(),
             upstream: HashMap::new(),
+            delivery_acks: DeliveryAcks::default(),
             next_pkid: 0,
             pending: FuturesOrdered::new(),
             grant_until: None,
@@ -299,30 +308,41 @@ impl Session {
 
     /// A notification about a device's alert (e.g. queued while a persistent session was
     /// away) is delivered only if the person may still receive that device's alerts.
-    fn notification_allowed(&self, payload: &[u8]) -> impl Future<Output = bool> + Send + 'static {
+    fn notification_allowed(&self, payload: &[u8]) -> impl Future<Output = Result<bool, String>> + Send + 'static {
         let (shared, subject, payload) = (self.shared.clone(), self.identity.subject, payload.to_vec());
         notification_allowed(shared, subject, payload)
     }
 }
 
-async fn notification_allowed(shared: Arc<Shared>, subject: Subject, payload: Vec<u8>) -> bool {
-    {
-        #[derive(serde::Deserialize)]
-        struct Note {
-            #[serde(rename = "type")]
-            kind: Option<String>,
-            alert: Option<AlertRef>,
+/// Whether a notification may reach `subject` now; `Err` when storage cannot say (after a
+/// few tries over about a second).
+async fn notification_allowed(shared: Arc<Shared>, subject: Subject, payload: Vec<u8>) -> Result<bool, String> {
+    #[derive(serde::Deserialize)]
+    struct Note {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        alert: Option<AlertRef>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct AlertRef {
+        hospital_id: nc_domain::HospitalId,
+        device_id: nc_domain::DeviceId,
+    }
+    let Ok(note) = serde_json::from_slice::<Note>(&payload) else { return Ok(true) };
+    let (Some("alert"), Some(a)) = (note.kind.as_deref(), note.alert) else { return Ok(true) };
+    let topic = Topic::Device { hospital: a.hospital_id, device: a.device_id, channel: DeviceChannel::Alerts };
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match acl::may_receive(&shared.policy, &subject, &topic).await {
+            Ok(_) => return Ok(true),
+            Err(AclError::Denied(_)) => return Ok(false),
+            Err(AclError::Lookup(e)) if wait > Duration::from_millis(800) => return Err(e),
+            Err(AclError::Lookup(_)) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
         }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct AlertRef {
-            hospital_id: nc_domain::HospitalId,
-            device_id: nc_domain::DeviceId,
-        }
-        let Ok(note) = serde_json::from_slice::<Note>(&payload) else { return true };
-        let (Some("alert"), Some(a)) = (note.kind.as_deref(), note.alert) else { return true };
-        let topic = Topic::Device { hospital: a.hospital_id, device: a.device_id, channel: DeviceChannel::Alerts };
-        acl::may_receive(&shared.policy, &subject, &topic).await.is_ok()
     }
 }
 
@@ -422,8 +442,10 @@ impl Session {
                 }
             }
             while let Ok(packet) = Packet::read(&mut up_buf, usize::MAX) {
-                if self.on_core(packet).await.is_err() {
-                    return End::Lost;
+                match self.on_core(packet).await {
+                    Ok(None) => {}
+                    Ok(Some(end)) => return self.finish(end).await,
+                    Err(_) => return End::Lost,
                 }
             }
             // Before waiting: what this turn produced for the core goes out in one write.
@@ -569,8 +591,16 @@ impl Session {
                 self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: unsubscribe.topics })).await?;
                 Ok(None)
             }
-            // Acknowledgements of messages the core delivered: the core's own packet ids.
-            p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingReq) => {
+            // Acknowledgements of messages the core delivered (the core's own packet ids), in
+            // line with those the edge settles itself.
+            Packet::PubAck(ack) => {
+                match self.delivery_acks.client_acked(ack.pkid) {
+                    ClientAck::Unknown => self.send_core(&Packet::PubAck(ack)).await?,
+                    ClientAck::Due(due) => self.ack_core(due).await?,
+                }
+                Ok(None)
+            }
+            p @ (Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingReq) => {
                 self.send_core(&p).await?;
                 Ok(None)
             }
@@ -651,9 +681,59 @@ impl Session {
         self.send_core(&Packet::Subscribe(Subscribe { pkid, filters: forward })).await
     }
 
-    /// Handles a packet from the core.
-    async fn on_core(&mut self, packet: Packet) -> std::io::Result<()> {
-        match packet {
+    /// Settles a QoS 1 delivery of the core at the edge: its PUBACK goes out once every
+    /// earlier delivery is acknowledged too.
+    async fn settle_delivery_here(&mut self, pkid: u16) -> std::io::Result<()> {
+        let due = self.delivery_acks.settled_here(pkid).map_err(too_many_in_flight)?;
+        self.ack_core(due).await
+    }
+
+    async fn ack_core(&mut self, due: Vec<u16>) -> std::io::Result<()> {
+        for pkid in due {
+            self.send_core(&Packet::PubAck(PubAck { pkid })).await?;
+        }
+        Ok(())
+    }
+
+    /// A delivery from the core: relayed if the gate lets it through, settled here otherwise.
+    async fn core_publish(&mut self, mut p: Publish) -> std::io::Result<Option<End>> {
+        let mut allowed = self.may_deliver(&p.topic);
+        if let Some(Topic::Notifications { .. }) = allowed {
+            match self.notification_allowed(&p.payload).await {
+                Ok(true) => {}
+                Ok(false) => allowed = None,
+                Err(why) => {
+                    // Unacknowledged, so a persistent session gets it again.
+                    tracing::warn!(client = ?self.identity.subject, %why, "cannot decide whether a notification may be delivered; closing without acknowledging it");
+                    return Ok(Some(End::StorageUnavailable));
+                }
+            }
+        }
+        if let Some(topic) = allowed {
+            // Delivered at most at the contract's QoS (typing indicators: 0), whatever
+            // the subscription asked for; the core's QoS 1 flow is settled here.
+            if Publisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
+                self.settle_delivery_here(p.pkid).await?;
+                p.qos = QoS::AtMostOnce;
+                p.pkid = 0;
+            } else if p.qos != QoS::AtMostOnce {
+                self.delivery_acks.relayed(p.pkid).map_err(too_many_in_flight)?;
+            }
+            p.retain = p.retain && Publisher::contract(&topic).1;
+            return self.send_client(&Packet::Publish(p)).await.map(|_| None);
+        }
+        // Not for this client under its current rights (e.g. queued for a session
+        // before a right ended): acknowledged to the core, never delivered.
+        tracing::debug!(client = ?self.identity.subject, topic = %p.topic, "delivery withheld by the gate");
+        if p.qos != QoS::AtMostOnce {
+            self.settle_delivery_here(p.pkid).await?;
+        }
+        Ok(None)
+    }
+
+    /// Handles a packet from the core. `Ok(Some(end))` ends the connection.
+    async fn on_core(&mut self, packet: Packet) -> std::io::Result<Option<End>> {
+        let done = match packet {
             Packet::PubAck(ack) => {
                 if let Some(Upstream::Publish(Some(done))) = self.upstream.remove(&ack.pkid) {
                     let _ = done.send(());
@@ -663,7 +743,7 @@ impl Session {
             Packet::SubAck(ack) => {
                 let Some(Upstream::Subscribe { client_pkid, codes, forwarded }) = self.upstream.remove(&ack.pkid)
                 else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let mut granted = Vec::new();
                 for (c, code) in forwarded.into_iter().zip(ack.return_codes.iter()) {
@@ -687,32 +767,7 @@ impl Session {
                 }
                 _ => Ok(()),
             },
-            Packet::Publish(mut p) => {
-                let mut allowed = self.may_deliver(&p.topic);
-                if let Some(Topic::Notifications { .. }) = allowed {
-                    if !self.notification_allowed(&p.payload).await {
-                        allowed = None;
-                    }
-                }
-                if let Some(topic) = allowed {
-                    // Delivered at most at the contract's QoS (typing indicators: 0), whatever
-                    // the subscription asked for; the core's QoS 1 flow is settled here.
-                    if Publisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
-                        self.send_core(&Packet::PubAck(PubAck { pkid: p.pkid })).await?;
-                        p.qos = QoS::AtMostOnce;
-                        p.pkid = 0;
-                    }
-                    p.retain = p.retain && Publisher::contract(&topic).1;
-                    return self.send_client(&Packet::Publish(p)).await;
-                }
-                // Not for this client under its current rights (e.g. queued for a session
-                // before a right ended): acknowledged to the core, never delivered.
-                tracing::debug!(client = ?self.identity.subject, topic = %p.topic, "delivery withheld by the gate");
-                if p.qos != QoS::AtMostOnce {
-                    self.send_core(&Packet::PubAck(PubAck { pkid: p.pkid })).await?;
-                }
-                Ok(())
-            }
+            Packet::Publish(p) => return self.core_publish(p).await,
             // The rest of the QoS flows of deliveries pass through.
             p @ (Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingResp) => {
                 self.send_client(&p).await
@@ -721,7 +776,8 @@ impl Session {
                 tracing::debug!(packet = ?other, "ignoring unexpected packet from the core");
                 Ok(())
             }
-        }
+        };
+        done.map(|()| None)
     }
 }
 

@@ -1,0 +1,117 @@
+//! Deliveries from the broker to a person, as a raw MQTT client sees them: the broker
+//! (rumqttd) takes a connection's PUBACKs only in the order it sent the PUBLISHes and drops
+//! the connection otherwise, so the ones the edge gives itself (for deliveries its gate
+//! withholds) must wait for the client's earlier ones.
+
+use std::time::Duration;
+
+use rumqttc::mqttbytes::v4::{Connect, Login, PubAck};
+use rumqttc::{Packet, QoS};
+use serde_json::json;
+
+use crate::mqtt::{exec, grant, now, Got, Raw, World, GRANTED, QUIET, WAIT};
+use crate::sessions::refreshed;
+use crate::support::TestApp;
+
+/// `who`'s persistent session over a raw client, with `token`.
+async fn persistent_raw(w: &World, who: &str, token: &str) -> Raw {
+    let mut connect = Connect::new(format!("{}-raw", w.id(who)));
+    connect.keep_alive = 30;
+    connect.clean_session = false;
+    connect.login = Some(Login::new(w.id(who), token));
+    Raw::open(w.mqtt(), connect).await.expect("connects")
+}
+
+/// Whether d1… has an alert row (its notification follows right after).
+async fn alerts_of(w: &World, device: &str) -> i64 {
+    let mut sql = w.app.db.sql().await;
+    sqlx::query_scalar("SELECT count(*) FROM alerts WHERE device_id = $1::uuid")
+        .bind(w.id(device))
+        .fetch_one(&mut sql)
+        .await
+        .unwrap()
+}
+
+/// `device` reports danger (an alert); the machine stays connected (else its going offline
+/// is an alert too).
+async fn danger(w: &World, device: &str) -> crate::mqtt::Mqtt {
+    let mut machine = w.connect(device, "").await;
+    let reading = json!({"v": 1, "seq": 1, "ts": now(), "systemStatus": "danger", "heartRate": 70}).to_string();
+    machine.publish_acked(&w.topic(device, "telemetry"), reading).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while alerts_of(w, device).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no alert for {device}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The notification is published right after the alert is stored.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    machine
+}
+
+#[tokio::test]
+async fn a_withheld_delivery_is_acknowledged_after_the_clients_earlier_ones() {
+    let w = World::new(TestApp::spawn().await).await;
+    // tec2 looks after d2 and holds a hand-over of d1.
+    let mut sql = w.app.db.sql().await;
+    exec(
+        &mut sql,
+        &w.fill(
+            "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role)
+             VALUES (gen_random_uuid(), '{ha}', '{d2}', '{tec2}', 'technician')",
+        ),
+    )
+    .await;
+    drop(sql);
+    let id = grant(&w).await;
+    let mut refresh = w.refresh["tec2"].clone();
+    let notes = w.fill("nc/v1/h/{ha}/u/{tec2}/notifications");
+
+    let token = refreshed(&w, &mut refresh).await;
+    let mut c = persistent_raw(&w, "tec2", &token).await;
+    assert_eq!(c.subscribe(&[(notes.clone(), QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // While tec2 is away: an alert on d2 (still tec2's), then one on d1, whose hand-over
+    // then ends. The session's queue holds both notifications, in that order.
+    let _d2 = danger(&w, "d2").await;
+    let _d1 = danger(&w, "d1").await;
+    let r = w.as_user("tec").delete(&format!("/api/devices/temporary-access/{id}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    let token = refreshed(&w, &mut refresh).await;
+    let mut c = persistent_raw(&w, "tec2", &token).await;
+    let first = match c.recv(WAIT).await {
+        Got::Packet(Packet::Publish(p)) => p,
+        other => panic!("expected d2's alert notification, got {other:?}"),
+    };
+    assert_eq!(first.topic, notes);
+    assert_eq!(first.qos, QoS::AtLeastOnce);
+    let note: serde_json::Value = serde_json::from_slice(&first.payload).unwrap();
+    assert_eq!(note["alert"]["deviceId"], w.id("d2"), "{note}");
+    // The client takes its time to acknowledge; meanwhile d1's notification is withheld by
+    // the gate. Its acknowledgement must not overtake the client's: the connection stays.
+    match c.recv(QUIET * 2).await {
+        Got::Timeout => {}
+        Got::Packet(Packet::Publish(p)) => panic!("nothing else may arrive: {}", String::from_utf8_lossy(&p.payload)),
+        other => panic!("nothing else may arrive, and the connection must stay: {other:?}"),
+    }
+    c.send(Packet::PubAck(PubAck::new(first.pkid))).await.unwrap();
+    c.send(Packet::PingReq).await.unwrap();
+    match c.recv(WAIT).await {
+        Got::Packet(Packet::PingResp) => {}
+        other => panic!("the connection must stay after the acknowledgement: {other:?}"),
+    }
+    // Both acknowledgements reached the broker: a new connection of the session gets neither
+    // notification again.
+    c.send(Packet::Disconnect).await.unwrap();
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let token = refreshed(&w, &mut refresh).await;
+    let mut c = persistent_raw(&w, "tec2", &token).await;
+    match c.recv(QUIET * 2).await {
+        Got::Timeout => {}
+        other => panic!("nothing is delivered again: {other:?}"),
+    }
+    w.app.stop().await;
+}
