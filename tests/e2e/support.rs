@@ -96,7 +96,9 @@ impl Drop for TestDb {
 pub fn test_config(url: &str) -> Config {
     let mut c = Config::default();
     c.database.url = Secret::new(url);
-    c.database.max_connections = 5;
+    // The live-revocation listener holds one connection and each of the 3 writers one while
+    // it writes: 10 leaves room for policy lookups, REST and chat when the machine is slow.
+    c.database.max_connections = 10;
     c.http.addr = "127.0.0.1:0".parse().unwrap();
     c.mqtt.addr = "127.0.0.1:0".parse().unwrap();
     c.mqtt.ws_addr = "127.0.0.1:0".parse().unwrap();
