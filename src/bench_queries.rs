@@ -144,10 +144,14 @@ pub async fn queries(url: &str, days: i64, loaded: bool) -> Result<String, Strin
     let loaded = load.elapsed().as_secs_f64();
     let build = Instant::now();
     sqlx::query(
-        "INSERT INTO health_metric_rollups_hourly (patient_id, metric, bucket, n, sum, min, max)
-         SELECT patient_id, m.metric, time_bucket('1 hour', time), count(*), sum(m.v), min(m.v), max(m.v)
-           FROM health_metrics, LATERAL (VALUES ('heart_rate', heart_rate::float8), ('systolic_bp', systolic_bp::float8), ('spo2', spo2::float8)) m(metric, v)
-          WHERE patient_id = $1 GROUP BY 1, 2, 3",
+        "INSERT INTO health_metric_rollups_hourly (patient_id, bucket,
+                 heart_rate_n, heart_rate_sum, heart_rate_min, heart_rate_max,
+                 systolic_bp_n, systolic_bp_sum, systolic_bp_min, systolic_bp_max, spo2_n, spo2_sum, spo2_min, spo2_max)
+         SELECT patient_id, time_bucket('1 hour', time),
+                count(heart_rate), sum(heart_rate::float8), min(heart_rate), max(heart_rate),
+                count(systolic_bp), sum(systolic_bp::float8), min(systolic_bp), max(systolic_bp),
+                count(spo2), sum(spo2::float8), min(spo2), max(spo2)
+           FROM health_metrics WHERE patient_id = $1 GROUP BY 1, 2",
     )
     .bind(p)
     .execute(&pool)

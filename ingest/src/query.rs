@@ -1,6 +1,7 @@
 //! Reading the time series: latest values, history pages and trends. Everything here is
-//! plain SQL over `health_metrics` (hypertable), `device_latest_metrics` and
-//! `health_metric_rollups_hourly`, with the indexes named in the migration.
+//! plain SQL over `health_metrics` (hypertable), `device_latest_metrics`,
+//! `health_metric_rollups_fine` and `health_metric_rollups_hourly`, with the indexes named in
+//! the migrations.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -320,7 +321,13 @@ pub async fn trends(
     let interval = format!("{} seconds", resolution.num_seconds());
     let seconds = resolution.num_seconds();
     if windows.is_none() && seconds >= 3600 && seconds % 3600 == 0 {
-        return Ok((TrendSource::Rollup, hourly(pool, patient, from, to, &interval, &columns).await?));
+        // The hour `from` falls in counts whole, as far as `to`.
+        let mut accs = Accs::new();
+        if !columns.is_empty() {
+            let range = (floor(from, Duration::hours(1)), to);
+            rollup(pool, patient, Rollup::Hourly, range, resolution, &columns, &mut accs).await?;
+        }
+        return Ok((TrendSource::Rollup, buckets(accs)));
     }
     let tier = FINE_TIERS.iter().rev().copied().find(|m| seconds > 0 && seconds % (m * 60) == 0);
     if let (None, Some(minutes)) = (windows, tier) {
@@ -329,7 +336,7 @@ pub async fn trends(
         if a < b {
             let mut accs = Accs::new();
             if !columns.is_empty() {
-                fine(pool, patient, minutes, (a, b), resolution, &columns, &mut accs).await?;
+                rollup(pool, patient, Rollup::Fine(minutes), (a, b), resolution, &columns, &mut accs).await?;
                 let edges: Vec<_> = [(from, a), (b, to)].into_iter().filter(|(f, t)| f < t).collect();
                 raw(pool, patient, &edges, &interval, &columns, None, &mut accs).await?;
             }
@@ -343,49 +350,31 @@ pub async fn trends(
     Ok((TrendSource::Raw, buckets(accs)))
 }
 
-/// From the hourly rollups (one row per patient, metric and hour).
-async fn hourly(
-    pool: &PgPool,
-    patient: Uuid,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    interval: &str,
-    columns: &[(&'static str, &'static str)],
-) -> Result<Vec<Bucket>, sqlx::Error> {
-    let names: Vec<&str> = columns.iter().map(|(_, c)| *c).collect();
-    let rows: Vec<(DateTime<Utc>, String, f64, f64, f64, i64)> = sqlx::query_as(
-        "SELECT time_bucket($5::interval, bucket) AS b, metric, min(min), sum(sum), max(max), sum(n)::bigint
-           FROM health_metric_rollups_hourly
-          WHERE patient_id = $1 AND bucket >= date_trunc('hour', $2) AND bucket < $3 AND metric = ANY($4)
-          GROUP BY b, metric ORDER BY b",
-    )
-    .bind(patient)
-    .bind(from)
-    .bind(to)
-    .bind(&names)
-    .bind(interval)
-    .fetch_all(pool)
-    .await?;
-    let mut accs = Accs::new();
-    for (b, metric, min, sum, max, n) in rows {
-        if let Some((json, _)) = columns.iter().find(|(_, c)| *c == metric) {
-            merge(&mut accs, b, json, Acc { min, sum, max, n });
-        }
-    }
-    Ok(buckets(accs))
+/// A rollup table (both have one row per patient and bucket, the metrics as columns).
+#[derive(Debug, Clone, Copy)]
+enum Rollup {
+    /// The tier of `health_metric_rollups_fine` of this many minutes.
+    Fine(i64),
+    /// `health_metric_rollups_hourly`.
+    Hourly,
 }
 
-/// From the `minutes` tier of `health_metric_rollups_fine` over `[a, b)` (tier boundaries):
-/// its rows as they are when the resolution is the tier's, summed into buckets otherwise.
-async fn fine(
+/// From `table` over `[a, b)`: its rows as they are when the resolution is the table's,
+/// summed into buckets otherwise.
+async fn rollup(
     pool: &PgPool,
     patient: Uuid,
-    minutes: i64,
+    table: Rollup,
     (a, b): (DateTime<Utc>, DateTime<Utc>),
     resolution: Duration,
     columns: &[(&'static str, &'static str)],
     accs: &mut Accs,
 ) -> Result<(), sqlx::Error> {
+    // $1 patient, $2 and $3 the range, $4 the tier (fine), then the bucket width (summed).
+    let (minutes, from, filter, width) = match table {
+        Rollup::Fine(m) => (m, "health_metric_rollups_fine", "AND minutes = $4", "$5"),
+        Rollup::Hourly => (60, "health_metric_rollups_hourly", "", "$4"),
+    };
     let exact = resolution == Duration::minutes(minutes);
     let select: Vec<String> = columns
         .iter()
@@ -399,19 +388,21 @@ async fn fine(
         .collect();
     let sql = if exact {
         format!(
-            "SELECT bucket AS b, {} FROM health_metric_rollups_fine
-              WHERE patient_id = $1 AND minutes = $2 AND bucket >= $3 AND bucket < $4",
+            "SELECT bucket AS b, {} FROM {from} WHERE patient_id = $1 AND bucket >= $2 AND bucket < $3 {filter}",
             select.join(", ")
         )
     } else {
         format!(
-            "SELECT time_bucket($5::interval, bucket) AS b, {} FROM health_metric_rollups_fine
-              WHERE patient_id = $1 AND minutes = $2 AND bucket >= $3 AND bucket < $4 GROUP BY b",
+            "SELECT time_bucket({width}::interval, bucket) AS b, {} FROM {from}
+              WHERE patient_id = $1 AND bucket >= $2 AND bucket < $3 {filter} GROUP BY b",
             select.join(", ")
         )
     };
-    // Unnamed statements: planned with their bounds, so only the tier's chunks in range.
-    let mut q = sqlx::query(&sql).persistent(false).bind(patient).bind(minutes as i16).bind(a).bind(b);
+    // Unnamed statements: planned with their bounds, so only the chunks in range.
+    let mut q = sqlx::query(&sql).persistent(false).bind(patient).bind(a).bind(b);
+    if let Rollup::Fine(m) = table {
+        q = q.bind(m as i16);
+    }
     if !exact {
         q = q.bind(format!("{} seconds", resolution.num_seconds()));
     }

@@ -29,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_bookings::Migration),
             Box::new(m20261201_000010_maintenance_and_reading_identity::Migration),
             Box::new(m20261201_000011_fine_rollups::Migration),
+            Box::new(m20261201_000012_wide_hourly_rollups::Migration),
         ]
     }
 }
@@ -74,6 +75,7 @@ mod m20261201_000008_chat;
 mod m20261201_000009_bookings;
 mod m20261201_000010_maintenance_and_reading_identity;
 mod m20261201_000011_fine_rollups;
+mod m20261201_000012_wide_hourly_rollups;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 crate::sql_migration!(&up(), DOWN);
 
 /// The `health_metrics` measurement columns, as of this migration.
-const METRICS: [&str; 16] = [
+pub(crate) const METRICS: [&str; 16] = [
     "heart_rate",
     "temperature_f",
     "systolic_bp",
@@ -46,12 +46,7 @@ fn up() -> String {
     minutes    smallint NOT NULL CONSTRAINT health_metric_rollups_fine_minutes_check CHECK (minutes IN (1, 5, 15)),
     bucket     timestamptz NOT NULL,\n",
     );
-    for m in METRICS {
-        let _ = writeln!(
-            sql,
-            "    {m}_n integer NOT NULL DEFAULT 0, {m}_sum double precision NOT NULL DEFAULT 0, {m}_min real, {m}_max real,"
-        );
-    }
+    sql.push_str(&metric_columns());
     sql.push_str(
         "    -- Buckets start where time_bucket starts them.
     CONSTRAINT health_metric_rollups_fine_bucket_check CHECK (
@@ -62,6 +57,19 @@ fn up() -> String {
 SELECT create_hypertable('health_metric_rollups_fine', 'bucket', chunk_time_interval => interval '30 days', create_default_indexes => false);\n",
     );
     sql.push_str(&backfill());
+    sql
+}
+
+/// The four columns of each metric, one line per metric, for a `CREATE TABLE` (the hourly
+/// rollups have the same shape since migration 12).
+pub(crate) fn metric_columns() -> String {
+    let mut sql = String::new();
+    for m in METRICS {
+        let _ = writeln!(
+            sql,
+            "    {m}_n integer NOT NULL DEFAULT 0, {m}_sum double precision NOT NULL DEFAULT 0, {m}_min real, {m}_max real,"
+        );
+    }
     sql
 }
 

@@ -65,6 +65,63 @@ async fn migrations_go_up_down_and_up_again() {
     assert!(nc_migration::Migrator::get_pending_migrations(&t.db).await.unwrap().is_empty());
 }
 
+/// The hourly rollups as they were stored before the wide shape (patient, metric, hour) →
+/// (n, sum, min, max), ordered.
+type Narrow = Vec<(uuid::Uuid, String, chrono::DateTime<chrono::Utc>, i64, f64, f64, f64)>;
+
+/// (patient, hour, heart rate n/sum/min/max, spo2 n, UF goal n) in the wide shape.
+type Wide = (uuid::Uuid, chrono::DateTime<chrono::Utc>, i32, f64, Option<f32>, Option<f32>, i32, i32);
+
+async fn narrow_rollups(c: &mut sqlx::PgConnection) -> Narrow {
+    sqlx::query_as(
+        "SELECT patient_id, metric, bucket, n, sum, min, max FROM health_metric_rollups_hourly ORDER BY 1, 2, 3",
+    )
+    .fetch_all(c)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn hourly_rollups_are_carried_over_to_one_row_per_patient_hour_and_back() {
+    let t = TestDb::empty().await;
+    nc_migration::Migrator::up(&t.db, Some(11)).await.unwrap();
+    let mut c = t.sql().await;
+    let (p, q) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    c.execute(
+        format!(
+            "INSERT INTO health_metric_rollups_hourly (patient_id, metric, bucket, n, sum, min, max) VALUES
+             ('{p}', 'heart_rate', '2026-11-30 10:00+00', 3, 216, 70.5, 75.25),
+             ('{p}', 'spo2', '2026-11-30 10:00+00', 2, 195, 97, 98),
+             ('{p}', 'heart_rate', '2026-11-30 11:00+00', 1, 80, 80, 80),
+             ('{q}', 'uf_goal_ml', '2026-11-30 10:00+00', 4, 8000, 2000, 2000)"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+    let before = narrow_rollups(&mut c).await;
+
+    nc_migration::Migrator::up(&t.db, None).await.unwrap();
+    let wide: Vec<Wide> = sqlx::query_as(
+        "SELECT patient_id, bucket, heart_rate_n, heart_rate_sum, heart_rate_min, heart_rate_max, spo2_n, uf_goal_ml_n
+               FROM health_metric_rollups_hourly ORDER BY 1, 2",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let hour = |h: u32| chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 30, h, 0, 0).unwrap();
+    let mut want = vec![
+        (p, hour(10), 3, 216.0, Some(70.5), Some(75.25), 2, 0),
+        (p, hour(11), 1, 80.0, Some(80.0), Some(80.0), 0, 0),
+        (q, hour(10), 0, 0.0, None, None, 0, 4),
+    ];
+    want.sort_by_key(|r| (r.0, r.1));
+    assert_eq!(wide, want, "one row per patient and hour, each metric in its columns");
+
+    nc_migration::Migrator::down(&t.db, Some(1)).await.unwrap();
+    assert_eq!(narrow_rollups(&mut c).await, before, "down gives the same rows back");
+}
+
 #[tokio::test]
 async fn health_metrics_is_a_hypertable_with_one_day_chunks_and_its_indexes() {
     let t = TestDb::migrated().await;

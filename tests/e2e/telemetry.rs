@@ -564,13 +564,12 @@ async fn readings_are_stored_exactly_once_across_a_service_restart() {
     assert_eq!(counts.len(), expected.len(), "every seq 1..={N} stored");
     assert_eq!(counts, expected, "every seq stored exactly once");
     // What is derived from new rows only also counts each reading once.
-    let rolled: i64 = sqlx::query_scalar(
-        "SELECT sum(n)::bigint FROM health_metric_rollups_hourly WHERE patient_id = $1 AND metric = 'heart_rate'",
-    )
-    .bind(ids.patient)
-    .fetch_one(&mut c)
-    .await
-    .expect("query");
+    let rolled: i64 =
+        sqlx::query_scalar("SELECT sum(heart_rate_n)::bigint FROM health_metric_rollups_hourly WHERE patient_id = $1")
+            .bind(ids.patient)
+            .fetch_one(&mut c)
+            .await
+            .expect("query");
     assert_eq!(rolled, N, "hourly rollups count each reading once");
     let (latest,): (i64,) = sqlx::query_as("SELECT seq FROM device_latest_metrics WHERE device_id = $1")
         .bind(ids.device)
@@ -1249,8 +1248,8 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups_and_sessions() {
         .expect("insert");
     }
     sqlx::query(
-        "INSERT INTO health_metric_rollups_hourly (patient_id, metric, bucket, n, sum, min, max)
-         VALUES ($1, 'heart_rate', $2, 2, 150, 70, 80)",
+        "INSERT INTO health_metric_rollups_hourly (patient_id, bucket, heart_rate_n, heart_rate_sum, heart_rate_min, heart_rate_max)
+         VALUES ($1, $2, 2, 150, 70, 80)",
     )
     .bind(ids.patient)
     .bind(old_hour)

@@ -112,6 +112,34 @@ fn assert_same(what: &str, got: &Figures, want: &Figures) {
     }
 }
 
+/// Trends of every metric over `[from, to)` at `resolution` come from the rollups and have
+/// the figures SQL computes over the readings (`name`: the resolution as an interval).
+async fn trends_match_the_readings(
+    w: &World,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    resolution: Duration,
+    name: &str,
+) {
+    let names: Vec<&str> = METRICS.iter().map(|m| m.0).collect();
+    let (source, buckets) =
+        query::trends(&w.pool, w.patient, from, to, resolution, &names, None).await.expect("trends");
+    assert_eq!(source, TrendSource::Rollup, "{name}");
+    let mut got = Figures::new();
+    for b in &buckets {
+        for s in &b.stats {
+            let json = METRICS.iter().find(|m| m.0 == s.metric).expect("metric").0;
+            got.insert((b.bucket, json), (s.count, s.avg * s.count as f64, s.min, s.max));
+        }
+    }
+    let want = from_raw(w, name, from, to).await;
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{name}: buckets");
+    for (k, (n, sum, min, max)) in &want {
+        let g = got[k];
+        assert_eq!((g.0, g.2, g.3), (*n, *min, *max), "{name} {k:?}");
+        assert!((g.1 / g.0 as f64 - sum / *n as f64).abs() < 6e-4, "{name} {k:?}: avg");
+    }
+}
+
 #[tokio::test]
 async fn fine_rollup_tiers_agree_with_sql_over_the_readings_and_count_a_redelivery_once() {
     let w = world().await;
@@ -134,13 +162,19 @@ async fn fine_rollup_tiers_agree_with_sql_over_the_readings_and_count_a_redelive
     }
     let (first, last) = (rows[0].time, rows.last().expect("rows").time);
 
-    // The stored tiers = SQL over the readings at their resolution.
-    for minutes in FINE_TIERS {
+    // The stored tiers (and the hourly rollups, of the same shape) = SQL over the readings
+    // at their resolution.
+    for minutes in FINE_TIERS.into_iter().chain([60]) {
         let mut stored = Figures::new();
         for (json, c) in METRICS {
+            let (table, tier) = if minutes == 60 {
+                ("health_metric_rollups_hourly", "$2 = 60")
+            } else {
+                ("health_metric_rollups_fine", "minutes = $2")
+            };
             let rows: Vec<TierRow> = sqlx::query_as(&format!(
-                "SELECT bucket, {c}_n::int8, {c}_sum, {c}_min::float8, {c}_max::float8 FROM health_metric_rollups_fine
-                  WHERE patient_id = $1 AND minutes = $2"
+                "SELECT bucket, {c}_n::int8, {c}_sum, {c}_min::float8, {c}_max::float8 FROM {table}
+                  WHERE patient_id = $1 AND {tier}"
             ))
             .bind(w.patient)
             .bind(minutes as i16)
@@ -165,25 +199,12 @@ async fn fine_rollup_tiers_agree_with_sql_over_the_readings_and_count_a_redelive
     // figures of the readings in [from, to) exactly (the ragged ends from the readings).
     let (from, to) = (first + Duration::seconds(17 * 60 + 29), last - Duration::seconds(23 * 60 + 41));
     for (minutes, name) in [(1, "1 minute"), (5, "5 minutes"), (15, "15 minutes"), (10, "10 minutes")] {
-        let names: Vec<&str> = METRICS.iter().map(|m| m.0).collect();
-        let (source, buckets) = query::trends(&w.pool, w.patient, from, to, Duration::minutes(minutes), &names, None)
-            .await
-            .expect("trends");
-        assert_eq!(source, TrendSource::Rollup, "{name}");
-        let mut got = Figures::new();
-        for b in &buckets {
-            for s in &b.stats {
-                let json = METRICS.iter().find(|m| m.0 == s.metric).expect("metric").0;
-                got.insert((b.bucket, json), (s.count, s.avg * s.count as f64, s.min, s.max));
-            }
-        }
-        let want = from_raw(&w, name, from, to).await;
-        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{name}: buckets");
-        for (k, (n, sum, min, max)) in &want {
-            let g = got[k];
-            assert_eq!((g.0, g.2, g.3), (*n, *min, *max), "{name} {k:?}");
-            assert!((g.1 / g.0 as f64 - sum / *n as f64).abs() < 6e-4, "{name} {k:?}: avg");
-        }
+        trends_match_the_readings(&w, (from, to), Duration::minutes(minutes), name).await;
+    }
+    // Hourly and two-hourly trends from the hourly rollups: the readings' figures.
+    let (from, to) = (first.duration_trunc(Duration::hours(1)).expect("trunc"), last + Duration::seconds(1));
+    for (hours, name) in [(1, "1 hour"), (2, "2 hours")] {
+        trends_match_the_readings(&w, (from, to), Duration::hours(hours), name).await;
     }
     // Limited to a device's window, trends come from the readings.
     let windows = Windows::new([(w.devices[0], from, to)]);
