@@ -16,6 +16,12 @@
 //! at most that many connections at once; a new client id takes the least recently used
 //! idle slot (its session is forgotten), and when every slot is connected the CONNECT is
 //! refused with code 3. The book lives in memory, exactly as long as the core's sessions.
+//!
+//! The book also counts, per device and per patient, the subscriptions the core holds for
+//! every session it keeps (connected or not) whose filter names them: the edge forwards a
+//! device's message to the core only when one may match ([`SessionBook::may_be_wanted`]);
+//! otherwise the core would route it to no one. A subscription is counted before the
+//! SUBSCRIBE reaches the core and until the core no longer holds it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +32,56 @@ use nc_domain::TokenFamilyId;
 use rumqttc::QoS;
 use uuid::Uuid;
 
-use crate::topic::Filter;
+use crate::topic::{Filter, Topic};
+
+/// What a subscription names, as far as forwarding to the core is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    Device(nc_domain::DeviceId),
+    Patient(nc_domain::PatientId),
+}
+
+impl Scope {
+    fn of_filter(f: &Filter) -> Option<Scope> {
+        match f {
+            Filter::Exact(t) => Scope::of_topic(t),
+            Filter::AnyDeviceChannel { device, .. } => Some(Scope::Device(*device)),
+            Filter::AnyPatientChannel { patient, .. } => Some(Scope::Patient(*patient)),
+            Filter::AnyRoomChannel { .. } => None,
+        }
+    }
+
+    fn of_topic(t: &Topic) -> Option<Scope> {
+        match t {
+            Topic::Device { device, .. } => Some(Scope::Device(*device)),
+            Topic::Patient { patient, .. } => Some(Scope::Patient(*patient)),
+            _ => None,
+        }
+    }
+}
+
+/// Subscriptions per scope (only scopes with at least one).
+#[derive(Default)]
+struct Interest(HashMap<Scope, usize>);
+
+impl Interest {
+    fn add(&mut self, f: &Filter) {
+        if let Some(s) = Scope::of_filter(f) {
+            *self.0.entry(s).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, f: &Filter) {
+        if let Some(s) = Scope::of_filter(f) {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = self.0.entry(s) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+    }
+}
 
 /// A subscription the core holds for a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +98,8 @@ struct Slot {
     /// The core keeps this session after a disconnect.
     persistent: bool,
     filters: BTreeMap<String, Carried>,
+    /// Filters sent to the core in a SUBSCRIBE not yet answered (counted in the interest).
+    asked: Vec<Filter>,
     /// The connection using the slot now (0: none).
     holder: u64,
     last_used: Instant,
@@ -78,11 +135,18 @@ pub struct SessionBook {
     per_identity: usize,
     next: AtomicU64,
     slots: Mutex<HashMap<Uuid, Vec<Slot>>>,
+    /// Taken with `slots` held (in that order) when it changes; alone to read it.
+    interest: Mutex<Interest>,
 }
 
 impl SessionBook {
     pub fn new(per_identity: usize) -> SessionBook {
-        SessionBook { per_identity: per_identity.max(1), next: AtomicU64::new(1), slots: Mutex::new(HashMap::new()) }
+        SessionBook {
+            per_identity: per_identity.max(1),
+            next: AtomicU64::new(1),
+            slots: Mutex::new(HashMap::new()),
+            interest: Mutex::new(Interest::default()),
+        }
     }
 
     /// Takes the slot of `client_id` for a new connection of `owner`.
@@ -104,7 +168,7 @@ impl SessionBook {
             let reset = !clean && (slot.reset_pending || (slot.persistent && !resumable));
             let carried = if resumable { slot.filters.values().cloned().collect() } else { Vec::new() };
             if !resumable {
-                slot.filters.clear();
+                self.forget(slot);
             }
             slot.family = family;
             slot.persistent = !clean;
@@ -118,7 +182,8 @@ impl SessionBook {
             let idle = slots.iter().enumerate().filter(|(_, s)| s.holder == 0).min_by_key(|(_, s)| s.last_used);
             match idle {
                 Some((i, _)) => {
-                    slots.swap_remove(i);
+                    let mut evicted = slots.swap_remove(i);
+                    self.forget(&mut evicted);
                 }
                 None => return Err(Full),
             }
@@ -130,6 +195,7 @@ impl SessionBook {
             family,
             persistent: !clean,
             filters: BTreeMap::new(),
+            asked: Vec::new(),
             holder: generation,
             last_used: now,
             released_at: None,
@@ -158,11 +224,51 @@ impl SessionBook {
         self.with_slot(owner, generation, |slot| slot.reset_pending = false);
     }
 
-    /// The core granted these subscriptions.
-    pub fn subscribed(&self, owner: Uuid, generation: u64, granted: impl IntoIterator<Item = Carried>) {
+    /// Drops a slot's subscriptions (the core discards its session), and their interest.
+    fn forget(&self, slot: &mut Slot) {
+        let mut interest = self.interest.lock().expect("interest");
+        for c in std::mem::take(&mut slot.filters).values() {
+            interest.remove(&c.filter);
+        }
+        for f in slot.asked.drain(..) {
+            interest.remove(&f);
+        }
+    }
+
+    /// These filters are about to be asked of the core in a SUBSCRIBE: counted from now
+    /// on, so nothing the core would route is held back meanwhile. Every one is answered
+    /// by [`SessionBook::subscribed`].
+    pub fn subscribing<'a>(&self, owner: Uuid, generation: u64, filters: impl IntoIterator<Item = &'a Filter>) {
         self.with_slot(owner, generation, |slot| {
+            let mut interest = self.interest.lock().expect("interest");
+            for f in filters {
+                interest.add(f);
+                slot.asked.push(*f);
+            }
+        });
+    }
+
+    /// The core answered a SUBSCRIBE of `asked` filters; it granted `granted`.
+    pub fn subscribed(
+        &self,
+        owner: Uuid,
+        generation: u64,
+        asked: impl IntoIterator<Item = Filter>,
+        granted: impl IntoIterator<Item = Carried>,
+    ) {
+        self.with_slot(owner, generation, |slot| {
+            let mut interest = self.interest.lock().expect("interest");
+            for f in asked {
+                if let Some(i) = slot.asked.iter().position(|a| *a == f) {
+                    slot.asked.swap_remove(i);
+                    interest.remove(&f);
+                }
+            }
             for c in granted {
-                slot.filters.insert(c.path.clone(), c);
+                interest.add(&c.filter);
+                if let Some(old) = slot.filters.insert(c.path.clone(), c) {
+                    interest.remove(&old.filter);
+                }
             }
         });
     }
@@ -170,10 +276,22 @@ impl SessionBook {
     /// The core no longer holds these subscriptions.
     pub fn unsubscribed<'a>(&self, owner: Uuid, generation: u64, paths: impl IntoIterator<Item = &'a String>) {
         self.with_slot(owner, generation, |slot| {
+            let mut interest = self.interest.lock().expect("interest");
             for p in paths {
-                slot.filters.remove(p);
+                if let Some(old) = slot.filters.remove(p) {
+                    interest.remove(&old.filter);
+                }
             }
         });
+    }
+
+    /// Whether a subscription the core holds may match `topic`: false only for a device's
+    /// or patient's topic no kept session subscribes to.
+    pub fn may_be_wanted(&self, topic: &Topic) -> bool {
+        match Scope::of_topic(topic) {
+            Some(scope) => self.interest.lock().expect("interest").0.contains_key(&scope),
+            None => true,
+        }
     }
 
     /// The connection ended; the slot stays (with its session, if persistent).
@@ -183,7 +301,7 @@ impl SessionBook {
             slot.last_used = Instant::now();
             slot.released_at = Some(chrono::Utc::now());
             if !slot.persistent {
-                slot.filters.clear();
+                self.forget(slot);
             }
         });
     }
@@ -220,7 +338,9 @@ mod tests {
         let first = book.claim(owner, "app", false, login).unwrap();
         assert!(first.reset, "a new slot may hide an old core session");
         book.confirm(owner, first.generation);
-        book.subscribed(owner, first.generation, [carried()]);
+        let c = carried();
+        book.subscribing(owner, first.generation, [&c.filter]);
+        book.subscribed(owner, first.generation, [c.filter], [c]);
         book.release(owner, first.generation);
 
         let again = book.claim(owner, "app", false, login).unwrap();
@@ -260,5 +380,50 @@ mod tests {
         book.release(owner, b.generation);
         assert_eq!(book.claim(owner, "d", false, None).unwrap_err(), Full, "b is still held by b2");
         book.release(owner, b2.generation);
+    }
+
+    fn device_topic(c: &Carried) -> Topic {
+        let Filter::AnyDeviceChannel { hospital, device } = c.filter else { unreachable!() };
+        Topic::Device { hospital, device, channel: crate::topic::DeviceChannel::Telemetry }
+    }
+
+    #[test]
+    fn a_device_is_wanted_from_the_subscribe_until_the_core_holds_no_subscription_to_it() {
+        let book = SessionBook::new(4);
+        let (owner, c) = (Uuid::new_v4(), carried());
+        let topic = device_topic(&c);
+        assert!(!book.may_be_wanted(&topic), "nobody subscribes");
+        let a = book.claim(owner, "a", false, None).unwrap();
+        book.confirm(owner, a.generation);
+        book.subscribing(owner, a.generation, [&c.filter]);
+        assert!(book.may_be_wanted(&topic), "asked of the core: wanted before the SUBACK");
+        book.subscribed(owner, a.generation, [c.filter], [c.clone()]);
+        assert!(book.may_be_wanted(&topic));
+        // A second subscription of another session to the same device, refused by the core.
+        let b = book.claim(owner, "b", true, None).unwrap();
+        book.subscribing(owner, b.generation, [&c.filter]);
+        book.subscribed(owner, b.generation, [c.filter], []);
+        // A persistent session kept while away still wants it; unsubscribing ends that.
+        book.release(owner, a.generation);
+        assert!(book.may_be_wanted(&topic), "the core keeps the session and its subscription");
+        let again = book.claim(owner, "a", false, None).unwrap();
+        assert_eq!(again.carried.len(), 1);
+        book.unsubscribed(owner, again.generation, [&c.path]);
+        assert!(!book.may_be_wanted(&topic));
+        // A clean session's subscriptions end with the connection.
+        book.subscribing(owner, b.generation, [&c.filter]);
+        book.subscribed(owner, b.generation, [c.filter], [c.clone()]);
+        book.release(owner, b.generation);
+        assert!(!book.may_be_wanted(&topic));
+        // A session discarded by a new login, or evicted, takes its subscriptions along.
+        book.subscribing(owner, again.generation, [&c.filter]);
+        book.subscribed(owner, again.generation, [c.filter], [c.clone()]);
+        book.release(owner, again.generation);
+        let relogin = book.claim(owner, "a", false, Some(TokenFamilyId::new())).unwrap();
+        assert!(relogin.carried.is_empty());
+        assert!(!book.may_be_wanted(&topic));
+        // Other topics are always forwarded.
+        let h = HospitalId::new();
+        assert!(book.may_be_wanted(&Topic::Notifications { hospital: h, user: nc_domain::UserId::new() }));
     }
 }

@@ -677,6 +677,7 @@ impl Session {
             return self.send_client(&Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes })).await;
         }
         let pkid = self.allocate_pkid();
+        self.shared.sessions.subscribing(self.owner, self.generation, forwarded.iter().map(|c| &c.filter));
         self.upstream.insert(pkid, Upstream::Subscribe { client_pkid: subscribe.pkid, codes, forwarded });
         self.send_core(&Packet::Subscribe(Subscribe { pkid, filters: forward })).await
     }
@@ -746,6 +747,7 @@ impl Session {
                     return Ok(None);
                 };
                 let mut granted = Vec::new();
+                let asked: Vec<Filter> = forwarded.iter().map(|c| c.filter).collect();
                 for (c, code) in forwarded.into_iter().zip(ack.return_codes.iter()) {
                     if matches!(code, SubscribeReasonCode::Failure) {
                         self.subscriptions.remove(&c.path);
@@ -753,7 +755,7 @@ impl Session {
                         granted.push(c);
                     }
                 }
-                self.shared.sessions.subscribed(self.owner, self.generation, granted);
+                self.shared.sessions.subscribed(self.owner, self.generation, asked, granted);
                 let mut from_core = ack.return_codes.into_iter();
                 let return_codes = codes
                     .into_iter()

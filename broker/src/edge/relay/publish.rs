@@ -109,19 +109,25 @@ impl Session {
         match settled {
             Settled::Forward { pkid, publish, patient } => {
                 if let Some(p) = publish {
+                    let topic = Topic::parse(&p.topic);
                     // The patient's own copy, for the patient's apps (see topics.md).
-                    let mirror = match (Topic::parse(&p.topic), patient) {
-                        (Ok(Topic::Device { hospital, channel, .. }), Some(patient)) => {
-                            PatientChannel::of(channel).map(|channel| Topic::Patient { hospital, patient, channel })
-                        }
+                    let mirror = match (&topic, patient) {
+                        (Ok(Topic::Device { hospital, channel, .. }), Some(patient)) => PatientChannel::of(*channel)
+                            .map(|channel| Topic::Patient { hospital: *hospital, patient, channel }),
                         _ => None,
                     };
-                    if let Some(topic) = mirror {
+                    // Only what a subscription the core holds may match goes to the core (it
+                    // is never retained, so the core would route the rest to no one).
+                    let shared = self.shared.clone();
+                    let sessions = &shared.sessions;
+                    if let Some(topic) = mirror.filter(|t| sessions.may_be_wanted(t)) {
                         let mut copy = p.clone();
                         copy.topic = topic.to_string();
                         self.forward(copy, None).await?;
                     }
-                    self.forward(p, None).await?;
+                    if topic.as_ref().map_or(true, |t| sessions.may_be_wanted(t)) {
+                        self.forward(p, None).await?;
+                    }
                 }
                 if let Some(pkid) = pkid {
                     self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
