@@ -32,8 +32,14 @@ scratch() {  # creates a migrated scratch database, prints its URL
     DATABASE_URL="$url" "$BIN" migrate up >/dev/null
     echo "$url"
 }
-drop_db() {
-    PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare -c "DROP DATABASE IF EXISTS ${1##*/} WITH (FORCE)" >/dev/null
+drop_db() {  # retried: a TimescaleDB background worker may hold the database a moment
+    local i
+    for i in 1 2 3; do
+        PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare \
+            -c "DROP DATABASE IF EXISTS ${1##*/} WITH (FORCE)" >/dev/null 2>&1 && return
+        sleep 1
+    done
+    echo "could not drop ${1##*/}" >&2
 }
 calc() { python3 -c "print($1)"; }
 
