@@ -168,7 +168,15 @@ impl SessionBook {
             let reset = !clean && (slot.reset_pending || (slot.persistent && !resumable));
             let carried = if resumable { slot.filters.values().cloned().collect() } else { Vec::new() };
             if !resumable {
-                self.forget(slot);
+                if slot.holder == 0 {
+                    self.forget(slot);
+                } else {
+                    // Taken over from a live connection: until the core accepts the new one,
+                    // the old one goes on, so its subscriptions stay counted (for good: when
+                    // in doubt the interest over-counts, it never under-counts).
+                    slot.filters.clear();
+                    slot.asked.clear();
+                }
             }
             slot.family = family;
             slot.persistent = !clean;
@@ -212,10 +220,16 @@ impl SessionBook {
         })
     }
 
-    fn with_slot(&self, owner: Uuid, generation: u64, f: impl FnOnce(&mut Slot)) {
+    /// Runs `f` on the slot this connection holds; `false` when it holds none any more
+    /// (taken over).
+    fn with_slot(&self, owner: Uuid, generation: u64, f: impl FnOnce(&mut Slot)) -> bool {
         let mut all = self.slots.lock().expect("session book");
-        if let Some(slot) = all.get_mut(&owner).and_then(|s| s.iter_mut().find(|s| s.holder == generation)) {
-            f(slot);
+        match all.get_mut(&owner).and_then(|s| s.iter_mut().find(|s| s.holder == generation)) {
+            Some(slot) => {
+                f(slot);
+                true
+            }
+            None => false,
         }
     }
 
@@ -239,13 +253,22 @@ impl SessionBook {
     /// on, so nothing the core would route is held back meanwhile. Every one is answered
     /// by [`SessionBook::subscribed`].
     pub fn subscribing<'a>(&self, owner: Uuid, generation: u64, filters: impl IntoIterator<Item = &'a Filter>) {
-        self.with_slot(owner, generation, |slot| {
+        let filters: Vec<Filter> = filters.into_iter().copied().collect();
+        let held = self.with_slot(owner, generation, |slot| {
             let mut interest = self.interest.lock().expect("interest");
-            for f in filters {
+            for f in &filters {
                 interest.add(f);
                 slot.asked.push(*f);
             }
         });
+        if !held {
+            // A connection whose slot was taken over may still be the core's: counted, and
+            // never uncounted (over, never under).
+            let mut interest = self.interest.lock().expect("interest");
+            for f in &filters {
+                interest.add(f);
+            }
+        }
     }
 
     /// The core answered a SUBSCRIBE of `asked` filters; it granted `granted`.
@@ -425,5 +448,24 @@ mod tests {
         // Other topics are always forwarded.
         let h = HospitalId::new();
         assert!(book.may_be_wanted(&Topic::Notifications { hospital: h, user: nc_domain::UserId::new() }));
+    }
+
+    #[test]
+    fn a_takeover_that_never_reaches_the_core_leaves_the_old_connections_subscriptions_wanted() {
+        let book = SessionBook::new(4);
+        let (owner, c) = (Uuid::new_v4(), carried());
+        let topic = device_topic(&c);
+        let a = book.claim(owner, "app", true, None).unwrap();
+        book.subscribing(owner, a.generation, [&c.filter]);
+        book.subscribed(owner, a.generation, [c.filter], [c.clone()]);
+        // A second CONNECT with the same client id takes the slot, then fails before the core
+        // sees it: the first connection goes on, with its subscription, and subscribes again.
+        let b = book.claim(owner, "app", true, None).unwrap();
+        book.release(owner, b.generation);
+        assert!(book.may_be_wanted(&topic), "the first connection still holds its subscription");
+        let other = carried();
+        book.subscribing(owner, a.generation, [&other.filter]);
+        book.subscribed(owner, a.generation, [other.filter], [other.clone()]);
+        assert!(book.may_be_wanted(&device_topic(&other)), "and what it subscribes to afterwards");
     }
 }

@@ -20,6 +20,7 @@ crate::sql_migration!(&up(), &down());
 fn up() -> String {
     let mut sql = String::from(
         "ALTER TABLE health_metric_rollups_hourly RENAME TO health_metric_rollups_hourly_by_metric;
+ALTER TABLE health_metric_rollups_hourly_by_metric RENAME CONSTRAINT health_metric_rollups_hourly_pkey TO health_metric_rollups_hourly_by_metric_pkey;
 CREATE TABLE health_metric_rollups_hourly (
     patient_id uuid NOT NULL,
     bucket     timestamptz NOT NULL,\n",
@@ -58,6 +59,7 @@ fn down() -> String {
         .collect();
     format!(
         "ALTER TABLE health_metric_rollups_hourly RENAME TO health_metric_rollups_hourly_wide;
+ALTER TABLE health_metric_rollups_hourly_wide RENAME CONSTRAINT health_metric_rollups_hourly_pkey TO health_metric_rollups_hourly_wide_pkey;
 CREATE TABLE health_metric_rollups_hourly (
     patient_id uuid NOT NULL,
     metric     text NOT NULL,

@@ -117,6 +117,13 @@ async fn hourly_rollups_are_carried_over_to_one_row_per_patient_hour_and_back() 
     ];
     want.sort_by_key(|r| (r.0, r.1));
     assert_eq!(wide, want, "one row per patient and hour, each metric in its columns");
+    let key: String = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint WHERE conrelid = 'health_metric_rollups_hourly'::regclass AND contype = 'p'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(key, "health_metric_rollups_hourly_pkey", "the key keeps the table's name");
 
     nc_migration::Migrator::down(&t.db, Some(1)).await.unwrap();
     assert_eq!(narrow_rollups(&mut c).await, before, "down gives the same rows back");

@@ -23,7 +23,7 @@ pub(super) struct DeliveryAcks {
 /// What a client's acknowledgement means for the core.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum ClientAck {
-    /// Not a delivery in line (e.g. one from before a reconnect): pass it through as it is.
+    /// Not a delivery in line (repeated, or from before a reconnect): to be dropped.
     Unknown,
     /// In line: these PUBACKs are due to the core now (possibly none yet).
     Due(Vec<u16>),
@@ -116,7 +116,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_or_repeated_acknowledgements_pass_through() {
+    fn unknown_or_repeated_acknowledgements_are_told_apart() {
         let mut acks = DeliveryAcks::default();
         assert_eq!(acks.client_acked(7), ClientAck::Unknown);
         acks.relayed(7).unwrap();

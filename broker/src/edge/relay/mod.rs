@@ -595,12 +595,20 @@ impl Session {
             // line with those the edge settles itself.
             Packet::PubAck(ack) => {
                 match self.delivery_acks.client_acked(ack.pkid) {
-                    ClientAck::Unknown => self.send_core(&Packet::PubAck(ack)).await?,
+                    // Repeated, or from before a reconnect (the core numbers each connection's
+                    // deliveries afresh): passed on, it would acknowledge another delivery or
+                    // break the core's order.
+                    ClientAck::Unknown => tracing::debug!(pkid = ack.pkid, "PUBACK of no delivery in flight; dropped"),
                     ClientAck::Due(due) => self.ack_core(due).await?,
                 }
                 Ok(None)
             }
-            p @ (Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingReq) => {
+            // Deliveries are at most QoS 1: a PUBREC or PUBCOMP answers none of them.
+            Packet::PubRec(_) | Packet::PubComp(_) => {
+                tracing::debug!("QoS 2 acknowledgement of a QoS 1 delivery; dropped");
+                Ok(None)
+            }
+            p @ (Packet::PubRel(_) | Packet::PingReq) => {
                 self.send_core(&p).await?;
                 Ok(None)
             }
