@@ -63,6 +63,21 @@ fn synthetic_rows(devices: usize, rows: usize) -> Vec<nc_ingest::writer::Row> {
 }
 
 /// Raw COPY rate versus the ingest path's UNNEST batches, on the same synthetic rows.
+/// A hospital for a benchmark's data (its code made unique by its id).
+pub(crate) async fn insert_hospital<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: Uuid,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(name)
+        .bind(format!("bench-{}", &id.simple().to_string()[20..]))
+        .execute(db)
+        .await
+        .map(|_| ())
+}
+
 pub async fn copy(url: &str, rows: usize, connections: usize) -> Result<String, String> {
     let e = |e: sqlx::Error| e.to_string();
     let pool =
@@ -71,12 +86,7 @@ pub async fn copy(url: &str, rows: usize, connections: usize) -> Result<String, 
     let data = Arc::new(synthetic_rows(1000, rows));
     // The machines exist (the latest-values table refers to them).
     let hospital = data.first().map(|r| r.hospital_id).unwrap_or_default();
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'Bench', $2)")
-        .bind(hospital)
-        .bind(format!("bench-{}", &hospital.simple().to_string()[20..]))
-        .execute(&pool)
-        .await
-        .map_err(e)?;
+    insert_hospital(&pool, hospital, "Bench").await.map_err(e)?;
     let devices: Vec<Uuid> = data.iter().take(1000).map(|r| r.device_id).collect();
     sqlx::query(
         "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
@@ -325,12 +335,7 @@ pub async fn broker(config: crate::Config, devices: usize, rate: f64, seconds: f
     // A hospital, one doctor assigned to every device, devices with known secrets.
     let (h, doctor) = (Uuid::now_v7(), Uuid::now_v7());
     let mut tx = pool.begin().await.map_err(e)?;
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'Bench', $2)")
-        .bind(h)
-        .bind(format!("bench-{}", &h.simple().to_string()[20..]))
-        .execute(&mut *tx)
-        .await
-        .map_err(e)?;
+    insert_hospital(&mut *tx, h, "Bench").await.map_err(e)?;
     let hash = nc_access::password::hash("Bench-password-1".into()).await.map_err(|e| e.to_string())?;
     sqlx::query("INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at) VALUES ($1, $2, $3, $4, 'doctor', 'Bench doctor', true, now())")
         .bind(doctor).bind(h).bind(format!("bench-{}@bench.test", doctor.simple())).bind(&hash).execute(&mut *tx).await.map_err(e)?;

@@ -37,11 +37,7 @@ struct Pair {
 async fn seed(pool: &PgPool, rooms: usize) -> Result<(Uuid, Vec<Pair>), sqlx::Error> {
     let h = Uuid::now_v7();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'Bench chat', $2)")
-        .bind(h)
-        .bind(format!("bench-{}", &h.simple().to_string()[20..]))
-        .execute(&mut *tx)
-        .await?;
+    crate::bench::insert_hospital(&mut *tx, h, "Bench chat").await?;
     let mut pairs = Vec::new();
     for i in 0..rooms {
         let (doctor, patient, record, room) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());

@@ -113,12 +113,7 @@ pub async fn queries(url: &str, days: i64, loaded: bool) -> Result<String, Strin
         return time_queries(url, &pool, (p, d), (start, end), report).await;
     }
     let (h, d, p) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'Bench', $2)")
-        .bind(h)
-        .bind(format!("bench-{}", &h.simple().to_string()[20..]))
-        .execute(&pool)
-        .await
-        .map_err(e)?;
+    crate::bench::insert_hospital(&pool, h, "Bench").await.map_err(e)?;
     let batches = batch_cost(&pool, h).await?;
     sqlx::query("TRUNCATE health_metrics, health_metric_rollups_hourly, health_metric_rollups_fine")
         .execute(&pool)

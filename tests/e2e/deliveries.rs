@@ -22,16 +22,6 @@ async fn persistent_raw(w: &World, who: &str, token: &str) -> Raw {
     Raw::open(w.mqtt(), connect).await.expect("connects")
 }
 
-/// Whether d1… has an alert row (its notification follows right after).
-async fn alerts_of(w: &World, device: &str) -> i64 {
-    let mut sql = w.app.db.sql().await;
-    sqlx::query_scalar("SELECT count(*) FROM alerts WHERE device_id = $1::uuid")
-        .bind(w.id(device))
-        .fetch_one(&mut sql)
-        .await
-        .unwrap()
-}
-
 /// `device` reports danger (an alert); the machine stays connected (else its going offline
 /// is an alert too).
 async fn danger(w: &World, device: &str) -> crate::mqtt::Mqtt {
@@ -39,7 +29,7 @@ async fn danger(w: &World, device: &str) -> crate::mqtt::Mqtt {
     let reading = json!({"v": 1, "seq": 1, "ts": now(), "systemStatus": "danger", "heartRate": 70}).to_string();
     machine.publish_acked(&w.topic(device, "telemetry"), reading).await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while alerts_of(w, device).await == 0 {
+    while w.alerts(device).await == 0 {
         assert!(tokio::time::Instant::now() < deadline, "no alert for {device}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

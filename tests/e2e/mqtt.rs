@@ -259,6 +259,15 @@ impl World {
             .unwrap()
     }
 
+    pub(crate) async fn alerts(&self, device: &str) -> i64 {
+        let mut c = self.app.db.sql().await;
+        sqlx::query_scalar("SELECT count(*) FROM alerts WHERE device_id = $1::uuid")
+            .bind(self.id(device))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn presence(&self, device: &str) -> (bool, Option<DateTime<Utc>>) {
         let mut c = self.app.db.sql().await;
         sqlx::query_as("SELECT online, last_seen FROM devices WHERE id = $1::uuid")

@@ -71,10 +71,8 @@ pub(super) async fn write(tx: &mut Transaction<'_, Postgres>, new: &[Row]) -> Re
             }
         }
     }
-    static FINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static HOURLY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    upsert(tx, FINE.get_or_init(|| upsert_sql(Table::Fine)), Table::Fine, &fine).await?;
-    upsert(tx, HOURLY.get_or_init(|| upsert_sql(Table::Hourly)), Table::Hourly, &hourly).await
+    upsert(tx, Table::Fine, &fine).await?;
+    upsert(tx, Table::Hourly, &hourly).await
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -83,6 +81,18 @@ enum Table {
     Fine,
     /// `health_metric_rollups_hourly`, keyed by (patient_id, bucket).
     Hourly,
+}
+
+impl Table {
+    /// The table's upsert statement, built once.
+    fn sql(self) -> &'static str {
+        static FINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        static HOURLY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        match self {
+            Table::Fine => FINE.get_or_init(|| upsert_sql(self)),
+            Table::Hourly => HOURLY.get_or_init(|| upsert_sql(self)),
+        }
+    }
 }
 
 fn upsert_sql(table: Table) -> String {
@@ -116,16 +126,11 @@ fn upsert_sql(table: Table) -> String {
 }
 
 /// One statement: a row per bucket of `buckets` into `table`.
-async fn upsert(
-    tx: &mut Transaction<'_, Postgres>,
-    sql: &str,
-    table: Table,
-    buckets: &Buckets,
-) -> Result<(), sqlx::Error> {
+async fn upsert(tx: &mut Transaction<'_, Postgres>, table: Table, buckets: &Buckets) -> Result<(), sqlx::Error> {
     if buckets.is_empty() {
         return Ok(());
     }
-    let mut q = sqlx::query(sql).bind(buckets.keys().map(|k| k.0).collect::<Vec<_>>());
+    let mut q = sqlx::query(table.sql()).bind(buckets.keys().map(|k| k.0).collect::<Vec<_>>());
     if table == Table::Fine {
         q = q.bind(buckets.keys().map(|k| k.1).collect::<Vec<_>>());
     }

@@ -118,14 +118,15 @@ impl Session {
                     };
                     // Only what a subscription the core holds may match goes to the core (it
                     // is never retained, so the core would route the rest to no one).
-                    let shared = self.shared.clone();
-                    let sessions = &shared.sessions;
-                    if let Some(topic) = mirror.filter(|t| sessions.may_be_wanted(t)) {
+                    let sessions = &self.shared.sessions;
+                    let mirror = mirror.filter(|t| sessions.may_be_wanted(t));
+                    let wanted = topic.as_ref().map_or(true, |t| sessions.may_be_wanted(t));
+                    if let Some(topic) = mirror {
                         let mut copy = p.clone();
                         copy.topic = topic.to_string();
                         self.forward(copy, None).await?;
                     }
-                    if topic.as_ref().map_or(true, |t| sessions.may_be_wanted(t)) {
+                    if wanted {
                         self.forward(p, None).await?;
                     }
                 }
