@@ -151,8 +151,15 @@ impl App {
         let authn = nc_access::authn::Authenticator::new(db.clone(), tokens);
 
         let ingest_stop = CancellationToken::new();
-        let ingest =
-            nc_ingest::Ingest::start(db.get_postgres_connection_pool().clone(), self.ingest, ingest_stop.clone());
+        let alarms = nc_alarms::Alarms::new(db.clone(), config.alarms.settings());
+        let mut ingest_settings = self.ingest;
+        ingest_settings.conditions = config.alarms.conditions();
+        let ingest = nc_ingest::Ingest::start(
+            db.get_postgres_connection_pool().clone(),
+            ingest_settings,
+            alarms.clone(),
+            ingest_stop.clone(),
+        );
         let sink: Arc<dyn nc_broker::TelemetrySink> = match self.sink {
             Some(s) => s,
             None => Arc::new(ingest.clone()),
@@ -171,7 +178,9 @@ impl App {
         chat.attach_broker(broker.publisher(), broker.registry());
         let bookings = nc_bookings::Bookings::new(db.clone());
         bookings.attach_broker(broker.publisher());
-        ingest.alerts().set_publisher(broker.publisher());
+        alarms.set_publisher(broker.publisher());
+        alarms.reach().set_mqtt(Arc::new(broker.notifications_listener()));
+        let escalation = alarms.run(shutdown.clone(), config.alarms.conditions().restart_grace);
         ingest.watch_presence(broker.presence().subscribe());
 
         let settings = nc_api::ApiSettings {
@@ -186,7 +195,7 @@ impl App {
             db.clone(),
             &settings,
             authn,
-            nc_api::Services { ingest: ingest.clone(), chat, bookings },
+            nc_api::Services { ingest: ingest.clone(), alarms, chat, bookings },
             broker.presence(),
             broker.registry(),
         );
@@ -198,6 +207,7 @@ impl App {
             let result = broker.run(mqtt, mqtt_ws, token.cancelled_owned()).await;
             // The broker has drained its acknowledgements: ingest may stop now.
             ingest_stop.cancel();
+            let _ = escalation.await;
             ("broker", result)
         });
 

@@ -41,6 +41,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub auth: AuthConfig,
+    pub alarms: AlarmsConfig,
     pub log: LogConfig,
 }
 
@@ -111,6 +112,80 @@ pub struct AuthConfig {
     pub attempts_per_account_per_minute: u32,
     /// Login, code and reset attempts allowed per minute from one client address.
     pub attempts_per_address_per_minute: u32,
+}
+
+/// The alarm system: escalation defaults (a hospital's admins set their own with
+/// `PUT /api/alerts/escalation-policy`), snoozes, and the connection and treatment rules.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlarmsConfig {
+    /// Seconds a high-priority alert may stay unacknowledged before it escalates to the
+    /// next tier (ward doctors, then admins); 0: never.
+    pub escalate_high_after_secs: u32,
+    /// The same for medium priority.
+    pub escalate_medium_after_secs: u32,
+    /// The same for low priority (default 0: never).
+    pub escalate_low_after_secs: u32,
+    /// The longest snooze, in minutes.
+    pub max_snooze_minutes: u32,
+    /// `NEPHROCARE_ALARM_OFFLINE_DELAY_SECS`: an abruptly lost device is reported offline
+    /// only if it has not come back within this delay.
+    pub offline_delay_secs: u64,
+    /// This many abrupt drops within `flapping_window_secs` raise one "unstable connection"
+    /// alert, open until the link has held for the window.
+    pub flapping_drops: u32,
+    /// `NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS`.
+    pub flapping_window_secs: u64,
+    /// A finished treatment keeps its physiological alerts this long in case the same
+    /// patient's treatment resumes (no duplicate alarm across a session restart).
+    pub restart_grace_secs: u64,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        let conditions = nc_ingest::alerts::ConditionSettings::default();
+        Self {
+            escalate_high_after_secs: 60,
+            escalate_medium_after_secs: 180,
+            escalate_low_after_secs: 0,
+            max_snooze_minutes: 30,
+            offline_delay_secs: conditions.offline_delay.as_secs(),
+            flapping_drops: conditions.flapping_drops as u32,
+            flapping_window_secs: conditions.flapping_window.as_secs(),
+            restart_grace_secs: conditions.restart_grace.as_secs(),
+        }
+    }
+}
+
+impl AlarmsConfig {
+    /// The alarm system's settings.
+    pub fn settings(&self) -> nc_alarms::AlarmSettings {
+        let rule = |secs: u32| match secs {
+            0 => nc_alarms::EscalationRule::never(),
+            s => nc_alarms::EscalationRule { after_seconds: Some(s), tiers: vec![2, 3] },
+        };
+        nc_alarms::AlarmSettings {
+            defaults: nc_alarms::EscalationPolicy {
+                high: rule(self.escalate_high_after_secs),
+                medium: rule(self.escalate_medium_after_secs),
+                low: rule(self.escalate_low_after_secs),
+                ..Default::default()
+            },
+            max_snooze: std::time::Duration::from_secs(u64::from(self.max_snooze_minutes) * 60),
+            ..Default::default()
+        }
+    }
+
+    /// How ingest judges connection and treatment conditions.
+    pub fn conditions(&self) -> nc_ingest::alerts::ConditionSettings {
+        use std::time::Duration;
+        nc_ingest::alerts::ConditionSettings {
+            offline_delay: Duration::from_secs(self.offline_delay_secs),
+            flapping_drops: self.flapping_drops as usize,
+            flapping_window: Duration::from_secs(self.flapping_window_secs),
+            restart_grace: Duration::from_secs(self.restart_grace_secs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -293,6 +368,12 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_ACCESS_TOKEN_TTL_SECS") {
             config.auth.access_token_ttl_secs = number("NEPHROCARE_ACCESS_TOKEN_TTL_SECS", &v)?;
         }
+        if let Some(v) = env("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS") {
+            config.alarms.offline_delay_secs = number("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS") {
+            config.alarms.flapping_window_secs = number("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", &v)?;
+        }
         if let Some(v) = env("NEPHROCARE_LOG_FORMAT") {
             config.log.format = log_format("NEPHROCARE_LOG_FORMAT", &v)?;
         }
@@ -373,6 +454,38 @@ impl Config {
                 "NEPHROCARE_MQTT_TLS_CERT/NEPHROCARE_MQTT_TLS_KEY",
                 "only one of the two is set",
                 "Set both (PEM certificate chain and its private key) to enable TLS, or neither.",
+            ));
+        }
+        let a = &self.alarms;
+        for (setting, secs) in [
+            ("alarms.escalate_high_after_secs", a.escalate_high_after_secs),
+            ("alarms.escalate_medium_after_secs", a.escalate_medium_after_secs),
+            ("alarms.escalate_low_after_secs", a.escalate_low_after_secs),
+        ] {
+            if secs > 3600 {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("{secs} is outside 0..=3600"),
+                    "Give whole seconds; 0 never escalates.",
+                ));
+            }
+        }
+        if !(1..=240).contains(&a.max_snooze_minutes) {
+            return Err(ConfigError::new(
+                "alarms.max_snooze_minutes",
+                "must be between 1 and 240",
+                "The default is 30.",
+            ));
+        }
+        if a.offline_delay_secs > 3600
+            || a.flapping_window_secs > 3600
+            || a.restart_grace_secs > 86_400
+            || a.flapping_drops < 2
+        {
+            return Err(ConfigError::new(
+                "alarms",
+                "offline_delay_secs and flapping_window_secs are at most 3600, restart_grace_secs at most 86400, flapping_drops at least 2",
+                "See README.md, section Configuration.",
             ));
         }
         let ports = [

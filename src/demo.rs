@@ -246,6 +246,7 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
             name: Set((*name).into()),
             model: Set(Some("HD-5008".into())),
             location: Set(Some((*location).into())),
+            ward: Set(Some("Dialysis unit".into())),
             status: Set(DeviceStatus::Active),
             online: Set(false),
             last_seen: Set(None),

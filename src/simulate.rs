@@ -101,6 +101,7 @@ pub async fn provision(db: &DatabaseConnection, hospital_code: &str, count: usiz
                     name: Set(format!("Simulated machine {serial}")),
                     model: Set(Some("HD-5008 (simulated)".into())),
                     location: Set(Some("Simulation".into())),
+                    ward: Set(Some("Dialysis unit".into())),
                     status: Set(DeviceStatus::Active),
                     online: Set(false),
                     last_seen: Set(None),

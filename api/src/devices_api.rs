@@ -36,8 +36,35 @@ pub struct RegisterDeviceRequest {
     pub model: Option<String>,
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub location: Option<String>,
+    /// The ward the machine stands in: escalation tier 2 of its alarms is that ward's doctors.
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+    pub ward: Option<String>,
     #[oai(validator(custom = "crate::validate::Time"))]
     pub maintenance_due_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// A device's descriptive fields (all replaced).
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateDeviceRequest {
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+    pub name: String,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+    pub model: Option<String>,
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+    pub location: Option<String>,
+    /// The ward the machine stands in (null: none; tier 2 of its alarms is then every
+    /// doctor of the hospital).
+    #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+    pub ward: Option<String>,
+}
+
+/// A ward name: trimmed, 1 to 200 characters, or none.
+fn ward(field: &str, w: Option<String>) -> std::result::Result<Option<String>, ApiError> {
+    match w.map(|w| w.trim().to_owned()) {
+        Some(w) if w.is_empty() => Err(ApiError::field(field, "must not be blank (send null for none)")),
+        other => Ok(other),
+    }
 }
 
 #[derive(Object, Debug)]
@@ -168,6 +195,7 @@ impl DevicesApi {
             name: Set(name),
             model: Set(b.model),
             location: Set(b.location),
+            ward: Set(ward("ward", b.ward)?),
             status: Set(DeviceStatus::Active),
             online: Set(false),
             last_seen: Set(None),
@@ -197,6 +225,30 @@ impl DevicesApi {
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         Ok(Json(device.into()))
+    }
+
+    /// Change a device's name, model, location and ward (admins).
+    #[oai(path = "/api/devices/:deviceId", method = "put", operation_id = "updateDevice")]
+    async fn update(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "deviceId")] device_id: Path<DeviceId>,
+        body: Json<UpdateDeviceRequest>,
+    ) -> Result<Json<DeviceOut>> {
+        let device = state
+            .policy
+            .device(&auth.subject(), device_id.0, DeviceAction::Manage)
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
+        let b = body.0;
+        let mut active: devices::ActiveModel = device.into();
+        active.name = Set(check_name("name", &b.name)?);
+        active.model = Set(b.model);
+        active.location = Set(b.location);
+        active.ward = Set(ward("ward", b.ward)?);
+        active.updated_at = Set(Utc::now());
+        Ok(Json(active.update(&state.db).await?.into()))
     }
 
     /// Change a device's status.

@@ -59,6 +59,8 @@ pub struct DeviceOut {
     pub name: String,
     pub model: Option<String>,
     pub location: Option<String>,
+    /// The ward the machine stands in (escalation tier 2 of its alarms is that ward's doctors).
+    pub ward: Option<String>,
     pub status: DeviceStatus,
     /// Connected to the broker now.
     pub online: bool,
@@ -80,6 +82,7 @@ impl From<devices::Model> for DeviceOut {
             name: d.name,
             model: d.model,
             location: d.location,
+            ward: d.ward,
             status: d.status,
             online: d.online,
             last_seen: d.last_seen,

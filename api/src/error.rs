@@ -174,6 +174,34 @@ impl From<nc_bookings::BookingError> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<nc_alarms::AlarmError> for ApiError {
+    fn from(e: nc_alarms::AlarmError) -> Self {
+        use nc_alarms::AlarmError;
+        match e {
+            AlarmError::NotFound => ApiError::NotFound("alert"),
+            AlarmError::AlreadyCleared => {
+                ApiError::Conflict { code: "already_cleared", message: AlarmError::AlreadyCleared.to_string() }
+            }
+            AlarmError::ConditionPersists => {
+                ApiError::Conflict { code: "condition_persists", message: AlarmError::ConditionPersists.to_string() }
+            }
+            AlarmError::Invalid { field, message } => ApiError::field(field, message),
+            AlarmError::Db(e) => e.into(),
+        }
+    }
+}
+
 /// Booking conflicts as the API shows them.
 pub(crate) fn conflicts_out(conflicts: Vec<nc_bookings::Conflict>) -> Vec<ConflictOut> {
     conflicts
@@ -295,7 +323,14 @@ macro_rules! via_api_error {
         }
     )*};
 }
-via_api_error!(sea_orm::DbErr, nc_access::Denied, nc_access::password::PasswordError, nc_bookings::BookingError);
+via_api_error!(
+    sea_orm::DbErr,
+    sqlx::Error,
+    nc_access::Denied,
+    nc_access::password::PasswordError,
+    nc_bookings::BookingError,
+    nc_alarms::AlarmError
+);
 
 /// poem-openapi says e.g. `failed to parse "..." : ... (occurred while parsing "age")` or
 /// `Failed to parse parameter "limit"`: pull the quoted name out.

@@ -10,7 +10,7 @@
 //! ([`validate`]); a panic in a handler is answered with 500 rather than a dropped
 //! connection; the request log never shows a query string ([`request_log`]).
 
-mod alerts_api;
+mod alerts;
 pub mod asyncapi;
 mod auth_api;
 mod bookings_api;
@@ -66,7 +66,8 @@ pub(crate) enum Tag {
     Patients,
     /// Readings: posting (machines), current values, history, trends, sessions.
     Telemetry,
-    /// Alerts and the limits they are raised at.
+    /// Alarms: alerts, their acknowledgement, snooze, escalation and history, the unit's
+    /// alarm burden, and the limits alerts are raised at.
     Alerts,
     /// Conversations between doctors and patients, and doctors and technicians.
     Chat,
@@ -84,7 +85,8 @@ type Apis = (
     patients_api::PatientsApi,
     patient_account_api::PatientAccountApi,
     telemetry_api::TelemetryApi,
-    alerts_api::AlertsApi,
+    alerts::AlertsApi,
+    alerts::ThresholdsApi,
     chat_api::ChatApi,
     bookings_api::BookingsApi,
 );
@@ -99,7 +101,8 @@ fn apis() -> Apis {
         patients_api::PatientsApi,
         patient_account_api::PatientAccountApi,
         telemetry_api::TelemetryApi,
-        alerts_api::AlertsApi,
+        alerts::AlertsApi,
+        alerts::ThresholdsApi,
         chat_api::ChatApi,
         bookings_api::BookingsApi,
     )

@@ -12,7 +12,8 @@
 //! (429 beyond).
 //!
 //! Messages: `{"type":"reading","reading":{...}}`, `{"type":"status","online":bool,...}`,
-//! `{"type":"alert","event":"raised|acknowledged|cleared","alert":{...}}`.
+//! `{"type":"alert","event":"raised|escalated|acknowledged|snoozed|realerted|cleared","alert":{...}}`.
+//! A person watching a device's stream counts as reachable for its alerts' escalation.
 
 use std::time::Duration;
 
@@ -152,10 +153,12 @@ pub async fn health_metrics(
     // 101 reaches the stream (subscribing inside the upgraded task would lose the events of
     // the first moments, e.g. a reading the viewer's own action caused).
     let mut readings = state.ingest.committed();
-    let mut alerts = state.ingest.alerts().subscribe();
+    let mut alerts = state.alarms.subscribe();
     let mut presence = state.presence.subscribe();
     ws.on_upgrade(move |socket| async move {
         let _slot = slot;
+        // Watching the device's alerts: reachable for its escalations (see nc_alarms::reach).
+        let _watching = state.alarms.reach().watching(user.id, device);
         let (mut tx, mut rx) = socket.split();
         let mut recheck = tokio::time::interval(Duration::from_secs(1));
         let until_expiry = (expires - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);

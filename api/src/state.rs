@@ -26,6 +26,8 @@ pub struct ApiState {
     pub refresh_ttl: chrono::Duration,
     /// The telemetry pipeline (HTTP ingest, history, trends, alerts).
     pub ingest: nc_ingest::Ingest,
+    /// The alarm system (alerts, escalation, history, burden).
+    pub alarms: nc_alarms::Alarms,
     /// Chat: rooms, messages, receipts, typing.
     pub chat: nc_chat::Chat,
     /// Dialysis session bookings and availability.
@@ -43,6 +45,7 @@ pub struct ApiState {
 /// The capabilities the API serves.
 pub struct Services {
     pub ingest: nc_ingest::Ingest,
+    pub alarms: nc_alarms::Alarms,
     pub chat: nc_chat::Chat,
     pub bookings: nc_bookings::Bookings,
 }
@@ -64,9 +67,10 @@ impl ApiState {
         presence: nc_broker::Presence,
         mqtt: Arc<nc_broker::registry::Registry>,
     ) -> Self {
-        let Services { ingest, chat, bookings } = services;
+        let Services { ingest, alarms, chat, bookings } = services;
         Self {
             ingest,
+            alarms,
             chat,
             bookings,
             presence,

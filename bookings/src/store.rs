@@ -377,8 +377,7 @@ pub async fn audience(db: &impl ConnectionTrait, patient: PatientId, device: Dev
         .select_only()
         .column(temporary_access_grants::Column::GrantedTo)
         .filter(temporary_access_grants::Column::DeviceId.eq(device))
-        .filter(temporary_access_grants::Column::RevokedAt.is_null())
-        .filter(temporary_access_grants::Column::ExpiresAt.gt(Utc::now()))
+        .filter(nc_access::policy::active_grant())
         .into_tuple()
         .all(db)
         .await?;

@@ -108,7 +108,7 @@ pub(crate) struct Shared {
     publisher: Publisher,
     presence: Presence,
     registry: Arc<registry::Registry>,
-    sessions: sessions::SessionBook,
+    sessions: Arc<sessions::SessionBook>,
     /// Machines' connections.
     connections: Arc<Semaphore>,
     /// People's connections.
@@ -145,7 +145,7 @@ impl Broker {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             people_connections: Arc::new(Semaphore::new(settings.max_people_connections)),
             pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
-            sessions: sessions::SessionBook::new(settings.sessions_per_identity),
+            sessions: Arc::new(sessions::SessionBook::new(settings.sessions_per_identity)),
             db: db.clone(),
             settings,
             authn,
@@ -168,6 +168,15 @@ impl Broker {
     /// Device online/offline events, for the alert engine.
     pub fn presence(&self) -> Presence {
         self.shared.presence.clone()
+    }
+
+    /// Whether a person has a live connection subscribed to their notifications (the
+    /// alarm system's reachability).
+    pub fn notifications_listener(
+        &self,
+    ) -> impl Fn(nc_domain::UserId, nc_domain::HospitalId) -> bool + Send + Sync + 'static {
+        let book = self.shared.sessions.clone();
+        move |user, hospital| book.listening(user.as_uuid(), &topic::Topic::Notifications { hospital, user })
     }
 
     /// The live client connections (for metrics).

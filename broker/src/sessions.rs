@@ -317,6 +317,16 @@ impl SessionBook {
         }
     }
 
+    /// Whether `owner` has a live connection holding a subscription that matches `topic`
+    /// (a session kept while its client is away does not count): for the alarm system's
+    /// reachability (`nc_alarms::reach`).
+    pub fn listening(&self, owner: Uuid, topic: &Topic) -> bool {
+        let all = self.slots.lock().expect("session book");
+        all.get(&owner).is_some_and(|slots| {
+            slots.iter().any(|s| s.holder != 0 && s.filters.values().any(|c| c.filter.matches(topic)))
+        })
+    }
+
     /// The connection ended; the slot stays (with its session, if persistent).
     pub fn release(&self, owner: Uuid, generation: u64) {
         self.with_slot(owner, generation, |slot| {

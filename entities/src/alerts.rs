@@ -31,7 +31,23 @@ pub struct Model {
     pub cleared_at: Option<DateTimeUtc>,
     /// `None` with `cleared_at` set: cleared automatically when the condition cleared.
     pub cleared_by: Option<UserId>,
+    /// When the alert last escalated (reached `escalation_level`).
     pub escalated_at: Option<DateTimeUtc>,
+    /// The escalation tier reached: 1 (the device's care team) to 3 (the hospital's admins).
+    pub escalation_level: i16,
+    /// When the next escalation step is due; `None` when none is (acknowledged, snoozed,
+    /// cleared, the last tier reached, or a priority that does not escalate).
+    pub next_escalation_at: Option<DateTimeUtc>,
+    /// Silenced until then (no re-notification, no escalation); re-alerts after it if open.
+    pub snoozed_until: Option<DateTimeUtc>,
+    pub snoozed_by: Option<UserId>,
+    pub snooze_reason: Option<String>,
+    /// A high-priority alert that cleared by itself before anyone acknowledged it: shown
+    /// until acknowledged.
+    pub latched: bool,
+    /// A physiological alert's value is back inside its limit since then (not yet past the
+    /// hysteresis band): it may be cleared by hand.
+    pub in_range_since: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,8 @@ pub struct Model {
     pub name: String,
     pub model: Option<String>,
     pub location: Option<String>,
+    /// The ward the machine stands in: escalation tier 2 is that ward's doctors.
+    pub ward: Option<String>,
     pub status: DeviceStatus,
     pub online: bool,
     pub last_seen: Option<DateTimeUtc>,

@@ -1,33 +1,34 @@
-//! The alert engine. Evaluation is part of ingest and uses reading timestamps, so a
+//! Alert conditions: when a reading (or the machine's connection, or its maintenance date)
+//! means an alarm. Evaluation is part of ingest and uses reading timestamps, so a
 //! condition's delay and its clearing follow the machine's clock (and tests control time
-//! exactly).
+//! exactly). The alarm itself — storage, life cycle, escalation, notifications — is the
+//! alarm system's ([`nc_alarms::Alarms`]): this module raises and clears through it.
 //!
 //! - Physiological rules: per metric, a hospital default with optional per-patient override
 //!   (`alert_thresholds`): low/high limits, an IEC 60601-1-8 priority, a delay (the
 //!   condition must persist that long, by reading time, before an alert is raised) and a
-//!   hysteresis (the value must come back inside the limit by that margin to clear).
-//! - Technical rules: the machine's `systemStatus` warning/danger, the device going offline
-//!   abruptly, maintenance due.
-//! - A condition that persists raises one alert (the database also enforces one open alert
-//!   per device and condition). Lifecycle: active → acknowledged (who, when) → cleared
-//!   (automatically when the condition clears, or by a person).
-//! - Every change is stored, published on the device's MQTT `alerts` topic and on the
-//!   notification topics of the device's doctors and technicians, and broadcast to the live
-//!   streams.
+//!   hysteresis (the value must come back inside the limit by that margin to clear). While
+//!   the value is back inside the limit but within the band, the alert records it
+//!   (`inRangeSince`): a person may then clear it by hand.
+//! - Technical rules: the machine's `systemStatus` warning/danger (no delay), the device's
+//!   connection ([`technical`]: lost for longer than a delay, or unstable), maintenance due.
+//! - Treatments: a physiological condition belongs to the patient being treated. When
+//!   another patient's treatment starts on the machine, the previous patient's conditions
+//!   end at once; when the same patient's treatment restarts (a machine reboot, a session
+//!   restarted), they carry on — no duplicate alarm. A treatment that ended with nobody
+//!   resuming is ended by the alarm system after a grace period
+//!   ([`nc_alarms::Alarms::end_finished_treatments`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
-use nc_broker::payload::{kind, V1};
-use nc_broker::topic::Topic;
-use nc_broker::Publisher;
-use nc_domain::{AlertId, DeviceId, HospitalId, UserId};
-use schemars::JsonSchema;
-use serde::Serialize;
+use nc_alarms::{Alarms, ClearCause, NewAlert};
+use nc_domain::DeviceId;
 use sqlx::PgPool;
-use tokio::sync::{broadcast, Mutex};
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::reading::{COLUMNS, RANGES};
@@ -35,64 +36,30 @@ use crate::writer::Row;
 
 mod technical;
 
-/// An alert as stored and as published (JSON, camelCase).
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
-pub struct Alert {
-    pub id: Uuid,
-    pub hospital_id: Uuid,
-    pub device_id: Uuid,
-    pub patient_id: Option<Uuid>,
-    pub session_id: Option<Uuid>,
-    /// `physiological` or `technical`.
-    #[schemars(with = "nc_domain::AlertKind")]
-    pub kind: String,
-    /// The condition, e.g. `systolic_bp_low`, `system_status_danger`, `device_offline`.
-    pub code: String,
-    pub metric: Option<String>,
-    /// `high`, `medium` or `low` (IEC 60601-1-8).
-    #[schemars(with = "nc_domain::AlertPriority")]
-    pub priority: String,
-    /// `active`, `acknowledged` or `cleared`.
-    #[schemars(with = "nc_domain::AlertState")]
-    pub state: String,
-    pub message: String,
-    pub value: Option<f64>,
-    pub threshold: Option<f64>,
-    pub raised_at: DateTime<Utc>,
-    pub acknowledged_at: Option<DateTime<Utc>>,
-    pub acknowledged_by: Option<Uuid>,
-    pub cleared_at: Option<DateTime<Utc>>,
-    pub cleared_by: Option<Uuid>,
+/// How conditions that do not come from a limit are judged.
+#[derive(Debug, Clone)]
+pub struct ConditionSettings {
+    /// A device that lost its connection abruptly is offline (`device_offline`) only if it
+    /// has not come back within this delay.
+    pub offline_delay: StdDuration,
+    /// This many abrupt drops within `flapping_window` make the link unstable: one
+    /// `device_offline` alert at once, kept open until the link has been stable for the window.
+    pub flapping_drops: usize,
+    pub flapping_window: StdDuration,
+    /// A treatment that ended keeps its physiological alerts this long, in case the same
+    /// patient's treatment resumes on the machine (see the module documentation).
+    pub restart_grace: StdDuration,
 }
 
-/// What happened to an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertChange {
-    Raised,
-    Acknowledged,
-    Cleared,
-}
-
-/// A change of an alert, as pushed to subscribers (`…/d/{device}/alerts`,
-/// `…/p/{patient}/alerts`, the live streams).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertEvent {
-    pub v: V1,
-    pub event: AlertChange,
-    pub alert: Alert,
-}
-
-/// A change of an alert of one of the person's devices (`…/u/{user}/notifications`).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct AlertNote {
-    pub v: V1,
-    pub r#type: kind::Alert,
-    pub event: AlertChange,
-    /// The alert, as on the device's alerts topic.
-    pub alert: Alert,
+impl Default for ConditionSettings {
+    fn default() -> Self {
+        ConditionSettings {
+            offline_delay: StdDuration::from_secs(15),
+            flapping_drops: 3,
+            flapping_window: StdDuration::from_secs(120),
+            restart_grace: StdDuration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,32 +76,37 @@ struct Rule {
 struct Condition {
     /// Reading time at which the breach began.
     since: Option<DateTime<Utc>>,
+    /// The open alert raised for it.
     open: Option<Uuid>,
+    /// The open alert's value is back inside the limit (within the hysteresis band).
+    in_range: bool,
+    /// The patient whose treatment the condition belongs to.
+    patient: Option<Uuid>,
 }
 
-const ALERT_COLUMNS: &str =
-    "id, hospital_id, device_id, patient_id, session_id, kind, code, metric, priority, state, message, \
-     value, threshold, raised_at, acknowledged_at, acknowledged_by, cleared_at, cleared_by";
-
-#[derive(Debug, thiserror::Error)]
-pub enum AlertError {
-    #[error("alert not found")]
-    NotFound,
-    #[error("the alert is already cleared")]
-    AlreadyCleared,
-    #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+/// What a reading does to a limit condition, decided under the lock and done after it.
+enum Step {
+    Nothing,
+    Raise,
+    /// The value left the band again: the open alert (if still open) is back out of range.
+    OutOfRangeAgain(Uuid),
+    InRange(Uuid),
+    Clear(Uuid),
 }
+
+type Key = (Uuid, Cow<'static, str>);
 
 pub struct AlertEngine {
     pool: PgPool,
-    /// (device, code) → condition. Loaded from open alerts the first time a device is seen.
-    /// By device and condition code (codes the engine names itself are borrowed: no
-    /// allocation per reading).
-    conditions: Mutex<HashMap<(Uuid, Cow<'static, str>), Condition>>,
-    loaded: Mutex<std::collections::HashSet<Uuid>>,
-    events: broadcast::Sender<AlertEvent>,
-    publisher: OnceLock<Publisher>,
+    alarms: Alarms,
+    settings: ConditionSettings,
+    /// (device, condition code) → condition. Codes the engine names itself are borrowed:
+    /// no allocation per reading.
+    conditions: Mutex<HashMap<Key, Condition>>,
+    /// Devices whose open alerts are loaded, and when they were last evaluated: a device
+    /// silent for longer than the grace period is forgotten (and reloaded if it returns).
+    devices: Mutex<HashMap<Uuid, Instant>>,
+    links: std::sync::Mutex<HashMap<Uuid, technical::Link>>,
 }
 
 /// The code of a limit condition: `{column}_{low|high}`, built once per column.
@@ -184,42 +156,58 @@ fn priority(p: &str) -> &'static str {
     }
 }
 
+fn technical(code: &str) -> bool {
+    code.starts_with("system_status") || code == "device_offline" || code == "maintenance_due"
+}
+
 impl AlertEngine {
-    pub fn new(pool: PgPool) -> Arc<AlertEngine> {
-        let (events, _) = broadcast::channel(1024);
+    pub fn new(pool: PgPool, alarms: Alarms, settings: ConditionSettings) -> Arc<AlertEngine> {
         Arc::new(AlertEngine {
             pool,
+            alarms,
+            settings,
             conditions: Mutex::new(HashMap::new()),
-            loaded: Mutex::new(Default::default()),
-            events,
-            publisher: OnceLock::new(),
+            devices: Mutex::new(HashMap::new()),
+            links: Default::default(),
         })
     }
 
-    /// Where alert changes are published on MQTT (set once the broker runs).
-    pub fn set_publisher(&self, publisher: Publisher) {
-        let _ = self.publisher.set(publisher);
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
-        self.events.subscribe()
+    /// The alarm system the conditions raise alerts in.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     async fn ensure_loaded(&self, device: Uuid) -> Result<(), sqlx::Error> {
-        if self.loaded.lock().await.contains(&device) {
+        if let Some(seen) = self.devices.lock().await.get_mut(&device) {
+            *seen = Instant::now();
             return Ok(());
         }
-        let open: Vec<(Uuid, String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT id, code, raised_at FROM alerts WHERE device_id = $1 AND state <> 'cleared'")
-                .bind(device)
-                .fetch_all(&self.pool)
-                .await?;
+        let open = self.alarms.open_of_device(DeviceId(device)).await?;
         let mut conditions = self.conditions.lock().await;
-        for (id, code, at) in open {
-            conditions.insert((device, Cow::Owned(code)), Condition { since: Some(at), open: Some(id) });
+        for (id, code, at, patient, in_range) in open {
+            conditions.insert(
+                (device, Cow::Owned(code)),
+                Condition { since: Some(at), open: Some(id), in_range: in_range.is_some(), patient },
+            );
         }
-        self.loaded.lock().await.insert(device);
+        self.devices.lock().await.insert(device, Instant::now());
         Ok(())
+    }
+
+    /// Forgets the devices not evaluated for the grace period (memory stays bounded; their
+    /// alerts are the alarm system's, and reloaded if the device returns).
+    pub async fn forget_idle(&self) {
+        let grace = self.settings.restart_grace;
+        let mut devices = self.devices.lock().await;
+        let idle: Vec<Uuid> = devices.iter().filter(|(_, seen)| seen.elapsed() > grace).map(|(d, _)| *d).collect();
+        if idle.is_empty() {
+            return;
+        }
+        for d in &idle {
+            devices.remove(d);
+        }
+        drop(devices);
+        self.conditions.lock().await.retain(|(d, code), _| !idle.contains(d) || technical(code));
     }
 
     /// Effective rules: hospital defaults, overridden per metric by the patient's own.
@@ -283,14 +271,9 @@ impl AlertEngine {
                 "warning" => (true, false),
                 _ => (false, false),
             };
-            self.transition(r, "system_status_warning", warning, r.time, || {
-                ("technical", None, "medium", "The machine reports a warning".into(), None, None)
-            })
-            .await?;
-            self.transition(r, "system_status_danger", danger, r.time, || {
-                ("technical", None, "high", "The machine reports a dangerous condition".into(), None, None)
-            })
-            .await?;
+            self.transition(r, "system_status_warning", warning, "medium", "The machine reports a warning").await?;
+            self.transition(r, "system_status_danger", danger, "high", "The machine reports a dangerous condition")
+                .await?;
         }
         Ok(())
     }
@@ -302,306 +285,162 @@ impl AlertEngine {
             let breach = if side == "low" { v < limit } else { v > limit };
             let recovered = if side == "low" { v >= limit + rule.hysteresis } else { v <= limit - rule.hysteresis };
             let code = limit_code(column, side);
-            let key = (r.device_id, Cow::Borrowed(code));
-            let mut conditions = self.conditions.lock().await;
-            let c = conditions.entry(key.clone()).or_default();
-            if breach {
-                let since = *c.since.get_or_insert(r.time);
-                if c.open.is_none() && r.time - since >= rule.delay {
-                    drop(conditions);
-                    let message = format!(
-                        "{} {v} {unit} is {} the {side} limit {limit} {unit}",
-                        label(column),
-                        if side == "low" { "below" } else { "above" }
-                    );
-                    let id = self
-                        .raise(
-                            r,
-                            code,
-                            "physiological",
-                            Some(column),
-                            rule.priority,
-                            message,
-                            Some(v),
-                            Some(limit),
-                            // Raised when the delay has run out (the breach began at `since`).
-                            r.time,
-                        )
-                        .await?;
-                    self.conditions.lock().await.entry(key).or_default().open = id;
+            let key: Key = (r.device_id, Cow::Borrowed(code));
+            let step = {
+                let mut conditions = self.conditions.lock().await;
+                let c = conditions.entry(key.clone()).or_default();
+                if breach {
+                    match (c.open, c.in_range) {
+                        (Some(id), true) => {
+                            c.in_range = false;
+                            Step::OutOfRangeAgain(id)
+                        }
+                        _ => {
+                            c.patient = r.patient_id;
+                            let since = *c.since.get_or_insert(r.time);
+                            if c.open.is_none() && r.time - since >= rule.delay {
+                                Step::Raise
+                            } else {
+                                Step::Nothing
+                            }
+                        }
+                    }
+                } else if recovered || c.open.is_none() {
+                    // Inside the limits (past the hysteresis band if an alert is open): the
+                    // condition ends.
+                    let open = c.open.take();
+                    *c = Condition::default();
+                    open.map_or(Step::Nothing, Step::Clear)
+                } else if !c.in_range {
+                    c.in_range = true;
+                    c.open.map_or(Step::Nothing, Step::InRange)
+                } else {
+                    Step::Nothing
                 }
-            } else if recovered || c.open.is_none() {
-                // Inside the limits (past the hysteresis band if an alert is open): the condition ends.
-                let open = c.open.take();
-                c.since = None;
-                drop(conditions);
-                if let Some(id) = open {
-                    self.clear_quietly(id, r.time).await?;
+            };
+            match step {
+                Step::Nothing => {}
+                Step::OutOfRangeAgain(id) => {
+                    if self.alarms.is_open(id).await? {
+                        self.alarms.value_in_range(id, None).await?;
+                    } else {
+                        // Cleared by a person while in range: this is a new episode, with its delay.
+                        let mut conditions = self.conditions.lock().await;
+                        let c = conditions.entry(key).or_default();
+                        *c = Condition { since: Some(r.time), open: None, in_range: false, patient: r.patient_id };
+                        if rule.delay <= Duration::zero() {
+                            drop(conditions);
+                            self.raise_limit(r, column, side, limit, v, unit, rule).await?;
+                        }
+                    }
                 }
+                Step::InRange(id) => self.alarms.value_in_range(id, Some(r.time)).await?,
+                Step::Clear(id) => self.alarms.clear_auto(id, r.time, ClearCause::ConditionEnded).await?,
+                Step::Raise => self.raise_limit(r, column, side, limit, v, unit, rule).await?,
             }
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn raise_limit(
+        &self,
+        r: &Row,
+        column: &str,
+        side: &str,
+        limit: f64,
+        v: f64,
+        unit: &str,
+        rule: Rule,
+    ) -> Result<(), sqlx::Error> {
+        let code = limit_code(column, side);
+        let message = format!(
+            "{} {v} {unit} is {} the {side} limit {limit} {unit}",
+            label(column),
+            if side == "low" { "below" } else { "above" }
+        );
+        let id = self
+            .alarms
+            .raise(NewAlert {
+                hospital: r.hospital_id,
+                device: r.device_id,
+                patient: r.patient_id,
+                session: r.session_id,
+                code,
+                kind: "physiological",
+                metric: Some(column),
+                priority: rule.priority,
+                message,
+                value: Some(v),
+                threshold: Some(limit),
+                // Raised when the delay has run out (the breach began at `since`).
+                at: r.time,
+            })
+            .await?;
+        self.conditions.lock().await.entry((r.device_id, Cow::Borrowed(code))).or_default().open = id;
+        Ok(())
+    }
+
     /// Raises or clears a condition that needs no delay.
-    async fn transition<F>(
+    async fn transition(
         &self,
         r: &Row,
         code: &'static str,
         on: bool,
-        at: DateTime<Utc>,
-        describe: F,
-    ) -> Result<(), sqlx::Error>
-    where
-        F: FnOnce() -> (&'static str, Option<&'static str>, &'static str, String, Option<f64>, Option<f64>),
-    {
+        prio: &'static str,
+        message: &str,
+    ) -> Result<(), sqlx::Error> {
         let key = (r.device_id, Cow::Borrowed(code));
-        let open = {
-            let conditions = self.conditions.lock().await;
-            conditions.get(&key).and_then(|c| c.open)
-        };
+        let open = self.conditions.lock().await.get(&key).and_then(|c| c.open);
         match (on, open) {
             (true, None) => {
-                let (kind, metric, prio, message, value, threshold) = describe();
-                let id = self.raise(r, code, kind, metric, prio, message, value, threshold, at).await?;
-                self.conditions.lock().await.insert(key, Condition { since: Some(at), open: id });
+                let id = self
+                    .alarms
+                    .raise(NewAlert {
+                        hospital: r.hospital_id,
+                        device: r.device_id,
+                        patient: r.patient_id,
+                        session: r.session_id,
+                        code,
+                        kind: "technical",
+                        metric: None,
+                        priority: prio,
+                        message: message.to_owned(),
+                        value: None,
+                        threshold: None,
+                        at: r.time,
+                    })
+                    .await?;
+                self.conditions
+                    .lock()
+                    .await
+                    .insert(key, Condition { since: Some(r.time), open: id, ..Default::default() });
             }
             (false, Some(id)) => {
                 self.conditions.lock().await.insert(key, Condition::default());
-                self.clear_quietly(id, at).await?;
+                self.alarms.clear_auto(id, r.time, ClearCause::ConditionEnded).await?;
             }
             _ => {}
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn raise(
-        &self,
-        r: &Row,
-        code: &str,
-        kind: &str,
-        metric: Option<&str>,
-        prio: &str,
-        message: String,
-        value: Option<f64>,
-        threshold: Option<f64>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Uuid>, sqlx::Error> {
-        self.raise_for(
-            r.hospital_id,
-            r.device_id,
-            r.patient_id,
-            r.session_id,
-            code,
-            kind,
-            metric,
-            prio,
-            message,
-            value,
-            threshold,
-            at,
-        )
-        .await
-    }
-
-    /// Stores a new open alert (one per device and condition) and announces it.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn raise_for(
-        &self,
-        hospital: Uuid,
-        device: Uuid,
-        patient: Option<Uuid>,
-        session: Option<Uuid>,
-        code: &str,
-        kind: &str,
-        metric: Option<&str>,
-        prio: &str,
-        message: String,
-        value: Option<f64>,
-        threshold: Option<f64>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Uuid>, sqlx::Error> {
-        let inserted: Option<Alert> = sqlx::query_as(&format!(
-            "INSERT INTO alerts (id, hospital_id, device_id, patient_id, session_id, kind, code, metric, priority, state, message, value, threshold, raised_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $11, $12, $13)
-             ON CONFLICT (device_id, code) WHERE state <> 'cleared' DO NOTHING
-             RETURNING {ALERT_COLUMNS}"
-        ))
-        .bind(AlertId::new().as_uuid())
-        .bind(hospital)
-        .bind(device)
-        .bind(patient)
-        .bind(session)
-        .bind(kind)
-        .bind(code)
-        .bind(metric)
-        .bind(prio)
-        .bind(&message)
-        .bind(value)
-        .bind(threshold)
-        .bind(at)
-        .fetch_optional(&self.pool)
-        .await?;
-        match inserted {
-            Some(alert) => {
-                let id = alert.id;
-                tracing::info!(device = %device, code, "alert raised");
-                self.announce(AlertChange::Raised, alert).await;
-                Ok(Some(id))
-            }
-            // Already open (raised by another instance, or before a restart).
-            None => {
-                sqlx::query_scalar("SELECT id FROM alerts WHERE device_id = $1 AND code = $2 AND state <> 'cleared'")
-                    .bind(device)
-                    .bind(code)
-                    .fetch_optional(&self.pool)
-                    .await
-            }
-        }
-    }
-
-    /// Clears an open alert: automatically (`by` = None) or by a person.
-    pub async fn clear(&self, id: Uuid, by: Option<UserId>, at: DateTime<Utc>) -> Result<Alert, AlertError> {
-        let cleared: Option<Alert> = sqlx::query_as(&format!(
-            "UPDATE alerts SET state = 'cleared', cleared_at = GREATEST($2, raised_at), cleared_by = $3
-              WHERE id = $1 AND state <> 'cleared' RETURNING {ALERT_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(at)
-        .bind(by.map(|u| u.as_uuid()))
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(alert) = cleared else {
-            return Err(self.missing_or_cleared(id).await);
-        };
-        let mut conditions = self.conditions.lock().await;
-        if let Some(c) = conditions.get_mut(&(alert.device_id, Cow::Owned(alert.code.clone()))) {
-            if c.open == Some(id) {
-                *c = Condition::default();
-            }
-        }
-        drop(conditions);
-        self.announce(AlertChange::Cleared, alert.clone()).await;
-        Ok(alert)
-    }
-
-    /// Clears automatically; an alert already cleared (by a person) is fine.
-    /// A treatment on `device` ended (or the machine moved on to the next patient): its
-    /// physiological conditions belong to that patient and end with the treatment. Open
-    /// ones are cleared (by nobody, at `at`) and no breach delay carries over to the next
-    /// patient. Technical conditions (machine status, offline, maintenance) stay.
-    pub async fn treatment_ended(&self, device: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    /// A treatment of `patient` started on `device` at `at`. Physiological conditions of
+    /// another patient (or of none) end now; the same patient's carry on (a restarted
+    /// session raises no duplicate alarm).
+    pub async fn treatment_started(&self, device: Uuid, patient: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
         self.ensure_loaded(device).await?;
-        let technical =
-            |code: &str| code.starts_with("system_status") || code == "device_offline" || code == "maintenance_due";
         let mut open = Vec::new();
         self.conditions.lock().await.retain(|(d, code), c| {
-            if *d != device || technical(code) {
+            if *d != device || technical(code) || c.patient == Some(patient) {
                 return true;
             }
             open.extend(c.open);
             false
         });
         for id in open {
-            self.clear_quietly(id, at).await?;
+            self.alarms.clear_auto(id, at, ClearCause::TreatmentEnded).await?;
         }
         Ok(())
-    }
-
-    async fn clear_quietly(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        match self.clear(id, None, at).await {
-            Err(AlertError::Db(e)) => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// Acknowledges an active alert (it stays open until its condition clears).
-    pub async fn acknowledge(&self, id: Uuid, by: UserId) -> Result<Alert, AlertError> {
-        let acked: Option<Alert> = sqlx::query_as(&format!(
-            "UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2
-              WHERE id = $1 AND state = 'active' RETURNING {ALERT_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(by.as_uuid())
-        .fetch_optional(&self.pool)
-        .await?;
-        match acked {
-            Some(alert) => {
-                self.announce(AlertChange::Acknowledged, alert.clone()).await;
-                Ok(alert)
-            }
-            None => {
-                // Acknowledging twice is harmless; a cleared alert cannot be acknowledged.
-                let current = self.get(id).await?.ok_or(AlertError::NotFound)?;
-                if current.state == "cleared" {
-                    Err(AlertError::AlreadyCleared)
-                } else {
-                    Ok(current)
-                }
-            }
-        }
-    }
-
-    pub async fn get(&self, id: Uuid) -> Result<Option<Alert>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-    }
-
-    async fn missing_or_cleared(&self, id: Uuid) -> AlertError {
-        match self.get(id).await {
-            Ok(Some(_)) => AlertError::AlreadyCleared,
-            Ok(None) => AlertError::NotFound,
-            Err(e) => AlertError::Db(e),
-        }
-    }
-
-    /// Stores nothing: publishes the change on MQTT and to the live streams.
-    async fn announce(&self, event: AlertChange, alert: Alert) {
-        let body = AlertEvent { v: V1, event, alert };
-        if let Some(publisher) = self.publisher.get() {
-            let json = nc_broker::payload::to_json(&body);
-            let (hospital, device) = (HospitalId(body.alert.hospital_id), DeviceId(body.alert.device_id));
-            let topic = Topic::Device { hospital, device, channel: nc_broker::topic::DeviceChannel::Alerts };
-            if let Err(e) = publisher.publish_json(&topic, &json).await {
-                tracing::warn!(error = %e, "could not publish an alert");
-            }
-            // The patient's own copy (topics.md: a patient receives their own treatment only).
-            if let Some(patient) = body.alert.patient_id {
-                let channel = nc_broker::topic::PatientChannel::Alerts;
-                let topic = Topic::Patient { hospital, patient: nc_domain::PatientId(patient), channel };
-                if let Err(e) = publisher.publish_json(&topic, &json).await {
-                    tracing::warn!(error = %e, "could not publish an alert to its patient");
-                }
-            }
-            match self.recipients(device).await {
-                Ok(users) => {
-                    let note = AlertNote { v: V1, r#type: kind::Alert, event, alert: body.alert.clone() };
-                    let note = nc_broker::payload::to_json(&note);
-                    for user in users {
-                        let topic = Topic::Notifications { hospital, user };
-                        if let Err(e) = publisher.publish_json(&topic, &note).await {
-                            tracing::warn!(error = %e, "could not publish an alert notification");
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not find whom to notify of an alert"),
-            }
-        }
-        let _ = self.events.send(body);
-    }
-
-    /// The device's doctors and technicians now (assignments and active hand-overs).
-    async fn recipients(&self, device: DeviceId) -> Result<Vec<UserId>, sqlx::Error> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT user_id FROM device_assignments WHERE device_id = $1 AND ended_at IS NULL
-             UNION SELECT granted_to FROM temporary_access_grants WHERE device_id = $1 AND revoked_at IS NULL AND expires_at > now()",
-        )
-        .bind(device.as_uuid())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.into_iter().map(UserId).collect())
     }
 }

@@ -46,6 +46,8 @@ pub struct IngestSettings {
     /// (1-, 5-, 15-minute) rollups; the hourly rollups and session summaries stay. `None`
     /// keeps everything.
     pub retention_days: Option<u32>,
+    /// How connection and treatment conditions are judged (see [`alerts`]).
+    pub conditions: alerts::ConditionSettings,
 }
 
 impl Default for IngestSettings {
@@ -57,6 +59,7 @@ impl Default for IngestSettings {
             retry_for: Duration::from_secs(5),
             session_timeout: Duration::from_secs(300),
             retention_days: Some(365),
+            conditions: alerts::ConditionSettings::default(),
         }
     }
 }
@@ -97,7 +100,12 @@ pub struct Ingest {
 impl Ingest {
     /// Starts the writers and the session sweeper; they stop when `shutdown` is cancelled
     /// (after writing what is queued).
-    pub fn start(pool: PgPool, settings: IngestSettings, shutdown: CancellationToken) -> Ingest {
+    pub fn start(
+        pool: PgPool,
+        settings: IngestSettings,
+        alarms: nc_alarms::Alarms,
+        shutdown: CancellationToken,
+    ) -> Ingest {
         let (committed, _) = broadcast::channel(1024);
         let (after_tx, mut after_rx) = mpsc::channel::<Committed>(64);
         let queues = writer::spawn(
@@ -110,7 +118,7 @@ impl Ingest {
             settings.queue_capacity,
             after_tx,
         );
-        let alerts = AlertEngine::new(pool.clone());
+        let alerts = AlertEngine::new(pool.clone(), alarms, settings.conditions.clone());
         let inner = Arc::new(Inner {
             pool,
             alerts,
@@ -184,6 +192,7 @@ impl Ingest {
                         if let Err(e) = sweeper.sessions.sweep(&sweeper.pool, timeout).await {
                             tracing::warn!(error = %e, "session sweep failed");
                         }
+                        sweeper.alerts.forget_idle().await;
                     }
                 }
             }
@@ -191,7 +200,7 @@ impl Ingest {
         Ingest { inner }
     }
 
-    /// The alert engine.
+    /// The alert conditions (their alarms are [`AlertEngine::alarms`]).
     pub fn alerts(&self) -> Arc<AlertEngine> {
         self.inner.alerts.clone()
     }
@@ -252,8 +261,12 @@ impl Ingest {
             Ok(b) => b,
             Err(e) => return Ok(self.rejected(e, Some(reading.seq))),
         };
-        if binding.ended_previous {
-            self.inner.alerts.treatment_ended(device.as_uuid(), reading.ts).await.map_err(unavailable)?;
+        if let (true, Some(p)) = (binding.started, binding.patient) {
+            self.inner
+                .alerts
+                .treatment_started(device.as_uuid(), p.as_uuid(), reading.ts)
+                .await
+                .map_err(unavailable)?;
         }
         let mut values = [None; 16];
         for (i, (_, v)) in reading.measurements().iter().enumerate() {
@@ -320,9 +333,13 @@ impl Ingest {
                 self.inner.sessions.end_explicit(pool, device, message.ts).await.map_err(unavailable)?.map(|(_, p)| p)
             }
         };
-        if result.is_ok() {
-            // A new treatment (start ends the previous one) or the end of one.
-            self.inner.alerts.treatment_ended(device.as_uuid(), message.ts).await.map_err(unavailable)?;
+        if let (Ok(_), SessionEvent::Start, Some(p)) = (&result, message.event, message.patient_id) {
+            // A new treatment: another patient's conditions end (the same patient's carry on).
+            self.inner
+                .alerts
+                .treatment_started(device.as_uuid(), p.as_uuid(), message.ts)
+                .await
+                .map_err(unavailable)?;
         }
         Ok(match result {
             Ok(patient) => Outcome::Stored { patient, seq: None },

@@ -32,8 +32,9 @@ pub struct Sessions {
 pub struct Binding {
     pub patient: Option<PatientId>,
     pub session: Option<SessionId>,
-    /// The reading ended the previous patient's session (the machine moved on).
-    pub ended_previous: bool,
+    /// The reading started a session (for its patient, possibly ending the previous
+    /// patient's: the machine moved on).
+    pub started: bool,
 }
 
 impl Sessions {
@@ -111,17 +112,17 @@ impl Sessions {
                 tracing::info!(%device, session = %previous, "a reading named the next patient: previous session ended");
                 let session = start(pool, device, hospital, p, at, None).await?;
                 active.insert(device, Some((session, Some(p))));
-                Ok(Ok(Binding { patient: Some(p), session: Some(session), ended_previous: true }))
+                Ok(Ok(Binding { patient: Some(p), session: Some(session), started: true }))
             }
             (Some((session, session_patient)), p) => {
-                Ok(Ok(Binding { patient: session_patient.or(p), session: Some(session), ended_previous: false }))
+                Ok(Ok(Binding { patient: session_patient.or(p), session: Some(session), started: false }))
             }
             (None, Some(p)) => {
                 let session = start(pool, device, hospital, p, at, None).await?;
                 active.insert(device, Some((session, Some(p))));
-                Ok(Ok(Binding { patient: Some(p), session: Some(session), ended_previous: false }))
+                Ok(Ok(Binding { patient: Some(p), session: Some(session), started: true }))
             }
-            (None, None) => Ok(Ok(Binding { patient: None, session: None, ended_previous: false })),
+            (None, None) => Ok(Ok(Binding { patient: None, session: None, started: false })),
         }
     }
 

@@ -103,6 +103,11 @@ pub fn test_config(url: &str) -> Config {
     c.mqtt.addr = "127.0.0.1:0".parse().unwrap();
     c.mqtt.ws_addr = "127.0.0.1:0".parse().unwrap();
     c.auth.jwt_secret = Secret::new("test-secret-test-secret-test-secret-0123456789");
+    // Alerts do not escalate unless a test sets its hospital's escalation policy (the
+    // alarm tests do, through the REST API): other tests see exactly the notifications of
+    // what they do.
+    c.alarms.escalate_high_after_secs = 0;
+    c.alarms.escalate_medium_after_secs = 0;
     c
 }
 

@@ -23,12 +23,16 @@
 //! exhaustively;
 //! [`Policy`] loads the facts from the database and applies them.
 
+mod alarms;
 mod bookings;
 mod chat;
 mod maintenance;
 mod patient_records;
 mod rules;
 
+pub use alarms::{
+    active_grant, decide_alert, decide_alert_notice, AlertAction, AlertFacts, AlertRef, AlertView, TOP_TIER,
+};
 pub use bookings::{
     decide_book, decide_booking, decide_plan_maintenance, BookFacts, BookingAction, BookingFacts, BookingScope,
 };
@@ -206,8 +210,7 @@ impl Policy {
             .collect();
         let grants = temporary_access_grants::Entity::find()
             .filter(temporary_access_grants::Column::GrantedTo.eq(user))
-            .filter(temporary_access_grants::Column::RevokedAt.is_null())
-            .filter(temporary_access_grants::Column::ExpiresAt.gt(now))
+            .filter(active_grant())
             .all(&self.db)
             .await?;
         for g in grants {
@@ -284,8 +287,7 @@ impl Policy {
         let grants = temporary_access_grants::Entity::find()
             .filter(temporary_access_grants::Column::GrantedTo.eq(u.id))
             .filter(temporary_access_grants::Column::DeviceId.eq(device))
-            .filter(temporary_access_grants::Column::RevokedAt.is_null())
-            .filter(temporary_access_grants::Column::ExpiresAt.gt(Utc::now()))
+            .filter(active_grant())
             .all(&self.db)
             .await?;
         Ok(grants.into_iter().map(|g| g.expires_at).max())
@@ -322,8 +324,7 @@ impl Policy {
                         .select_only()
                         .column(temporary_access_grants::Column::DeviceId)
                         .filter(temporary_access_grants::Column::GrantedTo.eq(user.id))
-                        .filter(temporary_access_grants::Column::RevokedAt.is_null())
-                        .filter(temporary_access_grants::Column::ExpiresAt.gt(Utc::now()))
+                        .filter(active_grant())
                         .filter(temporary_access_grants::Column::HospitalId.eq(user.hospital))
                         .into_tuple()
                         .all(&self.db)
@@ -353,8 +354,7 @@ impl Policy {
         Ok(temporary_access_grants::Entity::find()
             .filter(temporary_access_grants::Column::GrantedTo.eq(user))
             .filter(temporary_access_grants::Column::DeviceId.eq(device))
-            .filter(temporary_access_grants::Column::RevokedAt.is_null())
-            .filter(temporary_access_grants::Column::ExpiresAt.gt(Utc::now()))
+            .filter(active_grant())
             .count(&self.db)
             .await?
             > 0)

@@ -79,6 +79,12 @@ pub enum HospitalAction {
     AdministerPatients,
     /// Set the unit's opening hours and booking rules.
     ConfigureBookings,
+    /// Read the escalation policy of alarms (staff).
+    ReadAlarmPolicy,
+    /// Set the escalation policy of alarms (admins).
+    ConfigureAlarms,
+    /// Read the unit's alarm-burden analytics (doctors, admins).
+    ViewAlarmBurden,
 }
 
 /// Why a request is refused.
@@ -215,11 +221,13 @@ pub fn decide_hospital(subject: &Subject, hospital: HospitalId, action: Hospital
     use HospitalAction::*;
     match (user.role, action) {
         (Role::Admin, _) => Ok(()),
-        (Role::Doctor, ListUsers(_) | ListDevices | AdministerPatients) => Ok(()),
-        (Role::Technician, ListUsers(Role::Doctor | Role::Technician) | ListDevices) => Ok(()),
+        (Role::Doctor, ListUsers(_) | ListDevices | AdministerPatients | ReadAlarmPolicy | ViewAlarmBurden) => Ok(()),
+        (Role::Technician, ListUsers(Role::Doctor | Role::Technician) | ListDevices | ReadAlarmPolicy) => Ok(()),
         (Role::Technician, ListUsers(_)) => Err(Denied::Forbidden("technicians list staff only")),
         (Role::Patient, ListDevices) => Ok(()),
         (_, ManageStaff | ManageDevices) => Err(Denied::Forbidden("only admins manage staff and devices")),
+        (_, ConfigureAlarms) => Err(Denied::Forbidden("only admins set the escalation policy")),
+        (_, ViewAlarmBurden) => Err(Denied::Forbidden("alarm-burden analytics are for doctors and admins")),
         (_, _) => Err(Denied::Forbidden("not permitted for your role")),
     }
 }
@@ -537,5 +545,16 @@ mod tests {
         assert!(decide_hospital(&user(Role::Technician, h), h, ListUsers(Role::Patient)).is_err());
         assert!(decide_hospital(&user(Role::Technician, h), h, ListUsers(Role::Doctor)).is_ok());
         assert!(decide_hospital(&user(Role::Patient, h), h, ListUsers(Role::Doctor)).is_err());
+        for (role, read, configure, burden) in [
+            (Role::Admin, true, true, true),
+            (Role::Doctor, true, false, true),
+            (Role::Technician, true, false, false),
+            (Role::Patient, false, false, false),
+        ] {
+            let s = user(role, h);
+            assert_eq!(decide_hospital(&s, h, ReadAlarmPolicy).is_ok(), read, "{role:?}");
+            assert_eq!(decide_hospital(&s, h, ConfigureAlarms).is_ok(), configure, "{role:?}");
+            assert_eq!(decide_hospital(&s, h, ViewAlarmBurden).is_ok(), burden, "{role:?}");
+        }
     }
 }

@@ -2,11 +2,11 @@
 //! [`TopicKind`], with no wildcard arm, so a topic kind added to the broker does not compile
 //! until it is described here. Payloads are named by their Rust types.
 
+use nc_alarms::{AlertEvent, AlertNote};
 use nc_bookings::BookingNote;
 use nc_broker::payload::{ErrorNote, Status, SubscriptionEnded, TypingIndicator};
 use nc_broker::topic::{DeviceChannel as D, PatientChannel as P, RoomChannel as R, TopicKind};
 use nc_chat::{ChatMessageNote, MessagePublished, PostIn, ReadPublished, TypingIn};
-use nc_ingest::alerts::{AlertEvent, AlertNote};
 use nc_ingest::reading::{DeviceError, ReadingIn, SessionIn};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -74,7 +74,11 @@ fn session_message() -> Msg {
 }
 
 fn alert_event() -> Msg {
-    sent::<AlertEvent>("alertEvent", "Alert change", "An alert was raised, acknowledged or cleared.")
+    sent::<AlertEvent>(
+        "alertEvent",
+        "Alert change",
+        "An alert was raised, escalated, acknowledged, snoozed, re-alerted after a snooze, or cleared.",
+    )
 }
 
 fn flow(parties: &'static [Party], summary: &'static str, messages: Vec<Msg>) -> Option<Flow> {
@@ -127,8 +131,8 @@ pub(super) fn channel(kind: TopicKind) -> ChannelDoc {
         TopicKind::Device(D::Alerts) => ChannelDoc {
             id: "deviceAlerts",
             title: "Device alerts",
-            description: "Alerts of one machine. May subscribe: as telemetry. Acknowledge and clear over REST \
-                (`POST /api/alerts/{id}/acknowledge`, `/clear`).",
+            description: "Alerts of one machine. May subscribe: as telemetry. Acknowledge, snooze and clear over REST \
+                (`POST /api/alerts/{id}/acknowledge`, `/snooze`, `/clear`).",
             inbound: None,
             outbound: flow(PERSON, "Every change of an alert of the device.", vec![alert_event()]),
         },
@@ -233,13 +237,17 @@ pub(super) fn channel(kind: TopicKind) -> ChannelDoc {
             inbound: None,
             outbound: flow(
                 PERSON,
-                "Alerts of the person's devices, bookings, chat messages while not connected to the room, refused \
+                "Alerts of the person's devices (and, once escalated to their tier, of their ward's or hospital's \
+                 devices), bookings, chat messages while not connected to the room, refused \
                  posts, and subscriptions removed on reconnect.",
                 vec![
                     sent::<AlertNote>(
                         "alertNotification",
                         "Alert",
-                        "An alert of a device the person looks after changed (doctors, technicians, hand-overs).",
+                        "An alert of a device the person looks after changed (doctors, technicians, hand-overs), or an \
+                         alert escalated to the person's tier (2: doctors of the device's ward or hospital; 3: the \
+                         hospital's admins, who get the administrative view: no patient, values or clinical message). \
+                         `escalated` carries the tier reached; every change reaches everyone of the tiers reached.",
                     ),
                     sent::<BookingNote>(
                         "bookingNotification",

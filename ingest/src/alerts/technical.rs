@@ -1,17 +1,44 @@
-//! Technical conditions that do not come with a reading: the device going offline
-//! abruptly (`device_offline`, from the broker's presence events) and maintenance due
+//! Technical conditions that do not come with a reading: the device's connection
+//! (`device_offline`, from the broker's presence events) and maintenance due
 //! (`maintenance_due`, from the devices' due dates).
+//!
+//! Connection alarms that clinicians trust:
+//! - an abrupt loss raises `device_offline` only if the device is still offline after the
+//!   offline delay (default 15 s): a reconnect within it raises nothing. The check at the
+//!   end of the delay also asks the database, so a device that reconnected through another
+//!   node is not reported offline;
+//! - a flapping link (`flapping_drops` abrupt losses within `flapping_window`) raises one
+//!   `device_offline` at once ("unstable connection") and keeps it open until the link has
+//!   been stable for the window: N drops make one alarm, not N;
+//! - a graceful disconnect (the machine said goodbye) raises nothing.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use nc_alarms::{ClearCause, NewAlert};
 use nc_domain::{DeviceId, HospitalId};
 use uuid::Uuid;
 
-use super::{AlertEngine, AlertError, Condition};
+use super::{AlertEngine, Condition};
+
+/// The connection history of one device.
+#[derive(Debug, Default)]
+pub(super) struct Link {
+    /// Abrupt losses within the flapping window.
+    drops: VecDeque<DateTime<Utc>>,
+    /// Changes with every presence event: a timer set at one generation acts only if none came since.
+    generation: u64,
+    /// Unstable until then: the offline alert stays open.
+    unstable_until: Option<DateTime<Utc>>,
+}
+
+const OFFLINE: &str = "device_offline";
 
 impl AlertEngine {
-    /// A device went offline abruptly (raise `device_offline`) or came back (clear it).
+    /// A device went offline (abruptly or gracefully) or came back.
     pub async fn presence(
-        &self,
+        self: &Arc<Self>,
         device: DeviceId,
         hospital: HospitalId,
         online: bool,
@@ -20,45 +47,133 @@ impl AlertEngine {
     ) -> Result<(), sqlx::Error> {
         let d = device.as_uuid();
         self.ensure_loaded(d).await?;
-        let key = (d, std::borrow::Cow::Borrowed("device_offline"));
-        let open = self.conditions.lock().await.get(&key).and_then(|c| c.open);
         let abrupt = matches!(reason, "connection_lost" | "keepalive_timeout");
-        match (online, open) {
-            (false, None) if abrupt => {
-                let session: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
-                    "SELECT id, patient_id FROM device_sessions WHERE device_id = $1 AND status = 'active'",
-                )
-                .bind(d)
-                .fetch_optional(&self.pool)
-                .await?;
-                let message = format!("The device lost its connection ({})", reason.replace('_', " "));
-                let id = self
-                    .raise_for(
-                        hospital.as_uuid(),
-                        d,
-                        session.and_then(|s| s.1),
-                        session.map(|s| s.0),
-                        "device_offline",
-                        "technical",
-                        None,
-                        "medium",
-                        message,
-                        None,
-                        None,
-                        at,
-                    )
-                    .await?;
-                self.conditions.lock().await.insert(key, Condition { since: Some(at), open: id });
+        let window = chrono::Duration::from_std(self.settings.flapping_window).unwrap_or(chrono::Duration::zero());
+        let (generation, flapping, unstable_until) = {
+            let mut links = self.links.lock().expect("links");
+            let link = links.entry(d).or_default();
+            link.generation += 1;
+            while link.drops.front().is_some_and(|t| *t < at - window) {
+                link.drops.pop_front();
             }
-            (true, Some(id)) => {
-                self.conditions.lock().await.insert(key, Condition::default());
-                if let Err(AlertError::Db(e)) = self.clear(id, None, at).await {
-                    return Err(e);
+            let mut flapping = None;
+            if !online && abrupt {
+                link.drops.push_back(at);
+                if link.drops.len() >= self.settings.flapping_drops {
+                    link.unstable_until = Some(at + window);
+                    flapping = Some(link.drops.len());
                 }
             }
+            (link.generation, flapping, link.unstable_until.filter(|u| *u > at))
+        };
+        let open = self.conditions.lock().await.get(&(d, OFFLINE.into())).and_then(|c| c.open);
+        match (online, open) {
+            (false, None) if abrupt => match flapping {
+                Some(drops) => {
+                    let secs = self.settings.flapping_window.as_secs();
+                    let message = format!("The device's connection is unstable: {drops} drops within {secs} s");
+                    self.raise_offline(d, hospital, message, at).await?;
+                }
+                None => {
+                    let this = self.clone();
+                    let delay = self.settings.offline_delay;
+                    let reason = reason.replace('_', " ");
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        if let Err(e) = this.offline_for_delay(d, hospital, generation, &reason, at).await {
+                            tracing::warn!(error = %e, "offline alert check failed");
+                        }
+                    });
+                }
+            },
+            (true, Some(id)) => match unstable_until {
+                // An unstable link stays alarmed until it has held for the window.
+                Some(until) => {
+                    let this = self.clone();
+                    let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        if this.generation(d) == generation {
+                            this.clear_offline(d, id, Utc::now()).await;
+                        }
+                    });
+                }
+                None => self.clear_offline(d, id, at).await,
+            },
             _ => {}
         }
         Ok(())
+    }
+
+    fn generation(&self, device: Uuid) -> u64 {
+        self.links.lock().expect("links").get(&device).map_or(0, |l| l.generation)
+    }
+
+    /// The offline delay has passed since a loss at generation `generation`: raise if
+    /// nothing happened since and the database agrees the device is offline.
+    async fn offline_for_delay(
+        &self,
+        d: Uuid,
+        hospital: HospitalId,
+        generation: u64,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        if self.generation(d) != generation {
+            return Ok(());
+        }
+        let online: Option<bool> =
+            sqlx::query_scalar("SELECT online FROM devices WHERE id = $1").bind(d).fetch_optional(&self.pool).await?;
+        if online != Some(false) {
+            return Ok(());
+        }
+        let secs = self.settings.offline_delay.as_secs();
+        let message = format!("The device lost its connection ({reason}) and has not come back for {secs} s");
+        self.raise_offline(d, hospital, message, at).await
+    }
+
+    async fn raise_offline(
+        &self,
+        d: Uuid,
+        hospital: HospitalId,
+        message: String,
+        at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let session: Option<(Uuid, Option<Uuid>)> =
+            sqlx::query_as("SELECT id, patient_id FROM device_sessions WHERE device_id = $1 AND status = 'active'")
+                .bind(d)
+                .fetch_optional(&self.pool)
+                .await?;
+        let id = self
+            .alarms
+            .raise(NewAlert {
+                hospital: hospital.as_uuid(),
+                device: d,
+                patient: session.and_then(|s| s.1),
+                session: session.map(|s| s.0),
+                code: OFFLINE,
+                kind: "technical",
+                metric: None,
+                priority: "medium",
+                message,
+                value: None,
+                threshold: None,
+                at,
+            })
+            .await?;
+        self.conditions
+            .lock()
+            .await
+            .insert((d, OFFLINE.into()), Condition { since: Some(at), open: id, ..Default::default() });
+        Ok(())
+    }
+
+    async fn clear_offline(&self, d: Uuid, id: Uuid, at: DateTime<Utc>) {
+        self.conditions.lock().await.insert((d, OFFLINE.into()), Condition::default());
+        self.links.lock().expect("links").entry(d).or_default().unstable_until = None;
+        if let Err(e) = self.alarms.clear_auto(id, at, ClearCause::ConditionEnded).await {
+            tracing::warn!(error = %e, "could not clear an offline alert");
+        }
     }
 
     /// Raises `maintenance_due` for devices past their maintenance date, and clears it once
@@ -81,21 +196,22 @@ impl AlertEngine {
         .await?;
         for (device, hospital, at) in due {
             let message = format!("Maintenance was due on {}", at.format("%Y-%m-%d"));
-            self.raise_for(
-                hospital,
-                device,
-                None,
-                None,
-                "maintenance_due",
-                "technical",
-                None,
-                "low",
-                message,
-                None,
-                None,
-                Utc::now(),
-            )
-            .await?;
+            self.alarms
+                .raise(NewAlert {
+                    hospital,
+                    device,
+                    patient: None,
+                    session: None,
+                    code: "maintenance_due",
+                    kind: "technical",
+                    metric: None,
+                    priority: "low",
+                    message,
+                    value: None,
+                    threshold: None,
+                    at: Utc::now(),
+                })
+                .await?;
         }
         let done: Vec<Uuid> = sqlx::query_scalar(
             "SELECT a.id FROM alerts a JOIN devices d ON d.id = a.device_id
@@ -106,9 +222,7 @@ impl AlertEngine {
         .fetch_all(&self.pool)
         .await?;
         for id in done {
-            if let Err(AlertError::Db(e)) = self.clear(id, None, Utc::now()).await {
-                return Err(e);
-            }
+            self.alarms.clear_auto(id, Utc::now(), ClearCause::MaintenanceDone).await?;
         }
         Ok(())
     }

@@ -315,7 +315,9 @@ impl Session {
 }
 
 /// Whether a notification may reach `subject` now; `Err` when storage cannot say (after a
-/// few tries over about a second).
+/// few tries over about a second). An alert notification reaches the device's care team
+/// (who may receive its alerts topic) and, once the alert has escalated, the people of the
+/// tiers it reached (the policy's `escalation_tier`).
 async fn notification_allowed(shared: Arc<Shared>, subject: Subject, payload: Vec<u8>) -> Result<bool, String> {
     #[derive(serde::Deserialize)]
     struct Note {
@@ -328,17 +330,27 @@ async fn notification_allowed(shared: Arc<Shared>, subject: Subject, payload: Ve
     struct AlertRef {
         hospital_id: nc_domain::HospitalId,
         device_id: nc_domain::DeviceId,
+        #[serde(default)]
+        escalation_level: Option<u8>,
     }
     let Ok(note) = serde_json::from_slice::<Note>(&payload) else { return Ok(true) };
     let (Some("alert"), Some(a)) = (note.kind.as_deref(), note.alert) else { return Ok(true) };
     let topic = Topic::Device { hospital: a.hospital_id, device: a.device_id, channel: DeviceChannel::Alerts };
     let mut wait = Duration::from_millis(100);
     loop {
-        match acl::may_receive(&shared.policy, &subject, &topic).await {
-            Ok(_) => return Ok(true),
-            Err(AclError::Denied(_)) => return Ok(false),
-            Err(AclError::Lookup(e)) if wait > Duration::from_millis(800) => return Err(e),
-            Err(AclError::Lookup(_)) => {
+        let decided = match acl::may_receive(&shared.policy, &subject, &topic).await {
+            Ok(_) => Ok(true),
+            Err(AclError::Denied(_)) if subject.hospital() != a.hospital_id => Ok(false),
+            Err(AclError::Denied(_)) => match shared.policy.escalation_tier(&subject, a.device_id).await {
+                Ok(tier) => Ok(nc_access::policy::decide_alert_notice(tier, a.escalation_level.unwrap_or(1)).is_ok()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(AclError::Lookup(e)) => Err(e),
+        };
+        match decided {
+            Ok(allowed) => return Ok(allowed),
+            Err(e) if wait > Duration::from_millis(800) => return Err(e),
+            Err(_) => {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }

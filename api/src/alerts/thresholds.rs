@@ -1,84 +1,22 @@
-//! `/api/alerts` and `/api/alert-thresholds`: alerts of the devices a person may read, their
-//! acknowledgement and clearing, and the limits they are raised at (hospital defaults set by
-//! admins, per-patient overrides set by the patient's doctors).
+//! `/api/alert-thresholds` and `/api/patients/{patientId}/alert-thresholds`: the limits alerts
+//! are raised at (hospital defaults set by admins, per-patient overrides set by the patient's
+//! doctors).
 
 use chrono::Utc;
-use nc_access::policy::DeviceScope;
 use nc_access::{audit, HospitalAction, PatientAction};
 use nc_domain::*;
-use nc_entities::{alert_thresholds, alerts};
-use nc_ingest::alerts::AlertError;
-use poem_openapi::param::{Path, Query};
+use nc_entities::alert_thresholds;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use crate::dto::{fetch_page, page};
 use crate::error::{ApiError, ErrorResponse};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
-
-#[derive(Object, Debug)]
-#[oai(rename_all = "camelCase")]
-pub struct AlertOut {
-    pub id: AlertId,
-    pub hospital_id: HospitalId,
-    pub device_id: DeviceId,
-    pub patient_id: Option<PatientId>,
-    pub session_id: Option<SessionId>,
-    pub kind: AlertKind,
-    /// The condition, e.g. `systolic_bp_low`, `system_status_danger`, `device_offline`, `maintenance_due`.
-    pub code: String,
-    pub metric: Option<String>,
-    pub priority: AlertPriority,
-    pub state: AlertState,
-    pub message: String,
-    pub value: Option<f64>,
-    pub threshold: Option<f64>,
-    pub raised_at: chrono::DateTime<Utc>,
-    pub acknowledged_at: Option<chrono::DateTime<Utc>>,
-    pub acknowledged_by: Option<UserId>,
-    pub cleared_at: Option<chrono::DateTime<Utc>>,
-    /// Absent with `clearedAt` set: cleared automatically when the condition cleared.
-    pub cleared_by: Option<UserId>,
-}
-
-impl From<alerts::Model> for AlertOut {
-    fn from(a: alerts::Model) -> Self {
-        Self {
-            id: a.id,
-            hospital_id: a.hospital_id,
-            device_id: a.device_id,
-            patient_id: a.patient_id,
-            session_id: a.session_id,
-            kind: a.kind,
-            code: a.code,
-            metric: a.metric,
-            priority: a.priority,
-            state: a.state,
-            message: a.message,
-            value: a.value,
-            threshold: a.threshold,
-            raised_at: a.raised_at,
-            acknowledged_at: a.acknowledged_at,
-            acknowledged_by: a.acknowledged_by,
-            cleared_at: a.cleared_at,
-            cleared_by: a.cleared_by,
-        }
-    }
-}
-
-#[derive(Object, Debug)]
-#[oai(rename_all = "camelCase")]
-pub struct AlertPage {
-    pub items: Vec<AlertOut>,
-    pub total: u64,
-    pub limit: u64,
-    pub offset: u64,
-}
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
@@ -148,53 +86,9 @@ const METRICS: &[&str] = &[
     "uf_rate_ml_h",
 ];
 
-fn alert_error(e: AlertError) -> ApiError {
-    match e {
-        AlertError::NotFound => ApiError::NotFound("alert"),
-        AlertError::AlreadyCleared => {
-            ApiError::Conflict { code: "already_cleared", message: "the alert is already cleared".into() }
-        }
-        AlertError::Db(e) => ApiError::internal(e),
-    }
-}
+pub struct ThresholdsApi;
 
-pub struct AlertsApi;
-
-impl AlertsApi {
-    /// The alert, if the caller may act on its device's clinical data (doctors and
-    /// technicians; patients may read but not act).
-    async fn alert_for(
-        state: &ApiState,
-        auth: &BearerAuth,
-        id: AlertId,
-        act: bool,
-    ) -> std::result::Result<alerts::Model, ApiError> {
-        let alert = alerts::Entity::find_by_id(id)
-            .one(&state.db)
-            .await?
-            .filter(|a| a.hospital_id == auth.0.hospital)
-            .ok_or(ApiError::NotFound("alert"))?;
-        let view = state
-            .policy
-            .clinical_view(&auth.subject(), alert.device_id)
-            .await
-            .map_err(|e| ApiError::policy(e, "alert"))?;
-        if !view.shows(alert.patient_id) {
-            // Another patient's alert on a shared machine: it does not exist for this caller.
-            return Err(ApiError::NotFound("alert"));
-        }
-        if let nc_access::policy::ReadScope::Windows(w) = state.policy.read_scope(&auth.subject()).await? {
-            // A technician: only alerts raised while it is responsible for the device.
-            if !w.iter().any(|w| w.device == alert.device_id && alert.raised_at >= w.from && alert.raised_at < w.to) {
-                return Err(ApiError::NotFound("alert"));
-            }
-        }
-        if act && !matches!(auth.0.role, Role::Doctor | Role::Technician) {
-            return Err(ApiError::Forbidden("only doctors and technicians acknowledge or clear alerts".into()));
-        }
-        Ok(alert)
-    }
-
+impl ThresholdsApi {
     async fn set_threshold(
         state: &ApiState,
         auth: &BearerAuth,
@@ -285,114 +179,7 @@ fn threshold_json(t: &alert_thresholds::Model) -> serde_json::Value {
 }
 
 #[OpenApi(tag = "Tag::Alerts")]
-impl AlertsApi {
-    /// Alerts of the devices whose clinical data you may read, newest first.
-    #[oai(path = "/api/alerts", method = "get", operation_id = "listAlerts")]
-    #[allow(clippy::too_many_arguments)]
-    async fn list(
-        &self,
-        state: poem::web::Data<&ApiState>,
-        auth: BearerAuth,
-        /// Only alerts in this state.
-        #[oai(name = "state")]
-        state_filter: Query<Option<AlertState>>,
-        /// Only alerts that are not cleared.
-        #[oai(name = "openOnly")]
-        open_only: Query<Option<bool>>,
-        #[oai(name = "deviceId")] device_id: Query<Option<DeviceId>>,
-        #[oai(name = "patientId")] patient_id: Query<Option<PatientId>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
-        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
-    ) -> Result<Json<AlertPage>> {
-        let subject = auth.subject();
-        let devices = match state.policy.clinical_devices(&subject).await? {
-            DeviceScope::Nothing => return Err(ApiError::Forbidden("admins do not read clinical data".into()).into()),
-            DeviceScope::Only(ids) => ids,
-        };
-        let (limit, offset) = page(limit.0, offset.0)?;
-        let mut query = alerts::Entity::find()
-            .filter(alerts::Column::HospitalId.eq(auth.0.hospital))
-            .filter(alerts::Column::DeviceId.is_in(devices));
-        if auth.0.role == Role::Patient {
-            let me = nc_entities::patients::Entity::find()
-                .filter(nc_entities::patients::Column::UserId.eq(auth.0.id))
-                .one(&state.db)
-                .await?;
-            query = query.filter(alerts::Column::PatientId.eq(me.map(|p| p.id)));
-        }
-        if let nc_access::policy::ReadScope::Windows(w) = state.policy.read_scope(&subject).await? {
-            // A technician: only alerts raised while it is responsible for their device.
-            let mut any = sea_orm::Condition::any();
-            for w in &w {
-                any = any.add(
-                    sea_orm::Condition::all()
-                        .add(alerts::Column::DeviceId.eq(w.device))
-                        .add(alerts::Column::RaisedAt.gte(w.from))
-                        .add(alerts::Column::RaisedAt.lt(w.to)),
-                );
-            }
-            if w.is_empty() {
-                any = any.add(alerts::Column::Id.is_null());
-            }
-            query = query.filter(any);
-        }
-        if let Some(s) = state_filter.0 {
-            query = query.filter(alerts::Column::State.eq(s));
-        }
-        if open_only.0 == Some(true) {
-            query = query.filter(alerts::Column::State.ne(AlertState::Cleared));
-        }
-        if let Some(d) = device_id.0 {
-            query = query.filter(alerts::Column::DeviceId.eq(d));
-        }
-        if let Some(p) = patient_id.0 {
-            query = query.filter(alerts::Column::PatientId.eq(p));
-        }
-        let (items, total) =
-            fetch_page(&state.db, query.order_by_desc(alerts::Column::RaisedAt), limit, offset).await?;
-        Ok(Json(AlertPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
-    }
-
-    /// One alert.
-    #[oai(path = "/api/alerts/:alertId", method = "get", operation_id = "getAlert")]
-    async fn get(
-        &self,
-        state: poem::web::Data<&ApiState>,
-        auth: BearerAuth,
-        #[oai(name = "alertId")] alert_id: Path<AlertId>,
-    ) -> Result<Json<AlertOut>> {
-        Ok(Json(Self::alert_for(&state, &auth, alert_id.0, false).await?.into()))
-    }
-
-    /// Acknowledge an alert (doctors and technicians of the device): records who and when;
-    /// the alert stays open until its condition clears. Acknowledging twice is harmless.
-    #[oai(path = "/api/alerts/:alertId/acknowledge", method = "post", operation_id = "acknowledgeAlert")]
-    async fn acknowledge(
-        &self,
-        state: poem::web::Data<&ApiState>,
-        auth: BearerAuth,
-        #[oai(name = "alertId")] alert_id: Path<AlertId>,
-    ) -> Result<Json<AlertOut>> {
-        let alert = Self::alert_for(&state, &auth, alert_id.0, true).await?;
-        state.ingest.alerts().acknowledge(alert.id.as_uuid(), auth.0.id).await.map_err(alert_error)?;
-        let updated = alerts::Entity::find_by_id(alert.id).one(&state.db).await?.ok_or(ApiError::NotFound("alert"))?;
-        Ok(Json(updated.into()))
-    }
-
-    /// Clear an alert by hand (doctors and technicians of the device).
-    #[oai(path = "/api/alerts/:alertId/clear", method = "post", operation_id = "clearAlert")]
-    async fn clear(
-        &self,
-        state: poem::web::Data<&ApiState>,
-        auth: BearerAuth,
-        #[oai(name = "alertId")] alert_id: Path<AlertId>,
-    ) -> Result<Json<AlertOut>> {
-        let alert = Self::alert_for(&state, &auth, alert_id.0, true).await?;
-        state.ingest.alerts().clear(alert.id.as_uuid(), Some(auth.0.id), Utc::now()).await.map_err(alert_error)?;
-        let updated = alerts::Entity::find_by_id(alert.id).one(&state.db).await?.ok_or(ApiError::NotFound("alert"))?;
-        Ok(Json(updated.into()))
-    }
-
+impl ThresholdsApi {
     /// Your hospital's default alert limits.
     #[oai(path = "/api/alert-thresholds", method = "get", operation_id = "listHospitalThresholds")]
     async fn hospital_thresholds(

@@ -1,0 +1,147 @@
+//! The escalation scheduler. Unacknowledged alerts escalate tier by tier, and snoozed ones
+//! re-alert, from what is stored — `alerts.next_escalation_at` and `alerts.snoozed_until` —
+//! never from a timer held in memory:
+//!
+//! - every tick (and at once when an alert reached nobody), due alerts are taken with
+//!   `FOR UPDATE SKIP LOCKED`, so several nodes share the work and none takes an alert
+//!   another is handling;
+//! - one step is one transaction: the alert moves to the next tier only if it is still at
+//!   the tier read (`escalation_level` is part of the update), with its `escalated` event;
+//!   a `kill -9` before the commit leaves the step due, after it leaves it done: each tier
+//!   is reached exactly once across restarts;
+//! - the step's notifications go out after the commit; the event row is the outbox that
+//!   [`Alarms::republish`] drains if the process died in between;
+//! - when nobody of the new tier is reachable, the next step is due at once.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::fanout::Recipient;
+use crate::model::{Alert, AlertChange, ALERT_COLUMNS};
+use crate::{AlarmSettings, Alarms};
+
+/// A step taken, to publish once committed.
+struct Step {
+    event: Uuid,
+    change: AlertChange,
+    tier: u8,
+    alert: Alert,
+    recipients: Vec<Recipient>,
+}
+
+impl Alarms {
+    /// Runs the scheduler until `shutdown`: escalations, re-alerts after a snooze, and the
+    /// outbox. Also ends the physiological alerts of treatments over for `grace`.
+    pub fn run(&self, shutdown: CancellationToken, grace: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let AlarmSettings { tick, .. } = this.inner.settings;
+            let mut sweep = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = this.inner.wake.notified() => {}
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = sweep.tick() => {
+                        if let Err(e) = this.end_finished_treatments(grace).await {
+                            tracing::warn!(error = %e, "could not end the alerts of finished treatments");
+                        }
+                    }
+                }
+                loop {
+                    match this.escalate_due().await {
+                        Ok(0) => break,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "escalation step failed; retrying");
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = this.republish().await {
+                    tracing::warn!(error = %e, "could not publish stored alert events");
+                }
+            }
+        })
+    }
+
+    /// Takes the due steps (up to 50) and publishes them. Returns how many it took.
+    pub async fn escalate_due(&self) -> Result<usize, sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let due: Vec<Alert> = sqlx::query_as(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts
+              WHERE id IN (SELECT id FROM alerts WHERE next_escalation_at <= now()
+                           UNION ALL SELECT id FROM alerts WHERE snoozed_until <= now())
+                AND state <> 'cleared'
+              ORDER BY LEAST(next_escalation_at, snoozed_until) LIMIT 50
+              FOR UPDATE SKIP LOCKED"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut steps = Vec::with_capacity(due.len());
+        let now = Utc::now();
+        for alert in due {
+            let policy = self.escalation_policy(nc_domain::HospitalId(alert.hospital_id)).await?;
+            let rule = policy.rule(&alert.priority).clone();
+            let snooze_over = alert.snoozed_until.is_some_and(|t| t <= now);
+            let step = if snooze_over {
+                // Still present after the snooze: it needs an answer again, at its tier.
+                let level = alert.level();
+                let mut alert: Alert = sqlx::query_as(&format!(
+                    "UPDATE alerts SET state = 'active', acknowledged_at = NULL, acknowledged_by = NULL,
+                            snoozed_until = NULL, snoozed_by = NULL, snooze_reason = NULL, next_escalation_at = $2
+                      WHERE id = $1 RETURNING {ALERT_COLUMNS}"
+                ))
+                .bind(alert.id)
+                .bind(rule.next_at(level, now))
+                .fetch_one(&mut *tx)
+                .await?;
+                let recipients = self.recipients(&alert, level).await?;
+                let event =
+                    crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "realerted", level, &recipients))
+                        .await?;
+                let reachable = recipients.iter().any(|r| r.reachable);
+                self.note_if_unreachable(&mut tx, &mut alert, level, reachable).await?;
+                Step { event, change: AlertChange::Realerted, tier: level, alert, recipients }
+            } else {
+                let Some(tier) = rule.next_tier(alert.level()) else {
+                    // The policy changed since it was scheduled: nothing further.
+                    sqlx::query("UPDATE alerts SET next_escalation_at = NULL WHERE id = $1")
+                        .bind(alert.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    continue;
+                };
+                let mut alert: Alert = sqlx::query_as(&format!(
+                    "UPDATE alerts SET escalation_level = $3, escalated_at = now(), next_escalation_at = $4
+                      WHERE id = $1 AND escalation_level = $2 RETURNING {ALERT_COLUMNS}"
+                ))
+                .bind(alert.id)
+                .bind(alert.escalation_level)
+                .bind(i16::from(tier))
+                .bind(rule.next_at(tier, now))
+                .fetch_one(&mut *tx)
+                .await?;
+                let recipients = self.recipients(&alert, tier).await?;
+                let event =
+                    crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "escalated", tier, &recipients))
+                        .await?;
+                // The people this step adds: if none of them can be reached, go on at once.
+                let reachable = recipients.iter().any(|r| r.tier == tier && r.reachable);
+                self.note_if_unreachable(&mut tx, &mut alert, tier, reachable).await?;
+                tracing::info!(alert = %alert.id, tier, "alert escalated");
+                Step { event, change: AlertChange::Escalated, tier, alert, recipients }
+            };
+            steps.push(step);
+        }
+        tx.commit().await?;
+        let n = steps.len();
+        for s in steps {
+            self.publish(s.event, s.change, Some(s.tier), &s.alert, Some(&s.recipients)).await;
+        }
+        Ok(n)
+    }
+}

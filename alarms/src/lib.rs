@@ -1,0 +1,141 @@
+//! The alarm system: one capability that owns the alerts' storage, their life cycle, their
+//! escalation until someone answers, their history and their fan-out. Ingest's condition
+//! evaluation raises and clears alerts through [`Alarms`]; the REST API acknowledges,
+//! snoozes, clears and reads them through it (after asking the policy module); the broker
+//! delivers its notifications.
+//!
+//! - [`lifecycle`]: raise, acknowledge, snooze, clear (by the service when the condition
+//!   ends, by a person only for technical alarms or a value back in range), latching of
+//!   high-priority alarms that clear before anyone acknowledged them;
+//! - [`escalation`]: the scheduler that escalates unacknowledged alerts tier by tier and
+//!   re-alerts snoozed ones, driven from stored state (`next_escalation_at`,
+//!   `snoozed_until`) with `FOR UPDATE SKIP LOCKED`, so a restart (or a second node) neither
+//!   loses nor repeats a tier; an alert that reaches nobody escalates at once ([`reach`]);
+//! - [`policy`]: per-hospital escalation rules;
+//! - [`burden`]: alarm-burden analytics in SQL;
+//! - every change is a row of `alert_events` (the history), published on MQTT after its
+//!   commit, with the row as an outbox so a crash between the two loses no notification.
+
+pub mod burden;
+pub mod escalation;
+mod fanout;
+pub mod lifecycle;
+pub mod model;
+pub mod policy;
+pub mod reach;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use nc_access::Policy;
+use nc_broker::Publisher;
+use sea_orm::DatabaseConnection;
+use sqlx::PgPool;
+use tokio::sync::{broadcast, Notify};
+
+pub use lifecycle::{ClearCause, NewAlert};
+pub use model::{Alert, AlertChange, AlertEvent, AlertNote, HistoryEntry, Notified};
+pub use policy::{EscalationPolicy, EscalationRule};
+pub use reach::Reach;
+
+/// Settings of the alarm system.
+#[derive(Debug, Clone)]
+pub struct AlarmSettings {
+    /// The escalation policy of a hospital that has not set its own.
+    pub defaults: EscalationPolicy,
+    /// The longest snooze a person may set.
+    pub max_snooze: Duration,
+    /// How often the scheduler looks for due escalations and expired snoozes (it is also
+    /// woken at once when an alert reaches nobody).
+    pub tick: Duration,
+    /// An event whose notifications were not sent this long after it was stored (the
+    /// process died in between) is sent again.
+    pub republish_after: Duration,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        AlarmSettings {
+            defaults: EscalationPolicy::default(),
+            max_snooze: Duration::from_secs(30 * 60),
+            tick: Duration::from_millis(500),
+            republish_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why an action on an alert is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmError {
+    #[error("alert not found")]
+    NotFound,
+    #[error("the alert is already cleared")]
+    AlreadyCleared,
+    /// A physiological alarm whose condition persists is acknowledged, not cleared.
+    #[error(
+        "the value is still outside its limit: a physiological alarm whose condition persists cannot be cleared by \
+         hand; acknowledge or snooze it"
+    )]
+    ConditionPersists,
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: PgPool,
+    pub(crate) policy: Policy,
+    pub(crate) settings: AlarmSettings,
+    pub(crate) publisher: OnceLock<Publisher>,
+    pub(crate) events: broadcast::Sender<AlertEvent>,
+    pub(crate) reach: Reach,
+    /// Wakes the scheduler (an alert reached nobody: escalate now).
+    pub(crate) wake: Notify,
+}
+
+/// The alarm system. Cheap to clone.
+#[derive(Clone)]
+pub struct Alarms {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Alarms {
+    pub fn new(db: DatabaseConnection, settings: AlarmSettings) -> Alarms {
+        let (events, _) = broadcast::channel(1024);
+        Alarms {
+            inner: Arc::new(Inner {
+                pool: db.get_postgres_connection_pool().clone(),
+                policy: Policy::new(db),
+                settings,
+                publisher: OnceLock::new(),
+                events,
+                reach: Reach::default(),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Where changes are published on MQTT (set once the broker runs).
+    pub fn set_publisher(&self, publisher: Publisher) {
+        let _ = self.inner.publisher.set(publisher);
+    }
+
+    /// Who can be reached now (the broker and the live streams tell it).
+    pub fn reach(&self) -> &Reach {
+        &self.inner.reach
+    }
+
+    /// Every change of every alert, for the live streams.
+    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn settings(&self) -> &AlarmSettings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+}

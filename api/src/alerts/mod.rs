@@ -1,0 +1,9 @@
+//! The alarm endpoints: alerts, their life cycle, history, escalation policy and burden
+//! ([`routes`]), and the limits alerts are raised at ([`thresholds`]).
+
+pub mod dto;
+mod routes;
+mod thresholds;
+
+pub use routes::AlertsApi;
+pub use thresholds::ThresholdsApi;

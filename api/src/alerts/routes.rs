@@ -1,0 +1,379 @@
+//! `/api/alerts`: the alarms a person may see (their devices' and, once escalated to them,
+//! their ward's or hospital's), one alarm with everyone it was sent to, its history, its
+//! acknowledgement, snooze and clearing, the hospital's escalation policy and the unit's
+//! alarm burden. Every decision is the policy module's (`Policy::alert`,
+//! `decide_hospital`); every action and policy change is audited.
+
+use chrono::{DateTime, Duration, Utc};
+use nc_access::policy::{AlertAction, AlertRef, AlertView, DeviceScope, ReadScope};
+use nc_access::{audit, DeviceAction, HospitalAction, PatientAction, Subject};
+use nc_domain::*;
+use nc_entities::alerts;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::OpenApi;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+
+use super::dto::*;
+use crate::dto::{fetch_page, page};
+use crate::error::{ApiError, ErrorResponse};
+use crate::security::BearerAuth;
+use crate::state::ApiState;
+use crate::Tag;
+
+type Result<T> = std::result::Result<T, ErrorResponse>;
+
+pub struct AlertsApi;
+
+/// An alert and the view of it the caller may have for `action`.
+async fn alert_for(
+    state: &ApiState,
+    auth: &BearerAuth,
+    id: AlertId,
+    action: AlertAction,
+) -> std::result::Result<(nc_alarms::Alert, AlertView), ApiError> {
+    let alert = state.alarms.get(id.as_uuid()).await?.ok_or(ApiError::NotFound("alert"))?;
+    let target = AlertRef {
+        hospital: HospitalId(alert.hospital_id),
+        device: DeviceId(alert.device_id),
+        patient: alert.patient_id.map(PatientId),
+        raised_at: alert.raised_at,
+        escalation_level: alert.level(),
+    };
+    let view = state.policy.alert(&auth.subject(), &target, action).await.map_err(|e| ApiError::policy(e, "alert"))?;
+    Ok((alert, view))
+}
+
+fn shown(alert: impl Into<AlertOut>, view: AlertView) -> AlertOut {
+    match view {
+        AlertView::Full => alert.into(),
+        AlertView::Administrative => alert.into().administrative(),
+    }
+}
+
+/// Audits an action on an alert (who, what, which patient and device, through REST).
+async fn audit_action(
+    state: &ApiState,
+    auth: &BearerAuth,
+    alert: &nc_alarms::Alert,
+    action: &str,
+    detail: Option<serde_json::Value>,
+) -> std::result::Result<(), ApiError> {
+    let mut d = serde_json::json!({"alertId": alert.id, "code": alert.code, "action": action});
+    if let (Some(extra), Some(map)) = (detail, d.as_object_mut()) {
+        map.extend(extra.as_object().cloned().unwrap_or_default());
+    }
+    audit::record_with(
+        &state.db,
+        audit::Access {
+            subject: &auth.subject(),
+            action: AuditAction::Update,
+            resource: "alert",
+            patient: alert.patient_id.map(PatientId),
+            device: Some(DeviceId(alert.device_id)),
+            interface: Interface::Rest,
+            client_addr: None,
+        },
+        Some(d),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The alerts a subject may list: of the devices in its care (a technician within its
+/// windows, a patient their own), plus those escalated to its tier.
+async fn visible(state: &ApiState, subject: &Subject, role: Role) -> std::result::Result<Condition, ApiError> {
+    let mut any = Condition::any();
+    if let DeviceScope::Only(ids) = state.policy.clinical_devices(subject).await? {
+        let mut care = Condition::all().add(alerts::Column::DeviceId.is_in(ids));
+        if let (Subject::User(u), Role::Patient) = (subject, role) {
+            care = care.add(alerts::Column::PatientId.eq(state.policy.patient_of_user(u.id).await?));
+        }
+        if let ReadScope::Windows(w) = state.policy.read_scope(subject).await? {
+            let mut within = Condition::any().add(alerts::Column::Id.is_null());
+            for w in &w {
+                within = within.add(
+                    Condition::all()
+                        .add(alerts::Column::DeviceId.eq(w.device))
+                        .add(alerts::Column::RaisedAt.gte(w.from))
+                        .add(alerts::Column::RaisedAt.lt(w.to)),
+                );
+            }
+            care = care.add(within);
+        }
+        any = any.add(care);
+    }
+    match role {
+        Role::Doctor => {
+            let tier2 = state.policy.tier2_devices(subject).await?;
+            any = any.add(
+                Condition::all()
+                    .add(alerts::Column::EscalationLevel.gte(2))
+                    .add(alerts::Column::DeviceId.is_in(tier2.ids().to_vec())),
+            );
+        }
+        Role::Admin => any = any.add(alerts::Column::EscalationLevel.gte(3)),
+        Role::Technician | Role::Patient => {}
+    }
+    Ok(any)
+}
+
+#[OpenApi(tag = "Tag::Alerts")]
+impl AlertsApi {
+    /// Alerts you may see, newest first: those of the devices in your care (a technician's
+    /// within its windows, a patient's own), and those escalated to your tier (doctors:
+    /// tier 2 of their ward or hospital; admins: tier 3, in the administrative view without
+    /// patient, values or clinical message).
+    #[oai(path = "/api/alerts", method = "get", operation_id = "listAlerts")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        /// Only alerts in this state.
+        #[oai(name = "state")]
+        state_filter: Query<Option<AlertState>>,
+        /// Only alerts that need attention: not cleared, or latched (a high-priority alert that
+        /// cleared by itself before anyone acknowledged it).
+        #[oai(name = "openOnly")]
+        open_only: Query<Option<bool>>,
+        #[oai(name = "deviceId")] device_id: Query<Option<DeviceId>>,
+        #[oai(name = "patientId")] patient_id: Query<Option<PatientId>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
+    ) -> Result<Json<AlertPage>> {
+        let subject = auth.subject();
+        let (limit, offset) = page(limit.0, offset.0)?;
+        let mut query = alerts::Entity::find()
+            .filter(alerts::Column::HospitalId.eq(auth.0.hospital))
+            .filter(visible(&state, &subject, auth.0.role).await?);
+        if let Some(s) = state_filter.0 {
+            query = query.filter(alerts::Column::State.eq(s));
+        }
+        if open_only.0 == Some(true) {
+            query = query.filter(
+                Condition::any()
+                    .add(alerts::Column::State.ne(AlertState::Cleared))
+                    .add(alerts::Column::Latched.eq(true)),
+            );
+        }
+        if let Some(d) = device_id.0 {
+            query = query.filter(alerts::Column::DeviceId.eq(d));
+        }
+        if let Some(p) = patient_id.0 {
+            query = query.filter(alerts::Column::PatientId.eq(p));
+        }
+        let (items, total) =
+            fetch_page(&state.db, query.order_by_desc(alerts::Column::RaisedAt), limit, offset).await?;
+        let administrative = auth.0.role == Role::Admin;
+        let items = items
+            .into_iter()
+            .map(|a| {
+                let view = if administrative { AlertView::Administrative } else { AlertView::Full };
+                shown(a, view)
+            })
+            .collect();
+        Ok(Json(AlertPage { items, total, limit, offset }))
+    }
+
+    /// One alert, with everyone it was sent to so far (tier, when, whether reachable then).
+    #[oai(path = "/api/alerts/:alertId", method = "get", operation_id = "getAlert")]
+    async fn get(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "alertId")] alert_id: Path<AlertId>,
+    ) -> Result<Json<AlertDetail>> {
+        let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Read).await?;
+        let notified = state.alarms.notified(alert.id).await?.into_iter().map(NotifiedOut::from).collect();
+        Ok(Json(AlertDetail { alert: shown(alert, view), notified }))
+    }
+
+    /// An alert's full history, oldest first: raised, notified (to whom, who was reachable),
+    /// escalated (tier), unreachable, acknowledged, snoozed (by whom, why, until when),
+    /// re-alerted, cleared (by whom or why).
+    #[oai(path = "/api/alerts/:alertId/history", method = "get", operation_id = "getAlertHistory")]
+    async fn history(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "alertId")] alert_id: Path<AlertId>,
+    ) -> Result<Json<Vec<AlertHistoryEntry>>> {
+        let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Read).await?;
+        let mut entries: Vec<AlertHistoryEntry> =
+            state.alarms.history(alert.id).await?.into_iter().filter_map(AlertHistoryEntry::from_entry).collect();
+        if view == AlertView::Administrative {
+            for e in &mut entries {
+                e.reason = e.reason.take().filter(|_| e.event != AlertEventKind::Snoozed);
+            }
+        }
+        Ok(Json(entries))
+    }
+
+    /// Acknowledge an alert: you take it on. Its escalation stops (and a snooze ends); the
+    /// condition keeps being tracked, and the alert clears when it ends. A latched alert
+    /// (cleared by itself before anyone acknowledged it) is acknowledged too. The device's
+    /// care team, a doctor it escalated to (tier 2), or an admin at tier 3. Acknowledging
+    /// twice is harmless; 409 `already_cleared` for a cleared alert that is not latched.
+    #[oai(path = "/api/alerts/:alertId/acknowledge", method = "post", operation_id = "acknowledgeAlert")]
+    async fn acknowledge(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "alertId")] alert_id: Path<AlertId>,
+    ) -> Result<Json<AlertOut>> {
+        let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Acknowledge).await?;
+        let updated = state.alarms.acknowledge(alert.id, &auth.0).await?;
+        audit_action(&state, &auth, &updated, "acknowledge", None).await?;
+        Ok(Json(shown(updated, view)))
+    }
+
+    /// Snooze (silence) an alert for a while, with a reason: no re-notification and no
+    /// escalation meanwhile; if it is still present when the snooze ends, it re-alerts
+    /// (needs acknowledging again, and escalates again if nobody does). Snoozing again
+    /// replaces the snooze. The care team or a doctor it escalated to. 409
+    /// `already_cleared` for a cleared alert; 422 for a length over the service's maximum.
+    #[oai(path = "/api/alerts/:alertId/snooze", method = "post", operation_id = "snoozeAlert")]
+    async fn snooze(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "alertId")] alert_id: Path<AlertId>,
+        body: Json<SnoozeIn>,
+    ) -> Result<Json<AlertOut>> {
+        let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Snooze).await?;
+        let updated = state.alarms.snooze(alert.id, &auth.0, body.0.minutes, &body.0.reason).await?;
+        let detail = serde_json::json!({"minutes": body.0.minutes, "reason": body.0.reason.trim(), "until": updated.snoozed_until});
+        audit_action(&state, &auth, &updated, "snooze", Some(detail)).await?;
+        Ok(Json(shown(updated, view)))
+    }
+
+    /// Clear an alert by hand: a technical alarm at any time (it is raised again only once
+    /// its condition has ended and recurs); a physiological alarm only while its value is
+    /// back inside its limit (`inRangeSince` set) — one whose condition persists answers
+    /// 409 `condition_persists` (acknowledge or snooze it instead). The care team or a
+    /// doctor it escalated to.
+    #[oai(path = "/api/alerts/:alertId/clear", method = "post", operation_id = "clearAlert")]
+    async fn clear(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "alertId")] alert_id: Path<AlertId>,
+    ) -> Result<Json<AlertOut>> {
+        let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Clear).await?;
+        let updated = state.alarms.clear_by_hand(alert.id, &auth.0).await?;
+        audit_action(&state, &auth, &updated, "clear", None).await?;
+        Ok(Json(shown(updated, view)))
+    }
+
+    /// Your hospital's escalation policy: per priority, how long an alert may stay
+    /// unacknowledged before it escalates, and the tiers it escalates to (2: the doctors of
+    /// the device's ward, or of the hospital when it has none; 3: the admins). Without a
+    /// policy of its own, the service's defaults: high after 60 s to tier 2 then 3, medium
+    /// after 180 s, low never. Staff.
+    #[oai(path = "/api/alerts/escalation-policy", method = "get", operation_id = "getEscalationPolicy")]
+    async fn escalation_policy(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+    ) -> Result<Json<EscalationPolicyOut>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ReadAlarmPolicy)?;
+        Ok(Json(state.alarms.escalation_policy(auth.0.hospital).await?.into()))
+    }
+
+    /// Set your hospital's escalation policy (admins; audited with the old and the new
+    /// policy). Alerts already scheduled keep their next step's time; the tiers after it
+    /// follow the new policy.
+    #[oai(path = "/api/alerts/escalation-policy", method = "put", operation_id = "setEscalationPolicy")]
+    async fn set_escalation_policy(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<EscalationPolicyIn>,
+    ) -> Result<Json<EscalationPolicyOut>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
+        let rule = |field: &'static str, r: &EscalationRuleDto| {
+            let rule = nc_alarms::EscalationRule { after_seconds: r.after_seconds, tiers: r.tiers.clone() };
+            match rule.problem() {
+                Some(p) => Err(ApiError::field(field, p)),
+                None => Ok(rule),
+            }
+        };
+        let policy = nc_alarms::EscalationPolicy {
+            high: rule("high", &body.0.high)?,
+            medium: rule("medium", &body.0.medium)?,
+            low: rule("low", &body.0.low)?,
+            ..Default::default()
+        };
+        let before = EscalationPolicyOut::from(state.alarms.escalation_policy(auth.0.hospital).await?);
+        policy.store(state.ingest.pool(), auth.0.hospital, auth.0.id).await?;
+        let after = EscalationPolicyOut::from(state.alarms.escalation_policy(auth.0.hospital).await?);
+        let json = |p: &EscalationPolicyOut| {
+            let r = |r: &EscalationRuleDto| serde_json::json!({"afterSeconds": r.after_seconds, "tiers": r.tiers});
+            serde_json::json!({"high": r(&p.high), "medium": r(&p.medium), "low": r(&p.low)})
+        };
+        audit::record_with(
+            &state.db,
+            audit::Access {
+                subject: &auth.subject(),
+                action: AuditAction::Update,
+                resource: "alert_escalation_policy",
+                patient: None,
+                device: None,
+                interface: Interface::Rest,
+                client_addr: None,
+            },
+            Some(serde_json::json!({"before": json(&before), "after": json(&after)})),
+        )
+        .await?;
+        Ok(Json(after))
+    }
+
+    /// Your unit's alarm burden over `[from, to)` (default: the last 30 days; at most 366
+    /// days): alarms per treatment hour by priority and condition, share acknowledged,
+    /// median and p90 time to acknowledge, share that cleared by themselves within 30 s
+    /// (nuisance), escalations per tier, and the machines with most alarms. Computed in SQL
+    /// over the stored alerts, their history and the treatment sessions. Doctors and admins
+    /// of the hospital; filtering by a patient needs the right to read that patient.
+    #[oai(path = "/api/alerts/burden", method = "get", operation_id = "getAlarmBurden")]
+    #[allow(clippy::too_many_arguments)]
+    async fn burden(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(validator(custom = "crate::validate::Time"))] from: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(custom = "crate::validate::Time"))] to: Query<Option<DateTime<Utc>>>,
+        /// Only the devices of this ward.
+        #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
+        ward: Query<Option<String>>,
+        #[oai(name = "deviceId")] device_id: Query<Option<DeviceId>>,
+        #[oai(name = "patientId")] patient_id: Query<Option<PatientId>>,
+    ) -> Result<Json<BurdenOut>> {
+        let subject = auth.subject();
+        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ViewAlarmBurden)?;
+        let to = to.0.unwrap_or_else(Utc::now);
+        let from = from.0.unwrap_or(to - Duration::days(30));
+        if from >= to {
+            return Err(ApiError::field("from", "must be before to").into());
+        }
+        if to - from > Duration::days(366) {
+            return Err(ApiError::field("from", "the range is at most 366 days").into());
+        }
+        if let Some(d) = device_id.0 {
+            state.policy.device(&subject, d, DeviceAction::View).await.map_err(|e| ApiError::policy(e, "device"))?;
+        }
+        if let Some(p) = patient_id.0 {
+            state.policy.patient(&subject, p, PatientAction::Read).await.map_err(|e| ApiError::policy(e, "patient"))?;
+        }
+        let filter = nc_alarms::burden::BurdenFilter {
+            hospital: auth.0.hospital,
+            from,
+            to,
+            ward: ward.0,
+            device: device_id.0,
+            patient: patient_id.0,
+        };
+        let burden = state.alarms.burden(&filter).await?;
+        Ok(Json(BurdenOut::new(from, to, burden)))
+    }
+}
