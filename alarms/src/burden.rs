@@ -128,7 +128,7 @@ async fn burden(pool: &PgPool, f: &BurdenFilter) -> Result<Burden, sqlx::Error> 
             "{ALARMS}
              SELECT {group}::text AS key, {label} AS label, count(*) AS alarms, count(acked_at) AS acknowledged,
                     count(*) FILTER (WHERE nuisance) AS self_cleared_30s, NULL::float8 AS hours
-               FROM alarms GROUP BY 1, 2 ORDER BY 3 DESC, 1"
+               FROM alarms GROUP BY 1 ORDER BY 3 DESC, 1"
         )
     };
     let by_priority: Vec<Slice> = bind(sqlx::query_as(&slices("priority", "NULL::text")), f).fetch_all(pool).await?;
