@@ -9,6 +9,8 @@
 #   bench/run.sh connections   many authenticated MQTT clients: time to connect, server RSS
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
 #   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
+#   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
+#                              alarms per treatment hour vs naive thresholds, raise latency
 #   bench/run.sh all
 #
 # Sizes can be changed with environment variables (see each section).
@@ -159,14 +161,25 @@ run_chat() {
     drop_db "$url"
 }
 
+# ALARM_TREATMENTS (200), ALARM_RATE (readings per second per machine, 25), ALARM_SEED (2026);
+# the corpus is written once into target/alarm-corpus-<treatments>-<seed> and reused.
+run_alarms() {
+    local url; url="$(scratch)"
+    local n="${ALARM_TREATMENTS:-200}" seed="${ALARM_SEED:-2026}"
+    DATABASE_URL="$url" "$BIN" bench alarms --treatments "$n" --rate "${ALARM_RATE:-25}" --seed "$seed" \
+        --corpus "${CARGO_TARGET_DIR:-target}/alarm-corpus-$n-$seed"
+    drop_db "$url"
+}
+
 case "${1:-all}" in
     copy) run_copy ;;
     chat) run_chat ;;
+    alarms) run_alarms ;;
     broker) run_broker ;;
     ingest) run_ingest ;;
     connections) run_connections ;;
     profile) run_profile ;;
     queries) run_queries ;;
-    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|all]" >&2; exit 2 ;;
+    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|alarms|all]" >&2; exit 2 ;;
 esac

@@ -50,7 +50,8 @@ for _ in $(seq 1 60); do
     sleep 0.5
 done
 
-"$BIN" simulate --devices "${DEMO_DEVICES:-4}" --rate 1 --speed "${DEMO_SPEED:-60}" --progress-every 30 &
+"$BIN" simulate --devices "${DEMO_DEVICES:-4}" --rate 1 --speed "${DEMO_SPEED:-60}" \
+    --episodes-per-hour "${DEMO_EPISODES_PER_HOUR:-0.1}" --progress-every 30 &
 SIM=$!
 
 cat <<EOT
@@ -62,6 +63,8 @@ cat <<EOT
     MQTT            mqtt://$NEPHROCARE_MQTT_ADDR   ws://$NEPHROCARE_MQTT_WS_ADDR/mqtt
     live readings   ws://$NEPHROCARE_HTTP_ADDR/ws/health-metrics/{deviceId}?token={accessToken}
     try             scripts/demo-watch.sh   (logs in as Dr Okafor and follows DM-001 over MQTT)
+                    scripts/demo-watch.sh escalations   (Dr Lindqvist: alarms of Dr Okafor's machines
+                    that nobody acknowledged within 60 s reach him, tier 2 of the ward)
 
 EOT
 wait "$SERVE"

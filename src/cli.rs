@@ -89,6 +89,16 @@ enum Command {
         /// Seconds between progress lines (0: only the final summary).
         #[arg(long, default_value_t = 5)]
         progress_every: u64,
+        /// Instead of running, write a labelled corpus of treatments into this directory
+        /// (readings and ground truth, for `bench alarms`) and exit.
+        #[arg(long)]
+        corpus: Option<std::path::PathBuf>,
+        /// Treatments in the corpus.
+        #[arg(long, default_value_t = 200)]
+        treatments: usize,
+        /// The corpus' seed (the same seed writes the same corpus).
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
     },
     /// Benchmarks (results are recorded in bench/README.md; see bench/run.sh).
     Bench {
@@ -168,6 +178,20 @@ enum BenchCommand {
         token: String,
         #[arg(long, default_value_t = 5000)]
         clients: usize,
+    },
+    /// The labelled corpus replayed through the service (in-process): sensitivity, false
+    /// alarms, alarms per treatment hour against naive thresholds, raise latency.
+    Alarms {
+        #[arg(long, default_value_t = 200)]
+        treatments: usize,
+        /// Readings per second each machine sends (the replay's compression).
+        #[arg(long, default_value_t = 25.0)]
+        rate: f64,
+        /// The corpus directory (written there if absent).
+        #[arg(long, default_value = "target/alarm-corpus")]
+        corpus: std::path::PathBuf,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
     },
     /// Trends and history latency on one patient's 1 Hz data (on DATABASE_URL: use a scratch database).
     Queries {
@@ -393,6 +417,13 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 BenchCommand::Chat { rooms, rate, seconds } => {
                     crate::bench_chat::chat(config, rooms, rate, seconds).await
                 }
+                BenchCommand::Alarms { treatments, rate, corpus, seed } => {
+                    if treatments == 0 || !(rate > 0.0 && rate <= 200.0) {
+                        return Err(Failure::Config("--treatments must be > 0, --rate in (0, 200]".into()));
+                    }
+                    let options = crate::bench_alarms::AlarmsBench { treatments, rate, corpus, seed };
+                    crate::bench_alarms::alarms(config, options).await
+                }
             };
             println!("{}", report.map_err(Failure::Runtime)?);
             Ok(())
@@ -407,7 +438,21 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             hospital,
             mqtt,
             progress_every,
+            corpus,
+            treatments,
+            seed,
         } => {
+            if let Some(dir) = corpus {
+                let truth = crate::corpus::write(&dir, treatments, seed)
+                    .map_err(|e| Failure::Runtime(format!("cannot write the corpus into {}: {e}", dir.display())))?;
+                let episodes: usize = truth.treatments.iter().map(|t| t.episodes.len()).sum();
+                let artefacts: usize = truth.treatments.iter().map(|t| t.artifacts.len()).sum();
+                println!(
+                    "simulate: corpus of {treatments} treatments ({episodes} true episodes, {artefacts} nuisance artefacts) in {}",
+                    dir.display()
+                );
+                return Ok(());
+            }
             if devices == 0 || !(rate > 0.0 && rate <= 1000.0) || speed < 1.0 {
                 return Err(Failure::Config("--devices must be > 0, --rate in (0, 1000], --speed >= 1".into()));
             }

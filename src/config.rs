@@ -129,13 +129,13 @@ pub struct AlarmsConfig {
     /// The longest snooze, in minutes.
     pub max_snooze_minutes: u32,
     /// `NEPHROCARE_ALARM_OFFLINE_DELAY_SECS`: an abruptly lost device is reported offline
-    /// only if it has not come back within this delay.
-    pub offline_delay_secs: u64,
+    /// only if it has not come back within this delay (seconds; decimals allowed).
+    pub offline_delay_secs: f64,
     /// This many abrupt drops within `flapping_window_secs` raise one "unstable connection"
     /// alert, open until the link has held for the window.
     pub flapping_drops: u32,
-    /// `NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS`.
-    pub flapping_window_secs: u64,
+    /// `NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS` (decimals allowed).
+    pub flapping_window_secs: f64,
     /// A finished treatment keeps its physiological alerts this long in case the same
     /// patient's treatment resumes (no duplicate alarm across a session restart).
     pub restart_grace_secs: u64,
@@ -149,9 +149,9 @@ impl Default for AlarmsConfig {
             escalate_medium_after_secs: 180,
             escalate_low_after_secs: 0,
             max_snooze_minutes: 30,
-            offline_delay_secs: conditions.offline_delay.as_secs(),
+            offline_delay_secs: conditions.offline_delay.as_secs_f64(),
             flapping_drops: conditions.flapping_drops as u32,
-            flapping_window_secs: conditions.flapping_window.as_secs(),
+            flapping_window_secs: conditions.flapping_window.as_secs_f64(),
             restart_grace_secs: conditions.restart_grace.as_secs(),
         }
     }
@@ -180,9 +180,9 @@ impl AlarmsConfig {
     pub fn conditions(&self) -> nc_ingest::alerts::ConditionSettings {
         use std::time::Duration;
         nc_ingest::alerts::ConditionSettings {
-            offline_delay: Duration::from_secs(self.offline_delay_secs),
+            offline_delay: Duration::from_secs_f64(self.offline_delay_secs),
             flapping_drops: self.flapping_drops as usize,
-            flapping_window: Duration::from_secs(self.flapping_window_secs),
+            flapping_window: Duration::from_secs_f64(self.flapping_window_secs),
             restart_grace: Duration::from_secs(self.restart_grace_secs),
         }
     }
@@ -331,6 +331,12 @@ impl Config {
                 .map_err(|_| ConfigError::new(setting, format!("'{value}' is not a whole number"), "Use digits only."))
         };
 
+        let seconds = |setting: &str, value: &str| -> Result<f64, ConfigError> {
+            value.parse::<f64>().ok().filter(|s| s.is_finite()).ok_or_else(|| {
+                ConfigError::new(setting, format!("'{value}' is not a number of seconds"), "Use e.g. 15 or 0.5.")
+            })
+        };
+
         // Environment.
         if let Some(v) = env("DATABASE_URL") {
             config.database.url = Secret::new(v);
@@ -369,10 +375,10 @@ impl Config {
             config.auth.access_token_ttl_secs = number("NEPHROCARE_ACCESS_TOKEN_TTL_SECS", &v)?;
         }
         if let Some(v) = env("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS") {
-            config.alarms.offline_delay_secs = number("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", &v)?;
+            config.alarms.offline_delay_secs = seconds("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", &v)?;
         }
         if let Some(v) = env("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS") {
-            config.alarms.flapping_window_secs = number("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", &v)?;
+            config.alarms.flapping_window_secs = seconds("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", &v)?;
         }
         if let Some(v) = env("NEPHROCARE_LOG_FORMAT") {
             config.log.format = log_format("NEPHROCARE_LOG_FORMAT", &v)?;
@@ -477,8 +483,9 @@ impl Config {
                 "The default is 30.",
             ));
         }
-        if a.offline_delay_secs > 3600
-            || a.flapping_window_secs > 3600
+        let secs_ok = |s: f64| (0.0..=3600.0).contains(&s);
+        if !secs_ok(a.offline_delay_secs)
+            || !secs_ok(a.flapping_window_secs)
             || a.restart_grace_secs > 86_400
             || a.flapping_drops < 2
         {

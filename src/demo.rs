@@ -43,7 +43,8 @@ const fn limit(
     DefaultThreshold { metric, low, high, priority, delay_seconds, hysteresis }
 }
 
-/// Alert limits every new hospital starts with; admins and doctors adjust them.
+/// Alert limits every new hospital starts with; admins and doctors adjust them. Delays and
+/// hysteresis are tuned against the labelled corpus of `bench alarms` (bench/README.md).
 pub const DEFAULT_THRESHOLDS: &[DefaultThreshold] = &[
     limit("heart_rate", Some(50.0), Some(120.0), AlertPriority::Medium, 10, 5.0),
     limit("systolic_bp", Some(90.0), Some(180.0), AlertPriority::High, 30, 5.0),
@@ -51,7 +52,9 @@ pub const DEFAULT_THRESHOLDS: &[DefaultThreshold] = &[
     limit("temperature_f", Some(95.0), Some(100.4), AlertPriority::Medium, 60, 0.4),
     limit("blood_flow_rate", Some(150.0), Some(500.0), AlertPriority::Low, 30, 10.0),
     limit("arterial_pressure", Some(-250.0), None, AlertPriority::Medium, 10, 10.0),
-    limit("venous_pressure", None, Some(400.0), AlertPriority::Medium, 10, 10.0),
+    // Low: a disconnected line or dislodged needle (venous pressure collapses), high
+    // priority; 8 s outlasts motion artefacts (bench/README.md, "alarms").
+    limit("venous_pressure", Some(50.0), Some(400.0), AlertPriority::High, 8, 10.0),
     limit("dialysate_conductivity", Some(13.0), Some(16.0), AlertPriority::High, 5, 0.2),
     limit("dialysate_temperature_c", Some(33.0), Some(41.0), AlertPriority::High, 5, 0.3),
 ];

@@ -3,11 +3,13 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_alarms;
 pub mod bench_chat;
 pub mod bench_ingest;
 pub mod bench_queries;
 pub mod cli;
 pub mod config;
+pub mod corpus;
 pub mod demo;
 pub mod logging;
 pub mod simulate;

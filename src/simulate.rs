@@ -22,6 +22,7 @@ use nc_entities::{device_assignments, devices, hospitals, patients, users};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set};
 
+use crate::corpus::Noise;
 use crate::demo::demo_device_secret;
 
 /// What to simulate.
@@ -182,23 +183,6 @@ pub async fn provision(db: &DatabaseConnection, hospital_code: &str, count: usiz
         });
     }
     Ok(out)
-}
-
-/// Small deterministic PRNG (xorshift): the simulator needs noise, not cryptography, and a
-/// seed per device keeps runs reproducible.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Roughly normal, mean 0, sd 1.
-    fn gauss(&mut self) -> f64 {
-        (0..6).map(|_| self.next()).sum::<f64>() - 3.0
-    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -381,8 +365,8 @@ async fn machine(
             }
             // Episodes start at `episode_rate` per simulated minute.
             let p = o.episode_rate * interval.as_secs_f64() / sim_minute.as_secs_f64();
-            if episode == Episode::None && noise.next() < p {
-                episode = match (noise.next() * 4.0) as u32 {
+            if episode == Episode::None && noise.uniform() < p {
+                episode = match (noise.uniform() * 4.0) as u32 {
                     0 => Episode::Hypotension,
                     1 => Episode::HighVenous,
                     2 => Episode::ConductivityFault,
@@ -394,7 +378,10 @@ async fn machine(
                         Episode::None
                     }
                 };
-                episode_until = Instant::now() + sim_minute * 8;
+                // A clinical episode runs in real time, whatever the compression of the
+                // session: long enough to outlast the alarm delays (and, unanswered, to
+                // escalate).
+                episode_until = Instant::now() + (sim_minute * 8).max(Duration::from_secs(150));
             }
             let mut sbp = base_sbp - 15.0 * progress + noise.gauss() * 4.0;
             let mut hr = base_hr + 4.0 * progress + noise.gauss() * 2.0;

@@ -80,6 +80,12 @@ CREATE INDEX alert_events_alert_idx ON alert_events (alert_id, at, id);
 CREATE INDEX alert_events_hospital_event_idx ON alert_events (hospital_id, event, at);
 CREATE INDEX alert_events_unpublished_idx ON alert_events (at) WHERE published_at IS NULL;
 
+-- Venous pressure: a low limit too (a disconnected line or dislodged needle), high priority,
+-- 8 s delay; only where the hospital still has the untouched former default.
+UPDATE alert_thresholds SET low = 50, priority = 'high', delay_seconds = 8, updated_at = now()
+ WHERE patient_id IS NULL AND metric = 'venous_pressure' AND updated_by IS NULL
+   AND low IS NULL AND high = 400 AND priority = 'medium' AND delay_seconds = 10;
+
 INSERT INTO alert_events (id, alert_id, hospital_id, at, event, tier, published_at)
     SELECT gen_random_uuid(), id, hospital_id, raised_at, 'raised', 1, raised_at FROM alerts;
 INSERT INTO alert_events (id, alert_id, hospital_id, at, event, actor_id, published_at)
@@ -92,6 +98,9 @@ INSERT INTO alert_events (id, alert_id, hospital_id, at, event, actor_id, reason
 "#;
 
 const DOWN: &str = r#"
+UPDATE alert_thresholds SET low = NULL, priority = 'medium', delay_seconds = 10, updated_at = now()
+ WHERE patient_id IS NULL AND metric = 'venous_pressure' AND updated_by IS NULL
+   AND low = 50 AND high = 400 AND priority = 'high' AND delay_seconds = 8;
 DROP TABLE alert_events;
 DROP TABLE alert_escalation_rules;
 DROP INDEX alerts_latched_idx;

@@ -755,7 +755,7 @@ async fn a_reconnect_within_the_offline_delay_raises_nothing() {
 
 #[tokio::test]
 async fn a_device_still_offline_after_the_delay_raises_one_alarm_cleared_on_reconnect() {
-    let w = World::with(|c| c.alarms.offline_delay_secs = 2).await;
+    let w = World::with(|c| c.alarms.offline_delay_secs = 2.0).await;
     let dev = w.device().await;
     dev.drop_abruptly().await;
     let a = w.alert_where("device_offline", |a| a["state"] == "active").await;
