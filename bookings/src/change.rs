@@ -109,6 +109,7 @@ async fn write(
     patient: PatientId,
     existing: Option<BookingId>,
 ) -> Result<session_bookings::Model, BookingError> {
+    store::serialize_writes(txn, p.device, patient).await?;
     let savepoint = txn.begin().await?;
     let written = if existing.is_some() { row.update(&savepoint).await } else { row.insert(&savepoint).await };
     match written {

@@ -144,6 +144,23 @@ pub async fn check_device(txn: &DatabaseTransaction, p: &Placement) -> Result<()
     Ok(())
 }
 
+/// Serializes the writes that the exclusion constraints compare: one writer at a time per
+/// device, then per patient (always in that order). Without it, two transactions inserting
+/// conflicting rows into both constraints (same device, different patients, and the reverse)
+/// wait for each other's speculative index entries and PostgreSQL aborts one as a deadlock.
+/// Transaction-scoped advisory locks: nothing else waits on them, and they end with the commit.
+pub async fn serialize_writes(txn: &DatabaseTransaction, device: DeviceId, patient: PatientId) -> Result<(), DbErr> {
+    for (class, key) in [(1801, device.as_uuid()), (1802, patient.as_uuid())] {
+        txn.execute(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, hashtext($2::text))",
+            [sea_orm::Value::from(class), key.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// An exclusion-constraint refusal as the booking it collided with.
 pub async fn collision(
     txn: &DatabaseTransaction,
