@@ -21,6 +21,7 @@ pub mod contract;
 mod devices_api;
 pub mod dto;
 pub mod error;
+pub mod fhir;
 mod health;
 pub mod limits;
 pub mod live;
@@ -148,7 +149,10 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
             ("/api/asyncapi.json", "GET"),
             ("/ws/health-metrics/{deviceId}", "GET"),
             ("/ws/chat/{roomId}", "GET"),
-        ],
+        ]
+        .into_iter()
+        .chain(fhir::METHODS.iter().copied())
+        .collect::<Vec<_>>(),
     );
     let request_schemas = strict_json::RequestSchemas::from_spec(&spec);
     let asyncapi = asyncapi_json();
@@ -164,8 +168,10 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
             make_sync(move |_| poem::Response::builder().content_type("application/json").body(asyncapi.clone())),
         )
         .nest("/docs", docs)
+        .nest("/fhir/r4", fhir::routes())
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
         .at("/ws/chat/:roomId", poem::get(chat_ws::chat))
+        .with(contract::PathParamNames(methods.clone()))
         .catch_all_error(error::catch_all)
         .data(state)
         .with(CatchPanic::new().with_handler(panicked))

@@ -35,7 +35,7 @@ pub struct ProfileUpdate {
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
-    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
