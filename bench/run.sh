@@ -9,6 +9,7 @@
 #   bench/run.sh connections   many authenticated MQTT clients: time to connect, server RSS
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
 #   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
+#   bench/run.sh fhir          FHIR Observation pages and a whole-patient bulk export on a year of 1 Hz data
 #   bench/run.sh all
 #
 # Sizes can be changed with environment variables (see each section).
@@ -58,12 +59,15 @@ run_broker() {
     done
 }
 
-# Starts `serve` on a scratch database; sets SERVE_PID, SERVE_URL, MQTT_ADDR, HTTP_ADDR.
+# Starts `serve` on a scratch database (or on $1); sets SERVE_PID, SERVE_URL, MQTT_ADDR,
+# HTTP_ADDR. BENCH_PORTS="http mqtt mqtt-ws" changes the ports.
 start_serve() {
-    SERVE_URL="$(scratch)"
-    HTTP_ADDR=127.0.0.1:18080 MQTT_ADDR=127.0.0.1:11883
+    SERVE_URL="${1:-$(scratch)}"
+    local http mqtt ws
+    read -r http mqtt ws <<<"${BENCH_PORTS:-18080 11883 18083}"
+    HTTP_ADDR=127.0.0.1:$http MQTT_ADDR=127.0.0.1:$mqtt
     DATABASE_URL="$SERVE_URL" NEPHROCARE_JWT_SECRET=bench-secret-bench-secret-bench-secret-01 \
-        "$BIN" serve --http-addr "$HTTP_ADDR" --mqtt-addr "$MQTT_ADDR" --mqtt-ws-addr 127.0.0.1:18083 &
+        "$BIN" serve --http-addr "$HTTP_ADDR" --mqtt-addr "$MQTT_ADDR" --mqtt-ws-addr 127.0.0.1:$ws &
     SERVE_PID=$!
     for _ in $(seq 1 100); do curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && return; sleep 0.2; done
     echo "serve did not become ready" >&2; exit 1
@@ -153,6 +157,82 @@ run_queries() {
     if [ -n "${QUERY_KEEP_DB:-}" ]; then echo "  kept: $url"; else drop_db "$url"; fi
 }
 
+# FHIR on a year of one patient's 1 Hz data (FHIR_DAYS, default 365; six measurements a
+# reading, so six Observations): Observation search pages over HTTP, each timed by curl
+# FHIR_RUNS times (default 20), and a walk of 50 `next` pages; then the patient's whole
+# bulk export (Observation file) streamed to a counter while the server's RSS is sampled
+# every second (FHIR_EXPORT_SECS stops it early; default: the whole file).
+run_fhir() {
+    local url ids patient token base mid
+    url="$(scratch)"
+    DATABASE_URL="$url" "$BIN" bench queries --days "${FHIR_DAYS:-365}" --load-only | head -1
+    ids=$(DATABASE_URL="$url" "$BIN" bench fhir-setup --email bench.doctor@bench.test --password Bench-doctor-2026)
+    patient=$(awk '{print $2}' <<<"$ids")
+    start_serve "$url"
+    token=$(curl -fsS -X POST "http://$HTTP_ADDR/api/auth/login" -H 'content-type: application/json' \
+        -d '{"email":"bench.doctor@bench.test","password":"Bench-doctor-2026"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+    base="http://$HTTP_ADDR/fhir/r4"
+    mid=$(date -u -d "-$(( ${FHIR_DAYS:-365} / 2 )) days" +%Y-%m-%dT%H:%M:%SZ)
+    echo "bench fhir: ${FHIR_DAYS:-365} days of 1 Hz readings of one patient; Observation search pages (curl time_total, ${FHIR_RUNS:-20} runs each)"
+    time_page() {  # $1 name, $2 URL
+        local t=()
+        for _ in $(seq 1 "${FHIR_RUNS:-20}"); do
+            t+=("$(curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" "$2")")
+        done
+        python3 - "$1" "${t[@]}" <<'PY'
+import sys
+name, t = sys.argv[1], sorted(float(x) * 1000 for x in sys.argv[2:])
+pct = lambda q: t[min(len(t) - 1, int(q * len(t)))]
+print(f"  {name:<62} p50 {pct(0.5):7.2f} ms  p99 {pct(0.99):7.2f} ms  max {t[-1]:7.2f} ms")
+PY
+    }
+    time_page "first page, newest first (_count=50)" "$base/Observation?patient=$patient&_count=50"
+    time_page "first page, oldest first (_sort=date, _count=50)" "$base/Observation?patient=$patient&_count=50&_sort=date"
+    time_page "a page half a year back (date=lt..., _count=50)" "$base/Observation?patient=$patient&_count=50&date=lt$mid"
+    time_page "heart rate only, half a year back (code=8867-4)" "$base/Observation?patient=$patient&_count=50&code=8867-4&date=lt$mid"
+    time_page "a day's heart rate, oldest first (date=ge&lt, _count=1000)" \
+        "$base/Observation?patient=$patient&_count=1000&code=http://loinc.org%7C8867-4&_sort=date&date=ge${mid:0:10}&date=lt${mid:0:10}T06:00:00Z"
+    python3 - "$base/Observation?patient=$patient&_count=50" "$token" <<'PY'
+import json, sys, time, urllib.request
+url, token, times = sys.argv[1], sys.argv[2], []
+for _ in range(50):
+    t = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})) as r:
+        b = json.load(r)
+    times.append((time.perf_counter() - t) * 1000)
+    url = next(l["url"] for l in b["link"] if l["relation"] == "next")
+t = sorted(times)
+print(f"  {'50 next pages from the newest (link.next, _count=50)':<62} p50 {t[25]:7.2f} ms  p99 {t[-1]:7.2f} ms  max {t[-1]:7.2f} ms")
+PY
+    # The whole-patient export.
+    local status manifest file rss_log=/tmp/nc-bench-fhir-rss.$$ before
+    status=$(curl -fsS -D - -o /dev/null -H "Authorization: Bearer $token" -H 'Prefer: respond-async' \
+        "$base/Patient/\$export?_type=Observation" | tr -d '\r' | sed -n 's/^content-location: //Ip')
+    until [ "$(curl -s -o /tmp/nc-bench-fhir-manifest.json -w '%{http_code}' -H "Authorization: Bearer $token" "$status")" = 200 ]; do sleep 0.5; done
+    file=$(python3 -c 'import json; print(json.load(open("/tmp/nc-bench-fhir-manifest.json"))["output"][0]["url"])')
+    before=$(ps -o rss= -p "$SERVE_PID" | tr -d ' ')
+    ( while kill -0 "$SERVE_PID" 2>/dev/null; do ps -o rss= -p "$SERVE_PID" | tr -d ' '; sleep 1; done ) > "$rss_log" &
+    local sampler=$!
+    curl -sS -H "Authorization: Bearer $token" --max-time "${FHIR_EXPORT_SECS:-0}" "$file" | python3 -c '
+import sys, time
+t, n, b = time.perf_counter(), 0, 0
+for chunk in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
+    b += len(chunk); n += chunk.count(b"\n")
+s = time.perf_counter() - t
+print(f"  bulk export, the patient'"'"'s Observation file: {n:,} lines, {b / 2**20:,.0f} MiB in {s:,.0f} s ({n / s:,.0f} lines/s, {b / 2**20 / s:,.1f} MiB/s)")' || true
+    kill "$sampler" 2>/dev/null || true
+    python3 - "$before" "$rss_log" <<'PY'
+import sys
+before, samples = int(sys.argv[1]), [int(x) for x in open(sys.argv[2]) if x.strip()]
+first = samples[: max(1, len(samples) // 10)]
+last = samples[-max(1, len(samples) // 10):]
+print(f"  server RSS: {before / 1024:.0f} MiB before; during the export min {min(samples) / 1024:.0f}, max {max(samples) / 1024:.0f} MiB; "
+      f"first tenth avg {sum(first) / len(first) / 1024:.0f}, last tenth avg {sum(last) / len(last) / 1024:.0f} MiB ({len(samples)} samples)")
+PY
+    rm -f "$rss_log" /tmp/nc-bench-fhir-manifest.json
+    stop_serve
+}
+
 run_chat() {
     local url; url="$(scratch)"
     DATABASE_URL="$url" "$BIN" bench chat --rooms "${CHAT_ROOMS:-100}" --rate "${CHAT_RATE:-500}" --seconds "${CHAT_SECONDS:-20}"
@@ -162,11 +242,12 @@ run_chat() {
 case "${1:-all}" in
     copy) run_copy ;;
     chat) run_chat ;;
+    fhir) run_fhir ;;
     broker) run_broker ;;
     ingest) run_ingest ;;
     connections) run_connections ;;
     profile) run_profile ;;
     queries) run_queries ;;
-    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|all]" >&2; exit 2 ;;
+    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_fhir ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|fhir|all]" >&2; exit 2 ;;
 esac

@@ -51,12 +51,15 @@ if [ "$(.tools/integrator/bin/openapi-python-client --version 2>/dev/null)" != "
     .tools/integrator/bin/pip install -q --disable-pip-version-check "openapi-python-client==$PYTHON_CLIENT_VERSION"
 fi
 
-# A database and ports of its own, so a running demo is left alone.
+# A database and ports of its own, so a running demo is left alone (CONTRACT_DB and
+# CONTRACT_PORTS="http mqtt mqtt-ws" change them, e.g. for two runs side by side).
 PG="postgres://nephrocare:nephrocare@127.0.0.1:5432"
+DB="${CONTRACT_DB:-nephrocare_contract}"
+read -r HTTP_PORT MQTT_PORT WS_PORT <<<"${CONTRACT_PORTS:-18080 11883 18083}"
 PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare \
-    -c "DROP DATABASE IF EXISTS nephrocare_contract WITH (FORCE)" -c "CREATE DATABASE nephrocare_contract" 2>/dev/null
-export DATABASE_URL="$PG/nephrocare_contract"
-export NEPHROCARE_HTTP_ADDR=127.0.0.1:18080 NEPHROCARE_MQTT_ADDR=127.0.0.1:11883 NEPHROCARE_MQTT_WS_ADDR=127.0.0.1:18083
+    -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" 2>/dev/null
+export DATABASE_URL="$PG/$DB"
+export NEPHROCARE_HTTP_ADDR=127.0.0.1:$HTTP_PORT NEPHROCARE_MQTT_ADDR=127.0.0.1:$MQTT_PORT NEPHROCARE_MQTT_WS_ADDR=127.0.0.1:$WS_PORT
 NEPHROCARE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 export NEPHROCARE_JWT_SECRET NEPHROCARE_LOG=warn
 URL="http://$NEPHROCARE_HTTP_ADDR"

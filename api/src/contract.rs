@@ -96,6 +96,15 @@ fn finish_with(spec: &str, links: &[Link]) -> String {
     }
     add_links(&mut doc, &operations, links);
     doc["x-websockets"] = crate::websockets_doc::extension();
+    // The FHIR R4 API is described by FHIR's own machine-readable document, its
+    // CapabilityStatement: its resources, search parameters and errors (OperationOutcome)
+    // are FHIR's, not this document's `ErrorBody` contract.
+    doc["x-fhir"] = json!({
+        "fhirVersion": "4.0.1",
+        "base": "/fhir/r4",
+        "capabilityStatement": "/fhir/r4/metadata",
+        "bulkDataExport": ["/fhir/r4/Patient/$export", "/fhir/r4/Group/{id}/$export"],
+    });
     serde_json::to_string(&doc).expect("serializable")
 }
 

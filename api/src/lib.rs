@@ -116,7 +116,10 @@ fn service() -> OpenApiService<Apis, ()> {
              arrive within 30 s of their headers (408); every text field has a maximum length \
              and may not contain U+0000, and times lie between 1900 and 9999 (422 \
              `validation_failed`, naming the field). The MQTT contract is described by the \
-             AsyncAPI document at `/api/asyncapi.json`.",
+             AsyncAPI document at `/api/asyncapi.json`. The read-only FHIR R4 API (`/fhir/r4`: \
+             Patient, Device, Practitioner, Observation, Procedure, DetectedIssue, Bulk Data \
+             `$export`) is described by its CapabilityStatement at `/fhir/r4/metadata` (see \
+             `x-fhir`), not here: its resources and errors (OperationOutcome) are FHIR's.",
         )
         .server("/")
 }
