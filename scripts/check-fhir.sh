@@ -16,5 +16,5 @@ if [ "$(.tools/integrator/bin/python -c 'import importlib.metadata as m; print(m
 fi
 
 # Four machines, sessions of 6 s (speed 2400), alarms: data for every resource type.
-"$NC_BIN" simulate --duration 14s --speed 2400 --rate 2 --episodes-per-hour 20 --no-disconnects --progress-every 0 >/dev/null
+"$NC_BIN" simulate --duration 10s --speed 2400 --rate 2 --episodes-per-hour 20 --no-disconnects --progress-every 0 >/dev/null
 .tools/integrator/bin/python contract/fhir/check.py
