@@ -7,7 +7,7 @@
 //! planned with their bounds), so a page costs the same in the first hour of a year of 1 Hz
 //! data as in its last.
 
-use chrono::Duration;
+use chrono::{Duration, Utc};
 use nc_access::policy::ClinicalView;
 use nc_access::PatientAction;
 use nc_domain::{DeviceId, PatientId, SessionId};
@@ -66,21 +66,6 @@ pub async fn search(req: Request) -> FhirResult<Response> {
         }
         metrics.extend(found);
     }
-    let (from, to) = search::date_range(params.all("date"))?;
-    if from >= to {
-        return Ok(ok(&search::bundle(
-            &ctx.base,
-            search::url(&ctx.base, "Observation", &params.without(&[])),
-            Vec::new(),
-            None,
-        )));
-    }
-    let token = params
-        .one("_page")?
-        .map(|t| {
-            PageToken::decode(t).ok_or_else(|| FhirError::Invalid("`_page` is not a token from a `next` link".into()))
-        })
-        .transpose()?;
     let w = match (patient, device) {
         (None, None) => {
             return Err(FhirError::Invalid("give `patient` (or `subject`) or `device`: searches are per patient or machine; a whole population is a Bulk Data export".into()));
@@ -97,6 +82,30 @@ pub async fn search(req: Request) -> FhirResult<Response> {
             w
         }
     };
+    let (mut from, to) = search::date_range(params.all("date"))?;
+    // No reading lies more than 30 s ahead of the clock, nor before the patient's first
+    // hour: the slices start where the data is, not in year 9999 or 1900.
+    let to = to.min(Utc::now() + Duration::minutes(1));
+    if let Some(p) = patient {
+        from = match nc_ingest::query::first_hour(ctx.pool(), p.as_uuid()).await? {
+            Some(first) => from.max(first),
+            None => to,
+        };
+    }
+    if from >= to {
+        return Ok(ok(&search::bundle(
+            &ctx.base,
+            search::url(&ctx.base, "Observation", &params.without(&[])),
+            Vec::new(),
+            None,
+        )));
+    }
+    let token = params
+        .one("_page")?
+        .map(|t| {
+            PageToken::decode(t).ok_or_else(|| FhirError::Invalid("`_page` is not a token from a `next` link".into()))
+        })
+        .transpose()?;
     let newest_first = order == Order::NewestFirst;
     let measured: Vec<&'static str> = if metrics.is_empty() {
         Vec::new()
