@@ -39,7 +39,7 @@ pub struct RegisterRequest {
     #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
     /// At least 10 characters mixing three of lowercase, uppercase, digits and symbols.
-    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
+    #[oai(validator(min_length = 10, max_length = 1024, custom = "crate::validate::NoNul"))]
     pub password: String,
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
@@ -128,7 +128,7 @@ pub struct ResetConfirmRequest {
     pub email: String,
     #[oai(validator(max_length = 16, custom = "crate::validate::NoNul"))]
     pub code: String,
-    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
+    #[oai(validator(min_length = 10, max_length = 1024, custom = "crate::validate::NoNul"))]
     pub new_password: String,
 }
 
