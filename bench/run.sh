@@ -27,7 +27,7 @@ ADMIN_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.
 export NEPHROCARE_LOG="${NEPHROCARE_LOG:-warn,rumqttd=off}"
 
 scratch() {  # creates a migrated scratch database, prints its URL
-    local name="nc_bench_$(date +%s)_$RANDOM"
+    local name="${BENCH_DB_PREFIX:-nc_bench}_$(date +%s)_$RANDOM"
     PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare -c "CREATE DATABASE $name" >/dev/null
     local url="${ADMIN_URL%/*}/$name"
     DATABASE_URL="$url" "$BIN" migrate up >/dev/null
@@ -164,10 +164,15 @@ run_queries() {
 # every second (FHIR_EXPORT_SECS stops it early; default: the whole file).
 run_fhir() {
     local url ids patient token base mid
-    url="$(scratch)"
-    DATABASE_URL="$url" "$BIN" bench queries --days "${FHIR_DAYS:-365}" --load-only | head -1
-    ids=$(DATABASE_URL="$url" "$BIN" bench fhir-setup --email bench.doctor@bench.test --password Bench-doctor-2026)
-    patient=$(awk '{print $2}' <<<"$ids")
+    if [ -n "${FHIR_DB_URL:-}" ]; then  # a database kept by FHIR_KEEP_DB=1: no load
+        url="$FHIR_DB_URL"
+        patient=$(PGPASSWORD=nephrocare psql -X -qAt "$url" -c "SELECT id FROM patients WHERE patient_number = 'BENCH-P1'")
+    else
+        url="$(scratch)"
+        DATABASE_URL="$url" "$BIN" bench queries --days "${FHIR_DAYS:-365}" --load-only | head -1
+        ids=$(DATABASE_URL="$url" "$BIN" bench fhir-setup --email bench.doctor@bench.test --password Bench-doctor-2026)
+        patient=$(awk '{print $2}' <<<"$ids")
+    fi
     start_serve "$url"
     token=$(curl -fsS -X POST "http://$HTTP_ADDR/api/auth/login" -H 'content-type: application/json' \
         -d '{"email":"bench.doctor@bench.test","password":"Bench-doctor-2026"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
@@ -230,7 +235,12 @@ print(f"  server RSS: {before / 1024:.0f} MiB before; during the export min {min
       f"first tenth avg {sum(first) / len(first) / 1024:.0f}, last tenth avg {sum(last) / len(last) / 1024:.0f} MiB ({len(samples)} samples)")
 PY
     rm -f "$rss_log" /tmp/nc-bench-fhir-manifest.json
-    stop_serve
+    # FHIR_KEEP_DB=1 keeps the loaded database; FHIR_DB_URL=<its url> times again without loading.
+    if [ -n "${FHIR_KEEP_DB:-}${FHIR_DB_URL:-}" ]; then
+        kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; echo "  kept: $url"
+    else
+        stop_serve
+    fi
 }
 
 run_chat() {

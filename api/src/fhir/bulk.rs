@@ -315,15 +315,18 @@ pub async fn file(req: Request) -> FhirResult<Response> {
     tokio::spawn(async move {
         let mut out = Out { tx, buf: Vec::with_capacity(CHUNK_BYTES + 4096) };
         let written = produce(&state, &subject, &job, &plan, &file, &patients, &mut out).await;
-        let result = match written {
-            Ok(()) => out.flush().await,
-            Err(Stop::Closed) => Ok(()),
+        // The client going away (a closed channel) ends the reads; nothing else to do.
+        match written {
+            Ok(()) => {
+                let _ = out.flush().await;
+            }
+            Err(Stop::Closed) => {}
             Err(Stop::Failed(e)) => {
                 tracing::error!(job = %job.id, error = %e, "FHIR export: a file failed mid-stream");
-                out.tx.send(Err(std::io::Error::other(e))).await.map_err(|_| Stop::Closed)
+                // The body ends in an error: the client sees a broken transfer, not a short file.
+                let _ = out.tx.send(Err(std::io::Error::other(e))).await;
             }
-        };
-        let _ = result;
+        }
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Ok(Response::builder().status(StatusCode::OK).content_type(NDJSON).body(Body::from_bytes_stream(stream)))
