@@ -169,7 +169,7 @@ run_fhir() {
         patient=$(PGPASSWORD=nephrocare psql -X -qAt "$url" -c "SELECT id FROM patients WHERE patient_number = 'BENCH-P1'")
     else
         url="$(scratch)"
-        DATABASE_URL="$url" "$BIN" bench queries --days "${FHIR_DAYS:-365}" --load-only | head -1
+        DATABASE_URL="$url" NEPHROCARE_LOG=warn,sqlx=error "$BIN" bench queries --days "${FHIR_DAYS:-365}" --load-only | head -1
         ids=$(DATABASE_URL="$url" "$BIN" bench fhir-setup --email bench.doctor@bench.test --password Bench-doctor-2026)
         patient=$(awk '{print $2}' <<<"$ids")
     fi
