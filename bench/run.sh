@@ -11,6 +11,7 @@
 #   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
 #   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
 #                              alarms per treatment hour vs naive thresholds, raise latency
+#   bench/run.sh fhir          FHIR Observation pages and a whole-patient bulk export on a year of 1 Hz data
 #   bench/run.sh all
 #
 # Sizes can be changed with environment variables (see each section).
@@ -28,7 +29,7 @@ ADMIN_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.
 export NEPHROCARE_LOG="${NEPHROCARE_LOG:-warn,rumqttd=off}"
 
 scratch() {  # creates a migrated scratch database, prints its URL
-    local name="nc_bench_$(date +%s)_$RANDOM"
+    local name="${BENCH_DB_PREFIX:-nc_bench}_$(date +%s)_$RANDOM"
     PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare -c "CREATE DATABASE $name" >/dev/null
     local url="${ADMIN_URL%/*}/$name"
     DATABASE_URL="$url" "$BIN" migrate up >/dev/null
@@ -60,12 +61,15 @@ run_broker() {
     done
 }
 
-# Starts `serve` on a scratch database; sets SERVE_PID, SERVE_URL, MQTT_ADDR, HTTP_ADDR.
+# Starts `serve` on a scratch database (or on $1); sets SERVE_PID, SERVE_URL, MQTT_ADDR,
+# HTTP_ADDR. BENCH_PORTS="http mqtt mqtt-ws" changes the ports.
 start_serve() {
-    SERVE_URL="$(scratch)"
-    HTTP_ADDR=127.0.0.1:18080 MQTT_ADDR=127.0.0.1:11883
+    SERVE_URL="${1:-$(scratch)}"
+    local http mqtt ws
+    read -r http mqtt ws <<<"${BENCH_PORTS:-18080 11883 18083}"
+    HTTP_ADDR=127.0.0.1:$http MQTT_ADDR=127.0.0.1:$mqtt
     DATABASE_URL="$SERVE_URL" NEPHROCARE_JWT_SECRET=bench-secret-bench-secret-bench-secret-01 \
-        "$BIN" serve --http-addr "$HTTP_ADDR" --mqtt-addr "$MQTT_ADDR" --mqtt-ws-addr 127.0.0.1:18083 &
+        "$BIN" serve --http-addr "$HTTP_ADDR" --mqtt-addr "$MQTT_ADDR" --mqtt-ws-addr 127.0.0.1:$ws &
     SERVE_PID=$!
     for _ in $(seq 1 100); do curl -fsS "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && return; sleep 0.2; done
     echo "serve did not become ready" >&2; exit 1
@@ -155,6 +159,92 @@ run_queries() {
     if [ -n "${QUERY_KEEP_DB:-}" ]; then echo "  kept: $url"; else drop_db "$url"; fi
 }
 
+# FHIR on a year of one patient's 1 Hz data (FHIR_DAYS, default 365; six measurements a
+# reading, so six Observations): Observation search pages over HTTP, each timed by curl
+# FHIR_RUNS times (default 20), and a walk of 50 `next` pages; then the patient's whole
+# bulk export (Observation file) streamed to a counter while the server's RSS is sampled
+# every second (FHIR_EXPORT_SECS stops it early; default: the whole file).
+run_fhir() {
+    local url ids patient token base mid
+    if [ -n "${FHIR_DB_URL:-}" ]; then  # a database kept by FHIR_KEEP_DB=1: no load
+        url="$FHIR_DB_URL"
+        patient=$(PGPASSWORD=nephrocare psql -X -qAt "$url" -c "SELECT id FROM patients WHERE patient_number = 'BENCH-P1'")
+    else
+        url="$(scratch)"
+        DATABASE_URL="$url" NEPHROCARE_LOG=warn,sqlx=error "$BIN" bench queries --days "${FHIR_DAYS:-365}" --load-only | head -1
+        ids=$(DATABASE_URL="$url" "$BIN" bench fhir-setup --email bench.doctor@bench.test --password Bench-doctor-2026)
+        patient=$(awk '{print $2}' <<<"$ids")
+    fi
+    start_serve "$url"
+    token=$(curl -fsS -X POST "http://$HTTP_ADDR/api/auth/login" -H 'content-type: application/json' \
+        -d '{"email":"bench.doctor@bench.test","password":"Bench-doctor-2026"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+    base="http://$HTTP_ADDR/fhir/r4"
+    mid=$(date -u -d "-$(( ${FHIR_DAYS:-365} / 2 )) days" +%Y-%m-%dT%H:%M:%SZ)
+    echo "bench fhir: ${FHIR_DAYS:-365} days of 1 Hz readings of one patient; Observation search pages (curl time_total, ${FHIR_RUNS:-20} runs each)"
+    time_page() {  # $1 name, $2 URL
+        local t=()
+        for _ in $(seq 1 "${FHIR_RUNS:-20}"); do
+            t+=("$(curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" "$2")")
+        done
+        python3 - "$1" "${t[@]}" <<'PY'
+import sys
+name, t = sys.argv[1], sorted(float(x) * 1000 for x in sys.argv[2:])
+pct = lambda q: t[min(len(t) - 1, int(q * len(t)))]
+print(f"  {name:<62} p50 {pct(0.5):7.2f} ms  p99 {pct(0.99):7.2f} ms  max {t[-1]:7.2f} ms")
+PY
+    }
+    time_page "first page, newest first (_count=50)" "$base/Observation?patient=$patient&_count=50"
+    time_page "first page, oldest first (_sort=date, _count=50)" "$base/Observation?patient=$patient&_count=50&_sort=date"
+    time_page "a page half a year back (date=lt..., _count=50)" "$base/Observation?patient=$patient&_count=50&date=lt$mid"
+    time_page "heart rate only, half a year back (code=8867-4)" "$base/Observation?patient=$patient&_count=50&code=8867-4&date=lt$mid"
+    time_page "a day's heart rate, oldest first (date=ge&lt, _count=1000)" \
+        "$base/Observation?patient=$patient&_count=1000&code=http://loinc.org%7C8867-4&_sort=date&date=ge${mid:0:10}&date=lt${mid:0:10}T06:00:00Z"
+    python3 - "$base/Observation?patient=$patient&_count=50" "$token" <<'PY'
+import json, sys, time, urllib.request
+url, token, times = sys.argv[1], sys.argv[2], []
+for _ in range(50):
+    t = time.perf_counter()
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})) as r:
+        b = json.load(r)
+    times.append((time.perf_counter() - t) * 1000)
+    url = next(l["url"] for l in b["link"] if l["relation"] == "next")
+t = sorted(times)
+print(f"  {'50 next pages from the newest (link.next, _count=50)':<62} p50 {t[25]:7.2f} ms  p99 {t[-1]:7.2f} ms  max {t[-1]:7.2f} ms")
+PY
+    # The whole-patient export.
+    local status manifest file rss_log=/tmp/nc-bench-fhir-rss.$$ before
+    status=$(curl -fsS -D - -o /dev/null -H "Authorization: Bearer $token" -H 'Prefer: respond-async' \
+        "$base/Patient/\$export?_type=Observation" | tr -d '\r' | sed -n 's/^content-location: //Ip')
+    until [ "$(curl -s -o /tmp/nc-bench-fhir-manifest.json -w '%{http_code}' -H "Authorization: Bearer $token" "$status")" = 200 ]; do sleep 0.5; done
+    file=$(python3 -c 'import json; print(json.load(open("/tmp/nc-bench-fhir-manifest.json"))["output"][0]["url"])')
+    before=$(ps -o rss= -p "$SERVE_PID" | tr -d ' ')
+    ( while kill -0 "$SERVE_PID" 2>/dev/null; do ps -o rss= -p "$SERVE_PID" | tr -d ' '; sleep 1; done ) > "$rss_log" &
+    local sampler=$!
+    curl -sS -H "Authorization: Bearer $token" --max-time "${FHIR_EXPORT_SECS:-0}" "$file" | python3 -c '
+import sys, time
+t, n, b = time.perf_counter(), 0, 0
+for chunk in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
+    b += len(chunk); n += chunk.count(b"\n")
+s = time.perf_counter() - t
+print(f"  bulk export, the patient'"'"'s Observation file: {n:,} lines, {b / 2**20:,.0f} MiB in {s:,.0f} s ({n / s:,.0f} lines/s, {b / 2**20 / s:,.1f} MiB/s)")' || true
+    kill "$sampler" 2>/dev/null || true
+    python3 - "$before" "$rss_log" <<'PY'
+import sys
+before, samples = int(sys.argv[1]), [int(x) for x in open(sys.argv[2]) if x.strip()]
+first = samples[: max(1, len(samples) // 10)]
+last = samples[-max(1, len(samples) // 10):]
+print(f"  server RSS: {before / 1024:.0f} MiB before; during the export min {min(samples) / 1024:.0f}, max {max(samples) / 1024:.0f} MiB; "
+      f"first tenth avg {sum(first) / len(first) / 1024:.0f}, last tenth avg {sum(last) / len(last) / 1024:.0f} MiB ({len(samples)} samples)")
+PY
+    rm -f "$rss_log" /tmp/nc-bench-fhir-manifest.json
+    # FHIR_KEEP_DB=1 keeps the loaded database; FHIR_DB_URL=<its url> times again without loading.
+    if [ -n "${FHIR_KEEP_DB:-}${FHIR_DB_URL:-}" ]; then
+        kill "$SERVE_PID" 2>/dev/null || true; wait "$SERVE_PID" 2>/dev/null || true; echo "  kept: $url"
+    else
+        stop_serve
+    fi
+}
+
 run_chat() {
     local url; url="$(scratch)"
     DATABASE_URL="$url" "$BIN" bench chat --rooms "${CHAT_ROOMS:-100}" --rate "${CHAT_RATE:-500}" --seconds "${CHAT_SECONDS:-20}"
@@ -175,11 +265,12 @@ case "${1:-all}" in
     copy) run_copy ;;
     chat) run_chat ;;
     alarms) run_alarms ;;
+    fhir) run_fhir ;;
     broker) run_broker ;;
     ingest) run_ingest ;;
     connections) run_connections ;;
     profile) run_profile ;;
     queries) run_queries ;;
-    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|alarms|all]" >&2; exit 2 ;;
+    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms; run_fhir ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|alarms|fhir|all]" >&2; exit 2 ;;
 esac

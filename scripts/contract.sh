@@ -5,15 +5,22 @@
 #  2. a TypeScript client (openapi-typescript + openapi-fetch) and a Rust client
 #     (progenitor), both generated now from `nephrocare openapi`, compiled and run through a
 #     short real flow (log in, devices, a reading, history, trends, an alert acknowledged,
-#     a chat message, a slot found and booked).
-# Installs what it needs (Python venv + Schemathesis from PyPI into .tools/, npm packages
-# from contract/ts/package-lock.json). Usage: scripts/contract.sh
+#     a chat message, a slot found and booked);
+#  3. a Python client (openapi-python-client), generated with no warning (every operation),
+#     run through contract/python/flow.py (a user and an enrollment code created, errors
+#     naming their fields);
+#  4. the FHIR R4 API (scripts/check-fhir.sh, on this same server): every resource type and a
+#     bulk export of the demo data validated with fhir.resources.
+# Installs what it needs (Python venvs with Schemathesis, openapi-python-client and
+# fhir.resources from PyPI into .tools/, npm packages from contract/ts/package-lock.json).
+# Usage: scripts/contract.sh
 # CONTRACT_EXAMPLES (default 5) sets Schemathesis' examples per operation, CONTRACT_SEED
 # (default 1, reproducible) its seed ("random" for a new one each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SCHEMATHESIS_VERSION=4.32.5
+PYTHON_CLIENT_VERSION=0.29.1
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need_apt() {
@@ -36,12 +43,23 @@ if [ "$(.tools/venv/bin/schemathesis --version 2>/dev/null)" != "schemathesis, v
     .tools/venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-# A database and ports of its own, so a running demo is left alone.
+# The integrator's Python tools, in a venv of their own (their pins differ from Schemathesis').
+if [ "$(.tools/integrator/bin/openapi-python-client --version 2>/dev/null)" != "openapi-python-client version: $PYTHON_CLIENT_VERSION" ]; then
+    echo "==> installing openapi-python-client $PYTHON_CLIENT_VERSION"
+    rm -rf .tools/integrator
+    python3 -m venv .tools/integrator
+    .tools/integrator/bin/pip install -q --disable-pip-version-check "openapi-python-client==$PYTHON_CLIENT_VERSION"
+fi
+
+# A database and ports of its own, so a running demo is left alone (CONTRACT_DB and
+# CONTRACT_PORTS="http mqtt mqtt-ws" change them, e.g. for two runs side by side).
 PG="postgres://nephrocare:nephrocare@127.0.0.1:5432"
+DB="${CONTRACT_DB:-nephrocare_contract}"
+read -r HTTP_PORT MQTT_PORT WS_PORT <<<"${CONTRACT_PORTS:-18080 11883 18083}"
 PGPASSWORD=nephrocare psql -X -q -h 127.0.0.1 -U nephrocare -d nephrocare \
-    -c "DROP DATABASE IF EXISTS nephrocare_contract WITH (FORCE)" -c "CREATE DATABASE nephrocare_contract" 2>/dev/null
-export DATABASE_URL="$PG/nephrocare_contract"
-export NEPHROCARE_HTTP_ADDR=127.0.0.1:18080 NEPHROCARE_MQTT_ADDR=127.0.0.1:11883 NEPHROCARE_MQTT_WS_ADDR=127.0.0.1:18083
+    -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" 2>/dev/null
+export DATABASE_URL="$PG/$DB"
+export NEPHROCARE_HTTP_ADDR=127.0.0.1:$HTTP_PORT NEPHROCARE_MQTT_ADDR=127.0.0.1:$MQTT_PORT NEPHROCARE_MQTT_WS_ADDR=127.0.0.1:$WS_PORT
 NEPHROCARE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 export NEPHROCARE_JWT_SECRET NEPHROCARE_LOG=warn
 URL="http://$NEPHROCARE_HTTP_ADDR"
@@ -87,6 +105,18 @@ echo "==> TypeScript client (openapi-typescript + openapi-fetch)"
     npm run --silent flow
 ) || failed=1
 
+echo "==> Python client (openapi-python-client $PYTHON_CLIENT_VERSION)"
+(
+    rm -rf "$LOG/py" && mkdir "$LOG/py"
+    .tools/integrator/bin/openapi-python-client generate --path contract/openapi.json --meta none \
+        --config contract/python/config.yaml --output-path "$LOG/py/nephrocare_api_client" >"$LOG/py/generate.txt" 2>&1 \
+        || { cat "$LOG/py/generate.txt"; exit 1; }
+    if grep -qi 'warning\|error\|will not be generated' "$LOG/py/generate.txt"; then
+        cat "$LOG/py/generate.txt"; echo "the Python client was generated with warnings" >&2; exit 1
+    fi
+    PYTHONPATH="$LOG/py" .tools/integrator/bin/python contract/python/flow.py
+) || failed=1
+
 echo "==> Rust client (progenitor)"
 if wait $RUST_BUILD; then
     ( cd contract/rust-client && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo run --locked --quiet ) || failed=1
@@ -94,6 +124,10 @@ else
     cat "$LOG/rust-build.txt"
     failed=1
 fi
+
+# After the clients' flows (its simulated machines raise alarms), before any fuzzing.
+echo "==> FHIR R4 (fhir.resources)"
+NC_URL="$URL" NC_BIN="$BIN" scripts/check-fhir.sh || failed=1
 
 # One run: $1 who (an e-mail, or "anonymous").
 schemathesis_as() {

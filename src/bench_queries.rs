@@ -98,7 +98,7 @@ async fn batch_cost(pool: &PgPool, h: Uuid) -> Result<String, String> {
 /// Loads a year of 1 Hz readings for one patient (generated in SQL), builds its rollups
 /// (the hourly ones, and the finer tiers with the migration's backfill SQL), then times the
 /// trends and history queries the API runs.
-pub async fn queries(url: &str, days: i64, loaded: bool) -> Result<String, String> {
+pub async fn queries(url: &str, days: i64, loaded: bool, load_only: bool) -> Result<String, String> {
     let e = |e: sqlx::Error| e.to_string();
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(3).connect(url).await.map_err(e)?;
     if loaded {
@@ -168,6 +168,9 @@ pub async fn queries(url: &str, days: i64, loaded: bool) -> Result<String, Strin
          the finer tiers (migration backfill) in {fine:.0} s"
     );
     report.push_str(&batches);
+    if load_only {
+        return Ok(report);
+    }
     time_queries(url, &pool, (p, d), (start, end), report).await
 }
 

@@ -201,6 +201,18 @@ enum BenchCommand {
         /// load, no batch measurement.
         #[arg(long)]
         loaded: bool,
+        /// Load the data (and measure the rollups' batch cost) without timing the queries:
+        /// for `bench fhir-setup`.
+        #[arg(long)]
+        load_only: bool,
+    },
+    /// Prepares data loaded by `bench queries` for the FHIR benchmark: the patient's record,
+    /// its machine, and a doctor of both who logs in with this e-mail and password.
+    FhirSetup {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
     },
 }
 
@@ -413,7 +425,10 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     };
                     crate::bench_ingest::run(fleet, options).await
                 }
-                BenchCommand::Queries { days, loaded } => crate::bench_queries::queries(&url, days, loaded).await,
+                BenchCommand::Queries { days, loaded, load_only } => {
+                    crate::bench_queries::queries(&url, days, loaded, load_only).await
+                }
+                BenchCommand::FhirSetup { email, password } => crate::bench_fhir::setup(&url, &email, &password).await,
                 BenchCommand::Chat { rooms, rate, seconds } => {
                     crate::bench_chat::chat(config, rooms, rate, seconds).await
                 }

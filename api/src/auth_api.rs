@@ -36,10 +36,10 @@ const CODE_MAX_ATTEMPTS: i32 = 5;
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Your e-mail: your login, and where codes are sent.
-    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
     /// At least 10 characters mixing three of lowercase, uppercase, digits and symbols.
-    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
+    #[oai(validator(min_length = 10, max_length = 1024, custom = "crate::validate::NoNul"))]
     pub password: String,
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
@@ -75,7 +75,7 @@ pub enum RegisterResponse {
 #[derive(Object, Debug)]
 #[oai(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
     #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
     pub password: String,
@@ -107,7 +107,7 @@ pub struct RefreshRequest {
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyOtpRequest {
-    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
     /// The six-digit code that was sent.
     #[oai(validator(max_length = 16, custom = "crate::validate::NoNul"))]
@@ -117,18 +117,18 @@ pub struct VerifyOtpRequest {
 #[derive(Object, Debug)]
 #[oai(deny_unknown_fields)]
 pub struct ResetRequest {
-    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
 }
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResetConfirmRequest {
-    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
     #[oai(validator(max_length = 16, custom = "crate::validate::NoNul"))]
     pub code: String,
-    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
+    #[oai(validator(min_length = 10, max_length = 1024, custom = "crate::validate::NoNul"))]
     pub new_password: String,
 }
 

@@ -11,7 +11,11 @@
 //!   operation may answer 405 with `Allow` for other methods (see [`AllowHeader`]);
 //! - links from what creates an object to what reads and changes it, for stateful clients
 //!   and tests;
-//! - the WebSockets, with their frames (`x-websockets`, see [`crate::websockets_doc`]).
+//! - the WebSockets, with their frames (`x-websockets`, see [`crate::websockets_doc`]);
+//! - a `$ref` with a description is `allOf: [{$ref}]` with the description beside it, not
+//!   poem-openapi's `allOf: [{$ref}, {description}]`, which openapi-python-client cannot read
+//!   (it dropped every operation whose body had such a property);
+//! - every `email` property is `format: email` (the server's rule, [`crate::validate::Email`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -66,6 +70,7 @@ pub fn finish(spec: &str) -> String {
 
 fn finish_with(spec: &str, links: &[Link]) -> String {
     let mut doc: Value = serde_json::from_str(spec).expect("poem-openapi writes valid JSON");
+    described_refs(&mut doc);
     let request_schemas = request_schemas(&doc);
     if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
         for (name, schema) in schemas.iter_mut() {
@@ -91,6 +96,15 @@ fn finish_with(spec: &str, links: &[Link]) -> String {
     }
     add_links(&mut doc, &operations, links);
     doc["x-websockets"] = crate::websockets_doc::extension();
+    // The FHIR R4 API is described by FHIR's own machine-readable document, its
+    // CapabilityStatement: its resources, search parameters and errors (OperationOutcome)
+    // are FHIR's, not this document's `ErrorBody` contract.
+    doc["x-fhir"] = json!({
+        "fhirVersion": "4.0.1",
+        "base": "/fhir/r4",
+        "capabilityStatement": "/fhir/r4/metadata",
+        "bulkDataExport": ["/fhir/r4/Patient/$export", "/fhir/r4/Group/{id}/$export"],
+    });
     serde_json::to_string(&doc).expect("serializable")
 }
 
@@ -156,9 +170,51 @@ fn string_rules(v: &mut Value) {
     }
 }
 
-/// Nullable optional properties, closed request objects, unsigned minimums.
+/// poem-openapi writes a property whose type is a `$ref` and which has a description as
+/// `allOf: [{$ref}, {description}]` (and the description again beside it): the parts that
+/// only annotate move beside `allOf`, leaving `allOf: [{$ref}]`, which every generator reads.
+fn described_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(parts)) = m.get_mut("allOf") {
+                let annotations: Vec<Map<String, Value>> = parts
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .filter(|p| p.keys().all(|k| k == "description" || k == "title"))
+                    .cloned()
+                    .collect();
+                if !annotations.is_empty() && annotations.len() < parts.len() {
+                    parts.retain(|p| {
+                        !p.as_object().is_some_and(|p| p.keys().all(|k| k == "description" || k == "title"))
+                    });
+                    for a in annotations {
+                        for (k, x) in a {
+                            m.entry(k).or_insert(x);
+                        }
+                    }
+                }
+            }
+            m.values_mut().for_each(described_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(described_refs),
+        _ => {}
+    }
+}
+
+/// `format: email` on every string property named `email`: requests are checked by
+/// [`crate::validate::Email`], responses carry what passed it.
+fn email_format(schema: &mut Value) {
+    if let Some(Value::Object(email)) = schema.pointer_mut("/properties/email") {
+        if email.get("type").and_then(Value::as_str) == Some("string") {
+            email.insert("format".into(), json!("email"));
+        }
+    }
+}
+
+/// Nullable optional properties, closed request objects, unsigned minimums, e-mail formats.
 fn object_rules(schema: &mut Value, request: bool) {
     unsigned(schema);
+    email_format(schema);
     if request {
         string_rules(schema);
     }
@@ -305,6 +361,18 @@ impl Methods {
         }
     }
 
+    /// The name of the `index`-th parameter of the most specific template matching `path`
+    /// (poem-openapi names path parameters `param0`, `param1`, … in its errors).
+    pub fn path_param(&self, path: &str, index: usize) -> Option<&str> {
+        let (template, _) = self
+            .0
+            .iter()
+            .filter_map(|(t, m)| template_specificity(t, path).map(|n| (t, n, m)))
+            .min_by_key(|x| x.1)
+            .map(|(t, _, m)| (t, m))?;
+        template.iter().filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).nth(index)
+    }
+
     /// The methods of the most specific template matching `path`.
     pub fn allowed(&self, path: &str) -> Option<String> {
         self.0.iter().filter_map(|(t, m)| template_specificity(t, path).map(|n| (n, m))).min_by_key(|(n, _)| *n).map(
@@ -368,6 +436,40 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
     }
 }
 
+/// Names path parameters in errors: poem-openapi reports a path parameter that does not
+/// parse as `param0`, `param1`, …; this gives the error the name the document declares
+/// ([`crate::error::PathParamError`]).
+pub struct PathParamNames(pub Methods);
+
+impl<E: Endpoint> Middleware<E> for PathParamNames {
+    type Output = PathParamNamesEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        PathParamNamesEndpoint { inner: ep, methods: self.0.clone() }
+    }
+}
+
+pub struct PathParamNamesEndpoint<E> {
+    inner: E,
+    methods: Methods,
+}
+
+impl<E: Endpoint> Endpoint for PathParamNamesEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        let path = req.uri().path().to_owned();
+        self.inner.call(req).await.map_err(|err| {
+            let Some(p) = err.downcast_ref::<poem_openapi::error::ParsePathError>() else { return err };
+            let index = p.name.strip_prefix("param").and_then(|n| n.parse().ok());
+            match index.and_then(|i| self.methods.path_param(&path, i)) {
+                Some(name) => crate::error::PathParamError { name: name.to_owned(), reason: p.reason.clone() }.into(),
+                None => err,
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +493,8 @@ mod tests {
         assert_eq!(m.allowed("/api/bookings").as_deref(), Some("POST"));
         assert_eq!(m.allowed("/healthz").as_deref(), Some("GET, HEAD"));
         assert_eq!(m.allowed("/nowhere"), None);
+        assert_eq!(m.path_param("/api/bookings/0190", 0), Some("bookingId"));
+        assert_eq!(m.path_param("/api/bookings/0190", 1), None);
         let machines = r#"{"paths": {"/api/health-metrics": {"post": {"security": [{"DeviceAuth": []}]}, "get": {}}},
                           "components": {"securitySchemes": {"DeviceAuth": {"type": "http", "scheme": "basic"}}}}"#;
         let m = Methods::from_spec(machines, &[]);

@@ -332,6 +332,21 @@ via_api_error!(
     nc_alarms::AlarmError
 );
 
+/// A path parameter that does not parse, named as the document names it (poem-openapi
+/// itself says `param0`; see `contract::PathParamNames`).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to parse path parameter `{name}`: {reason}")]
+pub struct PathParamError {
+    pub name: String,
+    pub reason: String,
+}
+
+impl poem::error::ResponseError for PathParamError {
+    fn status(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+}
+
 /// poem-openapi says e.g. `failed to parse "..." : ... (occurred while parsing "age")` or
 /// `Failed to parse parameter "limit"`: pull the quoted name out.
 fn field_from_message(message: &str) -> Option<String> {
@@ -434,9 +449,10 @@ pub(crate) async fn catch_all(err: poem::Error) -> poem::Response {
         // A parameter's own error knows its name; the message may also name a type.
         let param = err
             .downcast_ref::<poem_openapi::error::ParseParamError>()
-            .map(|p| p.name)
-            .or_else(|| err.downcast_ref::<poem_openapi::error::ParsePathError>().map(|p| p.name));
-        if let Some(field) = param.map(str::to_owned).or_else(|| field_from_message(&message)) {
+            .map(|p| p.name.to_owned())
+            .or_else(|| err.downcast_ref::<PathParamError>().map(|p| p.name.clone()))
+            .or_else(|| err.downcast_ref::<poem_openapi::error::ParsePathError>().map(|p| p.name.to_owned()));
+        if let Some(field) = param.or_else(|| field_from_message(&message)) {
             body["fields"] = serde_json::json!([{ "field": field, "message": message }]);
         }
     }

@@ -21,6 +21,7 @@ pub mod contract;
 mod devices_api;
 pub mod dto;
 pub mod error;
+pub mod fhir;
 mod health;
 pub mod limits;
 pub mod live;
@@ -118,7 +119,10 @@ fn service() -> OpenApiService<Apis, ()> {
              arrive within 30 s of their headers (408); every text field has a maximum length \
              and may not contain U+0000, and times lie between 1900 and 9999 (422 \
              `validation_failed`, naming the field). The MQTT contract is described by the \
-             AsyncAPI document at `/api/asyncapi.json`.",
+             AsyncAPI document at `/api/asyncapi.json`. The read-only FHIR R4 API (`/fhir/r4`: \
+             Patient, Device, Practitioner, Observation, Procedure, DetectedIssue, Bulk Data \
+             `$export`) is described by its CapabilityStatement at `/fhir/r4/metadata` (see \
+             `x-fhir`), not here: its resources and errors (OperationOutcome) are FHIR's.",
         )
         .server("/")
 }
@@ -151,7 +155,10 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
             ("/api/asyncapi.json", "GET"),
             ("/ws/health-metrics/{deviceId}", "GET"),
             ("/ws/chat/{roomId}", "GET"),
-        ],
+        ]
+        .into_iter()
+        .chain(fhir::METHODS.iter().copied())
+        .collect::<Vec<_>>(),
     );
     let request_schemas = strict_json::RequestSchemas::from_spec(&spec);
     let asyncapi = asyncapi_json();
@@ -167,8 +174,10 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
             make_sync(move |_| poem::Response::builder().content_type("application/json").body(asyncapi.clone())),
         )
         .nest("/docs", docs)
+        .nest("/fhir/r4", fhir::routes())
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
         .at("/ws/chat/:roomId", poem::get(chat_ws::chat))
+        .with(contract::PathParamNames(methods.clone()))
         .catch_all_error(error::catch_all)
         .data(state)
         .with(CatchPanic::new().with_handler(panicked))

@@ -35,7 +35,7 @@ pub struct ProfileUpdate {
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
-    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul"))]
+    #[oai(validator(max_length = 254, custom = "crate::validate::NoNul", custom = "crate::validate::Email"))]
     pub email: String,
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub name: String,
@@ -46,7 +46,7 @@ pub struct CreateUserRequest {
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub ward: Option<String>,
     /// Optional initial password. Without it, a code to set one is sent to the e-mail.
-    #[oai(validator(max_length = 1024, custom = "crate::validate::NoNul"))]
+    #[oai(validator(min_length = 10, max_length = 1024, custom = "crate::validate::NoNul"))]
     pub initial_password: Option<String>,
 }
 

@@ -7,6 +7,8 @@
 //! - [`Time`] and [`Date`]: chrono parses years ±262143, which PostgreSQL and time
 //!   arithmetic cannot all handle; requests are kept to years 1900 to 9999.
 //! - [`SmallJson`]: free-form JSON (the dialysis schedule) of bounded size, without U+0000.
+//! - [`Email`]: an e-mail address (declared `format: email` by `contract`), the rule
+//!   [`normalize_email`] applies.
 //!
 //! The message a validator gives is its `Display`, phrased to follow the field's name.
 
@@ -111,17 +113,36 @@ pub fn json_has_nul(value: &serde_json::Value) -> bool {
 
 // Rules the handlers apply after parsing (trimming, normalising), shared by the APIs.
 
-pub(crate) fn normalize_email(email: &str) -> Result<String, ApiError> {
-    let e = email.trim().to_lowercase();
-    let valid = e.len() <= 254
+/// An e-mail address: one `@`, something before it, a domain with a dot after it, no
+/// whitespace inside, at most 254 characters (leading and trailing blanks are trimmed).
+pub struct Email;
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("must be an e-mail address such as name@example.org")
+    }
+}
+
+impl<T: AsRef<str>> Validator<T> for Email {
+    fn check(&self, value: &T) -> bool {
+        is_email(value.as_ref().trim())
+    }
+}
+
+fn is_email(e: &str) -> bool {
+    e.len() <= 254
         && e.split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
         && !e.chars().any(char::is_whitespace)
-        && e.matches('@').count() == 1;
-    if valid {
+        && e.matches('@').count() == 1
+}
+
+pub(crate) fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let e = email.trim().to_lowercase();
+    if is_email(&e) {
         Ok(e)
     } else {
-        Err(ApiError::field("email", "must be an e-mail address such as name@example.org"))
+        Err(ApiError::field("email", Email.to_string()))
     }
 }
 
@@ -182,5 +203,7 @@ mod tests {
         assert!(!SmallJson.check(&serde_json::json!({"x": "y".repeat(JSON_MAX_BYTES)})));
         assert_eq!(like_pattern(" 50%_a\\b "), Some("%50\\%\\_a\\\\b%".to_owned()));
         assert_eq!(like_pattern("  "), None);
+        assert!(Email.check(&"Name.Surname+x@example.org"));
+        assert!(!Email.check(&"") && !Email.check(&"a@b") && !Email.check(&"a b@c.org") && !Email.check(&"a@@b.org"));
     }
 }

@@ -78,6 +78,8 @@ id_type!(
     UserId,
     /// A dialysis machine.
     DeviceId,
+    /// A FHIR Bulk Data export job.
+    ExportJobId,
     /// A patient's clinical profile (distinct from the patient's login, a `UserId`).
     PatientId,
     /// One treatment session on one machine.

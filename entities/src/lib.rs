@@ -19,6 +19,7 @@ pub mod device_maintenance;
 pub mod device_sessions;
 pub mod devices;
 pub mod enrollment_codes;
+pub mod fhir_export_jobs;
 pub mod hospitals;
 pub mod medical_updates;
 pub mod one_time_codes;
@@ -46,6 +47,7 @@ pub mod prelude {
     pub use super::device_sessions::Entity as DeviceSessions;
     pub use super::devices::Entity as Devices;
     pub use super::enrollment_codes::Entity as EnrollmentCodes;
+    pub use super::fhir_export_jobs::Entity as FhirExportJobs;
     pub use super::hospitals::Entity as Hospitals;
     pub use super::medical_updates::Entity as MedicalUpdates;
     pub use super::one_time_codes::Entity as OneTimeCodes;

@@ -68,6 +68,11 @@ impl Windows {
         }
         w
     }
+
+    /// Whether a reading of `device` at `time` lies in one of the windows.
+    pub fn contains(&self, device: Uuid, time: DateTime<Utc>) -> bool {
+        (0..self.devices.len()).any(|i| self.devices[i] == device && self.froms[i] <= time && time < self.tos[i])
+    }
 }
 
 /// The SQL condition "the row's (device_id, time) lies in one of the windows", on
@@ -135,14 +140,7 @@ impl Cursor {
 const FIRST_SLICE_HOURS: i64 = 24;
 
 /// A page of a patient's readings in `[from, to)`, newest first, and the cursor of the next
-/// page (None at the end). Pages neither repeat nor skip readings.
-///
-/// The page is read in time slices going back from the cursor (24 h, then 48 h, 96 h, …),
-/// each one statement planned with its own bounds (an unnamed statement: never a generic
-/// plan), so TimescaleDB plans only the daily chunks of the slice, not every chunk of the
-/// window: a page of 1 Hz data touches one or two chunks whatever the window. Slices are
-/// disjoint and in descending time order, so their concatenation is the page in
-/// `(time, device_id, seq)` descending order, exactly as one statement over the window.
+/// page (None at the end). Pages neither repeat nor skip readings. See [`readings_page`].
 pub async fn history(
     pool: &PgPool,
     patient: Uuid,
@@ -152,57 +150,151 @@ pub async fn history(
     after: Option<Cursor>,
     windows: Option<&Windows>,
 ) -> Result<(Vec<StoredReading>, Option<Cursor>), sqlx::Error> {
-    // Rows strictly before `upper` in (time, device_id, seq) order; `time <= $4` repeats the
-    // bound on its own for chunk exclusion (TimescaleDB cannot see through the row
-    // comparison). (t, nil, i64::MIN) as `upper` means "time < t".
+    let q = ReadingsQuery { patient: Some(patient), windows, ..ReadingsQuery::new(from, to, limit) };
+    readings_page(pool, &q, after).await
+}
+
+/// Which way a page of readings runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Newest first, `(time, device_id, seq)` descending.
+    #[default]
+    NewestFirst,
+    /// Oldest first, ascending.
+    OldestFirst,
+}
+
+/// What a page of readings is taken from: a patient's and/or a device's readings in
+/// `[from, to)` (at least one of the two), optionally only those with at least one of some
+/// measurements, within a technician's windows.
+#[derive(Debug, Clone)]
+pub struct ReadingsQuery<'a> {
+    pub patient: Option<Uuid>,
+    pub device: Option<Uuid>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: i64,
+    pub order: Order,
+    /// Columns (`COLUMNS`' second names) of which a reading must have at least one; empty:
+    /// any reading.
+    pub measured: Vec<&'static str>,
+    pub windows: Option<&'a Windows>,
+}
+
+impl<'a> ReadingsQuery<'a> {
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, limit: i64) -> ReadingsQuery<'a> {
+        ReadingsQuery {
+            patient: None,
+            device: None,
+            from,
+            to,
+            limit,
+            order: Order::NewestFirst,
+            measured: Vec::new(),
+            windows: None,
+        }
+    }
+}
+
+/// A page of readings and the cursor of the next page (None at the end). Pages neither
+/// repeat nor skip readings: a cursor is the last reading returned, and the next page starts
+/// strictly after it in the page's order.
+///
+/// The page is read in time slices going away from the cursor (24 h, then 48 h, 96 h, …),
+/// each one statement planned with its own bounds (an unnamed statement: never a generic
+/// plan), so TimescaleDB plans only the daily chunks of the slice, not every chunk of the
+/// window: a page of 1 Hz data touches one or two chunks whatever the window. Slices are
+/// disjoint and in the page's order, so their concatenation is the page in `(time,
+/// device_id, seq)` order, exactly as one statement over the window. The patient's readings
+/// use the `(patient_id, time)` index, a device's the `(device_id, time)` one.
+pub async fn readings_page(
+    pool: &PgPool,
+    q: &ReadingsQuery<'_>,
+    after: Option<Cursor>,
+) -> Result<(Vec<StoredReading>, Option<Cursor>), sqlx::Error> {
+    let newest_first = q.order == Order::NewestFirst;
+    // Rows strictly beyond the cursor in the page's order; the time bound is repeated on its
+    // own for chunk exclusion (TimescaleDB cannot see through the row comparison). As a
+    // cursor, (t, nil, i64::MIN) means "time < t" newest first, (t, nil, i64::MIN) "time >= t"
+    // oldest first.
+    let (cmp, bound, dir) = if newest_first { ("<", "<=", "DESC") } else { (">", ">=", "ASC") };
+    let mut filters = Vec::new();
+    if q.patient.is_some() {
+        filters.push("patient_id = $1".to_owned());
+    }
+    if q.device.is_some() {
+        filters.push("device_id = $11".to_owned());
+    }
+    if !q.measured.is_empty() {
+        let any: Vec<String> = q.measured.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+        filters.push(format!("({})", any.join(" OR ")));
+    }
     let sql = format!(
         "SELECT {} FROM health_metrics
-          WHERE patient_id = $1 AND time >= $2 AND time < $3 AND time <= $4 AND (time, device_id, seq) < ($4, $5, $6)
+          WHERE {} AND time >= $2 AND time < $3 AND time {bound} $4 AND (time, device_id, seq) {cmp} ($4, $5, $6)
             AND {}
-          ORDER BY time DESC, device_id DESC, seq DESC LIMIT $7",
+          ORDER BY time {dir}, device_id {dir}, seq {dir} LIMIT $7",
         select_columns(),
+        filters.join(" AND "),
         in_windows(8, "time")
     );
-    let (d, f, t) = window_binds(windows);
-    let below = |time| Cursor { time, device: Uuid::nil(), seq: i64::MIN };
-    let mut upper = match after {
-        Some(c) if c.time < to => c,
-        _ => below(to),
+    let (d, f, t) = window_binds(q.windows);
+    let edge = |time| Cursor { time, device: Uuid::nil(), seq: i64::MIN };
+    let mut cursor = match after {
+        Some(c) if (newest_first && c.time < q.to) || (!newest_first && c.time >= q.from) => c,
+        _ if newest_first => edge(q.to),
+        _ => Cursor { time: q.from, device: Uuid::nil(), seq: i64::MIN },
     };
     let mut slice = Duration::hours(FIRST_SLICE_HOURS);
     let mut items = Vec::new();
     loop {
-        let lo = upper.time.checked_sub_signed(slice).map_or(from, |t| t.max(from));
+        // The slice [lo, hi): newest first it ends at the cursor, oldest first it starts there.
+        let (lo, hi) = if newest_first {
+            (cursor.time.checked_sub_signed(slice).map_or(q.from, |t| t.max(q.from)), q.to)
+        } else {
+            (q.from, cursor.time.checked_add_signed(slice).map_or(q.to, |t| t.min(q.to)))
+        };
         let rows = sqlx::query(&sql)
             .persistent(false)
-            .bind(patient)
+            .bind(q.patient)
             .bind(lo)
-            .bind(to)
-            .bind(upper.time)
-            .bind(upper.device)
-            .bind(upper.seq)
-            .bind(limit + 1 - items.len() as i64)
+            .bind(hi)
+            .bind(cursor.time)
+            .bind(cursor.device)
+            .bind(cursor.seq)
+            .bind(q.limit + 1 - items.len() as i64)
             .bind(&d)
             .bind(&f)
             .bind(&t)
+            .bind(q.device)
             .fetch_all(pool)
             .await?;
         for row in &rows {
             items.push(stored(row)?);
         }
-        if items.len() as i64 > limit || lo <= from {
+        let done = if newest_first { lo <= q.from } else { hi >= q.to };
+        if items.len() as i64 > q.limit || done {
             break;
         }
-        upper = below(lo);
+        cursor = if newest_first { edge(lo) } else { Cursor { time: hi, device: Uuid::nil(), seq: i64::MIN } };
         slice = slice.checked_mul(2).unwrap_or(slice);
     }
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
+    let next = if items.len() as i64 > q.limit {
+        items.truncate(q.limit as usize);
         items.last().map(|r| Cursor { time: r.time, device: r.device_id, seq: r.seq })
     } else {
         None
     };
     Ok((items, next))
+}
+
+/// The first hour with readings of a patient (from the hourly rollups: one index probe), a
+/// lower bound for reading all of a patient's readings.
+pub async fn first_hour(pool: &PgPool, patient: Uuid) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT min(bucket) FROM health_metric_rollups_hourly WHERE patient_id = $1")
+        .bind(patient)
+        .fetch_one(pool)
+        .await
 }
 
 /// min/avg/max/count of one metric in one bucket.

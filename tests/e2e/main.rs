@@ -19,6 +19,7 @@ mod cli;
 mod compose;
 mod contract;
 mod deliveries;
+mod fhir;
 mod limits;
 mod maintenance;
 mod mqtt;

@@ -66,3 +66,53 @@ async fn the_server_answers_as_the_document_declares() {
     assert!(ws["/ws/health-metrics/{deviceId}"]["closeCodes"]["4401"].is_string());
     app.stop().await;
 }
+
+/// What generators other than ours need (openapi-python-client read none of the operations
+/// whose body had an enum with a description), and what an integrator is told: a path
+/// parameter that does not parse is named as the document names it; an e-mail is checked by
+/// the rule `format: email` declares.
+#[tokio::test]
+async fn path_parameters_are_named_and_emails_declared() {
+    let w = crate::mqtt::World::new(TestApp::spawn().await).await;
+    let r = w.as_user("doc").get("/api/patients/not-a-uuid").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["fields"][0]["field"], "patientId", "{}", r.text);
+    let r = w.as_user("doc").get("/api/bookings/0190/not-a-route").await;
+    assert_eq!(r.status, 404);
+    let r = w.as_user("adm").post("/api/users", json!({"email": "", "name": "X", "role": "doctor"})).await;
+    assert_eq!((r.status, r.body["fields"][0]["field"].as_str()), (422, Some("email")), "{}", r.text);
+    let r = w.app.client.post("/api/auth/login", json!({"email": "not an address", "password": "x"})).await;
+    assert_eq!((r.status, r.body["fields"][0]["field"].as_str()), (422, Some("email")), "{}", r.text);
+
+    let doc: Value = serde_json::from_str(&nc_api::openapi_json()).unwrap();
+    let mut emails = 0;
+    let mut annotations_in_all_of = 0;
+    walk(&doc, &mut |key, v| {
+        if key == "email" && v["type"] == "string" {
+            assert_eq!(v["format"], "email", "{v}");
+            emails += 1;
+        }
+        if let Some(parts) = v["allOf"].as_array() {
+            annotations_in_all_of += parts.iter().filter(|p| p.get("$ref").is_none()).count();
+        }
+    });
+    assert!(emails >= 7, "{emails} email properties");
+    assert_eq!(annotations_in_all_of, 0, "an allOf member without $ref");
+    assert_eq!(
+        doc["components"]["schemas"]["RegisterRequest"]["properties"]["role"]["allOf"].as_array().unwrap().len(),
+        1
+    );
+}
+
+fn walk(v: &Value, f: &mut impl FnMut(&str, &Value)) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                f(k, x);
+                walk(x, f);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
+        _ => {}
+    }
+}

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use nc_ingest::query::{self, Cursor, TrendSource, Windows, FINE_TIERS};
+use nc_ingest::query::{self, Cursor, Order, ReadingsQuery, TrendSource, Windows, FINE_TIERS};
 use nc_ingest::writer::{write_batch, Row};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -301,6 +301,39 @@ async fn a_history_walk_over_a_long_window_returns_exactly_what_sql_returns() {
     let scoped = expected(Some((w.devices[1], wf, wt))).await;
     assert!(!scoped.is_empty());
     assert_eq!(walk(5, Some(Windows::new([(w.devices[1], wf, wt)]))).await, scoped, "within a device's window");
+    // The same walk oldest first, by device, and only readings with SpO2 (`readings_page`,
+    // which FHIR pages use).
+    let walk_q = |q: ReadingsQuery<'static>| {
+        let pool = w.pool.clone();
+        async move {
+            let (mut walked, mut cursor) = (Vec::new(), None::<Cursor>);
+            loop {
+                let (items, next) = query::readings_page(&pool, &q, cursor).await.expect("page");
+                walked.extend(items.iter().map(|r| (r.time, r.device_id, r.seq)));
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break walked,
+                }
+            }
+        }
+    };
+    let oldest_first = |limit| ReadingsQuery {
+        patient: Some(w.patient),
+        order: Order::OldestFirst,
+        ..ReadingsQuery::new(from, to, limit)
+    };
+    let mut ascending = all.clone();
+    ascending.reverse();
+    for limit in [1, 7, 1000] {
+        assert_eq!(walk_q(oldest_first(limit)).await, ascending, "oldest first, pages of {limit}");
+    }
+    let device0: Vec<_> = ascending.iter().filter(|r| r.1 == w.devices[0]).copied().collect();
+    let by_device = ReadingsQuery { patient: None, device: Some(w.devices[0]), ..oldest_first(9) };
+    assert_eq!(walk_q(by_device).await, device0, "a device's readings");
+    let with_spo2: Vec<_> = all.iter().filter(|r| r.2 % 2 == 1).copied().collect();
+    let measured = ReadingsQuery { measured: vec!["spo2"], ..ReadingsQuery::new(from, to, 4) };
+    let measured = ReadingsQuery { patient: Some(w.patient), ..measured };
+    assert_eq!(walk_q(measured).await, with_spo2, "readings with SpO2");
     // A cursor later than `to` pages from `to`; one before `from` gives nothing.
     let late = Cursor { time: to + Duration::days(400), device: Uuid::max(), seq: i64::MAX };
     let (items, _) = query::history(&w.pool, w.patient, from, to, 3, Some(late), None).await.expect("page");

@@ -1,0 +1,186 @@
+//! Open alarms as `DetectedIssue`s (not `Flag`: an alarm is raised by a machine, may have no
+//! patient — a machine offline, maintenance due — and has a priority; DetectedIssue has an
+//! optional patient, a `Device` author, a `severity` that is the IEC 60601-1-8 priority, and
+//! `mitigation` for the acknowledgement, where Flag needs a subject and has no severity).
+//!
+//! [`OpenAlarm`] and its queries are the FHIR API's only reads of `alerts`: the columns
+//! named here, nothing else, so the alarm system can grow columns freely.
+
+use chrono::{DateTime, Utc};
+use nc_access::policy::ClinicalView;
+use nc_access::DeviceAction;
+use nc_domain::{DeviceId, HospitalId, PatientId, SessionId};
+use nc_ingest::query::Windows;
+use poem::{Request, Response};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::observation_api::readable_patient;
+use super::observations::instant;
+use super::search::{self, Params};
+use super::{ok, Ctx, FhirError, FhirResult};
+use crate::telemetry_api::windows;
+
+/// The system of alarm conditions (`systolic_bp_low`, `device_offline`, …; see topics.md).
+pub const ALARM_SYSTEM: &str = "urn:nephrocare:fhir:CodeSystem:alarm";
+
+/// An alarm that is not cleared, as the FHIR API reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OpenAlarm {
+    pub id: Uuid,
+    pub hospital_id: Uuid,
+    pub device_id: Uuid,
+    pub patient_id: Option<Uuid>,
+    pub code: String,
+    pub priority: String,
+    pub state: String,
+    pub raised_at: DateTime<Utc>,
+    pub message: String,
+    pub value: Option<f64>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<Uuid>,
+}
+
+const COLUMNS: &str =
+    "id, hospital_id, device_id, patient_id, code, priority::text AS priority, state::text AS state, \
+                       raised_at, message, value, acknowledged_at, acknowledged_by";
+
+/// Which open alarms: of a hospital, and of a patient and/or a device, newest first.
+pub async fn open_alarms(
+    pool: &sqlx::PgPool,
+    hospital: HospitalId,
+    patient: Option<PatientId>,
+    device: Option<DeviceId>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<OpenAlarm>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM alerts
+          WHERE hospital_id = $1 AND state <> 'cleared'
+            AND ($2::uuid IS NULL OR patient_id = $2) AND ($3::uuid IS NULL OR device_id = $3)
+          ORDER BY raised_at DESC, id DESC LIMIT $4 OFFSET $5"
+    );
+    sqlx::query_as(&sql)
+        .bind(hospital.as_uuid())
+        .bind(patient.map(|p| p.as_uuid()))
+        .bind(device.map(|d| d.as_uuid()))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await
+}
+
+async fn open_alarm(pool: &sqlx::PgPool, id: Uuid) -> Result<Option<OpenAlarm>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM alerts WHERE id = $1 AND state <> 'cleared'"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// How many alarms were raised during a session (any state).
+pub async fn alarms_in_session(db: &sea_orm::DatabaseConnection, session: SessionId) -> Result<i64, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT count(*) AS n FROM alerts WHERE session_id = $1",
+            [session.as_uuid().into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+}
+
+pub fn detected_issue(a: &OpenAlarm) -> Value {
+    let severity = match a.priority.as_str() {
+        "high" => "high",
+        "medium" => "moderate",
+        _ => "low",
+    };
+    let mut r = json!({
+        "resourceType": "DetectedIssue",
+        "id": a.id.to_string(),
+        "status": if a.state == "acknowledged" { "final" } else { "preliminary" },
+        "code": {"coding": [{"system": ALARM_SYSTEM, "code": a.code}], "text": a.code},
+        "severity": severity,
+        "identifiedDateTime": instant(a.raised_at),
+        "author": {"reference": format!("Device/{}", a.device_id)},
+        "implicated": [{"reference": format!("Device/{}", a.device_id)}],
+        "detail": a.message,
+    });
+    if let Some(p) = a.patient_id {
+        r["patient"] = json!({"reference": format!("Patient/{p}")});
+    }
+    if let Some(at) = a.acknowledged_at {
+        let mut m = json!({"action": {"text": "acknowledged"}, "date": instant(at)});
+        if let Some(by) = a.acknowledged_by {
+            m["author"] = json!({"reference": format!("Practitioner/{by}")});
+        }
+        r["mitigation"] = json!([m]);
+    }
+    r
+}
+
+fn visible(a: &OpenAlarm, w: &Option<Windows>) -> bool {
+    w.as_ref().is_none_or(|w| w.contains(a.device_id, a.raised_at))
+}
+
+/// `GET /DetectedIssue?patient=&author=&_count=&_offset=`: open alarms of a patient (as the
+/// patient's readings are decided) or of a machine (as its clinical data: a patient only
+/// their own treatment's).
+pub async fn search(req: Request) -> FhirResult<Response> {
+    let ctx = Ctx::of(&req).await?;
+    let params = Params::parse(&req, &["patient", "author", "_count", "_offset"])?;
+    let count = params.count()?;
+    let offset = params.offset()? as i64;
+    let mut patient: Option<PatientId> =
+        params.one("patient")?.map(|r| search::reference_id(r, "Patient", "patient")).transpose()?;
+    let device: Option<DeviceId> =
+        params.one("author")?.map(|r| search::reference_id(r, "Device", "author")).transpose()?;
+    let w = match (patient, device) {
+        (None, None) => return Err(FhirError::Invalid("give `patient` or `author` (a Device)".into())),
+        (Some(p), _) => readable_patient(&ctx, p, "fhir.DetectedIssue.search").await?,
+        (None, Some(d)) => {
+            let view = ctx.clinical_view(d).await?;
+            if let ClinicalView::OwnTreatment(p) = view {
+                patient = Some(p);
+            }
+            ctx.audit("fhir.DetectedIssue.search", patient, Some(d)).await?;
+            windows(&ctx.state.policy.read_scope(&ctx.subject).await?)
+        }
+    };
+    if let (Some(_), Some(d)) = (patient, device) {
+        ctx.clinical_view(d).await?;
+    }
+    let rows = open_alarms(ctx.pool(), ctx.subject.hospital(), patient, device, count as i64 + 1, offset).await?;
+    let more = rows.len() > count;
+    let entries = rows.iter().take(count).filter(|a| visible(a, &w)).map(|a| (detected_issue(a), "match")).collect();
+    let self_url = search::url(&ctx.base, "DetectedIssue", &params.without(&[]));
+    let next = more.then(|| params.next_offset(&ctx.base, "DetectedIssue", count)).transpose()?;
+    Ok(ok(&search::bundle(&ctx.base, self_url, entries, next)))
+}
+
+/// `GET /DetectedIssue/{id}`: an open alarm, decided by its patient (or, without one, by its
+/// machine's clinical data).
+pub async fn read(req: Request) -> FhirResult<Response> {
+    let ctx = Ctx::of(&req).await?;
+    let id: Uuid = search::path_id(&req, "DetectedIssue")?;
+    let not_found = || FhirError::NotFound(format!("DetectedIssue/{id} not found"));
+    let a = open_alarm(ctx.pool(), id).await?.ok_or_else(not_found)?;
+    if a.hospital_id != ctx.subject.hospital().as_uuid() {
+        return Err(not_found());
+    }
+    match a.patient_id {
+        Some(p) => {
+            let w = readable_patient(&ctx, PatientId(p), "fhir.DetectedIssue").await?;
+            if !visible(&a, &w) {
+                return Err(FhirError::Forbidden("raised outside the windows you are responsible for".into()));
+            }
+        }
+        None => {
+            let d = DeviceId(a.device_id);
+            ctx.device(d, DeviceAction::ReadClinical).await?;
+            ctx.audit("fhir.DetectedIssue", None, Some(d)).await?;
+        }
+    }
+    Ok(ok(&detected_issue(&a)))
+}
