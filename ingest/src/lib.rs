@@ -8,8 +8,10 @@
 //! broadcast for the live streams and the alert engine.
 
 pub mod alerts;
+pub mod performance;
 pub mod query;
 pub mod reading;
+pub mod rejections;
 pub mod sessions;
 pub mod writer;
 
@@ -46,6 +48,8 @@ pub struct IngestSettings {
     /// (1-, 5-, 15-minute) rollups; the hourly rollups and session summaries stay. `None`
     /// keeps everything.
     pub retention_days: Option<u32>,
+    /// How often the tally of refused messages is added to `device_rejections`.
+    pub rejections_flush: Duration,
 }
 
 impl Default for IngestSettings {
@@ -57,6 +61,7 @@ impl Default for IngestSettings {
             retry_for: Duration::from_secs(5),
             session_timeout: Duration::from_secs(300),
             retention_days: Some(365),
+            rejections_flush: Duration::from_secs(2),
         }
     }
 }
@@ -86,6 +91,7 @@ struct Inner {
     sessions: Sessions,
     committed: broadcast::Sender<Committed>,
     counters: Counters,
+    rejections: rejections::Rejections,
 }
 
 /// The ingest pipeline. Cheap to clone.
@@ -118,6 +124,7 @@ impl Ingest {
             sessions: Sessions::default(),
             committed,
             counters: Counters::default(),
+            rejections: rejections::Rejections::default(),
         });
         // After each commit: alerts (in reading order), then the live streams. A slow alert
         // engine fills this bounded channel and so slows the writers: backpressure, not loss.
@@ -170,6 +177,23 @@ impl Ingest {
                             tracing::warn!(error = %e, "maintenance check failed");
                         }
                     }
+                }
+            }
+        });
+        let tally = inner.clone();
+        let (stop, every) = (shutdown.clone(), settings.rejections_flush);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                let last = tokio::select! {
+                    _ = stop.cancelled() => true,
+                    _ = tick.tick() => false,
+                };
+                if let Err(e) = tally.rejections.flush(&tally.pool).await {
+                    tracing::warn!(error = %e, "could not record refused messages; retrying");
+                }
+                if last {
+                    break;
                 }
             }
         });
@@ -239,7 +263,7 @@ impl Ingest {
         let now = Utc::now();
         let reading = match ReadingIn::parse(payload).and_then(|r| r.validate(now).map(|_| r)) {
             Ok(r) => r,
-            Err(e) => return Ok(self.rejected(e, seq_of(payload))),
+            Err(e) => return Ok(self.rejected(device, hospital, e, seq_of(payload))),
         };
         let unavailable = |e: sqlx::Error| SinkUnavailable(e.to_string());
         let binding = match self
@@ -250,7 +274,7 @@ impl Ingest {
             .map_err(unavailable)?
         {
             Ok(b) => b,
-            Err(e) => return Ok(self.rejected(e, Some(reading.seq))),
+            Err(e) => return Ok(self.rejected(device, hospital, e, Some(reading.seq))),
         };
         if binding.ended_previous {
             self.inner.alerts.treatment_ended(device.as_uuid(), reading.ts).await.map_err(unavailable)?;
@@ -284,7 +308,7 @@ impl Ingest {
                 self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(Outcome::Stored { patient: binding.patient, seq: Some(seq) })
             }
-            Written::Conflict(why) => Ok(self.rejected(Invalid::seq_conflict(why), Some(seq))),
+            Written::Conflict(why) => Ok(self.rejected(device, hospital, Invalid::seq_conflict(why), Some(seq))),
         }
     }
 
@@ -297,7 +321,7 @@ impl Ingest {
     ) -> Result<Outcome, SinkUnavailable> {
         let message = match SessionIn::parse(payload, Utc::now()) {
             Ok(m) => m,
-            Err(e) => return Ok(self.rejected(e, None)),
+            Err(e) => return Ok(self.rejected(device, hospital, e, None)),
         };
         let pool = &self.inner.pool;
         let unavailable = |e: sqlx::Error| SinkUnavailable(e.to_string());
@@ -326,12 +350,13 @@ impl Ingest {
         }
         Ok(match result {
             Ok(patient) => Outcome::Stored { patient, seq: None },
-            Err(e) => self.rejected(e, None),
+            Err(e) => self.rejected(device, hospital, e, None),
         })
     }
 
-    fn rejected(&self, e: Invalid, seq: Option<i64>) -> Outcome {
+    fn rejected(&self, device: DeviceId, hospital: HospitalId, e: Invalid, seq: Option<i64>) -> Outcome {
         self.inner.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.rejections.count(device, hospital, e.code);
         tracing::info!(code = e.code, field = %e.field, message = %e.message, "reading rejected");
         Outcome::Invalid(e, seq)
     }

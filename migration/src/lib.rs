@@ -30,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_maintenance_and_reading_identity::Migration),
             Box::new(m20261201_000011_fine_rollups::Migration),
             Box::new(m20261201_000012_wide_hourly_rollups::Migration),
+            Box::new(m20261203_000030_device_performance::Migration),
         ]
     }
 }
@@ -76,6 +77,7 @@ mod m20261201_000009_bookings;
 mod m20261201_000010_maintenance_and_reading_identity;
 mod m20261201_000011_fine_rollups;
 mod m20261201_000012_wide_hourly_rollups;
+mod m20261203_000030_device_performance;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.
