@@ -89,6 +89,11 @@ enum Command {
         /// Seconds between progress lines (0: only the final summary).
         #[arg(long, default_value_t = 5)]
         progress_every: u64,
+        /// Read commands from standard input, one a line: `episode SERIAL
+        /// hypotension|high-venous|conductivity|disconnect [MINUTES]` starts that episode on
+        /// that machine (MINUTES of treatment time, default 8).
+        #[arg(long)]
+        commands: bool,
     },
     /// Benchmarks (results are recorded in bench/README.md; see bench/run.sh).
     Bench {
@@ -407,6 +412,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             hospital,
             mqtt,
             progress_every,
+            commands,
         } => {
             if devices == 0 || !(rate > 0.0 && rate <= 1000.0) || speed < 1.0 {
                 return Err(Failure::Config("--devices must be > 0, --rate in (0, 1000], --speed >= 1".into()));
@@ -439,6 +445,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 episode_rate: episodes_per_hour / 60.0,
                 progress_every,
                 disconnects: !no_disconnects,
+                commands,
             };
             println!("{}", crate::simulate::run(fleet, options, stop).await);
             Ok(())

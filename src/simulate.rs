@@ -11,6 +11,11 @@
 //!
 //! The machines are the demo hospital's: the first four are its bays (DM-001..DM-004); more
 //! are created as SIM-0001... with patients, assigned to the demo doctors and technicians.
+//!
+//! With `--commands`, standard input takes one command a line, for deterministic demos and
+//! the browser tests: `episode SERIAL hypotension|high-venous|conductivity|disconnect
+//! [MINUTES]` starts that episode on that machine at its next reading, lasting MINUTES of
+//! treatment time (default 8).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +49,8 @@ pub struct SimulateOptions {
     pub progress_every: u64,
     /// Abrupt disconnects enabled.
     pub disconnects: bool,
+    /// Episodes on demand from standard input (see the module documentation).
+    pub commands: bool,
 }
 
 /// A simulated machine: its credentials and patient.
@@ -200,12 +207,58 @@ impl Noise {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Episode {
     None,
     Hypotension,
     HighVenous,
     ConductivityFault,
+    Disconnect,
+}
+
+/// Episodes asked for on standard input: machine serial → (episode, treatment minutes).
+type Forced = Arc<Mutex<std::collections::HashMap<String, (Episode, f64)>>>;
+
+/// Parses `episode SERIAL KIND [MINUTES]`.
+fn parse_command(line: &str) -> Result<(String, Episode, f64), String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let [verb, serial, kind, rest @ ..] = words.as_slice() else {
+        return Err("expected: episode SERIAL hypotension|high-venous|conductivity|disconnect [MINUTES]".into());
+    };
+    if *verb != "episode" || rest.len() > 1 {
+        return Err(format!("unknown command '{line}'"));
+    }
+    let episode = match *kind {
+        "hypotension" => Episode::Hypotension,
+        "high-venous" => Episode::HighVenous,
+        "conductivity" => Episode::ConductivityFault,
+        "disconnect" => Episode::Disconnect,
+        other => return Err(format!("unknown episode '{other}'")),
+    };
+    let minutes = match rest.first() {
+        Some(m) => m.parse::<f64>().ok().filter(|m| *m > 0.0 && *m <= 600.0).ok_or(format!("bad minutes '{m}'"))?,
+        None => 8.0,
+    };
+    Ok(((*serial).to_owned(), episode, minutes))
+}
+
+/// Reads commands from standard input until it closes (a thread: stdin blocks).
+fn read_commands(forced: Forced) {
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_command(&line) {
+                Ok((serial, episode, minutes)) => {
+                    println!("simulate: {episode:?} on {serial} for {minutes} min of treatment");
+                    forced.lock().expect("forced").insert(serial, (episode, minutes));
+                }
+                Err(e) => eprintln!("simulate: {e}"),
+            }
+        }
+    });
 }
 
 /// Runs the fleet; returns the summary line.
@@ -216,10 +269,14 @@ pub async fn run(
 ) -> String {
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
+    let forced = Forced::default();
+    if options.commands {
+        read_commands(forced.clone());
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (i, device) in devices.into_iter().enumerate() {
-        let (stats, options, stop) = (stats.clone(), options.clone(), stop.clone());
-        tasks.spawn(async move { machine(i, device, options, stats, stop).await });
+        let (stats, options, stop, forced) = (stats.clone(), options.clone(), stop.clone(), forced.clone());
+        tasks.spawn(async move { machine(i, device, options, stats, stop, forced).await });
     }
     let reporter = {
         let (stats, stop, every) = (stats.clone(), stop.clone(), options.progress_every);
@@ -281,6 +338,7 @@ async fn machine(
     o: SimulateOptions,
     stats: Arc<Stats>,
     stop: tokio_util::sync::CancellationToken,
+    forced: Forced,
 ) {
     let mut options = MqttOptions::new(d.id.to_string(), o.mqtt_host.clone(), o.mqtt_port);
     options.set_credentials(d.id.to_string(), d.secret.clone());
@@ -378,22 +436,31 @@ async fn machine(
             if episode != Episode::None && Instant::now() > episode_until {
                 episode = Episode::None;
             }
-            // Episodes start at `episode_rate` per simulated minute.
+            // Episodes start at `episode_rate` per simulated minute, or when asked for.
             let p = o.episode_rate * interval.as_secs_f64() / sim_minute.as_secs_f64();
-            if episode == Episode::None && noise.next() < p {
-                episode = match (noise.next() * 4.0) as u32 {
-                    0 => Episode::Hypotension,
-                    1 => Episode::HighVenous,
-                    2 => Episode::ConductivityFault,
-                    _ => {
-                        if o.disconnects {
-                            // An abrupt loss: the client reconnects and resends what was not acknowledged.
-                            let _ = client.disconnect().await;
-                        }
-                        Episode::None
-                    }
-                };
-                episode_until = Instant::now() + sim_minute * 8;
+            let asked = forced.lock().expect("forced").remove(&d.serial);
+            let next = match asked {
+                Some((e, minutes)) => Some((e, minutes)),
+                None if episode == Episode::None && noise.next() < p => Some((
+                    match (noise.next() * 4.0) as u32 {
+                        0 => Episode::Hypotension,
+                        1 => Episode::HighVenous,
+                        2 => Episode::ConductivityFault,
+                        _ if o.disconnects => Episode::Disconnect,
+                        _ => Episode::None,
+                    },
+                    8.0,
+                )),
+                None => None,
+            };
+            if let Some((e, minutes)) = next {
+                episode = e;
+                episode_until = Instant::now() + sim_minute.mul_f64(minutes);
+                if episode == Episode::Disconnect {
+                    // A lost connection: the client reconnects and resends what was not acknowledged.
+                    let _ = client.disconnect().await;
+                    episode = Episode::None;
+                }
             }
             let mut sbp = base_sbp - 15.0 * progress + noise.gauss() * 4.0;
             let mut hr = base_hr + 4.0 * progress + noise.gauss() * 2.0;
@@ -413,7 +480,7 @@ async fn machine(
                     conductivity = 16.6 + noise.gauss() * 0.1;
                     status = "danger";
                 }
-                Episode::None => {}
+                Episode::None | Episode::Disconnect => {}
             }
             sbp = sbp.clamp(60.0, 220.0);
             hr = hr.clamp(35.0, 180.0);
@@ -453,4 +520,28 @@ async fn machine(
     }
     let _ = tokio::time::timeout(Duration::from_secs(6), events).await;
     let _ = client.disconnect().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_name_a_machine_an_episode_and_its_length() {
+        assert_eq!(parse_command("episode DM-002 hypotension"), Ok(("DM-002".into(), Episode::Hypotension, 8.0)));
+        assert_eq!(
+            parse_command(" episode SIM-0001 conductivity 2.5 "),
+            Ok(("SIM-0001".into(), Episode::ConductivityFault, 2.5))
+        );
+        assert_eq!(parse_command("episode DM-001 disconnect 1").map(|c| c.1), Ok(Episode::Disconnect));
+        for bad in [
+            "episode DM-001",
+            "episode DM-001 flood",
+            "episode DM-001 hypotension -1",
+            "stop DM-001 hypotension",
+            "episode DM-001 hypotension 1 2",
+        ] {
+            assert!(parse_command(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -93,6 +93,7 @@ export class Tile {
       .join(" ");
     this.el.dataset.alarm = alarm?.priority ?? "none";
     this.el.dataset.stale = String(stale);
+    this.el.dataset.ts = r?.ts ?? "";
     const online = s.online === null ? "unknown" : s.online ? "online" : "offline";
     fill(
       this.body,

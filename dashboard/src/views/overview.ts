@@ -54,6 +54,7 @@ export const overview: View = async (root, me) => {
     );
   });
   fill(grid, tiles.map((t) => t.el));
+  performance.mark("nc:overview-tiles");
   const stops = tiles.map((t) => follow(t, me, { kind: "device" }));
   stops.push(alarms.onAlarms(() => tiles.forEach((t) => t.render())));
   const ticker = setInterval(() => tiles.forEach((t) => t.render()), 1000);
@@ -61,6 +62,7 @@ export const overview: View = async (root, me) => {
     await loadPatientNames().catch(() => undefined);
     await Promise.all(tiles.map((t) => snapshot(t, { kind: "device" }).catch((e) => console.warn((e as Error).message))));
     for (const t of tiles) if (t.state.patientId) t.state.patientName = patientNames.get(t.state.patientId) ?? t.state.patientName;
+    performance.mark("nc:overview-data");
   }
   return () => {
     clearInterval(ticker);
