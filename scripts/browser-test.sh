@@ -64,9 +64,15 @@ done
 # The simulator takes episodes on demand from a pipe the tests write to (held open here).
 mkfifo "$WORK/sim-commands"
 exec 3<>"$WORK/sim-commands"
+# Each machine first sends 14 days of past treatments (trends, summaries, performance).
 "$BIN" simulate --devices 4 --rate 1 --speed 60 --episodes-per-hour 0 --no-disconnects --progress-every 0 \
-    --mqtt "$MQTT" --commands <"$WORK/sim-commands" >"$WORK/sim.log" 2>&1 &
+    --history 14 --mqtt "$MQTT" --commands <"$WORK/sim-commands" >"$WORK/sim.log" 2>&1 &
 SIM=$!
+for _ in $(seq 1 120); do
+    [ "$(grep -c 'readings of past treatments' "$WORK/sim.log" || true)" = 4 ] && break
+    kill -0 $SIM 2>/dev/null || { cat "$WORK/sim.log" >&2; echo "error: the simulator exited" >&2; exit 1; }
+    sleep 0.5
+done
 
 echo "==> browser tests"
 rm -rf "$ART"
@@ -79,7 +85,7 @@ NC_URL="http://$HTTP" NC_MQTT="mqtt://$MQTT" NC_SIM_COMMANDS="$WORK/sim-commands
 cp "$WORK/serve.log" "$WORK/sim.log" "$ART/" 2>/dev/null || true
 if [ $status = 0 ]; then
     mkdir -p docs
-    cp "$ART/overview.png" docs/dashboard-overview.png
+    cp "$ART/overview-alarm.png" docs/dashboard-overview.png
     cp "$ART/patient-trends.png" docs/dashboard-patient-trends.png
     echo "browser tests: ok (screenshots in $ART)"
 else

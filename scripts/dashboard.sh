@@ -27,7 +27,7 @@ cargo build --locked --quiet --bin nephrocare
 "${CARGO_TARGET_DIR:-target}/debug/nephrocare" openapi >dashboard/openapi.json
 (cd dashboard && npx --no-install openapi-typescript openapi.json -o src/openapi.d.ts >/dev/null)
 echo "==> type-check"
-(cd dashboard && npx --no-install tsc -p . --noEmit)
+(cd dashboard && npx --no-install tsc -p . --noEmit && npx --no-install tsc -p test --noEmit)
 echo "==> esbuild ($mode)"
 if [ "$mode" = build ]; then
     (cd dashboard && node build.mjs --sizes)

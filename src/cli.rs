@@ -94,6 +94,10 @@ enum Command {
         /// that machine (MINUTES of treatment time, default 8).
         #[arg(long)]
         commands: bool,
+        /// Days of past treatments (at most 29) each machine sends first, every other day,
+        /// unless it has treatments from before yesterday: trends and summaries to show.
+        #[arg(long, default_value_t = 0)]
+        history: u32,
     },
     /// Benchmarks (results are recorded in bench/README.md; see bench/run.sh).
     Bench {
@@ -413,6 +417,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             mqtt,
             progress_every,
             commands,
+            history,
         } => {
             if devices == 0 || !(rate > 0.0 && rate <= 1000.0) || speed < 1.0 {
                 return Err(Failure::Config("--devices must be > 0, --rate in (0, 1000], --speed >= 1".into()));
@@ -446,6 +451,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 progress_every,
                 disconnects: !no_disconnects,
                 commands,
+                history_days: history,
             };
             println!("{}", crate::simulate::run(fleet, options, stop).await);
             Ok(())

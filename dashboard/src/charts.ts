@@ -24,15 +24,16 @@ export const MACHINE: Series[] = [
 ];
 
 type Resolution = S["Resolution"];
+const RESOLUTION_SECONDS: Record<Resolution, number> = { "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400 };
 
-/** A resolution giving a few hundred buckets over `seconds`. */
+/** A resolution giving a few hundred buckets (at most about a thousand) over `seconds`. */
 export function resolutionFor(seconds: number): Resolution {
   const h = seconds / 3600;
   if (h <= 5) return "1m";
   if (h <= 25) return "5m";
   if (h <= 75) return "15m";
-  if (h <= 300) return "1h";
-  if (h <= 1800) return "6h";
+  if (h <= 1000) return "1h";
+  if (h <= 6000) return "6h";
   return "1d";
 }
 
@@ -62,8 +63,21 @@ export class TrendChart {
         },
       }),
     );
-    const xs = t.buckets.map((b) => Date.parse(b.bucket) / 1000);
-    const ys = this.series.map((s) => t.buckets.map((b) => b.stats.find((x) => x.metric === s.metric)?.avg ?? null));
+    // A bucket without readings is absent from the answer: a null there breaks the line
+    // (between two treatments) instead of joining across the gap.
+    const step = RESOLUTION_SECONDS[t.resolution];
+    const xs: number[] = [];
+    const ys: (number | null)[][] = this.series.map(() => []);
+    for (const b of t.buckets) {
+      const x = Date.parse(b.bucket) / 1000;
+      const prev = xs[xs.length - 1];
+      if (prev !== undefined && x - prev > 1.5 * step) {
+        xs.push(prev + step);
+        ys.forEach((y) => y.push(null));
+      }
+      xs.push(x);
+      this.series.forEach((s, i) => ys[i]!.push(b.stats.find((st) => st.metric === s.metric)?.avg ?? null));
+    }
     this.data = [xs, ...ys];
     this.caption.textContent = `${t.buckets.length} buckets of ${t.resolution} (${t.source}) · drag across the chart to zoom in`;
     await this.draw(from, to);

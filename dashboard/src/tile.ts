@@ -125,7 +125,12 @@ export class Tile {
               "dl",
               { class: stale ? "metrics stale" : "metrics" },
               METRICS.map(([label, unit, get]) =>
-                h("div", null, h("dt", null, label), h("dd", null, r ? get(r) : "—", h("small", null, ` ${unit}`))),
+                h(
+                  "div",
+                  { class: label === "UF" || label === "BP" ? "wide" : null },
+                  h("dt", null, label),
+                  h("dd", null, r ? get(r) : "—", h("small", null, ` ${unit}`)),
+                ),
               ),
             ),
             h(

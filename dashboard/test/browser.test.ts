@@ -278,10 +278,13 @@ test("the patient and machine views", async () => {
   await page.goto(`${URL}/#/patients/${amara.id}`);
   await page.waitForSelector('[data-role="trend-chart"] .plot canvas', { timeout: 10_000 });
   await page.waitForSelector('[data-role="profile"] [data-field="diagnosis"]');
-  await page.waitForTimeout(1500);
-  await shot(page, "patient-trends");
+  await shot(page, "patient-session");
+  // 30 days: the past treatments the simulator sent, from the hourly rollups.
   await page.click('button[data-range="30d"]');
-  await page.waitForTimeout(800);
+  await page.waitForSelector('[data-role="trend-chart"] p:has-text("of 1h")', { timeout: 10_000 });
+  assert.ok((await page.locator('[data-role="sessions"] tbody tr').count()) >= 5, "past sessions are listed");
+  await page.waitForTimeout(500);
+  await shot(page, "patient-trends");
   await page.goto(`${URL}/#/devices`);
   await page.waitForSelector('[data-role="performance-table"] tr[data-device]');
   await shot(page, "machines");

@@ -25,9 +25,18 @@ use chrono::Utc;
 use nc_domain::*;
 use nc_entities::{device_assignments, devices, hospitals, patients, users};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 
 use crate::demo::demo_device_secret;
+
+mod commands;
+mod history;
+mod physiology;
+
+use commands::{read_commands, Forced};
+use physiology::{Body, Episode, Noise};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -51,6 +60,8 @@ pub struct SimulateOptions {
     pub disconnects: bool,
     /// Episodes on demand from standard input (see the module documentation).
     pub commands: bool,
+    /// Days of past treatments each machine sends before going live (see `history`).
+    pub history_days: u32,
 }
 
 /// A simulated machine: its credentials and patient.
@@ -61,6 +72,8 @@ pub struct SimDevice {
     pub serial: String,
     pub secret: String,
     pub patient: PatientId,
+    /// It has treatments from before yesterday (no history is sent for it).
+    pub has_history: bool,
 }
 
 #[derive(Default)]
@@ -179,86 +192,22 @@ pub async fn provision(db: &DatabaseConnection, hospital_code: &str, count: usiz
             .await
             .map_err(|e| e.to_string())?,
         };
+        let earlier = nc_entities::device_sessions::Entity::find()
+            .filter(nc_entities::device_sessions::Column::DeviceId.eq(device.id))
+            .filter(nc_entities::device_sessions::Column::StartedAt.lt(now - chrono::Duration::days(1)))
+            .count(db)
+            .await
+            .map_err(|e| e.to_string())?;
         out.push(SimDevice {
             id: device.id,
             hospital: hospital.id,
             secret: demo_device_secret(&serial),
             serial,
             patient: patient.id,
+            has_history: earlier > 0,
         });
     }
     Ok(out)
-}
-
-/// Small deterministic PRNG (xorshift): the simulator needs noise, not cryptography, and a
-/// seed per device keeps runs reproducible.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Roughly normal, mean 0, sd 1.
-    fn gauss(&mut self) -> f64 {
-        (0..6).map(|_| self.next()).sum::<f64>() - 3.0
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Episode {
-    None,
-    Hypotension,
-    HighVenous,
-    ConductivityFault,
-    Disconnect,
-}
-
-/// Episodes asked for on standard input: machine serial → (episode, treatment minutes).
-type Forced = Arc<Mutex<std::collections::HashMap<String, (Episode, f64)>>>;
-
-/// Parses `episode SERIAL KIND [MINUTES]`.
-fn parse_command(line: &str) -> Result<(String, Episode, f64), String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let [verb, serial, kind, rest @ ..] = words.as_slice() else {
-        return Err("expected: episode SERIAL hypotension|high-venous|conductivity|disconnect [MINUTES]".into());
-    };
-    if *verb != "episode" || rest.len() > 1 {
-        return Err(format!("unknown command '{line}'"));
-    }
-    let episode = match *kind {
-        "hypotension" => Episode::Hypotension,
-        "high-venous" => Episode::HighVenous,
-        "conductivity" => Episode::ConductivityFault,
-        "disconnect" => Episode::Disconnect,
-        other => return Err(format!("unknown episode '{other}'")),
-    };
-    let minutes = match rest.first() {
-        Some(m) => m.parse::<f64>().ok().filter(|m| *m > 0.0 && *m <= 600.0).ok_or(format!("bad minutes '{m}'"))?,
-        None => 8.0,
-    };
-    Ok(((*serial).to_owned(), episode, minutes))
-}
-
-/// Reads commands from standard input until it closes (a thread: stdin blocks).
-fn read_commands(forced: Forced) {
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if line.trim().is_empty() {
-                continue;
-            }
-            match parse_command(&line) {
-                Ok((serial, episode, minutes)) => {
-                    println!("simulate: {episode:?} on {serial} for {minutes} min of treatment");
-                    forced.lock().expect("forced").insert(serial, (episode, minutes));
-                }
-                Err(e) => eprintln!("simulate: {e}"),
-            }
-        }
-    });
 }
 
 /// Runs the fleet; returns the summary line.
@@ -412,6 +361,19 @@ async fn machine(
     let session_real = Duration::from_secs_f64(4.0 * 3600.0 / o.speed.max(1.0));
     let sim_minute = Duration::from_secs_f64(60.0 / o.speed.max(1.0));
     let mut seq: i64 = Utc::now().timestamp_millis() * 10 + index as i64 % 10;
+    if o.history_days > 0 && !d.has_history {
+        match history::send(&client, &d, index, o.history_days, &mut noise).await {
+            Ok(n) => {
+                stats.sent.fetch_add(n, Ordering::Relaxed);
+                println!(
+                    "simulate: {} sent {n} readings of past treatments ({} days)",
+                    d.serial,
+                    o.history_days.min(history::MAX_DAYS)
+                );
+            }
+            Err(_) => return,
+        }
+    }
     // Stagger the fleet over one interval.
     tokio::select! {
         _ = stop.cancelled() => {}
@@ -426,7 +388,7 @@ async fn machine(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut episode, mut episode_until) = (Episode::None, Instant::now());
-        let (base_hr, base_sbp) = (72.0 + noise.gauss() * 6.0, 135.0 + noise.gauss() * 10.0);
+        let body = Body::new(&mut noise);
         while began.elapsed() < session_real {
             tokio::select! {
                 _ = stop.cancelled() => break 'sessions,
@@ -462,50 +424,8 @@ async fn machine(
                     episode = Episode::None;
                 }
             }
-            let mut sbp = base_sbp - 15.0 * progress + noise.gauss() * 4.0;
-            let mut hr = base_hr + 4.0 * progress + noise.gauss() * 2.0;
-            let mut venous = 160.0 + noise.gauss() * 12.0;
-            let mut conductivity = 13.8 + noise.gauss() * 0.05;
-            let mut status = "normal";
-            match episode {
-                Episode::Hypotension => {
-                    sbp = 82.0 + noise.gauss() * 3.0;
-                    hr += 18.0;
-                }
-                Episode::HighVenous => {
-                    venous = 430.0 + noise.gauss() * 10.0;
-                    status = "warning";
-                }
-                Episode::ConductivityFault => {
-                    conductivity = 16.6 + noise.gauss() * 0.1;
-                    status = "danger";
-                }
-                Episode::None | Episode::Disconnect => {}
-            }
-            sbp = sbp.clamp(60.0, 220.0);
-            hr = hr.clamp(35.0, 180.0);
-            let treated_hours = progress * 4.0;
             seq += 1;
-            let reading = serde_json::json!({
-                "v": 1, "seq": seq, "ts": Utc::now(), "patientId": d.patient,
-                "heartRate": (hr * 10.0).round() / 10.0,
-                "temperature": ((98.2 + noise.gauss() * 0.3) * 10.0).round() / 10.0,
-                "bloodPressure": sbp.round(),
-                "diastolicPressure": (sbp * 0.6).round(),
-                "oxygenSaturation": (97.0 + noise.gauss() * 0.8).clamp(85.0, 100.0).round(),
-                "flowRate": (400.0 + noise.gauss() * 8.0).round(),
-                "totalVolume": ((400.0 * 60.0 * treated_hours / 1000.0) * 100.0).round() / 100.0,
-                "systemStatus": status,
-                "dialysateFlowRate": 500.0,
-                "arterialPressure": (-150.0 + noise.gauss() * 10.0).round(),
-                "venousPressure": venous.round(),
-                "transmembranePressure": (80.0 + noise.gauss() * 8.0).round(),
-                "conductivity": (conductivity * 100.0).round() / 100.0,
-                "dialysateTemperature": ((36.8 + noise.gauss() * 0.1) * 10.0).round() / 10.0,
-                "ufRate": 600.0,
-                "ufVolume": (600.0 * treated_hours).round(),
-                "ufGoal": 2400.0,
-            });
+            let reading = body.reading(&mut noise, progress, episode, seq, Utc::now(), d.patient);
             if client.publish(&telemetry, QoS::AtLeastOnce, false, reading.to_string()).await.is_err() {
                 break 'sessions;
             }
@@ -520,28 +440,4 @@ async fn machine(
     }
     let _ = tokio::time::timeout(Duration::from_secs(6), events).await;
     let _ = client.disconnect().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_name_a_machine_an_episode_and_its_length() {
-        assert_eq!(parse_command("episode DM-002 hypotension"), Ok(("DM-002".into(), Episode::Hypotension, 8.0)));
-        assert_eq!(
-            parse_command(" episode SIM-0001 conductivity 2.5 "),
-            Ok(("SIM-0001".into(), Episode::ConductivityFault, 2.5))
-        );
-        assert_eq!(parse_command("episode DM-001 disconnect 1").map(|c| c.1), Ok(Episode::Disconnect));
-        for bad in [
-            "episode DM-001",
-            "episode DM-001 flood",
-            "episode DM-001 hypotension -1",
-            "stop DM-001 hypotension",
-            "episode DM-001 hypotension 1 2",
-        ] {
-            assert!(parse_command(bad).is_err(), "{bad}");
-        }
-    }
 }
