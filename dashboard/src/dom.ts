@@ -66,7 +66,9 @@ export function fmtDuration(ms: number): string {
   if (s < 60) return `${s} s`;
   const m = Math.floor(s / 60);
   if (m < 60) return `${m} min`;
-  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+  const hours = Math.floor(m / 60);
+  if (hours >= 48) return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  return `${hours} h ${String(m % 60).padStart(2, "0")} min`;
 }
 
 /** `h:mm:ss` for a running treatment. */

@@ -2,7 +2,7 @@
 // computed by the server in SQL over stored data; shown as figures and sparklines.
 
 import { call, client, type S } from "./api";
-import { fmtNum, h, svg } from "./dom";
+import { fmtDuration, fmtNum, h, svg } from "./dom";
 
 export type Performance = S["DevicePerformanceOut"];
 
@@ -28,6 +28,8 @@ export function sparkline(values: number[], label: string, max?: number): SVGEle
   return el;
 }
 
+/** Milliseconds, or a duration when long (readings a machine sent late, e.g. a backfill). */
+const lag = (ms: number | null | undefined) => (ms === null || ms === undefined ? "—" : ms < 10_000 ? `${fmtNum(ms)} ms` : fmtDuration(ms));
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? "—" : `${fmtNum(v, 1)} %`);
 const days = (v: number | null | undefined) => (v === null || v === undefined ? "—" : `${fmtNum(v, 0)} d`);
 
@@ -53,9 +55,9 @@ export function figures(p: Performance): [string, string][] {
     ["Treatments", String(p.treatments)],
     ["Treatment hours", fmtNum(p.treatmentHours, 1)],
     ["Utilization", pct(p.utilizationPct)],
-    ["Missing readings", `${p.missingReadings} in ${p.readingGaps} gap(s)`],
+    ["Missing readings", String(p.missingReadings)],
     ["Rejected messages", String(p.rejectedMessages)],
-    ["Ingest lag p50 / p95", p.ingestLagP50Ms === null || p.ingestLagP50Ms === undefined ? "—" : `${fmtNum(p.ingestLagP50Ms)} / ${fmtNum(p.ingestLagP95Ms)} ms`],
+    ["Ingest lag p50 / p95", p.ingestLagP50Ms === null || p.ingestLagP50Ms === undefined ? "—" : `${lag(p.ingestLagP50Ms)} / ${lag(p.ingestLagP95Ms)}`],
     ["Alarms technical / physiological", `${p.technicalAlarms} / ${p.physiologicalAlarms}`],
     ["Since maintenance", days(p.daysSinceMaintenance)],
     ["Until maintenance", p.daysUntilMaintenance !== null && p.daysUntilMaintenance !== undefined && p.daysUntilMaintenance < 0 ? `overdue ${fmtNum(-p.daysUntilMaintenance, 0)} d` : days(p.daysUntilMaintenance)],

@@ -288,6 +288,23 @@ test("the patient and machine views", async () => {
   await page.goto(`${URL}/#/devices`);
   await page.waitForSelector('[data-role="performance-table"] tr[data-device]');
   await shot(page, "machines");
+  // The same figures in a tile's detail.
+  await page.goto(`${URL}/#/overview`);
+  await page.click('.tile[data-serial="DM-001"] button:has-text("Machine performance")');
+  await page.waitForSelector('.tile[data-serial="DM-001"] [data-role="performance"] svg.spark');
+  assert.match((await page.locator('.tile[data-serial="DM-001"] [data-role="performance"]').textContent()) ?? "", /Treatments/);
+});
+
+test("an admin sees the machines' state and performance, and no clinical data", async () => {
+  const page = await open("admin");
+  await signIn(page, "admin@demo.nephrocare.test");
+  await page.waitForSelector(".tile");
+  assert.equal(await page.locator(".tile").count(), 4);
+  assert.equal(await page.locator(".tile .metrics, .tile .patient").count(), 0, "no readings or patients in the page");
+  const nav = await page.locator("nav a").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.nav));
+  assert.deepEqual(nav, ["overview", "bookings", "devices"]);
+  await page.goto(`${URL}/#/devices`);
+  await page.waitForSelector('[data-role="performance-table"] tr[data-device]');
 });
 
 test("a patient sees only their own treatment", async () => {

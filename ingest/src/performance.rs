@@ -1,8 +1,8 @@
 //! A machine's performance over a period, computed in SQL over what is stored: presence
 //! (`device_presence_events`: uptime, connection drops), treatment sessions
 //! (`device_sessions`: treatments, treatment hours, utilization against the unit's opening
-//! hours), readings (`health_metrics`: count, missing `seq` within a session, ingest lag
-//! from `received_at`), refused messages (`device_rejections`), alerts by kind, and the
+//! hours), readings (`health_metrics`: count, `seq` numbers skipped within a session, ingest
+//! lag from `received_at`), refused messages (`device_rejections`), alerts by kind, and the
 //! maintenance dates (`devices`). Per day of the unit's time zone, and for the whole period.
 //!
 //! Periods are half-open `[from, to)`; what lies after now counts as not yet observed.
@@ -34,10 +34,9 @@ pub struct Figures {
     pub treatment_open_seconds: f64,
     /// Readings stored (by reading time).
     pub readings: i64,
-    /// `seq` numbers skipped within a treatment session.
+    /// `seq` numbers skipped within a treatment session, counted per day (a hole across
+    /// midnight is not counted).
     pub missing_readings: i64,
-    /// Places where at least one `seq` was skipped within a session.
-    pub reading_gaps: i64,
     /// Messages refused by ingest (invalid payloads, seq conflicts).
     pub rejected_messages: i64,
     pub technical_alarms: i64,
@@ -124,12 +123,13 @@ spans AS (
     SELECT online, at AS s, coalesce(lead(at) OVER (ORDER BY at), least(now(), $3)) AS e FROM presence
 ),
 readings AS (
-    SELECT (r.time AT TIME ZONE $4)::date AS day, count(*) AS n,
-           coalesce(sum(r.step - 1) FILTER (WHERE r.session_id IS NOT NULL AND r.step > 1), 0)::int8 AS missing,
-           count(*) FILTER (WHERE r.session_id IS NOT NULL AND r.step > 1) AS gaps
-    FROM (SELECT time, session_id, seq - lag(seq) OVER (PARTITION BY session_id ORDER BY seq) AS step
-          FROM health_metrics WHERE device_id = $1 AND time >= $2 AND time < $3) AS r
-    GROUP BY 1
+    -- Per day and session: the seqs a session's numbering skipped that day (seq is unique
+    -- per device: max - min + 1 - count); one hash aggregate, no sort of the readings.
+    SELECT day, sum(n)::int8 AS n, coalesce(sum(max - min + 1 - n) FILTER (WHERE session_id IS NOT NULL), 0)::int8 AS missing
+    FROM (SELECT (time AT TIME ZONE $4)::date AS day, session_id, count(*) AS n, min(seq) AS min, max(seq) AS max
+          FROM health_metrics WHERE device_id = $1 AND time >= $2 AND time < $3
+          GROUP BY 1, 2) AS per_session
+    GROUP BY day
 )
 SELECT days.day,
        extract(epoch FROM days.seen_until - days.s)::float8 AS observed,
@@ -139,13 +139,12 @@ SELECT days.day,
        (SELECT count(*) FROM device_sessions x WHERE x.device_id = $1 AND x.started_at >= days.s AND x.started_at < days.e) AS treatments,
        (SELECT coalesce(sum({session_overlap}), 0) FROM device_sessions x
             WHERE x.device_id = $1 AND x.started_at < days.e AND (x.ended_at IS NULL OR x.ended_at > days.s))::float8 AS treated,
-       coalesce(extract(epoch FROM days.open_e - days.open_s), 0)::float8 AS open,
+       coalesce(greatest(extract(epoch FROM days.open_e - days.open_s), 0), 0)::float8 AS open,
        (SELECT coalesce(sum({session_open_overlap}), 0) FROM device_sessions x
             WHERE days.open_s IS NOT NULL AND x.device_id = $1 AND x.started_at < days.e
               AND (x.ended_at IS NULL OR x.ended_at > days.s))::float8 AS treated_open,
        coalesce(rd.n, 0) AS readings,
        coalesce(rd.missing, 0) AS missing,
-       coalesce(rd.gaps, 0) AS gaps,
        (SELECT coalesce(sum(j.count), 0) FROM device_rejections j
             WHERE j.device_id = $1 AND j.hour >= days.s AND j.hour < days.e)::int8 AS rejected,
        (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'technical' AND a.raised_at >= days.s AND a.raised_at < days.e) AS technical,
@@ -174,7 +173,6 @@ FROM days LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
             treatment_open_seconds: r.try_get("treated_open")?,
             readings: r.try_get("readings")?,
             missing_readings: r.try_get("missing")?,
-            reading_gaps: r.try_get("gaps")?,
             rejected_messages: r.try_get("rejected")?,
             technical_alarms: r.try_get("technical")?,
             physiological_alarms: r.try_get("physiological")?,
@@ -229,7 +227,6 @@ impl Figures {
         self.treatment_open_seconds += o.treatment_open_seconds;
         self.readings += o.readings;
         self.missing_readings += o.missing_readings;
-        self.reading_gaps += o.reading_gaps;
         self.rejected_messages += o.rejected_messages;
         self.technical_alarms += o.technical_alarms;
         self.physiological_alarms += o.physiological_alarms;

@@ -42,8 +42,9 @@ pub(crate) async fn send(
         let body = Body::new(noise);
         for minute in 0..240 {
             let ts = start + Duration::minutes(minute);
-            // The same numbering as live readings (time-based), so the later live ones follow.
-            let seq = ts.timestamp_millis() * 10 + index as i64 % 10;
+            // Counting up by one within a treatment, from a base below the live readings'
+            // (which start at the current time in milliseconds × 10).
+            let seq = start.timestamp_millis() * 10 + minute;
             let reading = body.reading(noise, minute as f64 / 240.0, Episode::None, seq, ts, d.patient);
             client.publish(&telemetry, QoS::AtLeastOnce, false, reading.to_string()).await?;
             sent += 1;

@@ -80,10 +80,9 @@ pub struct DevicePerformanceOut {
     pub utilization_pct: Option<f64>,
     /// Readings stored.
     pub readings: i64,
-    /// `seq` numbers skipped within treatment sessions.
+    /// `seq` numbers skipped within treatment sessions: readings the machine numbered but
+    /// that never arrived (counted per day: a hole across midnight is not counted).
     pub missing_readings: i64,
-    /// Places where at least one `seq` was skipped within a session.
-    pub reading_gaps: i64,
     /// Messages refused by ingest.
     pub rejected_messages: i64,
     /// Median time from a reading's timestamp (`ts`) to its storage, ms; null without readings.
@@ -183,7 +182,6 @@ impl PerformanceApi {
             utilization_pct: t.utilization_pct(),
             readings: t.readings,
             missing_readings: t.missing_readings,
-            reading_gaps: t.reading_gaps,
             rejected_messages: t.rejected_messages,
             ingest_lag_p50_ms: p.lag.map(|l| l.p50_ms),
             ingest_lag_p95_ms: p.lag.map(|l| l.p95_ms),
