@@ -39,6 +39,8 @@ export DATABASE_URL="postgres://nephrocare:nephrocare@127.0.0.1:5432/$DB"
 export NEPHROCARE_HTTP_ADDR="$HTTP" NEPHROCARE_MQTT_ADDR="$MQTT" NEPHROCARE_MQTT_WS_ADDR="$MQTT_WS"
 NEPHROCARE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 export NEPHROCARE_JWT_SECRET NEPHROCARE_LOG="warn,rumqttd::server::broker=off,rumqttd::router=off"
+# Short-lived access tokens, so the pages renew theirs (and reconnect MQTT) during the run.
+export NEPHROCARE_ACCESS_TOKEN_TTL_SECS=40
 "$BIN" migrate up >/dev/null
 "$BIN" seed --demo >/dev/null
 
@@ -81,6 +83,7 @@ mkdir -p "$ART"
     --packages=external --log-level=warning --outfile=test-dist/browser.test.mjs)
 status=0
 NC_URL="http://$HTTP" NC_MQTT="mqtt://$MQTT" NC_SIM_COMMANDS="$WORK/sim-commands" NC_ARTIFACTS="$ART" \
+    NC_TOKEN_TTL_SECS="$NEPHROCARE_ACCESS_TOKEN_TTL_SECS" \
     node --test --test-reporter=spec dashboard/test-dist/browser.test.mjs || status=$?
 cp "$WORK/serve.log" "$WORK/sim.log" "$ART/" 2>/dev/null || true
 if [ $status = 0 ]; then

@@ -104,6 +104,7 @@ after(async () => {
 });
 
 let doctorPage: Page;
+let doctorSignedInAt = 0;
 
 test("a doctor signs in and sees the machines' tiles update within 3 s", async () => {
   const page = await open("doctor");
@@ -111,6 +112,7 @@ test("a doctor signs in and sees the machines' tiles update within 3 s", async (
   await page.goto(`${URL}/`);
   await shot(page, "sign-in");
   await signIn(page, DOCTOR);
+  doctorSignedInAt = Date.now();
   const tiles = page.locator(".tile");
   await tiles.first().waitFor();
   const serials = await tiles.evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.serial));
@@ -267,7 +269,26 @@ test("a booking made in the page appears in GET /api/bookings; a conflicting one
   const error = page.locator('[data-role="booking-error"]');
   await error.waitFor({ state: "visible", timeout: 5_000 });
   assert.match((await error.textContent()) ?? "", /^Conflict: .*(booked|another session)/);
+
+  // Reschedule it to 14:00 and cancel it, from the board (the week that holds it).
+  const chip = page.locator(`button[data-booking="${made[0]!.id}"]`);
+  for (let i = 0; i < 3 && !(await chip.isVisible()); i++) {
+    await page.click('button[data-action="next"]');
+    await page.waitForTimeout(500);
+  }
+  await chip.click();
+  await page.click('button[data-action="reschedule"]');
+  await page.fill('input[name="time"]', "14:00");
+  await page.click('form[data-role="booking-form"] button[type="submit"]');
+  await page.waitForSelector('[data-role="booking-message"]:has-text("Moved")', { timeout: 5_000 });
   await shot(page, "bookings");
+  const moved = await doctor.client.GET("/api/bookings/{bookingId}", { params: { path: { bookingId: made[0]!.id } } });
+  assert.ok(moved.data?.localStart.startsWith(`${date}T14:00`), JSON.stringify(moved.data));
+  await page.click(`button[data-booking="${made[0]!.id}"]`);
+  await page.click('button[data-action="cancel"]');
+  await page.waitForSelector('[data-role="booking-message"]:has-text("Cancelled")', { timeout: 5_000 });
+  const cancelled = await doctor.client.GET("/api/bookings/{bookingId}", { params: { path: { bookingId: made[0]!.id } } });
+  assert.equal(cancelled.data?.status, "cancelled");
 });
 
 test("the patient and machine views", async () => {
@@ -346,6 +367,22 @@ test("a revoked session returns to sign-in with a clear message", async () => {
   await signIn(page, "tech.sato@demo.nephrocare.test");
   await page.click('[data-action="sign-out"]');
   await page.waitForSelector('[data-role="signin-notice"]:has-text("signed out")');
+});
+
+test("the doctor's page renews its session before the token expires and stays live", async () => {
+  // The service runs with 40 s access tokens (scripts/browser-test.sh): by now the page has
+  // renewed its token several times and its MQTT connection has been closed at an expiry
+  // and reopened with a renewed token.
+  const page = doctorPage;
+  const ttl = Number(process.env.NC_TOKEN_TTL_SECS ?? 40);
+  const since = Date.now() - doctorSignedInAt;
+  if (since < (ttl + 5) * 1000) await page.waitForTimeout((ttl + 5) * 1000 - since);
+  await page.goto(`${URL}/#/overview`);
+  await page.waitForFunction(() => document.querySelector<HTMLElement>('.tile[data-serial="DM-001"]')?.dataset.ts, null, { timeout: 5_000 });
+  const ts = await page.locator('.tile[data-serial="DM-001"]').getAttribute("data-ts");
+  await page.waitForFunction((t) => document.querySelector<HTMLElement>('.tile[data-serial="DM-001"]')?.dataset.ts !== t, ts, { timeout: 5_000 });
+  assert.equal(await page.locator(".live-state").textContent(), "● Live");
+  assert.equal(await page.locator("form.signin").count(), 0, "still signed in");
 });
 
 test("no page logged a console error", () => {

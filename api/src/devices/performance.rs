@@ -22,29 +22,30 @@ type Result<T> = std::result::Result<T, ErrorResponse>;
 /// The longest period one request covers.
 const MAX_DAYS: i64 = 92;
 
-/// One day of the unit's time zone (or the whole period, in `DevicePerformanceOut`).
+/// A machine's figures over a day or a whole period.
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
-pub struct PerformanceDayOut {
-    /// The local date (the unit's time zone); the first and last days are cut to the period.
-    pub date: NaiveDate,
-    /// Time connected to the broker as a percentage of the day's time that has passed
+pub struct FiguresOut {
+    /// Time connected to the broker as a percentage of the time that has passed
     /// (`device_presence_events`); null before any of it has passed.
     pub uptime_pct: Option<f64>,
+    /// Time connected, hours.
+    pub connected_hours: f64,
     /// Abrupt losses of the connection (last will: `connection_lost`, `keepalive_timeout`).
     pub connection_drops: i64,
     /// Treatment sessions started.
     pub treatments: i64,
-    /// Treatment time in the day (sessions' overlap with it; a running one until now), hours.
+    /// Treatment time (sessions' overlap with the time; a running one until now), hours.
     pub treatment_hours: f64,
-    /// The unit's opening hours that day (booking settings), hours.
+    /// The unit's opening hours (booking settings), hours.
     pub opening_hours: f64,
-    /// Treatment time within the opening hours as a percentage of them; null when closed.
+    /// Treatment time within the opening hours as a percentage of them; null when closed
+    /// throughout.
     pub utilization_pct: Option<f64>,
     /// Readings stored (by reading time).
     pub readings: i64,
-    /// `seq` numbers skipped within a treatment session: readings the machine numbered but
-    /// that never arrived.
+    /// `seq` numbers skipped within treatment sessions: readings the machine numbered but
+    /// that never arrived (counted per day: a hole across midnight is not counted).
     pub missing_readings: i64,
     /// Messages of the machine refused by ingest (invalid payloads, seq conflicts).
     pub rejected_messages: i64,
@@ -54,7 +55,37 @@ pub struct PerformanceDayOut {
     pub physiological_alarms: i64,
 }
 
-/// A machine's performance over `[from, to)`.
+impl From<&Figures> for FiguresOut {
+    fn from(f: &Figures) -> Self {
+        FiguresOut {
+            uptime_pct: f.uptime_pct(),
+            connected_hours: f.connected_seconds / HOUR,
+            connection_drops: f.connection_drops,
+            treatments: f.treatments,
+            treatment_hours: f.treatment_seconds / HOUR,
+            opening_hours: f.open_seconds / HOUR,
+            utilization_pct: f.utilization_pct(),
+            readings: f.readings,
+            missing_readings: f.missing_readings,
+            rejected_messages: f.rejected_messages,
+            technical_alarms: f.technical_alarms,
+            physiological_alarms: f.physiological_alarms,
+        }
+    }
+}
+
+/// One day of the unit's time zone.
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase")]
+pub struct PerformanceDayOut {
+    /// The local date (the unit's time zone); the first and last days are cut to the period.
+    pub date: NaiveDate,
+    #[oai(flatten)]
+    pub figures: FiguresOut,
+}
+
+/// A machine's performance over `[from, to)`: the figures of the whole period, the ingest
+/// lag, the maintenance dates, and the figures per day.
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct DevicePerformanceOut {
@@ -63,64 +94,26 @@ pub struct DevicePerformanceOut {
     pub to: DateTime<Utc>,
     /// The unit's time zone (IANA), in which days are counted.
     pub time_zone: String,
-    /// Time connected as a percentage of the period's time that has passed; null before any.
-    pub uptime_pct: Option<f64>,
-    /// Time connected, hours.
-    pub connected_hours: f64,
-    /// Abrupt losses of the connection.
-    pub connection_drops: i64,
-    /// Treatment sessions started.
-    pub treatments: i64,
-    /// Treatment time in the period, hours.
-    pub treatment_hours: f64,
-    /// The unit's opening hours in the period, hours.
-    pub opening_hours: f64,
-    /// Treatment time within opening hours as a percentage of them; null when the unit was
-    /// closed throughout.
-    pub utilization_pct: Option<f64>,
-    /// Readings stored.
-    pub readings: i64,
-    /// `seq` numbers skipped within treatment sessions: readings the machine numbered but
-    /// that never arrived (counted per day: a hole across midnight is not counted).
-    pub missing_readings: i64,
-    /// Messages refused by ingest.
-    pub rejected_messages: i64,
-    /// Median time from a reading's timestamp (`ts`) to its storage, ms; null without readings.
+    #[oai(flatten)]
+    pub total: FiguresOut,
+    /// Median time from a reading's timestamp (`ts`) to its storage, ms (a machine's own
+    /// buffering counts too); null without readings.
     pub ingest_lag_p50_ms: Option<f64>,
     /// 95th percentile of that time, ms.
     pub ingest_lag_p95_ms: Option<f64>,
     /// Longest such time, ms.
     pub ingest_lag_max_ms: Option<f64>,
-    pub technical_alarms: i64,
-    pub physiological_alarms: i64,
     pub last_maintenance_at: Option<DateTime<Utc>>,
     pub maintenance_due_at: Option<DateTime<Utc>>,
     /// Days since the last recorded maintenance (null: none recorded).
     pub days_since_maintenance: Option<f64>,
     /// Days until the next maintenance is due; negative when overdue (null: no due date).
     pub days_until_maintenance: Option<f64>,
-    /// The same figures per day, oldest first.
+    /// The figures per day, oldest first.
     pub days: Vec<PerformanceDayOut>,
 }
 
 const HOUR: f64 = 3600.0;
-
-fn day_out(date: NaiveDate, f: &Figures) -> PerformanceDayOut {
-    PerformanceDayOut {
-        date,
-        uptime_pct: f.uptime_pct(),
-        connection_drops: f.connection_drops,
-        treatments: f.treatments,
-        treatment_hours: f.treatment_seconds / HOUR,
-        opening_hours: f.open_seconds / HOUR,
-        utilization_pct: f.utilization_pct(),
-        readings: f.readings,
-        missing_readings: f.missing_readings,
-        rejected_messages: f.rejected_messages,
-        technical_alarms: f.technical_alarms,
-        physiological_alarms: f.physiological_alarms,
-    }
-}
 
 pub struct PerformanceApi;
 
@@ -167,32 +160,20 @@ impl PerformanceApi {
         let p = nc_ingest::performance::device_performance(state.ingest.pool(), device.id, from, to, tz, &hours)
             .await
             .map_err(ApiError::internal)?;
-        let t = &p.total;
         Ok(Json(DevicePerformanceOut {
             device_id: device.id,
             from,
             to,
             time_zone: tz.to_owned(),
-            uptime_pct: t.uptime_pct(),
-            connected_hours: t.connected_seconds / HOUR,
-            connection_drops: t.connection_drops,
-            treatments: t.treatments,
-            treatment_hours: t.treatment_seconds / HOUR,
-            opening_hours: t.open_seconds / HOUR,
-            utilization_pct: t.utilization_pct(),
-            readings: t.readings,
-            missing_readings: t.missing_readings,
-            rejected_messages: t.rejected_messages,
+            total: (&p.total).into(),
             ingest_lag_p50_ms: p.lag.map(|l| l.p50_ms),
             ingest_lag_p95_ms: p.lag.map(|l| l.p95_ms),
             ingest_lag_max_ms: p.lag.map(|l| l.max_ms),
-            technical_alarms: t.technical_alarms,
-            physiological_alarms: t.physiological_alarms,
             last_maintenance_at: p.last_maintenance_at,
             maintenance_due_at: p.maintenance_due_at,
             days_since_maintenance: p.days_since_maintenance,
             days_until_maintenance: p.days_until_maintenance,
-            days: p.days.iter().map(|d| day_out(d.date, &d.figures)).collect(),
+            days: p.days.iter().map(|d| PerformanceDayOut { date: d.date, figures: (&d.figures).into() }).collect(),
         }))
     }
 }

@@ -225,7 +225,7 @@ export const bookingsView: View = async (root, me) => {
       h("h1", null, "Bookings"),
       h("span", { class: "spacer" }),
       modeSel,
-      h("button", { type: "button", class: "small", onclick: () => nav(-1) }, "◀"),
+      h("button", { type: "button", class: "small", "data-action": "previous", "aria-label": "Previous", onclick: () => nav(-1) }, "◀"),
       h(
         "button",
         {
@@ -238,7 +238,7 @@ export const bookingsView: View = async (root, me) => {
         },
         "Today",
       ),
-      h("button", { type: "button", class: "small", onclick: () => nav(1) }, "▶"),
+      h("button", { type: "button", class: "small", "data-action": "next", "aria-label": "Next", onclick: () => nav(1) }, "▶"),
     ),
     books ? form : h("p", { class: "muted" }, "Technicians see their machines' bookings; planning maintenance windows is in the API."),
     message,
