@@ -102,17 +102,15 @@ export const alarmsView: View = async (root, me) => {
       ),
     );
   };
+  // Machine serials and patient names first, so the rows never show bare ids.
+  const [list] = await Promise.all([
+    call("devices", () => client.GET("/api/devices", { params: { query: { limit: 200 } } })),
+    loadPatientNames().catch(() => undefined),
+  ]);
+  devices = new Map(list.items.map((d) => [d.id, d.serial]));
   const stop = alarms.onAlarms(draw);
   const ticker = setInterval(draw, 5000);
   draw();
-  if (me.user.role !== "patient") {
-    const [list] = await Promise.all([
-      call("devices", () => client.GET("/api/devices", { params: { query: { limit: 200 } } })),
-      loadPatientNames().catch(() => undefined),
-    ]);
-    devices = new Map(list.items.map((d) => [d.id, d.serial]));
-    draw();
-  }
   return () => {
     stop();
     clearInterval(ticker);

@@ -70,6 +70,7 @@ export const bookingsView: View = async (root, me) => {
       .then((text) => {
         message.textContent = text;
         resetForm();
+        fill(actions);
         return load();
       })
       .catch(showError)
