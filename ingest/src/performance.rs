@@ -9,14 +9,14 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use nc_domain::DeviceId;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 
 /// The unit's opening hours per weekday (Monday first): minutes after local midnight of
 /// opening and closing, `None` when closed.
 pub type Hours = [Option<(u16, u16)>; 7];
 
 /// One day (of the unit's time zone), or the whole period.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct Figures {
     /// Seconds of the period that have passed (its part before now).
     pub observed_seconds: f64,
@@ -132,23 +132,23 @@ readings AS (
     GROUP BY day
 )
 SELECT days.day,
-       extract(epoch FROM days.seen_until - days.s)::float8 AS observed,
-       (SELECT coalesce(sum({presence_overlap}), 0) FROM spans p WHERE p.online)::float8 AS connected,
+       extract(epoch FROM days.seen_until - days.s)::float8 AS observed_seconds,
+       (SELECT coalesce(sum({presence_overlap}), 0) FROM spans p WHERE p.online)::float8 AS connected_seconds,
        (SELECT count(*) FROM presence p WHERE NOT p.online AND p.reason IN ('connection_lost', 'keepalive_timeout')
-            AND p.at >= days.s AND p.at < days.e) AS drops,
+            AND p.at >= days.s AND p.at < days.e) AS connection_drops,
        (SELECT count(*) FROM device_sessions x WHERE x.device_id = $1 AND x.started_at >= days.s AND x.started_at < days.e) AS treatments,
        (SELECT coalesce(sum({session_overlap}), 0) FROM device_sessions x
-            WHERE x.device_id = $1 AND x.started_at < days.e AND (x.ended_at IS NULL OR x.ended_at > days.s))::float8 AS treated,
-       coalesce(greatest(extract(epoch FROM days.open_e - days.open_s), 0), 0)::float8 AS open,
+            WHERE x.device_id = $1 AND x.started_at < days.e AND (x.ended_at IS NULL OR x.ended_at > days.s))::float8 AS treatment_seconds,
+       coalesce(greatest(extract(epoch FROM days.open_e - days.open_s), 0), 0)::float8 AS open_seconds,
        (SELECT coalesce(sum({session_open_overlap}), 0) FROM device_sessions x
             WHERE days.open_s IS NOT NULL AND x.device_id = $1 AND x.started_at < days.e
-              AND (x.ended_at IS NULL OR x.ended_at > days.s))::float8 AS treated_open,
+              AND (x.ended_at IS NULL OR x.ended_at > days.s))::float8 AS treatment_open_seconds,
        coalesce(rd.n, 0) AS readings,
-       coalesce(rd.missing, 0) AS missing,
+       coalesce(rd.missing, 0) AS missing_readings,
        (SELECT coalesce(sum(j.count), 0) FROM device_rejections j
-            WHERE j.device_id = $1 AND j.hour >= days.s AND j.hour < days.e)::int8 AS rejected,
-       (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'technical' AND a.raised_at >= days.s AND a.raised_at < days.e) AS technical,
-       (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'physiological' AND a.raised_at >= days.s AND a.raised_at < days.e) AS physiological
+            WHERE j.device_id = $1 AND j.hour >= days.s AND j.hour < days.e)::int8 AS rejected_messages,
+       (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'technical' AND a.raised_at >= days.s AND a.raised_at < days.e) AS technical_alarms,
+       (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'physiological' AND a.raised_at >= days.s AND a.raised_at < days.e) AS physiological_alarms
 FROM days LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
     );
     let rows = sqlx::query(&sql)
@@ -163,20 +163,7 @@ FROM days LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
     let mut days = Vec::with_capacity(rows.len());
     let mut total = Figures::default();
     for r in rows {
-        let f = Figures {
-            observed_seconds: r.try_get("observed")?,
-            connected_seconds: r.try_get("connected")?,
-            connection_drops: r.try_get("drops")?,
-            treatments: r.try_get("treatments")?,
-            treatment_seconds: r.try_get("treated")?,
-            open_seconds: r.try_get("open")?,
-            treatment_open_seconds: r.try_get("treated_open")?,
-            readings: r.try_get("readings")?,
-            missing_readings: r.try_get("missing")?,
-            rejected_messages: r.try_get("rejected")?,
-            technical_alarms: r.try_get("technical")?,
-            physiological_alarms: r.try_get("physiological")?,
-        };
+        let f = Figures::from_row(&r)?;
         total.add(&f);
         days.push(Day { date: r.try_get("day")?, figures: f });
     }
