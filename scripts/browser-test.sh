@@ -66,8 +66,10 @@ done
 # The simulator takes episodes on demand from a pipe the tests write to (held open here).
 mkfifo "$WORK/sim-commands"
 exec 3<>"$WORK/sim-commands"
-# Each machine first sends 14 days of past treatments (trends, summaries, performance).
-"$BIN" simulate --devices 4 --rate 1 --speed 60 --episodes-per-hour 0 --no-disconnects --progress-every 0 \
+# Each machine first sends 14 days of past treatments (trends, summaries, performance), then
+# treats at speed 20: a session lasts 12 minutes, longer than the whole run, so no treatment
+# ends (and clears its alarms) while a test looks at it.
+"$BIN" simulate --devices 4 --rate 1 --speed 20 --episodes-per-hour 0 --no-disconnects --progress-every 0 \
     --history 14 --mqtt "$MQTT" --commands <"$WORK/sim-commands" >"$WORK/sim.log" 2>&1 &
 SIM=$!
 for _ in $(seq 1 120); do
