@@ -2,7 +2,8 @@
 # Brings the whole platform up with demo data and leaves it serving (Ctrl-C stops it):
 # provisions PostgreSQL + TimescaleDB if needed, builds nephrocare, applies migrations,
 # creates the demo hospital (once) and prints the logins, serves HTTP and MQTT, and runs
-# simulated dialysis machines so live data, trends and alerts appear at once.
+# simulated dialysis machines so live data, trends and alerts appear at once (each first
+# sends four weeks of past treatments, once). The web dashboard is at http://127.0.0.1:8080/.
 # DEMO_DEVICES (default 4) and DEMO_SPEED (default 60: a 4 h session in 4 min) tune them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,12 +52,15 @@ for _ in $(seq 1 60); do
 done
 
 "$BIN" simulate --devices "${DEMO_DEVICES:-4}" --rate 1 --speed "${DEMO_SPEED:-60}" \
-    --episodes-per-hour "${DEMO_EPISODES_PER_HOUR:-0.1}" --progress-every 30 &
+    --episodes-per-hour "${DEMO_EPISODES_PER_HOUR:-0.1}" --progress-every 30 --history 28 &
 SIM=$!
 
 cat <<EOT
 
 ==> Nephrocare is running, with ${DEMO_DEVICES:-4} simulated dialysis machines (Ctrl-C stops everything)
+    DASHBOARD       http://$NEPHROCARE_HTTP_ADDR/   (the logins above; password Nephro-demo-2026)
+                    e.g. dr.okafor@demo.nephrocare.test (doctor), tech.mendes@demo.nephrocare.test
+                    (technician), amara.diallo@demo.nephrocare.test (patient), admin@demo.nephrocare.test
     REST API docs   http://$NEPHROCARE_HTTP_ADDR/docs   (log in: POST /api/auth/login, then Authorize)
     OpenAPI         http://$NEPHROCARE_HTTP_ADDR/api/openapi.json
     health          http://$NEPHROCARE_HTTP_ADDR/healthz   http://$NEPHROCARE_HTTP_ADDR/readyz

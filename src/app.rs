@@ -165,6 +165,7 @@ impl App {
             None => Arc::new(ingest.clone()),
         };
         let mut broker_settings = self.broker;
+        let broker_tls = config.mqtt.tls_cert.is_some() && config.mqtt.tls_key.is_some();
         if let (Some(cert), Some(key)) = (&config.mqtt.tls_cert, &config.mqtt.tls_key) {
             let tls = nc_broker::transport::tls_config(cert, key)
                 .map_err(|e| StartError::Tls(format!("{e} (NEPHROCARE_MQTT_TLS_CERT / NEPHROCARE_MQTT_TLS_KEY)")))?;
@@ -190,6 +191,11 @@ impl App {
                 per_address_per_minute: config.auth.attempts_per_address_per_minute,
             },
             limits: config.http.limits(),
+            dashboard: nc_api::dashboard::DashboardSettings {
+                mqtt_ws_url: config.mqtt.public_ws_url.clone(),
+                mqtt_ws_port: mqtt_ws_addr.port(),
+                mqtt_tls: broker_tls,
+            },
         };
         let api_state = nc_api::ApiState::new(
             db.clone(),

@@ -99,6 +99,15 @@ enum Command {
         /// The corpus' seed (the same seed writes the same corpus).
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// Read commands from standard input, one a line: `episode SERIAL
+        /// hypotension|high-venous|conductivity|disconnect [MINUTES]` starts that episode on
+        /// that machine (MINUTES of treatment time, default 8).
+        #[arg(long)]
+        commands: bool,
+        /// Days of past treatments (at most 29) each machine sends first, every other day,
+        /// unless it has treatments from before yesterday: trends and summaries to show.
+        #[arg(long, default_value_t = 0)]
+        history: u32,
     },
     /// Benchmarks (results are recorded in bench/README.md; see bench/run.sh).
     Bench {
@@ -456,6 +465,8 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             corpus,
             treatments,
             seed,
+            commands,
+            history,
         } => {
             if let Some(dir) = corpus {
                 let truth = crate::corpus::write(&dir, treatments, seed)
@@ -499,6 +510,8 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 episode_rate: episodes_per_hour / 60.0,
                 progress_every,
                 disconnects: !no_disconnects,
+                commands,
+                history_days: history,
             };
             println!("{}", crate::simulate::run(fleet, options, stop).await);
             Ok(())

@@ -95,6 +95,9 @@ pub struct MqttConfig {
     pub tls_cert: Option<PathBuf>,
     /// `NEPHROCARE_MQTT_TLS_KEY`: PEM private key of that certificate.
     pub tls_key: Option<PathBuf>,
+    /// `NEPHROCARE_MQTT_PUBLIC_WS_URL`: the MQTT-over-WebSocket URL browsers (the web
+    /// dashboard) connect to, when it is not the page's host and `ws_addr`'s port (a proxy).
+    pub public_ws_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -231,6 +234,7 @@ impl Default for MqttConfig {
             ws_addr: nc_broker::DEFAULT_MQTT_WS_ADDR.parse().expect("static address"),
             tls_cert: None,
             tls_key: None,
+            public_ws_url: None,
         }
     }
 }
@@ -368,6 +372,9 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_MQTT_TLS_KEY") {
             config.mqtt.tls_key = Some(PathBuf::from(v));
         }
+        if let Some(v) = env("NEPHROCARE_MQTT_PUBLIC_WS_URL") {
+            config.mqtt.public_ws_url = Some(v);
+        }
         if let Some(v) = env("NEPHROCARE_JWT_SECRET") {
             config.auth.jwt_secret = Secret::new(v);
         }
@@ -494,6 +501,15 @@ impl Config {
                 "offline_delay_secs and flapping_window_secs are at most 3600, restart_grace_secs at most 86400, flapping_drops at least 2",
                 "See README.md, section Configuration.",
             ));
+        }
+        if let Some(url) = &self.mqtt.public_ws_url {
+            if !nc_api::dashboard::DashboardSettings::valid_url(url) {
+                return Err(ConfigError::new(
+                    "NEPHROCARE_MQTT_PUBLIC_WS_URL",
+                    format!("'{url}' is not a plain ws:// or wss:// URL"),
+                    "Give the URL browsers use for MQTT over WebSocket, e.g. wss://mqtt.example.org/mqtt (no quotes, spaces, ';' or ',').",
+                ));
+            }
         }
         let ports = [
             ("NEPHROCARE_HTTP_ADDR", self.http.addr),

@@ -18,14 +18,14 @@ mod bookings_dto;
 mod chat_api;
 mod chat_ws;
 pub mod contract;
-mod devices_api;
+pub mod dashboard;
+mod devices;
 pub mod dto;
 pub mod error;
 pub mod fhir;
 mod health;
 pub mod limits;
 pub mod live;
-mod maintenance_api;
 mod patient_account_api;
 mod patient_changes;
 mod patients_api;
@@ -81,8 +81,9 @@ type Apis = (
     health::HealthApi,
     auth_api::AuthApi,
     users_api::UsersApi,
-    devices_api::DevicesApi,
-    maintenance_api::MaintenanceApi,
+    devices::registry::DevicesApi,
+    devices::maintenance::MaintenanceApi,
+    devices::performance::PerformanceApi,
     patients_api::PatientsApi,
     patient_account_api::PatientAccountApi,
     telemetry_api::TelemetryApi,
@@ -97,8 +98,9 @@ fn apis() -> Apis {
         health::HealthApi,
         auth_api::AuthApi,
         users_api::UsersApi,
-        devices_api::DevicesApi,
-        maintenance_api::MaintenanceApi,
+        devices::registry::DevicesApi,
+        devices::maintenance::MaintenanceApi,
+        devices::performance::PerformanceApi,
         patients_api::PatientsApi,
         patient_account_api::PatientAccountApi,
         telemetry_api::TelemetryApi,
@@ -143,7 +145,8 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
 }
 
 /// All HTTP routes: the API, `/healthz`, `/readyz`, `/api/openapi.json`, `/api/asyncapi.json`
-/// (the MQTT contract) and `/docs`.
+/// (the MQTT contract), `/docs`, and the web dashboard (`/`, `/assets/{name}`: see
+/// [`dashboard`]).
 pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
     let service = service();
     let docs = service.swagger_ui();
@@ -155,6 +158,8 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
             ("/api/asyncapi.json", "GET"),
             ("/ws/health-metrics/{deviceId}", "GET"),
             ("/ws/chat/{roomId}", "GET"),
+            ("/", "GET"),
+            ("/assets/{name}", "GET"),
         ]
         .into_iter()
         .chain(fhir::METHODS.iter().copied())
@@ -178,6 +183,7 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
         .at("/ws/chat/:roomId", poem::get(chat_ws::chat))
         .with(contract::PathParamNames(methods.clone()))
+        .with(dashboard::Pages(state.dashboard.clone()))
         .catch_all_error(error::catch_all)
         .data(state)
         .with(CatchPanic::new().with_handler(panicked))

@@ -14,7 +14,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::devices_api::NoContent;
+use crate::devices::registry::NoContent;
 use crate::dto::PatientOut;
 use crate::error::{ApiError, ErrorResponse};
 use crate::patient_changes::{audit_patient, record, Changes};

@@ -40,6 +40,8 @@ pub struct ApiState {
     pub streams: Arc<crate::live::StreamCounts>,
     /// What a client may send over HTTP (body size, header and body time).
     pub limits: crate::HttpLimits,
+    /// Where the web dashboard finds the broker.
+    pub dashboard: crate::dashboard::DashboardSettings,
 }
 
 /// The capabilities the API serves.
@@ -56,6 +58,7 @@ pub struct ApiSettings {
     pub refresh_ttl_secs: u64,
     pub throttle: ThrottleSettings,
     pub limits: crate::HttpLimits,
+    pub dashboard: crate::dashboard::DashboardSettings,
 }
 
 impl ApiState {
@@ -82,6 +85,7 @@ impl ApiState {
             sender: Arc::new(OutboxSender { db: db.clone() }),
             refresh_ttl: chrono::Duration::seconds(settings.refresh_ttl_secs as i64),
             limits: settings.limits.clone(),
+            dashboard: settings.dashboard.clone(),
             db,
         }
     }

@@ -1,12 +1,11 @@
 //! Device presence: connect and disconnect (graceful, abrupt or keepalive expiry) mark a
-//! device online/offline, update `last_seen`, publish the retained status message and emit
-//! an event for the alert engine.
+//! device online/offline, update `last_seen`, log the change in `device_presence_events`
+//! (uptime and connection drops, `GET /api/devices/{id}/performance`), publish the retained
+//! status message and emit an event for the alert engine.
 
 use chrono::{DateTime, Utc};
 use nc_domain::{DeviceId, HospitalId};
-use nc_entities::devices;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::sync::broadcast;
 
 use crate::payload::{Status, StatusReason};
@@ -41,15 +40,20 @@ impl Presence {
         self.events.subscribe()
     }
 
-    /// Records the change, publishes the retained status (unless `publish` is false: an
-    /// abrupt loss is announced by the last will the core fires) and emits the event.
+    /// Records the change (the device row and the presence log, in one statement), publishes
+    /// the retained status (unless `publish` is false: an abrupt loss is announced by the
+    /// last will the core fires) and emits the event.
     pub async fn set(&self, device: DeviceId, hospital: HospitalId, online: bool, reason: StatusReason, publish: bool) {
         let at = Utc::now();
-        let updated = devices::Entity::update_many()
-            .col_expr(devices::Column::Online, Expr::value(online))
-            .col_expr(devices::Column::LastSeen, Expr::value(at))
-            .filter(devices::Column::Id.eq(device))
-            .exec(&self.db)
+        let updated = self
+            .db
+            .execute(Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "WITH d AS (UPDATE devices SET online = $2, last_seen = $3 WHERE id = $1 RETURNING id, hospital_id) \
+                 INSERT INTO device_presence_events (device_id, hospital_id, at, online, reason) \
+                 SELECT id, hospital_id, $3, $2, $4 FROM d",
+                [device.as_uuid().into(), online.into(), at.into(), reason.as_str().into()],
+            ))
             .await;
         if let Err(e) = updated {
             tracing::warn!(%device, error = %e, "could not record device presence");

@@ -8,8 +8,10 @@
 //! broadcast for the live streams and the alert engine.
 
 pub mod alerts;
+pub mod performance;
 pub mod query;
 pub mod reading;
+pub mod rejections;
 pub mod sessions;
 pub mod writer;
 
@@ -48,6 +50,8 @@ pub struct IngestSettings {
     pub retention_days: Option<u32>,
     /// How connection and treatment conditions are judged (see [`alerts`]).
     pub conditions: alerts::ConditionSettings,
+    /// How often the tally of refused messages is added to `device_rejections`.
+    pub rejections_flush: Duration,
 }
 
 impl Default for IngestSettings {
@@ -60,6 +64,7 @@ impl Default for IngestSettings {
             session_timeout: Duration::from_secs(300),
             retention_days: Some(365),
             conditions: alerts::ConditionSettings::default(),
+            rejections_flush: Duration::from_secs(2),
         }
     }
 }
@@ -89,6 +94,7 @@ struct Inner {
     sessions: Sessions,
     committed: broadcast::Sender<Committed>,
     counters: Counters,
+    rejections: rejections::Rejections,
 }
 
 /// The ingest pipeline. Cheap to clone.
@@ -126,6 +132,7 @@ impl Ingest {
             sessions: Sessions::default(),
             committed,
             counters: Counters::default(),
+            rejections: rejections::Rejections::default(),
         });
         // After each commit: alerts (in reading order), then the live streams. A slow alert
         // engine fills this bounded channel and so slows the writers: backpressure, not loss.
@@ -178,6 +185,23 @@ impl Ingest {
                             tracing::warn!(error = %e, "maintenance check failed");
                         }
                     }
+                }
+            }
+        });
+        let tally = inner.clone();
+        let (stop, every) = (shutdown.clone(), settings.rejections_flush);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                let last = tokio::select! {
+                    _ = stop.cancelled() => true,
+                    _ = tick.tick() => false,
+                };
+                if let Err(e) = tally.rejections.flush(&tally.pool).await {
+                    tracing::warn!(error = %e, "could not record refused messages; retrying");
+                }
+                if last {
+                    break;
                 }
             }
         });
@@ -248,7 +272,7 @@ impl Ingest {
         let now = Utc::now();
         let reading = match ReadingIn::parse(payload).and_then(|r| r.validate(now).map(|_| r)) {
             Ok(r) => r,
-            Err(e) => return Ok(self.rejected(e, seq_of(payload))),
+            Err(e) => return Ok(self.rejected(device, hospital, e, seq_of(payload))),
         };
         let unavailable = |e: sqlx::Error| SinkUnavailable(e.to_string());
         let binding = match self
@@ -259,7 +283,7 @@ impl Ingest {
             .map_err(unavailable)?
         {
             Ok(b) => b,
-            Err(e) => return Ok(self.rejected(e, Some(reading.seq))),
+            Err(e) => return Ok(self.rejected(device, hospital, e, Some(reading.seq))),
         };
         if let (true, Some(p)) = (binding.started, binding.patient) {
             self.inner
@@ -297,7 +321,7 @@ impl Ingest {
                 self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(Outcome::Stored { patient: binding.patient, seq: Some(seq) })
             }
-            Written::Conflict(why) => Ok(self.rejected(Invalid::seq_conflict(why), Some(seq))),
+            Written::Conflict(why) => Ok(self.rejected(device, hospital, Invalid::seq_conflict(why), Some(seq))),
         }
     }
 
@@ -310,7 +334,7 @@ impl Ingest {
     ) -> Result<Outcome, SinkUnavailable> {
         let message = match SessionIn::parse(payload, Utc::now()) {
             Ok(m) => m,
-            Err(e) => return Ok(self.rejected(e, None)),
+            Err(e) => return Ok(self.rejected(device, hospital, e, None)),
         };
         let pool = &self.inner.pool;
         let unavailable = |e: sqlx::Error| SinkUnavailable(e.to_string());
@@ -343,12 +367,13 @@ impl Ingest {
         }
         Ok(match result {
             Ok(patient) => Outcome::Stored { patient, seq: None },
-            Err(e) => self.rejected(e, None),
+            Err(e) => self.rejected(device, hospital, e, None),
         })
     }
 
-    fn rejected(&self, e: Invalid, seq: Option<i64>) -> Outcome {
+    fn rejected(&self, device: DeviceId, hospital: HospitalId, e: Invalid, seq: Option<i64>) -> Outcome {
         self.inner.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.rejections.count(device, hospital, e.code);
         tracing::info!(code = e.code, field = %e.field, message = %e.message, "reading rejected");
         Outcome::Invalid(e, seq)
     }

@@ -32,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_wide_hourly_rollups::Migration),
             Box::new(m20261203_000013_alarm_system::Migration),
             Box::new(m20261203_000020_fhir_export_jobs::Migration),
+            Box::new(m20261203_000030_device_performance::Migration),
         ]
     }
 }
@@ -80,6 +81,7 @@ mod m20261201_000011_fine_rollups;
 mod m20261201_000012_wide_hourly_rollups;
 mod m20261203_000013_alarm_system;
 mod m20261203_000020_fhir_export_jobs;
+mod m20261203_000030_device_performance;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

@@ -255,6 +255,7 @@ pub fn binary() -> std::process::Command {
         "NEPHROCARE_HTTP_MAX_BODY_BYTES",
         "NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS",
         "NEPHROCARE_HTTP_BODY_TIMEOUT_SECS",
+        "NEPHROCARE_MQTT_PUBLIC_WS_URL",
     ] {
         cmd.env_remove(var);
     }

@@ -54,13 +54,13 @@ mod tests {
     }
 
     #[test]
-    fn the_devices_technicians_and_admins_maintain_it() {
+    fn the_devices_technicians_and_admins_maintain_it_and_staff_see_its_upkeep() {
         let (h, id) = (HospitalId::new(), DeviceId::new());
         let d = Some((id, h));
         let none = DeviceFacts { device: d, ..Default::default() };
         let assigned = DeviceFacts { device: d, assigned: true, ..Default::default() };
         let granted = DeviceFacts { device: d, granted: true, ..Default::default() };
-        use DeviceAction::{Maintain, ViewMaintenance};
+        use DeviceAction::{Maintain, ViewMaintenance, ViewPerformance};
         let cases: &[(Role, DeviceFacts, DeviceAction, bool)] = &[
             (Role::Technician, assigned, Maintain, true),
             (Role::Technician, granted, Maintain, true),
@@ -72,6 +72,10 @@ mod tests {
             (Role::Doctor, none, ViewMaintenance, true),
             (Role::Admin, none, ViewMaintenance, true),
             (Role::Patient, DeviceFacts { own: true, ..none }, ViewMaintenance, false),
+            (Role::Technician, none, ViewPerformance, true),
+            (Role::Doctor, none, ViewPerformance, true),
+            (Role::Admin, none, ViewPerformance, true),
+            (Role::Patient, DeviceFacts { own: true, ..none }, ViewPerformance, false),
         ];
         for (role, facts, action, allowed) in cases {
             let got = decide_device(&user(*role, h), facts, *action);
@@ -84,6 +88,7 @@ mod tests {
         assert_eq!(decide_device(&user(Role::Technician, h), &other_hospital, Maintain), Err(Denied::NotFound));
         let itself = Subject::Device { id, hospital: h };
         assert!(matches!(decide_device(&itself, &none, Maintain), Err(Denied::Forbidden(_))));
+        assert!(matches!(decide_device(&itself, &none, ViewPerformance), Err(Denied::Forbidden(_))));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum DeviceAction {
     Maintain,
     /// Read its maintenance log (staff of the hospital).
     ViewMaintenance,
+    /// Read its performance figures: uptime, treatments, utilization, reading gaps,
+    /// alarm counts, maintenance dates; aggregates naming no patient (staff of the hospital).
+    ViewPerformance,
 }
 
 /// What may be done to a patient.
@@ -137,16 +140,17 @@ pub fn decide_device(subject: &Subject, facts: &DeviceFacts, action: DeviceActio
         Subject::User(u) => u,
     };
     match (user.role, action) {
-        (Role::Admin, View | Manage | Maintain | ViewMaintenance) => Ok(()),
+        (Role::Admin, View | Manage | Maintain | ViewMaintenance | ViewPerformance) => Ok(()),
         (Role::Admin, ReadClinical) => Err(Denied::Forbidden("admins do not read clinical data")),
         (Role::Admin, GrantAccess) => Err(Denied::Forbidden("admins assign technicians directly")),
-        (Role::Doctor | Role::Technician, View | ViewMaintenance) => Ok(()),
+        (Role::Doctor | Role::Technician, View | ViewMaintenance | ViewPerformance) => Ok(()),
         (Role::Technician, Maintain) if facts.assigned || facts.granted => Ok(()),
         (Role::Technician, Maintain) => {
             Err(Denied::Forbidden("only a technician assigned to the device (or holding its hand-over) maintains it"))
         }
         (Role::Doctor | Role::Patient, Maintain) => Err(Denied::Forbidden("only the device's technicians maintain it")),
         (Role::Patient, ViewMaintenance) => Err(Denied::Forbidden("the maintenance log is for staff")),
+        (Role::Patient, ViewPerformance) => Err(Denied::Forbidden("a machine's performance figures are for staff")),
         (Role::Doctor, ReadClinical) if facts.assigned => Ok(()),
         (Role::Doctor, ReadClinical) => Err(Denied::Forbidden("this device is not assigned to you")),
         (Role::Technician, ReadClinical) if facts.assigned || facts.granted => Ok(()),
@@ -405,6 +409,7 @@ mod tests {
                 DeviceAction::GrantAccess,
                 DeviceAction::Maintain,
                 DeviceAction::ViewMaintenance,
+                DeviceAction::ViewPerformance,
             ] {
                 assert_eq!(decide_device(&s, &all, a), Err(Denied::NotFound), "{role:?} {a:?}");
             }

@@ -11,6 +11,11 @@
 //!
 //! The machines are the demo hospital's: the first four are its bays (DM-001..DM-004); more
 //! are created as SIM-0001... with patients, assigned to the demo doctors and technicians.
+//!
+//! With `--commands`, standard input takes one command a line, for deterministic demos and
+//! the browser tests: `episode SERIAL hypotension|high-venous|conductivity|disconnect
+//! [MINUTES]` starts that episode on that machine at its next reading, lasting MINUTES of
+//! treatment time (default 8).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,10 +25,18 @@ use chrono::Utc;
 use nc_domain::*;
 use nc_entities::{device_assignments, devices, hospitals, patients, users};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 
-use crate::corpus::Noise;
 use crate::demo::demo_device_secret;
+
+mod commands;
+mod history;
+mod physiology;
+
+use commands::{read_commands, Forced};
+use physiology::{Body, Episode, Noise};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -45,6 +58,10 @@ pub struct SimulateOptions {
     pub progress_every: u64,
     /// Abrupt disconnects enabled.
     pub disconnects: bool,
+    /// Episodes on demand from standard input (see the module documentation).
+    pub commands: bool,
+    /// Days of past treatments each machine sends before going live (see `history`).
+    pub history_days: u32,
 }
 
 /// A simulated machine: its credentials and patient.
@@ -55,6 +72,8 @@ pub struct SimDevice {
     pub serial: String,
     pub secret: String,
     pub patient: PatientId,
+    /// It has treatments from before yesterday (no history is sent for it).
+    pub has_history: bool,
 }
 
 #[derive(Default)]
@@ -174,23 +193,22 @@ pub async fn provision(db: &DatabaseConnection, hospital_code: &str, count: usiz
             .await
             .map_err(|e| e.to_string())?,
         };
+        let earlier = nc_entities::device_sessions::Entity::find()
+            .filter(nc_entities::device_sessions::Column::DeviceId.eq(device.id))
+            .filter(nc_entities::device_sessions::Column::StartedAt.lt(now - chrono::Duration::days(1)))
+            .count(db)
+            .await
+            .map_err(|e| e.to_string())?;
         out.push(SimDevice {
             id: device.id,
             hospital: hospital.id,
             secret: demo_device_secret(&serial),
             serial,
             patient: patient.id,
+            has_history: earlier > 0,
         });
     }
     Ok(out)
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Episode {
-    None,
-    Hypotension,
-    HighVenous,
-    ConductivityFault,
 }
 
 /// Runs the fleet; returns the summary line.
@@ -201,10 +219,14 @@ pub async fn run(
 ) -> String {
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
+    let forced = Forced::default();
+    if options.commands {
+        read_commands(forced.clone());
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (i, device) in devices.into_iter().enumerate() {
-        let (stats, options, stop) = (stats.clone(), options.clone(), stop.clone());
-        tasks.spawn(async move { machine(i, device, options, stats, stop).await });
+        let (stats, options, stop, forced) = (stats.clone(), options.clone(), stop.clone(), forced.clone());
+        tasks.spawn(async move { machine(i, device, options, stats, stop, forced).await });
     }
     let reporter = {
         let (stats, stop, every) = (stats.clone(), stop.clone(), options.progress_every);
@@ -266,6 +288,7 @@ async fn machine(
     o: SimulateOptions,
     stats: Arc<Stats>,
     stop: tokio_util::sync::CancellationToken,
+    forced: Forced,
 ) {
     let mut options = MqttOptions::new(d.id.to_string(), o.mqtt_host.clone(), o.mqtt_port);
     options.set_credentials(d.id.to_string(), d.secret.clone());
@@ -339,6 +362,19 @@ async fn machine(
     let session_real = Duration::from_secs_f64(4.0 * 3600.0 / o.speed.max(1.0));
     let sim_minute = Duration::from_secs_f64(60.0 / o.speed.max(1.0));
     let mut seq: i64 = Utc::now().timestamp_millis() * 10 + index as i64 % 10;
+    if o.history_days > 0 && !d.has_history {
+        match history::send(&client, &d, index, o.history_days, &mut noise).await {
+            Ok(n) => {
+                stats.sent.fetch_add(n, Ordering::Relaxed);
+                println!(
+                    "simulate: {} sent {n} readings of past treatments ({} days)",
+                    d.serial,
+                    o.history_days.min(history::MAX_DAYS)
+                );
+            }
+            Err(_) => return,
+        }
+    }
     // Stagger the fleet over one interval.
     tokio::select! {
         _ = stop.cancelled() => {}
@@ -353,7 +389,7 @@ async fn machine(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut episode, mut episode_until) = (Episode::None, Instant::now());
-        let (base_hr, base_sbp) = (72.0 + noise.gauss() * 6.0, 135.0 + noise.gauss() * 10.0);
+        let body = Body::new(&mut noise);
         while began.elapsed() < session_real {
             tokio::select! {
                 _ = stop.cancelled() => break 'sessions,
@@ -363,70 +399,37 @@ async fn machine(
             if episode != Episode::None && Instant::now() > episode_until {
                 episode = Episode::None;
             }
-            // Episodes start at `episode_rate` per simulated minute.
+            // Episodes start at `episode_rate` per simulated minute, or when asked for.
             let p = o.episode_rate * interval.as_secs_f64() / sim_minute.as_secs_f64();
-            if episode == Episode::None && noise.uniform() < p {
-                episode = match (noise.uniform() * 4.0) as u32 {
-                    0 => Episode::Hypotension,
-                    1 => Episode::HighVenous,
-                    2 => Episode::ConductivityFault,
-                    _ => {
-                        if o.disconnects {
-                            // An abrupt loss: the client reconnects and resends what was not acknowledged.
-                            let _ = client.disconnect().await;
-                        }
-                        Episode::None
-                    }
-                };
+            let asked = forced.lock().expect("forced").remove(&d.serial);
+            let next = match asked {
+                Some((e, minutes)) => Some((e, minutes)),
+                None if episode == Episode::None && noise.uniform() < p => Some((
+                    match (noise.uniform() * 4.0) as u32 {
+                        0 => Episode::Hypotension,
+                        1 => Episode::HighVenous,
+                        2 => Episode::ConductivityFault,
+                        _ if o.disconnects => Episode::Disconnect,
+                        _ => Episode::None,
+                    },
+                    8.0,
+                )),
+                None => None,
+            };
+            if let Some((e, minutes)) = next {
+                episode = e;
                 // A clinical episode runs in real time, whatever the compression of the
                 // session: long enough to outlast the alarm delays (and, unanswered, to
                 // escalate).
-                episode_until = Instant::now() + (sim_minute * 8).max(Duration::from_secs(150));
+                episode_until = Instant::now() + sim_minute.mul_f64(minutes).max(Duration::from_secs(150));
+                if episode == Episode::Disconnect {
+                    // A lost connection: the client reconnects and resends what was not acknowledged.
+                    let _ = client.disconnect().await;
+                    episode = Episode::None;
+                }
             }
-            let mut sbp = base_sbp - 15.0 * progress + noise.gauss() * 4.0;
-            let mut hr = base_hr + 4.0 * progress + noise.gauss() * 2.0;
-            let mut venous = 160.0 + noise.gauss() * 12.0;
-            let mut conductivity = 13.8 + noise.gauss() * 0.05;
-            let mut status = "normal";
-            match episode {
-                Episode::Hypotension => {
-                    sbp = 82.0 + noise.gauss() * 3.0;
-                    hr += 18.0;
-                }
-                Episode::HighVenous => {
-                    venous = 430.0 + noise.gauss() * 10.0;
-                    status = "warning";
-                }
-                Episode::ConductivityFault => {
-                    conductivity = 16.6 + noise.gauss() * 0.1;
-                    status = "danger";
-                }
-                Episode::None => {}
-            }
-            sbp = sbp.clamp(60.0, 220.0);
-            hr = hr.clamp(35.0, 180.0);
-            let treated_hours = progress * 4.0;
             seq += 1;
-            let reading = serde_json::json!({
-                "v": 1, "seq": seq, "ts": Utc::now(), "patientId": d.patient,
-                "heartRate": (hr * 10.0).round() / 10.0,
-                "temperature": ((98.2 + noise.gauss() * 0.3) * 10.0).round() / 10.0,
-                "bloodPressure": sbp.round(),
-                "diastolicPressure": (sbp * 0.6).round(),
-                "oxygenSaturation": (97.0 + noise.gauss() * 0.8).clamp(85.0, 100.0).round(),
-                "flowRate": (400.0 + noise.gauss() * 8.0).round(),
-                "totalVolume": ((400.0 * 60.0 * treated_hours / 1000.0) * 100.0).round() / 100.0,
-                "systemStatus": status,
-                "dialysateFlowRate": 500.0,
-                "arterialPressure": (-150.0 + noise.gauss() * 10.0).round(),
-                "venousPressure": venous.round(),
-                "transmembranePressure": (80.0 + noise.gauss() * 8.0).round(),
-                "conductivity": (conductivity * 100.0).round() / 100.0,
-                "dialysateTemperature": ((36.8 + noise.gauss() * 0.1) * 10.0).round() / 10.0,
-                "ufRate": 600.0,
-                "ufVolume": (600.0 * treated_hours).round(),
-                "ufGoal": 2400.0,
-            });
+            let reading = body.reading(&mut noise, progress, episode, seq, Utc::now(), d.patient);
             if client.publish(&telemetry, QoS::AtLeastOnce, false, reading.to_string()).await.is_err() {
                 break 'sessions;
             }
