@@ -8,12 +8,8 @@ import { call, client, type S } from "./api";
 import { onResync, topics, watch } from "./live";
 import type { Me } from "./session";
 
-export type Alert = S["AlertOut"] & {
-  // Announced by the alarm-system issue; optional until the server sends them.
-  escalationLevel?: number | null;
-  latched?: boolean | null;
-  snoozedUntil?: string | null;
-};
+export type Alert = S["AlertOut"];
+export type HistoryEntry = S["AlertHistoryEntry"];
 export type Priority = "high" | "medium" | "low";
 
 const RANK: Record<string, number> = { high: 3, medium: 2, low: 1 };
@@ -107,4 +103,23 @@ export function stopAll(): void {
 export async function acknowledge(id: string): Promise<void> {
   const a = await call("acknowledge", () => client.POST("/api/alerts/{alertId}/acknowledge", { params: { path: { alertId: id } } }));
   upsert(a, "acknowledged");
+}
+
+/** Silences an alarm for `minutes`, with a reason; it re-alerts if still present after. */
+export async function snooze(id: string, minutes: number, reason: string): Promise<void> {
+  const a = await call("snooze", () =>
+    client.POST("/api/alerts/{alertId}/snooze", { params: { path: { alertId: id } }, body: { minutes, reason } }),
+  );
+  upsert(a, "snoozed");
+}
+
+/** Clears an alarm by hand (the server refuses a physiological one whose value is still out of range). */
+export async function clear(id: string): Promise<void> {
+  const a = await call("clear", () => client.POST("/api/alerts/{alertId}/clear", { params: { path: { alertId: id } } }));
+  upsert(a, "cleared");
+}
+
+/** Every step of an alarm, oldest first. */
+export async function history(id: string): Promise<HistoryEntry[]> {
+  return call("history", () => client.GET("/api/alerts/{alertId}/history", { params: { path: { alertId: id } } }));
 }

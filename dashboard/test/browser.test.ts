@@ -182,6 +182,23 @@ test("a hypotension episode turns the tile red and adds an alarm; acknowledging 
   assert.equal(stored.data?.acknowledgedBy, doctor.user.id);
   await second.waitForSelector(`tr[data-alert="${alertId}"] [data-state="acknowledged"]`, { timeout: 5_000 });
   assert.equal(await second.locator(`tr[data-alert="${alertId}"] button[data-action="acknowledge"]`).count(), 0);
+
+  // Snoozed with a reason from the page; the history shows every step, with who did it.
+  await page.click(`tr[data-alert="${alertId}"] button[data-action="snooze"]`);
+  await page.selectOption('form[data-role="snooze-form"] select[name="minutes"]', "10");
+  await page.fill('form[data-role="snooze-form"] input[name="reason"]', "patient repositioned, re-checking");
+  await page.click('form[data-role="snooze-form"] button[type="submit"]');
+  await page.waitForSelector(`tr[data-alert="${alertId}"] >> text=snoozed until`, { timeout: 5_000 });
+  const snoozed = await doctor.client.GET("/api/alerts/{alertId}", { params: { path: { alertId } } });
+  assert.ok(snoozed.data?.snoozedUntil, "snoozed over REST");
+  assert.equal(snoozed.data?.snoozeReason, "patient repositioned, re-checking");
+  await page.click(`tr[data-alert="${alertId}"] button[data-action="history"]`);
+  const steps = page.locator('ol[data-role="alarm-history"] li');
+  await steps.first().waitFor({ timeout: 5_000 });
+  const events = await steps.evaluateAll((lis) => lis.map((li) => li.getAttribute("data-event")));
+  for (const e of ["raised", "notified", "acknowledged", "snoozed"]) assert.ok(events.includes(e), `${e} in ${events}`);
+  assert.match((await page.locator('ol[data-role="alarm-history"] li[data-event="snoozed"]').textContent()) ?? "", /re-checking/);
+  await shot(page, "alarm-history");
 });
 
 test("a chat message typed in the page reaches the patient's MQTT client, and the reply appears live", async () => {

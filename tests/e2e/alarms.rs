@@ -617,8 +617,9 @@ async fn a_snoozed_alarm_realerts_while_its_condition_persists() {
 async fn a_persisting_physiological_alarm_cannot_be_cleared_by_hand_but_a_technical_one_can() {
     let w = World::new().await;
     let mut live = ws_open(w.app.running().http_addr, w.device, Some(&w.tokens["doc"])).await.expect("stream");
-    // Now: the technician reads (and acts on) what was recorded since its assignment.
-    let t0 = now_s();
+    // The next whole second: the technician reads (and acts on) only what was recorded
+    // since its assignment, made a moment ago (within the current second).
+    let t0 = now_s() + secs(1);
     w.reading(1, t0, w.patient, json!({"bloodPressure": 80, "systemStatus": "danger"})).await;
     ws_until_reading(&mut live, 1).await;
     let low = w.alert_where("systolic_bp_low", |_| true).await;
