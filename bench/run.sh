@@ -6,7 +6,7 @@
 #   bench/run.sh broker        device -> app fan-out: edge vs bare rumqttd, 1k and 10k msg/s
 #   bench/run.sh ingest        end-to-end durable ingest: MQTT QoS 1 publish -> committed row (vs raw COPY)
 #   bench/run.sh profile       perf profile of serve at saturation (user, kernel, allocator)
-#   bench/run.sh connections   many authenticated MQTT clients: time to connect, server RSS
+#   bench/run.sh connections   10,000 MQTT clients, each its own identity: time to connect, a reconnect storm, server RSS and descriptors
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
 #   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
 #   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
@@ -128,24 +128,28 @@ run_profile() {
     perf report -i /tmp/nc-perf.data --no-children --sort sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -"${PROFILE_TOP:-30}"
 }
 
+# CONNECTION_MACHINES machines and CONNECTION_PEOPLE people (default 8000 + 2000), each
+# its own identity, then a reconnect storm of CONNECTION_STORM machines (default 5000); the
+# server's RSS and open descriptors with them connected.
 run_connections() {
+    ulimit -n 65536
     start_serve
     DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
-    local login user token before after
-    login=$(curl -fsS -X POST "http://$HTTP_ADDR/api/auth/login" -H 'content-type: application/json' \
-        -d '{"email":"dr.okafor@demo.nephrocare.test","password":"Nephro-demo-2026"}')
-    user=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["user"]["id"])' <<<"$login")
-    token=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])' <<<"$login")
+    local before fds after out=/tmp/nc-bench-conn.out
     before=$(ps -o rss= -p "$SERVE_PID" | tr -d ' ')
-    "$BIN" bench connections --mqtt "$MQTT_ADDR" --user "$user" --token "$token" --clients "${CONNECTIONS:-6000}" > /tmp/nc-bench-conn.out &
+    DATABASE_URL="$SERVE_URL" NEPHROCARE_JWT_SECRET=bench-secret-bench-secret-bench-secret-01 \
+        "$BIN" bench connections --mqtt "$MQTT_ADDR" --machines "${CONNECTION_MACHINES:-8000}" \
+        --people "${CONNECTION_PEOPLE:-2000}" --storm "${CONNECTION_STORM:-5000}" > "$out" &
     local b=$!
-    while ! grep -q holding /tmp/nc-bench-conn.out 2>/dev/null; do sleep 0.5; kill -0 $b 2>/dev/null || break; done
+    while ! grep -q holding "$out" 2>/dev/null; do sleep 0.5; kill -0 $b 2>/dev/null || break; done
     sleep 2
     after=$(ps -o rss= -p "$SERVE_PID" | tr -d ' ')
-    head -1 /tmp/nc-bench-conn.out
-    printf '  server RSS %.0f MiB before, %.0f MiB with the clients connected (%.1f KiB per connection)\n' \
-        "$(calc "$before/1024")" "$(calc "$after/1024")" "$(calc "($after-$before)/${CONNECTIONS:-6000}")"
+    fds=$(ls /proc/"$SERVE_PID"/fd | wc -l)
     wait $b || true
+    grep -v holding "$out"
+    local n=$(( ${CONNECTION_MACHINES:-8000} + ${CONNECTION_PEOPLE:-2000} ))
+    printf '  server RSS %.0f MiB before, %.0f MiB with the clients connected (%.1f KiB per connection); %s open descriptors (%.1f per connection)\n' \
+        "$(calc "$before/1024")" "$(calc "$after/1024")" "$(calc "($after-$before)/$n")" "$fds" "$(calc "$fds/$n")"
     stop_serve
 }
 

@@ -154,6 +154,7 @@ impl App {
         let alarms = nc_alarms::Alarms::new(db.clone(), config.alarms.settings());
         let mut ingest_settings = self.ingest;
         ingest_settings.conditions = config.alarms.conditions();
+        ingest_settings.derive_interval = std::time::Duration::from_millis(config.ingest.derive_interval_ms);
         let ingest = nc_ingest::Ingest::start(
             db.get_postgres_connection_pool().clone(),
             ingest_settings,

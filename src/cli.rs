@@ -177,16 +177,21 @@ enum BenchCommand {
         #[arg(long)]
         server_pid: Option<u32>,
     },
-    /// Many authenticated MQTT clients against a running service.
+    /// Many authenticated MQTT clients against a running service, each its own identity
+    /// (machines and people), then a reconnect storm of machines.
     Connections {
         #[arg(long)]
         mqtt: String,
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        token: String,
+        /// The hospital (code) whose machines connect; people are created in it.
+        #[arg(long, default_value = "demo")]
+        hospital: String,
+        #[arg(long, default_value_t = 8000)]
+        machines: usize,
+        #[arg(long, default_value_t = 2000)]
+        people: usize,
+        /// Machines that drop and reconnect at once.
         #[arg(long, default_value_t = 5000)]
-        clients: usize,
+        storm: usize,
     },
     /// The labelled corpus replayed through the service (in-process): sensitivity, false
     /// alarms, alarms per treatment hour against naive thresholds, raise latency.
@@ -409,10 +414,21 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 BenchCommand::Broker { devices, rate, seconds } => {
                     crate::bench::broker(config, devices, rate, seconds).await
                 }
-                BenchCommand::Connections { mqtt, user, token, clients } => {
+                BenchCommand::Connections { mqtt, hospital, machines, people, storm } => {
                     let addr: std::net::SocketAddr =
                         mqtt.parse().map_err(|_| Failure::Config(format!("--mqtt '{mqtt}' is not host:port")))?;
-                    crate::bench::connections(&addr.ip().to_string(), addr.port(), &user, &token, clients).await
+                    if machines == 0 {
+                        return Err(Failure::Config("--machines must be > 0".into()));
+                    }
+                    let bench = crate::bench_connections::ConnectionsBench {
+                        host: addr.ip().to_string(),
+                        port: addr.port(),
+                        hospital,
+                        machines,
+                        people,
+                        storm,
+                    };
+                    crate::bench_connections::run(&config, bench).await
                 }
                 BenchCommand::Ingest { mqtt, devices, rate, seconds, tasks, hospital, server_pid } => {
                     let addr: std::net::SocketAddr =

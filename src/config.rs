@@ -42,7 +42,23 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub auth: AuthConfig,
     pub alarms: AlarmsConfig,
+    pub ingest: IngestConfig,
     pub log: LogConfig,
+}
+
+/// The time-series path.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// `NEPHROCARE_INGEST_DERIVE_INTERVAL_MS`: how long committed readings gather before
+    /// their latest values, rollups and session counters are applied (10 to 10000 ms).
+    pub derive_interval_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { derive_interval_ms: nc_ingest::IngestSettings::default().derive_interval.as_millis() as u64 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -255,7 +271,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
-            filter: "info,sqlx=warn,sea_orm_migration=warn,rumqttd=warn,rumqttd::server::broker=off".into(),
+            filter: "info,sqlx=warn,sea_orm_migration=warn,rumqttd=warn,rumqttd::server::broker=off,rumqttd::router::routing=off".into(),
         }
     }
 }
@@ -387,6 +403,9 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS") {
             config.alarms.flapping_window_secs = seconds("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", &v)?;
         }
+        if let Some(v) = env("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS") {
+            config.ingest.derive_interval_ms = number("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", &v)?;
+        }
         if let Some(v) = env("NEPHROCARE_LOG_FORMAT") {
             config.log.format = log_format("NEPHROCARE_LOG_FORMAT", &v)?;
         }
@@ -453,6 +472,13 @@ impl Config {
                 "NEPHROCARE_JWT_SECRET",
                 "is shorter than 32 bytes",
                 "Use a random value of at least 32 characters, e.g. `openssl rand -base64 48`.",
+            ));
+        }
+        if !(10..=10_000).contains(&self.ingest.derive_interval_ms) {
+            return Err(ConfigError::new(
+                "NEPHROCARE_INGEST_DERIVE_INTERVAL_MS",
+                format!("{} is outside 10..=10000", self.ingest.derive_interval_ms),
+                "Give milliseconds; the default is 200.",
             ));
         }
         if self.auth.access_token_ttl_secs == 0 || self.auth.access_token_ttl_secs > 900 {

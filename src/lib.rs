@@ -5,6 +5,7 @@ pub mod app;
 pub mod bench;
 pub mod bench_alarms;
 pub mod bench_chat;
+pub mod bench_connections;
 pub mod bench_fhir;
 pub mod bench_ingest;
 pub mod bench_queries;

@@ -338,7 +338,8 @@ impl TelemetryApi {
         }
     }
 
-    /// A patient's newest reading (from the latest-values table).
+    /// A patient's newest reading (from the latest-values table, which follows the stored
+    /// readings within about a second: it is derived after each reading's acknowledgement).
     #[oai(path = "/api/health-metrics/current/:patientId", method = "get", operation_id = "getCurrentHealthMetrics")]
     async fn current(
         &self,
@@ -401,7 +402,9 @@ impl TelemetryApi {
     /// min/avg/max per metric per time bucket, from the rollup tier of the resolution. Under
     /// an hour: from the 1-, 5- or 15-minute rollups (the figures of the readings in
     /// `[from, to)`; kept as long as raw readings); an hour and more: from hourly rollups,
-    /// so a year answers quickly and survives raw-data retention.
+    /// so a year answers quickly and survives raw-data retention. The rollups follow the
+    /// stored readings within about a second (they are derived after each reading's
+    /// acknowledgement).
     #[oai(path = "/api/patients/:patientId/health-trends", method = "get", operation_id = "getPatientHealthTrends")]
     #[allow(clippy::too_many_arguments)]
     async fn trends(

@@ -115,6 +115,8 @@ pub(crate) struct Shared {
     people_connections: Arc<Semaphore>,
     /// CONNECTs being authenticated.
     pending: Arc<Semaphore>,
+    /// Refused connections, logged once per reason and window.
+    refusals: edge::refusals::Refusals,
     /// For the access audit log.
     db: DatabaseConnection,
 }
@@ -145,6 +147,7 @@ impl Broker {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             people_connections: Arc::new(Semaphore::new(settings.max_people_connections)),
             pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
+            refusals: Default::default(),
             sessions: Arc::new(sessions::SessionBook::new(settings.sessions_per_identity)),
             db: db.clone(),
             settings,

@@ -8,6 +8,7 @@
 //! broadcast for the live streams and the alert engine.
 
 pub mod alerts;
+pub mod derived;
 pub mod performance;
 pub mod query;
 pub mod reading;
@@ -52,6 +53,9 @@ pub struct IngestSettings {
     pub conditions: alerts::ConditionSettings,
     /// How often the tally of refused messages is added to `device_rejections`.
     pub rejections_flush: Duration,
+    /// How long the deriver lets committed batches gather before applying their latest
+    /// values, rollups and session counters (see [`derived`]).
+    pub derive_interval: Duration,
 }
 
 impl Default for IngestSettings {
@@ -65,6 +69,7 @@ impl Default for IngestSettings {
             retention_days: Some(365),
             conditions: alerts::ConditionSettings::default(),
             rejections_flush: Duration::from_secs(2),
+            derive_interval: Duration::from_millis(200),
         }
     }
 }
@@ -113,7 +118,12 @@ impl Ingest {
         shutdown: CancellationToken,
     ) -> Ingest {
         let (committed, _) = broadcast::channel(1024);
-        let (after_tx, mut after_rx) = mpsc::channel::<Committed>(64);
+        // One evaluation queue per writer (a device's readings always take the same writer, so
+        // its alerts are evaluated in order): an alarm burst on one writer's devices does not
+        // hold up the others.
+        let (after_tx, after_rx): (Vec<_>, Vec<_>) =
+            (0..settings.writers.max(1)).map(|_| mpsc::channel::<Committed>(64)).unzip();
+        let derive = Arc::new(tokio::sync::Notify::new());
         let queues = writer::spawn(
             pool.clone(),
             WriterSettings {
@@ -123,7 +133,9 @@ impl Ingest {
             },
             settings.queue_capacity,
             after_tx,
+            derive.clone(),
         );
+        derived::spawn(pool.clone(), settings.derive_interval, derive, shutdown.clone());
         let alerts = AlertEngine::new(pool.clone(), alarms, settings.conditions.clone());
         let inner = Arc::new(Inner {
             pool,
@@ -139,24 +151,26 @@ impl Ingest {
         // An evaluation that fails (the database went away after the commit) is retried
         // until it succeeds: a committed reading is never left unevaluated. Re-evaluating a
         // reading is harmless (one open alert per device and condition).
-        let fanout = inner.clone();
-        tokio::spawn(async move {
-            while let Some(batch) = after_rx.recv().await {
-                let mut wait = Duration::from_millis(100);
-                while let Err(e) = fanout.alerts.evaluate(&batch).await {
-                    if !transient(&e) {
-                        // Retrying cannot help (a bug, a broken rule): set the batch aside
-                        // rather than stall every alert and live stream behind it.
-                        tracing::error!(error = %e, readings = batch.len(), "alert evaluation failed for a batch; skipped");
-                        break;
+        for mut after_rx in after_rx {
+            let fanout = inner.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = after_rx.recv().await {
+                    let mut wait = Duration::from_millis(100);
+                    while let Err(e) = fanout.alerts.evaluate(&batch).await {
+                        if !transient(&e) {
+                            // Retrying cannot help (a bug, a broken rule): set the batch aside
+                            // rather than stall every alert and live stream behind it.
+                            tracing::error!(error = %e, readings = batch.len(), "alert evaluation failed for a batch; skipped");
+                            break;
+                        }
+                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "alert evaluation failed for a batch; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
                     }
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "alert evaluation failed for a batch; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    let _ = fanout.committed.send(batch);
                 }
-                let _ = fanout.committed.send(batch);
-            }
-        });
+            });
+        }
         if let Some(days) = settings.retention_days {
             let (pool, stop) = (inner.pool.clone(), shutdown.clone());
             tokio::spawn(async move {

@@ -289,12 +289,24 @@ pub async fn readings_page(
 }
 
 /// The first hour with readings of a patient (from the hourly rollups: one index probe), a
-/// lower bound for reading all of a patient's readings.
+/// lower bound for reading all of a patient's readings. A patient whose first readings are
+/// not derived yet (the rollups follow within a second) has none there: then from the
+/// readings themselves (the oldest, through the `(patient_id, time)` index).
 pub async fn first_hour(pool: &PgPool, patient: Uuid) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT min(bucket) FROM health_metric_rollups_hourly WHERE patient_id = $1")
-        .bind(patient)
-        .fetch_one(pool)
-        .await
+    let rolled: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT min(bucket) FROM health_metric_rollups_hourly WHERE patient_id = $1")
+            .bind(patient)
+            .fetch_one(pool)
+            .await?;
+    if rolled.is_some() {
+        return Ok(rolled);
+    }
+    sqlx::query_scalar(
+        "SELECT date_trunc('hour', time) FROM health_metrics WHERE patient_id = $1 ORDER BY time LIMIT 1",
+    )
+    .bind(patient)
+    .fetch_optional(pool)
+    .await
 }
 
 /// min/avg/max/count of one metric in one bucket.

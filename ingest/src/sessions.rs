@@ -6,6 +6,7 @@
 //! and the nadir systolic pressure.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,14 +17,19 @@ use uuid::Uuid;
 
 use crate::reading::{Invalid, COLUMNS};
 
-/// The active session of each device, cached (the database is the truth; the cache is
-/// refreshed whenever this process starts or ends a session).
 /// A device's active session and its patient, if any.
 type Active = Option<(SessionId, Option<PatientId>)>;
 
+/// One device's cached active session (`None`: not loaded yet), behind that device's own
+/// lock: starting or ending a session (the end's summary is a query over the whole
+/// treatment) holds up that device's readings only, never another machine's.
+type Slot = Arc<Mutex<Option<Active>>>;
+
+/// The active session of each device, cached (the database is the truth; the cache is
+/// refreshed whenever this process starts or ends a session).
 #[derive(Default)]
 pub struct Sessions {
-    active: Mutex<HashMap<DeviceId, Active>>,
+    devices: std::sync::Mutex<HashMap<DeviceId, Slot>>,
     patients: std::sync::Mutex<HashMap<PatientId, HospitalId>>,
 }
 
@@ -66,6 +72,11 @@ impl Sessions {
         })
     }
 
+    /// The device's slot (its lock is held only across that device's session changes).
+    fn slot(&self, device: DeviceId) -> Slot {
+        self.devices.lock().expect("sessions").entry(device).or_default().clone()
+    }
+
     async fn load(
         &self,
         pool: &PgPool,
@@ -94,12 +105,13 @@ impl Sessions {
                 return Ok(Err(e));
             }
         }
-        let mut active = self.active.lock().await;
-        let current = match active.get(&device) {
-            Some(c) => *c,
+        let slot = self.slot(device);
+        let mut cached = slot.lock().await;
+        let current = match *cached {
+            Some(c) => c,
             None => {
                 let c = self.load(pool, device).await?;
-                active.insert(device, c);
+                *cached = Some(c);
                 c
             }
         };
@@ -111,7 +123,7 @@ impl Sessions {
                 end(pool, previous, at, "completed").await?;
                 tracing::info!(%device, session = %previous, "a reading named the next patient: previous session ended");
                 let session = start(pool, device, hospital, p, at, None).await?;
-                active.insert(device, Some((session, Some(p))));
+                *cached = Some(Some((session, Some(p))));
                 Ok(Ok(Binding { patient: Some(p), session: Some(session), started: true }))
             }
             (Some((session, session_patient)), p) => {
@@ -119,7 +131,7 @@ impl Sessions {
             }
             (None, Some(p)) => {
                 let session = start(pool, device, hospital, p, at, None).await?;
-                active.insert(device, Some((session, Some(p))));
+                *cached = Some(Some((session, Some(p))));
                 Ok(Ok(Binding { patient: Some(p), session: Some(session), started: true }))
             }
             (None, None) => Ok(Ok(Binding { patient: None, session: None, started: false })),
@@ -139,12 +151,13 @@ impl Sessions {
         if let Err(e) = self.check_patient(pool, patient, hospital).await? {
             return Ok(Err(e));
         }
-        let mut active = self.active.lock().await;
+        let slot = self.slot(device);
+        let mut cached = slot.lock().await;
         if let Some((s, _)) = self.load(pool, device).await? {
             end(pool, s, at, "completed").await?;
         }
         let session = start(pool, device, hospital, patient, at, interval_ms).await?;
-        active.insert(device, Some((session, Some(patient))));
+        *cached = Some(Some((session, Some(patient))));
         Ok(Ok(session))
     }
 
@@ -155,11 +168,12 @@ impl Sessions {
         device: DeviceId,
         at: DateTime<Utc>,
     ) -> Result<Result<(SessionId, Option<PatientId>), Invalid>, sqlx::Error> {
-        let mut active = self.active.lock().await;
+        let slot = self.slot(device);
+        let mut cached = slot.lock().await;
         match self.load(pool, device).await? {
             Some((s, p)) => {
                 end(pool, s, at, "completed").await?;
-                active.insert(device, None);
+                *cached = Some(None);
                 Ok(Ok((s, p)))
             }
             None => Ok(Err(Invalid::new("event", "the device has no active session to end"))),
@@ -169,7 +183,7 @@ impl Sessions {
     /// Ends (as `interrupted`) active sessions whose device has sent nothing for `timeout`.
     ///
     /// Inactivity is measured on the server's clock: since the session was created and since
-    /// the device's latest reading was received. Reading timestamps are the machine's clock
+    /// the device's latest reading was received (or while its readings wait for the deriver). Reading timestamps are the machine's clock
     /// and may lag (a clock behind by more than the timeout, buffered readings uploaded after
     /// a reconnect, a `start` sent with the time treatment began): comparing them with
     /// `now()` would interrupt a session whose device is sending at this very moment. The
@@ -180,16 +194,19 @@ impl Sessions {
                FROM device_sessions s
                LEFT JOIN device_latest_metrics l ON l.device_id = s.device_id
               WHERE s.status = 'active'
-                AND GREATEST(l.updated_at, s.created_at) < now() - make_interval(secs => $1)",
+                AND GREATEST(l.updated_at, s.created_at) < now() - make_interval(secs => $1)
+                -- Readings committed but not yet derived (latest values lag them) count as heard.
+                AND NOT EXISTS (SELECT 1 FROM derived_backlog b WHERE s.device_id = ANY (b.device_ids))",
         )
         .bind(timeout.as_secs_f64())
         .fetch_all(pool)
         .await?;
         let mut ended = Vec::new();
         for (session, device, last) in stale {
-            let mut active = self.active.lock().await;
+            let slot = self.slot(DeviceId(device));
+            let mut cached = slot.lock().await;
             end(pool, SessionId(session), last, "interrupted").await?;
-            active.insert(DeviceId(device), None);
+            *cached = Some(None);
             ended.push(SessionId(session));
         }
         Ok(ended)

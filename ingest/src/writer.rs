@@ -1,26 +1,25 @@
 //! The batching writer: accepted readings are written to the `health_metrics` hypertable
 //! in multi-row `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING` statements by a few
 //! writers, each with its own queue and devices ([`Queues`]); a free writer writes what is
-//! queued at once, so batches grow with the load instead of waiting for a timer. In the same
-//! transaction: the reading identity check (see [`identity`]), then the latest reading per
-//! device, the rollups (see [`rollups`]) and the session counters, for the rows that were new (a
-//! redelivered reading changes nothing). Each reading's submitter learns the outcome only
-//! after COMMIT.
+//! queued at once, so batches grow with the load instead of waiting for a timer (a reading
+//! never waits for a batch to fill, nor for a deadline). In the same transaction: the
+//! reading identity check (see [`identity`]) and the keys of the rows that were new, for the
+//! deriver ([`crate::derived`]: latest values, rollups and session counters, after the
+//! acknowledgement). Nothing else: the commit a PUBACK waits for stays small. Each
+//! reading's submitter learns the outcome only after COMMIT.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nc_broker::SinkUnavailable;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use crate::reading::{ReadingIn, COLUMNS};
 
 mod identity;
-mod rollups;
 
 /// One reading ready to store.
 #[derive(Debug, Clone)]
@@ -123,54 +122,7 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
     }
     let new: Vec<Row> = new_rows.into_iter().map(|i| rows[i].clone()).collect();
 
-    if !new.is_empty() {
-        // Latest reading per device (only moves forward in time).
-        let mut latest: HashMap<Uuid, &Row> = HashMap::new();
-        for r in &new {
-            let e = latest.entry(r.device_id).or_insert(r);
-            if (r.time, r.seq) > (e.time, e.seq) {
-                *e = r;
-            }
-        }
-        let l: Vec<&Row> = latest.into_values().collect();
-        sqlx::query(
-            "INSERT INTO device_latest_metrics (device_id, hospital_id, patient_id, session_id, time, seq, reading, updated_at)
-             SELECT d, h, p, s, t, q, r, now() FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::int8[], $7::jsonb[]) AS x(d, h, p, s, t, q, r)
-             ON CONFLICT (device_id) DO UPDATE SET hospital_id = EXCLUDED.hospital_id, patient_id = EXCLUDED.patient_id,
-                 session_id = EXCLUDED.session_id, time = EXCLUDED.time, seq = EXCLUDED.seq, reading = EXCLUDED.reading, updated_at = now()
-             WHERE (device_latest_metrics.time, device_latest_metrics.seq) <= (EXCLUDED.time, EXCLUDED.seq)",
-        )
-        .bind(l.iter().map(|r| r.device_id).collect::<Vec<_>>())
-        .bind(l.iter().map(|r| r.hospital_id).collect::<Vec<_>>())
-        .bind(l.iter().map(|r| r.patient_id).collect::<Vec<_>>())
-        .bind(l.iter().map(|r| r.session_id).collect::<Vec<_>>())
-        .bind(l.iter().map(|r| r.time).collect::<Vec<_>>())
-        .bind(l.iter().map(|r| r.seq).collect::<Vec<_>>())
-        .bind(l.iter().map(|r| sqlx::types::Json(&r.reading)).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-
-        rollups::write(&mut tx, &new).await?;
-
-        // Session counters.
-        let mut per_session: HashMap<Uuid, i64> = HashMap::new();
-        for r in &new {
-            if let Some(s) = r.session_id {
-                *per_session.entry(s).or_default() += 1;
-            }
-        }
-        if !per_session.is_empty() {
-            let (ids, counts): (Vec<Uuid>, Vec<i64>) = per_session.into_iter().unzip();
-            sqlx::query(
-                "UPDATE device_sessions SET readings_received = readings_received + x.n
-                 FROM UNNEST($1::uuid[], $2::int8[]) AS x(id, n) WHERE device_sessions.id = x.id",
-            )
-            .bind(ids)
-            .bind(counts)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
+    crate::derived::record(&mut tx, new.iter().map(|r| (r.device_id, r.seq, identity::stored_time(r.time)))).await?;
     tx.commit().await?;
     Ok(Batch { new, written })
 }
@@ -199,11 +151,18 @@ impl Queues {
 }
 
 /// Starts the writers, each on its own queue, until the queues close; each committed
-/// batch's new rows go to `after`.
-pub fn spawn(pool: PgPool, settings: WriterSettings, capacity: usize, after: mpsc::Sender<Committed>) -> Queues {
+/// batch's new rows go to that writer's `after` queue (one per writer).
+pub fn spawn(
+    pool: PgPool,
+    settings: WriterSettings,
+    capacity: usize,
+    after: Vec<mpsc::Sender<Committed>>,
+    derive: Arc<Notify>,
+) -> Queues {
     let (queues, receivers) = Queues::new(settings.writers, capacity);
-    for mut rx in receivers {
-        let (pool, settings, after) = (pool.clone(), settings.clone(), after.clone());
+    assert_eq!(after.len(), receivers.len(), "one after-commit queue per writer");
+    for (mut rx, after) in receivers.into_iter().zip(after) {
+        let (pool, settings, derive) = (pool.clone(), settings.clone(), derive.clone());
         tokio::spawn(async move {
             loop {
                 // A batch is written as soon as this writer is free: what is queued then (up
@@ -231,6 +190,9 @@ pub fn spawn(pool: PgPool, settings: WriterSettings, capacity: usize, after: mps
                     Ok(Batch { new, written }) => {
                         for (d, w) in done.into_iter().zip(written) {
                             let _ = d.send(Ok(w));
+                        }
+                        if !new.is_empty() {
+                            derive.notify_one();
                         }
                         if !new.is_empty() {
                             let _ = after.send(Arc::new(new)).await;

@@ -5,8 +5,6 @@
 //! alarm. Real database, real MQTT clients and WebSocket streams.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
@@ -16,7 +14,7 @@ use sqlx::Executor;
 use uuid::Uuid;
 
 use crate::clients::{ws_open, ws_until_reading, Mqtt, WAIT};
-use crate::support::{binary, test_config, Client, TestApp, TestDb};
+use crate::support::{test_config, Client, Service, TestApp, TestDb};
 
 const PASSWORD: &str = "Alarms-pass-2026";
 
@@ -239,8 +237,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// The next whole second: after the world's assignments (made a moment ago, within the
+/// current second), so the technician, who reads and acts on what was recorded during their
+/// assignment only, sees the readings of "now".
 fn now_s() -> DateTime<Utc> {
-    Utc::now().duration_trunc(chrono::Duration::seconds(1)).expect("trunc")
+    Utc::now().duration_trunc(chrono::Duration::seconds(1)).expect("trunc") + chrono::Duration::seconds(1)
 }
 
 fn secs(n: i64) -> chrono::Duration {
@@ -400,72 +401,11 @@ async fn nobody_reachable_at_a_tier_escalates_at_once() {
 // Escalation survives kill -9: driven by stored state, each tier exactly once.
 // ---------------------------------------------------------------------------------------
 
-struct Service {
-    child: std::process::Child,
-    http: String,
-}
-
-impl Service {
-    fn start(db: &TestDb) -> Service {
-        let mut child = binary()
-            .args([
-                "serve",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--mqtt-addr",
-                "127.0.0.1:0",
-                "--mqtt-ws-addr",
-                "127.0.0.1:0",
-            ])
-            .env("DATABASE_URL", &db.url)
-            .env("NEPHROCARE_LOG_FORMAT", "json")
-            .env("NEPHROCARE_JWT_SECRET", "alarms-test-secret-alarms-test-secret-0123456789")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("binary starts");
-        let logs = child.stderr.take().unwrap();
-        // Killed and waited for on drop, whatever happens below.
-        let mut service = Service { child, http: String::new() };
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(logs).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the service logs its address");
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["message"] == "nephrocare ready" {
-                let http = v["http"].as_str().expect("http address").to_owned();
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                service.http = format!("http://{http}");
-                return service;
-            }
-        }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
     let db = TestDb::migrated().await;
     let (hospital, _, device, patient, _, users) = seed(&db).await;
-    let service = Service::start(&db);
+    let service = Service::start(&db, &[]);
     let client = Client::new(service.http.clone());
     let tokens = login_all(&client).await;
     let admin = client.with_token(&tokens["admin"]);
@@ -508,7 +448,7 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     service.kill9();
-    let service = Service::start(&db);
+    let service = Service::start(&db, &[]);
     let deadline = Instant::now() + WAIT;
     while level(&mut c, device).await.map(|(_, l)| l) != Some(3) {
         assert!(Instant::now() < deadline, "tier 3 after the restart");
@@ -617,9 +557,7 @@ async fn a_snoozed_alarm_realerts_while_its_condition_persists() {
 async fn a_persisting_physiological_alarm_cannot_be_cleared_by_hand_but_a_technical_one_can() {
     let w = World::new().await;
     let mut live = ws_open(w.app.running().http_addr, w.device, Some(&w.tokens["doc"])).await.expect("stream");
-    // The next whole second: the technician reads (and acts on) only what was recorded
-    // since its assignment, made a moment ago (within the current second).
-    let t0 = now_s() + secs(1);
+    let t0 = now_s();
     w.reading(1, t0, w.patient, json!({"bloodPressure": 80, "systemStatus": "danger"})).await;
     ws_until_reading(&mut live, 1).await;
     let low = w.alert_where("systolic_bp_low", |_| true).await;

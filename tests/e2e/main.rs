@@ -20,6 +20,7 @@ mod compose;
 mod contract;
 mod dashboard;
 mod deliveries;
+mod derived;
 mod fhir;
 mod limits;
 mod maintenance;

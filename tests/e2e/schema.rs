@@ -37,6 +37,7 @@ const TABLES: &[&str] = &[
     "device_maintenance",
     "device_seq_watermarks",
     "fhir_export_jobs",
+    "derived_backlog",
     "device_presence_events",
     "device_rejections",
 ];

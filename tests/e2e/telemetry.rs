@@ -338,7 +338,8 @@ async fn readings_are_stored_exactly_once_across_a_service_restart() {
     let expected: Vec<(i64, i64)> = (1..=N).map(|s| (s, 1)).collect();
     assert_eq!(counts.len(), expected.len(), "every seq 1..={N} stored");
     assert_eq!(counts, expected, "every seq stored exactly once");
-    // What is derived from new rows only also counts each reading once.
+    // What is derived from new rows only also counts each reading once (after the deriver).
+    db.derived().await;
     let rolled: i64 =
         sqlx::query_scalar("SELECT sum(heart_rate_n)::bigint FROM health_metric_rollups_hourly WHERE patient_id = $1")
             .bind(ids.patient)
@@ -721,6 +722,8 @@ async fn trends_history_and_current_values_agree_with_sql() {
         dev.publish(&telemetry, &body).await;
     }
     dev.until("every reading acknowledged", |m| (m.acked.len() as i64 == N).then_some(())).await;
+    // Current values and trends follow the readings after the acknowledgement.
+    w.app.db.derived().await;
 
     let mut c = w.app.db.sql().await;
     let (from, to) = (base, base + chrono::Duration::hours(6));
@@ -952,6 +955,72 @@ async fn session_inactivity_is_measured_on_the_server_clock() {
             .expect("query");
     assert_eq!((status.as_str(), ended), ("interrupted", began));
     pool.close().await;
+}
+
+/// A machine's session change (its summary, over the whole treatment) holds up that machine
+/// only: while one machine's turnover is stuck behind a lock, another machine starts its
+/// treatment and its reading is acknowledged. (A shift change starts and ends hundreds of
+/// sessions in a minute; before, one lock for every device made them all wait in turn.)
+#[tokio::test]
+async fn a_session_change_that_cannot_finish_holds_up_only_its_own_machine() {
+    let w = World::new().await;
+    let (other, next_patient, other_patient) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut c = w.app.db.sql().await;
+    exec(
+        &mut c,
+        &format!(
+            "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
+             SELECT '{other}', hospital_id, 'hd-2', 'Machine 2', secret_hash FROM devices WHERE id = '{}';
+             INSERT INTO patients (id, hospital_id, patient_number, name) VALUES
+                 ('{next_patient}', '{h}', 'p2', 'Patient Two'), ('{other_patient}', '{h}', 'p3', 'Patient Three')",
+            w.ids.device,
+            h = w.ids.hospital
+        ),
+    )
+    .await;
+    let t0 = now_s();
+    let mut a = w.device_mqtt().await;
+    let telemetry = w.device_topic("telemetry");
+    a.publish_acked(&telemetry, &reading(1, t0, Some(w.ids.patient), json!({}))).await;
+
+    // Machine A's session row is locked, so its turnover (end with summary, then start)
+    // cannot finish.
+    let mut blocker = w.app.db.sql().await;
+    exec(&mut blocker, "BEGIN").await;
+    exec(&mut blocker, &format!("SELECT 1 FROM device_sessions WHERE device_id = '{}' FOR UPDATE", w.ids.device)).await;
+    a.publish(&telemetry, &reading(2, t0 + secs(1), Some(next_patient), json!({}))).await;
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(500), a.until("A's PUBACK", |m| (m.acked.len() > 1).then_some(())))
+            .await;
+    assert!(waiting.is_err(), "A's turnover is stuck behind the lock");
+
+    // Machine B starts its treatment meanwhile: stored and acknowledged.
+    let b_id = other.to_string();
+    let mut b = Mqtt::connect(w.running().mqtt_addr, &b_id, &b_id, PASSWORD, true).await;
+    let b_topic = format!("nc/v1/h/{}/d/{other}/telemetry", w.ids.hospital);
+    b.publish_acked(&b_topic, &reading(1, t0 + secs(1), Some(other_patient), json!({}))).await;
+    let (b_sessions,): (i64,) = sqlx::query_as(&format!(
+        "SELECT count(*) FROM device_sessions WHERE device_id = '{other}' AND status = 'active'"
+    ))
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(b_sessions, 1, "B's session started while A's change waited");
+
+    // Released: A's turnover completes and its reading is acknowledged.
+    exec(&mut blocker, "ROLLBACK").await;
+    a.until("A's PUBACK after the lock", |m| (m.acked.len() > 1).then_some(())).await;
+    let a_sessions: Vec<(Option<Uuid>, String)> = sqlx::query_as(&format!(
+        "SELECT patient_id, status FROM device_sessions WHERE device_id = '{}' ORDER BY started_at, created_at",
+        w.ids.device
+    ))
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        a_sessions,
+        vec![(Some(w.ids.patient), "completed".to_owned()), (Some(next_patient), "active".to_owned())]
+    );
 }
 
 // ---------------------------------------------------------------------------------------

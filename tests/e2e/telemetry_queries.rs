@@ -160,6 +160,9 @@ async fn fine_rollup_tiers_agree_with_sql_over_the_readings_and_count_a_redelive
             assert!(write_batch(&w.pool, &mixed).await.expect("mixed").new.is_empty());
         }
     }
+    // The deriver's work (no service runs here): the rollups of what was committed, once.
+    let derived = nc_ingest::derived::catch_up(&w.pool).await.expect("derived");
+    assert_eq!(derived, rows.len(), "each new reading derived once, redeliveries not at all");
     let (first, last) = (rows[0].time, rows.last().expect("rows").time);
 
     // The stored tiers (and the hourly rollups, of the same shape) = SQL over the readings
@@ -245,6 +248,7 @@ async fn a_history_walk_over_a_long_window_returns_exactly_what_sql_returns() {
     for batch in rows.chunks(200) {
         write_batch(&w.pool, batch).await.expect("batch");
     }
+    nc_ingest::derived::catch_up(&w.pool).await.expect("derived");
     let (from, to) = (day0 - Duration::hours(30), day0 + Duration::days(61) + Duration::seconds(1));
     let expected = |windows: Option<(Uuid, DateTime<Utc>, DateTime<Utc>)>| {
         let pool = w.pool.clone();

@@ -11,6 +11,7 @@
 //! socket, so a slow database slows the device down instead of filling memory. If storage
 //! is unavailable the connection is closed without PUBACK, and the device resends.
 
+pub(crate) mod refusals;
 mod relay;
 
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::refusals::Refusal;
 use crate::acl;
 use crate::core::INTERNAL_USER;
 use crate::payload::{Status, StatusReason, TypingIndicator};
@@ -272,7 +274,7 @@ pub(crate) async fn serve(
         }
     };
     let Ok(pending) = shared.pending.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "too many CONNECTs being authenticated; refusing");
+        shared.refusals.note(Refusal::TooManyPending, peer, &connect.client_id);
         return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
     };
     // Answered within a second even when the database is down (code 3, retry later).
@@ -282,7 +284,7 @@ pub(crate) async fn serve(
     let identity = match authenticated {
         Ok(i) => i,
         Err(code) => {
-            tracing::info!(%peer, client_id = %connect.client_id, ?code, "mqtt connection refused");
+            shared.refusals.note(Refusal::NotAuthenticated, peer, &connect.client_id);
             return refuse_connect(&mut tx, code).await;
         }
     };
@@ -293,13 +295,13 @@ pub(crate) async fn serve(
         Subject::User(_) => &shared.people_connections,
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, client = ?identity.subject, "connection limit of this kind of client reached; refusing");
+        shared.refusals.note(Refusal::LimitReached, peer, &connect.client_id);
         return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
     };
     let will = match will_for(&shared, &identity, connect.last_will.clone()).await {
         Ok(w) => w,
         Err(code) => {
-            tracing::info!(%peer, client_id = %connect.client_id, "will topic not permitted; refused");
+            shared.refusals.note(Refusal::WillRefused, peer, &connect.client_id);
             return refuse_connect(&mut tx, code).await;
         }
     };
@@ -310,7 +312,7 @@ pub(crate) async fn serve(
     let mut claim = match shared.sessions.claim(owner, &connect.client_id, connect.clean_session, identity.family()) {
         Ok(c) => c,
         Err(_) => {
-            tracing::warn!(%peer, client_id = %connect.client_id, "too many connections for this identity; refusing");
+            shared.refusals.note(Refusal::IdentityCap, peer, &connect.client_id);
             return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
         }
     };
@@ -334,7 +336,7 @@ pub(crate) async fn serve(
     {
         Ok(Ok(d)) => d,
         _ => {
-            tracing::warn!(%peer, "cannot re-authorize a resumed session now; refusing (retry later)");
+            shared.refusals.note(Refusal::CannotReauthorize, peer, &connect.client_id);
             end_early(&shared);
             return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
         }

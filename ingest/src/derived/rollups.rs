@@ -1,4 +1,4 @@
-//! The rollups, written in the batch's transaction for the rows that were new (a redelivered
+//! The rollups, written by the deriver for the readings that were new (a redelivered
 //! reading changes nothing), per patient, in two tables of the same shape (one row per
 //! patient and bucket, every metric as columns `<column>_n`, `_sum`, `_min`, `_max`):
 //!
@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::Row;
+use super::Stored;
 use crate::query::FINE_TIERS;
 use crate::reading::COLUMNS;
 
@@ -54,7 +54,7 @@ impl Acc {
 type Buckets = BTreeMap<(Uuid, i16, DateTime<Utc>), [Acc; COLUMNS.len()]>;
 
 /// Updates both rollup tables for `new`, the batch's rows that were new.
-pub(super) async fn write(tx: &mut Transaction<'_, Postgres>, new: &[Row]) -> Result<(), sqlx::Error> {
+pub(super) async fn write(tx: &mut Transaction<'_, Postgres>, new: &[Stored]) -> Result<(), sqlx::Error> {
     let mut fine = Buckets::new();
     let mut hourly = Buckets::new();
     for r in new {
