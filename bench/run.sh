@@ -8,6 +8,7 @@
 #   bench/run.sh profile       perf profile of serve at saturation (user, kernel, allocator)
 #   bench/run.sh connections   10,000 MQTT clients, each its own identity: time to connect, a reconnect storm, server RSS and descriptors
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
+#   bench/run.sh turnover      300 machines start and end treatments together; a 10 Hz probe machine's PUBACK
 #   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
 #   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
 #                              alarms per treatment hour vs naive thresholds, raise latency
@@ -132,7 +133,7 @@ run_profile() {
 # its own identity, then a reconnect storm of CONNECTION_STORM machines (default 5000); the
 # server's RSS and open descriptors with them connected.
 run_connections() {
-    ulimit -n 65536
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
     start_serve
     DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
     local before fds after out=/tmp/nc-bench-conn.out
@@ -150,6 +151,38 @@ run_connections() {
     local n=$(( ${CONNECTION_MACHINES:-8000} + ${CONNECTION_PEOPLE:-2000} ))
     printf '  server RSS %.0f MiB before, %.0f MiB with the clients connected (%.1f KiB per connection); %s open descriptors (%.1f per connection)\n' \
         "$(calc "$before/1024")" "$(calc "$after/1024")" "$(calc "($after-$before)/$n")" "$fds" "$(calc "$fds/$n")"
+    stop_serve
+}
+
+# A shift change: TURNOVER_DEVICES (300) machines at 2 Hz, treatments compressed 60× (a 4 h
+# session in 4 min, so all of them end and start again within seconds of each other), with
+# 2 episodes per treatment hour, for TURNOVER_MINUTES (6; the first turnover comes at ~4
+# min); meanwhile one probe machine of another hospital sends at 10 Hz and reports its
+# PUBACK latency. Then, per 10-second window, the p99 of received_at - ts of the stored
+# readings (how long a reading waited for its writer).
+run_turnover() {
+    start_serve
+    DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
+    local minutes="${TURNOVER_MINUTES:-6}"
+    DATABASE_URL="$SERVE_URL" "$BIN" simulate --devices "${TURNOVER_DEVICES:-300}" --rate 2 --speed 60 \
+        --episodes-per-hour 2 --duration "${minutes}m" --mqtt "$MQTT_ADDR" --progress-every 0 > /tmp/nc-bench-sim.out 2>&1 &
+    local sim=$!
+    sleep 20  # the fleet provisioned and connected
+    DATABASE_URL="$SERVE_URL" "$BIN" bench ingest --mqtt "$MQTT_ADDR" --hospital riverside --devices 1 --rate 10 \
+        --seconds $((minutes * 60 - 30)) --tasks 1 --server-pid "$SERVE_PID" > /tmp/nc-bench-probe.out 2>&1 || true
+    wait "$sim" || true
+    tail -1 /tmp/nc-bench-sim.out
+    echo "  probe (10 Hz, not taking part):"; sed 's/^/    /' /tmp/nc-bench-probe.out
+    PGPASSWORD=nephrocare psql -X -At -F ' ' -h 127.0.0.1 -U nephrocare -d "${SERVE_URL##*/}" -c "
+        WITH w AS (SELECT time_bucket('10 s', received_at) AS b,
+                          percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - time)) AS p99
+                     FROM health_metrics GROUP BY 1)
+        SELECT 'readings ' || (SELECT count(*) FROM health_metrics)
+            || '; received_at - ts p99 over the run ' || round((SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - time)) FROM health_metrics)::numeric * 1000) || ' ms'
+            || ', worst 10 s window ' || round(max(p99)::numeric * 1000) || ' ms'
+            || '; sessions started ' || (SELECT count(*) FROM device_sessions)
+            || ', ended ' || (SELECT count(*) FROM device_sessions WHERE status <> 'active')
+            || '; alarms raised ' || (SELECT count(*) FROM alerts) FROM w"
     stop_serve
 }
 
@@ -275,6 +308,7 @@ case "${1:-all}" in
     connections) run_connections ;;
     profile) run_profile ;;
     queries) run_queries ;;
+    turnover) run_turnover ;;
     all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms; run_fhir ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|chat|alarms|fhir|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|turnover|chat|alarms|fhir|all]" >&2; exit 2 ;;
 esac

@@ -133,6 +133,12 @@ impl Alarms {
                 let reachable = recipients.iter().any(|r| r.tier == tier && r.reachable);
                 self.note_if_unreachable(&mut tx, &mut alert, tier, reachable).await?;
                 tracing::info!(alert = %alert.id, tier, "alert escalated");
+                let reached = match tier {
+                    2 => "2",
+                    3 => "3",
+                    _ => "other",
+                };
+                nc_metrics::get().alarms_escalated.get_or_create(&nc_metrics::Tier { tier: reached }).inc();
                 Step { event, change: AlertChange::Escalated, tier, alert, recipients }
             };
             steps.push(step);

@@ -170,6 +170,12 @@ impl Alarms {
         let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reachable).await?;
         tx.commit().await?;
         tracing::info!(device = %new.device, code = new.code, priority = new.priority, "alert raised");
+        let priority = match new.priority {
+            "high" => "high",
+            "medium" => "medium",
+            _ => "low",
+        };
+        nc_metrics::get().alarms_raised.get_or_create(&nc_metrics::Priority { priority }).inc();
         self.publish(raised, AlertChange::Raised, None, &alert, Some(&recipients)).await;
         if unreachable {
             self.inner.wake.notify_one();

@@ -373,6 +373,15 @@ impl Methods {
         template.iter().filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).nth(index)
     }
 
+    /// The most specific template matching `path` (`/api/alerts/{alertId}`), for metrics.
+    pub fn route(&self, path: &str) -> Option<String> {
+        self.0
+            .iter()
+            .filter_map(|(t, _)| template_specificity(t, path).map(|n| (t, n)))
+            .min_by_key(|x| x.1)
+            .map(|(t, _)| t.join("/"))
+    }
+
     /// The methods of the most specific template matching `path`.
     pub fn allowed(&self, path: &str) -> Option<String> {
         self.0.iter().filter_map(|(t, m)| template_specificity(t, path).map(|n| (n, m))).min_by_key(|(n, _)| *n).map(

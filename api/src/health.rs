@@ -2,7 +2,6 @@
 
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use std::sync::atomic::Ordering;
 
 use poem_openapi::payload::PlainText;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -25,6 +24,13 @@ pub struct HealthStatus {
 }
 
 #[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// The metrics (OpenMetrics 1.0 text).
+    #[oai(status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")]
+    Ok(PlainText<String>),
+}
+
+#[derive(ApiResponse)]
 pub enum ReadyResponse {
     /// The database is reachable and every migration is applied.
     #[oai(status = 200)]
@@ -44,25 +50,33 @@ impl HealthApi {
         Json(HealthStatus { status: "ok".into(), reason: None })
     }
 
-    /// Counters in the Prometheus text format: readings accepted and rejected by ingest
-    /// (over MQTT and HTTP, since this process started) and live MQTT connections.
+    /// The service's metrics in the OpenMetrics text format (Prometheus scrapes it), since
+    /// this process started: publish→PUBACK and commit durations, readings accepted and
+    /// refused, writer queue depths, the derived data's lag and backlog, alarms raised and
+    /// escalated, HTTP request durations by route, the database pool, MQTT connections by
+    /// kind. README.md, section "Metrics", lists them.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self, state: Data<&ApiState>) -> PlainText<String> {
-        let counters = state.ingest.counters();
-        PlainText(format!(
-            "# HELP nephrocare_readings_accepted_total Readings committed to storage.\n\
-             # TYPE nephrocare_readings_accepted_total counter\n\
-             nephrocare_readings_accepted_total {}\n\
-             # HELP nephrocare_readings_rejected_total Readings refused (invalid, or a seq already taken by another reading; never stored).\n\
-             # TYPE nephrocare_readings_rejected_total counter\n\
-             nephrocare_readings_rejected_total {}\n\
-             # HELP nephrocare_mqtt_connections Live MQTT client connections.\n\
-             # TYPE nephrocare_mqtt_connections gauge\n\
-             nephrocare_mqtt_connections {}\n",
-            counters.accepted.load(Ordering::Relaxed),
-            counters.rejected.load(Ordering::Relaxed),
-            state.mqtt.len()
-        ))
+    async fn metrics(&self, state: Data<&ApiState>) -> MetricsResponse {
+        let m = nc_metrics::get();
+        let (machines, people) = state.mqtt.by_kind();
+        m.mqtt_connections.get_or_create(&nc_metrics::Kind { kind: "machine" }).set(machines as i64);
+        m.mqtt_connections.get_or_create(&nc_metrics::Kind { kind: "person" }).set(people as i64);
+        const WRITERS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
+        for (i, depth) in state.ingest.queue_depths().into_iter().enumerate() {
+            let writer = WRITERS.get(i).copied().unwrap_or("other");
+            m.ingest_queue_depth.get_or_create(&nc_metrics::Writer { writer }).set(depth as i64);
+        }
+        if let Ok(n) = state.ingest.derived_backlog().await {
+            m.derived_backlog_batches.set(n);
+        }
+        let pool = state.db.get_postgres_connection_pool();
+        let (size, idle) = (i64::from(pool.size()), pool.num_idle() as i64);
+        for (s, v) in
+            [("in_use", size - idle), ("idle", idle), ("max", i64::from(pool.options().get_max_connections()))]
+        {
+            m.db_pool_connections.get_or_create(&nc_metrics::PoolState { state: s }).set(v);
+        }
+        MetricsResponse::Ok(PlainText(m.encode()))
     }
 
     /// Readiness: the database is reachable and its schema is current. Answers within a

@@ -188,9 +188,9 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         .data(state)
         .with(CatchPanic::new().with_handler(panicked))
         .with(strict_json::StrictJson(request_schemas))
-        .with(contract::AllowHeader(methods))
+        .with(contract::AllowHeader(methods.clone()))
         .with(limits::BodyLimit::new(limits))
-        .with(request_log::RequestLog)
+        .with(request_log::RequestLog(methods))
         .boxed()
 }
 

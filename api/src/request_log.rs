@@ -7,19 +7,21 @@ use std::time::Instant;
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
-/// Logs every request (target `nephrocare_api::request`): 5xx at warn, the rest at info.
-pub struct RequestLog;
+/// Logs every request (target `nephrocare_api::request`): 5xx at warn, the rest at info;
+/// and times it by route template (`nephrocare_http_request_seconds`).
+pub struct RequestLog(pub crate::contract::Methods);
 
 impl<E: Endpoint> Middleware<E> for RequestLog {
     type Output = RequestLogEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        RequestLogEndpoint { inner }
+        RequestLogEndpoint { inner, routes: self.0.clone() }
     }
 }
 
 pub struct RequestLogEndpoint<E> {
     inner: E,
+    routes: crate::contract::Methods,
 }
 
 /// The names of a query's parameters, without their values: `token=…&q=…` → `token,q`.
@@ -54,7 +56,18 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
             Ok(r) => r.status(),
             Err(e) => e.status(),
         };
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed().as_secs_f64();
+        let duration_ms = elapsed * 1000.0;
+        let route = nc_metrics::Route {
+            // A bounded set: any other method is `other`.
+            method: match method.as_str() {
+                m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
+                _ => "other".to_owned(),
+            },
+            route: self.routes.route(&path).unwrap_or_else(|| "other".to_owned()),
+            status: nc_metrics::status_class(status.as_u16()),
+        };
+        nc_metrics::get().http_request_seconds.get_or_create(&route).observe(elapsed);
         if status.is_server_error() {
             tracing::warn!(target: "nephrocare_api::request", %method, %path, query_params = %query, status = status.as_u16(), duration_ms, %remote, "request");
         } else {

@@ -95,6 +95,13 @@ impl Registry {
             .any(|e| matches!(e.subject, Subject::User(u) if u.id == user) && e.rooms.contains(&room))
     }
 
+    /// Live connections of machines and of people.
+    pub fn by_kind(&self) -> (usize, usize) {
+        let conns = self.conns.lock().expect("registry lock");
+        let machines = conns.values().filter(|e| matches!(e.subject, Subject::Device { .. })).count();
+        (machines, conns.len() - machines)
+    }
+
     pub fn len(&self) -> usize {
         self.conns.lock().expect("registry lock").len()
     }

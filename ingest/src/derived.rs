@@ -32,11 +32,15 @@ use crate::reading::{ReadingIn, COLUMNS};
 
 pub(crate) mod rollups;
 
-/// A backlog row: its id and the keys (device, seq, time) of a batch's new readings.
-type Entry = (i64, Vec<Uuid>, Vec<i64>, Vec<DateTime<Utc>>);
+/// A backlog row: its id, the keys (device, seq, time) of a batch's new readings, and the
+/// seconds since it was written.
+type Entry = (i64, Vec<Uuid>, Vec<i64>, Vec<DateTime<Utc>>, f64);
 
 /// Backlog rows taken in one transaction, at most.
 const ENTRIES_PER_APPLY: i64 = 500;
+/// Readings applied in one transaction, at most (a backlog row bigger than this is applied
+/// alone): the deriver's memory is bounded whatever the backlog, e.g. after saturation.
+const READINGS_PER_APPLY: i64 = 20_000;
 
 /// A stored reading, as read back for the derived data.
 #[derive(Debug, Clone)]
@@ -85,22 +89,42 @@ pub(crate) async fn record(
     Ok(())
 }
 
-/// Applies up to [`ENTRIES_PER_APPLY`] backlog rows in one transaction; returns how many
-/// readings they held (0: nothing was waiting, or another deriver holds what is).
+/// Applies the oldest backlog rows (up to [`ENTRIES_PER_APPLY`] rows and
+/// [`READINGS_PER_APPLY`] readings) in one transaction; returns how many readings they held
+/// (0: nothing was waiting, or another deriver holds what is).
 pub async fn apply(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let began = std::time::Instant::now();
     let mut tx = pool.begin().await?;
-    let entries: Vec<Entry> = sqlx::query_as(
-        "SELECT id, device_ids, seqs, times FROM derived_backlog ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    let sizes: Vec<(i64, i32)> = sqlx::query_as(
+        "SELECT id, cardinality(device_ids) FROM derived_backlog ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(ENTRIES_PER_APPLY)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut take = Vec::new();
+    let mut readings = 0i64;
+    for (id, n) in sizes {
+        if !take.is_empty() && readings + i64::from(n) > READINGS_PER_APPLY {
+            break;
+        }
+        take.push(id);
+        readings += i64::from(n);
+    }
+    let entries: Vec<Entry> = sqlx::query_as(
+        "SELECT id, device_ids, seqs, times, extract(epoch FROM clock_timestamp() - created_at)::float8
+           FROM derived_backlog WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(&take)
     .fetch_all(&mut *tx)
     .await?;
     if entries.is_empty() {
         return Ok(0);
     }
-    let (mut ids, mut devices, mut seqs, mut times) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, d, s, t) in entries {
+    let (mut ids, mut devices, mut seqs, mut times, mut ages) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, d, s, t, age) in entries {
         ids.push(id);
+        ages.push(age);
         devices.extend(d);
         seqs.extend(s);
         times.extend(t);
@@ -111,6 +135,12 @@ pub async fn apply(pool: &PgPool) -> Result<usize, sqlx::Error> {
     counters(&mut tx, &rows).await?;
     sqlx::query("DELETE FROM derived_backlog WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
     tx.commit().await?;
+    let metrics = nc_metrics::get();
+    let took = began.elapsed().as_secs_f64();
+    metrics.derive_apply_seconds.observe(took);
+    for age in ages {
+        metrics.derived_lag_seconds.observe(age + took);
+    }
     Ok(rows.len())
 }
 

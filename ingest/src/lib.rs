@@ -272,6 +272,16 @@ impl Ingest {
         self.inner.committed.subscribe()
     }
 
+    /// Readings waiting in each writer's queue.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.inner.queues.depths()
+    }
+
+    /// Written batches waiting for the deriver.
+    pub async fn derived_backlog(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM derived_backlog").fetch_one(&self.inner.pool).await
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
     }
@@ -333,6 +343,7 @@ impl Ingest {
         match stored.await.map_err(|_| SinkUnavailable("ingest is shutting down".into()))?? {
             Written::Stored => {
                 self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                nc_metrics::get().readings_accepted.inc();
                 Ok(Outcome::Stored { patient: binding.patient, seq: Some(seq) })
             }
             Written::Conflict(why) => Ok(self.rejected(device, hospital, Invalid::seq_conflict(why), Some(seq))),
@@ -387,6 +398,7 @@ impl Ingest {
 
     fn rejected(&self, device: DeviceId, hospital: HospitalId, e: Invalid, seq: Option<i64>) -> Outcome {
         self.inner.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        nc_metrics::get().readings_rejected.inc();
         self.inner.rejections.count(device, hospital, e.code);
         tracing::info!(code = e.code, field = %e.field, message = %e.message, "reading rejected");
         Outcome::Invalid(e, seq)

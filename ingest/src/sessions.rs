@@ -25,12 +25,27 @@ type Active = Option<(SessionId, Option<PatientId>)>;
 /// treatment) holds up that device's readings only, never another machine's.
 type Slot = Arc<Mutex<Option<Active>>>;
 
+/// Session starts and ends (the end's summary is a query over the treatment) running at
+/// once, at most: a shift change ends hundreds of sessions within seconds, and unbounded
+/// they would take every pooled connection from the writers.
+const CHANGES_AT_ONCE: usize = 4;
+
 /// The active session of each device, cached (the database is the truth; the cache is
 /// refreshed whenever this process starts or ends a session).
-#[derive(Default)]
 pub struct Sessions {
     devices: std::sync::Mutex<HashMap<DeviceId, Slot>>,
     patients: std::sync::Mutex<HashMap<PatientId, HospitalId>>,
+    changes: tokio::sync::Semaphore,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            devices: Default::default(),
+            patients: Default::default(),
+            changes: tokio::sync::Semaphore::new(CHANGES_AT_ONCE),
+        }
+    }
 }
 
 /// What a reading is bound to.
@@ -120,6 +135,7 @@ impl Sessions {
                 // The machine moved on to the next patient without an `end`: the reading is
                 // clinical data of the new patient. The previous session ends (completed, with
                 // its summary) at this reading's time, and the new patient's session starts.
+                let _change = self.changes.acquire().await.expect("never closed");
                 end(pool, previous, at, "completed").await?;
                 tracing::info!(%device, session = %previous, "a reading named the next patient: previous session ended");
                 let session = start(pool, device, hospital, p, at, None).await?;
@@ -130,6 +146,7 @@ impl Sessions {
                 Ok(Ok(Binding { patient: session_patient.or(p), session: Some(session), started: false }))
             }
             (None, Some(p)) => {
+                let _change = self.changes.acquire().await.expect("never closed");
                 let session = start(pool, device, hospital, p, at, None).await?;
                 *cached = Some(Some((session, Some(p))));
                 Ok(Ok(Binding { patient: Some(p), session: Some(session), started: true }))
@@ -153,6 +170,7 @@ impl Sessions {
         }
         let slot = self.slot(device);
         let mut cached = slot.lock().await;
+        let _change = self.changes.acquire().await.expect("never closed");
         if let Some((s, _)) = self.load(pool, device).await? {
             end(pool, s, at, "completed").await?;
         }
@@ -172,6 +190,7 @@ impl Sessions {
         let mut cached = slot.lock().await;
         match self.load(pool, device).await? {
             Some((s, p)) => {
+                let _change = self.changes.acquire().await.expect("never closed");
                 end(pool, s, at, "completed").await?;
                 *cached = Some(None);
                 Ok(Ok((s, p)))
@@ -205,6 +224,7 @@ impl Sessions {
         for (session, device, last) in stale {
             let slot = self.slot(DeviceId(device));
             let mut cached = slot.lock().await;
+            let _change = self.changes.acquire().await.expect("never closed");
             end(pool, SessionId(session), last, "interrupted").await?;
             *cached = Some(None);
             ended.push(SessionId(session));

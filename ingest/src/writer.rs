@@ -144,6 +144,11 @@ impl Queues {
         (Queues { senders: senders.into() }, receivers)
     }
 
+    /// Readings waiting in each writer's queue.
+    pub fn depths(&self) -> Vec<usize> {
+        self.senders.iter().map(|s| s.max_capacity() - s.capacity()).collect()
+    }
+
     /// The queue of `device`'s writer.
     pub fn of(&self, device: Uuid) -> &mpsc::Sender<Job> {
         &self.senders[(device.as_u128() % self.senders.len() as u128) as usize]
@@ -175,9 +180,15 @@ pub fn spawn(
                 let (rows, done): (Vec<Row>, Vec<_>) = jobs.into_iter().map(|j| (j.row, j.done)).unzip();
                 let started = tokio::time::Instant::now();
                 let mut wait = Duration::from_millis(50);
+                let metrics = nc_metrics::get();
+                metrics.ingest_batch_readings.observe(rows.len() as f64);
                 let outcome = loop {
+                    let began = std::time::Instant::now();
                     match write_batch(&pool, &rows).await {
-                        Ok(batch) => break Ok(batch),
+                        Ok(batch) => {
+                            metrics.ingest_commit_seconds.observe(began.elapsed().as_secs_f64());
+                            break Ok(batch);
+                        }
                         Err(e) if started.elapsed() < settings.retry_for => {
                             tracing::warn!(error = %e, batch = rows.len(), "writing readings failed; retrying");
                             tokio::time::sleep(wait).await;

@@ -24,6 +24,7 @@ mod derived;
 mod fhir;
 mod limits;
 mod maintenance;
+mod metrics;
 mod mqtt;
 mod openapi;
 mod patients;

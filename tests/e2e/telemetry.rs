@@ -957,6 +957,50 @@ async fn session_inactivity_is_measured_on_the_server_clock() {
     pool.close().await;
 }
 
+/// A machine streaming readings that nobody subscribes to keeps its connection past its
+/// keep-alive. MQTT lets a client that keeps publishing skip PINGREQs; the edge forwards
+/// nothing upstream then (nobody wants those readings), so it keeps its own link to the core
+/// alive with PINGREQs of its own (before, the core ended that link after 1.5 × the
+/// keep-alive and the machine was cut off, and reconnected, every few minutes). The core's
+/// answers to the edge's pings never reach the machine.
+#[tokio::test]
+async fn a_machine_nobody_watches_keeps_its_connection_past_its_keep_alive() {
+    use crate::mqtt::{Got, Raw};
+    use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
+    let w = World::new().await;
+    let d = w.ids.device.to_string();
+    let mut connect = Connect::new(d.clone());
+    connect.keep_alive = 2;
+    connect.set_login(d.clone(), PASSWORD);
+    let mut raw = Raw::open(w.running().mqtt_addr, connect).await.expect("connects");
+    let topic = w.device_topic("telemetry");
+    let start = now_s() - secs(30);
+    // 6 s of readings, one every 200 ms, and no PINGREQ: the upstream link would have
+    // died at 3 s.
+    let mut acked = 0;
+    for seq in 1..=30i64 {
+        let body = reading(seq, start + chrono::Duration::milliseconds(200 * seq), None, json!({}));
+        let mut publish = Publish::new(topic.clone(), QoS::AtLeastOnce, body.to_string());
+        publish.pkid = raw.next_pkid();
+        raw.send(Packet::Publish(publish)).await.expect("sent");
+        loop {
+            match raw.recv(Duration::from_millis(200)).await {
+                Got::Packet(Packet::PubAck(_)) => acked += 1,
+                Got::Packet(Packet::PingResp) => panic!("a PINGRESP the machine never asked for"),
+                Got::Packet(other) => panic!("unexpected {other:?}"),
+                Got::Closed => panic!("the connection was closed after {acked} acknowledgements"),
+                Got::Timeout => break,
+            }
+        }
+    }
+    while acked < 30 {
+        match raw.recv(WAIT).await {
+            Got::Packet(Packet::PubAck(_)) => acked += 1,
+            other => panic!("after {acked} acknowledgements: {other:?}"),
+        }
+    }
+}
+
 /// A machine's session change (its summary, over the whole treatment) holds up that machine
 /// only: while one machine's turnover is stuck behind a lock, another machine starts its
 /// treatment and its reading is acknowledged. (A shift change starts and ends hundreds of

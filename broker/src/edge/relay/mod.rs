@@ -20,6 +20,7 @@ use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
@@ -54,11 +55,11 @@ use crate::Shared;
 enum Settled {
     /// Forward `publish` to the core (if any; also on the patient's own topic when the
     /// message belongs to a patient), then PUBACK `pkid` (if QoS 1).
-    Forward { pkid: Option<u16>, publish: Option<Publish>, patient: Option<PatientId> },
+    Forward { pkid: Option<u16>, publish: Option<Publish>, patient: Option<PatientId>, received: Option<Instant> },
     /// Invalid: PUBACK (if QoS 1), publish `error` on the device's errors topic, do not forward.
-    Rejected { pkid: Option<u16>, error: serde_json::Value },
+    Rejected { pkid: Option<u16>, error: serde_json::Value, received: Option<Instant> },
     /// Storage unavailable: close without acknowledging.
-    Unavailable(String),
+    Unavailable(String, Option<Instant>),
 }
 
 type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
@@ -177,6 +178,12 @@ pub(super) struct Session {
     /// Packets for the core not yet written: everything one turn of the loop produces (a
     /// reading's device and patient copies, acknowledgements) goes out in one write.
     core_out: BytesMut,
+    /// When the edge last wrote to the core: the upstream link is kept alive from it (a
+    /// machine whose readings nobody subscribes to sends nothing upstream, and the core
+    /// would end the link after 1.5 × its keep-alive).
+    core_written_at: tokio::time::Instant,
+    /// The edge's own PINGREQs whose PINGRESP has not come back (not the client's to see).
+    own_pings: u32,
     /// The subscriptions this connection holds under the current rights, by filter string:
     /// the delivery gate.
     subscriptions: HashMap<String, Filter>,
@@ -238,6 +245,8 @@ impl Session {
             tx,
             up_tx,
             core_out: BytesMut::with_capacity(4096),
+            core_written_at: tokio::time::Instant::now(),
+            own_pings: 0,
             subscriptions: HashMap::new(),
             upstream: HashMap::new(),
             delivery_acks: DeliveryAcks::default(),
@@ -382,6 +391,7 @@ impl Session {
         if !self.core_out.is_empty() {
             self.up_tx.write_all(&self.core_out).await?;
             self.core_out.clear();
+            self.core_written_at = tokio::time::Instant::now();
         }
         Ok(())
     }
@@ -433,6 +443,9 @@ impl Session {
         let max = self.shared.settings.max_packet_size;
         let max_inflight = self.shared.settings.max_inflight;
         let idle = (keep_alive > 0).then(|| Duration::from_millis(keep_alive as u64 * 1500));
+        // The upstream link's keep-alive is the client's (u16::MAX for none): a PINGREQ goes
+        // up when the edge has written nothing to the core for half of it.
+        let ping_every = Duration::from_millis(if keep_alive == 0 { u16::MAX as u64 } else { keep_alive as u64 } * 500);
         let mut last_heard = tokio::time::Instant::now();
         loop {
             // Packets already buffered from the client are handled before waiting again.
@@ -506,6 +519,12 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(far)), if keepalive_at.is_some() => {
                     return End::KeepaliveTimeout;
+                }
+                _ = tokio::time::sleep_until(self.core_written_at + ping_every) => {
+                    self.own_pings += 1;
+                    if self.send_core(&Packet::PingReq).await.is_err() || self.flush_core().await.is_err() {
+                        return End::CoreClosed;
+                    }
                 }
             }
         }
@@ -790,6 +809,11 @@ impl Session {
                 _ => Ok(()),
             },
             Packet::Publish(p) => return self.core_publish(p).await,
+            // The answer to the edge's own keep-alive ping stays here.
+            Packet::PingResp if self.own_pings > 0 => {
+                self.own_pings -= 1;
+                Ok(())
+            }
             // The rest of the QoS flows of deliveries pass through.
             p @ (Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingResp) => {
                 self.send_client(&p).await

@@ -4,6 +4,8 @@
 //! typing indicators go to the chat service, which stores or stamps them and publishes the
 //! result itself. Acknowledgements follow publish order.
 
+use std::time::Instant;
+
 use futures_util::stream::StreamExt;
 use nc_access::Subject;
 use rumqttc::{Packet, PubAck, Publish, QoS};
@@ -55,6 +57,7 @@ impl Session {
                         return Ok(Some(end));
                     }
                 }
+                let received = Some(Instant::now());
                 let stored = self.shared.sink.submit(message);
                 self.pending.push_back(Box::pin(async move {
                     match stored.await {
@@ -62,10 +65,10 @@ impl Session {
                             let mut forward = publish;
                             // Never retained: a session or reading names a patient.
                             forward.retain = false;
-                            Settled::Forward { pkid, publish: Some(forward), patient }
+                            Settled::Forward { pkid, publish: Some(forward), patient, received }
                         }
-                        Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error },
-                        Err(e) => Settled::Unavailable(e.0),
+                        Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error, received },
+                        Err(e) => Settled::Unavailable(e.0, received),
                     }
                 }));
                 if channel == DeviceChannel::Session {
@@ -81,9 +84,11 @@ impl Session {
                 let handled = self.shared.people.submit(message);
                 self.pending.push_back(Box::pin(async move {
                     match handled.await {
-                        Ok(SinkOutcome::Committed { .. }) => Settled::Forward { pkid, publish: None, patient: None },
-                        Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error },
-                        Err(e) => Settled::Unavailable(e.0),
+                        Ok(SinkOutcome::Committed { .. }) => {
+                            Settled::Forward { pkid, publish: None, patient: None, received: None }
+                        }
+                        Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error, received: None },
+                        Err(e) => Settled::Unavailable(e.0, None),
                     }
                 }));
             }
@@ -107,7 +112,7 @@ impl Session {
 
     pub(super) async fn settle(&mut self, settled: Settled) -> std::io::Result<Option<End>> {
         match settled {
-            Settled::Forward { pkid, publish, patient } => {
+            Settled::Forward { pkid, publish, patient, received } => {
                 if let Some(p) = publish {
                     let topic = Topic::parse(&p.topic);
                     // The patient's own copy, for the patient's apps (see topics.md).
@@ -133,9 +138,10 @@ impl Session {
                 if let Some(pkid) = pkid {
                     self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
                 }
+                acknowledged(received, "committed");
                 Ok(None)
             }
-            Settled::Rejected { pkid, error } => {
+            Settled::Rejected { pkid, error, received } => {
                 let topic = match self.identity.subject {
                     Subject::Device { id, hospital } => {
                         Topic::Device { hospital, device: id, channel: DeviceChannel::Errors }
@@ -148,12 +154,24 @@ impl Session {
                 if let Some(pkid) = pkid {
                     self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
                 }
+                acknowledged(received, "rejected");
                 Ok(None)
             }
-            Settled::Unavailable(why) => {
+            Settled::Unavailable(why, received) => {
+                acknowledged(received, "unavailable");
                 tracing::warn!(client = ?self.identity.subject, %why, "storage unavailable; closing without acknowledging");
                 Ok(Some(End::StorageUnavailable))
             }
         }
+    }
+}
+
+/// A device message's time from PUBLISH to its PUBACK (or to closing without one).
+fn acknowledged(received: Option<Instant>, outcome: &'static str) {
+    if let Some(at) = received {
+        nc_metrics::get()
+            .mqtt_puback_seconds
+            .get_or_create(&nc_metrics::Outcome { outcome })
+            .observe(at.elapsed().as_secs_f64());
     }
 }
