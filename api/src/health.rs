@@ -3,7 +3,6 @@
 use poem::web::Data;
 use poem_openapi::payload::Json;
 
-use poem_openapi::payload::PlainText;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::ConnectionTrait;
 use sea_orm_migration::MigratorTrait;
@@ -24,13 +23,6 @@ pub struct HealthStatus {
 }
 
 #[derive(ApiResponse)]
-pub enum MetricsResponse {
-    /// The metrics (OpenMetrics 1.0 text).
-    #[oai(status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")]
-    Ok(PlainText<String>),
-}
-
-#[derive(ApiResponse)]
 pub enum ReadyResponse {
     /// The database is reachable and every migration is applied.
     #[oai(status = 200)]
@@ -48,35 +40,6 @@ impl HealthApi {
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<HealthStatus> {
         Json(HealthStatus { status: "ok".into(), reason: None })
-    }
-
-    /// The service's metrics in the OpenMetrics text format (Prometheus scrapes it), since
-    /// this process started: publish→PUBACK and commit durations, readings accepted and
-    /// refused, writer queue depths, the derived data's lag and backlog, alarms raised and
-    /// escalated, HTTP request durations by route, the database pool, MQTT connections by
-    /// kind. README.md, section "Metrics", lists them.
-    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self, state: Data<&ApiState>) -> MetricsResponse {
-        let m = nc_metrics::get();
-        let (machines, people) = state.mqtt.by_kind();
-        m.mqtt_connections.get_or_create(&nc_metrics::Kind { kind: "machine" }).set(machines as i64);
-        m.mqtt_connections.get_or_create(&nc_metrics::Kind { kind: "person" }).set(people as i64);
-        const WRITERS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
-        for (i, depth) in state.ingest.queue_depths().into_iter().enumerate() {
-            let writer = WRITERS.get(i).copied().unwrap_or("other");
-            m.ingest_queue_depth.get_or_create(&nc_metrics::Writer { writer }).set(depth as i64);
-        }
-        if let Ok(n) = state.ingest.derived_backlog().await {
-            m.derived_backlog_batches.set(n);
-        }
-        let pool = state.db.get_postgres_connection_pool();
-        let (size, idle) = (i64::from(pool.size()), pool.num_idle() as i64);
-        for (s, v) in
-            [("in_use", size - idle), ("idle", idle), ("max", i64::from(pool.options().get_max_connections()))]
-        {
-            m.db_pool_connections.get_or_create(&nc_metrics::PoolState { state: s }).set(v);
-        }
-        MetricsResponse::Ok(PlainText(m.encode()))
     }
 
     /// Readiness: the database is reachable and its schema is current. Answers within a
@@ -105,4 +68,34 @@ impl HealthApi {
             }
         }
     }
+}
+
+/// `GET /metrics`: the service's metrics in the OpenMetrics text format (Prometheus scrapes
+/// it), since this process started: publish→PUBACK and commit durations, readings accepted
+/// and refused, writer queue depths, the derived data's lag and backlog, alarms raised and
+/// escalated, HTTP request durations by route, the database pool, MQTT connections by kind
+/// (README.md, section "Metrics"). Outside the OpenAPI document, like the probes of other
+/// monitoring systems: its format is OpenMetrics', not a JSON API's.
+#[poem::handler]
+pub async fn metrics(state: Data<&ApiState>) -> poem::Response {
+    let m = nc_metrics::get();
+    let (machines, people) = state.mqtt.by_kind();
+    m.mqtt_connections.get_or_create(&nc_metrics::Kind { kind: "machine" }).set(machines as i64);
+    m.mqtt_connections.get_or_create(&nc_metrics::Kind { kind: "person" }).set(people as i64);
+    const WRITERS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
+    for (i, depth) in state.ingest.queue_depths().into_iter().enumerate() {
+        let writer = WRITERS.get(i).copied().unwrap_or("other");
+        m.ingest_queue_depth.get_or_create(&nc_metrics::Writer { writer }).set(depth as i64);
+    }
+    if let Ok(n) = state.ingest.derived_backlog().await {
+        m.derived_backlog_batches.set(n);
+    }
+    let pool = state.db.get_postgres_connection_pool();
+    let (size, idle) = (i64::from(pool.size()), pool.num_idle() as i64);
+    for (s, v) in [("in_use", size - idle), ("idle", idle), ("max", i64::from(pool.options().get_max_connections()))] {
+        m.db_pool_connections.get_or_create(&nc_metrics::PoolState { state: s }).set(v);
+    }
+    poem::Response::builder()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(m.encode())
 }

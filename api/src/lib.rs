@@ -156,6 +156,7 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         &[
             ("/api/openapi.json", "GET"),
             ("/api/asyncapi.json", "GET"),
+            ("/metrics", "GET"),
             ("/ws/health-metrics/{deviceId}", "GET"),
             ("/ws/chat/{roomId}", "GET"),
             ("/", "GET"),
@@ -180,6 +181,7 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         )
         .nest("/docs", docs)
         .nest("/fhir/r4", fhir::routes())
+        .at("/metrics", poem::get(health::metrics))
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
         .at("/ws/chat/:roomId", poem::get(chat_ws::chat))
         .with(contract::PathParamNames(methods.clone()))

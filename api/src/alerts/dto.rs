@@ -288,7 +288,7 @@ pub struct EscalationRuleDto {
     /// The tiers reached one after the other: 2 (the doctors of the device's ward, or of the
     /// hospital when it has no ward) and/or 3 (the hospital's admins), increasing; empty
     /// with `afterSeconds` null.
-    #[oai(validator(max_items = 2))]
+    #[oai(validator(max_items = 2, unique_items, minimum(value = "2"), maximum(value = "3")))]
     pub tiers: Vec<u8>,
 }
 
