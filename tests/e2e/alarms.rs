@@ -746,7 +746,8 @@ async fn the_escalation_policy_is_the_admins_validated_and_audited() {
         (json!({"high": {"afterSeconds": 60, "tiers": []}}), "high"),
         (json!({"medium": {"afterSeconds": null, "tiers": [2]}}), "medium"),
         (json!({"low": {"afterSeconds": 0, "tiers": [2]}}), "afterSeconds"),
-        (json!({"low": {"afterSeconds": 60, "tiers": [1]}}), "low"),
+        // Tier 1 is the care team, never an escalation: the schema's bound (2..3) names `tiers`.
+        (json!({"low": {"afterSeconds": 60, "tiers": [1]}}), "tiers"),
     ] {
         let mut body = good.clone();
         for (k, v) in bad.as_object().unwrap() {
