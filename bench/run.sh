@@ -13,6 +13,8 @@
 #   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
 #                              alarms per treatment hour vs naive thresholds, raise latency
 #   bench/run.sh fhir          FHIR Observation pages and a whole-patient bulk export on a year of 1 Hz data
+#   bench/run.sh cluster       the ingest runs with the embedded core, then with a 3-server NATS cluster as the
+#                              core (scripts/nats-cluster.sh): msg/s, PUBACK latency, node and broker CPU and RSS
 #   bench/run.sh all
 #
 # Sizes can be changed with environment variables (see each section).
@@ -298,6 +300,38 @@ run_alarms() {
     drop_db "$url"
 }
 
+# The ingest runs (CLUSTER_RUNS, default "1000:10 1000:40") against one node with the
+# embedded core, then against one node whose core is a local 3-server NATS cluster (R3
+# JetStream: every QoS 1 message the edge forwards is stored three times), with the
+# brokers' CPU seconds and RSS over the clustered runs. All on this machine's 2 cores.
+run_cluster() {
+    scripts/provision-nats.sh >/dev/null
+    local dir=/tmp/nc-bench-nats runs="${CLUSTER_RUNS:-1000:10 1000:40}"
+    bash scripts/nats-cluster.sh stop "$dir" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    echo "== embedded core (one node)"
+    INGEST_COPY=0 INGEST_RUNS="$runs" run_ingest
+    local urls; urls="$(bash scripts/nats-cluster.sh start "$dir" 24883 2>/dev/null)"
+    nats_cpu() {  # total CPU seconds of the three servers
+        local t=0 pid
+        for n in 1 2 3; do
+            pid=$(cat "$dir/nc$n.pid")
+            t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+        done
+        calc "$t / $(getconf CLK_TCK)"
+    }
+    local before; before=$(nats_cpu)
+    echo "== NATS cluster core (3 servers, R3)"
+    export NEPHROCARE_MQTT_CORE_URL="$urls"
+    INGEST_COPY=0 INGEST_RUNS="$runs" run_ingest
+    unset NEPHROCARE_MQTT_CORE_URL
+    local rss=0 r
+    for n in 1 2 3; do r=$(ps -o rss= -p "$(cat "$dir/nc$n.pid")" | tr -d ' '); rss=$((rss + r)); done
+    printf '  the 3 NATS servers: %.1f CPU s over the clustered runs, RSS %.0f MiB in all now\n' \
+        "$(calc "$(nats_cpu) - $before")" "$(calc "$rss / 1024")"
+    bash scripts/nats-cluster.sh stop "$dir" >/dev/null 2>&1
+}
+
 case "${1:-all}" in
     copy) run_copy ;;
     chat) run_chat ;;
@@ -309,6 +343,7 @@ case "${1:-all}" in
     profile) run_profile ;;
     queries) run_queries ;;
     turnover) run_turnover ;;
+    cluster) run_cluster ;;
     all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms; run_fhir ;;
     *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|turnover|chat|alarms|fhir|all]" >&2; exit 2 ;;
 esac

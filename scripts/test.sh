@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the full test suite: provisions PostgreSQL + TimescaleDB if needed (idempotent,
-# seconds when ready), then every unit and end-to-end test of the workspace.
+# Runs the full test suite: provisions PostgreSQL + TimescaleDB and nats-server if needed
+# (idempotent, seconds when ready), then every unit and end-to-end test of the workspace.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 scripts/provision-db.sh
+# The multi-node tests (tests/e2e/cluster.rs) run a 3-node NATS cluster (Debian's nats-server).
+scripts/provision-nats.sh
 export NEPHROCARE_TEST_DATABASE_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare}"
 
 # Leftovers of interrupted earlier runs (each test drops its own database when it ends).

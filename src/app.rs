@@ -173,11 +173,20 @@ impl App {
             broker_settings.tls = Some(tls);
             tracing::info!("MQTT listeners use TLS");
         }
+        if let Some(url) = &config.mqtt.core_url {
+            let core = nc_broker::core::Core::external(url.expose()).map_err(|e| StartError::Other(e.to_string()))?;
+            broker_settings.external_core = Some(core);
+        }
         let chat = nc_chat::Chat::new(db.clone(), &self.chat);
         let broker = nc_broker::Broker::start(broker_settings, db.clone(), authn.clone(), sink, Arc::new(chat.clone()))
             .await
             .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;
         chat.attach_broker(broker.publisher(), broker.registry());
+        // With several nodes, what each fans out in process reaches the others' streams too.
+        let bus = broker.bus();
+        chat.attach_bus(&bus);
+        ingest.attach_bus(&bus);
+        alarms.attach_bus(&bus);
         let bookings = nc_bookings::Bookings::new(db.clone());
         bookings.attach_broker(broker.publisher());
         alarms.set_publisher(broker.publisher());

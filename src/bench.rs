@@ -379,12 +379,13 @@ pub async fn broker(config: crate::Config, devices: usize, rate: f64, seconds: f
 
     // The same clients on a bare embedded rumqttd (no edge: no authentication or ACL).
     let core = nc_broker::core::start(devices * 2 + 16, 1024 * 1024).await.map_err(|e| e.to_string())?;
-    let _keep = nc_broker::Publisher::start(&core).await.map_err(|e| e.to_string())?;
+    let _keep =
+        nc_broker::Publisher::start(&core, &nc_broker::cluster::Bus::single()).await.map_err(|e| e.to_string())?;
     let cred = core.credential.clone();
     let bare_logins: Vec<(String, String, String)> =
         ids.iter().map(|d| (format!("p{d}"), nc_broker::core::INTERNAL_USER.to_owned(), cred.clone())).collect();
     let bare_sub = move |i: usize| (format!("s{i}"), nc_broker::core::INTERNAL_USER.to_owned(), cred.clone());
-    let bare = fanout("127.0.0.1", core.addr.port(), &bare_logins, &bare_sub, &topics, rate, seconds).await?;
+    let bare = fanout("127.0.0.1", core.addr().port, &bare_logins, &bare_sub, &topics, rate, seconds).await?;
 
     let line = |name: &str, r: &FanoutResult| {
         format!(

@@ -114,6 +114,10 @@ pub struct MqttConfig {
     /// `NEPHROCARE_MQTT_PUBLIC_WS_URL`: the MQTT-over-WebSocket URL browsers (the web
     /// dashboard) connect to, when it is not the page's host and `ws_addr`'s port (a proxy).
     pub public_ws_url: Option<String>,
+    /// `NEPHROCARE_MQTT_CORE_URL`: an external, clustered MQTT broker shared by several
+    /// nodes, `mqtt://user:password@host:port`, comma-separated for failover (README
+    /// "Running several nodes"). Unset: the embedded rumqttd (one node).
+    pub core_url: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -251,6 +255,7 @@ impl Default for MqttConfig {
             tls_cert: None,
             tls_key: None,
             public_ws_url: None,
+            core_url: None,
         }
     }
 }
@@ -391,6 +396,9 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_MQTT_PUBLIC_WS_URL") {
             config.mqtt.public_ws_url = Some(v);
         }
+        if let Some(v) = env("NEPHROCARE_MQTT_CORE_URL") {
+            config.mqtt.core_url = Some(Secret::new(v));
+        }
         if let Some(v) = env("NEPHROCARE_JWT_SECRET") {
             config.auth.jwt_secret = Secret::new(v);
         }
@@ -487,6 +495,15 @@ impl Config {
                 format!("{} is outside 1..=900", self.auth.access_token_ttl_secs),
                 "Access tokens are short-lived: at most 15 minutes.",
             ));
+        }
+        if let Some(url) = &self.mqtt.core_url {
+            if let Err(e) = nc_broker::core::Core::external(url.expose()) {
+                return Err(ConfigError::new(
+                    "NEPHROCARE_MQTT_CORE_URL",
+                    e.to_string(),
+                    "Give the clustered MQTT broker as mqtt://user:password@host:port, several separated by commas.",
+                ));
+            }
         }
         if self.mqtt.tls_cert.is_some() != self.mqtt.tls_key.is_some() {
             return Err(ConfigError::new(

@@ -76,7 +76,7 @@ impl Alarms {
     ) -> bool {
         let body = AlertEvent { v: V1, event: change, alert: alert.clone() };
         let Some(publisher) = self.inner.publisher.get() else {
-            let _ = self.inner.events.send(body);
+            self.emit(body);
             return true;
         };
         let mut sent = true;
@@ -123,8 +123,16 @@ impl Alarms {
                 sent = false;
             }
         }
-        let _ = self.inner.events.send(body);
+        self.emit(body);
         sent
+    }
+
+    /// To this node's live streams, and to the other nodes'.
+    fn emit(&self, body: AlertEvent) {
+        if let Some(bus) = self.inner.bus.get() {
+            bus.publish(crate::ALERTS_EVENT, &body);
+        }
+        let _ = self.inner.events.send(body);
     }
 
     /// Publishes the events left unpublished for longer than the configured delay (the

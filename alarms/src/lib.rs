@@ -83,12 +83,17 @@ pub enum AlarmError {
     Db(#[from] sqlx::Error),
 }
 
+/// The node event that carries alert changes to the other nodes' live streams.
+pub(crate) const ALERTS_EVENT: &str = "alerts";
+
 pub(crate) struct Inner {
     pub(crate) pool: PgPool,
     pub(crate) policy: Policy,
     pub(crate) settings: AlarmSettings,
     pub(crate) publisher: OnceLock<Publisher>,
     pub(crate) events: broadcast::Sender<AlertEvent>,
+    /// Other nodes (an external MQTT core), once attached.
+    pub(crate) bus: OnceLock<nc_broker::cluster::Bus>,
     pub(crate) reach: Reach,
     /// Wakes the scheduler (an alert reached nobody: escalate now).
     pub(crate) wake: Notify,
@@ -110,6 +115,7 @@ impl Alarms {
                 settings,
                 publisher: OnceLock::new(),
                 events,
+                bus: OnceLock::new(),
                 reach: Reach::default(),
                 wake: Notify::new(),
             }),
@@ -119,6 +125,18 @@ impl Alarms {
     /// Where changes are published on MQTT (set once the broker runs).
     pub fn set_publisher(&self, publisher: Publisher) {
         let _ = self.inner.publisher.set(publisher);
+    }
+
+    /// Shares alert changes with the other nodes' live streams, and theirs with ours.
+    pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
+        if !bus.enabled() {
+            return;
+        }
+        let events = self.inner.events.clone();
+        bus.on(ALERTS_EVENT, move |e: AlertEvent| {
+            let _ = events.send(e);
+        });
+        let _ = self.inner.bus.set(bus.clone());
     }
 
     /// Who can be reached now (the broker and the live streams tell it).

@@ -7,11 +7,11 @@
 use chrono::{DateTime, Utc};
 use nc_broker::payload::{kind, V1};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// An alert as stored and as published (JSON, camelCase).
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub id: Uuid,
@@ -94,7 +94,7 @@ impl Alert {
 }
 
 /// What happened to an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertChange {
     Raised,
@@ -137,7 +137,7 @@ impl AlertChange {
 
 /// A change of an alert, as pushed to subscribers (`…/d/{device}/alerts`,
 /// `…/p/{patient}/alerts`, the live streams).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertEvent {
     pub v: V1,

@@ -1,30 +1,188 @@
-//! The embedded rumqttd: the routing core (topic matching, fan-out, sessions, retained
-//! messages, last will). It listens on a loopback port that only the edge and the
-//! service's own publisher use, protected by a random per-process credential that its auth
-//! hook checks; clients never reach it directly.
+//! The routing core (topic matching, fan-out, sessions, retained messages, last will) the
+//! edge relays to. Two kinds, one protocol (MQTT 3.1.1):
+//!
+//! - **embedded** (the default): a rumqttd on its own threads, listening on a loopback port
+//!   that only the edge and the service's own publisher use, protected by a random
+//!   per-process credential that its auth hook checks; clients never reach it directly.
+//! - **external** (`NEPHROCARE_MQTT_CORE_URL`): a clustered MQTT broker shared by several
+//!   nodes (NATS server with its MQTT listener and JetStream; see ARCHITECTURE.md "Several
+//!   nodes"). Every node connects with the nodes' credential from the URL; the broker's
+//!   cluster carries routing, persistent sessions, queued QoS 1 messages and retained
+//!   status across nodes. Several URLs are tried in turn (failover).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tokio::net::TcpStream;
 
-/// Where the core listens, and the credential it accepts.
+/// One address of the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for CoreAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// Where the core is, and the credential it accepts.
 #[derive(Clone)]
 pub struct Core {
-    pub addr: SocketAddr,
+    addrs: Arc<Vec<CoreAddr>>,
+    /// The address that answered last (tried first next time).
+    current: Arc<AtomicUsize>,
+    pub user: String,
     pub credential: String,
+    embedded: bool,
 }
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("addr", &self.addr).field("credential", &"***").finish()
+        f.debug_struct("Core")
+            .field("addrs", &self.addrs)
+            .field("user", &self.user)
+            .field("credential", &"***")
+            .field("embedded", &self.embedded)
+            .finish()
     }
 }
 
-/// The username the edge and the publisher present to the core.
+/// Why `NEPHROCARE_MQTT_CORE_URL` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("NEPHROCARE_MQTT_CORE_URL: {0}")]
+pub struct CoreUrlError(String);
+
+/// The username the edge and the publisher present to the embedded core.
 pub const INTERNAL_USER: &str = "nephrocare-edge";
 
-/// Starts rumqttd on its own threads (it has no shutdown API: it ends with the process).
+impl Core {
+    /// The external core at `urls`: one or more `mqtt://user:password@host:port`, separated
+    /// by commas, all with the same credential (tried in turn: failover). `mqtts://` is
+    /// refused with a clear error for now (see README "Running several nodes").
+    pub fn external(urls: &str) -> Result<Core, CoreUrlError> {
+        let mut addrs = Vec::new();
+        let mut login: Option<(String, String)> = None;
+        for raw in urls.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let url = url::Url::parse(raw).map_err(|e| CoreUrlError(format!("'{}' is not a URL: {e}", redact(raw))))?;
+            match url.scheme() {
+                "mqtt" | "tcp" => {}
+                "mqtts" | "ssl" => {
+                    return Err(CoreUrlError(
+                        "mqtts:// is not supported yet: reach the cluster over a private network or a TLS tunnel \
+                         (see README \"Running several nodes\")"
+                            .into(),
+                    ))
+                }
+                other => return Err(CoreUrlError(format!("scheme '{other}' is not mqtt://"))),
+            }
+            let host =
+                url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| CoreUrlError("a URL has no host".into()))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let port = url.port().unwrap_or(1883);
+            let decode = |s: &str| {
+                percent_decode(s)
+                    .ok_or_else(|| CoreUrlError("the user or password is not valid percent-encoding".into()))
+            };
+            let this = (decode(url.username())?, decode(url.password().unwrap_or(""))?);
+            if this.0.is_empty() {
+                return Err(CoreUrlError("give the nodes' credential: mqtt://user:password@host:port".into()));
+            }
+            match &login {
+                None => login = Some(this),
+                Some(l) if *l == this => {}
+                Some(_) => return Err(CoreUrlError("every URL must carry the same credential".into())),
+            }
+            addrs.push(CoreAddr { host, port });
+        }
+        let Some((user, credential)) = login else {
+            return Err(CoreUrlError("no URL given".into()));
+        };
+        Ok(Core { addrs: Arc::new(addrs), current: Arc::default(), user, credential, embedded: false })
+    }
+
+    /// Whether this is the embedded rumqttd (one node) rather than a shared cluster.
+    pub fn embedded(&self) -> bool {
+        self.embedded
+    }
+
+    /// The addresses, in failover order.
+    pub fn addrs(&self) -> &[CoreAddr] {
+        &self.addrs
+    }
+
+    /// The embedded core's loopback address (benchmarks compare it with the edge).
+    pub fn addr(&self) -> CoreAddr {
+        self.addrs[self.current.load(Ordering::Relaxed) % self.addrs.len()].clone()
+    }
+
+    /// Opens a TCP connection to the core: the address that answered last first, then
+    /// the others in turn.
+    pub async fn connect(&self) -> std::io::Result<TcpStream> {
+        let n = self.addrs.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..n {
+            let at = (start + i) % n;
+            let a = &self.addrs[at];
+            match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect((a.host.as_str(), a.port))).await {
+                Ok(Ok(s)) => {
+                    if at != start % n {
+                        self.current.store(at, Ordering::Relaxed);
+                        tracing::warn!(core = %a, "the MQTT core's first address did not answer; using another");
+                    }
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => last = Some(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{a} timed out"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("the core has no address")))
+    }
+
+    /// After a failure at the current address: try the next one first from now on.
+    pub fn rotate(&self) {
+        if self.addrs.len() > 1 {
+            self.current.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The credential in a URL, hidden (for error messages).
+fn redact(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &raw[..s], &raw[at + 1..]),
+        _ => raw.to_owned(),
+    }
+}
+
+/// `%XX` decoding of a URL's userinfo (the `url` crate leaves it encoded).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Starts the embedded rumqttd on its own threads (it has no shutdown API: it ends with
+/// the process).
 pub async fn start(max_connections: usize, max_packet_size: usize) -> std::io::Result<Core> {
     // rumqttd binds by itself: find a free loopback port first.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -68,5 +226,36 @@ pub async fn start(max_connections: usize, max_packet_size: usize) -> std::io::R
         }
     })?;
     // Ready when the service publisher's session is accepted (see `Publisher::start`).
-    Ok(Core { addr, credential })
+    Ok(Core {
+        addrs: Arc::new(vec![CoreAddr { host: "127.0.0.1".into(), port: addr.port() }]),
+        current: Arc::default(),
+        user: INTERNAL_USER.into(),
+        credential,
+        embedded: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_urls_are_parsed_with_their_credential() {
+        let c = Core::external("mqtt://nc:p%40ss@127.0.0.1:14883, mqtt://nc:p%40ss@node2:14884").unwrap();
+        assert_eq!(c.user, "nc");
+        assert_eq!(c.credential, "p@ss");
+        assert_eq!(c.addrs().len(), 2);
+        assert_eq!(c.addrs()[1], CoreAddr { host: "node2".into(), port: 14884 });
+        assert!(!c.embedded());
+        assert_eq!(Core::external("mqtt://nc:x@h").unwrap().addrs()[0].port, 1883);
+    }
+
+    #[test]
+    fn bad_core_urls_are_refused_without_showing_the_password() {
+        for bad in ["", "http://nc:x@h:1", "mqtt://h:1", "mqtt://a:b@h:1,mqtt://a:c@h:2", "mqtts://a:b@h:1"] {
+            let e = Core::external(bad).unwrap_err().to_string();
+            assert!(!e.contains(":b@") && !e.contains(":c@"), "{e}");
+        }
+        assert!(Core::external("nonsense://a:secret@").unwrap_err().to_string().contains("nonsense"));
+    }
 }

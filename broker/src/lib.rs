@@ -10,6 +10,7 @@
 //! will). See ARCHITECTURE.md and topics.md.
 
 pub mod acl;
+pub mod cluster;
 pub mod core;
 mod edge;
 pub mod payload;
@@ -76,6 +77,9 @@ pub struct BrokerSettings {
     pub auth_timeout: Duration,
     /// TLS for both listeners (MQTT over TLS, WebSocket over TLS), when configured.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// An external, clustered MQTT core shared with other nodes (`NEPHROCARE_MQTT_CORE_URL`);
+    /// `None`: the embedded rumqttd (one node).
+    pub external_core: Option<core::Core>,
 }
 
 impl Default for BrokerSettings {
@@ -93,6 +97,7 @@ impl Default for BrokerSettings {
             sessions_per_identity: 8,
             auth_timeout: Duration::from_secs(1),
             tls: None,
+            external_core: None,
         }
     }
 }
@@ -125,6 +130,7 @@ pub(crate) struct Shared {
 pub struct Broker {
     shared: Arc<Shared>,
     db: DatabaseConnection,
+    bus: cluster::Bus,
 }
 
 impl Broker {
@@ -136,19 +142,31 @@ impl Broker {
         sink: Arc<dyn TelemetrySink>,
         people: Arc<dyn PersonSink>,
     ) -> std::io::Result<Broker> {
-        let core = core::start(
-            settings.max_connections + settings.max_people_connections,
-            settings.max_packet_size.max(1024 * 1024),
-        )
-        .await?;
-        let publisher = Publisher::start(&core).await?;
-        let presence = Presence::new(db.clone(), publisher.clone());
+        let core = match settings.external_core.clone() {
+            Some(external) => external,
+            None => {
+                core::start(
+                    settings.max_connections + settings.max_people_connections,
+                    settings.max_packet_size.max(1024 * 1024),
+                )
+                .await?
+            }
+        };
+        // Other nodes may share an external core: they hear this node's events on the bus.
+        let bus = cluster::Bus::new(!core.embedded());
+        let publisher = Publisher::start(&core, &bus).await?;
+        if !core.embedded() {
+            tracing::info!(core = ?core.addrs(), node = %bus.node(), "using the external MQTT core (several nodes)");
+        }
+        let presence = Presence::new(db.clone(), publisher.clone(), bus.clone());
         let shared = Arc::new(Shared {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             people_connections: Arc::new(Semaphore::new(settings.max_people_connections)),
             pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
             refusals: Default::default(),
-            sessions: Arc::new(sessions::SessionBook::new(settings.sessions_per_identity)),
+            // Subscriptions held on other nodes are not in this node's book: with a shared
+            // core every committed message goes to the core.
+            sessions: Arc::new(sessions::SessionBook::new(settings.sessions_per_identity, !core.embedded())),
             db: db.clone(),
             settings,
             authn,
@@ -160,12 +178,17 @@ impl Broker {
             presence,
             registry: Arc::new(registry::Registry::default()),
         });
-        Ok(Broker { shared, db })
+        Ok(Broker { shared, db, bus })
     }
 
     /// Publishes into the broker as the service (alerts, status, chat, notifications).
     pub fn publisher(&self) -> Publisher {
         self.shared.publisher.clone()
+    }
+
+    /// The node-to-node events (off with the embedded core).
+    pub fn bus(&self) -> cluster::Bus {
+        self.bus.clone()
     }
 
     /// Device online/offline events, for the alert engine.

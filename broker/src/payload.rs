@@ -118,7 +118,7 @@ pub enum PresenceState {
 }
 
 /// Why a device's status changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusReason {
     /// The device connected.
@@ -173,7 +173,7 @@ pub const TYPING_EXPIRES_SECS: i64 = 5;
 
 /// A typing indicator as the service publishes it, stamped with its sender
 /// (`…/chat/{room}/typing`, QoS 0).
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TypingIndicator {
     pub v: V1,

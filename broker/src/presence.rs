@@ -8,12 +8,13 @@ use nc_domain::{DeviceId, HospitalId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::sync::broadcast;
 
+use crate::cluster::Bus;
 use crate::payload::{Status, StatusReason};
 use crate::publisher::Publisher;
 use crate::topic::{DeviceChannel, Topic};
 
-/// A device came online or went offline.
-#[derive(Debug, Clone, PartialEq)]
+/// A device came online or went offline (on this node or, with several nodes, another).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PresenceEvent {
     pub device: DeviceId,
     pub hospital: HospitalId,
@@ -22,18 +23,31 @@ pub struct PresenceEvent {
     pub reason: StatusReason,
 }
 
+/// The node event that carries presence changes to the other nodes.
+const PRESENCE_EVENT: &str = "presence";
+
 #[derive(Clone)]
 pub struct Presence {
     db: DatabaseConnection,
     publisher: Publisher,
     events: broadcast::Sender<PresenceEvent>,
+    bus: Bus,
 }
 
 impl Presence {
-    pub fn new(db: DatabaseConnection, publisher: Publisher) -> Self {
+    /// With an enabled `bus`, changes seen on other nodes are emitted here too (the alarm
+    /// conditions and live streams of every node hear of every device; raising an alarm
+    /// twice is harmless: one open alert per device and condition).
+    pub fn new(db: DatabaseConnection, publisher: Publisher, bus: Bus) -> Self {
         // Large enough for a whole fleet reconnecting at once.
         let (events, _) = broadcast::channel(32 * 1024);
-        Self { db, publisher, events }
+        if bus.enabled() {
+            let events = events.clone();
+            bus.on(PRESENCE_EVENT, move |e: PresenceEvent| {
+                let _ = events.send(e);
+            });
+        }
+        Self { db, publisher, events, bus }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<PresenceEvent> {
@@ -64,6 +78,8 @@ impl Presence {
                 tracing::warn!(%device, error = %e, "could not publish device status");
             }
         }
-        let _ = self.events.send(PresenceEvent { device, hospital, online, at, reason });
+        let event = PresenceEvent { device, hospital, online, at, reason };
+        self.bus.publish(PRESENCE_EVENT, &event);
+        let _ = self.events.send(event);
     }
 }

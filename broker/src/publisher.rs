@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-use crate::core::{Core, INTERNAL_USER};
+use crate::cluster::Bus;
+use crate::core::Core;
 use crate::topic::{DeviceChannel, RoomChannel, Topic};
 
 #[derive(Clone)]
@@ -20,36 +21,60 @@ pub struct PublishError(String);
 
 impl Publisher {
     /// Connects to the core, waits until the core accepts the session (this is also how
-    /// the edge knows the core is up), and keeps the connection up (rumqttc reconnects).
-    pub async fn start(core: &Core) -> std::io::Result<Publisher> {
-        let mut options = MqttOptions::new(
-            format!("svc-{}", uuid::Uuid::new_v4().simple()),
-            core.addr.ip().to_string(),
-            core.addr.port(),
-        );
-        options.set_credentials(INTERNAL_USER, core.credential.clone());
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-        options.set_inflight(200);
-        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    /// the edge knows the core is up), and keeps the connection up (reconnecting, to the
+    /// core's next address after a failure). With an external core it also carries the
+    /// node-to-node events of `bus` (see [`crate::cluster`]).
+    pub async fn start(core: &Core, bus: &Bus) -> std::io::Result<Publisher> {
+        let id = format!("svc-{}", uuid::Uuid::new_v4().simple());
+        let options = move |core: &Core| {
+            let addr = core.addr();
+            let mut options = MqttOptions::new(id.clone(), addr.host, addr.port);
+            options.set_credentials(core.user.clone(), core.credential.clone());
+            options.set_keep_alive(Duration::from_secs(30));
+            options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+            options.set_inflight(200);
+            options
+        };
+        let (client, mut eventloop) = AsyncClient::new(options(core), 1024);
         let started = tokio::time::Instant::now();
+        let wait = if core.embedded() { Duration::from_secs(10) } else { Duration::from_secs(30) };
         loop {
             match eventloop.poll().await {
-                Ok(Event::Incoming(rumqttc::Packet::ConnAck(_))) => break,
+                Ok(Event::Incoming(Packet::ConnAck(_))) => break,
                 Ok(_) => {}
-                Err(e) if started.elapsed() < Duration::from_secs(10) => {
-                    tracing::debug!(error = %e, "waiting for the embedded broker core");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(e) if started.elapsed() < wait => {
+                    tracing::debug!(error = %e, "waiting for the broker core");
+                    core.rotate();
+                    eventloop.mqtt_options = options(core);
+                    tokio::time::sleep(Duration::from_millis(if core.embedded() { 20 } else { 500 })).await;
                 }
-                Err(e) => return Err(std::io::Error::other(format!("the embedded broker core did not start: {e}"))),
+                Err(e) => {
+                    return Err(std::io::Error::other(format!("the broker core did not accept the service: {e}")))
+                }
             }
         }
+        if bus.enabled() {
+            bus.attach(client.clone());
+            subscribe_bus(&client);
+        }
+        let core = core.clone();
+        let bus = bus.clone();
+        let sub = client.clone();
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => bus.deliver(&p.topic, &p.payload),
+                    // A new connection (clean session): the node's subscription again.
+                    Ok(Event::Incoming(Packet::ConnAck(_))) if bus.enabled() => subscribe_bus(&sub),
                     Ok(Event::Incoming(_)) | Ok(Event::Outgoing(_)) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "service publisher disconnected from the core; reconnecting");
+                        if !core.embedded() {
+                            core.rotate();
+                            let mut next = options(&core);
+                            next.set_clean_session(true);
+                            eventloop.mqtt_options = next;
+                        }
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -77,5 +102,11 @@ impl Publisher {
     /// code that builds them; the AsyncAPI document describes them).
     pub async fn publish_json(&self, topic: &Topic, body: &impl serde::Serialize) -> Result<(), PublishError> {
         self.publish(topic, crate::payload::to_bytes(body)).await
+    }
+}
+
+fn subscribe_bus(client: &AsyncClient) {
+    if let Err(e) = client.try_subscribe(format!("{}/#", crate::cluster::PREFIX), QoS::AtMostOnce) {
+        tracing::error!(error = %e, "cannot subscribe to the other nodes' events");
     }
 }

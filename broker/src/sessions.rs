@@ -133,6 +133,8 @@ pub struct Full;
 
 pub struct SessionBook {
     per_identity: usize,
+    /// Other nodes' sessions are not in this book (an external core): every message may be wanted.
+    everything_wanted: bool,
     next: AtomicU64,
     slots: Mutex<HashMap<Uuid, Vec<Slot>>>,
     /// Taken with `slots` held (in that order) when it changes; alone to read it.
@@ -140,9 +142,10 @@ pub struct SessionBook {
 }
 
 impl SessionBook {
-    pub fn new(per_identity: usize) -> SessionBook {
+    pub fn new(per_identity: usize, everything_wanted: bool) -> SessionBook {
         SessionBook {
             per_identity: per_identity.max(1),
+            everything_wanted,
             next: AtomicU64::new(1),
             slots: Mutex::new(HashMap::new()),
             interest: Mutex::new(Interest::default()),
@@ -311,6 +314,9 @@ impl SessionBook {
     /// Whether a subscription the core holds may match `topic`: false only for a device's
     /// or patient's topic no kept session subscribes to.
     pub fn may_be_wanted(&self, topic: &Topic) -> bool {
+        if self.everything_wanted {
+            return true;
+        }
         match Scope::of_topic(topic) {
             Some(scope) => self.interest.lock().expect("interest").0.contains_key(&scope),
             None => true,
@@ -366,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_persistent_session_carries_its_subscriptions_for_the_same_login_only() {
-        let book = SessionBook::new(4);
+        let book = SessionBook::new(4, false);
         let (owner, login, other) = (Uuid::new_v4(), Some(TokenFamilyId::new()), Some(TokenFamilyId::new()));
         let first = book.claim(owner, "app", false, login).unwrap();
         assert!(first.reset, "a new slot may hide an old core session");
@@ -398,7 +404,7 @@ mod tests {
 
     #[test]
     fn slots_are_bounded_and_the_least_recently_used_idle_one_is_reused() {
-        let book = SessionBook::new(2);
+        let book = SessionBook::new(2, false);
         let owner = Uuid::new_v4();
         let a = book.claim(owner, "a", false, None).unwrap();
         let b = book.claim(owner, "b", false, None).unwrap();
@@ -422,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_device_is_wanted_from_the_subscribe_until_the_core_holds_no_subscription_to_it() {
-        let book = SessionBook::new(4);
+        let book = SessionBook::new(4, false);
         let (owner, c) = (Uuid::new_v4(), carried());
         let topic = device_topic(&c);
         assert!(!book.may_be_wanted(&topic), "nobody subscribes");
@@ -462,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_takeover_that_never_reaches_the_core_leaves_the_old_connections_subscriptions_wanted() {
-        let book = SessionBook::new(4);
+        let book = SessionBook::new(4, false);
         let (owner, c) = (Uuid::new_v4(), carried());
         let topic = device_topic(&c);
         let a = book.claim(owner, "app", true, None).unwrap();

@@ -134,11 +134,16 @@ impl Default for ChatSettings {
     }
 }
 
+/// The node event that carries room events to the other nodes' streams.
+const CHAT_EVENT: &str = "chat";
+
 struct Inner {
     db: DatabaseConnection,
     policy: Policy,
     publisher: OnceLock<Publisher>,
     registry: OnceLock<Arc<Registry>>,
+    /// Other nodes (an external MQTT core), once attached.
+    bus: OnceLock<nc_broker::cluster::Bus>,
     /// Live events, one channel per room with listeners (the WebSocket streams).
     events: Mutex<HashMap<RoomId, broadcast::Sender<Event>>>,
     posts: DefaultKeyedRateLimiter<UserId>,
@@ -185,6 +190,7 @@ impl Chat {
                 db,
                 publisher: OnceLock::new(),
                 registry: OnceLock::new(),
+                bus: OnceLock::new(),
                 events: Mutex::new(HashMap::new()),
                 posts: RateLimiter::keyed(Quota::per_minute(per_minute)),
                 // Typing: at most one indicator per 2 s per person per room.
@@ -213,7 +219,25 @@ impl Chat {
             .subscribe()
     }
 
+    /// Shares room events with the other nodes' streams, and theirs with ours.
+    pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
+        if !bus.enabled() {
+            return;
+        }
+        let chat = self.clone();
+        bus.on(CHAT_EVENT, move |event: Event| chat.emit_here(event));
+        let _ = self.inner.bus.set(bus.clone());
+    }
+
     fn emit(&self, event: Event) {
+        if let Some(bus) = self.inner.bus.get() {
+            bus.publish(CHAT_EVENT, &event);
+        }
+        self.emit_here(event);
+    }
+
+    /// To this node's streams on the room.
+    fn emit_here(&self, event: Event) {
         let room = event.room();
         if let Some(tx) = self.inner.events.lock().expect("chat events").get(&room) {
             let _ = tx.send(event);

@@ -39,7 +39,7 @@ pub struct Room {
 }
 
 /// Who has read a message, and when they last moved their watermark.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadState {
     pub user_id: UserId,
@@ -48,7 +48,7 @@ pub struct ReadState {
 
 /// A stored message. `is_read`: read by every other participant of the room (in a
 /// two-person room: by the recipient); `read_at`: when the last of them read it.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     pub id: MessageId,
@@ -64,7 +64,7 @@ pub struct Message {
 }
 
 /// A participant's read watermark moved.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     pub room_id: RoomId,
@@ -93,8 +93,10 @@ pub enum PageFrom {
     After(MessageId),
 }
 
-/// Something that happened in a room, for the live transports.
-#[derive(Debug, Clone, PartialEq)]
+/// Something that happened in a room, for the live transports (and, with several nodes,
+/// for the other nodes' transports: it crosses the node bus as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Event {
     Message(Message),
     /// The stamped indicator, as published on MQTT.

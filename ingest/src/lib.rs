@@ -28,9 +28,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertEngine;
-use crate::reading::{Invalid, ReadingIn, SessionEvent, SessionIn, COLUMNS};
+use crate::reading::{Invalid, ReadingIn, SessionEvent, SessionIn};
 use crate::sessions::Sessions;
-use crate::writer::{Committed, Job, Row, WriterSettings, Written};
+use crate::writer::{Committed, Job, Row, WireRow, WriterSettings, Written};
+
+/// The node event that carries committed readings to the other nodes' live streams.
+const READINGS_EVENT: &str = "readings";
+/// Readings per node event (a reading is about 400 bytes of JSON: well under the bus's limit).
+const READINGS_PER_EVENT: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
@@ -98,6 +103,8 @@ struct Inner {
     queues: writer::Queues,
     sessions: Sessions,
     committed: broadcast::Sender<Committed>,
+    /// Other nodes (an external MQTT core), once attached.
+    bus: std::sync::OnceLock<nc_broker::cluster::Bus>,
     counters: Counters,
     rejections: rejections::Rejections,
 }
@@ -143,6 +150,7 @@ impl Ingest {
             queues,
             sessions: Sessions::default(),
             committed,
+            bus: std::sync::OnceLock::new(),
             counters: Counters::default(),
             rejections: rejections::Rejections::default(),
         });
@@ -166,6 +174,12 @@ impl Ingest {
                         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "alert evaluation failed for a batch; retrying");
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                    if let Some(bus) = fanout.bus.get() {
+                        // The other nodes' live streams, in chunks the core carries.
+                        for chunk in batch.chunks(READINGS_PER_EVENT) {
+                            bus.publish(READINGS_EVENT, &chunk.iter().map(WireRow::from).collect::<Vec<_>>());
+                        }
                     }
                     let _ = fanout.committed.send(batch);
                 }
@@ -267,7 +281,20 @@ impl Ingest {
         });
     }
 
-    /// Committed (new) readings, batch by batch.
+    /// Shares committed readings with the other nodes' live streams, and theirs with ours.
+    pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
+        if !bus.enabled() {
+            return;
+        }
+        let committed = self.inner.committed.clone();
+        bus.on(READINGS_EVENT, move |rows: Vec<WireRow>| {
+            let _ = committed.send(Arc::new(rows.into_iter().map(Row::from).collect()));
+        });
+        let _ = self.inner.bus.set(bus.clone());
+    }
+
+    /// Committed (new) readings, batch by batch (this node's and, with several nodes, the
+    /// others').
     pub fn committed(&self) -> broadcast::Receiver<Committed> {
         self.inner.committed.subscribe()
     }
@@ -316,23 +343,14 @@ impl Ingest {
                 .await
                 .map_err(unavailable)?;
         }
-        let mut values = [None; 16];
-        for (i, (_, v)) in reading.measurements().iter().enumerate() {
-            values[i] = *v;
-        }
-        debug_assert_eq!(COLUMNS.len(), values.len());
         let seq = reading.seq;
-        let row = Row {
-            time: reading.ts,
-            device_id: device.as_uuid(),
-            seq: reading.seq,
-            hospital_id: hospital.as_uuid(),
-            patient_id: binding.patient.map(|p| p.as_uuid()),
-            session_id: binding.session.map(|s| s.as_uuid()),
-            system_status: reading.system_status.as_str(),
-            values,
+        let row = Row::new(
             reading,
-        };
+            device.as_uuid(),
+            hospital.as_uuid(),
+            binding.patient.map(|p| p.as_uuid()),
+            binding.session.map(|s| s.as_uuid()),
+        );
         let (done, stored) = oneshot::channel();
         self.inner
             .queues

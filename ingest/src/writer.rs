@@ -38,6 +38,64 @@ pub struct Row {
     pub reading: ReadingIn,
 }
 
+impl Row {
+    /// A row of `reading` (its measurements in [`COLUMNS`] order).
+    pub fn new(
+        reading: ReadingIn,
+        device_id: Uuid,
+        hospital_id: Uuid,
+        patient_id: Option<Uuid>,
+        session_id: Option<Uuid>,
+    ) -> Row {
+        let mut values = [None; 16];
+        for (i, (_, v)) in reading.measurements().iter().enumerate() {
+            values[i] = *v;
+        }
+        debug_assert_eq!(crate::reading::COLUMNS.len(), values.len());
+        Row {
+            time: reading.ts,
+            device_id,
+            seq: reading.seq,
+            hospital_id,
+            patient_id,
+            session_id,
+            system_status: reading.system_status.as_str(),
+            values,
+            reading,
+        }
+    }
+}
+
+/// A committed row as other nodes receive it (`nc_broker::cluster`): what a row is made
+/// from, the rest is derived again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireRow {
+    device_id: Uuid,
+    hospital_id: Uuid,
+    patient_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    reading: ReadingIn,
+}
+
+impl From<&Row> for WireRow {
+    fn from(r: &Row) -> WireRow {
+        WireRow {
+            device_id: r.device_id,
+            hospital_id: r.hospital_id,
+            patient_id: r.patient_id,
+            session_id: r.session_id,
+            reading: r.reading.clone(),
+        }
+    }
+}
+
+impl From<WireRow> for Row {
+    fn from(w: WireRow) -> Row {
+        Row::new(w.reading, w.device_id, w.hospital_id, w.patient_id, w.session_id)
+    }
+}
+
 /// A committed reading that was new (not a redelivery).
 pub type Committed = Arc<Vec<Row>>;
 

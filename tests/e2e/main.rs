@@ -16,6 +16,7 @@ mod bookings;
 mod bookings_authz;
 mod chat;
 mod cli;
+mod cluster;
 mod compose;
 mod contract;
 mod dashboard;

@@ -86,9 +86,19 @@ pub(crate) fn is_device(who: &str) -> bool {
     DEVICES.contains(&who)
 }
 
+/// The people, machines and ids of a [`World`].
+pub(crate) type Seeded = (HashMap<&'static str, String>, HashMap<&'static str, String>, HashMap<&'static str, String>);
+
 impl World {
     pub(crate) async fn new(app: TestApp) -> World {
-        let mut c = app.db.sql().await;
+        let (ids, access, refresh) = World::seed(&app.db, &app.client).await;
+        World { app, ids, access, refresh }
+    }
+
+    /// Writes the world into `db` and logs everyone in through `client`'s service: the ids,
+    /// the access tokens and the refresh tokens.
+    pub(crate) async fn seed(db: &TestDb, client: &Client) -> Seeded {
+        let mut c = db.sql().await;
         let password = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
         let secret = nc_access::password::hash(SECRET.to_owned()).await.unwrap();
         let mut ids: HashMap<&'static str, String> = HashMap::new();
@@ -181,15 +191,13 @@ impl World {
         let mut access = HashMap::new();
         let mut refresh = HashMap::new();
         for k in USERS {
-            let r = app
-                .client
-                .post("/api/auth/login", json!({"email": format!("{k}@mqtt.test"), "password": PASSWORD}))
-                .await;
+            let r =
+                client.post("/api/auth/login", json!({"email": format!("{k}@mqtt.test"), "password": PASSWORD})).await;
             assert_eq!(r.status, 200, "login {k}: {}", r.text);
             access.insert(k, r.body["accessToken"].as_str().unwrap().to_owned());
             refresh.insert(k, r.body["refreshToken"].as_str().unwrap().to_owned());
         }
-        World { app, ids, access, refresh }
+        (ids, access, refresh)
     }
 
     pub(crate) fn id(&self, k: &str) -> &str {

@@ -273,6 +273,7 @@ pub fn binary() -> std::process::Command {
         "NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS",
         "NEPHROCARE_HTTP_BODY_TIMEOUT_SECS",
         "NEPHROCARE_MQTT_PUBLIC_WS_URL",
+        "NEPHROCARE_MQTT_CORE_URL",
         "NEPHROCARE_INGEST_DERIVE_INTERVAL_MS",
     ] {
         cmd.env_remove(var);
@@ -329,7 +330,18 @@ impl Service {
             if v["message"] == "nephrocare ready" {
                 service.http = format!("http://{}", v["http"].as_str().expect("http address"));
                 service.mqtt = v["mqtt"].as_str().expect("mqtt address").parse().expect("an address");
-                std::thread::spawn(move || while rx.recv().is_ok() {});
+                // NEPHROCARE_TEST_SERVICE_LOG=path: the rest of the log, for debugging a test.
+                let keep = std::env::var_os("NEPHROCARE_TEST_SERVICE_LOG")
+                    .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let mut keep = keep;
+                    while let Ok(line) = rx.recv() {
+                        if let Some(f) = keep.as_mut() {
+                            let _ = writeln!(f, "{line}");
+                        }
+                    }
+                });
                 return service;
             }
         }

@@ -27,13 +27,11 @@ use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::{ConnAck, Connect, ConnectReturnCode, LastWill, Login, Packet, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::refusals::Refusal;
 use crate::acl;
-use crate::core::INTERNAL_USER;
 use crate::payload::{Status, StatusReason, TypingIndicator};
 use crate::sessions::Claim;
 use crate::topic::{DeviceChannel, RoomChannel, Topic};
@@ -345,7 +343,7 @@ pub(crate) async fn serve(
     let (up_rx, up_tx, up_buf, ack) = match opened {
         Ok(o) => o,
         Err(e) => {
-            tracing::error!(error = %e, "the embedded broker core refused the session");
+            tracing::error!(error = %e, "the broker core refused the session");
             end_early(&shared);
             return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
         }
@@ -427,8 +425,7 @@ async fn connect_core(
     clean_session: bool,
     last_will: Option<LastWill>,
 ) -> std::io::Result<CoreLink> {
-    let upstream = TcpStream::connect(shared.core.addr).await?;
-    let _ = upstream.set_nodelay(true);
+    let upstream = shared.core.connect().await?;
     let (mut up_rx, mut up_tx) = upstream.into_split();
     let up_connect = Connect {
         protocol: rumqttc::mqttbytes::Protocol::V4,
@@ -436,7 +433,7 @@ async fn connect_core(
         client_id: client_id.to_owned(),
         clean_session,
         last_will,
-        login: Some(Login { username: INTERNAL_USER.into(), password: shared.core.credential.clone() }),
+        login: Some(Login { username: shared.core.user.clone(), password: shared.core.credential.clone() }),
     };
     let mut up_buf = BytesMut::with_capacity(4096);
     let connack = async {
@@ -456,8 +453,15 @@ async fn connect_core(
     match tokio::time::timeout(Duration::from_secs(10), connack).await {
         Ok(Ok(ack)) if ack.code == ConnectReturnCode::Success => Ok((up_rx, up_tx, up_buf, ack)),
         Ok(Ok(ack)) => Err(std::io::Error::other(format!("the core answered {:?}", ack.code))),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::Error::other("the core did not answer CONNECT within 10 s")),
+        Ok(Err(e)) => {
+            // A broken core node: the next connection tries the next address first.
+            shared.core.rotate();
+            Err(e)
+        }
+        Err(_) => {
+            shared.core.rotate();
+            Err(std::io::Error::other("the core did not answer CONNECT within 10 s"))
+        }
     }
 }
 

@@ -1,0 +1,147 @@
+//! Node-to-node events, when several nodes share an external MQTT core.
+//!
+//! MQTT clients of every node already meet in the core. What a node fans out *in process* —
+//! committed readings, alert changes, presence and chat events, which its live WebSocket
+//! streams (`/ws/health-metrics`, `/ws/chat`) and its alarm conditions listen to — must
+//! reach the other nodes too. Each node publishes those events on
+//! `nc-node/v1/{kind}/{node id}` through its service publisher and subscribes to
+//! `nc-node/v1/#`; an event from another node is handed to the handler its component
+//! registered for the kind ([`Bus::on`]), which feeds the same in-process channel as a
+//! local event. Clients can never reach these topics: the edge relays only topics of the
+//! contract (`nc/v1/…`), and the core accepts only the nodes' credential.
+//!
+//! QoS 0, in order per node: these are live views (a WebSocket stream already says
+//! `lagged` when it falls behind); everything durable is in PostgreSQL, and the MQTT
+//! deliveries to clients keep their own QoS through the core. With the embedded core
+//! (one node) the bus is off and costs nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use rumqttc::{AsyncClient, QoS};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The topic prefix of node-to-node events.
+pub const PREFIX: &str = "nc-node/v1";
+
+/// Largest payload a node publishes on the bus (the core's packet limit is 1 MiB); a
+/// component splits larger batches itself.
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
+
+type Handler = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+struct Inner {
+    node: Uuid,
+    enabled: bool,
+    client: OnceLock<AsyncClient>,
+    handlers: RwLock<HashMap<&'static str, Handler>>,
+}
+
+/// The node's link to the others. Cheap to clone.
+#[derive(Clone)]
+pub struct Bus(Arc<Inner>);
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("node", &self.0.node).field("enabled", &self.0.enabled).finish()
+    }
+}
+
+impl Bus {
+    pub(crate) fn new(enabled: bool) -> Bus {
+        Bus(Arc::new(Inner {
+            node: Uuid::now_v7(),
+            enabled,
+            client: OnceLock::new(),
+            handlers: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    /// A bus that is off (one node; tests of a single component).
+    pub fn single() -> Bus {
+        Bus::new(false)
+    }
+
+    /// Whether other nodes may exist (an external core).
+    pub fn enabled(&self) -> bool {
+        self.0.enabled
+    }
+
+    /// This node's id (random per process).
+    pub fn node(&self) -> Uuid {
+        self.0.node
+    }
+
+    pub(crate) fn attach(&self, client: AsyncClient) {
+        let _ = self.0.client.set(client);
+    }
+
+    /// Publishes an event of `kind` to the other nodes (nothing when the bus is off).
+    /// Never waits: when the publisher's queue is full the event is dropped and logged
+    /// (the streams it feeds are live views).
+    pub fn publish<T: Serialize>(&self, kind: &'static str, value: &T) {
+        if !self.0.enabled {
+            return;
+        }
+        let Some(client) = self.0.client.get() else { return };
+        let payload = match serde_json::to_vec(value) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(kind, error = %e, "a node event could not be encoded");
+                return;
+            }
+        };
+        if payload.len() > MAX_EVENT_BYTES {
+            tracing::error!(kind, bytes = payload.len(), "a node event is too large for the bus; dropped");
+            return;
+        }
+        let topic = format!("{PREFIX}/{kind}/{}", self.0.node.simple());
+        if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, payload) {
+            tracing::warn!(kind, error = %e, "a node event could not be queued for the other nodes; dropped");
+        }
+    }
+
+    /// Runs `handler` for every event of `kind` another node publishes (one handler per kind).
+    pub fn on<T: DeserializeOwned>(&self, kind: &'static str, handler: impl Fn(T) + Send + Sync + 'static) {
+        let wrapped: Handler = Box::new(move |bytes: &[u8]| match serde_json::from_slice::<T>(bytes) {
+            Ok(v) => handler(v),
+            Err(e) => tracing::error!(kind, error = %e, "a node event from another node could not be read"),
+        });
+        self.0.handlers.write().expect("bus handlers").insert(kind, wrapped);
+    }
+
+    /// An event the core delivered on `topic` (from the subscription to `nc-node/v1/#`).
+    pub(crate) fn deliver(&self, topic: &str, payload: &[u8]) {
+        let Some(rest) = topic.strip_prefix(PREFIX).and_then(|r| r.strip_prefix('/')) else { return };
+        let Some((kind, origin)) = rest.split_once('/') else { return };
+        if origin == self.0.node.simple().to_string() {
+            return; // our own, delivered in process already
+        }
+        if let Some(handler) = self.0.handlers.read().expect("bus handlers").get(kind) {
+            handler(payload);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn events_of_other_nodes_reach_their_handler_and_our_own_do_not() {
+        let bus = Bus::new(true);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        bus.on("readings", move |v: Vec<u32>| s.lock().unwrap().extend(v));
+        let other = Uuid::now_v7().simple();
+        bus.deliver(&format!("{PREFIX}/readings/{other}"), b"[1,2]");
+        bus.deliver(&format!("{PREFIX}/readings/{}", bus.node().simple()), b"[3]");
+        bus.deliver(&format!("{PREFIX}/alerts/{other}"), b"[4]");
+        bus.deliver(&format!("{PREFIX}/readings/{other}"), b"not json");
+        bus.deliver("nc/v1/h/x/d/y/telemetry", b"[5]");
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+    }
+}

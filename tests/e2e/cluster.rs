@@ -1,0 +1,403 @@
+//! Several nodes: two Nephrocare processes on one database, their edges on a real 3-node
+//! NATS cluster (Debian's `nats-server`, MQTT listener and JetStream; started by
+//! `scripts/nats-cluster.sh`), and real clients on either node:
+//!
+//! - a machine on node A, a doctor's MQTT client and live WebSocket on node B: every reading
+//!   arrives once and in order on both, and the alert the machine's danger raises on A
+//!   notifies the doctor on B;
+//! - chat between a patient on A (MQTT) and a doctor on B (the chat WebSocket), both ways,
+//!   with a read receipt;
+//! - an assignment ended through node B's REST cuts the doctor's subscription held on node A
+//!   within a second (access events travel through PostgreSQL);
+//! - `kill -9` of node A mid-ingest: the machine goes on through node B, and every
+//!   acknowledged reading is stored exactly once;
+//! - `kill -9` of one broker node: ingest and delivery go on through the others.
+//!
+//! `scripts/test.sh` installs `nats-server` (scripts/provision-nats.sh); without it these
+//! tests fail and say so.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use rumqttc::QoS;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::clients::{self, ws_next, ws_open, Live, Ws};
+use crate::mqtt::{hospital_of, is_device, now, options, Mqtt, World, CUT, GRANTED, SECRET};
+use crate::support::{Client, Service, TestDb};
+
+/// Anything that must happen across nodes may take this long.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A 3-node NATS cluster in a temporary directory, stopped when dropped.
+struct Nats {
+    dir: PathBuf,
+    /// The MQTT URLs of nodes 1, 2 and 3.
+    urls: Vec<String>,
+}
+
+impl Nats {
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/nats-cluster.sh")
+    }
+
+    /// Starts a cluster on ports no other test uses (`slot` tells tests apart).
+    fn start(slot: u16) -> Nats {
+        let installed = ["nats-server", "/usr/sbin/nats-server"]
+            .iter()
+            .any(|s| Command::new(s).arg("--version").output().is_ok_and(|o| o.status.success()));
+        assert!(installed, "nats-server is not installed: run scripts/provision-nats.sh (scripts/test.sh does)");
+        let dir = std::env::temp_dir().join(format!("nc-nats-{}-{slot}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Below the ephemeral port range; 40 ports per cluster (see the script's layout).
+        let base = 21000 + (std::process::id() as u16 % 50) * 160 + slot * 40;
+        let out = Command::new("bash")
+            .arg(Nats::script())
+            .args(["start", dir.to_str().expect("utf-8 path"), &base.to_string()])
+            .output()
+            .expect("the cluster script runs");
+        assert!(out.status.success(), "the NATS cluster did not start:\n{}", String::from_utf8_lossy(&out.stderr));
+        let line = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
+        let urls: Vec<String> = line.split(',').map(str::to_owned).collect();
+        assert_eq!(urls.len(), 3, "three MQTT URLs: {line}");
+        Nats { dir, urls }
+    }
+
+    /// The core URL list of a node, in this failover order (1-based server numbers).
+    fn core_url(&self, order: [usize; 3]) -> String {
+        order.iter().map(|n| self.urls[n - 1].clone()).collect::<Vec<_>>().join(",")
+    }
+
+    fn kill9(&self, n: usize) {
+        let ok = Command::new("bash")
+            .arg(Nats::script())
+            .args(["kill9", self.dir.to_str().expect("utf-8 path"), &n.to_string()])
+            .status()
+            .expect("the cluster script runs");
+        assert!(ok.success(), "kill -9 of broker node {n}");
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Nats::script())
+            .args(["stop", self.dir.to_str().unwrap_or("/nonexistent")])
+            .status();
+        // NEPHROCARE_TEST_KEEP_NATS: keep the servers' logs and stores, for debugging.
+        if std::env::var_os("NEPHROCARE_TEST_KEEP_NATS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The mqtt tests' world (hospital A: `doc` and `tec` on `d1`, patient `pat` on `d1`, room
+/// `r1` between `doc` and `pat`), served by two nodes.
+struct Cluster {
+    nats: Nats,
+    db: TestDb,
+    a: Option<Service>,
+    b: Service,
+    ids: HashMap<&'static str, String>,
+    access: HashMap<&'static str, String>,
+}
+
+impl Cluster {
+    /// Node A tries broker node 1 first, node B broker node 2.
+    async fn start(slot: u16) -> Cluster {
+        let nats = Nats::start(slot);
+        let db = TestDb::migrated().await;
+        let a = Service::start(&db, &[("NEPHROCARE_MQTT_CORE_URL", &nats.core_url([1, 2, 3]))]);
+        let b = Service::start(&db, &[("NEPHROCARE_MQTT_CORE_URL", &nats.core_url([2, 3, 1]))]);
+        let (ids, access, _) = World::seed(&db, &Client::new(a.http.clone())).await;
+        Cluster { nats, db, a: Some(a), b, ids, access }
+    }
+
+    fn a(&self) -> &Service {
+        self.a.as_ref().expect("node A runs")
+    }
+
+    fn id(&self, k: &str) -> &str {
+        &self.ids[k]
+    }
+
+    fn topic(&self, device: &str, channel: &str) -> String {
+        format!("nc/v1/h/{}/d/{}/{channel}", self.id(hospital_of(device)), self.id(device))
+    }
+
+    fn room_topic(&self, channel: &str) -> String {
+        format!("nc/v1/h/{}/chat/{}/{channel}", self.id("ha"), self.id("r1"))
+    }
+
+    /// `who` on the node whose MQTT listener is `addr` (`suffix` makes a person's client id).
+    async fn mqtt(&self, addr: SocketAddr, who: &str, suffix: &str) -> Mqtt {
+        let id = self.id(who).to_owned();
+        let o = if is_device(who) {
+            options(addr, &id, &id, SECRET)
+        } else {
+            options(addr, &format!("{id}{suffix}"), &id, &self.access[who])
+        };
+        Mqtt::connect(o, false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
+    }
+
+    fn rest(service: &Service, token: &str) -> Client {
+        Client::new(service.http.clone()).with_token(token)
+    }
+
+    async fn stored(&self, device: &str) -> (i64, i64) {
+        let mut c = self.db.sql().await;
+        sqlx::query_as(&format!(
+            "SELECT count(*), count(DISTINCT seq) FROM health_metrics WHERE device_id = '{}'",
+            self.id(device)
+        ))
+        .fetch_one(&mut c)
+        .await
+        .expect("count")
+    }
+}
+
+fn http_addr(s: &Service) -> SocketAddr {
+    s.http.trim_start_matches("http://").parse().expect("an address")
+}
+
+fn reading(seq: i64, patient: &str, status: &str) -> String {
+    json!({"v": 1, "seq": seq, "ts": now(), "patientId": patient, "systemStatus": status, "heartRate": 72}).to_string()
+}
+
+fn body(p: &rumqttc::Publish) -> Value {
+    serde_json::from_slice(&p.payload).expect("JSON payload")
+}
+
+/// The seqs of readings on `topic` that `m` receives until `last` arrives.
+async fn seqs_until(m: &mut Mqtt, topic: &str, last: i64) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last) {
+        let p = m.message(topic, WAIT).await;
+        seqs.push(body(&p)["seq"].as_i64().expect("a seq"));
+    }
+    seqs
+}
+
+/// The seqs of reading frames on a live stream until `last` arrives.
+async fn ws_seqs_until(ws: &mut Ws, last: i64) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last) {
+        match ws_next(ws).await {
+            Live::Json(m) if m["type"] == "reading" => seqs.push(m["seq"].as_i64().expect("a seq")),
+            Live::Json(_) => {}
+            Live::Closed(code) => panic!("the stream closed ({code:?})"),
+        }
+    }
+    seqs
+}
+
+async fn chat_ws(http: SocketAddr, room: &str, token: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws/chat/{room}?token={token}"))
+        .await
+        .expect("the chat stream opens");
+    ws
+}
+
+/// The next chat frame of `kind` (`message`, `read`, `ack`, …).
+async fn chat_frame(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        match ws_next(ws).await {
+            Live::Json(m) if m["type"] == kind => return m,
+            Live::Json(_) => {}
+            Live::Closed(code) => panic!("the chat stream closed ({code:?}) before a {kind}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_share_readings_alerts_chat_and_revocations() {
+    let c = Cluster::start(0).await;
+    let (a, b) = (c.a().mqtt, c.b.mqtt);
+    let telemetry = c.topic("d1", "telemetry");
+    let notifications = format!("nc/v1/h/{}/u/{}/notifications", c.id("ha"), c.id("doc"));
+
+    // The doctor on node B: MQTT (telemetry and notifications) and the live stream.
+    let mut doc = c.mqtt(b, "doc", "-b").await;
+    assert_eq!(
+        doc.subscribe(&[(&telemetry, QoS::AtLeastOnce), (&notifications, QoS::AtLeastOnce)]).await,
+        [GRANTED; 2]
+    );
+    let mut live = ws_open(http_addr(&c.b), c.id("d1").parse().unwrap(), Some(&c.access["doc"])).await.expect("stream");
+
+    // The machine on node A: 40 readings, then danger.
+    let machine = c.mqtt(a, "d1", "").await;
+    let p1 = c.id("p1").to_owned();
+    for seq in 1..=40 {
+        machine.client.publish(&telemetry, QoS::AtLeastOnce, false, reading(seq, &p1, "normal")).await.unwrap();
+    }
+    machine.client.publish(&telemetry, QoS::AtLeastOnce, false, reading(41, &p1, "danger")).await.unwrap();
+    let expected: Vec<i64> = (1..=41).collect();
+    assert_eq!(seqs_until(&mut doc, &telemetry, 41).await, expected, "the doctor's MQTT client on B: once, in order");
+    assert_eq!(ws_seqs_until(&mut live, 41).await, expected, "the live stream on B: once, in order");
+    let note = doc.message(&notifications, WAIT).await;
+    let note = body(&note);
+    assert_eq!((note["type"].as_str(), note["event"].as_str()), (Some("alert"), Some("raised")), "{note}");
+    assert_eq!(note["alert"]["code"], "system_status_danger");
+    // Nothing more: no reading twice.
+    let late = doc.collect(Duration::from_millis(500)).await;
+    assert!(late.iter().all(|p| p.topic != telemetry), "a reading arrived twice: {late:?}");
+
+    // Chat: the patient on node A over MQTT, the doctor on node B over the chat WebSocket.
+    let mut pat = c.mqtt(a, "pat", "-a").await;
+    let (messages, read) = (c.room_topic("messages"), c.room_topic("read"));
+    assert_eq!(pat.subscribe(&[(&messages, QoS::AtLeastOnce), (&read, QoS::AtLeastOnce)]).await, [GRANTED; 2]);
+    let mut room = chat_ws(http_addr(&c.b), c.id("r1"), &c.access["doc"]).await;
+    let post = json!({"v": 1, "clientMessageId": "from-a-1", "message": "Hello from node A"}).to_string();
+    pat.client.publish(c.room_topic("post"), QoS::AtLeastOnce, false, post).await.unwrap();
+    let got = chat_frame(&mut room, "message").await;
+    assert_eq!(got["message"]["message"], "Hello from node A", "{got}");
+    let from_patient = got["message"]["id"].as_str().expect("an id").to_owned();
+    // The patient's own message comes back on `messages` too.
+    assert_eq!(body(&pat.message(&messages, WAIT).await)["message"]["id"], from_patient.as_str());
+    let frame = json!({"type": "message", "clientMessageId": "from-b-1", "message": "Hello from node B"});
+    room.send(Message::Text(frame.to_string().into())).await.unwrap();
+    let back = body(&pat.message(&messages, WAIT).await);
+    assert_eq!(back["message"]["message"], "Hello from node B", "{back}");
+    room.send(Message::Text(json!({"type": "read", "messageId": from_patient}).to_string().into())).await.unwrap();
+    let receipt = body(&pat.message(&read, WAIT).await);
+    assert_eq!(receipt["userId"], c.id("doc"), "{receipt}");
+    assert_eq!(receipt["lastReadMessageId"], from_patient.as_str());
+
+    // Revocation: the doctor also holds d1 on node A; an admin ends the assignment on B.
+    let mut held = c.mqtt(a, "doc", "-a").await;
+    assert_eq!(held.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, [GRANTED]);
+    let admin = Cluster::rest(&c.b, &c.access["adm"]);
+    let r =
+        admin.delete("/api/users/assign-device", Some(json!({"userId": c.id("doc"), "deviceId": c.id("d1")}))).await;
+    let returned = Instant::now();
+    assert_eq!(r.status, 204, "{}", r.text);
+    let (at, _) = held.closed(WAIT, "the subscription held on node A").await;
+    let took = at.saturating_duration_since(returned);
+    println!("assignment ended on node B: node A cut the doctor {took:?} later");
+    assert!(took < CUT, "node A cut the doctor only after {took:?}");
+    drop((machine, live, room, doc, pat));
+}
+
+/// Machine d1 of the cluster's world over the test client that tracks acknowledgements.
+async fn machine(c: &Cluster, addr: SocketAddr) -> Result<clients::Mqtt, String> {
+    let id = c.id("d1");
+    clients::Mqtt::try_connect(addr, id, id, SECRET, true).await
+}
+
+/// Connects machine d1 to the first node of `nodes` that takes it, retrying for a while.
+async fn machine_on(c: &Cluster, nodes: &[SocketAddr]) -> clients::Mqtt {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for addr in nodes {
+            if let Ok(m) = machine(c, *addr).await {
+                return m;
+            }
+        }
+        assert!(Instant::now() < deadline, "no node accepted the machine");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn reading_value(seq: i64, patient: &str) -> Value {
+    serde_json::from_str(&reading(seq, patient, "normal")).expect("JSON")
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_ingest_loses_and_duplicates_no_acknowledged_reading() {
+    let mut c = Cluster::start(1).await;
+    let (node_a, node_b) = (c.a().mqtt, c.b.mqtt);
+    let telemetry = c.topic("d1", "telemetry");
+    let p1 = c.id("p1").to_owned();
+    let total: i64 = 400;
+    let mut todo: VecDeque<i64> = (1..=total).collect();
+    let mut acked: BTreeSet<i64> = BTreeSet::new();
+    let mut conn = machine_on(&c, &[node_a]).await;
+    // The seqs sent on this connection, in publish order (the client's `acked` indexes them).
+    let mut sent: Vec<i64> = Vec::new();
+    let mut reconnects = 0;
+    while acked.len() < total as usize {
+        // Like a machine: up to 20 readings in flight.
+        while sent.len() - conn.acked.len() < 20 {
+            let Some(seq) = todo.pop_front() else { break };
+            conn.publish(&telemetry, &reading_value(seq, &p1)).await;
+            sent.push(seq);
+        }
+        if c.a.is_some() && acked.len() >= total as usize / 2 {
+            c.a.take().expect("node A").kill9();
+        }
+        let alive = tokio::time::timeout(WAIT, conn.pump()).await.expect("the machine hears from its node");
+        acked.extend(conn.acked.iter().map(|i| sent[*i]));
+        if !alive {
+            // Node A is gone: reconnect to B and resend whatever was not acknowledged.
+            let done: BTreeSet<usize> = conn.acked.iter().copied().collect();
+            let unacked = sent.iter().enumerate().filter(|(i, _)| !done.contains(i)).map(|(_, s)| *s);
+            todo = unacked.chain(todo).collect();
+            conn = machine_on(&c, &[node_b]).await;
+            sent.clear();
+            reconnects += 1;
+        }
+    }
+    assert!(c.a.is_none(), "node A was killed mid-ingest");
+    assert_eq!(reconnects, 1, "the machine moved to node B once");
+    assert_eq!(c.stored("d1").await, (total, total), "every acknowledged reading stored exactly once");
+}
+
+#[tokio::test]
+async fn a_broker_node_killed_leaves_ingest_and_delivery_running() {
+    let c = Cluster::start(2).await;
+    let telemetry = c.topic("d1", "telemetry");
+    let p1 = c.id("p1").to_owned();
+    let mut doc = c.mqtt(c.b.mqtt, "doc", "-b").await;
+    assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, [GRANTED]);
+    let mut m = machine_on(&c, &[c.a().mqtt]).await;
+    m.publish_acked(&telemetry, &reading_value(1, &p1)).await;
+    assert_eq!(seqs_until(&mut doc, &telemetry, 1).await, [1]);
+
+    // Node A uses broker node 1 first, node B broker node 2: kill broker node 1. Node A's
+    // clients lose their sessions there and reconnect; the edge opens them on the next one.
+    // Messages in flight to the dead node, and those the cluster cannot store while it
+    // elects new stream leaders (NATS closes such a session after 4 s), are stored (they
+    // were acknowledged after their commit) but may miss their live delivery: an app
+    // catches up from the history. Then delivery goes on.
+    c.nats.kill9(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seq = 1;
+    let mut resumed = None;
+    while resumed.is_none_or(|r| seq < r + 10) {
+        assert!(Instant::now() < deadline, "node A took readings up to {seq} only (delivery resumed at {resumed:?})");
+        let before = m.acked.len();
+        let payload = reading_value(seq + 1, &p1).to_string();
+        // The client's event loop ends with its connection: then this fails at once.
+        let queued = m.client.publish(&telemetry, QoS::AtLeastOnce, false, payload).await.is_ok();
+        let acked = queued
+            && tokio::time::timeout(Duration::from_secs(5), async {
+                while m.acked.len() == before {
+                    if !m.pump().await {
+                        return false;
+                    }
+                }
+                true
+            })
+            .await
+            .unwrap_or(false);
+        if !acked {
+            m = machine_on(&c, &[c.a().mqtt]).await;
+            continue;
+        }
+        seq += 1;
+        if resumed.is_none() && doc.collect(Duration::from_millis(300)).await.iter().any(|p| body(p)["seq"] == seq) {
+            resumed = Some(seq);
+        }
+    }
+    let resumed = resumed.expect("delivery resumed");
+    println!("broker node 1 killed: delivery through node 2 resumed with reading {resumed}");
+    // From then on, every reading reaches the doctor once and in order.
+    let after: Vec<i64> = seqs_until(&mut doc, &telemetry, seq).await.into_iter().filter(|s| *s > resumed).collect();
+    assert_eq!(after, (resumed + 1..=seq).collect::<Vec<_>>());
+    assert_eq!(c.stored("d1").await, (seq, seq), "every acknowledged reading stored once");
+}
