@@ -76,7 +76,7 @@ impl Alarms {
     ) -> bool {
         let body = AlertEvent { v: V1, event: change, alert: alert.clone() };
         let Some(publisher) = self.inner.publisher.get() else {
-            self.emit(body);
+            self.emit(body).await;
             return true;
         };
         let mut sent = true;
@@ -123,14 +123,14 @@ impl Alarms {
                 sent = false;
             }
         }
-        self.emit(body);
+        self.emit(body).await;
         sent
     }
 
     /// To this node's live streams, and to the other nodes'.
-    fn emit(&self, body: AlertEvent) {
+    async fn emit(&self, body: AlertEvent) {
         if let Some(bus) = self.inner.bus.get() {
-            bus.publish(crate::ALERTS_EVENT, &body);
+            bus.send(crate::ALERTS_EVENT, &body).await;
         }
         let _ = self.inner.events.send(body);
     }

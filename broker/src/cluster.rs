@@ -78,29 +78,43 @@ impl Bus {
         let _ = self.0.client.set(client);
     }
 
-    /// Publishes an event of `kind` to the other nodes (nothing when the bus is off).
-    /// Never waits: when the publisher's queue is full the event is dropped and logged
-    /// (the streams it feeds are live views).
-    pub fn publish<T: Serialize>(&self, kind: &'static str, value: &T) {
-        if !self.0.enabled {
-            return;
+    /// Publishes an event of `kind` to the other nodes (nothing when the bus is off),
+    /// waiting for room in the publisher's queue (backpressure, as for everything the node
+    /// publishes): presence, alert changes and committed readings must not be dropped in a
+    /// burst (a lost "online" would let another node raise a false offline alarm).
+    pub async fn send<T: Serialize>(&self, kind: &'static str, value: &T) {
+        let Some((client, topic, payload)) = self.encode(kind, value) else { return };
+        if let Err(e) = client.publish(topic, QoS::AtMostOnce, false, payload).await {
+            tracing::warn!(kind, error = %e, "a node event could not be published to the other nodes");
         }
-        let Some(client) = self.0.client.get() else { return };
+    }
+
+    /// Like [`Bus::send`] without waiting, for callers that cannot (chat's room events, a
+    /// few per message): when the publisher's queue is full the event is dropped and logged.
+    pub fn publish<T: Serialize>(&self, kind: &'static str, value: &T) {
+        let Some((client, topic, payload)) = self.encode(kind, value) else { return };
+        if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, payload) {
+            tracing::warn!(kind, error = %e, "a node event could not be queued for the other nodes; dropped");
+        }
+    }
+
+    fn encode<T: Serialize>(&self, kind: &'static str, value: &T) -> Option<(&AsyncClient, String, Vec<u8>)> {
+        if !self.0.enabled {
+            return None;
+        }
+        let client = self.0.client.get()?;
         let payload = match serde_json::to_vec(value) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(kind, error = %e, "a node event could not be encoded");
-                return;
+                return None;
             }
         };
         if payload.len() > MAX_EVENT_BYTES {
             tracing::error!(kind, bytes = payload.len(), "a node event is too large for the bus; dropped");
-            return;
+            return None;
         }
-        let topic = format!("{PREFIX}/{kind}/{}", self.0.node.simple());
-        if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, payload) {
-            tracing::warn!(kind, error = %e, "a node event could not be queued for the other nodes; dropped");
-        }
+        Some((client, format!("{PREFIX}/{kind}/{}", self.0.node.simple()), payload))
     }
 
     /// Runs `handler` for every event of `kind` another node publishes (one handler per kind).

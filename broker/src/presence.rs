@@ -79,7 +79,7 @@ impl Presence {
             }
         }
         let event = PresenceEvent { device, hospital, online, at, reason };
-        self.bus.publish(PRESENCE_EVENT, &event);
+        self.bus.send(PRESENCE_EVENT, &event).await;
         let _ = self.events.send(event);
     }
 }

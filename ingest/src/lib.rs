@@ -178,7 +178,7 @@ impl Ingest {
                     if let Some(bus) = fanout.bus.get() {
                         // The other nodes' live streams, in chunks the core carries.
                         for chunk in batch.chunks(READINGS_PER_EVENT) {
-                            bus.publish(READINGS_EVENT, &chunk.iter().map(WireRow::from).collect::<Vec<_>>());
+                            bus.send(READINGS_EVENT, &chunk.iter().map(WireRow::from).collect::<Vec<_>>()).await;
                         }
                     }
                     let _ = fanout.committed.send(batch);
