@@ -34,6 +34,8 @@ type Handler = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 struct Inner {
     node: Uuid,
+    /// `node` as it appears in topics (`simple` form), built once.
+    key: String,
     enabled: bool,
     client: OnceLock<AsyncClient>,
     handlers: RwLock<HashMap<&'static str, Handler>>,
@@ -51,8 +53,10 @@ impl std::fmt::Debug for Bus {
 
 impl Bus {
     pub(crate) fn new(enabled: bool) -> Bus {
+        let node = Uuid::now_v7();
         Bus(Arc::new(Inner {
-            node: Uuid::now_v7(),
+            node,
+            key: node.simple().to_string(),
             enabled,
             client: OnceLock::new(),
             handlers: RwLock::new(HashMap::new()),
@@ -114,7 +118,7 @@ impl Bus {
             tracing::error!(kind, bytes = payload.len(), "a node event is too large for the bus; dropped");
             return None;
         }
-        Some((client, format!("{PREFIX}/{kind}/{}", self.0.node.simple()), payload))
+        Some((client, format!("{PREFIX}/{kind}/{}", self.0.key), payload))
     }
 
     /// Runs `handler` for every event of `kind` another node publishes (one handler per kind).
@@ -130,7 +134,7 @@ impl Bus {
     pub(crate) fn deliver(&self, topic: &str, payload: &[u8]) {
         let Some(rest) = topic.strip_prefix(PREFIX).and_then(|r| r.strip_prefix('/')) else { return };
         let Some((kind, origin)) = rest.split_once('/') else { return };
-        if origin == self.0.node.simple().to_string() {
+        if origin == self.0.key {
             return; // our own, delivered in process already
         }
         if let Some(handler) = self.0.handlers.read().expect("bus handlers").get(kind) {

@@ -71,9 +71,7 @@ impl Publisher {
                         tracing::warn!(error = %e, "service publisher disconnected from the core; reconnecting");
                         if !core.embedded() {
                             core.rotate();
-                            let mut next = options(&core);
-                            next.set_clean_session(true);
-                            eventloop.mqtt_options = next;
+                            eventloop.mqtt_options = options(&core);
                         }
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
