@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     presence: Presence,
     registry: Arc<registry::Registry>,
     sessions: Arc<sessions::SessionBook>,
+    /// Several nodes: the persistent sessions, shared through the database.
+    kept: Option<sessions::store::KeptStore>,
     /// Machines' connections.
     connections: Arc<Semaphore>,
     /// People's connections.
@@ -124,6 +126,29 @@ pub(crate) struct Shared {
     refusals: edge::refusals::Refusals,
     /// For the access audit log.
     db: DatabaseConnection,
+}
+
+impl Shared {
+    /// Several nodes: records this connection's persistent session in the shared store
+    /// (`released`: its connection is ending), so any node can resume it.
+    pub(crate) async fn keep(&self, owner: uuid::Uuid, generation: u64, released: bool) {
+        let Some(store) = &self.kept else { return };
+        let Some(mut kept) = self.sessions.kept(owner, generation) else { return };
+        if released {
+            kept.released_at = Some(chrono::Utc::now());
+        }
+        if let Err(e) = store.put(owner, &kept).await {
+            tracing::warn!(error = %e, "could not record a persistent MQTT session for the other nodes");
+        }
+    }
+
+    /// Several nodes: forgets these client ids' sessions in the shared store.
+    pub(crate) async fn unkeep(&self, owner: uuid::Uuid, client_ids: &[String]) {
+        let Some(store) = &self.kept else { return };
+        if let Err(e) = store.remove(owner, client_ids).await {
+            tracing::warn!(error = %e, "could not forget a persistent MQTT session for the other nodes");
+        }
+    }
 }
 
 /// The broker, started: its core runs; [`Broker::run`] serves the listeners.
@@ -167,6 +192,8 @@ impl Broker {
             // Subscriptions held on other nodes are not in this node's book: with a shared
             // core every committed message goes to the core.
             sessions: Arc::new(sessions::SessionBook::new(settings.sessions_per_identity, !core.embedded())),
+            kept: (!core.embedded())
+                .then(|| sessions::store::KeptStore::new(db.get_postgres_connection_pool().clone())),
             db: db.clone(),
             settings,
             authn,

@@ -34,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000020_fhir_export_jobs::Migration),
             Box::new(m20261203_000030_device_performance::Migration),
             Box::new(m20261203_000031_derived_backlog::Migration),
+            Box::new(m20261203_000032_mqtt_kept_sessions::Migration),
         ]
     }
 }
@@ -84,6 +85,7 @@ mod m20261203_000013_alarm_system;
 mod m20261203_000020_fhir_export_jobs;
 mod m20261203_000030_device_performance;
 mod m20261203_000031_derived_backlog;
+mod m20261203_000032_mqtt_kept_sessions;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

@@ -105,6 +105,7 @@ struct Cluster {
     b: Service,
     ids: HashMap<&'static str, String>,
     access: HashMap<&'static str, String>,
+    refresh: HashMap<&'static str, String>,
 }
 
 impl Cluster {
@@ -114,8 +115,8 @@ impl Cluster {
         let db = TestDb::migrated().await;
         let a = Service::start(&db, &[("NEPHROCARE_MQTT_CORE_URL", &nats.core_url([1, 2, 3]))]);
         let b = Service::start(&db, &[("NEPHROCARE_MQTT_CORE_URL", &nats.core_url([2, 3, 1]))]);
-        let (ids, access, _) = World::seed(&db, &Client::new(a.http.clone())).await;
-        Cluster { nats, db, a: Some(a), b, ids, access }
+        let (ids, access, refresh) = World::seed(&db, &Client::new(a.http.clone())).await;
+        Cluster { nats, db, a: Some(a), b, ids, access, refresh }
     }
 
     fn a(&self) -> &Service {
@@ -143,6 +144,28 @@ impl Cluster {
             options(addr, &format!("{id}{suffix}"), &id, &self.access[who])
         };
         Mqtt::connect(o, false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
+    }
+
+    /// `who`'s persistent session (client id suffix `-app`) on the node at `addr`.
+    async fn persistent(&self, addr: SocketAddr, who: &str, token: &str) -> Mqtt {
+        let id = self.id(who);
+        let mut o = options(addr, &format!("{id}-app"), id, token);
+        o.set_clean_session(false);
+        Mqtt::connect(o, false).await.unwrap_or_else(|e| panic!("{who} reconnects: {e}"))
+    }
+
+    /// A fresh access token of `who`'s login session (the refresh token is rotated), from node B.
+    async fn refreshed(&mut self, who: &'static str) -> String {
+        let r = Client::new(self.b.http.clone())
+            .post("/api/auth/refresh", json!({"refreshToken": self.refresh[who]}))
+            .await;
+        assert_eq!(r.status, 200, "refresh: {}", r.text);
+        self.refresh.insert(who, r.body["refreshToken"].as_str().unwrap().to_owned());
+        r.body["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    fn notifications(&self, who: &str) -> String {
+        format!("nc/v1/h/{}/u/{}/notifications", self.id("ha"), self.id(who))
     }
 
     fn rest(service: &Service, token: &str) -> Client {
@@ -327,15 +350,22 @@ async fn a_node_killed_mid_ingest_loses_and_duplicates_no_acknowledged_reading()
     let mut reconnects = 0;
     while acked.len() < total as usize {
         // Like a machine: up to 20 readings in flight.
+        let mut broken = false;
         while sent.len() - conn.acked.len() < 20 {
             let Some(seq) = todo.pop_front() else { break };
-            conn.publish(&telemetry, &reading_value(seq, &p1)).await;
+            // The client's event loop ends with its connection: then this fails at once.
+            let body = reading_value(seq, &p1).to_string();
+            if conn.client.publish(&telemetry, QoS::AtLeastOnce, false, body).await.is_err() {
+                todo.push_front(seq);
+                broken = true;
+                break;
+            }
             sent.push(seq);
         }
         if c.a.is_some() && acked.len() >= total as usize / 2 {
             c.a.take().expect("node A").kill9();
         }
-        let alive = tokio::time::timeout(WAIT, conn.pump()).await.expect("the machine hears from its node");
+        let alive = !broken && tokio::time::timeout(WAIT, conn.pump()).await.expect("the machine hears from its node");
         acked.extend(conn.acked.iter().map(|i| sent[*i]));
         if !alive {
             // Node A is gone: reconnect to B and resend whatever was not acknowledged.
@@ -405,4 +435,73 @@ async fn a_broker_node_killed_leaves_ingest_and_delivery_running() {
     let after: Vec<i64> = seqs_until(&mut doc, &telemetry, seq).await.into_iter().filter(|s| *s > resumed).collect();
     assert_eq!(after, (resumed + 1..=seq).collect::<Vec<_>>());
     assert_eq!(c.stored("d1").await, (seq, seq), "every acknowledged reading stored once");
+}
+
+/// A persistent session kept on node A moves to node B: after `kill -9` of A it resumes on
+/// B with the QoS 1 messages queued while it was away; one whose right ended meanwhile (an
+/// assignment ended through B) resumes without it, told why, and nothing of the device
+/// reaches it; after a logout, the new login starts clean on the other node.
+#[tokio::test]
+async fn persistent_sessions_move_between_nodes_with_only_what_they_may_still_receive() {
+    let mut c = Cluster::start(3).await;
+    let telemetry = c.topic("d1", "telemetry");
+    let p1 = c.id("p1").to_owned();
+    let (a, b) = (c.a().mqtt, c.b.mqtt);
+
+    // The technician's session, kept on A, loses its right while away; it comes back on B.
+    let token = c.refreshed("tec").await;
+    let mut tec = c.persistent(a, "tec", &token).await;
+    let notes = c.notifications("tec");
+    assert_eq!(tec.subscribe(&[(&telemetry, QoS::AtLeastOnce), (&notes, QoS::AtLeastOnce)]).await, [GRANTED; 2]);
+    // The doctor's session, kept on A too, keeps its right.
+    let token = c.refreshed("doc").await;
+    let mut doc = c.persistent(a, "doc", &token).await;
+    assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, [GRANTED]);
+    tec.kill();
+    drop(tec);
+    let admin = Cluster::rest(&c.b, &c.access["adm"]);
+    let r =
+        admin.delete("/api/users/assign-device", Some(json!({"userId": c.id("tec"), "deviceId": c.id("d1")}))).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    // Node A dies with the doctor connected; the machine reports through B meanwhile.
+    c.a.take().expect("node A").kill9();
+    drop(doc);
+    let mut m = machine_on(&c, &[b]).await;
+    for seq in 1..=3 {
+        m.publish_acked(&telemetry, &reading_value(seq, &p1)).await;
+    }
+
+    let token = c.refreshed("doc").await;
+    let mut doc = c.persistent(b, "doc", &token).await;
+    assert!(doc.connack.session_present, "the doctor's session resumes on node B");
+    assert_eq!(seqs_until(&mut doc, &telemetry, 3).await, [1, 2, 3], "with what was queued while away, in order");
+    m.publish_acked(&telemetry, &reading_value(4, &p1)).await;
+    assert_eq!(seqs_until(&mut doc, &telemetry, 4).await, [4], "and the subscription goes on");
+
+    let token = c.refreshed("tec").await;
+    let mut tec = c.persistent(b, "tec", &token).await;
+    assert!(tec.connack.session_present, "the technician's session resumes (its notifications are still allowed)");
+    m.publish_acked(&telemetry, &reading_value(5, &p1)).await;
+    let got = tec.collect(Duration::from_millis(800)).await;
+    assert!(got.iter().all(|p| p.topic != telemetry), "a reading of d1 reached the unassigned technician: {got:?}");
+    assert!(
+        got.iter().any(|p| p.topic == notes && body(p)["type"] == "subscription_ended"),
+        "the technician is told which subscription ended: {got:?}"
+    );
+    drop(tec);
+
+    // Logout on B of a session kept on B; the new login, on B, starts clean.
+    drop(doc);
+    let r = Client::new(c.b.http.clone()).post("/api/auth/logout", json!({"refreshToken": c.refresh["doc"]})).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    m.publish_acked(&telemetry, &reading_value(6, &p1)).await;
+    let r = Client::new(c.b.http.clone())
+        .post("/api/auth/login", json!({"email": "doc@mqtt.test", "password": crate::mqtt::PASSWORD}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut doc = c.persistent(b, "doc", r.body["accessToken"].as_str().unwrap()).await;
+    assert!(!doc.connack.session_present, "a new login starts a fresh session");
+    let got = doc.collect(Duration::from_millis(800)).await;
+    assert!(got.is_empty(), "nothing queued for the ended login reaches the new one: {got:?}");
 }

@@ -40,6 +40,7 @@ const TABLES: &[&str] = &[
     "derived_backlog",
     "device_presence_events",
     "device_rejections",
+    "mqtt_kept_sessions",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {

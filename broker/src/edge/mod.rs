@@ -307,6 +307,16 @@ pub(crate) async fn serve(
     // The client's slot in the core (see `sessions`): a bounded set of core client ids per
     // identity, and the subscriptions a resumed session carries.
     let owner = identity.owner();
+    // Several nodes: the sessions other nodes kept (or changed) for this identity first.
+    if let Some(store) = &shared.kept {
+        match tokio::time::timeout(settings.auth_timeout, store.load(owner)).await {
+            Ok(Ok(kept)) => shared.sessions.adopt(owner, kept),
+            _ => {
+                shared.refusals.note(Refusal::CannotReauthorize, peer, &connect.client_id);
+                return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+            }
+        }
+    }
     let mut claim = match shared.sessions.claim(owner, &connect.client_id, connect.clean_session, identity.family()) {
         Ok(c) => c,
         Err(_) => {
@@ -349,6 +359,14 @@ pub(crate) async fn serve(
         }
     };
     shared.sessions.confirm(owner, claim.generation);
+    // Several nodes: what the other nodes must know to resume (or not) this session.
+    let mut forgotten: Vec<String> = claim.evicted.iter().cloned().collect();
+    if connect.clean_session {
+        forgotten.push(connect.client_id.clone());
+    } else {
+        shared.keep(owner, claim.generation, false).await;
+    }
+    shared.unkeep(owner, &forgotten).await;
     let link = relay::Link { identity, peer, owner, generation: claim.generation, conn_id };
     let mut session = relay::Session::new(shared.clone(), link, tx, up_tx);
     let present = match session.resume(ack.session_present, decided).await {
@@ -370,6 +388,7 @@ pub(crate) async fn serve(
 
     let end = session.run(rx, buf, up_rx, up_buf, control, connect.keep_alive, shutdown).await;
     shared.registry.unregister(conn_id);
+    shared.keep(owner, claim.generation, true).await;
     shared.sessions.release(owner, claim.generation);
     if let Subject::Device { id, hospital } = identity.subject {
         // A device that reconnected meanwhile is still online.

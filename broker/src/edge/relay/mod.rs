@@ -288,6 +288,7 @@ impl Session {
     async fn drop_upstream(&mut self, dropped: Vec<Carried>) -> std::io::Result<()> {
         let paths: Vec<String> = dropped.into_iter().map(|c| c.path).collect();
         self.shared.sessions.unsubscribed(self.owner, self.generation, &paths);
+        self.shared.keep(self.owner, self.generation, false).await;
         let pkid = self.allocate_pkid();
         self.upstream.insert(pkid, Upstream::Internal);
         self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: paths })).await
@@ -617,6 +618,7 @@ impl Session {
                     self.subscriptions.remove(t);
                 }
                 self.shared.sessions.unsubscribed(self.owner, self.generation, &unsubscribe.topics);
+                self.shared.keep(self.owner, self.generation, false).await;
                 let pkid = self.allocate_pkid();
                 self.upstream.insert(pkid, Upstream::Unsubscribe { client_pkid: unsubscribe.pkid });
                 self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: unsubscribe.topics })).await?;
@@ -707,6 +709,7 @@ impl Session {
         }
         if !withdrawn.is_empty() {
             self.shared.sessions.unsubscribed(self.owner, self.generation, &withdrawn);
+            self.shared.keep(self.owner, self.generation, false).await;
             let pkid = self.allocate_pkid();
             self.upstream.insert(pkid, Upstream::Internal);
             self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: withdrawn })).await?;
@@ -795,6 +798,7 @@ impl Session {
                     }
                 }
                 self.shared.sessions.subscribed(self.owner, self.generation, asked, granted);
+                self.shared.keep(self.owner, self.generation, false).await;
                 let mut from_core = ack.return_codes.into_iter();
                 let return_codes = codes
                     .into_iter()

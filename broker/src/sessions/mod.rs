@@ -15,13 +15,18 @@
 //! Bounds: the core sees at most `per_identity` client ids per identity; an identity has
 //! at most that many connections at once; a new client id takes the least recently used
 //! idle slot (its session is forgotten), and when every slot is connected the CONNECT is
-//! refused with code 3. The book lives in memory, exactly as long as the core's sessions.
+//! refused with code 3. The book lives in memory, exactly as long as the core's sessions;
+//! with an external core shared by several nodes, persistent sessions are also written
+//! through to the database ([`store`]) and adopted from it at CONNECT
+//! ([`SessionBook::adopt`]), so that any node resumes them.
 //!
 //! The book also counts, per device and per patient, the subscriptions the core holds for
 //! every session it keeps (connected or not) whose filter names them: the edge forwards a
 //! device's message to the core only when one may match ([`SessionBook::may_be_wanted`]);
 //! otherwise the core would route it to no one. A subscription is counted before the
 //! SUBSCRIBE reaches the core and until the core no longer holds it.
+
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,6 +129,8 @@ pub struct Claim {
     pub reset: bool,
     /// When the session was left, for a resumed one.
     pub released_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The client id whose idle slot was taken for this one (its session is forgotten).
+    pub evicted: Option<String>,
 }
 
 /// Every slot of the identity is in use by a live connection.
@@ -187,14 +194,23 @@ impl SessionBook {
             slot.last_used = now;
             slot.reset_pending = reset;
             let released_at = if resumable { slot.released_at } else { None };
-            return Ok(Claim { upstream_id: upstream_id(owner, slot.index), generation, carried, reset, released_at });
+            return Ok(Claim {
+                upstream_id: upstream_id(owner, slot.index),
+                generation,
+                carried,
+                reset,
+                released_at,
+                evicted: None,
+            });
         }
+        let mut evicted_id = None;
         if slots.len() >= self.per_identity {
             let idle = slots.iter().enumerate().filter(|(_, s)| s.holder == 0).min_by_key(|(_, s)| s.last_used);
             match idle {
                 Some((i, _)) => {
                     let mut evicted = slots.swap_remove(i);
                     self.forget(&mut evicted);
+                    evicted_id = Some(evicted.client_id);
                 }
                 None => return Err(Full),
             }
@@ -220,6 +236,7 @@ impl SessionBook {
             carried: Vec::new(),
             reset: !clean,
             released_at: None,
+            evicted: evicted_id,
         })
     }
 
@@ -345,6 +362,85 @@ impl SessionBook {
         });
     }
 
+    /// Makes `owner`'s idle slots what the shared store says (several nodes: see
+    /// [`store`]): a session this node kept but another node has changed, reset or
+    /// forgotten since takes the store's state; a session another node kept becomes an idle
+    /// slot here, so a claim resumes it (its subscriptions decided again before it resumes).
+    /// Slots held by this node's connections are left alone; a kept session whose slot
+    /// index this node uses for another client id is not adopted (it starts clean here).
+    pub fn adopt(&self, owner: Uuid, kept: Vec<Kept>) {
+        let mut all = self.slots.lock().expect("session book");
+        let slots = all.entry(owner).or_default();
+        let mut i = 0;
+        while i < slots.len() {
+            let idle = slots[i].holder == 0;
+            let same = kept.iter().find(|k| k.client_id == slots[i].client_id && k.slot == slots[i].index);
+            match (idle, same) {
+                (false, _) => i += 1,
+                (true, Some(k)) => {
+                    let slot = &mut slots[i];
+                    self.forget(slot);
+                    self.carry(slot, k);
+                    i += 1;
+                }
+                (true, None) => {
+                    let mut gone = slots.swap_remove(i);
+                    self.forget(&mut gone);
+                }
+            }
+        }
+        for k in kept {
+            if slots.iter().any(|s| s.client_id == k.client_id || s.index == k.slot) {
+                continue;
+            }
+            let mut slot = Slot {
+                index: k.slot,
+                client_id: k.client_id.clone(),
+                family: None,
+                persistent: true,
+                filters: BTreeMap::new(),
+                asked: Vec::new(),
+                holder: 0,
+                last_used: Instant::now(),
+                released_at: None,
+                reset_pending: false,
+            };
+            self.carry(&mut slot, &k);
+            slots.push(slot);
+        }
+    }
+
+    /// Gives an idle slot the kept session's state (its filters counted in the interest).
+    fn carry(&self, slot: &mut Slot, k: &Kept) {
+        slot.family = k.family;
+        slot.persistent = true;
+        slot.released_at = k.released_at;
+        slot.reset_pending = false;
+        let mut interest = self.interest.lock().expect("interest");
+        for c in &k.subscriptions {
+            interest.add(&c.filter);
+            slot.filters.insert(c.path.clone(), c.clone());
+        }
+    }
+
+    /// The persistent session this connection holds, as the shared store keeps it (`None`:
+    /// not persistent, or no longer held).
+    pub fn kept(&self, owner: Uuid, generation: u64) -> Option<Kept> {
+        let mut kept = None;
+        self.with_slot(owner, generation, |slot| {
+            if slot.persistent {
+                kept = Some(Kept {
+                    client_id: slot.client_id.clone(),
+                    slot: slot.index,
+                    family: slot.family,
+                    subscriptions: slot.filters.values().cloned().collect(),
+                    released_at: None,
+                });
+            }
+        });
+        kept
+    }
+
     /// Slots in use or kept, over all identities (for metrics).
     pub fn len(&self) -> usize {
         self.slots.lock().expect("session book").values().map(Vec::len).sum()
@@ -353,6 +449,17 @@ impl SessionBook {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// A persistent session as the shared store keeps it (several nodes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub client_id: String,
+    pub slot: usize,
+    pub family: Option<TokenFamilyId>,
+    pub subscriptions: Vec<Carried>,
+    /// When its last connection left (`None` while connected).
+    pub released_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn upstream_id(owner: Uuid, index: usize) -> String {
@@ -483,5 +590,29 @@ mod tests {
         book.subscribing(owner, a.generation, [&other.filter]);
         book.subscribed(owner, a.generation, [other.filter], [other.clone()]);
         assert!(book.may_be_wanted(&device_topic(&other)), "and what it subscribes to afterwards");
+    }
+
+    #[test]
+    fn a_session_another_node_kept_is_adopted_and_resumed_and_a_forgotten_one_is_dropped() {
+        let book = SessionBook::new(4, true);
+        let (owner, login) = (Uuid::new_v4(), Some(TokenFamilyId::new()));
+        // This node kept "old" (idle); the store no longer has it: another node reset it.
+        let old = book.claim(owner, "old", false, login).unwrap();
+        book.confirm(owner, old.generation);
+        book.release(owner, old.generation);
+        // A connection held here is left alone whatever the store says.
+        let live = book.claim(owner, "live", false, login).unwrap();
+        let c = carried();
+        let kept =
+            Kept { client_id: "app".into(), slot: 5, family: login, subscriptions: vec![c.clone()], released_at: None };
+        book.adopt(owner, vec![kept.clone()]);
+        assert!(book.kept(owner, live.generation).is_some(), "the held slot stays");
+        let again = book.claim(owner, "app", false, login).unwrap();
+        assert_eq!(again.upstream_id, format!("{owner}~5"), "the other node's slot, so the core resumes its session");
+        assert_eq!(again.carried, vec![c.clone()]);
+        assert!(!again.reset);
+        assert_eq!(book.kept(owner, again.generation).map(|k| k.subscriptions), Some(vec![c]));
+        let fresh = book.claim(owner, "old", false, login).unwrap();
+        assert!(fresh.carried.is_empty() && fresh.reset, "the forgotten session starts clean");
     }
 }
