@@ -191,6 +191,7 @@ impl App {
         bookings.attach_broker(broker.publisher());
         alarms.set_publisher(broker.publisher());
         alarms.reach().set_mqtt(Arc::new(broker.notifications_listener()));
+        alarms.reach().set_mqtt_listeners(Arc::new(broker.notification_listeners()));
         let escalation = alarms.run(shutdown.clone(), config.alarms.conditions().restart_grace);
         ingest.watch_presence(broker.presence().subscribe());
 

@@ -85,6 +85,8 @@ pub enum AlarmError {
 
 /// The node event that carries alert changes to the other nodes' live streams.
 pub(crate) const ALERTS_EVENT: &str = "alerts";
+/// The node event that tells the other nodes whom this node reaches.
+const REACH_EVENT: &str = "reach";
 
 pub(crate) struct Inner {
     pub(crate) pool: PgPool,
@@ -127,7 +129,8 @@ impl Alarms {
         let _ = self.inner.publisher.set(publisher);
     }
 
-    /// Shares alert changes with the other nodes' live streams, and theirs with ours.
+    /// Shares alert changes with the other nodes' live streams, and theirs with ours; and
+    /// whom each node reaches, for escalation (see [`reach`]).
     pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
         if !bus.enabled() {
             return;
@@ -137,6 +140,25 @@ impl Alarms {
             let _ = events.send(e);
         });
         let _ = self.inner.bus.set(bus.clone());
+        // Reachability across nodes: whom each node reaches, every second.
+        let inner = Arc::downgrade(&self.inner);
+        bus.on(REACH_EVENT, move |part: reach::Snapshot| {
+            if let Some(inner) = inner.upgrade() {
+                inner.reach.heard(part);
+            }
+        });
+        let (inner, bus) = (Arc::downgrade(&self.inner), bus.clone());
+        tokio::spawn(async move {
+            let node = bus.node().simple().to_string();
+            let mut every = tokio::time::interval(reach::SHARE_EVERY);
+            for seq in 1.. {
+                every.tick().await;
+                let Some(inner) = inner.upgrade() else { break };
+                for part in inner.reach.snapshot(&node, seq) {
+                    bus.send(REACH_EVENT, &part).await;
+                }
+            }
+        });
     }
 
     /// Who can be reached now (the broker and the live streams tell it).

@@ -8,21 +8,62 @@
 //! - a live stream of the alert's device open (`/ws/health-metrics/{deviceId}`, which
 //!   carries the device's alerts), counted here by [`Reach::watching`].
 //!
-//! Both are what this process sees: with several nodes, each node answers for its own
-//! connections (see ARCHITECTURE.md).
+//! With several nodes, each node also tells the others, every [`SHARE_EVERY`], whom it
+//! reaches (a snapshot on the node bus), and counts a person reachable when any node whose
+//! snapshot is younger than [`SNAPSHOT_TTL`] reaches them: a connection made on another
+//! node counts within about a second, and a node that died stops counting after the TTL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use nc_domain::{DeviceId, HospitalId, UserId};
+use serde::{Deserialize, Serialize};
 
 /// Whether a person has a connection subscribed to their notifications.
 pub type Listening = dyn Fn(UserId, HospitalId) -> bool + Send + Sync;
+/// Everyone with a connection subscribed to their notifications.
+pub type Listeners = dyn Fn() -> Vec<UserId> + Send + Sync;
+
+/// How often a node tells the others whom it reaches.
+pub const SHARE_EVERY: Duration = Duration::from_secs(1);
+/// How long another node's snapshot counts.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
+/// Entries per node event (well under the bus's size limit).
+const PER_EVENT: usize = 2_000;
 
 #[derive(Default)]
 pub struct Reach {
     mqtt: OnceLock<Arc<Listening>>,
+    mqtt_all: OnceLock<Arc<Listeners>>,
     live: Arc<Mutex<HashMap<(UserId, DeviceId), usize>>>,
+    /// What the other nodes reach, by node.
+    others: Mutex<HashMap<String, Remote>>,
+}
+
+/// Whom a node reaches.
+#[derive(Default)]
+struct Reached {
+    users: HashSet<UserId>,
+    watching: HashSet<(UserId, DeviceId)>,
+}
+
+/// Another node's last complete snapshot (and when it came), and the one being received.
+#[derive(Default)]
+struct Remote {
+    at: Option<Instant>,
+    reached: Reached,
+    next: Option<(u64, Reached)>,
+}
+
+/// One part of a node's snapshot of whom it reaches (node event `reach`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    node: String,
+    seq: u64,
+    last: bool,
+    users: Vec<UserId>,
+    watching: Vec<(UserId, DeviceId)>,
 }
 
 /// A live stream being watched; counted until dropped.
@@ -43,10 +84,65 @@ impl Reach {
         Watching { live: self.live.clone(), key: (user, device) }
     }
 
-    /// Whether `user` would see an alert of `device` now.
+    /// Whom this node reaches, for the other nodes' [`Reach::reachable`], set once at start.
+    pub fn set_mqtt_listeners(&self, listeners: Arc<Listeners>) {
+        let _ = self.mqtt_all.set(listeners);
+    }
+
+    /// Whether `user` would see an alert of `device` now, through this node or another.
     pub fn reachable(&self, user: UserId, hospital: HospitalId, device: DeviceId) -> bool {
         self.mqtt.get().is_some_and(|listening| listening(user, hospital))
             || self.live.lock().expect("reach").contains_key(&(user, device))
+            || self.others.lock().expect("reach").values().any(|r| {
+                r.at.is_some_and(|at| at.elapsed() < SNAPSHOT_TTL)
+                    && (r.reached.users.contains(&user) || r.reached.watching.contains(&(user, device)))
+            })
+    }
+
+    /// This node's snapshot `seq`, in parts.
+    pub(crate) fn snapshot(&self, node: &str, seq: u64) -> Vec<Snapshot> {
+        let users: Vec<UserId> = self.mqtt_all.get().map(|all| all()).unwrap_or_default();
+        let watching: Vec<(UserId, DeviceId)> = self.live.lock().expect("reach").keys().copied().collect();
+        let mut parts = Vec::new();
+        let (mut u, mut w) = (users.chunks(PER_EVENT), watching.chunks(PER_EVENT));
+        loop {
+            let (users, watching) = (u.next().unwrap_or_default(), w.next().unwrap_or_default());
+            parts.push(Snapshot {
+                node: node.to_owned(),
+                seq,
+                last: false,
+                users: users.to_vec(),
+                watching: watching.to_vec(),
+            });
+            if u.len() == 0 && w.len() == 0 {
+                break;
+            }
+        }
+        if let Some(p) = parts.last_mut() {
+            p.last = true;
+        }
+        parts
+    }
+
+    /// A part of another node's snapshot: the snapshot counts once its last part is in.
+    pub(crate) fn heard(&self, part: Snapshot) {
+        let mut others = self.others.lock().expect("reach");
+        // Nodes not heard of for a while (stopped or dead) are dropped.
+        others.retain(|_, r| r.at.is_none_or(|at| at.elapsed() < SNAPSHOT_TTL * 4));
+        let remote = others.entry(part.node).or_default();
+        if remote.next.as_ref().is_none_or(|(seq, _)| *seq != part.seq) {
+            remote.next = Some((part.seq, Reached::default()));
+        }
+        if let Some((_, next)) = remote.next.as_mut() {
+            next.users.extend(part.users);
+            next.watching.extend(part.watching);
+        }
+        if part.last {
+            if let Some((_, reached)) = remote.next.take() {
+                remote.reached = reached;
+                remote.at = Some(Instant::now());
+            }
+        }
     }
 }
 
@@ -65,6 +161,30 @@ impl Drop for Watching {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_nodes_snapshot_counts_once_complete_and_while_fresh() {
+        let (here, there) = (Reach::default(), Reach::default());
+        let users: Vec<UserId> = (0..PER_EVENT * 2 + 1).map(|_| UserId::new()).collect();
+        let listed = users.clone();
+        there.set_mqtt_listeners(Arc::new(move || listed.clone()));
+        let (h, d) = (HospitalId::new(), DeviceId::new());
+        let _w = there.watching(users[0], d);
+        let parts = there.snapshot("b", 1);
+        assert_eq!(parts.len(), 3, "in parts under the bus's limit");
+        let last = users[PER_EVENT * 2];
+        for p in parts[..2].iter().cloned() {
+            here.heard(p);
+        }
+        assert!(!here.reachable(last, h, d), "an incomplete snapshot does not count");
+        here.heard(parts[2].clone());
+        assert!(here.reachable(last, h, d) && here.reachable(users[0], h, DeviceId::new()));
+        // The next snapshot replaces it.
+        here.heard(Snapshot { node: "b".into(), seq: 2, last: true, users: vec![], watching: vec![(users[0], d)] });
+        assert!(!here.reachable(last, h, d));
+        assert!(here.reachable(users[0], h, d), "watching the device's live stream");
+        assert!(!here.reachable(users[0], h, DeviceId::new()));
+    }
 
     #[test]
     fn a_live_stream_counts_while_open_and_mqtt_while_subscribed() {

@@ -232,6 +232,13 @@ impl Broker {
         move |user, hospital| book.listening(user.as_uuid(), &topic::Topic::Notifications { hospital, user })
     }
 
+    /// Everyone with a live connection subscribed to their notifications (the alarm system
+    /// shares it with the other nodes).
+    pub fn notification_listeners(&self) -> impl Fn() -> Vec<nc_domain::UserId> + Send + Sync + 'static {
+        let book = self.shared.sessions.clone();
+        move || book.notification_listeners().into_iter().map(nc_domain::UserId).collect()
+    }
+
     /// The live client connections (for metrics).
     pub fn registry(&self) -> Arc<registry::Registry> {
         self.shared.registry.clone()

@@ -88,6 +88,8 @@ impl Drop for Nats {
         let _ = Command::new("bash")
             .arg(Nats::script())
             .args(["stop", self.dir.to_str().unwrap_or("/nonexistent")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status();
         // NEPHROCARE_TEST_KEEP_NATS: keep the servers' logs and stores, for debugging.
         if std::env::var_os("NEPHROCARE_TEST_KEEP_NATS").is_none() {
@@ -252,6 +254,9 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     );
     let mut live = ws_open(http_addr(&c.b), c.id("d1").parse().unwrap(), Some(&c.access["doc"])).await.expect("stream");
 
+    // Node A hears within about a second that the doctor is reachable through node B.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
     // The machine on node A: 40 readings, then danger.
     let machine = c.mqtt(a, "d1", "").await;
     let p1 = c.id("p1").to_owned();
@@ -271,6 +276,18 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     let note = body(&note);
     assert_eq!((note["type"].as_str(), note["event"].as_str()), (Some("alert"), Some("raised")), "{note}");
     assert_eq!(note["alert"]["code"], "system_status_danger");
+    // Node A raised it and counted the doctor on B as reachable: it waits for an answer at
+    // tier 1 instead of escalating at once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut sql = c.db.sql().await;
+    let level: i16 = sqlx::query_scalar(&format!(
+        "SELECT escalation_level FROM alerts WHERE device_id = '{}' AND code = 'system_status_danger'",
+        c.id("d1")
+    ))
+    .fetch_one(&mut sql)
+    .await
+    .expect("the alert");
+    assert_eq!(level, 1, "the alert escalated although the doctor was reachable through node B");
     // Nothing more: no reading twice.
     let late = doc.collect(Duration::from_millis(500)).await;
     assert!(late.iter().all(|p| p.topic != telemetry), "a reading arrived twice: {late:?}");

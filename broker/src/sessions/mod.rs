@@ -350,6 +350,24 @@ impl SessionBook {
         })
     }
 
+    /// Everyone with a live connection holding a subscription to their own notifications
+    /// (what [`SessionBook::listening`] answers, for every person at once): for the other
+    /// nodes' reachability.
+    pub fn notification_listeners(&self) -> Vec<Uuid> {
+        let all = self.slots.lock().expect("session book");
+        all.iter()
+            .filter(|(owner, slots)| {
+                slots.iter().any(|s| {
+                    s.holder != 0
+                        && s.filters.values().any(
+                            |c| matches!(c.filter, Filter::Exact(Topic::Notifications { user, .. }) if user.as_uuid() == **owner),
+                        )
+                })
+            })
+            .map(|(owner, _)| *owner)
+            .collect()
+    }
+
     /// The connection ended; the slot stays (with its session, if persistent).
     pub fn release(&self, owner: Uuid, generation: u64) {
         self.with_slot(owner, generation, |slot| {
@@ -614,5 +632,21 @@ mod tests {
         assert_eq!(book.kept(owner, again.generation).map(|k| k.subscriptions), Some(vec![c]));
         let fresh = book.claim(owner, "old", false, login).unwrap();
         assert!(fresh.carried.is_empty() && fresh.reset, "the forgotten session starts clean");
+    }
+
+    #[test]
+    fn notification_listeners_are_the_people_connected_and_subscribed_to_their_own() {
+        let book = SessionBook::new(4, false);
+        let (h, me, other) = (nc_domain::HospitalId::new(), nc_domain::UserId::new(), nc_domain::UserId::new());
+        let mine = Topic::Notifications { hospital: h, user: me };
+        let sub = |t: &Topic| Carried { path: t.to_string(), filter: Filter::Exact(*t), qos: QoS::AtLeastOnce };
+        let a = book.claim(me.as_uuid(), "a", true, None).unwrap();
+        book.subscribed(me.as_uuid(), a.generation, [], [sub(&mine)]);
+        // Someone else's notifications (never granted, but the book would not count it).
+        let b = book.claim(other.as_uuid(), "b", true, None).unwrap();
+        book.subscribed(other.as_uuid(), b.generation, [], [sub(&mine)]);
+        assert_eq!(book.notification_listeners(), vec![me.as_uuid()]);
+        book.release(me.as_uuid(), a.generation);
+        assert!(book.notification_listeners().is_empty(), "a session kept while away does not count");
     }
 }
