@@ -320,6 +320,8 @@ impl Ingest {
         hospital: HospitalId,
         payload: &[u8],
     ) -> Result<Outcome, SinkUnavailable> {
+        // The device's readings are bound and queued one after the other, in arrival order.
+        let turn = self.inner.sessions.turn(device).await;
         let now = Utc::now();
         let reading = match ReadingIn::parse(payload).and_then(|r| r.validate(now).map(|_| r)) {
             Ok(r) => r,
@@ -358,6 +360,7 @@ impl Ingest {
             .send(Job { row, done })
             .await
             .map_err(|_| SinkUnavailable("ingest is shutting down".into()))?;
+        drop(turn);
         match stored.await.map_err(|_| SinkUnavailable("ingest is shutting down".into()))?? {
             Written::Stored => {
                 self.inner.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

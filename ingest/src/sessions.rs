@@ -34,6 +34,8 @@ const CHANGES_AT_ONCE: usize = 4;
 /// refreshed whenever this process starts or ends a session).
 pub struct Sessions {
     devices: std::sync::Mutex<HashMap<DeviceId, Slot>>,
+    /// Each device's turn to hand a reading to its writer (see [`Sessions::turn`]).
+    turns: std::sync::Mutex<HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>>,
     patients: std::sync::Mutex<HashMap<PatientId, HospitalId>>,
     changes: tokio::sync::Semaphore,
 }
@@ -42,6 +44,7 @@ impl Default for Sessions {
     fn default() -> Self {
         Sessions {
             devices: Default::default(),
+            turns: Default::default(),
             patients: Default::default(),
             changes: tokio::sync::Semaphore::new(CHANGES_AT_ONCE),
         }
@@ -59,6 +62,16 @@ pub struct Binding {
 }
 
 impl Sessions {
+    /// A device's turn: held from a reading's arrival until it is queued for its writer, so
+    /// a device's readings reach the writer — and so the commit, the alarm conditions and the
+    /// live streams — in the order they arrived (binding waits on the database now and then:
+    /// a reading that does not must not overtake one that does). Taken in the order asked
+    /// (tokio's mutex is fair).
+    pub async fn turn(&self, device: DeviceId) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self.turns.lock().expect("turns").entry(device).or_default().clone();
+        turn.lock_owned().await
+    }
+
     /// The patient must belong to the device's hospital.
     pub async fn check_patient(
         &self,

@@ -1206,3 +1206,36 @@ async fn retention_drops_old_raw_chunks_and_keeps_rollups_and_sessions() {
     assert_eq!((buckets[0].bucket, s.min, s.avg, s.max, s.count), (old_hour, 70.0, 75.0, 80.0, 2));
     pool.close().await;
 }
+
+/// A machine's readings reach the live stream (and so the alarm conditions, which see the
+/// same committed batches) in the order it sent them, even when binding the first ones waits
+/// on the database (the patient check and the session start) while later ones would not.
+#[tokio::test]
+async fn a_machines_readings_reach_the_live_stream_in_the_order_it_sent_them() {
+    let w = World::new().await;
+    let mut ws = w.ws(Some(&w.tokens["doctor"])).await.expect("stream");
+    let m = w.device_mqtt().await;
+    let telemetry = w.device_topic("telemetry");
+    let start = Utc::now() - chrono::Duration::seconds(20);
+    // Fewer than the client queues while the first ones wait (20 in flight, 64 queued).
+    let n = 60;
+    // The patient check waits for the database: held up by a lock, then all at once.
+    let mut sql = w.app.db.sql().await;
+    sqlx::query("BEGIN").execute(&mut sql).await.unwrap();
+    sqlx::query("LOCK TABLE patients IN ACCESS EXCLUSIVE MODE").execute(&mut sql).await.unwrap();
+    for seq in 1..=n {
+        let at = start + chrono::Duration::milliseconds(100 * seq);
+        m.publish(&telemetry, &reading(seq, at, Some(w.ids.patient), json!({}))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sqlx::query("COMMIT").execute(&mut sql).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.len() < n as usize {
+        match ws_next(&mut ws).await {
+            Live::Json(v) if v["type"] == "reading" => seqs.push(v["seq"].as_i64().expect("seq")),
+            Live::Json(_) => {}
+            Live::Closed(code) => panic!("the stream closed ({code:?})"),
+        }
+    }
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "in the machine's order");
+}
