@@ -83,7 +83,9 @@ enum Command {
         /// The hospital whose machines are simulated.
         #[arg(long, default_value = "demo")]
         hospital: String,
-        /// MQTT address of the service (default: NEPHROCARE_MQTT_ADDR).
+        /// MQTT address of the service (default: NEPHROCARE_MQTT_ADDR); several nodes'
+        /// addresses separated by commas: each machine moves to the next one when its
+        /// connection breaks.
         #[arg(long)]
         mqtt: Option<String>,
         /// Seconds between progress lines (0: only the final summary).
@@ -498,10 +500,14 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             if devices == 0 || !(rate > 0.0 && rate <= 1000.0) || speed < 1.0 {
                 return Err(Failure::Config("--devices must be > 0, --rate in (0, 1000], --speed >= 1".into()));
             }
-            let addr: std::net::SocketAddr = match mqtt {
-                Some(m) => m.parse().map_err(|_| Failure::Config(format!("--mqtt '{m}' is not host:port")))?,
-                None => config.mqtt.addr,
+            let addrs: Vec<std::net::SocketAddr> = match mqtt {
+                Some(m) => m
+                    .split(',')
+                    .map(|a| a.trim().parse().map_err(|_| Failure::Config(format!("--mqtt '{a}' is not host:port"))))
+                    .collect::<Result<_, _>>()?,
+                None => vec![config.mqtt.addr],
             };
+            let addr = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
             let db = app::connect(&config).await?;
             let fleet = crate::simulate::provision(&db, &hospital, devices).await.map_err(Failure::Runtime)?;
             println!(
@@ -520,8 +526,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 duration,
                 speed,
                 hospital_code: hospital,
-                mqtt_host: addr.ip().to_string(),
-                mqtt_port: addr.port(),
+                mqtt: addrs,
                 // Per simulated minute.
                 episode_rate: episodes_per_hour / 60.0,
                 progress_every,

@@ -50,8 +50,8 @@ pub struct SimulateOptions {
     pub speed: f64,
     /// The hospital whose devices are used (and extended).
     pub hospital_code: String,
-    pub mqtt_host: String,
-    pub mqtt_port: u16,
+    /// The service's MQTT addresses (several nodes: tried in turn when a connection breaks).
+    pub mqtt: Vec<std::net::SocketAddr>,
     /// Probability per device per simulated minute of an abnormal episode.
     pub episode_rate: f64,
     /// Seconds between progress lines (0: none until the end).
@@ -290,12 +290,19 @@ async fn machine(
     stop: tokio_util::sync::CancellationToken,
     forced: Forced,
 ) {
-    let mut options = MqttOptions::new(d.id.to_string(), o.mqtt_host.clone(), o.mqtt_port);
-    options.set_credentials(d.id.to_string(), d.secret.clone());
-    options.set_keep_alive(Duration::from_secs(30));
-    options.set_clean_session(false);
-    options.set_inflight(100);
-    let (client, mut eventloop) = AsyncClient::new(options, 256);
+    let (id, secret) = (d.id.to_string(), d.secret.clone());
+    let options_at = move |addr: std::net::SocketAddr| {
+        let mut options = MqttOptions::new(id.clone(), addr.ip().to_string(), addr.port());
+        options.set_credentials(id.clone(), secret.clone());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(false);
+        options.set_inflight(100);
+        options
+    };
+    // Machines start spread over the nodes; each moves on to the next when its link breaks.
+    let addrs = o.mqtt.clone();
+    let mut at = index % addrs.len().max(1);
+    let (client, mut eventloop) = AsyncClient::new(options_at(addrs[at]), 256);
     let topic = |channel: &str| format!("nc/v1/h/{}/d/{}/{channel}", d.hospital, d.id);
     let (telemetry, session) = (topic("telemetry"), topic("session"));
 
@@ -337,6 +344,11 @@ async fn machine(
                         loop_stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
                     connected = false;
+                    if addrs.len() > 1 {
+                        // Unacknowledged publishes stay in the event loop: resent to the next node.
+                        at = (at + 1) % addrs.len();
+                        eventloop.mqtt_options = options_at(addrs[at]);
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }

@@ -518,3 +518,39 @@ async fn persistent_sessions_move_between_nodes_with_only_what_they_may_still_re
     let got = doc.collect(Duration::from_millis(800)).await;
     assert!(got.is_empty(), "nothing queued for the ended login reaches the new one: {got:?}");
 }
+
+/// `nephrocare simulate` given both nodes' addresses: when node A dies, its machines move to
+/// node B and resend; every acknowledged reading is stored once.
+#[tokio::test]
+async fn the_simulator_moves_its_machines_to_another_node_when_one_dies() {
+    let mut c = Cluster::start(4).await;
+    let addrs = format!("{},{}", c.a().mqtt, c.b.mqtt);
+    let mut sim = crate::support::binary()
+        .args(["simulate", "--hospital", "mqtt-a", "--devices", "4", "--rate", "10", "--duration", "12s"])
+        .args(["--no-disconnects", "--progress-every", "0", "--mqtt", &addrs])
+        .env("DATABASE_URL", &c.db.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the simulator starts");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.a.take().expect("node A").kill9();
+    let out = tokio::task::spawn_blocking(move || sim.wait_with_output()).await.unwrap().expect("the simulator ends");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let summary = out.lines().find(|l| l.starts_with("simulate: done")).unwrap_or_else(|| panic!("no summary: {out}"));
+    let number = |after: &str| -> i64 {
+        let i = summary.find(after).unwrap_or_else(|| panic!("{after} in {summary}"));
+        summary[..i].split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let (sent, acked) = (number(" readings sent"), number(" acknowledged"));
+    // Acknowledgements include session messages and resends.
+    assert!(sent > 100 && acked >= sent, "every reading acknowledged in the end: {summary}");
+    assert!(summary.contains(" reconnects") && !summary.contains(", 0 reconnects"), "machines moved: {summary}");
+    let mut sql = c.db.sql().await;
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT (device_id, seq)) FROM health_metrics")
+            .fetch_one(&mut sql)
+            .await
+            .unwrap();
+    assert_eq!((rows, distinct), (sent, sent), "every reading stored once");
+}
