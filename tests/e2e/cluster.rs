@@ -525,7 +525,7 @@ async fn persistent_sessions_move_between_nodes_with_only_what_they_may_still_re
 async fn the_simulator_moves_its_machines_to_another_node_when_one_dies() {
     let mut c = Cluster::start(4).await;
     let addrs = format!("{},{}", c.a().mqtt, c.b.mqtt);
-    let mut sim = crate::support::binary()
+    let sim = crate::support::binary()
         .args(["simulate", "--hospital", "mqtt-a", "--devices", "4", "--rate", "10", "--duration", "12s"])
         .args(["--no-disconnects", "--progress-every", "0", "--mqtt", &addrs])
         .env("DATABASE_URL", &c.db.url)
