@@ -10,7 +10,12 @@
 //! - an assignment ended through node B's REST cuts the doctor's subscription held on node A
 //!   within a second (access events travel through PostgreSQL);
 //! - `kill -9` of node A mid-ingest: the machine goes on through node B, and every
-//!   acknowledged reading is stored exactly once;
+//!   acknowledged reading is stored exactly once; the same with the simulator's fleet;
+//! - persistent sessions made on node A come back on node B: after `kill -9` of A with the
+//!   QoS 1 messages queued meanwhile, and — for each of the seven triggers (assignment ended,
+//!   hand-over revoked, expired or ended with its grantor's right, patient moved, logout,
+//!   account deactivated) — with nothing their ended right covered;
+//! - an alarm raised on node A counts a doctor watching through node B as reachable;
 //! - `kill -9` of one broker node: ingest and delivery go on through the others.
 //!
 //! `scripts/test.sh` installs `nats-server` (scripts/provision-nats.sh); without it these
@@ -28,7 +33,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::clients::{self, ws_next, ws_open, Live, Ws};
-use crate::mqtt::{hospital_of, is_device, now, options, Mqtt, World, CUT, GRANTED, SECRET};
+use crate::mqtt::{exec, hospital_of, is_device, now, options, Mqtt, World, CUT, GRANTED, SECRET};
 use crate::support::{Client, Service, TestDb};
 
 /// Anything that must happen across nodes may take this long.
@@ -553,4 +558,148 @@ async fn the_simulator_moves_its_machines_to_another_node_when_one_dies() {
             .await
             .unwrap();
     assert_eq!((rows, distinct), (sent, sent), "every reading stored once");
+}
+
+/// A fresh access token of a login session from node B (`refresh` is rotated).
+async fn refreshed_on(node: &Service, refresh: &mut String) -> String {
+    let r = Client::new(node.http.clone()).post("/api/auth/refresh", json!({"refreshToken": refresh})).await;
+    assert_eq!(r.status, 200, "refresh: {}", r.text);
+    *refresh = r.body["refreshToken"].as_str().unwrap().to_owned();
+    r.body["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// `who`'s persistent session is made on node A (subscribed to `filter` and their
+/// notifications) and left; `trigger` ends the right `filter` rests on (through node B);
+/// d1 publishes through B; the session comes back on node B without SUBSCRIBE.
+async fn away_on_a_back_on_b(
+    c: &Cluster,
+    who: &str,
+    refresh: &mut String,
+    filter: &str,
+    trigger: impl std::future::Future<Output = ()>,
+) -> Result<Mqtt, rumqttc::ConnectionError> {
+    let persistent = |addr: SocketAddr, token: &str| {
+        let id = c.id(who);
+        let mut o = options(addr, &format!("{id}-app"), id, token);
+        o.set_clean_session(false);
+        o
+    };
+    let token = refreshed_on(&c.b, refresh).await;
+    let mut s = Mqtt::connect(persistent(c.a().mqtt, &token), false).await.expect("connects to A");
+    let notes = c.notifications(who);
+    assert_eq!(s.subscribe(&[(filter, QoS::AtLeastOnce), (&notes, QoS::AtLeastOnce)]).await, [GRANTED; 2], "{who}");
+    s.kill();
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    trigger.await;
+    let mut d1 = c.mqtt(c.b.mqtt, "d1", "").await;
+    // A reading naming no patient (one naming a patient would start their treatment on d1).
+    d1.publish_acked(&c.topic("d1", "telemetry"), crate::mqtt::reading(1)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A deactivated account cannot refresh: it comes back with the token it had.
+    let r = Client::new(c.b.http.clone()).post("/api/auth/refresh", json!({"refreshToken": refresh})).await;
+    let token = if r.status == 200 {
+        *refresh = r.body["refreshToken"].as_str().unwrap().to_owned();
+        r.body["accessToken"].as_str().unwrap().to_owned()
+    } else {
+        token
+    };
+    Mqtt::connect(persistent(c.b.mqtt, &token), false).await
+}
+
+/// Nothing of d1 reaches `s`; a resumed session is told which subscriptions ended.
+async fn nothing_of_d1(c: &Cluster, s: &mut Mqtt, who: &str, what: &str) {
+    let prefix = format!("nc/v1/h/{}/d/{}/", c.id("ha"), c.id("d1"));
+    let got = s.collect(Duration::from_millis(800)).await;
+    assert!(got.iter().all(|p| !p.topic.starts_with(&prefix)), "{what}: {who} got d1's messages: {got:?}");
+    if s.connack.session_present {
+        let notes = c.notifications(who);
+        let told = got.iter().any(|p| p.topic == notes && body(p)["type"] == "subscription_ended");
+        assert!(told, "{what}: {who} is told which subscriptions ended: {got:?}");
+    }
+}
+
+/// The persistent-session triggers the other cluster test does not cover (an ended
+/// assignment and a logout are there), each with the session made on node A, the right
+/// ended through node B, and the session back on node B.
+#[tokio::test]
+async fn persistent_sessions_that_move_nodes_bring_back_nothing_whose_right_ended() {
+    let c = Cluster::start(5).await;
+    let telemetry = c.topic("d1", "telemetry");
+    let (on_a, on_b) = (|t: &str| Cluster::rest(c.a(), t), |t: &str| Cluster::rest(&c.b, t));
+    let adm = on_b(&c.access["adm"]);
+    let mut refresh = c.refresh.clone();
+    let grant = || async {
+        let r = on_a(&c.access["tec"])
+            .post(
+                "/api/devices/temporary-access",
+                json!({"deviceId": c.id("d1"), "technicianId": c.id("tec2"), "durationMinutes": 60}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_owned()
+    };
+
+    // A hand-over revoked by its grantor.
+    let id = grant().await;
+    let tec = on_b(&c.access["tec"]);
+    let mut s = away_on_a_back_on_b(&c, "tec2", refresh.get_mut("tec2").unwrap(), &telemetry, async {
+        assert_eq!(tec.delete(&format!("/api/devices/temporary-access/{id}"), None).await.status, 204);
+    })
+    .await
+    .unwrap();
+    nothing_of_d1(&c, &mut s, "tec2", "hand-over revoked").await;
+    drop(s);
+
+    // A hand-over that expired while the technician was away.
+    let mut sql = c.db.sql().await;
+    exec(
+        &mut sql,
+        &format!(
+            "INSERT INTO temporary_access_grants (id, hospital_id, device_id, granted_to, granted_by, expires_at)
+             VALUES (gen_random_uuid(), '{}', '{}', '{}', '{}', now() + interval '1 second')",
+            c.id("ha"),
+            c.id("d1"),
+            c.id("tec2"),
+            c.id("tec")
+        ),
+    )
+    .await;
+    let expire = tokio::time::sleep(Duration::from_millis(1200));
+    let mut s = away_on_a_back_on_b(&c, "tec2", refresh.get_mut("tec2").unwrap(), &telemetry, expire).await.unwrap();
+    nothing_of_d1(&c, &mut s, "tec2", "hand-over expired").await;
+    drop(s);
+
+    // The grantor lost their own right: the hand-over ends with it.
+    grant().await;
+    let unassign = adm.delete("/api/users/assign-device", Some(json!({"userId": c.id("tec"), "deviceId": c.id("d1")})));
+    let mut s = away_on_a_back_on_b(&c, "tec2", refresh.get_mut("tec2").unwrap(), &telemetry, async {
+        assert_eq!(unassign.await.status, 204);
+    })
+    .await
+    .unwrap();
+    nothing_of_d1(&c, &mut s, "tec2", "grantor unassigned").await;
+    drop(s);
+
+    // The patient was moved to another device: d1's status is no longer theirs.
+    let status = c.topic("d1", "status");
+    let record = format!("/api/patients/{}", c.id("p1"));
+    let moved = adm.put(&record, json!({"assignedDeviceId": c.id("d2")}));
+    let mut s = away_on_a_back_on_b(&c, "pat", refresh.get_mut("pat").unwrap(), &status, async {
+        let r = moved.await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    })
+    .await
+    .unwrap();
+    nothing_of_d1(&c, &mut s, "pat", "patient moved").await;
+    drop(s);
+
+    // The account was deactivated: it cannot come back at all.
+    let account = format!("/api/users/{}/deactivate", c.id("doc2"));
+    let deactivate = adm.post(&account, json!({}));
+    let back = away_on_a_back_on_b(&c, "doc2", refresh.get_mut("doc2").unwrap(), &status, async {
+        assert_eq!(deactivate.await.status, 200);
+    })
+    .await;
+    assert!(back.is_err(), "a deactivated account's session came back");
 }
