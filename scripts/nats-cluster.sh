@@ -21,6 +21,10 @@
 # Files under DIR: nc{n}.conf (mode 600: holds the password), nc{n}.pid, nc{n}.log,
 # nc{n}/jetstream (the JetStream store: MQTT sessions, retained messages, QoS 1 queues).
 #
+# NATS_TLS_CERT and NATS_TLS_KEY (PEM files) at start: the MQTT listeners speak TLS and the
+# printed URLs are mqtts:// (the nodes verify the certificate: NEPHROCARE_MQTT_CORE_CA).
+# NATS_DEBUG=1: debug logging.
+#
 # One account NC (jetstream: enabled), one user `nephrocare`, password from NATS_PASSWORD
 # (default nephrocare-cluster). MQTT options (see the comments in the generated config):
 #   stream_replicas 3   sessions ($MQTT_sess), retained ($MQTT_rmsgs) and QoS 1 messages
@@ -124,6 +128,7 @@ mqtt {
     ack_wait: "10s"
     # Unacknowledged QoS 1 deliveries per subscription (default 1024; '#' filters: x2).
     max_ack_pending: 4096
+$(mqtt_tls)
 }
 EOF
 }
@@ -159,10 +164,9 @@ hexb() { printf '\\x%02x' "$1"; }
 # An MQTT string: 2-byte length, then the bytes.
 mqtt_str() { local b; b="$(printf '%s' "$1" | wc -c)"; printf '%b%s' "$(hexb $((b / 256)))$(hexb $((b % 256)))" "$1"; }
 
-# Send an MQTT 3.1.1 CONNECT (clean session) and read the CONNACK; 0 if accepted.
-mqtt_connect_ok() {  # port
-    local port="$1" cid="nc-ready-$$-$1" len rl="" byte hex
-    { exec 3<>"/dev/tcp/$HOST/$port"; } 2>/dev/null || return 1
+# An MQTT 3.1.1 CONNECT (clean session) of the nodes' user, on stdout.
+connect_packet() {  # client id
+    local cid="$1" len rl="" byte
     # variable header: "MQTT", level 4, flags user+password+clean (0xC2), keep-alive 10
     len=$((10 + 2 + ${#cid} + 2 + ${#USER_NAME} + 2 + $(printf '%s' "$PASSWORD" | wc -c)))
     while :; do  # remaining length, variable-length encoded
@@ -171,15 +175,30 @@ mqtt_connect_ok() {  # port
         rl+="$(hexb "$byte")"
         [ "$len" -gt 0 ] || break
     done
-    {
-        printf '%b' "\\x10$rl\\x00\\x04MQTT\\x04\\xc2\\x00\\x0a"
-        mqtt_str "$cid"; mqtt_str "$USER_NAME"; mqtt_str "$PASSWORD"
-    } >&3 2>/dev/null || { exec 3>&-; return 1; }
+    printf '%b' "\\x10$rl\\x00\\x04MQTT\\x04\\xc2\\x00\\x0a"
+    mqtt_str "$cid"; mqtt_str "$USER_NAME"; mqtt_str "$PASSWORD"
+}
+
+# Send a CONNECT and read the CONNACK; 0 if accepted. Over TLS (openssl s_client) when the
+# cluster's MQTT listeners use it.
+mqtt_connect_ok() {  # port
+    local port="$1" cid="nc-ready-$$-$1" hex
+    if tls_enabled; then
+        hex="$({ connect_packet "$cid"; sleep 1; } | timeout 5 openssl s_client -quiet -connect "$HOST:$port" 2>/dev/null \
+            | dd bs=1 count=4 2>/dev/null | od -An -tx1 | tr -d ' \n')" || true
+        [ "$hex" = "20020000" ]
+        return
+    fi
+    { exec 3<>"/dev/tcp/$HOST/$port"; } 2>/dev/null || return 1
+    connect_packet "$cid" >&3 2>/dev/null || { exec 3>&-; return 1; }
     hex="$(timeout 5 dd bs=1 count=4 <&3 2>/dev/null | od -An -tx1 | tr -d ' \n')" || true
     printf '%b' '\xe0\x00' >&3 2>/dev/null || true
     exec 3>&-
     [ "$hex" = "20020000" ]
 }
+
+# Whether the generated configuration gives the MQTT listeners TLS (NATS_TLS_CERT at start).
+tls_enabled() { grep -q 'cert_file' "$DIR/nc1.conf" 2>/dev/null; }
 
 node_ready() {  # n
     local n="$1"
@@ -237,12 +256,21 @@ dump_logs() {
     done
 }
 
+# NATS_TLS_CERT and NATS_TLS_KEY (PEM) at start: the MQTT listeners speak TLS (mqtts://).
+mqtt_tls() {
+    [ -n "${NATS_TLS_CERT:-}" ] || return 0
+    [ -n "${NATS_TLS_KEY:-}" ] || die "NATS_TLS_CERT needs NATS_TLS_KEY"
+    printf '    tls { cert_file: %s, key_file: %s }\n' "$(conf_quote "$(realpath "$NATS_TLS_CERT")")" \
+        "$(conf_quote "$(realpath "$NATS_TLS_KEY")")"
+}
+
 print_urls() {
-    local n u="" user pass
+    local n u="" user pass scheme=mqtt
     user="$(url_encode "$USER_NAME")"
     pass="$(url_encode "$PASSWORD")"
+    tls_enabled && scheme=mqtts
     for n in 1 2 3; do
-        u+="mqtt://$user:$pass@$HOST:$(mqtt_port "$n"),"
+        u+="$scheme://$user:$pass@$HOST:$(mqtt_port "$n"),"
     done
     log "NEPHROCARE_MQTT_CORE_URL (stdout):"
     echo "${u%,}"

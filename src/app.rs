@@ -174,7 +174,8 @@ impl App {
             tracing::info!("MQTT listeners use TLS");
         }
         if let Some(url) = &config.mqtt.core_url {
-            let core = nc_broker::core::Core::external(url.expose()).map_err(|e| StartError::Other(e.to_string()))?;
+            let core = nc_broker::core::Core::external(url.expose(), config.mqtt.core_ca.as_deref())
+                .map_err(|e| StartError::Other(e.to_string()))?;
             broker_settings.external_core = Some(core);
         }
         let chat = nc_chat::Chat::new(db.clone(), &self.chat);

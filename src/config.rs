@@ -118,6 +118,9 @@ pub struct MqttConfig {
     /// nodes, `mqtt://user:password@host:port`, comma-separated for failover (README
     /// "Running several nodes"). Unset: the embedded rumqttd (one node).
     pub core_url: Option<Secret>,
+    /// `NEPHROCARE_MQTT_CORE_CA`: PEM certificates that verify an `mqtts://` core (default:
+    /// the system's, `/etc/ssl/certs/ca-certificates.crt`).
+    pub core_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -256,6 +259,7 @@ impl Default for MqttConfig {
             tls_key: None,
             public_ws_url: None,
             core_url: None,
+            core_ca: None,
         }
     }
 }
@@ -399,6 +403,9 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_MQTT_CORE_URL") {
             config.mqtt.core_url = Some(Secret::new(v));
         }
+        if let Some(v) = env("NEPHROCARE_MQTT_CORE_CA") {
+            config.mqtt.core_ca = Some(PathBuf::from(v));
+        }
         if let Some(v) = env("NEPHROCARE_JWT_SECRET") {
             config.auth.jwt_secret = Secret::new(v);
         }
@@ -497,11 +504,11 @@ impl Config {
             ));
         }
         if let Some(url) = &self.mqtt.core_url {
-            if let Err(e) = nc_broker::core::Core::external(url.expose()) {
+            if let Err(e) = nc_broker::core::Core::external(url.expose(), self.mqtt.core_ca.as_deref()) {
                 return Err(ConfigError::new(
                     "NEPHROCARE_MQTT_CORE_URL",
                     e.to_string(),
-                    "Give the clustered MQTT broker as mqtt://user:password@host:port, several separated by commas.",
+                    "Give the clustered MQTT broker as mqtt://user:password@host:port (mqtts:// for TLS), several separated by commas.",
                 ));
             }
         }

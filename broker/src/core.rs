@@ -4,8 +4,8 @@
 //! - **embedded** (the default): a rumqttd on its own threads, listening on a loopback port
 //!   that only the edge and the service's own publisher use, protected by a random
 //!   per-process credential that its auth hook checks; clients never reach it directly.
-//! - **external** (`NEPHROCARE_MQTT_CORE_URL`): a clustered MQTT broker shared by several
-//!   nodes (NATS server with its MQTT listener and JetStream; see ARCHITECTURE.md "Several
+//! - **external** (`NEPHROCARE_MQTT_CORE_URL`, `mqtt://` or `mqtts://`): a clustered MQTT
+//!   broker shared by several nodes (NATS server with its MQTT listener and JetStream; see ARCHITECTURE.md "Several
 //!   nodes"). Every node connects with the nodes' credential from the URL; the broker's
 //!   cluster carries routing, persistent sessions, queued QoS 1 messages and retained
 //!   status across nodes. Several URLs are tried in turn (failover).
@@ -17,13 +17,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::ClientConfig;
+
+/// The reading half of a connection to the core (TCP or TLS).
+pub type CoreRx = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a connection to the core.
+pub type CoreTx = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// One address of the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreAddr {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: TLS, the server's certificate verified against the configured roots.
+    pub tls: bool,
 }
 
 impl std::fmt::Display for CoreAddr {
@@ -41,6 +50,8 @@ pub struct Core {
     pub user: String,
     pub credential: String,
     embedded: bool,
+    /// The TLS client configuration for `mqtts://` addresses.
+    tls: Option<Arc<ClientConfig>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -63,29 +74,24 @@ pub struct CoreUrlError(String);
 pub const INTERNAL_USER: &str = "nephrocare-edge";
 
 impl Core {
-    /// The external core at `urls`: one or more `mqtt://user:password@host:port`, separated
-    /// by commas, all with the same credential (tried in turn: failover). `mqtts://` is
-    /// refused with a clear error for now (see README "Running several nodes").
-    pub fn external(urls: &str) -> Result<Core, CoreUrlError> {
+    /// The external core at `urls`: one or more `mqtt://user:password@host:port` (or
+    /// `mqtts://`, TLS), separated by commas, all with the same credential (tried in turn:
+    /// failover). A TLS server's certificate is verified against the PEM certificates in
+    /// `ca` (default: the system's, `/etc/ssl/certs/ca-certificates.crt`) and the URL's host.
+    pub fn external(urls: &str, ca: Option<&std::path::Path>) -> Result<Core, CoreUrlError> {
         let mut addrs = Vec::new();
         let mut login: Option<(String, String)> = None;
         for raw in urls.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let url = url::Url::parse(raw).map_err(|e| CoreUrlError(format!("'{}' is not a URL: {e}", redact(raw))))?;
-            match url.scheme() {
-                "mqtt" | "tcp" => {}
-                "mqtts" | "ssl" => {
-                    return Err(CoreUrlError(
-                        "mqtts:// is not supported yet: reach the cluster over a private network or a TLS tunnel \
-                         (see README \"Running several nodes\")"
-                            .into(),
-                    ))
-                }
-                other => return Err(CoreUrlError(format!("scheme '{other}' is not mqtt://"))),
-            }
+            let tls = match url.scheme() {
+                "mqtt" | "tcp" => false,
+                "mqtts" | "ssl" => true,
+                other => return Err(CoreUrlError(format!("scheme '{other}' is not mqtt:// or mqtts://"))),
+            };
             let host =
                 url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| CoreUrlError("a URL has no host".into()))?;
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-            let port = url.port().unwrap_or(1883);
+            let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
             let decode = |s: &str| {
                 percent_decode(s)
                     .ok_or_else(|| CoreUrlError("the user or password is not valid percent-encoding".into()))
@@ -99,12 +105,18 @@ impl Core {
                 Some(l) if *l == this => {}
                 Some(_) => return Err(CoreUrlError("every URL must carry the same credential".into())),
             }
-            addrs.push(CoreAddr { host, port });
+            addrs.push(CoreAddr { host, port, tls });
         }
         let Some((user, credential)) = login else {
             return Err(CoreUrlError("no URL given".into()));
         };
-        Ok(Core { addrs: Arc::new(addrs), current: Arc::default(), user, credential, embedded: false })
+        let tls = if addrs.iter().any(|a| a.tls) { Some(client_tls(ca)?) } else { None };
+        Ok(Core { addrs: Arc::new(addrs), current: Arc::default(), user, credential, embedded: false, tls })
+    }
+
+    /// The TLS client configuration for `mqtts://` addresses (the service publisher's too).
+    pub fn tls(&self) -> Option<Arc<ClientConfig>> {
+        self.tls.clone()
     }
 
     /// Whether this is the embedded rumqttd (one node) rather than a shared cluster.
@@ -122,22 +134,21 @@ impl Core {
         self.addrs[self.current.load(Ordering::Relaxed) % self.addrs.len()].clone()
     }
 
-    /// Opens a TCP connection to the core: the address that answered last first, then
-    /// the others in turn.
-    pub async fn connect(&self) -> std::io::Result<TcpStream> {
+    /// Opens a connection to the core (TCP, or TLS for `mqtts://`): the address that
+    /// answered last first, then the others in turn.
+    pub async fn connect(&self) -> std::io::Result<(CoreRx, CoreTx)> {
         let n = self.addrs.len();
         let start = self.current.load(Ordering::Relaxed);
         let mut last = None;
         for i in 0..n {
             let at = (start + i) % n;
             let a = &self.addrs[at];
-            match tokio::time::timeout(Duration::from_secs(3), TcpStream::connect((a.host.as_str(), a.port))).await {
+            match tokio::time::timeout(Duration::from_secs(3), self.open(a)).await {
                 Ok(Ok(s)) => {
                     if at != start % n {
                         self.current.store(at, Ordering::Relaxed);
                         tracing::warn!(core = %a, "the MQTT core's first address did not answer; using another");
                     }
-                    let _ = s.set_nodelay(true);
                     return Ok(s);
                 }
                 Ok(Err(e)) => last = Some(e),
@@ -147,12 +158,51 @@ impl Core {
         Err(last.unwrap_or_else(|| std::io::Error::other("the core has no address")))
     }
 
+    async fn open(&self, a: &CoreAddr) -> std::io::Result<(CoreRx, CoreTx)> {
+        let tcp = TcpStream::connect((a.host.as_str(), a.port)).await?;
+        let _ = tcp.set_nodelay(true);
+        match (&self.tls, a.tls) {
+            (Some(config), true) => {
+                let name = rustls_pki_types::ServerName::try_from(a.host.clone())
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", a.host)))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await?;
+                let (rx, tx) = tokio::io::split(tls);
+                Ok((Box::new(rx), Box::new(tx)))
+            }
+            _ => {
+                let (rx, tx) = tcp.into_split();
+                Ok((Box::new(rx), Box::new(tx)))
+            }
+        }
+    }
+
     /// After a failure at the current address: try the next one first from now on.
     pub fn rotate(&self) {
         if self.addrs.len() > 1 {
             self.current.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// TLS to the core: the certificates of `ca` (PEM) as roots, or the system's.
+fn client_tls(ca: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, CoreUrlError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let path = ca.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).and_then(|i| i.collect::<Result<Vec<_>, _>>()).map_err(|e| {
+        CoreUrlError(format!("cannot read the CA certificates {}: {e} (NEPHROCARE_MQTT_CORE_CA)", path.display()))
+    })?;
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(CoreUrlError(format!("{} holds no CA certificate (NEPHROCARE_MQTT_CORE_CA)", path.display())));
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CoreUrlError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// The credential in a URL, hidden (for error messages).
@@ -227,11 +277,12 @@ pub async fn start(max_connections: usize, max_packet_size: usize) -> std::io::R
     })?;
     // Ready when the service publisher's session is accepted (see `Publisher::start`).
     Ok(Core {
-        addrs: Arc::new(vec![CoreAddr { host: "127.0.0.1".into(), port: addr.port() }]),
+        addrs: Arc::new(vec![CoreAddr { host: "127.0.0.1".into(), port: addr.port(), tls: false }]),
         current: Arc::default(),
         user: INTERNAL_USER.into(),
         credential,
         embedded: true,
+        tls: None,
     })
 }
 
@@ -241,21 +292,27 @@ mod tests {
 
     #[test]
     fn core_urls_are_parsed_with_their_credential() {
-        let c = Core::external("mqtt://nc:p%40ss@127.0.0.1:14883, mqtt://nc:p%40ss@node2:14884").unwrap();
+        let c = Core::external("mqtt://nc:p%40ss@127.0.0.1:14883, mqtt://nc:p%40ss@node2:14884", None).unwrap();
         assert_eq!(c.user, "nc");
         assert_eq!(c.credential, "p@ss");
         assert_eq!(c.addrs().len(), 2);
-        assert_eq!(c.addrs()[1], CoreAddr { host: "node2".into(), port: 14884 });
-        assert!(!c.embedded());
-        assert_eq!(Core::external("mqtt://nc:x@h").unwrap().addrs()[0].port, 1883);
+        assert_eq!(c.addrs()[1], CoreAddr { host: "node2".into(), port: 14884, tls: false });
+        assert!(!c.embedded() && c.tls().is_none());
+        assert_eq!(Core::external("mqtt://nc:x@h", None).unwrap().addrs()[0].port, 1883);
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls/core-ca.pem");
+        let tls = Core::external("mqtts://nc:x@localhost", Some(&fixture)).unwrap();
+        assert_eq!(tls.addrs()[0], CoreAddr { host: "localhost".into(), port: 8883, tls: true });
+        assert!(tls.tls().is_some());
+        let missing = Core::external("mqtts://nc:x@h", Some(std::path::Path::new("/nonexistent.pem"))).unwrap_err();
+        assert!(missing.to_string().contains("NEPHROCARE_MQTT_CORE_CA"), "{missing}");
     }
 
     #[test]
     fn bad_core_urls_are_refused_without_showing_the_password() {
-        for bad in ["", "http://nc:x@h:1", "mqtt://h:1", "mqtt://a:b@h:1,mqtt://a:c@h:2", "mqtts://a:b@h:1"] {
-            let e = Core::external(bad).unwrap_err().to_string();
+        for bad in ["", "http://nc:x@h:1", "mqtt://h:1", "mqtt://a:b@h:1,mqtt://a:c@h:2"] {
+            let e = Core::external(bad, None).unwrap_err().to_string();
             assert!(!e.contains(":b@") && !e.contains(":c@"), "{e}");
         }
-        assert!(Core::external("nonsense://a:secret@").unwrap_err().to_string().contains("nonsense"));
+        assert!(Core::external("nonsense://a:secret@", None).unwrap_err().to_string().contains("nonsense"));
     }
 }

@@ -33,6 +33,9 @@ impl Publisher {
             options.set_keep_alive(Duration::from_secs(30));
             options.set_max_packet_size(1024 * 1024, 1024 * 1024);
             options.set_inflight(200);
+            if let (true, Some(tls)) = (addr.tls, core.tls()) {
+                options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
+            }
             options
         };
         let (client, mut eventloop) = AsyncClient::new(options(core), 1024);

@@ -16,7 +16,8 @@
 //!   hand-over revoked, expired or ended with its grantor's right, patient moved, logout,
 //!   account deactivated) — with nothing their ended right covered;
 //! - an alarm raised on node A counts a doctor watching through node B as reachable;
-//! - `kill -9` of one broker node: ingest and delivery go on through the others.
+//! - `kill -9` of one broker node: ingest and delivery go on through the others;
+//! - a cluster whose MQTT listeners speak TLS (`mqtts://`), its certificate verified.
 //!
 //! `scripts/test.sh` installs `nats-server` (scripts/provision-nats.sh); without it these
 //! tests fail and say so.
@@ -53,6 +54,11 @@ impl Nats {
 
     /// Starts a cluster on ports no other test uses (`slot` tells tests apart).
     fn start(slot: u16) -> Nats {
+        Nats::start_with(slot, &[])
+    }
+
+    /// The same, with `env` for the script (e.g. TLS).
+    fn start_with(slot: u16, env: &[(&str, &str)]) -> Nats {
         let installed = ["nats-server", "/usr/sbin/nats-server"]
             .iter()
             .any(|s| Command::new(s).arg("--version").output().is_ok_and(|o| o.status.success()));
@@ -64,6 +70,7 @@ impl Nats {
         let out = Command::new("bash")
             .arg(Nats::script())
             .args(["start", dir.to_str().expect("utf-8 path"), &base.to_string()])
+            .envs(env.iter().copied())
             .output()
             .expect("the cluster script runs");
         assert!(out.status.success(), "the NATS cluster did not start:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -702,4 +709,29 @@ async fn persistent_sessions_that_move_nodes_bring_back_nothing_whose_right_ende
     })
     .await;
     assert!(back.is_err(), "a deactivated account's session came back");
+}
+
+/// `mqtts://`: a cluster whose MQTT listeners speak TLS, its certificate verified against
+/// `NEPHROCARE_MQTT_CORE_CA`; clients on the node are served through it as ever.
+#[tokio::test]
+async fn a_node_reaches_a_cluster_over_tls() {
+    let fixture = |f: &str| format!("{}/tests/fixtures/tls/{f}", env!("CARGO_MANIFEST_DIR"));
+    let (ca, cert, key) = (fixture("core-ca.pem"), fixture("core-cert.pem"), fixture("core-key.pem"));
+    let nats = Nats::start_with(6, &[("NATS_TLS_CERT", &cert), ("NATS_TLS_KEY", &key)]);
+    assert!(nats.urls.iter().all(|u| u.starts_with("mqtts://")), "{:?}", nats.urls);
+    let db = TestDb::migrated().await;
+    let node = Service::start(
+        &db,
+        &[("NEPHROCARE_MQTT_CORE_URL", &nats.core_url([1, 2, 3])), ("NEPHROCARE_MQTT_CORE_CA", &ca)],
+    );
+    let (ids, access, _) = World::seed(&db, &Client::new(node.http.clone())).await;
+    let id = |k: &str| ids[k].clone();
+    let telemetry = format!("nc/v1/h/{}/d/{}/telemetry", id("ha"), id("d1"));
+    let mut doc = Mqtt::connect(options(node.mqtt, &format!("{}-tls", id("doc")), &id("doc"), &access["doc"]), false)
+        .await
+        .expect("the doctor connects");
+    assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, [GRANTED]);
+    let mut machine = Mqtt::connect(options(node.mqtt, &id("d1"), &id("d1"), SECRET), false).await.expect("machine");
+    machine.publish_acked(&telemetry, reading(1, &id("p1"), "normal")).await;
+    assert_eq!(seqs_until(&mut doc, &telemetry, 1).await, [1], "routed through the TLS cluster");
 }

@@ -274,6 +274,7 @@ pub fn binary() -> std::process::Command {
         "NEPHROCARE_HTTP_BODY_TIMEOUT_SECS",
         "NEPHROCARE_MQTT_PUBLIC_WS_URL",
         "NEPHROCARE_MQTT_CORE_URL",
+        "NEPHROCARE_MQTT_CORE_CA",
         "NEPHROCARE_INGEST_DERIVE_INTERVAL_MS",
     ] {
         cmd.env_remove(var);

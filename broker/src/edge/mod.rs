@@ -26,7 +26,6 @@ use nc_domain::{DeviceId, TokenFamilyId, UserId};
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::{ConnAck, Connect, ConnectReturnCode, LastWill, Login, Packet, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -408,7 +407,7 @@ pub(crate) async fn serve(
     }
 }
 
-type CoreLink = (OwnedReadHalf, OwnedWriteHalf, BytesMut, ConnAck);
+type CoreLink = (crate::core::CoreRx, crate::core::CoreTx, BytesMut, ConnAck);
 
 /// Connects to the core under the slot's client id. A session the core must not resume
 /// (another login's, or an evicted client id's) is discarded first, by a clean CONNECT
@@ -444,8 +443,7 @@ async fn connect_core(
     clean_session: bool,
     last_will: Option<LastWill>,
 ) -> std::io::Result<CoreLink> {
-    let upstream = shared.core.connect().await?;
-    let (mut up_rx, mut up_tx) = upstream.into_split();
+    let (mut up_rx, mut up_tx) = shared.core.connect().await?;
     let up_connect = Connect {
         protocol: rumqttc::mqttbytes::Protocol::V4,
         keep_alive,

@@ -34,7 +34,6 @@ use rumqttc::{
     Packet, PubAck, Publish, QoS, SubAck, Subscribe, SubscribeFilter, SubscribeReasonCode, UnsubAck, Unsubscribe,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -174,7 +173,7 @@ pub(super) struct Session {
     generation: u64,
     conn_id: u64,
     tx: ClientTx,
-    up_tx: OwnedWriteHalf,
+    up_tx: crate::core::CoreTx,
     /// Packets for the core not yet written: everything one turn of the loop produces (a
     /// reading's device and patient copies, acknowledgements) goes out in one write.
     core_out: BytesMut,
@@ -227,7 +226,7 @@ pub(super) struct Link {
 }
 
 impl Session {
-    pub(super) fn new(shared: Arc<Shared>, link: Link, tx: ClientTx, up_tx: OwnedWriteHalf) -> Session {
+    pub(super) fn new(shared: Arc<Shared>, link: Link, tx: ClientTx, up_tx: crate::core::CoreTx) -> Session {
         let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("non-zero"));
         let settings = &shared.settings;
         Session {
@@ -435,7 +434,7 @@ impl Session {
         &mut self,
         mut rx: ClientRx,
         mut buf: BytesMut,
-        mut up_rx: tokio::net::tcp::OwnedReadHalf,
+        mut up_rx: crate::core::CoreRx,
         mut up_buf: BytesMut,
         mut control: mpsc::Receiver<Control>,
         keep_alive: u16,
