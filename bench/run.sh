@@ -13,8 +13,8 @@
 #   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
 #                              alarms per treatment hour vs naive thresholds, raise latency
 #   bench/run.sh fhir          FHIR Observation pages and a whole-patient bulk export on a year of 1 Hz data
-#   bench/run.sh cluster       the ingest runs with the embedded core, then with a 3-server NATS cluster as the
-#                              core (scripts/nats-cluster.sh): msg/s, PUBACK latency, node and broker CPU and RSS
+#   bench/run.sh cluster       ingest, connections and chat with the embedded core, then with a 3-server NATS
+#                              cluster as the core (scripts/nats-cluster.sh): the same figures side by side
 #   bench/run.sh all
 #
 # Sizes can be changed with environment variables (see each section).
@@ -300,17 +300,27 @@ run_alarms() {
     drop_db "$url"
 }
 
-# The ingest runs (CLUSTER_RUNS, default "1000:10 1000:40") against one node with the
-# embedded core, then against one node whose core is a local 3-server NATS cluster (R3
-# JetStream: every QoS 1 message the edge forwards is stored three times), with the
-# brokers' CPU seconds and RSS over the clustered runs. All on this machine's 2 cores.
+# The ingest runs (CLUSTER_RUNS, default "1000:10 1000:40"), the connections benchmark
+# (CLUSTER_MACHINES 2000, CLUSTER_PEOPLE 500, CLUSTER_STORM 1000) and chat (CLUSTER_CHAT_RATE
+# 100 msg/s) against one node with the embedded core, then against one node whose core is a
+# local 3-server NATS cluster (R3 JetStream: every QoS 1 message the edge forwards is stored
+# three times), with the brokers' CPU seconds and RSS. CLUSTER_BENCHES chooses among
+# "ingest connections chat". All on this machine's 2 cores.
 run_cluster() {
     scripts/provision-nats.sh >/dev/null
-    local dir=/tmp/nc-bench-nats runs="${CLUSTER_RUNS:-1000:10 1000:40}"
+    local dir=/tmp/nc-bench-nats runs="${CLUSTER_RUNS:-1000:10 1000:40}" what="${CLUSTER_BENCHES:-ingest connections chat}"
     bash scripts/nats-cluster.sh stop "$dir" >/dev/null 2>&1 || true
     rm -rf "$dir"
+    cluster_round() {
+        case " $what " in *" ingest "*) INGEST_COPY=0 INGEST_RUNS="$runs" run_ingest ;; esac
+        case " $what " in *" connections "*)
+            CONNECTION_MACHINES="${CLUSTER_MACHINES:-2000}" CONNECTION_PEOPLE="${CLUSTER_PEOPLE:-500}" \
+                CONNECTION_STORM="${CLUSTER_STORM:-1000}" run_connections ;;
+        esac
+        case " $what " in *" chat "*) CHAT_RATE="${CLUSTER_CHAT_RATE:-100}" CHAT_SECONDS=15 run_chat ;; esac
+    }
     echo "== embedded core (one node)"
-    INGEST_COPY=0 INGEST_RUNS="$runs" run_ingest
+    cluster_round
     local urls; urls="$(bash scripts/nats-cluster.sh start "$dir" 24883 2>/dev/null)"
     nats_cpu() {  # total CPU seconds of the three servers
         local t=0 pid
@@ -323,7 +333,7 @@ run_cluster() {
     local before; before=$(nats_cpu)
     echo "== NATS cluster core (3 servers, R3)"
     export NEPHROCARE_MQTT_CORE_URL="$urls"
-    INGEST_COPY=0 INGEST_RUNS="$runs" run_ingest
+    cluster_round
     unset NEPHROCARE_MQTT_CORE_URL
     local rss=0 r
     for n in 1 2 3; do r=$(ps -o rss= -p "$(cat "$dir/nc$n.pid")" | tr -d ' '); rss=$((rss + r)); done

@@ -139,11 +139,14 @@ impl Core {
     pub async fn connect(&self) -> std::io::Result<(CoreRx, CoreTx)> {
         let n = self.addrs.len();
         let start = self.current.load(Ordering::Relaxed);
+        // With somewhere else to go, a server that does not answer soon is given up on; a
+        // single core (the embedded one) may be slow to accept under a burst of connections.
+        let patience = if n > 1 { Duration::from_secs(3) } else { Duration::from_secs(10) };
         let mut last = None;
         for i in 0..n {
             let at = (start + i) % n;
             let a = &self.addrs[at];
-            match tokio::time::timeout(Duration::from_secs(3), self.open(a)).await {
+            match tokio::time::timeout(patience, self.open(a)).await {
                 Ok(Ok(s)) => {
                     if at != start % n {
                         self.current.store(at, Ordering::Relaxed);
