@@ -191,7 +191,11 @@ impl Broker {
             refusals: Default::default(),
             // Subscriptions held on other nodes are not in this node's book: with a shared
             // core every committed message goes to the core.
-            sessions: Arc::new(sessions::SessionBook::new(settings.sessions_per_identity, !core.embedded())),
+            sessions: Arc::new(match core.embedded() {
+                true => sessions::SessionBook::new(settings.sessions_per_identity, false),
+                false => sessions::SessionBook::new(settings.sessions_per_identity, true)
+                    .on_node(bus.node().simple().to_string()),
+            }),
             kept: (!core.embedded())
                 .then(|| sessions::store::KeptStore::new(db.get_postgres_connection_pool().clone())),
             db: db.clone(),

@@ -324,6 +324,10 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     // Revocation: the doctor also holds d1 on node A; an admin ends the assignment on B.
     let mut held = c.mqtt(a, "doc", "-a").await;
     assert_eq!(held.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, [GRANTED]);
+    // Both of the doctor's clean sessions, one per node, stay up and get the next reading.
+    machine.client.publish(&telemetry, QoS::AtLeastOnce, false, reading(42, &p1, "normal")).await.unwrap();
+    assert_eq!(seqs_until(&mut held, &telemetry, 42).await, [42], "the doctor's session on node A");
+    assert_eq!(seqs_until(&mut doc, &telemetry, 42).await, [42], "the doctor's session on node B");
     let admin = Cluster::rest(&c.b, &c.access["adm"]);
     let r =
         admin.delete("/api/users/assign-device", Some(json!({"userId": c.id("doc"), "deviceId": c.id("d1")}))).await;
@@ -333,7 +337,7 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     let took = at.saturating_duration_since(returned);
     println!("assignment ended on node B: node A cut the doctor {took:?} later");
     assert!(took < CUT, "node A cut the doctor only after {took:?}");
-    drop((machine, live, room, doc, pat));
+    drop((machine, live, room, pat));
 }
 
 /// Machine d1 of the cluster's world over the test client that tracks acknowledgements.

@@ -142,6 +142,8 @@ pub struct SessionBook {
     per_identity: usize,
     /// Other nodes' sessions are not in this book (an external core): every message may be wanted.
     everything_wanted: bool,
+    /// Several nodes: this node's tag in the core ids of clean sessions (see [`SessionBook::on_node`]).
+    node: Option<String>,
     next: AtomicU64,
     slots: Mutex<HashMap<Uuid, Vec<Slot>>>,
     /// Taken with `slots` held (in that order) when it changes; alone to read it.
@@ -153,9 +155,27 @@ impl SessionBook {
         SessionBook {
             per_identity: per_identity.max(1),
             everything_wanted,
+            node: None,
             next: AtomicU64::new(1),
             slots: Mutex::new(HashMap::new()),
             interest: Mutex::new(Interest::default()),
+        }
+    }
+
+    /// Several nodes share the core: a clean session's core id carries this node's tag
+    /// (`{identity}~{node}-{slot}`), so two clean connections of one person on two nodes never
+    /// share a core id (the core would end one for the other); persistent sessions keep
+    /// `{identity}~{slot}`, their slot agreed through the shared store, so any node resumes
+    /// them.
+    pub fn on_node(mut self, tag: String) -> SessionBook {
+        self.node = Some(tag);
+        self
+    }
+
+    fn core_id(&self, owner: Uuid, index: usize, clean: bool) -> String {
+        match (&self.node, clean) {
+            (Some(node), true) => format!("{owner}~{node}-{index}"),
+            _ => upstream_id(owner, index),
         }
     }
 
@@ -195,7 +215,7 @@ impl SessionBook {
             slot.reset_pending = reset;
             let released_at = if resumable { slot.released_at } else { None };
             return Ok(Claim {
-                upstream_id: upstream_id(owner, slot.index),
+                upstream_id: self.core_id(owner, slot.index, clean),
                 generation,
                 carried,
                 reset,
@@ -231,7 +251,7 @@ impl SessionBook {
         // A slot index may have served another client id whose session the core still
         // keeps (evicted above, or before this client id was seen).
         Ok(Claim {
-            upstream_id: upstream_id(owner, index),
+            upstream_id: self.core_id(owner, index, clean),
             generation,
             carried: Vec::new(),
             reset: !clean,
