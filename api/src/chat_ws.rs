@@ -15,7 +15,6 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use nc_access::Subject;
 use nc_domain::{Interface, MessageId, RoomId};
 use poem::http::StatusCode;
 use poem::web::websocket::{CloseCode, Message, WebSocket};
@@ -63,9 +62,11 @@ pub async fn chat(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let subject = Subject::User(user);
-    match state.chat.authorize(&subject, room).await {
-        Ok(_) => {}
+    // Re-checked when access changes (an access event, or its grant's end), not per tick.
+    let mut watch = nc_broker::registry::Watch::new(state.mqtt.clone());
+    let epoch = watch.begin();
+    match state.chat.membership(&user, room).await {
+        Ok((_, until)) => watch.decided(epoch, until),
         Err(nc_chat::ChatError::NotFound(_)) => return refuse(StatusCode::NOT_FOUND, "not_found", "room not found"),
         Err(nc_chat::ChatError::Forbidden(m)) => return refuse(StatusCode::FORBIDDEN, "forbidden", &m),
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
@@ -102,8 +103,17 @@ pub async fn chat(
                     break;
                 }
                 _ = recheck.tick() => {
-                    let live = state.authn.recheck_user(&user).await.is_ok() && state.chat.authorize(&subject, room).await.is_ok();
-                    if !live {
+                    if !watch.due() {
+                        continue;
+                    }
+                    let epoch = watch.begin();
+                    let live = match state.authn.recheck_user(&user).await {
+                        Ok(()) => state.chat.membership(&user, room).await.ok(),
+                        Err(_) => None,
+                    };
+                    if let Some((_, until)) = live {
+                        watch.decided(epoch, until);
+                    } else {
                         let _ = tx.send(Message::Close(Some((CloseCode::from(4403), "access revoked".into())))).await;
                         break;
                     }

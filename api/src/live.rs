@@ -116,8 +116,17 @@ pub async fn health_metrics(
         Err(r) => return r,
     };
     let subject = Subject::User(user);
+    // Re-checked when access changes (an access event, or its grant's end), not per tick.
+    let mut watch = nc_broker::registry::Watch::new(state.mqtt.clone());
+    let epoch = watch.begin();
     let view = match state.policy.clinical_view(&subject, device).await {
-        Ok(v) => v,
+        Ok(v) => match state.policy.grant_expiry(&subject, device).await {
+            Ok(until) => {
+                watch.decided(epoch, until);
+                v
+            }
+            Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
+        },
         Err(e) => {
             return match crate::error::ApiError::policy(e, "device") {
                 crate::error::ApiError::NotFound(_) => refuse(StatusCode::NOT_FOUND, "not_found", "device not found"),
@@ -195,9 +204,16 @@ pub async fn health_metrics(
                     break;
                 }
                 _ = recheck.tick() => {
+                    if !watch.due() {
+                        continue;
+                    }
+                    let epoch = watch.begin();
                     let live = state.authn.recheck_user(&user).await.is_ok()
                         && state.policy.clinical_view(&subject, device).await.is_ok_and(|v| v == view);
-                    if !live {
+                    let until = if live { state.policy.grant_expiry(&subject, device).await.ok() } else { None };
+                    if let Some(until) = until {
+                        watch.decided(epoch, until);
+                    } else {
                         let _ = tx.send(Message::Close(Some((CloseCode::from(4403), "access revoked".into())))).await;
                         break;
                     }

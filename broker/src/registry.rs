@@ -6,9 +6,16 @@
 //! connections it may affect (same user or device, or a subscription under that device,
 //! patient or room), which re-check their identity and every subscription and disconnect if any right
 //! is gone. If the LISTEN connection drops, every connection re-checks once it is back.
+//!
+//! The registry also keeps an **access epoch** ([`Registry::epoch`]): a counter that every
+//! access event moves on, readable only while the LISTEN connection is up. A decision taken
+//! at epoch `e` still holds while the epoch is `e` (nothing that grants or revokes access has
+//! changed since), so streams and the chat's room decisions ask the policy again when the
+//! epoch moves instead of on every message or every second ([`Watch`]). While the listener
+//! is down the epoch is unknown and everything is decided afresh.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +47,10 @@ struct Entry {
 pub struct Registry {
     next: AtomicU64,
     conns: Mutex<HashMap<u64, Entry>>,
+    /// Moves on with every access event (and when events may have been missed).
+    epoch: AtomicU64,
+    /// Whether the LISTEN connection is up (the epoch means something).
+    listening: AtomicBool,
 }
 
 /// An access-change event, as the trigger sends it.
@@ -110,8 +121,24 @@ impl Registry {
         self.len() == 0
     }
 
+    /// The access epoch, while access events are being received: a decision taken when it
+    /// read `Some(e)` holds as long as it still reads `Some(e)`. Read it *before* asking
+    /// the policy.
+    pub fn epoch(&self) -> Option<u64> {
+        // The listener going down or up also moves the epoch on, so a reading taken across
+        // that change never matches a later one.
+        let listening = self.listening.load(Ordering::SeqCst);
+        listening.then(|| self.epoch.load(Ordering::SeqCst))
+    }
+
+    fn set_listening(&self, up: bool) {
+        self.listening.store(up, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Tells the affected connections to re-check (all of them when `event` is `None`).
     pub fn dispatch(&self, event: Option<&AccessEvent>) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let conns = self.conns.lock().expect("registry lock");
         for entry in conns.values() {
             let affected = match event {
@@ -154,6 +181,7 @@ pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: Cancellatio
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
+        registry.set_listening(true);
         if !first {
             // Events may have been missed while disconnected.
             registry.dispatch(None);
@@ -161,21 +189,99 @@ pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: Cancellatio
         first = false;
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                received = listener.recv() => match received {
-                    Ok(n) => match serde_json::from_str::<AccessEvent>(n.payload()) {
+                _ = shutdown.cancelled() => {
+                    registry.set_listening(false);
+                    return;
+                }
+                // `try_recv`, not `recv`: `recv` reconnects silently and loses what was
+                // sent meanwhile; a lost connection must make everyone re-check.
+                received = listener.try_recv() => match received {
+                    Ok(Some(n)) => match serde_json::from_str::<AccessEvent>(n.payload()) {
                         Ok(ev) => registry.dispatch(Some(&ev)),
                         Err(e) => {
                             tracing::warn!(error = %e, payload = n.payload(), "access events: unreadable payload; re-checking everyone");
                             registry.dispatch(None);
                         }
                     },
+                    Ok(None) => {
+                        registry.set_listening(false);
+                        tracing::warn!("access events: connection lost; reconnecting");
+                        break;
+                    }
                     Err(e) => {
+                        registry.set_listening(false);
                         tracing::warn!(error = %e, "access events: connection lost; reconnecting");
                         break;
                     }
                 }
             }
         }
+    }
+}
+
+/// When a long-lived stream (a WebSocket) must ask the policy again: when an access event
+/// has moved the epoch on since its last decision, whenever events are not being received,
+/// and when the temporary grant its decision rests on ends. Between those, nothing its
+/// decision depends on has changed.
+pub struct Watch {
+    registry: Arc<Registry>,
+    decided: Option<u64>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Watch {
+    /// A watch with no decision yet (due at once).
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry, decided: None, until: None }
+    }
+
+    /// The epoch to read before asking the policy.
+    pub fn begin(&self) -> Option<u64> {
+        self.registry.epoch()
+    }
+
+    /// Records a decision taken after [`Watch::begin`] returned `epoch`, resting on a grant
+    /// that ends at `until` (if any).
+    pub fn decided(&mut self, epoch: Option<u64>, until: Option<chrono::DateTime<chrono::Utc>>) {
+        self.decided = epoch;
+        self.until = until;
+    }
+
+    /// Whether the decision must be taken again now.
+    pub fn due(&self) -> bool {
+        self.decided.is_none()
+            || self.registry.epoch() != self.decided
+            || self.until.is_some_and(|u| u <= chrono::Utc::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_moves_with_every_event_and_means_nothing_while_events_are_not_received() {
+        let r = Arc::new(Registry::default());
+        assert_eq!(r.epoch(), None, "not listening yet");
+        r.set_listening(true);
+        let e = r.epoch().expect("listening");
+        let mut watch = Watch::new(r.clone());
+        assert!(watch.due(), "no decision yet");
+        watch.decided(watch.begin(), None);
+        assert!(!watch.due(), "nothing changed");
+        r.dispatch(Some(&AccessEvent { user: Some(UserId::new()), ..Default::default() }));
+        assert_ne!(r.epoch(), Some(e), "any event moves it on");
+        assert!(watch.due(), "an access event");
+        watch.decided(watch.begin(), Some(chrono::Utc::now() - chrono::Duration::milliseconds(1)));
+        assert!(watch.due(), "the grant it rested on has ended");
+        watch.decided(watch.begin(), None);
+        r.set_listening(false);
+        assert_eq!(r.epoch(), None);
+        assert!(watch.due(), "events may be missed");
+        let seen = watch.begin();
+        watch.decided(seen, None);
+        assert!(watch.due(), "a decision taken while events were not received is not kept");
+        r.set_listening(true);
+        assert!(watch.due(), "and not after they are received again either");
     }
 }

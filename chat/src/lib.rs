@@ -7,6 +7,7 @@
 //! notification topic of every participant who has neither, so every client sees the same
 //! conversation in the same order (server time, then id).
 
+mod membership;
 pub mod model;
 pub mod store;
 
@@ -140,6 +141,8 @@ const CHAT_EVENT: &str = "chat";
 struct Inner {
     db: DatabaseConnection,
     policy: Policy,
+    /// Room decisions, kept until access changes.
+    members: membership::Memberships,
     publisher: OnceLock<Publisher>,
     registry: OnceLock<Arc<Registry>>,
     /// Other nodes (an external MQTT core), once attached.
@@ -187,6 +190,7 @@ impl Chat {
         Chat {
             inner: Arc::new(Inner {
                 policy: Policy::new(db.clone()),
+                members: membership::Memberships::default(),
                 db,
                 publisher: OnceLock::new(),
                 registry: OnceLock::new(),
@@ -205,6 +209,7 @@ impl Chat {
     /// Where chat publishes on MQTT, and who is connected there (set once the broker runs).
     pub fn attach_broker(&self, publisher: Publisher, registry: Arc<Registry>) {
         let _ = self.inner.publisher.set(publisher);
+        self.inner.members.attach(registry.clone());
         let _ = self.inner.registry.set(registry);
     }
 
@@ -250,13 +255,27 @@ impl Chat {
         StreamGuard { chat: self.clone(), key: (room, user) }
     }
 
-    /// The room, if `subject` may take part in it now.
+    /// The room, if `subject` may take part in it now (the policy's decision, remembered
+    /// until access changes: see [`membership`]).
     pub async fn authorize(
         &self,
         subject: &Subject,
         room: RoomId,
     ) -> Result<nc_entities::chat_rooms::Model, ChatError> {
-        Ok(self.inner.policy.room(subject, room).await?)
+        match subject {
+            Subject::User(u) => Ok(self.membership(u, room).await?.0),
+            Subject::Device { .. } => Ok(self.inner.policy.room(subject, room).await?),
+        }
+    }
+
+    /// The room, if `user` takes part in it now, and when that ends if it rests on a
+    /// temporary grant (a technician's hand-over of the room's device).
+    pub async fn membership(
+        &self,
+        user: &UserSubject,
+        room: RoomId,
+    ) -> Result<(nc_entities::chat_rooms::Model, Option<chrono::DateTime<chrono::Utc>>), ChatError> {
+        self.inner.members.room(&self.inner.policy, user, room).await
     }
 
     /// Opens (or finds) a conversation. Returns the room and whether it was created now.
@@ -277,10 +296,10 @@ impl Chat {
         let subject = Subject::User(*user);
         let mut visible = Vec::new();
         for r in store::rooms_of(&self.inner.db, user.id).await? {
-            match self.inner.policy.room(&subject, r.id).await {
+            match self.authorize(&subject, r.id).await {
                 Ok(_) => visible.push(r),
-                Err(PolicyError::Denied(_)) => {}
-                Err(PolicyError::Db(e)) => return Err(e.into()),
+                Err(ChatError::Db(e)) => return Err(e.into()),
+                Err(_) => {}
             }
         }
         let total = visible.len() as u64;
@@ -408,7 +427,7 @@ impl Chat {
                 }
                 // Only those who take part now (the relationship holds).
                 let who = Subject::User(UserSubject { id: member, role, hospital: sender.hospital, family: None });
-                if self.inner.policy.room(&who, room).await.is_err() {
+                if self.authorize(&who, room).await.is_err() {
                     continue;
                 }
                 let topic = Topic::Notifications { hospital: sender.hospital, user: member };
@@ -489,6 +508,7 @@ impl Chat {
     pub fn tidy(&self) {
         self.inner.posts.retain_recent();
         self.inner.typing.retain_recent();
+        self.inner.members.tidy();
         self.inner.events.lock().expect("chat events").retain(|_, tx| tx.receiver_count() > 0);
     }
 }

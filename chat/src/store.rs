@@ -198,13 +198,19 @@ pub async fn post(
     client_id: Option<&str>,
     body: &str,
 ) -> Result<(Message, bool), DbErr> {
-    let txn = db.begin().await?;
+    // One statement, so one round trip: the message, and the room's activity time if it
+    // is new (a retry of a stored `client_id` inserts nothing and returns nothing).
     let now = Utc::now();
-    let inserted = txn
-        .query_one(stmt(
-            "INSERT INTO chat_messages (id, room_id, sender_id, client_msg_id, body, sent_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (room_id, sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING RETURNING id",
+    let inserted = chat_messages::Entity::find()
+        .from_raw_sql(stmt(
+            "WITH m AS (
+                 INSERT INTO chat_messages (id, room_id, sender_id, client_msg_id, body, sent_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (room_id, sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+                 RETURNING *),
+             r AS (UPDATE chat_rooms SET updated_at = GREATEST(updated_at, $6)
+                   WHERE id = $2 AND EXISTS (SELECT 1 FROM m))
+             SELECT * FROM m",
             vec![
                 MessageId::new().as_uuid().into(),
                 room.as_uuid().into(),
@@ -214,29 +220,19 @@ pub async fn post(
                 now.into(),
             ],
         ))
+        .one(db)
         .await?;
     let created = inserted.is_some();
     let stored = match inserted {
-        Some(r) => {
-            let id: uuid::Uuid = r.try_get("", "id")?;
-            txn.execute(stmt(
-                "UPDATE chat_rooms SET updated_at = GREATEST(updated_at, $2) WHERE id = $1",
-                vec![room.as_uuid().into(), now.into()],
-            ))
-            .await?;
-            chat_messages::Entity::find_by_id(MessageId(id)).one(&txn).await?
-        }
-        None => {
-            chat_messages::Entity::find()
-                .filter(chat_messages::Column::RoomId.eq(room))
-                .filter(chat_messages::Column::SenderId.eq(sender))
-                .filter(chat_messages::Column::ClientMsgId.eq(client_id))
-                .one(&txn)
-                .await?
-        }
-    }
-    .ok_or_else(|| DbErr::RecordNotFound("chat message".into()))?;
-    txn.commit().await?;
+        Some(m) => m,
+        None => chat_messages::Entity::find()
+            .filter(chat_messages::Column::RoomId.eq(room))
+            .filter(chat_messages::Column::SenderId.eq(sender))
+            .filter(chat_messages::Column::ClientMsgId.eq(client_id))
+            .one(db)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("chat message".into()))?,
+    };
     if created {
         // Just stored: nobody else has read it yet.
         let mut roles = HashMap::new();

@@ -422,3 +422,85 @@ async fn a_persistent_session_gets_no_chat_of_a_conversation_it_lost_while_away(
     assert!(got.iter().all(|p| p.topic != messages), "a queued chat message leaked: {got:?}");
     w.app.stop().await;
 }
+
+/// Room decisions are kept between posts (the policy is not asked per message), so this
+/// proves what ends a kept decision: an access event — here a change made in SQL, which no
+/// API call announces — and a hand-over's end, which fires no event at all. Both end it on
+/// REST, MQTT and the chat WebSocket.
+#[tokio::test]
+async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over() {
+    let w = World::new(TestApp::spawn().await).await;
+    crate::mqtt::grant(&w).await;
+    let r = w
+        .as_user("doc")
+        .post(
+            "/api/chat/rooms",
+            json!({"kind": "doctor-technician", "deviceId": w.id("d1"), "counterpartId": w.id("tec2")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/chat/rooms/{id}/messages");
+    let post = |who: &'static str, n: usize| {
+        let c = w.as_user(who);
+        let path = path.clone();
+        async move { c.post(&path, json!({"message": "status?", "clientMessageId": format!("{who}-{n}")})).await.status }
+    };
+    assert_eq!(post("tec2", 0).await, 201);
+    assert_eq!(post("doc", 0).await, 201);
+
+    // The hand-over now ends in 1.5 s (the update is an access event: decided again, and
+    // kept until then).
+    let mut c = w.app.db.sql().await;
+    crate::mqtt::exec(
+        &mut c,
+        &format!(
+            "UPDATE temporary_access_grants SET expires_at = now() + interval '1500 milliseconds' WHERE granted_to = '{}'",
+            w.id("tec2")
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(post("tec2", 1).await, 201, "still handed over");
+    let mut tec2_ws = chat_ws(&w, "tec2", &id).await.expect("tec2 streams the room while handed over");
+    let mut tec2_mqtt = w.connect("tec2", "").await;
+    let notes = format!("nc/v1/h/{}/u/{}/notifications", w.id("ha"), w.id("tec2"));
+    assert_eq!(tec2_mqtt.subscribe(&[(&notes, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    // No event announced the end: the kept decision ends with the grant.
+    assert_eq!(post("tec2", 2).await, 403, "the hand-over ended");
+    let mqtt_post = format!("nc/v1/h/{}/chat/{id}/post", w.id("ha"));
+    tec2_mqtt
+        .publish_acked(&mqtt_post, json!({"v": 1, "clientMessageId": "m1", "message": "still here"}).to_string())
+        .await;
+    let refusal = body(&tec2_mqtt.message(&notes, WAIT).await);
+    assert_eq!((refusal["code"].as_str(), refusal["clientMessageId"].as_str()), (Some("forbidden"), Some("m1")));
+    assert_eq!(frames_until_close(&mut tec2_ws).await, Some(4403), "the stream closes when the hand-over ends");
+
+    // The doctor's assignment ends in SQL (no API call): the access event ends the kept
+    // decision within the revocation budget (a second), on every transport.
+    let mut doc_ws = chat_ws(&w, "doc", &id).await.expect("doc streams the room");
+    assert_eq!(post("doc", 1).await, 201);
+    let started = Instant::now();
+    crate::mqtt::exec(
+        &mut c,
+        &format!(
+            "UPDATE device_assignments SET ended_at = now() WHERE user_id = '{}' AND ended_at IS NULL",
+            w.id("doc")
+        ),
+    )
+    .await;
+    let mut n = 2;
+    while post("doc", n).await != 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a post was still accepted {:?} after the revocation",
+            started.elapsed()
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(frames_until_close(&mut doc_ws).await, Some(4403));
+    assert!(started.elapsed() < Duration::from_secs(2), "the stream closed within a second or so");
+    w.app.stop().await;
+}

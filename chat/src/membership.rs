@@ -1,0 +1,95 @@
+//! Room decisions, remembered per (person, room) until access changes.
+//!
+//! Whether someone takes part in a room is the policy's decision (`Policy::room`: the room,
+//! the participant row, the relationship it is about — 4 to 6 queries). A conversation asks
+//! it for every post, typing indicator and read receipt, and a WebSocket stream every
+//! second, although the answer changes only when something that grants or revokes access
+//! changes — and every such change fires an access event (`nc_broker::registry`). So a
+//! granted decision is kept with the access epoch read *before* it was taken, and reused
+//! while the epoch has not moved: any access event, or the event listener being down, sends
+//! the next request back to the policy. A decision resting on a technician's temporary
+//! grant also ends when the grant does. Refusals are not kept (a right gained, e.g. a new
+//! participant row, fires no event and needs none).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use nc_access::{Policy, Subject, UserSubject};
+use nc_broker::registry::Registry;
+use nc_domain::{HospitalId, Role, RoomId, UserId};
+use nc_entities::chat_rooms;
+
+use crate::ChatError;
+
+/// Most decisions kept; past it the memo starts again (it is only a shortcut).
+const MAX_KEPT: usize = 100_000;
+
+/// What a decision depends on from the subject: who, in which role and hospital.
+type Key = (UserId, Role, HospitalId, RoomId);
+
+struct Kept {
+    room: chat_rooms::Model,
+    epoch: u64,
+    until: Option<DateTime<Utc>>,
+}
+
+/// The remembered decisions.
+#[derive(Default)]
+pub(crate) struct Memberships {
+    registry: OnceLock<Arc<Registry>>,
+    kept: Mutex<HashMap<Key, Kept>>,
+}
+
+impl Memberships {
+    /// Where access events arrive (without it nothing is kept).
+    pub(crate) fn attach(&self, registry: Arc<Registry>) {
+        let _ = self.registry.set(registry);
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.registry.get().and_then(|r| r.epoch())
+    }
+
+    /// The room, if `user` takes part in it now, and until when if that rests on a
+    /// temporary grant: remembered, or asked of the policy.
+    pub(crate) async fn room(
+        &self,
+        policy: &Policy,
+        user: &UserSubject,
+        room: RoomId,
+    ) -> Result<(chat_rooms::Model, Option<DateTime<Utc>>), ChatError> {
+        let key = (user.id, user.role, user.hospital, room);
+        let epoch = self.epoch();
+        if let Some(now) = epoch {
+            let kept = self.kept.lock().expect("memberships");
+            if let Some(k) = kept.get(&key) {
+                if k.epoch == now && k.until.is_none_or(|u| u > Utc::now()) {
+                    return Ok((k.room.clone(), k.until));
+                }
+            }
+        }
+        let subject = Subject::User(*user);
+        let found = policy.room(&subject, room).await?;
+        // A technician in a device's room through a hand-over: until it ends.
+        let until = match found.device_id {
+            Some(device) if user.role == Role::Technician => policy.grant_expiry(&subject, device).await?,
+            _ => None,
+        };
+        if let Some(epoch) = epoch {
+            let mut kept = self.kept.lock().expect("memberships");
+            if kept.len() >= MAX_KEPT {
+                kept.clear();
+            }
+            kept.insert(key, Kept { room: found.clone(), epoch, until });
+        }
+        Ok((found, until))
+    }
+
+    /// Forgets decisions that no longer hold (bounded memory).
+    pub(crate) fn tidy(&self) {
+        let epoch = self.epoch();
+        let now = Utc::now();
+        self.kept.lock().expect("memberships").retain(|_, k| Some(k.epoch) == epoch && k.until.is_none_or(|u| u > now));
+    }
+}
