@@ -87,6 +87,10 @@ pub async fn metrics(state: Data<&ApiState>) -> poem::Response {
         let writer = WRITERS.get(i).copied().unwrap_or("other");
         m.ingest_queue_depth.get_or_create(&nc_metrics::Writer { writer }).set(depth as i64);
     }
+    for (i, backlog) in state.ingest.evaluation_backlogs().into_iter().enumerate() {
+        let writer = WRITERS.get(i).copied().unwrap_or("other");
+        m.alert_evaluation_backlog.get_or_create(&nc_metrics::Writer { writer }).set(backlog as i64);
+    }
     if let Ok(n) = state.ingest.derived_backlog().await {
         m.derived_backlog_batches.set(n);
     }

@@ -24,7 +24,7 @@ use nc_broker::topic::DeviceChannel;
 use nc_broker::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
 use nc_domain::{DeviceId, HospitalId, PatientId};
 use sqlx::PgPool;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertEngine;
@@ -34,6 +34,9 @@ use crate::writer::{Committed, Job, Row, WireRow, WriterSettings, Written};
 
 /// The node event that carries committed readings to the other nodes' live streams.
 const READINGS_EVENT: &str = "readings";
+/// Committed readings a writer may leave for alert evaluation before it waits (per writer;
+/// about 10 MB of rows): 30 s of a 600 readings/s shift change, 2 s at saturation.
+const AFTER_COMMIT_READINGS: usize = 20_000;
 /// Readings per node event (a reading is about 400 bytes of JSON: well under the bus's limit).
 const READINGS_PER_EVENT: usize = 500;
 
@@ -101,6 +104,8 @@ struct Inner {
     pool: PgPool,
     alerts: Arc<AlertEngine>,
     queues: writer::Queues,
+    /// Each writer's queue to alert evaluation and the live streams.
+    after: Vec<writer::AfterQueue>,
     sessions: Sessions,
     committed: broadcast::Sender<Committed>,
     /// Other nodes (an external MQTT core), once attached.
@@ -127,9 +132,9 @@ impl Ingest {
         let (committed, _) = broadcast::channel(1024);
         // One evaluation queue per writer (a device's readings always take the same writer, so
         // its alerts are evaluated in order): an alarm burst on one writer's devices does not
-        // hold up the others.
+        // hold up the others, and, up to its budget of readings, not its own writer either.
         let (after_tx, after_rx): (Vec<_>, Vec<_>) =
-            (0..settings.writers.max(1)).map(|_| mpsc::channel::<Committed>(64)).unzip();
+            (0..settings.writers.max(1)).map(|_| writer::AfterQueue::new(AFTER_COMMIT_READINGS)).unzip();
         let derive = Arc::new(tokio::sync::Notify::new());
         let queues = writer::spawn(
             pool.clone(),
@@ -139,7 +144,7 @@ impl Ingest {
                 retry_for: settings.retry_for,
             },
             settings.queue_capacity,
-            after_tx,
+            after_tx.clone(),
             derive.clone(),
         );
         derived::spawn(pool.clone(), settings.derive_interval, derive, shutdown.clone());
@@ -148,6 +153,7 @@ impl Ingest {
             pool,
             alerts,
             queues,
+            after: after_tx.clone(),
             sessions: Sessions::default(),
             committed,
             bus: std::sync::OnceLock::new(),
@@ -155,14 +161,16 @@ impl Ingest {
             rejections: rejections::Rejections::default(),
         });
         // After each commit: alerts (in reading order), then the live streams. A slow alert
-        // engine fills this bounded channel and so slows the writers: backpressure, not loss.
+        // engine fills this queue (bounded in readings) and then slows the writers:
+        // backpressure, not loss.
         // An evaluation that fails (the database went away after the commit) is retried
         // until it succeeds: a committed reading is never left unevaluated. Re-evaluating a
         // reading is harmless (one open alert per device and condition).
         for mut after_rx in after_rx {
             let fanout = inner.clone();
             tokio::spawn(async move {
-                while let Some(batch) = after_rx.recv().await {
+                // The permit (the batch's room in the queue) is given back once it is handled.
+                while let Some((batch, _room)) = after_rx.recv().await {
                     let mut wait = Duration::from_millis(100);
                     while let Err(e) = fanout.alerts.evaluate(&batch).await {
                         if !transient(&e) {
@@ -302,6 +310,11 @@ impl Ingest {
     /// Readings waiting in each writer's queue.
     pub fn queue_depths(&self) -> Vec<usize> {
         self.inner.queues.depths()
+    }
+
+    /// Committed readings waiting for alert evaluation (and the live streams), per writer.
+    pub fn evaluation_backlogs(&self) -> Vec<usize> {
+        self.inner.after.iter().map(writer::AfterQueue::backlog).collect()
     }
 
     /// Written batches waiting for the deriver.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nc_broker::SinkUnavailable;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::reading::{ReadingIn, COLUMNS};
@@ -213,13 +213,52 @@ impl Queues {
     }
 }
 
+/// A writer's queue to what follows its commits (alert evaluation, then the live streams),
+/// bounded in readings rather than batches. A writer waits for room only when that many
+/// committed readings are still unevaluated: an alarm burst that slows the evaluation for
+/// a few seconds (a shift change: hundreds of alarms raised, each stored, notified and
+/// fanned out) no longer holds up the next commits, and so the acknowledgements of every
+/// other machine on that writer. A bounded number of batches (64 before) filled in well
+/// under a second when batches are small.
+#[derive(Clone)]
+pub struct AfterQueue {
+    tx: mpsc::UnboundedSender<(Committed, OwnedSemaphorePermit)>,
+    room: Arc<Semaphore>,
+    readings: usize,
+}
+
+/// What the after-commit task receives: a committed batch, and its place in the budget
+/// (given back when dropped, once the batch is handled).
+pub type AfterItem = (Committed, OwnedSemaphorePermit);
+
+impl AfterQueue {
+    /// A queue that holds at most `readings` unhandled readings (a bigger batch waits for
+    /// an empty queue, then goes alone).
+    pub fn new(readings: usize) -> (AfterQueue, mpsc::UnboundedReceiver<AfterItem>) {
+        let readings = readings.clamp(1, Semaphore::MAX_PERMITS);
+        let (tx, rx) = mpsc::unbounded_channel();
+        (AfterQueue { tx, room: Arc::new(Semaphore::new(readings)), readings }, rx)
+    }
+
+    async fn send(&self, batch: Committed) {
+        let n = u32::try_from(batch.len().min(self.readings)).unwrap_or(u32::MAX);
+        let Ok(permit) = self.room.clone().acquire_many_owned(n).await else { return };
+        let _ = self.tx.send((batch, permit));
+    }
+
+    /// Committed readings waiting to be handled.
+    pub fn backlog(&self) -> usize {
+        self.readings - self.room.available_permits()
+    }
+}
+
 /// Starts the writers, each on its own queue, until the queues close; each committed
 /// batch's new rows go to that writer's `after` queue (one per writer).
 pub fn spawn(
     pool: PgPool,
     settings: WriterSettings,
     capacity: usize,
-    after: Vec<mpsc::Sender<Committed>>,
+    after: Vec<AfterQueue>,
     derive: Arc<Notify>,
 ) -> Queues {
     let (queues, receivers) = Queues::new(settings.writers, capacity);
@@ -264,7 +303,7 @@ pub fn spawn(
                             derive.notify_one();
                         }
                         if !new.is_empty() {
-                            let _ = after.send(Arc::new(new)).await;
+                            after.send(Arc::new(new)).await;
                         }
                     }
                     Err(e) => {

@@ -87,6 +87,8 @@ pub struct Metrics {
     pub ingest_batch_readings: Histogram,
     /// Readings waiting in each writer's queue (set at scrape).
     pub ingest_queue_depth: Family<Writer, Gauge>,
+    /// Committed readings waiting for alert evaluation, per writer (set at scrape).
+    pub alert_evaluation_backlog: Family<Writer, Gauge>,
     /// The deriver: one apply (latest values, rollups, counters of up to 500 batches).
     pub derive_apply_seconds: Histogram,
     /// From a batch's commit to its derived data's commit: how far current values and
@@ -114,6 +116,7 @@ impl Metrics {
             ingest_commit_seconds: latency(),
             ingest_batch_readings: sizes(),
             ingest_queue_depth: Family::default(),
+            alert_evaluation_backlog: Family::default(),
             derive_apply_seconds: latency(),
             derived_lag_seconds: latency(),
             derived_backlog_batches: Gauge::default(),
@@ -147,6 +150,11 @@ impl Metrics {
         );
         r.register("ingest_batch_readings", "Readings per written batch", m.ingest_batch_readings.clone());
         r.register("ingest_queue_depth", "Readings waiting in each writer's queue", m.ingest_queue_depth.clone());
+        r.register(
+            "alert_evaluation_backlog_readings",
+            "Committed readings waiting for alert evaluation and the live streams, per writer",
+            m.alert_evaluation_backlog.clone(),
+        );
         r.register(
             "derive_apply_seconds",
             "One apply of the deriver (latest values, rollups, session counters)",

@@ -64,6 +64,7 @@ async fn the_metrics_show_acknowledgement_commit_derivation_and_requests() {
         "ingest_commit_seconds histogram",
         "ingest_batch_readings histogram",
         "ingest_queue_depth gauge",
+        "alert_evaluation_backlog_readings gauge",
         "derive_apply_seconds histogram",
         "derived_lag_seconds histogram",
         "derived_backlog_batches gauge",
@@ -93,6 +94,7 @@ async fn the_metrics_show_acknowledgement_commit_derivation_and_requests() {
     assert!(s.contains_key("nephrocare_derived_backlog_batches"));
     assert_eq!(s["nephrocare_db_pool_connections{state=\"max\"}"], 10.0);
     assert!(s.contains_key("nephrocare_ingest_queue_depth{writer=\"0\"}"));
+    assert!(s.contains_key("nephrocare_alert_evaluation_backlog_readings{writer=\"0\"}"));
     // A route template, never a raw path with its ids.
     assert!(!text.contains(&device.to_string()), "no id in a label");
     drop(machine);
