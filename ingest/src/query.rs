@@ -354,37 +354,42 @@ struct Acc {
     n: i64,
 }
 
-/// bucket → (JSON name → figures).
-type Accs = std::collections::BTreeMap<DateTime<Utc>, std::collections::BTreeMap<&'static str, Acc>>;
+/// bucket → figures of each requested metric, by its place in the requested columns
+/// (which [`trends`] orders by JSON name: the answer lists a bucket's metrics in that order).
+/// Indexes rather than a map per bucket: a 10,000-bucket answer merges 60,000 figures.
+type Accs = std::collections::BTreeMap<DateTime<Utc>, Vec<Option<Acc>>>;
 
-fn merge(accs: &mut Accs, bucket: DateTime<Utc>, metric: &'static str, a: Acc) {
+fn merge(accs: &mut Accs, bucket: DateTime<Utc>, (metric, width): (usize, usize), a: Acc) {
     if a.n == 0 {
         return;
     }
-    accs.entry(bucket)
-        .or_default()
-        .entry(metric)
-        .and_modify(|e| {
+    let slot = &mut accs.entry(bucket).or_insert_with(|| vec![None; width])[metric];
+    match slot {
+        Some(e) => {
             e.min = e.min.min(a.min);
             e.max = e.max.max(a.max);
             e.sum += a.sum;
             e.n += a.n;
-        })
-        .or_insert(a);
+        }
+        None => *slot = Some(a),
+    }
 }
 
-fn buckets(accs: Accs) -> Vec<Bucket> {
+fn buckets(accs: Accs, columns: &[(&'static str, &'static str)]) -> Vec<Bucket> {
     accs.into_iter()
         .map(|(bucket, stats)| Bucket {
             bucket,
             stats: stats
                 .into_iter()
-                .map(|(metric, a)| Stat {
-                    metric: metric.to_owned(),
-                    min: a.min,
-                    avg: (a.sum / a.n as f64 * 1000.0).round() / 1000.0,
-                    max: a.max,
-                    count: a.n,
+                .zip(columns)
+                .filter_map(|(a, (metric, _))| {
+                    a.map(|a| Stat {
+                        metric: (*metric).to_owned(),
+                        min: a.min,
+                        avg: (a.sum / a.n as f64 * 1000.0).round() / 1000.0,
+                        max: a.max,
+                        count: a.n,
+                    })
                 })
                 .collect(),
         })
@@ -420,8 +425,9 @@ pub async fn trends(
     metrics: &[&str],
     windows: Option<&Windows>,
 ) -> Result<(TrendSource, Vec<Bucket>), sqlx::Error> {
-    let columns: Vec<(&'static str, &'static str)> =
+    let mut columns: Vec<(&'static str, &'static str)> =
         COLUMNS.iter().filter(|(j, _)| metrics.contains(j)).copied().collect();
+    columns.sort_unstable_by_key(|(json, _)| *json);
     let interval = format!("{} seconds", resolution.num_seconds());
     let seconds = resolution.num_seconds();
     if windows.is_none() && seconds >= 3600 && seconds % 3600 == 0 {
@@ -431,7 +437,7 @@ pub async fn trends(
             let range = (floor(from, Duration::hours(1)), to);
             rollup(pool, patient, Rollup::Hourly, range, resolution, &columns, &mut accs).await?;
         }
-        return Ok((TrendSource::Rollup, buckets(accs)));
+        return Ok((TrendSource::Rollup, buckets(accs, &columns)));
     }
     let tier = FINE_TIERS.iter().rev().copied().find(|m| seconds > 0 && seconds % (m * 60) == 0);
     if let (None, Some(minutes)) = (windows, tier) {
@@ -444,14 +450,14 @@ pub async fn trends(
                 let edges: Vec<_> = [(from, a), (b, to)].into_iter().filter(|(f, t)| f < t).collect();
                 raw(pool, patient, &edges, &interval, &columns, None, &mut accs).await?;
             }
-            return Ok((TrendSource::Rollup, buckets(accs)));
+            return Ok((TrendSource::Rollup, buckets(accs, &columns)));
         }
     }
     let mut accs = Accs::new();
     if !columns.is_empty() {
         raw(pool, patient, &[(from, to)], &interval, &columns, windows, &mut accs).await?;
     }
-    Ok((TrendSource::Raw, buckets(accs)))
+    Ok((TrendSource::Raw, buckets(accs, &columns)))
 }
 
 /// A rollup table (both have one row per patient and bucket, the metrics as columns).
@@ -484,9 +490,9 @@ async fn rollup(
         .iter()
         .map(|(_, c)| {
             if exact {
-                format!("{c}_n::int8, {c}_sum, {c}_min::float8, {c}_max::float8")
+                format!("{c}_n::int8, {c}_sum::float8, {c}_min::float8, {c}_max::float8")
             } else {
-                format!("sum({c}_n)::int8, sum({c}_sum), min({c}_min)::float8, max({c}_max)::float8")
+                format!("sum({c}_n)::int8, sum({c}_sum)::float8, min({c}_min)::float8, max({c}_max)::float8")
             }
         })
         .collect();
@@ -511,17 +517,21 @@ async fn rollup(
         q = q.bind(format!("{} seconds", resolution.num_seconds()));
     }
     let rows = q.fetch_all(pool).await?;
+    // Unchecked: every column's type is fixed by the casts above (checking each of the
+    // 60,000 values of a 10,000-bucket answer took a sixth of its time; profiled).
     for row in rows {
-        let bucket: DateTime<Utc> = row.try_get("b")?;
-        for (i, (json, _)) in columns.iter().enumerate() {
-            let n: Option<i64> = row.try_get(1 + i * 4)?;
-            let (Some(n), Some(min), Some(max)) =
-                (n, row.try_get::<Option<f64>, _>(3 + i * 4)?, row.try_get::<Option<f64>, _>(4 + i * 4)?)
-            else {
+        let bucket: DateTime<Utc> = row.try_get_unchecked(0)?;
+        for i in 0..columns.len() {
+            let n: Option<i64> = row.try_get_unchecked(1 + i * 4)?;
+            let (Some(n), Some(min), Some(max)) = (
+                n,
+                row.try_get_unchecked::<Option<f64>, _>(3 + i * 4)?,
+                row.try_get_unchecked::<Option<f64>, _>(4 + i * 4)?,
+            ) else {
                 continue;
             };
-            let sum: f64 = row.try_get::<Option<f64>, _>(2 + i * 4)?.unwrap_or(0.0);
-            merge(accs, bucket, json, Acc { min, sum, max, n });
+            let sum: f64 = row.try_get_unchecked::<Option<f64>, _>(2 + i * 4)?.unwrap_or(0.0);
+            merge(accs, bucket, (i, columns.len()), Acc { min, sum, max, n });
         }
     }
     Ok(())
@@ -567,7 +577,7 @@ async fn raw(
     }
     for row in q.fetch_all(pool).await? {
         let bucket: DateTime<Utc> = row.try_get("b")?;
-        for (i, (json, _)) in columns.iter().enumerate() {
+        for i in 0..columns.len() {
             let n: i64 = row.try_get(1 + i * 4 + 3)?;
             if n == 0 {
                 continue;
@@ -578,7 +588,7 @@ async fn raw(
                 max: row.try_get(1 + i * 4 + 2)?,
                 n,
             };
-            merge(accs, bucket, json, a);
+            merge(accs, bucket, (i, columns.len()), a);
         }
     }
     Ok(())
