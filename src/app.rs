@@ -155,6 +155,7 @@ impl App {
         let mut ingest_settings = self.ingest;
         ingest_settings.conditions = config.alarms.conditions();
         ingest_settings.derive_interval = std::time::Duration::from_millis(config.ingest.derive_interval_ms);
+        ingest_settings.writers = config.ingest.writers;
         let ingest = nc_ingest::Ingest::start(
             db.get_postgres_connection_pool().clone(),
             ingest_settings,

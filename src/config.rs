@@ -53,11 +53,15 @@ pub struct IngestConfig {
     /// `NEPHROCARE_INGEST_DERIVE_INTERVAL_MS`: how long committed readings gather before
     /// their latest values, rollups and session counters are applied (10 to 10000 ms).
     pub derive_interval_ms: u64,
+    /// `NEPHROCARE_INGEST_WRITERS`: concurrent writers, each its own database connection and
+    /// transaction (1 to 16). More writers make smaller, concurrent commits.
+    pub writers: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { derive_interval_ms: nc_ingest::IngestSettings::default().derive_interval.as_millis() as u64 }
+        let d = nc_ingest::IngestSettings::default();
+        Self { derive_interval_ms: d.derive_interval.as_millis() as u64, writers: d.writers }
     }
 }
 
@@ -418,6 +422,9 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS") {
             config.alarms.flapping_window_secs = seconds("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", &v)?;
         }
+        if let Some(v) = env("NEPHROCARE_INGEST_WRITERS") {
+            config.ingest.writers = usize::try_from(number("NEPHROCARE_INGEST_WRITERS", &v)?).unwrap_or(usize::MAX);
+        }
         if let Some(v) = env("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS") {
             config.ingest.derive_interval_ms = number("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", &v)?;
         }
@@ -487,6 +494,13 @@ impl Config {
                 "NEPHROCARE_JWT_SECRET",
                 "is shorter than 32 bytes",
                 "Use a random value of at least 32 characters, e.g. `openssl rand -base64 48`.",
+            ));
+        }
+        if !(1..=16).contains(&self.ingest.writers) {
+            return Err(ConfigError::new(
+                "NEPHROCARE_INGEST_WRITERS",
+                format!("{} is outside 1..=16", self.ingest.writers),
+                "The default is 3; each writer holds one of the pool's connections (NEPHROCARE_DB_MAX_CONNECTIONS).",
             ));
         }
         if !(10..=10_000).contains(&self.ingest.derive_interval_ms) {
