@@ -119,14 +119,16 @@ pub async fn health_metrics(
     // Re-checked when access changes (an access event, or its grant's end), not per tick.
     let mut watch = nc_broker::registry::Watch::new(state.mqtt.clone());
     let epoch = watch.begin();
+    // The hand-over's end is read before the decision (read after, a grant that ended in
+    // between would look like an assignment, with no end).
+    let Ok(until) = state.policy.grant_expiry(&subject, device).await else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later");
+    };
     let view = match state.policy.clinical_view(&subject, device).await {
-        Ok(v) => match state.policy.grant_expiry(&subject, device).await {
-            Ok(until) => {
-                watch.decided(epoch, until);
-                v
-            }
-            Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
-        },
+        Ok(v) => {
+            watch.decided(epoch, until);
+            v
+        }
         Err(e) => {
             return match crate::error::ApiError::policy(e, "device") {
                 crate::error::ApiError::NotFound(_) => refuse(StatusCode::NOT_FOUND, "not_found", "device not found"),
@@ -208,10 +210,11 @@ pub async fn health_metrics(
                         continue;
                     }
                     let epoch = watch.begin();
-                    let live = state.authn.recheck_user(&user).await.is_ok()
+                    let until = state.policy.grant_expiry(&subject, device).await.ok();
+                    let live = until.is_some()
+                        && state.authn.recheck_user(&user).await.is_ok()
                         && state.policy.clinical_view(&subject, device).await.is_ok_and(|v| v == view);
-                    let until = if live { state.policy.grant_expiry(&subject, device).await.ok() } else { None };
-                    if let Some(until) = until {
+                    if let (true, Some(until)) = (live, until) {
                         watch.decided(epoch, until);
                     } else {
                         let _ = tx.send(Message::Close(Some((CloseCode::from(4403), "access revoked".into())))).await;

@@ -51,6 +51,26 @@ pub struct Registry {
     epoch: AtomicU64,
     /// Whether the LISTEN connection is up (the epoch means something).
     listening: AtomicBool,
+    /// When the listener last received anything (ms since [`origin`]): a connection that
+    /// died without a word (a half-open TCP connection) shows as silence, which the
+    /// heartbeats (every [`HEARTBEAT`]) rule out while it is alive.
+    heard: AtomicU64,
+}
+
+/// How often each instance sends the listeners a heartbeat through the database.
+const HEARTBEAT: Duration = Duration::from_millis(250);
+/// Silence after which the epoch is unknown (events may be being missed).
+const SILENCE_MS: u64 = 1000;
+
+fn origin() -> std::time::Instant {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(std::time::Instant::now)
+}
+
+/// Milliseconds on a clock that starts at a minute (so that "a while before" is
+/// representable from the first moment).
+fn now_ms() -> u64 {
+    origin().elapsed().as_millis() as u64 + 60_000
 }
 
 /// An access-change event, as the trigger sends it.
@@ -60,6 +80,9 @@ pub struct AccessEvent {
     pub device: Option<DeviceId>,
     pub room: Option<RoomId>,
     pub patient: Option<PatientId>,
+    /// A listener's heartbeat (no access change).
+    #[serde(default)]
+    pub heartbeat: bool,
 }
 
 impl Registry {
@@ -128,12 +151,23 @@ impl Registry {
         // The listener going down or up also moves the epoch on, so a reading taken across
         // that change never matches a later one.
         let listening = self.listening.load(Ordering::SeqCst);
-        listening.then(|| self.epoch.load(Ordering::SeqCst))
+        let recent = now_ms().saturating_sub(self.heard.load(Ordering::SeqCst)) <= SILENCE_MS;
+        (listening && recent).then(|| self.epoch.load(Ordering::SeqCst))
     }
 
     fn set_listening(&self, up: bool) {
+        self.heard.store(now_ms(), Ordering::SeqCst);
         self.listening.store(up, Ordering::SeqCst);
         self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The listener heard something (an event or a heartbeat). After a silence, the epoch
+    /// moves on: what was decided before it cannot be trusted.
+    fn heard(&self) {
+        let before = self.heard.swap(now_ms(), Ordering::SeqCst);
+        if now_ms().saturating_sub(before) > SILENCE_MS {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// Tells the affected connections to re-check (all of them when `event` is `None`).
@@ -162,8 +196,20 @@ impl Registry {
     }
 }
 
-/// LISTENs for access events until `shutdown`, reconnecting as needed.
+/// Marks the listener down however `listen` ends (a panic included).
+struct Down(Arc<Registry>);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        self.0.set_listening(false);
+    }
+}
+
+/// LISTENs for access events until `shutdown`, reconnecting as needed, and sends the
+/// heartbeats that show the listeners (this instance's and the others') alive.
 pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: CancellationToken) {
+    let _down = Down(registry.clone());
+    let beats = tokio::spawn(heartbeats(pool.clone(), shutdown.clone()));
     let mut first = true;
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -171,15 +217,20 @@ pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: Cancellatio
             Err(e) => {
                 tracing::warn!(error = %e, "access events: cannot connect; retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
+        // A lost connection is reported at once (not after reconnecting, which can wait
+        // for the pool): the epoch must stop counting while events may be missed.
+        listener.eager_reconnect(false);
         if let Err(e) = listener.listen(CHANNEL).await {
             tracing::warn!(error = %e, "access events: LISTEN failed; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
         }
         registry.set_listening(true);
         if !first {
@@ -187,33 +238,55 @@ pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: Cancellatio
             registry.dispatch(None);
         }
         first = false;
-        loop {
+        let lost = loop {
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    registry.set_listening(false);
-                    return;
-                }
+                _ = shutdown.cancelled() => break false,
                 // `try_recv`, not `recv`: `recv` reconnects silently and loses what was
                 // sent meanwhile; a lost connection must make everyone re-check.
                 received = listener.try_recv() => match received {
-                    Ok(Some(n)) => match serde_json::from_str::<AccessEvent>(n.payload()) {
-                        Ok(ev) => registry.dispatch(Some(&ev)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, payload = n.payload(), "access events: unreadable payload; re-checking everyone");
-                            registry.dispatch(None);
+                    Ok(Some(n)) => {
+                        registry.heard();
+                        match serde_json::from_str::<AccessEvent>(n.payload()) {
+                            Ok(ev) if ev.heartbeat => {}
+                            Ok(ev) => registry.dispatch(Some(&ev)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, payload = n.payload(), "access events: unreadable payload; re-checking everyone");
+                                registry.dispatch(None);
+                            }
                         }
-                    },
+                    }
                     Ok(None) => {
-                        registry.set_listening(false);
                         tracing::warn!("access events: connection lost; reconnecting");
-                        break;
+                        break true;
                     }
                     Err(e) => {
-                        registry.set_listening(false);
                         tracing::warn!(error = %e, "access events: connection lost; reconnecting");
-                        break;
+                        break true;
                     }
                 }
+            }
+        };
+        registry.set_listening(false);
+        if !lost {
+            break;
+        }
+    }
+    beats.abort();
+}
+
+/// Sends a heartbeat on the access channel every [`HEARTBEAT`] (every listener of this
+/// database hears it; a listener that hears nothing for [`SILENCE_MS`] stops vouching for
+/// the epoch).
+async fn heartbeats(pool: PgPool, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(HEARTBEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let sent = sqlx::query("SELECT pg_notify($1, '{\"heartbeat\": true}')").bind(CHANNEL).execute(&pool);
+                // A database that does not answer in time: the silence says so.
+                let _ = tokio::time::timeout(HEARTBEAT * 2, sent).await;
             }
         }
     }
@@ -283,5 +356,17 @@ mod tests {
         assert!(watch.due(), "a decision taken while events were not received is not kept");
         r.set_listening(true);
         assert!(watch.due(), "and not after they are received again either");
+    }
+
+    #[test]
+    fn a_silent_listener_vouches_for_nothing() {
+        let r = Registry::default();
+        r.set_listening(true);
+        let e = r.epoch().expect("listening");
+        // A half-open connection: no error, only silence past the heartbeats.
+        r.heard.store(now_ms().saturating_sub(SILENCE_MS + 500), Ordering::SeqCst);
+        assert_eq!(r.epoch(), None, "silence: events may be being missed");
+        r.heard();
+        assert!(r.epoch().is_some_and(|now| now != e), "heard again: what was decided before the silence is not kept");
     }
 }

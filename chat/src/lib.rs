@@ -286,7 +286,7 @@ impl Chat {
             other => other.into(),
         })?;
         let (id, created) = store::open(&self.inner.db, user.hospital, &grant, user.id).await?;
-        let room = self.authorize(&subject, id).await?;
+        let room = self.fresh(self.authorize(&subject, id).await?).await?;
         Ok((store::room(&self.inner.db, &room, user.id).await?, created))
     }
 
@@ -312,8 +312,15 @@ impl Chat {
 
     /// One room.
     pub async fn room(&self, user: &UserSubject, room: RoomId) -> Result<Room, ChatError> {
-        let r = self.authorize(&Subject::User(*user), room).await?;
+        let r = self.fresh(self.authorize(&Subject::User(*user), room).await?).await?;
         Ok(store::room(&self.inner.db, &r, user.id).await?)
+    }
+
+    /// The room's row as it is now (a kept decision carries the row as it was, whose
+    /// activity time has moved on since).
+    async fn fresh(&self, room: nc_entities::chat_rooms::Model) -> Result<nc_entities::chat_rooms::Model, ChatError> {
+        use sea_orm::EntityTrait;
+        Ok(nc_entities::chat_rooms::Entity::find_by_id(room.id).one(&self.inner.db).await?.unwrap_or(room))
     }
 
     /// A page of messages (audited as a read of the conversation).

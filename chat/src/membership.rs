@@ -70,12 +70,14 @@ impl Memberships {
             }
         }
         let subject = Subject::User(*user);
-        let found = policy.room(&subject, room).await?;
-        // A technician in a device's room through a hand-over: until it ends.
-        let until = match found.device_id {
+        // A technician (only ever in a device's room) through a hand-over: until it ends.
+        // Read before the decision: read after, a grant that ended in between would look
+        // like no grant (an assignment), and the decision would be kept with no end.
+        let until = match policy.room_subjects(room).await?.0 {
             Some(device) if user.role == Role::Technician => policy.grant_expiry(&subject, device).await?,
             _ => None,
         };
+        let found = policy.room(&subject, room).await?;
         if let Some(epoch) = epoch {
             let mut kept = self.kept.lock().expect("memberships");
             if kept.len() >= MAX_KEPT {
