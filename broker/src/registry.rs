@@ -196,11 +196,13 @@ impl Registry {
     }
 }
 
-/// Marks the listener down however `listen` ends (a panic included).
-struct Down(Arc<Registry>);
+/// Marks the listener down and stops its heartbeats however `listen` ends (a panic or an
+/// abort included: the heartbeats hold a pool, which must not outlive the listener).
+struct Down(Arc<Registry>, tokio::task::JoinHandle<()>);
 
 impl Drop for Down {
     fn drop(&mut self) {
+        self.1.abort();
         self.0.set_listening(false);
     }
 }
@@ -208,8 +210,7 @@ impl Drop for Down {
 /// LISTENs for access events until `shutdown`, reconnecting as needed, and sends the
 /// heartbeats that show the listeners (this instance's and the others') alive.
 pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: CancellationToken) {
-    let _down = Down(registry.clone());
-    let beats = tokio::spawn(heartbeats(pool.clone(), shutdown.clone()));
+    let _down = Down(registry.clone(), tokio::spawn(heartbeats(pool.clone(), shutdown.clone())));
     let mut first = true;
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -271,7 +272,6 @@ pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: Cancellatio
             break;
         }
     }
-    beats.abort();
 }
 
 /// Sends a heartbeat on the access channel every [`HEARTBEAT`] (every listener of this
