@@ -276,19 +276,33 @@ pub async fn listen(registry: Arc<Registry>, pool: PgPool, shutdown: Cancellatio
 
 /// Sends a heartbeat on the access channel every [`HEARTBEAT`] (every listener of this
 /// database hears it; a listener that hears nothing for [`SILENCE_MS`] stops vouching for
-/// the epoch).
+/// the epoch). On a connection of its own, not the pool's: a pool busy with the load would
+/// delay the heartbeats, the silence would make every kept decision be asked again, and
+/// that would load the pool further.
 async fn heartbeats(pool: PgPool, shutdown: CancellationToken) {
+    use sqlx::{ConnectOptions, Connection};
+    let options = (*pool.connect_options()).clone();
     let mut every = tokio::time::interval(HEARTBEAT);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<sqlx::PgConnection> = None;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = every.tick() => {
-                let sent = sqlx::query("SELECT pg_notify($1, '{\"heartbeat\": true}')").bind(CHANNEL).execute(&pool);
+                if conn.is_none() {
+                    conn = tokio::time::timeout(HEARTBEAT * 4, options.connect()).await.ok().and_then(Result::ok);
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let sent = sqlx::query("SELECT pg_notify($1, '{\"heartbeat\": true}')").bind(CHANNEL).execute(&mut *c);
                 // A database that does not answer in time: the silence says so.
-                let _ = tokio::time::timeout(HEARTBEAT * 2, sent).await;
+                if !matches!(tokio::time::timeout(HEARTBEAT * 2, sent).await, Ok(Ok(_))) {
+                    conn = None;
+                }
             }
         }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
     }
 }
 
