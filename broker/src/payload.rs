@@ -125,7 +125,7 @@ pub enum StatusReason {
     Connected,
     /// The device disconnected (DISCONNECT).
     Disconnected,
-    /// The connection dropped without DISCONNECT: the device's last will.
+    /// The connection dropped without DISCONNECT (with several nodes: the device's last will).
     ConnectionLost,
     /// The device sent nothing within its keepalive.
     KeepaliveTimeout,
@@ -154,8 +154,8 @@ pub struct Status {
     pub v: V1,
     pub state: PresenceState,
     pub reason: StatusReason,
-    /// When it changed; absent from the last will (`connection_lost`), which is prepared
-    /// at connect time.
+    /// When it changed; absent from the last will (`connection_lost`, several nodes), which
+    /// is prepared at connect time.
     #[serde(serialize_with = "millis::option", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "DateTime<Utc>")]
     pub at: Option<DateTime<Utc>>,

@@ -99,6 +99,16 @@ impl Publisher {
         self.client.publish(topic.to_string(), qos, retain, payload).await.map_err(|e| PublishError(e.to_string()))
     }
 
+    /// Forwards a machine's committed message as it was published (topic, QoS, payload;
+    /// never retained): for the machine sessions the edge keeps itself.
+    pub async fn forward(&self, publish: &rumqttc::Publish) -> Result<(), PublishError> {
+        let topic = publish.topic.clone();
+        self.client
+            .publish_bytes(topic, publish.qos, false, publish.payload.clone())
+            .await
+            .map_err(|e| PublishError(e.to_string()))
+    }
+
     /// Publishes a payload as JSON (the payload types are in [`crate::payload`] and with the
     /// code that builds them; the AsyncAPI document describes them).
     pub async fn publish_json(&self, topic: &Topic, body: &impl serde::Serialize) -> Result<(), PublishError> {

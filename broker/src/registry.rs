@@ -33,6 +33,8 @@ pub const CHANNEL: &str = "nc_access";
 pub enum Control {
     /// Re-check identity and subscriptions.
     Recheck,
+    /// A newer connection of the same machine took its session over: end without a word.
+    Replaced,
 }
 
 struct Entry {
@@ -118,6 +120,25 @@ impl Registry {
             .values()
             .filter(|e| matches!(e.subject, Subject::Device { id, .. } if id == device))
             .count()
+    }
+
+    /// Ends the other live connections of `device` than `id` (a machine's session the edge
+    /// keeps itself, taken over by its newer connection: see `edge::serve`).
+    pub fn replace_device(&self, device: DeviceId, id: u64) {
+        let others: Vec<mpsc::Sender<Control>> = self
+            .conns
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .filter(|(other, e)| **other != id && matches!(e.subject, Subject::Device { id, .. } if id == device))
+            .map(|(_, e)| e.tx.clone())
+            .collect();
+        for tx in others {
+            // Never lost behind re-checks that fill the channel.
+            tokio::spawn(async move {
+                let _ = tx.send(Control::Replaced).await;
+            });
+        }
     }
 
     /// Whether `user` has a live connection subscribed under `room`.

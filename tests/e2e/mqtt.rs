@@ -1287,7 +1287,7 @@ pub(crate) async fn expect_status(c: &mut Mqtt, status: &str, state: &str, reaso
 }
 
 #[tokio::test]
-async fn device_status_is_retained_and_the_last_will_announces_an_abrupt_loss() {
+async fn device_status_is_retained_and_an_abrupt_loss_is_announced() {
     let w = World::new(TestApp::spawn().await).await;
     let status = w.topic("d1", "status");
     assert_eq!(w.presence("d1").await, (false, None));
@@ -1300,10 +1300,15 @@ async fn device_status_is_retained_and_the_last_will_announces_an_abrupt_loss() 
     let (online, seen_online) = w.presence("d1").await;
     assert!(online && seen_online.is_some(), "devices.online and last_seen after connecting");
 
-    // Abrupt loss: the event loop (and its socket) dropped without DISCONNECT.
+    // Abrupt loss: the event loop (and its socket) dropped without DISCONNECT. With one
+    // node the edge keeps a machine's session and announces the loss itself, with its time.
     d1.kill();
-    let will = doc.message(&status, WAIT).await;
-    assert_eq!(body(&will), json!({"v": 1, "state": "offline", "reason": "connection_lost"}));
+    let lost = body(&doc.message(&status, WAIT).await);
+    assert_eq!(
+        (&lost["v"], &lost["state"], &lost["reason"]),
+        (&json!(1), &json!("offline"), &json!("connection_lost"))
+    );
+    assert!(lost["at"].as_str().is_some_and(|t| t.parse::<DateTime<Utc>>().is_ok()), "{lost}");
     let (online, seen_offline) = w.presence("d1").await;
     assert!(!online, "devices.online after the loss");
     assert!(seen_offline >= seen_online, "last_seen moves forward: {seen_online:?} -> {seen_offline:?}");
@@ -1330,6 +1335,48 @@ async fn device_status_is_retained_and_the_last_will_announces_an_abrupt_loss() 
     expect_status(&mut late, &status, "offline", "disconnected").await;
     let more = doc.collect(QUIET).await;
     assert!(more.is_empty(), "nothing after the graceful offline: {:?}", more.iter().map(body).collect::<Vec<_>>());
+    w.app.stop().await;
+}
+
+/// A machine's session is kept by the edge (one node): connecting again takes it over — the
+/// older connection is closed, the machine never shows offline in between — and a persistent
+/// session resumes with its `errors` subscription, answered on the new connection.
+#[tokio::test]
+async fn a_machine_connecting_again_takes_over_its_session_and_keeps_its_errors_subscription() {
+    let w = World::new(TestApp::spawn().await).await;
+    let (status, telemetry, errors) = (w.topic("d1", "status"), w.topic("d1", "telemetry"), w.topic("d1", "errors"));
+    let mut doc = w.connect("doc", "").await;
+    assert_eq!(doc.subscribe(&[(&status, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let persistent = || {
+        let mut o = w.options("d1", "");
+        o.set_clean_session(false);
+        o
+    };
+    let mut first = Mqtt::connect(persistent(), false).await.expect("d1 connects");
+    assert!(!first.connack.session_present, "a fresh session");
+    assert_eq!(first.subscribe(&[(&errors, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    expect_status(&mut doc, &status, "online", "connected").await;
+
+    let mut second = Mqtt::connect(persistent(), false).await.expect("d1 connects again");
+    assert!(second.connack.session_present, "the session resumes on the new connection");
+    first.closed(WAIT, "the connection taken over").await;
+    expect_status(&mut doc, &status, "online", "connected").await;
+    let between = doc.collect(QUIET).await;
+    assert!(between.is_empty(), "no offline status for a takeover: {:?}", between.iter().map(body).collect::<Vec<_>>());
+    assert!(w.presence("d1").await.0, "still online");
+
+    // The carried subscription answers on the new connection, which was never subscribed itself.
+    let invalid = json!({"v": 1, "seq": 3, "ts": now(), "systemStatus": "normal", "heartRate": 500}).to_string();
+    second.publish_acked(&telemetry, invalid).await;
+    let e = body(&second.message(&errors, WAIT).await);
+    assert_eq!((e["code"].as_str(), e["seq"].as_i64()), (Some("validation_failed"), Some(3)), "{e}");
+    // Unsubscribed: nothing more on it.
+    second.client.unsubscribe(&errors).await.unwrap();
+    second.until(WAIT, "the UNSUBACK", |e| matches!(e, Event::Incoming(Packet::UnsubAck(_))).then_some(())).await;
+    let invalid = json!({"v": 1, "seq": 4, "ts": now(), "systemStatus": "normal", "heartRate": 500}).to_string();
+    second.publish_acked(&telemetry, invalid).await;
+    let more = second.collect(QUIET).await;
+    assert!(more.is_empty(), "no errors after UNSUBSCRIBE: {:?}", more.iter().map(body).collect::<Vec<_>>());
     w.app.stop().await;
 }
 

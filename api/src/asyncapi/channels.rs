@@ -111,8 +111,9 @@ pub(super) fn channel(kind: TopicKind) -> ChannelDoc {
             inbound: None,
             outbound: flow(
                 PERSON,
-                "Online/offline, retained. `connection_lost` (without `at`) is the device's last will, published \
-                 when the connection drops without DISCONNECT.",
+                "Online/offline, retained, published by the service with `at`. With several nodes (an external \
+                 core), a connection that drops without DISCONNECT is announced by the device's last will: \
+                 `connection_lost` without `at`, also when the node itself stops.",
                 vec![sent::<Status>("deviceStatus", "Device status", "The device came online or went offline.")],
             ),
         },

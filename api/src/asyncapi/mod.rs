@@ -232,7 +232,8 @@ treatment only, on `…/p/{patient}/…`, never a machine's channels.";
 
 const DEVICE_LOGIN: &str = "A dialysis machine: username = the device id (UUID), password = the device \
 secret (shown once when the device is registered or its secret rotated), client id = exactly the \
-device id. Its last will is always its retained offline status.";
+device id. Its last will is always its retained offline status (published by the broker with several \
+nodes; with one node the service announces every end of the connection itself).";
 
 const PERSON_LOGIN: &str = "A person (app): username = the user id (UUID), password = a current access \
 token (JWT) from `POST /api/auth/login`; the connection is closed when the token expires. Client id = \

@@ -348,13 +348,24 @@ pub(crate) async fn serve(
             return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
         }
     };
-    let opened = open_upstream(&shared, &claim, &connect, will).await;
-    let (up_rx, up_tx, up_buf, ack) = match opened {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %e, "the broker core refused the session");
-            end_early(&shared);
-            return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+    // A machine's session with the embedded core is kept here, not in the core: see
+    // ARCHITECTURE.md "Machine sessions".
+    let kept_here = match identity.subject {
+        Subject::Device { id, .. } if shared.core.embedded() => Some(id),
+        _ => None,
+    };
+    let direct = kept_here.is_some();
+    let (up_rx, up_tx, up_buf, present) = if let Some(device) = kept_here {
+        shared.registry.replace_device(device, conn_id);
+        (None, None, BytesMut::new(), claim.resumed && !connect.clean_session)
+    } else {
+        match open_upstream(&shared, &claim, &connect, will).await {
+            Ok((up_rx, up_tx, up_buf, ack)) => (Some(up_rx), Some(up_tx), up_buf, ack.session_present),
+            Err(e) => {
+                tracing::error!(error = %e, "the broker core refused the session");
+                end_early(&shared);
+                return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+            }
         }
     };
     shared.sessions.confirm(owner, claim.generation);
@@ -368,7 +379,7 @@ pub(crate) async fn serve(
     shared.unkeep(owner, &forgotten).await;
     let link = relay::Link { identity, peer, owner, generation: claim.generation, conn_id };
     let mut session = relay::Session::new(shared.clone(), link, tx, up_tx);
-    let present = match session.resume(ack.session_present, decided).await {
+    let present = match session.resume(present, decided).await {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "connection lost while resuming its session");
@@ -376,7 +387,8 @@ pub(crate) async fn serve(
             return;
         }
     };
-    if session.send_client(&Packet::ConnAck(ConnAck { session_present: present, code: ack.code })).await.is_err() {
+    let code = ConnectReturnCode::Success;
+    if session.send_client(&Packet::ConnAck(ConnAck { session_present: present, code })).await.is_err() {
         end_early(&shared);
         return;
     }
@@ -393,7 +405,8 @@ pub(crate) async fn serve(
         // A device that reconnected meanwhile is still online.
         if shared.registry.device_connections(id) == 0 {
             // After these ends the will does not fire (see `finish`): announce it ourselves.
-            let publish = end.announced();
+            // A session kept here has no will in the core: every end is announced.
+            let publish = end.announced() || direct;
             shared.presence.set(id, hospital, false, end.reason(), publish).await;
         }
     }

@@ -131,6 +131,9 @@ pub struct Claim {
     pub released_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The client id whose idle slot was taken for this one (its session is forgotten).
     pub evicted: Option<String>,
+    /// A persistent session of this client id resumes (the book's own answer, for the
+    /// sessions the edge keeps itself: see `edge::serve`).
+    pub resumed: bool,
 }
 
 /// Every slot of the identity is in use by a live connection.
@@ -221,6 +224,7 @@ impl SessionBook {
                 reset,
                 released_at,
                 evicted: None,
+                resumed: resumable,
             });
         }
         let mut evicted_id = None;
@@ -257,6 +261,7 @@ impl SessionBook {
             reset: !clean,
             released_at: None,
             evicted: evicted_id,
+            resumed: false,
         })
     }
 

@@ -173,7 +173,12 @@ pub(super) struct Session {
     generation: u64,
     conn_id: u64,
     tx: ClientTx,
-    up_tx: crate::core::CoreTx,
+    /// The session in the core; `None` for a machine's session with the embedded core,
+    /// which the edge keeps itself (see `serve`): subscriptions answered here, committed
+    /// messages forwarded through the service's publisher, PINGREQ answered here.
+    up_tx: Option<crate::core::CoreTx>,
+    /// A session kept here: the QoS granted to each subscription.
+    direct_qos: HashMap<String, QoS>,
     /// Packets for the core not yet written: everything one turn of the loop produces (a
     /// reading's device and patient copies, acknowledgements) goes out in one write.
     core_out: BytesMut,
@@ -226,7 +231,7 @@ pub(super) struct Link {
 }
 
 impl Session {
-    pub(super) fn new(shared: Arc<Shared>, link: Link, tx: ClientTx, up_tx: crate::core::CoreTx) -> Session {
+    pub(super) fn new(shared: Arc<Shared>, link: Link, tx: ClientTx, up_tx: Option<crate::core::CoreTx>) -> Session {
         let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("non-zero"));
         let settings = &shared.settings;
         Session {
@@ -243,6 +248,7 @@ impl Session {
             conn_id: link.conn_id,
             tx,
             up_tx,
+            direct_qos: HashMap::new(),
             core_out: BytesMut::with_capacity(4096),
             core_written_at: tokio::time::Instant::now(),
             own_pings: 0,
@@ -262,6 +268,9 @@ impl Session {
     pub(super) async fn resume(&mut self, core_present: bool, decided: Reauthorized) -> std::io::Result<bool> {
         for (c, until) in decided.kept {
             self.note_grant(until);
+            if self.direct() {
+                self.direct_qos.insert(c.path.clone(), c.qos);
+            }
             self.subscriptions.insert(c.path, c.filter);
         }
         if !decided.dropped.is_empty() {
@@ -288,9 +297,17 @@ impl Session {
         let paths: Vec<String> = dropped.into_iter().map(|c| c.path).collect();
         self.shared.sessions.unsubscribed(self.owner, self.generation, &paths);
         self.shared.keep(self.owner, self.generation, false).await;
+        if self.direct() {
+            return Ok(());
+        }
         let pkid = self.allocate_pkid();
         self.upstream.insert(pkid, Upstream::Internal);
         self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: paths })).await
+    }
+
+    /// Whether the edge keeps this session itself (no session in the core).
+    fn direct(&self) -> bool {
+        self.up_tx.is_none()
     }
 
     fn note_grant(&mut self, until: Grant) {
@@ -389,9 +406,11 @@ impl Session {
     /// Writes what is queued for the core, in one write.
     async fn flush_core(&mut self) -> std::io::Result<()> {
         if !self.core_out.is_empty() {
-            self.up_tx.write_all(&self.core_out).await?;
+            if let Some(up) = self.up_tx.as_mut() {
+                up.write_all(&self.core_out).await?;
+                self.core_written_at = tokio::time::Instant::now();
+            }
             self.core_out.clear();
-            self.core_written_at = tokio::time::Instant::now();
         }
         Ok(())
     }
@@ -401,12 +420,22 @@ impl Session {
     }
 
     /// Forwards a publish to the core at the same QoS (QoS 1 with the edge's own packet
-    /// id, whose PUBACK resolves `done`).
+    /// id, whose PUBACK resolves `done`). A session kept here forwards through the
+    /// service's publisher (in order: one connection).
     async fn forward(
         &mut self,
         mut publish: Publish,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> std::io::Result<()> {
+        if self.direct() {
+            if let Err(e) = self.shared.publisher.forward(&publish).await {
+                tracing::warn!(error = %e, topic = %publish.topic, "could not forward a committed message");
+            }
+            if let Some(d) = done {
+                let _ = d.send(());
+            }
+            return Ok(());
+        }
         publish.dup = false;
         if publish.qos == QoS::AtMostOnce {
             publish.pkid = 0;
@@ -434,7 +463,7 @@ impl Session {
         &mut self,
         mut rx: ClientRx,
         mut buf: BytesMut,
-        mut up_rx: crate::core::CoreRx,
+        mut up_rx: Option<crate::core::CoreRx>,
         mut up_buf: BytesMut,
         mut control: mpsc::Receiver<Control>,
         keep_alive: u16,
@@ -486,7 +515,7 @@ impl Session {
                     Ok(0) | Err(_) => return End::Lost,
                     Ok(_) => {}
                 },
-                read = up_rx.read_buf(&mut up_buf) => match read {
+                read = read_core(&mut up_rx, &mut up_buf) => match read {
                     Ok(0) | Err(_) => return End::CoreClosed,
                     Ok(_) => {}
                 },
@@ -497,11 +526,17 @@ impl Session {
                         Err(_) => return End::Lost,
                     }
                 }
-                Some(Control::Recheck) = control.recv() => {
-                    if let Some(end) = self.recheck("access changed", false).await {
-                        return end;
+                Some(c) = control.recv() => match c {
+                    Control::Recheck => {
+                        if let Some(end) = self.recheck("access changed", false).await {
+                            return end;
+                        }
                     }
-                }
+                    Control::Replaced => {
+                        tracing::debug!(client = ?self.identity.subject, "session taken over by a newer connection");
+                        return self.finish(End::CoreClosed).await;
+                    }
+                },
                 _ = tokio::time::sleep_until(self.retry_recheck.unwrap_or_else(far)), if self.retry_recheck.is_some() => {
                     if let Some(end) = self.recheck("retrying a re-check", false).await {
                         return end;
@@ -520,7 +555,7 @@ impl Session {
                 _ = tokio::time::sleep_until(keepalive_at.unwrap_or_else(far)), if keepalive_at.is_some() => {
                     return End::KeepaliveTimeout;
                 }
-                _ = tokio::time::sleep_until(self.core_written_at + ping_every) => {
+                _ = tokio::time::sleep_until(self.core_written_at + ping_every), if !self.direct() => {
                     self.own_pings += 1;
                     if self.send_core(&Packet::PingReq).await.is_err() || self.flush_core().await.is_err() {
                         return End::CoreClosed;
@@ -545,11 +580,13 @@ impl Session {
             };
             let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
         }
-        if end.announced() {
+        if end.announced() && !self.direct() {
             let _ = self.send_core(&Packet::Disconnect).await;
         }
         let _ = self.flush_core().await;
-        let _ = self.up_tx.shutdown().await;
+        if let Some(up) = self.up_tx.as_mut() {
+            let _ = up.shutdown().await;
+        }
         self.tx.close().await;
         end
     }
@@ -618,6 +655,13 @@ impl Session {
                 }
                 self.shared.sessions.unsubscribed(self.owner, self.generation, &unsubscribe.topics);
                 self.shared.keep(self.owner, self.generation, false).await;
+                if self.direct() {
+                    for t in &unsubscribe.topics {
+                        self.direct_qos.remove(t);
+                    }
+                    self.send_client(&Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid })).await?;
+                    return Ok(None);
+                }
                 let pkid = self.allocate_pkid();
                 self.upstream.insert(pkid, Upstream::Unsubscribe { client_pkid: unsubscribe.pkid });
                 self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: unsubscribe.topics })).await?;
@@ -640,6 +684,12 @@ impl Session {
                 tracing::debug!("QoS 2 acknowledgement of a QoS 1 delivery; dropped");
                 Ok(None)
             }
+            Packet::PingReq if self.direct() => {
+                self.send_client(&Packet::PingResp).await?;
+                Ok(None)
+            }
+            // QoS 2 publishes are refused (see `client_publish`): no PUBREL answers one here.
+            Packet::PubRel(_) if self.direct() => Ok(None),
             p @ (Packet::PubRel(_) | Packet::PingReq) => {
                 self.send_core(&p).await?;
                 Ok(None)
@@ -709,6 +759,8 @@ impl Session {
         if !withdrawn.is_empty() {
             self.shared.sessions.unsubscribed(self.owner, self.generation, &withdrawn);
             self.shared.keep(self.owner, self.generation, false).await;
+        }
+        if !withdrawn.is_empty() && !self.direct() {
             let pkid = self.allocate_pkid();
             self.upstream.insert(pkid, Upstream::Internal);
             self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: withdrawn })).await?;
@@ -717,8 +769,16 @@ impl Session {
             let return_codes = codes.into_iter().map(|c| c.unwrap_or(SubscribeReasonCode::Failure)).collect();
             return self.send_client(&Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes })).await;
         }
-        let pkid = self.allocate_pkid();
         self.shared.sessions.subscribing(self.owner, self.generation, forwarded.iter().map(|c| &c.filter));
+        if self.direct() {
+            // Kept here: granted as asked (at most QoS 1).
+            let granted = forwarded.iter().map(|c| SubscribeReasonCode::Success(c.qos)).collect();
+            for c in &forwarded {
+                self.direct_qos.insert(c.path.clone(), c.qos);
+            }
+            return self.subscribe_answered(subscribe.pkid, codes, forwarded, granted).await;
+        }
+        let pkid = self.allocate_pkid();
         self.upstream.insert(pkid, Upstream::Subscribe { client_pkid: subscribe.pkid, codes, forwarded });
         self.send_core(&Packet::Subscribe(Subscribe { pkid, filters: forward })).await
     }
@@ -787,23 +847,7 @@ impl Session {
                 else {
                     return Ok(None);
                 };
-                let mut granted = Vec::new();
-                let asked: Vec<Filter> = forwarded.iter().map(|c| c.filter).collect();
-                for (c, code) in forwarded.into_iter().zip(ack.return_codes.iter()) {
-                    if matches!(code, SubscribeReasonCode::Failure) {
-                        self.subscriptions.remove(&c.path);
-                    } else {
-                        granted.push(c);
-                    }
-                }
-                self.shared.sessions.subscribed(self.owner, self.generation, asked, granted);
-                self.shared.keep(self.owner, self.generation, false).await;
-                let mut from_core = ack.return_codes.into_iter();
-                let return_codes = codes
-                    .into_iter()
-                    .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(SubscribeReasonCode::Failure)))
-                    .collect();
-                self.send_client(&Packet::SubAck(SubAck { pkid: client_pkid, return_codes })).await
+                self.subscribe_answered(client_pkid, codes, forwarded, ack.return_codes).await
             }
             Packet::UnsubAck(ack) => match self.upstream.remove(&ack.pkid) {
                 Some(Upstream::Unsubscribe { client_pkid }) => {
@@ -827,6 +871,67 @@ impl Session {
             }
         };
         done.map(|()| None)
+    }
+}
+
+impl Session {
+    /// The core (or, for a session kept here, the edge) answered the filters `forwarded`
+    /// with `answers`: the book learns what is held, the client gets its SUBACK in the
+    /// order it asked (`codes`: `Some` for a filter refused before).
+    async fn subscribe_answered(
+        &mut self,
+        client_pkid: u16,
+        codes: Vec<Option<SubscribeReasonCode>>,
+        forwarded: Vec<Carried>,
+        answers: Vec<SubscribeReasonCode>,
+    ) -> std::io::Result<()> {
+        let mut granted = Vec::new();
+        let asked: Vec<Filter> = forwarded.iter().map(|c| c.filter).collect();
+        for (c, code) in forwarded.into_iter().zip(answers.iter()) {
+            if matches!(code, SubscribeReasonCode::Failure) {
+                self.subscriptions.remove(&c.path);
+            } else {
+                granted.push(c);
+            }
+        }
+        self.shared.sessions.subscribed(self.owner, self.generation, asked, granted);
+        self.shared.keep(self.owner, self.generation, false).await;
+        let mut from_core = answers.into_iter();
+        let return_codes = codes
+            .into_iter()
+            .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(SubscribeReasonCode::Failure)))
+            .collect();
+        self.send_client(&Packet::SubAck(SubAck { pkid: client_pkid, return_codes })).await
+    }
+
+    /// Delivers the service's message on `topic` straight to a session kept here, if one
+    /// of its subscriptions matches (at the QoS granted; not queued while it is away: a
+    /// machine's errors answer its own publishes).
+    async fn deliver_here(&mut self, topic: &Topic, payload: Vec<u8>) -> std::io::Result<()> {
+        let path = topic.to_string();
+        let Some(granted) = self
+            .subscriptions
+            .iter()
+            .filter(|(_, f)| f.matches(topic))
+            .map(|(p, _)| self.direct_qos.get(p).copied().unwrap_or(QoS::AtMostOnce))
+            .max_by_key(|q| *q as u8)
+        else {
+            return Ok(());
+        };
+        let qos = if Publisher::contract(topic).0 == QoS::AtMostOnce { QoS::AtMostOnce } else { granted };
+        let mut publish = Publish::new(path, qos, payload);
+        if qos != QoS::AtMostOnce {
+            publish.pkid = self.allocate_pkid();
+        }
+        self.send_client(&Packet::Publish(publish)).await
+    }
+}
+
+/// Reads from the core, when the session is in the core (otherwise never ready).
+async fn read_core(up_rx: &mut Option<crate::core::CoreRx>, buf: &mut BytesMut) -> std::io::Result<usize> {
+    match up_rx {
+        Some(rx) => rx.read_buf(buf).await,
+        None => std::future::pending().await,
     }
 }
 

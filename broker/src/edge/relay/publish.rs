@@ -59,7 +59,13 @@ impl Session {
                 }
                 let received = Some(Instant::now());
                 let stored = self.shared.sink.submit(message);
+                let storing = self.shared.storing.clone();
                 self.pending.push_back(Box::pin(async move {
+                    // Its turn among all connections' messages (FIFO, so a connection's
+                    // messages keep their order); until then `stored` has not started.
+                    let Ok(_turn) = storing.acquire_owned().await else {
+                        return Settled::Unavailable("shutting down".into(), received);
+                    };
                     match stored.await {
                         Ok(SinkOutcome::Committed { patient }) => {
                             let mut forward = publish;
@@ -148,6 +154,10 @@ impl Session {
                     }
                     Subject::User(u) => Topic::Notifications { hospital: u.hospital, user: u.id },
                 };
+                if self.direct() {
+                    // The sender's own session is kept here, not in the core.
+                    self.deliver_here(&topic, crate::payload::to_bytes(&error)).await?;
+                }
                 if let Err(e) = self.shared.publisher.publish_json(&topic, &error).await {
                     tracing::warn!(error = %e, "could not publish a rejection to its sender");
                 }
