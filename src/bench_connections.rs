@@ -89,9 +89,9 @@ pub async fn run(config: &Config, b: ConnectionsBench) -> Result<String, String>
     }));
 
     let total = ids.len();
-    let (mut clients, secs, failed) = connect_all(&b, &ids).await;
+    let (mut clients, secs, failed, why) = connect_all(&b, &ids).await;
     let mut report = format!(
-        "bench connections: {} of {total} clients ({} machines, {} people, each its own identity) connected in {secs:.1} s ({:.0}/s), {failed} refused or failed",
+        "bench connections: {} of {total} clients ({} machines, {} people, each its own identity) connected in {secs:.1} s ({:.0}/s), {failed} failed after 5 tries{why}",
         clients.len(),
         b.machines,
         b.people,
@@ -105,9 +105,9 @@ pub async fn run(config: &Config, b: ConnectionsBench) -> Result<String, String>
     let storm = b.storm.min(b.machines).min(clients.len());
     drop(clients.drain(..storm));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (back, secs, failed) = connect_all(&b, &ids[..storm]).await;
+    let (back, secs, failed, why) = connect_all(&b, &ids[..storm]).await;
     let line = format!(
-        "bench connections: reconnect storm of {storm} machines: {} back in {secs:.1} s, {failed} refused or failed",
+        "bench connections: reconnect storm of {storm} machines: {} back in {secs:.1} s, {failed} failed after 5 tries{why}",
         back.len()
     );
     println!("{line}");
@@ -118,11 +118,25 @@ pub async fn run(config: &Config, b: ConnectionsBench) -> Result<String, String>
     Ok(report)
 }
 
-/// Connects `ids` (at most [`IN_FLIGHT`] handshakes at once); returns the connected
-/// clients, the seconds it took and how many failed.
-async fn connect_all(b: &ConnectionsBench, ids: &[Identity]) -> (Vec<Connected>, f64, u64) {
+/// Why connection attempts were refused or failed, with how many each ("" when none were).
+type Reasons = Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>;
+
+fn reasons_text(reasons: &Reasons) -> String {
+    let r = reasons.lock().expect("reasons");
+    if r.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = r.iter().map(|(why, n)| format!("{n}: {why}")).collect();
+    format!("; attempts refused, then retried: {}", parts.join("; "))
+}
+
+/// Connects `ids` (at most [`IN_FLIGHT`] handshakes at once; a refused attempt is retried
+/// after a second, 5 tries in all); returns the connected clients, the seconds it took, how
+/// many never connected, and why attempts were refused.
+async fn connect_all(b: &ConnectionsBench, ids: &[Identity]) -> (Vec<Connected>, f64, u64, String) {
     let started = Instant::now();
     let failed = Arc::new(AtomicU64::new(0));
+    let reasons: Reasons = Arc::default();
     let gate = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut pending = Vec::with_capacity(ids.len());
     for id in ids {
@@ -134,9 +148,11 @@ async fn connect_all(b: &ConnectionsBench, ids: &[Identity]) -> (Vec<Connected>,
         let (client, mut ev) = AsyncClient::new(o, 4);
         let (up_tx, up_rx) = tokio::sync::oneshot::channel::<bool>();
         let failed = failed.clone();
+        let reasons = reasons.clone();
         let task = tokio::spawn(async move {
             let mut permit = Some(permit);
             let mut up = Some(up_tx);
+            let mut attempts = 0;
             loop {
                 match ev.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -146,7 +162,15 @@ async fn connect_all(b: &ConnectionsBench, ids: &[Identity]) -> (Vec<Connected>,
                         }
                     }
                     Ok(_) => {}
-                    Err(_) if up.is_some() => {
+                    Err(e) if up.is_some() => {
+                        *reasons.lock().expect("reasons").entry(e.to_string()).or_default() += 1;
+                        // As a machine does: a refusal (e.g. code 3, "retry later") is retried
+                        // after a second (rumqttc reconnects on the next poll), 5 tries in all.
+                        attempts += 1;
+                        if attempts < 5 {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
                         failed.fetch_add(1, Ordering::Relaxed);
                         let _ = up.take().map(|u| u.send(false));
                         return;
@@ -165,9 +189,10 @@ async fn connect_all(b: &ConnectionsBench, ids: &[Identity]) -> (Vec<Connected>,
             Ok(_) => drop(c),
             Err(_) => {
                 failed.fetch_add(1, Ordering::Relaxed);
+                *reasons.lock().expect("reasons").entry("no CONNACK within 120 s".into()).or_default() += 1;
                 drop(c);
             }
         }
     }
-    (connected, started.elapsed().as_secs_f64(), failed.load(Ordering::Relaxed))
+    (connected, started.elapsed().as_secs_f64(), failed.load(Ordering::Relaxed), reasons_text(&reasons))
 }
