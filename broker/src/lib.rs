@@ -65,11 +65,6 @@ pub struct BrokerSettings {
     /// Unacknowledged QoS 1 publishes per connection waiting for storage; beyond it the
     /// edge stops reading that connection (backpressure).
     pub max_inflight: usize,
-    /// Machines' messages being stored at once, over all connections (each holds ~3 KB
-    /// while it is bound and queued); the others wait their turn unparsed (~250 bytes and
-    /// their payload each), so memory at saturation is bounded whatever the number of
-    /// connections and their `max_inflight`.
-    pub max_storing: usize,
     /// Subscription filters per second per connection, after a burst of `subscribe_burst`
     /// (an app subscribing at start-up); beyond it every filter of a SUBSCRIBE is refused
     /// (0x80), logged. A SUBSCRIBE carries at most 128 filters.
@@ -97,7 +92,6 @@ impl Default for BrokerSettings {
             connect_timeout: Duration::from_secs(10),
             messages_per_second: 1_000,
             max_inflight: 64,
-            max_storing: 16_384,
             subscribes_per_second: 20,
             subscribe_burst: 300,
             sessions_per_identity: 8,
@@ -128,8 +122,6 @@ pub(crate) struct Shared {
     people_connections: Arc<Semaphore>,
     /// CONNECTs being authenticated.
     pending: Arc<Semaphore>,
-    /// Machines' messages being stored (`BrokerSettings::max_storing`).
-    storing: Arc<Semaphore>,
     /// Refused connections, logged once per reason and window.
     refusals: edge::refusals::Refusals,
     /// For the access audit log.
@@ -196,7 +188,6 @@ impl Broker {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             people_connections: Arc::new(Semaphore::new(settings.max_people_connections)),
             pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
-            storing: Arc::new(Semaphore::new(settings.max_storing.max(1))),
             refusals: Default::default(),
             // Subscriptions held on other nodes are not in this node's book: with a shared
             // core every committed message goes to the core.

@@ -37,7 +37,7 @@ use nc_domain::TokenFamilyId;
 use rumqttc::QoS;
 use uuid::Uuid;
 
-use crate::topic::{Filter, Topic};
+use crate::topic::{DeviceChannel, Filter, Topic};
 
 /// What a subscription names, as far as forwarding to the core is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +49,13 @@ enum Scope {
 impl Scope {
     fn of_filter(f: &Filter) -> Option<Scope> {
         match f {
+            // Only a device's telemetry and session messages are held back when unwanted: a
+            // subscription to exactly another of its channels (a machine's own errors topic,
+            // its status) wants none of them.
+            Filter::Exact(Topic::Device {
+                channel: DeviceChannel::Status | DeviceChannel::Alerts | DeviceChannel::Errors,
+                ..
+            }) => None,
             Filter::Exact(t) => Scope::of_topic(t),
             Filter::AnyDeviceChannel { device, .. } => Some(Scope::Device(*device)),
             Filter::AnyPatientChannel { patient, .. } => Some(Scope::Patient(*patient)),
@@ -611,6 +618,15 @@ mod tests {
         let relogin = book.claim(owner, "a", false, Some(TokenFamilyId::new())).unwrap();
         assert!(relogin.carried.is_empty());
         assert!(!book.may_be_wanted(&topic));
+        // A subscription to exactly another channel of the device (a machine's own errors
+        // topic) does not make its readings wanted.
+        let Filter::AnyDeviceChannel { hospital, device } = c.filter else { unreachable!() };
+        let errors = Filter::Exact(Topic::Device { hospital, device, channel: DeviceChannel::Errors });
+        let own = book.claim(owner, "e", true, None).unwrap();
+        book.subscribing(owner, own.generation, [&errors]);
+        let path = "its/errors".to_owned();
+        book.subscribed(owner, own.generation, [errors], [Carried { path, filter: errors, qos: QoS::AtLeastOnce }]);
+        assert!(!book.may_be_wanted(&topic), "an errors subscription wants no readings");
         // Other topics are always forwarded.
         let h = HospitalId::new();
         assert!(book.may_be_wanted(&Topic::Notifications { hospital: h, user: nc_domain::UserId::new() }));

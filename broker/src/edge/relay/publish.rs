@@ -59,13 +59,7 @@ impl Session {
                 }
                 let received = Some(Instant::now());
                 let stored = self.shared.sink.submit(message);
-                let storing = self.shared.storing.clone();
                 self.pending.push_back(Box::pin(async move {
-                    // Its turn among all connections' messages (FIFO, so a connection's
-                    // messages keep their order); until then `stored` has not started.
-                    let Ok(_turn) = storing.acquire_owned().await else {
-                        return Settled::Unavailable("shutting down".into(), received);
-                    };
                     match stored.await {
                         Ok(SinkOutcome::Committed { patient }) => {
                             let mut forward = publish;
