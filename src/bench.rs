@@ -50,7 +50,6 @@ fn synthetic_rows(devices: usize, rows: usize) -> Vec<nc_ingest::writer::Row> {
                 patient_id: None,
                 session_id: None,
                 system_status: "normal",
-                values,
                 reading: nc_ingest::reading::ReadingIn::from_values(
                     i as i64,
                     t,
@@ -125,7 +124,7 @@ pub async fn copy(url: &str, rows: usize, connections: usize) -> Result<String, 
                         r.hospital_id,
                         r.system_status
                     ));
-                    for v in r.values {
+                    for v in r.values() {
                         csv.push(',');
                         if let Some(v) = v {
                             csv.push_str(&v.to_string());

@@ -69,7 +69,6 @@ async fn batch_cost(pool: &PgPool, h: Uuid) -> Result<String, String> {
                         patient_id: with_patients.then_some(patients[d]),
                         session_id: None,
                         system_status: "normal",
-                        values,
                         reading: nc_ingest::reading::ReadingIn::from_values(
                             second,
                             time,

@@ -260,8 +260,9 @@ impl AlertEngine {
         for r in sorted {
             self.ensure_loaded(r.device_id).await?;
             if let Some(rules) = rules.get(&(r.hospital_id, r.patient_id)) {
+                let values = r.values();
                 for (i, (_, column)) in COLUMNS.iter().enumerate() {
-                    let (Some(rule), Some(v)) = (rules.get(*column), r.values[i]) else { continue };
+                    let (Some(rule), Some(v)) = (rules.get(*column), values[i]) else { continue };
                     self.check_limit(r, column, *rule, v).await?;
                 }
             }

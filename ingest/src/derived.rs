@@ -40,7 +40,7 @@ type Entry = (i64, Vec<Uuid>, Vec<i64>, Vec<DateTime<Utc>>, f64);
 const ENTRIES_PER_APPLY: i64 = 500;
 /// Readings applied in one transaction, at most (a backlog row bigger than this is applied
 /// alone): the deriver's memory is bounded whatever the backlog, e.g. after saturation.
-const READINGS_PER_APPLY: i64 = 20_000;
+const READINGS_PER_APPLY: i64 = 10_000;
 
 /// A stored reading, as read back for the derived data.
 #[derive(Debug, Clone)]

@@ -35,8 +35,9 @@ use crate::writer::{Committed, Job, Row, WireRow, WriterSettings, Written};
 /// The node event that carries committed readings to the other nodes' live streams.
 const READINGS_EVENT: &str = "readings";
 /// Committed readings a writer may leave for alert evaluation before it waits (per writer;
-/// about 10 MB of rows): 30 s of a 600 readings/s shift change, 2 s at saturation.
-const AFTER_COMMIT_READINGS: usize = 20_000;
+/// about 4 MB of rows): most of a minute of a 600 readings/s shift change, about a second
+/// at saturation, where the rows waiting here were the largest share of the memory.
+const AFTER_COMMIT_READINGS: usize = 10_000;
 /// Readings per node event (a reading is about 400 bytes of JSON: well under the bus's limit).
 const READINGS_PER_EVENT: usize = 500;
 
@@ -333,10 +334,13 @@ impl Ingest {
         hospital: HospitalId,
         payload: &[u8],
     ) -> Result<Outcome, SinkUnavailable> {
-        // What waits for the commit is kept small: at saturation 1,000 machines × 64 readings
-        // wait at once, and with the lookups and the queueing inline every one held ~4.4 KB
-        // (~290 MB); boxed, their state is freed once the reading is queued.
-        let (stored, patient, seq) = match Box::pin(self.queue_reading(device, hospital, payload)).await? {
+        // What waits is kept small: at saturation 1,000 machines × 64 readings wait at once.
+        // The device's readings are bound and queued one after the other, in arrival order:
+        // a reading waits for its turn here, before the lookups and the queueing are even
+        // allocated (their state machine is kilobytes), and that state is freed once the
+        // reading is queued; then it waits for its commit with a receiver.
+        let turn = self.inner.sessions.turn(device).await;
+        let (stored, patient, seq) = match Box::pin(self.queue_reading(turn, device, hospital, payload)).await? {
             Queued::Answered(outcome) => return Ok(outcome),
             Queued::Waiting { stored, patient, seq } => (stored, patient, seq),
         };
@@ -350,15 +354,14 @@ impl Ingest {
         }
     }
 
-    /// Validates and binds one reading and queues it for its writer.
+    /// Validates and binds one reading and queues it for its writer, in the device's turn.
     async fn queue_reading(
         &self,
+        turn: tokio::sync::OwnedMutexGuard<()>,
         device: DeviceId,
         hospital: HospitalId,
         payload: &[u8],
     ) -> Result<Queued, SinkUnavailable> {
-        // The device's readings are bound and queued one after the other, in arrival order.
-        let turn = self.inner.sessions.turn(device).await;
         let now = Utc::now();
         let reading = match ReadingIn::parse(payload).and_then(|r| r.validate(now).map(|_| r)) {
             Ok(r) => r,

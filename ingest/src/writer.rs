@@ -31,8 +31,6 @@ pub struct Row {
     pub patient_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
     pub system_status: &'static str,
-    /// In [`COLUMNS`] order.
-    pub values: [Option<f64>; 16],
     /// The reading as validated (typed: serialized once, straight into the latest-values
     /// upsert or a live stream's frame, never through a `serde_json::Value`).
     pub reading: ReadingIn,
@@ -47,11 +45,6 @@ impl Row {
         patient_id: Option<Uuid>,
         session_id: Option<Uuid>,
     ) -> Row {
-        let mut values = [None; 16];
-        for (i, (_, v)) in reading.measurements().iter().enumerate() {
-            values[i] = *v;
-        }
-        debug_assert_eq!(crate::reading::COLUMNS.len(), values.len());
         Row {
             time: reading.ts,
             device_id,
@@ -60,9 +53,15 @@ impl Row {
             patient_id,
             session_id,
             system_status: reading.system_status.as_str(),
-            values,
             reading,
         }
+    }
+
+    /// The measurements in [`COLUMNS`] order. Derived, not kept: a row waits in the writer
+    /// and evaluation queues, up to tens of thousands at saturation, and a copy would add a
+    /// third to its size.
+    pub fn values(&self) -> [Option<f64>; 16] {
+        self.reading.measurements().map(|(_, v)| v)
     }
 }
 
@@ -169,8 +168,9 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
         .bind(firsts.iter().map(|r| r.patient_id).collect::<Vec<_>>())
         .bind(firsts.iter().map(|r| r.session_id).collect::<Vec<_>>())
         .bind(firsts.iter().map(|r| r.system_status.to_owned()).collect::<Vec<_>>());
+    let values: Vec<[Option<f64>; 16]> = firsts.iter().map(|r| r.values()).collect();
     for i in 0..COLUMNS.len() {
-        q = q.bind(firsts.iter().map(|r| r.values[i].map(|v| v as f32)).collect::<Vec<Option<f32>>>());
+        q = q.bind(values.iter().map(|v| v[i].map(|v| v as f32)).collect::<Vec<Option<f32>>>());
     }
     let inserted: std::collections::HashSet<(Uuid, i64, DateTime<Utc>)> =
         q.fetch_all(&mut *tx).await?.into_iter().collect();

@@ -219,7 +219,6 @@ async fn concurrent_batches_with_one_seq_store_one_reading() {
                 patient_id: None,
                 session_id: None,
                 system_status: "normal",
-                values,
                 reading: nc_ingest::reading::ReadingIn::from_values(seq, time, nc_domain::SystemStatus::Normal, values),
             };
             let pool = pool.clone();

@@ -67,7 +67,6 @@ fn row(w: &World, device: usize, seq: i64, time: DateTime<Utc>) -> Row {
         patient_id: Some(w.patient),
         session_id: None,
         system_status: "normal",
-        values,
         reading: nc_ingest::reading::ReadingIn::from_values(seq, time, nc_domain::SystemStatus::Normal, values),
     }
 }

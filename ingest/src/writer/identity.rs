@@ -87,7 +87,7 @@ impl Stored {
         Stored {
             time: stored_time(r.time),
             system_status: r.system_status.to_owned(),
-            values: r.values.map(|v| v.map(|v| v as f32)),
+            values: r.values().map(|v| v.map(|v| v as f32)),
         }
     }
 }
@@ -201,7 +201,6 @@ mod tests {
             patient_id: None,
             session_id: None,
             system_status: "normal",
-            values,
             reading: crate::reading::ReadingIn::from_values(seq, time, nc_domain::SystemStatus::Normal, values),
         }
     }
