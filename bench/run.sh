@@ -8,7 +8,8 @@
 #   bench/run.sh profile       perf profile of serve at saturation (user, kernel, allocator)
 #   bench/run.sh connections   10,000 MQTT clients, each its own identity: time to connect, a reconnect storm, server RSS and descriptors
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
-#   bench/run.sh turnover      300 machines start and end treatments together; a 10 Hz probe machine's PUBACK
+#   bench/run.sh turnover      300 machines start and end treatments together; a 10 Hz probe machine's PUBACK,
+#                              the server's CPU per reading (TURNOVER_MINUTES=40: the issue-20 realistic run)
 #   bench/run.sh chat          100 rooms, 200 participants (MQTT + WebSocket), 500 msg/s: sent -> delivered
 #   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
 #                              alarms per treatment hour vs naive thresholds, raise latency
@@ -165,7 +166,8 @@ run_connections() {
 run_turnover() {
     start_serve
     DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
-    local minutes="${TURNOVER_MINUTES:-6}"
+    local minutes="${TURNOVER_MINUTES:-6}" cpu0
+    cpu0=$(awk '{print $14 + $15}' "/proc/$SERVE_PID/stat")
     DATABASE_URL="$SERVE_URL" "$BIN" simulate --devices "${TURNOVER_DEVICES:-300}" --rate 2 --speed 60 \
         --episodes-per-hour 2 --duration "${minutes}m" --mqtt "$MQTT_ADDR" --progress-every 0 > /tmp/nc-bench-sim.out 2>&1 &
     local sim=$!
@@ -185,6 +187,12 @@ run_turnover() {
             || '; sessions started ' || (SELECT count(*) FROM device_sessions)
             || ', ended ' || (SELECT count(*) FROM device_sessions WHERE status <> 'active')
             || '; alarms raised ' || (SELECT count(*) FROM alerts) FROM w"
+    # The server's CPU per stored reading over the whole run (fleet and probe, sessions,
+    # alarms, deriving and sweeps included): the realistic load's cost.
+    local cpu readings
+    cpu=$(calc "($(awk '{print $14 + $15}' "/proc/$SERVE_PID/stat") - $cpu0) / $(getconf CLK_TCK)")
+    readings=$(PGPASSWORD=nephrocare psql -X -At -h 127.0.0.1 -U nephrocare -d "${SERVE_URL##*/}" -c "SELECT count(*) FROM health_metrics")
+    printf '  server CPU %.0f s for %s readings: %.0f µs per reading\n' "$cpu" "$readings" "$(calc "$cpu * 1e6 / max($readings, 1)")"
     stop_serve
 }
 

@@ -12,6 +12,11 @@
 
 mod acks;
 mod publish;
+mod subscribe;
+mod upstream;
+
+pub(super) use self::subscribe::{reauthorize, watch_filter, Reauthorized};
+use self::upstream::{read_core, Upstream};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,13 +32,11 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use nc_access::authn::AuthnError;
-use nc_access::{audit, Subject};
-use nc_domain::{AuditAction, Interface, PatientId};
+use nc_access::Subject;
+use nc_domain::PatientId;
 use rumqttc::mqttbytes::Error as CodecError;
-use rumqttc::{
-    Packet, PubAck, Publish, QoS, SubAck, Subscribe, SubscribeFilter, SubscribeReasonCode, UnsubAck, Unsubscribe,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rumqttc::{Packet, Publish, QoS, UnsubAck, Unsubscribe};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -42,11 +45,10 @@ use self::acks::{ClientAck, DeliveryAcks};
 use super::{write_packet, End, Identity};
 use crate::acl::{self, AclError, Grant};
 use crate::payload::{kind, EndedReason, SubscriptionEnded, V1};
-use crate::publisher::Publisher;
 use crate::registry::Control;
 use crate::sessions::Carried;
 
-use crate::topic::{DeviceChannel, Filter, RoomChannel, Topic};
+use crate::topic::{Filter, Topic};
 use crate::transport::{ClientRx, ClientTx};
 use crate::Shared;
 
@@ -63,105 +65,13 @@ enum Settled {
 
 type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
 
-/// Most filters in one SUBSCRIBE.
-const MAX_FILTERS: usize = 128;
-
-/// Waiting acknowledgements from the core, by the packet id the edge used upstream.
-enum Upstream {
-    /// A publish the edge forwarded; its PUBACK is swallowed, or resolves `done`.
-    Publish(Option<tokio::sync::oneshot::Sender<()>>),
-    /// A SUBSCRIBE carrying some of the client's filters: `codes[i]` is `Some` for a filter
-    /// refused here, `None` for one whose answer comes from the core (`forwarded`, in order).
-    Subscribe {
-        client_pkid: u16,
-        codes: Vec<Option<SubscribeReasonCode>>,
-        forwarded: Vec<Carried>,
-    },
-    Unsubscribe {
-        client_pkid: u16,
-    },
-    /// The edge's own UNSUBSCRIBE (subscriptions a resumed session may no longer hold).
-    Internal,
-}
-
-/// A resumed session's subscriptions, decided with the current rights.
-pub(super) struct Reauthorized {
-    pub kept: Vec<(Carried, Grant)>,
-    pub dropped: Vec<Carried>,
-}
-
-/// Decides every subscription a resumed session carries, as if it were subscribed anew, and
-/// audits the ones kept. A lookup or audit failure fails the whole CONNECT (code 3): nothing
-/// is dropped for a transient error. A technician's subscription to a device is dropped too
-/// when its current right on the device began after the session was left: the queue may
-/// hold messages from the time it had none.
-pub(super) async fn reauthorize(
-    shared: &Arc<Shared>,
-    subject: &Subject,
-    peer: SocketAddr,
-    carried: Vec<Carried>,
-    released_at: Option<DateTime<Utc>>,
-) -> Result<Reauthorized, String> {
-    let mut out = Reauthorized { kept: Vec::new(), dropped: Vec::new() };
-    let windows = match (subject, released_at) {
-        (Subject::User(u), Some(_)) if u.role == nc_domain::Role::Technician && !carried.is_empty() => {
-            Some(shared.policy.technician_windows(u.id).await.map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
-    for c in carried {
-        let gap = match (&windows, released_at, filter_device(&c.filter)) {
-            (Some(w), Some(left), Some(device)) => !w.iter().any(|w| w.device == device && w.from <= left),
-            _ => false,
-        };
-        match acl::may_subscribe(&shared.policy, subject, &c.filter).await {
-            Ok(_) if gap => {
-                tracing::info!(client = ?subject, filter = %c.path, "right regained after the session was left; removed");
-                out.dropped.push(c);
-            }
-            Ok(until) => {
-                audit_subscription(shared.clone(), *subject, peer, c.filter, "mqtt.subscription.resumed")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                out.kept.push((c, until));
-            }
-            Err(AclError::Denied(why)) => {
-                tracing::info!(client = ?subject, filter = %c.path, %why, "resumed subscription no longer permitted; removed");
-                out.dropped.push(c);
-            }
-            Err(AclError::Lookup(e)) => return Err(e),
-        }
-    }
-    Ok(out)
-}
-
-fn filter_device(filter: &Filter) -> Option<nc_domain::DeviceId> {
-    match filter {
-        Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => Some(*device),
-        _ => None,
-    }
-}
-
-/// Makes access events about what `filter` rests on (its device, patient or room, and a
-/// room's device and patient) reach connection `conn`.
-pub(super) async fn watch_filter(shared: &Shared, conn: u64, filter: &Filter) {
-    let (device, room, patient) = match *filter {
-        Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => {
-            (Some(device), None, None)
-        }
-        Filter::Exact(Topic::Room { room, .. }) | Filter::AnyRoomChannel { room, .. } => (None, Some(room), None),
-        Filter::Exact(Topic::Patient { patient, .. }) | Filter::AnyPatientChannel { patient, .. } => {
-            (None, None, Some(patient))
-        }
-        Filter::Exact(Topic::Notifications { .. }) => (None, None, None),
-    };
-    shared.registry.watch(conn, device, room, patient);
-    if let Some(room) = room {
-        match shared.policy.room_subjects(room).await {
-            Ok((device, patient)) => shared.registry.watch(conn, device, None, patient),
-            Err(e) => tracing::warn!(error = %e, "cannot look up what a room is about"),
-        }
-    }
+/// A subscription the connection holds: what it matches, and the QoS granted (as asked, at
+/// most 1; the core may grant less for a session in the core, but only a session kept here
+/// delivers by it).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    filter: Filter,
+    qos: QoS,
 }
 
 pub(super) struct Session {
@@ -177,8 +87,6 @@ pub(super) struct Session {
     /// which the edge keeps itself (see `serve`): subscriptions answered here, committed
     /// messages forwarded through the service's publisher, PINGREQ answered here.
     up_tx: Option<crate::core::CoreTx>,
-    /// A session kept here: the QoS granted to each subscription.
-    direct_qos: HashMap<String, QoS>,
     /// Packets for the core not yet written: everything one turn of the loop produces (a
     /// reading's device and patient copies, acknowledgements) goes out in one write.
     core_out: BytesMut,
@@ -190,7 +98,7 @@ pub(super) struct Session {
     own_pings: u32,
     /// The subscriptions this connection holds under the current rights, by filter string:
     /// the delivery gate.
-    subscriptions: HashMap<String, Filter>,
+    subscriptions: HashMap<String, Held>,
     upstream: HashMap<u16, Upstream>,
     /// The core's QoS 1 deliveries not yet acknowledged to it, in delivery order.
     delivery_acks: DeliveryAcks,
@@ -202,10 +110,6 @@ pub(super) struct Session {
     grant_until: Option<DateTime<Utc>>,
     /// A re-check that could not be answered (storage unavailable) is tried again then.
     retry_recheck: Option<tokio::time::Instant>,
-}
-
-fn too_many_in_flight(_: acks::Overflow) -> std::io::Error {
-    std::io::Error::other("too many deliveries in flight without acknowledgement")
 }
 
 /// A time far enough away to stand for "never" in a `select!` branch that is disabled.
@@ -248,7 +152,6 @@ impl Session {
             conn_id: link.conn_id,
             tx,
             up_tx,
-            direct_qos: HashMap::new(),
             core_out: BytesMut::with_capacity(4096),
             core_written_at: tokio::time::Instant::now(),
             own_pings: 0,
@@ -268,10 +171,7 @@ impl Session {
     pub(super) async fn resume(&mut self, core_present: bool, decided: Reauthorized) -> std::io::Result<bool> {
         for (c, until) in decided.kept {
             self.note_grant(until);
-            if self.direct() {
-                self.direct_qos.insert(c.path.clone(), c.qos);
-            }
-            self.subscriptions.insert(c.path, c.filter);
+            self.subscriptions.insert(c.path, Held { filter: c.filter, qos: c.qos });
         }
         if !decided.dropped.is_empty() {
             if let Subject::User(u) = self.identity.subject {
@@ -316,139 +216,16 @@ impl Session {
         }
     }
 
-    /// A granted subscription to a patient's or a device's clinical data is audited once
-    /// (not per message): who, what, through MQTT, when.
-    fn audit(
-        &self,
-        filter: &Filter,
-        resource: &'static str,
-    ) -> impl Future<Output = Result<(), sea_orm::DbErr>> + Send + 'static {
-        audit_subscription(self.shared.clone(), self.identity.subject, self.peer, *filter, resource)
-    }
-
     /// The delivery gate: the topic of a message the core sends, if it may reach the client.
     fn may_deliver(&self, topic: &str) -> Option<Topic> {
         let t = Topic::parse(topic).ok()?;
-        self.subscriptions.values().any(|f| f.matches(&t)).then_some(t)
-    }
-
-    /// A notification about a device's alert (e.g. queued while a persistent session was
-    /// away) is delivered only if the person may still receive that device's alerts.
-    fn notification_allowed(&self, payload: &[u8]) -> impl Future<Output = Result<bool, String>> + Send + 'static {
-        let (shared, subject, payload) = (self.shared.clone(), self.identity.subject, payload.to_vec());
-        notification_allowed(shared, subject, payload)
-    }
-}
-
-/// Whether a notification may reach `subject` now; `Err` when storage cannot say (after a
-/// few tries over about a second). An alert notification reaches the device's care team
-/// (who may receive its alerts topic) and, once the alert has escalated, the people of the
-/// tiers it reached (the policy's `escalation_tier`).
-async fn notification_allowed(shared: Arc<Shared>, subject: Subject, payload: Vec<u8>) -> Result<bool, String> {
-    #[derive(serde::Deserialize)]
-    struct Note {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-        alert: Option<AlertRef>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct AlertRef {
-        hospital_id: nc_domain::HospitalId,
-        device_id: nc_domain::DeviceId,
-        #[serde(default)]
-        escalation_level: Option<u8>,
-    }
-    let Ok(note) = serde_json::from_slice::<Note>(&payload) else { return Ok(true) };
-    let (Some("alert"), Some(a)) = (note.kind.as_deref(), note.alert) else { return Ok(true) };
-    let topic = Topic::Device { hospital: a.hospital_id, device: a.device_id, channel: DeviceChannel::Alerts };
-    let mut wait = Duration::from_millis(100);
-    loop {
-        let decided = match acl::may_receive(&shared.policy, &subject, &topic).await {
-            Ok(_) => Ok(true),
-            Err(AclError::Denied(_)) if subject.hospital() != a.hospital_id => Ok(false),
-            Err(AclError::Denied(_)) => match shared.policy.escalation_tier(&subject, a.device_id).await {
-                Ok(tier) => Ok(nc_access::policy::decide_alert_notice(tier, a.escalation_level.unwrap_or(1)).is_ok()),
-                Err(e) => Err(e.to_string()),
-            },
-            Err(AclError::Lookup(e)) => Err(e),
-        };
-        match decided {
-            Ok(allowed) => return Ok(allowed),
-            Err(e) if wait > Duration::from_millis(800) => return Err(e),
-            Err(_) => {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-        }
+        self.subscriptions.values().any(|h| h.filter.matches(&t)).then_some(t)
     }
 }
 
 impl Session {
-    fn allocate_pkid(&mut self) -> u16 {
-        loop {
-            self.next_pkid = self.next_pkid.wrapping_add(1);
-            if self.next_pkid != 0 && !self.upstream.contains_key(&self.next_pkid) {
-                return self.next_pkid;
-            }
-        }
-    }
-
-    /// Queues a packet for the core; [`Session::flush_core`] writes it.
-    async fn send_core(&mut self, packet: &Packet) -> std::io::Result<()> {
-        packet.write(&mut self.core_out, usize::MAX).map_err(std::io::Error::other)?;
-        if self.core_out.len() >= 64 * 1024 {
-            self.flush_core().await?;
-        }
-        Ok(())
-    }
-
-    /// Writes what is queued for the core, in one write.
-    async fn flush_core(&mut self) -> std::io::Result<()> {
-        if !self.core_out.is_empty() {
-            if let Some(up) = self.up_tx.as_mut() {
-                up.write_all(&self.core_out).await?;
-                self.core_written_at = tokio::time::Instant::now();
-            }
-            self.core_out.clear();
-        }
-        Ok(())
-    }
-
     pub(super) async fn send_client(&mut self, packet: &Packet) -> std::io::Result<()> {
         write_packet(&mut self.tx, packet, usize::MAX).await
-    }
-
-    /// Forwards a publish to the core at the same QoS (QoS 1 with the edge's own packet
-    /// id, whose PUBACK resolves `done`). A session kept here forwards through the
-    /// service's publisher (in order: one connection).
-    async fn forward(
-        &mut self,
-        mut publish: Publish,
-        done: Option<tokio::sync::oneshot::Sender<()>>,
-    ) -> std::io::Result<()> {
-        if self.direct() {
-            if let Err(e) = self.shared.publisher.forward(&publish).await {
-                tracing::warn!(error = %e, topic = %publish.topic, "could not forward a committed message");
-            }
-            if let Some(d) = done {
-                let _ = d.send(());
-            }
-            return Ok(());
-        }
-        publish.dup = false;
-        if publish.qos == QoS::AtMostOnce {
-            publish.pkid = 0;
-            if let Some(d) = done {
-                let _ = d.send(());
-            }
-        } else {
-            publish.qos = QoS::AtLeastOnce;
-            let pkid = self.allocate_pkid();
-            publish.pkid = pkid;
-            self.upstream.insert(pkid, Upstream::Publish(done));
-        }
-        self.send_core(&Packet::Publish(publish)).await
     }
 
     fn deadline(&self) -> Option<DateTime<Utc>> {
@@ -630,7 +407,7 @@ impl Session {
             Err(e) => return Recheck::Denied(e.to_string()),
         }
         let mut until = None;
-        let filters: Vec<Filter> = self.subscriptions.values().copied().collect();
+        let filters: Vec<Filter> = self.subscriptions.values().map(|h| h.filter).collect();
         for filter in filters {
             match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
                 Ok(Some(t)) if t > Utc::now() => until = Some(until.map_or(t, |u: DateTime<Utc>| u.min(t))),
@@ -656,9 +433,6 @@ impl Session {
                 self.shared.sessions.unsubscribed(self.owner, self.generation, &unsubscribe.topics);
                 self.shared.keep(self.owner, self.generation, false).await;
                 if self.direct() {
-                    for t in &unsubscribe.topics {
-                        self.direct_qos.remove(t);
-                    }
                     self.send_client(&Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid })).await?;
                     return Ok(None);
                 }
@@ -701,274 +475,4 @@ impl Session {
             }
         }
     }
-
-    async fn client_subscribe(&mut self, subscribe: Subscribe) -> std::io::Result<()> {
-        let subject = self.identity.subject;
-        let mut codes = Vec::with_capacity(subscribe.filters.len());
-        let mut forward = Vec::new();
-        let mut forwarded = Vec::new();
-        // Each filter costs policy lookups and an audit row: the rate counts filters, and a
-        // SUBSCRIBE carries at most MAX_FILTERS of them.
-        let n = NonZeroU32::new(subscribe.filters.len().max(1) as u32).expect("non-zero");
-        let over_rate =
-            subscribe.filters.len() > MAX_FILTERS || !matches!(self.subscribe_limiter.check_n(n), Ok(Ok(())));
-        if over_rate {
-            tracing::warn!(client = ?subject, filters = subscribe.filters.len(), "SUBSCRIBE rate or size exceeded; refusing its filters");
-        }
-        let mut withdrawn = Vec::new();
-        for f in subscribe.filters {
-            let parsed = if over_rate {
-                Err("too many subscriptions at once".to_owned())
-            } else {
-                Filter::parse(&f.path).map_err(|e| e.to_string())
-            };
-            let decision = match parsed {
-                Err(e) => Err(e),
-                Ok(filter) => {
-                    // Watch first: an access event after the decision then reaches us.
-                    watch_filter(&self.shared, self.conn_id, &filter).await;
-                    match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
-                        Ok(until) => match self.audit(&filter, "mqtt.subscription").await {
-                            Ok(()) => Ok((filter, until)),
-                            Err(e) => Err(format!("cannot audit the access: {e}")),
-                        },
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-            };
-            match decision {
-                Ok((filter, until)) => {
-                    self.note_grant(until);
-                    self.subscriptions.insert(f.path.clone(), filter);
-                    // QoS 2 is not offered: granted QoS is at most 1.
-                    let qos = if f.qos == QoS::ExactlyOnce { QoS::AtLeastOnce } else { f.qos };
-                    forwarded.push(Carried { path: f.path.clone(), filter, qos });
-                    forward.push(SubscribeFilter { path: f.path, qos });
-                    codes.push(None);
-                }
-                Err(why) => {
-                    tracing::warn!(client = ?subject, filter = %f.path, %why, "subscription refused");
-                    // A refused re-SUBSCRIBE ends the earlier subscription to the same filter.
-                    if self.subscriptions.remove(&f.path).is_some() {
-                        withdrawn.push(f.path.clone());
-                    }
-                    codes.push(Some(SubscribeReasonCode::Failure));
-                }
-            }
-        }
-        if !withdrawn.is_empty() {
-            self.shared.sessions.unsubscribed(self.owner, self.generation, &withdrawn);
-            self.shared.keep(self.owner, self.generation, false).await;
-        }
-        if !withdrawn.is_empty() && !self.direct() {
-            let pkid = self.allocate_pkid();
-            self.upstream.insert(pkid, Upstream::Internal);
-            self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: withdrawn })).await?;
-        }
-        if forward.is_empty() {
-            let return_codes = codes.into_iter().map(|c| c.unwrap_or(SubscribeReasonCode::Failure)).collect();
-            return self.send_client(&Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes })).await;
-        }
-        self.shared.sessions.subscribing(self.owner, self.generation, forwarded.iter().map(|c| &c.filter));
-        if self.direct() {
-            // Kept here: granted as asked (at most QoS 1).
-            let granted = forwarded.iter().map(|c| SubscribeReasonCode::Success(c.qos)).collect();
-            for c in &forwarded {
-                self.direct_qos.insert(c.path.clone(), c.qos);
-            }
-            return self.subscribe_answered(subscribe.pkid, codes, forwarded, granted).await;
-        }
-        let pkid = self.allocate_pkid();
-        self.upstream.insert(pkid, Upstream::Subscribe { client_pkid: subscribe.pkid, codes, forwarded });
-        self.send_core(&Packet::Subscribe(Subscribe { pkid, filters: forward })).await
-    }
-
-    /// Settles a QoS 1 delivery of the core at the edge: its PUBACK goes out once every
-    /// earlier delivery is acknowledged too.
-    async fn settle_delivery_here(&mut self, pkid: u16) -> std::io::Result<()> {
-        let due = self.delivery_acks.settled_here(pkid).map_err(too_many_in_flight)?;
-        self.ack_core(due).await
-    }
-
-    async fn ack_core(&mut self, due: Vec<u16>) -> std::io::Result<()> {
-        for pkid in due {
-            self.send_core(&Packet::PubAck(PubAck { pkid })).await?;
-        }
-        Ok(())
-    }
-
-    /// A delivery from the core: relayed if the gate lets it through, settled here otherwise.
-    async fn core_publish(&mut self, mut p: Publish) -> std::io::Result<Option<End>> {
-        let mut allowed = self.may_deliver(&p.topic);
-        if let Some(Topic::Notifications { .. }) = allowed {
-            match self.notification_allowed(&p.payload).await {
-                Ok(true) => {}
-                Ok(false) => allowed = None,
-                Err(why) => {
-                    // Unacknowledged, so a persistent session gets it again.
-                    tracing::warn!(client = ?self.identity.subject, %why, "cannot decide whether a notification may be delivered; closing without acknowledging it");
-                    return Ok(Some(End::StorageUnavailable));
-                }
-            }
-        }
-        if let Some(topic) = allowed {
-            // Delivered at most at the contract's QoS (typing indicators: 0), whatever
-            // the subscription asked for; the core's QoS 1 flow is settled here.
-            if Publisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
-                self.settle_delivery_here(p.pkid).await?;
-                p.qos = QoS::AtMostOnce;
-                p.pkid = 0;
-            } else if p.qos != QoS::AtMostOnce {
-                self.delivery_acks.relayed(p.pkid).map_err(too_many_in_flight)?;
-            }
-            p.retain = p.retain && Publisher::contract(&topic).1;
-            return self.send_client(&Packet::Publish(p)).await.map(|_| None);
-        }
-        // Not for this client under its current rights (e.g. queued for a session
-        // before a right ended): acknowledged to the core, never delivered.
-        tracing::debug!(client = ?self.identity.subject, topic = %p.topic, "delivery withheld by the gate");
-        if p.qos != QoS::AtMostOnce {
-            self.settle_delivery_here(p.pkid).await?;
-        }
-        Ok(None)
-    }
-
-    /// Handles a packet from the core. `Ok(Some(end))` ends the connection.
-    async fn on_core(&mut self, packet: Packet) -> std::io::Result<Option<End>> {
-        let done = match packet {
-            Packet::PubAck(ack) => {
-                if let Some(Upstream::Publish(Some(done))) = self.upstream.remove(&ack.pkid) {
-                    let _ = done.send(());
-                }
-                Ok(())
-            }
-            Packet::SubAck(ack) => {
-                let Some(Upstream::Subscribe { client_pkid, codes, forwarded }) = self.upstream.remove(&ack.pkid)
-                else {
-                    return Ok(None);
-                };
-                self.subscribe_answered(client_pkid, codes, forwarded, ack.return_codes).await
-            }
-            Packet::UnsubAck(ack) => match self.upstream.remove(&ack.pkid) {
-                Some(Upstream::Unsubscribe { client_pkid }) => {
-                    self.send_client(&Packet::UnsubAck(UnsubAck { pkid: client_pkid })).await
-                }
-                _ => Ok(()),
-            },
-            Packet::Publish(p) => return self.core_publish(p).await,
-            // The answer to the edge's own keep-alive ping stays here.
-            Packet::PingResp if self.own_pings > 0 => {
-                self.own_pings -= 1;
-                Ok(())
-            }
-            // The rest of the QoS flows of deliveries pass through.
-            p @ (Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) | Packet::PingResp) => {
-                self.send_client(&p).await
-            }
-            other => {
-                tracing::debug!(packet = ?other, "ignoring unexpected packet from the core");
-                Ok(())
-            }
-        };
-        done.map(|()| None)
-    }
-}
-
-impl Session {
-    /// The core (or, for a session kept here, the edge) answered the filters `forwarded`
-    /// with `answers`: the book learns what is held, the client gets its SUBACK in the
-    /// order it asked (`codes`: `Some` for a filter refused before).
-    async fn subscribe_answered(
-        &mut self,
-        client_pkid: u16,
-        codes: Vec<Option<SubscribeReasonCode>>,
-        forwarded: Vec<Carried>,
-        answers: Vec<SubscribeReasonCode>,
-    ) -> std::io::Result<()> {
-        let mut granted = Vec::new();
-        let asked: Vec<Filter> = forwarded.iter().map(|c| c.filter).collect();
-        for (c, code) in forwarded.into_iter().zip(answers.iter()) {
-            if matches!(code, SubscribeReasonCode::Failure) {
-                self.subscriptions.remove(&c.path);
-            } else {
-                granted.push(c);
-            }
-        }
-        self.shared.sessions.subscribed(self.owner, self.generation, asked, granted);
-        self.shared.keep(self.owner, self.generation, false).await;
-        let mut from_core = answers.into_iter();
-        let return_codes = codes
-            .into_iter()
-            .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(SubscribeReasonCode::Failure)))
-            .collect();
-        self.send_client(&Packet::SubAck(SubAck { pkid: client_pkid, return_codes })).await
-    }
-
-    /// Delivers the service's message on `topic` straight to a session kept here, if one
-    /// of its subscriptions matches (at the QoS granted; not queued while it is away: a
-    /// machine's errors answer its own publishes).
-    async fn deliver_here(&mut self, topic: &Topic, payload: Vec<u8>) -> std::io::Result<()> {
-        let path = topic.to_string();
-        let Some(granted) = self
-            .subscriptions
-            .iter()
-            .filter(|(_, f)| f.matches(topic))
-            .map(|(p, _)| self.direct_qos.get(p).copied().unwrap_or(QoS::AtMostOnce))
-            .max_by_key(|q| *q as u8)
-        else {
-            return Ok(());
-        };
-        let qos = if Publisher::contract(topic).0 == QoS::AtMostOnce { QoS::AtMostOnce } else { granted };
-        let mut publish = Publish::new(path, qos, payload);
-        if qos != QoS::AtMostOnce {
-            publish.pkid = self.allocate_pkid();
-        }
-        self.send_client(&Packet::Publish(publish)).await
-    }
-}
-
-/// Reads from the core, when the session is in the core (otherwise never ready).
-async fn read_core(up_rx: &mut Option<crate::core::CoreRx>, buf: &mut BytesMut) -> std::io::Result<usize> {
-    match up_rx {
-        Some(rx) => rx.read_buf(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Writes the audit row of a granted subscription (see `Session::audit`).
-async fn audit_subscription(
-    shared: Arc<Shared>,
-    subject: Subject,
-    peer: SocketAddr,
-    filter: Filter,
-    resource: &'static str,
-) -> Result<(), sea_orm::DbErr> {
-    let (device, patient) = match filter {
-        Filter::Exact(Topic::Device { channel: DeviceChannel::Status, .. }) => return Ok(()),
-        Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => (Some(device), None),
-        Filter::Exact(Topic::Patient { patient, .. }) | Filter::AnyPatientChannel { patient, .. } => {
-            (None, Some(patient))
-        }
-        // Following a conversation is a read of it (chat is PHI): audited with what the room
-        // is about.
-        Filter::Exact(Topic::Room { room, channel: RoomChannel::Messages, .. })
-        | Filter::AnyRoomChannel { room, .. } => shared.policy.room_subjects(room).await?,
-        Filter::Exact(Topic::Room { .. } | Topic::Notifications { .. }) => return Ok(()),
-    };
-    if matches!(subject, Subject::Device { .. }) {
-        return Ok(());
-    }
-    audit::record(
-        &shared.db,
-        audit::Access {
-            subject: &subject,
-            action: AuditAction::Subscribe,
-            resource,
-            patient,
-            device,
-            interface: Interface::Mqtt,
-            client_addr: Some(peer.ip().to_string()),
-        },
-    )
-    .await
 }
