@@ -66,29 +66,6 @@ impl Stored {
     }
 }
 
-/// Records, in the writer's transaction, the keys of a batch's new readings.
-pub(crate) async fn record(
-    tx: &mut Transaction<'_, Postgres>,
-    keys: impl Iterator<Item = (Uuid, i64, DateTime<Utc>)>,
-) -> Result<(), sqlx::Error> {
-    let (mut devices, mut seqs, mut times) = (Vec::new(), Vec::new(), Vec::new());
-    for (d, s, t) in keys {
-        devices.push(d);
-        seqs.push(s);
-        times.push(t);
-    }
-    if devices.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("INSERT INTO derived_backlog (device_ids, seqs, times) VALUES ($1, $2, $3)")
-        .bind(devices)
-        .bind(seqs)
-        .bind(times)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// Applies the oldest backlog rows (up to [`ENTRIES_PER_APPLY`] rows and
 /// [`READINGS_PER_APPLY`] readings) in one transaction; returns how many readings they held
 /// (0: nothing was waiting, or another deriver holds what is).

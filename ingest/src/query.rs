@@ -489,10 +489,12 @@ async fn rollup(
     let select: Vec<String> = columns
         .iter()
         .map(|(_, c)| {
+            // The columns' own types (integer, double precision, real, real): a row of
+            // 10,000 buckets × 6 metrics is then a third narrower than widened to 8 bytes.
             if exact {
-                format!("{c}_n::int8, {c}_sum::float8, {c}_min::float8, {c}_max::float8")
+                format!("{c}_n, {c}_sum, {c}_min, {c}_max")
             } else {
-                format!("sum({c}_n)::int8, sum({c}_sum)::float8, min({c}_min)::float8, max({c}_max)::float8")
+                format!("sum({c}_n), sum({c}_sum), min({c}_min), max({c}_max)")
             }
         })
         .collect();
@@ -517,21 +519,27 @@ async fn rollup(
         q = q.bind(format!("{} seconds", resolution.num_seconds()));
     }
     let rows = q.fetch_all(pool).await?;
-    // Unchecked: every column's type is fixed by the casts above (checking each of the
-    // 60,000 values of a 10,000-bucket answer took a sixth of its time; profiled).
+    // Unchecked: every column's type is fixed by the table (and the casts above); checking
+    // each of the 60,000 values of a 10,000-bucket answer took a sixth of its time
+    // (profiled). `_min` and `_max` are NULL when no reading of the bucket had the metric.
     for row in rows {
         let bucket: DateTime<Utc> = row.try_get_unchecked(0)?;
         for i in 0..columns.len() {
-            let n: Option<i64> = row.try_get_unchecked(1 + i * 4)?;
+            // `sum` of an integer is a bigint.
+            let n = if exact {
+                row.try_get_unchecked::<Option<i32>, _>(1 + i * 4)?.map(i64::from)
+            } else {
+                row.try_get_unchecked::<Option<i64>, _>(1 + i * 4)?
+            };
             let (Some(n), Some(min), Some(max)) = (
                 n,
-                row.try_get_unchecked::<Option<f64>, _>(3 + i * 4)?,
-                row.try_get_unchecked::<Option<f64>, _>(4 + i * 4)?,
+                row.try_get_unchecked::<Option<f32>, _>(3 + i * 4)?,
+                row.try_get_unchecked::<Option<f32>, _>(4 + i * 4)?,
             ) else {
                 continue;
             };
             let sum: f64 = row.try_get_unchecked::<Option<f64>, _>(2 + i * 4)?.unwrap_or(0.0);
-            merge(accs, bucket, (i, columns.len()), Acc { min, sum, max, n });
+            merge(accs, bucket, (i, columns.len()), Acc { min: min.into(), sum, max: max.into(), n });
         }
     }
     Ok(())

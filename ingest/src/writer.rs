@@ -127,6 +127,15 @@ pub struct WriterSettings {
     pub retry_for: Duration,
 }
 
+/// The batch's one statement: the readings (those whose exact key is new), each device's
+/// identity watermark, and the backlog row of the readings inserted, for the deriver. One
+/// round trip instead of three: the commit a PUBACK waits for is BEGIN, this, COMMIT (and,
+/// only for a resend or an out-of-order seq, the identity lookups).
+///
+/// Rows `(false, device, seq, time)` for each reading inserted, `(true, device, previous
+/// highest seq, NULL)` for each device. A reading inserted and then deleted again as a
+/// conflict ([`identity::settle`]) leaves its key in the backlog row; the deriver reads
+/// readings back by key, so a key with no reading is nothing to derive.
 fn insert_sql() -> String {
     let cols: Vec<&str> = COLUMNS.iter().map(|(_, c)| *c).collect();
     let mut unnest = vec![
@@ -141,13 +150,22 @@ fn insert_sql() -> String {
     for i in 0..cols.len() {
         unnest.push(format!("${}::float4[]", i + 8));
     }
+    let (devices, highest) = (cols.len() + 8, cols.len() + 9);
     format!(
-        "INSERT INTO health_metrics (time, device_id, seq, hospital_id, patient_id, session_id, system_status, {})
-         SELECT * FROM UNNEST({})
-         ON CONFLICT (device_id, seq, time) DO NOTHING
-         RETURNING device_id, seq, time",
+        "WITH ins AS (
+             INSERT INTO health_metrics (time, device_id, seq, hospital_id, patient_id, session_id, system_status, {})
+             SELECT * FROM UNNEST({})
+             ON CONFLICT (device_id, seq, time) DO NOTHING
+             RETURNING device_id, seq, time),
+         wm AS ({}),
+         backlog AS (
+             INSERT INTO derived_backlog (device_ids, seqs, times)
+             SELECT array_agg(device_id), array_agg(seq), array_agg(time) FROM ins HAVING count(*) > 0)
+         SELECT false, device_id, seq, time FROM ins
+         UNION ALL SELECT true, device_id, prev_max_seq, NULL::timestamptz FROM wm",
         cols.join(", "),
-        unnest.join(", ")
+        unnest.join(", "),
+        identity::watermark_sql(devices, highest),
     )
 }
 
@@ -160,7 +178,8 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
     let firsts: Vec<&Row> = candidates.iter().map(|&i| &rows[i]).collect();
     static INSERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = INSERT.get_or_init(insert_sql);
-    let mut q = sqlx::query_as::<_, (Uuid, i64, DateTime<Utc>)>(sql)
+    let (devices, highest) = identity::highest(rows, &candidates);
+    let mut q = sqlx::query_as::<_, (bool, Uuid, i64, Option<DateTime<Utc>>)>(sql)
         .bind(firsts.iter().map(|r| identity::stored_time(r.time)).collect::<Vec<_>>())
         .bind(firsts.iter().map(|r| r.device_id).collect::<Vec<_>>())
         .bind(firsts.iter().map(|r| r.seq).collect::<Vec<_>>())
@@ -172,15 +191,24 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
     for i in 0..COLUMNS.len() {
         q = q.bind(values.iter().map(|v| v[i].map(|v| v as f32)).collect::<Vec<Option<f32>>>());
     }
-    let inserted: std::collections::HashSet<(Uuid, i64, DateTime<Utc>)> =
-        q.fetch_all(&mut *tx).await?.into_iter().collect();
-    let new_rows = identity::settle(&mut tx, rows, &candidates, &inserted, &mut written).await?;
+    q = q.bind(devices).bind(highest);
+    let mut inserted = std::collections::HashSet::new();
+    let mut previous = std::collections::HashMap::new();
+    for (watermark, device, seq, time) in q.fetch_all(&mut *tx).await? {
+        match (watermark, time) {
+            (false, Some(time)) => {
+                inserted.insert((device, seq, time));
+            }
+            _ => {
+                previous.insert(device, seq);
+            }
+        }
+    }
+    let new_rows = identity::settle(&mut tx, rows, &candidates, &inserted, &previous, &mut written).await?;
     for (row, first) in follows {
         written[row] = written[first].clone();
     }
     let new: Vec<Row> = new_rows.into_iter().map(|i| rows[i].clone()).collect();
-
-    crate::derived::record(&mut tx, new.iter().map(|r| (r.device_id, r.seq, identity::stored_time(r.time)))).await?;
     tx.commit().await?;
     Ok(Batch { new, written })
 }

@@ -6,7 +6,8 @@
 //! cannot enforce this alone. Per batch, in the writing transaction, set-based:
 //!
 //! 1. within the batch, the first reading of each (device, seq) is the candidate;
-//! 2. (the caller inserts the candidates `ON CONFLICT (device_id, seq, time) DO NOTHING`);
+//! 2. (the caller inserts the candidates `ON CONFLICT (device_id, seq, time) DO NOTHING`,
+//!    in the same statement as step 3: [`watermark_sql`]);
 //! 3. one upsert on `device_seq_watermarks` raises each device's highest seq, returns the
 //!    previous one and locks the device's row until COMMIT, so that two batches with the
 //!    same seq of one device settle one after the other;
@@ -92,35 +93,41 @@ impl Stored {
     }
 }
 
-/// Steps 3 and 4, after the candidates were inserted (`inserted`: the keys that were new).
+/// Each device's highest seq among the candidates, sorted by device (concurrent batches
+/// lock the watermarks in the same order): the parameters of [`watermark_sql`].
+pub(super) fn highest(rows: &[Row], candidates: &[usize]) -> (Vec<Uuid>, Vec<i64>) {
+    let mut top: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for &i in candidates {
+        let r = &rows[i];
+        top.entry(r.device_id).and_modify(|m| *m = (*m).max(r.seq)).or_insert(r.seq);
+    }
+    top.into_iter().unzip()
+}
+
+/// Step 2: raises each device's watermark and returns the previous one (`device_id`,
+/// `prev_max_seq`), row-locking it until COMMIT. `$devices` and `$highest` are the
+/// parameters' numbers (the statement is part of the writer's one statement).
+pub(super) fn watermark_sql(devices: usize, highest: usize) -> String {
+    format!(
+        "INSERT INTO device_seq_watermarks (device_id, max_seq, prev_max_seq)
+         SELECT d, m, -1 FROM UNNEST(${devices}::uuid[], ${highest}::int8[]) AS x(d, m)
+         ON CONFLICT (device_id) DO UPDATE SET prev_max_seq = device_seq_watermarks.max_seq,
+             max_seq = GREATEST(device_seq_watermarks.max_seq, EXCLUDED.max_seq)
+         RETURNING device_id, prev_max_seq"
+    )
+}
+
+/// Steps 3 and 4, after the candidates were inserted (`inserted`: the keys that were new)
+/// and the watermarks raised (`previous`: each device's highest seq before).
 /// Marks conflicts in `written`; returns the candidates that stay stored as new rows.
 pub(super) async fn settle(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[Row],
     candidates: &[usize],
     inserted: &HashSet<Key>,
+    previous: &HashMap<Uuid, i64>,
     written: &mut [Written],
 ) -> Result<Vec<usize>, sqlx::Error> {
-    let mut top: BTreeMap<Uuid, i64> = BTreeMap::new();
-    for &i in candidates {
-        let r = &rows[i];
-        top.entry(r.device_id).and_modify(|m| *m = (*m).max(r.seq)).or_insert(r.seq);
-    }
-    // Sorted by device: concurrent batches lock in the same order.
-    let (devices, highest): (Vec<Uuid>, Vec<i64>) = top.into_iter().unzip();
-    let previous: HashMap<Uuid, i64> = sqlx::query_as(
-        "INSERT INTO device_seq_watermarks (device_id, max_seq, prev_max_seq)
-         SELECT d, m, -1 FROM UNNEST($1::uuid[], $2::int8[]) AS x(d, m)
-         ON CONFLICT (device_id) DO UPDATE SET prev_max_seq = device_seq_watermarks.max_seq,
-             max_seq = GREATEST(device_seq_watermarks.max_seq, EXCLUDED.max_seq)
-         RETURNING device_id, prev_max_seq",
-    )
-    .bind(devices)
-    .bind(highest)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
     let mut new: Vec<usize> = candidates.iter().copied().filter(|&i| inserted.contains(&key(&rows[i]))).collect();
     let suspect: Vec<usize> = candidates
         .iter()
