@@ -104,7 +104,7 @@ pub(super) fn highest(rows: &[Row], candidates: &[usize]) -> (Vec<Uuid>, Vec<i64
     top.into_iter().unzip()
 }
 
-/// Step 2: raises each device's watermark and returns the previous one (`device_id`,
+/// Step 3: raises each device's watermark and returns the previous one (`device_id`,
 /// `prev_max_seq`), row-locking it until COMMIT. `$devices` and `$highest` are the
 /// parameters' numbers (the statement is part of the writer's one statement).
 pub(super) fn watermark_sql(devices: usize, highest: usize) -> String {
