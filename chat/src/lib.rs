@@ -286,6 +286,7 @@ impl Chat {
             other => other.into(),
         })?;
         let (id, created) = store::open(&self.inner.db, user.hospital, &grant, user.id).await?;
+        self.inner.members.joined(id);
         let room = self.fresh(self.authorize(&subject, id).await?).await?;
         Ok((store::room(&self.inner.db, &room, user.id).await?, created))
     }
@@ -425,8 +426,8 @@ impl Chat {
             }
             // Participants connected to the room neither over MQTT nor over a WebSocket
             // get a notification, so their app can raise a push (no text: lock screens).
-            let members = store::members_with_roles(&self.inner.db, room).await.unwrap_or_default();
-            for (member, role) in members.into_iter().filter(|(m, _)| *m != sender.id) {
+            let members = self.inner.members.members(&self.inner.db, room).await.unwrap_or_default();
+            for &(member, role) in members.iter().filter(|(m, _)| *m != sender.id) {
                 let on_mqtt = self.inner.registry.get().is_some_and(|r| r.user_in_room(member, room));
                 let on_ws = self.inner.streams.lock().expect("chat streams").contains_key(&(room, member));
                 if on_mqtt || on_ws {

@@ -10,20 +10,39 @@
 //! the next request back to the policy. A decision resting on a technician's temporary
 //! grant also ends when the grant does. Refusals are not kept (a right gained, e.g. a new
 //! participant row, fires no event and needs none).
+//!
+//! A room's participants (who is notified of a post when not connected) are kept the same
+//! way, and for at most [`MEMBERS_FOR`] besides: someone joining a room fires no access
+//! event, so another node learns of a new participant within that time (this node at once:
+//! [`Memberships::joined`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nc_access::{Policy, Subject, UserSubject};
 use nc_broker::registry::Registry;
 use nc_domain::{HospitalId, Role, RoomId, UserId};
 use nc_entities::chat_rooms;
+use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::ChatError;
+use crate::{store, ChatError};
 
 /// Most decisions kept; past it the memo starts again (it is only a shortcut).
 const MAX_KEPT: usize = 100_000;
+
+/// How long a room's participants are kept at most (see the module's documentation).
+const MEMBERS_FOR: Duration = Duration::from_secs(5);
+
+/// A room's participants and their roles.
+pub(crate) type Members = Arc<Vec<(UserId, Role)>>;
+
+struct KeptMembers {
+    members: Members,
+    epoch: u64,
+    at: Instant,
+}
 
 /// What a decision depends on from the subject: who, in which role and hospital.
 type Key = (UserId, Role, HospitalId, RoomId);
@@ -39,6 +58,7 @@ struct Kept {
 pub(crate) struct Memberships {
     registry: OnceLock<Arc<Registry>>,
     kept: Mutex<HashMap<Key, Kept>>,
+    members: Mutex<HashMap<RoomId, KeptMembers>>,
 }
 
 impl Memberships {
@@ -88,10 +108,41 @@ impl Memberships {
         Ok((found, until))
     }
 
-    /// Forgets decisions that no longer hold (bounded memory).
+    /// A room's participants and their roles: remembered, or read.
+    pub(crate) async fn members(&self, db: &DatabaseConnection, room: RoomId) -> Result<Members, DbErr> {
+        let epoch = self.epoch();
+        if let Some(now) = epoch {
+            if let Some(k) = self.members.lock().expect("room members").get(&room) {
+                if k.epoch == now && k.at.elapsed() < MEMBERS_FOR {
+                    return Ok(k.members.clone());
+                }
+            }
+        }
+        let at = Instant::now();
+        let members: Members = Arc::new(store::members_with_roles(db, room).await?);
+        if let Some(epoch) = epoch {
+            let mut kept = self.members.lock().expect("room members");
+            if kept.len() >= MAX_KEPT {
+                kept.clear();
+            }
+            kept.insert(room, KeptMembers { members: members.clone(), epoch, at });
+        }
+        Ok(members)
+    }
+
+    /// Someone joined `room` (here): its participants are read again.
+    pub(crate) fn joined(&self, room: RoomId) {
+        self.members.lock().expect("room members").remove(&room);
+    }
+
+    /// Forgets decisions and participants that no longer hold (bounded memory).
     pub(crate) fn tidy(&self) {
         let epoch = self.epoch();
         let now = Utc::now();
         self.kept.lock().expect("memberships").retain(|_, k| Some(k.epoch) == epoch && k.until.is_none_or(|u| u > now));
+        self.members
+            .lock()
+            .expect("room members")
+            .retain(|_, k| Some(k.epoch) == epoch && k.at.elapsed() < MEMBERS_FOR);
     }
 }
