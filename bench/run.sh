@@ -95,18 +95,48 @@ run_ingest() {
         DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
         DATABASE_URL="$SERVE_URL" "$BIN" bench ingest --mqtt "$MQTT_ADDR" --devices "$devices" --rate "$rate" \
             --seconds "${INGEST_SECONDS:-30}" --server-pid "$SERVE_PID" > /tmp/nc-bench-ingest.out &
-        local gen=$!
+        local gen=$! busy0 busy1
+        busy0=$(cpu_ticks)
         while kill -0 "$gen" 2>/dev/null; do
             r=$(ps -o rss= -p "$SERVE_PID" | tr -d ' '); [ "${r:-0}" -gt "$rss" ] && rss=$r
             sleep 1
         done
+        busy1=$(cpu_ticks)
         wait "$gen" || { cat /tmp/nc-bench-ingest.out; stop_serve; return 1; }
         local stored
         stored=$(PGPASSWORD=nephrocare psql -X -At -h 127.0.0.1 -U nephrocare -d "${SERVE_URL##*/}" -c "SELECT count(*) FROM health_metrics")
         cat /tmp/nc-bench-ingest.out
         printf '  rows stored %s; server peak RSS %.0f MiB\n' "$stored" "$(calc "$rss / 1024")"
+        commit_summary
+        machine_summary "$busy0" "$busy1" "$stored"
         stop_serve
     done
+}
+
+# Busy and total CPU ticks of the whole machine (/proc/stat: user nice system idle iowait
+# irq softirq steal).
+cpu_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
+# How busy the whole machine was while the generator ran (the service, PostgreSQL, the
+# generator and anything else): the server and generator shares are in the line above.
+machine_summary() {
+    local b0 t0 b1 t1
+    read -r b0 t0 <<<"$1"; read -r b1 t1 <<<"$2"
+    printf '  whole machine busy %.0f%% of %d cores while the generator ran: %.0f µs of CPU per stored reading\n' \
+        "$(calc "100 * ($b1 - $b0) / ($t1 - $t0)")" "$(nproc)" \
+        "$(calc "1e6 * ($b1 - $b0) / $(getconf CLK_TCK) / max(1, $3)")"
+}
+
+# The writers' batches over the run, from the service's own metrics: how many, their mean
+# size and the mean time from sending a batch to its commit (what a PUBACK waits for, less
+# the wait for the writer to be free).
+commit_summary() {
+    curl -fsS "http://$HTTP_ADDR/metrics" | awk '
+        /^nephrocare_ingest_commit_seconds_sum/ { s = $2 } /^nephrocare_ingest_commit_seconds_count/ { n = $2 }
+        /^nephrocare_ingest_batch_readings_sum/ { r = $2 }
+        END { if (n > 0) printf "  batches %d, mean %.1f readings, mean commit %.2f ms\n", n, r / n, 1000 * s / n }'
 }
 
 # A CPU profile of `serve` at saturation (PROFILE_RUN="devices:hz", default 1000:60):

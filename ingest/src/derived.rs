@@ -18,7 +18,7 @@
 //! `bench/README.md`); alerts and live streams do not wait for it (they follow the commit).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,8 +29,59 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::reading::{ReadingIn, COLUMNS};
+use crate::writer::{Committed, Row};
 
 pub(crate) mod rollups;
+
+/// Readings held by the [`Handoff`] at most (about 400 bytes each, shared with the
+/// after-commit queue); past it a batch is read back instead.
+const HANDOFF_READINGS: usize = 20_000;
+
+/// The batches this process committed, handed to its deriver in memory by backlog row id,
+/// so that it need not read them back from `health_metrics` (a lookup per reading: the
+/// deriver's largest cost, measured). The backlog row stays the truth: a batch not here
+/// (another node's, one from before a restart, one past [`HANDOFF_READINGS`], or one
+/// whose rows another node's deriver took) is read back by its keys.
+#[derive(Default)]
+pub struct Handoff {
+    wake: Notify,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    batches: BTreeMap<i64, Committed>,
+    readings: usize,
+}
+
+impl Handoff {
+    /// A batch committed with its new rows' keys in backlog row `backlog`: held (if there is
+    /// room) and the deriver woken.
+    pub fn committed(&self, backlog: i64, rows: &Committed) {
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if held.readings + rows.len() <= HANDOFF_READINGS {
+                held.readings += rows.len();
+                held.batches.insert(backlog, rows.clone());
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// The held batches of these backlog rows (`ids` ascending, the oldest this deriver
+    /// could take), removed; those older than the first are forgotten too (another
+    /// deriver holds or applied them).
+    fn take(&self, ids: &[i64]) -> Vec<Option<Committed>> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let out = ids.iter().map(|id| held.batches.remove(id)).collect();
+        if let Some(&first) = ids.first() {
+            let keep = held.batches.split_off(&first);
+            held.batches = keep;
+        }
+        held.readings = held.batches.values().map(|b| b.len()).sum();
+        out
+    }
+}
 
 /// A backlog row: its id, the keys (device, seq, time) of a batch's new readings, and the
 /// seconds since it was written.
@@ -57,6 +108,22 @@ pub(crate) struct Stored {
     pub values: [Option<f64>; COLUMNS.len()],
 }
 
+impl From<&Row> for Stored {
+    /// A committed row as [`read_back`] would return it (time and measurements as stored).
+    fn from(r: &Row) -> Stored {
+        Stored {
+            time: crate::writer::stored_time(r.time),
+            device_id: r.device_id,
+            seq: r.seq,
+            hospital_id: r.hospital_id,
+            patient_id: r.patient_id,
+            session_id: r.session_id,
+            system_status: r.reading.system_status,
+            values: r.values().map(|v| v.map(|v| widen(v as f32))),
+        }
+    }
+}
+
 impl Stored {
     /// The reading as the current-values endpoints return it.
     fn reading(&self) -> ReadingIn {
@@ -70,6 +137,12 @@ impl Stored {
 /// [`READINGS_PER_APPLY`] readings) in one transaction; returns how many readings they held
 /// (0: nothing was waiting, or another deriver holds what is).
 pub async fn apply(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    apply_with(pool, None).await
+}
+
+/// [`apply`], taking the batches this process committed from `handoff` instead of reading
+/// them back.
+async fn apply_with(pool: &PgPool, handoff: Option<&Handoff>) -> Result<usize, sqlx::Error> {
     let began = std::time::Instant::now();
     let mut tx = pool.begin().await?;
     let sizes: Vec<(i64, i32)> = sqlx::query_as(
@@ -97,16 +170,24 @@ pub async fn apply(pool: &PgPool) -> Result<usize, sqlx::Error> {
     if entries.is_empty() {
         return Ok(0);
     }
-    let (mut ids, mut devices, mut seqs, mut times, mut ages) =
+    let ids: Vec<i64> = entries.iter().map(|e| e.0).collect();
+    let held = handoff.map(|h| h.take(&ids)).unwrap_or_default();
+    let (mut rows, mut devices, mut seqs, mut times, mut ages) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, d, s, t, age) in entries {
-        ids.push(id);
+    for (i, (_, d, s, t, age)) in entries.into_iter().enumerate() {
         ages.push(age);
-        devices.extend(d);
-        seqs.extend(s);
-        times.extend(t);
+        match held.get(i) {
+            Some(Some(batch)) => rows.extend(batch.iter().map(Stored::from)),
+            _ => {
+                devices.extend(d);
+                seqs.extend(s);
+                times.extend(t);
+            }
+        }
     }
-    let rows = read_back(&mut tx, &devices, &seqs, &times).await?;
+    if !devices.is_empty() {
+        rows.extend(read_back(&mut tx, &devices, &seqs, &times).await?);
+    }
     latest(&mut tx, &rows).await?;
     rollups::write(&mut tx, &rows).await?;
     counters(&mut tx, &rows).await?;
@@ -123,15 +204,24 @@ pub async fn apply(pool: &PgPool) -> Result<usize, sqlx::Error> {
 
 /// Applies everything waiting (for tests, benchmarks and shutdown).
 pub async fn catch_up(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    catch_up_with(pool, None).await
+}
+
+async fn catch_up_with(pool: &PgPool, handoff: Option<&Handoff>) -> Result<usize, sqlx::Error> {
     let mut total = 0;
     loop {
-        match apply(pool).await? {
+        match apply_with(pool, handoff).await? {
             0 => return Ok(total),
             n => total += n,
         }
     }
 }
 
+/// The readings of these keys, each looked up through the unique index: a lateral lookup
+/// per key, so the plan does not depend on the chunk's statistics (a fresh chunk, whose
+/// statistics say it is small while it grows, was read whole and sorted for a merge join
+/// on every apply, by parallel workers once it grew: measured, the largest share of
+/// PostgreSQL's CPU at 10k readings/s).
 async fn read_back(
     tx: &mut Transaction<'_, Postgres>,
     devices: &[Uuid],
@@ -144,7 +234,9 @@ async fn read_back(
         format!(
             "SELECT h.time, h.device_id, h.seq, h.hospital_id, h.patient_id, h.session_id, h.system_status, {}
                FROM UNNEST($1::uuid[], $2::int8[], $3::timestamptz[]) AS k(device_id, seq, time)
-               JOIN health_metrics h ON h.device_id = k.device_id AND h.seq = k.seq AND h.time = k.time",
+               CROSS JOIN LATERAL (SELECT * FROM health_metrics h
+                                    WHERE h.device_id = k.device_id AND h.seq = k.seq AND h.time = k.time
+                                    LIMIT 1) h",
             cols.join(", ")
         )
     });
@@ -236,14 +328,19 @@ async fn counters(tx: &mut Transaction<'_, Postgres>, rows: &[Stored]) -> Result
 
 /// The deriver of one process: woken by `wake` (a writer committed) or every second (for
 /// what other nodes, or a crashed process, left), it applies the backlog until it is
-/// empty. On shutdown it applies what is left, once.
-pub(crate) fn spawn(pool: PgPool, interval: Duration, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// empty. On shutdown it applies what is left, once, and its task ends.
+pub(crate) fn spawn(
+    pool: PgPool,
+    interval: Duration,
+    handoff: Arc<Handoff>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(100);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wake.notified() => {}
+                _ = handoff.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             // Let the batches of this moment gather, then apply them together.
@@ -251,18 +348,18 @@ pub(crate) fn spawn(pool: PgPool, interval: Duration, wake: Arc<Notify>, shutdow
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(interval) => {}
             }
-            match catch_up(&pool).await {
+            match catch_up_with(&pool, Some(&handoff)).await {
                 Ok(_) => wait = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "derived data not applied; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
-                    wake.notify_one();
+                    handoff.wake.notify_one();
                 }
             }
         }
-        if let Err(e) = catch_up(&pool).await {
+        if let Err(e) = catch_up_with(&pool, Some(&handoff)).await {
             tracing::warn!(error = %e, "derived data left for the next start");
         }
-    });
+    })
 }

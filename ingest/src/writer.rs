@@ -14,12 +14,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use nc_broker::SinkUnavailable;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::reading::{ReadingIn, COLUMNS};
 
 mod identity;
+
+pub(crate) use identity::stored_time;
 
 /// One reading ready to store.
 #[derive(Debug, Clone)]
@@ -107,11 +109,13 @@ pub enum Written {
     Conflict(String),
 }
 
-/// A written batch: the rows that were new, and what became of each row, in order.
+/// A written batch: the rows that were new, what became of each row, in order, and the id
+/// of the `derived_backlog` row that holds the new rows' keys (none when nothing was new).
 #[derive(Debug, Default)]
 pub struct Batch {
     pub new: Vec<Row>,
     pub written: Vec<Written>,
+    pub backlog: Option<i64>,
 }
 
 pub struct Job {
@@ -127,59 +131,26 @@ pub struct WriterSettings {
     pub retry_for: Duration,
 }
 
-/// The batch's one statement: the readings (those whose exact key is new), each device's
-/// identity watermark, and the backlog row of the readings inserted, for the deriver. One
-/// round trip instead of three: the commit a PUBACK waits for is BEGIN, this, COMMIT (and,
-/// only for a resend or an out-of-order seq, the identity lookups).
-///
-/// Rows `(false, device, seq, time)` for each reading inserted, `(true, device, previous
-/// highest seq, NULL)` for each device. A reading inserted and then deleted again as a
-/// conflict ([`identity::settle`]) leaves its key in the backlog row; the deriver reads
-/// readings back by key, so a key with no reading is nothing to derive.
-fn insert_sql() -> String {
-    let cols: Vec<&str> = COLUMNS.iter().map(|(_, c)| *c).collect();
-    let mut unnest = vec![
-        "$1::timestamptz[]".to_owned(),
-        "$2::uuid[]".into(),
-        "$3::int8[]".into(),
-        "$4::uuid[]".into(),
-        "$5::uuid[]".into(),
-        "$6::uuid[]".into(),
-        "$7::text[]".into(),
-    ];
-    for i in 0..cols.len() {
-        unnest.push(format!("${}::float4[]", i + 8));
-    }
-    let (devices, highest) = (cols.len() + 8, cols.len() + 9);
-    format!(
-        "WITH ins AS (
-             INSERT INTO health_metrics (time, device_id, seq, hospital_id, patient_id, session_id, system_status, {})
-             SELECT * FROM UNNEST({})
-             ON CONFLICT (device_id, seq, time) DO NOTHING
-             RETURNING device_id, seq, time),
-         wm AS ({}),
-         backlog AS (
-             INSERT INTO derived_backlog (device_ids, seqs, times)
-             SELECT array_agg(device_id), array_agg(seq), array_agg(time) FROM ins HAVING count(*) > 0)
-         SELECT false, device_id, seq, time FROM ins
-         UNION ALL SELECT true, device_id, prev_max_seq, NULL::timestamptz FROM wm",
-        cols.join(", "),
-        unnest.join(", "),
-        identity::watermark_sql(devices, highest),
-    )
+/// The batch's one statement: `ingest_write_batch` (migration 33) inserts the readings
+/// (those whose exact key is new), raises each device's identity watermark, settles the
+/// suspects and records the keys inserted for the deriver, and returns the candidates that
+/// are not new. Sent as it is, without BEGIN and COMMIT: one statement is its own
+/// transaction, committed when it ends, so the commit a PUBACK waits for is one round trip.
+fn call_sql() -> String {
+    let params: Vec<String> = (1..=COLUMNS.len() + 9).map(|i| format!("${i}")).collect();
+    format!("SELECT o_kind, o_device, o_seq, o_time FROM ingest_write_batch({})", params.join(", "))
 }
 
 /// Writes one batch in one transaction: what became of each row, and the rows that were new.
 pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     // Within the batch, the first reading of each (device, seq) goes to the table; a later
     // one is the same reading again, or a conflict with the first.
     let (candidates, mut written, follows) = identity::within(rows);
     let firsts: Vec<&Row> = candidates.iter().map(|&i| &rows[i]).collect();
-    static INSERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = INSERT.get_or_init(insert_sql);
+    static CALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = CALL.get_or_init(call_sql);
     let (devices, highest) = identity::highest(rows, &candidates);
-    let mut q = sqlx::query_as::<_, (bool, Uuid, i64, Option<DateTime<Utc>>)>(sql)
+    let mut q = sqlx::query_as::<_, (i16, Option<Uuid>, i64, Option<DateTime<Utc>>)>(sql)
         .bind(firsts.iter().map(|r| identity::stored_time(r.time)).collect::<Vec<_>>())
         .bind(firsts.iter().map(|r| r.device_id).collect::<Vec<_>>())
         .bind(firsts.iter().map(|r| r.seq).collect::<Vec<_>>())
@@ -192,25 +163,21 @@ pub async fn write_batch(pool: &PgPool, rows: &[Row]) -> Result<Batch, sqlx::Err
         q = q.bind(values.iter().map(|v| v[i].map(|v| v as f32)).collect::<Vec<Option<f32>>>());
     }
     q = q.bind(devices).bind(highest);
-    let mut inserted = std::collections::HashSet::new();
-    let mut previous = std::collections::HashMap::new();
-    for (watermark, device, seq, time) in q.fetch_all(&mut *tx).await? {
-        match (watermark, time) {
-            (false, Some(time)) => {
-                inserted.insert((device, seq, time));
-            }
-            _ => {
-                previous.insert(device, seq);
-            }
+    let mut not_new = Vec::new();
+    let mut backlog = None;
+    for (kind, device, seq, time) in q.fetch_all(pool).await? {
+        match (kind, device, time) {
+            (0, _, _) => backlog = Some(seq),
+            (kind, Some(device), Some(holder)) => not_new.push(identity::NotNew { kind, device, seq, holder }),
+            _ => return Err(sqlx::Error::Protocol(format!("ingest_write_batch returned kind {kind} without its key"))),
         }
     }
-    let new_rows = identity::settle(&mut tx, rows, &candidates, &inserted, &previous, &mut written).await?;
+    let new_rows = identity::outcome(rows, &candidates, &not_new, &mut written);
     for (row, first) in follows {
         written[row] = written[first].clone();
     }
     let new: Vec<Row> = new_rows.into_iter().map(|i| rows[i].clone()).collect();
-    tx.commit().await?;
-    Ok(Batch { new, written })
+    Ok(Batch { new, written, backlog })
 }
 
 /// The writers' queues: one per writer, a device always on the same one. Two writers never
@@ -287,7 +254,7 @@ pub fn spawn(
     settings: WriterSettings,
     capacity: usize,
     after: Vec<AfterQueue>,
-    derive: Arc<Notify>,
+    derive: Arc<crate::derived::Handoff>,
 ) -> Queues {
     let (queues, receivers) = Queues::new(settings.writers, capacity);
     assert_eq!(after.len(), receivers.len(), "one after-commit queue per writer");
@@ -323,15 +290,16 @@ pub fn spawn(
                     }
                 };
                 match outcome {
-                    Ok(Batch { new, written }) => {
+                    Ok(Batch { new, written, backlog }) => {
                         for (d, w) in done.into_iter().zip(written) {
                             let _ = d.send(Ok(w));
                         }
                         if !new.is_empty() {
-                            derive.notify_one();
-                        }
-                        if !new.is_empty() {
-                            after.send(Arc::new(new)).await;
+                            let new = Arc::new(new);
+                            if let Some(backlog) = backlog {
+                                derive.committed(backlog, &new);
+                            }
+                            after.send(new).await;
                         }
                     }
                     Err(e) => {

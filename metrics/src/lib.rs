@@ -81,7 +81,7 @@ pub struct Metrics {
     /// Readings committed (new or resent) and refused.
     pub readings_accepted: Counter,
     pub readings_rejected: Counter,
-    /// A writer's transaction (insert, identity, backlog), from BEGIN to COMMIT.
+    /// A writer's batch (insert, identity, backlog: one statement), sent to committed.
     pub ingest_commit_seconds: Histogram,
     /// Readings per written batch.
     pub ingest_batch_readings: Histogram,
@@ -145,7 +145,7 @@ impl Metrics {
         );
         r.register(
             "ingest_commit_seconds",
-            "A writer's transaction (readings, identity, derived-data backlog), BEGIN to COMMIT",
+            "A writer's batch (readings, identity, derived-data backlog: one statement), sent to committed",
             m.ingest_commit_seconds.clone(),
         );
         r.register("ingest_batch_readings", "Readings per written batch", m.ingest_batch_readings.clone());

@@ -35,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000030_device_performance::Migration),
             Box::new(m20261203_000031_derived_backlog::Migration),
             Box::new(m20261203_000032_mqtt_kept_sessions::Migration),
+            Box::new(m20261203_000033_ingest_write_batch::Migration),
         ]
     }
 }
@@ -86,6 +87,7 @@ mod m20261203_000020_fhir_export_jobs;
 mod m20261203_000030_device_performance;
 mod m20261203_000031_derived_backlog;
 mod m20261203_000032_mqtt_kept_sessions;
+mod m20261203_000033_ingest_write_batch;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

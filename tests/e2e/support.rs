@@ -113,7 +113,7 @@ impl Drop for TestDb {
 pub fn test_config(url: &str) -> Config {
     let mut c = Config::default();
     c.database.url = Secret::new(url);
-    // The live-revocation listener holds one connection and each of the 3 writers one while
+    // The live-revocation listener holds one connection and each of the writers (2 to 4) one while
     // it writes: 10 leaves room for policy lookups, REST and chat when the machine is slow.
     c.database.max_connections = 10;
     c.http.addr = "127.0.0.1:0".parse().unwrap();

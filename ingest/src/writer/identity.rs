@@ -3,40 +3,33 @@
 //! acknowledged); with another `ts` or other values it is a conflict, never a second row.
 //!
 //! `health_metrics` is a hypertable, whose unique key must include `time`, so the database
-//! cannot enforce this alone. Per batch, in the writing transaction, set-based:
+//! cannot enforce this alone. Per batch, set-based:
 //!
-//! 1. within the batch, the first reading of each (device, seq) is the candidate;
-//! 2. (the caller inserts the candidates `ON CONFLICT (device_id, seq, time) DO NOTHING`,
-//!    in the same statement as step 3: [`watermark_sql`]);
-//! 3. one upsert on `device_seq_watermarks` raises each device's highest seq, returns the
-//!    previous one and locks the device's row until COMMIT, so that two batches with the
-//!    same seq of one device settle one after the other;
-//! 4. only a candidate that was not inserted (its exact key exists), or whose seq is not
-//!    above the previous highest, can collide: those alone are looked up (one query, through
-//!    the unique index's (device_id, seq) prefix), and a collision is a conflict; a
-//!    candidate inserted in step 2 that collides is deleted again.
+//! 1. within the batch, the first reading of each (device, seq) is the candidate
+//!    ([`within`]);
+//! 2. the database function `ingest_write_batch` (migration 33) inserts the candidates
+//!    `ON CONFLICT (device_id, seq, time) DO NOTHING`, raises each device's highest seq
+//!    ([`highest`]) in `device_seq_watermarks` and takes the previous one, row-locking it
+//!    until COMMIT, so that two batches with the same seq of one device settle one after
+//!    the other; only a candidate that was not inserted (its exact key exists), or whose
+//!    seq is not above the previous highest, can collide: those alone are looked up, after
+//!    the lock, and a candidate inserted just now that collides is deleted again;
+//! 3. the function returns the candidates that are not new, and why ([`outcome`]).
 //!
-//! A device counting up never reaches step 4: the check costs one small upsert per batch.
+//! A device counting up never reaches the lookup: the check costs one small upsert per
+//! batch, and the batch is one statement (one round trip, committed as it ends).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
-use sqlx::{Postgres, Row as _, Transaction};
 use uuid::Uuid;
 
 use super::{Row, Written};
-use crate::reading::COLUMNS;
-
-type Key = (Uuid, i64, DateTime<Utc>);
 
 /// A time as `timestamptz` keeps it: whole microseconds. The writer binds times truncated
 /// so, so that what PostgreSQL returns compares equal (it would round finer ones itself).
-pub(super) fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(chrono::Duration::microseconds(1)).unwrap_or(t)
-}
-
-fn key(r: &Row) -> Key {
-    (r.device_id, r.seq, stored_time(r.time))
 }
 
 /// Why `r` is not stored, given the time of the reading that holds its seq.
@@ -94,7 +87,7 @@ impl Stored {
 }
 
 /// Each device's highest seq among the candidates, sorted by device (concurrent batches
-/// lock the watermarks in the same order): the parameters of [`watermark_sql`].
+/// lock the watermarks in the same order): the watermark parameters of `ingest_write_batch`.
 pub(super) fn highest(rows: &[Row], candidates: &[usize]) -> (Vec<Uuid>, Vec<i64>) {
     let mut top: BTreeMap<Uuid, i64> = BTreeMap::new();
     for &i in candidates {
@@ -104,93 +97,29 @@ pub(super) fn highest(rows: &[Row], candidates: &[usize]) -> (Vec<Uuid>, Vec<i64
     top.into_iter().unzip()
 }
 
-/// Step 3: raises each device's watermark and returns the previous one (`device_id`,
-/// `prev_max_seq`), row-locking it until COMMIT. `$devices` and `$highest` are the
-/// parameters' numbers (the statement is part of the writer's one statement).
-pub(super) fn watermark_sql(devices: usize, highest: usize) -> String {
-    format!(
-        "INSERT INTO device_seq_watermarks (device_id, max_seq, prev_max_seq)
-         SELECT d, m, -1 FROM UNNEST(${devices}::uuid[], ${highest}::int8[]) AS x(d, m)
-         ON CONFLICT (device_id) DO UPDATE SET prev_max_seq = device_seq_watermarks.max_seq,
-             max_seq = GREATEST(device_seq_watermarks.max_seq, EXCLUDED.max_seq)
-         RETURNING device_id, prev_max_seq"
-    )
+/// What `ingest_write_batch` returned for a candidate that is not new: `kind` 1, the same
+/// reading stored before; 2, a conflict with the reading at `holder` that holds its seq.
+pub(super) struct NotNew {
+    pub kind: i16,
+    pub device: Uuid,
+    pub seq: i64,
+    pub holder: DateTime<Utc>,
 }
 
-/// Steps 3 and 4, after the candidates were inserted (`inserted`: the keys that were new)
-/// and the watermarks raised (`previous`: each device's highest seq before).
-/// Marks conflicts in `written`; returns the candidates that stay stored as new rows.
-pub(super) async fn settle(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &[Row],
-    candidates: &[usize],
-    inserted: &HashSet<Key>,
-    previous: &HashMap<Uuid, i64>,
-    written: &mut [Written],
-) -> Result<Vec<usize>, sqlx::Error> {
-    let mut new: Vec<usize> = candidates.iter().copied().filter(|&i| inserted.contains(&key(&rows[i]))).collect();
-    let suspect: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|&i| {
-            let r = &rows[i];
-            !inserted.contains(&key(r)) || r.seq <= previous.get(&r.device_id).copied().unwrap_or(-1)
-        })
-        .collect();
-    if suspect.is_empty() {
-        return Ok(new);
-    }
-    let columns: Vec<&str> = COLUMNS.iter().map(|(_, c)| *c).collect();
-    let found = sqlx::query(&format!(
-        "SELECT h.device_id, h.seq, h.time, h.system_status, h.{}
-           FROM health_metrics h JOIN UNNEST($1::uuid[], $2::int8[]) AS k(d, s) ON h.device_id = k.d AND h.seq = k.s",
-        columns.join(", h.")
-    ))
-    .bind(suspect.iter().map(|&i| rows[i].device_id).collect::<Vec<_>>())
-    .bind(suspect.iter().map(|&i| rows[i].seq).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut stored: HashMap<(Uuid, i64), Vec<Stored>> = HashMap::new();
-    for row in found {
-        let mut values = [None; 16];
-        for (i, v) in values.iter_mut().enumerate() {
-            *v = row.try_get(4 + i)?;
-        }
-        let s = Stored { time: row.try_get(2)?, system_status: row.try_get(3)?, values };
-        stored.entry((row.try_get(0)?, row.try_get(1)?)).or_default().push(s);
-    }
-    let mut remove: Vec<usize> = Vec::new();
-    for &i in &suspect {
+/// Step 3: marks the candidates that are not new in `written` (a conflict explained, the
+/// same reading again stored) and returns those that are new, in batch order.
+pub(super) fn outcome(rows: &[Row], candidates: &[usize], not_new: &[NotNew], written: &mut [Written]) -> Vec<usize> {
+    let not_new: HashMap<(Uuid, i64), &NotNew> = not_new.iter().map(|n| ((n.device, n.seq), n)).collect();
+    let mut new = Vec::with_capacity(candidates.len());
+    for &i in candidates {
         let r = &rows[i];
-        let held = stored.get(&(r.device_id, r.seq)).map(Vec::as_slice).unwrap_or_default();
-        if inserted.contains(&key(r)) {
-            // Inserted just now: any other reading with this seq was there first.
-            if let Some(other) = held.iter().filter(|s| s.time != stored_time(r.time)).min_by_key(|s| s.time) {
-                written[i] = conflict(r, other.time);
-                remove.push(i);
-            }
-        } else {
-            match held.iter().find(|s| s.time == stored_time(r.time)) {
-                Some(s) if *s == Stored::of(r) => {}
-                Some(s) => written[i] = conflict(r, s.time),
-                // Its key existed when inserting and is gone now: write the batch again.
-                None => return Err(sqlx::Error::RowNotFound),
-            }
+        match not_new.get(&(r.device_id, r.seq)) {
+            None => new.push(i),
+            Some(n) if n.kind == 1 => {}
+            Some(n) => written[i] = conflict(r, n.holder),
         }
     }
-    if !remove.is_empty() {
-        sqlx::query(
-            "DELETE FROM health_metrics h USING UNNEST($1::uuid[], $2::int8[], $3::timestamptz[]) AS k(d, s, t)
-              WHERE h.device_id = k.d AND h.seq = k.s AND h.time = k.t",
-        )
-        .bind(remove.iter().map(|&i| rows[i].device_id).collect::<Vec<_>>())
-        .bind(remove.iter().map(|&i| rows[i].seq).collect::<Vec<_>>())
-        .bind(remove.iter().map(|&i| stored_time(rows[i].time)).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
-        new.retain(|i| !remove.contains(i));
-    }
-    Ok(new)
+    new
 }
 
 #[cfg(test)]
