@@ -2,11 +2,12 @@
 //! [`rollups`]) and the active sessions' reading counters — computed *after* the
 //! acknowledgement, from what was committed.
 //!
-//! The writer's transaction, which a PUBACK waits for, holds only the raw readings, their
+//! The writer's statement, which a PUBACK waits for, holds only the raw readings, their
 //! identity watermark and one `derived_backlog` row per batch: the keys (device, seq, time)
 //! of the readings that were new. The deriver takes backlog rows (oldest first, `FOR
 //! UPDATE SKIP LOCKED`, so that several derivers — other nodes — share the work without
-//! waiting), reads those readings back from `health_metrics`, applies their latest values,
+//! waiting), takes those readings from this process's writers ([`Handoff`]) or, for what
+//! it does not hold, reads them back from `health_metrics`, applies their latest values,
 //! rollups and counters, and deletes the backlog rows, all in one transaction. The backlog
 //! is the durable cursor: a crash before that commit leaves the rows to be applied again by
 //! the next deriver, a crash after it leaves nothing; a reading is counted exactly once.

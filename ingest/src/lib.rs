@@ -301,7 +301,6 @@ impl Ingest {
         });
     }
 
-    /// Shares committed readings with the other nodes' live streams, and theirs with ours.
     /// Waits (at most `limit`) for the deriver to apply what is left after `shutdown` was
     /// cancelled, so that the pool is closed after it, not under it.
     pub async fn stopped(&self, limit: Duration) {
@@ -316,6 +315,7 @@ impl Ingest {
         }
     }
 
+    /// Shares committed readings with the other nodes' live streams, and theirs with ours.
     pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
         if !bus.enabled() {
             return;
