@@ -18,6 +18,15 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// A pool with the service's session settings ([`crate::app::SESSION_SETTINGS`]).
+pub(crate) async fn pool(url: &str, connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .connect_with(options.options(crate::app::SESSION_SETTINGS))
+        .await
+}
+
 pub(crate) fn pct(mut v: Vec<u64>, q: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -79,8 +88,7 @@ pub(crate) async fn insert_hospital<'e>(
 
 pub async fn copy(url: &str, rows: usize, connections: usize) -> Result<String, String> {
     let e = |e: sqlx::Error| e.to_string();
-    let pool =
-        sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32 + 1).connect(url).await.map_err(e)?;
+    let pool = pool(url, connections as u32 + 1).await.map_err(e)?;
     sqlx::query("TRUNCATE health_metrics").execute(&pool).await.map_err(e)?;
     let data = Arc::new(synthetic_rows(1000, rows));
     // The machines exist (the latest-values table refers to them).

@@ -99,7 +99,7 @@ async fn batch_cost(pool: &PgPool, h: Uuid) -> Result<String, String> {
 /// trends and history queries the API runs.
 pub async fn queries(url: &str, days: i64, loaded: bool, load_only: bool) -> Result<String, String> {
     let e = |e: sqlx::Error| e.to_string();
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(3).connect(url).await.map_err(e)?;
+    let pool = crate::bench::pool(url, 3).await.map_err(e)?;
     if loaded {
         let (p, d, start, end): (Uuid, Uuid, DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
             "SELECT patient_id, device_id, min(time), max(time) + interval '1 second' FROM health_metrics

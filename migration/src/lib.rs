@@ -36,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000031_derived_backlog::Migration),
             Box::new(m20261203_000032_mqtt_kept_sessions::Migration),
             Box::new(m20261203_000033_ingest_write_batch::Migration),
+            Box::new(m20261203_000034_derived_backlog_uncompressed::Migration),
         ]
     }
 }
@@ -88,6 +89,7 @@ mod m20261203_000030_device_performance;
 mod m20261203_000031_derived_backlog;
 mod m20261203_000032_mqtt_kept_sessions;
 mod m20261203_000033_ingest_write_batch;
+mod m20261203_000034_derived_backlog_uncompressed;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.
