@@ -164,6 +164,7 @@ impl App {
         ingest_settings.conditions = config.alarms.conditions();
         ingest_settings.derive_interval = std::time::Duration::from_millis(config.ingest.derive_interval_ms);
         ingest_settings.writers = config.ingest.writers;
+        ingest_settings.gather = std::time::Duration::from_millis(config.ingest.gather_ms);
         let ingest = nc_ingest::Ingest::start(
             db.get_postgres_connection_pool().clone(),
             ingest_settings,

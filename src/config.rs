@@ -56,12 +56,19 @@ pub struct IngestConfig {
     /// `NEPHROCARE_INGEST_WRITERS`: concurrent writers, each its own database connection and
     /// transaction (1 to 16). More writers make smaller, concurrent commits.
     pub writers: usize,
+    /// `NEPHROCARE_INGEST_GATHER_MS`: how long a batch of readings waits for more after its
+    /// first one (0 to 50 ms; 0 writes as soon as a writer is free).
+    pub gather_ms: u64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         let d = nc_ingest::IngestSettings::default();
-        Self { derive_interval_ms: d.derive_interval.as_millis() as u64, writers: d.writers }
+        Self {
+            derive_interval_ms: d.derive_interval.as_millis() as u64,
+            writers: d.writers,
+            gather_ms: d.gather.as_millis() as u64,
+        }
     }
 }
 
@@ -425,6 +432,9 @@ impl Config {
         if let Some(v) = env("NEPHROCARE_INGEST_WRITERS") {
             config.ingest.writers = usize::try_from(number("NEPHROCARE_INGEST_WRITERS", &v)?).unwrap_or(usize::MAX);
         }
+        if let Some(v) = env("NEPHROCARE_INGEST_GATHER_MS") {
+            config.ingest.gather_ms = number("NEPHROCARE_INGEST_GATHER_MS", &v)?;
+        }
         if let Some(v) = env("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS") {
             config.ingest.derive_interval_ms = number("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", &v)?;
         }
@@ -501,6 +511,13 @@ impl Config {
                 "NEPHROCARE_INGEST_WRITERS",
                 format!("{} is outside 1..=16", self.ingest.writers),
                 "The default is 3; each writer holds one of the pool's connections (NEPHROCARE_DB_MAX_CONNECTIONS).",
+            ));
+        }
+        if self.ingest.gather_ms > 50 {
+            return Err(ConfigError::new(
+                "NEPHROCARE_INGEST_GATHER_MS",
+                format!("{} is outside 0..=50", self.ingest.gather_ms),
+                "Give milliseconds; the default is 0 (a batch is written as soon as a writer is free).",
             ));
         }
         if !(10..=10_000).contains(&self.ingest.derive_interval_ms) {
@@ -666,6 +683,10 @@ mod tests {
         assert_eq!(e.setting, "NEPHROCARE_MQTT_ADDR");
         let e = load(&[("NEPHROCARE_JWT_SECRET", "short")], Overrides::default()).unwrap_err();
         assert_eq!(e.setting, "NEPHROCARE_JWT_SECRET");
+        let e = load(&[("NEPHROCARE_INGEST_GATHER_MS", "51")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_INGEST_GATHER_MS");
+        let c = load(&[("NEPHROCARE_INGEST_GATHER_MS", "5")], Overrides::default()).unwrap();
+        assert_eq!(c.ingest.gather_ms, 5);
         let e = load(&[("DATABASE_URL", "mysql://u:p@h/d")], Overrides::default()).unwrap_err();
         assert!(!e.to_string().contains(":p@"), "the password is redacted: {e}");
     }

@@ -43,11 +43,14 @@ const READINGS_PER_EVENT: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
-    /// Readings per INSERT, at most. A free writer writes what is queued at once (no timer):
-    /// batches grow while a write is under way.
+    /// Readings per INSERT, at most. A free writer writes what is queued at once (no timer
+    /// unless `gather` is set): batches grow while a write is under way.
     pub batch_size: usize,
     /// Concurrent writers (database connections used for writing).
     pub writers: usize,
+    /// How long a batch waits for more readings after its first one: zero (the default)
+    /// writes at once; a few ms trade PUBACK latency for CPU at low load.
+    pub gather: Duration,
     /// Readings waiting to be written, at most (beyond it, submitters wait).
     pub queue_capacity: usize,
     /// How long a failing batch is retried before submitters are told storage is unavailable.
@@ -72,6 +75,7 @@ impl Default for IngestSettings {
         Self {
             batch_size: 2000,
             writers: default_writers(),
+            gather: Duration::ZERO,
             queue_capacity: 20_000,
             retry_for: Duration::from_secs(5),
             session_timeout: Duration::from_secs(300),
@@ -152,6 +156,7 @@ impl Ingest {
             WriterSettings {
                 batch_size: settings.batch_size,
                 writers: settings.writers,
+                gather: settings.gather,
                 retry_for: settings.retry_for,
             },
             settings.queue_capacity,

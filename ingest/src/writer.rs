@@ -2,9 +2,9 @@
 //! in multi-row `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING` statements by a few
 //! writers, each with its own queue and devices ([`Queues`]); a free writer writes what is
 //! queued at once, so batches grow with the load instead of waiting for a timer (a reading
-//! never waits for a batch to fill, nor for a deadline). In the same transaction: the
-//! reading identity check (see [`identity`]) and the keys of the rows that were new, for the
-//! deriver ([`crate::derived`]: latest values, rollups and session counters, after the
+//! never waits for a batch to fill, nor, unless an operator sets a gather time, for a
+//! deadline). In the same transaction: the reading identity check (see [`identity`]) and
+//! the keys of the rows that were new, for the deriver ([`crate::derived`]: latest values, rollups and session counters, after the
 //! acknowledgement). Nothing else: the commit a PUBACK waits for stays small. Each
 //! reading's submitter learns the outcome only after COMMIT.
 
@@ -127,6 +127,9 @@ pub struct Job {
 pub struct WriterSettings {
     pub batch_size: usize,
     pub writers: usize,
+    /// How long a batch waits for more readings after its first one (zero: it is written as
+    /// soon as its writer is free).
+    pub gather: Duration,
     /// How long a failing batch is retried before its submitters are told storage is unavailable.
     pub retry_for: Duration,
 }
@@ -247,6 +250,20 @@ impl AfterQueue {
     }
 }
 
+/// Lets more readings join a batch for up to `time` after its first one (an operator's
+/// choice, off by default): fewer, larger statements for less CPU per reading at low load,
+/// paid in PUBACK latency (bench/README.md, "Seventh round").
+async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, batch_size: usize, time: Duration) {
+    let deadline = tokio::time::Instant::now() + time;
+    while jobs.len() < batch_size {
+        let room = batch_size - jobs.len();
+        match tokio::time::timeout_at(deadline, rx.recv_many(jobs, room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Starts the writers, each on its own queue, until the queues close; each committed
 /// batch's new rows go to that writer's `after` queue (one per writer).
 pub fn spawn(
@@ -268,6 +285,9 @@ pub fn spawn(
                 let mut jobs = Vec::with_capacity(settings.batch_size);
                 if rx.recv_many(&mut jobs, settings.batch_size.max(1)).await == 0 {
                     return;
+                }
+                if !settings.gather.is_zero() {
+                    gather(&mut rx, &mut jobs, settings.batch_size.max(1), settings.gather).await;
                 }
                 let (rows, done): (Vec<Row>, Vec<_>) = jobs.into_iter().map(|j| (j.row, j.done)).unzip();
                 let started = tokio::time::Instant::now();

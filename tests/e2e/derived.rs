@@ -11,15 +11,15 @@ use uuid::Uuid;
 use crate::clients::Mqtt;
 use crate::support::{Service, TestDb};
 
-const SECRET: &str = "derived-test-device-secret-0123456789";
+pub(crate) const SECRET: &str = "derived-test-device-secret-0123456789";
 
-struct Seeded {
-    hospital: Uuid,
-    device: Uuid,
-    patient: Uuid,
+pub(crate) struct Seeded {
+    pub hospital: Uuid,
+    pub device: Uuid,
+    pub patient: Uuid,
 }
 
-async fn seed(db: &TestDb) -> Seeded {
+pub(crate) async fn seed(db: &TestDb) -> Seeded {
     let s = Seeded { hospital: Uuid::now_v7(), device: Uuid::now_v7(), patient: Uuid::now_v7() };
     let hash = nc_access::secret::hash_device_secret(SECRET);
     let mut c = db.sql().await;
@@ -41,7 +41,7 @@ async fn seed(db: &TestDb) -> Seeded {
 
 /// Reading `seq`, 7 s apart, ending a minute ago: spread over several 1-, 5- and 15-minute
 /// buckets and two hours.
-fn reading(s: &Seeded, seq: i64, base: DateTime<Utc>) -> serde_json::Value {
+pub(crate) fn reading(s: &Seeded, seq: i64, base: DateTime<Utc>) -> serde_json::Value {
     let at = base + chrono::Duration::seconds(7 * seq);
     json!({
         "v": 1, "seq": seq, "ts": at.to_rfc3339_opts(SecondsFormat::Micros, true), "patientId": s.patient,

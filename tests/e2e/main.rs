@@ -12,6 +12,7 @@ mod support;
 mod alarms;
 mod auth;
 mod authz;
+mod batching;
 mod bookings;
 mod bookings_authz;
 mod chat;

@@ -276,6 +276,8 @@ pub fn binary() -> std::process::Command {
         "NEPHROCARE_MQTT_CORE_URL",
         "NEPHROCARE_MQTT_CORE_CA",
         "NEPHROCARE_INGEST_DERIVE_INTERVAL_MS",
+        "NEPHROCARE_INGEST_GATHER_MS",
+        "NEPHROCARE_INGEST_WRITERS",
     ] {
         cmd.env_remove(var);
     }
