@@ -5,8 +5,9 @@
 //! never waits for a batch to fill, nor, unless an operator sets a gather time, for a
 //! deadline). In the same transaction: the reading identity check (see [`identity`]) and
 //! the keys of the rows that were new, for the deriver ([`crate::derived`]: latest values,
-//! rollups and session counters, after the acknowledgement). Nothing else: the commit a PUBACK waits for stays small. Each
-//! reading's submitter learns the outcome only after COMMIT.
+//! rollups and session counters, after the acknowledgement). Nothing else: the commit a
+//! PUBACK waits for stays small. Each reading's submitter learns the outcome only after
+//! COMMIT.
 
 use std::sync::Arc;
 use std::time::Duration;

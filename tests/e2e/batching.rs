@@ -9,16 +9,14 @@ use chrono::{DurationRound, Utc};
 
 use crate::clients::Mqtt;
 use crate::derived::{reading, seed, SECRET};
+use crate::metrics::samples;
 use crate::support::{Service, TestDb};
 
 /// `nephrocare_ingest_batch_readings`'s count and sum, scraped from the service.
 async fn batches(service: &Service) -> (f64, f64) {
     let text = reqwest::get(format!("{}/metrics", service.http)).await.unwrap().text().await.unwrap();
-    let sample = |name: &str| -> f64 {
-        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in\n{text}"));
-        line.rsplit_once(' ').unwrap().1.parse().unwrap()
-    };
-    (sample("nephrocare_ingest_batch_readings_count "), sample("nephrocare_ingest_batch_readings_sum "))
+    let s = samples(&text);
+    (s["nephrocare_ingest_batch_readings_count"], s["nephrocare_ingest_batch_readings_sum"])
 }
 
 #[tokio::test]

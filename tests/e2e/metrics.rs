@@ -14,7 +14,7 @@ const SECRET: &str = "metrics-test-device-secret-0123456789";
 
 /// The samples of the OpenMetrics text: `name{labels}` → value (the `# HELP`/`# TYPE`
 /// lines checked for each family).
-fn samples(text: &str) -> HashMap<String, f64> {
+pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("a sample line: {line}"));
