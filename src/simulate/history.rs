@@ -6,10 +6,10 @@
 //! old (ingest refuses older ones), so at most 29 days are sent.
 
 use chrono::{DateTime, Datelike, Duration, DurationRound, Utc, Weekday};
-use rumqttc::{AsyncClient, ClientError, QoS};
+use rumqttc::ClientError;
 
 use super::physiology::{Body, Episode, Noise};
-use super::SimDevice;
+use super::{Link, SimDevice};
 
 /// The most days sent.
 pub(crate) const MAX_DAYS: u32 = 29;
@@ -27,7 +27,7 @@ pub(crate) fn treatments(index: usize, days: u32, now: DateTime<Utc>) -> Vec<Dat
 
 /// Sends the past treatments; returns how many readings were sent.
 pub(crate) async fn send(
-    client: &AsyncClient,
+    link: &Link,
     d: &SimDevice,
     index: usize,
     days: u32,
@@ -38,7 +38,7 @@ pub(crate) async fn send(
     let mut sent = 0;
     for start in treatments(index, days, Utc::now()) {
         let begin = serde_json::json!({"v": 1, "event": "start", "ts": start, "patientId": d.patient, "expectedIntervalMs": 60_000});
-        client.publish(&session, QoS::AtLeastOnce, false, begin.to_string()).await?;
+        link.publish(&session, begin.to_string()).await?;
         let body = Body::new(noise);
         for minute in 0..240 {
             let ts = start + Duration::minutes(minute);
@@ -46,11 +46,11 @@ pub(crate) async fn send(
             // (which start at the current time in milliseconds × 10).
             let seq = start.timestamp_millis() * 10 + minute;
             let reading = body.reading(noise, minute as f64 / 240.0, Episode::None, seq, ts, d.patient);
-            client.publish(&telemetry, QoS::AtLeastOnce, false, reading.to_string()).await?;
+            link.publish(&telemetry, reading.to_string()).await?;
             sent += 1;
         }
         let end = serde_json::json!({"v": 1, "event": "end", "ts": start + Duration::minutes(240)});
-        client.publish(&session, QoS::AtLeastOnce, false, end.to_string()).await?;
+        link.publish(&session, end.to_string()).await?;
     }
     Ok(sent)
 }

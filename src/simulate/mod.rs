@@ -282,6 +282,22 @@ fn percentiles(stats: &Stats) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
+/// A machine's MQTT client, counting the QoS 1 messages it has asked to send (its event loop
+/// keeps polling at the end until as many were acknowledged, so a reading counted as sent
+/// is never left in the client's queue).
+pub(crate) struct Link {
+    client: AsyncClient,
+    published: Arc<AtomicU64>,
+}
+
+impl Link {
+    pub(crate) async fn publish(&self, topic: &str, body: String) -> Result<(), rumqttc::ClientError> {
+        self.client.publish(topic, QoS::AtLeastOnce, false, body).await?;
+        self.published.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 async fn machine(
     index: usize,
     d: SimDevice,
@@ -303,6 +319,7 @@ async fn machine(
     let addrs = o.mqtt.clone();
     let mut at = index % addrs.len().max(1);
     let (client, mut eventloop) = AsyncClient::new(options_at(addrs[at]), 256);
+    let link = Link { client, published: Arc::default() };
     let topic = |channel: &str| format!("nc/v1/h/{}/d/{}/{channel}", d.hospital, d.id);
     let (telemetry, session) = (topic("telemetry"), topic("session"));
 
@@ -310,12 +327,16 @@ async fn machine(
     let pending: Arc<Mutex<std::collections::HashMap<u16, Instant>>> = Default::default();
     let loop_stats = stats.clone();
     let loop_pending = pending.clone();
-    let loop_stop = stop.clone();
+    let published = link.published.clone();
+    // Cancelled when this machine has sent its last message (not on `stop`: what it sends
+    // after `stop` is seen must still go out).
+    let done = tokio_util::sync::CancellationToken::new();
+    let loop_done = done.clone();
     let events = tokio::spawn(async move {
-        let mut connected = false;
+        let (mut connected, mut acked) = (false, 0_u64);
         loop {
             let event = tokio::select! {
-                _ = loop_stop.cancelled() => break,
+                _ = loop_done.cancelled() => break,
                 e = eventloop.poll() => e,
             };
             match event {
@@ -336,6 +357,7 @@ async fn machine(
                         }
                     }
                     loop_stats.acked.fetch_add(1, Ordering::Relaxed);
+                    acked += 1;
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -353,12 +375,14 @@ async fn machine(
                 }
             }
         }
-        // Flush: keep polling briefly so queued publishes are acknowledged.
+        // Flush: keep polling briefly until everything this machine asked to send (queued or
+        // in flight) is acknowledged.
         let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until && !loop_pending.lock().expect("pending").is_empty() {
+        while Instant::now() < until && acked < published.load(Ordering::Relaxed) {
             match tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await {
                 Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
                     loop_stats.acked.fetch_add(1, Ordering::Relaxed);
+                    acked += 1;
                 }
                 Ok(Ok(_)) => {}
                 _ => break,
@@ -375,7 +399,7 @@ async fn machine(
     let sim_minute = Duration::from_secs_f64(60.0 / o.speed.max(1.0));
     let mut seq: i64 = Utc::now().timestamp_millis() * 10 + index as i64 % 10;
     if o.history_days > 0 && !d.has_history {
-        match history::send(&client, &d, index, o.history_days, &mut noise).await {
+        match history::send(&link, &d, index, o.history_days, &mut noise).await {
             Ok(n) => {
                 stats.sent.fetch_add(n, Ordering::Relaxed);
                 println!(
@@ -384,7 +408,11 @@ async fn machine(
                     o.history_days.min(history::MAX_DAYS)
                 );
             }
-            Err(_) => return,
+            Err(_) => {
+                done.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(6), events).await;
+                return;
+            }
         }
     }
     // Stagger the fleet over one interval.
@@ -394,7 +422,7 @@ async fn machine(
     }
     'sessions: loop {
         let start = serde_json::json!({"v": 1, "event": "start", "ts": Utc::now(), "patientId": d.patient, "expectedIntervalMs": interval.as_millis() as i64});
-        if client.publish(&session, QoS::AtLeastOnce, false, start.to_string()).await.is_err() {
+        if link.publish(&session, start.to_string()).await.is_err() {
             break;
         }
         let began = Instant::now();
@@ -436,24 +464,25 @@ async fn machine(
                 episode_until = Instant::now() + sim_minute.mul_f64(minutes).max(Duration::from_secs(150));
                 if episode == Episode::Disconnect {
                     // A lost connection: the client reconnects and resends what was not acknowledged.
-                    let _ = client.disconnect().await;
+                    let _ = link.client.disconnect().await;
                     episode = Episode::None;
                 }
             }
             seq += 1;
             let reading = body.reading(&mut noise, progress, episode, seq, Utc::now(), d.patient);
-            if client.publish(&telemetry, QoS::AtLeastOnce, false, reading.to_string()).await.is_err() {
+            if link.publish(&telemetry, reading.to_string()).await.is_err() {
                 break 'sessions;
             }
             stats.sent.fetch_add(1, Ordering::Relaxed);
         }
         let end = serde_json::json!({"v": 1, "event": "end", "ts": Utc::now()});
-        let _ = client.publish(&session, QoS::AtLeastOnce, false, end.to_string()).await;
+        let _ = link.publish(&session, end.to_string()).await;
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(sim_minute * 10) => {}
         }
     }
+    done.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(6), events).await;
-    let _ = client.disconnect().await;
+    let _ = link.client.disconnect().await;
 }
