@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
 use crate::auth_api::{check_name, check_password, check_phone, normalize_email, revoke_all_sessions, send_code};
 use crate::dto::{fetch_page, page, AssignmentOut, UserOut, UserPage};
@@ -28,6 +28,14 @@ pub struct ProfileUpdate {
     pub name: Option<String>,
     #[oai(validator(max_length = 20, custom = "crate::validate::NoNul"))]
     pub phone: Option<String>,
+}
+
+/// A person's ward: an administrative assignment (escalation tier 2 of a ward's machines is
+/// its doctors), set by the hospital's admins only.
+#[derive(Object, Debug)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WardUpdate {
+    /// The ward; `null` (or absent) takes the person out of any ward.
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub ward: Option<String>,
 }
@@ -173,7 +181,8 @@ impl UsersApi {
         Ok(Json(out))
     }
 
-    /// Change your name, phone or ward. E-mail and role cannot be changed here.
+    /// Change your name or phone. E-mail, role, hospital and ward are administrative
+    /// (`setUserWard` for the ward) and cannot be changed here.
     #[oai(path = "/api/users/profile", method = "put", operation_id = "updateProfile")]
     async fn update_profile(
         &self,
@@ -189,11 +198,49 @@ impl UsersApi {
         if body.phone.is_some() {
             active.phone = Set(check_phone(body.phone.clone())?);
         }
-        if let Some(ward) = &body.ward {
-            active.ward = Set(Some(check_name("ward", ward)?));
-        }
         active.updated_at = Set(Utc::now());
         Ok(Json(active.update(&state.db).await?.into()))
+    }
+
+    /// Put a person of your hospital in a ward, or take them out of it (admins; audited with
+    /// the old and the new ward). Tier 2 of a ward's alarms is its doctors, so this is an
+    /// access change: it takes effect at once on every interface (kept decisions end, live
+    /// subscriptions are decided again).
+    #[oai(path = "/api/users/:userId/ward", method = "put", operation_id = "setUserWard")]
+    async fn set_ward(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "userId")] user_id: Path<UserId>,
+        body: Json<WardUpdate>,
+    ) -> Result<Json<UserOut>> {
+        let subject = auth.subject();
+        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
+        let ward = body.0.ward.as_deref().map(|w| check_name("ward", w)).transpose()?;
+        let user = user_in_hospital(&state, user_id.0, auth.0.hospital).await?;
+        let before = user.ward.clone();
+        let mut active: users::ActiveModel = user.into();
+        active.ward = Set(ward.clone());
+        active.updated_at = Set(Utc::now());
+        // The change and its audit row commit together.
+        let tx = state.db.begin().await?;
+        let user = active.update(&tx).await?;
+        nc_access::audit::record_with(
+            &tx,
+            nc_access::audit::Access {
+                subject: &subject,
+                action: AuditAction::Update,
+                resource: "user_ward",
+                patient: None,
+                device: None,
+                interface: Interface::Rest,
+                client_addr: None,
+            },
+            Some(serde_json::json!({"userId": user.id, "before": before, "after": ward})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Json(user.into()))
     }
 
     /// Accounts of one role in your hospital, by name. Staff see staff lists; admins also

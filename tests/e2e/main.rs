@@ -25,6 +25,7 @@ mod deliveries;
 mod derived;
 mod fhir;
 mod limits;
+mod list_filters;
 mod maintenance;
 mod metrics;
 mod mqtt;

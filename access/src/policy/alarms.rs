@@ -102,6 +102,26 @@ pub fn decide_alert(subject: &Subject, facts: &AlertFacts, action: AlertAction) 
     }
 }
 
+/// The escalation tier a role belongs to beyond a device's care team, if any: 2, doctors
+/// (of the device's ward, or of its hospital when the ward has none: see
+/// [`Policy::tier2_doctors`]); 3, admins.
+pub fn tier_of_role(role: Role) -> Option<u8> {
+    match role {
+        Role::Admin => Some(TOP_TIER),
+        Role::Doctor => Some(2),
+        Role::Technician | Role::Patient => None,
+    }
+}
+
+/// How a list of alerts shows them to a role: as [`decide_alert`] shows each alert it may
+/// read (admins, who read no clinical data, the administrative view).
+pub fn alert_list_view(role: Role) -> AlertView {
+    match role {
+        Role::Admin => AlertView::Administrative,
+        Role::Doctor | Role::Technician | Role::Patient => AlertView::Full,
+    }
+}
+
 /// Whether the subject may receive notifications of an alert at `level`: the care team
 /// (decided by the caller through the device's alerts topic) or a tier reached.
 pub fn decide_alert_notice(tier: Option<u8>, level: u8) -> Decision {
@@ -145,10 +165,9 @@ impl Policy {
     /// The subject's escalation tier beyond the care team for `device`, if any.
     pub async fn escalation_tier(&self, subject: &Subject, device: DeviceId) -> Result<Option<u8>, DbErr> {
         let Subject::User(u) = subject else { return Ok(None) };
-        Ok(match u.role {
-            Role::Admin => Some(3),
-            Role::Doctor => self.tier2_doctors(device).await?.contains(&u.id).then_some(2),
-            Role::Technician | Role::Patient => None,
+        Ok(match tier_of_role(u.role) {
+            Some(2) => self.tier2_doctors(device).await?.contains(&u.id).then_some(2),
+            tier => tier,
         })
     }
 

@@ -24,6 +24,7 @@
 //! [`Policy`] loads the facts from the database and applies them.
 
 mod alarms;
+mod alert_lists;
 mod bookings;
 mod chat;
 mod maintenance;
@@ -31,8 +32,10 @@ mod patient_records;
 mod rules;
 
 pub use alarms::{
-    active_grant, decide_alert, decide_alert_notice, AlertAction, AlertFacts, AlertRef, AlertView, TOP_TIER,
+    active_grant, alert_list_view, decide_alert, decide_alert_notice, tier_of_role, AlertAction, AlertFacts, AlertRef,
+    AlertView, TOP_TIER,
 };
+pub use alert_lists::{AlertFilter, AlertScope};
 pub use bookings::{
     decide_book, decide_booking, decide_plan_maintenance, BookFacts, BookingAction, BookingFacts, BookingScope,
 };

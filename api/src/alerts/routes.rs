@@ -5,8 +5,8 @@
 //! `decide_hospital`); every action and policy change is audited.
 
 use chrono::{DateTime, Duration, Utc};
-use nc_access::policy::{AlertAction, AlertRef, AlertView, DeviceScope, ReadScope};
-use nc_access::{audit, DeviceAction, HospitalAction, PatientAction, Subject};
+use nc_access::policy::{AlertAction, AlertFilter, AlertRef, AlertView};
+use nc_access::{audit, DeviceAction, HospitalAction, PatientAction};
 use nc_domain::*;
 use nc_entities::alerts;
 use poem_openapi::param::{Path, Query};
@@ -80,50 +80,15 @@ async fn audit_action(
     Ok(())
 }
 
-/// The alerts a subject may list: of the devices in its care (a technician within its
-/// windows, a patient their own), plus those escalated to its tier.
-async fn visible(state: &ApiState, subject: &Subject, role: Role) -> std::result::Result<Condition, ApiError> {
-    let mut any = Condition::any();
-    if let DeviceScope::Only(ids) = state.policy.clinical_devices(subject).await? {
-        let mut care = Condition::all().add(alerts::Column::DeviceId.is_in(ids));
-        if let (Subject::User(u), Role::Patient) = (subject, role) {
-            care = care.add(alerts::Column::PatientId.eq(state.policy.patient_of_user(u.id).await?));
-        }
-        if let ReadScope::Windows(w) = state.policy.read_scope(subject).await? {
-            let mut within = Condition::any().add(alerts::Column::Id.is_null());
-            for w in &w {
-                within = within.add(
-                    Condition::all()
-                        .add(alerts::Column::DeviceId.eq(w.device))
-                        .add(alerts::Column::RaisedAt.gte(w.from))
-                        .add(alerts::Column::RaisedAt.lt(w.to)),
-                );
-            }
-            care = care.add(within);
-        }
-        any = any.add(care);
-    }
-    match role {
-        Role::Doctor => {
-            let tier2 = state.policy.tier2_devices(subject).await?;
-            any = any.add(
-                Condition::all()
-                    .add(alerts::Column::EscalationLevel.gte(2))
-                    .add(alerts::Column::DeviceId.is_in(tier2.ids().to_vec())),
-            );
-        }
-        Role::Admin => any = any.add(alerts::Column::EscalationLevel.gte(3)),
-        Role::Technician | Role::Patient => {}
-    }
-    Ok(any)
-}
-
 #[OpenApi(tag = "Tag::Alerts")]
 impl AlertsApi {
     /// Alerts you may see, newest first: those of the devices in your care (a technician's
     /// within its windows, a patient's own), and those escalated to your tier (doctors:
     /// tier 2 of their ward or hospital; admins: tier 3, in the administrative view without
-    /// patient, values or clinical message).
+    /// patient, values or clinical message). Narrowing the list is a read of what it
+    /// narrows to: `patientId` needs the right to read that patient (403 for admins, who
+    /// read no clinical data), `deviceId` the right to see that device (404 for another
+    /// hospital's).
     #[oai(path = "/api/alerts", method = "get", operation_id = "listAlerts")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
@@ -142,11 +107,11 @@ impl AlertsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
         #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
     ) -> Result<Json<AlertPage>> {
-        let subject = auth.subject();
         let (limit, offset) = page(limit.0, offset.0)?;
-        let mut query = alerts::Entity::find()
-            .filter(alerts::Column::HospitalId.eq(auth.0.hospital))
-            .filter(visible(&state, &subject, auth.0.role).await?);
+        let filter = AlertFilter { device: device_id.0, patient: patient_id.0 };
+        let scope =
+            state.policy.alert_scope(&auth.subject(), filter).await.map_err(|(what, e)| ApiError::policy(e, what))?;
+        let mut query = alerts::Entity::find().filter(scope.condition());
         if let Some(s) = state_filter.0 {
             query = query.filter(alerts::Column::State.eq(s));
         }
@@ -157,22 +122,9 @@ impl AlertsApi {
                     .add(alerts::Column::Latched.eq(true)),
             );
         }
-        if let Some(d) = device_id.0 {
-            query = query.filter(alerts::Column::DeviceId.eq(d));
-        }
-        if let Some(p) = patient_id.0 {
-            query = query.filter(alerts::Column::PatientId.eq(p));
-        }
         let (items, total) =
             fetch_page(&state.db, query.order_by_desc(alerts::Column::RaisedAt), limit, offset).await?;
-        let administrative = auth.0.role == Role::Admin;
-        let items = items
-            .into_iter()
-            .map(|a| {
-                let view = if administrative { AlertView::Administrative } else { AlertView::Full };
-                shown(a, view)
-            })
-            .collect();
+        let items = items.into_iter().map(|a| shown(a, scope.view())).collect();
         Ok(Json(AlertPage { items, total, limit, offset }))
     }
 
