@@ -309,7 +309,19 @@ running_spl="$(echo 'SHOW shared_preload_libraries' | pg_super postgres -At)"
 # ---------------------------------------------------------------------------
 # 4. Role, database, extensions
 # ---------------------------------------------------------------------------
-log "ensuring role '$DB_USER' (LOGIN CREATEDB) and database '$DB_NAME'"
+# template1 carries timescaledb and btree_gist so that every database created later with a
+# plain CREATE DATABASE (one per test, as the nephrocare role) has them without superuser
+# rights. The service database is created from template0 instead, with its extensions created
+# in it: naming TEMPLATE template1 (or any template that allows connections) makes
+# TimescaleDB's loader start a scheduler in that template which waits for the very CREATE
+# DATABASE transaction, so PostgreSQL sees another session in template1 and the command fails
+# ("source database "template1" is being accessed by other users") whenever the scheduler
+# connects before its check: a race that brand-new clusters lost in 3 runs of 7 on a busy
+# machine. template0 accepts no connections: nothing can hold it, and TimescaleDB leaves it
+# alone. (A plain CREATE DATABASE names no template and starts no such scheduler; the
+# short-lived one that CREATE EXTENSION starts in template1 ends by itself, well within
+# PostgreSQL's 5 s wait for a template to become free.)
+log "ensuring role '$DB_USER' (LOGIN CREATEDB), extensions in template1 and database '$DB_NAME'"
 # Values go through stdin (never on a command line) and are quoted by psql.
 {
     printf '\\set role %s\n' "$(psql_quote "$DB_USER")"
@@ -320,13 +332,12 @@ SET client_min_messages = warning;
 SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
 SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'pw') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0', :'db', :'role')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 \c template1
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 CREATE EXTENSION IF NOT EXISTS btree_gist;
-\c postgres
-SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template1', :'db', :'role')
- WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SQL
 } | pg_super postgres >/dev/null
 
