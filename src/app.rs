@@ -218,6 +218,7 @@ impl App {
                 mqtt_ws_port: mqtt_ws_addr.port(),
                 mqtt_tls: broker_tls,
             },
+            origin: config.http.origin(http_addr),
         };
         let api_state = nc_api::ApiState::new(
             db.clone(),
@@ -226,6 +227,7 @@ impl App {
             nc_api::Services { ingest: ingest.clone(), alarms, chat, bookings },
             broker.presence(),
             broker.registry(),
+            broker.publisher(),
         );
         let token = shutdown.clone();
         tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });

@@ -81,11 +81,20 @@ pub async fn run(config: &Config, b: ConnectionsBench) -> Result<String, String>
         .execute(pool)
         .await
         .map_err(|e| e.to_string())?;
+        // A login session each (a token must name one), with the user's id as its family.
+        sqlx::query(
+            "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
+             SELECT gen_random_uuid(), u, u, sha256(u::text::bytea), now() + interval '1 day' FROM UNNEST($1::uuid[]) AS u",
+        )
+        .bind(chunk)
+        .execute(pool)
+        .await
+        .map_err(|e| e.to_string())?;
     }
     ids.extend(users.iter().map(|&u| Identity {
         client_id: format!("{u}-app"),
         user: u.to_string(),
-        password: keys.issue(UserId(u), Role::Doctor, hospital, TokenFamilyId::new()),
+        password: keys.issue(UserId(u), Role::Doctor, hospital, TokenFamilyId(u)),
     }));
 
     let total = ids.len();

@@ -97,9 +97,31 @@ pub struct HttpConfig {
     /// `NEPHROCARE_HTTP_BODY_TIMEOUT_SECS`: time a client has to send a request's body
     /// after its headers (408 after it).
     pub body_read_timeout_secs: u64,
+    /// `NEPHROCARE_PUBLIC_URL`: the base URL clients reach the service at
+    /// (`https://nephro.example.org`), for the absolute links the service writes (FHIR
+    /// Bundle links, Bulk Data status and file URLs). Unset: `http://` and the HTTP listen
+    /// address (an unspecified address, `0.0.0.0` or `::`, as `127.0.0.1`).
+    pub public_url: Option<String>,
+    /// `NEPHROCARE_TRUSTED_PROXIES`: comma-separated IP addresses of reverse proxies whose
+    /// `X-Forwarded-Proto` / `X-Forwarded-Host` are honoured; from anyone else they are ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl HttpConfig {
+    /// The public base URL ([`HttpConfig::public_url`], or one from the listen address) and
+    /// the trusted proxies; `bound`: the address the listener got (port 0 resolved).
+    pub fn origin(&self, bound: SocketAddr) -> nc_api::origin::PublicOrigin {
+        let url = self.public_url.clone().unwrap_or_else(|| {
+            let ip = match bound.ip() {
+                ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            };
+            format!("http://{}", SocketAddr::new(ip, bound.port()))
+        });
+        nc_api::origin::PublicOrigin::new(&url, self.trusted_proxies.clone())
+            .expect("public_url is validated when the configuration is loaded")
+    }
+
     /// The limits the API enforces.
     pub fn limits(&self) -> nc_api::HttpLimits {
         nc_api::HttpLimits {
@@ -257,6 +279,8 @@ impl Default for HttpConfig {
             max_body_bytes: limits.max_body_bytes as u64,
             header_read_timeout_secs: limits.header_read_timeout.as_secs(),
             body_read_timeout_secs: limits.body_read_timeout.as_secs(),
+            public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -395,6 +419,25 @@ impl Config {
         }
         if let Some(v) = env("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS") {
             config.http.body_read_timeout_secs = number("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = env("NEPHROCARE_PUBLIC_URL") {
+            config.http.public_url = Some(v);
+        }
+        if let Some(v) = env("NEPHROCARE_TRUSTED_PROXIES") {
+            config.http.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse().map_err(|_| {
+                        ConfigError::new(
+                            "NEPHROCARE_TRUSTED_PROXIES",
+                            format!("'{p}' is not an IP address"),
+                            "Give the proxies' addresses, comma-separated, e.g. 10.0.0.5,10.0.0.6.",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = env("NEPHROCARE_MQTT_ADDR") {
             config.mqtt.addr = addr("NEPHROCARE_MQTT_ADDR", &v)?;
@@ -582,6 +625,15 @@ impl Config {
                 "offline_delay_secs and flapping_window_secs are at most 3600, restart_grace_secs at most 86400, flapping_drops at least 2",
                 "See README.md, section Configuration.",
             ));
+        }
+        if let Some(url) = &self.http.public_url {
+            if !nc_api::origin::PublicOrigin::valid(url) {
+                return Err(ConfigError::new(
+                    "NEPHROCARE_PUBLIC_URL",
+                    format!("'{url}' is not a plain http:// or https:// origin"),
+                    "Give the scheme, host and port clients use, e.g. https://nephro.example.org (no path).",
+                ));
+            }
         }
         if let Some(url) = &self.mqtt.public_ws_url {
             if !nc_api::dashboard::DashboardSettings::valid_url(url) {

@@ -2,12 +2,14 @@
 //! REST API, the broker and the live streams.
 //!
 //! A valid signature is not enough: the account must still be active and its login session
-//! (refresh-token family) not revoked, so deactivation and logout take effect at once, on
-//! every interface, without waiting for the token to expire.
+//! (refresh-token family) must exist, belong to the account and not be revoked, so
+//! deactivation and logout take effect at once, on every interface, without waiting for the
+//! token to expire, and a token made with a leaked signing key names no session.
 
-use nc_domain::{DeviceId, DeviceStatus, TokenFamilyId};
+use nc_domain::{DeviceId, DeviceStatus, TokenFamilyId, UserId};
 use nc_entities::{devices, refresh_tokens, users};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::policy::{Subject, UserSubject};
 use crate::token::{TokenError, TokenKeys};
@@ -66,7 +68,7 @@ impl Authenticator {
             // Role or hospital changed since the token was issued.
             return Err(AuthnError::SessionRevoked);
         }
-        if self.family_revoked(claims.sid).await? {
+        if !self.session_live(claims.sid, user.id).await? {
             return Err(AuthnError::SessionRevoked);
         }
         let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(chrono::Utc::now);
@@ -76,15 +78,22 @@ impl Authenticator {
         ))
     }
 
-    /// Whether a login session has been revoked (logout, token reuse, password reset,
-    /// deactivation).
-    pub async fn family_revoked(&self, family: TokenFamilyId) -> Result<bool, DbErr> {
-        let revoked = refresh_tokens::Entity::find()
+    /// Whether `user`'s login session `family` exists and has not been revoked (logout,
+    /// token reuse, password reset, deactivation). A correctly signed token naming a session
+    /// that does not exist (deleted, another person's, or made up with a leaked signing
+    /// key) is not accepted: the session is the server's record of a login.
+    pub async fn session_live(&self, family: TokenFamilyId, user: UserId) -> Result<bool, DbErr> {
+        let (tokens, revoked): (i64, i64) = refresh_tokens::Entity::find()
+            .select_only()
+            .column_as(Expr::col(refresh_tokens::Column::Id).count(), "tokens")
+            .column_as(Expr::col(refresh_tokens::Column::RevokedAt).count(), "revoked")
             .filter(refresh_tokens::Column::FamilyId.eq(family))
-            .filter(refresh_tokens::Column::RevokedAt.is_not_null())
-            .count(&self.db)
-            .await?;
-        Ok(revoked > 0)
+            .filter(refresh_tokens::Column::UserId.eq(user))
+            .into_tuple()
+            .one(&self.db)
+            .await?
+            .unwrap_or((0, 0));
+        Ok(tokens > 0 && revoked == 0)
     }
 
     /// Whether a person authenticated earlier still may be: account live, same role and
@@ -98,7 +107,7 @@ impl Authenticator {
             return Err(AuthnError::SessionRevoked);
         }
         if let Some(family) = subject.family {
-            if self.family_revoked(family).await? {
+            if !self.session_live(family, subject.id).await? {
                 return Err(AuthnError::SessionRevoked);
             }
         }

@@ -176,11 +176,56 @@ impl From<nc_bookings::BookingError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        ApiError::from_sqlx(&e)
+    }
+}
+
+impl ApiError {
+    /// The one mapping of a database failure, whichever path (sqlx, or sea-orm over sqlx)
+    /// it came through: unreachable or busy is 503; an error PostgreSQL reported is
+    /// classified by its SQLSTATE and constraint name ([`ApiError::from_database`]).
+    fn from_sqlx(e: &sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 ApiError::Unavailable(e.to_string())
             }
+            sqlx::Error::Database(db) => ApiError::from_database(db.as_ref()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+
+    /// An error PostgreSQL reported, by SQLSTATE (appendix A of its manual) and, for
+    /// constraints, by the constraint's name (named in the migrations so this can match):
+    /// - a unique or exclusion violation is the caller's conflict (409): a known constraint
+    ///   with its own code ([`CONFLICTS`]), any other as `conflict`;
+    /// - a CHECK, NOT NULL or foreign-key violation, a value too long or out of range, or
+    ///   text PostgreSQL cannot store (U+0000) is a rule about the input that a handler failed
+    ///   to check first: still the client's 422, never a 500;
+    /// - a serialization failure or deadlock, too many connections, a server shutting down
+    ///   or in recovery (read-only) is 503: retry later;
+    /// - anything else is ours (500, logged).
+    pub fn from_database(db: &dyn sqlx::error::DatabaseError) -> Self {
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        let constraint = db.constraint().unwrap_or("");
+        match code.as_str() {
+            "23505" | "23P01" => match CONFLICTS.iter().find(|(name, ..)| *name == constraint) {
+                Some((_, code, message)) => ApiError::Conflict { code, message: (*message).to_owned() },
+                None => ApiError::Conflict {
+                    code: "conflict",
+                    message: format!("conflicts with an existing record ({constraint})"),
+                },
+            },
+            "23514" => ApiError::field("request", format!("breaks the rule {constraint}")),
+            "23502" => ApiError::field("request", "a required value is missing"),
+            "23503" => ApiError::field("request", format!("refers to something that does not exist ({constraint})")),
+            "22021" | "22P05" => ApiError::field("request", "text must not contain the NUL character (\\u0000)"),
+            "22001" => ApiError::field("request", "a value is longer than its limit"),
+            "22003" => ApiError::field("request", "a number is out of range"),
+            "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03" | "25006" => {
+                ApiError::Unavailable(db.message().to_owned())
+            }
+            c if c.starts_with("08") => ApiError::Unavailable(db.message().to_owned()),
+            _ => ApiError::Internal(format!("{code}: {}", db.message())),
         }
     }
 }
@@ -210,7 +255,7 @@ pub(crate) fn conflicts_out(conflicts: Vec<nc_bookings::Conflict>) -> Vec<Confli
         .collect()
 }
 
-/// Unique constraints whose violation is the caller's conflict (409), not our failure:
+/// Unique constraints whose violation is the caller's conflict (409) with a code of its own:
 /// (constraint, code, message). Constraints are named in the migrations so this can match.
 const CONFLICTS: &[(&str, &str, &str)] = &[
     ("users_email_key", "email_taken", "an account with this e-mail exists"),
@@ -237,27 +282,14 @@ impl From<nc_access::password::PasswordError> for ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
+        use sea_orm::{DbErr, RuntimeErr};
         match &e {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => ApiError::Unavailable(e.to_string()),
-            _ => {
-                let text = e.to_string();
-                // PostgreSQL refuses U+0000 in text and jsonb. Validators refuse it first; this
-                // catches any field that escaped them: the client's input, not our failure.
-                if text.contains("\"UTF8\": 0x00") || text.contains("unsupported Unicode escape sequence") {
-                    return ApiError::field("request", "text must not contain the NUL character (\\u0000)");
-                }
-                // A CHECK constraint is a rule about the input that a handler failed to check
-                // first: still the client's 422, naming the rule, never a 500.
-                if let Some(rule) = text.split("violates check constraint \"").nth(1).and_then(|r| r.split('"').next())
-                {
-                    return ApiError::field("request", format!("breaks the rule {rule}"));
-                }
-                match CONFLICTS.iter().find(|(constraint, ..)| text.contains(constraint)) {
-                    Some((_, code, message)) => ApiError::Conflict { code, message: (*message).to_owned() },
-                    None => ApiError::Internal(text),
-                }
-            }
+            DbErr::ConnectionAcquire(_) => ApiError::Unavailable(e.to_string()),
+            DbErr::Conn(RuntimeErr::SqlxError(inner))
+            | DbErr::Exec(RuntimeErr::SqlxError(inner))
+            | DbErr::Query(RuntimeErr::SqlxError(inner)) => ApiError::from_sqlx(inner),
+            DbErr::Conn(_) => ApiError::Unavailable(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
         }
     }
 }

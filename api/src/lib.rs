@@ -23,9 +23,11 @@ mod devices;
 pub mod dto;
 pub mod error;
 pub mod fhir;
+pub mod headers;
 mod health;
 pub mod limits;
 pub mod live;
+pub mod origin;
 mod patient_account_api;
 mod patient_changes;
 mod patients_api;
@@ -149,7 +151,7 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> poem::Response {
 /// [`dashboard`]).
 pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
     let service = service();
-    let docs = service.swagger_ui();
+    let docs = headers::docs(service.swagger_ui_html());
     let spec = contract::finish(&service.spec());
     let methods = contract::Methods::from_spec(
         &spec,
@@ -179,7 +181,7 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
             "/api/asyncapi.json",
             make_sync(move |_| poem::Response::builder().content_type("application/json").body(asyncapi.clone())),
         )
-        .nest("/docs", docs)
+        .nest("/docs", Route::new().at("/", docs))
         .nest("/fhir/r4", fhir::routes())
         .at("/metrics", poem::get(health::metrics))
         .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
@@ -192,6 +194,7 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         .with(strict_json::StrictJson(request_schemas))
         .with(contract::AllowHeader(methods.clone()))
         .with(limits::BodyLimit::new(limits))
+        .with(headers::SecurityHeaders)
         .with(request_log::RequestLog(methods))
         .boxed()
 }

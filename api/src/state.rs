@@ -42,6 +42,12 @@ pub struct ApiState {
     pub limits: crate::HttpLimits,
     /// Where the web dashboard finds the broker.
     pub dashboard: crate::dashboard::DashboardSettings,
+    /// The public base URL of absolute links ([`crate::origin`]).
+    pub origin: crate::origin::PublicOrigin,
+    /// The broker's service publisher: what arrives over HTTP but belongs on MQTT topics
+    /// (a machine's readings posted over HTTP) is published there like the same message
+    /// arriving over MQTT.
+    pub publisher: nc_broker::Publisher,
 }
 
 /// The capabilities the API serves.
@@ -59,6 +65,8 @@ pub struct ApiSettings {
     pub throttle: ThrottleSettings,
     pub limits: crate::HttpLimits,
     pub dashboard: crate::dashboard::DashboardSettings,
+    /// The public base URL of absolute links, and the proxies trusted to say otherwise.
+    pub origin: crate::origin::PublicOrigin,
 }
 
 impl ApiState {
@@ -69,6 +77,7 @@ impl ApiState {
         services: Services,
         presence: nc_broker::Presence,
         mqtt: Arc<nc_broker::registry::Registry>,
+        publisher: nc_broker::Publisher,
     ) -> Self {
         let Services { ingest, alarms, chat, bookings } = services;
         Self {
@@ -86,6 +95,8 @@ impl ApiState {
             refresh_ttl: chrono::Duration::seconds(settings.refresh_ttl_secs as i64),
             limits: settings.limits.clone(),
             dashboard: settings.dashboard.clone(),
+            origin: settings.origin.clone(),
+            publisher,
             db,
         }
     }

@@ -327,7 +327,18 @@ impl TelemetryApi {
             return Err(ApiError::Forbidden("only devices post readings".into()).into());
         };
         match state.ingest.submit_reading(id, hospital, &body.0).await {
-            Ok(nc_ingest::Outcome::Stored { seq, .. }) => {
+            Ok(nc_ingest::Outcome::Stored { seq, patient }) => {
+                // One pipeline: the stored reading reaches the machine's and the patient's
+                // MQTT subscribers as one sent over MQTT does (alarms, derived data and the
+                // live streams follow the commit inside ingest for both).
+                let topic = nc_broker::topic::Topic::Device {
+                    hospital,
+                    device: id,
+                    channel: nc_broker::topic::DeviceChannel::Telemetry,
+                };
+                if let Err(e) = state.publisher.publish_committed(&topic, patient, body.0).await {
+                    tracing::warn!(error = %e, device = %id, "a reading stored over HTTP could not be published");
+                }
                 Ok(IngestResponse::Created(Json(StoredOut { status: "stored".into(), seq })))
             }
             Ok(nc_ingest::Outcome::Invalid(e, _)) if e.code == SEQ_CONFLICT => {

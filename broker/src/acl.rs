@@ -59,6 +59,9 @@ pub async fn may_receive(policy: &Policy, subject: &Subject, topic: &Topic) -> R
     if topic.hospital() != subject.hospital() {
         return refuse("another hospital");
     }
+    if !topic.subscribable() {
+        return refuse("nothing is delivered on a room's post topic: stored messages arrive on its messages topic");
+    }
     match (subject, topic) {
         (Subject::Device { id, .. }, Topic::Device { device, channel: DeviceChannel::Errors, .. }) if id == device => {
             Ok(None)
@@ -102,10 +105,13 @@ pub async fn may_receive(policy: &Policy, subject: &Subject, topic: &Topic) -> R
 }
 
 /// Whether `subject` may subscribe to `filter`: it must be allowed to receive every topic
-/// the filter can match. Returns the earliest expiry among the permissions it rests on.
+/// the filter can match. A wildcard passes over the topics nothing is delivered on (a
+/// room's `post`); naming one exactly is refused. Returns the earliest expiry among the
+/// permissions it rests on.
 pub async fn may_subscribe(policy: &Policy, subject: &Subject, filter: &Filter) -> Result<Grant, AclError> {
     let mut until: Grant = None;
-    for topic in filter.topics() {
+    let exact = matches!(filter, Filter::Exact(_));
+    for topic in filter.topics().into_iter().filter(|t| exact || t.subscribable()) {
         if let Some(t) = may_receive(policy, subject, &topic).await? {
             until = Some(until.map_or(t, |u| u.min(t)));
         }

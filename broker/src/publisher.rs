@@ -109,6 +109,22 @@ impl Publisher {
             .map_err(|e| PublishError(e.to_string()))
     }
 
+    /// Publishes a machine's message that the service received and committed by another way
+    /// than MQTT (a reading posted over HTTP) exactly as the edge forwards one published over
+    /// MQTT: on the machine's topic and, when it belongs to a patient's treatment, on the
+    /// patient's own copy of it.
+    pub async fn publish_committed(
+        &self,
+        topic: &Topic,
+        patient: Option<nc_domain::PatientId>,
+        payload: Vec<u8>,
+    ) -> Result<(), PublishError> {
+        if let Some(copy) = patient.and_then(|p| topic.patient_copy(p)) {
+            self.publish(&copy, payload.clone()).await?;
+        }
+        self.publish(topic, payload).await
+    }
+
     /// Publishes a payload as JSON (the payload types are in [`crate::payload`] and with the
     /// code that builds them; the AsyncAPI document describes them).
     pub async fn publish_json(&self, topic: &Topic, body: &impl serde::Serialize) -> Result<(), PublishError> {

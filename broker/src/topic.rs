@@ -162,6 +162,14 @@ impl TopicKind {
         }
     }
 
+    /// Whether anyone may subscribe to topics of this kind. A room's `post` topic is the
+    /// way in for chat messages: the service stores what is posted there and publishes the
+    /// stored message on the room's `messages` topic, so nothing is ever delivered on
+    /// `post` and nobody may subscribe to it (topics.md: "may subscribe: nobody").
+    pub fn subscribable(&self) -> bool {
+        !matches!(self, TopicKind::Room(RoomChannel::Post))
+    }
+
     /// The parameters of [`TopicKind::template`], in order.
     pub fn parameters(&self) -> [&'static str; 2] {
         match self {
@@ -236,6 +244,22 @@ impl Topic {
             }
             _ => Err(TopicError::Unknown),
         }
+    }
+
+    /// The patient's own copy of a message on a machine's topic (topics.md: a patient
+    /// receives their own treatment on their patient topics), if the channel has one.
+    pub fn patient_copy(&self, patient: PatientId) -> Option<Topic> {
+        match *self {
+            Topic::Device { hospital, channel, .. } => {
+                PatientChannel::of(channel).map(|channel| Topic::Patient { hospital, patient, channel })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether anyone may subscribe to this topic (see [`TopicKind::subscribable`]).
+    pub fn subscribable(&self) -> bool {
+        self.kind().subscribable()
     }
 
     pub fn kind(&self) -> TopicKind {
@@ -443,5 +467,22 @@ mod contract {
         a.sort();
         b.sort();
         assert_eq!(a, b, "topics.md table vs broker::topic::TopicKind");
+    }
+
+    /// topics.md's "may subscribe" column says "nobody" exactly for the kinds nobody may
+    /// subscribe to.
+    #[test]
+    fn topics_md_says_who_may_subscribe() {
+        let doc = include_str!("../../topics.md");
+        for line in doc.lines().filter(|l| l.starts_with("| `nc/v1/")) {
+            let template = line.split('`').nth(1).unwrap();
+            let may_subscribe = line.trim_end_matches('|').rsplit('|').next().unwrap().trim();
+            let kind = TopicKind::all().into_iter().find(|k| k.template() == template).unwrap();
+            assert_eq!(
+                !may_subscribe.starts_with("nobody"),
+                kind.subscribable(),
+                "{template}: topics.md says '{may_subscribe}'"
+            );
+        }
     }
 }

@@ -351,6 +351,53 @@ async fn forged_expired_and_tampered_access_tokens_are_refused() {
     let good = keys.sign_raw(&hs256, &claims(now, now + 600));
     assert_eq!(profile(c, &good).await.status, 200, "a correctly forged token is the control");
 
+    // Correctly signed, but naming a login session that does not exist (a leaked signing key,
+    // a deleted session), or another person's: refused on REST, FHIR and the live stream.
+    let with_sid = |sid: String| {
+        let mut v = claims(now, now + 600);
+        v["sid"] = json!(sid);
+        keys.sign_raw(&hs256, &v)
+    };
+    let other = login_ok(c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let other_family: uuid::Uuid =
+        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE user_id = $1 AND family_id <> $2")
+            .bind(h.admin_id.as_uuid())
+            .bind(family)
+            .fetch_one(&mut sql)
+            .await
+            .expect("a second login session");
+    let _ = other;
+    // That second session becomes another person's.
+    let someone = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
+         VALUES ($1, $2, 'someone@general.example.org', 'x', 'admin', 'Someone', true, now())",
+    )
+    .bind(someone)
+    .bind(h.hospital_id.as_uuid())
+    .execute(&mut sql)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE refresh_tokens SET user_id = $1 WHERE family_id = $2")
+        .bind(someone)
+        .bind(other_family)
+        .execute(&mut sql)
+        .await
+        .unwrap();
+    for sid in [uuid::Uuid::new_v4(), other_family] {
+        let t = with_sid(sid.to_string());
+        assert_status(&profile(c, &t).await, 401, "unauthorized");
+        let fhir = c.with_token(&t).get("/fhir/r4/Group").await;
+        assert_eq!(fhir.status, 401, "FHIR, session {sid}: {}", fhir.text);
+        let device = uuid::Uuid::new_v4();
+        let http = c.base.trim_start_matches("http://").parse().unwrap();
+        assert_eq!(crate::clients::ws_open(http, device, Some(&t)).await.err(), Some(401), "the live stream");
+        // The control: the admin's real session passes authentication (then: no such device).
+        assert_eq!(crate::clients::ws_open(http, device, Some(&good)).await.err(), Some(404));
+    }
+    let fhir = c.with_token(&good).get("/fhir/r4/Group").await;
+    assert_eq!(fhir.status, 200, "FHIR control: {}", fhir.text);
+
     // No token at all.
     assert_status(&c.get("/api/users/profile").await, 401, "unauthorized");
 

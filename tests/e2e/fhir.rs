@@ -269,3 +269,54 @@ async fn a_bulk_export_is_planned_streamed_and_cancelled() {
         manifest["output"].as_array().unwrap().iter().map(|o| o["type"].as_str().unwrap()).collect();
     assert_eq!(types, BTreeSet::from(["Device", "Patient", "Practitioner"]));
 }
+
+/// The absolute URLs the service hands out (the Bulk Data status URL a client polls with its
+/// token, Bundle links) come from the configured public URL, never from the request's `Host`;
+/// forwarded headers count only from a configured trusted proxy.
+#[tokio::test]
+async fn absolute_links_come_from_the_public_url_not_from_the_request() {
+    async fn links(w: &World, headers: &[(&str, &str)]) -> (String, String) {
+        let http = reqwest::Client::new();
+        let get = |path: &str| {
+            let mut r = http.get(format!("{}{path}", w.app.client.base)).bearer_auth(&w.access["doc"]);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r
+        };
+        let kick = get("/fhir/r4/Patient/$export").send().await.unwrap();
+        assert_eq!(kick.status(), 202);
+        let status_url = kick.headers()["content-location"].to_str().unwrap().to_owned();
+        let bundle: Value = get("/fhir/r4/Patient").send().await.unwrap().json().await.unwrap();
+        (status_url, bundle["link"][0]["url"].as_str().unwrap().to_owned())
+    }
+    let spoofed = [("Host", "evil.example:8443"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example")];
+
+    // Nothing configured: the listen address, whatever the request says.
+    let w = World::new(TestApp::spawn().await).await;
+    let base = w.app.client.base.clone();
+    let (status_url, self_link) = links(&w, &spoofed).await;
+    assert!(status_url.starts_with(&format!("{base}/fhir/r4/bulk-status/")), "{status_url}");
+    assert!(self_link.starts_with(&format!("{base}/fhir/r4/Patient")), "{self_link}");
+    w.app.stop().await;
+
+    // A public URL, and this client as the trusted proxy: its forwarded headers count.
+    let w = World::new(
+        TestApp::spawn_with(|c| {
+            c.http.public_url = Some("https://nephro.example.org".into());
+            c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        })
+        .await,
+    )
+    .await;
+    let (status_url, _) = links(&w, &[("Host", "evil.example")]).await;
+    assert!(status_url.starts_with("https://nephro.example.org/fhir/r4/bulk-status/"), "{status_url}");
+    let (status_url, self_link) =
+        links(&w, &[("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", "ward7.example.org:8443")]).await;
+    assert!(status_url.starts_with("http://ward7.example.org:8443/fhir/r4/bulk-status/"), "{status_url}");
+    assert!(self_link.starts_with("http://ward7.example.org:8443/fhir/r4/Patient"), "{self_link}");
+    // Even a trusted proxy cannot inject what is not a host.
+    let (status_url, _) = links(&w, &[("X-Forwarded-Host", "evil.example/x?")]).await;
+    assert!(status_url.starts_with("https://nephro.example.org/fhir/r4/"), "{status_url}");
+    w.app.stop().await;
+}

@@ -695,6 +695,8 @@ pub(crate) const SUBSCRIBE_ROWS: &[(&str, &str)] = &[
     ("nc/v1/h/{ha}/chat/{r1}/typing", "doc pat"),
     ("nc/v1/h/{ha}/chat/{r1}/read", "doc pat"),
     ("nc/v1/h/{ha}/chat/{r1}/#", "doc pat"),
+    // Nothing is delivered on a room's post topic (topics.md: "may subscribe: nobody").
+    ("nc/v1/h/{ha}/chat/{r1}/post", ""),
     ("nc/v1/h/{hb}/chat/{r1}/messages", ""),
     // Wildcards above a device, room or user, and everything else that is not a contract topic.
     ("#", ""),
@@ -995,15 +997,42 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
         }),
     );
     assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &expired))).await), Some(BadUserNamePassword));
-    // The same claims, not expired: the control that only the expiry made the difference.
-    let fresh = keys.sign_raw(
-        &Default::default(),
-        &json!({
-            "sub": doc, "role": "doctor", "hid": w.id("ha"), "sid": uuid::Uuid::new_v4().to_string(),
-            "jti": uuid::Uuid::new_v4().to_string(), "iss": "nephrocare", "aud": "nephrocare", "iat": t, "exp": t + 300,
-        }),
-    );
-    Raw::connect(addr, doc, Some((doc, &fresh))).await.expect("the unexpired twin connects").disconnect().await;
+    // The same claims, not expired, naming doc's login session: the control that only the
+    // expiry made the difference.
+    let session: String = {
+        let mut c = w.app.db.sql().await;
+        sqlx::query_scalar("SELECT family_id::text FROM refresh_tokens WHERE user_id = $1::uuid LIMIT 1")
+            .bind(doc)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+    let signed = |sid: &str| {
+        keys.sign_raw(
+            &Default::default(),
+            &json!({
+                "sub": doc, "role": "doctor", "hid": w.id("ha"), "sid": sid,
+                "jti": uuid::Uuid::new_v4().to_string(), "iss": "nephrocare", "aud": "nephrocare", "iat": t, "exp": t + 300,
+            }),
+        )
+    };
+    Raw::connect(addr, doc, Some((doc, &signed(&session))))
+        .await
+        .expect("the unexpired twin connects")
+        .disconnect()
+        .await;
+    // Correctly signed, but naming a login session that does not exist, or another person's.
+    let made_up = signed(&uuid::Uuid::new_v4().to_string());
+    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &made_up))).await), Some(NotAuthorized));
+    let theirs: String = {
+        let mut c = w.app.db.sql().await;
+        sqlx::query_scalar("SELECT family_id::text FROM refresh_tokens WHERE user_id <> $1::uuid LIMIT 1")
+            .bind(doc)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &signed(&theirs)))).await), Some(NotAuthorized));
     // rumqttc sees the same code.
     match Mqtt::connect(options(addr, d1, d1, "wrong-secret"), false).await {
         Err(ConnectionError::ConnectionRefused(code)) => assert_eq!(code, BadUserNamePassword),
@@ -1495,6 +1524,9 @@ async fn rumqttc_publishes_and_subscribes_over_websocket() {
     assert_eq!(w.health_metrics("d1").await, 1);
     // The ACL is the same over WebSocket.
     assert_eq!(doc.subscribe(&[(&w.topic("d2", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    // A room's post topic: nobody subscribes, not even a participant; its wildcard is granted.
+    assert_eq!(doc.subscribe(&[(&w.fill("nc/v1/h/{ha}/chat/{r1}/post"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    assert_eq!(doc.subscribe(&[(&w.fill("nc/v1/h/{ha}/chat/{r1}/#"), QoS::AtLeastOnce)]).await, vec![GRANTED]);
     w.app.stop().await;
 }
 

@@ -241,3 +241,32 @@ async fn concurrent_batches_with_one_seq_store_one_reading() {
     assert_eq!(rows, 20);
     pool.close().await;
 }
+
+/// One pipeline, whatever the transport: a reading posted over HTTP reaches the machine's
+/// MQTT subscribers, the patient's own topic and the live WebSocket as the same reading sent
+/// over MQTT does.
+#[tokio::test]
+async fn a_reading_posted_over_http_reaches_live_subscribers_like_one_over_mqtt() {
+    let w = World::new(TestApp::spawn().await).await;
+    let telemetry = w.topic("d1", "telemetry");
+    let own = format!("nc/v1/h/{}/p/{}/telemetry", w.id("ha"), w.id("p1"));
+    let mut doc = w.connect("doc", "-http").await;
+    assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let mut pat = w.connect("pat", "-http").await;
+    assert_eq!(pat.subscribe(&[(&own, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    let device: uuid::Uuid = w.id("d1").parse().unwrap();
+    let mut live = crate::clients::ws_open(w.app.running().http_addr, device, Some(&w.access["doc"]))
+        .await
+        .expect("the live stream opens");
+
+    let mut r: Value = serde_json::from_str(&reading(41, &ts(0), 77)).unwrap();
+    r["patientId"] = json!(w.id("p1"));
+    let (status, answer) = post(&w, &r.to_string()).await;
+    assert_eq!(status, 201, "{answer}");
+    let got = body(&doc.message(&telemetry, WAIT).await);
+    assert_eq!((got["seq"].clone(), got["heartRate"].clone()), (json!(41), json!(77)), "the machine's topic");
+    assert_eq!(body(&pat.message(&own, WAIT).await)["seq"], 41, "the patient's own topic");
+    let (m, _) = crate::clients::ws_until_reading(&mut live, 41).await;
+    assert_eq!(m["reading"]["heartRate"].as_f64(), Some(77.0), "the live stream");
+    w.app.stop().await;
+}

@@ -307,3 +307,57 @@ async fn one_open_alert_per_device_and_condition() {
     c.execute("UPDATE alerts SET state = 'cleared', cleared_at = now()").await.unwrap();
     c.execute(raise.as_str()).await.expect("a new alert once the previous one cleared");
 }
+
+/// A database error becomes the same API error whichever path it came through (sqlx, or
+/// sea-orm over sqlx), classified by its SQLSTATE and constraint name: a named unique
+/// constraint is its own 409, an unnamed one a plain 409, a CHECK or foreign key a 422, a
+/// NUL character a 422 — the caller's fault, never a 500.
+#[tokio::test]
+async fn database_errors_map_the_same_way_through_sqlx_and_sea_orm() {
+    use nc_api::ApiError;
+    use sea_orm::ConnectionTrait;
+
+    let db = TestDb::migrated().await;
+    let mut c = db.sql().await;
+    let h = uuid::Uuid::now_v7();
+    c.execute(format!("INSERT INTO hospitals (id, name, code) VALUES ('{h}', 'H', 'h-errors')").as_str())
+        .await
+        .unwrap();
+    let user = |email: &str| {
+        format!(
+            "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active) \
+             VALUES ('{}', '{h}', '{email}', 'x', 'doctor', 'D', true)",
+            uuid::Uuid::now_v7()
+        )
+    };
+    c.execute(user("taken@errors.test").as_str()).await.unwrap();
+    let cases: Vec<(String, &str, u16)> = vec![
+        (user("taken@errors.test"), "email_taken", 409),
+        // A unique constraint the API does not name: still the caller's conflict.
+        (
+            format!("INSERT INTO hospitals (id, name, code) VALUES ('{}', 'Again', 'h-errors')", uuid::Uuid::now_v7()),
+            "conflict",
+            409,
+        ),
+        (format!("UPDATE users SET role = 'surgeon' WHERE hospital_id = '{h}'"), "validation_failed", 422),
+        (
+            format!("UPDATE users SET hospital_id = '{}' WHERE hospital_id = '{h}'", uuid::Uuid::now_v7()),
+            "validation_failed",
+            422,
+        ),
+        // U+0000 in a JSON string, which PostgreSQL cannot store.
+        (r#"SELECT '"a\u0000b"'::jsonb"#.to_owned(), "validation_failed", 422),
+    ];
+    for (sql, code, status) in cases {
+        let via_sqlx = ApiError::from(c.execute(sql.as_str()).await.expect_err(&sql));
+        let via_sea_orm = ApiError::from(db.db.execute_unprepared(&sql).await.expect_err(&sql));
+        for (path, e) in [("sqlx", via_sqlx), ("sea-orm", via_sea_orm)] {
+            let got = match nc_api::ErrorResponse::from(e) {
+                nc_api::ErrorResponse::Conflict(body) => (409, body.0.code),
+                nc_api::ErrorResponse::Unprocessable(body) => (422, body.0.code),
+                other => panic!("{path}: {sql}: {other:?}"),
+            };
+            assert_eq!(got, (status, code.to_owned()), "{path}: {sql}");
+        }
+    }
+}

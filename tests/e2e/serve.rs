@@ -143,3 +143,41 @@ async fn the_binary_serves_and_shuts_down_cleanly_on_sigterm() {
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:#?}");
 }
+
+/// Security headers on every answer, set in one place: patient data is never stored by a
+/// browser or proxy (`Cache-Control: no-store`) nor sniffed, data runs nothing and is never
+/// framed; the API docs page allows exactly its own inline scripts (by hash); the dashboard
+/// keeps the headers it sets itself.
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let w = crate::mqtt::World::new(TestApp::spawn().await).await;
+    let doc = w.as_user("doc");
+    let header = |r: &crate::support::Reply, name: &str| {
+        r.headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    };
+    let p1 = w.id("p1").to_owned();
+    for (what, r) in [
+        ("profile", doc.get("/api/users/profile").await),
+        ("patient", doc.get(&format!("/api/patients/{p1}")).await),
+        ("FHIR patient", doc.get(&format!("/fhir/r4/Patient/{p1}")).await),
+        ("an error", w.app.client.get("/api/users/profile").await),
+        ("OpenAPI", w.app.client.get("/api/openapi.json").await),
+    ] {
+        assert!(r.status == 200 || r.status == 401, "{what}: {}", r.status);
+        assert_eq!(header(&r, "x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header(&r, "cache-control"), "no-store", "{what}");
+        assert_eq!(header(&r, "x-frame-options"), "DENY", "{what}");
+        assert!(header(&r, "content-security-policy").starts_with("default-src 'none'"), "{what}");
+    }
+    let docs = w.app.client.get("/docs").await;
+    assert_eq!(docs.status, 200);
+    let csp = header(&docs, "content-security-policy");
+    assert!(csp.contains("script-src 'sha256-") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-eval") && !csp.contains("script-src 'unsafe-inline'"), "{csp}");
+    assert_eq!(header(&docs, "x-frame-options"), "DENY");
+    assert_eq!(header(&docs, "x-content-type-options"), "nosniff");
+    let page = w.app.client.get("/").await;
+    assert_eq!(header(&page, "cache-control"), "no-cache", "the dashboard's own caching is kept");
+    assert!(header(&page, "content-security-policy").contains("require-trusted-types-for"), "its own policy too");
+    w.app.stop().await;
+}

@@ -282,4 +282,15 @@ mod tests {
         assert_eq!(op("receiveDeviceTelemetry")["qos"], 1);
         assert!(doc["operations"]["receiveDeviceStatus"].is_null(), "only the service publishes status");
     }
+
+    /// The document lets clients receive (a `send` operation of the service) exactly on the
+    /// topics the edge lets them subscribe to (`TopicKind::subscribable`, which topics.md's
+    /// "may subscribe" column follows: a test in `nc_broker::topic`).
+    #[test]
+    fn received_channels_are_exactly_the_subscribable_ones() {
+        for kind in TopicKind::all() {
+            let doc = channels::channel(kind);
+            assert_eq!(doc.outbound.is_some(), kind.subscribable(), "{}", kind.template());
+        }
+    }
 }

@@ -90,12 +90,8 @@ impl Ctx {
             nc_access::authn::AuthnError::Db(db) => FhirError::Unavailable(db.to_string()),
             other => FhirError::Unauthorized(other.to_string()),
         })?;
-        Ok(Ctx {
-            state,
-            subject: Subject::User(user),
-            base: search::base_url(req),
-            client_addr: client_ip(req).map(|ip| ip.to_string()),
-        })
+        let base = format!("{}/fhir/r4", state.origin.base(req));
+        Ok(Ctx { state, subject: Subject::User(user), base, client_addr: client_ip(req).map(|ip| ip.to_string()) })
     }
 
     /// Records a read of a patient's (or a device's clinical) data.

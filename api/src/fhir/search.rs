@@ -184,16 +184,6 @@ fn instant_or_day(s: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     Some((t, t + Duration::microseconds(1)))
 }
 
-/// The base URL of the FHIR API as the client reached it (for `fullUrl` and links).
-pub fn base_url(req: &Request) -> String {
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = match req.headers().get("x-forwarded-proto").and_then(|h| h.to_str().ok()) {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}/fhir/r4")
-}
-
 /// A URL of `path` under the base with `query`.
 pub fn url(base: &str, path: &str, query: &[(String, String)]) -> String {
     if query.is_empty() {

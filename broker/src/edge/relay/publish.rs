@@ -13,7 +13,7 @@ use rumqttc::{Packet, PubAck, Publish, QoS};
 use super::{AclError, End, Session, Settled};
 use crate::acl;
 use crate::sink::{DeviceMessage, PersonMessage, SinkOutcome};
-use crate::topic::{DeviceChannel, PatientChannel, RoomChannel, Topic};
+use crate::topic::{DeviceChannel, RoomChannel, Topic};
 
 impl Session {
     pub(super) async fn client_publish(&mut self, publish: Publish) -> std::io::Result<Option<End>> {
@@ -117,8 +117,7 @@ impl Session {
                     let topic = Topic::parse(&p.topic);
                     // The patient's own copy, for the patient's apps (see topics.md).
                     let mirror = match (&topic, patient) {
-                        (Ok(Topic::Device { hospital, channel, .. }), Some(patient)) => PatientChannel::of(*channel)
-                            .map(|channel| Topic::Patient { hospital: *hospital, patient, channel }),
+                        (Ok(t), Some(patient)) => t.patient_copy(patient),
                         _ => None,
                     };
                     // Only what a subscription the core holds may match goes to the core (it
