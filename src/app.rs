@@ -60,7 +60,7 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, StartError> 
 pub struct App {
     config: Config,
     migrate: bool,
-    sink: Option<Arc<dyn nc_broker::TelemetrySink>>,
+    sink: Option<Arc<dyn nc_messaging::TelemetrySink>>,
     broker: nc_broker::BrokerSettings,
     ingest: nc_ingest::IngestSettings,
     chat: nc_chat::ChatSettings,
@@ -94,7 +94,7 @@ impl App {
 
     /// Stores device messages through `sink` instead of the ingest pipeline (tests of the
     /// broker's acknowledge-after-commit contract).
-    pub fn with_sink(mut self, sink: Arc<dyn nc_broker::TelemetrySink>) -> Self {
+    pub fn with_sink(mut self, sink: Arc<dyn nc_messaging::TelemetrySink>) -> Self {
         self.sink = Some(sink);
         self
     }
@@ -158,23 +158,9 @@ impl App {
         let tokens = nc_access::token::TokenKeys::new(&jwt_secret, config.auth.access_token_ttl_secs);
         let authn = nc_access::authn::Authenticator::new(db.clone(), tokens);
 
-        let ingest_stop = CancellationToken::new();
-        let alarms = nc_alarms::Alarms::new(db.clone(), config.alarms.settings());
-        let mut ingest_settings = self.ingest;
-        ingest_settings.conditions = config.alarms.conditions();
-        ingest_settings.derive_interval = std::time::Duration::from_millis(config.ingest.derive_interval_ms);
-        ingest_settings.writers = config.ingest.writers;
-        ingest_settings.gather = std::time::Duration::from_millis(config.ingest.gather_ms);
-        let ingest = nc_ingest::Ingest::start(
-            db.get_postgres_connection_pool().clone(),
-            ingest_settings,
-            alarms.clone(),
-            ingest_stop.clone(),
-        );
-        let sink: Arc<dyn nc_broker::TelemetrySink> = match self.sink {
-            Some(s) => s,
-            None => Arc::new(ingest.clone()),
-        };
+        // The transport's outbound half first (core, service publisher, node bus, presence,
+        // live connections): every capability is built with what it publishes through, so
+        // nothing is attached later and nothing published before is lost.
         let mut broker_settings = self.broker;
         let broker_tls = config.mqtt.tls_cert.is_some() && config.mqtt.tls_key.is_some();
         if let (Some(cert), Some(key)) = (&config.mqtt.tls_cert, &config.mqtt.tls_key) {
@@ -188,23 +174,34 @@ impl App {
                 .map_err(|e| StartError::Other(e.to_string()))?;
             broker_settings.external_core = Some(core);
         }
-        let chat = nc_chat::Chat::new(db.clone(), &self.chat);
-        let broker = nc_broker::Broker::start(broker_settings, db.clone(), authn.clone(), sink, Arc::new(chat.clone()))
+        let connected = nc_broker::Broker::connect(broker_settings, db.clone())
             .await
             .map_err(|e| StartError::Other(format!("cannot start the MQTT broker core: {e}")))?;
-        chat.attach_broker(broker.publisher(), broker.registry());
-        // With several nodes, what each fans out in process reaches the others' streams too.
-        let bus = broker.bus();
-        chat.attach_bus(&bus);
-        ingest.attach_bus(&bus);
-        alarms.attach_bus(&bus);
-        let bookings = nc_bookings::Bookings::new(db.clone());
-        bookings.attach_broker(broker.publisher());
-        alarms.set_publisher(broker.publisher());
-        alarms.reach().set_mqtt(Arc::new(broker.notifications_listener()));
-        alarms.reach().set_mqtt_listeners(Arc::new(broker.notification_listeners()));
+        let outbound = connected.outbound();
+
+        let ingest_stop = CancellationToken::new();
+        let alarms = nc_alarms::Alarms::new(db.clone(), config.alarms.settings(), &outbound);
+        let mut ingest_settings = self.ingest;
+        ingest_settings.conditions = config.alarms.conditions();
+        ingest_settings.derive_interval = std::time::Duration::from_millis(config.ingest.derive_interval_ms);
+        ingest_settings.writers = config.ingest.writers;
+        ingest_settings.gather = std::time::Duration::from_millis(config.ingest.gather_ms);
+        let ingest = nc_ingest::Ingest::start(
+            db.get_postgres_connection_pool().clone(),
+            ingest_settings,
+            alarms.clone(),
+            outbound.bus.clone(),
+            ingest_stop.clone(),
+        );
+        ingest.watch_presence(connected.presence().subscribe());
+        let chat = nc_chat::Chat::new(db.clone(), &self.chat, &outbound);
+        let bookings = nc_bookings::Bookings::new(db.clone(), outbound.publisher.clone());
+        let sink: Arc<dyn nc_messaging::TelemetrySink> = match self.sink {
+            Some(s) => s,
+            None => Arc::new(ingest.clone()),
+        };
+        let broker = connected.serve(authn.clone(), sink, Arc::new(chat.clone()));
         let escalation = alarms.run(shutdown.clone(), config.alarms.conditions().restart_grace);
-        ingest.watch_presence(broker.presence().subscribe());
 
         let settings = nc_api::ApiSettings {
             refresh_ttl_secs: config.auth.refresh_token_ttl_secs,

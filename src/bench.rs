@@ -316,9 +316,9 @@ async fn fanout(
 /// A sink that stores nothing and commits at once: the broker bench measures the edge.
 struct NoStorage;
 
-impl nc_broker::TelemetrySink for NoStorage {
-    fn submit(&self, _: nc_broker::DeviceMessage) -> nc_broker::SinkFuture {
-        Box::pin(async { Ok(nc_broker::SinkOutcome::Committed { patient: None }) })
+impl nc_messaging::TelemetrySink for NoStorage {
+    fn submit(&self, _: nc_messaging::DeviceMessage) -> nc_messaging::SinkFuture {
+        Box::pin(async { Ok(nc_messaging::SinkOutcome::Committed { patient: None }) })
     }
 }
 
@@ -387,7 +387,7 @@ pub async fn broker(config: crate::Config, devices: usize, rate: f64, seconds: f
     // The same clients on a bare embedded rumqttd (no edge: no authentication or ACL).
     let core = nc_broker::core::start(devices * 2 + 16, 1024 * 1024).await.map_err(|e| e.to_string())?;
     let _keep =
-        nc_broker::Publisher::start(&core, &nc_broker::cluster::Bus::single()).await.map_err(|e| e.to_string())?;
+        nc_broker::ServicePublisher::start(&core, &nc_messaging::Bus::single()).await.map_err(|e| e.to_string())?;
     let cred = core.credential.clone();
     let bare_logins: Vec<(String, String, String)> =
         ids.iter().map(|d| (format!("p{d}"), nc_broker::core::INTERNAL_USER.to_owned(), cred.clone())).collect();

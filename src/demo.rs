@@ -332,8 +332,9 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
     txn.commit().await?;
 
     // Two conversations to start from: the first doctor with their first patient, and the
-    // room of machine DM-001's doctor and technician.
-    let chat = nc_chat::Chat::new(db.clone(), &nc_chat::ChatSettings::default());
+    // room of machine DM-001's doctor and technician. Seeding only writes data: nobody is
+    // connected, so nothing is published.
+    let chat = nc_chat::Chat::new(db.clone(), &nc_chat::ChatSettings::default(), &nc_messaging::Outbound::none());
     let person = |id: UserId, role: Role| nc_access::UserSubject { id, role, hospital, family: None };
     let doctor = person(doctors[0], Role::Doctor);
     let demo_chat = async {
@@ -371,7 +372,7 @@ async fn demo_bookings(
     devices: &[DeviceId],
 ) -> Result<(), nc_bookings::BookingError> {
     use chrono::Datelike;
-    let bookings = nc_bookings::Bookings::new(db.clone());
+    let bookings = nc_bookings::Bookings::new(db.clone(), nc_messaging::Outbound::none().publisher);
     let tz: nc_bookings::Tz = "Europe/Berlin".parse().expect("a known time zone");
     bookings.set_settings(&admin, nc_bookings::Settings::defaults(tz)).await?;
     let today = Utc::now().with_timezone(&tz).date_naive();

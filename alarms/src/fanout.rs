@@ -10,9 +10,9 @@
 
 use std::borrow::Cow;
 
-use nc_broker::payload::{kind, V1};
-use nc_broker::topic::{DeviceChannel, PatientChannel, Topic};
 use nc_domain::{DeviceId, HospitalId, PatientId, Role, UserId};
+use nc_messaging::payload::{kind, V1};
+use nc_messaging::topic::{DeviceChannel, PatientChannel, Topic};
 use uuid::Uuid;
 
 use crate::model::{Alert, AlertChange, AlertEvent, AlertNote};
@@ -75,12 +75,9 @@ impl Alarms {
         recipients: Option<&[Recipient]>,
     ) -> bool {
         let body = AlertEvent { v: V1, event: change, alert: alert.clone() };
-        let Some(publisher) = self.inner.publisher.get() else {
-            self.emit(body).await;
-            return true;
-        };
+        let publisher = &self.inner.publisher;
         let mut sent = true;
-        let json = nc_broker::payload::to_json(&body);
+        let json = nc_messaging::payload::to_json(&body);
         let hospital = HospitalId(alert.hospital_id);
         let topic = Topic::Device { hospital, device: DeviceId(alert.device_id), channel: DeviceChannel::Alerts };
         if let Err(e) = publisher.publish_json(&topic, &json).await {
@@ -108,7 +105,7 @@ impl Alarms {
             },
         };
         let note = |alert: Alert| {
-            nc_broker::payload::to_json(&AlertNote { v: V1, r#type: kind::Alert, event: change, tier, alert })
+            nc_messaging::payload::to_json(&AlertNote { v: V1, r#type: kind::Alert, event: change, tier, alert })
         };
         let full = note(alert.clone());
         let mut administrative = None;
@@ -129,9 +126,7 @@ impl Alarms {
 
     /// To this node's live streams, and to the other nodes'.
     async fn emit(&self, body: AlertEvent) {
-        if let Some(bus) = self.inner.bus.get() {
-            bus.send(crate::ALERTS_EVENT, &body).await;
-        }
+        self.inner.bus.send(crate::ALERTS_EVENT, &body).await;
         let _ = self.inner.events.send(body);
     }
 

@@ -24,11 +24,11 @@ pub mod model;
 pub mod policy;
 pub mod reach;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nc_access::Policy;
-use nc_broker::Publisher;
+use nc_messaging::Publisher;
 use sea_orm::DatabaseConnection;
 use sqlx::PgPool;
 use tokio::sync::{broadcast, Notify};
@@ -92,10 +92,10 @@ pub(crate) struct Inner {
     pub(crate) pool: PgPool,
     pub(crate) policy: Policy,
     pub(crate) settings: AlarmSettings,
-    pub(crate) publisher: OnceLock<Publisher>,
+    pub(crate) publisher: Publisher,
     pub(crate) events: broadcast::Sender<AlertEvent>,
-    /// Other nodes (an external MQTT core), once attached.
-    pub(crate) bus: OnceLock<nc_broker::cluster::Bus>,
+    /// Other nodes (an external MQTT core; off with one node).
+    pub(crate) bus: nc_messaging::Bus,
     pub(crate) reach: Reach,
     /// Wakes the scheduler (an alert reached nobody: escalate now).
     pub(crate) wake: Notify,
@@ -108,30 +108,30 @@ pub struct Alarms {
 }
 
 impl Alarms {
-    pub fn new(db: DatabaseConnection, settings: AlarmSettings) -> Alarms {
+    /// The alarm system, publishing through `outbound` (and sharing alert changes and
+    /// reachability with the other nodes on its bus).
+    pub fn new(db: DatabaseConnection, settings: AlarmSettings, outbound: &nc_messaging::Outbound) -> Alarms {
         let (events, _) = broadcast::channel(1024);
-        Alarms {
+        let alarms = Alarms {
             inner: Arc::new(Inner {
                 pool: db.get_postgres_connection_pool().clone(),
                 policy: Policy::new(db),
                 settings,
-                publisher: OnceLock::new(),
+                publisher: outbound.publisher.clone(),
                 events,
-                bus: OnceLock::new(),
-                reach: Reach::default(),
+                bus: outbound.bus.clone(),
+                reach: Reach::new(outbound.connections.clone()),
                 wake: Notify::new(),
             }),
-        }
-    }
-
-    /// Where changes are published on MQTT (set once the broker runs).
-    pub fn set_publisher(&self, publisher: Publisher) {
-        let _ = self.inner.publisher.set(publisher);
+        };
+        alarms.share_with_other_nodes();
+        alarms
     }
 
     /// Shares alert changes with the other nodes' live streams, and theirs with ours; and
     /// whom each node reaches, for escalation (see [`reach`]).
-    pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
+    fn share_with_other_nodes(&self) {
+        let bus = &self.inner.bus;
         if !bus.enabled() {
             return;
         }
@@ -139,7 +139,6 @@ impl Alarms {
         bus.on(ALERTS_EVENT, move |e: AlertEvent| {
             let _ = events.send(e);
         });
-        let _ = self.inner.bus.set(bus.clone());
         // Reachability across nodes: whom each node reaches, every second.
         let inner = Arc::downgrade(&self.inner);
         bus.on(REACH_EVENT, move |part: reach::Snapshot| {

@@ -5,7 +5,7 @@
 //! is published.
 
 use chrono::{DateTime, Utc};
-use nc_broker::payload::{kind, V1};
+use nc_messaging::payload::{kind, V1};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -14,16 +14,12 @@
 //! node counts within about a second, and a node that died stops counting after the TTL.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nc_domain::{DeviceId, HospitalId, UserId};
+use nc_messaging::Connections;
 use serde::{Deserialize, Serialize};
-
-/// Whether a person has a connection subscribed to their notifications.
-pub type Listening = dyn Fn(UserId, HospitalId) -> bool + Send + Sync;
-/// Everyone with a connection subscribed to their notifications.
-pub type Listeners = dyn Fn() -> Vec<UserId> + Send + Sync;
 
 /// How often a node tells the others whom it reaches.
 pub const SHARE_EVERY: Duration = Duration::from_secs(1);
@@ -32,10 +28,9 @@ pub const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
 /// Entries per node event (well under the bus's size limit).
 const PER_EVENT: usize = 2_000;
 
-#[derive(Default)]
 pub struct Reach {
-    mqtt: OnceLock<Arc<Listening>>,
-    mqtt_all: OnceLock<Arc<Listeners>>,
+    /// Who listens on MQTT here (the broker's session book).
+    mqtt: Arc<dyn Connections>,
     live: Arc<Mutex<HashMap<(UserId, DeviceId), usize>>>,
     /// What the other nodes reach, by node.
     others: Mutex<HashMap<String, Remote>>,
@@ -73,9 +68,10 @@ pub struct Watching {
 }
 
 impl Reach {
-    /// Where MQTT listeners are known (the broker's session book), set once at start.
-    pub fn set_mqtt(&self, listening: Arc<Listening>) {
-        let _ = self.mqtt.set(listening);
+    /// Reachability through `mqtt`'s connections, the live streams counted here and the
+    /// other nodes' snapshots.
+    pub fn new(mqtt: Arc<dyn Connections>) -> Reach {
+        Reach { mqtt, live: Arc::default(), others: Mutex::default() }
     }
 
     /// Counts a person's live stream of a device while the guard lives.
@@ -84,14 +80,9 @@ impl Reach {
         Watching { live: self.live.clone(), key: (user, device) }
     }
 
-    /// Whom this node reaches, for the other nodes' [`Reach::reachable`], set once at start.
-    pub fn set_mqtt_listeners(&self, listeners: Arc<Listeners>) {
-        let _ = self.mqtt_all.set(listeners);
-    }
-
     /// Whether `user` would see an alert of `device` now, through this node or another.
     pub fn reachable(&self, user: UserId, hospital: HospitalId, device: DeviceId) -> bool {
-        self.mqtt.get().is_some_and(|listening| listening(user, hospital))
+        self.mqtt.notified(user, hospital)
             || self.live.lock().expect("reach").contains_key(&(user, device))
             || self.others.lock().expect("reach").values().any(|r| {
                 r.at.is_some_and(|at| at.elapsed() < SNAPSHOT_TTL)
@@ -101,7 +92,7 @@ impl Reach {
 
     /// This node's snapshot `seq`, in parts.
     pub(crate) fn snapshot(&self, node: &str, seq: u64) -> Vec<Snapshot> {
-        let users: Vec<UserId> = self.mqtt_all.get().map(|all| all()).unwrap_or_default();
+        let users: Vec<UserId> = self.mqtt.notification_listeners();
         let watching: Vec<(UserId, DeviceId)> = self.live.lock().expect("reach").keys().copied().collect();
         let mut parts = Vec::new();
         let (mut u, mut w) = (users.chunks(PER_EVENT), watching.chunks(PER_EVENT));
@@ -161,13 +152,34 @@ impl Drop for Watching {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nc_domain::RoomId;
+
+    /// People listening to their notifications on MQTT, as a broker would report them.
+    struct Listening(Vec<UserId>);
+
+    impl Connections for Listening {
+        fn epoch(&self) -> Option<u64> {
+            None
+        }
+        fn user_in_room(&self, _: UserId, _: RoomId) -> bool {
+            false
+        }
+        fn notified(&self, user: UserId, _: HospitalId) -> bool {
+            self.0.contains(&user)
+        }
+        fn notification_listeners(&self) -> Vec<UserId> {
+            self.0.clone()
+        }
+    }
+
+    fn reach(listening: Vec<UserId>) -> Reach {
+        Reach::new(Arc::new(Listening(listening)))
+    }
 
     #[test]
     fn another_nodes_snapshot_counts_once_complete_and_while_fresh() {
-        let (here, there) = (Reach::default(), Reach::default());
         let users: Vec<UserId> = (0..PER_EVENT * 2 + 1).map(|_| UserId::new()).collect();
-        let listed = users.clone();
-        there.set_mqtt_listeners(Arc::new(move || listed.clone()));
+        let (here, there) = (reach(Vec::new()), reach(users.clone()));
         let (h, d) = (HospitalId::new(), DeviceId::new());
         let _w = there.watching(users[0], d);
         let parts = there.snapshot("b", 1);
@@ -188,8 +200,9 @@ mod tests {
 
     #[test]
     fn a_live_stream_counts_while_open_and_mqtt_while_subscribed() {
-        let reach = Reach::default();
         let (u, h, d) = (UserId::new(), HospitalId::new(), DeviceId::new());
+        let listening = reach(vec![u]);
+        let reach = super::Reach::new(Arc::new(Listening(Vec::new())));
         assert!(!reach.reachable(u, h, d));
         let a = reach.watching(u, d);
         let b = reach.watching(u, d);
@@ -199,8 +212,7 @@ mod tests {
         assert!(reach.reachable(u, h, d));
         drop(b);
         assert!(!reach.reachable(u, h, d));
-        reach.set_mqtt(Arc::new(move |who, _| who == u));
-        assert!(reach.reachable(u, h, d));
-        assert!(!reach.reachable(UserId::new(), h, d));
+        assert!(listening.reachable(u, h, d), "subscribed to their notifications");
+        assert!(!listening.reachable(UserId::new(), h, d));
     }
 }

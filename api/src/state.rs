@@ -47,7 +47,7 @@ pub struct ApiState {
     /// The broker's service publisher: what arrives over HTTP but belongs on MQTT topics
     /// (a machine's readings posted over HTTP) is published there like the same message
     /// arriving over MQTT.
-    pub publisher: nc_broker::Publisher,
+    pub publisher: nc_messaging::Publisher,
 }
 
 /// The capabilities the API serves.
@@ -77,7 +77,7 @@ impl ApiState {
         services: Services,
         presence: nc_broker::Presence,
         mqtt: Arc<nc_broker::registry::Registry>,
-        publisher: nc_broker::Publisher,
+        publisher: nc_messaging::Publisher,
     ) -> Self {
         let Services { ingest, alarms, chat, bookings } = services;
         Self {

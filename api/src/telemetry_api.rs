@@ -331,10 +331,10 @@ impl TelemetryApi {
                 // One pipeline: the stored reading reaches the machine's and the patient's
                 // MQTT subscribers as one sent over MQTT does (alarms, derived data and the
                 // live streams follow the commit inside ingest for both).
-                let topic = nc_broker::topic::Topic::Device {
+                let topic = nc_messaging::topic::Topic::Device {
                     hospital,
                     device: id,
-                    channel: nc_broker::topic::DeviceChannel::Telemetry,
+                    channel: nc_messaging::topic::DeviceChannel::Telemetry,
                 };
                 if let Err(e) = state.publisher.publish_committed(&topic, patient, body.0).await {
                     tracing::warn!(error = %e, device = %id, "a reading stored over HTTP could not be published");

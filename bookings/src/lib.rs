@@ -16,15 +16,15 @@ pub mod settings;
 pub mod slots;
 pub mod store;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use nc_access::{audit, BookingAction, BookingScope, HospitalAction, Policy, PolicyError, Subject, UserSubject};
-use nc_broker::topic::Topic;
-use nc_broker::Publisher;
 pub use nc_domain::ConflictReason;
 use nc_domain::{AuditAction, BookingId, BookingStatus, DeviceId, Interface, PatientId, Role};
 use nc_entities::session_bookings;
+use nc_messaging::topic::Topic;
+use nc_messaging::Publisher;
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, DbErr, TransactionTrait};
 
 pub use chrono_tz::Tz;
@@ -97,7 +97,7 @@ pub struct Booking {
 struct Inner {
     db: DatabaseConnection,
     policy: Policy,
-    publisher: OnceLock<Publisher>,
+    publisher: Publisher,
 }
 
 /// The bookings service. Cheap to clone.
@@ -107,13 +107,9 @@ pub struct Bookings {
 }
 
 impl Bookings {
-    pub fn new(db: DatabaseConnection) -> Bookings {
-        Bookings { inner: Arc::new(Inner { policy: Policy::new(db.clone()), db, publisher: OnceLock::new() }) }
-    }
-
-    /// Where notifications are published (set once the broker runs).
-    pub fn attach_broker(&self, publisher: Publisher) {
-        let _ = self.inner.publisher.set(publisher);
+    /// The bookings service, notifying people through `publisher`.
+    pub fn new(db: DatabaseConnection, publisher: Publisher) -> Bookings {
+        Bookings { inner: Arc::new(Inner { policy: Policy::new(db.clone()), db, publisher }) }
     }
 
     fn db(&self) -> &DatabaseConnection {
@@ -203,7 +199,7 @@ impl Bookings {
 
     /// Tells the patient and the device's technicians (but not whoever made the change).
     async fn notify(&self, actor: &UserSubject, event: BookingChange, b: &session_bookings::Model, tz: Tz) {
-        let Some(publisher) = self.inner.publisher.get() else { return };
+        let publisher = &self.inner.publisher;
         let audience = match store::audience(self.db(), b.patient_id, b.device_id).await {
             Ok(a) => a,
             Err(e) => {
@@ -212,8 +208,8 @@ impl Bookings {
             }
         };
         let note = BookingNote {
-            v: nc_broker::payload::V1,
-            r#type: nc_broker::payload::kind::Booking,
+            v: nc_messaging::payload::V1,
+            r#type: nc_messaging::payload::kind::Booking,
             event,
             booking_id: b.id,
             patient_id: b.patient_id,

@@ -1,8 +1,8 @@
 //! What a booking change publishes on the notification topic of the people it concerns.
 
 use chrono::{DateTime, Utc};
-use nc_broker::payload::{kind, V1};
 use nc_domain::{BookingId, BookingStatus, DeviceId, PatientId, Role, SeriesId};
+use nc_messaging::payload::{kind, V1};
 use schemars::JsonSchema;
 use serde::Serialize;
 

@@ -10,17 +10,18 @@
 //! will). See ARCHITECTURE.md and topics.md.
 
 pub mod acl;
-pub mod cluster;
 pub mod core;
 mod edge;
-pub mod payload;
 pub mod presence;
 pub mod publisher;
 pub mod registry;
 pub mod sessions;
-pub mod sink;
-pub mod topic;
 pub mod transport;
+
+// The messaging contract the broker implements (see `nc_messaging`), under the names the
+// broker's own modules use.
+use nc_messaging::bus as cluster;
+use nc_messaging::{payload, sink, topic};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,11 +35,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use presence::{Presence, PresenceEvent};
-pub use publisher::Publisher;
-pub use sink::{
-    DeviceMessage, NoPersonSink, PersonMessage, PersonSink, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink,
-};
+pub use presence::Presence;
+pub use publisher::ServicePublisher;
+
+use nc_messaging::{PersonSink, TelemetrySink};
 
 /// Where the MQTT listeners are by default (configuration `mqtt.addr`, `mqtt.ws_addr`).
 pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
@@ -110,7 +110,7 @@ pub(crate) struct Shared {
     core: core::Core,
     sink: Arc<dyn TelemetrySink>,
     people: Arc<dyn PersonSink>,
-    publisher: Publisher,
+    publisher: ServicePublisher,
     presence: Presence,
     registry: Arc<registry::Registry>,
     sessions: Arc<sessions::SessionBook>,
@@ -158,15 +158,49 @@ pub struct Broker {
     bus: cluster::Bus,
 }
 
+/// The broker's outbound half, running: the core (embedded, or the external one
+/// connected), the service publisher, the node bus, presence and the live-connection
+/// registry. What the capabilities need of the transport ([`Connected::outbound`]) exists
+/// from here, so they are built with it; [`Connected::serve`] then takes them as its sinks.
+pub struct Connected {
+    settings: BrokerSettings,
+    db: DatabaseConnection,
+    core: core::Core,
+    bus: cluster::Bus,
+    publisher: ServicePublisher,
+    presence: Presence,
+    registry: Arc<registry::Registry>,
+    sessions: Arc<sessions::SessionBook>,
+}
+
+/// What the capabilities may ask of live connections: the access epoch and rooms from the
+/// registry, notification listeners from the session book.
+struct LiveConnections {
+    registry: Arc<registry::Registry>,
+    sessions: Arc<sessions::SessionBook>,
+}
+
+impl nc_messaging::Connections for LiveConnections {
+    fn epoch(&self) -> Option<u64> {
+        self.registry.epoch()
+    }
+
+    fn user_in_room(&self, user: nc_domain::UserId, room: nc_domain::RoomId) -> bool {
+        self.registry.user_in_room(user, room)
+    }
+
+    fn notified(&self, user: nc_domain::UserId, hospital: nc_domain::HospitalId) -> bool {
+        self.sessions.listening(user.as_uuid(), &topic::Topic::Notifications { hospital, user })
+    }
+
+    fn notification_listeners(&self) -> Vec<nc_domain::UserId> {
+        self.sessions.notification_listeners().into_iter().map(nc_domain::UserId).collect()
+    }
+}
+
 impl Broker {
-    /// Starts the embedded core and the service publisher.
-    pub async fn start(
-        settings: BrokerSettings,
-        db: DatabaseConnection,
-        authn: Authenticator,
-        sink: Arc<dyn TelemetrySink>,
-        people: Arc<dyn PersonSink>,
-    ) -> std::io::Result<Broker> {
+    /// Starts the embedded core (or connects to the external one) and the service publisher.
+    pub async fn connect(settings: BrokerSettings, db: DatabaseConnection) -> std::io::Result<Connected> {
         let core = match settings.external_core.clone() {
             Some(external) => external,
             None => {
@@ -179,23 +213,56 @@ impl Broker {
         };
         // Other nodes may share an external core: they hear this node's events on the bus.
         let bus = cluster::Bus::new(!core.embedded());
-        let publisher = Publisher::start(&core, &bus).await?;
+        let publisher = ServicePublisher::start(&core, &bus).await?;
         if !core.embedded() {
             tracing::info!(core = ?core.addrs(), node = %bus.node(), "using the external MQTT core (several nodes)");
         }
         let presence = Presence::new(db.clone(), publisher.clone(), bus.clone());
+        // Subscriptions held on other nodes are not in this node's book: with a shared
+        // core every committed message goes to the core.
+        let sessions = Arc::new(match core.embedded() {
+            true => sessions::SessionBook::new(settings.sessions_per_identity, false),
+            false => sessions::SessionBook::new(settings.sessions_per_identity, true)
+                .on_node(bus.node().simple().to_string()),
+        });
+        Ok(Connected {
+            settings,
+            db,
+            core,
+            bus,
+            publisher,
+            presence,
+            registry: Arc::new(registry::Registry::default()),
+            sessions,
+        })
+    }
+}
+
+impl Connected {
+    /// What the capabilities publish through and may ask of live connections.
+    pub fn outbound(&self) -> nc_messaging::Outbound {
+        nc_messaging::Outbound {
+            publisher: self.publisher.handle(),
+            bus: self.bus.clone(),
+            connections: Arc::new(LiveConnections { registry: self.registry.clone(), sessions: self.sessions.clone() }),
+        }
+    }
+
+    /// Device online/offline events, for the alert engine.
+    pub fn presence(&self) -> Presence {
+        self.presence.clone()
+    }
+
+    /// The broker, handing what devices publish to `sink` and what people publish to
+    /// `people`; [`Broker::run`] serves the listeners.
+    pub fn serve(self, authn: Authenticator, sink: Arc<dyn TelemetrySink>, people: Arc<dyn PersonSink>) -> Broker {
+        let Connected { settings, db, core, bus, publisher, presence, registry, sessions } = self;
         let shared = Arc::new(Shared {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             people_connections: Arc::new(Semaphore::new(settings.max_people_connections)),
             pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
             refusals: Default::default(),
-            // Subscriptions held on other nodes are not in this node's book: with a shared
-            // core every committed message goes to the core.
-            sessions: Arc::new(match core.embedded() {
-                true => sessions::SessionBook::new(settings.sessions_per_identity, false),
-                false => sessions::SessionBook::new(settings.sessions_per_identity, true)
-                    .on_node(bus.node().simple().to_string()),
-            }),
+            sessions,
             kept: (!core.embedded())
                 .then(|| sessions::store::KeptStore::new(db.get_postgres_connection_pool().clone())),
             db: db.clone(),
@@ -207,14 +274,16 @@ impl Broker {
             people,
             publisher,
             presence,
-            registry: Arc::new(registry::Registry::default()),
+            registry,
         });
-        Ok(Broker { shared, db, bus })
+        Broker { shared, db, bus }
     }
+}
 
+impl Broker {
     /// Publishes into the broker as the service (alerts, status, chat, notifications).
-    pub fn publisher(&self) -> Publisher {
-        self.shared.publisher.clone()
+    pub fn publisher(&self) -> nc_messaging::Publisher {
+        self.shared.publisher.handle()
     }
 
     /// The node-to-node events (off with the embedded core).
@@ -225,22 +294,6 @@ impl Broker {
     /// Device online/offline events, for the alert engine.
     pub fn presence(&self) -> Presence {
         self.shared.presence.clone()
-    }
-
-    /// Whether a person has a live connection subscribed to their notifications (the
-    /// alarm system's reachability).
-    pub fn notifications_listener(
-        &self,
-    ) -> impl Fn(nc_domain::UserId, nc_domain::HospitalId) -> bool + Send + Sync + 'static {
-        let book = self.shared.sessions.clone();
-        move |user, hospital| book.listening(user.as_uuid(), &topic::Topic::Notifications { hospital, user })
-    }
-
-    /// Everyone with a live connection subscribed to their notifications (the alarm system
-    /// shares it with the other nodes).
-    pub fn notification_listeners(&self) -> impl Fn() -> Vec<nc_domain::UserId> + Send + Sync + 'static {
-        let book = self.shared.sessions.clone();
-        move || book.notification_listeners().into_iter().map(nc_domain::UserId).collect()
     }
 
     /// The live client connections (for metrics).

@@ -3,25 +3,17 @@
 //! (uptime and connection drops, `GET /api/devices/{id}/performance`), publish the retained
 //! status message and emit an event for the alert engine.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use nc_domain::{DeviceId, HospitalId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::sync::broadcast;
 
+pub use nc_messaging::PresenceEvent;
+
 use crate::cluster::Bus;
 use crate::payload::{Status, StatusReason};
-use crate::publisher::Publisher;
+use crate::publisher::ServicePublisher;
 use crate::topic::{DeviceChannel, Topic};
-
-/// A device came online or went offline (on this node or, with several nodes, another).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PresenceEvent {
-    pub device: DeviceId,
-    pub hospital: HospitalId,
-    pub online: bool,
-    pub at: DateTime<Utc>,
-    pub reason: StatusReason,
-}
 
 /// The node event that carries presence changes to the other nodes.
 const PRESENCE_EVENT: &str = "presence";
@@ -29,7 +21,7 @@ const PRESENCE_EVENT: &str = "presence";
 #[derive(Clone)]
 pub struct Presence {
     db: DatabaseConnection,
-    publisher: Publisher,
+    publisher: ServicePublisher,
     events: broadcast::Sender<PresenceEvent>,
     bus: Bus,
 }
@@ -38,7 +30,7 @@ impl Presence {
     /// With an enabled `bus`, changes seen on other nodes are emitted here too (the alarm
     /// conditions and live streams of every node hear of every device; raising an alarm
     /// twice is harmless: one open alert per device and condition).
-    pub fn new(db: DatabaseConnection, publisher: Publisher, bus: Bus) -> Self {
+    pub fn new(db: DatabaseConnection, publisher: ServicePublisher, bus: Bus) -> Self {
         // Large enough for a whole fleet reconnecting at once.
         let (events, _) = broadcast::channel(32 * 1024);
         if bus.enabled() {

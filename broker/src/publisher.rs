@@ -1,30 +1,57 @@
 //! The service's own publisher: alerts, presence, chat and notifications go into the
 //! broker through one rumqttc client connected to the core, with the QoS and retain flag
-//! the topic contract states.
+//! the topic contract states. It is the transport behind the capabilities'
+//! [`nc_messaging::Publisher`] and the node bus's link ([`nc_messaging::bus::Link`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use nc_messaging::publish::{PublishFuture, Qos, Transport};
+use nc_messaging::PublishError;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::cluster::Bus;
 use crate::core::Core;
-use crate::topic::{DeviceChannel, RoomChannel, Topic};
+use crate::topic::Topic;
 
 #[derive(Clone)]
-pub struct Publisher {
+pub struct ServicePublisher {
     client: AsyncClient,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("publishing failed: {0}")]
-pub struct PublishError(String);
+fn qos(q: Qos) -> QoS {
+    match q {
+        Qos::AtMostOnce => QoS::AtMostOnce,
+        Qos::AtLeastOnce => QoS::AtLeastOnce,
+    }
+}
 
-impl Publisher {
+impl Transport for ServicePublisher {
+    fn publish(&self, topic: String, q: Qos, retain: bool, payload: Vec<u8>) -> PublishFuture<'_> {
+        Box::pin(async move {
+            self.client.publish(topic, qos(q), retain, payload).await.map_err(|e| PublishError(e.to_string()))
+        })
+    }
+}
+
+impl nc_messaging::bus::Link for ServicePublisher {
+    fn send(&self, topic: String, payload: Vec<u8>) -> PublishFuture<'_> {
+        Box::pin(async move {
+            self.client.publish(topic, QoS::AtMostOnce, false, payload).await.map_err(|e| PublishError(e.to_string()))
+        })
+    }
+
+    fn try_send(&self, topic: String, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.client.try_publish(topic, QoS::AtMostOnce, false, payload).map_err(|e| PublishError(e.to_string()))
+    }
+}
+
+impl ServicePublisher {
     /// Connects to the core, waits until the core accepts the session (this is also how
     /// the edge knows the core is up), and keeps the connection up (reconnecting, to the
     /// core's next address after a failure). With an external core it also carries the
     /// node-to-node events of `bus` (see [`crate::cluster`]).
-    pub async fn start(core: &Core, bus: &Bus) -> std::io::Result<Publisher> {
+    pub async fn start(core: &Core, bus: &Bus) -> std::io::Result<ServicePublisher> {
         let id = format!("svc-{}", uuid::Uuid::new_v4().simple());
         let options = move |core: &Core| {
             let addr = core.addr();
@@ -57,7 +84,7 @@ impl Publisher {
             }
         }
         if bus.enabled() {
-            bus.attach(client.clone());
+            bus.attach(Arc::new(ServicePublisher { client: client.clone() }));
             subscribe_bus(&client);
         }
         let core = core.clone();
@@ -81,16 +108,18 @@ impl Publisher {
                 }
             }
         });
-        Ok(Publisher { client })
+        Ok(ServicePublisher { client })
     }
 
-    /// The QoS and retain flag the contract gives a topic.
+    /// The QoS and retain flag the contract gives a topic ([`nc_messaging::publish::contract`]).
     pub fn contract(topic: &Topic) -> (QoS, bool) {
-        match topic {
-            Topic::Device { channel: DeviceChannel::Status, .. } => (QoS::AtLeastOnce, true),
-            Topic::Room { channel: RoomChannel::Typing, .. } => (QoS::AtMostOnce, false),
-            _ => (QoS::AtLeastOnce, false),
-        }
+        let (q, retain) = nc_messaging::publish::contract(topic);
+        (qos(q), retain)
+    }
+
+    /// The capabilities' handle on this publisher.
+    pub fn handle(&self) -> nc_messaging::Publisher {
+        nc_messaging::Publisher::new(Arc::new(self.clone()))
     }
 
     /// Publishes `payload` on `topic` with the contract's QoS and retain flag.
@@ -107,22 +136,6 @@ impl Publisher {
             .publish_bytes(topic, publish.qos, false, publish.payload.clone())
             .await
             .map_err(|e| PublishError(e.to_string()))
-    }
-
-    /// Publishes a machine's message that the service received and committed by another way
-    /// than MQTT (a reading posted over HTTP) exactly as the edge forwards one published over
-    /// MQTT: on the machine's topic and, when it belongs to a patient's treatment, on the
-    /// patient's own copy of it.
-    pub async fn publish_committed(
-        &self,
-        topic: &Topic,
-        patient: Option<nc_domain::PatientId>,
-        payload: Vec<u8>,
-    ) -> Result<(), PublishError> {
-        if let Some(copy) = patient.and_then(|p| topic.patient_copy(p)) {
-            self.publish(&copy, payload.clone()).await?;
-        }
-        self.publish(topic, payload).await
     }
 
     /// Publishes a payload as JSON (the payload types are in [`crate::payload`] and with the

@@ -13,16 +13,16 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use nc_access::{audit, Policy, PolicyError, RoomRequest, Subject, UserSubject};
-use nc_broker::payload::{kind, ErrorCode, ErrorNote, TypingIndicator, V1};
-use nc_broker::registry::Registry;
-use nc_broker::topic::{RoomChannel, Topic};
-use nc_broker::{PersonMessage, PersonSink, Publisher, SinkFuture, SinkOutcome, SinkUnavailable};
 use nc_domain::{AuditAction, Interface, MessageId, RoomId, UserId};
+use nc_messaging::payload::{kind, ErrorCode, ErrorNote, TypingIndicator, V1};
+use nc_messaging::topic::{RoomChannel, Topic};
+use nc_messaging::Connections;
+use nc_messaging::{PersonMessage, PersonSink, Publisher, SinkFuture, SinkOutcome, SinkUnavailable};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::broadcast;
 
@@ -78,7 +78,14 @@ impl ChatError {
             other => other.to_string(),
         };
         let client_message_id = client_message_id.map(str::to_owned);
-        nc_broker::payload::to_json(&ErrorNote { v: V1, r#type: kind::Error, code, field, message, client_message_id })
+        nc_messaging::payload::to_json(&ErrorNote {
+            v: V1,
+            r#type: kind::Error,
+            code,
+            field,
+            message,
+            client_message_id,
+        })
     }
 }
 
@@ -143,10 +150,10 @@ struct Inner {
     policy: Policy,
     /// Room decisions, kept until access changes.
     members: membership::Memberships,
-    publisher: OnceLock<Publisher>,
-    registry: OnceLock<Arc<Registry>>,
-    /// Other nodes (an external MQTT core), once attached.
-    bus: OnceLock<nc_broker::cluster::Bus>,
+    publisher: Publisher,
+    registry: Arc<dyn Connections>,
+    /// Other nodes (an external MQTT core; off with one node).
+    bus: nc_messaging::Bus,
     /// Live events, one channel per room with listeners (the WebSocket streams).
     events: Mutex<HashMap<RoomId, broadcast::Sender<Event>>>,
     posts: DefaultKeyedRateLimiter<UserId>,
@@ -185,16 +192,18 @@ impl Drop for StreamGuard {
 }
 
 impl Chat {
-    pub fn new(db: DatabaseConnection, settings: &ChatSettings) -> Chat {
+    /// The chat service, publishing through `outbound` (and sharing room events with the
+    /// other nodes' streams on its bus).
+    pub fn new(db: DatabaseConnection, settings: &ChatSettings, outbound: &nc_messaging::Outbound) -> Chat {
         let per_minute = NonZeroU32::new(settings.messages_per_minute.max(1)).expect("non-zero");
-        Chat {
+        let chat = Chat {
             inner: Arc::new(Inner {
                 policy: Policy::new(db.clone()),
-                members: membership::Memberships::default(),
+                members: membership::Memberships::new(outbound.connections.clone()),
                 db,
-                publisher: OnceLock::new(),
-                registry: OnceLock::new(),
-                bus: OnceLock::new(),
+                publisher: outbound.publisher.clone(),
+                registry: outbound.connections.clone(),
+                bus: outbound.bus.clone(),
                 events: Mutex::new(HashMap::new()),
                 posts: RateLimiter::keyed(Quota::per_minute(per_minute)),
                 // Typing: at most one indicator per 2 s per person per room.
@@ -203,14 +212,13 @@ impl Chat {
                 streams: Mutex::new(HashMap::new()),
                 room_locks: Mutex::new(HashMap::new()),
             }),
+        };
+        let bus = &chat.inner.bus;
+        if bus.enabled() {
+            let here = chat.clone();
+            bus.on(CHAT_EVENT, move |event: Event| here.emit_here(event));
         }
-    }
-
-    /// Where chat publishes on MQTT, and who is connected there (set once the broker runs).
-    pub fn attach_broker(&self, publisher: Publisher, registry: Arc<Registry>) {
-        let _ = self.inner.publisher.set(publisher);
-        self.inner.members.attach(registry.clone());
-        let _ = self.inner.registry.set(registry);
+        chat
     }
 
     /// Live events of one room (the transport re-checks access).
@@ -224,20 +232,8 @@ impl Chat {
             .subscribe()
     }
 
-    /// Shares room events with the other nodes' streams, and theirs with ours.
-    pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
-        if !bus.enabled() {
-            return;
-        }
-        let chat = self.clone();
-        bus.on(CHAT_EVENT, move |event: Event| chat.emit_here(event));
-        let _ = self.inner.bus.set(bus.clone());
-    }
-
     fn emit(&self, event: Event) {
-        if let Some(bus) = self.inner.bus.get() {
-            bus.publish(CHAT_EVENT, &event);
-        }
+        self.inner.bus.publish(CHAT_EVENT, &event);
         self.emit_here(event);
     }
 
@@ -418,7 +414,8 @@ impl Chat {
     async fn fan_out_message(&self, sender: &UserSubject, message: &Message) {
         let room = message.chat_room_id;
         self.emit(Event::Message(message.clone()));
-        if let Some(publisher) = self.inner.publisher.get() {
+        {
+            let publisher = &self.inner.publisher;
             let topic = Topic::Room { hospital: sender.hospital, room, channel: RoomChannel::Messages };
             let body = MessagePublished { v: V1, message: message.clone() };
             if let Err(e) = publisher.publish_json(&topic, &body).await {
@@ -428,7 +425,7 @@ impl Chat {
             // get a notification, so their app can raise a push (no text: lock screens).
             let members = self.inner.members.members(&self.inner.db, room).await.unwrap_or_default();
             for &(member, role) in members.iter().filter(|(m, _)| *m != sender.id) {
-                let on_mqtt = self.inner.registry.get().is_some_and(|r| r.user_in_room(member, room));
+                let on_mqtt = self.inner.registry.user_in_room(member, room);
                 let on_ws = self.inner.streams.lock().expect("chat streams").contains_key(&(room, member));
                 if on_mqtt || on_ws {
                     continue;
@@ -467,7 +464,8 @@ impl Chat {
         match store::read(&self.inner.db, &m, user.id).await? {
             Some(receipt) => {
                 self.emit(Event::Read(receipt.clone()));
-                if let Some(publisher) = self.inner.publisher.get() {
+                {
+                    let publisher = &self.inner.publisher;
                     let topic = Topic::Room { hospital: room.hospital_id, room: room.id, channel: RoomChannel::Read };
                     let body = ReadPublished { v: V1, receipt: receipt.clone() };
                     if let Err(e) = publisher.publish_json(&topic, &body).await {
@@ -503,7 +501,8 @@ impl Chat {
         let r = self.authorize(&Subject::User(*user), room).await?;
         let indicator = TypingIndicator::now(user, typing);
         self.emit(Event::Typing { room, indicator: indicator.clone() });
-        if let Some(publisher) = self.inner.publisher.get() {
+        {
+            let publisher = &self.inner.publisher;
             let topic = Topic::Room { hospital: r.hospital_id, room, channel: RoomChannel::Typing };
             if let Err(e) = publisher.publish_json(&topic, &indicator).await {
                 tracing::debug!(error = %e, "could not publish a typing indicator");

@@ -4,7 +4,7 @@
 //! the participant row, the relationship it is about — 4 to 6 queries). A conversation asks
 //! it for every post, typing indicator and read receipt, and a WebSocket stream every
 //! second, although the answer changes only when something that grants or revokes access
-//! changes — and every such change fires an access event (`nc_broker::registry`). So a
+//! changes — and every such change fires an access event (`nc_messaging::Connections`). So a
 //! granted decision is kept with the access epoch read *before* it was taken, and reused
 //! while the epoch has not moved: any access event, or the event listener being down, sends
 //! the next request back to the policy. A decision resting on a technician's temporary
@@ -17,14 +17,14 @@
 //! [`Memberships::joined`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use nc_access::{Policy, Subject, UserSubject};
-use nc_broker::registry::Registry;
 use nc_domain::{HospitalId, Role, RoomId, UserId};
 use nc_entities::chat_rooms;
+use nc_messaging::Connections;
 use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{store, ChatError};
@@ -54,21 +54,20 @@ struct Kept {
 }
 
 /// The remembered decisions.
-#[derive(Default)]
 pub(crate) struct Memberships {
-    registry: OnceLock<Arc<Registry>>,
+    registry: Arc<dyn Connections>,
     kept: Mutex<HashMap<Key, Kept>>,
     members: Mutex<HashMap<RoomId, KeptMembers>>,
 }
 
 impl Memberships {
-    /// Where access events arrive (without it nothing is kept).
-    pub(crate) fn attach(&self, registry: Arc<Registry>) {
-        let _ = self.registry.set(registry);
+    /// Decisions kept while `registry`'s access epoch stands (with no epoch, nothing is kept).
+    pub(crate) fn new(registry: Arc<dyn Connections>) -> Memberships {
+        Memberships { registry, kept: Mutex::default(), members: Mutex::default() }
     }
 
     fn epoch(&self) -> Option<u64> {
-        self.registry.get().and_then(|r| r.epoch())
+        self.registry.epoch()
     }
 
     /// The room, if `user` takes part in it now, and until when if that rests on a

@@ -1,8 +1,8 @@
 //! What chat hands to the transports: rooms, messages, receipts and live events.
 
 use chrono::{DateTime, Utc};
-use nc_broker::payload::{kind, TypingIndicator, V1};
 use nc_domain::{ChatRoomKind, DeviceId, HospitalId, MessageId, PatientId, Role, RoomId, UserId};
+use nc_messaging::payload::{kind, TypingIndicator, V1};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use nc_broker::topic::DeviceChannel;
-use nc_broker::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
 use nc_domain::{DeviceId, HospitalId, PatientId};
+use nc_messaging::topic::DeviceChannel;
+use nc_messaging::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
 use sqlx::PgPool;
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -121,8 +121,8 @@ struct Inner {
     after: Vec<writer::AfterQueue>,
     sessions: Sessions,
     committed: broadcast::Sender<Committed>,
-    /// Other nodes (an external MQTT core), once attached.
-    bus: std::sync::OnceLock<nc_broker::cluster::Bus>,
+    /// Other nodes (an external MQTT core; off with one node).
+    bus: nc_messaging::Bus,
     counters: Counters,
     rejections: rejections::Rejections,
     /// The deriver's task, which applies what is left once ingest stops.
@@ -137,11 +137,13 @@ pub struct Ingest {
 
 impl Ingest {
     /// Starts the writers and the session sweeper; they stop when `shutdown` is cancelled
-    /// (after writing what is queued).
+    /// (after writing what is queued). Committed readings are shared with the other nodes'
+    /// live streams on `bus`, and theirs with ours.
     pub fn start(
         pool: PgPool,
         settings: IngestSettings,
         alarms: nc_alarms::Alarms,
+        bus: nc_messaging::Bus,
         shutdown: CancellationToken,
     ) -> Ingest {
         let (committed, _) = broadcast::channel(1024);
@@ -171,12 +173,17 @@ impl Ingest {
             queues,
             after: after_tx.clone(),
             sessions: Sessions::default(),
-            committed,
-            bus: std::sync::OnceLock::new(),
+            committed: committed.clone(),
+            bus: bus.clone(),
             counters: Counters::default(),
             rejections: rejections::Rejections::default(),
             deriver: std::sync::Mutex::new(Some(deriver)),
         });
+        if bus.enabled() {
+            bus.on(READINGS_EVENT, move |rows: Vec<WireRow>| {
+                let _ = committed.send(Arc::new(rows.into_iter().map(Row::from).collect()));
+            });
+        }
         // After each commit: alerts (in reading order), then the live streams. A slow alert
         // engine fills this queue (bounded in readings) and then slows the writers:
         // backpressure, not loss.
@@ -200,10 +207,11 @@ impl Ingest {
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(5));
                     }
-                    if let Some(bus) = fanout.bus.get() {
+                    if fanout.bus.enabled() {
                         // The other nodes' live streams, in chunks the core carries.
                         for chunk in batch.chunks(READINGS_PER_EVENT) {
-                            bus.send(READINGS_EVENT, &chunk.iter().map(WireRow::from).collect::<Vec<_>>()).await;
+                            let rows = chunk.iter().map(WireRow::from).collect::<Vec<_>>();
+                            fanout.bus.send(READINGS_EVENT, &rows).await;
                         }
                     }
                     let _ = fanout.committed.send(batch);
@@ -288,7 +296,7 @@ impl Ingest {
 
     /// Feeds device presence (from the broker) to the alert engine: an abrupt loss raises
     /// `device_offline`, a reconnection clears it.
-    pub fn watch_presence(&self, mut events: broadcast::Receiver<nc_broker::PresenceEvent>) {
+    pub fn watch_presence(&self, mut events: broadcast::Receiver<nc_messaging::PresenceEvent>) {
         let alerts = self.inner.alerts.clone();
         tokio::spawn(async move {
             loop {
@@ -318,18 +326,6 @@ impl Ingest {
                 );
             }
         }
-    }
-
-    /// Shares committed readings with the other nodes' live streams, and theirs with ours.
-    pub fn attach_bus(&self, bus: &nc_broker::cluster::Bus) {
-        if !bus.enabled() {
-            return;
-        }
-        let committed = self.inner.committed.clone();
-        bus.on(READINGS_EVENT, move |rows: Vec<WireRow>| {
-            let _ = committed.send(Arc::new(rows.into_iter().map(Row::from).collect()));
-        });
-        let _ = self.inner.bus.set(bus.clone());
     }
 
     /// Committed (new) readings, batch by batch (this node's and, with several nodes, the

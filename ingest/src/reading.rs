@@ -4,8 +4,8 @@
 //! told which field and why.
 
 use chrono::{DateTime, Duration, Utc};
-use nc_broker::payload::{millis, V1};
 use nc_domain::{PatientId, SystemStatus};
+use nc_messaging::payload::{millis, V1};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -141,7 +141,7 @@ impl Invalid {
             message: self.message.clone(),
             at: Utc::now(),
         };
-        nc_broker::payload::to_json(&error)
+        nc_messaging::payload::to_json(&error)
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nc_broker::SinkUnavailable;
+use nc_messaging::SinkUnavailable;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -68,7 +68,7 @@ impl Row {
     }
 }
 
-/// A committed row as other nodes receive it (`nc_broker::cluster`): what a row is made
+/// A committed row as other nodes receive it (`nc_messaging::bus`): what a row is made
 /// from, the rest is derived again.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

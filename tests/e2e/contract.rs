@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nc_broker::topic::{Topic, TopicKind};
+use nc_messaging::topic::{Topic, TopicKind};
 use rumqttc::QoS;
 use serde_json::{json, Value};
 

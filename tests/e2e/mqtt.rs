@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
-use nc_broker::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
+use nc_messaging::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
 use nephrocare::App;
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::{

@@ -4,10 +4,10 @@
 
 use nc_alarms::{AlertEvent, AlertNote};
 use nc_bookings::BookingNote;
-use nc_broker::payload::{ErrorNote, Status, SubscriptionEnded, TypingIndicator};
-use nc_broker::topic::{DeviceChannel as D, PatientChannel as P, RoomChannel as R, TopicKind};
 use nc_chat::{ChatMessageNote, MessagePublished, PostIn, ReadPublished, TypingIn};
 use nc_ingest::reading::{DeviceError, ReadingIn, SessionIn};
+use nc_messaging::payload::{ErrorNote, Status, SubscriptionEnded, TypingIndicator};
+use nc_messaging::topic::{DeviceChannel as D, PatientChannel as P, RoomChannel as R, TopicKind};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 /// Who connects to take part in a flow (the security scheme it authenticates with).

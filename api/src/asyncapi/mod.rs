@@ -19,8 +19,7 @@ mod channels;
 
 use std::collections::BTreeMap;
 
-use nc_broker::topic::TopicKind;
-use nc_broker::Publisher;
+use nc_messaging::topic::TopicKind;
 use schemars::generate::SchemaSettings;
 use schemars::SchemaGenerator;
 use serde_json::{json, Map, Value};
@@ -52,8 +51,8 @@ pub fn document() -> Value {
     let mut messages = BTreeMap::<&str, Value>::new();
     for kind in TopicKind::all() {
         let doc = channels::channel(kind);
-        let (qos, retain) = Publisher::contract(&kind.example());
-        let qos = qos as u8; // rumqttc's QoS is its level
+        let (qos, retain) = nc_messaging::publish::contract(&kind.example());
+        let qos = qos.level();
         let mut channel_messages = Map::new();
         for (action, flow) in [("receive", &doc.inbound), ("send", &doc.outbound)] {
             let Some(flow) = flow else { continue };
@@ -285,7 +284,7 @@ mod tests {
 
     /// The document lets clients receive (a `send` operation of the service) exactly on the
     /// topics the edge lets them subscribe to (`TopicKind::subscribable`, which topics.md's
-    /// "may subscribe" column follows: a test in `nc_broker::topic`).
+    /// "may subscribe" column follows: a test in `nc_messaging::topic`).
     #[test]
     fn received_channels_are_exactly_the_subscribable_ones() {
         for kind in TopicKind::all() {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::acks;
 use super::{End, Session};
 use crate::acl::{self, AclError};
-use crate::publisher::Publisher;
+use crate::publisher::ServicePublisher;
 use crate::sessions::Carried;
 use crate::topic::{DeviceChannel, Topic};
 use crate::Shared;
@@ -145,14 +145,14 @@ impl Session {
         if let Some(topic) = allowed {
             // Delivered at most at the contract's QoS (typing indicators: 0), whatever
             // the subscription asked for; the core's QoS 1 flow is settled here.
-            if Publisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
+            if ServicePublisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
                 self.settle_delivery_here(p.pkid).await?;
                 p.qos = QoS::AtMostOnce;
                 p.pkid = 0;
             } else if p.qos != QoS::AtMostOnce {
                 self.delivery_acks.relayed(p.pkid).map_err(too_many_in_flight)?;
             }
-            p.retain = p.retain && Publisher::contract(&topic).1;
+            p.retain = p.retain && ServicePublisher::contract(&topic).1;
             return self.send_client(&Packet::Publish(p)).await.map(|_| None);
         }
         // Not for this client under its current rights (e.g. queued for a session
@@ -214,7 +214,7 @@ impl Session {
         else {
             return Ok(());
         };
-        let qos = if Publisher::contract(topic).0 == QoS::AtMostOnce { QoS::AtMostOnce } else { granted };
+        let qos = if ServicePublisher::contract(topic).0 == QoS::AtMostOnce { QoS::AtMostOnce } else { granted };
         let mut publish = Publish::new(path, qos, payload);
         if qos != QoS::AtMostOnce {
             publish.pkid = self.allocate_pkid();

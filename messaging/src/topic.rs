@@ -466,7 +466,7 @@ mod contract {
         let mut b: Vec<&str> = templates.iter().map(String::as_str).collect();
         a.sort();
         b.sort();
-        assert_eq!(a, b, "topics.md table vs broker::topic::TopicKind");
+        assert_eq!(a, b, "topics.md table vs messaging::topic::TopicKind");
     }
 
     /// topics.md's "may subscribe" column says "nobody" exactly for the kinds nobody may

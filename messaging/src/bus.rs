@@ -1,4 +1,5 @@
-//! Node-to-node events, when several nodes share an external MQTT core.
+//! Node-to-node events, when several nodes share an external MQTT core (the transport, a
+//! [`Link`], is the broker's: its service client on the shared core).
 //!
 //! MQTT clients of every node already meet in the core. What a node fans out *in process* —
 //! committed readings, alert changes, presence and chat events, which its live WebSocket
@@ -18,10 +19,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use rumqttc::{AsyncClient, QoS};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
+
+use crate::publish::{PublishError, PublishFuture};
 
 /// The topic prefix of node-to-node events.
 pub const PREFIX: &str = "nc-node/v1";
@@ -32,12 +34,20 @@ pub const MAX_EVENT_BYTES: usize = 512 * 1024;
 
 type Handler = Box<dyn Fn(&[u8]) + Send + Sync>;
 
+/// How node events travel to the other nodes (QoS 0, never retained).
+pub trait Link: Send + Sync + 'static {
+    /// Sends, waiting for room in the transport's queue.
+    fn send(&self, topic: String, payload: Vec<u8>) -> PublishFuture<'_>;
+    /// Sends without waiting: an error when the queue is full.
+    fn try_send(&self, topic: String, payload: Vec<u8>) -> Result<(), PublishError>;
+}
+
 struct Inner {
     node: Uuid,
     /// `node` as it appears in topics (`simple` form), built once.
     key: String,
     enabled: bool,
-    client: OnceLock<AsyncClient>,
+    link: OnceLock<Arc<dyn Link>>,
     handlers: RwLock<HashMap<&'static str, Handler>>,
 }
 
@@ -52,13 +62,14 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
-    pub(crate) fn new(enabled: bool) -> Bus {
+    /// A bus; `enabled`: other nodes may exist (an external core).
+    pub fn new(enabled: bool) -> Bus {
         let node = Uuid::now_v7();
         Bus(Arc::new(Inner {
             node,
             key: node.simple().to_string(),
             enabled,
-            client: OnceLock::new(),
+            link: OnceLock::new(),
             handlers: RwLock::new(HashMap::new()),
         }))
     }
@@ -78,8 +89,9 @@ impl Bus {
         self.0.node
     }
 
-    pub(crate) fn attach(&self, client: AsyncClient) {
-        let _ = self.0.client.set(client);
+    /// The transport to the other nodes (the broker's, once it is connected to the core).
+    pub fn attach(&self, link: Arc<dyn Link>) {
+        let _ = self.0.link.set(link);
     }
 
     /// Publishes an event of `kind` to the other nodes (nothing when the bus is off),
@@ -87,8 +99,8 @@ impl Bus {
     /// publishes): presence, alert changes and committed readings must not be dropped in a
     /// burst (a lost "online" would let another node raise a false offline alarm).
     pub async fn send<T: Serialize>(&self, kind: &'static str, value: &T) {
-        let Some((client, topic, payload)) = self.encode(kind, value) else { return };
-        if let Err(e) = client.publish(topic, QoS::AtMostOnce, false, payload).await {
+        let Some((link, topic, payload)) = self.encode(kind, value) else { return };
+        if let Err(e) = link.send(topic, payload).await {
             tracing::warn!(kind, error = %e, "a node event could not be published to the other nodes");
         }
     }
@@ -96,17 +108,17 @@ impl Bus {
     /// Like [`Bus::send`] without waiting, for callers that cannot (chat's room events, a
     /// few per message): when the publisher's queue is full the event is dropped and logged.
     pub fn publish<T: Serialize>(&self, kind: &'static str, value: &T) {
-        let Some((client, topic, payload)) = self.encode(kind, value) else { return };
-        if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, payload) {
+        let Some((link, topic, payload)) = self.encode(kind, value) else { return };
+        if let Err(e) = link.try_send(topic, payload) {
             tracing::warn!(kind, error = %e, "a node event could not be queued for the other nodes; dropped");
         }
     }
 
-    fn encode<T: Serialize>(&self, kind: &'static str, value: &T) -> Option<(&AsyncClient, String, Vec<u8>)> {
+    fn encode<T: Serialize>(&self, kind: &'static str, value: &T) -> Option<(&Arc<dyn Link>, String, Vec<u8>)> {
         if !self.0.enabled {
             return None;
         }
-        let client = self.0.client.get()?;
+        let link = self.0.link.get()?;
         let payload = match serde_json::to_vec(value) {
             Ok(p) => p,
             Err(e) => {
@@ -118,7 +130,7 @@ impl Bus {
             tracing::error!(kind, bytes = payload.len(), "a node event is too large for the bus; dropped");
             return None;
         }
-        Some((client, format!("{PREFIX}/{kind}/{}", self.0.key), payload))
+        Some((link, format!("{PREFIX}/{kind}/{}", self.0.key), payload))
     }
 
     /// Runs `handler` for every event of `kind` another node publishes (one handler per kind).
@@ -131,7 +143,7 @@ impl Bus {
     }
 
     /// An event the core delivered on `topic` (from the subscription to `nc-node/v1/#`).
-    pub(crate) fn deliver(&self, topic: &str, payload: &[u8]) {
+    pub fn deliver(&self, topic: &str, payload: &[u8]) {
         let Some(rest) = topic.strip_prefix(PREFIX).and_then(|r| r.strip_prefix('/')) else { return };
         let Some((kind, origin)) = rest.split_once('/') else { return };
         if origin == self.0.key {
