@@ -114,7 +114,14 @@ pub struct PatientOut {
     pub assigned_device_id: Option<DeviceId>,
     /// e.g. `{"days": ["mon", "wed", "fri"], "start": "08:00", "durationMinutes": 240}`.
     pub dialysis_schedule: serde_json::Value,
+    /// When the last treatment ended (set as a session ends; staff may also record it).
+    /// While a treatment runs this is still the one before: see `treatmentStartedAt`.
     pub last_dialysis_at: Option<DateTime<Utc>>,
+    /// The start of the patient's treatment running now (their active session), in the
+    /// answers of `listPatients`, `getPatient` and the changes of a record; null when none is
+    /// running, or the caller may not read it (a technician reads only the sessions on
+    /// devices while it is responsible for them), and in the administrative view.
+    pub treatment_started_at: Option<DateTime<Utc>>,
     /// Dry (target) weight in kg, used for the ultrafiltration rate in mL/kg/h.
     pub dry_weight_kg: Option<f64>,
     pub diagnosis: Option<String>,
@@ -171,6 +178,7 @@ impl From<patients::Model> for PatientOut {
             assigned_device_id: p.assigned_device_id,
             dialysis_schedule: p.dialysis_schedule,
             last_dialysis_at: p.last_dialysis_at,
+            treatment_started_at: None,
             dry_weight_kg: p.dry_weight_kg,
             diagnosis: p.diagnosis,
             vascular_access: p.vascular_access,

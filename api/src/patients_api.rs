@@ -4,16 +4,18 @@
 
 use chrono::{NaiveDate, Utc};
 use nc_access::policy::patient_view;
+use nc_access::policy::{sessions_in, PatientView, ReadScope};
+use nc_access::Subject;
 use nc_access::{audit, HospitalAction, PatientAction};
 use nc_domain::*;
-use nc_entities::{medical_updates, patients};
+use nc_entities::{device_sessions, medical_updates, patients};
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use crate::dto::{fetch_page, page, PatientOut, PatientPage};
 use crate::error::{ApiError, ErrorResponse};
@@ -133,6 +135,37 @@ pub struct MedicalUpdateOut {
     pub updated_at: chrono::DateTime<Utc>,
 }
 
+/// The records as `subject` sees them (its [`PatientView`]), with the start of each
+/// patient's running treatment that `subject` may read (its [`ReadScope`]).
+async fn viewed(
+    state: &ApiState,
+    subject: &Subject,
+    records: Vec<patients::Model>,
+) -> std::result::Result<Vec<PatientOut>, ApiError> {
+    let view = patient_view(subject);
+    let mut out: Vec<PatientOut> = records.into_iter().map(|p| PatientOut::viewed(p, view)).collect();
+    if view == PatientView::Administrative || out.is_empty() {
+        return Ok(out);
+    }
+    let mut query = device_sessions::Entity::find()
+        .select_only()
+        .column(device_sessions::Column::PatientId)
+        .column(device_sessions::Column::StartedAt)
+        .filter(device_sessions::Column::Status.eq(SessionStatus::Active))
+        .filter(device_sessions::Column::PatientId.is_in(out.iter().map(|p| p.id)));
+    if let ReadScope::Windows(w) = state.policy.read_scope(subject).await? {
+        query = query.filter(sessions_in(&w));
+    }
+    let running: Vec<(Option<PatientId>, chrono::DateTime<Utc>)> = query.into_tuple().all(&state.db).await?;
+    for (patient, started) in running {
+        if let Some(p) = out.iter_mut().find(|p| Some(p.id) == patient) {
+            // One active session per device: a patient on two machines shows the newer.
+            p.treatment_started_at = p.treatment_started_at.max(Some(started));
+        }
+    }
+    Ok(out)
+}
+
 #[derive(ApiResponse)]
 pub enum PatientCreated {
     #[oai(status = 201)]
@@ -208,7 +241,8 @@ impl PatientsApi {
             .await
             .map_err(|e| ApiError::policy(e, "patient"))?;
         audit_patient(&state, req, &auth, &patient, AuditAction::Read, "patient").await?;
-        Ok(Json(patient.into()))
+        let subject = auth.subject();
+        Ok(Json(viewed(&state, &subject, vec![patient]).await?.remove(0)))
     }
 
     /// Change a patient's record.
@@ -233,7 +267,7 @@ impl PatientsApi {
     ) -> Result<Json<PatientOut>> {
         let changes = Changes { fields: body.0, user_id: None };
         let after = crate::patient_changes::update(&state, req, &auth, patient_id.0, changes).await?;
-        Ok(Json(PatientOut::viewed(after, patient_view(&auth.subject()))))
+        Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
     }
 
     /// Change a patient's medical information.
@@ -254,7 +288,7 @@ impl PatientsApi {
     ) -> Result<Json<PatientOut>> {
         let changes = Changes { fields: body.0.into(), user_id: None };
         let after = crate::patient_changes::update(&state, req, &auth, patient_id.0, changes).await?;
-        Ok(Json(PatientOut::viewed(after, patient_view(&auth.subject()))))
+        Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
     }
 
     /// The patients you may see, by name.
@@ -317,13 +351,7 @@ impl PatientsApi {
             items.iter().map(|p| (Some(p.id), p.assigned_device_id)),
         )
         .await?;
-        let view = patient_view(&subject);
-        Ok(Json(PatientPage {
-            items: items.into_iter().map(|p| PatientOut::viewed(p, view)).collect(),
-            total,
-            limit,
-            offset,
-        }))
+        Ok(Json(PatientPage { items: viewed(&state, &subject, items).await?, total, limit, offset }))
     }
 
     /// The trail of changes to a patient's record, newest first. Audited.

@@ -44,12 +44,27 @@ const expected: Record<string, RegExp[]> = {
   technician: [/Failed to load resource: the server responded with a status of 401/, /WebSocket connection to .* failed/],
 };
 
-async function api(email: string) {
+async function login(email: string) {
   const anonymous = createClient<paths>({ baseUrl: URL });
   const r = await anonymous.POST("/api/auth/login", { body: { email, password: PASSWORD } });
   assert.ok(r.data, `login ${email}: ${r.response.status}`);
   const client = createClient<paths>({ baseUrl: URL, headers: { Authorization: `Bearer ${r.data.accessToken}` } });
   return { client, token: r.data.accessToken, user: r.data.user };
+}
+
+/**
+ * A REST client signed in as `email`, reused while its access token has 10 s left: sign-ins
+ * are throttled per account (5 a minute), and the page signs in as the doctor too.
+ */
+const signedIn = new Map<string, { at: number; session: Awaited<ReturnType<typeof login>> }>();
+async function api(email: string) {
+  const ttlMs = Number(process.env.NC_TOKEN_TTL_SECS ?? 40) * 1000;
+  const cached = signedIn.get(email);
+  if (cached && Date.now() - cached.at < ttlMs - 10_000) return cached.session;
+  const at = Date.now();
+  const session = await login(email);
+  signedIn.set(email, { at, session });
+  return session;
 }
 
 async function open(label: string): Promise<Page> {
@@ -331,6 +346,74 @@ test("the patient and machine views", async () => {
   await page.click('.tile[data-serial="DM-001"] button:has-text("Machine performance")');
   await page.waitForSelector('.tile[data-serial="DM-001"] [data-role="performance"] svg.spark');
   assert.match((await page.locator('.tile[data-serial="DM-001"] [data-role="performance"]').textContent()) ?? "", /Treatments/);
+});
+
+test("the patients list shows a running treatment, not the one before it, as the dialysis", async () => {
+  const page = doctorPage;
+  const doctor = await api(DOCTOR);
+  const patients = await doctor.client.GET("/api/patients");
+  const amara = patients.data!.items.find((p) => p.name === "Amara Diallo")!;
+  const sessions = await doctor.client.GET("/api/patients/{patientId}/sessions", { params: { path: { patientId: amara.id }, query: { limit: 1 } } });
+  const running = sessions.data!.items[0]!;
+  assert.equal(running.status, "active", "Amara is on DM-001 now");
+  assert.ok(amara.lastDialysisAt, "her past treatments ended: the last dialysis is the one before");
+  assert.equal(amara.treatmentStartedAt, running.startedAt);
+  await page.goto(`${URL}/#/patients`);
+  const cell = page.locator('table.grid tr:has(a:text-is("Amara Diallo")) td:nth-child(5)');
+  await cell.waitFor();
+  const shown = (await cell.textContent()) ?? "";
+  const format = (iso: string) =>
+    page.evaluate(
+      (i) => new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }).format(new Date(i)),
+      iso,
+    );
+  assert.equal(shown, `In treatment since ${await format(running.startedAt)}`);
+  assert.ok(!shown.includes(await format(amara.lastDialysisAt!)), `not the previous treatment: ${shown}`);
+  await shot(page, "patients");
+});
+
+test("right after a start, a machine's performance card shows uptime over the time its presence is known, and live ingest lag apart from the back-fill", async () => {
+  const page = doctorPage;
+  // Away and back: the overview is built anew, every tile's detail closed.
+  await page.goto(`${URL}/#/patients`);
+  await page.goto(`${URL}/#/overview`);
+  const tile = page.locator('.tile[data-serial="DM-001"]');
+  await tile.locator('button:has-text("Machine performance")').click();
+  await tile.locator('[data-role="performance"] svg.spark').first().waitFor();
+  const figure = async (label: string) => ((await tile.locator(`[data-role="performance"] dl div:has(> dt:text-is("${label}")) dd`).textContent()) ?? "").trim();
+  // No presence was recorded before this run's machines connected: the days before are
+  // unknown, not 0 %; since then the machine has been online.
+  const uptime = await figure("Uptime");
+  const pct = /^(\d+\.\d) %$/.exec(uptime);
+  assert.ok(pct && Number(pct[1]) >= 90, `uptime of a machine online since its presence was recorded: ${uptime}`);
+  // The past treatments the simulator back-filled are late readings, not ingest lag.
+  const lag = await figure("Ingest lag p50 / p95");
+  assert.match(lag, /^\d+ ms \/ \d+ ms$/, `live lag in milliseconds, not days: ${lag}`);
+  const late = await figure("Late readings (back-fill)");
+  const m = /^(\d+) \(up to (\d+ d \d+ h|\d+ h \d+ min) late\)$/.exec(late);
+  assert.ok(m && Number(m[1]) >= 240, `at least one past treatment of 240 readings: ${late}`);
+  await shot(page, "overview-performance");
+  await tile.locator('button:has-text("Machine performance")').click();
+});
+
+test("an expanded tile does not stretch its neighbour on the central station", async () => {
+  const page = doctorPage;
+  await page.goto(`${URL}/#/patients`);
+  await page.goto(`${URL}/#/overview`);
+  const one = page.locator('.tile[data-serial="DM-001"]');
+  const two = page.locator('.tile[data-serial="DM-002"]');
+  await page.waitForFunction(() => document.querySelector<HTMLElement>('.tile[data-serial="DM-002"]')?.dataset.ts, null, { timeout: 5_000 });
+  const before = (await two.boundingBox())!;
+  const closed = (await one.boundingBox())!;
+  assert.ok(Math.abs(closed.y - before.y) < 1, "the two tiles share a row");
+  await one.locator('button:has-text("Machine performance")').click();
+  await one.locator('[data-role="performance"] svg.spark').first().waitFor();
+  const [open, after] = [(await one.boundingBox())!, (await two.boundingBox())!];
+  assert.ok(open.height > closed.height + 100, `the tile grew with its detail: ${closed.height} → ${open.height}`);
+  assert.ok(Math.abs(after.height - before.height) <= 1, `the neighbour keeps its height: ${before.height} → ${after.height}`);
+  assert.ok(Math.abs(after.y - before.y) <= 1 && Math.abs(after.width - before.width) <= 1, "and its place");
+  await shot(page, "overview-expanded");
+  await one.locator('button:has-text("Machine performance")').click();
 });
 
 test("an admin sees the machines' state and performance, and no clinical data", async () => {

@@ -1,9 +1,11 @@
 //! A machine's performance over a period, computed in SQL over what is stored: presence
-//! (`device_presence_events`: uptime, connection drops), treatment sessions
-//! (`device_sessions`: treatments, treatment hours, utilization against the unit's opening
-//! hours), readings (`health_metrics`: count, `seq` numbers skipped within a session, ingest
-//! lag from `received_at`), refused messages (`device_rejections`), alerts by kind, and the
-//! maintenance dates (`devices`). Per day of the unit's time zone, and for the whole period.
+//! (`device_presence_events`: uptime, connection drops; before the first event the
+//! machine's presence is unknown, not offline), treatment sessions (`device_sessions`:
+//! treatments, treatment hours, utilization against the unit's opening hours), readings
+//! (`health_metrics`: count, `seq` numbers skipped within a session, ingest lag from
+//! `received_at`, the live readings' apart from the late ones: see [`LATE_AFTER_MS`]),
+//! refused messages (`device_rejections`), alerts by kind, and the maintenance dates
+//! (`devices`). Per day of the unit's time zone, and for the whole period.
 //!
 //! Periods are half-open `[from, to)`; what lies after now counts as not yet observed.
 
@@ -15,10 +17,21 @@ use sqlx::{FromRow, PgPool, Row};
 /// opening and closing, `None` when closed.
 pub type Hours = [Option<(u16, u16)>; 7];
 
+/// A reading stored more than this long after its timestamp (`received_at - time`) is
+/// late: a back-fill (a machine sending what it buffered through a long outage, or past
+/// treatments), not live data. Live ingest lag ([`Lag`]) is measured over the other
+/// readings; late ones are only counted ([`Performance::late_readings`]). Five minutes
+/// covers a machine's buffering through a short loss of connection (the broker's keepalive
+/// and a reconnection take seconds) with room to spare; a reading this old is no longer
+/// what a central station shows as live.
+pub const LATE_AFTER_MS: f64 = 300_000.0;
+
 /// One day (of the unit's time zone), or the whole period.
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct Figures {
-    /// Seconds of the period that have passed (its part before now).
+    /// Seconds of the period that have passed (its part before now) since the machine's
+    /// presence was first recorded: before its first `device_presence_events` row whether it
+    /// was connected is unknown, and that time is not counted as offline.
     pub observed_seconds: f64,
     /// Seconds connected to the broker.
     pub connected_seconds: f64,
@@ -49,7 +62,8 @@ pub struct Day {
     pub figures: Figures,
 }
 
-/// Time from a reading's timestamp to its storage (`received_at - time`, at least 0), ms.
+/// Time from a reading's timestamp to its storage (`received_at - time`, at least 0), ms,
+/// over the live readings (stored at most [`LATE_AFTER_MS`] after their timestamp).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lag {
     pub p50_ms: f64,
@@ -61,8 +75,13 @@ pub struct Lag {
 pub struct Performance {
     pub days: Vec<Day>,
     pub total: Figures,
-    /// None when no reading was stored in the period.
+    /// None when no live reading was stored in the period.
     pub lag: Option<Lag>,
+    /// Readings stored more than [`LATE_AFTER_MS`] after their timestamp (back-fill).
+    pub late_readings: i64,
+    /// The longest time from a late reading's timestamp to its storage, ms (None without
+    /// late readings).
+    pub late_lag_max_ms: Option<f64>,
     pub last_maintenance_at: Option<DateTime<Utc>>,
     pub maintenance_due_at: Option<DateTime<Utc>>,
     /// Days since the last recorded maintenance.
@@ -114,6 +133,10 @@ pub async fn device_performance(
     );
     let sql = format!(
         r#"WITH {DAYS},
+known AS (
+    -- The machine's first recorded presence: before it, connected or not is unknown.
+    SELECT min(at) AS since FROM device_presence_events WHERE device_id = $1
+),
 presence AS (
     SELECT at, online, reason FROM device_presence_events
     WHERE device_id = $1 AND at < $3
@@ -132,7 +155,8 @@ readings AS (
     GROUP BY day
 )
 SELECT days.day,
-       extract(epoch FROM days.seen_until - days.s)::float8 AS observed_seconds,
+       CASE WHEN known.since IS NULL THEN 0
+            ELSE greatest(extract(epoch FROM days.seen_until - greatest(days.s, known.since)), 0) END::float8 AS observed_seconds,
        (SELECT coalesce(sum({presence_overlap}), 0) FROM spans p WHERE p.online)::float8 AS connected_seconds,
        (SELECT count(*) FROM presence p WHERE NOT p.online AND p.reason IN ('connection_lost', 'keepalive_timeout')
             AND p.at >= days.s AND p.at < days.e) AS connection_drops,
@@ -149,7 +173,7 @@ SELECT days.day,
             WHERE j.device_id = $1 AND j.hour >= days.s AND j.hour < days.e)::int8 AS rejected_messages,
        (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'technical' AND a.raised_at >= days.s AND a.raised_at < days.e) AS technical_alarms,
        (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'physiological' AND a.raised_at >= days.s AND a.raised_at < days.e) AS physiological_alarms
-FROM days LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
+FROM days CROSS JOIN known LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
     );
     let rows = sqlx::query(&sql)
         .bind(device.as_uuid())
@@ -169,15 +193,21 @@ FROM days LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
     }
 
     let lag = sqlx::query(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS p50, percentile_cont(0.95) WITHIN GROUP (ORDER BY l) AS p95, max(l) AS max \
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) FILTER (WHERE l <= $4) AS p50, \
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY l) FILTER (WHERE l <= $4) AS p95, \
+                max(l) FILTER (WHERE l <= $4) AS max, \
+                count(*) FILTER (WHERE l > $4) AS late, max(l) FILTER (WHERE l > $4) AS late_max \
          FROM (SELECT greatest(extract(epoch FROM received_at - time) * 1000, 0)::float8 AS l \
                FROM health_metrics WHERE device_id = $1 AND time >= $2 AND time < $3) x",
     )
     .bind(device.as_uuid())
     .bind(from)
     .bind(to)
+    .bind(LATE_AFTER_MS)
     .fetch_one(pool)
     .await?;
+    let late_readings: i64 = lag.try_get("late")?;
+    let late_lag_max_ms: Option<f64> = lag.try_get("late_max")?;
     let lag = match (lag.try_get::<Option<f64>, _>("p50")?, lag.try_get("p95")?, lag.try_get("max")?) {
         (Some(p50_ms), Some(p95_ms), Some(max_ms)) => Some(Lag { p50_ms, p95_ms, max_ms }),
         _ => None,
@@ -196,6 +226,8 @@ FROM days LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
         days,
         total,
         lag,
+        late_readings,
+        late_lag_max_ms,
         last_maintenance_at: m.try_get("last_maintenance_at")?,
         maintenance_due_at: m.try_get("maintenance_due_at")?,
         days_since_maintenance: m.try_get("since")?,
@@ -219,7 +251,8 @@ impl Figures {
         self.physiological_alarms += o.physiological_alarms;
     }
 
-    /// Connected time as a percentage of the observed time (None before any is observed).
+    /// Connected time as a percentage of the observed time (None when none is observed:
+    /// the period has not begun, or no presence of the machine was recorded before its end).
     pub fn uptime_pct(&self) -> Option<f64> {
         (self.observed_seconds > 0.0).then(|| (100.0 * self.connected_seconds / self.observed_seconds).min(100.0))
     }

@@ -179,6 +179,91 @@ async fn the_patient_list_filters_and_pages() {
     w.app.stop().await;
 }
 
+/// `treatmentStartedAt` of p1 in each answer `who` gets for it: the list, and the record.
+async fn running_of_p1(w: &World, who: &str) -> (Value, Value) {
+    let c = w.as_user(who);
+    let r = c.get("/api/patients").await;
+    assert_eq!(r.status, 200, "{who}: {}", r.text);
+    let listed = r.body["items"].as_array().unwrap().iter().find(|p| p["id"] == w.id("p1")).unwrap().clone();
+    let r = c.get(&format!("/api/patients/{}", w.id("p1"))).await;
+    let record = if r.status == 200 { r.body["treatmentStartedAt"].clone() } else { Value::Null };
+    (listed["treatmentStartedAt"].clone(), record)
+}
+
+fn at(v: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    v.as_str().map(|s| s.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_running_treatment_is_listed_with_its_start_apart_from_the_last_dialysis() {
+    // p1 was treated on d1 until yesterday (their last dialysis) and is being treated on
+    // d2 now (tec is not responsible for d2).
+    let w = World::new(TestApp::spawn().await).await;
+    let mut c = w.app.db.sql().await;
+    exec(
+        &mut c,
+        &w.fill(
+            "INSERT INTO device_sessions (id, hospital_id, device_id, patient_id, started_at, ended_at, status)
+                  VALUES (gen_random_uuid(), '{ha}', '{d1}', '{p1}', now() - interval '28 hours', now() - interval '24 hours', 'completed');
+             UPDATE patients SET last_dialysis_at = now() - interval '24 hours' WHERE id = '{p1}';
+             UPDATE device_assignments SET assigned_at = now() - interval '2 days' WHERE user_id = '{tec}';
+             INSERT INTO device_sessions (id, hospital_id, device_id, patient_id, started_at, status)
+                  VALUES (gen_random_uuid(), '{ha}', '{d2}', '{p1}', now() - interval '30 minutes', 'active')",
+        ),
+    )
+    .await;
+    let started: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT started_at FROM device_sessions WHERE patient_id = $1::uuid AND status = 'active'")
+            .bind(w.id("p1"))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    // Those who may read all of p1's treatments: the running one, in the list and the record.
+    for who in ["doc", "pat"] {
+        let (listed, record) = running_of_p1(&w, who).await;
+        assert_eq!((at(&listed), at(&record)), (Some(started), Some(started)), "{who}");
+    }
+    let r = w.as_user("doc").get(&format!("/api/patients/{}", w.id("p1"))).await;
+    assert!(
+        at(&r.body["lastDialysisAt"]).is_some_and(|l| l < started),
+        "the last dialysis is the one before: {}",
+        r.text
+    );
+    // tec reads p1's treatments on d1 only: not the one on d2. Admins: no clinical data.
+    assert_eq!(running_of_p1(&w, "tec").await, (Value::Null, Value::Null));
+    assert_eq!(running_of_p1(&w, "adm").await, (Value::Null, Value::Null));
+
+    // The treatment on d2 ends; one starts on d1: tec sees it too.
+    exec(
+        &mut c,
+        &w.fill(
+            "UPDATE device_sessions SET status = 'completed', ended_at = now() WHERE patient_id = '{p1}' AND status = 'active';
+             INSERT INTO device_sessions (id, hospital_id, device_id, patient_id, started_at, status)
+                  VALUES (gen_random_uuid(), '{ha}', '{d1}', '{p1}', now(), 'active')",
+        ),
+    )
+    .await;
+    let started: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT started_at FROM device_sessions WHERE patient_id = $1::uuid AND status = 'active'")
+            .bind(w.id("p1"))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    for who in ["doc", "tec"] {
+        let (listed, record) = running_of_p1(&w, who).await;
+        assert_eq!((at(&listed), at(&record)), (Some(started), Some(started)), "{who}");
+    }
+    // A medical-information change answers with it as well.
+    let r =
+        w.as_user("doc").put(&format!("/api/patients/{}/medical-info", w.id("p1")), json!({"notes": "on d1"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(at(&r.body["treatmentStartedAt"]), Some(started), "{}", r.text);
+    // Ended: none.
+    exec(&mut c, &w.fill("UPDATE device_sessions SET status = 'completed', ended_at = now() WHERE patient_id = '{p1}' AND status = 'active'")).await;
+    assert_eq!(running_of_p1(&w, "doc").await, (Value::Null, Value::Null));
+    w.app.stop().await;
+}
+
 async fn trail(w: &World, patient: &str) -> Vec<(String, Value, Value, String)> {
     let r = w.as_user("doc").get(&format!("/api/patients/{}/medical-updates", w.id(patient))).await;
     assert_eq!(r.status, 200, "{}", r.text);

@@ -122,9 +122,10 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand_and_by_sql() {
     assert_eq!(r.status, 200, "{}", r.text);
     let b = &r.body;
     assert_eq!(b["timeZone"], "UTC");
-    // Connected 05:00–07:00 and 07:30–23:00: 17.5 h of 48; one abrupt loss.
+    // Connected 05:00–07:00 and 07:30–23:00: 17.5 h of the 43 since the first presence
+    // recorded (05:00; before it, unknown, not offline); one abrupt loss.
     assert!(close(&b["connectedHours"], 17.5), "{b}");
-    assert!(close(&b["uptimePct"], 17.5 / 48.0 * 100.0), "{b}");
+    assert!(close(&b["uptimePct"], 17.5 / 43.0 * 100.0), "{b}");
     assert_eq!(b["connectionDrops"], 1);
     // Two treatments started on the Tuesday: 4 h, and 5 h across midnight.
     assert_eq!(b["treatments"], 2);
@@ -143,7 +144,7 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand_and_by_sql() {
     assert_eq!(days.len(), 2, "{b}");
     let (tue, wed) = (&days[0], &days[1]);
     assert_eq!((tue["date"].as_str(), wed["date"].as_str()), (Some(DAY), Some("2026-11-18")));
-    assert!(close(&tue["uptimePct"], 17.5 / 24.0 * 100.0) && close(&wed["uptimePct"], 0.0), "{b}");
+    assert!(close(&tue["uptimePct"], 17.5 / 19.0 * 100.0) && close(&wed["uptimePct"], 0.0), "{b}");
     assert!(close(&tue["treatmentHours"], 8.0) && close(&wed["treatmentHours"], 1.0), "{b}");
     assert!(close(&tue["utilizationPct"], 6.0 / 16.0 * 100.0) && close(&wed["utilizationPct"], 0.0), "{b}");
     assert_eq!((tue["treatments"].as_i64(), wed["treatments"].as_i64()), (Some(2), Some(0)));
@@ -191,13 +192,101 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand_and_by_sql() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(close(&r.body["openingHours"], 0.0) && r.body["utilizationPct"].is_null(), "{}", r.text);
 
-    // A period in which nothing happened: zeros, no lag, no uptime before it begins.
+    // A period in which nothing happened, before the machine's presence was first recorded:
+    // zeros, no lag, and the uptime unknown (not 0 %).
     let r = tec
         .get(&format!("/api/devices/{}/performance?from=2026-11-10T00:00:00Z&to=2026-11-11T00:00:00Z", w.id("d1")))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(close(&r.body["uptimePct"], 0.0) && r.body["ingestLagP50Ms"].is_null(), "{}", r.text);
+    assert!(r.body["uptimePct"].is_null() && r.body["days"][0]["uptimePct"].is_null(), "{}", r.text);
+    assert!(r.body["ingestLagP50Ms"].is_null() && r.body["lateReadings"] == 0, "{}", r.text);
     assert_eq!((r.body["readings"].as_i64(), r.body["treatments"].as_i64()), (Some(0), Some(0)));
+}
+
+#[tokio::test]
+async fn uptime_counts_only_the_time_since_the_machines_presence_was_first_recorded() {
+    // A machine the service first saw connect two hours ago (a fresh start: nothing was
+    // recorded before), offline for the last hour. The week before is unknown, not offline.
+    let w = World::new(TestApp::spawn().await).await;
+    let mut c = w.app.db.sql().await;
+    let (h, d) = (w.id("ha"), w.id("d1"));
+    for (ago, online, reason) in [("2 hours", true, "connected"), ("1 hour", false, "disconnected")] {
+        exec(
+            &mut c,
+            &format!(
+                "INSERT INTO device_presence_events (device_id, hospital_id, at, online, reason)
+                 VALUES ('{d}', '{h}', now() - interval '{ago}', {online}, '{reason}')"
+            ),
+        )
+        .await;
+    }
+    let r = w.as_user("tec").get(&format!("/api/devices/{d}/performance")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = &r.body;
+    // One hour connected of the two known: 50 %, not 1 h of the 7 days (0.6 %).
+    assert!((b["connectedHours"].as_f64().unwrap() - 1.0).abs() < 0.01, "{b}");
+    assert!((b["uptimePct"].as_f64().unwrap() - 50.0).abs() < 0.1, "{b}");
+    // The days that ended before the first presence: unknown; today known (connected or not).
+    let days = b["days"].as_array().unwrap();
+    assert_eq!(days.len(), 8, "{b}");
+    assert!(days[..6].iter().all(|d| d["uptimePct"].is_null()), "{b}");
+    assert!(days[7]["uptimePct"].is_f64(), "{b}");
+    // A period that ended before it: unknown throughout.
+    let r = w
+        .as_user("tec")
+        .get(&format!(
+            "/api/devices/{d}/performance?from={}&to={}",
+            (Utc::now() - chrono::Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (Utc::now() - chrono::Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["uptimePct"].is_null(), "{}", r.text);
+    assert!(r.body["days"].as_array().unwrap().iter().all(|d| d["uptimePct"].is_null()), "{}", r.text);
+}
+
+#[tokio::test]
+async fn late_back_filled_readings_are_counted_apart_from_the_live_ingest_lag() {
+    // Live readings stored 200 ms, 1 s and 4 min after their time (a machine's buffering
+    // through a short outage), and two back-filled ones: 10 minutes and 3 days late.
+    let w = World::new(TestApp::spawn().await).await;
+    let mut c = w.app.db.sql().await;
+    let (h, d, p) = (w.id("ha"), w.id("d1"), w.id("p1"));
+    let lags_ms: [i64; 7] = [200, 200, 200, 1_000, 240_000, 600_000, 3 * 86_400_000];
+    for (i, lag) in lags_ms.iter().enumerate() {
+        exec(
+            &mut c,
+            &format!(
+                "INSERT INTO health_metrics (time, device_id, seq, hospital_id, patient_id, received_at, system_status, heart_rate)
+                 VALUES ({0}, '{d}', {seq}, '{h}', '{p}', {0} + interval '{lag} milliseconds', 'normal', 70)",
+                t(&format!("8 hours {i} minutes")),
+                seq = i + 1,
+            ),
+        )
+        .await;
+    }
+    let r = w
+        .as_user("tec")
+        .get(&format!("/api/devices/{d}/performance?from={DAY}T00:00:00Z&to=2026-11-18T00:00:00Z"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = &r.body;
+    assert_eq!(b["readings"], 7, "{b}");
+    // The live lag over the five live readings: p50 200 ms, p95 between 1 s and 4 min
+    // (interpolated: 1000 + 0.8 × 239000), the longest 4 min.
+    assert!(close(&b["ingestLagP50Ms"], 200.0), "{b}");
+    assert!(close(&b["ingestLagP95Ms"], 1_000.0 + 0.8 * 239_000.0), "{b}");
+    assert!(close(&b["ingestLagMaxMs"], 240_000.0), "{b}");
+    // The back-fill, counted apart: two late readings, the oldest 3 days late.
+    assert_eq!(b["lateReadings"], 2, "{b}");
+    assert!(close(&b["lateLagMaxMs"], 3.0 * 86_400_000.0), "{b}");
+
+    // Only back-fill (a machine sending past treatments): no live lag, all of it late.
+    let r =
+        w.as_user("tec").get(&format!("/api/devices/{d}/performance?from={DAY}T08:05:00Z&to={DAY}T08:07:00Z")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["ingestLagP50Ms"].is_null() && r.body["ingestLagP95Ms"].is_null(), "{}", r.text);
+    assert_eq!(r.body["lateReadings"], 2, "{}", r.text);
 }
 
 #[tokio::test]

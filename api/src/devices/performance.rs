@@ -26,8 +26,12 @@ const MAX_DAYS: i64 = 92;
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct FiguresOut {
-    /// Time connected to the broker as a percentage of the time that has passed
-    /// (`device_presence_events`); null before any of it has passed.
+    /// Time connected to the broker as a percentage of the time that has passed since the
+    /// machine's presence was first recorded (`device_presence_events`: before its first
+    /// connection or disconnection the service saw, whether it was connected is unknown, and
+    /// that time counts neither as connected nor as offline). Null when unknown throughout:
+    /// no presence recorded before the end of the day or period (e.g. the days before the
+    /// machine's first connection), or none of it has passed yet.
     pub uptime_pct: Option<f64>,
     /// Time connected, hours.
     pub connected_hours: f64,
@@ -84,8 +88,9 @@ pub struct PerformanceDayOut {
     pub figures: FiguresOut,
 }
 
-/// A machine's performance over `[from, to)`: the figures of the whole period, the ingest
-/// lag, the maintenance dates, and the figures per day.
+/// A machine's performance over `[from, to)`: the figures of the whole period, the live
+/// ingest lag and the late (back-filled) readings, the maintenance dates, and the figures
+/// per day.
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
 pub struct DevicePerformanceOut {
@@ -96,13 +101,22 @@ pub struct DevicePerformanceOut {
     pub time_zone: String,
     #[oai(flatten)]
     pub total: FiguresOut,
-    /// Median time from a reading's timestamp (`ts`) to its storage, ms (a machine's own
-    /// buffering counts too); null without readings.
+    /// Live ingest lag: the median time from a reading's timestamp (`ts`) to its storage,
+    /// ms, over the readings stored at most 5 minutes after their timestamp (a machine's own
+    /// buffering through a short loss of connection counts too); null without such
+    /// readings. Readings stored later are back-fill (`lateReadings`), not lag.
     pub ingest_lag_p50_ms: Option<f64>,
-    /// 95th percentile of that time, ms.
+    /// 95th percentile of the live ingest lag, ms.
     pub ingest_lag_p95_ms: Option<f64>,
-    /// Longest such time, ms.
+    /// Longest live ingest lag, ms (at most 300000).
     pub ingest_lag_max_ms: Option<f64>,
+    /// Late readings: stored more than 5 minutes after their timestamp, i.e. back-filled (a
+    /// machine sending what it buffered through a long outage, or past treatments). Counted
+    /// here and left out of the ingest lag.
+    pub late_readings: i64,
+    /// The longest time from a late reading's timestamp to its storage, ms (null without
+    /// late readings).
+    pub late_lag_max_ms: Option<f64>,
     pub last_maintenance_at: Option<DateTime<Utc>>,
     pub maintenance_due_at: Option<DateTime<Utc>>,
     /// Days since the last recorded maintenance (null: none recorded).
@@ -122,7 +136,7 @@ impl PerformanceApi {
     /// A machine's performance over a period (default: the last 7 days; at most 92 days):
     /// uptime and connection drops, treatments and treatment hours, utilization against the
     /// unit's opening hours, readings and the ones missing (skipped `seq`), refused
-    /// messages, ingest lag, technical and physiological alarms, days since and until
+    /// messages, live ingest lag and late (back-filled) readings, technical and physiological alarms, days since and until
     /// maintenance; in total and per day of the unit's time zone. Staff of the device's
     /// hospital (technicians, doctors, admins).
     #[oai(path = "/api/devices/:deviceId/performance", method = "get", operation_id = "getDevicePerformance")]
@@ -169,6 +183,8 @@ impl PerformanceApi {
             ingest_lag_p50_ms: p.lag.map(|l| l.p50_ms),
             ingest_lag_p95_ms: p.lag.map(|l| l.p95_ms),
             ingest_lag_max_ms: p.lag.map(|l| l.max_ms),
+            late_readings: p.late_readings,
+            late_lag_max_ms: p.late_lag_max_ms,
             last_maintenance_at: p.last_maintenance_at,
             maintenance_due_at: p.maintenance_due_at,
             days_since_maintenance: p.days_since_maintenance,

@@ -34,12 +34,15 @@ export const patientsView: View = async (root, me, params) => {
         page.items.map((p) =>
           h(
             "tr",
-            null,
+            { "data-patient": p.id },
             h("td", null, h("a", { href: `#/patients/${p.id}` }, p.name)),
             h("td", null, p.patientNumber),
             h("td", null, fmtNum(p.age)),
             h("td", null, p.dryWeightKg ? `${fmtNum(p.dryWeightKg, 1)} kg` : "—"),
-            h("td", null, fmtDateTime(p.lastDialysisAt)),
+            // While a treatment runs, the running one (the last dialysis is the one before).
+            p.treatmentStartedAt
+              ? h("td", { "data-role": "dialysis", class: "running" }, `In treatment since ${fmtDateTime(p.treatmentStartedAt)}`)
+              : h("td", { "data-role": "dialysis" }, fmtDateTime(p.lastDialysisAt)),
           ),
         ),
       ),
@@ -59,6 +62,7 @@ const FIELDS: [keyof S["PatientOut"], string, (v: unknown) => string][] = [
   ["allergies", "Allergies", String],
   ["medications", "Medications", String],
   ["notes", "Notes", String],
+  ["treatmentStartedAt", "In treatment since", (v) => fmtDateTime(v as string)],
   ["lastDialysisAt", "Last dialysis", (v) => fmtDateTime(v as string)],
   ["dialysisSchedule", "Schedule", (v) => schedule(v)],
 ];
