@@ -349,11 +349,9 @@ impl AuthApi {
                 (found.hospital_id, role, Some(found))
             }
             None => {
-                if let Some(role) = b.role.filter(|r| *r != Role::Patient) {
-                    return Err(ApiError::Forbidden(format!(
-                        "the {role} role cannot be chosen at registration: staff accounts are created by your hospital's admin or with an enrollment code"
-                    ))
-                    .into());
+                if let Some(role) = b.role {
+                    nc_access::policy::decide_registration_role(role)
+                        .map_err(|e| ApiError::policy(e.into(), "role"))?;
                 }
                 let Some(code) = b.hospital_code else {
                     return Err(ApiError::field("hospitalCode", "is required (or an enrollment code)").into());

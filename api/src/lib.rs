@@ -31,6 +31,8 @@ pub mod origin;
 mod patient_account_api;
 mod patient_changes;
 mod patients_api;
+#[cfg(test)]
+mod policy_lint;
 pub mod request_log;
 pub mod security;
 pub mod server;

@@ -80,11 +80,11 @@ impl PatientAccountApi {
         body: Json<LinkAccountRequest>,
     ) -> Result<Json<PatientOut>> {
         let before = Self::linkable(&state, &auth, patient_id.0).await?;
-        let account = users::Entity::find_by_id(body.user_id)
-            .one(&state.db)
-            .await?
-            .filter(|u| u.hospital_id == before.hospital_id)
-            .ok_or(ApiError::NotFound("account"))?;
+        let account =
+            users::Entity::find_by_id(body.user_id).one(&state.db).await?.ok_or(ApiError::NotFound("account"))?;
+        nc_access::policy::decide_visible(&auth.subject(), account.hospital_id)
+            .map_err(|e| ApiError::policy(e.into(), "account"))?;
+        // Not an access rule: the account a record links to is a patient's (422).
         if account.role != Role::Patient {
             return Err(ApiError::field("userId", "must be a patient's account, not staff").into());
         }

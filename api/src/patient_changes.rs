@@ -6,8 +6,8 @@
 //! and the change is audited.
 
 use chrono::Utc;
+use nc_access::audit;
 use nc_access::policy::{refused_patient_fields, PatientField};
-use nc_access::{audit, PatientAction};
 use nc_domain::*;
 use nc_entities::{devices, medical_updates, patients, users};
 use poem::Request;
@@ -61,33 +61,32 @@ pub(crate) fn check_weight(w: Option<f64>) -> Result<(), ApiError> {
     }
 }
 
+/// The accounts and device a record is linked to must be ones `subject` can see (of its
+/// hospital) and of the right kind (a doctor, a patient account): 422 naming the field.
 pub(crate) async fn check_links(
     state: &ApiState,
-    hospital: HospitalId,
+    subject: &nc_access::Subject,
     doctor: Option<UserId>,
     device: Option<DeviceId>,
     user: Option<UserId>,
 ) -> Result<(), ApiError> {
+    let visible = |hospital: HospitalId| nc_access::policy::decide_visible(subject, hospital).is_ok();
+    // Not an access rule: the kind of account a field names (422).
+    let of_kind = |u: &users::Model, role: Role| visible(u.hospital_id) && u.role == role;
     if let Some(d) = doctor {
-        let ok = users::Entity::find_by_id(d)
-            .one(&state.db)
-            .await?
-            .is_some_and(|u| u.hospital_id == hospital && u.role == Role::Doctor);
+        let ok = users::Entity::find_by_id(d).one(&state.db).await?.is_some_and(|u| of_kind(&u, Role::Doctor));
         if !ok {
             return Err(ApiError::field("assignedDoctorId", "must be a doctor of your hospital"));
         }
     }
     if let Some(d) = device {
-        let ok = devices::Entity::find_by_id(d).one(&state.db).await?.is_some_and(|x| x.hospital_id == hospital);
+        let ok = devices::Entity::find_by_id(d).one(&state.db).await?.is_some_and(|x| visible(x.hospital_id));
         if !ok {
             return Err(ApiError::field("assignedDeviceId", "must be a device of your hospital"));
         }
     }
     if let Some(u) = user {
-        let ok = users::Entity::find_by_id(u)
-            .one(&state.db)
-            .await?
-            .is_some_and(|x| x.hospital_id == hospital && x.role == Role::Patient);
+        let ok = users::Entity::find_by_id(u).one(&state.db).await?.is_some_and(|x| of_kind(&x, Role::Patient));
         if !ok {
             return Err(ApiError::field("userId", "must be a patient account of your hospital"));
         }
@@ -131,7 +130,7 @@ pub(crate) async fn update(
     changes: Changes,
 ) -> Result<patients::Model, ApiError> {
     let subject = auth.subject();
-    let action = if auth.0.role == Role::Admin { PatientAction::Administer } else { PatientAction::UpdateMedical };
+    let action = nc_access::policy::record_change_action(&subject);
     let before = state.policy.patient(&subject, patient, action).await.map_err(|e| ApiError::policy(e, "patient"))?;
     let refused = refused_patient_fields(&subject, &changes.named());
     if !refused.is_empty() {
@@ -144,7 +143,7 @@ pub(crate) async fn update(
     }
     let b = &changes.fields;
     check_weight(b.dry_weight_kg)?;
-    check_links(state, before.hospital_id, b.assigned_doctor_id, b.assigned_device_id, None).await?;
+    check_links(state, &subject, b.assigned_doctor_id, b.assigned_device_id, None).await?;
     let new_device = b.assigned_device_id.filter(|d| before.assigned_device_id != Some(*d));
     let new_doctor = b.assigned_doctor_id.filter(|d| before.assigned_doctor_id != Some(*d));
     if new_device.is_some() || new_doctor.is_some() {

@@ -195,7 +195,7 @@ impl PatientsApi {
         }
         let name = check_name("name", &b.name)?;
         check_weight(b.dry_weight_kg)?;
-        check_links(&state, hospital, b.assigned_doctor_id, b.assigned_device_id, b.user_id).await?;
+        check_links(&state, &auth.subject(), b.assigned_doctor_id, b.assigned_device_id, b.user_id).await?;
         let now = Utc::now();
         let patient = patients::ActiveModel {
             id: Set(PatientId::new()),

@@ -111,17 +111,15 @@ pub enum NoContent {
     Done,
 }
 
-/// A user of the caller's hospital (404 otherwise).
-pub(crate) async fn user_in_hospital(
+/// An account `subject` can see (of its hospital: 404 otherwise).
+pub(crate) async fn visible_user(
     state: &ApiState,
+    subject: &nc_access::Subject,
     id: UserId,
-    hospital: HospitalId,
 ) -> std::result::Result<users::Model, ApiError> {
-    users::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .filter(|u| u.hospital_id == hospital)
-        .ok_or(ApiError::NotFound("user"))
+    let user = users::Entity::find_by_id(id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
+    nc_access::policy::decide_visible(subject, user.hospital_id).map_err(|e| ApiError::policy(e.into(), "user"))?;
+    Ok(user)
 }
 
 /// Creates an assignment of `user` to `device` after the caller's `Manage` right was checked.
@@ -138,7 +136,8 @@ pub(crate) async fn assign(
         .device(&subject, device_id, nc_access::DeviceAction::Manage)
         .await
         .map_err(|e| ApiError::policy(e, "device"))?;
-    let user = user_in_hospital(state, user_id, device.hospital_id).await?;
+    let user = visible_user(state, &subject, user_id).await?;
+    // Not an access rule: whom a device can be assigned to (a doctor or technician: 422).
     let role = match user.role {
         Role::Doctor if only.is_none_or(|r| r == Role::Doctor) => AssignmentRole::Doctor,
         Role::Technician if only.is_none_or(|r| r == Role::Technician) => AssignmentRole::Technician,
@@ -175,9 +174,8 @@ impl UsersApi {
     async fn profile(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> Result<Json<UserOut>> {
         let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
         let mut out: UserOut = user.into();
-        if auth.0.role == Role::Patient {
-            out.patient_id = state.policy.patient_of_user(auth.0.id).await?;
-        }
+        // A patient's own record (staff accounts have none).
+        out.patient_id = state.policy.patient_of_user(auth.0.id).await?;
         Ok(Json(out))
     }
 
@@ -217,7 +215,7 @@ impl UsersApi {
         let subject = auth.subject();
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
         let ward = body.0.ward.as_deref().map(|w| check_name("ward", w)).transpose()?;
-        let user = user_in_hospital(&state, user_id.0, auth.0.hospital).await?;
+        let user = visible_user(&state, &subject, user_id.0).await?;
         let before = user.ward.clone();
         let mut active: users::ActiveModel = user.into();
         active.ward = Set(ward.clone());
@@ -266,16 +264,13 @@ impl UsersApi {
         active: Query<Option<bool>>,
     ) -> Result<Json<UserPage>> {
         let hospital = auth.0.hospital;
-        state.policy.hospital(&auth.subject(), hospital, HospitalAction::ListUsers(role.0))?;
+        let listable =
+            state.policy.listable_accounts(&auth.subject(), role.0).await.map_err(|e| ApiError::policy(e, "user"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query =
             users::Entity::find().filter(users::Column::HospitalId.eq(hospital)).filter(users::Column::Role.eq(role.0));
-        if role.0 == Role::Patient {
-            // Patient accounts carry contact details: a doctor lists only those of the
-            // patients they may read; admins all (to link accounts to records).
-            if let Some(ids) = state.policy.listable_patient_accounts(&auth.subject()).await? {
-                query = query.filter(users::Column::Id.is_in(ids));
-            }
+        if let Some(ids) = listable {
+            query = query.filter(users::Column::Id.is_in(ids));
         }
         if let Some(pattern) = q.0.as_deref().and_then(crate::validate::like_pattern) {
             query = query.filter(
@@ -356,11 +351,12 @@ impl UsersApi {
         auth: BearerAuth,
         #[oai(name = "userId")] user_id: Path<UserId>,
     ) -> Result<Json<UserOut>> {
-        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageStaff)?;
+        let subject = auth.subject();
+        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
         if user_id.0 == auth.0.id {
             return Err(ApiError::field("userId", "you cannot deactivate yourself").into());
         }
-        let user = user_in_hospital(&state, user_id.0, auth.0.hospital).await?;
+        let user = visible_user(&state, &subject, user_id.0).await?;
         let now = Utc::now();
         let mut active: users::ActiveModel = user.into();
         active.is_active = Set(false);
@@ -379,8 +375,9 @@ impl UsersApi {
         auth: BearerAuth,
         #[oai(name = "userId")] user_id: Path<UserId>,
     ) -> Result<Json<UserOut>> {
-        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageStaff)?;
-        let user = user_in_hospital(&state, user_id.0, auth.0.hospital).await?;
+        let subject = auth.subject();
+        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
+        let user = visible_user(&state, &subject, user_id.0).await?;
         let mut active: users::ActiveModel = user.into();
         active.is_active = Set(true);
         active.deactivated_at = Set(None);

@@ -28,6 +28,7 @@ mod alert_lists;
 mod bookings;
 mod chat;
 mod maintenance;
+mod objects;
 mod patient_records;
 mod rules;
 
@@ -41,9 +42,10 @@ pub use bookings::{
 };
 pub use chat::{RoomGrant, RoomRequest};
 pub use maintenance::decide_device_status;
+pub use objects::{decide_revoke_grant, decide_visible, export_view, DeviceListScope, ExportView};
 pub use patient_records::{
-    decide_patient_field, patient_scope, patient_view, refused_patient_fields, sessions_in, PatientField,
-    PatientRelations, PatientScope, PatientView, Relations,
+    decide_patient_field, patient_scope, patient_view, record_change_action, refused_patient_fields, sessions_in,
+    PatientField, PatientRelations, PatientScope, PatientView, Relations,
 };
 pub use rules::*;
 

@@ -175,6 +175,15 @@ pub fn patient_view(subject: &Subject) -> PatientView {
     }
 }
 
+/// What changing a patient record is for `subject`: an admin administers it (identity, who
+/// treats the patient, the account link), everyone else updates its medical information.
+pub fn record_change_action(subject: &Subject) -> super::PatientAction {
+    match patient_view(subject) {
+        PatientView::Administrative => super::PatientAction::Administer,
+        _ => super::PatientAction::UpdateMedical,
+    }
+}
+
 /// A field of a patient record that a request may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PatientField {

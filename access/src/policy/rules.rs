@@ -88,6 +88,8 @@ pub enum HospitalAction {
     ConfigureAlarms,
     /// Read the unit's alarm-burden analytics (doctors, admins).
     ViewAlarmBurden,
+    /// Export data in bulk (FHIR Bulk Data) and list the groups to export (doctors, admins).
+    ExportBulk,
 }
 
 /// Why a request is refused.
@@ -225,14 +227,29 @@ pub fn decide_hospital(subject: &Subject, hospital: HospitalId, action: Hospital
     use HospitalAction::*;
     match (user.role, action) {
         (Role::Admin, _) => Ok(()),
-        (Role::Doctor, ListUsers(_) | ListDevices | AdministerPatients | ReadAlarmPolicy | ViewAlarmBurden) => Ok(()),
+        (
+            Role::Doctor,
+            ListUsers(_) | ListDevices | AdministerPatients | ReadAlarmPolicy | ViewAlarmBurden | ExportBulk,
+        ) => Ok(()),
         (Role::Technician, ListUsers(Role::Doctor | Role::Technician) | ListDevices | ReadAlarmPolicy) => Ok(()),
         (Role::Technician, ListUsers(_)) => Err(Denied::Forbidden("technicians list staff only")),
         (Role::Patient, ListDevices) => Ok(()),
         (_, ManageStaff | ManageDevices) => Err(Denied::Forbidden("only admins manage staff and devices")),
         (_, ConfigureAlarms) => Err(Denied::Forbidden("only admins set the escalation policy")),
         (_, ViewAlarmBurden) => Err(Denied::Forbidden("alarm-burden analytics are for doctors and admins")),
+        (_, ExportBulk) => Err(Denied::Forbidden("only admins and doctors export data in bulk")),
         (_, _) => Err(Denied::Forbidden("not permitted for your role")),
+    }
+}
+
+/// Which role a person may choose when registering themself: patient only. Staff accounts
+/// are created by the hospital's admin or with an enrollment code.
+pub fn decide_registration_role(role: Role) -> Decision {
+    match role {
+        Role::Patient => Ok(()),
+        Role::Doctor | Role::Technician | Role::Admin => Err(Denied::Forbidden(
+            "this role cannot be chosen at registration: staff accounts are created by your hospital's admin or with an enrollment code",
+        )),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::dto::{AssignmentOut, DeviceOut, DevicePage, GrantOut, PatientOut, Ses
 use crate::error::{ApiError, ErrorResponse};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
-use crate::users_api::{assign, user_in_hospital};
+use crate::users_api::{assign, visible_user};
 use crate::Tag;
 
 type Result<T> = std::result::Result<T, ErrorResponse>;
@@ -149,14 +149,14 @@ impl DevicesApi {
         offset: Query<Option<u64>>,
     ) -> Result<Json<DevicePage>> {
         let subject = auth.subject();
-        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ListDevices)?;
+        let scope = state
+            .policy
+            .device_list_scope(&subject, mine.0 == Some(true))
+            .await
+            .map_err(|e| ApiError::policy(e, "device"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query = devices::Entity::find().filter(devices::Column::HospitalId.eq(auth.0.hospital));
-        if auth.0.role == Role::Patient || mine.0 == Some(true) {
-            let ids = match state.policy.clinical_devices(&subject).await? {
-                nc_access::policy::DeviceScope::Only(ids) => ids,
-                nc_access::policy::DeviceScope::Nothing => Vec::new(),
-            };
+        if let nc_access::policy::DeviceListScope::Only(ids) = scope {
             query = query.filter(devices::Column::Id.is_in(ids));
         }
         if let Some(s) = status.0 {
@@ -440,7 +440,8 @@ impl DevicesApi {
         if body.technician_id == auth.0.id {
             return Err(ApiError::field("technicianId", "you cannot grant access to yourself").into());
         }
-        let grantee = user_in_hospital(&state, body.technician_id, device.hospital_id).await?;
+        let grantee = visible_user(&state, &auth.subject(), body.technician_id).await?;
+        // Not an access rule: who may receive a hand-over is the grant's validity (422).
         if grantee.role != Role::Technician || !nc_access::authn::is_live(&grantee) {
             return Err(ApiError::field("technicianId", "must be an active technician of your hospital").into());
         }
@@ -474,14 +475,9 @@ impl DevicesApi {
         let grant = temporary_access_grants::Entity::find_by_id(grant_id.0)
             .one(&state.db)
             .await?
-            .filter(|g| g.hospital_id == auth.0.hospital)
             .ok_or(ApiError::NotFound("grant"))?;
-        let allowed = grant.granted_by == auth.0.id || grant.granted_to == auth.0.id || auth.0.role == Role::Admin;
-        if !allowed {
-            return Err(
-                ApiError::Forbidden("only the technicians involved or an admin may revoke this grant".into()).into()
-            );
-        }
+        nc_access::policy::decide_revoke_grant(&auth.subject(), grant.hospital_id, grant.granted_by, grant.granted_to)
+            .map_err(|e| ApiError::policy(e.into(), "grant"))?;
         if grant.revoked_at.is_none() {
             temporary_access_grants::Entity::update_many()
                 .col_expr(temporary_access_grants::Column::RevokedAt, Expr::value(Utc::now()))

@@ -93,7 +93,10 @@ async fn kick_off(req: Request, group: bool) -> FhirResult<Response> {
             return Err(FhirError::NotSupported(format!("`_outputFormat={f}`: only application/fhir+ndjson")));
         }
     }
-    let allowed: &[&str] = if user.role == Role::Admin { &ADMIN_TYPES } else { &TYPES };
+    let allowed: &[&str] = match nc_access::policy::export_view(&ctx.subject) {
+        nc_access::policy::ExportView::Administrative => &ADMIN_TYPES,
+        nc_access::policy::ExportView::Clinical => &TYPES,
+    };
     let mut types: Vec<String> = Vec::new();
     for t in params.all("_type").flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()) {
         if !TYPES.contains(&t) {

@@ -10,7 +10,7 @@
 //! (`Policy::patient_scope`): a doctor exporting the hospital gets their own patients.
 
 use nc_access::HospitalAction;
-use nc_domain::{HospitalId, PatientId, Role};
+use nc_domain::{HospitalId, PatientId};
 use nc_entities::{hospitals, patients, users};
 use poem::{Request, Response};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -117,16 +117,12 @@ pub async fn members(db: &DatabaseConnection, group: &Group) -> Result<Vec<Patie
     }
 }
 
-/// Who may export (and so list groups): the hospital's admins and doctors.
+/// Who may export (and so list groups): the policy's `HospitalAction::ExportBulk`.
 pub fn may_export(ctx: &Ctx) -> FhirResult<()> {
-    match ctx.subject {
-        nc_access::Subject::User(u) if matches!(u.role, Role::Admin | Role::Doctor) => ctx
-            .state
-            .policy
-            .hospital(&ctx.subject, u.hospital, HospitalAction::ListUsers(Role::Patient))
-            .map_err(|d| FhirError::denied(d, "Group")),
-        _ => Err(FhirError::Forbidden("only admins and doctors export data in bulk".into())),
-    }
+    ctx.state
+        .policy
+        .hospital(&ctx.subject, ctx.subject.hospital(), HospitalAction::ExportBulk)
+        .map_err(|d| FhirError::denied(d, "Group"))
 }
 
 /// `GET /Group`: the groups the caller may export (admins and doctors).

@@ -166,9 +166,7 @@ pub async fn read(req: Request) -> FhirResult<Response> {
     let id: Uuid = search::path_id(&req, "DetectedIssue")?;
     let not_found = || FhirError::NotFound(format!("DetectedIssue/{id} not found"));
     let a = open_alarm(ctx.pool(), id).await?.ok_or_else(not_found)?;
-    if a.hospital_id != ctx.subject.hospital().as_uuid() {
-        return Err(not_found());
-    }
+    nc_access::policy::decide_visible(&ctx.subject, HospitalId(a.hospital_id)).map_err(|_| not_found())?;
     match a.patient_id {
         Some(p) => {
             let w = readable_patient(&ctx, PatientId(p), "fhir.DetectedIssue").await?;

@@ -65,18 +65,12 @@ pub async fn facts(
 
 /// A session the caller may read (as its patient's sessions), with its summaries. Audited.
 pub async fn readable_session(ctx: &Ctx, id: SessionId) -> FhirResult<(Value, Vec<Value>)> {
-    let not_found = || FhirError::NotFound(format!("Procedure/{id} not found"));
-    let s = device_sessions::Entity::find_by_id(id).one(&ctx.state.db).await?.ok_or_else(not_found)?;
-    let patient = s.patient_id.ok_or_else(not_found)?;
-    if s.hospital_id != ctx.subject.hospital() {
-        return Err(not_found());
-    }
-    ctx.patient(patient, PatientAction::Read).await?;
-    if let ReadScope::Windows(w) = ctx.state.policy.read_scope(&ctx.subject).await? {
-        if !w.iter().any(|w| w.device == s.device_id && w.overlaps(s.started_at, s.ended_at)) {
-            return Err(FhirError::Forbidden("this session lies outside the windows you are responsible for".into()));
+    let (s, patient) = match ctx.state.policy.session(&ctx.subject, id).await {
+        Err(nc_access::PolicyError::Denied(nc_access::Denied::NotFound)) => {
+            return Err(FhirError::NotFound(format!("Procedure/{id} not found")))
         }
-    }
+        other => other.map_err(|e| FhirError::policy(e, "Procedure"))?,
+    };
     ctx.audit("fhir.Procedure", Some(patient), Some(s.device_id)).await?;
     let summaries = observations::session_summaries(&facts(&ctx.state.db, &s, patient).await?);
     Ok((procedure(&s, patient), summaries))

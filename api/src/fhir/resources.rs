@@ -3,7 +3,7 @@
 //! same object (`getPatient`, `listPatients`, `getDevice`, `listUsersByRole`), and reads of
 //! patients are audited.
 
-use nc_access::{DeviceAction, HospitalAction, PatientAction};
+use nc_access::{DeviceAction, PatientAction};
 use nc_domain::{DeviceId, DeviceStatus, Gender, PatientId, Role, UserId};
 use nc_entities::{device_sessions, devices, patients, users};
 use poem::{Request, Response};
@@ -81,6 +81,7 @@ pub fn practitioner(u: &users::Model) -> Value {
         "meta": {"lastUpdated": instant(u.updated_at)},
         "active": u.is_active,
         "name": [{"text": u.name}],
+        // Not an access rule: the qualification a role is shown as.
         "qualification": [{"code": {"text": if u.role == Role::Doctor { "Physician" } else { "Dialysis technician" }}}],
     })
 }
@@ -177,19 +178,25 @@ pub async fn search_devices(req: Request) -> FhirResult<Response> {
     Ok(ok(&search::bundle(&ctx.base, self_url, entries, None)))
 }
 
+/// Which accounts FHIR calls a Practitioner: the clinicians (a resource mapping, not an
+/// access rule: who may read one is `Policy::person`).
+pub(crate) fn is_practitioner(role: Role) -> bool {
+    // Not an access rule: a resource mapping.
+    matches!(role, Role::Doctor | Role::Technician)
+}
+
 /// `GET /Practitioner/{id}`: a doctor or technician of the caller's hospital, for those who
 /// may list that role (`listUsersByRole`: staff; admins).
 pub async fn read_practitioner(req: Request) -> FhirResult<Response> {
     let ctx = Ctx::of(&req).await?;
     let id: UserId = search::path_id(&req, "Practitioner")?;
     let not_found = || FhirError::NotFound(format!("Practitioner/{id} not found"));
-    let u = users::Entity::find_by_id(id).one(&ctx.state.db).await?.ok_or_else(not_found)?;
-    if u.hospital_id != ctx.subject.hospital() || !matches!(u.role, Role::Doctor | Role::Technician) {
+    let u = match ctx.state.policy.person(&ctx.subject, id).await {
+        Err(nc_access::PolicyError::Denied(nc_access::Denied::NotFound)) => return Err(not_found()),
+        other => other.map_err(|e| FhirError::policy(e, "Practitioner"))?,
+    };
+    if !is_practitioner(u.role) {
         return Err(not_found());
     }
-    ctx.state
-        .policy
-        .hospital(&ctx.subject, u.hospital_id, HospitalAction::ListUsers(u.role))
-        .map_err(|d| FhirError::denied(d, "Practitioner"))?;
     Ok(ok(&practitioner(&u)))
 }
