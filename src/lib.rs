@@ -2,6 +2,8 @@
 //! broker, ingest and API components in one process with one shutdown.
 
 pub mod app;
+#[cfg(test)]
+mod architecture;
 pub mod bench;
 pub mod bench_alarms;
 pub mod bench_chat;

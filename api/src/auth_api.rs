@@ -22,7 +22,7 @@ use sea_orm::{
 };
 
 use crate::dto::UserOut;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult, NoContent};
 use crate::security::client_ip;
 use crate::state::{ApiState, Attempt};
 use crate::Tag;
@@ -144,16 +144,7 @@ pub enum AcceptedResponse {
     Accepted(Json<StatusOut>),
 }
 
-#[derive(ApiResponse)]
-pub enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    Done,
-}
-
 pub struct AuthApi;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 pub(crate) use crate::validate::{check_name, check_password, check_phone, normalize_email};
 
@@ -323,7 +314,7 @@ impl AuthApi {
         &self,
         state: poem::web::Data<&ApiState>,
         body: Json<RegisterRequest>,
-    ) -> Result<RegisterResponse> {
+    ) -> ApiResult<RegisterResponse> {
         let b = body.0;
         let email = normalize_email(&b.email)?;
         let name = check_name("name", &b.name)?;
@@ -416,7 +407,7 @@ impl AuthApi {
         state: poem::web::Data<&ApiState>,
         req: &Request,
         body: Json<VerifyOtpRequest>,
-    ) -> Result<Json<StatusOut>> {
+    ) -> ApiResult<Json<StatusOut>> {
         let email = normalize_email(&body.email)?;
         state.throttle.check(Attempt::Code, &email, client_ip(req))?;
         let invalid = || ApiError::field("code", "the code is wrong or has expired; request a new one");
@@ -441,7 +432,7 @@ impl AuthApi {
         state: poem::web::Data<&ApiState>,
         req: &Request,
         body: Json<LoginRequest>,
-    ) -> Result<Json<TokenPair>> {
+    ) -> ApiResult<Json<TokenPair>> {
         let email = body.email.trim().to_lowercase();
         state.throttle.check(Attempt::Login, &email, client_ip(req))?;
         let user = find_user(&state.db, &email).await?;
@@ -471,7 +462,7 @@ impl AuthApi {
         state: poem::web::Data<&ApiState>,
         req: &Request,
         body: Json<RefreshRequest>,
-    ) -> Result<Json<TokenPair>> {
+    ) -> ApiResult<Json<TokenPair>> {
         let hash = secret::digest(body.refresh_token.trim());
         let invalid = || ApiError::Unauthorized("invalid or expired refresh token; log in again".into());
         let txn = state.db.begin().await?;
@@ -516,7 +507,7 @@ impl AuthApi {
     /// Log out: ends the login session the refresh token belongs to (its access tokens stop
     /// working too). Always succeeds.
     #[oai(path = "/api/auth/logout", method = "post", operation_id = "logout")]
-    async fn logout(&self, state: poem::web::Data<&ApiState>, body: Json<RefreshRequest>) -> Result<NoContent> {
+    async fn logout(&self, state: poem::web::Data<&ApiState>, body: Json<RefreshRequest>) -> ApiResult<NoContent> {
         let hash = secret::digest(body.refresh_token.trim());
         if let Some(row) =
             refresh_tokens::Entity::find().filter(refresh_tokens::Column::TokenHash.eq(hash)).one(&state.db).await?
@@ -534,7 +525,7 @@ impl AuthApi {
         state: poem::web::Data<&ApiState>,
         req: &Request,
         body: Json<ResetRequest>,
-    ) -> Result<AcceptedResponse> {
+    ) -> ApiResult<AcceptedResponse> {
         let email = normalize_email(&body.email)?;
         state.throttle.check(Attempt::Reset, &email, client_ip(req))?;
         if let Some(user) = find_user(&state.db, &email).await? {
@@ -553,7 +544,7 @@ impl AuthApi {
         state: poem::web::Data<&ApiState>,
         req: &Request,
         body: Json<ResetConfirmRequest>,
-    ) -> Result<Json<StatusOut>> {
+    ) -> ApiResult<Json<StatusOut>> {
         let email = normalize_email(&body.email)?;
         state.throttle.check(Attempt::Code, &email, client_ip(req))?;
         check_password(&body.new_password, &email, "newPassword")?;

@@ -13,12 +13,10 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use crate::bookings_dto::*;
 use crate::dto::page;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(ApiResponse)]
 pub enum Booked {
@@ -101,7 +99,7 @@ impl BookingsApi {
         /// Items to skip (at most 1000000000).
         #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
-    ) -> Result<Json<BookingPage>> {
+    ) -> ApiResult<Json<BookingPage>> {
         let (limit, offset) = page(limit.0, offset.0)?;
         let filter = nc_bookings::Filter {
             patient: patient_id.0,
@@ -127,7 +125,7 @@ impl BookingsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<CreateBookingIn>,
-    ) -> Result<Booked> {
+    ) -> ApiResult<Booked> {
         let b = body.0;
         let booking = state
             .bookings
@@ -169,7 +167,7 @@ impl BookingsApi {
         /// Session length in minutes, 15 to 720.
         #[oai(validator(minimum(value = "15"), maximum(value = "720")))]
         duration: Query<u32>,
-    ) -> Result<Json<AvailabilityOut>> {
+    ) -> ApiResult<Json<AvailabilityOut>> {
         let a = state
             .bookings
             .available(
@@ -197,7 +195,7 @@ impl BookingsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<SeriesIn>,
-    ) -> Result<SeriesBooked> {
+    ) -> ApiResult<SeriesBooked> {
         let b = body.0;
         let start_minutes = parse_hhmm(&b.start_time, false)
             .ok_or_else(|| ApiError::field("startTime", "must be HH:MM (00:00-23:59)"))?;
@@ -231,7 +229,7 @@ impl BookingsApi {
         auth: BearerAuth,
         #[oai(name = "seriesId")] series_id: Path<SeriesId>,
         body: Json<CancelSeriesIn>,
-    ) -> Result<Json<CancelledSeriesOut>> {
+    ) -> ApiResult<Json<CancelledSeriesOut>> {
         let b = body.0;
         let cancelled = state.bookings.cancel_series(&auth.0, series_id.0, b.from, b.reason).await?;
         Ok(Json(CancelledSeriesOut { cancelled: cancelled.into_iter().map(Into::into).collect() }))
@@ -240,7 +238,7 @@ impl BookingsApi {
     /// The unit's booking settings: time zone, opening hours, slot grid, changeover,
     /// cancellation notice. Every person of the hospital may read them.
     #[oai(path = "/api/bookings/settings", method = "get", operation_id = "getBookingSettings")]
-    async fn settings(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> Result<Json<SettingsOut>> {
+    async fn settings(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> ApiResult<Json<SettingsOut>> {
         Ok(Json(state.bookings.settings(&auth.0).await?.into()))
     }
 
@@ -252,7 +250,7 @@ impl BookingsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<SettingsIn>,
-    ) -> Result<Json<SettingsOut>> {
+    ) -> ApiResult<Json<SettingsOut>> {
         let settings = settings_in(body.0)?;
         Ok(Json(state.bookings.set_settings(&auth.0, settings).await?.into()))
     }
@@ -265,7 +263,7 @@ impl BookingsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Query<Option<DeviceId>>,
-    ) -> Result<Json<Vec<DowntimeOut>>> {
+    ) -> ApiResult<Json<Vec<DowntimeOut>>> {
         let w = state.bookings.downtimes(&auth.0, device_id.0).await?;
         Ok(Json(w.into_iter().map(Into::into).collect()))
     }
@@ -278,7 +276,7 @@ impl BookingsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<DowntimeIn>,
-    ) -> Result<WindowPlanned> {
+    ) -> ApiResult<WindowPlanned> {
         let b = body.0;
         let window = nc_bookings::slots::Interval { start: b.starts_at, end: b.ends_at };
         let w = state.bookings.add_downtime(&auth.0, b.device_id, window, b.reason).await?;
@@ -296,7 +294,7 @@ impl BookingsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "windowId")] window_id: Path<DowntimeId>,
-    ) -> Result<Json<DowntimeOut>> {
+    ) -> ApiResult<Json<DowntimeOut>> {
         Ok(Json(state.bookings.cancel_downtime(&auth.0, window_id.0).await?.into()))
     }
 
@@ -307,7 +305,7 @@ impl BookingsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "bookingId")] booking_id: Path<BookingId>,
-    ) -> Result<Json<BookingOut>> {
+    ) -> ApiResult<Json<BookingOut>> {
         Ok(Json(state.bookings.get(&auth.0, booking_id.0).await?.into()))
     }
 
@@ -323,7 +321,7 @@ impl BookingsApi {
         auth: BearerAuth,
         #[oai(name = "bookingId")] booking_id: Path<BookingId>,
         body: Json<UpdateBookingIn>,
-    ) -> Result<Json<BookingOut>> {
+    ) -> ApiResult<Json<BookingOut>> {
         let b = body.0;
         let change = nc_bookings::Change {
             start: b.scheduled_date,
@@ -346,7 +344,7 @@ impl BookingsApi {
         /// Why (at most 500 characters).
         #[oai(validator(max_length = 500, custom = "crate::validate::NoNul"))]
         reason: Query<Option<String>>,
-    ) -> Result<Json<BookingOut>> {
+    ) -> ApiResult<Json<BookingOut>> {
         Ok(Json(state.bookings.cancel(&auth.0, booking_id.0, reason.0).await?.into()))
     }
 }

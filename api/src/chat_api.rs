@@ -11,12 +11,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::dto::page;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 /// Opens a conversation.
 #[derive(Object, Debug)]
@@ -204,7 +202,7 @@ impl ChatApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<OpenRoomIn>,
-    ) -> Result<RoomOpened> {
+    ) -> ApiResult<RoomOpened> {
         let b = body.0;
         let request = match (b.kind, b.counterpart_id, b.device_id) {
             (ChatRoomKind::DoctorPatient, Some(counterpart), None) => RoomRequest::DoctorPatient { counterpart },
@@ -238,7 +236,7 @@ impl ChatApi {
         /// Items to skip (at most 1000000000).
         #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
-    ) -> Result<Json<RoomPage>> {
+    ) -> ApiResult<Json<RoomPage>> {
         let (limit, offset) = page(limit.0, offset.0)?;
         let (items, total) = state.chat.rooms(&auth.0, limit, offset).await.map_err(ApiError::from)?;
         Ok(Json(RoomPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
@@ -251,7 +249,7 @@ impl ChatApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "roomId")] room_id: Path<RoomId>,
-    ) -> Result<Json<RoomOut>> {
+    ) -> ApiResult<Json<RoomOut>> {
         Ok(Json(state.chat.room(&auth.0, room_id.0).await.map_err(ApiError::from)?.into()))
     }
 
@@ -271,7 +269,7 @@ impl ChatApi {
         /// Page size, 1 to 100 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u64>>,
-    ) -> Result<Json<MessagePageOut>> {
+    ) -> ApiResult<Json<MessagePageOut>> {
         let from = match (before.0, after.0) {
             (Some(_), Some(_)) => return Err(ApiError::field("after", "give `before` or `after`, not both").into()),
             (Some(b), None) => nc_chat::PageFrom::Before(b),
@@ -296,7 +294,7 @@ impl ChatApi {
         auth: BearerAuth,
         #[oai(name = "roomId")] room_id: Path<RoomId>,
         body: Json<PostIn>,
-    ) -> Result<Posted> {
+    ) -> ApiResult<Posted> {
         let b = body.0;
         let (message, created) = state
             .chat
@@ -315,7 +313,7 @@ impl ChatApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "messageId")] message_id: Path<MessageId>,
-    ) -> Result<Json<ReceiptOut>> {
+    ) -> ApiResult<Json<ReceiptOut>> {
         let r = state.chat.read(&auth.0, message_id.0).await.map_err(ApiError::from)?;
         Ok(Json(ReceiptOut {
             room_id: r.room_id,

@@ -93,6 +93,17 @@ pub enum ErrorResponse {
     Unavailable(Json<ErrorBody>),
 }
 
+/// What every operation returns.
+pub type ApiResult<T> = std::result::Result<T, ErrorResponse>;
+
+/// The answer of an operation that returns nothing.
+#[derive(ApiResponse, Debug)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
 /// What can go wrong in a handler, by meaning rather than by HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -14,15 +14,13 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::devices::registry::NoContent;
 use crate::dto::PatientOut;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::NoContent;
+use crate::error::{ApiError, ApiResult};
 use crate::patient_changes::{audit_patient, record, Changes};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
@@ -36,7 +34,7 @@ pub struct PatientAccountApi;
 
 impl PatientAccountApi {
     /// The record, if the caller may link or unlink its account.
-    async fn linkable(state: &ApiState, auth: &BearerAuth, patient: PatientId) -> Result<patients::Model> {
+    async fn linkable(state: &ApiState, auth: &BearerAuth, patient: PatientId) -> ApiResult<patients::Model> {
         Ok(state
             .policy
             .patient(&auth.subject(), patient, PatientAction::LinkAccount)
@@ -50,7 +48,7 @@ impl PatientAccountApi {
         auth: &BearerAuth,
         before: patients::Model,
         account: Option<UserId>,
-    ) -> Result<patients::Model> {
+    ) -> ApiResult<patients::Model> {
         let after = record(state, auth.0.id, &before, Changes { user_id: Some(account), ..Default::default() }).await?;
         if after != before {
             audit_patient(state, req, auth, &after, AuditAction::Update, "patient.account").await?;
@@ -78,7 +76,7 @@ impl PatientAccountApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<LinkAccountRequest>,
-    ) -> Result<Json<PatientOut>> {
+    ) -> ApiResult<Json<PatientOut>> {
         let before = Self::linkable(&state, &auth, patient_id.0).await?;
         let account =
             users::Entity::find_by_id(body.user_id).one(&state.db).await?.ok_or(ApiError::NotFound("account"))?;
@@ -123,7 +121,7 @@ impl PatientAccountApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-    ) -> Result<NoContent> {
+    ) -> ApiResult<NoContent> {
         let before = Self::linkable(&state, &auth, patient_id.0).await?;
         Self::relink(&state, req, &auth, before, None).await?;
         Ok(NoContent::Done)

@@ -18,14 +18,12 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use crate::dto::{fetch_page, page, PatientOut, PatientPage};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::patient_changes::{audit_patient, check_links, check_weight, Changes};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
 use crate::validate::{check_name, like_pattern};
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
@@ -185,7 +183,7 @@ impl PatientsApi {
         req: &Request,
         auth: BearerAuth,
         body: Json<CreatePatientRequest>,
-    ) -> Result<PatientCreated> {
+    ) -> ApiResult<PatientCreated> {
         let hospital = auth.0.hospital;
         state.policy.hospital(&auth.subject(), hospital, HospitalAction::AdministerPatients)?;
         let b = body.0;
@@ -234,7 +232,7 @@ impl PatientsApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-    ) -> Result<Json<PatientOut>> {
+    ) -> ApiResult<Json<PatientOut>> {
         let patient = state
             .policy
             .patient(&auth.subject(), patient_id.0, PatientAction::Read)
@@ -264,7 +262,7 @@ impl PatientsApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<UpdatePatientRequest>,
-    ) -> Result<Json<PatientOut>> {
+    ) -> ApiResult<Json<PatientOut>> {
         let changes = Changes { fields: body.0, user_id: None };
         let after = crate::patient_changes::update(&state, req, &auth, patient_id.0, changes).await?;
         Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
@@ -285,7 +283,7 @@ impl PatientsApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<MedicalInfoRequest>,
-    ) -> Result<Json<PatientOut>> {
+    ) -> ApiResult<Json<PatientOut>> {
         let changes = Changes { fields: body.0.into(), user_id: None };
         let after = crate::patient_changes::update(&state, req, &auth, patient_id.0, changes).await?;
         Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
@@ -320,7 +318,7 @@ impl PatientsApi {
         /// Items to skip (at most 1000000000).
         #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
-    ) -> Result<Json<PatientPage>> {
+    ) -> ApiResult<Json<PatientPage>> {
         let subject = auth.subject();
         let (limit, offset) = page(limit.0, offset.0)?;
         let scope = state.policy.patient_scope(&subject).await?;
@@ -362,7 +360,7 @@ impl PatientsApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-    ) -> Result<Json<Vec<MedicalUpdateOut>>> {
+    ) -> ApiResult<Json<Vec<MedicalUpdateOut>>> {
         let patient = state
             .policy
             .patient(&auth.subject(), patient_id.0, PatientAction::Read)

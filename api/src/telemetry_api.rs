@@ -19,13 +19,11 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::dto::{fetch_page, page};
 use crate::dto::{SessionPage, DEFAULT_PAGE};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
 use crate::Tag;
 use nc_ingest::query::Windows;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 /// A dialysis machine: HTTP Basic with the device id as user name and the device secret
 /// as password.
@@ -272,7 +270,7 @@ impl TelemetryApi {
         to: Option<DateTime<Utc>>,
         limit: Option<u64>,
         cursor: Option<String>,
-    ) -> Result<Json<HistoryPage>> {
+    ) -> ApiResult<Json<HistoryPage>> {
         let scope = windows(&readable_patient(state, req, auth, patient, "patient.health_metrics").await?);
         let (from, to) = range(from, to, Duration::days(1))?;
         let limit = limit.unwrap_or(DEFAULT_PAGE);
@@ -322,7 +320,7 @@ impl TelemetryApi {
         state: poem::web::Data<&ApiState>,
         auth: DeviceAuth,
         body: ReadingBody,
-    ) -> Result<IngestResponse> {
+    ) -> ApiResult<IngestResponse> {
         let Subject::Device { id, hospital } = auth.0 else {
             return Err(ApiError::Forbidden("only devices post readings".into()).into());
         };
@@ -358,7 +356,7 @@ impl TelemetryApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-    ) -> Result<Json<CurrentOut>> {
+    ) -> ApiResult<Json<CurrentOut>> {
         let scope = windows(&readable_patient(&state, req, &auth, patient_id.0, "patient.current").await?);
         let found = nc_ingest::query::current_for_patient(state.ingest.pool(), patient_id.0.as_uuid(), scope.as_ref())
             .await
@@ -389,7 +387,7 @@ impl TelemetryApi {
         /// `nextCursor` of the previous page.
         #[oai(validator(max_length = 100, custom = "crate::validate::NoNul"))]
         cursor: Query<Option<String>>,
-    ) -> Result<Json<HistoryPage>> {
+    ) -> ApiResult<Json<HistoryPage>> {
         Self::history_page(&state, req, &auth, patient_id.0, from.0, to.0, limit.0, cursor.0).await
     }
 
@@ -406,7 +404,7 @@ impl TelemetryApi {
         #[oai(validator(custom = "crate::validate::Time"))] to: Query<Option<DateTime<Utc>>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
         #[oai(validator(max_length = 100, custom = "crate::validate::NoNul"))] cursor: Query<Option<String>>,
-    ) -> Result<Json<HistoryPage>> {
+    ) -> ApiResult<Json<HistoryPage>> {
         Self::history_page(&state, req, &auth, patient_id.0, from.0, to.0, limit.0, cursor.0).await
     }
 
@@ -432,7 +430,7 @@ impl TelemetryApi {
         /// bloodPressure, oxygenSaturation, flowRate, totalVolume).
         #[oai(validator(max_length = 500, custom = "crate::validate::NoNul"))]
         metrics: Query<Option<String>>,
-    ) -> Result<Json<TrendsOut>> {
+    ) -> ApiResult<Json<TrendsOut>> {
         let scope = windows(&readable_patient(&state, req, &auth, patient_id.0, "patient.trends").await?);
         let resolution = resolution.0.unwrap_or(Resolution::H1);
         let (from, to) = range(from.0, to.0, Duration::days(7))?;
@@ -496,7 +494,7 @@ impl TelemetryApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
         #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
-    ) -> Result<Json<SessionPage>> {
+    ) -> ApiResult<Json<SessionPage>> {
         let scope = readable_patient(&state, req, &auth, patient_id.0, "patient.sessions").await?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let mut query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));

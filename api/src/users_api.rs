@@ -14,12 +14,10 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use crate::auth_api::{check_name, check_password, check_phone, normalize_email, revoke_all_sessions, send_code};
 use crate::dto::{fetch_page, page, AssignmentOut, UserOut, UserPage};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult, NoContent};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
@@ -104,13 +102,6 @@ pub enum AssignmentCreated {
     Created(Json<AssignmentOut>),
 }
 
-#[derive(ApiResponse)]
-pub enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    Done,
-}
-
 /// An account `subject` can see (of its hospital: 404 otherwise).
 pub(crate) async fn visible_user(
     state: &ApiState,
@@ -171,7 +162,7 @@ pub struct UsersApi;
 impl UsersApi {
     /// Your own account.
     #[oai(path = "/api/users/profile", method = "get", operation_id = "getProfile")]
-    async fn profile(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> Result<Json<UserOut>> {
+    async fn profile(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> ApiResult<Json<UserOut>> {
         let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
         let mut out: UserOut = user.into();
         // A patient's own record (staff accounts have none).
@@ -187,7 +178,7 @@ impl UsersApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<ProfileUpdate>,
-    ) -> Result<Json<UserOut>> {
+    ) -> ApiResult<Json<UserOut>> {
         let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
         let mut active: users::ActiveModel = user.into();
         if let Some(name) = &body.name {
@@ -211,7 +202,7 @@ impl UsersApi {
         auth: BearerAuth,
         #[oai(name = "userId")] user_id: Path<UserId>,
         body: Json<WardUpdate>,
-    ) -> Result<Json<UserOut>> {
+    ) -> ApiResult<Json<UserOut>> {
         let subject = auth.subject();
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
         let ward = body.0.ward.as_deref().map(|w| check_name("ward", w)).transpose()?;
@@ -262,7 +253,7 @@ impl UsersApi {
         q: Query<Option<String>>,
         /// Only active (true) or inactive (false) accounts.
         active: Query<Option<bool>>,
-    ) -> Result<Json<UserPage>> {
+    ) -> ApiResult<Json<UserPage>> {
         let hospital = auth.0.hospital;
         let listable =
             state.policy.listable_accounts(&auth.subject(), role.0).await.map_err(|e| ApiError::policy(e, "user"))?;
@@ -303,7 +294,7 @@ impl UsersApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<CreateUserRequest>,
-    ) -> Result<UserCreated> {
+    ) -> ApiResult<UserCreated> {
         let hospital = auth.0.hospital;
         state.policy.hospital(&auth.subject(), hospital, HospitalAction::ManageStaff)?;
         let b = body.0;
@@ -350,7 +341,7 @@ impl UsersApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "userId")] user_id: Path<UserId>,
-    ) -> Result<Json<UserOut>> {
+    ) -> ApiResult<Json<UserOut>> {
         let subject = auth.subject();
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
         if user_id.0 == auth.0.id {
@@ -374,7 +365,7 @@ impl UsersApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "userId")] user_id: Path<UserId>,
-    ) -> Result<Json<UserOut>> {
+    ) -> ApiResult<Json<UserOut>> {
         let subject = auth.subject();
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
         let user = visible_user(&state, &subject, user_id.0).await?;
@@ -393,7 +384,7 @@ impl UsersApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<EnrollmentRequest>,
-    ) -> Result<EnrollmentCreated> {
+    ) -> ApiResult<EnrollmentCreated> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageStaff)?;
         let hours = body.valid_hours.unwrap_or(72);
         if !(1..=336).contains(&hours) {
@@ -424,7 +415,7 @@ impl UsersApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<AssignDeviceRequest>,
-    ) -> Result<AssignmentCreated> {
+    ) -> ApiResult<AssignmentCreated> {
         Ok(AssignmentCreated::Created(Json(assign(&state, &auth, body.user_id, body.device_id, None).await?)))
     }
 
@@ -436,7 +427,7 @@ impl UsersApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<AssignDeviceRequest>,
-    ) -> Result<NoContent> {
+    ) -> ApiResult<NoContent> {
         let subject: Subject = auth.subject();
         state
             .policy

@@ -16,12 +16,10 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::dto::*;
 use crate::dto::{fetch_page, page};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 pub struct AlertsApi;
 
@@ -106,7 +104,7 @@ impl AlertsApi {
         #[oai(name = "patientId")] patient_id: Query<Option<PatientId>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
         #[oai(validator(maximum(value = "1000000000")))] offset: Query<Option<u64>>,
-    ) -> Result<Json<AlertPage>> {
+    ) -> ApiResult<Json<AlertPage>> {
         let (limit, offset) = page(limit.0, offset.0)?;
         let filter = AlertFilter { device: device_id.0, patient: patient_id.0 };
         let scope =
@@ -135,7 +133,7 @@ impl AlertsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "alertId")] alert_id: Path<AlertId>,
-    ) -> Result<Json<AlertDetail>> {
+    ) -> ApiResult<Json<AlertDetail>> {
         let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Read).await?;
         let notified = state.alarms.notified(alert.id).await?.into_iter().map(NotifiedOut::from).collect();
         Ok(Json(AlertDetail { alert: shown(alert, view), notified }))
@@ -150,7 +148,7 @@ impl AlertsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "alertId")] alert_id: Path<AlertId>,
-    ) -> Result<Json<Vec<AlertHistoryEntry>>> {
+    ) -> ApiResult<Json<Vec<AlertHistoryEntry>>> {
         let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Read).await?;
         let mut entries: Vec<AlertHistoryEntry> =
             state.alarms.history(alert.id).await?.into_iter().filter_map(AlertHistoryEntry::from_entry).collect();
@@ -173,7 +171,7 @@ impl AlertsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "alertId")] alert_id: Path<AlertId>,
-    ) -> Result<Json<AlertOut>> {
+    ) -> ApiResult<Json<AlertOut>> {
         let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Acknowledge).await?;
         let updated = state.alarms.acknowledge(alert.id, &auth.0).await?;
         audit_action(&state, &auth, &updated, "acknowledge", None).await?;
@@ -192,7 +190,7 @@ impl AlertsApi {
         auth: BearerAuth,
         #[oai(name = "alertId")] alert_id: Path<AlertId>,
         body: Json<SnoozeIn>,
-    ) -> Result<Json<AlertOut>> {
+    ) -> ApiResult<Json<AlertOut>> {
         let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Snooze).await?;
         let updated = state.alarms.snooze(alert.id, &auth.0, body.0.minutes, &body.0.reason).await?;
         let detail = serde_json::json!({"minutes": body.0.minutes, "reason": body.0.reason.trim(), "until": updated.snoozed_until});
@@ -211,7 +209,7 @@ impl AlertsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "alertId")] alert_id: Path<AlertId>,
-    ) -> Result<Json<AlertOut>> {
+    ) -> ApiResult<Json<AlertOut>> {
         let (alert, view) = alert_for(&state, &auth, alert_id.0, AlertAction::Clear).await?;
         let updated = state.alarms.clear_by_hand(alert.id, &auth.0).await?;
         audit_action(&state, &auth, &updated, "clear", None).await?;
@@ -228,7 +226,7 @@ impl AlertsApi {
         &self,
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
-    ) -> Result<Json<EscalationPolicyOut>> {
+    ) -> ApiResult<Json<EscalationPolicyOut>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ReadAlarmPolicy)?;
         Ok(Json(state.alarms.escalation_policy(auth.0.hospital).await?.into()))
     }
@@ -242,7 +240,7 @@ impl AlertsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<EscalationPolicyIn>,
-    ) -> Result<Json<EscalationPolicyOut>> {
+    ) -> ApiResult<Json<EscalationPolicyOut>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
         let rule = |field: &'static str, r: &EscalationRuleDto| {
             let rule = nc_alarms::EscalationRule { after_seconds: r.after_seconds, tiers: r.tiers.clone() };
@@ -300,7 +298,7 @@ impl AlertsApi {
         ward: Query<Option<String>>,
         #[oai(name = "deviceId")] device_id: Query<Option<DeviceId>>,
         #[oai(name = "patientId")] patient_id: Query<Option<PatientId>>,
-    ) -> Result<Json<BurdenOut>> {
+    ) -> ApiResult<Json<BurdenOut>> {
         let subject = auth.subject();
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ViewAlarmBurden)?;
         let to = to.0.unwrap_or_else(Utc::now);

@@ -11,12 +11,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]
@@ -186,7 +184,7 @@ impl ThresholdsApi {
         &self,
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
-    ) -> Result<Json<Vec<ThresholdOut>>> {
+    ) -> ApiResult<Json<Vec<ThresholdOut>>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ListDevices)?;
         let rows = alert_thresholds::Entity::find()
             .filter(alert_thresholds::Column::HospitalId.eq(auth.0.hospital))
@@ -204,7 +202,7 @@ impl ThresholdsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<ThresholdIn>,
-    ) -> Result<Json<ThresholdOut>> {
+    ) -> ApiResult<Json<ThresholdOut>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageDevices)?;
         Ok(Json(Self::set_threshold(&state, &auth, None, body.0).await?))
     }
@@ -216,7 +214,7 @@ impl ThresholdsApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
-    ) -> Result<Json<Vec<ThresholdOut>>> {
+    ) -> ApiResult<Json<Vec<ThresholdOut>>> {
         state
             .policy
             .patient(&auth.subject(), patient_id.0, PatientAction::Read)
@@ -238,7 +236,7 @@ impl ThresholdsApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<ThresholdIn>,
-    ) -> Result<Json<ThresholdOut>> {
+    ) -> ApiResult<Json<ThresholdOut>> {
         state
             .policy
             .patient(&auth.subject(), patient_id.0, PatientAction::SetAlertLimits)

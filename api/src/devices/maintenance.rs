@@ -16,12 +16,10 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
 use crate::dto::{fetch_page, page, MaintenanceOut, MaintenancePage};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 /// How far ahead of the server clock `performedAt` may be (clock skew).
 const MAX_AHEAD_MINUTES: i64 = 5;
@@ -67,7 +65,7 @@ impl MaintenanceApi {
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
         body: Json<MaintenanceRequest>,
-    ) -> Result<MaintenanceRecorded> {
+    ) -> ApiResult<MaintenanceRecorded> {
         let device = state
             .policy
             .device(&auth.subject(), device_id.0, DeviceAction::Maintain)
@@ -133,7 +131,7 @@ impl MaintenanceApi {
         /// Items to skip (at most 1000000000).
         #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
-    ) -> Result<Json<MaintenancePage>> {
+    ) -> ApiResult<Json<MaintenancePage>> {
         let device = state
             .policy
             .device(&auth.subject(), device_id.0, DeviceAction::ViewMaintenance)

@@ -12,12 +12,10 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 /// The longest period one request covers.
 const MAX_DAYS: i64 = 92;
@@ -151,7 +149,7 @@ impl PerformanceApi {
         /// End of the period, exclusive (default: now).
         #[oai(validator(custom = "crate::validate::Time"))]
         to: Query<Option<DateTime<Utc>>>,
-    ) -> Result<Json<DevicePerformanceOut>> {
+    ) -> ApiResult<Json<DevicePerformanceOut>> {
         let device = state
             .policy
             .device(&auth.subject(), device_id.0, DeviceAction::ViewPerformance)

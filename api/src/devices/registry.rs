@@ -16,13 +16,11 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter
 use crate::auth_api::check_name;
 use crate::dto::{fetch_page, page};
 use crate::dto::{AssignmentOut, DeviceOut, DevicePage, GrantOut, PatientOut, SessionPage};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::{ApiError, ApiResult, NoContent};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
 use crate::users_api::{assign, visible_user};
 use crate::Tag;
-
-type Result<T> = std::result::Result<T, ErrorResponse>;
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
@@ -120,13 +118,6 @@ pub enum GrantCreated {
     Created(Json<GrantOut>),
 }
 
-#[derive(ApiResponse)]
-pub enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    Done,
-}
-
 pub struct DevicesApi;
 
 #[OpenApi(tag = "Tag::Devices")]
@@ -147,7 +138,7 @@ impl DevicesApi {
         /// Items to skip (at most 1000000000).
         #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
-    ) -> Result<Json<DevicePage>> {
+    ) -> ApiResult<Json<DevicePage>> {
         let subject = auth.subject();
         let scope = state
             .policy
@@ -174,7 +165,7 @@ impl DevicesApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<RegisterDeviceRequest>,
-    ) -> Result<DeviceCreated> {
+    ) -> ApiResult<DeviceCreated> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageDevices)?;
         let b = body.0;
         let serial = b.serial.trim().to_owned();
@@ -218,7 +209,7 @@ impl DevicesApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
-    ) -> Result<Json<DeviceOut>> {
+    ) -> ApiResult<Json<DeviceOut>> {
         let device = state
             .policy
             .device(&auth.subject(), device_id.0, DeviceAction::View)
@@ -235,7 +226,7 @@ impl DevicesApi {
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
         body: Json<UpdateDeviceRequest>,
-    ) -> Result<Json<DeviceOut>> {
+    ) -> ApiResult<Json<DeviceOut>> {
         let device = state
             .policy
             .device(&auth.subject(), device_id.0, DeviceAction::Manage)
@@ -264,7 +255,7 @@ impl DevicesApi {
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
         body: Json<StatusChange>,
-    ) -> Result<Json<DeviceOut>> {
+    ) -> ApiResult<Json<DeviceOut>> {
         let device = state
             .policy
             .device_status_change(&auth.subject(), device_id.0, body.status)
@@ -283,7 +274,7 @@ impl DevicesApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
-    ) -> Result<Json<DeviceCredentials>> {
+    ) -> ApiResult<Json<DeviceCredentials>> {
         let device = state
             .policy
             .device(&auth.subject(), device_id.0, DeviceAction::Manage)
@@ -309,7 +300,7 @@ impl DevicesApi {
         req: &Request,
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
-    ) -> Result<Json<Vec<PatientOut>>> {
+    ) -> ApiResult<Json<Vec<PatientOut>>> {
         let subject = auth.subject();
         let (device, view) =
             state.policy.clinical_device(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
@@ -374,7 +365,7 @@ impl DevicesApi {
         /// Items to skip (at most 1000000000).
         #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
-    ) -> Result<Json<SessionPage>> {
+    ) -> ApiResult<Json<SessionPage>> {
         let subject = auth.subject();
         let (device, view) =
             state.policy.clinical_device(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
@@ -414,7 +405,7 @@ impl DevicesApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<AssignTechnicianRequest>,
-    ) -> Result<AssignmentCreated> {
+    ) -> ApiResult<AssignmentCreated> {
         Ok(AssignmentCreated::Created(Json(
             assign(&state, &auth, body.technician_id, body.device_id, Some(Role::Technician)).await?,
         )))
@@ -428,7 +419,7 @@ impl DevicesApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         body: Json<TemporaryAccessRequest>,
-    ) -> Result<GrantCreated> {
+    ) -> ApiResult<GrantCreated> {
         let device = state
             .policy
             .device(&auth.subject(), body.device_id, DeviceAction::GrantAccess)
@@ -471,7 +462,7 @@ impl DevicesApi {
         state: poem::web::Data<&ApiState>,
         auth: BearerAuth,
         #[oai(name = "grantId")] grant_id: Path<GrantId>,
-    ) -> Result<NoContent> {
+    ) -> ApiResult<NoContent> {
         let grant = temporary_access_grants::Entity::find_by_id(grant_id.0)
             .one(&state.db)
             .await?
