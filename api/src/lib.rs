@@ -10,38 +10,26 @@
 //! ([`validate`]); a panic in a handler is answered with 500 rather than a dropped
 //! connection; the request log never shows a query string ([`request_log`]).
 
+mod accounts;
 mod alerts;
 pub mod asyncapi;
-mod auth_api;
-mod bookings_api;
-mod bookings_dto;
-mod chat_api;
-mod chat_ws;
-pub mod contract;
+mod bookings;
+mod chat;
 pub mod dashboard;
 mod devices;
 pub mod dto;
-pub mod error;
 pub mod fhir;
-pub mod headers;
 mod health;
-pub mod limits;
-pub mod live;
-pub mod origin;
-mod patient_account_api;
-mod patient_changes;
-mod patients_api;
+pub mod http;
+mod patients;
 #[cfg(test)]
 mod policy_lint;
-pub mod request_log;
-pub mod security;
-pub mod server;
-pub mod state;
-pub mod strict_json;
-mod telemetry_api;
-mod users_api;
-pub mod validate;
+pub mod telemetry;
 pub mod websockets_doc;
+
+// The cross-cutting modules under their short names (`crate::error`, `nc_api::origin`, …).
+pub use http::{contract, error, headers, limits, origin, request_log, security, server, state, strict_json, validate};
+pub use telemetry::live;
 
 use std::future::Future;
 use std::time::Duration;
@@ -83,35 +71,35 @@ pub(crate) enum Tag {
 
 type Apis = (
     health::HealthApi,
-    auth_api::AuthApi,
-    users_api::UsersApi,
+    accounts::auth::AuthApi,
+    accounts::users::UsersApi,
     devices::registry::DevicesApi,
     devices::maintenance::MaintenanceApi,
     devices::performance::PerformanceApi,
-    patients_api::PatientsApi,
-    patient_account_api::PatientAccountApi,
-    telemetry_api::TelemetryApi,
+    patients::routes::PatientsApi,
+    patients::account::PatientAccountApi,
+    telemetry::routes::TelemetryApi,
     alerts::AlertsApi,
     alerts::ThresholdsApi,
-    chat_api::ChatApi,
-    bookings_api::BookingsApi,
+    chat::routes::ChatApi,
+    bookings::routes::BookingsApi,
 );
 
 fn apis() -> Apis {
     (
         health::HealthApi,
-        auth_api::AuthApi,
-        users_api::UsersApi,
+        accounts::auth::AuthApi,
+        accounts::users::UsersApi,
         devices::registry::DevicesApi,
         devices::maintenance::MaintenanceApi,
         devices::performance::PerformanceApi,
-        patients_api::PatientsApi,
-        patient_account_api::PatientAccountApi,
-        telemetry_api::TelemetryApi,
+        patients::routes::PatientsApi,
+        patients::account::PatientAccountApi,
+        telemetry::routes::TelemetryApi,
         alerts::AlertsApi,
         alerts::ThresholdsApi,
-        chat_api::ChatApi,
-        bookings_api::BookingsApi,
+        chat::routes::ChatApi,
+        bookings::routes::BookingsApi,
     )
 }
 
@@ -186,8 +174,8 @@ pub fn routes(state: ApiState) -> BoxEndpoint<'static> {
         .nest("/docs", Route::new().at("/", docs))
         .nest("/fhir/r4", fhir::routes())
         .at("/metrics", poem::get(health::metrics))
-        .at("/ws/health-metrics/:deviceId", poem::get(live::health_metrics))
-        .at("/ws/chat/:roomId", poem::get(chat_ws::chat))
+        .at("/ws/health-metrics/:deviceId", poem::get(telemetry::live::health_metrics))
+        .at("/ws/chat/:roomId", poem::get(chat::ws::chat))
         .with(contract::PathParamNames(methods.clone()))
         .with(dashboard::Pages(state.dashboard.clone()))
         .catch_all_error(error::catch_all)

@@ -425,7 +425,7 @@ async fn the_live_stream_closes_when_its_token_expires_and_streams_per_person_ar
 
     let (token, _) = login(&w, "doc").await;
     let mut open = Vec::new();
-    for _ in 0..nc_api::live::STREAMS_PER_USER {
+    for _ in 0..nc_api::http::streams::STREAMS_PER_USER {
         open.push(ws(&w, &token).await.expect("within the limit"));
     }
     assert_eq!(ws(&w, &token).await.err(), Some(429), "beyond the limit");

@@ -13,13 +13,13 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use crate::auth_api::check_name;
+use crate::accounts::auth::check_name;
+use crate::accounts::users::{assign, visible_user};
 use crate::dto::{fetch_page, page};
 use crate::dto::{AssignmentOut, DeviceOut, DevicePage, GrantOut, PatientOut, SessionPage};
 use crate::error::{ApiError, ApiResult, NoContent};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
-use crate::users_api::{assign, visible_user};
 use crate::Tag;
 
 #[derive(Object, Debug)]

@@ -32,7 +32,7 @@ use super::outcome::{fhir_response, operation_outcome};
 use super::search::{self, Params};
 use super::{issues, observations, procedures, resources, Ctx, FhirError, FhirResult};
 use crate::state::ApiState;
-use crate::telemetry_api::windows;
+use crate::telemetry::routes::windows;
 
 /// Every type an export may hold, in manifest order.
 pub const TYPES: [&str; 6] = ["Patient", "Device", "Practitioner", "Procedure", "DetectedIssue", "Observation"];

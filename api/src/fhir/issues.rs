@@ -19,7 +19,7 @@ use super::observation_api::readable_patient;
 use super::observations::instant;
 use super::search::{self, Params};
 use super::{ok, Ctx, FhirError, FhirResult};
-use crate::telemetry_api::windows;
+use crate::telemetry::routes::windows;
 
 /// The system of alarm conditions (`systolic_bp_low`, `device_offline`, …; see topics.md).
 pub const ALARM_SYSTEM: &str = "urn:nephrocare:fhir:CodeSystem:alarm";

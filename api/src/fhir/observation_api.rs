@@ -18,7 +18,7 @@ use super::codes::{metrics_for_code, Metric, METRICS};
 use super::observations::{self, PageToken};
 use super::search::{self, Params};
 use super::{ok, procedures, Ctx, FhirError, FhirResult};
-use crate::telemetry_api::windows;
+use crate::telemetry::routes::windows;
 
 /// The patient's readings the caller may read, and how: `Ok(windows)` (None: all).
 pub async fn readable_patient(ctx: &Ctx, patient: PatientId, resource: &str) -> FhirResult<Option<Windows>> {

@@ -11,7 +11,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use crate::bookings_dto::*;
+use crate::bookings::dto::*;
 use crate::dto::page;
 use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;

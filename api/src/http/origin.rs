@@ -36,7 +36,8 @@ impl PublicOrigin {
 
     /// The base URL as this request should see it.
     pub fn base(&self, req: &Request) -> String {
-        let from_proxy = crate::security::client_ip(req).is_some_and(|ip| self.trusted.contains(&ip));
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let from_proxy = peer.is_some_and(|ip| self.trusted.contains(&ip));
         if !from_proxy {
             return self.base.clone();
         }

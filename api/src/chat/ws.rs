@@ -22,7 +22,7 @@ use poem::web::{Data, Path, Query};
 use poem::{handler, IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::live::{refuse, too_many_streams, viewer, LiveQuery};
+use crate::http::streams::{refuse, too_many_streams, viewer, LiveQuery};
 use crate::state::ApiState;
 
 /// Largest client frame.
@@ -58,7 +58,7 @@ pub async fn chat(
     let Ok(room) = room.parse::<RoomId>() else {
         return refuse(StatusCode::BAD_REQUEST, "bad_request", "roomId is not a valid id");
     };
-    let (user, expires) = match viewer(&state, query).await {
+    let (user, expires) = match viewer(&state.authn, query).await {
         Ok(v) => v,
         Err(r) => return r,
     };

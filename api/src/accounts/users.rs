@@ -12,7 +12,7 @@ use sea_orm::sea_query::extension::postgres::PgExpr;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
-use crate::auth_api::{check_name, check_password, check_phone, normalize_email, revoke_all_sessions, send_code};
+use crate::accounts::auth::{check_name, check_password, check_phone, normalize_email, revoke_all_sessions, send_code};
 use crate::dto::{fetch_page, page, AssignmentOut, UserOut, UserPage};
 use crate::error::{ApiError, ApiResult, NoContent};
 use crate::security::BearerAuth;

@@ -14,7 +14,7 @@ use poem::Request;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
 
 use crate::error::{ApiError, FieldError};
-use crate::patients_api::UpdatePatientRequest;
+use crate::patients::dto::UpdatePatientRequest;
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
 use crate::validate::check_name;

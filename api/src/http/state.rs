@@ -37,7 +37,7 @@ pub struct ApiState {
     /// The broker's live connections, for metrics.
     pub mqtt: Arc<nc_broker::registry::Registry>,
     /// Open live streams per person (bounded).
-    pub streams: Arc<crate::live::StreamCounts>,
+    pub streams: Arc<crate::http::streams::StreamCounts>,
     /// What a client may send over HTTP (body size, header and body time).
     pub limits: crate::HttpLimits,
     /// Where the web dashboard finds the broker.

@@ -18,87 +18,19 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use nc_access::policy::ClinicalView;
 use nc_access::{audit, Subject};
-use nc_domain::{AuditAction, DeviceId, Interface, PatientId, UserId};
+use nc_domain::{AuditAction, DeviceId, Interface, PatientId};
 use poem::http::StatusCode;
 use poem::web::websocket::{CloseCode, Message, WebSocket};
 use poem::web::{Data, Path, Query};
 use poem::{handler, IntoResponse, Request, Response};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::http::streams::{refuse, too_many_streams, viewer, LiveQuery};
 use crate::security::client_ip;
 use crate::state::ApiState;
-
-/// Live streams one person may hold open at once.
-pub const STREAMS_PER_USER: usize = 8;
-
-/// Open streams per person.
-#[derive(Default)]
-pub struct StreamCounts(Mutex<HashMap<UserId, usize>>);
-
-/// One open stream, counted until dropped.
-pub struct StreamSlot {
-    counts: Arc<StreamCounts>,
-    user: UserId,
-}
-
-impl StreamCounts {
-    pub fn take(self: &Arc<Self>, user: UserId) -> Option<StreamSlot> {
-        let mut counts = self.0.lock().expect("stream counts");
-        let n = counts.entry(user).or_default();
-        if *n >= STREAMS_PER_USER {
-            return None;
-        }
-        *n += 1;
-        Some(StreamSlot { counts: self.clone(), user })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().expect("stream counts");
-        if let Some(n) = counts.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.user);
-            }
-        }
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub struct LiveQuery {
-    pub(crate) token: Option<String>,
-}
-
-pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    poem::web::Json(serde_json::json!({"code": code, "message": message})).with_status(status).into_response()
-}
-
-/// The person opening a live stream, from `?token=` (401 otherwise), and when the token
-/// expires (the stream closes with 4401 then).
-pub(crate) async fn viewer(
-    state: &ApiState,
-    query: LiveQuery,
-) -> Result<(nc_access::UserSubject, chrono::DateTime<chrono::Utc>), Response> {
-    let Some(token) = query.token else {
-        return Err(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "pass the access token as ?token="));
-    };
-    state.authn.user_until(&token).await.map_err(|e| refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()))
-}
-
-/// The answer when a person holds [`STREAMS_PER_USER`] streams already.
-pub(crate) fn too_many_streams() -> Response {
-    poem::web::Json(serde_json::json!({"code": "rate_limited",
-        "message": format!("at most {STREAMS_PER_USER} live streams per person at once")}))
-    .with_status(StatusCode::TOO_MANY_REQUESTS)
-    .with_header("Retry-After", "5")
-    .into_response()
-}
 
 #[handler]
 pub async fn health_metrics(
@@ -111,7 +43,7 @@ pub async fn health_metrics(
     let Ok(device) = device.parse::<DeviceId>() else {
         return refuse(StatusCode::BAD_REQUEST, "bad_request", "deviceId is not a valid id");
     };
-    let (user, expires) = match viewer(&state, query).await {
+    let (user, expires) = match viewer(&state.authn, query).await {
         Ok(v) => v,
         Err(r) => return r,
     };

@@ -17,7 +17,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use crate::dto::PatientOut;
 use crate::error::NoContent;
 use crate::error::{ApiError, ApiResult};
-use crate::patient_changes::{audit_patient, record, Changes};
+use crate::patients::changes::{audit_patient, record, Changes};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
