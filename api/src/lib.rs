@@ -21,6 +21,8 @@ pub mod dto;
 pub mod fhir;
 mod health;
 pub mod http;
+#[cfg(test)]
+mod layout_test;
 mod patients;
 #[cfg(test)]
 mod policy_lint;
