@@ -9,7 +9,8 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::app::{self, App};
 use crate::config::{Config, Overrides};
-use crate::{demo, logging};
+use crate::tools::demo;
+use crate::{bootstrap, logging};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -395,10 +396,10 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             let db = app::connect(&config).await?;
             let generated = password.is_none();
             let password = password.unwrap_or_else(nc_access::secret::random_token);
-            let outcome = demo::bootstrap_hospital(&db, &hospital_name, &hospital_code, &email, &name, &password)
+            let outcome = bootstrap::bootstrap_hospital(&db, &hospital_name, &hospital_code, &email, &name, &password)
                 .await
                 .map_err(|e| match e {
-                    demo::SeedError::Invalid(m) => Failure::Config(m),
+                    bootstrap::SeedError::Invalid(m) => Failure::Config(m),
                     other => Failure::Runtime(other.to_string()),
                 })?;
             println!("hospital {} ({}) created: id {}", hospital_name, hospital_code, outcome.hospital_id);
@@ -412,9 +413,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         Command::Bench { which } => {
             let url = config.database.url.expose().to_owned();
             let report = match which {
-                BenchCommand::Copy { rows, connections } => crate::bench::copy(&url, rows, connections).await,
+                BenchCommand::Copy { rows, connections } => crate::tools::bench::copy(&url, rows, connections).await,
                 BenchCommand::Broker { devices, rate, seconds } => {
-                    crate::bench::broker(config, devices, rate, seconds).await
+                    crate::tools::bench::broker(config, devices, rate, seconds).await
                 }
                 BenchCommand::Connections { mqtt, hospital, machines, people, storm } => {
                     let addr: std::net::SocketAddr =
@@ -422,7 +423,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     if machines == 0 {
                         return Err(Failure::Config("--machines must be > 0".into()));
                     }
-                    let bench = crate::bench_connections::ConnectionsBench {
+                    let bench = crate::tools::bench::connections::ConnectionsBench {
                         host: addr.ip().to_string(),
                         port: addr.port(),
                         hospital,
@@ -430,7 +431,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         people,
                         storm,
                     };
-                    crate::bench_connections::run(&config, bench).await
+                    crate::tools::bench::connections::run(&config, bench).await
                 }
                 BenchCommand::Ingest { mqtt, devices, rate, seconds, tasks, hospital, server_pid } => {
                     let addr: std::net::SocketAddr =
@@ -441,8 +442,9 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         ));
                     }
                     let db = app::connect(&config).await?;
-                    let fleet = crate::simulate::provision(&db, &hospital, devices).await.map_err(Failure::Runtime)?;
-                    let options = crate::bench_ingest::IngestBench {
+                    let fleet =
+                        crate::tools::simulate::provision(&db, &hospital, devices).await.map_err(Failure::Runtime)?;
+                    let options = crate::tools::bench::ingest::IngestBench {
                         host: addr.ip().to_string(),
                         port: addr.port(),
                         rate,
@@ -450,21 +452,23 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         tasks,
                         server_pid,
                     };
-                    crate::bench_ingest::run(fleet, options).await
+                    crate::tools::bench::ingest::run(fleet, options).await
                 }
                 BenchCommand::Queries { days, loaded, load_only } => {
-                    crate::bench_queries::queries(&url, days, loaded, load_only).await
+                    crate::tools::bench::queries::queries(&url, days, loaded, load_only).await
                 }
-                BenchCommand::FhirSetup { email, password } => crate::bench_fhir::setup(&url, &email, &password).await,
+                BenchCommand::FhirSetup { email, password } => {
+                    crate::tools::bench::fhir::setup(&url, &email, &password).await
+                }
                 BenchCommand::Chat { rooms, rate, seconds } => {
-                    crate::bench_chat::chat(config, rooms, rate, seconds).await
+                    crate::tools::bench::chat::chat(config, rooms, rate, seconds).await
                 }
                 BenchCommand::Alarms { treatments, rate, corpus, seed } => {
                     if treatments == 0 || !(rate > 0.0 && rate <= 200.0) {
                         return Err(Failure::Config("--treatments must be > 0, --rate in (0, 200]".into()));
                     }
-                    let options = crate::bench_alarms::AlarmsBench { treatments, rate, corpus, seed };
-                    crate::bench_alarms::alarms(config, options).await
+                    let options = crate::tools::bench::alarms::AlarmsBench { treatments, rate, corpus, seed };
+                    crate::tools::bench::alarms::alarms(config, options).await
                 }
             };
             println!("{}", report.map_err(Failure::Runtime)?);
@@ -487,7 +491,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             history,
         } => {
             if let Some(dir) = corpus {
-                let truth = crate::corpus::write(&dir, treatments, seed)
+                let truth = crate::tools::corpus::write(&dir, treatments, seed)
                     .map_err(|e| Failure::Runtime(format!("cannot write the corpus into {}: {e}", dir.display())))?;
                 let episodes: usize = truth.treatments.iter().map(|t| t.episodes.len()).sum();
                 let artefacts: usize = truth.treatments.iter().map(|t| t.artifacts.len()).sum();
@@ -509,7 +513,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             };
             let addr = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
             let db = app::connect(&config).await?;
-            let fleet = crate::simulate::provision(&db, &hospital, devices).await.map_err(Failure::Runtime)?;
+            let fleet = crate::tools::simulate::provision(&db, &hospital, devices).await.map_err(Failure::Runtime)?;
             println!(
                 "simulate: {} machines of hospital '{hospital}' -> mqtt://{addr}, {rate}/s each, speed x{speed}",
                 fleet.len()
@@ -520,7 +524,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 app::shutdown_signal().await;
                 ctrl_c.cancel();
             });
-            let options = crate::simulate::SimulateOptions {
+            let options = crate::tools::simulate::SimulateOptions {
                 devices,
                 rate,
                 duration,
@@ -534,7 +538,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 commands,
                 history_days: history,
             };
-            println!("{}", crate::simulate::run(fleet, options, stop).await);
+            println!("{}", crate::tools::simulate::run(fleet, options, stop).await);
             Ok(())
         }
         Command::Seed { demo: _ } => {

@@ -4,19 +4,11 @@
 pub mod app;
 #[cfg(test)]
 mod architecture;
-pub mod bench;
-pub mod bench_alarms;
-pub mod bench_chat;
-pub mod bench_connections;
-pub mod bench_fhir;
-pub mod bench_ingest;
-pub mod bench_queries;
+pub mod bootstrap;
 pub mod cli;
 pub mod config;
-pub mod corpus;
-pub mod demo;
 pub mod logging;
-pub mod simulate;
+pub mod tools;
 
 pub use app::{App, RunningApp};
 pub use config::Config;

@@ -8,7 +8,7 @@
 //! budget, except the throttling test itself.
 
 use nc_access::token::TokenKeys;
-use nephrocare::demo::{bootstrap_hospital, Bootstrapped};
+use nephrocare::bootstrap::{bootstrap_hospital, Bootstrapped};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 

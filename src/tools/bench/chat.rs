@@ -37,7 +37,7 @@ struct Pair {
 async fn seed(pool: &PgPool, rooms: usize) -> Result<(Uuid, Vec<Pair>), sqlx::Error> {
     let h = Uuid::now_v7();
     let mut tx = pool.begin().await?;
-    crate::bench::insert_hospital(&mut *tx, h, "Bench chat").await?;
+    crate::tools::bench::insert_hospital(&mut *tx, h, "Bench chat").await?;
     let mut pairs = Vec::new();
     for i in 0..rooms {
         let (doctor, patient, record, room) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
@@ -85,7 +85,7 @@ pub async fn chat(config: crate::Config, rooms: usize, rate: f64, seconds: f64) 
     let e = |e: sqlx::Error| e.to_string();
     let pool = PgPool::connect(config.database.url.expose()).await.map_err(e)?;
     let (h, pairs) = seed(&pool, rooms).await.map_err(e)?;
-    let (config, keys) = crate::bench::in_process(config);
+    let (config, keys) = crate::tools::bench::in_process(config);
     let token = |id: Uuid, role| {
         keys.issue(nc_domain::UserId(id), role, nc_domain::HospitalId(h), nc_domain::TokenFamilyId(id))
     };

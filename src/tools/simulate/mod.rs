@@ -29,7 +29,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 
-use crate::demo::demo_device_secret;
+use crate::tools::demo::demo_device_secret;
 
 mod commands;
 mod history;

@@ -5,7 +5,7 @@ use nc_domain::PatientId;
 
 /// Small deterministic PRNG (xorshift): the simulator needs noise, not cryptography, and a
 /// seed per device keeps runs reproducible.
-pub(crate) use crate::corpus::Noise;
+pub(crate) use crate::tools::corpus::Noise;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub(crate) enum Episode {

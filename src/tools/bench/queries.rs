@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
-use crate::bench::pct;
+use crate::tools::bench::pct;
 
 /// p50, p99 and max of `times` (µs), as a result line.
 fn line(name: &str, times: Vec<u64>) -> String {
@@ -99,7 +99,7 @@ async fn batch_cost(pool: &PgPool, h: Uuid) -> Result<String, String> {
 /// trends and history queries the API runs.
 pub async fn queries(url: &str, days: i64, loaded: bool, load_only: bool) -> Result<String, String> {
     let e = |e: sqlx::Error| e.to_string();
-    let pool = crate::bench::pool(url, 3).await.map_err(e)?;
+    let pool = crate::tools::bench::pool(url, 3).await.map_err(e)?;
     if loaded {
         let (p, d, start, end): (Uuid, Uuid, DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
             "SELECT patient_id, device_id, min(time), max(time) + interval '1 second' FROM health_metrics
@@ -112,7 +112,7 @@ pub async fn queries(url: &str, days: i64, loaded: bool, load_only: bool) -> Res
         return time_queries(url, &pool, (p, d), (start, end), report).await;
     }
     let (h, d, p) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    crate::bench::insert_hospital(&pool, h, "Bench").await.map_err(e)?;
+    crate::tools::bench::insert_hospital(&pool, h, "Bench").await.map_err(e)?;
     let batches = batch_cost(&pool, h).await?;
     sqlx::query("TRUNCATE health_metrics, health_metric_rollups_hourly, health_metric_rollups_fine")
         .execute(&pool)

@@ -20,7 +20,7 @@ use rumqttc::mqttbytes::v4::{Connect, Login, Packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::simulate::SimDevice;
+use crate::tools::simulate::SimDevice;
 
 /// Packet ids cycle through this many values: a connection never has more in flight.
 const SLOTS: u16 = 4096;

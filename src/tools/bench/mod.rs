@@ -7,7 +7,14 @@
 //!   bare embedded rumqttd, publish → delivery latency and throughput.
 //! - `bench connections`: many authenticated MQTT clients against a running service.
 //! - `bench queries`: trends and history latency on a year of one patient's 1 Hz data
-//!   ([`crate::bench_queries`]).
+//!   ([`crate::tools::bench::queries`]).
+
+pub mod alarms;
+pub mod chat;
+pub mod connections;
+pub mod fhir;
+pub mod ingest;
+pub mod queries;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -55,7 +55,7 @@ impl Drop for Connected {
 
 pub async fn run(config: &Config, b: ConnectionsBench) -> Result<String, String> {
     let db = crate::app::connect(config).await.map_err(|e| format!("{e:?}"))?;
-    let fleet = crate::simulate::provision(&db, &b.hospital, b.machines).await?;
+    let fleet = crate::tools::simulate::provision(&db, &b.hospital, b.machines).await?;
     let hospital = fleet.first().map(|d| d.hospital).ok_or("no machines")?;
     let mut ids: Vec<Identity> = fleet
         .iter()

@@ -1,4 +1,4 @@
-//! `nephrocare bench alarms`: the labelled corpus ([`crate::corpus`]) replayed through the
+//! `nephrocare bench alarms`: the labelled corpus ([`crate::tools::corpus`]) replayed through the
 //! real service (in-process, real MQTT clients, real database), scored against its ground
 //! truth and against a naive threshold check, in one line:
 //!
@@ -31,8 +31,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::corpus::{self, ArtifactKind, Limit, Sample, Treatment, Truth};
-use crate::demo::DEFAULT_THRESHOLDS;
+use crate::bootstrap::DEFAULT_THRESHOLDS;
+use crate::tools::corpus::{self, ArtifactKind, Limit, Sample, Treatment, Truth};
 
 pub struct AlarmsBench {
     pub treatments: usize,
@@ -82,7 +82,7 @@ struct Machine {
 async fn seed(pool: &PgPool, truth: &Truth) -> Result<(Uuid, Uuid, Vec<Machine>), sqlx::Error> {
     let (h, doctor) = (Uuid::now_v7(), Uuid::now_v7());
     let mut tx = pool.begin().await?;
-    crate::bench::insert_hospital(&mut *tx, h, "Bench alarms").await?;
+    crate::tools::bench::insert_hospital(&mut *tx, h, "Bench alarms").await?;
     for t in DEFAULT_THRESHOLDS {
         sqlx::query(
             "INSERT INTO alert_thresholds (id, hospital_id, metric, low, high, priority, delay_seconds, hysteresis)
@@ -237,7 +237,7 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
     }
     let pool = PgPool::connect(config.database.url.expose()).await.map_err(e)?;
     let (hospital, doctor, machines) = seed(&pool, &truth).await.map_err(e)?;
-    let (mut config, keys) = crate::bench::in_process(config);
+    let (mut config, keys) = crate::tools::bench::in_process(config);
     // The wall-clock rules, compressed like the replay.
     let defaults = crate::config::AlarmsConfig::default();
     config.alarms.offline_delay_secs = defaults.offline_delay_secs / o.rate;
@@ -372,8 +372,8 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
     let mut out = format!(
         "alarms: sensitivity {found}/{episodes}, false alarms {false_alarms}, alarms per treatment hour {per_hour:.2} (naive {naive_per_hour:.2}), reduction {:.1} %, raise latency beyond delay p50 {:.1} ms p99 {:.1} ms",
         100.0 * (1.0 - per_hour / naive_per_hour),
-        crate::bench::pct(latencies.clone(), 0.5),
-        crate::bench::pct(latencies.clone(), 0.99),
+        crate::tools::bench::pct(latencies.clone(), 0.5),
+        crate::tools::bench::pct(latencies.clone(), 0.99),
     );
     out.push_str(&format!(
         "\n  corpus: {} treatments, {hours:.0} treatment hours, {episodes} true episodes, {} alarms raised, {naive} naive; replayed in {replay_secs:.0} s at {} readings/s per machine; {} latencies measured",
