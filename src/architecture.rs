@@ -54,3 +54,12 @@ fn no_capability_depends_on_the_transport() {
         }
     }
 }
+
+#[test]
+fn the_product_does_not_depend_on_the_tooling() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for file in ["app.rs", "config.rs", "bootstrap.rs", "logging.rs"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(!text.contains("tools::"), "src/{file} reaches into src/tools/ (demo data, simulator, benchmarks)");
+    }
+}
