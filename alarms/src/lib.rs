@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod policy;
 pub mod reach;
+pub mod reads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +91,8 @@ const REACH_EVENT: &str = "reach";
 
 pub(crate) struct Inner {
     pub(crate) pool: PgPool,
+    /// The same database through sea-orm, for the lists the policy scopes.
+    pub(crate) db: DatabaseConnection,
     pub(crate) policy: Policy,
     pub(crate) settings: AlarmSettings,
     pub(crate) publisher: Publisher,
@@ -115,7 +118,8 @@ impl Alarms {
         let alarms = Alarms {
             inner: Arc::new(Inner {
                 pool: db.get_postgres_connection_pool().clone(),
-                policy: Policy::new(db),
+                policy: Policy::new(db.clone()),
+                db,
                 settings,
                 publisher: outbound.publisher.clone(),
                 events,

@@ -8,14 +8,12 @@ use chrono::{DateTime, Duration, Utc};
 use nc_access::policy::{AlertAction, AlertFilter, AlertRef, AlertView};
 use nc_access::{audit, DeviceAction, HospitalAction, PatientAction};
 use nc_domain::*;
-use nc_entities::alerts;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::OpenApi;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::dto::*;
-use crate::dto::{fetch_page, page};
+use crate::dto::page;
 use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
@@ -109,19 +107,8 @@ impl AlertsApi {
         let filter = AlertFilter { device: device_id.0, patient: patient_id.0 };
         let scope =
             state.policy.alert_scope(&auth.subject(), filter).await.map_err(|(what, e)| ApiError::policy(e, what))?;
-        let mut query = alerts::Entity::find().filter(scope.condition());
-        if let Some(s) = state_filter.0 {
-            query = query.filter(alerts::Column::State.eq(s));
-        }
-        if open_only.0 == Some(true) {
-            query = query.filter(
-                Condition::any()
-                    .add(alerts::Column::State.ne(AlertState::Cleared))
-                    .add(alerts::Column::Latched.eq(true)),
-            );
-        }
-        let (items, total) =
-            fetch_page(&state.db, query.order_by_desc(alerts::Column::RaisedAt), limit, offset).await?;
+        let filter = nc_alarms::reads::ListFilter { state: state_filter.0, open_only: open_only.0 == Some(true) };
+        let (items, total) = state.alarms.list(&scope, filter, limit, offset).await?;
         let items = items.into_iter().map(|a| shown(a, scope.view())).collect();
         Ok(Json(AlertPage { items, total, limit, offset }))
     }

@@ -466,7 +466,7 @@ async fn produce(
         }
         "DetectedIssue" => {
             for p in &ids {
-                for a in issues::open_alarms(state.ingest.pool(), job.hospital_id, Some(*p), None, 10_000, 0).await? {
+                for a in state.alarms.open_alarms(job.hospital_id, Some(*p), None, 10_000, 0).await? {
                     let changed = [Some(a.raised_at), a.acknowledged_at].into_iter().flatten().max();
                     if since.is_none_or(|s| changed.is_some_and(|c| c > s)) && a.raised_at <= job.transaction_time {
                         out.line(&issues::detected_issue(&a)).await?;
@@ -532,7 +532,7 @@ async fn observations_of(
                     continue;
                 }
             }
-            let facts = procedures::facts(&state.db, s, patient).await?;
+            let facts = procedures::facts(&state.alarms, s, patient).await?;
             for o in observations::session_summaries(&facts) {
                 out.line(&o).await?;
             }

@@ -3,13 +3,12 @@
 //! optional patient, a `Device` author, a `severity` that is the IEC 60601-1-8 priority, and
 //! `mitigation` for the acknowledgement, where Flag needs a subject and has no severity).
 //!
-//! [`OpenAlarm`] and its queries are the FHIR API's only reads of `alerts`: the columns
-//! named here, nothing else, so the alarm system can grow columns freely.
+//! The alarms come from the alarm system's own reads (`nc_alarms::Alarms::open_alarms`):
+//! the FHIR API never reads its tables.
 
-use chrono::{DateTime, Utc};
 use nc_access::policy::ClinicalView;
 use nc_access::DeviceAction;
-use nc_domain::{DeviceId, HospitalId, PatientId, SessionId};
+use nc_domain::{DeviceId, HospitalId, PatientId};
 use nc_ingest::query::Windows;
 use poem::{Request, Response};
 use serde_json::{json, Value};
@@ -24,73 +23,7 @@ use crate::telemetry::routes::windows;
 /// The system of alarm conditions (`systolic_bp_low`, `device_offline`, …; see topics.md).
 pub const ALARM_SYSTEM: &str = "urn:nephrocare:fhir:CodeSystem:alarm";
 
-/// An alarm that is not cleared, as the FHIR API reads it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OpenAlarm {
-    pub id: Uuid,
-    pub hospital_id: Uuid,
-    pub device_id: Uuid,
-    pub patient_id: Option<Uuid>,
-    pub code: String,
-    pub priority: String,
-    pub state: String,
-    pub raised_at: DateTime<Utc>,
-    pub message: String,
-    pub value: Option<f64>,
-    pub acknowledged_at: Option<DateTime<Utc>>,
-    pub acknowledged_by: Option<Uuid>,
-}
-
-const COLUMNS: &str =
-    "id, hospital_id, device_id, patient_id, code, priority::text AS priority, state::text AS state, \
-                       raised_at, message, value, acknowledged_at, acknowledged_by";
-
-/// Which open alarms: of a hospital, and of a patient and/or a device, newest first.
-pub async fn open_alarms(
-    pool: &sqlx::PgPool,
-    hospital: HospitalId,
-    patient: Option<PatientId>,
-    device: Option<DeviceId>,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<OpenAlarm>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM alerts
-          WHERE hospital_id = $1 AND state <> 'cleared'
-            AND ($2::uuid IS NULL OR patient_id = $2) AND ($3::uuid IS NULL OR device_id = $3)
-          ORDER BY raised_at DESC, id DESC LIMIT $4 OFFSET $5"
-    );
-    sqlx::query_as(&sql)
-        .bind(hospital.as_uuid())
-        .bind(patient.map(|p| p.as_uuid()))
-        .bind(device.map(|d| d.as_uuid()))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(pool)
-        .await
-}
-
-async fn open_alarm(pool: &sqlx::PgPool, id: Uuid) -> Result<Option<OpenAlarm>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM alerts WHERE id = $1 AND state <> 'cleared'"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-}
-
-/// How many alarms were raised during a session (any state).
-pub async fn alarms_in_session(db: &sea_orm::DatabaseConnection, session: SessionId) -> Result<i64, sea_orm::DbErr> {
-    use sea_orm::{ConnectionTrait, Statement};
-    let row = db
-        .query_one(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "SELECT count(*) AS n FROM alerts WHERE session_id = $1",
-            [session.as_uuid().into()],
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
-}
-
-pub fn detected_issue(a: &OpenAlarm) -> Value {
+pub fn detected_issue(a: &nc_alarms::Alert) -> Value {
     let severity = match a.priority.as_str() {
         "high" => "high",
         "medium" => "moderate",
@@ -120,7 +53,7 @@ pub fn detected_issue(a: &OpenAlarm) -> Value {
     r
 }
 
-fn visible(a: &OpenAlarm, w: &Option<Windows>) -> bool {
+fn visible(a: &nc_alarms::Alert, w: &Option<Windows>) -> bool {
     w.as_ref().is_none_or(|w| w.contains(a.device_id, a.raised_at))
 }
 
@@ -151,7 +84,7 @@ pub async fn search(req: Request) -> FhirResult<Response> {
     if let (Some(_), Some(d)) = (patient, device) {
         ctx.clinical_view(d).await?;
     }
-    let rows = open_alarms(ctx.pool(), ctx.subject.hospital(), patient, device, count as i64 + 1, offset).await?;
+    let rows = ctx.state.alarms.open_alarms(ctx.subject.hospital(), patient, device, count as i64 + 1, offset).await?;
     let more = rows.len() > count;
     let entries = rows.iter().take(count).filter(|a| visible(a, &w)).map(|a| (detected_issue(a), "match")).collect();
     let self_url = search::url(&ctx.base, "DetectedIssue", &params.without(&[]));
@@ -165,7 +98,7 @@ pub async fn read(req: Request) -> FhirResult<Response> {
     let ctx = Ctx::of(&req).await?;
     let id: Uuid = search::path_id(&req, "DetectedIssue")?;
     let not_found = || FhirError::NotFound(format!("DetectedIssue/{id} not found"));
-    let a = open_alarm(ctx.pool(), id).await?.ok_or_else(not_found)?;
+    let a = ctx.state.alarms.open_alarm(id).await?.ok_or_else(not_found)?;
     nc_access::policy::decide_visible(&ctx.subject, HospitalId(a.hospital_id)).map_err(|_| not_found())?;
     match a.patient_id {
         Some(p) => {

@@ -13,7 +13,6 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{json, Value};
 
 use super::codes::SNOMED;
-use super::issues;
 use super::observations::{self, instant, SessionFacts};
 use super::search::{self, Params};
 use super::{ok, Ctx, FhirError, FhirResult};
@@ -46,10 +45,10 @@ pub fn procedure(s: &device_sessions::Model, patient: PatientId) -> Value {
 
 /// The facts the summaries need (the alarm count from `issues`).
 pub async fn facts(
-    db: &sea_orm::DatabaseConnection,
+    alarms: &nc_alarms::Alarms,
     s: &device_sessions::Model,
     patient: PatientId,
-) -> Result<SessionFacts, sea_orm::DbErr> {
+) -> Result<SessionFacts, sqlx::Error> {
     Ok(SessionFacts {
         id: s.id.as_uuid(),
         patient: patient.as_uuid(),
@@ -59,7 +58,7 @@ pub async fn facts(
         summary: s.summary.clone(),
         uf_rate_ml_kg_h: s.uf_rate_ml_kg_h,
         nadir_systolic: s.nadir_systolic,
-        alarms: issues::alarms_in_session(db, s.id).await?,
+        alarms: alarms.raised_in_session(s.id).await?,
     })
 }
 
@@ -72,7 +71,7 @@ pub async fn readable_session(ctx: &Ctx, id: SessionId) -> FhirResult<(Value, Ve
         other => other.map_err(|e| FhirError::policy(e, "Procedure"))?,
     };
     ctx.audit("fhir.Procedure", Some(patient), Some(s.device_id)).await?;
-    let summaries = observations::session_summaries(&facts(&ctx.state.db, &s, patient).await?);
+    let summaries = observations::session_summaries(&facts(&ctx.state.alarms, &s, patient).await?);
     Ok((procedure(&s, patient), summaries))
 }
 
@@ -122,7 +121,7 @@ pub async fn search(req: Request) -> FhirResult<Response> {
     for s in rows.iter().take(count) {
         entries.push((procedure(s, patient), "match"));
         if include {
-            let summaries = observations::session_summaries(&facts(&ctx.state.db, s, patient).await?);
+            let summaries = observations::session_summaries(&facts(&ctx.state.alarms, s, patient).await?);
             entries.extend(summaries.into_iter().map(|o| (o, "include")));
         }
     }
