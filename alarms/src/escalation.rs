@@ -85,7 +85,7 @@ impl Alarms {
         let now = Utc::now();
         for alert in due {
             let policy = self.escalation_policy(nc_domain::HospitalId(alert.hospital_id)).await?;
-            let rule = policy.rule(&alert.priority).clone();
+            let rule = policy.rule(alert.priority.as_str()).clone();
             let snooze_over = alert.snoozed_until.is_some_and(|t| t <= now);
             let step = if snooze_over {
                 // Still present after the snooze: it needs an answer again, at its tier.

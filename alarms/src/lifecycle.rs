@@ -335,7 +335,11 @@ impl Alarms {
         let Some(alert) = acked else {
             drop(tx);
             let current = self.get(id).await?.ok_or(AlarmError::NotFound)?;
-            return if current.state == "cleared" { Err(AlarmError::AlreadyCleared) } else { Ok(current) };
+            return if current.state == nc_domain::AlertState::Cleared {
+                Err(AlarmError::AlreadyCleared)
+            } else {
+                Ok(current)
+            };
         };
         let event = self.person_event(&mut tx, &alert, "acknowledged", by, None, None).await?;
         tx.commit().await?;
@@ -399,7 +403,7 @@ impl Alarms {
             drop(tx);
             return Err(match self.get(id).await? {
                 None => AlarmError::NotFound,
-                Some(a) if a.state == "cleared" => AlarmError::AlreadyCleared,
+                Some(a) if a.state == nc_domain::AlertState::Cleared => AlarmError::AlreadyCleared,
                 Some(_) => AlarmError::ConditionPersists,
             });
         };

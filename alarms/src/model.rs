@@ -5,13 +5,14 @@
 //! is published.
 
 use chrono::{DateTime, Utc};
+use nc_domain::{AlertKind, AlertPriority, AlertState};
 use nc_messaging::payload::{kind, V1};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// An alert as stored and as published (JSON, camelCase).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub id: Uuid,
@@ -20,18 +21,13 @@ pub struct Alert {
     /// The patient whose treatment it belongs to (null in the administrative view admins get).
     pub patient_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
-    /// `physiological` or `technical`.
-    #[schemars(with = "nc_domain::AlertKind")]
-    pub kind: String,
+    pub kind: AlertKind,
     /// The condition, e.g. `systolic_bp_low`, `system_status_danger`, `device_offline`.
     pub code: String,
     pub metric: Option<String>,
-    /// `high`, `medium` or `low` (IEC 60601-1-8).
-    #[schemars(with = "nc_domain::AlertPriority")]
-    pub priority: String,
-    /// `active`, `acknowledged` or `cleared`.
-    #[schemars(with = "nc_domain::AlertState")]
-    pub state: String,
+    /// IEC 60601-1-8.
+    pub priority: AlertPriority,
+    pub state: AlertState,
     pub message: String,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
@@ -62,6 +58,52 @@ pub struct Alert {
     pub in_range_since: Option<DateTime<Utc>>,
 }
 
+/// A stored alert: its text columns (kind, priority, state; CHECK-constrained) read into
+/// their types, so a value the schema does not know is an error, not a string passed on.
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Alert {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        fn text<T: std::str::FromStr<Err = nc_domain::UnknownVariant>>(
+            row: &sqlx::postgres::PgRow,
+            column: &str,
+        ) -> Result<T, sqlx::Error> {
+            let s: String = row.try_get(column)?;
+            s.parse().map_err(|e: nc_domain::UnknownVariant| sqlx::Error::ColumnDecode {
+                index: column.to_owned(),
+                source: e.to_string().into(),
+            })
+        }
+        Ok(Alert {
+            id: row.try_get("id")?,
+            hospital_id: row.try_get("hospital_id")?,
+            device_id: row.try_get("device_id")?,
+            patient_id: row.try_get("patient_id")?,
+            session_id: row.try_get("session_id")?,
+            kind: text(row, "kind")?,
+            code: row.try_get("code")?,
+            metric: row.try_get("metric")?,
+            priority: text(row, "priority")?,
+            state: text(row, "state")?,
+            message: row.try_get("message")?,
+            value: row.try_get("value")?,
+            threshold: row.try_get("threshold")?,
+            raised_at: row.try_get("raised_at")?,
+            acknowledged_at: row.try_get("acknowledged_at")?,
+            acknowledged_by: row.try_get("acknowledged_by")?,
+            cleared_at: row.try_get("cleared_at")?,
+            cleared_by: row.try_get("cleared_by")?,
+            escalation_level: row.try_get("escalation_level")?,
+            escalated_at: row.try_get("escalated_at")?,
+            next_escalation_at: row.try_get("next_escalation_at")?,
+            snoozed_until: row.try_get("snoozed_until")?,
+            snoozed_by: row.try_get("snoozed_by")?,
+            snooze_reason: row.try_get("snooze_reason")?,
+            latched: row.try_get("latched")?,
+            in_range_since: row.try_get("in_range_since")?,
+        })
+    }
+}
+
 /// Every column of [`Alert`], for `SELECT` and `RETURNING`.
 pub(crate) const ALERT_COLUMNS: &str =
     "id, hospital_id, device_id, patient_id, session_id, kind, code, metric, priority, state, message, \
@@ -89,7 +131,7 @@ impl Alert {
     }
 
     pub fn is_physiological(&self) -> bool {
-        self.kind == "physiological"
+        self.kind == AlertKind::Physiological
     }
 }
 

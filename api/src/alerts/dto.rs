@@ -111,9 +111,7 @@ impl From<alerts::Model> for AlertOut {
 
 impl From<nc_alarms::Alert> for AlertOut {
     fn from(a: nc_alarms::Alert) -> Self {
-        let kind = a.kind.parse().unwrap_or(AlertKind::Technical);
-        let priority = a.priority.parse().unwrap_or(AlertPriority::Medium);
-        let state = a.state.parse().unwrap_or(AlertState::Active);
+        let (kind, priority, state) = (a.kind, a.priority, a.state);
         Self {
             id: AlertId(a.id),
             hospital_id: HospitalId(a.hospital_id),

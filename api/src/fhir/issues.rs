@@ -8,7 +8,7 @@
 
 use nc_access::policy::ClinicalView;
 use nc_access::DeviceAction;
-use nc_domain::{DeviceId, HospitalId, PatientId};
+use nc_domain::{AlertPriority, AlertState, DeviceId, HospitalId, PatientId};
 use nc_ingest::query::Windows;
 use poem::{Request, Response};
 use serde_json::{json, Value};
@@ -24,15 +24,15 @@ use crate::telemetry::routes::windows;
 pub const ALARM_SYSTEM: &str = "urn:nephrocare:fhir:CodeSystem:alarm";
 
 pub fn detected_issue(a: &nc_alarms::Alert) -> Value {
-    let severity = match a.priority.as_str() {
-        "high" => "high",
-        "medium" => "moderate",
-        _ => "low",
+    let severity = match a.priority {
+        AlertPriority::High => "high",
+        AlertPriority::Medium => "moderate",
+        AlertPriority::Low => "low",
     };
     let mut r = json!({
         "resourceType": "DetectedIssue",
         "id": a.id.to_string(),
-        "status": if a.state == "acknowledged" { "final" } else { "preliminary" },
+        "status": if a.state == AlertState::Acknowledged { "final" } else { "preliminary" },
         "code": {"coding": [{"system": ALARM_SYSTEM, "code": a.code}], "text": a.code},
         "severity": severity,
         "identifiedDateTime": instant(a.raised_at),
