@@ -14,7 +14,7 @@ use sqlx::Executor;
 use uuid::Uuid;
 
 use crate::clients::{ws_open, ws_until_reading, Mqtt, WAIT};
-use crate::support::{test_config, Client, Service, TestApp, TestDb};
+use crate::support::{eventually, test_config, Client, Service, TestApp, TestDb};
 
 const PASSWORD: &str = "Alarms-pass-2026";
 
@@ -201,14 +201,9 @@ impl World {
 
     /// Waits until the doctor sees an alert with `code` satisfying `pred`.
     async fn alert_where(&self, code: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(a) = self.alerts(code).await.into_iter().find(&pred) {
-                return a;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for a {code} alert");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let pred = &pred;
+        eventually(&format!("a {code} alert"), WAIT, || async move { self.alerts(code).await.into_iter().find(pred) })
+            .await
     }
 
     async fn history(&self, id: &str) -> Vec<Value> {

@@ -13,7 +13,7 @@ use rumqttc::QoS;
 use serde_json::{json, Value};
 
 use crate::mqtt::{body, now, World, WAIT};
-use crate::support::TestApp;
+use crate::support::{eventually, TestApp};
 
 pub(crate) const BERLIN: chrono_tz::Tz = chrono_tz::Europe::Berlin;
 
@@ -371,16 +371,12 @@ async fn bookings_move_through_their_statuses_and_complete_from_a_real_session()
     let r = w.as_user("pat").get(&format!("/api/bookings/{due}")).await;
     assert_eq!(r.body["status"], "confirmed", "not completed while the treatment runs: {}", r.text);
     d1.publish_acked(&session, json!({"v": 1, "event": "end", "ts": now()}).to_string()).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let completed = eventually("the booking completed by the session's end", WAIT, || async {
         let r = w.as_user("pat").get(&format!("/api/bookings/{due}")).await;
-        if r.body["status"] == "completed" {
-            assert!(r.body["completedSessionId"].is_string(), "{}", r.text);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not completed: {}", r.text);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        (r.body["status"] == "completed").then_some(r)
+    })
+    .await;
+    assert!(completed.body["completedSessionId"].is_string(), "{}", completed.text);
     let r = w.as_user("doc").delete(&format!("/api/bookings/{due}"), None).await;
     assert_eq!((r.status, r.code()), (409, "invalid_transition"), "{}", r.text);
     // A booking of another time or device is not completed by that session.

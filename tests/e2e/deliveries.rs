@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::mqtt::{exec, grant, now, Got, Raw, World, GRANTED, QUIET, WAIT};
 use crate::sessions::refreshed;
-use crate::support::TestApp;
+use crate::support::{eventually, TestApp};
 
 /// `who`'s persistent session over a raw client, with `token`.
 async fn persistent_raw(w: &World, who: &str, token: &str) -> Raw {
@@ -28,11 +28,7 @@ async fn danger(w: &World, device: &str) -> crate::mqtt::Mqtt {
     let mut machine = w.connect(device, "").await;
     let reading = json!({"v": 1, "seq": 1, "ts": now(), "systemStatus": "danger", "heartRate": 70}).to_string();
     machine.publish_acked(&w.topic(device, "telemetry"), reading).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while w.alerts(device).await == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no alert for {device}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("an alert for {device}"), WAIT, || async { (w.alerts(device).await > 0).then_some(()) }).await;
     // The notification is published right after the alert is stored.
     tokio::time::sleep(Duration::from_millis(300)).await;
     machine

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::mqtt::{grant, now, World};
-use crate::support::{Client, Reply, TestApp};
+use crate::support::{eventually, Client, Reply, TestApp};
 
 /// d1 treats p1 (readings 1-3, the session ended), then p2 (4, then 5 after tec2 got a
 /// hand-over of d1); p2 was treated on d2 before (reading 20). Each reading: heart rate,
@@ -214,15 +214,16 @@ async fn a_bulk_export_is_planned_streamed_and_cancelled() {
     let path = status_url.split_once("/fhir/r4").map(|(_, p)| format!("/fhir/r4{p}")).unwrap();
     // Another person cannot see the job.
     outcome(&w.as_user("doc2").get(&path).await, 404, "doc2 polls doc's export");
-    let manifest = loop {
+    let manifest = eventually("the export's manifest", Duration::from_secs(30), || async {
         let r = doc.get(&path).await;
         if r.status == 200 {
-            break r.body;
+            return Some(r.body);
         }
         assert_eq!(r.status, 202);
         assert!(r.headers.contains_key("retry-after"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        None
+    })
+    .await;
     assert_eq!(manifest["requiresAccessToken"], true);
     let mut lines = std::collections::BTreeMap::<String, usize>::new();
     for out in manifest["output"].as_array().unwrap() {
@@ -258,13 +259,11 @@ async fn a_bulk_export_is_planned_streamed_and_cancelled() {
         .split_once("/fhir/r4")
         .map(|(_, p)| format!("/fhir/r4{p}"))
         .unwrap();
-    let manifest = loop {
+    let manifest = eventually("the group export's manifest", Duration::from_secs(30), || async {
         let r = adm.get(&path).await;
-        if r.status == 200 {
-            break r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (r.status == 200).then_some(r.body)
+    })
+    .await;
     let types: BTreeSet<&str> =
         manifest["output"].as_array().unwrap().iter().map(|o| o["type"].as_str().unwrap()).collect();
     assert_eq!(types, BTreeSet::from(["Device", "Patient", "Practitioner"]));

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::mqtt::{exec, World};
-use crate::support::TestApp;
+use crate::support::{eventually, TestApp};
 
 /// Tuesday 17 November 2026 (UTC, the world's hospitals' time zone): the unit opens
 /// 06:00–22:00 Monday to Saturday (the default booking settings).
@@ -302,17 +302,12 @@ async fn a_machines_connection_and_refused_payloads_are_recorded() {
     d1.publish_acked(&w.topic("d1", "telemetry"), b"not json".to_vec()).await;
     let path = format!("/api/devices/{}/performance", w.id("d1"));
     let doc = w.as_user("doc");
-    let mut last = Value::Null;
-    for _ in 0..50 {
+    let last = eventually("the refusal tally to reach 2", Duration::from_secs(10), || async {
         let r = doc.get(&path).await;
         assert_eq!(r.status, 200, "{}", r.text);
-        last = r.body;
-        if last["rejectedMessages"] == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(last["rejectedMessages"], 2, "the refusal tally reaches the table within seconds: {last}");
+        (r.body["rejectedMessages"] == 2).then_some(r.body)
+    })
+    .await;
     assert!(last["uptimePct"].as_f64().unwrap() > 0.0, "connected now: {last}");
     let mut c = w.app.db.sql().await;
     let events: Vec<(bool, String)> =
@@ -324,14 +319,10 @@ async fn a_machines_connection_and_refused_payloads_are_recorded() {
     assert_eq!(events, vec![(true, "connected".to_owned())]);
 
     d1.kill();
-    for _ in 0..50 {
-        let r = doc.get(&path).await;
-        if r.body["connectionDrops"] == 1 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("an abrupt loss counts as a connection drop");
+    eventually("an abrupt loss counted as a connection drop", Duration::from_secs(10), || async {
+        (doc.get(&path).await.body["connectionDrops"] == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

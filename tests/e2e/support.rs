@@ -363,3 +363,20 @@ impl Drop for Service {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `probe` until it yields a value (every 50 ms, for at most `within`), or fails the
+/// test naming `what`: the one way the tests wait for something that happens
+/// asynchronously (an alert stored, a job done, a figure updated), instead of a fixed sleep.
+pub async fn eventually<T, Fut>(what: &str, within: Duration, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
