@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use nc_access::{Subject, UserSubject};
-use nc_domain::{AuditAction, DeviceId, DeviceStatus, DowntimeId, PatientId, Role};
+use nc_domain::{AuditAction, DeviceId, DeviceStatus, DowntimeId, PatientId};
 use nc_entities::{device_downtimes, devices};
 use sea_orm::TransactionTrait;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set};
@@ -82,13 +82,11 @@ impl Bookings {
             return Err(BookingError::invalid("ward", "give `deviceId` or `ward`, not both"));
         }
         let settings = store::settings(self.db(), user.hospital).await?;
-        let patient = match (user.role, q.patient) {
-            (Role::Patient, _) => Some(self.patient_for(user, q.patient).await?),
-            (Role::Technician, Some(_)) => {
-                return Err(BookingError::Forbidden("technicians see bookings but do not book".into()))
-            }
-            (_, named) => named,
-        };
+        let patient = self
+            .policy()
+            .booking_patient(&nc_access::Subject::User(*user), q.patient)
+            .await
+            .map_err(|e| BookingError::policy(e, "patient"))?;
         let mut candidates = devices::Entity::find().filter(devices::Column::HospitalId.eq(user.hospital));
         if let Some(d) = q.device {
             candidates = candidates.filter(devices::Column::Id.eq(d));

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use nc_access::{audit, BookingAction, BookingScope, HospitalAction, Policy, PolicyError, Subject, UserSubject};
 pub use nc_domain::ConflictReason;
-use nc_domain::{AuditAction, BookingId, BookingStatus, DeviceId, Interface, PatientId, Role};
+use nc_domain::{AuditAction, BookingId, BookingStatus, DeviceId, Interface, PatientId};
 use nc_entities::session_bookings;
 use nc_messaging::topic::Topic;
 use nc_messaging::Publisher;
@@ -231,24 +231,15 @@ impl Bookings {
         }
     }
 
-    /// The patient a request is about: the caller's own record for a patient (who may not
-    /// name another), the named one for staff.
+    /// The patient a request is about (the policy's [`nc_access::Policy::booking_patient`]):
+    /// the caller's own record for a patient, the named one for staff (who must name one).
     async fn patient_for(&self, user: &UserSubject, named: Option<PatientId>) -> Result<PatientId, BookingError> {
-        match (user.role, named) {
-            (Role::Patient, named) => {
-                let own = self
-                    .policy()
-                    .patient_of_user(user.id)
-                    .await?
-                    .ok_or_else(|| BookingError::Forbidden("no patient record is linked to your account".into()))?;
-                match named {
-                    Some(p) if p != own => Err(BookingError::Forbidden("patients book for themselves only".into())),
-                    _ => Ok(own),
-                }
-            }
-            (_, Some(p)) => Ok(p),
-            (_, None) => Err(BookingError::invalid("patientId", "required when staff book")),
-        }
+        let subject = nc_access::Subject::User(*user);
+        self.policy()
+            .booking_patient(&subject, named)
+            .await
+            .map_err(|e| BookingError::policy(e, "patient"))?
+            .ok_or_else(|| BookingError::invalid("patientId", "required when staff book"))
     }
 }
 

@@ -103,6 +103,36 @@ pub fn decide_book(subject: &Subject, facts: &BookFacts) -> Decision {
     }
 }
 
+impl Policy {
+    /// Whom `subject` books for: a patient only themself (their own record; naming another
+    /// patient is refused), staff the patient they name (who may book whom on which device is
+    /// [`decide_book`]), technicians nobody (they see bookings to prepare the machines).
+    /// `None`: staff named no patient.
+    pub async fn booking_patient(
+        &self,
+        subject: &Subject,
+        named: Option<PatientId>,
+    ) -> Result<Option<PatientId>, PolicyError> {
+        let Subject::User(user) = subject else { return Err(Denied::Forbidden("devices do not book").into()) };
+        match user.role {
+            Role::Patient => {
+                let own = self
+                    .patient_of_user(user.id)
+                    .await?
+                    .ok_or(Denied::Forbidden("no patient record is linked to your account"))?;
+                match named {
+                    Some(p) if p != own => Err(Denied::Forbidden("patients book for themselves only").into()),
+                    _ => Ok(Some(own)),
+                }
+            }
+            Role::Technician if named.is_some() => {
+                Err(Denied::Forbidden("technicians see bookings but do not book").into())
+            }
+            Role::Technician | Role::Doctor | Role::Admin => Ok(named),
+        }
+    }
+}
+
 /// Who plans a device's maintenance windows (when it cannot be booked): admins, and the
 /// technicians responsible for it (assigned, or holding a hand-over).
 pub fn decide_plan_maintenance(subject: &Subject, facts: &DeviceFacts) -> Decision {
