@@ -40,6 +40,8 @@ const problems: string[] = [];
  * the page whose account is deactivated, the refused requests and live connection.
  */
 const expected: Record<string, RegExp[]> = {
+  // The Swagger UI page links no icon, so Chromium asks for /favicon.ico (404) by itself.
+  docs: [/Failed to load resource: the server responded with a status of 404 .*\/favicon\.ico\)$/],
   doctor: [/Failed to load resource: the server responded with a status of 409/],
   technician: [/Failed to load resource: the server responded with a status of 401/, /WebSocket connection to .* failed/],
 };
@@ -72,8 +74,10 @@ async function open(label: string): Promise<Page> {
   contexts.push(context);
   const page = await context.newPage();
   page.on("console", (m) => {
-    if (m.type() === "error" && !(expected[label] ?? []).some((e) => e.test(m.text()))) {
-      problems.push(`${label}: console.error ${m.text()}`);
+    const where = m.location().url;
+    const text = where ? `${m.text()} (${where})` : m.text();
+    if (m.type() === "error" && !(expected[label] ?? []).some((e) => e.test(text))) {
+      problems.push(`${label}: console.error ${text}`);
     }
   });
   page.on("pageerror", (e) => problems.push(`${label}: uncaught ${e.message}`));
@@ -483,6 +487,15 @@ test("the doctor's page renews its session before the token expires and stays li
   await page.waitForFunction((t) => document.querySelector<HTMLElement>('.tile[data-serial="DM-001"]')?.dataset.ts !== t, ts, { timeout: 5_000 });
   assert.equal(await page.locator(".live-state").textContent(), "● Live");
   assert.equal(await page.locator("form.signin").count(), 0, "still signed in");
+});
+
+test("the API docs page runs under its Content-Security-Policy (its inline scripts allowed by hash)", async () => {
+  const page = await open("docs");
+  await page.goto(`${URL}/docs`);
+  const title = page.locator(".swagger-ui .info .title");
+  await title.waitFor({ timeout: 15_000 });
+  assert.match(await title.innerText(), /Nephrocare API/);
+  await shot(page, "docs");
 });
 
 test("no page logged a console error", () => {
