@@ -179,6 +179,15 @@ async fn the_patient_list_filters_and_pages() {
     w.app.stop().await;
 }
 
+/// When p1's running treatment (its active session) started, as stored.
+async fn running_start_of_p1(c: &mut sqlx::PgConnection, w: &World) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT started_at FROM device_sessions WHERE patient_id = $1::uuid AND status = 'active'")
+        .bind(w.id("p1"))
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
 /// `treatmentStartedAt` of p1 in each answer `who` gets for it: the list, and the record.
 async fn running_of_p1(w: &World, who: &str) -> (Value, Value) {
     let c = w.as_user(who);
@@ -212,12 +221,7 @@ async fn a_running_treatment_is_listed_with_its_start_apart_from_the_last_dialys
         ),
     )
     .await;
-    let started: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT started_at FROM device_sessions WHERE patient_id = $1::uuid AND status = 'active'")
-            .bind(w.id("p1"))
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
+    let started = running_start_of_p1(&mut c, &w).await;
     // Those who may read all of p1's treatments: the running one, in the list and the record.
     for who in ["doc", "pat"] {
         let (listed, record) = running_of_p1(&w, who).await;
@@ -243,12 +247,7 @@ async fn a_running_treatment_is_listed_with_its_start_apart_from_the_last_dialys
         ),
     )
     .await;
-    let started: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT started_at FROM device_sessions WHERE patient_id = $1::uuid AND status = 'active'")
-            .bind(w.id("p1"))
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
+    let started = running_start_of_p1(&mut c, &w).await;
     for who in ["doc", "tec"] {
         let (listed, record) = running_of_p1(&w, who).await;
         assert_eq!((at(&listed), at(&record)), (Some(started), Some(started)), "{who}");
