@@ -269,17 +269,14 @@ enum AdminAction {
     },
 }
 
-/// `90s`, `10m`, `2h` or a number of seconds.
+/// `90s`, `10m`, `2h 30m` (humantime's units) or a number of seconds.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = number.parse().map_err(|_| format!("'{s}' is not a duration such as 90s, 10m or 2h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("'{s}': use s, m or h")),
-    };
-    Ok(std::time::Duration::from_secs_f64(secs))
+    match s.parse::<u64>() {
+        Ok(secs) => Ok(std::time::Duration::from_secs(secs)),
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration such as 90s, 10m or 2h: {e}"))
+        }
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -547,5 +544,17 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             print!("{summary}");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_parse_and_huge_ones_are_refused_not_a_panic() {
+        assert_eq!(super::parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(super::parse_duration("2h 30m").unwrap().as_secs(), 9000);
+        assert!(super::parse_duration("99999999999999999999999h").is_err());
+        assert!(super::parse_duration("1e300s").is_err());
+        assert!(super::parse_duration("-5s").is_err());
     }
 }

@@ -334,6 +334,41 @@ impl ConfigError {
     fn new(setting: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
         Self { setting: setting.into(), problem: problem.into(), hint: hint.into() }
     }
+
+    /// The first of figment's errors, named after the variable, flag or file key it is about,
+    /// with the value given (unless it is a secret).
+    fn from_figment(
+        e: figment::Error,
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Self {
+        let source = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+        let key = e.path.join(".");
+        let known = ENVIRONMENT.iter().find(|(name, ..)| *name == source);
+        let setting = match (known, file) {
+            (Some((name, ..)), _) => (*name).to_owned(),
+            _ if source.starts_with("--") => source,
+            (None, Some(path)) if key.is_empty() => format!("config file {}", path.display()),
+            (None, Some(path)) => format!("config file {} key {key}", path.display()),
+            (None, None) => key,
+        };
+        let hint = match known {
+            Some((.., hint)) => *hint,
+            None if setting.ends_with("addr") => ADDR_HINT,
+            None => "See README.md, section Configuration, for the settings.",
+        };
+        let given = match known {
+            Some((_, _, Read::Secret, _)) => None,
+            Some((name, ..)) => env(name),
+            None => overrides.flag(&setting).cloned(),
+        };
+        let problem = match given {
+            Some(v) => format!("'{v}': {}", e.kind),
+            None => e.kind.to_string(),
+        };
+        ConfigError::new(setting, problem, hint)
+    }
 }
 
 /// Command-line overrides (the last layer). `None` leaves the setting as it is.
@@ -346,165 +381,143 @@ pub struct Overrides {
     pub log_format: Option<String>,
 }
 
+/// How an environment variable's text becomes a value.
+#[derive(Clone, Copy)]
+enum Read {
+    /// As it is (addresses, URLs, paths).
+    Text,
+    /// As it is, and never repeated in a message (a secret of digits stays a string).
+    Secret,
+    /// A number (or `true`/`false`), refused by the setting's type otherwise.
+    Number,
+    /// Comma-separated items.
+    List,
+}
+
+/// Every environment variable, the key it sets (the file's key too) and what to do when its
+/// value cannot be used. README.md, section Configuration, lists the same.
+const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
+    ("DATABASE_URL", "database.url", Read::Secret, "Use postgres://user:password@host:port/database."),
+    ("NEPHROCARE_DB_MAX_CONNECTIONS", "database.max_connections", Read::Number, "Use a whole number, 2 or more."),
+    ("NEPHROCARE_HTTP_ADDR", "http.addr", Read::Text, ADDR_HINT),
+    ("NEPHROCARE_HTTP_MAX_BODY_BYTES", "http.max_body_bytes", Read::Number, "Give a size in bytes."),
+    ("NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS", "http.header_read_timeout_secs", Read::Number, "Give whole seconds."),
+    ("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS", "http.body_read_timeout_secs", Read::Number, "Give whole seconds."),
+    ("NEPHROCARE_PUBLIC_URL", "http.public_url", Read::Text, "Use e.g. https://nephro.example.org."),
+    (
+        "NEPHROCARE_TRUSTED_PROXIES",
+        "http.trusted_proxies",
+        Read::List,
+        "Give the proxies' IP addresses, comma-separated, e.g. 10.0.0.5,10.0.0.6.",
+    ),
+    ("NEPHROCARE_MQTT_ADDR", "mqtt.addr", Read::Text, ADDR_HINT),
+    ("NEPHROCARE_MQTT_WS_ADDR", "mqtt.ws_addr", Read::Text, ADDR_HINT),
+    ("NEPHROCARE_MQTT_TLS_CERT", "mqtt.tls_cert", Read::Text, "Give the path of a PEM file."),
+    ("NEPHROCARE_MQTT_TLS_KEY", "mqtt.tls_key", Read::Text, "Give the path of a PEM file."),
+    ("NEPHROCARE_MQTT_PUBLIC_WS_URL", "mqtt.public_ws_url", Read::Text, "Use e.g. wss://nephro.example.org/mqtt."),
+    ("NEPHROCARE_MQTT_CORE_URL", "mqtt.core_url", Read::Secret, "Use mqtt://user:password@host:port."),
+    ("NEPHROCARE_MQTT_CORE_CA", "mqtt.core_ca", Read::Text, "Give the path of a PEM file."),
+    ("NEPHROCARE_JWT_SECRET", "auth.jwt_secret", Read::Secret, "Use a random value of at least 32 characters."),
+    ("NEPHROCARE_ACCESS_TOKEN_TTL_SECS", "auth.access_token_ttl_secs", Read::Number, "Give whole seconds."),
+    ("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", "alarms.offline_delay_secs", Read::Number, SECONDS_HINT),
+    ("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", "alarms.flapping_window_secs", Read::Number, SECONDS_HINT),
+    ("NEPHROCARE_INGEST_WRITERS", "ingest.writers", Read::Number, "Use a whole number from 1 to 16."),
+    ("NEPHROCARE_INGEST_GATHER_MS", "ingest.gather_ms", Read::Number, "Give whole milliseconds."),
+    ("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", "ingest.derive_interval_ms", Read::Number, "Give whole milliseconds."),
+    ("NEPHROCARE_LOG_FORMAT", "log.format", Read::Text, "Use text or json."),
+    ("NEPHROCARE_LOG", "log.filter", Read::Text, "Use a tracing filter such as info."),
+];
+
+const ADDR_HINT: &str = "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).";
+const SECONDS_HINT: &str = "Use a number of seconds, e.g. 15 or 0.5.";
+
+/// One setting from the environment or the command line, named after where it came from, so
+/// an error names the variable or the flag.
+struct Layer {
+    name: String,
+    data: figment::value::Dict,
+}
+
+impl Layer {
+    fn new(name: &str, key: &str, read: Read, text: &str) -> Self {
+        use figment::value::Value;
+        let value = match read {
+            Read::Text | Read::Secret => Value::from(text.to_owned()),
+            // What is not a number stays a string, which the setting's type then refuses.
+            Read::Number => {
+                let t = text.trim();
+                (t.parse::<u64>().map(Value::from))
+                    .or_else(|_| t.parse::<i64>().map(Value::from))
+                    .or_else(|_| t.parse::<f64>().map(Value::from))
+                    .unwrap_or_else(|_| Value::from(t.to_owned()))
+            }
+            Read::List => Value::from(
+                text.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect::<Vec<_>>(),
+            ),
+        };
+        Self { name: name.to_owned(), data: figment::util::nest(key, value).into_dict().unwrap_or_default() }
+    }
+}
+
+impl figment::Provider for Layer {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.name.clone())
+    }
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Ok(figment::Profile::Default.collect(self.data.clone()))
+    }
+}
+
+impl Overrides {
+    /// Each flag with the key it sets and its value.
+    fn flags(&self) -> [(&'static str, &'static str, Option<&String>); 5] {
+        [
+            ("--database-url", "database.url", self.database_url.as_ref()),
+            ("--http-addr", "http.addr", self.http_addr.as_ref()),
+            ("--mqtt-addr", "mqtt.addr", self.mqtt_addr.as_ref()),
+            ("--mqtt-ws-addr", "mqtt.ws_addr", self.mqtt_ws_addr.as_ref()),
+            ("--log-format", "log.format", self.log_format.as_ref()),
+        ]
+    }
+
+    /// The value of `flag`, unless it is a secret.
+    fn flag(&self, flag: &str) -> Option<&String> {
+        self.flags().into_iter().find(|(f, ..)| *f == flag && *f != "--database-url").and_then(|(.., v)| v)
+    }
+}
+
 impl Config {
-    /// Loads the configuration: defaults, then `file` (or `NEPHROCARE_CONFIG`) if given,
-    /// then the environment `env`, then `overrides`.
+    /// Loads the configuration (with `figment`): defaults, then `file` (or
+    /// `NEPHROCARE_CONFIG`) if given, then the environment `env`, then `overrides`.
     pub fn load(
         file: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let mut config = Config::default();
+        let mut figment = figment::Figment::new();
         let file: Option<PathBuf> = file.map(Path::to_path_buf).or_else(|| env("NEPHROCARE_CONFIG").map(PathBuf::from));
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new(
                     format!("config file {}", path.display()),
                     format!("cannot read it ({e})"),
                     "Check the path given with --config or NEPHROCARE_CONFIG.",
                 )
             })?;
-            config = toml::from_str(&text).map_err(|e| {
-                ConfigError::new(
-                    format!("config file {}", path.display()),
-                    e.message().to_owned(),
-                    "See README.md, section Configuration, for the keys.",
-                )
-            })?;
+            figment = figment.merge(<figment::providers::Toml as figment::providers::Format>::string(&text));
         }
-
-        let addr = |setting: &str, value: &str| -> Result<SocketAddr, ConfigError> {
-            value.parse().map_err(|_| {
-                ConfigError::new(
-                    setting,
-                    format!("'{value}' is not a socket address"),
-                    "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).",
-                )
-            })
-        };
-        let log_format = |setting: &str, value: &str| -> Result<LogFormat, ConfigError> {
-            match value {
-                "text" => Ok(LogFormat::Text),
-                "json" => Ok(LogFormat::Json),
-                _ => Err(ConfigError::new(setting, format!("'{value}' is not a log format"), "Use text or json.")),
+        for (name, key, read, _) in ENVIRONMENT {
+            if let Some(v) = env(name) {
+                figment = figment.merge(Layer::new(name, key, *read, &v));
             }
-        };
-        let number = |setting: &str, value: &str| -> Result<u64, ConfigError> {
-            value
-                .parse()
-                .map_err(|_| ConfigError::new(setting, format!("'{value}' is not a whole number"), "Use digits only."))
-        };
-
-        let seconds = |setting: &str, value: &str| -> Result<f64, ConfigError> {
-            value.parse::<f64>().ok().filter(|s| s.is_finite()).ok_or_else(|| {
-                ConfigError::new(setting, format!("'{value}' is not a number of seconds"), "Use e.g. 15 or 0.5.")
-            })
-        };
-
-        // Environment.
-        if let Some(v) = env("DATABASE_URL") {
-            config.database.url = Secret::new(v);
         }
-        if let Some(v) = env("NEPHROCARE_DB_MAX_CONNECTIONS") {
-            config.database.max_connections = number("NEPHROCARE_DB_MAX_CONNECTIONS", &v)? as u32;
+        for (flag, key, value) in overrides.flags() {
+            if let Some(v) = value {
+                figment = figment.merge(Layer::new(flag, key, Read::Text, v));
+            }
         }
-        if let Some(v) = env("NEPHROCARE_HTTP_ADDR") {
-            config.http.addr = addr("NEPHROCARE_HTTP_ADDR", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_HTTP_MAX_BODY_BYTES") {
-            config.http.max_body_bytes = number("NEPHROCARE_HTTP_MAX_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS") {
-            config.http.header_read_timeout_secs = number("NEPHROCARE_HTTP_HEADER_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS") {
-            config.http.body_read_timeout_secs = number("NEPHROCARE_HTTP_BODY_TIMEOUT_SECS", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_PUBLIC_URL") {
-            config.http.public_url = Some(v);
-        }
-        if let Some(v) = env("NEPHROCARE_TRUSTED_PROXIES") {
-            config.http.trusted_proxies = v
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    p.parse().map_err(|_| {
-                        ConfigError::new(
-                            "NEPHROCARE_TRUSTED_PROXIES",
-                            format!("'{p}' is not an IP address"),
-                            "Give the proxies' addresses, comma-separated, e.g. 10.0.0.5,10.0.0.6.",
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(v) = env("NEPHROCARE_MQTT_ADDR") {
-            config.mqtt.addr = addr("NEPHROCARE_MQTT_ADDR", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_MQTT_WS_ADDR") {
-            config.mqtt.ws_addr = addr("NEPHROCARE_MQTT_WS_ADDR", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_MQTT_TLS_CERT") {
-            config.mqtt.tls_cert = Some(PathBuf::from(v));
-        }
-        if let Some(v) = env("NEPHROCARE_MQTT_TLS_KEY") {
-            config.mqtt.tls_key = Some(PathBuf::from(v));
-        }
-        if let Some(v) = env("NEPHROCARE_MQTT_PUBLIC_WS_URL") {
-            config.mqtt.public_ws_url = Some(v);
-        }
-        if let Some(v) = env("NEPHROCARE_MQTT_CORE_URL") {
-            config.mqtt.core_url = Some(Secret::new(v));
-        }
-        if let Some(v) = env("NEPHROCARE_MQTT_CORE_CA") {
-            config.mqtt.core_ca = Some(PathBuf::from(v));
-        }
-        if let Some(v) = env("NEPHROCARE_JWT_SECRET") {
-            config.auth.jwt_secret = Secret::new(v);
-        }
-        if let Some(v) = env("NEPHROCARE_ACCESS_TOKEN_TTL_SECS") {
-            config.auth.access_token_ttl_secs = number("NEPHROCARE_ACCESS_TOKEN_TTL_SECS", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS") {
-            config.alarms.offline_delay_secs = seconds("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS") {
-            config.alarms.flapping_window_secs = seconds("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_INGEST_WRITERS") {
-            config.ingest.writers = usize::try_from(number("NEPHROCARE_INGEST_WRITERS", &v)?).unwrap_or(usize::MAX);
-        }
-        if let Some(v) = env("NEPHROCARE_INGEST_GATHER_MS") {
-            config.ingest.gather_ms = number("NEPHROCARE_INGEST_GATHER_MS", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS") {
-            config.ingest.derive_interval_ms = number("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_LOG_FORMAT") {
-            config.log.format = log_format("NEPHROCARE_LOG_FORMAT", &v)?;
-        }
-        if let Some(v) = env("NEPHROCARE_LOG") {
-            config.log.filter = v;
-        }
-
-        // Command line.
-        if let Some(v) = &overrides.database_url {
-            config.database.url = Secret::new(v.clone());
-        }
-        if let Some(v) = &overrides.http_addr {
-            config.http.addr = addr("--http-addr", v)?;
-        }
-        if let Some(v) = &overrides.mqtt_addr {
-            config.mqtt.addr = addr("--mqtt-addr", v)?;
-        }
-        if let Some(v) = &overrides.mqtt_ws_addr {
-            config.mqtt.ws_addr = addr("--mqtt-ws-addr", v)?;
-        }
-        if let Some(v) = &overrides.log_format {
-            config.log.format = log_format("--log-format", v)?;
-        }
-
+        let config: Config =
+            figment.extract().map_err(|e| ConfigError::from_figment(e, file.as_deref(), env, overrides))?;
         config.validate()?;
         Ok(config)
     }
@@ -518,6 +531,14 @@ impl Config {
                 format!("'{}' is not a PostgreSQL URL", redact_url(url)),
                 "Use postgres://user:password@host:port/database.",
             ));
+        }
+        for (setting, secs) in [
+            ("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", self.alarms.offline_delay_secs),
+            ("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", self.alarms.flapping_window_secs),
+        ] {
+            if !(0.0..=3600.0).contains(&secs) {
+                return Err(ConfigError::new(setting, format!("{secs} is outside 0..=3600"), SECONDS_HINT));
+            }
         }
         if self.database.max_connections < 2 {
             return Err(ConfigError::new("NEPHROCARE_DB_MAX_CONNECTIONS", "must be at least 2", "Use 2 or more."));
@@ -664,16 +685,18 @@ impl Config {
     }
 }
 
-/// The URL with its password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "***".into();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    let user = userinfo.split(':').next().unwrap_or("");
-    format!("{scheme}://{user}:***@{host}")
+/// The URL with its password replaced by `***`, for messages and logs; `***` for what is not
+/// a URL (it may be one with a typo, password included).
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "***".into(),
+    }
 }
 
 #[cfg(test)]
@@ -741,6 +764,40 @@ mod tests {
         assert_eq!(c.ingest.gather_ms, 5);
         let e = load(&[("DATABASE_URL", "mysql://u:p@h/d")], Overrides::default()).unwrap_err();
         assert!(!e.to_string().contains(":p@"), "the password is redacted: {e}");
+    }
+
+    #[test]
+    fn numbers_are_checked_by_their_type_not_truncated() {
+        let e = load(&[("NEPHROCARE_DB_MAX_CONNECTIONS", "4294967298")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_DB_MAX_CONNECTIONS", "{e}");
+        let e = load(&[("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", "1e300")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", "{e}");
+        let e = load(&[("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", "NaN")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", "{e}");
+        let e = load(&[("NEPHROCARE_INGEST_WRITERS", "three")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_INGEST_WRITERS", "{e}");
+        let e = load(&[], Overrides { http_addr: Some("nowhere".into()), ..Default::default() }).unwrap_err();
+        assert_eq!(e.setting, "--http-addr", "{e}");
+        let c = load(
+            &[
+                ("NEPHROCARE_JWT_SECRET", "01234567890123456789012345678901234"),
+                ("NEPHROCARE_TRUSTED_PROXIES", " 10.0.0.5, ::1 "),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth.jwt_secret.expose(), "01234567890123456789012345678901234", "digits stay text");
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+        let e = load(&[("NEPHROCARE_TRUSTED_PROXIES", "10.0.0.5,proxy")], Overrides::default()).unwrap_err();
+        assert_eq!(e.setting, "NEPHROCARE_TRUSTED_PROXIES", "{e}");
+    }
+
+    #[test]
+    fn the_readme_lists_every_variable_with_its_key() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for (name, key, ..) in ENVIRONMENT {
+            assert!(readme.contains(&format!("| `{name}` | `{key}` |")), "README.md, Configuration: {name} → {key}");
+        }
     }
 
     #[test]

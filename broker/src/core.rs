@@ -81,8 +81,12 @@ impl Core {
     pub fn external(urls: &str, ca: Option<&std::path::Path>) -> Result<Core, CoreUrlError> {
         let mut addrs = Vec::new();
         let mut login: Option<(String, String)> = None;
-        for raw in urls.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let url = url::Url::parse(raw).map_err(|e| CoreUrlError(format!("'{}' is not a URL: {e}", redact(raw))))?;
+        for (n, raw) in urls.split(',').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
+            // Not echoed, only its scheme: the rest may carry the credential.
+            let url = url::Url::parse(raw).map_err(|e| {
+                let scheme = raw.split_once("://").map_or("", |(s, _)| s);
+                CoreUrlError(format!("URL {} of the list ({scheme}://…) is not a URL: {e}", n + 1))
+            })?;
             let tls = match url.scheme() {
                 "mqtt" | "tcp" => false,
                 "mqtts" | "ssl" => true,
@@ -93,8 +97,10 @@ impl Core {
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
             let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
             let decode = |s: &str| {
-                percent_decode(s)
-                    .ok_or_else(|| CoreUrlError("the user or password is not valid percent-encoding".into()))
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|s| s.into_owned())
+                    .map_err(|_| CoreUrlError("the user or password is not UTF-8 once percent-decoded".into()))
             };
             let this = (decode(url.username())?, decode(url.password().unwrap_or(""))?);
             if this.0.is_empty() {
@@ -206,32 +212,6 @@ fn client_tls(ca: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, CoreUrl
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-/// The credential in a URL, hidden (for error messages).
-fn redact(raw: &str) -> String {
-    match (raw.find("://"), raw.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &raw[..s], &raw[at + 1..]),
-        _ => raw.to_owned(),
-    }
-}
-
-/// `%XX` decoding of a URL's userinfo (the `url` crate leaves it encoded).
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Starts the embedded rumqttd on its own threads (it has no shutdown API: it ends with

@@ -337,7 +337,8 @@ pub(crate) fn spawn(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut wait = Duration::from_millis(100);
+        let fresh = || crate::retry::delays(Duration::from_millis(100), Duration::from_secs(5));
+        let mut delays = fresh();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -350,11 +351,13 @@ pub(crate) fn spawn(
                 _ = tokio::time::sleep(interval) => {}
             }
             match catch_up_with(&pool, Some(&handoff)).await {
-                Ok(_) => wait = Duration::from_millis(100),
+                Ok(_) => delays = fresh(),
                 Err(e) => {
+                    let wait = delays.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "derived data not applied; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                    if !crate::retry::wait(wait, &shutdown).await {
+                        break;
+                    }
                     handoff.wake.notify_one();
                 }
             }

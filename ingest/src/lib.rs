@@ -13,6 +13,7 @@ pub mod performance;
 pub mod query;
 pub mod reading;
 pub mod rejections;
+mod retry;
 pub mod sessions;
 pub mod writer;
 
@@ -164,6 +165,7 @@ impl Ingest {
             settings.queue_capacity,
             after_tx.clone(),
             derive.clone(),
+            shutdown.clone(),
         );
         let deriver = derived::spawn(pool.clone(), settings.derive_interval, derive, shutdown.clone());
         let alerts = AlertEngine::new(pool.clone(), alarms, settings.conditions.clone());
@@ -191,11 +193,11 @@ impl Ingest {
         // until it succeeds: a committed reading is never left unevaluated. Re-evaluating a
         // reading is harmless (one open alert per device and condition).
         for mut after_rx in after_rx {
-            let fanout = inner.clone();
+            let (fanout, stop) = (inner.clone(), shutdown.clone());
             tokio::spawn(async move {
                 // The permit (the batch's room in the queue) is given back once it is handled.
                 while let Some((batch, _room)) = after_rx.recv().await {
-                    let mut wait = Duration::from_millis(100);
+                    let mut delays = retry::delays(Duration::from_millis(100), Duration::from_secs(5));
                     while let Err(e) = fanout.alerts.evaluate(&batch).await {
                         if !transient(&e) {
                             // Retrying cannot help (a bug, a broken rule): set the batch aside
@@ -203,9 +205,12 @@ impl Ingest {
                             tracing::error!(error = %e, readings = batch.len(), "alert evaluation failed for a batch; skipped");
                             break;
                         }
+                        let wait = delays.next().unwrap_or(Duration::from_secs(5));
                         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "alert evaluation failed for a batch; retrying");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(5));
+                        if !retry::wait(wait, &stop).await {
+                            tracing::warn!(readings = batch.len(), "stopping: alert evaluation of a batch abandoned");
+                            return;
+                        }
                     }
                     if fanout.bus.enabled() {
                         // The other nodes' live streams, in chunks the core carries.

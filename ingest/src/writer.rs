@@ -273,11 +273,12 @@ pub fn spawn(
     capacity: usize,
     after: Vec<AfterQueue>,
     derive: Arc<crate::derived::Handoff>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Queues {
     let (queues, receivers) = Queues::new(settings.writers, capacity);
     assert_eq!(after.len(), receivers.len(), "one after-commit queue per writer");
     for (mut rx, after) in receivers.into_iter().zip(after) {
-        let (pool, settings, derive) = (pool.clone(), settings.clone(), derive.clone());
+        let (pool, settings, derive, shutdown) = (pool.clone(), settings.clone(), derive.clone(), shutdown.clone());
         tokio::spawn(async move {
             loop {
                 // A batch is written as soon as this writer is free: what is queued then (up
@@ -292,7 +293,7 @@ pub fn spawn(
                 }
                 let (rows, done): (Vec<Row>, Vec<_>) = jobs.into_iter().map(|j| (j.row, j.done)).unzip();
                 let started = tokio::time::Instant::now();
-                let mut wait = Duration::from_millis(50);
+                let mut delays = crate::retry::delays(Duration::from_millis(50), Duration::from_secs(1));
                 let metrics = nc_metrics::get();
                 metrics.ingest_batch_readings.observe(rows.len() as f64);
                 let outcome = loop {
@@ -302,10 +303,13 @@ pub fn spawn(
                             metrics.ingest_commit_seconds.observe(began.elapsed().as_secs_f64());
                             break Ok(batch);
                         }
+                        // Not acknowledged when stopping: the machines send them again.
                         Err(e) if started.elapsed() < settings.retry_for => {
                             tracing::warn!(error = %e, batch = rows.len(), "writing readings failed; retrying");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(1));
+                            let wait = delays.next().unwrap_or(Duration::from_secs(1));
+                            if !crate::retry::wait(wait, &shutdown).await {
+                                break Err(SinkUnavailable(e.to_string()));
+                            }
                         }
                         Err(e) => break Err(SinkUnavailable(e.to_string())),
                     }

@@ -104,24 +104,18 @@ fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, FhirError> {
     Ok(out)
 }
 
+/// `application/x-www-form-urlencoded` decoding (`+` is a space), strict: a `%` that does not
+/// start two hex digits is refused rather than passed through as `percent-encoding` would.
 fn decode(s: &str) -> Result<String, FhirError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                let b = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-                out.push(b.ok_or_else(|| FhirError::Invalid("a malformed %-escape in the query".into()))?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let broken =
+        s.split('%').skip(1).any(|rest| !rest.get(..2).is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())));
+    if broken {
+        return Err(FhirError::Invalid("a malformed %-escape in the query".into()));
     }
-    String::from_utf8(out).map_err(|_| FhirError::Invalid("the query is not UTF-8".into()))
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .map(|d| d.into_owned())
+        .map_err(|_| FhirError::Invalid("the query is not UTF-8".into()))
 }
 
 /// An id of ours in a reference parameter: `Type/{uuid}`, or a bare uuid.
