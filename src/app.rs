@@ -200,7 +200,7 @@ impl App {
             Some(s) => s,
             None => Arc::new(ingest.clone()),
         };
-        let broker = connected.serve(authn.clone(), sink, Arc::new(chat.clone()));
+        let broker = connected.serve(authn.clone(), sink, Arc::new(chat.clone()), Arc::new(alarms.clone()));
         let escalation = alarms.run(shutdown.clone(), config.alarms.conditions().restart_grace);
 
         let settings = nc_api::ApiSettings {

@@ -198,6 +198,11 @@ pub struct AlarmsConfig {
     /// A finished treatment keeps its physiological alerts this long in case the same
     /// patient's treatment resumes (no duplicate alarm across a session restart).
     pub restart_grace_secs: u64,
+    /// `NEPHROCARE_ALARM_REACH_GRACE_SECS`: after a start (or the MQTT core's failover),
+    /// for this long a person not seen yet is not taken for unreachable: escalation waits
+    /// for their app to reconnect (default 30: 1.5 × the apps' 15 s keep-alive, which is
+    /// how long a link that died silently takes to be noticed, plus their reconnect).
+    pub reach_grace_secs: f64,
 }
 
 impl Default for AlarmsConfig {
@@ -212,6 +217,7 @@ impl Default for AlarmsConfig {
             flapping_drops: conditions.flapping_drops as u32,
             flapping_window_secs: conditions.flapping_window.as_secs_f64(),
             restart_grace_secs: conditions.restart_grace.as_secs(),
+            reach_grace_secs: nc_alarms::AlarmSettings::default().reach_grace.as_secs_f64(),
         }
     }
 }
@@ -231,6 +237,8 @@ impl AlarmsConfig {
                 ..Default::default()
             },
             max_snooze: std::time::Duration::from_secs(u64::from(self.max_snooze_minutes) * 60),
+            // Bounded by `validate`.
+            reach_grace: std::time::Duration::from_secs_f64(self.reach_grace_secs),
             ..Default::default()
         }
     }
@@ -421,6 +429,7 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_ACCESS_TOKEN_TTL_SECS", "auth.access_token_ttl_secs", Read::Number, "Give whole seconds."),
     ("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", "alarms.offline_delay_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", "alarms.flapping_window_secs", Read::Number, SECONDS_HINT),
+    ("NEPHROCARE_ALARM_REACH_GRACE_SECS", "alarms.reach_grace_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_INGEST_WRITERS", "ingest.writers", Read::Number, "Use a whole number from 1 to 16."),
     ("NEPHROCARE_INGEST_GATHER_MS", "ingest.gather_ms", Read::Number, "Give whole milliseconds."),
     ("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", "ingest.derive_interval_ms", Read::Number, "Give whole milliseconds."),
@@ -535,6 +544,7 @@ impl Config {
         for (setting, secs) in [
             ("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", self.alarms.offline_delay_secs),
             ("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", self.alarms.flapping_window_secs),
+            ("NEPHROCARE_ALARM_REACH_GRACE_SECS", self.alarms.reach_grace_secs),
         ] {
             if !(0.0..=3600.0).contains(&secs) {
                 return Err(ConfigError::new(setting, format!("{secs} is outside 0..=3600"), SECONDS_HINT));

@@ -61,6 +61,9 @@ impl Alarms {
                         }
                     }
                 }
+                if let Err(e) = this.settle_undecided().await {
+                    tracing::warn!(error = %e, "could not decide the reach of alerts raised during the start's grace");
+                }
                 if let Err(e) = this.republish().await {
                     tracing::warn!(error = %e, "could not publish stored alert events");
                 }
@@ -103,8 +106,8 @@ impl Alarms {
                 let event =
                     crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "realerted", level, &recipients))
                         .await?;
-                let reachable = recipients.iter().any(|r| r.reachable);
-                self.note_if_unreachable(&mut tx, &mut alert, level, reachable).await?;
+                let reach = crate::Reachability::of_any(recipients.iter().map(|r| r.reach));
+                self.note_if_unreachable(&mut tx, &mut alert, level, reach).await?;
                 Step { event, change: AlertChange::Realerted, tier: level, alert, recipients }
             } else {
                 let Some(tier) = rule.next_tier(alert.level()) else {
@@ -130,8 +133,8 @@ impl Alarms {
                     crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "escalated", tier, &recipients))
                         .await?;
                 // The people this step adds: if none of them can be reached, go on at once.
-                let reachable = recipients.iter().any(|r| r.tier == tier && r.reachable);
-                self.note_if_unreachable(&mut tx, &mut alert, tier, reachable).await?;
+                let reach = crate::Reachability::of_any(recipients.iter().filter(|r| r.tier == tier).map(|r| r.reach));
+                self.note_if_unreachable(&mut tx, &mut alert, tier, reach).await?;
                 tracing::info!(alert = %alert.id, tier, "alert escalated");
                 let reached = match tier {
                     2 => "2",
@@ -149,5 +152,45 @@ impl Alarms {
             self.publish(s.event, s.change, Some(s.tier), &s.alert, Some(&s.recipients)).await;
         }
         Ok(n)
+    }
+
+    /// Once the start's grace is over, decides the tiers whose people had not been seen
+    /// (`reach_unknown`): nobody reachable now escalates at once, as it would have then;
+    /// someone reachable (their app came back) leaves the alert to its timer.
+    pub(crate) async fn settle_undecided(&self) -> Result<(), sqlx::Error> {
+        if self.inner.reach.settling() {
+            return Ok(());
+        }
+        let mut pending = std::mem::take(&mut *self.inner.undecided.lock().expect("undecided"));
+        while let Some((id, tier)) = pending.pop() {
+            if let Err(e) = self.settle(id, tier).await {
+                pending.push((id, tier));
+                self.inner.undecided.lock().expect("undecided").extend(pending);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle(&self, id: Uuid, tier: u8) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool().begin().await?;
+        let alert: Option<Alert> = sqlx::query_as(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND state = 'active' AND escalation_level = $2
+                AND snoozed_until IS NULL FOR UPDATE"
+        ))
+        .bind(id)
+        .bind(i16::from(tier))
+        .fetch_optional(&mut *tx)
+        .await?;
+        // Acknowledged, snoozed, cleared or escalated meanwhile: decided already.
+        let Some(mut alert) = alert else { return Ok(()) };
+        let recipients = self.recipients(&alert, tier).await?;
+        let reach = crate::Reachability::of_any(recipients.iter().filter(|r| r.tier == tier).map(|r| r.reach));
+        let now = self.note_if_unreachable(&mut tx, &mut alert, tier, reach).await?;
+        tx.commit().await?;
+        if now {
+            self.inner.wake.notify_one();
+        }
+        Ok(())
     }
 }

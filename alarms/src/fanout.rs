@@ -16,7 +16,7 @@ use nc_messaging::topic::{DeviceChannel, PatientChannel, Topic};
 use uuid::Uuid;
 
 use crate::model::{Alert, AlertChange, AlertEvent, AlertNote};
-use crate::Alarms;
+use crate::{Alarms, Reachability};
 
 /// A person notified of an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,13 @@ pub struct Recipient {
     /// Their tier for this alert (1: the care team).
     pub tier: u8,
     /// Connected so as to see it at once (see [`crate::reach`]).
-    pub reachable: bool,
+    pub reach: Reachability,
+}
+
+impl Recipient {
+    pub fn reachable(&self) -> bool {
+        self.reach == Reachability::Reachable
+    }
 }
 
 impl Alarms {
@@ -40,7 +46,7 @@ impl Alarms {
                 user,
                 role,
                 tier,
-                reachable: self.inner.reach.reachable(user, hospital, device),
+                reach: self.inner.reach.reachability(user, hospital, device),
             })
             .collect())
     }

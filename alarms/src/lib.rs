@@ -17,6 +17,7 @@
 //!   commit, with the row as an outbox so a crash between the two loses no notification.
 
 pub mod burden;
+mod catchup;
 pub mod escalation;
 mod fanout;
 pub mod lifecycle;
@@ -37,7 +38,7 @@ use tokio::sync::{broadcast, Notify};
 pub use lifecycle::{ClearCause, NewAlert};
 pub use model::{Alert, AlertChange, AlertEvent, AlertNote, HistoryEntry, Notified};
 pub use policy::{EscalationPolicy, EscalationRule};
-pub use reach::Reach;
+pub use reach::{Reach, Reachability};
 
 /// Settings of the alarm system.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub struct AlarmSettings {
     /// An event whose notifications were not sent this long after it was stored (the
     /// process died in between) is sent again.
     pub republish_after: Duration,
+    /// After a start, how long nobody not seen is taken for unreachable (see [`reach`]).
+    pub reach_grace: Duration,
 }
 
 impl Default for AlarmSettings {
@@ -61,6 +64,7 @@ impl Default for AlarmSettings {
             max_snooze: Duration::from_secs(30 * 60),
             tick: Duration::from_millis(500),
             republish_after: Duration::from_secs(5),
+            reach_grace: Duration::from_secs(30),
         }
     }
 }
@@ -102,6 +106,9 @@ pub(crate) struct Inner {
     pub(crate) reach: Reach,
     /// Wakes the scheduler (an alert reached nobody: escalate now).
     pub(crate) wake: Notify,
+    /// Alerts (and their tier) whose people had not been seen during the start's grace:
+    /// decided when it ends.
+    pub(crate) undecided: std::sync::Mutex<Vec<(uuid::Uuid, u8)>>,
 }
 
 /// The alarm system. Cheap to clone.
@@ -120,12 +127,13 @@ impl Alarms {
                 pool: db.get_postgres_connection_pool().clone(),
                 policy: Policy::new(db.clone()),
                 db,
-                settings,
                 publisher: outbound.publisher.clone(),
                 events,
                 bus: outbound.bus.clone(),
-                reach: Reach::new(outbound.connections.clone()),
+                reach: Reach::new(outbound.connections.clone(), settings.reach_grace),
+                settings,
                 wake: Notify::new(),
+                undecided: Default::default(),
             }),
         };
         alarms.share_with_other_nodes();

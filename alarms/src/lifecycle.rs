@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::fanout::Recipient;
 use crate::model::{Alert, AlertChange, HistoryEntry, Notified, ALERT_COLUMNS};
 use crate::policy::EscalationPolicy;
+use crate::Reachability;
 use crate::{AlarmError, Alarms};
 
 /// An alert to raise.
@@ -81,7 +82,7 @@ pub(crate) struct EventRow<'a> {
 pub(crate) async fn insert_event(c: &mut PgConnection, e: EventRow<'_>) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     let recipients: Vec<Uuid> = e.recipients.iter().map(|r| r.user.as_uuid()).collect();
-    let reachable: Vec<Uuid> = e.recipients.iter().filter(|r| r.reachable).map(|r| r.user.as_uuid()).collect();
+    let reachable: Vec<Uuid> = e.recipients.iter().filter(|r| r.reachable()).map(|r| r.user.as_uuid()).collect();
     sqlx::query(
         "INSERT INTO alert_events (id, alert_id, hospital_id, at, event, tier, actor_id, recipients, reachable, reason, snooze_until, published_at)
          VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11 THEN NULL ELSE now() END)",
@@ -166,8 +167,8 @@ impl Alarms {
         )
         .await?;
         insert_event(&mut tx, self.notified_row(&alert, "notified", 1, &recipients)).await?;
-        let reachable = recipients.iter().any(|r| r.reachable);
-        let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reachable).await?;
+        let reach = Reachability::of_any(recipients.iter().map(|r| r.reach));
+        let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reach).await?;
         tx.commit().await?;
         tracing::info!(device = %new.device, code = new.code, priority = new.priority, "alert raised");
         let priority = match new.priority {
@@ -203,34 +204,30 @@ impl Alarms {
         }
     }
 
-    /// When nobody of the tier just notified is reachable (`anyone_reachable` false) and
-    /// the alert may escalate further, it escalates now: its next step is due at once (the
-    /// scheduler takes it). Records the `unreachable` event either way. Returns whether it
-    /// escalates now.
+    /// When nobody of the tier just notified is reachable and the alert may escalate
+    /// further, it escalates now: its next step is due at once (the scheduler takes it).
+    /// Records the `unreachable` event either way. Returns whether it escalates now. When
+    /// it is not known yet (the start's grace, see [`crate::reach`]), records
+    /// `reach_unknown` and leaves the decision to the end of the grace
+    /// ([`Alarms::settle_undecided`]).
     pub(crate) async fn note_if_unreachable(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         alert: &mut Alert,
         tier: u8,
-        anyone_reachable: bool,
+        reach: Reachability,
     ) -> Result<bool, sqlx::Error> {
-        if anyone_reachable {
-            return Ok(false);
+        match reach {
+            Reachability::Reachable => return Ok(false),
+            Reachability::Unknown => {
+                insert_event(&mut *tx, EventRow { event: "reach_unknown", ..unreached(alert, tier) }).await?;
+                tracing::info!(alert = %alert.id, tier, "nobody of the tier seen yet since the start; deciding after the grace");
+                self.inner.undecided.lock().expect("undecided").push((alert.id, tier));
+                return Ok(false);
+            }
+            Reachability::Unreachable => {}
         }
-        insert_event(
-            &mut *tx,
-            EventRow {
-                alert,
-                event: "unreachable",
-                tier: Some(tier),
-                actor: None,
-                recipients: &[],
-                reason: None,
-                snooze_until: None,
-                announces: false,
-            },
-        )
-        .await?;
+        insert_event(&mut *tx, unreached(alert, tier)).await?;
         if alert.next_escalation_at.is_none() {
             if tier > 1 {
                 // The last tier reached nobody: the distributed alarm system failed to deliver.
@@ -500,5 +497,19 @@ impl Alarms {
             self.clear_auto(*id, Utc::now(), ClearCause::TreatmentEnded).await?;
         }
         Ok(stale.len())
+    }
+}
+
+/// The `unreachable` row of `alert` at `tier`.
+fn unreached(alert: &Alert, tier: u8) -> EventRow<'_> {
+    EventRow {
+        alert,
+        event: "unreachable",
+        tier: Some(tier),
+        actor: None,
+        recipients: &[],
+        reason: None,
+        snooze_until: None,
+        announces: false,
     }
 }

@@ -149,6 +149,10 @@ pub enum AlertChange {
     /// The snooze ended while the alert was still present: it needs an answer again.
     Realerted,
     Cleared,
+    /// Not a change: the alert was already open and unanswered when the person subscribed
+    /// to their notifications (sent to them only, on subscribing or resuming their session;
+    /// not in the history).
+    Present,
 }
 
 impl AlertChange {
@@ -160,6 +164,7 @@ impl AlertChange {
             AlertChange::Snoozed => "snoozed",
             AlertChange::Realerted => "realerted",
             AlertChange::Cleared => "cleared",
+            AlertChange::Present => "present",
         }
     }
 

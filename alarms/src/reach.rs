@@ -8,6 +8,13 @@
 //! - a live stream of the alert's device open (`/ws/health-metrics/{deviceId}`, which
 //!   carries the device's alerts), counted here by [`Reach::watching`].
 //!
+//! After a start (this node's: its own connections are gone, the other nodes' snapshots not
+//! yet heard) nobody is known to be unreachable: for [`Reach::new`]'s `grace` the answer is
+//! [`Reachability::Unknown`] for anyone not seen yet, and escalation waits for the grace to
+//! decide (see `escalation::settle`) instead of recording people unreachable whose apps are
+//! reconnecting. The same holds while the broker reports its link to the MQTT core settling
+//! ([`Connections::link_unsettled_at`]).
+//!
 //! With several nodes, each node also tells the others, every [`SHARE_EVERY`], whom it
 //! reaches (a snapshot on the node bus), and counts a person reachable when any node whose
 //! snapshot is younger than [`SNAPSHOT_TTL`] reaches them: a connection made on another
@@ -28,9 +35,33 @@ pub const SNAPSHOT_TTL: Duration = Duration::from_secs(5);
 /// Entries per node event (well under the bus's size limit).
 const PER_EVENT: usize = 2_000;
 
+/// Whether a person would see an alert now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    Reachable,
+    Unreachable,
+    /// Not seen, but the service has just started (or its link to the MQTT core has just
+    /// come back): their app may be reconnecting.
+    Unknown,
+}
+
+impl Reachability {
+    /// Of a group: reachable if anyone is; unknown if nobody is but someone may be.
+    pub fn of_any(all: impl IntoIterator<Item = Reachability>) -> Reachability {
+        all.into_iter().fold(Reachability::Unreachable, |acc, r| match (acc, r) {
+            (Reachability::Reachable, _) | (_, Reachability::Reachable) => Reachability::Reachable,
+            (Reachability::Unknown, _) | (_, Reachability::Unknown) => Reachability::Unknown,
+            _ => Reachability::Unreachable,
+        })
+    }
+}
+
 pub struct Reach {
     /// Who listens on MQTT here (the broker's session book).
     mqtt: Arc<dyn Connections>,
+    /// Until when reachability is unknown rather than "unreachable" (the start's grace).
+    settles_at: Instant,
+    grace: Duration,
     live: Arc<Mutex<HashMap<(UserId, DeviceId), usize>>>,
     /// What the other nodes reach, by node.
     others: Mutex<HashMap<String, Remote>>,
@@ -70,8 +101,32 @@ pub struct Watching {
 impl Reach {
     /// Reachability through `mqtt`'s connections, the live streams counted here and the
     /// other nodes' snapshots.
-    pub fn new(mqtt: Arc<dyn Connections>) -> Reach {
-        Reach { mqtt, live: Arc::default(), others: Mutex::default() }
+    /// other nodes' snapshots; for `grace` from now, nobody not seen is unreachable yet.
+    pub fn new(mqtt: Arc<dyn Connections>, grace: Duration) -> Reach {
+        Reach { mqtt, settles_at: Instant::now() + grace, grace, live: Arc::default(), others: Mutex::default() }
+    }
+
+    /// Whether nobody unseen is taken for unreachable yet (the start's grace, or the
+    /// broker's link to its core settling).
+    pub fn settling(&self) -> bool {
+        Instant::now() < self.settles_at || self.mqtt.link_unsettled_at().is_some_and(|t| t.elapsed() < self.grace)
+    }
+
+    /// When the start's grace ends (`None` once it has).
+    pub fn settles_in(&self) -> Option<Duration> {
+        self.settles_at.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+    }
+
+    /// Whether `user` would see an alert of `device` now ([`Reachability::Unknown`] while
+    /// [`Reach::settling`]).
+    pub fn reachability(&self, user: UserId, hospital: HospitalId, device: DeviceId) -> Reachability {
+        if self.reachable(user, hospital, device) {
+            Reachability::Reachable
+        } else if self.settling() {
+            Reachability::Unknown
+        } else {
+            Reachability::Unreachable
+        }
     }
 
     /// Counts a person's live stream of a device while the guard lives.
@@ -173,7 +228,7 @@ mod tests {
     }
 
     fn reach(listening: Vec<UserId>) -> Reach {
-        Reach::new(Arc::new(Listening(listening)))
+        Reach::new(Arc::new(Listening(listening)), Duration::ZERO)
     }
 
     #[test]
@@ -199,10 +254,25 @@ mod tests {
     }
 
     #[test]
+    fn after_a_start_nobody_unseen_is_unreachable_until_the_grace_ends() {
+        let (u, h, d) = (UserId::new(), HospitalId::new(), DeviceId::new());
+        let starting = Reach::new(Arc::new(Listening(Vec::new())), Duration::from_secs(60));
+        assert_eq!(starting.reachability(u, h, d), Reachability::Unknown);
+        let _w = starting.watching(u, d);
+        assert_eq!(starting.reachability(u, h, d), Reachability::Reachable, "seen: reachable at once");
+        let settled = reach(Vec::new());
+        assert_eq!(settled.reachability(u, h, d), Reachability::Unreachable);
+        use Reachability::*;
+        assert_eq!(Reachability::of_any([Unreachable, Unknown]), Unknown);
+        assert_eq!(Reachability::of_any([Unknown, Reachable, Unreachable]), Reachable);
+        assert_eq!(Reachability::of_any([]), Unreachable);
+    }
+
+    #[test]
     fn a_live_stream_counts_while_open_and_mqtt_while_subscribed() {
         let (u, h, d) = (UserId::new(), HospitalId::new(), DeviceId::new());
         let listening = reach(vec![u]);
-        let reach = super::Reach::new(Arc::new(Listening(Vec::new())));
+        let reach = super::Reach::new(Arc::new(Listening(Vec::new())), Duration::ZERO);
         assert!(!reach.reachable(u, h, d));
         let a = reach.watching(u, d);
         let b = reach.watching(u, d);

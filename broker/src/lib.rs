@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use presence::Presence;
 pub use publisher::ServicePublisher;
 
-use nc_messaging::{PersonSink, TelemetrySink};
+use nc_messaging::{PersonSink, Subscribed, TelemetrySink};
 
 /// Where the MQTT listeners are by default (configuration `mqtt.addr`, `mqtt.ws_addr`).
 pub const DEFAULT_MQTT_ADDR: &str = "127.0.0.1:1883";
@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     core: core::Core,
     sink: Arc<dyn TelemetrySink>,
     people: Arc<dyn PersonSink>,
+    /// Told when a person's subscription holds (their open alarms, …).
+    on_subscribed: Arc<dyn Subscribed>,
     publisher: ServicePublisher,
     presence: Presence,
     registry: Arc<registry::Registry>,
@@ -129,6 +131,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A person's subscriptions to `topics` hold: the service sends what they should know
+    /// now (see [`Subscribed`]).
+    pub(crate) fn subscriptions_hold(&self, subject: &nc_access::Subject, topics: Vec<topic::Topic>) {
+        if let nc_access::Subject::User(user) = subject {
+            for t in topics {
+                self.on_subscribed.subscribed(*user, t);
+            }
+        }
+    }
+
     /// Several nodes: records this connection's persistent session in the shared store
     /// (`released`: its connection is ending), so any node can resume it.
     pub(crate) async fn keep(&self, owner: uuid::Uuid, generation: u64, released: bool) {
@@ -178,6 +190,7 @@ pub struct Connected {
 struct LiveConnections {
     registry: Arc<registry::Registry>,
     sessions: Arc<sessions::SessionBook>,
+    link: Arc<publisher::LinkState>,
 }
 
 impl nc_messaging::Connections for LiveConnections {
@@ -195,6 +208,10 @@ impl nc_messaging::Connections for LiveConnections {
 
     fn notification_listeners(&self) -> Vec<nc_domain::UserId> {
         self.sessions.notification_listeners().into_iter().map(nc_domain::UserId).collect()
+    }
+
+    fn link_unsettled_at(&self) -> Option<std::time::Instant> {
+        self.link.unsettled_at()
     }
 }
 
@@ -244,7 +261,11 @@ impl Connected {
         nc_messaging::Outbound {
             publisher: self.publisher.handle(),
             bus: self.bus.clone(),
-            connections: Arc::new(LiveConnections { registry: self.registry.clone(), sessions: self.sessions.clone() }),
+            connections: Arc::new(LiveConnections {
+                registry: self.registry.clone(),
+                sessions: self.sessions.clone(),
+                link: self.publisher.link(),
+            }),
         }
     }
 
@@ -254,8 +275,15 @@ impl Connected {
     }
 
     /// The broker, handing what devices publish to `sink` and what people publish to
-    /// `people`; [`Broker::run`] serves the listeners.
-    pub fn serve(self, authn: Authenticator, sink: Arc<dyn TelemetrySink>, people: Arc<dyn PersonSink>) -> Broker {
+    /// `people`, and telling `on_subscribed` when a person's subscription holds;
+    /// [`Broker::run`] serves the listeners.
+    pub fn serve(
+        self,
+        authn: Authenticator,
+        sink: Arc<dyn TelemetrySink>,
+        people: Arc<dyn PersonSink>,
+        on_subscribed: Arc<dyn Subscribed>,
+    ) -> Broker {
         let Connected { settings, db, core, bus, publisher, presence, registry, sessions } = self;
         let shared = Arc::new(Shared {
             connections: Arc::new(Semaphore::new(settings.max_connections)),
@@ -272,6 +300,7 @@ impl Connected {
             core,
             sink,
             people,
+            on_subscribed,
             publisher,
             presence,
             registry,

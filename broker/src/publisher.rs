@@ -17,6 +17,32 @@ use crate::topic::Topic;
 #[derive(Clone)]
 pub struct ServicePublisher {
     client: AsyncClient,
+    link: Arc<LinkState>,
+}
+
+/// The service's link to the core: when it was last lost and came back. The people whose
+/// connections went with a core server reconnect meanwhile (see
+/// [`nc_messaging::Connections::link_unsettled_at`]).
+#[derive(Default)]
+pub(crate) struct LinkState(std::sync::Mutex<(bool, Option<std::time::Instant>)>);
+
+impl LinkState {
+    fn lost(&self) {
+        *self.0.lock().expect("link") = (true, Some(std::time::Instant::now()));
+    }
+    fn back(&self) {
+        let mut s = self.0.lock().expect("link");
+        if s.0 {
+            *s = (false, Some(std::time::Instant::now()));
+        }
+    }
+    /// `now` while down; when it came back; `None` if never lost.
+    pub(crate) fn unsettled_at(&self) -> Option<std::time::Instant> {
+        match *self.0.lock().expect("link") {
+            (true, _) => Some(std::time::Instant::now()),
+            (false, at) => at,
+        }
+    }
 }
 
 fn qos(q: Qos) -> QoS {
@@ -83,10 +109,12 @@ impl ServicePublisher {
                 }
             }
         }
+        let link = Arc::new(LinkState::default());
         if bus.enabled() {
-            bus.attach(Arc::new(ServicePublisher { client: client.clone() }));
+            bus.attach(Arc::new(ServicePublisher { client: client.clone(), link: link.clone() }));
             subscribe_bus(&client);
         }
+        let state = link.clone();
         let core = core.clone();
         let bus = bus.clone();
         let sub = client.clone();
@@ -95,9 +123,15 @@ impl ServicePublisher {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::Publish(p))) => bus.deliver(&p.topic, &p.payload),
                     // A new connection (clean session): the node's subscription again.
-                    Ok(Event::Incoming(Packet::ConnAck(_))) if bus.enabled() => subscribe_bus(&sub),
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        state.back();
+                        if bus.enabled() {
+                            subscribe_bus(&sub);
+                        }
+                    }
                     Ok(Event::Incoming(_)) | Ok(Event::Outgoing(_)) => {}
                     Err(e) => {
+                        state.lost();
                         tracing::warn!(error = %e, "service publisher disconnected from the core; reconnecting");
                         if !core.embedded() {
                             core.rotate();
@@ -108,7 +142,12 @@ impl ServicePublisher {
                 }
             }
         });
-        Ok(ServicePublisher { client })
+        Ok(ServicePublisher { client, link })
+    }
+
+    /// The state of the link to the core.
+    pub(crate) fn link(&self) -> Arc<LinkState> {
+        self.link.clone()
     }
 
     /// The QoS and retain flag the contract gives a topic ([`nc_messaging::publish::contract`]).

@@ -22,7 +22,8 @@ pub mod topic;
 pub use bus::Bus;
 pub use publish::{PublishError, Publisher};
 pub use sink::{
-    DeviceMessage, NoPersonSink, PersonMessage, PersonSink, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink,
+    DeviceMessage, NoPersonSink, NothingOnSubscribe, PersonMessage, PersonSink, SinkFuture, SinkOutcome,
+    SinkUnavailable, Subscribed, TelemetrySink,
 };
 
 use std::sync::Arc;
@@ -53,6 +54,12 @@ pub trait Connections: Send + Sync + 'static {
     fn notified(&self, user: UserId, hospital: HospitalId) -> bool;
     /// Everyone with a live connection subscribed to their notifications here.
     fn notification_listeners(&self) -> Vec<UserId>;
+    /// When the transport's link to the rest of the messaging system (an MQTT core) last
+    /// came back after it was lost, `now` while it is down; `None` if it was never lost. The
+    /// people whose connections went with it are reconnecting meanwhile.
+    fn link_unsettled_at(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 /// What the transport gives every capability when it is built: the publisher, the node bus

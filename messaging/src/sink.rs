@@ -89,3 +89,20 @@ impl PersonSink for NoPersonSink {
         })
     }
 }
+
+/// What the service sends a person when a subscription of theirs starts, or resumes with
+/// their session: the state that a stream of changes alone would not give them (their open,
+/// unanswered alarms on their `notifications` topic), published through the
+/// [`crate::Publisher`] like everything else. The edge calls it once the subscription holds
+/// (after its SUBACK, or the CONNACK of a resumed session), for every topic subscribed by
+/// name (not a wildcard).
+pub trait Subscribed: Send + Sync + 'static {
+    fn subscribed(&self, who: UserSubject, topic: Topic);
+}
+
+/// Sends nothing: for a broker without an alarm system (tests, benchmarks).
+pub struct NothingOnSubscribe;
+
+impl Subscribed for NothingOnSubscribe {
+    fn subscribed(&self, _: UserSubject, _: Topic) {}
+}

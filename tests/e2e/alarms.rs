@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::clients::{ws_open, ws_until_reading, Mqtt, WAIT};
 use crate::support::{eventually, test_config, Client, Service, TestApp, TestDb};
 
-const PASSWORD: &str = "Alarms-pass-2026";
+pub(crate) const PASSWORD: &str = "Alarms-pass-2026";
 
 /// The people of the world, by name: (role, ward, hospital B?).
 const PEOPLE: &[(&str, &str, Option<&str>, bool)] = &[
@@ -33,15 +33,15 @@ const PEOPLE: &[(&str, &str, Option<&str>, bool)] = &[
     ("admin_b", "admin", None, true),
 ];
 
-struct World {
-    app: TestApp,
-    hospital: Uuid,
-    hospital_b: Uuid,
-    device: Uuid,
-    patient: Uuid,
-    patient2: Uuid,
-    users: HashMap<&'static str, Uuid>,
-    tokens: HashMap<&'static str, String>,
+pub(crate) struct World {
+    pub(crate) app: TestApp,
+    pub(crate) hospital: Uuid,
+    pub(crate) hospital_b: Uuid,
+    pub(crate) device: Uuid,
+    pub(crate) patient: Uuid,
+    pub(crate) patient2: Uuid,
+    pub(crate) users: HashMap<&'static str, Uuid>,
+    pub(crate) tokens: HashMap<&'static str, String>,
 }
 
 async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
@@ -50,7 +50,7 @@ async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
 
 /// Two hospitals; machine d1 in ward North with its care team; a patient (with a login)
 /// and a second patient; systolic BP low limit 90 (high priority, no delay, hysteresis 5).
-async fn seed(db: &TestDb) -> (Uuid, Uuid, Uuid, Uuid, Uuid, HashMap<&'static str, Uuid>) {
+pub(crate) async fn seed(db: &TestDb) -> (Uuid, Uuid, Uuid, Uuid, Uuid, HashMap<&'static str, Uuid>) {
     let (h, hb, device, patient, patient2) =
         (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let hash = nc_access::password::hash(PASSWORD.to_owned()).await.expect("hash");
@@ -116,7 +116,7 @@ async fn seed(db: &TestDb) -> (Uuid, Uuid, Uuid, Uuid, Uuid, HashMap<&'static st
 }
 
 impl World {
-    async fn new() -> World {
+    pub(crate) async fn new() -> World {
         World::with(|_| {}).await
     }
 
@@ -130,17 +130,17 @@ impl World {
         World { app, hospital, hospital_b, device, patient, patient2, users, tokens }
     }
 
-    fn as_(&self, who: &str) -> Client {
+    pub(crate) fn as_(&self, who: &str) -> Client {
         self.app.client.with_token(&self.tokens[who])
     }
 
-    fn notes(&self, who: &str) -> String {
+    pub(crate) fn notes(&self, who: &str) -> String {
         let in_b = PEOPLE.iter().any(|(name, _, _, b)| *name == who && *b);
         notes_topic(if in_b { self.hospital_b } else { self.hospital }, self.users[who])
     }
 
     /// `who` on MQTT, subscribed to their own notifications.
-    async fn listener(&self, who: &'static str) -> Mqtt {
+    pub(crate) async fn listener(&self, who: &'static str) -> Mqtt {
         let user = self.users[who];
         let mut m = Mqtt::connect(
             self.app.running().mqtt_addr,
@@ -160,7 +160,7 @@ impl World {
     }
 
     /// The hospital's escalation policy for every priority: `after` seconds, `tiers`.
-    async fn escalate(&self, after: u32, tiers: &[u8]) {
+    pub(crate) async fn escalate(&self, after: u32, tiers: &[u8]) {
         let rule = json!({"afterSeconds": after, "tiers": tiers});
         let r = self
             .as_("admin")
@@ -173,7 +173,7 @@ impl World {
     }
 
     /// Posts a reading of the patient over HTTP (committed when answered).
-    async fn reading(&self, seq: i64, at: DateTime<Utc>, patient: Uuid, extra: Value) {
+    pub(crate) async fn reading(&self, seq: i64, at: DateTime<Utc>, patient: Uuid, extra: Value) {
         let mut body = json!({"v": 1, "seq": seq, "ts": rfc3339(at), "patientId": patient, "systemStatus": "normal",
             "heartRate": 72, "bloodPressure": 120, "venousPressure": 150});
         for (k, v) in extra.as_object().expect("object") {
@@ -200,24 +200,24 @@ impl World {
     }
 
     /// Waits until the doctor sees an alert with `code` satisfying `pred`.
-    async fn alert_where(&self, code: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn alert_where(&self, code: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let pred = &pred;
         eventually(&format!("a {code} alert"), WAIT, || async move { self.alerts(code).await.into_iter().find(pred) })
             .await
     }
 
-    async fn history(&self, id: &str) -> Vec<Value> {
+    pub(crate) async fn history(&self, id: &str) -> Vec<Value> {
         let r = self.as_("doc").get(&format!("/api/alerts/{id}/history")).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.body.as_array().expect("entries").clone()
     }
 }
 
-fn notes_topic(hospital: Uuid, user: Uuid) -> String {
+pub(crate) fn notes_topic(hospital: Uuid, user: Uuid) -> String {
     format!("nc/v1/h/{hospital}/u/{user}/notifications")
 }
 
-async fn login_all(client: &Client) -> HashMap<&'static str, String> {
+pub(crate) async fn login_all(client: &Client) -> HashMap<&'static str, String> {
     let mut tokens = HashMap::new();
     for (who, ..) in PEOPLE {
         let r =
@@ -228,14 +228,14 @@ async fn login_all(client: &Client) -> HashMap<&'static str, String> {
     tokens
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// The next whole second: after the world's assignments (made a moment ago, within the
 /// current second), so the technician, who reads and acts on what was recorded during their
 /// assignment only, sees the readings of "now".
-fn now_s() -> DateTime<Utc> {
+pub(crate) fn now_s() -> DateTime<Utc> {
     Utc::now().duration_trunc(chrono::Duration::seconds(1)).expect("trunc") + chrono::Duration::seconds(1)
 }
 
@@ -243,7 +243,7 @@ fn secs(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n)
 }
 
-fn events(history: &[Value]) -> Vec<(String, Option<i64>)> {
+pub(crate) fn events(history: &[Value]) -> Vec<(String, Option<i64>)> {
     history.iter().map(|e| (e["event"].as_str().unwrap_or("").to_owned(), e["tier"].as_i64())).collect()
 }
 

@@ -9,6 +9,7 @@
 mod clients;
 mod support;
 
+mod alarm_reach;
 mod alarms;
 mod auth;
 mod authz;

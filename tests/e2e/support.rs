@@ -125,6 +125,8 @@ pub fn test_config(url: &str) -> Config {
     // what they do.
     c.alarms.escalate_high_after_secs = 0;
     c.alarms.escalate_medium_after_secs = 0;
+    // Nobody reconnects after a test's start: whom it reaches is known at once.
+    c.alarms.reach_grace_secs = 0.0;
     c
 }
 
@@ -309,6 +311,8 @@ impl Service {
         ])
         .env("DATABASE_URL", &db.url)
         .env("NEPHROCARE_LOG_FORMAT", "json")
+        // As in `test_config` (a test passes its own to try the grace).
+        .env("NEPHROCARE_ALARM_REACH_GRACE_SECS", "0")
         .env("NEPHROCARE_JWT_SECRET", "service-test-secret-service-test-secret-0123456789")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());

@@ -66,6 +66,19 @@ impl Policy {
         self.visible_alerts(subject, filter).await.map_err(|e| ("alert", e))
     }
 
+    /// The alerts whose notes `subject` receives on their notifications topic (and is sent
+    /// again, open and unanswered, when subscribing): the alerts they may list, for the
+    /// staff the alarm system notifies. `None` for a patient, whose own treatment's alerts
+    /// come on their patient topic, and for devices.
+    pub async fn alert_notification_scope(&self, subject: &Subject) -> Result<Option<AlertScope>, PolicyError> {
+        match subject {
+            Subject::User(user) if user.role != Role::Patient => {
+                self.visible_alerts(subject, AlertFilter::default()).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The scope of an allowed filter.
     async fn visible_alerts(&self, subject: &Subject, filter: AlertFilter) -> Result<AlertScope, PolicyError> {
         let Subject::User(user) = subject else { return Err(super::Denied::NotFound.into()) };

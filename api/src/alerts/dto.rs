@@ -203,6 +203,10 @@ pub enum AlertEventKind {
     Escalated,
     /// Nobody of the tier just notified was reachable.
     Unreachable,
+    /// Nobody of the tier had been seen yet since the service started (apps reconnecting):
+    /// decided once the start's grace is over (`unreachable`, or nothing).
+    #[oai(rename = "reach_unknown")]
+    ReachUnknown,
     Acknowledged,
     Snoozed,
     /// The snooze ended while the alert was present: sent again.
@@ -241,6 +245,7 @@ impl AlertHistoryEntry {
             "notified" => AlertEventKind::Notified,
             "escalated" => AlertEventKind::Escalated,
             "unreachable" => AlertEventKind::Unreachable,
+            "reach_unknown" => AlertEventKind::ReachUnknown,
             "acknowledged" => AlertEventKind::Acknowledged,
             "snoozed" => AlertEventKind::Snoozed,
             "realerted" => AlertEventKind::Realerted,

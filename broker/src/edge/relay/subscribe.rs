@@ -73,6 +73,14 @@ pub(in crate::edge) async fn reauthorize(
     Ok(out)
 }
 
+/// The topic a filter names, if it names one (not a wildcard).
+pub(in crate::edge) fn named_topic(filter: &Filter) -> Option<Topic> {
+    match filter {
+        Filter::Exact(t) => Some(*t),
+        _ => None,
+    }
+}
+
 fn filter_device(filter: &Filter) -> Option<nc_domain::DeviceId> {
     match filter {
         Filter::Exact(Topic::Device { device, .. }) | Filter::AnyDeviceChannel { device, .. } => Some(*device),
@@ -210,6 +218,7 @@ impl Session {
                 granted.push(c);
             }
         }
+        let named: Vec<Topic> = granted.iter().filter_map(|c| named_topic(&c.filter)).collect();
         self.shared.sessions.subscribed(self.owner, self.generation, asked, granted);
         self.shared.keep(self.owner, self.generation, false).await;
         let mut from_core = answers.into_iter();
@@ -217,7 +226,9 @@ impl Session {
             .into_iter()
             .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(SubscribeReasonCode::Failure)))
             .collect();
-        self.send_client(&Packet::SubAck(SubAck { pkid: client_pkid, return_codes })).await
+        self.send_client(&Packet::SubAck(SubAck { pkid: client_pkid, return_codes })).await?;
+        self.shared.subscriptions_hold(&self.identity.subject, named);
+        Ok(())
     }
 }
 
