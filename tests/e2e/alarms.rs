@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use sqlx::Executor;
 use uuid::Uuid;
 
-use crate::clients::{ws_open, ws_until_reading, Mqtt, WAIT};
-use crate::support::{eventually, test_config, Client, Service, TestApp, TestDb};
+use crate::support::{
+    eventually, test_config, ws_open, ws_until_reading, Client, JsonClient, Service, TestApp, TestDb, LONG_WAIT,
+};
 
 const PASSWORD: &str = "Alarms-pass-2026";
 
@@ -140,9 +141,9 @@ impl World {
     }
 
     /// `who` on MQTT, subscribed to their own notifications.
-    async fn listener(&self, who: &'static str) -> Mqtt {
+    async fn listener(&self, who: &'static str) -> JsonClient {
         let user = self.users[who];
-        let mut m = Mqtt::connect(
+        let mut m = JsonClient::connect(
             self.app.running().mqtt_addr,
             &format!("{user}-alarms"),
             &user.to_string(),
@@ -154,9 +155,9 @@ impl World {
         m
     }
 
-    async fn device(&self) -> Mqtt {
+    async fn device(&self) -> JsonClient {
         let d = self.device.to_string();
-        Mqtt::connect(self.app.running().mqtt_addr, &d, &d, PASSWORD, false).await
+        JsonClient::connect(self.app.running().mqtt_addr, &d, &d, PASSWORD, false).await
     }
 
     /// The hospital's escalation policy for every priority: `after` seconds, `tiers`.
@@ -202,8 +203,12 @@ impl World {
     /// Waits until the doctor sees an alert with `code` satisfying `pred`.
     async fn alert_where(&self, code: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let pred = &pred;
-        eventually(&format!("a {code} alert"), WAIT, || async move { self.alerts(code).await.into_iter().find(pred) })
-            .await
+        eventually(
+            &format!("a {code} alert"),
+            LONG_WAIT,
+            || async move { self.alerts(code).await.into_iter().find(pred) },
+        )
+        .await
     }
 
     async fn history(&self, id: &str) -> Vec<Value> {
@@ -432,7 +437,7 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
     }
     // Nobody is connected, so each tier follows the last at once: wait for tier 2 and kill
     // the service the moment it is stored (tier 3 may or may not be stored by then).
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + LONG_WAIT;
     let id = loop {
         if let Some((id, l)) = level(&mut c, device).await {
             if l >= 2 {
@@ -444,7 +449,7 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
     };
     service.kill9();
     let service = Service::start(&db, &[]);
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + LONG_WAIT;
     while level(&mut c, device).await.map(|(_, l)| l) != Some(3) {
         assert!(Instant::now() < deadline, "tier 3 after the restart");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -464,7 +469,7 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
         "each tier exactly once across the restart"
     );
     // Every step's notifications went out (the outbox is empty once they are sent).
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + LONG_WAIT;
     loop {
         let unpublished: i64 =
             sqlx::query_scalar("SELECT count(*) FROM alert_events WHERE alert_id = $1 AND published_at IS NULL")

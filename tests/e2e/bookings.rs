@@ -12,8 +12,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rumqttc::QoS;
 use serde_json::{json, Value};
 
-use crate::mqtt::{body, now, World, WAIT};
-use crate::support::{eventually, TestApp};
+use crate::support::{body, eventually, now, TestApp, World, WAIT};
 
 pub(crate) const BERLIN: chrono_tz::Tz = chrono_tz::Europe::Berlin;
 
@@ -352,7 +351,7 @@ async fn bookings_move_through_their_statuses_and_complete_from_a_real_session()
     // p1's treatment on d1 running in it: the booking completes by itself.
     let mut c = w.app.db.sql().await;
     let due = uuid::Uuid::now_v7().to_string();
-    crate::mqtt::exec(
+    crate::support::exec(
         &mut c,
         &format!(
             "INSERT INTO session_bookings (id, hospital_id, patient_id, device_id, scheduled_start, duration_minutes, scheduled_end, blocked_until, status)

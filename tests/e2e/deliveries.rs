@@ -9,22 +9,21 @@ use rumqttc::mqttbytes::v4::{Connect, Login, PubAck};
 use rumqttc::{Packet, QoS};
 use serde_json::json;
 
-use crate::mqtt::{exec, grant, now, Got, Raw, World, GRANTED, QUIET, WAIT};
 use crate::sessions::refreshed;
-use crate::support::{eventually, TestApp};
+use crate::support::{eventually, exec, grant, now, Got, RawClient, TestApp, World, GRANTED, QUIET, WAIT};
 
 /// `who`'s persistent session over a raw client, with `token`.
-async fn persistent_raw(w: &World, who: &str, token: &str) -> Raw {
+async fn persistent_raw(w: &World, who: &str, token: &str) -> RawClient {
     let mut connect = Connect::new(format!("{}-raw", w.id(who)));
     connect.keep_alive = 30;
     connect.clean_session = false;
     connect.login = Some(Login::new(w.id(who), token));
-    Raw::open(w.mqtt(), connect).await.expect("connects")
+    RawClient::open(w.mqtt(), connect).await.expect("connects")
 }
 
 /// `device` reports danger (an alert); the machine stays connected (else its going offline
 /// is an alert too).
-async fn danger(w: &World, device: &str) -> crate::mqtt::Mqtt {
+async fn danger(w: &World, device: &str) -> crate::support::EventClient {
     let mut machine = w.connect(device, "").await;
     let reading = json!({"v": 1, "seq": 1, "ts": now(), "systemStatus": "danger", "heartRate": 70}).to_string();
     machine.publish_acked(&w.topic(device, "telemetry"), reading).await;

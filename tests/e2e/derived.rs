@@ -8,8 +8,7 @@ use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::clients::Mqtt;
-use crate::support::{Service, TestDb};
+use crate::support::{JsonClient, Service, TestDb};
 
 pub(crate) const SECRET: &str = "derived-test-device-secret-0123456789";
 
@@ -52,7 +51,7 @@ pub(crate) fn reading(s: &Seeded, seq: i64, base: DateTime<Utc>) -> serde_json::
 
 async fn send(s: &Seeded, service: &Service, seqs: impl Iterator<Item = i64>, base: DateTime<Utc>) {
     let id = s.device.to_string();
-    let mut m = Mqtt::connect(service.mqtt, &id, &id, SECRET, true).await;
+    let mut m = JsonClient::connect(service.mqtt, &id, &id, SECRET, true).await;
     let topic = format!("nc/v1/h/{}/d/{}/telemetry", s.hospital, s.device);
     let seqs: Vec<i64> = seqs.collect();
     for &q in &seqs {

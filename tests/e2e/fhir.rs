@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::mqtt::{grant, now, World};
-use crate::support::{eventually, Client, Reply, TestApp};
+use crate::support::{eventually, grant, now, Client, Reply, TestApp, World};
 
 /// d1 treats p1 (readings 1-3, the session ended), then p2 (4, then 5 after tec2 got a
 /// hand-over of d1); p2 was treated on d2 before (reading 20). Each reading: heart rate,

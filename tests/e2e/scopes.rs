@@ -13,8 +13,7 @@ use std::time::Duration;
 use rumqttc::QoS;
 use serde_json::{json, Value};
 
-use crate::mqtt::{exec, grant, now, reading, reading_for, World, GRANTED, WAIT};
-use crate::support::TestApp;
+use crate::support::{exec, grant, now, reading, reading_for, TestApp, World, GRANTED, WAIT};
 
 /// The seqs of a patient's readings `who` may read over REST.
 async fn history(w: &World, who: &str, patient: &str) -> Result<Vec<i64>, u16> {
