@@ -445,16 +445,18 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
             }
         }
         assert!(Instant::now() < deadline, "tier 2 in time");
+        // A poll interval, tighter than `eventually`'s: the kill must follow the step closely.
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     service.kill9();
     let service = Service::start(&db, &[]);
-    let deadline = Instant::now() + LONG_WAIT;
-    while level(&mut c, device).await.map(|(_, l)| l) != Some(3) {
-        assert!(Instant::now() < deadline, "tier 3 after the restart");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Give a repeated step, if there were one, the time to happen.
+    eventually("tier 3 after the restart", LONG_WAIT, || async {
+        let mut c = db.sql().await;
+        (level(&mut c, device).await.map(|(_, l)| l) == Some(3)).then_some(())
+    })
+    .await;
+    // A negative check, not synchronisation: a repeated step, if there were one, has the
+    // time to happen.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let steps: Vec<(String, Option<i16>)> = sqlx::query_as(
         "SELECT event, tier FROM alert_events WHERE alert_id = $1 AND event IN ('raised', 'escalated') ORDER BY at",
@@ -469,20 +471,17 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
         "each tier exactly once across the restart"
     );
     // Every step's notifications went out (the outbox is empty once they are sent).
-    let deadline = Instant::now() + LONG_WAIT;
-    loop {
+    eventually("every event published", LONG_WAIT, || async {
+        let mut c = db.sql().await;
         let unpublished: i64 =
             sqlx::query_scalar("SELECT count(*) FROM alert_events WHERE alert_id = $1 AND published_at IS NULL")
                 .bind(id)
                 .fetch_one(&mut c)
                 .await
                 .unwrap();
-        if unpublished == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{unpublished} events never published");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (unpublished == 0).then_some(())
+    })
+    .await;
     let notified: Vec<Uuid> = sqlx::query_scalar(
         "SELECT DISTINCT unnest(recipients) FROM alert_events WHERE alert_id = $1 AND event IN ('notified', 'escalated')",
     )
@@ -653,6 +652,7 @@ async fn a_restarted_session_of_the_same_patient_raises_no_duplicate_and_the_nex
     .await;
     dev.publish_acked(&telemetry, &reading(2, t0 + secs(4), w.patient, 79)).await;
     dev.publish_acked(&telemetry, &reading(3, t0 + secs(5), w.patient, 78)).await;
+    // A negative check, not synchronisation: time for a duplicate alarm, were there one.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = w.alerts("systolic_bp_low").await;
     assert_eq!(all.len(), 1, "no duplicate alarm across the session restart: {all:?}");
@@ -685,6 +685,8 @@ async fn a_reconnect_within_the_offline_delay_raises_nothing() {
     let w = World::new().await;
     let dev = w.device().await;
     dev.drop_abruptly().await;
+    // Under test, not synchronisation: offline for 5 s (less than the delay), then past the
+    // delay to prove that no alarm comes.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let _dev = w.device().await;
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -712,11 +714,13 @@ async fn a_flapping_link_raises_one_alarm_not_one_per_drop() {
     for _ in 0..10 {
         let dev = w.device().await;
         dev.drop_abruptly().await;
+        // Under test: how long the link stays down.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let _dev = w.device().await;
     let a = w.alert_where("device_offline", |_| true).await;
     assert!(a["message"].as_str().unwrap().contains("unstable"), "{a}");
+    // A negative check, not synchronisation: time for a second alarm, were there one.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(offline_alerts(&w).await, 1, "one alarm for the flapping link");
     let a = w.alert_where("device_offline", |_| true).await;

@@ -36,6 +36,7 @@ async fn readings_within_the_gather_time_share_one_batch() {
     // statement, as a commit takes less than that on an idle service.
     for seq in 2..=7 {
         m.publish(&topic, &reading(&s, seq, base)).await;
+        // Under test: the spacing of the readings.
         tokio::time::sleep(Duration::from_millis(8)).await;
     }
     m.until("every PUBACK", |m| (m.acked.len() == 7).then_some(())).await;

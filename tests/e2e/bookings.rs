@@ -366,6 +366,7 @@ async fn bookings_move_through_their_statuses_and_complete_from_a_real_session()
     let session = w.topic("d1", "session");
     d1.publish_acked(&session, json!({"v": 1, "event": "start", "ts": now(), "patientId": w.id("p1")}).to_string())
         .await;
+    // A negative check, not synchronisation: time for a wrong completion, were there one.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let r = w.as_user("pat").get(&format!("/api/bookings/{due}")).await;
     assert_eq!(r.body["status"], "confirmed", "not completed while the treatment runs: {}", r.text);

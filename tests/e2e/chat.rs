@@ -459,12 +459,14 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
         ),
     )
     .await;
+    // A negative check, not synchronisation: the grant's change, seen, does not end it early.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(post("tec2", 1).await, 201, "still handed over");
     let mut tec2_ws = chat_ws(&w, "tec2", &id).await.expect("tec2 streams the room while handed over");
     let mut tec2_mqtt = w.connect("tec2", "").await;
     let notes = format!("nc/v1/h/{}/u/{}/notifications", w.id("ha"), w.id("tec2"));
     assert_eq!(tec2_mqtt.subscribe(&[(&notes, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    // Under test, not synchronisation: the grant's time runs out.
     tokio::time::sleep(Duration::from_millis(1400)).await;
     // No event announced the end: the kept decision ends with the grant.
     assert_eq!(post("tec2", 2).await, 403, "the hand-over ended");
@@ -497,6 +499,7 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
             started.elapsed()
         );
         n += 1;
+        // A poll interval, tighter than `eventually`'s: the revocation budget is measured.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(frames_until_close(&mut doc_ws).await, Some(4403));

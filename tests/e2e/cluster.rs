@@ -34,8 +34,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    exec, hospital_of, is_device, now, options, ws_next, ws_open, Client, EventClient, JsonClient, Live, Service,
-    TestDb, World, Ws, CUT, GRANTED, SECRET,
+    eventually, exec, hospital_of, is_device, now, options, ws_next, ws_open, Client, EventClient, JsonClient, Live,
+    Service, TestDb, World, Ws, CUT, GRANTED, SECRET,
 };
 
 /// Anything that must happen across nodes may take this long.
@@ -267,7 +267,8 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     );
     let mut live = ws_open(http_addr(&c.b), c.id("d1").parse().unwrap(), Some(&c.access["doc"])).await.expect("stream");
 
-    // Node A hears within about a second that the doctor is reachable through node B.
+    // Node A hears within about a second that the doctor is reachable through node B. No
+    // signal of that reaches a client: this is the one wait on a period rather than an event.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // The machine on node A: 40 readings, then danger.
@@ -286,7 +287,8 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     assert_eq!((note["type"].as_str(), note["event"].as_str()), (Some("alert"), Some("raised")), "{note}");
     assert_eq!(note["alert"]["code"], "system_status_danger");
     // Node A raised it and counted the doctor on B as reachable: it waits for an answer at
-    // tier 1 instead of escalating at once.
+    // tier 1 instead of escalating at once (a negative check, not synchronisation: time for an
+    // escalation, were there one).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut sql = c.db.sql().await;
     let level: i16 = sqlx::query_scalar(&format!(
@@ -349,16 +351,15 @@ async fn machine(c: &Cluster, addr: SocketAddr) -> Result<JsonClient, String> {
 
 /// Connects machine d1 to the first node of `nodes` that takes it, retrying for a while.
 async fn machine_on(c: &Cluster, nodes: &[SocketAddr]) -> JsonClient {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually("a node accepts the machine", WAIT, || async {
         for addr in nodes {
             if let Ok(m) = machine(c, *addr).await {
-                return m;
+                return Some(m);
             }
         }
-        assert!(Instant::now() < deadline, "no node accepted the machine");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        None
+    })
+    .await
 }
 
 fn reading_value(seq: i64, patient: &str) -> Value {
@@ -550,6 +551,7 @@ async fn the_simulator_moves_its_machines_to_another_node_when_one_dies() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the simulator starts");
+    // Under test, not synchronisation: node A dies mid-run, five seconds into twelve.
     tokio::time::sleep(Duration::from_secs(5)).await;
     c.a.take().expect("node A").kill9();
     let out = tokio::task::spawn_blocking(move || sim.wait_with_output()).await.unwrap().expect("the simulator ends");
@@ -600,13 +602,13 @@ async fn away_on_a_back_on_b(
     let mut s = EventClient::connect(persistent(c.a().mqtt, &token), false).await.expect("connects to A");
     let notes = c.notifications(who);
     assert_eq!(s.subscribe(&[(filter, QoS::AtLeastOnce), (&notes, QoS::AtLeastOnce)]).await, [GRANTED; 2], "{who}");
-    s.kill();
-    drop(s);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.leave().await;
     trigger.await;
     let mut d1 = c.mqtt(c.b.mqtt, "d1", "").await;
     // A reading naming no patient (one naming a patient would start their treatment on d1).
     d1.publish_acked(&c.topic("d1", "telemetry"), crate::support::reading(1)).await;
+    // Lets the core queue the reading in the away session (the path under test); no signal
+    // says it is queued. Were it not yet, the reconnected session would not get it either.
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A deactivated account cannot refresh: it comes back with the token it had.
     let r = Client::new(c.b.http.clone()).post("/api/auth/refresh", json!({"refreshToken": refresh})).await;
@@ -677,6 +679,7 @@ async fn persistent_sessions_that_move_nodes_bring_back_nothing_whose_right_ende
         ),
     )
     .await;
+    // The hand-over's time running out is what is tested, not a wait for an event.
     let expire = tokio::time::sleep(Duration::from_millis(1200));
     let mut s = away_on_a_back_on_b(&c, "tec2", refresh.get_mut("tec2").unwrap(), &telemetry, expire).await.unwrap();
     nothing_of_d1(&c, &mut s, "tec2", "hand-over expired").await;

@@ -136,7 +136,7 @@ async fn derived_data_converges_exactly_after_a_kill_9() {
     .expect("the active session");
     assert_eq!((received, stored), (360, 360), "the session counted each reading once");
 
-    // Idle: nothing is applied twice later either.
+    // Idle: nothing is applied twice later either (a negative check, not synchronisation).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_rollups_agree(&mut c, s.patient).await;
     assert_eq!(scalar(&mut c, "SELECT count(*) FROM derived_backlog").await, 0);

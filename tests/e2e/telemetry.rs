@@ -1234,6 +1234,7 @@ async fn a_machines_readings_reach_the_live_stream_in_the_order_it_sent_them() {
         let at = start + chrono::Duration::milliseconds(100 * seq);
         m.publish(&telemetry, &reading(seq, at, Some(w.ids.patient), json!({}))).await;
     }
+    // Under test: the lock is held a while, the readings pile up behind it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     sqlx::query("COMMIT").execute(&mut sql).await.unwrap();
     let mut seqs = Vec::new();

@@ -88,6 +88,13 @@ impl EventClient {
         Ok(EventClient { client, events, task, inbox: VecDeque::new(), connack })
     }
 
+    /// Sends DISCONNECT and waits until the service closes the connection: by then the
+    /// edge has ended the connection in the core, which keeps a persistent session.
+    pub async fn leave(mut self) {
+        self.client.disconnect().await.expect("DISCONNECT queued");
+        self.closed(WAIT, "DISCONNECT").await;
+    }
+
     /// Drops the event loop, and so the socket, without DISCONNECT.
     pub fn kill(&self) {
         self.task.abort();

@@ -246,8 +246,12 @@ impl World {
 
 /// A valid reading.
 pub fn reading(seq: i64) -> String {
-    json!({"v": 1, "seq": seq, "ts": now(), "systemStatus": "normal", "heartRate": 72, "oxygenSaturation": 97})
-        .to_string()
+    reading_at(seq, &now())
+}
+
+/// A valid reading taken at `ts`.
+pub fn reading_at(seq: i64, ts: &str) -> String {
+    json!({"v": 1, "seq": seq, "ts": ts, "systemStatus": "normal", "heartRate": 72, "oxygenSaturation": 97}).to_string()
 }
 
 /// A valid reading naming the patient being treated.
@@ -257,7 +261,27 @@ pub fn reading_for(seq: i64, patient: &str) -> String {
 }
 
 pub fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ago(0)
+}
+
+/// The time `ms` milliseconds ago, written as the tests write timestamps.
+pub fn ago(ms: i64) -> String {
+    (Utc::now() - chrono::Duration::milliseconds(ms)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether every change of `device`'s alerts has been handed to the broker (its event row,
+/// the outbox, marked published), and there is at least one.
+pub async fn alerts_published(w: &World, device: &str) -> bool {
+    let mut c = w.app.db.sql().await;
+    let (all, unpublished): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE e.published_at IS NULL)
+           FROM alert_events e JOIN alerts a ON a.id = e.alert_id WHERE a.device_id = $1::uuid",
+    )
+    .bind(w.id(device))
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    all > 0 && unpublished == 0
 }
 
 /// tec hands device d1 over to tec2 (a temporary grant of an hour); the grant's id.
