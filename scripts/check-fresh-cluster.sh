@@ -6,7 +6,7 @@
 # Checks: provisioning passes on its first try; password login over TCP as the service role,
 # with timescaledb and btree_gist in the service database and a hypertable that works there;
 # right after provisioning, databases created as the test suite creates them (a plain
-# CREATE DATABASE by the service role, tests/e2e/support.rs) have both extensions from
+# CREATE DATABASE by the service role, tests/e2e/support/db.rs) have both extensions from
 # template1, and the migrator's CREATE EXTENSION IF NOT EXISTS, a hypertable and a btree_gist
 # exclusion constraint work in them without superuser rights; with the service database
 # dropped and another session connected to template1, provisioning creates it again; and a
@@ -136,7 +136,7 @@ read -r user owner tsdb gist <<<"$(sed -n 1p <<<"$got")"
 [ -n "${gist:-}" ] || die "btree_gist is not installed in '$DB_NAME'"
 [ "$(sed -n 3p <<<"$got")" = 1 ] || die "hypertable insert/select in '$DB_NAME' did not return 1 row: $got"
 
-# As tests/e2e/support.rs does: connected to the service database as the service role, a
+# As tests/e2e/support/db.rs does: connected to the service database as the service role, a
 # plain CREATE DATABASE (template1 by default), then the first migration's statements.
 log "databases as the test suite creates them (plain CREATE DATABASE as '$DB_USER', then the migrator's SQL)"
 for i in 1 2 3; do

@@ -8,15 +8,19 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::alarms::{events, login_all, notes_topic, now_s, rfc3339, seed, World, PASSWORD};
-use crate::clients::{Mqtt, WAIT};
-use crate::support::{eventually, Client, Service, TestDb};
+use crate::support::{eventually, Client, JsonClient, Service, TestDb, LONG_WAIT};
 
 /// `who` subscribing to their notifications with a new client.
-async fn subscriber(w: &World, who: &'static str, name: &str) -> Mqtt {
+async fn subscriber(w: &World, who: &'static str, name: &str) -> JsonClient {
     let user = w.users[who];
-    let mut m =
-        Mqtt::connect(w.app.running().mqtt_addr, &format!("{user}-{name}"), &user.to_string(), &w.tokens[who], true)
-            .await;
+    let mut m = JsonClient::connect(
+        w.app.running().mqtt_addr,
+        &format!("{user}-{name}"),
+        &user.to_string(),
+        &w.tokens[who],
+        true,
+    )
+    .await;
     assert!(matches!(m.subscribe(&w.notes(who)).await, rumqttc::SubscribeReasonCode::Success(_)));
     m
 }
@@ -96,7 +100,7 @@ async fn a_restart_past_a_tiers_due_time_reaches_its_people() {
     let listen = |addr, who: &'static str| {
         let (user, token) = (users[who], tokens[who].clone());
         async move {
-            let mut m = Mqtt::connect(addr, &format!("{user}-phone"), &user.to_string(), &token, false).await;
+            let mut m = JsonClient::connect(addr, &format!("{user}-phone"), &user.to_string(), &token, false).await;
             assert!(matches!(
                 m.subscribe(&notes_topic(hospital, user)).await,
                 rumqttc::SubscribeReasonCode::Success(_)
@@ -138,7 +142,7 @@ async fn a_restart_past_a_tiers_due_time_reaches_its_people() {
     let client = Client::new(service.http.clone());
     let tokens = login_all(&client).await;
     let doc_client = client.with_token(&tokens["doc"]);
-    let history = eventually("tier 3 in the history", WAIT, || {
+    let history = eventually("tier 3 in the history", LONG_WAIT, || {
         let (c, id) = (&doc_client, &id);
         async move {
             let r = c.get(&format!("/api/alerts/{id}/history")).await;

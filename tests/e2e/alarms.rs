@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use sqlx::Executor;
 use uuid::Uuid;
 
-use crate::clients::{ws_open, ws_until_reading, Mqtt, WAIT};
-use crate::support::{eventually, test_config, Client, Service, TestApp, TestDb};
+use crate::support::{
+    eventually, test_config, ws_open, ws_until_reading, Client, JsonClient, Service, TestApp, TestDb, LONG_WAIT,
+};
 
 pub(crate) const PASSWORD: &str = "Alarms-pass-2026";
 
@@ -140,9 +141,9 @@ impl World {
     }
 
     /// `who` on MQTT, subscribed to their own notifications.
-    pub(crate) async fn listener(&self, who: &'static str) -> Mqtt {
+    pub(crate) async fn listener(&self, who: &'static str) -> JsonClient {
         let user = self.users[who];
-        let mut m = Mqtt::connect(
+        let mut m = JsonClient::connect(
             self.app.running().mqtt_addr,
             &format!("{user}-alarms"),
             &user.to_string(),
@@ -154,9 +155,9 @@ impl World {
         m
     }
 
-    async fn device(&self) -> Mqtt {
+    async fn device(&self) -> JsonClient {
         let d = self.device.to_string();
-        Mqtt::connect(self.app.running().mqtt_addr, &d, &d, PASSWORD, false).await
+        JsonClient::connect(self.app.running().mqtt_addr, &d, &d, PASSWORD, false).await
     }
 
     /// The hospital's escalation policy for every priority: `after` seconds, `tiers`.
@@ -202,8 +203,12 @@ impl World {
     /// Waits until the doctor sees an alert with `code` satisfying `pred`.
     pub(crate) async fn alert_where(&self, code: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let pred = &pred;
-        eventually(&format!("a {code} alert"), WAIT, || async move { self.alerts(code).await.into_iter().find(pred) })
-            .await
+        eventually(
+            &format!("a {code} alert"),
+            LONG_WAIT,
+            || async move { self.alerts(code).await.into_iter().find(pred) },
+        )
+        .await
     }
 
     pub(crate) async fn history(&self, id: &str) -> Vec<Value> {
@@ -432,7 +437,7 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
     }
     // Nobody is connected, so each tier follows the last at once: wait for tier 2 and kill
     // the service the moment it is stored (tier 3 may or may not be stored by then).
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + LONG_WAIT;
     let id = loop {
         if let Some((id, l)) = level(&mut c, device).await {
             if l >= 2 {
@@ -440,16 +445,18 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
             }
         }
         assert!(Instant::now() < deadline, "tier 2 in time");
+        // A poll interval, tighter than `eventually`'s: the kill must follow the step closely.
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     service.kill9();
     let service = Service::start(&db, &[]);
-    let deadline = Instant::now() + WAIT;
-    while level(&mut c, device).await.map(|(_, l)| l) != Some(3) {
-        assert!(Instant::now() < deadline, "tier 3 after the restart");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Give a repeated step, if there were one, the time to happen.
+    eventually("tier 3 after the restart", LONG_WAIT, || async {
+        let mut c = db.sql().await;
+        (level(&mut c, device).await.map(|(_, l)| l) == Some(3)).then_some(())
+    })
+    .await;
+    // A negative check, not synchronisation: a repeated step, if there were one, has the
+    // time to happen.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let steps: Vec<(String, Option<i16>)> = sqlx::query_as(
         "SELECT event, tier FROM alert_events WHERE alert_id = $1 AND event IN ('raised', 'escalated') ORDER BY at",
@@ -464,20 +471,17 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
         "each tier exactly once across the restart"
     );
     // Every step's notifications went out (the outbox is empty once they are sent).
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually("every event published", LONG_WAIT, || async {
+        let mut c = db.sql().await;
         let unpublished: i64 =
             sqlx::query_scalar("SELECT count(*) FROM alert_events WHERE alert_id = $1 AND published_at IS NULL")
                 .bind(id)
                 .fetch_one(&mut c)
                 .await
                 .unwrap();
-        if unpublished == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{unpublished} events never published");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (unpublished == 0).then_some(())
+    })
+    .await;
     let notified: Vec<Uuid> = sqlx::query_scalar(
         "SELECT DISTINCT unnest(recipients) FROM alert_events WHERE alert_id = $1 AND event IN ('notified', 'escalated')",
     )
@@ -648,6 +652,7 @@ async fn a_restarted_session_of_the_same_patient_raises_no_duplicate_and_the_nex
     .await;
     dev.publish_acked(&telemetry, &reading(2, t0 + secs(4), w.patient, 79)).await;
     dev.publish_acked(&telemetry, &reading(3, t0 + secs(5), w.patient, 78)).await;
+    // A negative check, not synchronisation: time for a duplicate alarm, were there one.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = w.alerts("systolic_bp_low").await;
     assert_eq!(all.len(), 1, "no duplicate alarm across the session restart: {all:?}");
@@ -680,6 +685,8 @@ async fn a_reconnect_within_the_offline_delay_raises_nothing() {
     let w = World::new().await;
     let dev = w.device().await;
     dev.drop_abruptly().await;
+    // Under test, not synchronisation: offline for 5 s (less than the delay), then past the
+    // delay to prove that no alarm comes.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let _dev = w.device().await;
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -707,11 +714,13 @@ async fn a_flapping_link_raises_one_alarm_not_one_per_drop() {
     for _ in 0..10 {
         let dev = w.device().await;
         dev.drop_abruptly().await;
+        // Under test: how long the link stays down.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let _dev = w.device().await;
     let a = w.alert_where("device_offline", |_| true).await;
     assert!(a["message"].as_str().unwrap().contains("unstable"), "{a}");
+    // A negative check, not synchronisation: time for a second alarm, were there one.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(offline_alerts(&w).await, 1, "one alarm for the flapping link");
     let a = w.alert_where("device_offline", |_| true).await;

@@ -391,9 +391,9 @@ async fn forged_expired_and_tampered_access_tokens_are_refused() {
         assert_eq!(fhir.status, 401, "FHIR, session {sid}: {}", fhir.text);
         let device = uuid::Uuid::new_v4();
         let http = c.base.trim_start_matches("http://").parse().unwrap();
-        assert_eq!(crate::clients::ws_open(http, device, Some(&t)).await.err(), Some(401), "the live stream");
+        assert_eq!(crate::support::ws_open(http, device, Some(&t)).await.err(), Some(401), "the live stream");
         // The control: the admin's real session passes authentication (then: no such device).
-        assert_eq!(crate::clients::ws_open(http, device, Some(&good)).await.err(), Some(404));
+        assert_eq!(crate::support::ws_open(http, device, Some(&good)).await.err(), Some(404));
     }
     let fhir = c.with_token(&good).get("/fhir/r4/Group").await;
     assert_eq!(fhir.status, 200, "FHIR control: {}", fhir.text);

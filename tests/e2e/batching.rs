@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use chrono::{DurationRound, Utc};
 
-use crate::clients::Mqtt;
 use crate::derived::{reading, seed, SECRET};
 use crate::metrics::samples;
-use crate::support::{Service, TestDb};
+use crate::support::{JsonClient, Service, TestDb};
 
 /// `nephrocare_ingest_batch_readings`'s count and sum, scraped from the service.
 async fn batches(service: &Service) -> (f64, f64) {
@@ -25,7 +24,7 @@ async fn readings_within_the_gather_time_share_one_batch() {
     let s = seed(&db).await;
     let service = Service::start(&db, &[("NEPHROCARE_INGEST_GATHER_MS", "50"), ("NEPHROCARE_INGEST_WRITERS", "1")]);
     let id = s.device.to_string();
-    let mut m = Mqtt::connect(service.mqtt, &id, &id, SECRET, true).await;
+    let mut m = JsonClient::connect(service.mqtt, &id, &id, SECRET, true).await;
     let topic = format!("nc/v1/h/{}/d/{}/telemetry", s.hospital, s.device);
     let base = Utc::now().duration_trunc(chrono::Duration::seconds(1)).unwrap() - chrono::Duration::hours(1);
 
@@ -37,6 +36,7 @@ async fn readings_within_the_gather_time_share_one_batch() {
     // statement, as a commit takes less than that on an idle service.
     for seq in 2..=7 {
         m.publish(&topic, &reading(&s, seq, base)).await;
+        // Under test: the spacing of the readings.
         tokio::time::sleep(Duration::from_millis(8)).await;
     }
     m.until("every PUBACK", |m| (m.acked.len() == 7).then_some(())).await;

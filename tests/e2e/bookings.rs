@@ -12,8 +12,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rumqttc::QoS;
 use serde_json::{json, Value};
 
-use crate::mqtt::{body, now, World, WAIT};
-use crate::support::{eventually, TestApp};
+use crate::support::{body, eventually, now, TestApp, World, WAIT};
 
 pub(crate) const BERLIN: chrono_tz::Tz = chrono_tz::Europe::Berlin;
 
@@ -352,7 +351,7 @@ async fn bookings_move_through_their_statuses_and_complete_from_a_real_session()
     // p1's treatment on d1 running in it: the booking completes by itself.
     let mut c = w.app.db.sql().await;
     let due = uuid::Uuid::now_v7().to_string();
-    crate::mqtt::exec(
+    crate::support::exec(
         &mut c,
         &format!(
             "INSERT INTO session_bookings (id, hospital_id, patient_id, device_id, scheduled_start, duration_minutes, scheduled_end, blocked_until, status)
@@ -367,6 +366,7 @@ async fn bookings_move_through_their_statuses_and_complete_from_a_real_session()
     let session = w.topic("d1", "session");
     d1.publish_acked(&session, json!({"v": 1, "event": "start", "ts": now(), "patientId": w.id("p1")}).to_string())
         .await;
+    // A negative check, not synchronisation: time for a wrong completion, were there one.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let r = w.as_user("pat").get(&format!("/api/bookings/{due}")).await;
     assert_eq!(r.body["status"], "confirmed", "not completed while the treatment runs: {}", r.text);

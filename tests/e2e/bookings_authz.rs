@@ -9,8 +9,7 @@ use chrono::Duration;
 use serde_json::{json, Value};
 
 use crate::bookings::{at, book, configure, monday, urlencode};
-use crate::mqtt::World;
-use crate::support::TestApp;
+use crate::support::{TestApp, World};
 
 const EVERYONE: [&str; 9] = ["adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB"];
 

@@ -15,8 +15,7 @@ use rumqttc::{Event, Packet, QoS};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::mqtt::{assert_cut, body, World, GRANTED, QUIET, WAIT};
-use crate::support::TestApp;
+use crate::support::{assert_cut, body, TestApp, World, GRANTED, QUIET, WAIT};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -404,7 +403,7 @@ async fn a_persistent_session_gets_no_chat_of_a_conversation_it_lost_while_away(
     let messages = format!("nc/v1/h/{}/chat/{id}/messages", w.id("ha"));
     let mut refresh = w.refresh.clone();
     let token = refreshed(&w, refresh.get_mut("doc").unwrap()).await;
-    let mut c = crate::mqtt::Mqtt::connect(persistent(&w, "doc", &token), false).await.unwrap();
+    let mut c = crate::support::EventClient::connect(persistent(&w, "doc", &token), false).await.unwrap();
     assert_eq!(c.subscribe(&[(&messages, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     away(c).await;
     // While doc is away: the patient writes, then doc stops being responsible for them.
@@ -417,7 +416,7 @@ async fn a_persistent_session_gets_no_chat_of_a_conversation_it_lost_while_away(
         .await;
     assert_eq!(r.status, 204);
     let token = refreshed(&w, refresh.get_mut("doc").unwrap()).await;
-    let mut c = crate::mqtt::Mqtt::connect(persistent(&w, "doc", &token), false).await.unwrap();
+    let mut c = crate::support::EventClient::connect(persistent(&w, "doc", &token), false).await.unwrap();
     let got = c.collect(QUIET * 2).await;
     assert!(got.iter().all(|p| p.topic != messages), "a queued chat message leaked: {got:?}");
     w.app.stop().await;
@@ -430,7 +429,7 @@ async fn a_persistent_session_gets_no_chat_of_a_conversation_it_lost_while_away(
 #[tokio::test]
 async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over() {
     let w = World::new(TestApp::spawn().await).await;
-    crate::mqtt::grant(&w).await;
+    crate::support::grant(&w).await;
     let r = w
         .as_user("doc")
         .post(
@@ -452,7 +451,7 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
     // The hand-over now ends in 1.5 s (the update is an access event: decided again, and
     // kept until then).
     let mut c = w.app.db.sql().await;
-    crate::mqtt::exec(
+    crate::support::exec(
         &mut c,
         &format!(
             "UPDATE temporary_access_grants SET expires_at = now() + interval '1500 milliseconds' WHERE granted_to = '{}'",
@@ -460,12 +459,14 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
         ),
     )
     .await;
+    // A negative check, not synchronisation: the grant's change, seen, does not end it early.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(post("tec2", 1).await, 201, "still handed over");
     let mut tec2_ws = chat_ws(&w, "tec2", &id).await.expect("tec2 streams the room while handed over");
     let mut tec2_mqtt = w.connect("tec2", "").await;
     let notes = format!("nc/v1/h/{}/u/{}/notifications", w.id("ha"), w.id("tec2"));
     assert_eq!(tec2_mqtt.subscribe(&[(&notes, QoS::AtLeastOnce)]).await, vec![GRANTED]);
+    // Under test, not synchronisation: the grant's time runs out.
     tokio::time::sleep(Duration::from_millis(1400)).await;
     // No event announced the end: the kept decision ends with the grant.
     assert_eq!(post("tec2", 2).await, 403, "the hand-over ended");
@@ -482,7 +483,7 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
     let mut doc_ws = chat_ws(&w, "doc", &id).await.expect("doc streams the room");
     assert_eq!(post("doc", 1).await, 201);
     let started = Instant::now();
-    crate::mqtt::exec(
+    crate::support::exec(
         &mut c,
         &format!(
             "UPDATE device_assignments SET ended_at = now() WHERE user_id = '{}' AND ended_at IS NULL",
@@ -498,6 +499,7 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
             started.elapsed()
         );
         n += 1;
+        // A poll interval, tighter than `eventually`'s: the revocation budget is measured.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(frames_until_close(&mut doc_ws).await, Some(4403));

@@ -33,9 +33,10 @@ use rumqttc::QoS;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::clients::{self, ws_next, ws_open, Live, Ws};
-use crate::mqtt::{exec, hospital_of, is_device, now, options, Mqtt, World, CUT, GRANTED, SECRET};
-use crate::support::{Client, Service, TestDb};
+use crate::support::{
+    eventually, exec, hospital_of, is_device, now, options, ws_next, ws_open, Client, EventClient, JsonClient, Live,
+    Service, TestDb, World, Ws, CUT, GRANTED, SECRET,
+};
 
 /// Anything that must happen across nodes may take this long.
 const WAIT: Duration = Duration::from_secs(20);
@@ -150,22 +151,22 @@ impl Cluster {
     }
 
     /// `who` on the node whose MQTT listener is `addr` (`suffix` makes a person's client id).
-    async fn mqtt(&self, addr: SocketAddr, who: &str, suffix: &str) -> Mqtt {
+    async fn mqtt(&self, addr: SocketAddr, who: &str, suffix: &str) -> EventClient {
         let id = self.id(who).to_owned();
         let o = if is_device(who) {
             options(addr, &id, &id, SECRET)
         } else {
             options(addr, &format!("{id}{suffix}"), &id, &self.access[who])
         };
-        Mqtt::connect(o, false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
+        EventClient::connect(o, false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
     }
 
     /// `who`'s persistent session (client id suffix `-app`) on the node at `addr`.
-    async fn persistent(&self, addr: SocketAddr, who: &str, token: &str) -> Mqtt {
+    async fn persistent(&self, addr: SocketAddr, who: &str, token: &str) -> EventClient {
         let id = self.id(who);
         let mut o = options(addr, &format!("{id}-app"), id, token);
         o.set_clean_session(false);
-        Mqtt::connect(o, false).await.unwrap_or_else(|e| panic!("{who} reconnects: {e}"))
+        EventClient::connect(o, false).await.unwrap_or_else(|e| panic!("{who} reconnects: {e}"))
     }
 
     /// A fresh access token of `who`'s login session (the refresh token is rotated), from node B.
@@ -211,7 +212,7 @@ fn body(p: &rumqttc::Publish) -> Value {
 }
 
 /// The seqs of readings on `topic` that `m` receives until `last` arrives.
-async fn seqs_until(m: &mut Mqtt, topic: &str, last: i64) -> Vec<i64> {
+async fn seqs_until(m: &mut EventClient, topic: &str, last: i64) -> Vec<i64> {
     let mut seqs = Vec::new();
     while seqs.last() != Some(&last) {
         let p = m.message(topic, WAIT).await;
@@ -266,7 +267,8 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     );
     let mut live = ws_open(http_addr(&c.b), c.id("d1").parse().unwrap(), Some(&c.access["doc"])).await.expect("stream");
 
-    // Node A hears within about a second that the doctor is reachable through node B.
+    // Node A hears within about a second that the doctor is reachable through node B. No
+    // signal of that reaches a client: this is the one wait on a period rather than an event.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // The machine on node A: 40 readings, then danger.
@@ -285,7 +287,8 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
     assert_eq!((note["type"].as_str(), note["event"].as_str()), (Some("alert"), Some("raised")), "{note}");
     assert_eq!(note["alert"]["code"], "system_status_danger");
     // Node A raised it and counted the doctor on B as reachable: it waits for an answer at
-    // tier 1 instead of escalating at once.
+    // tier 1 instead of escalating at once (a negative check, not synchronisation: time for an
+    // escalation, were there one).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut sql = c.db.sql().await;
     let level: i16 = sqlx::query_scalar(&format!(
@@ -341,23 +344,22 @@ async fn two_nodes_share_readings_alerts_chat_and_revocations() {
 }
 
 /// Machine d1 of the cluster's world over the test client that tracks acknowledgements.
-async fn machine(c: &Cluster, addr: SocketAddr) -> Result<clients::Mqtt, String> {
+async fn machine(c: &Cluster, addr: SocketAddr) -> Result<JsonClient, String> {
     let id = c.id("d1");
-    clients::Mqtt::try_connect(addr, id, id, SECRET, true).await
+    JsonClient::try_connect(addr, id, id, SECRET, true).await
 }
 
 /// Connects machine d1 to the first node of `nodes` that takes it, retrying for a while.
-async fn machine_on(c: &Cluster, nodes: &[SocketAddr]) -> clients::Mqtt {
-    let deadline = Instant::now() + WAIT;
-    loop {
+async fn machine_on(c: &Cluster, nodes: &[SocketAddr]) -> JsonClient {
+    eventually("a node accepts the machine", WAIT, || async {
         for addr in nodes {
             if let Ok(m) = machine(c, *addr).await {
-                return m;
+                return Some(m);
             }
         }
-        assert!(Instant::now() < deadline, "no node accepted the machine");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        None
+    })
+    .await
 }
 
 fn reading_value(seq: i64, patient: &str) -> Value {
@@ -526,7 +528,7 @@ async fn persistent_sessions_move_between_nodes_with_only_what_they_may_still_re
     assert_eq!(r.status, 204, "{}", r.text);
     m.publish_acked(&telemetry, &reading_value(6, &p1)).await;
     let r = Client::new(c.b.http.clone())
-        .post("/api/auth/login", json!({"email": "doc@mqtt.test", "password": crate::mqtt::PASSWORD}))
+        .post("/api/auth/login", json!({"email": "doc@mqtt.test", "password": crate::support::PASSWORD}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let mut doc = c.persistent(b, "doc", r.body["accessToken"].as_str().unwrap()).await;
@@ -549,6 +551,7 @@ async fn the_simulator_moves_its_machines_to_another_node_when_one_dies() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the simulator starts");
+    // Under test, not synchronisation: node A dies mid-run, five seconds into twelve.
     tokio::time::sleep(Duration::from_secs(5)).await;
     c.a.take().expect("node A").kill9();
     let out = tokio::task::spawn_blocking(move || sim.wait_with_output()).await.unwrap().expect("the simulator ends");
@@ -588,7 +591,7 @@ async fn away_on_a_back_on_b(
     refresh: &mut String,
     filter: &str,
     trigger: impl std::future::Future<Output = ()>,
-) -> Result<Mqtt, rumqttc::ConnectionError> {
+) -> Result<EventClient, rumqttc::ConnectionError> {
     let persistent = |addr: SocketAddr, token: &str| {
         let id = c.id(who);
         let mut o = options(addr, &format!("{id}-app"), id, token);
@@ -596,16 +599,16 @@ async fn away_on_a_back_on_b(
         o
     };
     let token = refreshed_on(&c.b, refresh).await;
-    let mut s = Mqtt::connect(persistent(c.a().mqtt, &token), false).await.expect("connects to A");
+    let mut s = EventClient::connect(persistent(c.a().mqtt, &token), false).await.expect("connects to A");
     let notes = c.notifications(who);
     assert_eq!(s.subscribe(&[(filter, QoS::AtLeastOnce), (&notes, QoS::AtLeastOnce)]).await, [GRANTED; 2], "{who}");
-    s.kill();
-    drop(s);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.leave().await;
     trigger.await;
     let mut d1 = c.mqtt(c.b.mqtt, "d1", "").await;
     // A reading naming no patient (one naming a patient would start their treatment on d1).
-    d1.publish_acked(&c.topic("d1", "telemetry"), crate::mqtt::reading(1)).await;
+    d1.publish_acked(&c.topic("d1", "telemetry"), crate::support::reading(1)).await;
+    // Lets the core queue the reading in the away session (the path under test); no signal
+    // says it is queued. Were it not yet, the reconnected session would not get it either.
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A deactivated account cannot refresh: it comes back with the token it had.
     let r = Client::new(c.b.http.clone()).post("/api/auth/refresh", json!({"refreshToken": refresh})).await;
@@ -615,11 +618,11 @@ async fn away_on_a_back_on_b(
     } else {
         token
     };
-    Mqtt::connect(persistent(c.b.mqtt, &token), false).await
+    EventClient::connect(persistent(c.b.mqtt, &token), false).await
 }
 
 /// Nothing of d1 reaches `s`; a resumed session is told which subscriptions ended.
-async fn nothing_of_d1(c: &Cluster, s: &mut Mqtt, who: &str, what: &str) {
+async fn nothing_of_d1(c: &Cluster, s: &mut EventClient, who: &str, what: &str) {
     let prefix = format!("nc/v1/h/{}/d/{}/", c.id("ha"), c.id("d1"));
     let got = s.collect(Duration::from_millis(800)).await;
     assert!(got.iter().all(|p| !p.topic.starts_with(&prefix)), "{what}: {who} got d1's messages: {got:?}");
@@ -676,6 +679,7 @@ async fn persistent_sessions_that_move_nodes_bring_back_nothing_whose_right_ende
         ),
     )
     .await;
+    // The hand-over's time running out is what is tested, not a wait for an event.
     let expire = tokio::time::sleep(Duration::from_millis(1200));
     let mut s = away_on_a_back_on_b(&c, "tec2", refresh.get_mut("tec2").unwrap(), &telemetry, expire).await.unwrap();
     nothing_of_d1(&c, &mut s, "tec2", "hand-over expired").await;
@@ -731,11 +735,13 @@ async fn a_node_reaches_a_cluster_over_tls() {
     let (ids, access, _) = World::seed(&db, &Client::new(node.http.clone())).await;
     let id = |k: &str| ids[k].clone();
     let telemetry = format!("nc/v1/h/{}/d/{}/telemetry", id("ha"), id("d1"));
-    let mut doc = Mqtt::connect(options(node.mqtt, &format!("{}-tls", id("doc")), &id("doc"), &access["doc"]), false)
-        .await
-        .expect("the doctor connects");
+    let mut doc =
+        EventClient::connect(options(node.mqtt, &format!("{}-tls", id("doc")), &id("doc"), &access["doc"]), false)
+            .await
+            .expect("the doctor connects");
     assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, [GRANTED]);
-    let mut machine = Mqtt::connect(options(node.mqtt, &id("d1"), &id("d1"), SECRET), false).await.expect("machine");
+    let mut machine =
+        EventClient::connect(options(node.mqtt, &id("d1"), &id("d1"), SECRET), false).await.expect("machine");
     machine.publish_acked(&telemetry, reading(1, &id("p1"), "normal")).await;
     assert_eq!(seqs_until(&mut doc, &telemetry, 1).await, [1], "routed through the TLS cluster");
 }

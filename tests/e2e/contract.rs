@@ -10,8 +10,7 @@ use nc_messaging::topic::{Topic, TopicKind};
 use rumqttc::QoS;
 use serde_json::{json, Value};
 
-use crate::mqtt::{body, now, reading_for, World, GRANTED, WAIT};
-use crate::support::{binary, TestApp};
+use crate::support::{binary, body, now, reading_for, TestApp, World, GRANTED, WAIT};
 
 #[tokio::test]
 async fn the_asyncapi_document_is_served_as_printed_with_a_channel_per_topic_kind() {

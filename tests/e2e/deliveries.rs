@@ -3,34 +3,35 @@
 //! the connection otherwise, so the ones the edge gives itself (for deliveries its gate
 //! withholds) must wait for the client's earlier ones.
 
-use std::time::Duration;
-
 use rumqttc::mqttbytes::v4::{Connect, Login, PubAck};
 use rumqttc::{Packet, QoS};
 use serde_json::json;
 
-use crate::mqtt::{exec, grant, now, Got, Raw, World, GRANTED, QUIET, WAIT};
 use crate::sessions::refreshed;
-use crate::support::{eventually, TestApp};
+use crate::support::{
+    alerts_published, eventually, exec, grant, now, Got, RawClient, TestApp, World, GRANTED, QUIET, WAIT,
+};
 
 /// `who`'s persistent session over a raw client, with `token`.
-async fn persistent_raw(w: &World, who: &str, token: &str) -> Raw {
+async fn persistent_raw(w: &World, who: &str, token: &str) -> RawClient {
     let mut connect = Connect::new(format!("{}-raw", w.id(who)));
     connect.keep_alive = 30;
     connect.clean_session = false;
     connect.login = Some(Login::new(w.id(who), token));
-    Raw::open(w.mqtt(), connect).await.expect("connects")
+    RawClient::open(w.mqtt(), connect).await.expect("connects")
 }
 
 /// `device` reports danger (an alert); the machine stays connected (else its going offline
 /// is an alert too).
-async fn danger(w: &World, device: &str) -> crate::mqtt::Mqtt {
+async fn danger(w: &World, device: &str) -> crate::support::EventClient {
     let mut machine = w.connect(device, "").await;
     let reading = json!({"v": 1, "seq": 1, "ts": now(), "systemStatus": "danger", "heartRate": 70}).to_string();
     machine.publish_acked(&w.topic(device, "telemetry"), reading).await;
-    eventually(&format!("an alert for {device}"), WAIT, || async { (w.alerts(device).await > 0).then_some(()) }).await;
-    // The notification is published right after the alert is stored.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The alert is stored, and its notifications handed to the broker.
+    eventually(&format!("an alert for {device}, notified"), WAIT, || async {
+        alerts_published(w, device).await.then_some(())
+    })
+    .await;
     machine
 }
 
@@ -55,8 +56,7 @@ async fn a_withheld_delivery_is_acknowledged_after_the_clients_earlier_ones() {
     let token = refreshed(&w, &mut refresh).await;
     let mut c = persistent_raw(&w, "tec2", &token).await;
     assert_eq!(c.subscribe(&[(notes.clone(), QoS::AtLeastOnce)]).await, vec![GRANTED]);
-    drop(c);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.disconnect().await;
 
     // While tec2 is away: an alert on d2 (still tec2's), then one on d1, whose hand-over
     // then ends. The session's queue holds both notifications, in that order.
@@ -90,9 +90,7 @@ async fn a_withheld_delivery_is_acknowledged_after_the_clients_earlier_ones() {
     }
     // Both acknowledgements reached the broker: a new connection of the session gets neither
     // notification again.
-    c.send(Packet::Disconnect).await.unwrap();
-    drop(c);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.disconnect().await;
     let token = refreshed(&w, &mut refresh).await;
     let mut c = persistent_raw(&w, "tec2", &token).await;
     match c.recv(QUIET * 2).await {

@@ -8,8 +8,7 @@ use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::clients::Mqtt;
-use crate::support::{Service, TestDb};
+use crate::support::{JsonClient, Service, TestDb};
 
 pub(crate) const SECRET: &str = "derived-test-device-secret-0123456789";
 
@@ -52,7 +51,7 @@ pub(crate) fn reading(s: &Seeded, seq: i64, base: DateTime<Utc>) -> serde_json::
 
 async fn send(s: &Seeded, service: &Service, seqs: impl Iterator<Item = i64>, base: DateTime<Utc>) {
     let id = s.device.to_string();
-    let mut m = Mqtt::connect(service.mqtt, &id, &id, SECRET, true).await;
+    let mut m = JsonClient::connect(service.mqtt, &id, &id, SECRET, true).await;
     let topic = format!("nc/v1/h/{}/d/{}/telemetry", s.hospital, s.device);
     let seqs: Vec<i64> = seqs.collect();
     for &q in &seqs {
@@ -137,7 +136,7 @@ async fn derived_data_converges_exactly_after_a_kill_9() {
     .expect("the active session");
     assert_eq!((received, stored), (360, 360), "the session counted each reading once");
 
-    // Idle: nothing is applied twice later either.
+    // Idle: nothing is applied twice later either (a negative check, not synchronisation).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_rollups_agree(&mut c, s.patient).await;
     assert_eq!(scalar(&mut c, "SELECT count(*) FROM derived_backlog").await, 0);

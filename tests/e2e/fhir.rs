@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::mqtt::{grant, now, World};
-use crate::support::{eventually, Client, Reply, TestApp};
+use crate::support::{ago, eventually, grant, now, Client, Reply, TestApp, World};
 
 /// d1 treats p1 (readings 1-3, the session ended), then p2 (4, then 5 after tec2 got a
 /// hand-over of d1); p2 was treated on d2 before (reading 20). Each reading: heart rate,
@@ -21,25 +20,25 @@ async fn treated() -> World {
     let (t1, s1) = (w.topic("d1", "telemetry"), w.topic("d1", "session"));
     let mut d1 = w.connect("d1", "").await;
     let mut d2 = w.connect("d2", "").await;
-    let reading = |seq: i64, patient: Option<&str>| {
-        let mut r = json!({"v": 1, "seq": seq, "ts": now(), "systemStatus": "normal", "heartRate": 70 + seq,
+    let reading = |seq: i64, ts: String, patient: Option<&str>| {
+        let mut r = json!({"v": 1, "seq": seq, "ts": ts, "systemStatus": "normal", "heartRate": 70 + seq,
                            "oxygenSaturation": 97, "bloodPressure": 120, "diastolicPressure": 80});
         if let Some(p) = patient {
             r["patientId"] = json!(p);
         }
         r.to_string()
     };
-    let start = |p: &str| json!({"v": 1, "event": "start", "ts": now(), "patientId": w.id(p)}).to_string();
-    d2.publish_acked(&w.topic("d2", "telemetry"), reading(20, Some(w.id("p2")))).await;
-    d1.publish_acked(&s1, start("p1")).await;
+    let start = |p: &str, ts: String| json!({"v": 1, "event": "start", "ts": ts, "patientId": w.id(p)}).to_string();
+    d2.publish_acked(&w.topic("d2", "telemetry"), reading(20, now(), Some(w.id("p2")))).await;
+    // p1's treatment stamped in the recent past, so that p2's (stamped now) starts after it.
+    d1.publish_acked(&s1, start("p1", ago(40))).await;
     for seq in 1..=3 {
-        d1.publish_acked(&t1, reading(seq, None)).await;
+        d1.publish_acked(&t1, reading(seq, ago(40 - 10 * seq), None)).await;
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    d1.publish_acked(&s1, start("p2")).await;
-    d1.publish_acked(&t1, reading(4, None)).await;
+    d1.publish_acked(&s1, start("p2", now())).await;
+    d1.publish_acked(&t1, reading(4, now(), None)).await;
     grant(&w).await;
-    d1.publish_acked(&t1, reading(5, None)).await;
+    d1.publish_acked(&t1, reading(5, now(), None)).await;
     w
 }
 

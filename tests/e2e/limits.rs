@@ -542,6 +542,7 @@ async fn the_request_log_never_shows_a_token_and_client_disconnects_are_not_erro
     s.write_all(b"POST /api/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"em")
         .await
         .unwrap();
+    // Under test: a client that stops in the middle of its body, and then goes.
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(s);
     let mut s = TcpStream::connect(served.http).await.unwrap();
@@ -550,6 +551,8 @@ async fn the_request_log_never_shows_a_token_and_client_disconnects_are_not_erro
     let mut s = TcpStream::connect(served.http).await.unwrap();
     s.write_all(b"GET /api/openapi.json HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
     drop(s);
+    // A negative check, not synchronisation: time for the server to meet the clients that
+    // went away; nothing it logs about them may be an error.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let lines = served.stop().await;

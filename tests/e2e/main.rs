@@ -6,7 +6,6 @@
 //! `NEPHROCARE_TEST_DATABASE_URL` (or `DATABASE_URL`) points at a role that may create
 //! databases.
 
-mod clients;
 mod support;
 
 mod alarm_reach;

@@ -7,8 +7,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rumqttc::QoS;
 use serde_json::{json, Value};
 
-use crate::mqtt::{body, grant, World, GRANTED, WAIT};
-use crate::support::TestApp;
+use crate::support::{body, grant, TestApp, World, GRANTED, WAIT};
 
 fn at(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)

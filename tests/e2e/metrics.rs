@@ -7,8 +7,7 @@ use chrono::{DurationRound, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::clients::Mqtt;
-use crate::support::TestApp;
+use crate::support::{JsonClient, TestApp};
 
 const SECRET: &str = "metrics-test-device-secret-0123456789";
 
@@ -37,7 +36,7 @@ async fn the_metrics_show_acknowledgement_commit_derivation_and_requests() {
         sqlx::query(&sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     let id = device.to_string();
-    let mut machine = Mqtt::connect(app.running().mqtt_addr, &id, &id, SECRET, true).await;
+    let mut machine = JsonClient::connect(app.running().mqtt_addr, &id, &id, SECRET, true).await;
     let topic = format!("nc/v1/h/{hospital}/d/{device}/telemetry");
     let now = Utc::now().duration_trunc(chrono::Duration::seconds(1)).unwrap();
     for seq in 1..=5 {

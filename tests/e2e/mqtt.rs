@@ -15,632 +15,26 @@
 //! - invalid telemetry through the real ingest: PUBACK, an error on the device's errors
 //!   topic naming the field, nothing stored.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::BufRead;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use chrono::{DateTime, Utc};
 use nc_messaging::{DeviceMessage, SinkFuture, SinkOutcome, SinkUnavailable, TelemetrySink};
-use nephrocare::App;
-use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::{
-    AsyncClient, ConnAck, Connect, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, PubAck,
-    Publish, QoS, Subscribe, SubscribeFilter, SubscribeReasonCode, Transport,
+    Connect, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, SubscribeReasonCode,
+    Transport,
 };
 use serde_json::{json, Value};
-use sqlx::Executor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::support::{self, Client, TestApp, TestDb};
-
-pub(crate) const PASSWORD: &str = "Mqtt-pass-2026";
-pub(crate) const SECRET: &str = "device-secret-for-the-mqtt-tests-0123";
-/// How long anything that must happen may take.
-pub(crate) const WAIT: Duration = Duration::from_secs(5);
-/// How long we watch for something that must not happen.
-pub(crate) const QUIET: Duration = Duration::from_millis(400);
-/// The revocation budget.
-pub(crate) const CUT: Duration = Duration::from_secs(1);
-
-pub(crate) const GRANTED: SubscribeReasonCode = SubscribeReasonCode::Success(QoS::AtLeastOnce);
-pub(crate) const REFUSED: SubscribeReasonCode = SubscribeReasonCode::Failure;
-
-// ---------------------------------------------------------------------------------------
-// The world: two hospitals, their people and machines.
-// ---------------------------------------------------------------------------------------
-
-pub(crate) const DEVICES: [&str; 3] = ["d1", "d2", "d3"];
-pub(crate) const USERS: [&str; 9] = ["adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB"];
-
-/// Hospital A: admin `adm`; doctor `doc` and technician `tec` assigned to device `d1`;
-/// unassigned doctor `doc2` and technician `tec2`; patient `pat` on `d1`, `pat2` on `d2`;
-/// chat room `r1` between `doc` and `pat`. Hospital B: admin `admB`, doctor `docB` assigned
-/// to its device `d3`. Every device's secret is [`SECRET`], every password [`PASSWORD`].
-pub(crate) struct World {
-    pub(crate) app: TestApp,
-    pub(crate) ids: HashMap<&'static str, String>,
-    pub(crate) access: HashMap<&'static str, String>,
-    pub(crate) refresh: HashMap<&'static str, String>,
-}
-
-pub(crate) async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
-    c.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-pub(crate) fn hospital_of(who: &str) -> &'static str {
-    if matches!(who, "d3" | "admB" | "docB") {
-        "hb"
-    } else {
-        "ha"
-    }
-}
-
-pub(crate) fn is_device(who: &str) -> bool {
-    DEVICES.contains(&who)
-}
-
-/// The people, machines and ids of a [`World`].
-pub(crate) type Seeded = (HashMap<&'static str, String>, HashMap<&'static str, String>, HashMap<&'static str, String>);
-
-impl World {
-    pub(crate) async fn new(app: TestApp) -> World {
-        let (ids, access, refresh) = World::seed(&app.db, &app.client).await;
-        World { app, ids, access, refresh }
-    }
-
-    /// Writes the world into `db` and logs everyone in through `client`'s service: the ids,
-    /// the access tokens and the refresh tokens.
-    pub(crate) async fn seed(db: &TestDb, client: &Client) -> Seeded {
-        let mut c = db.sql().await;
-        let password = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
-        let secret = nc_access::password::hash(SECRET.to_owned()).await.unwrap();
-        let mut ids: HashMap<&'static str, String> = HashMap::new();
-        for k in ["ha", "hb", "p1", "p2", "r1"].into_iter().chain(DEVICES).chain(USERS) {
-            ids.insert(k, uuid::Uuid::now_v7().to_string());
-        }
-        let id = |k: &str| ids[k].clone();
-        exec(
-            &mut c,
-            &format!(
-                "INSERT INTO hospitals (id, name, code) VALUES ('{}', 'A', 'mqtt-a'), ('{}', 'B', 'mqtt-b')",
-                id("ha"),
-                id("hb")
-            ),
-        )
-        .await;
-        for k in USERS {
-            let role = match k.trim_end_matches(['2', 'B']) {
-                "adm" => "admin",
-                "doc" => "doctor",
-                "tec" => "technician",
-                "pat" => "patient",
-                other => unreachable!("{other}"),
-            };
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
-                     VALUES ('{}', '{}', '{k}@mqtt.test', '{password}', '{role}', '{k}', true, now())",
-                    id(k),
-                    id(hospital_of(k))
-                ),
-            )
-            .await;
-        }
-        for d in DEVICES {
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
-                     VALUES ('{}', '{}', 'SN-{d}', 'Machine {d}', '{secret}')",
-                    id(d),
-                    id(hospital_of(d))
-                ),
-            )
-            .await;
-        }
-        for (d, u, role) in [("d1", "doc", "doctor"), ("d1", "tec", "technician"), ("d3", "docB", "doctor")] {
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role)
-                     VALUES (gen_random_uuid(), '{}', '{}', '{}', '{role}')",
-                    id(hospital_of(d)),
-                    id(d),
-                    id(u)
-                ),
-            )
-            .await;
-        }
-        for (p, u, d) in [("p1", "pat", "d1"), ("p2", "pat2", "d2")] {
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO patients (id, hospital_id, user_id, patient_number, name, assigned_device_id)
-                     VALUES ('{}', '{}', '{}', '{p}', 'Patient {p}', '{}')",
-                    id(p),
-                    id("ha"),
-                    id(u),
-                    id(d)
-                ),
-            )
-            .await;
-        }
-        exec(
-            &mut c,
-            &format!(
-                "INSERT INTO chat_rooms (id, hospital_id, kind, device_id, patient_id) VALUES ('{}', '{}', 'doctor-patient', '{}', '{}');
-                 INSERT INTO chat_room_participants (room_id, user_id) VALUES ('{0}', '{}'), ('{0}', '{}')",
-                id("r1"),
-                id("ha"),
-                id("d1"),
-                id("p1"),
-                id("doc"),
-                id("pat")
-            ),
-        )
-        .await;
-
-        let mut access = HashMap::new();
-        let mut refresh = HashMap::new();
-        for k in USERS {
-            let r =
-                client.post("/api/auth/login", json!({"email": format!("{k}@mqtt.test"), "password": PASSWORD})).await;
-            assert_eq!(r.status, 200, "login {k}: {}", r.text);
-            access.insert(k, r.body["accessToken"].as_str().unwrap().to_owned());
-            refresh.insert(k, r.body["refreshToken"].as_str().unwrap().to_owned());
-        }
-        (ids, access, refresh)
-    }
-
-    pub(crate) fn id(&self, k: &str) -> &str {
-        &self.ids[k]
-    }
-
-    /// Replaces every `{key}` with its id, and `{^key}` with its id in upper case.
-    pub(crate) fn fill(&self, template: &str) -> String {
-        let mut s = template.to_owned();
-        for (k, v) in &self.ids {
-            s = s.replace(&format!("{{{k}}}"), v).replace(&format!("{{^{k}}}"), &v.to_uppercase());
-        }
-        s
-    }
-
-    /// A device topic of the world: `topic("d1", "telemetry")`.
-    pub(crate) fn topic(&self, device: &str, channel: &str) -> String {
-        format!("nc/v1/h/{}/d/{}/{channel}", self.id(hospital_of(device)), self.id(device))
-    }
-
-    pub(crate) fn mqtt(&self) -> SocketAddr {
-        self.app.running().mqtt_addr
-    }
-
-    pub(crate) fn ws(&self) -> SocketAddr {
-        self.app.running().mqtt_ws_addr
-    }
-
-    pub(crate) fn as_user(&self, who: &str) -> Client {
-        self.app.client.with_token(&self.access[who])
-    }
-
-    /// (client id, username, password) for `who`; a person's client id gets `suffix`.
-    pub(crate) fn credentials(&self, who: &str, suffix: &str) -> (String, String, String) {
-        let id = self.id(who).to_owned();
-        if is_device(who) {
-            (id.clone(), id, SECRET.to_owned())
-        } else {
-            (format!("{id}{suffix}"), id, self.access[who].clone())
-        }
-    }
-
-    pub(crate) fn options(&self, who: &str, suffix: &str) -> MqttOptions {
-        let (client_id, user, pass) = self.credentials(who, suffix);
-        options(self.mqtt(), &client_id, &user, &pass)
-    }
-
-    /// `who`, connected with rumqttc over TCP.
-    pub(crate) async fn connect(&self, who: &str, suffix: &str) -> Mqtt {
-        Mqtt::connect(self.options(who, suffix), false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
-    }
-
-    /// `who`, connected with raw packets over TCP.
-    pub(crate) async fn raw(&self, who: &str, suffix: &str) -> Raw {
-        let (client_id, user, pass) = self.credentials(who, suffix);
-        Raw::connect(self.mqtt(), &client_id, Some((&user, &pass)))
-            .await
-            .unwrap_or_else(|code| panic!("{who} refused: {code:?}"))
-    }
-
-    pub(crate) async fn health_metrics(&self, device: &str) -> i64 {
-        let mut c = self.app.db.sql().await;
-        sqlx::query_scalar("SELECT count(*) FROM health_metrics WHERE device_id = $1::uuid")
-            .bind(self.id(device))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-    }
-
-    pub(crate) async fn alerts(&self, device: &str) -> i64 {
-        let mut c = self.app.db.sql().await;
-        sqlx::query_scalar("SELECT count(*) FROM alerts WHERE device_id = $1::uuid")
-            .bind(self.id(device))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-    }
-
-    pub(crate) async fn presence(&self, device: &str) -> (bool, Option<DateTime<Utc>>) {
-        let mut c = self.app.db.sql().await;
-        sqlx::query_as("SELECT online, last_seen FROM devices WHERE id = $1::uuid")
-            .bind(self.id(device))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-    }
-}
-
-pub(crate) fn options(addr: SocketAddr, client_id: &str, user: &str, pass: &str) -> MqttOptions {
-    let mut o = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
-    o.set_credentials(user, pass);
-    o.set_keep_alive(Duration::from_secs(30));
-    o
-}
-
-/// A valid reading.
-pub(crate) fn reading(seq: i64) -> String {
-    json!({"v": 1, "seq": seq, "ts": now(), "systemStatus": "normal", "heartRate": 72, "oxygenSaturation": 97})
-        .to_string()
-}
-
-/// A valid reading naming the patient being treated.
-pub(crate) fn reading_for(seq: i64, patient: &str) -> String {
-    json!({"v": 1, "seq": seq, "ts": now(), "patientId": patient, "systemStatus": "normal", "heartRate": 72})
-        .to_string()
-}
-
-pub(crate) fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-pub(crate) fn body(p: &Publish) -> Value {
-    serde_json::from_slice(&p.payload).unwrap_or_else(|_| json!(String::from_utf8_lossy(&p.payload)))
-}
-
-/// The service running on a fresh database, storing device messages through `sink`.
-pub(crate) async fn spawn_with_sink(sink: Arc<dyn TelemetrySink>) -> TestApp {
-    let db = TestDb::migrated().await;
-    let app = App::new(support::test_config(&db.url)).with_sink(sink).start().await.expect("the service starts");
-    let client = Client::new(format!("http://{}", app.http_addr));
-    TestApp { app: Some(app), client, db }
-}
-
-// ---------------------------------------------------------------------------------------
-// Clients.
-// ---------------------------------------------------------------------------------------
-
-/// An event of a rumqttc event loop, with when it happened.
-pub(crate) struct Stamped {
-    at: Instant,
-    wall: DateTime<Utc>,
-    event: Result<Event, ConnectionError>,
-}
-
-/// A rumqttc client whose event loop runs in a task; its events come through a channel.
-/// Publishes that arrive while waiting for something else are kept in `inbox`.
-pub(crate) struct Mqtt {
-    pub(crate) client: AsyncClient,
-    events: mpsc::UnboundedReceiver<Stamped>,
-    task: tokio::task::JoinHandle<()>,
-    inbox: VecDeque<Publish>,
-    pub(crate) connack: ConnAck,
-}
-
-impl Drop for Mqtt {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Mqtt {
-    /// Connects (waiting for the CONNACK). With `reconnect`, the event loop keeps polling
-    /// after an error, which makes rumqttc reconnect and resend what was not acknowledged.
-    pub(crate) async fn connect(options: MqttOptions, reconnect: bool) -> Result<Mqtt, ConnectionError> {
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let connack = loop {
-            match tokio::time::timeout(WAIT, eventloop.poll()).await.expect("a CONNACK in time") {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => break ack,
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        };
-        let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                let event = eventloop.poll().await;
-                let failed = event.is_err();
-                if tx.send(Stamped { at: Instant::now(), wall: Utc::now(), event }).is_err() || (failed && !reconnect) {
-                    return;
-                }
-                if failed {
-                    // Paces reconnection attempts (rumqttc has no backoff of its own).
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        });
-        Ok(Mqtt { client, events, task, inbox: VecDeque::new(), connack })
-    }
-
-    /// Drops the event loop, and so the socket, without DISCONNECT.
-    pub(crate) fn kill(&self) {
-        self.task.abort();
-    }
-
-    /// Waits for the event `f` picks; keeps publishes it does not want; panics on a
-    /// connection error or after `within`.
-    pub(crate) async fn until<T>(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let s = match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Err(_) => panic!("{what}: nothing within {within:?}"),
-                Ok(None) => panic!("{what}: the event loop has stopped"),
-                Ok(Some(s)) => s,
-            };
-            match s.event {
-                Err(e) => panic!("{what}: the connection failed: {e}"),
-                Ok(event) => {
-                    if let Some(t) = f(&event) {
-                        return t;
-                    }
-                    if let Event::Incoming(Packet::Publish(p)) = event {
-                        self.inbox.push_back(p);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The next message on `topic` (already received or arriving within `within`).
-    pub(crate) async fn message(&mut self, topic: &str, within: Duration) -> Publish {
-        if let Some(i) = self.inbox.iter().position(|p| p.topic == topic) {
-            return self.inbox.remove(i).expect("present");
-        }
-        self.until(within, &format!("a message on {topic}"), |e| match e {
-            Event::Incoming(Packet::Publish(p)) if p.topic == topic => Some(p.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Everything that arrives within `within` (plus what is in the inbox); panics if the
-    /// connection fails meanwhile.
-    pub(crate) async fn collect(&mut self, within: Duration) -> Vec<Publish> {
-        let deadline = tokio::time::Instant::now() + within;
-        while let Ok(Some(s)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            match s.event {
-                Err(e) => panic!("the connection failed while collecting messages: {e}"),
-                Ok(Event::Incoming(Packet::Publish(p))) => self.inbox.push_back(p),
-                Ok(_) => {}
-            }
-        }
-        self.inbox.drain(..).collect()
-    }
-
-    /// Asserts that no event `f` flags happens within `within`, and that the connection stays up.
-    pub(crate) async fn quiet(&mut self, within: Duration, what: &str, mut f: impl FnMut(&Event) -> bool) {
-        let deadline = tokio::time::Instant::now() + within;
-        while let Ok(Some(s)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
-            match s.event {
-                Err(e) => panic!("{what}: the connection failed: {e}"),
-                Ok(event) => {
-                    assert!(!f(&event), "{what}: {event:?}");
-                    if let Event::Incoming(Packet::Publish(p)) = event {
-                        self.inbox.push_back(p);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits until the connection fails; returns when (monotonic and wall clock).
-    pub(crate) async fn closed(&mut self, within: Duration, what: &str) -> (Instant, DateTime<Utc>) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Err(_) => panic!("{what}: still connected after {within:?}"),
-                Ok(None) => panic!("{what}: the event loop has stopped"),
-                Ok(Some(Stamped { event: Err(_), at, wall })) => return (at, wall),
-                Ok(Some(Stamped { event: Ok(Event::Incoming(Packet::Publish(p))), .. })) => self.inbox.push_back(p),
-                Ok(Some(_)) => {}
-            }
-        }
-    }
-
-    pub(crate) async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
-        let all: Vec<SubscribeFilter> =
-            filters.iter().map(|(f, q)| SubscribeFilter::new((*f).to_owned(), *q)).collect();
-        self.client.subscribe_many(all).await.expect("subscribe queued");
-        let what = format!("SUBSCRIBE {filters:?}");
-        let pkid = self
-            .until(WAIT, &what, |e| match e {
-                Event::Outgoing(Outgoing::Subscribe(pkid)) => Some(*pkid),
-                _ => None,
-            })
-            .await;
-        self.until(WAIT, &what, |e| match e {
-            Event::Incoming(Packet::SubAck(ack)) if ack.pkid == pkid => Some(ack.return_codes.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Publishes at QoS 1; returns the packet id rumqttc used.
-    pub(crate) async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> u16 {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload.into()).await.expect("publish queued");
-        self.until(WAIT, &format!("PUBLISH on {topic}"), |e| match e {
-            Event::Outgoing(Outgoing::Publish(pkid)) => Some(*pkid),
-            _ => None,
-        })
-        .await
-    }
-
-    pub(crate) async fn puback(&mut self, pkid: u16, within: Duration) {
-        self.until(within, &format!("PUBACK {pkid}"), |e| {
-            matches!(e, Event::Incoming(Packet::PubAck(PubAck { pkid: p })) if *p == pkid).then_some(())
-        })
-        .await
-    }
-
-    pub(crate) async fn publish_acked(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
-        let pkid = self.publish(topic, payload).await;
-        self.puback(pkid, WAIT).await;
-    }
-}
-
-/// A client speaking raw MQTT 3.1.1 packets: filters and topics no well-behaved client
-/// library would send, exact CONNACK/SUBACK codes, and closing a socket without DISCONNECT.
-pub(crate) struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-    pkid: u16,
-}
-
-#[derive(Debug)]
-pub(crate) enum Got {
-    Packet(Packet),
-    Closed,
-    Timeout,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Acked,
-    Disconnected,
-}
-
-impl Raw {
-    pub(crate) async fn connect(
-        addr: SocketAddr,
-        client_id: &str,
-        login: Option<(&str, &str)>,
-    ) -> Result<Raw, ConnectReturnCode> {
-        let mut connect = Connect::new(client_id);
-        connect.keep_alive = 30;
-        if let Some((user, pass)) = login {
-            connect.set_login(user, pass);
-        }
-        Raw::open(addr, connect).await
-    }
-
-    pub(crate) async fn open(addr: SocketAddr, connect: Connect) -> Result<Raw, ConnectReturnCode> {
-        let stream = TcpStream::connect(addr).await.expect("tcp connect");
-        let mut raw = Raw { stream, buf: BytesMut::new(), pkid: 0 };
-        raw.send(Packet::Connect(connect)).await.expect("CONNECT sent");
-        match raw.recv(WAIT).await {
-            Got::Packet(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok(raw),
-            Got::Packet(Packet::ConnAck(ack)) => {
-                assert!(matches!(raw.recv(WAIT).await, Got::Closed), "a refused connection is closed");
-                Err(ack.code)
-            }
-            other => panic!("expected a CONNACK, got {other:?}"),
-        }
-    }
-
-    pub(crate) fn next_pkid(&mut self) -> u16 {
-        self.pkid = self.pkid.wrapping_add(1).max(1);
-        self.pkid
-    }
-
-    pub(crate) async fn send(&mut self, packet: Packet) -> std::io::Result<()> {
-        let mut bytes = BytesMut::new();
-        packet.write(&mut bytes, usize::MAX).expect("encodable");
-        self.stream.write_all(&bytes).await
-    }
-
-    pub(crate) async fn recv(&mut self, within: Duration) -> Got {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match Packet::read(&mut self.buf, 1 << 20) {
-                Ok(p) => return Got::Packet(p),
-                Err(CodecError::InsufficientBytes(_)) => {}
-                Err(e) => panic!("malformed packet from the broker: {e}"),
-            }
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Got::Timeout,
-                Ok(Ok(0) | Err(_)) => return Got::Closed,
-                Ok(Ok(_)) => {}
-            }
-        }
-    }
-
-    /// Waits for the packet `f` picks, acknowledging deliveries meanwhile.
-    pub(crate) async fn expect<T>(&mut self, what: &str, mut f: impl FnMut(&Packet) -> Option<T>) -> Result<T, Got> {
-        loop {
-            match self.recv(WAIT).await {
-                Got::Packet(p) => {
-                    if let Some(t) = f(&p) {
-                        return Ok(t);
-                    }
-                    if let Packet::Publish(delivery) = p {
-                        if delivery.qos == QoS::AtLeastOnce {
-                            let _ = self.send(Packet::PubAck(PubAck::new(delivery.pkid))).await;
-                        }
-                    }
-                }
-                Got::Timeout => panic!("{what}: no answer within {WAIT:?}"),
-                closed => return Err(closed),
-            }
-        }
-    }
-
-    /// One SUBSCRIBE with these filters; the SUBACK's codes.
-    pub(crate) async fn subscribe(&mut self, filters: &[(String, QoS)]) -> Vec<SubscribeReasonCode> {
-        let pkid = self.next_pkid();
-        let subscribe = Subscribe {
-            pkid,
-            filters: filters.iter().map(|(path, qos)| SubscribeFilter::new(path.clone(), *qos)).collect(),
-        };
-        self.send(Packet::Subscribe(subscribe)).await.expect("SUBSCRIBE sent");
-        let what = format!("SUBACK for {filters:?}");
-        self.expect(&what, |p| match p {
-            Packet::SubAck(ack) if ack.pkid == pkid => Some(ack.return_codes.clone()),
-            _ => None,
-        })
-        .await
-        .unwrap_or_else(|got| panic!("{what}: {got:?}"))
-    }
-
-    pub(crate) async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS) -> Outcome {
-        let pkid = self.next_pkid();
-        let mut publish = Publish::new(topic, qos, payload.to_vec());
-        publish.pkid = pkid;
-        if self.send(Packet::Publish(publish)).await.is_err() {
-            return Outcome::Disconnected;
-        }
-        let acked = self
-            .expect(&format!("PUBLISH on {topic}"), |p| match p {
-                Packet::PubAck(a) if a.pkid == pkid => Some(()),
-                Packet::PubRec(a) if a.pkid == pkid => Some(()),
-                _ => None,
-            })
-            .await;
-        match acked {
-            Ok(()) => Outcome::Acked,
-            Err(_) => Outcome::Disconnected,
-        }
-    }
-
-    pub(crate) async fn disconnect(mut self) {
-        let _ = self.send(Packet::Disconnect).await;
-        assert!(matches!(self.expect("DISCONNECT", |_| None::<()>).await, Err(Got::Closed)));
-    }
-}
+use crate::support::{
+    self, assert_cut, body, exec, grant, hospital_of, now, options, reading, reading_for, EventClient, Outcome,
+    RawClient, TestApp, World, CUT, GRANTED, PASSWORD, QUIET, REFUSED, SECRET, WAIT,
+};
 
 // ---------------------------------------------------------------------------------------
 // 1. The ACL matrix.
@@ -964,7 +358,7 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
     let w = World::new(TestApp::spawn().await).await;
     let addr = w.mqtt();
     let (d1, d2, doc, doc2) = (w.id("d1"), w.id("d2"), w.id("doc"), w.id("doc2"));
-    let refused = |r: Result<Raw, ConnectReturnCode>| r.err();
+    let refused = |r: Result<RawClient, ConnectReturnCode>| r.err();
     use ConnectReturnCode::*;
 
     // Control: the right credentials connect.
@@ -972,17 +366,17 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
     w.raw("doc", "-phone1").await.disconnect().await;
 
     // Wrong secrets and tokens: 4.
-    assert_eq!(refused(Raw::connect(addr, d1, Some((d1, "wrong-secret"))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(RawClient::connect(addr, d1, Some((d1, "wrong-secret"))).await), Some(BadUserNamePassword));
     let unknown = uuid::Uuid::now_v7().to_string();
-    assert_eq!(refused(Raw::connect(addr, &unknown, Some((&unknown, SECRET))).await), Some(BadUserNamePassword));
-    assert_eq!(refused(Raw::connect(addr, d1, Some(("not-a-uuid", SECRET))).await), Some(BadUserNamePassword));
-    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, "garbage"))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(RawClient::connect(addr, &unknown, Some((&unknown, SECRET))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(RawClient::connect(addr, d1, Some(("not-a-uuid", SECRET))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, "garbage"))).await), Some(BadUserNamePassword));
     assert_eq!(
-        refused(Raw::connect(addr, doc, Some((doc, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"))).await),
+        refused(RawClient::connect(addr, doc, Some((doc, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"))).await),
         Some(BadUserNamePassword)
     );
     // Another person's valid token under one's own user name.
-    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &w.access["doc2"]))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, &w.access["doc2"]))).await), Some(BadUserNamePassword));
     // A correctly signed token that has expired.
     let keys = nc_access::token::TokenKeys::new(
         support::test_config("postgres://unused/x").auth.jwt_secret.expose().as_bytes(),
@@ -996,7 +390,7 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
             "jti": uuid::Uuid::new_v4().to_string(), "iss": "nephrocare", "aud": "nephrocare", "iat": t - 1200, "exp": t - 300,
         }),
     );
-    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &expired))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, &expired))).await), Some(BadUserNamePassword));
     // The same claims, not expired, naming doc's login session: the control that only the
     // expiry made the difference.
     let session: String = {
@@ -1016,14 +410,14 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
             }),
         )
     };
-    Raw::connect(addr, doc, Some((doc, &signed(&session))))
+    RawClient::connect(addr, doc, Some((doc, &signed(&session))))
         .await
         .expect("the unexpired twin connects")
         .disconnect()
         .await;
     // Correctly signed, but naming a login session that does not exist, or another person's.
     let made_up = signed(&uuid::Uuid::new_v4().to_string());
-    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &made_up))).await), Some(NotAuthorized));
+    assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, &made_up))).await), Some(NotAuthorized));
     let theirs: String = {
         let mut c = w.app.db.sql().await;
         sqlx::query_scalar("SELECT family_id::text FROM refresh_tokens WHERE user_id <> $1::uuid LIMIT 1")
@@ -1032,9 +426,9 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
             .await
             .unwrap()
     };
-    assert_eq!(refused(Raw::connect(addr, doc, Some((doc, &signed(&theirs)))).await), Some(NotAuthorized));
+    assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, &signed(&theirs)))).await), Some(NotAuthorized));
     // rumqttc sees the same code.
-    match Mqtt::connect(options(addr, d1, d1, "wrong-secret"), false).await {
+    match EventClient::connect(options(addr, d1, d1, "wrong-secret"), false).await {
         Err(ConnectionError::ConnectionRefused(code)) => assert_eq!(code, BadUserNamePassword),
         Err(e) => panic!("expected CONNACK 4, got {e}"),
         Ok(_) => panic!("a wrong secret connected"),
@@ -1044,7 +438,7 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
     let mut connect = Connect::new(d1);
     connect.keep_alive = 0;
     connect.set_login(d1, SECRET);
-    let mut no_keepalive = Raw::open(addr, connect).await.expect("keep-alive 0 is accepted");
+    let mut no_keepalive = RawClient::open(addr, connect).await.expect("keep-alive 0 is accepted");
     assert_eq!(
         no_keepalive.publish(&w.topic("d1", "telemetry"), reading(0).as_bytes(), QoS::AtLeastOnce).await,
         Outcome::Acked
@@ -1052,7 +446,7 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
     no_keepalive.disconnect().await;
 
     // No credentials: 5.
-    assert_eq!(refused(Raw::connect(addr, d1, None).await), Some(NotAuthorized));
+    assert_eq!(refused(RawClient::connect(addr, d1, None).await), Some(NotAuthorized));
 
     // Client ids not bound to the identity: 2.
     for (client_id, user, pass) in [
@@ -1067,13 +461,13 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
         (format!("x{doc}"), doc, w.access["doc"].as_str()),
     ] {
         assert_eq!(
-            refused(Raw::connect(addr, &client_id, Some((user, pass))).await),
+            refused(RawClient::connect(addr, &client_id, Some((user, pass))).await),
             Some(BadClientId),
             "client id {client_id:?}"
         );
     }
     let longest = format!("{doc}-{}", "a1".repeat(11) + "z");
-    Raw::connect(addr, &longest, Some((doc, &w.access["doc"])))
+    RawClient::connect(addr, &longest, Some((doc, &w.access["doc"])))
         .await
         .expect("23 characters are allowed")
         .disconnect()
@@ -1081,9 +475,9 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
 
     // Takeover: while d1 is connected, neither a person nor another device can use its client id.
     let mut device = w.connect("d1", "").await;
-    assert_eq!(refused(Raw::connect(addr, d1, Some((doc, &w.access["doc"]))).await), Some(BadClientId));
-    assert_eq!(refused(Raw::connect(addr, d1, Some((d2, SECRET))).await), Some(BadClientId));
-    match Mqtt::connect(options(addr, d1, doc, &w.access["doc"]), false).await {
+    assert_eq!(refused(RawClient::connect(addr, d1, Some((doc, &w.access["doc"]))).await), Some(BadClientId));
+    assert_eq!(refused(RawClient::connect(addr, d1, Some((d2, SECRET))).await), Some(BadClientId));
+    match EventClient::connect(options(addr, d1, doc, &w.access["doc"]), false).await {
         Err(ConnectionError::ConnectionRefused(code)) => assert_eq!(code, BadClientId),
         Err(e) => panic!("expected CONNACK 2, got {e}"),
         Ok(_) => panic!("a person took over a device's client id"),
@@ -1095,10 +489,10 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
     // Deactivated person, retired device: 5, with the right credentials; a wrong secret stays 4.
     let mut c = w.app.db.sql().await;
     exec(&mut c, &format!("UPDATE users SET is_active = false, deactivated_at = now() WHERE id = '{doc2}'")).await;
-    assert_eq!(refused(Raw::connect(addr, doc2, Some((doc2, &w.access["doc2"]))).await), Some(NotAuthorized));
+    assert_eq!(refused(RawClient::connect(addr, doc2, Some((doc2, &w.access["doc2"]))).await), Some(NotAuthorized));
     exec(&mut c, &format!("UPDATE devices SET status = 'inactive' WHERE id = '{d2}'")).await;
-    assert_eq!(refused(Raw::connect(addr, d2, Some((d2, SECRET))).await), Some(NotAuthorized));
-    assert_eq!(refused(Raw::connect(addr, d2, Some((d2, "wrong-secret"))).await), Some(BadUserNamePassword));
+    assert_eq!(refused(RawClient::connect(addr, d2, Some((d2, SECRET))).await), Some(NotAuthorized));
+    assert_eq!(refused(RawClient::connect(addr, d2, Some((d2, "wrong-secret"))).await), Some(BadUserNamePassword));
     // A device in maintenance may still connect.
     exec(&mut c, &format!("UPDATE devices SET status = 'maintenance' WHERE id = '{d2}'")).await;
     w.raw("d2", "").await.disconnect().await;
@@ -1110,21 +504,8 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
 // 3. Revocation within a second.
 // ---------------------------------------------------------------------------------------
 
-/// Asserts that `conn` is disconnected less than [`CUT`] after `since` (the moment the
-/// triggering call returned).
-pub(crate) async fn assert_cut(conn: &mut Mqtt, since: Instant, what: &str) {
-    let (at, _) = conn.closed(WAIT, what).await;
-    let took = at.saturating_duration_since(since);
-    if at < since {
-        println!("{what}: disconnected {:?} before the triggering call returned", since - at);
-    } else {
-        println!("{what}: disconnected {took:?} after the triggering call returned");
-    }
-    assert!(took < CUT, "{what}: disconnected only after {took:?}");
-}
-
 /// `who` connected and subscribed to d1's telemetry.
-pub(crate) async fn reader(w: &World, who: &str) -> Mqtt {
+pub(crate) async fn reader(w: &World, who: &str) -> EventClient {
     let mut c = w.connect(who, "").await;
     assert_eq!(c.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![GRANTED], "{who}");
     c
@@ -1162,18 +543,6 @@ async fn revocation_an_ended_assignment_disconnects_within_a_second() {
     .await;
     assert_cut(&mut tec, started, "assignment ended in SQL").await;
     w.app.stop().await;
-}
-
-pub(crate) async fn grant(w: &World) -> String {
-    let r = w
-        .as_user("tec")
-        .post(
-            "/api/devices/temporary-access",
-            json!({"deviceId": w.id("d1"), "technicianId": w.id("tec2"), "durationMinutes": 60}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -1228,7 +597,7 @@ async fn revocation_a_deactivated_user_is_disconnected_within_a_second() {
     let returned = Instant::now();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_cut(&mut doc, returned, "user deactivated").await;
-    let code = Raw::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
+    let code = RawClient::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
     assert_eq!(code, Some(ConnectReturnCode::NotAuthorized));
     w.app.stop().await;
 }
@@ -1242,7 +611,7 @@ async fn revocation_logout_disconnects_that_login_session_within_a_second() {
     assert_eq!(other.status, 200);
     let other_token = other.body["accessToken"].as_str().unwrap();
     let mut other =
-        Mqtt::connect(options(w.mqtt(), &format!("{}-tablet", w.id("doc")), w.id("doc"), other_token), false)
+        EventClient::connect(options(w.mqtt(), &format!("{}-tablet", w.id("doc")), w.id("doc"), other_token), false)
             .await
             .expect("the second session connects");
     let r = w.app.client.post("/api/auth/logout", json!({"refreshToken": w.refresh["doc"]})).await;
@@ -1250,7 +619,7 @@ async fn revocation_logout_disconnects_that_login_session_within_a_second() {
     assert_eq!(r.status, 204, "{}", r.text);
     assert_cut(&mut doc, returned, "logout").await;
     other.quiet(QUIET, "the other login session", |_| false).await;
-    let code = Raw::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
+    let code = RawClient::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
     assert_eq!(code, Some(ConnectReturnCode::NotAuthorized), "the logged-out token no longer connects");
     w.app.stop().await;
 }
@@ -1283,7 +652,7 @@ async fn revocation_a_retired_device_is_disconnected_within_a_second() {
     let retained = body(&late.message(&status, WAIT).await);
     assert_eq!(retained["reason"], "revoked", "{retained}");
     assert!(!w.presence("d1").await.0, "devices.online after retirement");
-    let code = Raw::connect(w.mqtt(), w.id("d1"), Some((w.id("d1"), SECRET))).await.err();
+    let code = RawClient::connect(w.mqtt(), w.id("d1"), Some((w.id("d1"), SECRET))).await.err();
     assert_eq!(code, Some(ConnectReturnCode::NotAuthorized));
     w.app.stop().await;
 }
@@ -1297,9 +666,12 @@ async fn revocation_a_rotated_device_secret_disconnects_within_a_second() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_cut(&mut d1, returned, "secret rotated").await;
     let (addr, id) = (w.mqtt(), w.id("d1"));
-    assert_eq!(Raw::connect(addr, id, Some((id, SECRET))).await.err(), Some(ConnectReturnCode::BadUserNamePassword));
+    assert_eq!(
+        RawClient::connect(addr, id, Some((id, SECRET))).await.err(),
+        Some(ConnectReturnCode::BadUserNamePassword)
+    );
     let secret = r.body["secret"].as_str().expect("the new secret");
-    let mut d1 = Mqtt::connect(options(addr, id, id, secret), false).await.expect("the new secret connects");
+    let mut d1 = EventClient::connect(options(addr, id, id, secret), false).await.expect("the new secret connects");
     d1.publish_acked(&w.topic("d1", "telemetry"), reading(1)).await;
     w.app.stop().await;
 }
@@ -1309,7 +681,7 @@ async fn revocation_a_rotated_device_secret_disconnects_within_a_second() {
 // ---------------------------------------------------------------------------------------
 
 /// The next status message on `status`, asserted to be `state` for `reason`.
-pub(crate) async fn expect_status(c: &mut Mqtt, status: &str, state: &str, reason: &str) -> Value {
+pub(crate) async fn expect_status(c: &mut EventClient, status: &str, state: &str, reason: &str) -> Value {
     let b = body(&c.message(status, WAIT).await);
     assert_eq!((b["state"].as_str(), b["reason"].as_str()), (Some(state), Some(reason)), "{b}");
     b
@@ -1381,12 +753,12 @@ async fn a_machine_connecting_again_takes_over_its_session_and_keeps_its_errors_
         o.set_clean_session(false);
         o
     };
-    let mut first = Mqtt::connect(persistent(), false).await.expect("d1 connects");
+    let mut first = EventClient::connect(persistent(), false).await.expect("d1 connects");
     assert!(!first.connack.session_present, "a fresh session");
     assert_eq!(first.subscribe(&[(&errors, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     expect_status(&mut doc, &status, "online", "connected").await;
 
-    let mut second = Mqtt::connect(persistent(), false).await.expect("d1 connects again");
+    let mut second = EventClient::connect(persistent(), false).await.expect("d1 connects again");
     assert!(second.connack.session_present, "the session resumes on the new connection");
     first.closed(WAIT, "the connection taken over").await;
     expect_status(&mut doc, &status, "online", "connected").await;
@@ -1516,9 +888,9 @@ async fn rumqttc_publishes_and_subscribes_over_websocket() {
         o
     };
     let telemetry = w.topic("d1", "telemetry");
-    let mut doc = Mqtt::connect(ws_options("doc"), false).await.expect("doc over WebSocket");
+    let mut doc = EventClient::connect(ws_options("doc"), false).await.expect("doc over WebSocket");
     assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, vec![GRANTED]);
-    let mut d1 = Mqtt::connect(ws_options("d1"), false).await.expect("d1 over WebSocket");
+    let mut d1 = EventClient::connect(ws_options("d1"), false).await.expect("d1 over WebSocket");
     d1.publish_acked(&telemetry, reading(7)).await;
     assert_eq!(body(&doc.message(&telemetry, WAIT).await)["seq"], 7);
     assert_eq!(w.health_metrics("d1").await, 1);
@@ -1557,7 +929,7 @@ impl TelemetrySink for GateSink {
 #[tokio::test]
 async fn the_puback_waits_for_the_commit_and_follows_publish_order() {
     let (tx, mut submitted) = mpsc::unbounded_channel();
-    let w = World::new(spawn_with_sink(Arc::new(GateSink { submitted: tx })).await).await;
+    let w = World::new(TestApp::spawn_with_sink(Arc::new(GateSink { submitted: tx })).await).await;
     let telemetry = w.topic("d1", "telemetry");
     let mut doc = w.connect("doc", "").await;
     assert_eq!(doc.subscribe(&[(&telemetry, QoS::AtLeastOnce)]).await, vec![GRANTED]);
@@ -1631,11 +1003,11 @@ impl TelemetrySink for FlakySink {
 #[tokio::test]
 async fn storage_failure_closes_without_puback_and_the_resend_is_acknowledged() {
     let sink = Arc::new(FlakySink { failures: AtomicUsize::new(1), seen: Mutex::new(Vec::new()) });
-    let w = World::new(spawn_with_sink(sink.clone()).await).await;
+    let w = World::new(TestApp::spawn_with_sink(sink.clone()).await).await;
     let telemetry = w.topic("d1", "telemetry");
     let mut o = w.options("d1", "");
     o.set_clean_session(false);
-    let mut d1 = Mqtt::connect(o, true).await.expect("d1 connects");
+    let mut d1 = EventClient::connect(o, true).await.expect("d1 connects");
     assert!(!d1.connack.session_present, "a fresh session");
     let pkid = d1.publish(&telemetry, reading(7)).await;
 

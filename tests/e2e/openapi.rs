@@ -73,7 +73,7 @@ async fn the_server_answers_as_the_document_declares() {
 /// the rule `format: email` declares.
 #[tokio::test]
 async fn path_parameters_are_named_and_emails_declared() {
-    let w = crate::mqtt::World::new(TestApp::spawn().await).await;
+    let w = crate::support::World::new(TestApp::spawn().await).await;
     let r = w.as_user("doc").get("/api/patients/not-a-uuid").await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["fields"][0]["field"], "patientId", "{}", r.text);

@@ -1,5 +1,5 @@
 //! The patient endpoints of the spec, end to end on the MQTT world (two hospitals, their
-//! staff, machines and patients; see `mqtt::World`):
+//! staff, machines and patients; see `support::World`):
 //!
 //! - `GET /api/patients`: what each role lists, in each hospital, agreeing with the
 //!   one-patient decision; the admins' administrative view; filters; pages; audit;
@@ -16,8 +16,7 @@ use rumqttc::QoS;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::mqtt::{assert_cut, exec, Mqtt, World, GRANTED, PASSWORD, REFUSED, WAIT};
-use crate::support::{Client, Reply, TestApp};
+use crate::support::{assert_cut, exec, Client, EventClient, Reply, TestApp, World, GRANTED, PASSWORD, REFUSED, WAIT};
 
 /// p3: hospital A, assigned doctor `doc2`, no device, a diagnosis. p4: hospital A, treated
 /// on d1 before `tec` was assigned to it (two days ago). p5: hospital B, on d3.
@@ -110,7 +109,7 @@ async fn each_role_lists_exactly_the_patients_it_may_see() {
     assert_eq!((p1["diagnosis"].as_str(), p1["dryWeightKg"].as_f64()), (Some("ESRD"), Some(70.0)), "{p1}");
 
     // A hand-over lets tec2 list the patients on d1 while it lasts.
-    crate::mqtt::grant(&w).await;
+    crate::support::grant(&w).await;
     assert_eq!(keys(&w, &list("tec2").await), set(&["p1"]));
 
     // Every listed patient is audited.
@@ -486,7 +485,7 @@ async fn a_linked_account_sees_its_record_and_the_account_linked_before_loses_it
     assert_eq!(keys(&w, &new_client.get("/api/patients").await), set(&["p1"]));
     let token = new_client.token.clone().unwrap();
     let mut newcomer_mqtt =
-        Mqtt::connect(crate::mqtt::options(w.mqtt(), &format!("{newcomer}-app"), &newcomer, &token), false)
+        EventClient::connect(crate::support::options(w.mqtt(), &format!("{newcomer}-app"), &newcomer, &token), false)
             .await
             .expect("the newcomer connects");
     assert_eq!(newcomer_mqtt.subscribe(&[(&own, QoS::AtLeastOnce)]).await, vec![GRANTED]);

@@ -10,8 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::mqtt::{exec, World};
-use crate::support::{eventually, TestApp};
+use crate::support::{eventually, exec, TestApp, World};
 
 /// Tuesday 17 November 2026 (UTC, the world's hospitals' time zone): the unit opens
 /// 06:00–22:00 Monday to Saturday (the default booking settings).

@@ -9,8 +9,7 @@ use chrono::{Duration, SecondsFormat, Utc};
 use rumqttc::QoS;
 use serde_json::{json, Value};
 
-use crate::mqtt::{body, Mqtt, World, GRANTED, QUIET, SECRET, WAIT};
-use crate::support::TestApp;
+use crate::support::{body, EventClient, TestApp, World, GRANTED, QUIET, SECRET, WAIT};
 
 fn ts(offset_ms: i64) -> String {
     (Utc::now() - Duration::seconds(60) + Duration::milliseconds(offset_ms))
@@ -36,7 +35,7 @@ async fn post(w: &World, payload: &str) -> (u16, Value) {
 
 /// d1 publishes `payload` (QoS 1): the PUBACK comes, and then either an error on its
 /// errors topic or nothing.
-async fn publish(w: &World, d1: &mut Mqtt, payload: &str) -> Option<Value> {
+async fn publish(w: &World, d1: &mut EventClient, payload: &str) -> Option<Value> {
     d1.publish_acked(&w.topic("d1", "telemetry"), payload.as_bytes().to_vec()).await;
     let errors = w.topic("d1", "errors");
     let got = d1.collect(QUIET).await;
@@ -255,7 +254,7 @@ async fn a_reading_posted_over_http_reaches_live_subscribers_like_one_over_mqtt(
     let mut pat = w.connect("pat", "-http").await;
     assert_eq!(pat.subscribe(&[(&own, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     let device: uuid::Uuid = w.id("d1").parse().unwrap();
-    let mut live = crate::clients::ws_open(w.app.running().http_addr, device, Some(&w.access["doc"]))
+    let mut live = crate::support::ws_open(w.app.running().http_addr, device, Some(&w.access["doc"]))
         .await
         .expect("the live stream opens");
 
@@ -266,7 +265,7 @@ async fn a_reading_posted_over_http_reaches_live_subscribers_like_one_over_mqtt(
     let got = body(&doc.message(&telemetry, WAIT).await);
     assert_eq!((got["seq"].clone(), got["heartRate"].clone()), (json!(41), json!(77)), "the machine's topic");
     assert_eq!(body(&pat.message(&own, WAIT).await)["seq"], 41, "the patient's own topic");
-    let (m, _) = crate::clients::ws_until_reading(&mut live, 41).await;
+    let (m, _) = crate::support::ws_until_reading(&mut live, 41).await;
     assert_eq!(m["reading"]["heartRate"].as_f64(), Some(77.0), "the live stream");
     w.app.stop().await;
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 use rumqttc::QoS;
 use serde_json::{json, Value};
 
-use crate::mqtt::{exec, grant, now, reading, reading_for, World, GRANTED, WAIT};
-use crate::support::TestApp;
+use crate::support::{
+    ago, eventually, exec, grant, now, reading, reading_at, reading_for, TestApp, World, GRANTED, WAIT,
+};
 
 /// The seqs of a patient's readings `who` may read over REST.
 async fn history(w: &World, who: &str, patient: &str) -> Result<Vec<i64>, u16> {
@@ -33,16 +34,16 @@ async fn a_technician_reads_a_device_only_while_responsible_for_it() {
     let (t1, s1) = (w.topic("d1", "telemetry"), w.topic("d1", "session"));
     let mut d1 = w.connect("d1", "").await;
     let mut d2 = w.connect("d2", "").await;
-    let start = |p: &str| json!({"v": 1, "event": "start", "ts": now(), "patientId": w.id(p)}).to_string();
+    let start = |p: &str, ts: String| json!({"v": 1, "event": "start", "ts": ts, "patientId": w.id(p)}).to_string();
     // p2 was treated on its own machine d2 first.
     d2.publish_acked(&w.topic("d2", "telemetry"), reading_for(20, w.id("p2"))).await;
     // On d1: p1's treatment (1-3), then p2's (4, 5), which is running when tec hands d1 over.
-    d1.publish_acked(&s1, start("p1")).await;
+    // p1's treatment stamped in the recent past, so that p2's (stamped now) starts after it.
+    d1.publish_acked(&s1, start("p1", ago(40))).await;
     for seq in 1..=3 {
-        d1.publish_acked(&t1, reading(seq)).await;
+        d1.publish_acked(&t1, reading_at(seq, &ago(40 - 10 * seq))).await;
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    d1.publish_acked(&s1, start("p2")).await;
+    d1.publish_acked(&s1, start("p2", now())).await;
     d1.publish_acked(&t1, reading(4)).await;
     grant(&w).await;
     d1.publish_acked(&t1, reading(5)).await;
@@ -107,12 +108,16 @@ async fn a_reading_naming_the_next_patient_ends_the_previous_session_with_its_su
     d1.publish_acked(&t1, reading_for(1, w.id("p1"))).await;
     let tachy = json!({"v": 1, "seq": 2, "ts": now(), "systemStatus": "normal", "heartRate": 180}).to_string();
     d1.publish_acked(&t1, tachy).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let open: Vec<(uuid::Uuid, String)> =
-        sqlx::query_as("SELECT patient_id, state FROM alerts WHERE code = 'heart_rate_high'")
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
+    let open: Vec<(uuid::Uuid, String)> = eventually("p1's tachycardia raised", WAIT, || async {
+        let mut c = w.app.db.sql().await;
+        let open: Vec<(uuid::Uuid, String)> =
+            sqlx::query_as("SELECT patient_id, state FROM alerts WHERE code = 'heart_rate_high'")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        (!open.is_empty()).then_some(open)
+    })
+    .await;
     assert_eq!(open.len(), 1, "p1's tachycardia is raised: {open:?}");
     // The machine moves on to p2 without an `end`.
     d1.publish_acked(&t1, reading_for(3, w.id("p2"))).await;
@@ -153,6 +158,8 @@ async fn an_alert_evaluation_that_fails_after_the_commit_is_retried_not_lost() {
     let danger =
         json!({"v": 1, "seq": 1, "ts": now(), "patientId": w.id("p1"), "systemStatus": "danger", "heartRate": 70});
     d1.publish_acked(&w.topic("d1", "telemetry"), danger.to_string()).await;
+    // A negative check, not synchronisation: time for an evaluation that should fail to
+    // have run, had it not.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let open: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts").fetch_one(&mut c).await.unwrap();
     assert_eq!(open, 0, "the evaluation cannot have run yet");

@@ -150,7 +150,7 @@ async fn the_binary_serves_and_shuts_down_cleanly_on_sigterm() {
 /// keeps the headers it sets itself.
 #[tokio::test]
 async fn every_answer_carries_the_security_headers() {
-    let w = crate::mqtt::World::new(TestApp::spawn().await).await;
+    let w = crate::support::World::new(TestApp::spawn().await).await;
     let doc = w.as_user("doc");
     let header = |r: &crate::support::Reply, name: &str| {
         r.headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()

@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 use sqlx::Executor;
 use uuid::Uuid;
 
-use crate::clients::{ws_next, ws_open, ws_until_reading, Live, Mqtt, Ws, WAIT};
-use crate::support::{test_config, Client, TestApp, TestDb};
+use crate::support::{
+    test_config, ws_next, ws_open, ws_until_reading, Client, JsonClient, Live, TestApp, TestDb, Ws, LONG_WAIT,
+};
 
 const PASSWORD: &str = "Telemetry-pass-2026";
 
@@ -183,14 +184,20 @@ impl World {
         post_reading(&self.app.client, self.ids.device, secret, body).await
     }
 
-    async fn device_mqtt(&self) -> Mqtt {
+    async fn device_mqtt(&self) -> JsonClient {
         let d = self.ids.device.to_string();
-        Mqtt::connect(self.running().mqtt_addr, &d, &d, PASSWORD, true).await
+        JsonClient::connect(self.running().mqtt_addr, &d, &d, PASSWORD, true).await
     }
 
-    async fn person_mqtt(&self, who: &'static str, user: Uuid) -> Mqtt {
-        Mqtt::connect(self.running().mqtt_addr, &format!("{user}-e2e"), &user.to_string(), &self.tokens[who], true)
-            .await
+    async fn person_mqtt(&self, who: &'static str, user: Uuid) -> JsonClient {
+        JsonClient::connect(
+            self.running().mqtt_addr,
+            &format!("{user}-e2e"),
+            &user.to_string(),
+            &self.tokens[who],
+            true,
+        )
+        .await
     }
 
     async fn ws(&self, token: Option<&str>) -> Result<Ws, u16> {
@@ -286,7 +293,7 @@ async fn readings_are_stored_exactly_once_across_a_service_restart() {
 
     // Stream seq 1..=N with up to 20 in flight; stop the service after the first third is acknowledged.
     let first = App::new(test_config(&db.url)).start().await.expect("the service starts");
-    let mut dev = Mqtt::connect(first.mqtt_addr, &device, &device, PASSWORD, false).await;
+    let mut dev = JsonClient::connect(first.mqtt_addr, &device, &device, PASSWORD, false).await;
     let producer = {
         let (client, topic, payload) = (dev.client.clone(), topic.clone(), payload);
         tokio::spawn(async move {
@@ -322,7 +329,7 @@ async fn readings_are_stored_exactly_once_across_a_service_restart() {
     // A new instance on the same database; the device reconnects (same client id, persistent
     // session) and resends everything unacknowledged, plus some acknowledged ones.
     let second = App::new(test_config(&db.url)).start().await.expect("the service restarts");
-    let mut dev = Mqtt::connect(second.mqtt_addr, &device, &device, PASSWORD, false).await;
+    let mut dev = JsonClient::connect(second.mqtt_addr, &device, &device, PASSWORD, false).await;
     let resend: Vec<i64> = (1..=N).filter(|s| !acked.contains(s) || s % 10 == 0).collect();
     for seq in &resend {
         dev.client.publish(topic.clone(), QoS::AtLeastOnce, false, payload(*seq)).await.expect("queued");
@@ -918,7 +925,7 @@ async fn sessions_complete_with_a_summary_or_are_interrupted_by_inactivity() {
         if newest["status"] != "active" {
             break newest;
         }
-        assert!(started.elapsed() < WAIT, "the session was not interrupted: {newest}");
+        assert!(started.elapsed() < LONG_WAIT, "the session was not interrupted: {newest}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(interrupted["status"], "interrupted", "{interrupted}");
@@ -965,14 +972,14 @@ async fn session_inactivity_is_measured_on_the_server_clock() {
 /// answers to the edge's pings never reach the machine.
 #[tokio::test]
 async fn a_machine_nobody_watches_keeps_its_connection_past_its_keep_alive() {
-    use crate::mqtt::{Got, Raw};
+    use crate::support::{Got, RawClient};
     use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
     let w = World::new().await;
     let d = w.ids.device.to_string();
     let mut connect = Connect::new(d.clone());
     connect.keep_alive = 2;
     connect.set_login(d.clone(), PASSWORD);
-    let mut raw = Raw::open(w.running().mqtt_addr, connect).await.expect("connects");
+    let mut raw = RawClient::open(w.running().mqtt_addr, connect).await.expect("connects");
     let topic = w.device_topic("telemetry");
     let start = now_s() - secs(30);
     // 6 s of readings, one every 200 ms, and no PINGREQ: the upstream link would have
@@ -994,7 +1001,7 @@ async fn a_machine_nobody_watches_keeps_its_connection_past_its_keep_alive() {
         }
     }
     while acked < 30 {
-        match raw.recv(WAIT).await {
+        match raw.recv(LONG_WAIT).await {
             Got::Packet(Packet::PubAck(_)) => acked += 1,
             other => panic!("after {acked} acknowledgements: {other:?}"),
         }
@@ -1040,7 +1047,7 @@ async fn a_session_change_that_cannot_finish_holds_up_only_its_own_machine() {
 
     // Machine B starts its treatment meanwhile: stored and acknowledged.
     let b_id = other.to_string();
-    let mut b = Mqtt::connect(w.running().mqtt_addr, &b_id, &b_id, PASSWORD, true).await;
+    let mut b = JsonClient::connect(w.running().mqtt_addr, &b_id, &b_id, PASSWORD, true).await;
     let b_topic = format!("nc/v1/h/{}/d/{other}/telemetry", w.ids.hospital);
     b.publish_acked(&b_topic, &reading(1, t0 + secs(1), Some(other_patient), json!({}))).await;
     let (b_sessions,): (i64,) = sqlx::query_as(&format!(
@@ -1227,6 +1234,7 @@ async fn a_machines_readings_reach_the_live_stream_in_the_order_it_sent_them() {
         let at = start + chrono::Duration::milliseconds(100 * seq);
         m.publish(&telemetry, &reading(seq, at, Some(w.ids.patient), json!({}))).await;
     }
+    // Under test: the lock is held a while, the readings pile up behind it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     sqlx::query("COMMIT").execute(&mut sql).await.unwrap();
     let mut seqs = Vec::new();

@@ -1,26 +1,18 @@
-//! Real clients for the end-to-end tests: an MQTT client (rumqttc) whose event loop runs in
-//! a task and whose events are read in order, and the live WebSocket stream.
-
-#![allow(dead_code)]
+//! A rumqttc client read as JSON messages: its event loop runs in a task; what arrives is
+//! kept as (topic, JSON body), SUBACKs in a queue, and which of its publishes (by index, in
+//! publish order) were acknowledged.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
-use uuid::Uuid;
 
 /// How long any single awaited event may take (generous: the suite runs tests in parallel).
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const LONG_WAIT: Duration = Duration::from_secs(20);
 
-// ---------------------------------------------------------------------------------------
-// An MQTT client whose event loop runs in a task; events are read here, in order.
-// ---------------------------------------------------------------------------------------
-
-pub struct Mqtt {
+pub struct JsonClient {
     pub client: AsyncClient,
     pub events: tokio::sync::mpsc::UnboundedReceiver<Result<Event, String>>,
     pub task: tokio::task::JoinHandle<()>,
@@ -35,9 +27,9 @@ pub struct Mqtt {
     pub closed: Option<String>,
 }
 
-impl Mqtt {
-    pub async fn connect(addr: SocketAddr, client_id: &str, user: &str, password: &str, clean: bool) -> Mqtt {
-        Mqtt::try_connect(addr, client_id, user, password, clean)
+impl JsonClient {
+    pub async fn connect(addr: SocketAddr, client_id: &str, user: &str, password: &str, clean: bool) -> JsonClient {
+        JsonClient::try_connect(addr, client_id, user, password, clean)
             .await
             .unwrap_or_else(|e| panic!("mqtt connect {client_id}: {e}"))
     }
@@ -48,7 +40,7 @@ impl Mqtt {
         user: &str,
         password: &str,
         clean: bool,
-    ) -> Result<Mqtt, String> {
+    ) -> Result<JsonClient, String> {
         let mut options = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
         options.set_credentials(user, password);
         options.set_clean_session(clean);
@@ -73,7 +65,7 @@ impl Mqtt {
                 }
             }
         });
-        let mut m = Mqtt {
+        let mut m = JsonClient {
             client,
             events,
             task,
@@ -85,7 +77,7 @@ impl Mqtt {
             closed: None,
         };
         loop {
-            match tokio::time::timeout(WAIT, m.events.recv()).await.map_err(|_| "no CONNACK in time".to_owned())? {
+            match tokio::time::timeout(LONG_WAIT, m.events.recv()).await.map_err(|_| "no CONNACK in time".to_owned())? {
                 Some(Ok(Event::Incoming(Packet::ConnAck(ack)))) if ack.code == ConnectReturnCode::Success => {
                     return Ok(m)
                 }
@@ -125,9 +117,9 @@ impl Mqtt {
         self.closed.is_none()
     }
 
-    /// Pumps events until `f` answers, failing after [`WAIT`].
-    pub async fn until<T>(&mut self, what: &str, mut f: impl FnMut(&mut Mqtt) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
+    /// Pumps events until `f` answers, failing after [`LONG_WAIT`].
+    pub async fn until<T>(&mut self, what: &str, mut f: impl FnMut(&mut JsonClient) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + LONG_WAIT;
         loop {
             if let Some(t) = f(self) {
                 return t;
@@ -142,7 +134,7 @@ impl Mqtt {
 
     /// Pumps events until the connection fails (e.g. the service stopped).
     pub async fn until_closed(&mut self) {
-        tokio::time::timeout(WAIT, async { while self.pump().await {} }).await.expect("the connection ends");
+        tokio::time::timeout(LONG_WAIT, async { while self.pump().await {} }).await.expect("the connection ends");
     }
 
     pub async fn subscribe(&mut self, filter: &str) -> SubscribeReasonCode {
@@ -183,56 +175,5 @@ impl Mqtt {
     pub async fn drop_abruptly(self) {
         self.task.abort();
         let _ = self.task.await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The live WebSocket stream.
-// ---------------------------------------------------------------------------------------
-
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens `/ws/health-metrics/{device}`; the HTTP status when the upgrade is refused.
-pub async fn ws_open(http: SocketAddr, device: Uuid, token: Option<&str>) -> Result<Ws, u16> {
-    let mut url = format!("ws://{http}/ws/health-metrics/{device}");
-    if let Some(t) = token {
-        url.push_str(&format!("?token={t}"));
-    }
-    match tokio_tungstenite::connect_async(url).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
-        Err(e) => panic!("websocket handshake failed: {e}"),
-    }
-}
-
-#[derive(Debug)]
-pub enum Live {
-    Json(Value),
-    /// Closed, with the close code if there was one.
-    Closed(Option<u16>),
-}
-
-pub async fn ws_next(ws: &mut Ws) -> Live {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("a websocket message in time") {
-            Some(Ok(Message::Text(t))) => return Live::Json(serde_json::from_str(t.as_str()).expect("JSON message")),
-            Some(Ok(Message::Close(frame))) => return Live::Closed(frame.map(|f| u16::from(f.code))),
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return Live::Closed(None),
-        }
-    }
-}
-
-/// Reads the stream until the reading `seq` arrives: alert evaluation of that reading is
-/// complete by then (the stream gets a batch only after the alert engine has seen it).
-/// Returns the other messages seen on the way.
-pub async fn ws_until_reading(ws: &mut Ws, seq: i64) -> (Value, Vec<Value>) {
-    let mut others = Vec::new();
-    loop {
-        match ws_next(ws).await {
-            Live::Json(m) if m["type"] == "reading" && m["seq"] == seq => return (m, others),
-            Live::Json(m) => others.push(m),
-            Live::Closed(code) => panic!("the stream closed ({code:?}) before reading {seq}"),
-        }
     }
 }

@@ -1,0 +1,298 @@
+//! The world most tests run in: two hospitals, their people and machines, logged in; and
+//! the readings and timestamps the tests send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use chrono::{DateTime, Utc};
+use rumqttc::MqttOptions;
+use serde_json::json;
+use sqlx::Executor;
+
+use super::{options, Client, EventClient, RawClient, TestApp, TestDb};
+
+pub const PASSWORD: &str = "EventClient-pass-2026";
+pub const SECRET: &str = "device-secret-for-the-mqtt-tests-0123";
+
+pub const DEVICES: [&str; 3] = ["d1", "d2", "d3"];
+pub const USERS: [&str; 9] = ["adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB"];
+
+/// Hospital A: admin `adm`; doctor `doc` and technician `tec` assigned to device `d1`;
+/// unassigned doctor `doc2` and technician `tec2`; patient `pat` on `d1`, `pat2` on `d2`;
+/// chat room `r1` between `doc` and `pat`. Hospital B: admin `admB`, doctor `docB` assigned
+/// to its device `d3`. Every device's secret is [`SECRET`], every password [`PASSWORD`].
+pub struct World {
+    pub app: TestApp,
+    pub ids: HashMap<&'static str, String>,
+    pub access: HashMap<&'static str, String>,
+    pub refresh: HashMap<&'static str, String>,
+}
+
+pub async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
+    c.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+pub fn hospital_of(who: &str) -> &'static str {
+    if matches!(who, "d3" | "admB" | "docB") {
+        "hb"
+    } else {
+        "ha"
+    }
+}
+
+pub fn is_device(who: &str) -> bool {
+    DEVICES.contains(&who)
+}
+
+/// The people, machines and ids of a [`World`].
+pub type Seeded = (HashMap<&'static str, String>, HashMap<&'static str, String>, HashMap<&'static str, String>);
+
+impl World {
+    pub async fn new(app: TestApp) -> World {
+        let (ids, access, refresh) = World::seed(&app.db, &app.client).await;
+        World { app, ids, access, refresh }
+    }
+
+    /// Writes the world into `db` and logs everyone in through `client`'s service: the ids,
+    /// the access tokens and the refresh tokens.
+    pub async fn seed(db: &TestDb, client: &Client) -> Seeded {
+        let mut c = db.sql().await;
+        let password = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
+        let secret = nc_access::password::hash(SECRET.to_owned()).await.unwrap();
+        let mut ids: HashMap<&'static str, String> = HashMap::new();
+        for k in ["ha", "hb", "p1", "p2", "r1"].into_iter().chain(DEVICES).chain(USERS) {
+            ids.insert(k, uuid::Uuid::now_v7().to_string());
+        }
+        let id = |k: &str| ids[k].clone();
+        exec(
+            &mut c,
+            &format!(
+                "INSERT INTO hospitals (id, name, code) VALUES ('{}', 'A', 'mqtt-a'), ('{}', 'B', 'mqtt-b')",
+                id("ha"),
+                id("hb")
+            ),
+        )
+        .await;
+        for k in USERS {
+            let role = match k.trim_end_matches(['2', 'B']) {
+                "adm" => "admin",
+                "doc" => "doctor",
+                "tec" => "technician",
+                "pat" => "patient",
+                other => unreachable!("{other}"),
+            };
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
+                     VALUES ('{}', '{}', '{k}@mqtt.test', '{password}', '{role}', '{k}', true, now())",
+                    id(k),
+                    id(hospital_of(k))
+                ),
+            )
+            .await;
+        }
+        for d in DEVICES {
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
+                     VALUES ('{}', '{}', 'SN-{d}', 'Machine {d}', '{secret}')",
+                    id(d),
+                    id(hospital_of(d))
+                ),
+            )
+            .await;
+        }
+        for (d, u, role) in [("d1", "doc", "doctor"), ("d1", "tec", "technician"), ("d3", "docB", "doctor")] {
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role)
+                     VALUES (gen_random_uuid(), '{}', '{}', '{}', '{role}')",
+                    id(hospital_of(d)),
+                    id(d),
+                    id(u)
+                ),
+            )
+            .await;
+        }
+        for (p, u, d) in [("p1", "pat", "d1"), ("p2", "pat2", "d2")] {
+            exec(
+                &mut c,
+                &format!(
+                    "INSERT INTO patients (id, hospital_id, user_id, patient_number, name, assigned_device_id)
+                     VALUES ('{}', '{}', '{}', '{p}', 'Patient {p}', '{}')",
+                    id(p),
+                    id("ha"),
+                    id(u),
+                    id(d)
+                ),
+            )
+            .await;
+        }
+        exec(
+            &mut c,
+            &format!(
+                "INSERT INTO chat_rooms (id, hospital_id, kind, device_id, patient_id) VALUES ('{}', '{}', 'doctor-patient', '{}', '{}');
+                 INSERT INTO chat_room_participants (room_id, user_id) VALUES ('{0}', '{}'), ('{0}', '{}')",
+                id("r1"),
+                id("ha"),
+                id("d1"),
+                id("p1"),
+                id("doc"),
+                id("pat")
+            ),
+        )
+        .await;
+
+        let mut access = HashMap::new();
+        let mut refresh = HashMap::new();
+        for k in USERS {
+            let r =
+                client.post("/api/auth/login", json!({"email": format!("{k}@mqtt.test"), "password": PASSWORD})).await;
+            assert_eq!(r.status, 200, "login {k}: {}", r.text);
+            access.insert(k, r.body["accessToken"].as_str().unwrap().to_owned());
+            refresh.insert(k, r.body["refreshToken"].as_str().unwrap().to_owned());
+        }
+        (ids, access, refresh)
+    }
+
+    pub fn id(&self, k: &str) -> &str {
+        &self.ids[k]
+    }
+
+    /// Replaces every `{key}` with its id, and `{^key}` with its id in upper case.
+    pub fn fill(&self, template: &str) -> String {
+        let mut s = template.to_owned();
+        for (k, v) in &self.ids {
+            s = s.replace(&format!("{{{k}}}"), v).replace(&format!("{{^{k}}}"), &v.to_uppercase());
+        }
+        s
+    }
+
+    /// A device topic of the world: `topic("d1", "telemetry")`.
+    pub fn topic(&self, device: &str, channel: &str) -> String {
+        format!("nc/v1/h/{}/d/{}/{channel}", self.id(hospital_of(device)), self.id(device))
+    }
+
+    pub fn mqtt(&self) -> SocketAddr {
+        self.app.running().mqtt_addr
+    }
+
+    pub fn ws(&self) -> SocketAddr {
+        self.app.running().mqtt_ws_addr
+    }
+
+    pub fn as_user(&self, who: &str) -> Client {
+        self.app.client.with_token(&self.access[who])
+    }
+
+    /// (client id, username, password) for `who`; a person's client id gets `suffix`.
+    pub fn credentials(&self, who: &str, suffix: &str) -> (String, String, String) {
+        let id = self.id(who).to_owned();
+        if is_device(who) {
+            (id.clone(), id, SECRET.to_owned())
+        } else {
+            (format!("{id}{suffix}"), id, self.access[who].clone())
+        }
+    }
+
+    pub fn options(&self, who: &str, suffix: &str) -> MqttOptions {
+        let (client_id, user, pass) = self.credentials(who, suffix);
+        options(self.mqtt(), &client_id, &user, &pass)
+    }
+
+    /// `who`, connected with rumqttc over TCP.
+    pub async fn connect(&self, who: &str, suffix: &str) -> EventClient {
+        EventClient::connect(self.options(who, suffix), false).await.unwrap_or_else(|e| panic!("{who} connects: {e}"))
+    }
+
+    /// `who`, connected with raw packets over TCP.
+    pub async fn raw(&self, who: &str, suffix: &str) -> RawClient {
+        let (client_id, user, pass) = self.credentials(who, suffix);
+        RawClient::connect(self.mqtt(), &client_id, Some((&user, &pass)))
+            .await
+            .unwrap_or_else(|code| panic!("{who} refused: {code:?}"))
+    }
+
+    pub async fn health_metrics(&self, device: &str) -> i64 {
+        let mut c = self.app.db.sql().await;
+        sqlx::query_scalar("SELECT count(*) FROM health_metrics WHERE device_id = $1::uuid")
+            .bind(self.id(device))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
+    pub async fn alerts(&self, device: &str) -> i64 {
+        let mut c = self.app.db.sql().await;
+        sqlx::query_scalar("SELECT count(*) FROM alerts WHERE device_id = $1::uuid")
+            .bind(self.id(device))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
+    pub async fn presence(&self, device: &str) -> (bool, Option<DateTime<Utc>>) {
+        let mut c = self.app.db.sql().await;
+        sqlx::query_as("SELECT online, last_seen FROM devices WHERE id = $1::uuid")
+            .bind(self.id(device))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+/// A valid reading.
+pub fn reading(seq: i64) -> String {
+    reading_at(seq, &now())
+}
+
+/// A valid reading taken at `ts`.
+pub fn reading_at(seq: i64, ts: &str) -> String {
+    json!({"v": 1, "seq": seq, "ts": ts, "systemStatus": "normal", "heartRate": 72, "oxygenSaturation": 97}).to_string()
+}
+
+/// A valid reading naming the patient being treated.
+pub fn reading_for(seq: i64, patient: &str) -> String {
+    json!({"v": 1, "seq": seq, "ts": now(), "patientId": patient, "systemStatus": "normal", "heartRate": 72})
+        .to_string()
+}
+
+pub fn now() -> String {
+    ago(0)
+}
+
+/// The time `ms` milliseconds ago, written as the tests write timestamps.
+pub fn ago(ms: i64) -> String {
+    (Utc::now() - chrono::Duration::milliseconds(ms)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether every change of `device`'s alerts has been handed to the broker (its event row,
+/// the outbox, marked published), and there is at least one.
+pub async fn alerts_published(w: &World, device: &str) -> bool {
+    let mut c = w.app.db.sql().await;
+    let (all, unpublished): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE e.published_at IS NULL)
+           FROM alert_events e JOIN alerts a ON a.id = e.alert_id WHERE a.device_id = $1::uuid",
+    )
+    .bind(w.id(device))
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    all > 0 && unpublished == 0
+}
+
+/// tec hands device d1 over to tec2 (a temporary grant of an hour); the grant's id.
+pub async fn grant(w: &World) -> String {
+    let r = w
+        .as_user("tec")
+        .post(
+            "/api/devices/temporary-access",
+            json!({"deviceId": w.id("d1"), "technicianId": w.id("tec2"), "durationMinutes": 60}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_owned()
+}
