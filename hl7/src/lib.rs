@@ -1,0 +1,3 @@
+//! HL7 v2 for Nephrocare: the message model, parser and encoder.
+
+pub mod message;
