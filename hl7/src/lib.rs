@@ -1,3 +1,4 @@
 //! HL7 v2 for Nephrocare: the message model, parser and encoder.
 
 pub mod message;
+pub mod mllp;
