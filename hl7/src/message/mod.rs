@@ -6,12 +6,14 @@
 //! delimiters with input. Field numbers are 1-based as in HL7; in MSH, field 1 is the field
 //! separator itself and field 2 the encoding characters, so `MSH-9` is `field(9)` here too.
 
+mod dtm;
 mod error;
 mod escape;
 mod parse;
 #[cfg(test)]
 mod tests;
 
+pub use dtm::{format_dtm, parse_dtm};
 pub use error::{ErrorCode, Location, ParseError};
 pub use escape::{escape, unescape};
 pub use parse::Limits;
