@@ -32,3 +32,6 @@ pub mod ack;
 pub mod acm;
 pub mod message;
 pub mod mllp;
+
+#[cfg(test)]
+mod peers;

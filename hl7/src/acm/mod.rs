@@ -13,7 +13,7 @@
 mod pcd04;
 mod pcd05;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use pcd04::report_alert;
 pub use pcd05::{read_alert_manager_message, report_status, AlertManagerMessage, StatusReport};
