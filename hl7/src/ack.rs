@@ -67,13 +67,13 @@ impl ErrorEntry {
     /// The ERR for a parse error: its code, place and detail, severity E.
     pub fn from_parse_error(err: &ParseError) -> Self {
         let location = (!err.location.segment.is_empty()).then(|| err.location.clone());
-        Self { code: err.code.code(), location, severity: Severity::Error, diagnostic: Some(err.detail.clone()) }
+        Self { code: err.code.code(), location, severity: Severity::Error, diagnostic: Some(err.detail.to_string()) }
     }
 
     fn segment(&self) -> Segment {
         let mut seg = Segment::new("ERR");
         if let Some(l) = &self.location {
-            let n = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_default();
+            let n = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
             seg.set(
                 2,
                 Field::components([
@@ -158,7 +158,7 @@ impl Acknowledgement {
 }
 
 fn read_err(seg: &Segment) -> ErrorEntry {
-    let num = |f: usize, c: usize| seg.get(f, c).and_then(|v| v.parse::<usize>().ok());
+    let num = |f: usize, c: usize| seg.get(f, c).and_then(|v| v.parse::<u32>().ok());
     let (code, location) = match seg.get(3, 1) {
         Some(code) => {
             let location = seg.get(2, 1).map(|name| Location {
@@ -251,7 +251,7 @@ pub fn acknowledge_error(
                 .with(
                     Segment::new("MSA")
                         .with_text(1, code.as_str())
-                        .with_text(2, err.control_id.clone().unwrap_or_default()),
+                        .with_text(2, err.control_id.as_deref().unwrap_or_default()),
                 )
                 .with(entry.segment())
         }

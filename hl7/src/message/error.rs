@@ -95,31 +95,36 @@ pub struct Location {
     /// Segment id, e.g. `OBX` (empty when the message has no readable segment at all).
     pub segment: String,
     /// The occurrence of that segment id in the message: 1 for the first OBX (ERL-2).
-    pub sequence: usize,
+    pub sequence: u32,
     /// Field position (ERL-3); `None` for the segment as a whole.
-    pub field: Option<usize>,
+    pub field: Option<u32>,
     /// Field repetition (ERL-4).
-    pub repetition: Option<usize>,
+    pub repetition: Option<u32>,
     /// Component number (ERL-5).
-    pub component: Option<usize>,
+    pub component: Option<u32>,
     /// Sub-component number (ERL-6).
-    pub subcomponent: Option<usize>,
+    pub subcomponent: Option<u32>,
+}
+
+/// A position as ERL holds it (u32 keeps the error small; nothing real comes near the limit).
+fn pos(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl Location {
     /// The segment as a whole.
     pub fn segment(segment: &str, sequence: usize) -> Self {
-        Self { segment: segment.to_owned(), sequence, ..Self::default() }
+        Self { segment: segment.to_owned(), sequence: pos(sequence), ..Self::default() }
     }
 
     /// A field (its first repetition, component and sub-component as a whole).
     pub fn field(segment: &str, sequence: usize, field: usize) -> Self {
-        Self { field: Some(field), ..Self::segment(segment, sequence) }
+        Self { field: Some(pos(field)), ..Self::segment(segment, sequence) }
     }
 
     /// A component of a field.
     pub fn component(segment: &str, sequence: usize, field: usize, component: usize) -> Self {
-        Self { component: Some(component), repetition: Some(1), ..Self::field(segment, sequence, field) }
+        Self { component: Some(pos(component)), repetition: Some(1), ..Self::field(segment, sequence, field) }
     }
 }
 
@@ -156,15 +161,15 @@ pub struct ParseError {
     /// Where (ERR-2).
     pub location: Location,
     /// What exactly, for a person reading a log or ERR-7 (never the offending value: it may be PHI).
-    pub detail: String,
+    pub detail: Box<str>,
     /// MSH-10 of the message, when the header could be read: MSA-2 of the negative acknowledgement.
-    pub control_id: Option<String>,
+    pub control_id: Option<Box<str>>,
 }
 
 impl ParseError {
     /// An error without a known control id.
     pub fn new(code: ErrorCode, location: Location, detail: impl Into<String>) -> Self {
-        Self { code, location, detail: detail.into(), control_id: None }
+        Self { code, location, detail: detail.into().into_boxed_str(), control_id: None }
     }
 
     /// A required value is missing (101).
@@ -175,7 +180,7 @@ impl ParseError {
     /// The same error, naming the message's control id.
     pub fn with_control_id(mut self, control_id: Option<&str>) -> Self {
         if self.control_id.is_none() {
-            self.control_id = control_id.filter(|c| !c.is_empty()).map(str::to_owned);
+            self.control_id = control_id.filter(|c| !c.is_empty()).map(Box::from);
         }
         self
     }
