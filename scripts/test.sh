@@ -10,6 +10,9 @@ command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (htt
 scripts/provision-db.sh
 # The multi-node tests (tests/e2e/cluster.rs) run a 3-node NATS cluster (Debian's nats-server).
 scripts/provision-nats.sh
+# The hospital-interface peers (python-hl7, hl7apy, aiosmtpd in .tools/peers): the hl7 crate's
+# tests play the alert manager with them and fail without them.
+scripts/peers.sh >/dev/null
 export NEPHROCARE_TEST_DATABASE_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare}"
 
 # Leftovers of interrupted earlier runs (each test drops its own database when it ends).
