@@ -194,6 +194,20 @@ impl App {
             ingest_stop.clone(),
         );
         ingest.watch_presence(connected.presence().subscribe());
+
+        // The channels outside MQTT (e-mail), through the outbox.
+        let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> = Vec::new();
+        if let Some(url) = &config.email.smtp_url {
+            let smtp = nc_outbox::email::SmtpSender::new(url.expose(), &config.email.from)
+                .map_err(|e| StartError::Other(e.to_string()))?;
+            senders.push((nc_outbox::Channel::Email, Arc::new(smtp)));
+        }
+        let outbox = nc_outbox::Outbox::new(
+            db.get_postgres_connection_pool().clone(),
+            nc_outbox::OutboxSettings::default(),
+            senders,
+            Vec::new(),
+        );
         let chat = nc_chat::Chat::new(db.clone(), &self.chat, &outbound);
         let bookings = nc_bookings::Bookings::new(db.clone(), outbound.publisher.clone());
         let sink: Arc<dyn nc_messaging::TelemetrySink> = match self.sink {
@@ -228,6 +242,9 @@ impl App {
         );
         let token = shutdown.clone();
         tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
+
+        let outbox = outbox.run(shutdown.clone());
+        tasks.spawn(async move { ("outbox", outbox.await.map_err(|e| std::io::Error::other(e.to_string()))) });
 
         let token = shutdown.clone();
         let ingest_done = ingest.clone();

@@ -44,6 +44,25 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     pub ingest: IngestConfig,
     pub log: LogConfig,
+    pub email: EmailConfig,
+}
+
+/// E-mail (account codes, password resets), through the outbox.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `NEPHROCARE_SMTP_URL`: the SMTP server, `smtp://host:25` (plain),
+    /// `smtp://user:password@host:587?tls=required` (STARTTLS) or `smtps://host:465`
+    /// (implicit TLS). Unset: e-mails wait in the outbox (`nephrocare_outbox_pending`).
+    pub smtp_url: Option<Secret>,
+    /// `NEPHROCARE_SMTP_FROM`: the sender, `Name <address>`.
+    pub from: String,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self { smtp_url: None, from: "Nephrocare <no-reply@nephrocare.invalid>".into() }
+    }
 }
 
 /// The time-series path.
@@ -435,6 +454,13 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", "ingest.derive_interval_ms", Read::Number, "Give whole milliseconds."),
     ("NEPHROCARE_LOG_FORMAT", "log.format", Read::Text, "Use text or json."),
     ("NEPHROCARE_LOG", "log.filter", Read::Text, "Use a tracing filter such as info."),
+    (
+        "NEPHROCARE_SMTP_URL",
+        "email.smtp_url",
+        Read::Secret,
+        "Use smtp://host:25, smtp://user:password@host:587?tls=required or smtps://host:465.",
+    ),
+    ("NEPHROCARE_SMTP_FROM", "email.from", Read::Text, "Use Name <address@example.org>."),
 ];
 
 const ADDR_HINT: &str = "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).";

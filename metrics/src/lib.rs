@@ -7,7 +7,7 @@
 //! Names follow the Prometheus conventions: base units (seconds), `_total` for counters
 //! (added by the encoder), a label per dimension with a bounded set of values.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -71,6 +71,19 @@ pub struct Route {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Delivery {
+    /// `email` or `acm`.
+    pub channel: &'static str,
+    /// `delivered`, `failed` (tried again) or `parked` (given up).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutboxChannel {
+    pub channel: &'static str,
+}
+
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
@@ -103,6 +116,12 @@ pub struct Metrics {
     pub http_request_seconds: Histograms<Route>,
     /// The database pool's connections (set at scrape).
     pub db_pool_connections: Family<PoolState, Gauge<i64, AtomicI64>>,
+    /// Attempts to deliver through a channel outside MQTT, by channel and outcome.
+    pub outbox_deliveries: Family<Delivery, Counter>,
+    /// Messages waiting in the outbox, per channel.
+    pub outbox_pending: Family<OutboxChannel, Gauge>,
+    /// The age of the oldest of them, per channel (0 when none).
+    pub outbox_oldest_pending_seconds: Family<OutboxChannel, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -124,6 +143,9 @@ impl Metrics {
             alarms_escalated: Family::default(),
             http_request_seconds: Histograms::new_with_constructor(latency),
             db_pool_connections: Family::default(),
+            outbox_deliveries: Family::default(),
+            outbox_pending: Family::default(),
+            outbox_oldest_pending_seconds: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -182,7 +204,25 @@ impl Metrics {
             "The database pool's connections: in use, idle, max",
             m.db_pool_connections.clone(),
         );
+        r.register(
+            "outbox_deliveries",
+            "Attempts to deliver a message outside MQTT (e-mail, the alert manager), by channel and outcome",
+            m.outbox_deliveries.clone(),
+        );
+        r.register("outbox_pending", "Messages waiting in the outbox, per channel", m.outbox_pending.clone());
+        r.register(
+            "outbox_oldest_pending_seconds",
+            "Age of the oldest message waiting in the outbox, per channel (alert on it)",
+            m.outbox_oldest_pending_seconds.clone(),
+        );
         // Every series of a bounded label set exists from the start (a 0 is information).
+        for channel in ["email", "acm"] {
+            for outcome in ["delivered", "failed", "parked"] {
+                let _ = m.outbox_deliveries.get_or_create(&Delivery { channel, outcome });
+            }
+            let _ = m.outbox_pending.get_or_create(&OutboxChannel { channel });
+            let _ = m.outbox_oldest_pending_seconds.get_or_create(&OutboxChannel { channel });
+        }
         for priority in ["high", "medium", "low"] {
             let _ = m.alarms_raised.get_or_create(&Priority { priority });
         }

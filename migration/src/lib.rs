@@ -39,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000034_derived_backlog_uncompressed::Migration),
             Box::new(m20261207_000035_ward_is_access::Migration),
             Box::new(m20261207_000036_alarm_reach_unknown::Migration),
+            Box::new(m20261207_000037_outbox::Migration),
         ]
     }
 }
@@ -94,6 +95,7 @@ mod m20261203_000033_ingest_write_batch;
 mod m20261203_000034_derived_backlog_uncompressed;
 mod m20261207_000035_ward_is_access;
 mod m20261207_000036_alarm_reach_unknown;
+mod m20261207_000037_outbox;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

@@ -23,6 +23,7 @@ mod contract;
 mod dashboard;
 mod deliveries;
 mod derived;
+mod email;
 mod fhir;
 mod limits;
 mod list_filters;

@@ -1,0 +1,76 @@
+//! The outbox of the channels outside MQTT (e-mail over SMTP, the hospital's alert manager
+//! over MLLP): one row per message to deliver, kept until it is delivered or parked, so a
+//! restart loses none (crate `outbox`).
+//!
+//! - Delivered in order per `ordering_key` (an alarm's messages in the order of its phases;
+//!   a message without a key is its own).
+//! - Claimed by a lease (`due_at` moved forward, `attempts` counted) with `FOR UPDATE SKIP
+//!   LOCKED`, so several nodes share the work and a node that dies mid-send leaves the row to
+//!   another once the lease is over (at least once).
+//! - Retried with growing delays; parked (`state = 'parked'`) after the last attempt, visible in
+//!   metrics and, for an alarm's message, in its history (`alert_events`, `delivered` /
+//!   `delivery_failed` / `delivery_parked`).
+//! - Every account message written to `outbound_messages` (registration codes, password
+//!   resets) is queued here for e-mail by a trigger, in the same transaction; its `sent_at`
+//!   is set when the SMTP server accepted it.
+
+crate::sql_migration!(UP, DOWN);
+
+const UP: &str = "
+CREATE TABLE outbox (
+    id            uuid PRIMARY KEY,
+    channel       text NOT NULL CONSTRAINT outbox_channel_check CHECK (channel IN ('email', 'acm')),
+    hospital_id   uuid REFERENCES hospitals(id) ON DELETE CASCADE,
+    alert_id      uuid REFERENCES alerts(id) ON DELETE CASCADE,
+    message_id    uuid REFERENCES outbound_messages(id) ON DELETE CASCADE,
+    ordering_key  uuid NOT NULL,
+    -- An e-mail address; an alert manager's host:port.
+    destination   text NOT NULL CONSTRAINT outbox_destination_check CHECK (length(destination) BETWEEN 1 AND 320),
+    -- What is sent: an e-mail's subject and body (JSON), an HL7 v2 message.
+    payload       text NOT NULL CONSTRAINT outbox_payload_check CHECK (length(payload) <= 65536),
+    created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    due_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    attempts      integer NOT NULL DEFAULT 0,
+    state         text NOT NULL DEFAULT 'pending' CONSTRAINT outbox_state_check CHECK (state IN ('pending', 'sent', 'parked')),
+    last_error    text,
+    sent_at       timestamptz
+);
+CREATE INDEX outbox_due_idx ON outbox (due_at) WHERE state = 'pending';
+CREATE INDEX outbox_order_idx ON outbox (ordering_key, created_at, id) WHERE state = 'pending';
+CREATE INDEX outbox_alert_idx ON outbox (alert_id) WHERE alert_id IS NOT NULL;
+
+CREATE FUNCTION nc_outbox_account_message() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outbox (id, channel, message_id, ordering_key, destination, payload)
+    VALUES (gen_random_uuid(), 'email', NEW.id, NEW.id, NEW.recipient,
+            json_build_object('subject', NEW.subject, 'body', NEW.body)::text);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER outbound_messages_outbox AFTER INSERT ON outbound_messages
+    FOR EACH ROW WHEN (NEW.channel = 'email') EXECUTE FUNCTION nc_outbox_account_message();
+
+CREATE FUNCTION nc_outbox_sent() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE outbound_messages SET sent_at = NEW.sent_at WHERE id = NEW.message_id;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER outbox_sent AFTER UPDATE OF state ON outbox
+    FOR EACH ROW WHEN (NEW.state = 'sent' AND NEW.message_id IS NOT NULL) EXECUTE FUNCTION nc_outbox_sent();
+
+ALTER TABLE alert_events DROP CONSTRAINT alert_events_event_check;
+ALTER TABLE alert_events ADD CONSTRAINT alert_events_event_check CHECK (event IN
+    ('raised', 'notified', 'escalated', 'unreachable', 'reach_unknown', 'acknowledged', 'snoozed', 'realerted', 'cleared',
+     'delivered', 'delivery_failed', 'delivery_parked'));
+";
+
+const DOWN: &str = "
+DELETE FROM alert_events WHERE event IN ('delivered', 'delivery_failed', 'delivery_parked');
+ALTER TABLE alert_events DROP CONSTRAINT alert_events_event_check;
+ALTER TABLE alert_events ADD CONSTRAINT alert_events_event_check CHECK (event IN
+    ('raised', 'notified', 'escalated', 'unreachable', 'reach_unknown', 'acknowledged', 'snoozed', 'realerted', 'cleared'));
+DROP TRIGGER outbox_sent ON outbox;
+DROP FUNCTION nc_outbox_sent();
+DROP TRIGGER outbound_messages_outbox ON outbound_messages;
+DROP FUNCTION nc_outbox_account_message();
+DROP TABLE outbox;
+";

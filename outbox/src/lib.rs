@@ -1,0 +1,365 @@
+//! The channels outside MQTT, through one mechanism: an **outbox** in the database (table
+//! `outbox`, migration 37) that a message enters in the transaction of what caused it, and
+//! leaves once a [`Sender`] delivered it.
+//!
+//! - **Restart-safe**: a row is kept until it is delivered or parked; a node that dies
+//!   mid-send leaves it claimed for the lease only, then it is sent again (at least once:
+//!   an alert manager recognises a repeat by the message's control id, an e-mail reader by
+//!   its content).
+//! - **Ordered per key**: a row is sent only when no older row of its `ordering_key` is
+//!   pending (an alarm's phases reach the alert manager in order, even across retries).
+//! - **Cluster-safe**: rows are claimed with `FOR UPDATE SKIP LOCKED`, each node takes
+//!   others' leftovers once their lease is over.
+//! - **Retried with backoff** (`backon`'s exponential delays with jitter, from the attempt
+//!   count stored in the row), **parked** after the last attempt or a refusal that retrying
+//!   cannot change; every attempt goes to an [`Attempts`] observer (the alarm system writes
+//!   it into the alarm's history) and to the metrics (`nephrocare_outbox_deliveries_total`,
+//!   `nephrocare_outbox_oldest_pending_seconds`: an operator alerts on the age).
+//!
+//! Senders: [`email::SmtpSender`] (lettre) and the IHE ACM alert reporter (`acm`).
+
+pub mod email;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// E-mail over SMTP: `destination` an address, `payload` `{"subject", "body"}`.
+    Email,
+    /// The hospital's alert manager (IHE PCD ACM) over MLLP: `destination` `host:port`,
+    /// `payload` an HL7 v2 message.
+    Acm,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Acm => "acm",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Channel> {
+        [Channel::Email, Channel::Acm].into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// A message to deliver.
+#[derive(Debug, Clone)]
+pub struct NewItem<'a> {
+    pub channel: Channel,
+    pub hospital: Option<Uuid>,
+    pub alert: Option<Uuid>,
+    /// Delivered after every older pending item of the same key (`None`: its own).
+    pub ordering_key: Option<Uuid>,
+    pub destination: &'a str,
+    pub payload: &'a str,
+}
+
+/// Queues `item` in the caller's transaction; a [`Outbox::wake`] after the commit sends it
+/// at once (otherwise within a tick).
+pub async fn enqueue(conn: &mut PgConnection, item: NewItem<'_>) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO outbox (id, channel, hospital_id, alert_id, ordering_key, destination, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(item.channel.as_str())
+    .bind(item.hospital)
+    .bind(item.alert)
+    .bind(item.ordering_key.unwrap_or(id))
+    .bind(item.destination)
+    .bind(item.payload)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// A message being delivered.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Item {
+    pub id: Uuid,
+    /// `email` or `acm` (see [`Item::channel`]).
+    channel: String,
+    pub hospital_id: Option<Uuid>,
+    pub alert_id: Option<Uuid>,
+    pub ordering_key: Uuid,
+    pub destination: String,
+    pub payload: String,
+    /// This one included.
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Item {
+    pub fn channel(&self) -> Option<Channel> {
+        Channel::parse(&self.channel)
+    }
+}
+
+/// What the receiving end answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt(pub String);
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// May pass (unreachable, a timeout, a temporary refusal): tried again later.
+    #[error("{0}")]
+    Retry(String),
+    /// Will not pass (an address that does not exist, a message the other end rejects):
+    /// parked at once.
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Receipt, SendError>> + Send + 'a>>;
+
+/// Delivers the items of one channel.
+pub trait Sender: Send + Sync + 'static {
+    fn send<'a>(&'a self, item: &'a Item) -> SendFuture<'a>;
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered(Receipt),
+    /// Tried again after `retry_in`.
+    Failed {
+        error: String,
+        retry_in: Duration,
+    },
+    /// Given up: the last attempt, or a refusal.
+    Parked {
+        error: String,
+    },
+}
+
+/// Told of every attempt (the alarm system records an alarm's in its history).
+pub trait Attempts: Send + Sync + 'static {
+    fn attempted<'a>(&'a self, item: &'a Item, outcome: &'a Outcome) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// How the outbox works.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// How long a claimed item is someone's: a node that dies mid-send leaves it this long.
+    pub lease: Duration,
+    /// Attempts before an item is parked.
+    pub max_attempts: i32,
+    /// The first retry's delay, doubling (with jitter) up to `max_delay`.
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// How often due items are looked for (also at once after a [`Outbox::wake`]).
+    pub tick: Duration,
+    /// Items claimed at once.
+    pub batch: i64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            lease: Duration::from_secs(60),
+            max_attempts: 10,
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            tick: Duration::from_millis(250),
+            batch: 32,
+        }
+    }
+}
+
+/// The outbox's worker and its senders.
+pub struct Outbox {
+    pool: PgPool,
+    settings: OutboxSettings,
+    senders: HashMap<Channel, Arc<dyn Sender>>,
+    attempts: Vec<Arc<dyn Attempts>>,
+    wake: Notify,
+}
+
+impl Outbox {
+    /// The outbox of `pool`, sending through `senders` (a channel without one keeps its
+    /// items pending: visible in the queue-age metric) and telling `attempts` of each try.
+    pub fn new(
+        pool: PgPool,
+        settings: OutboxSettings,
+        senders: Vec<(Channel, Arc<dyn Sender>)>,
+        attempts: Vec<Arc<dyn Attempts>>,
+    ) -> Arc<Outbox> {
+        Arc::new(Outbox { pool, settings, senders: senders.into_iter().collect(), attempts, wake: Notify::new() })
+    }
+
+    /// Something was queued: look now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Delivers until `shutdown`.
+    pub fn run(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            for channel in [Channel::Email, Channel::Acm] {
+                if !self.senders.contains_key(&channel) {
+                    tracing::info!(channel = channel.as_str(), "no sender configured: its messages wait in the outbox");
+                }
+            }
+            let mut gauge = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.settings.tick) => {}
+                    _ = gauge.tick() => {
+                        if let Err(e) = self.measure().await {
+                            tracing::warn!(error = %e, "could not measure the outbox");
+                        }
+                    }
+                }
+                // Rounds until nothing is due (a full batch may have more behind it).
+                loop {
+                    match self.round().await {
+                        Ok(n) if n as i64 >= self.settings.batch => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "outbox round failed; trying again");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Claims what is due and sends it, each key's oldest first. Returns how many.
+    pub async fn round(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+        let channels: Vec<&str> = self.senders.keys().map(|c| c.as_str()).collect();
+        if channels.is_empty() {
+            return Ok(0);
+        }
+        let items: Vec<Item> = sqlx::query_as(
+            "UPDATE outbox SET due_at = clock_timestamp() + make_interval(secs => $2), attempts = attempts + 1
+              WHERE id IN (
+                SELECT o.id FROM outbox o
+                 WHERE o.state = 'pending' AND o.due_at <= clock_timestamp() AND o.channel = ANY($1)
+                   AND NOT EXISTS (SELECT 1 FROM outbox p
+                                    WHERE p.ordering_key = o.ordering_key AND p.state = 'pending'
+                                      AND (p.created_at, p.id) < (o.created_at, o.id))
+                 ORDER BY o.due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+              RETURNING id, channel, hospital_id, alert_id, ordering_key, destination, payload, attempts, created_at",
+        )
+        .bind(&channels)
+        .bind(self.settings.lease.as_secs_f64())
+        .bind(self.settings.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        let n = items.len();
+        let mut sends = tokio::task::JoinSet::new();
+        for item in items {
+            let this = self.clone();
+            sends.spawn(async move { this.deliver(item).await });
+        }
+        while let Some(done) = sends.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::warn!(error = %e, "could not record an outbox attempt; it is tried again after its lease");
+            }
+        }
+        Ok(n)
+    }
+
+    async fn deliver(&self, item: Item) -> Result<(), sqlx::Error> {
+        let Some(channel) = item.channel() else { return Ok(()) };
+        let Some(sender) = self.senders.get(&channel) else { return Ok(()) };
+        let outcome = match sender.send(&item).await {
+            Ok(receipt) => Outcome::Delivered(receipt),
+            Err(SendError::Retry(error)) if item.attempts < self.settings.max_attempts => {
+                Outcome::Failed { error, retry_in: self.delay(item.attempts) }
+            }
+            Err(SendError::Retry(error) | SendError::Refused(error)) => Outcome::Parked { error },
+        };
+        let channel = channel.as_str();
+        let counted = |outcome: &'static str| {
+            nc_metrics::get().outbox_deliveries.get_or_create(&nc_metrics::Delivery { channel, outcome }).inc();
+        };
+        match &outcome {
+            Outcome::Delivered(receipt) => {
+                counted("delivered");
+                tracing::info!(channel, item = %item.id, receipt = %receipt.0, "delivered");
+                sqlx::query(
+                    "UPDATE outbox SET state = 'sent', sent_at = clock_timestamp(), last_error = NULL WHERE id = $1",
+                )
+                .bind(item.id)
+                .execute(&self.pool)
+                .await?;
+            }
+            Outcome::Failed { error, retry_in } => {
+                counted("failed");
+                tracing::warn!(channel, item = %item.id, attempt = item.attempts, %error, retry_in_s = retry_in.as_secs_f64(), "delivery failed; retrying");
+                sqlx::query(
+                    "UPDATE outbox SET due_at = clock_timestamp() + make_interval(secs => $2), last_error = $3 WHERE id = $1",
+                )
+                .bind(item.id)
+                .bind(retry_in.as_secs_f64())
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+            }
+            Outcome::Parked { error } => {
+                counted("parked");
+                tracing::error!(channel, item = %item.id, attempts = item.attempts, %error, "delivery given up (parked)");
+                sqlx::query("UPDATE outbox SET state = 'parked', last_error = $2 WHERE id = $1")
+                    .bind(item.id)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        for observer in &self.attempts {
+            observer.attempted(&item, &outcome).await;
+        }
+        Ok(())
+    }
+
+    /// The delay before attempt `attempts + 1`.
+    fn delay(&self, attempts: i32) -> Duration {
+        let n = usize::try_from(attempts.max(1) - 1).unwrap_or(0);
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.settings.min_delay)
+            .with_max_delay(self.settings.max_delay)
+            .with_jitter()
+            .without_max_times()
+            .build()
+            .nth(n)
+            .unwrap_or(self.settings.max_delay)
+    }
+
+    /// Sets the queue gauges: pending items and the oldest one's age, per channel.
+    async fn measure(&self) -> Result<(), sqlx::Error> {
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+            "SELECT channel, count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8
+               FROM outbox WHERE state = 'pending' GROUP BY channel",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let m = nc_metrics::get();
+        for channel in [Channel::Email, Channel::Acm] {
+            let row = rows.iter().find(|(c, ..)| c == channel.as_str());
+            let label = nc_metrics::OutboxChannel { channel: channel.as_str() };
+            m.outbox_pending.get_or_create(&label).set(row.map_or(0, |r| r.1));
+            m.outbox_oldest_pending_seconds.get_or_create(&label).set(row.map_or(0.0, |r| r.2));
+        }
+        Ok(())
+    }
+}

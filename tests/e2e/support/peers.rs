@@ -1,0 +1,78 @@
+//! Outside parties played by libraries nobody here wrote (from PyPI, installed by
+//! `scripts/peers.sh` into `.tools/peers`): a real SMTP server (aiosmtpd).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use serde_json::Value;
+
+/// The peers' Python; the test fails (never skips) without it.
+pub fn peer_python() -> std::path::PathBuf {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/peers/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/peers.sh (scripts/test.sh does)", python.display());
+    python
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// aiosmtpd on `port`, keeping every message it accepts (`tests/peers/smtp_server.py`).
+pub struct SmtpServer {
+    child: Child,
+    _stdin: ChildStdin,
+    mail: mpsc::UnboundedReceiver<Value>,
+    pub port: u16,
+}
+
+impl SmtpServer {
+    /// Starts it on `port` and waits until it listens.
+    pub async fn start(port: u16) -> SmtpServer {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smtp_server.py");
+        let mut child = Command::new(peer_python())
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("aiosmtpd starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (ready_tx, mut ready) = mpsc::unbounded_channel();
+        let (tx, mail) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if line.starts_with("listening ") {
+                    let _ = ready_tx.send(());
+                } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(20), ready.recv()).await.ok().flatten().expect("aiosmtpd listens");
+        SmtpServer { child, _stdin: stdin, mail, port }
+    }
+
+    /// Whether no message is waiting (what arrived was all taken).
+    pub fn mail_is_empty(&mut self) -> bool {
+        matches!(self.mail.try_recv(), Err(mpsc::error::TryRecvError::Empty))
+    }
+
+    /// The next message it accepted.
+    pub async fn next(&mut self, within: Duration) -> Value {
+        tokio::time::timeout(within, self.mail.recv()).await.ok().flatten().expect("an e-mail arrives")
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self._stdin.flush();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
