@@ -1,10 +1,11 @@
-//! The product's bootstrap: a hospital with its first admin (`nephrocare admin bootstrap`),
-//! and the clinical defaults every hospital starts with (alert thresholds).
+//! The product's bootstrap: a hospital (created the one way, `nc_care::hospitals::create`)
+//! with its first admin (`nephrocare admin bootstrap`), and the clinical defaults every
+//! hospital starts with (alert thresholds).
 
 use chrono::Utc;
 use nc_domain::*;
-use nc_entities::{alert_thresholds, hospitals, users};
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait};
+use nc_entities::alert_thresholds;
+use sea_orm::{ActiveModelTrait, DatabaseConnection, Set, TransactionTrait};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
@@ -14,6 +15,17 @@ pub enum SeedError {
     Db(#[from] sea_orm::DbErr),
     #[error("{0}")]
     Hash(#[from] nc_access::password::PasswordError),
+}
+
+impl From<nc_care::CareError> for SeedError {
+    fn from(e: nc_care::CareError) -> Self {
+        match e {
+            nc_care::CareError::Db(e) => SeedError::Db(e),
+            nc_care::CareError::Password(e) => SeedError::Hash(e),
+            nc_care::CareError::Invalid { message, .. } => SeedError::Invalid(message),
+            other => SeedError::Invalid(other.to_string()),
+        }
+    }
 }
 
 pub struct Bootstrapped {
@@ -58,19 +70,6 @@ pub const DEFAULT_THRESHOLDS: &[DefaultThreshold] = &[
     limit("dialysate_temperature_c", Some(33.0), Some(41.0), AlertPriority::High, 5, 0.3),
 ];
 
-fn check_code(code: &str) -> Result<(), SeedError> {
-    let ok = (2..=40).contains(&code.len())
-        && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !code.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(SeedError::Invalid(format!(
-            "hospital code '{code}' is invalid: use 2-40 lowercase letters, digits and dashes"
-        )))
-    }
-}
-
 /// Creates a hospital, its default alert limits and its first admin (active, verified).
 pub async fn bootstrap_hospital(
     db: &DatabaseConnection,
@@ -80,11 +79,11 @@ pub async fn bootstrap_hospital(
     admin_name: &str,
     admin_password: &str,
 ) -> Result<Bootstrapped, SeedError> {
-    check_code(code)?;
+    nc_care::hospitals::check_code(code)?;
     if let Some(problem) = nc_access::password::strength_problem(admin_password, admin_email) {
         return Err(SeedError::Invalid(format!("admin password {problem}")));
     }
-    if hospitals::Entity::find().filter(hospitals::Column::Code.eq(code)).one(db).await?.is_some() {
+    if nc_care::hospitals::find_by_code(db, code).await?.is_some() {
         return Err(SeedError::Invalid(format!("a hospital with code '{code}' already exists")));
     }
     let hash = nc_access::password::hash(admin_password.to_owned()).await?;
@@ -100,18 +99,8 @@ pub(crate) async fn insert_hospital(
     name: &str,
     code: &str,
 ) -> Result<HospitalId, SeedError> {
+    let id = nc_care::hospitals::create(db, name, code).await?;
     let now = Utc::now();
-    let id = HospitalId::new();
-    hospitals::ActiveModel {
-        id: Set(id),
-        name: Set(name.to_owned()),
-        code: Set(code.to_owned()),
-        timezone: Set("UTC".into()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(db)
-    .await?;
     for t in DEFAULT_THRESHOLDS {
         alert_thresholds::ActiveModel {
             id: Set(ThresholdId::new()),
@@ -141,24 +130,12 @@ pub(crate) async fn insert_user(
     role: Role,
     password_hash: &str,
 ) -> Result<UserId, SeedError> {
-    let now = Utc::now();
-    let id = UserId::new();
-    users::ActiveModel {
-        id: Set(id),
-        hospital_id: Set(hospital_id),
-        email: Set(email.to_lowercase()),
-        phone: Set(None),
-        password_hash: Set(password_hash.to_owned()),
-        role: Set(role),
-        name: Set(name.to_owned()),
-        ward: Set(Some("Dialysis unit".into())),
-        is_active: Set(true),
-        verified_at: Set(Some(now)),
-        deactivated_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(db)
-    .await?;
-    Ok(id)
+    let account = nc_care::accounts::NewAccount {
+        email: email.to_lowercase(),
+        name: name.to_owned(),
+        role,
+        phone: None,
+        ward: Some("Dialysis unit".into()),
+    };
+    Ok(nc_care::accounts::create_hashed(db, hospital_id, account, password_hash.to_owned()).await?.id)
 }

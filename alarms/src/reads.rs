@@ -1,9 +1,11 @@
-//! Reads of the alarm system's tables for the other transports (the REST list, FHIR's
-//! DetectedIssue, Bulk export, session summaries): the `alerts` table is read here and
-//! nowhere else, so its columns and states are this crate's business.
+//! Reads of the alarm system's tables for the other transports and capabilities (the REST
+//! list, FHIR's DetectedIssue, Bulk export, session summaries, a machine's performance
+//! figures): the `alerts` table is read here and nowhere else, so its columns and states
+//! are this crate's business.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use nc_access::policy::AlertScope;
-use nc_domain::{AlertState, DeviceId, HospitalId, PatientId, SessionId};
+use nc_domain::{AlertKind, AlertState, DeviceId, HospitalId, PatientId, SessionId};
 use nc_entities::alerts;
 use sea_orm::{ColumnTrait, Condition, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
@@ -83,11 +85,52 @@ impl Alarms {
             .await
     }
 
+    /// The alarms of condition `code` that are not cleared (of one device, or all).
+    pub async fn open_with_code(&self, code: &str, device: Option<DeviceId>) -> Result<Vec<Alert>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE code = $1 AND state <> 'cleared' AND ($2::uuid IS NULL OR device_id = $2)"
+        ))
+        .bind(code)
+        .bind(device.map(|d| d.as_uuid()))
+        .fetch_all(self.pool())
+        .await
+    }
+
     /// How many alarms were raised during a treatment session (any state).
     pub async fn raised_in_session(&self, session: SessionId) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM alerts WHERE session_id = $1")
             .bind(session.as_uuid())
             .fetch_one(self.pool())
             .await
+    }
+
+    /// How many alarms `device` raised in `[from, to)`, per day of the time zone `tz` and
+    /// kind: (day, kind, count), days without alarms left out.
+    pub async fn raised_per_day(
+        &self,
+        device: DeviceId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        tz: &str,
+    ) -> Result<Vec<(NaiveDate, AlertKind, i64)>, sqlx::Error> {
+        let rows: Vec<(NaiveDate, String, i64)> = sqlx::query_as(
+            "SELECT (raised_at AT TIME ZONE $4)::date AS day, kind, count(*) FROM alerts
+              WHERE device_id = $1 AND raised_at >= $2 AND raised_at < $3 GROUP BY 1, 2",
+        )
+        .bind(device.as_uuid())
+        .bind(from)
+        .bind(to)
+        .bind(tz)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(day, kind, n)| {
+                let kind = kind.parse().map_err(|e: nc_domain::UnknownVariant| sqlx::Error::ColumnDecode {
+                    index: "kind".into(),
+                    source: e.to_string().into(),
+                })?;
+                Ok((day, kind, n))
+            })
+            .collect()
     }
 }

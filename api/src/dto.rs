@@ -349,23 +349,6 @@ pub(crate) fn page(limit: Option<u64>, offset: Option<u64>) -> Result<(u64, u64)
     Ok((limit, offset.unwrap_or(0)))
 }
 
-/// One page of an ordered query, and how many items match in all.
-pub(crate) async fn fetch_page<E>(
-    db: &sea_orm::DatabaseConnection,
-    query: sea_orm::Select<E>,
-    limit: u64,
-    offset: u64,
-) -> Result<(Vec<E::Model>, u64), sea_orm::DbErr>
-where
-    E: sea_orm::EntityTrait,
-    E::Model: Send + Sync,
-{
-    use sea_orm::{PaginatorTrait, QuerySelect};
-    let total = query.clone().count(db).await?;
-    let items = query.limit(limit).offset(offset).all(db).await?;
-    Ok((items, total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Access is decided in one place: `nc_access::policy`. This test reads every source file
-//! of the API and refuses what re-states an access rule here instead of asking the policy:
+//! of the API and of the care records (`care/`, which the API's handlers call after asking
+//! the policy) and refuses what re-states an access rule there instead of asking the policy:
 //! comparing the caller's or an object's role, or comparing hospitals. A line that compares
 //! roles for another reason (validating the kind of account a field names, a resource
 //! mapping) says so in a comment on it or up to three lines above: "Not an access rule: …".
@@ -36,7 +37,9 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
 #[test]
 fn no_access_rule_is_written_outside_the_policy() {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let api = Path::new(env!("CARGO_MANIFEST_DIR"));
+    sources(&api.join("src"), &mut files);
+    sources(&api.join("../care/src"), &mut files);
     let mut found = Vec::new();
     for (path, text) in &files {
         let lines: Vec<&str> = text.lines().collect();

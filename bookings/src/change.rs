@@ -313,7 +313,10 @@ impl Bookings {
             row.duration_minutes = Set(p.duration_minutes as i32);
             row.scheduled_end = Set(p.end());
             row.blocked_until = Set(p.blocked_until());
-            // A patient's new time waits for the unit to confirm it again.
+            // Not an access rule: the patient may reschedule (the policy decided `Change`
+            // above); what differs is the state a rescheduling leaves the booking in. A
+            // patient's new time waits for the unit to confirm it again (staff, who confirm
+            // bookings, keep theirs as they are): the booking workflow, not who may act.
             if user.role == Role::Patient {
                 row.status = Set(BookingStatus::Scheduled);
                 row.confirmed_at = Set(None);

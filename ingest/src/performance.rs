@@ -4,13 +4,14 @@
 //! treatments, treatment hours, utilization against the unit's opening hours), readings
 //! (`health_metrics`: count, `seq` numbers skipped within a session, ingest lag from
 //! `received_at`, the live readings' apart from the late ones: see [`LATE_AFTER_MS`]),
-//! refused messages (`device_rejections`), alerts by kind, and the maintenance dates
-//! (`devices`). Per day of the unit's time zone, and for the whole period.
+//! refused messages (`device_rejections`), alarms by kind (read by the alarm system,
+//! `Alarms::raised_per_day`), and the maintenance dates (`devices`). Per day of the unit's
+//! time zone, and for the whole period.
 //!
 //! Periods are half-open `[from, to)`; what lies after now counts as not yet observed.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use nc_domain::DeviceId;
+use nc_domain::{AlertKind, DeviceId};
 use sqlx::{FromRow, PgPool, Row};
 
 /// The unit's opening hours per weekday (Monday first): minutes after local midnight of
@@ -52,7 +53,10 @@ pub struct Figures {
     pub missing_readings: i64,
     /// Messages refused by ingest (invalid payloads, seq conflicts).
     pub rejected_messages: i64,
+    /// Alarms raised, by kind (from the alarm system, not this query's columns).
+    #[sqlx(default)]
     pub technical_alarms: i64,
+    #[sqlx(default)]
     pub physiological_alarms: i64,
 }
 
@@ -115,6 +119,7 @@ fn overlap(a: &str, b: &str, c: &str, d: &str) -> String {
 /// The figures of `device` per day of `tz` in `[from, to)`, and in total.
 pub async fn device_performance(
     pool: &PgPool,
+    alarms: &nc_alarms::Alarms,
     device: DeviceId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -170,9 +175,7 @@ SELECT days.day,
        coalesce(rd.n, 0) AS readings,
        coalesce(rd.missing, 0) AS missing_readings,
        (SELECT coalesce(sum(j.count), 0) FROM device_rejections j
-            WHERE j.device_id = $1 AND j.hour >= days.s AND j.hour < days.e)::int8 AS rejected_messages,
-       (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'technical' AND a.raised_at >= days.s AND a.raised_at < days.e) AS technical_alarms,
-       (SELECT count(*) FROM alerts a WHERE a.device_id = $1 AND a.kind = 'physiological' AND a.raised_at >= days.s AND a.raised_at < days.e) AS physiological_alarms
+            WHERE j.device_id = $1 AND j.hour >= days.s AND j.hour < days.e)::int8 AS rejected_messages
 FROM days CROSS JOIN known LEFT JOIN readings rd ON rd.day = days.day ORDER BY days.day"#
     );
     let rows = sqlx::query(&sql)
@@ -185,11 +188,20 @@ FROM days CROSS JOIN known LEFT JOIN readings rd ON rd.day = days.day ORDER BY d
         .fetch_all(pool)
         .await?;
     let mut days = Vec::with_capacity(rows.len());
-    let mut total = Figures::default();
     for r in rows {
-        let f = Figures::from_row(&r)?;
-        total.add(&f);
-        days.push(Day { date: r.try_get("day")?, figures: f });
+        days.push(Day { date: r.try_get("day")?, figures: Figures::from_row(&r)? });
+    }
+    for (date, kind, n) in alarms.raised_per_day(device, from, to, tz).await? {
+        if let Some(day) = days.iter_mut().find(|d| d.date == date) {
+            match kind {
+                AlertKind::Technical => day.figures.technical_alarms += n,
+                AlertKind::Physiological => day.figures.physiological_alarms += n,
+            }
+        }
+    }
+    let mut total = Figures::default();
+    for day in &days {
+        total.add(&day.figures);
     }
 
     let lag = sqlx::query(

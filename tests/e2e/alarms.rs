@@ -52,15 +52,10 @@ async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
 /// Two hospitals; machine d1 in ward North with its care team; a patient (with a login)
 /// and a second patient; systolic BP low limit 90 (high priority, no delay, hysteresis 5).
 pub(crate) async fn seed(db: &TestDb) -> (Uuid, Uuid, Uuid, Uuid, Uuid, HashMap<&'static str, Uuid>) {
-    let (h, hb, device, patient, patient2) =
-        (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (h, hb) = (db.hospital("A", "alarm-a").await, db.hospital("B", "alarm-b").await);
+    let (device, patient, patient2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let hash = nc_access::password::hash(PASSWORD.to_owned()).await.expect("hash");
     let mut c = db.sql().await;
-    exec(
-        &mut c,
-        &format!("INSERT INTO hospitals (id, name, code) VALUES ('{h}', 'A', 'alarm-a'), ('{hb}', 'B', 'alarm-b')"),
-    )
-    .await;
     let mut users = HashMap::new();
     for (name, role, ward, in_b) in PEOPLE {
         let id = Uuid::now_v7();

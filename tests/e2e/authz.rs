@@ -70,22 +70,15 @@ impl World {
         let mut c = app.db.sql().await;
         let hash = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
         let mut ids: HashMap<&'static str, String> = HashMap::new();
+        ids.insert("ha", app.db.hospital("A", "hosp-a").await.to_string());
+        ids.insert("hb", app.db.hospital("B", "hosp-b").await.to_string());
         for k in [
-            "ha", "hb", "adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB", "d1", "d2", "d3", "p1",
-            "p2", "p3", "victim",
+            "adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB", "d1", "d2", "d3", "p1", "p2", "p3",
+            "victim",
         ] {
             ids.insert(k, uuid::Uuid::now_v7().to_string());
         }
         let id = |k: &str| ids[k].clone();
-        exec(
-            &mut c,
-            &format!(
-                "INSERT INTO hospitals (id, name, code) VALUES ('{}', 'A', 'hosp-a'), ('{}', 'B', 'hosp-b')",
-                id("ha"),
-                id("hb")
-            ),
-        )
-        .await;
         let users = [
             ("adm", "ha", "admin"),
             ("doc", "ha", "doctor"),

@@ -19,11 +19,11 @@ pub(crate) struct Seeded {
 }
 
 pub(crate) async fn seed(db: &TestDb) -> Seeded {
-    let s = Seeded { hospital: Uuid::now_v7(), device: Uuid::now_v7(), patient: Uuid::now_v7() };
+    let s =
+        Seeded { hospital: db.hospital("Derived", "derived").await, device: Uuid::now_v7(), patient: Uuid::now_v7() };
     let hash = nc_access::secret::hash_device_secret(SECRET);
     let mut c = db.sql().await;
     for sql in [
-        format!("INSERT INTO hospitals (id, name, code) VALUES ('{}', 'Derived', 'derived')", s.hospital),
         format!(
             "INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{}', '{}', 'dv-1', 'Machine', '{hash}')",
             s.device, s.hospital

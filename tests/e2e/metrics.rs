@@ -25,11 +25,10 @@ pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
 #[tokio::test]
 async fn the_metrics_show_acknowledgement_commit_derivation_and_requests() {
     let app = TestApp::spawn().await;
-    let (hospital, device, patient) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (hospital, device, patient) = (app.db.hospital("M", "metrics").await, Uuid::now_v7(), Uuid::now_v7());
     let hash = nc_access::secret::hash_device_secret(SECRET);
     let mut c = app.db.sql().await;
     for sql in [
-        format!("INSERT INTO hospitals (id, name, code) VALUES ('{hospital}', 'M', 'metrics')"),
         format!("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{device}', '{hospital}', 'm-1', 'M', '{hash}')"),
         format!("INSERT INTO patients (id, hospital_id, patient_number, name) VALUES ('{patient}', '{hospital}', 'p', 'P')"),
     ] {

@@ -191,12 +191,7 @@ async fn concurrent_batches_with_one_seq_store_one_reading() {
     use nc_ingest::writer::{write_batch, Row, Written};
     let db = crate::support::TestDb::migrated().await;
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&db.url).await.unwrap();
-    let (hospital, device) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'H', 'h-writers')")
-        .bind(hospital)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let (hospital, device) = (db.hospital("H", "h-writers").await, uuid::Uuid::now_v7());
     sqlx::query("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ($1, $2, 'w-1', 'W', 'x')")
         .bind(device)
         .bind(hospital)

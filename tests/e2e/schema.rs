@@ -182,13 +182,9 @@ async fn health_metrics_is_a_hypertable_with_one_day_chunks_and_its_indexes() {
 }
 
 /// Inserts a hospital, a patient and two devices; returns (hospital, patient, device, device2).
-async fn fixtures(c: &mut sqlx::PgConnection) -> (uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid) {
-    let (h, p, d, d2) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'H', 'h1')")
-        .bind(h)
-        .execute(&mut *c)
-        .await
-        .unwrap();
+async fn fixtures(db: &TestDb, c: &mut sqlx::PgConnection) -> (uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid) {
+    let h = db.hospital("H", "h1").await;
+    let (p, d, d2) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     sqlx::query("INSERT INTO patients (id, hospital_id, patient_number, name) VALUES ($1, $2, 'P1', 'Pat')")
         .bind(p)
         .bind(h)
@@ -239,7 +235,7 @@ async fn book(
 async fn a_device_cannot_be_double_booked_but_adjacent_bookings_are_fine() {
     let t = TestDb::migrated().await;
     let mut c = t.sql().await;
-    let (h, p, d, d2) = fixtures(&mut c).await;
+    let (h, p, d, d2) = fixtures(&t, &mut c).await;
     // A second patient, so the device rule is tested on its own.
     let p2 = uuid::Uuid::now_v7();
     sqlx::query("INSERT INTO patients (id, hospital_id, patient_number, name) VALUES ($1, $2, 'P2', 'Pat 2')")
@@ -272,7 +268,7 @@ async fn a_device_cannot_be_double_booked_but_adjacent_bookings_are_fine() {
 async fn check_constraints_reject_bad_enumerations_and_ranges() {
     let t = TestDb::migrated().await;
     let mut c = t.sql().await;
-    let (h, p, d, _) = fixtures(&mut c).await;
+    let (h, p, d, _) = fixtures(&t, &mut c).await;
     let cases: Vec<(&str, String)> = vec![
         ("users_role_check", format!("INSERT INTO users (id, hospital_id, email, password_hash, role, name) VALUES (gen_random_uuid(), '{h}', 'a@b.c', 'x', 'superuser', 'A')")),
         ("devices_status_check", format!("UPDATE devices SET status = 'broken' WHERE id = '{d}'")),
@@ -296,7 +292,7 @@ async fn check_constraints_reject_bad_enumerations_and_ranges() {
 async fn one_open_alert_per_device_and_condition() {
     let t = TestDb::migrated().await;
     let mut c = t.sql().await;
-    let (h, _, d, _) = fixtures(&mut c).await;
+    let (h, _, d, _) = fixtures(&t, &mut c).await;
     let raise = format!(
         "INSERT INTO alerts (id, hospital_id, device_id, kind, code, priority, message, raised_at)
          VALUES (gen_random_uuid(), '{h}', '{d}', 'technical', 'device_offline', 'medium', 'offline', now())"
@@ -319,10 +315,7 @@ async fn database_errors_map_the_same_way_through_sqlx_and_sea_orm() {
 
     let db = TestDb::migrated().await;
     let mut c = db.sql().await;
-    let h = uuid::Uuid::now_v7();
-    c.execute(format!("INSERT INTO hospitals (id, name, code) VALUES ('{h}', 'H', 'h-errors')").as_str())
-        .await
-        .unwrap();
+    let h = db.hospital("H", "h-errors").await;
     let user = |email: &str| {
         format!(
             "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active) \

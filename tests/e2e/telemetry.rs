@@ -49,8 +49,8 @@ async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
 async fn seed(db: &TestDb) -> Ids {
     let id = Uuid::now_v7;
     let ids = Ids {
-        hospital: id(),
-        hospital_b: id(),
+        hospital: db.hospital("A", "tele-a").await,
+        hospital_b: db.hospital("B", "tele-b").await,
         device: id(),
         patient: id(),
         patient_b: id(),
@@ -62,14 +62,6 @@ async fn seed(db: &TestDb) -> Ids {
     // One argon2 hash serves every password and the device secret.
     let hash = nc_access::password::hash(PASSWORD.to_owned()).await.expect("hash");
     let mut c = db.sql().await;
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO hospitals (id, name, code) VALUES ('{}', 'A', 'tele-a'), ('{}', 'B', 'tele-b')",
-            ids.hospital, ids.hospital_b
-        ),
-    )
-    .await;
     for (user, role, name) in [
         (ids.admin, "admin", "admin"),
         (ids.doctor, "doctor", "doctor"),

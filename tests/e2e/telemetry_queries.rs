@@ -24,12 +24,8 @@ struct World {
 async fn world() -> World {
     let db = TestDb::migrated().await;
     let pool = PgPool::connect(&db.url).await.expect("pool");
-    let (hospital, devices, patient) = (Uuid::now_v7(), [Uuid::now_v7(), Uuid::now_v7()], Uuid::now_v7());
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, 'Q', 'queries')")
-        .bind(hospital)
-        .execute(&pool)
-        .await
-        .expect("hospital");
+    let hospital = db.hospital("Q", "queries").await;
+    let (devices, patient) = ([Uuid::now_v7(), Uuid::now_v7()], Uuid::now_v7());
     for (i, d) in devices.iter().enumerate() {
         sqlx::query("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ($1, $2, $3, 'M', 'x')")
             .bind(d)

@@ -18,8 +18,7 @@ fn fixture(name: &str) -> String {
 async fn mqtt_over_tls_carries_readings_and_plain_text_is_refused() {
     let db = TestDb::migrated().await;
     let mut c = db.sql().await;
-    let (h, d) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    c.execute(format!("INSERT INTO hospitals (id, name, code) VALUES ('{h}', 'H', 'tls-h')").as_str()).await.unwrap();
+    let (h, d) = (db.hospital("H", "tls-h").await, uuid::Uuid::now_v7());
     let hash = nc_access::secret::hash_device_secret("tls-device-secret");
     c.execute(format!("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{d}', '{h}', 'T1', 'T', '{hash}')").as_str())
         .await

@@ -1,19 +1,19 @@
 //! `/api/users/*`: one's own profile, hospital-scoped lists, staff management by the
 //! hospital's admin, enrollment codes, and device assignments.
 
-use chrono::{Duration, Utc};
-use nc_access::{secret, HospitalAction, Subject};
+use chrono::Utc;
+use nc_access::{HospitalAction, Subject};
+use nc_care::accounts::{self, codes};
+use nc_care::devices::assignments;
+use nc_care::fields::{check_name, check_password, check_phone, normalize_email};
 use nc_domain::*;
-use nc_entities::{device_assignments, enrollment_codes, users};
+use nc_entities::users;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::sea_query::extension::postgres::PgExpr;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
-use crate::accounts::auth::{check_name, check_password, check_phone, normalize_email, revoke_all_sessions, send_code};
-use crate::dto::{fetch_page, page, AssignmentOut, UserOut, UserPage};
+use crate::accounts::auth::send_code;
+use crate::dto::{page, AssignmentOut, UserOut, UserPage};
 use crate::error::{ApiError, ApiResult, NoContent};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
@@ -108,7 +108,7 @@ pub(crate) async fn visible_user(
     subject: &nc_access::Subject,
     id: UserId,
 ) -> std::result::Result<users::Model, ApiError> {
-    let user = users::Entity::find_by_id(id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
+    let user = accounts::get(&state.db, id).await?;
     nc_access::policy::decide_visible(subject, user.hospital_id).map_err(|e| ApiError::policy(e.into(), "user"))?;
     Ok(user)
 }
@@ -128,32 +128,7 @@ pub(crate) async fn assign(
         .await
         .map_err(|e| ApiError::policy(e, "device"))?;
     let user = visible_user(state, &subject, user_id).await?;
-    // Not an access rule: whom a device can be assigned to (a doctor or technician: 422).
-    let role = match user.role {
-        Role::Doctor if only.is_none_or(|r| r == Role::Doctor) => AssignmentRole::Doctor,
-        Role::Technician if only.is_none_or(|r| r == Role::Technician) => AssignmentRole::Technician,
-        _ => {
-            let wanted = only.map_or("a doctor or technician".to_owned(), |r| format!("a {r}"));
-            return Err(ApiError::field("userId", format!("must be {wanted}, not a {}", user.role)));
-        }
-    };
-    if !nc_access::authn::is_live(&user) {
-        return Err(ApiError::field("userId", "the account is not active"));
-    }
-    let row = device_assignments::ActiveModel {
-        id: Set(AssignmentId::new()),
-        hospital_id: Set(device.hospital_id),
-        device_id: Set(device.id),
-        user_id: Set(user.id),
-        role: Set(role),
-        assigned_by: Set(Some(caller.0.id)),
-        assigned_at: Set(Utc::now()),
-        ended_at: Set(None),
-        ended_by: Set(None),
-    }
-    .insert(&state.db)
-    .await?;
-    Ok(row.into())
+    Ok(assignments::assign(&state.db, &device, &user, caller.0.id, only).await?.into())
 }
 
 pub struct UsersApi;
@@ -163,8 +138,7 @@ impl UsersApi {
     /// Your own account.
     #[oai(path = "/api/users/profile", method = "get", operation_id = "getProfile")]
     async fn profile(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> ApiResult<Json<UserOut>> {
-        let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
-        let mut out: UserOut = user.into();
+        let mut out: UserOut = accounts::get(&state.db, auth.0.id).await?.into();
         // A patient's own record (staff accounts have none).
         out.patient_id = state.policy.patient_of_user(auth.0.id).await?;
         Ok(Json(out))
@@ -179,16 +153,9 @@ impl UsersApi {
         auth: BearerAuth,
         body: Json<ProfileUpdate>,
     ) -> ApiResult<Json<UserOut>> {
-        let user = users::Entity::find_by_id(auth.0.id).one(&state.db).await?.ok_or(ApiError::NotFound("user"))?;
-        let mut active: users::ActiveModel = user.into();
-        if let Some(name) = &body.name {
-            active.name = Set(check_name("name", name)?);
-        }
-        if body.phone.is_some() {
-            active.phone = Set(check_phone(body.phone.clone())?);
-        }
-        active.updated_at = Set(Utc::now());
-        Ok(Json(active.update(&state.db).await?.into()))
+        let b = body.0;
+        let phone = b.phone.map(Some);
+        Ok(Json(accounts::update_profile(&state.db, auth.0.id, b.name.as_deref(), phone).await?.into()))
     }
 
     /// Put a person of your hospital in a ward, or take them out of it (admins; audited with
@@ -207,29 +174,7 @@ impl UsersApi {
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
         let ward = body.0.ward.as_deref().map(|w| check_name("ward", w)).transpose()?;
         let user = visible_user(&state, &subject, user_id.0).await?;
-        let before = user.ward.clone();
-        let mut active: users::ActiveModel = user.into();
-        active.ward = Set(ward.clone());
-        active.updated_at = Set(Utc::now());
-        // The change and its audit row commit together.
-        let tx = state.db.begin().await?;
-        let user = active.update(&tx).await?;
-        nc_access::audit::record_with(
-            &tx,
-            nc_access::audit::Access {
-                subject: &subject,
-                action: AuditAction::Update,
-                resource: "user_ward",
-                patient: None,
-                device: None,
-                interface: Interface::Rest,
-                client_addr: None,
-            },
-            Some(serde_json::json!({"userId": user.id, "before": before, "after": ward})),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Json(user.into()))
+        Ok(Json(accounts::set_ward(&state.db, &subject, user, ward).await?.into()))
     }
 
     /// Accounts of one role in your hospital, by name. Staff see staff lists; admins also
@@ -258,31 +203,8 @@ impl UsersApi {
         let listable =
             state.policy.listable_accounts(&auth.subject(), role.0).await.map_err(|e| ApiError::policy(e, "user"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
-        let mut query =
-            users::Entity::find().filter(users::Column::HospitalId.eq(hospital)).filter(users::Column::Role.eq(role.0));
-        if let Some(ids) = listable {
-            query = query.filter(users::Column::Id.is_in(ids));
-        }
-        if let Some(pattern) = q.0.as_deref().and_then(crate::validate::like_pattern) {
-            query = query.filter(
-                sea_orm::Condition::any()
-                    .add(Expr::col(users::Column::Name).ilike(pattern.clone()))
-                    .add(Expr::col(users::Column::Email).ilike(pattern)),
-            );
-        }
-        if let Some(a) = active.0 {
-            query = if a {
-                query.filter(users::Column::IsActive.eq(true)).filter(users::Column::DeactivatedAt.is_null())
-            } else {
-                query.filter(
-                    sea_orm::Condition::any()
-                        .add(users::Column::IsActive.eq(false))
-                        .add(users::Column::DeactivatedAt.is_not_null()),
-                )
-            };
-        }
-        let ordered = query.order_by_asc(users::Column::Name).order_by_asc(users::Column::Id);
-        let (items, total) = fetch_page(&state.db, ordered, limit, offset).await?;
+        let filter = accounts::ListFilter { only: listable, text: q.0, active: active.0 };
+        let (items, total) = accounts::list(&state.db, hospital, role.0, filter, limit, offset).await?;
         Ok(Json(UserPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 
@@ -301,33 +223,13 @@ impl UsersApi {
         let email = normalize_email(&b.email)?;
         let name = check_name("name", &b.name)?;
         let phone = check_phone(b.phone)?;
-        let password = match &b.initial_password {
-            Some(p) => {
-                check_password(p, &email, "initialPassword")?;
-                p.clone()
-            }
-            None => secret::random_token(),
-        };
-        let hash = nc_access::password::hash(password).await?;
-        let now = Utc::now();
-        let user = users::ActiveModel {
-            id: Set(UserId::new()),
-            hospital_id: Set(hospital),
-            email: Set(email),
-            phone: Set(phone),
-            password_hash: Set(hash),
-            role: Set(b.role),
-            name: Set(name),
-            ward: Set(b.ward),
-            is_active: Set(true),
-            verified_at: Set(Some(now)),
-            deactivated_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+        if let Some(p) = &b.initial_password {
+            check_password(p, &email, "initialPassword")?;
         }
-        .insert(&state.db)
-        .await?;
-        if b.initial_password.is_none() {
+        let reset = b.initial_password.is_none();
+        let account = accounts::NewAccount { email, name, role: b.role, phone, ward: b.ward };
+        let user = accounts::create(&state.db, hospital, account, b.initial_password).await?;
+        if reset {
             send_code(&state, &user, CodePurpose::ResetPassword).await?;
         }
         Ok(UserCreated::Created(Json(user.into())))
@@ -344,18 +246,8 @@ impl UsersApi {
     ) -> ApiResult<Json<UserOut>> {
         let subject = auth.subject();
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
-        if user_id.0 == auth.0.id {
-            return Err(ApiError::field("userId", "you cannot deactivate yourself").into());
-        }
         let user = visible_user(&state, &subject, user_id.0).await?;
-        let now = Utc::now();
-        let mut active: users::ActiveModel = user.into();
-        active.is_active = Set(false);
-        active.deactivated_at = Set(Some(now));
-        active.updated_at = Set(now);
-        let user = active.update(&state.db).await?;
-        revoke_all_sessions(&state.db, user.id).await?;
-        Ok(Json(user.into()))
+        Ok(Json(accounts::deactivate(&state.db, auth.0.id, user).await?.into()))
     }
 
     /// Reactivate a deactivated account of your hospital (admins).
@@ -369,11 +261,7 @@ impl UsersApi {
         let subject = auth.subject();
         state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
         let user = visible_user(&state, &subject, user_id.0).await?;
-        let mut active: users::ActiveModel = user.into();
-        active.is_active = Set(true);
-        active.deactivated_at = Set(None);
-        active.updated_at = Set(Utc::now());
-        Ok(Json(active.update(&state.db).await?.into()))
+        Ok(Json(accounts::activate(&state.db, user).await?.into()))
     }
 
     /// Issue a single-use enrollment code with which a doctor or technician registers
@@ -386,26 +274,13 @@ impl UsersApi {
         body: Json<EnrollmentRequest>,
     ) -> ApiResult<EnrollmentCreated> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageStaff)?;
-        let hours = body.valid_hours.unwrap_or(72);
-        if !(1..=336).contains(&hours) {
-            return Err(ApiError::field("validHours", "must be between 1 and 336").into());
-        }
-        let code = secret::random_token();
-        let now = Utc::now();
-        let row = enrollment_codes::ActiveModel {
-            id: Set(CodeId::new()),
-            hospital_id: Set(auth.0.hospital),
-            role: Set(body.role),
-            code_hash: Set(secret::digest(&code)),
-            created_by: Set(auth.0.id),
-            created_at: Set(now),
-            expires_at: Set(now + Duration::hours(hours)),
-            used_at: Set(None),
-            used_by: Set(None),
-        }
-        .insert(&state.db)
-        .await?;
-        Ok(EnrollmentCreated::Created(Json(EnrollmentOut { code, role: row.role, expires_at: row.expires_at })))
+        let issued =
+            codes::issue_enrollment(&state.db, auth.0.hospital, body.role, body.valid_hours, auth.0.id).await?;
+        Ok(EnrollmentCreated::Created(Json(EnrollmentOut {
+            code: issued.code,
+            role: issued.role,
+            expires_at: issued.expires_at,
+        })))
     }
 
     /// Assign a doctor or technician of your hospital to a device (admins).
@@ -434,17 +309,7 @@ impl UsersApi {
             .device(&subject, body.device_id, nc_access::DeviceAction::Manage)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
-        let ended = device_assignments::Entity::update_many()
-            .col_expr(device_assignments::Column::EndedAt, Expr::value(Utc::now()))
-            .col_expr(device_assignments::Column::EndedBy, Expr::value(auth.0.id))
-            .filter(device_assignments::Column::DeviceId.eq(body.device_id))
-            .filter(device_assignments::Column::UserId.eq(body.user_id))
-            .filter(device_assignments::Column::EndedAt.is_null())
-            .exec(&state.db)
-            .await?;
-        if ended.rows_affected == 0 {
-            return Err(ApiError::NotFound("assignment").into());
-        }
+        assignments::unassign(&state.db, body.device_id, body.user_id, auth.0.id).await?;
         Ok(NoContent::Done)
     }
 }

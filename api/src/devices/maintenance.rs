@@ -5,26 +5,19 @@
 //! alert engine checks every minute.) Switching a device between `active` and
 //! `maintenance` is `setDeviceStatus`.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use nc_access::DeviceAction;
+use nc_care::devices::maintenance;
 use nc_domain::*;
-use nc_entities::{device_maintenance, devices};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 
-use crate::dto::{fetch_page, page, MaintenanceOut, MaintenancePage};
+use crate::dto::{page, MaintenanceOut, MaintenancePage};
 use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
-
-/// How far ahead of the server clock `performedAt` may be (clock skew).
-const MAX_AHEAD_MINUTES: i64 = 5;
-/// The next maintenance is due at most this long after the one recorded.
-const MAX_INTERVAL_DAYS: i64 = 3660;
 
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
@@ -72,45 +65,9 @@ impl MaintenanceApi {
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let b = body.0;
-        let now = Utc::now();
-        let performed = b.performed_at.unwrap_or(now);
-        if performed > now + Duration::minutes(MAX_AHEAD_MINUTES) {
-            return Err(ApiError::field("performedAt", "must not be in the future").into());
-        }
-        if b.next_due_at <= performed {
-            return Err(ApiError::field("nextDueAt", "must be after performedAt").into());
-        }
-        if b.next_due_at > performed + Duration::days(MAX_INTERVAL_DAYS) {
-            return Err(ApiError::field("nextDueAt", "must be at most 10 years after performedAt").into());
-        }
-        let notes = b.notes.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-        let txn = state.db.begin().await?;
-        let entry = device_maintenance::ActiveModel {
-            id: Set(MaintenanceId::new()),
-            hospital_id: Set(device.hospital_id),
-            device_id: Set(device.id),
-            performed_at: Set(performed),
-            performed_by: Set(Some(auth.0.id)),
-            next_due_at: Set(b.next_due_at),
-            notes: Set(notes),
-            created_at: Set(now),
-        }
-        .insert(&txn)
-        .await?;
-        // The device follows its latest maintenance (one statement: concurrent records agree).
-        devices::Entity::update_many()
-            .col_expr(devices::Column::LastMaintenanceAt, Expr::value(performed))
-            .col_expr(devices::Column::MaintenanceDueAt, Expr::value(b.next_due_at))
-            .col_expr(devices::Column::UpdatedAt, Expr::value(now))
-            .filter(devices::Column::Id.eq(device.id))
-            .filter(
-                Condition::any()
-                    .add(devices::Column::LastMaintenanceAt.is_null())
-                    .add(devices::Column::LastMaintenanceAt.lte(performed)),
-            )
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
+        let done =
+            maintenance::Maintenance { performed_at: b.performed_at, next_due_at: b.next_due_at, notes: b.notes };
+        let entry = maintenance::record(&state.db, &device, auth.0.id, done).await?;
         if let Err(e) = state.ingest.alerts().check_maintenance_of(Some(device.id)).await {
             // The minutely check settles it.
             tracing::warn!(error = %e, device = %device.id, "maintenance alert check failed");
@@ -138,11 +95,7 @@ impl MaintenanceApi {
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
-        let query = device_maintenance::Entity::find()
-            .filter(device_maintenance::Column::DeviceId.eq(device.id))
-            .order_by_desc(device_maintenance::Column::PerformedAt)
-            .order_by_desc(device_maintenance::Column::Id);
-        let (items, total) = fetch_page(&state.db, query, limit, offset).await?;
+        let (items, total) = maintenance::log(&state.db, device.id, limit, offset).await?;
         Ok(Json(MaintenancePage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 }

@@ -169,9 +169,17 @@ impl PerformanceApi {
             hours[i] = h.map(|d| (d.open, d.close));
         }
         let tz = settings.time_zone.name();
-        let p = nc_ingest::performance::device_performance(state.ingest.pool(), device.id, from, to, tz, &hours)
-            .await
-            .map_err(ApiError::internal)?;
+        let p = nc_ingest::performance::device_performance(
+            state.ingest.pool(),
+            &state.alarms,
+            device.id,
+            from,
+            to,
+            tz,
+            &hours,
+        )
+        .await
+        .map_err(ApiError::internal)?;
         Ok(Json(DevicePerformanceOut {
             device_id: device.id,
             from,

@@ -1,21 +1,17 @@
 //! `/api/devices/*`: the hospital's dialysis machines, their patients and sessions, device
 //! registration and secret rotation, technician assignment and temporary hand-over.
 
-use chrono::{Duration, Utc};
-use nc_access::policy::{ClinicalView, ReadScope};
-use nc_access::{audit, secret, DeviceAction, HospitalAction};
+use chrono::Utc;
+use nc_access::{audit, DeviceAction, HospitalAction};
+use nc_care::devices::{self, assignments};
 use nc_domain::*;
-use nc_entities::{device_sessions, devices, patients, temporary_access_grants};
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use crate::accounts::auth::check_name;
 use crate::accounts::users::{assign, visible_user};
-use crate::dto::{fetch_page, page};
+use crate::dto::page;
 use crate::dto::{AssignmentOut, DeviceOut, DevicePage, GrantOut, PatientOut, SessionPage};
 use crate::error::{ApiError, ApiResult, NoContent};
 use crate::security::{client_ip, BearerAuth};
@@ -55,14 +51,6 @@ pub struct UpdateDeviceRequest {
     /// doctor of the hospital).
     #[oai(validator(max_length = 200, custom = "crate::validate::NoNul"))]
     pub ward: Option<String>,
-}
-
-/// A ward name: trimmed, 1 to 200 characters, or none.
-fn ward(field: &str, w: Option<String>) -> std::result::Result<Option<String>, ApiError> {
-    match w.map(|w| w.trim().to_owned()) {
-        Some(w) if w.is_empty() => Err(ApiError::field(field, "must not be blank (send null for none)")),
-        other => Ok(other),
-    }
 }
 
 #[derive(Object, Debug)]
@@ -146,15 +134,7 @@ impl DevicesApi {
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
-        let mut query = devices::Entity::find().filter(devices::Column::HospitalId.eq(auth.0.hospital));
-        if let nc_access::policy::DeviceListScope::Only(ids) = scope {
-            query = query.filter(devices::Column::Id.is_in(ids));
-        }
-        if let Some(s) = status.0 {
-            query = query.filter(devices::Column::Status.eq(s));
-        }
-        let ordered = query.order_by_asc(devices::Column::Name).order_by_asc(devices::Column::Id);
-        let (items, total) = fetch_page(&state.db, ordered, limit, offset).await?;
+        let (items, total) = devices::list(&state.db, auth.0.hospital, scope, status.0, limit, offset).await?;
         Ok(Json(DevicePage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 
@@ -168,37 +148,15 @@ impl DevicesApi {
     ) -> ApiResult<DeviceCreated> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageDevices)?;
         let b = body.0;
-        let serial = b.serial.trim().to_owned();
-        if serial.is_empty()
-            || serial.len() > 64
-            || !serial.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(ApiError::field("serial", "must be 1-64 letters, digits, '.', '_' or '-'").into());
-        }
-        let name = check_name("name", &b.name)?;
-        let secret = secret::random_token();
-        let hash = secret::hash_device_secret(&secret);
-        let now = Utc::now();
-        let device = devices::ActiveModel {
-            id: Set(DeviceId::new()),
-            hospital_id: Set(auth.0.hospital),
-            serial: Set(serial),
-            name: Set(name),
-            model: Set(b.model),
-            location: Set(b.location),
-            ward: Set(ward("ward", b.ward)?),
-            status: Set(DeviceStatus::Active),
-            online: Set(false),
-            last_seen: Set(None),
-            secret_hash: Set(hash),
-            secret_rotated_at: Set(now),
-            maintenance_due_at: Set(b.maintenance_due_at),
-            last_maintenance_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&state.db)
-        .await?;
+        let new = devices::NewDevice {
+            serial: b.serial,
+            name: b.name,
+            model: b.model,
+            location: b.location,
+            ward: b.ward,
+            maintenance_due_at: b.maintenance_due_at,
+        };
+        let (device, secret) = devices::register(&state.db, auth.0.hospital, new).await?;
         Ok(DeviceCreated::Created(Json(DeviceCredentials { device: device.into(), secret })))
     }
 
@@ -233,13 +191,8 @@ impl DevicesApi {
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
         let b = body.0;
-        let mut active: devices::ActiveModel = device.into();
-        active.name = Set(check_name("name", &b.name)?);
-        active.model = Set(b.model);
-        active.location = Set(b.location);
-        active.ward = Set(ward("ward", b.ward)?);
-        active.updated_at = Set(Utc::now());
-        Ok(Json(active.update(&state.db).await?.into()))
+        let description = devices::Description { name: b.name, model: b.model, location: b.location, ward: b.ward };
+        Ok(Json(devices::describe(&state.db, device, description).await?.into()))
     }
 
     /// Change a device's status.
@@ -261,10 +214,7 @@ impl DevicesApi {
             .device_status_change(&auth.subject(), device_id.0, body.status)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
-        let mut active: devices::ActiveModel = device.into();
-        active.status = Set(body.status);
-        active.updated_at = Set(Utc::now());
-        Ok(Json(active.update(&state.db).await?.into()))
+        Ok(Json(devices::set_status(&state.db, device, body.status).await?.into()))
     }
 
     /// Issue a new secret for a device (admins); the old one stops working at once.
@@ -280,14 +230,7 @@ impl DevicesApi {
             .device(&auth.subject(), device_id.0, DeviceAction::Manage)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
-        let secret = secret::random_token();
-        let hash = secret::hash_device_secret(&secret);
-        let now = Utc::now();
-        let mut active: devices::ActiveModel = device.into();
-        active.secret_hash = Set(hash);
-        active.secret_rotated_at = Set(now);
-        active.updated_at = Set(now);
-        let device = active.update(&state.db).await?;
+        let (device, secret) = devices::rotate_secret(&state.db, device).await?;
         Ok(Json(DeviceCredentials { device: device.into(), secret }))
     }
 
@@ -305,30 +248,7 @@ impl DevicesApi {
         let (device, view) =
             state.policy.clinical_device(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
         let scope = state.policy.read_scope(&subject).await?;
-        let mut sessions = device_sessions::Entity::find();
-        if let ReadScope::Windows(w) = &scope {
-            // A technician: the patients treated while it is responsible for the device.
-            sessions = sessions.filter(nc_access::policy::sessions_in(w));
-        }
-        let in_sessions: Vec<PatientId> = sessions
-            .select_only()
-            .column(device_sessions::Column::PatientId)
-            .filter(device_sessions::Column::DeviceId.eq(device.id))
-            .filter(device_sessions::Column::PatientId.is_not_null())
-            .distinct()
-            .into_tuple()
-            .all(&state.db)
-            .await?;
-        let mut found = patients::Entity::find()
-            .filter(patients::Column::HospitalId.eq(device.hospital_id))
-            .filter(
-                Condition::any()
-                    .add(patients::Column::AssignedDeviceId.eq(device.id))
-                    .add(patients::Column::Id.is_in(in_sessions)),
-            )
-            .order_by_asc(patients::Column::Name)
-            .all(&state.db)
-            .await?;
+        let mut found = devices::patients_on(&state.db, &device, &scope).await?;
         // A patient sees only themself, even on their own device.
         found.retain(|p| view.shows(Some(p.id)));
         audit::record_each(
@@ -370,18 +290,8 @@ impl DevicesApi {
         let (device, view) =
             state.policy.clinical_device(&subject, device_id.0).await.map_err(|e| ApiError::policy(e, "device"))?;
         let (limit, offset) = page(limit.0, offset.0)?;
-        let mut query = device_sessions::Entity::find().filter(device_sessions::Column::DeviceId.eq(device.id));
-        if let ClinicalView::OwnTreatment(me) = view {
-            query = query.filter(device_sessions::Column::PatientId.eq(me));
-        }
-        if let ReadScope::Windows(w) = state.policy.read_scope(&subject).await? {
-            query = query.filter(nc_access::policy::sessions_in(&w));
-        }
-        if let Some(s) = status.0 {
-            query = query.filter(device_sessions::Column::Status.eq(s));
-        }
-        let (items, total) =
-            fetch_page(&state.db, query.order_by_desc(device_sessions::Column::StartedAt), limit, offset).await?;
+        let scope = state.policy.read_scope(&subject).await?;
+        let (items, total) = devices::sessions(&state.db, device.id, view, &scope, status.0, limit, offset).await?;
         audit::record(
             &state.db,
             audit::Access {
@@ -425,33 +335,12 @@ impl DevicesApi {
             .device(&auth.subject(), body.device_id, DeviceAction::GrantAccess)
             .await
             .map_err(|e| ApiError::policy(e, "device"))?;
-        if !(1..=10080).contains(&body.duration_minutes) {
-            return Err(ApiError::field("durationMinutes", "must be between 1 and 10080 (7 days)").into());
-        }
-        if body.technician_id == auth.0.id {
-            return Err(ApiError::field("technicianId", "you cannot grant access to yourself").into());
-        }
-        let grantee = visible_user(&state, &auth.subject(), body.technician_id).await?;
-        // Not an access rule: who may receive a hand-over is the grant's validity (422).
-        if grantee.role != Role::Technician || !nc_access::authn::is_live(&grantee) {
-            return Err(ApiError::field("technicianId", "must be an active technician of your hospital").into());
-        }
-        let now = Utc::now();
-        let grant = temporary_access_grants::ActiveModel {
-            id: Set(GrantId::new()),
-            hospital_id: Set(device.hospital_id),
-            device_id: Set(device.id),
-            granted_to: Set(grantee.id),
-            granted_by: Set(auth.0.id),
-            granted_at: Set(now),
-            expires_at: Set(now + Duration::minutes(body.duration_minutes)),
-            revoked_at: Set(None),
-            revoked_by: Set(None),
-            reason: Set(body.reason.clone()),
-        }
-        .insert(&state.db)
-        .await?;
-        Ok(GrantCreated::Created(Json(grant.into())))
+        let b = body.0;
+        let hand_over =
+            assignments::HandOver { to: b.technician_id, by: auth.0.id, minutes: b.duration_minutes, reason: b.reason };
+        hand_over.check()?;
+        let grantee = visible_user(&state, &auth.subject(), b.technician_id).await?;
+        Ok(GrantCreated::Created(Json(assignments::hand_over(&state.db, &device, &grantee, hand_over).await?.into())))
     }
 
     /// Revoke a temporary hand-over: by the technician who granted it, the one who received
@@ -463,20 +352,10 @@ impl DevicesApi {
         auth: BearerAuth,
         #[oai(name = "grantId")] grant_id: Path<GrantId>,
     ) -> ApiResult<NoContent> {
-        let grant = temporary_access_grants::Entity::find_by_id(grant_id.0)
-            .one(&state.db)
-            .await?
-            .ok_or(ApiError::NotFound("grant"))?;
+        let grant = assignments::grant(&state.db, grant_id.0).await?;
         nc_access::policy::decide_revoke_grant(&auth.subject(), grant.hospital_id, grant.granted_by, grant.granted_to)
             .map_err(|e| ApiError::policy(e.into(), "grant"))?;
-        if grant.revoked_at.is_none() {
-            temporary_access_grants::Entity::update_many()
-                .col_expr(temporary_access_grants::Column::RevokedAt, Expr::value(Utc::now()))
-                .col_expr(temporary_access_grants::Column::RevokedBy, Expr::value(auth.0.id))
-                .filter(temporary_access_grants::Column::Id.eq(grant.id))
-                .exec(&state.db)
-                .await?;
-        }
+        assignments::revoke(&state.db, &grant, auth.0.id).await?;
         Ok(NoContent::Done)
     }
 }

@@ -185,6 +185,21 @@ impl From<nc_bookings::BookingError> for ApiError {
     }
 }
 
+impl From<nc_care::CareError> for ApiError {
+    fn from(e: nc_care::CareError) -> Self {
+        use nc_care::CareError;
+        match e {
+            CareError::NotFound(what) => ApiError::NotFound(what),
+            CareError::Invalid { field, message } => ApiError::field(field, message),
+            CareError::Conflict { code, message } => ApiError::Conflict { code, message },
+            CareError::Unauthenticated(why) => ApiError::Unauthorized(why),
+            CareError::AccountRefused(why) => ApiError::Forbidden(why),
+            CareError::Db(e) => e.into(),
+            CareError::Password(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::from_sqlx(&e)
@@ -372,7 +387,8 @@ via_api_error!(
     nc_access::Denied,
     nc_access::password::PasswordError,
     nc_bookings::BookingError,
-    nc_alarms::AlarmError
+    nc_alarms::AlarmError,
+    nc_care::CareError
 );
 
 /// A path parameter that does not parse, named as the document names it (poem-openapi

@@ -9,9 +9,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use nc_access::authn::Authenticator;
 use nc_access::Policy;
-use nc_domain::{Channel, OutboundMessageId};
-use nc_entities::{outbound_messages, users};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, Set};
+use sea_orm::DatabaseConnection;
 
 use crate::error::ApiError;
 
@@ -22,7 +20,7 @@ pub struct ApiState {
     pub policy: Policy,
     pub authn: Authenticator,
     pub throttle: Arc<Throttle>,
-    pub sender: Arc<dyn Sender>,
+    pub sender: Arc<dyn nc_care::accounts::Sender>,
     pub refresh_ttl: chrono::Duration,
     /// The telemetry pipeline (HTTP ingest, history, trends, alerts).
     pub ingest: nc_ingest::Ingest,
@@ -91,7 +89,7 @@ impl ApiState {
             policy: Policy::new(db.clone()),
             authn,
             throttle: Arc::new(Throttle::new(&settings.throttle)),
-            sender: Arc::new(OutboxSender { db: db.clone() }),
+            sender: Arc::new(nc_care::accounts::OutboxSender { db: db.clone() }),
             refresh_ttl: chrono::Duration::seconds(settings.refresh_ttl_secs as i64),
             limits: settings.limits.clone(),
             dashboard: settings.dashboard.clone(),
@@ -162,38 +160,5 @@ impl Throttle {
     pub fn tidy(&self) {
         self.accounts.retain_recent();
         self.addresses.retain_recent();
-    }
-}
-
-/// Delivers messages (codes, notices) to people. Pluggable: the development sender below
-/// records them in the `outbound_messages` table, where tests and the demo read them; a
-/// production sender would hand them to an e-mail or SMS gateway and set `sent_at`.
-#[async_trait::async_trait]
-pub trait Sender: Send + Sync {
-    async fn send(&self, to: &users::Model, subject: &str, body: &str) -> Result<(), DbErr>;
-}
-
-/// The development sender: the outbox table only.
-pub struct OutboxSender {
-    pub db: DatabaseConnection,
-}
-
-#[async_trait::async_trait]
-impl Sender for OutboxSender {
-    async fn send(&self, to: &users::Model, subject: &str, body: &str) -> Result<(), DbErr> {
-        outbound_messages::ActiveModel {
-            id: Set(OutboundMessageId::new()),
-            user_id: Set(Some(to.id)),
-            channel: Set(Channel::Email),
-            recipient: Set(to.email.clone()),
-            subject: Set(subject.to_owned()),
-            body: Set(body.to_owned()),
-            created_at: Set(chrono::Utc::now()),
-            sent_at: Set(None),
-        }
-        .insert(&self.db)
-        .await?;
-        tracing::info!(user = %to.id, %subject, "message queued in the outbox (development sender)");
-        Ok(())
     }
 }

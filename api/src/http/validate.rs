@@ -8,17 +8,17 @@
 //!   arithmetic cannot all handle; requests are kept to years 1900 to 9999.
 //! - [`SmallJson`]: free-form JSON (the dialysis schedule) of bounded size, without U+0000.
 //! - [`Email`]: an e-mail address (declared `format: email` by `contract`), the rule
-//!   [`normalize_email`] applies.
+//!   `nc_care::fields::normalize_email` applies.
+//!
+//! The rules applied after parsing (trimming, normalising names, e-mails, phones,
+//! passwords) are the care records' own: `nc_care::fields`.
 //!
 //! The message a validator gives is its `Display`, phrased to follow the field's name.
 
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use nc_access::password;
 use poem_openapi::validation::Validator;
-
-use crate::error::ApiError;
 
 /// Earliest and latest instants a request may name.
 pub const EARLIEST: &str = "1900-01-01T00:00:00Z";
@@ -111,78 +111,18 @@ pub fn json_has_nul(value: &serde_json::Value) -> bool {
     }
 }
 
-// Rules the handlers apply after parsing (trimming, normalising), shared by the APIs.
-
-/// An e-mail address: one `@`, something before it, a domain with a dot after it, no
-/// whitespace inside, at most 254 characters (leading and trailing blanks are trimmed).
+/// An e-mail address (`nc_care::fields::is_email`, the rule `normalize_email` applies).
 pub struct Email;
 
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("must be an e-mail address such as name@example.org")
+        f.write_str(nc_care::fields::EMAIL_RULE)
     }
 }
 
 impl<T: AsRef<str>> Validator<T> for Email {
     fn check(&self, value: &T) -> bool {
-        is_email(value.as_ref().trim())
-    }
-}
-
-fn is_email(e: &str) -> bool {
-    e.len() <= 254
-        && e.split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
-        && !e.chars().any(char::is_whitespace)
-        && e.matches('@').count() == 1
-}
-
-pub(crate) fn normalize_email(email: &str) -> Result<String, ApiError> {
-    let e = email.trim().to_lowercase();
-    if is_email(&e) {
-        Ok(e)
-    } else {
-        Err(ApiError::field("email", Email.to_string()))
-    }
-}
-
-pub(crate) fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 200 {
-        return Err(ApiError::field(field, "must be 1 to 200 characters"));
-    }
-    Ok(n.to_owned())
-}
-
-/// A case-insensitive "contains" pattern for `ILIKE` (`\\`, `%` and `_` taken literally);
-/// `None` for blank text (no filter).
-pub(crate) fn like_pattern(text: &str) -> Option<String> {
-    let t = text.trim();
-    (!t.is_empty()).then(|| format!("%{}%", t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
-}
-
-pub(crate) fn check_phone(phone: Option<String>) -> Result<Option<String>, ApiError> {
-    match phone {
-        None => Ok(None),
-        Some(p) => {
-            let p = p.trim().to_owned();
-            let digits = p.chars().filter(char::is_ascii_digit).count();
-            let ok = (6..=20).contains(&p.len())
-                && digits >= 6
-                && p.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || " ()-".contains(c) || (c == '+' && i == 0));
-            if ok {
-                Ok(Some(p))
-            } else {
-                Err(ApiError::field("phone", "must be a phone number: digits, spaces, ( ) - and a leading +"))
-            }
-        }
-    }
-}
-
-pub(crate) fn check_password(pw: &str, email: &str, field: &str) -> Result<(), ApiError> {
-    match password::strength_problem(pw, email) {
-        Some(problem) => Err(ApiError::field(field, format!("password {problem}"))),
-        None => Ok(()),
+        nc_care::fields::is_email(value.as_ref().trim())
     }
 }
 
@@ -201,8 +141,6 @@ mod tests {
         assert!(SmallJson.check(&serde_json::json!({"days": ["mon"]})));
         assert!(!SmallJson.check(&serde_json::json!({"days": ["mo\u{0}n"]})));
         assert!(!SmallJson.check(&serde_json::json!({"x": "y".repeat(JSON_MAX_BYTES)})));
-        assert_eq!(like_pattern(" 50%_a\\b "), Some("%50\\%\\_a\\\\b%".to_owned()));
-        assert_eq!(like_pattern("  "), None);
         assert!(Email.check(&"Name.Surname+x@example.org"));
         assert!(!Email.check(&"") && !Email.check(&"a@b") && !Email.check(&"a b@c.org") && !Email.check(&"a@@b.org"));
     }

@@ -6,18 +6,18 @@
 
 use nc_access::policy::patient_view;
 use nc_access::PatientAction;
+use nc_care::patients::{check_account_link, record, Changes};
 use nc_domain::*;
-use nc_entities::{patients, users};
+use nc_entities::patients;
 use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::dto::PatientOut;
 use crate::error::NoContent;
 use crate::error::{ApiError, ApiResult};
-use crate::patients::changes::{audit_patient, record, Changes};
+use crate::patients::changes::audit_patient;
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
@@ -49,7 +49,8 @@ impl PatientAccountApi {
         before: patients::Model,
         account: Option<UserId>,
     ) -> ApiResult<patients::Model> {
-        let after = record(state, auth.0.id, &before, Changes { user_id: Some(account), ..Default::default() }).await?;
+        let after =
+            record(&state.db, auth.0.id, &before, Changes { user_id: Some(account), ..Default::default() }).await?;
         if after != before {
             audit_patient(state, req, auth, &after, AuditAction::Update, "patient.account").await?;
         }
@@ -78,34 +79,10 @@ impl PatientAccountApi {
         body: Json<LinkAccountRequest>,
     ) -> ApiResult<Json<PatientOut>> {
         let before = Self::linkable(&state, &auth, patient_id.0).await?;
-        let account =
-            users::Entity::find_by_id(body.user_id).one(&state.db).await?.ok_or(ApiError::NotFound("account"))?;
+        let account = nc_care::accounts::find(&state.db, body.user_id).await?.ok_or(ApiError::NotFound("account"))?;
         nc_access::policy::decide_visible(&auth.subject(), account.hospital_id)
             .map_err(|e| ApiError::policy(e.into(), "account"))?;
-        // Not an access rule: the account a record links to is a patient's (422).
-        if account.role != Role::Patient {
-            return Err(ApiError::field("userId", "must be a patient's account, not staff").into());
-        }
-        if !nc_access::authn::is_live(&account) {
-            return Err(ApiError::Conflict {
-                code: "account_inactive",
-                message: "the account is not active: the patient confirms their e-mail first, or it was deactivated"
-                    .into(),
-            }
-            .into());
-        }
-        let other = patients::Entity::find()
-            .filter(patients::Column::UserId.eq(account.id))
-            .filter(patients::Column::Id.ne(before.id))
-            .one(&state.db)
-            .await?;
-        if other.is_some() {
-            return Err(ApiError::Conflict {
-                code: "user_already_linked",
-                message: "this account already belongs to another patient record".into(),
-            }
-            .into());
-        }
+        check_account_link(&state.db, &before, &account).await?;
         let after = Self::relink(&state, req, &auth, before, Some(account.id)).await?;
         Ok(Json(PatientOut::viewed(after, patient_view(&auth.subject()))))
     }

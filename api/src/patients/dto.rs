@@ -100,3 +100,24 @@ impl From<MedicalInfoRequest> for UpdatePatientRequest {
         }
     }
 }
+
+impl From<UpdatePatientRequest> for nc_care::patients::RecordFields {
+    fn from(u: UpdatePatientRequest) -> Self {
+        nc_care::patients::RecordFields {
+            name: u.name,
+            date_of_birth: u.date_of_birth,
+            gender: u.gender,
+            assigned_doctor_id: u.assigned_doctor_id,
+            assigned_device_id: u.assigned_device_id,
+            blood_group: u.blood_group,
+            dry_weight_kg: u.dry_weight_kg,
+            dialysis_schedule: u.dialysis_schedule,
+            last_dialysis_at: u.last_dialysis_at,
+            diagnosis: u.diagnosis,
+            vascular_access: u.vascular_access,
+            allergies: u.allergies,
+            medications: u.medications,
+            notes: u.notes,
+        }
+    }
+}

@@ -4,26 +4,22 @@
 
 use chrono::Utc;
 use nc_access::policy::patient_view;
-use nc_access::policy::{sessions_in, PatientView, ReadScope};
+use nc_access::policy::PatientView;
 use nc_access::Subject;
 use nc_access::{audit, HospitalAction, PatientAction};
+use nc_care::patients::{self, Changes};
 use nc_domain::*;
-use nc_entities::{device_sessions, medical_updates, patients};
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::sea_query::extension::postgres::PgExpr;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use crate::dto::{fetch_page, page, PatientOut, PatientPage};
+use crate::dto::{page, PatientOut, PatientPage};
 use crate::error::{ApiError, ApiResult};
-use crate::patients::changes::{audit_patient, check_links, check_weight, Changes};
+use crate::patients::changes::audit_patient;
 use crate::patients::dto::{CreatePatientRequest, MedicalInfoRequest, UpdatePatientRequest};
 use crate::security::{client_ip, BearerAuth};
 use crate::state::ApiState;
-use crate::validate::{check_name, like_pattern};
 use crate::Tag;
 
 /// One change of one field of a patient's record.
@@ -43,23 +39,15 @@ pub struct MedicalUpdateOut {
 async fn viewed(
     state: &ApiState,
     subject: &Subject,
-    records: Vec<patients::Model>,
+    records: Vec<nc_entities::patients::Model>,
 ) -> std::result::Result<Vec<PatientOut>, ApiError> {
     let view = patient_view(subject);
     let mut out: Vec<PatientOut> = records.into_iter().map(|p| PatientOut::viewed(p, view)).collect();
     if view == PatientView::Administrative || out.is_empty() {
         return Ok(out);
     }
-    let mut query = device_sessions::Entity::find()
-        .select_only()
-        .column(device_sessions::Column::PatientId)
-        .column(device_sessions::Column::StartedAt)
-        .filter(device_sessions::Column::Status.eq(SessionStatus::Active))
-        .filter(device_sessions::Column::PatientId.is_in(out.iter().map(|p| p.id)));
-    if let ReadScope::Windows(w) = state.policy.read_scope(subject).await? {
-        query = query.filter(sessions_in(&w));
-    }
-    let running: Vec<(Option<PatientId>, chrono::DateTime<Utc>)> = query.into_tuple().all(&state.db).await?;
+    let scope = state.policy.read_scope(subject).await?;
+    let running = patients::running_treatments(&state.db, out.iter().map(|p| p.id), &scope).await?;
     for (patient, started) in running {
         if let Some(p) = out.iter_mut().find(|p| Some(p.id) == patient) {
             // One active session per device: a patient on two machines shows the newer.
@@ -92,38 +80,21 @@ impl PatientsApi {
         let hospital = auth.0.hospital;
         state.policy.hospital(&auth.subject(), hospital, HospitalAction::AdministerPatients)?;
         let b = body.0;
-        let number = b.patient_number.trim().to_owned();
-        if number.is_empty() || number.len() > 32 || !number.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(ApiError::field("patientNumber", "must be 1-32 letters, digits or dashes").into());
-        }
-        let name = check_name("name", &b.name)?;
-        check_weight(b.dry_weight_kg)?;
-        check_links(&state, &auth.subject(), b.assigned_doctor_id, b.assigned_device_id, b.user_id).await?;
-        let now = Utc::now();
-        let patient = patients::ActiveModel {
-            id: Set(PatientId::new()),
-            hospital_id: Set(hospital),
-            user_id: Set(b.user_id),
-            patient_number: Set(number),
-            name: Set(name),
-            date_of_birth: Set(b.date_of_birth),
-            gender: Set(b.gender.unwrap_or(Gender::Unknown)),
-            blood_group: Set(b.blood_group),
-            assigned_doctor_id: Set(b.assigned_doctor_id),
-            assigned_device_id: Set(b.assigned_device_id),
-            dialysis_schedule: Set(b.dialysis_schedule.unwrap_or_else(|| serde_json::json!({}))),
-            last_dialysis_at: Set(None),
-            dry_weight_kg: Set(b.dry_weight_kg),
-            diagnosis: Set(b.diagnosis),
-            vascular_access: Set(b.vascular_access),
-            allergies: Set(None),
-            medications: Set(None),
-            notes: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&state.db)
-        .await?;
+        let new = patients::NewPatient {
+            patient_number: b.patient_number,
+            name: b.name,
+            date_of_birth: b.date_of_birth,
+            gender: b.gender,
+            blood_group: b.blood_group,
+            user_id: b.user_id,
+            assigned_doctor_id: b.assigned_doctor_id,
+            assigned_device_id: b.assigned_device_id,
+            dry_weight_kg: b.dry_weight_kg,
+            dialysis_schedule: b.dialysis_schedule,
+            diagnosis: b.diagnosis,
+            vascular_access: b.vascular_access,
+        };
+        let patient = patients::create(&state.db, &auth.subject(), hospital, new).await?;
         audit_patient(&state, req, &auth, &patient, AuditAction::Create, "patient").await?;
         Ok(PatientCreated::Created(Json(PatientOut::viewed(patient, patient_view(&auth.subject())))))
     }
@@ -168,7 +139,7 @@ impl PatientsApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<UpdatePatientRequest>,
     ) -> ApiResult<Json<PatientOut>> {
-        let changes = Changes { fields: body.0, user_id: None };
+        let changes = Changes { fields: body.0.into(), user_id: None };
         let after = crate::patients::changes::update(&state, req, &auth, patient_id.0, changes).await?;
         Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
     }
@@ -189,7 +160,7 @@ impl PatientsApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<MedicalInfoRequest>,
     ) -> ApiResult<Json<PatientOut>> {
-        let changes = Changes { fields: body.0.into(), user_id: None };
+        let changes = Changes { fields: UpdatePatientRequest::from(body.0).into(), user_id: None };
         let after = crate::patients::changes::update(&state, req, &auth, patient_id.0, changes).await?;
         Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
     }
@@ -227,19 +198,8 @@ impl PatientsApi {
         let subject = auth.subject();
         let (limit, offset) = page(limit.0, offset.0)?;
         let scope = state.policy.patient_scope(&subject).await?;
-        let mut query =
-            patients::Entity::find().filter(patients::Column::HospitalId.eq(auth.0.hospital)).filter(scope.condition());
-        if let Some(d) = device_id.0 {
-            query = query.filter(patients::Column::AssignedDeviceId.eq(d));
-        }
-        if let Some(d) = doctor_id.0 {
-            query = query.filter(patients::Column::AssignedDoctorId.eq(d));
-        }
-        if let Some(pattern) = name.0.as_deref().and_then(like_pattern) {
-            query = query.filter(Expr::col(patients::Column::Name).ilike(pattern));
-        }
-        let ordered = query.order_by_asc(patients::Column::Name).order_by_asc(patients::Column::Id);
-        let (items, total) = fetch_page(&state.db, ordered, limit, offset).await?;
+        let filter = patients::ListFilter { device: device_id.0, doctor: doctor_id.0, name: name.0 };
+        let (items, total) = patients::list(&state.db, auth.0.hospital, &scope, filter, limit, offset).await?;
         audit::record_each(
             &state.db,
             audit::Access {
@@ -271,11 +231,7 @@ impl PatientsApi {
             .patient(&auth.subject(), patient_id.0, PatientAction::Read)
             .await
             .map_err(|e| ApiError::policy(e, "patient"))?;
-        let rows = medical_updates::Entity::find()
-            .filter(medical_updates::Column::PatientId.eq(patient.id))
-            .order_by_desc(medical_updates::Column::UpdatedAt)
-            .all(&state.db)
-            .await?;
+        let rows = patients::medical_updates(&state.db, patient.id).await?;
         audit_patient(&state, req, &auth, &patient, AuditAction::Read, "patient").await?;
         Ok(Json(
             rows.into_iter()

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Duration, Utc};
 use nc_access::{audit, PatientAction, Subject};
 use nc_domain::*;
-use nc_entities::device_sessions;
 use nc_ingest::reading::SEQ_CONFLICT;
 use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::auth::Basic;
@@ -15,9 +14,8 @@ use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, SecurityScheme};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::dto::{fetch_page, page};
+use crate::dto::page;
 use crate::dto::{SessionPage, DEFAULT_PAGE};
 use crate::error::{ApiError, ApiResult};
 use crate::security::{client_ip, BearerAuth};
@@ -497,12 +495,7 @@ impl TelemetryApi {
     ) -> ApiResult<Json<SessionPage>> {
         let scope = readable_patient(&state, req, &auth, patient_id.0, "patient.sessions").await?;
         let (limit, offset) = page(limit.0, offset.0)?;
-        let mut query = device_sessions::Entity::find().filter(device_sessions::Column::PatientId.eq(patient_id.0));
-        if let nc_access::policy::ReadScope::Windows(w) = scope {
-            query = query.filter(nc_access::policy::sessions_in(&w));
-        }
-        let (items, total) =
-            fetch_page(&state.db, query.order_by_desc(device_sessions::Column::StartedAt), limit, offset).await?;
+        let (items, total) = nc_care::patients::sessions(&state.db, patient_id.0, &scope, limit, offset).await?;
         Ok(Json(SessionPage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))
     }
 }

@@ -185,13 +185,17 @@ impl AlertEngine {
 
     /// [`AlertEngine::check_maintenance`] for one device (`None`: every device).
     pub async fn check_maintenance_of(&self, device: Option<DeviceId>) -> Result<(), sqlx::Error> {
+        // The open alarms are the alarm system's to read; the devices' dates are ours.
+        let open = self.alarms.open_with_code("maintenance_due", device).await?;
+        let alarmed: Vec<Uuid> = open.iter().map(|a| a.device_id).collect();
         let device = device.map(|d| d.as_uuid());
         let due: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
             "SELECT d.id, d.hospital_id, d.maintenance_due_at FROM devices d
               WHERE d.maintenance_due_at <= now() AND d.status <> 'inactive' AND ($1::uuid IS NULL OR d.id = $1)
-                AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.code = 'maintenance_due' AND a.state <> 'cleared')",
+                AND NOT (d.id = ANY($2))",
         )
         .bind(device)
+        .bind(&alarmed)
         .fetch_all(&self.pool)
         .await?;
         for (device, hospital, at) in due {
@@ -213,14 +217,13 @@ impl AlertEngine {
                 })
                 .await?;
         }
-        let done: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT a.id FROM alerts a JOIN devices d ON d.id = a.device_id
-              WHERE a.code = 'maintenance_due' AND a.state <> 'cleared' AND (d.maintenance_due_at IS NULL OR d.maintenance_due_at > now())
-                AND ($1::uuid IS NULL OR d.id = $1)",
+        let settled: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM devices WHERE id = ANY($1) AND (maintenance_due_at IS NULL OR maintenance_due_at > now())",
         )
-        .bind(device)
+        .bind(&alarmed)
         .fetch_all(&self.pool)
         .await?;
+        let done = open.iter().filter(|a| settled.contains(&a.device_id)).map(|a| a.id);
         for id in done {
             self.alarms.clear_auto(id, Utc::now(), ClearCause::MaintenanceDone).await?;
         }

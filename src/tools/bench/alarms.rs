@@ -80,9 +80,8 @@ struct Machine {
 }
 
 async fn seed(pool: &PgPool, truth: &Truth) -> Result<(Uuid, Uuid, Vec<Machine>), sqlx::Error> {
-    let (h, doctor) = (Uuid::now_v7(), Uuid::now_v7());
+    let (h, doctor) = (crate::tools::bench::insert_hospital(pool, "Bench alarms").await?, Uuid::now_v7());
     let mut tx = pool.begin().await?;
-    crate::tools::bench::insert_hospital(&mut *tx, h, "Bench alarms").await?;
     for t in DEFAULT_THRESHOLDS {
         sqlx::query(
             "INSERT INTO alert_thresholds (id, hospital_id, metric, low, high, priority, delay_seconds, hysteresis)

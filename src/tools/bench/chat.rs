@@ -35,9 +35,8 @@ struct Pair {
 
 /// Creates the hospital, the pairs and their rooms; returns the hospital and the pairs.
 async fn seed(pool: &PgPool, rooms: usize) -> Result<(Uuid, Vec<Pair>), sqlx::Error> {
-    let h = Uuid::now_v7();
+    let h = crate::tools::bench::insert_hospital(pool, "Bench chat").await?;
     let mut tx = pool.begin().await?;
-    crate::tools::bench::insert_hospital(&mut *tx, h, "Bench chat").await?;
     let mut pairs = Vec::new();
     for i in 0..rooms {
         let (doctor, patient, record, room) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());

@@ -43,8 +43,7 @@ pub(crate) fn pct(mut v: Vec<u64>, q: f64) -> f64 {
 }
 
 /// Rows for `devices` devices, one per second each, ending now.
-fn synthetic_rows(devices: usize, rows: usize) -> Vec<nc_ingest::writer::Row> {
-    let hospital = Uuid::now_v7();
+fn synthetic_rows(hospital: Uuid, devices: usize, rows: usize) -> Vec<nc_ingest::writer::Row> {
     let ids: Vec<Uuid> = (0..devices).map(|_| Uuid::now_v7()).collect();
     let start = Utc::now() - chrono::Duration::seconds((rows / devices.max(1)) as i64 + 10);
     (0..rows)
@@ -78,29 +77,22 @@ fn synthetic_rows(devices: usize, rows: usize) -> Vec<nc_ingest::writer::Row> {
 }
 
 /// Raw COPY rate versus the ingest path's UNNEST batches, on the same synthetic rows.
-/// A hospital for a benchmark's data (its code made unique by its id).
-pub(crate) async fn insert_hospital<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    id: Uuid,
-    name: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO hospitals (id, name, code) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(name)
-        .bind(format!("bench-{}", &id.simple().to_string()[20..]))
-        .execute(db)
-        .await
-        .map(|_| ())
+/// A hospital for a benchmark's data, created as every hospital is
+/// (`nc_care::hospitals::create`), its code made unique.
+pub(crate) async fn insert_hospital(pool: &PgPool, name: &str) -> Result<Uuid, sqlx::Error> {
+    let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+    let code = format!("bench-{}", &Uuid::now_v7().simple().to_string()[20..]);
+    let created = nc_care::hospitals::create(&db, name, &code).await;
+    created.map(|h| h.as_uuid()).map_err(|e| sqlx::Error::Protocol(e.to_string()))
 }
 
 pub async fn copy(url: &str, rows: usize, connections: usize) -> Result<String, String> {
     let e = |e: sqlx::Error| e.to_string();
     let pool = pool(url, connections as u32 + 1).await.map_err(e)?;
     sqlx::query("TRUNCATE health_metrics").execute(&pool).await.map_err(e)?;
-    let data = Arc::new(synthetic_rows(1000, rows));
     // The machines exist (the latest-values table refers to them).
-    let hospital = data.first().map(|r| r.hospital_id).unwrap_or_default();
-    insert_hospital(&pool, hospital, "Bench").await.map_err(e)?;
+    let hospital = insert_hospital(&pool, "Bench").await.map_err(e)?;
+    let data = Arc::new(synthetic_rows(hospital, 1000, rows));
     let devices: Vec<Uuid> = data.iter().take(1000).map(|r| r.device_id).collect();
     sqlx::query(
         "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
@@ -347,9 +339,8 @@ pub async fn broker(config: crate::Config, devices: usize, rate: f64, seconds: f
     let e = |e: sqlx::Error| e.to_string();
     let pool = PgPool::connect(config.database.url.expose()).await.map_err(e)?;
     // A hospital, one doctor assigned to every device, devices with known secrets.
-    let (h, doctor) = (Uuid::now_v7(), Uuid::now_v7());
+    let (h, doctor) = (insert_hospital(&pool, "Bench").await.map_err(e)?, Uuid::now_v7());
     let mut tx = pool.begin().await.map_err(e)?;
-    insert_hospital(&mut *tx, h, "Bench").await.map_err(e)?;
     let hash = nc_access::password::hash("Bench-password-1".into()).await.map_err(|e| e.to_string())?;
     sqlx::query("INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at) VALUES ($1, $2, $3, $4, 'doctor', 'Bench doctor', true, now())")
         .bind(doctor).bind(h).bind(format!("bench-{}@bench.test", doctor.simple())).bind(&hash).execute(&mut *tx).await.map_err(e)?;

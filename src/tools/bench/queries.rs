@@ -111,8 +111,8 @@ pub async fn queries(url: &str, days: i64, loaded: bool, load_only: bool) -> Res
         let report = format!("bench queries: on the data already loaded ({start} to {end})");
         return time_queries(url, &pool, (p, d), (start, end), report).await;
     }
-    let (h, d, p) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    crate::tools::bench::insert_hospital(&pool, h, "Bench").await.map_err(e)?;
+    let h = crate::tools::bench::insert_hospital(&pool, "Bench").await.map_err(e)?;
+    let (d, p) = (Uuid::now_v7(), Uuid::now_v7());
     let batches = batch_cost(&pool, h).await?;
     sqlx::query("TRUNCATE health_metrics, health_metric_rollups_hourly, health_metric_rollups_fine")
         .execute(&pool)

@@ -167,31 +167,23 @@ pub async fn provision(db: &DatabaseConnection, hospital_code: &str, count: usiz
             .map_err(|e| e.to_string())?
         {
             Some(p) => p,
-            None => patients::ActiveModel {
-                id: Set(PatientId::new()),
-                hospital_id: Set(hospital.id),
-                user_id: Set(None),
-                patient_number: Set(format!("P-{serial}")),
-                name: Set(format!("Simulated patient {serial}")),
-                date_of_birth: Set(None),
-                gender: Set(Gender::Unknown),
-                blood_group: Set(None),
-                assigned_doctor_id: Set(staff.iter().find(|u| u.role == Role::Doctor).map(|u| u.id)),
-                assigned_device_id: Set(Some(device.id)),
-                dialysis_schedule: Set(serde_json::json!({})),
-                last_dialysis_at: Set(None),
-                dry_weight_kg: Set(Some(70.0)),
-                diagnosis: Set(None),
-                vascular_access: Set(None),
-                allergies: Set(None),
-                medications: Set(None),
-                notes: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
+            None => {
+                let record = nc_care::patients::NewPatient {
+                    patient_number: format!("P-{serial}"),
+                    name: format!("Simulated patient {serial}"),
+                    date_of_birth: None,
+                    gender: None,
+                    blood_group: None,
+                    user_id: None,
+                    assigned_doctor_id: staff.iter().find(|u| u.role == Role::Doctor).map(|u| u.id),
+                    assigned_device_id: Some(device.id),
+                    dry_weight_kg: Some(70.0),
+                    dialysis_schedule: None,
+                    diagnosis: None,
+                    vascular_access: None,
+                };
+                nc_care::patients::insert(db, hospital.id, record).await.map_err(|e| e.to_string())?
             }
-            .insert(db)
-            .await
-            .map_err(|e| e.to_string())?,
         };
         let earlier = nc_entities::device_sessions::Entity::find()
             .filter(nc_entities::device_sessions::Column::DeviceId.eq(device.id))

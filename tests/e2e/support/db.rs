@@ -64,6 +64,11 @@ impl TestDb {
         TestDb { name, url, db }
     }
 
+    /// A hospital, created the one way hospitals are (`nc_care::hospitals::create`).
+    pub async fn hospital(&self, name: &str, code: &str) -> uuid::Uuid {
+        nc_care::hospitals::create(&self.db, name, code).await.expect("a hospital").as_uuid()
+    }
+
     /// A plain sqlx connection, for assertions in SQL.
     pub async fn sql(&self) -> PgConnection {
         PgConnection::connect(&self.url).await.expect("connect")

@@ -60,19 +60,12 @@ impl World {
         let password = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
         let secret = nc_access::password::hash(SECRET.to_owned()).await.unwrap();
         let mut ids: HashMap<&'static str, String> = HashMap::new();
-        for k in ["ha", "hb", "p1", "p2", "r1"].into_iter().chain(DEVICES).chain(USERS) {
+        ids.insert("ha", db.hospital("A", "mqtt-a").await.to_string());
+        ids.insert("hb", db.hospital("B", "mqtt-b").await.to_string());
+        for k in ["p1", "p2", "r1"].into_iter().chain(DEVICES).chain(USERS) {
             ids.insert(k, uuid::Uuid::now_v7().to_string());
         }
         let id = |k: &str| ids[k].clone();
-        exec(
-            &mut c,
-            &format!(
-                "INSERT INTO hospitals (id, name, code) VALUES ('{}', 'A', 'mqtt-a'), ('{}', 'B', 'mqtt-b')",
-                id("ha"),
-                id("hb")
-            ),
-        )
-        .await;
         for k in USERS {
             let role = match k.trim_end_matches(['2', 'B']) {
                 "adm" => "admin",
