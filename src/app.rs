@@ -195,8 +195,10 @@ impl App {
         );
         ingest.watch_presence(connected.presence().subscribe());
 
-        // The channels outside MQTT (e-mail), through the outbox.
-        let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> = Vec::new();
+        // The channels outside MQTT (the hospitals' alert managers, e-mail), through the
+        // outbox; the alarm system records each attempt of an alarm's message.
+        let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> =
+            vec![(nc_outbox::Channel::Acm, Arc::new(nc_outbox::acm::AcmSender::default()))];
         if let Some(url) = &config.email.smtp_url {
             let smtp = nc_outbox::email::SmtpSender::new(url.expose(), &config.email.from)
                 .map_err(|e| StartError::Other(e.to_string()))?;
@@ -206,7 +208,7 @@ impl App {
             db.get_postgres_connection_pool().clone(),
             nc_outbox::OutboxSettings::default(),
             senders,
-            Vec::new(),
+            vec![Arc::new(alarms.clone())],
         );
         let chat = nc_chat::Chat::new(db.clone(), &self.chat, &outbound);
         let bookings = nc_bookings::Bookings::new(db.clone(), outbound.publisher.clone());

@@ -16,6 +16,7 @@
 //! - every change is a row of `alert_events` (the history), published on MQTT after its
 //!   commit, with the row as an outbox so a crash between the two loses no notification.
 
+pub mod acm;
 pub mod burden;
 mod catchup;
 pub mod escalation;

@@ -98,8 +98,12 @@ pub(crate) async fn insert_event(c: &mut PgConnection, e: EventRow<'_>) -> Resul
     .bind(e.reason)
     .bind(e.snooze_until)
     .bind(e.announces)
-    .execute(c)
+    .execute(&mut *c)
     .await?;
+    // The hospital's alert manager hears of every phase, in the same transaction.
+    if e.announces {
+        crate::acm::report(c, e.alert, e.event, e.tier).await?;
+    }
     Ok(id)
 }
 

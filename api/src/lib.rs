@@ -83,6 +83,7 @@ type Apis = (
     telemetry::routes::TelemetryApi,
     alerts::AlertsApi,
     alerts::ThresholdsApi,
+    alerts::AlertManagerApi,
     chat::routes::ChatApi,
     bookings::routes::BookingsApi,
 );
@@ -100,6 +101,7 @@ fn apis() -> Apis {
         telemetry::routes::TelemetryApi,
         alerts::AlertsApi,
         alerts::ThresholdsApi,
+        alerts::AlertManagerApi,
         chat::routes::ChatApi,
         bookings::routes::BookingsApi,
     )

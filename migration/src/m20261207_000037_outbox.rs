@@ -10,6 +10,10 @@
 //! - Retried with growing delays; parked (`state = 'parked'`) after the last attempt, visible in
 //!   metrics and, for an alarm's message, in its history (`alert_events`, `delivered` /
 //!   `delivery_failed` / `delivery_parked`).
+//! - A hospital's alert manager (IHE PCD ACM, `alert_managers`): where every phase of its
+//!   alarms is reported (PCD-04 over MLLP), whether patient data may go with it, and who
+//!   the manager's recipients are here (`alert_manager_recipients`: a PCD-05 "accepted" by
+//!   one acknowledges the alarm as that user).
 //! - Every account message written to `outbound_messages` (registration codes, password
 //!   resets) is queued here for e-mail by a trigger, in the same transaction; its `sent_at`
 //!   is set when the SMTP server accepted it.
@@ -39,6 +43,27 @@ CREATE INDEX outbox_due_idx ON outbox (due_at) WHERE state = 'pending';
 CREATE INDEX outbox_order_idx ON outbox (ordering_key, created_at, id) WHERE state = 'pending';
 CREATE INDEX outbox_alert_idx ON outbox (alert_id) WHERE alert_id IS NOT NULL;
 
+CREATE TABLE alert_managers (
+    hospital_id          uuid PRIMARY KEY REFERENCES hospitals(id) ON DELETE CASCADE,
+    -- host:port of its MLLP listener.
+    address              text NOT NULL CONSTRAINT alert_managers_address_check CHECK (length(address) BETWEEN 3 AND 255),
+    receiving_application text NOT NULL DEFAULT 'ACM' CONSTRAINT alert_managers_app_check CHECK (length(receiving_application) BETWEEN 1 AND 64),
+    receiving_facility   text NOT NULL DEFAULT '' CONSTRAINT alert_managers_facility_check CHECK (length(receiving_facility) <= 64),
+    -- Whether the reports carry the patient (PID) and the value: off unless the hospital allows it.
+    include_patient      boolean NOT NULL DEFAULT false,
+    enabled              boolean NOT NULL DEFAULT true,
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    updated_by           uuid REFERENCES users(id) ON DELETE SET NULL
+);
+
+CREATE TABLE alert_manager_recipients (
+    hospital_id  uuid NOT NULL REFERENCES hospitals(id) ON DELETE CASCADE,
+    -- The alert manager's id of a recipient (PCD-05 PRT-5 / PRT-8).
+    recipient_id text NOT NULL CONSTRAINT alert_manager_recipients_id_check CHECK (length(recipient_id) BETWEEN 1 AND 128),
+    user_id      uuid NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (hospital_id, recipient_id)
+);
+
 CREATE FUNCTION nc_outbox_account_message() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outbox (id, channel, message_id, ordering_key, destination, payload)
@@ -60,11 +85,11 @@ CREATE TRIGGER outbox_sent AFTER UPDATE OF state ON outbox
 ALTER TABLE alert_events DROP CONSTRAINT alert_events_event_check;
 ALTER TABLE alert_events ADD CONSTRAINT alert_events_event_check CHECK (event IN
     ('raised', 'notified', 'escalated', 'unreachable', 'reach_unknown', 'acknowledged', 'snoozed', 'realerted', 'cleared',
-     'delivered', 'delivery_failed', 'delivery_parked'));
+     'delivered', 'delivery_failed', 'delivery_parked', 'dissemination'));
 ";
 
 const DOWN: &str = "
-DELETE FROM alert_events WHERE event IN ('delivered', 'delivery_failed', 'delivery_parked');
+DELETE FROM alert_events WHERE event IN ('delivered', 'delivery_failed', 'delivery_parked', 'dissemination');
 ALTER TABLE alert_events DROP CONSTRAINT alert_events_event_check;
 ALTER TABLE alert_events ADD CONSTRAINT alert_events_event_check CHECK (event IN
     ('raised', 'notified', 'escalated', 'unreachable', 'reach_unknown', 'acknowledged', 'snoozed', 'realerted', 'cleared'));
@@ -73,4 +98,6 @@ DROP FUNCTION nc_outbox_sent();
 DROP TRIGGER outbound_messages_outbox ON outbound_messages;
 DROP FUNCTION nc_outbox_account_message();
 DROP TABLE outbox;
+DROP TABLE alert_manager_recipients;
+DROP TABLE alert_managers;
 ";

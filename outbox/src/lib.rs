@@ -18,6 +18,7 @@
 //!
 //! Senders: [`email::SmtpSender`] (lettre) and the IHE ACM alert reporter (`acm`).
 
+pub mod acm;
 pub mod email;
 
 use std::collections::HashMap;

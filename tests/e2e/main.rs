@@ -8,6 +8,7 @@
 
 mod support;
 
+mod acm;
 mod alarm_reach;
 mod alarms;
 mod auth;

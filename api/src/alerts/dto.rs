@@ -207,6 +207,18 @@ pub enum AlertEventKind {
     /// decided once the start's grace is over (`unreachable`, or nothing).
     #[oai(rename = "reach_unknown")]
     ReachUnknown,
+    /// A message about it reached a channel outside MQTT (`reason`: the channel and its
+    /// answer, e.g. `acm: AA` from the hospital's alert manager).
+    Delivered,
+    /// An attempt failed and is tried again (`reason`: why, and when).
+    #[oai(rename = "delivery_failed")]
+    DeliveryFailed,
+    /// Given up after the last attempt, or refused (`reason`: why).
+    #[oai(rename = "delivery_parked")]
+    DeliveryParked,
+    /// What the alert manager reported of it (PCD-05: delivered to, read or accepted by a
+    /// recipient; `reason`).
+    Dissemination,
     Acknowledged,
     Snoozed,
     /// The snooze ended while the alert was present: sent again.
@@ -246,6 +258,10 @@ impl AlertHistoryEntry {
             "escalated" => AlertEventKind::Escalated,
             "unreachable" => AlertEventKind::Unreachable,
             "reach_unknown" => AlertEventKind::ReachUnknown,
+            "delivered" => AlertEventKind::Delivered,
+            "delivery_failed" => AlertEventKind::DeliveryFailed,
+            "delivery_parked" => AlertEventKind::DeliveryParked,
+            "dissemination" => AlertEventKind::Dissemination,
             "acknowledged" => AlertEventKind::Acknowledged,
             "snoozed" => AlertEventKind::Snoozed,
             "realerted" => AlertEventKind::Realerted,

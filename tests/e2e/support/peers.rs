@@ -76,3 +76,64 @@ impl Drop for SmtpServer {
         let _ = self.child.wait();
     }
 }
+
+/// The hospital's alert manager (IHE PCD ACM), played with python-hl7
+/// (`tests/peers/alert_manager.py`): checks every PCD-04 against TF-2, answers `ORA^R41`,
+/// logs each message it got.
+pub struct AlertManagerPeer {
+    child: Child,
+    stdin: ChildStdin,
+    log: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl AlertManagerPeer {
+    /// Starts it (on `port`, 0 for any) and waits until it listens.
+    pub async fn start(port: u16) -> AlertManagerPeer {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/alert_manager.py");
+        let log = std::env::temp_dir().join(format!("nc-acm-{}.jsonl", uuid::Uuid::now_v7().simple()));
+        let mut child = Command::new(peer_python())
+            .arg(script)
+            .args(["--port", &port.to_string(), "--log"])
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the alert manager starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.ok().flatten().expect("it starts");
+        let port = first.strip_prefix("listening ").and_then(|p| p.trim().parse().ok()).expect("listening PORT");
+        AlertManagerPeer { child, stdin, log, port }
+    }
+
+    /// Sends a command (`mode ae`, …).
+    pub fn command(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("the alert manager reads its commands");
+        self.stdin.flush().unwrap();
+    }
+
+    /// Every PCD-04 it received, in order.
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for AlertManagerPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

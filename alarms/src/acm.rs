@@ -1,0 +1,249 @@
+//! The hospital's alert manager (IHE PCD Alarm Communication Management): the alarm system
+//! is its *Alert Reporter*. Every phase of an alarm — raised, escalated, re-alerted,
+//! snoozed, acknowledged, cleared — is reported as a PCD-04 (`ORU^R40`, built by `nc_hl7`),
+//! queued in the outbox in the transaction that stored the phase, delivered in the alarm's
+//! order over MLLP, and each attempt written into the alarm's history (`delivered`,
+//! `delivery_failed`, `delivery_parked`). A hospital configures its manager through
+//! `PUT /api/alerts/alert-manager` (table `alert_managers`); patient data (PID, the value)
+//! goes only where it allows it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{FixedOffset, Utc};
+use nc_domain::{AlertKind, AlertPriority};
+use nc_hl7::acm::{
+    self, AlertLocation, AlertPatient, AlertReport, Code, Designator, Inactivation, Phase, SourceDevice,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::model::Alert;
+use crate::Alarms;
+
+/// The history events reported to the alert manager, and as which ACM phase.
+fn phase(event: &str) -> Option<(Phase, acm::AlertState, Vec<Inactivation>)> {
+    use acm::AlertState::{Active, Inactive};
+    Some(match event {
+        "raised" => (Phase::Start, Active, vec![]),
+        "escalated" => (Phase::Escalate, Active, vec![]),
+        "realerted" => (Phase::Continue, Active, vec![]),
+        "snoozed" => (Phase::Update, Active, vec![Inactivation::AlarmPaused]),
+        "acknowledged" => (Phase::Acknowledged, Active, vec![Inactivation::Acknowledged]),
+        "cleared" => (Phase::End, Inactive, vec![]),
+        _ => return None,
+    })
+}
+
+/// A hospital's alert manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct AlertManager {
+    /// `host:port` of its MLLP listener.
+    pub address: String,
+    /// MSH-5.
+    pub receiving_application: String,
+    /// MSH-6.
+    pub receiving_facility: String,
+    /// Whether reports carry the patient and the value.
+    pub include_patient: bool,
+    pub enabled: bool,
+}
+
+/// What the report says of the machine, its place and its patient.
+#[derive(sqlx::FromRow)]
+struct Context {
+    hospital_code: String,
+    device_serial: String,
+    device_name: String,
+    ward: Option<String>,
+    patient_number: Option<String>,
+    patient_name: Option<String>,
+}
+
+/// Queues the PCD-04 of `event` of `alert` for the hospital's alert manager, if it has
+/// one enabled, in the caller's transaction.
+pub(crate) async fn report(
+    c: &mut PgConnection,
+    alert: &Alert,
+    event: &str,
+    tier: Option<u8>,
+) -> Result<(), sqlx::Error> {
+    let Some((phase, state, inactivation)) = phase(event) else { return Ok(()) };
+    let manager: Option<AlertManager> = sqlx::query_as(
+        "SELECT address, receiving_application, receiving_facility, include_patient, enabled
+           FROM alert_managers WHERE hospital_id = $1 AND enabled",
+    )
+    .bind(alert.hospital_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(manager) = manager else { return Ok(()) };
+    let context: Context = sqlx::query_as(
+        "SELECT h.code AS hospital_code, d.serial AS device_serial, d.name AS device_name, d.ward,
+                p.patient_number, p.name AS patient_name
+           FROM devices d JOIN hospitals h ON h.id = d.hospital_id
+           LEFT JOIN patients p ON p.id = $2
+          WHERE d.id = $1",
+    )
+    .bind(alert.device_id)
+    .bind(alert.patient_id)
+    .fetch_one(&mut *c)
+    .await?;
+    let now = Utc::now().with_timezone(&FixedOffset::east_opt(0).expect("UTC"));
+    let patient = match (&manager.include_patient, &context.patient_number) {
+        (true, Some(number)) => Some(AlertPatient {
+            id: number.clone(),
+            assigning_authority: context.hospital_code.clone(),
+            id_type: "MR".into(),
+            family_name: context.patient_name.clone(),
+            given_name: None,
+        }),
+        _ => None,
+    };
+    let measurement = match (manager.include_patient, alert.value, &alert.metric) {
+        (true, Some(value), Some(metric)) => Some(acm::Measurement {
+            code: Code::local(metric, metric),
+            value: value.to_string(),
+            units: None,
+            limits: (None, alert.threshold.map(|t| t.to_string())),
+            abnormality: None,
+        }),
+        _ => None,
+    };
+    let report = AlertReport {
+        control_id: Uuid::now_v7().simple().to_string(),
+        sending_app: Designator::named("NEPHROCARE"),
+        sending_facility: Designator::named(&context.hospital_code),
+        receiving_app: Designator::named(&manager.receiving_application),
+        receiving_facility: Designator::named(&manager.receiving_facility),
+        sent_at: now,
+        alert_id: alert.id.simple().to_string(),
+        occurred_at: alert.raised_at.with_timezone(&FixedOffset::east_opt(0).expect("UTC")),
+        phase,
+        state: if alert.latched && event == "cleared" { acm::AlertState::Latched } else { state },
+        inactivation,
+        priority: match alert.priority {
+            AlertPriority::High => acm::Priority::High,
+            AlertPriority::Medium => acm::Priority::Medium,
+            AlertPriority::Low => acm::Priority::Low,
+        },
+        kind: match alert.kind {
+            AlertKind::Physiological => acm::AlertKind::Physiological,
+            AlertKind::Technical => acm::AlertKind::Technical,
+        },
+        event: Code::local(&alert.code, &alert.code),
+        source: SourceDevice {
+            id: context.device_serial.clone(),
+            assigner: Designator::named(&context.hospital_code),
+            kind: Code::local("dialysis_machine", "Dialysis machine"),
+        },
+        location: Some(AlertLocation {
+            unit: context.ward.clone().unwrap_or_else(|| context.hospital_code.clone()),
+            room: None,
+            bay: Some(context.device_name.clone()),
+            facility: Some(context.hospital_code.clone()),
+        }),
+        patient,
+        measurement,
+        annotation: None,
+        escalation: tier.filter(|_| event == "escalated").map(|t| (u32::from(t), format!("escalated to tier {t}"))),
+        wants_status: true,
+    };
+    let message = acm::report_alert(&report).encode();
+    nc_outbox::enqueue(
+        c,
+        nc_outbox::NewItem {
+            channel: nc_outbox::Channel::Acm,
+            hospital: Some(alert.hospital_id),
+            alert: Some(alert.id),
+            ordering_key: Some(alert.id),
+            destination: &manager.address,
+            payload: &message,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+impl Alarms {
+    /// A hospital's alert manager, if set.
+    pub async fn alert_manager(&self, hospital: nc_domain::HospitalId) -> Result<Option<AlertManager>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT address, receiving_application, receiving_facility, include_patient, enabled
+               FROM alert_managers WHERE hospital_id = $1",
+        )
+        .bind(hospital.as_uuid())
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    /// Sets (or, with `None`, removes) a hospital's alert manager.
+    pub async fn set_alert_manager(
+        &self,
+        hospital: nc_domain::HospitalId,
+        manager: Option<&AlertManager>,
+        by: nc_domain::UserId,
+    ) -> Result<(), sqlx::Error> {
+        match manager {
+            None => {
+                sqlx::query("DELETE FROM alert_managers WHERE hospital_id = $1")
+                    .bind(hospital.as_uuid())
+                    .execute(self.pool())
+                    .await?;
+            }
+            Some(m) => {
+                sqlx::query(
+                    "INSERT INTO alert_managers (hospital_id, address, receiving_application, receiving_facility,
+                                                 include_patient, enabled, updated_at, updated_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, now(), $7)
+                     ON CONFLICT (hospital_id) DO UPDATE SET address = $2, receiving_application = $3,
+                         receiving_facility = $4, include_patient = $5, enabled = $6, updated_at = now(), updated_by = $7",
+                )
+                .bind(hospital.as_uuid())
+                .bind(&m.address)
+                .bind(&m.receiving_application)
+                .bind(&m.receiving_facility)
+                .bind(m.include_patient)
+                .bind(m.enabled)
+                .bind(by.as_uuid())
+                .execute(self.pool())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each delivery attempt of an alarm's message, in its history.
+impl nc_outbox::Attempts for Alarms {
+    fn attempted<'a>(
+        &'a self,
+        item: &'a nc_outbox::Item,
+        outcome: &'a nc_outbox::Outcome,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let (Some(alert), Some(channel)) = (item.alert_id, item.channel()) else { return };
+            let (event, reason) = match outcome {
+                nc_outbox::Outcome::Delivered(r) => ("delivered", format!("{}: {}", channel.as_str(), r.0)),
+                nc_outbox::Outcome::Failed { error, retry_in } => (
+                    "delivery_failed",
+                    format!("{}: {error}; again in {:.1} s", channel.as_str(), retry_in.as_secs_f64()),
+                ),
+                nc_outbox::Outcome::Parked { error } => ("delivery_parked", format!("{}: {error}", channel.as_str())),
+            };
+            let stored = sqlx::query(
+                "INSERT INTO alert_events (id, alert_id, hospital_id, at, event, reason, published_at)
+                 SELECT $1, id, hospital_id, now(), $3, left($4, 500), now() FROM alerts WHERE id = $2",
+            )
+            .bind(Uuid::now_v7())
+            .bind(alert)
+            .bind(event)
+            .bind(reason)
+            .execute(self.pool())
+            .await;
+            if let Err(e) = stored {
+                tracing::warn!(error = %e, %alert, "could not record a delivery attempt in the alarm's history");
+            }
+        })
+    }
+}

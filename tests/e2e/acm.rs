@@ -1,0 +1,90 @@
+//! The hospital's alert manager (IHE PCD ACM), played by python-hl7 over real MLLP: every
+//! phase of an alarm arrives as a PCD-04 that passes its TF-2 checks, in the alarm's order,
+//! acknowledged; an `AE` answer is retried until the manager accepts; each attempt is in the
+//! alarm's history; no patient data unless the hospital allows it. Also with nobody's app
+//! open: the alarm reaches the manager.
+
+use serde_json::{json, Value};
+
+use crate::alarms::{now_s, World};
+use crate::support::{eventually, AlertManagerPeer, LONG_WAIT};
+
+async fn point_at(w: &World, peer: &AlertManagerPeer, include_patient: bool) {
+    let r = w
+        .as_("admin")
+        .put(
+            "/api/alerts/alert-manager",
+            json!({"address": format!("127.0.0.1:{}", peer.port), "receivingFacility": "WARD-N", "includePatient": include_patient}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// Waits until the manager has accepted (AA) `n` messages about `alert`; returns all it got.
+async fn accepted(peer: &AlertManagerPeer, alert: &str, n: usize) -> Vec<Value> {
+    eventually(&format!("{n} accepted reports"), LONG_WAIT, || async move {
+        let got: Vec<Value> = peer.received().into_iter().filter(|m| m["alert_id"] == alert).collect();
+        (got.iter().filter(|m| m["ack"] == "AA").count() >= n).then_some(got)
+    })
+    .await
+}
+
+fn simple(id: &str) -> String {
+    id.replace('-', "")
+}
+
+#[tokio::test]
+async fn every_phase_reaches_the_alert_manager_in_order_even_through_errors() {
+    let w = World::new().await;
+    let mut peer = AlertManagerPeer::start(0).await;
+    // Only admins set it; others are refused.
+    let r = w.as_("doc").put("/api/alerts/alert-manager", json!({"address": "127.0.0.1:1"})).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = w.as_("admin").put("/api/alerts/alert-manager", json!({"address": "no-port"})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    point_at(&w, &peer, false).await;
+
+    // Nobody's app is open: the alarm still reaches the manager.
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let alert = w.alert_where("systolic_bp_low", |_| true).await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let got = accepted(&peer, &simple(&id), 1).await;
+    let start = &got[0];
+    assert_eq!((start["phase"].as_str(), start["ack"].as_str()), (Some("start"), Some("AA")), "{start}");
+    assert_eq!(start["problems"], json!([]), "TF-2 checks: {start}");
+    let raw = start["raw"].as_str().unwrap();
+    assert!(!raw.contains("\rPID|") || raw.contains("PID|||||||||||||||||||||||||||||||Y"), "no patient data: {raw}");
+    assert!(!raw.contains("Patient One"), "no patient name: {raw}");
+
+    // The manager answers AE for a while: the next phase is retried, then delivered once it
+    // accepts, and the phase after it waits its turn.
+    peer.command("mode ae");
+    let r = w.as_("doc").post(&format!("/api/alerts/{id}/acknowledge"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    eventually("an AE answer", LONG_WAIT, || {
+        let (peer, id) = (&peer, simple(&id));
+        async move { peer.received().iter().any(|m| m["alert_id"] == id.as_str() && m["ack"] == "AE").then_some(()) }
+    })
+    .await;
+    w.reading(2, now_s(), w.patient, json!({"bloodPressure": 120})).await;
+    peer.command("mode aa");
+    let got = accepted(&peer, &simple(&id), 3).await;
+    let phases: Vec<&str> =
+        got.iter().filter(|m| m["ack"] == "AA").map(|m| m["phase"].as_str().unwrap_or("?")).collect();
+    assert_eq!(phases, ["start", "acknowledged", "end"], "in the alarm's order, each accepted once: {got:?}");
+    for m in &got {
+        assert_eq!(m["problems"], json!([]), "TF-2 checks: {m}");
+    }
+    // The history has every attempt.
+    let history = w.history(&id).await;
+    let events: Vec<&str> = history.iter().map(|e| e["event"].as_str().unwrap_or("?")).collect();
+    assert!(events.contains(&"delivery_failed"), "{events:?}");
+    assert_eq!(events.iter().filter(|e| **e == "delivered").count(), 3, "{events:?}");
+    assert!(
+        history
+            .iter()
+            .any(|e| e["event"] == "delivery_failed" && e["reason"].as_str().is_some_and(|r| r.starts_with("acm: AE"))),
+        "{history:?}"
+    );
+    w.app.stop().await;
+}
