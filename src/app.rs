@@ -71,6 +71,8 @@ pub struct RunningApp {
     pub http_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub mqtt_ws_addr: SocketAddr,
+    /// The alert managers' status listener (IHE PCD-05 over MLLP), when configured.
+    pub acm_addr: Option<SocketAddr>,
     pub db: DatabaseConnection,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, std::io::Result<()>)>,
@@ -142,6 +144,11 @@ impl App {
         let mqtt_ws = bind("NEPHROCARE_MQTT_WS_ADDR", config.mqtt.ws_addr).await?;
         let local = |l: &TcpListener| l.local_addr().map_err(|e| StartError::Other(e.to_string()));
         let (http_addr, mqtt_addr, mqtt_ws_addr) = (local(&http)?, local(&mqtt)?, local(&mqtt_ws)?);
+        let acm = match config.alarms.acm_listen_addr {
+            Some(addr) => Some(bind("NEPHROCARE_ACM_LISTEN_ADDR", addr).await?),
+            None => None,
+        };
+        let acm_addr = acm.as_ref().map(local).transpose()?;
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -204,6 +211,7 @@ impl App {
                 .map_err(|e| StartError::Other(e.to_string()))?;
             senders.push((nc_outbox::Channel::Email, Arc::new(smtp)));
         }
+        let alarms_for_status = alarms.clone();
         let outbox = nc_outbox::Outbox::new(
             db.get_postgres_connection_pool().clone(),
             nc_outbox::OutboxSettings::default(),
@@ -245,6 +253,16 @@ impl App {
         let token = shutdown.clone();
         tasks.spawn(async move { ("api", nc_api::run(http, api_state, token.cancelled_owned()).await) });
 
+        if let Some(listener) = acm {
+            let (alarms, token) = (alarms_for_status, shutdown.clone());
+            let handle = move |message, peer| {
+                let alarms = alarms.clone();
+                async move { alarms.from_alert_manager(message, peer).await }
+            };
+            let limits = nc_hl7::message::Limits::default();
+            tasks.spawn(async move { ("acm", nc_hl7::server::serve(listener, limits, 64, handle, token).await) });
+        }
+
         let outbox = outbox.run(shutdown.clone());
         tasks.spawn(async move { ("outbox", outbox.await.map_err(|e| std::io::Error::other(e.to_string()))) });
 
@@ -267,7 +285,10 @@ impl App {
             http = %http_addr, mqtt = %mqtt_addr, mqtt_ws = %mqtt_ws_addr,
             "nephrocare ready"
         );
-        Ok(RunningApp { http_addr, mqtt_addr, mqtt_ws_addr, db, shutdown, tasks })
+        if let Some(addr) = acm_addr {
+            tracing::info!(%addr, "alert manager status listening (IHE PCD-05 over MLLP)");
+        }
+        Ok(RunningApp { http_addr, mqtt_addr, mqtt_ws_addr, acm_addr, db, shutdown, tasks })
     }
 }
 

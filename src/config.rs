@@ -222,6 +222,9 @@ pub struct AlarmsConfig {
     /// for their app to reconnect (default 30: 1.5 × the apps' 15 s keep-alive, which is
     /// how long a link that died silently takes to be noticed, plus their reconnect).
     pub reach_grace_secs: f64,
+    /// `NEPHROCARE_ACM_LISTEN_ADDR`: where the hospitals' alert managers send their IHE
+    /// PCD-05 status messages (HL7 v2 over MLLP); unset: not listened for.
+    pub acm_listen_addr: Option<SocketAddr>,
 }
 
 impl Default for AlarmsConfig {
@@ -237,6 +240,7 @@ impl Default for AlarmsConfig {
             flapping_window_secs: conditions.flapping_window.as_secs_f64(),
             restart_grace_secs: conditions.restart_grace.as_secs(),
             reach_grace_secs: nc_alarms::AlarmSettings::default().reach_grace.as_secs_f64(),
+            acm_listen_addr: None,
         }
     }
 }
@@ -449,6 +453,7 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", "alarms.offline_delay_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", "alarms.flapping_window_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_ALARM_REACH_GRACE_SECS", "alarms.reach_grace_secs", Read::Number, SECONDS_HINT),
+    ("NEPHROCARE_ACM_LISTEN_ADDR", "alarms.acm_listen_addr", Read::Text, ADDR_HINT),
     ("NEPHROCARE_INGEST_WRITERS", "ingest.writers", Read::Number, "Use a whole number from 1 to 16."),
     ("NEPHROCARE_INGEST_GATHER_MS", "ingest.gather_ms", Read::Number, "Give whole milliseconds."),
     ("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", "ingest.derive_interval_ms", Read::Number, "Give whole milliseconds."),

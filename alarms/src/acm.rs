@@ -214,6 +214,53 @@ impl Alarms {
     }
 }
 
+impl Alarms {
+    /// The alert manager's recipients mapped to users of `hospital`: (recipient id, user).
+    pub async fn alert_manager_recipients(
+        &self,
+        hospital: nc_domain::HospitalId,
+    ) -> Result<Vec<(String, nc_domain::UserId)>, sqlx::Error> {
+        let rows: Vec<(String, Uuid)> = sqlx::query_as(
+            "SELECT recipient_id, user_id FROM alert_manager_recipients WHERE hospital_id = $1 ORDER BY recipient_id",
+        )
+        .bind(hospital.as_uuid())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(r, u)| (r, nc_domain::UserId(u))).collect())
+    }
+
+    /// Maps the alert manager's `recipient` to `user` (`None`: removes the mapping). The
+    /// caller has asked the policy whether `user` is one of the hospital's people.
+    pub async fn map_alert_manager_recipient(
+        &self,
+        hospital: nc_domain::HospitalId,
+        recipient: &str,
+        user: Option<nc_domain::UserId>,
+    ) -> Result<bool, sqlx::Error> {
+        let done = match user {
+            Some(u) => {
+                sqlx::query(
+                    "INSERT INTO alert_manager_recipients (hospital_id, recipient_id, user_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (hospital_id, recipient_id) DO UPDATE SET user_id = $3",
+                )
+                .bind(hospital.as_uuid())
+                .bind(recipient)
+                .bind(u.as_uuid())
+                .execute(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM alert_manager_recipients WHERE hospital_id = $1 AND recipient_id = $2")
+                    .bind(hospital.as_uuid())
+                    .bind(recipient)
+                    .execute(self.pool())
+                    .await?
+            }
+        };
+        Ok(done.rows_affected() > 0)
+    }
+}
+
 /// Each delivery attempt of an alarm's message, in its history.
 impl nc_outbox::Attempts for Alarms {
     fn attempted<'a>(

@@ -1,5 +1,5 @@
 //! A person who subscribes to their notifications (a clean session, the dashboard, a
-//! persistent session after the service restarted and lost it) gets their open alarms that
+//! persistent session that subscribes again after the service restarted and lost it) gets their open alarms that
 //! nobody has answered yet, as `present` notes on that topic: an alarm raised or escalated
 //! while their app was closed is not lost to them. Which alarms is the policy's list scope
 //! for notifications ([`nc_access::Policy::alert_notification_scope`]); apps recognise an

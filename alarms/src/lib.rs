@@ -17,6 +17,7 @@
 //!   commit, with the row as an outbox so a crash between the two loses no notification.
 
 pub mod acm;
+mod acm_status;
 pub mod burden;
 mod catchup;
 pub mod escalation;

@@ -164,7 +164,7 @@ text_enum!(AuditAction {
 
 text_enum!(
     /// The interface through which data was accessed.
-    Interface { Rest = "rest", Mqtt = "mqtt", Websocket = "websocket", Cli = "cli" }
+    Interface { Rest = "rest", Mqtt = "mqtt", Websocket = "websocket", Cli = "cli", Hl7 = "hl7" }
 );
 
 impl From<Role> for ActorRole {

@@ -90,12 +90,12 @@ impl PersonSink for NoPersonSink {
     }
 }
 
-/// What the service sends a person when a subscription of theirs starts, or resumes with
-/// their session: the state that a stream of changes alone would not give them (their open,
-/// unanswered alarms on their `notifications` topic), published through the
-/// [`crate::Publisher`] like everything else. The edge calls it once the subscription holds
-/// (after its SUBACK, or the CONNACK of a resumed session), for every topic subscribed by
-/// name (not a wildcard).
+/// What the service sends a person when a subscription of theirs starts: the state that a
+/// stream of changes alone would not give them (their open, unanswered alarms on their
+/// `notifications` topic), published through the [`crate::Publisher`] like everything else.
+/// The edge calls it once the subscription holds (after its SUBACK), for every topic
+/// subscribed by name (not a wildcard). A resumed session is not told: its queue kept what
+/// it missed.
 pub trait Subscribed: Send + Sync + 'static {
     fn subscribed(&self, who: UserSubject, topic: Topic);
 }

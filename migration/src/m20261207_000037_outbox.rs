@@ -86,10 +86,16 @@ ALTER TABLE alert_events DROP CONSTRAINT alert_events_event_check;
 ALTER TABLE alert_events ADD CONSTRAINT alert_events_event_check CHECK (event IN
     ('raised', 'notified', 'escalated', 'unreachable', 'reach_unknown', 'acknowledged', 'snoozed', 'realerted', 'cleared',
      'delivered', 'delivery_failed', 'delivery_parked', 'dissemination'));
+-- An alarm accepted on a pager through the alert manager (PCD-05) is acknowledged over HL7.
+ALTER TABLE access_audit_log DROP CONSTRAINT access_audit_log_interface_check;
+ALTER TABLE access_audit_log ADD CONSTRAINT access_audit_log_interface_check CHECK (interface IN ('rest', 'mqtt', 'websocket', 'cli', 'hl7'));
 ";
 
 const DOWN: &str = "
 DELETE FROM alert_events WHERE event IN ('delivered', 'delivery_failed', 'delivery_parked', 'dissemination');
+DELETE FROM access_audit_log WHERE interface = 'hl7';
+ALTER TABLE access_audit_log DROP CONSTRAINT access_audit_log_interface_check;
+ALTER TABLE access_audit_log ADD CONSTRAINT access_audit_log_interface_check CHECK (interface IN ('rest', 'mqtt', 'websocket', 'cli'));
 ALTER TABLE alert_events DROP CONSTRAINT alert_events_event_check;
 ALTER TABLE alert_events ADD CONSTRAINT alert_events_event_check CHECK (event IN
     ('raised', 'notified', 'escalated', 'unreachable', 'reach_unknown', 'acknowledged', 'snoozed', 'realerted', 'cleared'));

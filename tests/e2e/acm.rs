@@ -88,3 +88,75 @@ async fn every_phase_reaches_the_alert_manager_in_order_even_through_errors() {
     );
     w.app.stop().await;
 }
+
+/// The alert manager reports (PCD-05) that the doctor's pager accepted the alarm: it is
+/// acknowledged here as the doctor (audited over `hl7`); a status of an unmapped recipient is
+/// only history; a status from an address that is not the hospital's alert manager is
+/// rejected.
+#[tokio::test]
+async fn accepted_on_a_pager_acknowledges_the_alarm_as_its_mapped_user() {
+    let w = World::with(|c| c.alarms.acm_listen_addr = Some("127.0.0.1:0".parse().unwrap())).await;
+    let acm = w.app.running().acm_addr.expect("the status listener");
+    let mut peer = AlertManagerPeer::start(0).await;
+    point_at(&w, &peer, false).await;
+    let r = w.as_("admin").put("/api/alerts/alert-manager/recipients/PAGER-7", json!({"userId": w.users["doc"]})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Another hospital's person cannot be mapped.
+    let r =
+        w.as_("admin").put("/api/alerts/alert-manager/recipients/PAGER-9", json!({"userId": w.users["doc_b"]})).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = w.as_("doc").get("/api/alerts/alert-manager/recipients").await;
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let alert = w.alert_where("systolic_bp_low", |_| true).await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    accepted(&peer, &simple(&id), 1).await;
+
+    // Read on someone's phone who is not mapped: history only.
+    peer.command(&format!("status {} PAGER-UNKNOWN read 127.0.0.1:{}", simple(&id), acm.port()));
+    let said = peer.said().await;
+    assert!(said.starts_with("ack AA"), "{said}");
+    eventually("the read status in the history", LONG_WAIT, || {
+        let (w, id) = (&w, &id);
+        async move {
+            w.history(id)
+                .await
+                .iter()
+                .any(|e| e["event"] == "dissemination" && e["reason"].as_str().is_some_and(|r| r.contains("read")))
+                .then_some(())
+        }
+    })
+    .await;
+    let r = w.as_("doc").get(&format!("/api/alerts/{id}")).await;
+    assert_eq!(r.body["state"], "active", "{}", r.text);
+
+    // Accepted on the doctor's pager: acknowledged as the doctor.
+    peer.command(&format!("status {} PAGER-7 accepted 127.0.0.1:{}", simple(&id), acm.port()));
+    let said = peer.said().await;
+    assert!(said.starts_with("ack AA"), "{said}");
+    let acked = eventually("acknowledged through the alert manager", LONG_WAIT, || {
+        let (w, id) = (&w, &id);
+        async move {
+            let r = w.as_("doc").get(&format!("/api/alerts/{id}")).await;
+            (r.body["state"] == "acknowledged").then_some(r.body)
+        }
+    })
+    .await;
+    assert_eq!(acked["acknowledgedBy"], json!(w.users["doc"].to_string()), "{acked}");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_audit_log WHERE interface = 'hl7' AND actor_id = $1 AND resource = 'alert'",
+    )
+    .bind(w.users["doc"])
+    .fetch_one(&mut w.app.db.sql().await)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    // The acknowledgement is itself reported to the manager, in order.
+    let got = accepted(&peer, &simple(&id), 2).await;
+    assert_eq!(
+        got.iter().filter(|m| m["ack"] == "AA").map(|m| m["phase"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["start", "acknowledged"]
+    );
+    w.app.stop().await;
+}

@@ -116,7 +116,7 @@ impl World {
         World::with(|_| {}).await
     }
 
-    async fn with(tweak: impl FnOnce(&mut Config)) -> World {
+    pub(crate) async fn with(tweak: impl FnOnce(&mut Config)) -> World {
         let db = TestDb::migrated().await;
         let (hospital, hospital_b, device, patient, patient2, users) = seed(&db).await;
         let mut config = test_config(&db.url);

@@ -41,6 +41,9 @@ const TABLES: &[&str] = &[
     "device_presence_events",
     "device_rejections",
     "mqtt_kept_sessions",
+    "outbox",
+    "alert_managers",
+    "alert_manager_recipients",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {

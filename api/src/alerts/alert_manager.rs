@@ -2,7 +2,9 @@
 //! (IHE PCD ACM: PCD-04 over MLLP, see `alarms::acm`), set by its admins and audited.
 
 use nc_access::{audit, HospitalAction};
+use nc_domain::UserId;
 use nc_domain::{AuditAction, Interface};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
@@ -54,6 +56,24 @@ impl From<nc_alarms::acm::AlertManager> for AlertManagerDto {
     }
 }
 
+/// One of the alert manager's recipients (a person with a pager or phone there) and who they
+/// are here: a status from the alert manager that they accepted an alarm acknowledges it as
+/// this user.
+#[derive(Object, Debug, Clone, PartialEq)]
+#[oai(rename_all = "camelCase")]
+pub struct AlertManagerRecipient {
+    /// Their id at the alert manager (PCD-05 PRT-5).
+    pub recipient_id: String,
+    pub user_id: UserId,
+}
+
+/// Who an alert manager's recipient is here.
+#[derive(Object, Debug, Clone, PartialEq)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecipientUser {
+    pub user_id: UserId,
+}
+
 pub struct AlertManagerApi;
 
 #[OpenApi(tag = "Tag::Alerts")]
@@ -99,6 +119,67 @@ impl AlertManagerApi {
         Ok(Json(manager.into()))
     }
 
+    /// The alert manager's recipients mapped to your hospital's people (admins).
+    #[oai(path = "/api/alerts/alert-manager/recipients", method = "get", operation_id = "listAlertManagerRecipients")]
+    async fn recipients(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+    ) -> ApiResult<Json<Vec<AlertManagerRecipient>>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
+        let mapped = state.alarms.alert_manager_recipients(auth.0.hospital).await?;
+        Ok(Json(
+            mapped.into_iter().map(|(recipient_id, user_id)| AlertManagerRecipient { recipient_id, user_id }).collect(),
+        ))
+    }
+
+    /// Map the alert manager's recipient `recipientId` to one of your hospital's people
+    /// (admins; audited). When the alert manager reports that this recipient accepted an
+    /// alarm (PCD-05), the alarm is acknowledged here as that person, if they may
+    /// acknowledge it.
+    #[oai(
+        path = "/api/alerts/alert-manager/recipients/:recipientId",
+        method = "put",
+        operation_id = "mapAlertManagerRecipient"
+    )]
+    async fn map_recipient(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "recipientId", validator(min_length = 1, max_length = 128, custom = "crate::validate::NoNul"))]
+        recipient_id: Path<String>,
+        body: Json<RecipientUser>,
+    ) -> ApiResult<Json<AlertManagerRecipient>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
+        let user =
+            state.policy.person(&auth.subject(), body.0.user_id).await.map_err(|e| ApiError::policy(e, "user"))?;
+        state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, Some(user.id)).await?;
+        let mapped = AlertManagerRecipient { recipient_id: recipient_id.0, user_id: user.id };
+        record_mapping(&state, &auth, &mapped.recipient_id, Some(user.id)).await?;
+        Ok(Json(mapped))
+    }
+
+    /// Remove a recipient's mapping (admins; audited).
+    #[oai(
+        path = "/api/alerts/alert-manager/recipients/:recipientId",
+        method = "delete",
+        operation_id = "unmapAlertManagerRecipient"
+    )]
+    async fn unmap_recipient(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        #[oai(name = "recipientId", validator(min_length = 1, max_length = 128, custom = "crate::validate::NoNul"))]
+        recipient_id: Path<String>,
+    ) -> ApiResult<NoContent> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
+        if !state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, None).await? {
+            return Err(ApiError::NotFound("recipient").into());
+        }
+        record_mapping(&state, &auth, &recipient_id.0, None).await?;
+        Ok(NoContent::Done)
+    }
+
     /// Stop reporting to an alert manager (admins; audited).
     #[oai(path = "/api/alerts/alert-manager", method = "delete", operation_id = "deleteAlertManager")]
     async fn delete(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> ApiResult<NoContent> {
@@ -128,6 +209,29 @@ async fn record(
             client_addr: None,
         },
         Some(serde_json::json!({"before": before, "after": after})),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn record_mapping(
+    state: &ApiState,
+    auth: &BearerAuth,
+    recipient: &str,
+    user: Option<UserId>,
+) -> Result<(), ApiError> {
+    audit::record_with(
+        &state.db,
+        audit::Access {
+            subject: &auth.subject(),
+            action: AuditAction::Update,
+            resource: "alert_manager_recipient",
+            patient: None,
+            device: None,
+            interface: Interface::Rest,
+            client_addr: None,
+        },
+        Some(serde_json::json!({"recipientId": recipient, "userId": user})),
     )
     .await?;
     Ok(())

@@ -377,8 +377,6 @@ pub(crate) async fn serve(
         shared.keep(owner, claim.generation, false).await;
     }
     shared.unkeep(owner, &forgotten).await;
-    let resumed: Vec<crate::topic::Topic> =
-        decided.kept.iter().filter_map(|(c, _)| relay::named_topic(&c.filter)).collect();
     let link = relay::Link { identity, peer, owner, generation: claim.generation, conn_id };
     let mut session = relay::Session::new(shared.clone(), link, tx, up_tx);
     let present = match session.resume(present, decided).await {
@@ -393,9 +391,6 @@ pub(crate) async fn serve(
     if session.send_client(&Packet::ConnAck(ConnAck { session_present: present, code })).await.is_err() {
         end_early(&shared);
         return;
-    }
-    if present {
-        shared.subscriptions_hold(&identity.subject, resumed);
     }
     if let Subject::Device { id, hospital } = identity.subject {
         shared.presence.set(id, hospital, true, StatusReason::Connected, true).await;

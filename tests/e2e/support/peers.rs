@@ -77,12 +77,15 @@ impl Drop for SmtpServer {
     }
 }
 
+const LONG: Duration = Duration::from_secs(20);
+
 /// The hospital's alert manager (IHE PCD ACM), played with python-hl7
 /// (`tests/peers/alert_manager.py`): checks every PCD-04 against TF-2, answers `ORA^R41`,
 /// logs each message it got.
 pub struct AlertManagerPeer {
     child: Child,
     stdin: ChildStdin,
+    said: mpsc::UnboundedReceiver<String>,
     log: std::path::PathBuf,
     pub port: u16,
 }
@@ -111,13 +114,18 @@ impl AlertManagerPeer {
         });
         let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.ok().flatten().expect("it starts");
         let port = first.strip_prefix("listening ").and_then(|p| p.trim().parse().ok()).expect("listening PORT");
-        AlertManagerPeer { child, stdin, log, port }
+        AlertManagerPeer { child, stdin, said: rx, log, port }
     }
 
     /// Sends a command (`mode ae`, …).
     pub fn command(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").expect("the alert manager reads its commands");
         self.stdin.flush().unwrap();
+    }
+
+    /// The next line it printed (`ack AA …` after a `status` command, `error: …`).
+    pub async fn said(&mut self) -> String {
+        tokio::time::timeout(LONG, self.said.recv()).await.ok().flatten().expect("the alert manager answers")
     }
 
     /// Every PCD-04 it received, in order.

@@ -15,7 +15,7 @@ mod publish;
 mod subscribe;
 mod upstream;
 
-pub(super) use self::subscribe::{named_topic, reauthorize, watch_filter, Reauthorized};
+pub(super) use self::subscribe::{reauthorize, watch_filter, Reauthorized};
 use self::upstream::{read_core, Upstream};
 
 use std::collections::HashMap;

@@ -74,7 +74,7 @@ pub(in crate::edge) async fn reauthorize(
 }
 
 /// The topic a filter names, if it names one (not a wildcard).
-pub(in crate::edge) fn named_topic(filter: &Filter) -> Option<Topic> {
+fn named_topic(filter: &Filter) -> Option<Topic> {
     match filter {
         Filter::Exact(t) => Some(*t),
         _ => None,
