@@ -115,7 +115,7 @@ impl AlertManagerApi {
             enabled: m.enabled,
         };
         state.alarms.set_alert_manager(auth.0.hospital, Some(&manager), auth.0.id).await?;
-        record(&state, &auth, before, Some(&manager)).await?;
+        audited(&state, &auth, "alert_manager", serde_json::json!({"before": before, "after": manager})).await?;
         Ok(Json(manager.into()))
     }
 
@@ -155,7 +155,13 @@ impl AlertManagerApi {
             state.policy.person(&auth.subject(), body.0.user_id).await.map_err(|e| ApiError::policy(e, "user"))?;
         state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, Some(user.id)).await?;
         let mapped = AlertManagerRecipient { recipient_id: recipient_id.0, user_id: user.id };
-        record_mapping(&state, &auth, &mapped.recipient_id, Some(user.id)).await?;
+        audited(
+            &state,
+            &auth,
+            "alert_manager_recipient",
+            serde_json::json!({"recipientId": mapped.recipient_id, "userId": user.id}),
+        )
+        .await?;
         Ok(Json(mapped))
     }
 
@@ -176,7 +182,13 @@ impl AlertManagerApi {
         if !state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, None).await? {
             return Err(ApiError::NotFound("recipient").into());
         }
-        record_mapping(&state, &auth, &recipient_id.0, None).await?;
+        audited(
+            &state,
+            &auth,
+            "alert_manager_recipient",
+            serde_json::json!({"recipientId": recipient_id.0, "userId": null}),
+        )
+        .await?;
         Ok(NoContent::Done)
     }
 
@@ -186,52 +198,30 @@ impl AlertManagerApi {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
         let before = state.alarms.alert_manager(auth.0.hospital).await?;
         state.alarms.set_alert_manager(auth.0.hospital, None, auth.0.id).await?;
-        record(&state, &auth, before, None).await?;
+        audited(&state, &auth, "alert_manager", serde_json::json!({"before": before, "after": null})).await?;
         Ok(NoContent::Done)
     }
 }
 
-async fn record(
+/// Audits a change of the alert manager's settings (`resource`, with what changed).
+async fn audited(
     state: &ApiState,
     auth: &BearerAuth,
-    before: Option<nc_alarms::acm::AlertManager>,
-    after: Option<&nc_alarms::acm::AlertManager>,
+    resource: &'static str,
+    detail: serde_json::Value,
 ) -> Result<(), ApiError> {
     audit::record_with(
         &state.db,
         audit::Access {
             subject: &auth.subject(),
             action: AuditAction::Update,
-            resource: "alert_manager",
+            resource,
             patient: None,
             device: None,
             interface: Interface::Rest,
             client_addr: None,
         },
-        Some(serde_json::json!({"before": before, "after": after})),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn record_mapping(
-    state: &ApiState,
-    auth: &BearerAuth,
-    recipient: &str,
-    user: Option<UserId>,
-) -> Result<(), ApiError> {
-    audit::record_with(
-        &state.db,
-        audit::Access {
-            subject: &auth.subject(),
-            action: AuditAction::Update,
-            resource: "alert_manager_recipient",
-            patient: None,
-            device: None,
-            interface: Interface::Rest,
-            client_addr: None,
-        },
-        Some(serde_json::json!({"recipientId": recipient, "userId": user})),
+        Some(detail),
     )
     .await?;
     Ok(())
