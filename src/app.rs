@@ -187,7 +187,9 @@ impl App {
         let outbound = connected.outbound();
 
         let ingest_stop = CancellationToken::new();
-        let alarms = nc_alarms::Alarms::new(db.clone(), config.alarms.settings(), &outbound);
+        let mut alarm_settings = config.alarms.settings();
+        alarm_settings.link_base = config.http.public_base(http_addr).trim_end_matches('/').to_owned();
+        let alarms = nc_alarms::Alarms::new(db.clone(), alarm_settings, &outbound);
         let mut ingest_settings = self.ingest;
         ingest_settings.conditions = config.alarms.conditions();
         ingest_settings.derive_interval = std::time::Duration::from_millis(config.ingest.derive_interval_ms);

@@ -127,16 +127,23 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// The public base URL ([`HttpConfig::public_url`], or one from the listen address) and
-    /// the trusted proxies; `bound`: the address the listener got (port 0 resolved).
-    pub fn origin(&self, bound: SocketAddr) -> nc_api::origin::PublicOrigin {
-        let url = self.public_url.clone().unwrap_or_else(|| {
+    /// The base URL people reach the service at (for links in what it sends, e.g. an
+    /// alarm's fallback e-mail): [`HttpConfig::public_url`], or `http://` and the listen
+    /// address.
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| {
             let ip = match bound.ip() {
                 ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
                 ip => ip,
             };
             format!("http://{}", SocketAddr::new(ip, bound.port()))
-        });
+        })
+    }
+
+    /// The public base URL ([`HttpConfig::public_url`], or one from the listen address) and
+    /// the trusted proxies; `bound`: the address the listener got (port 0 resolved).
+    pub fn origin(&self, bound: SocketAddr) -> nc_api::origin::PublicOrigin {
+        let url = self.public_base(bound);
         nc_api::origin::PublicOrigin::new(&url, self.trusted_proxies.clone())
             .expect("public_url is validated when the configuration is loaded")
     }

@@ -69,7 +69,40 @@ pub(crate) async fn report(
     event: &str,
     tier: Option<u8>,
 ) -> Result<(), sqlx::Error> {
-    let Some((phase, state, inactivation)) = phase(event) else { return Ok(()) };
+    let Some(phase) = phase(event) else { return Ok(()) };
+    let state = if alert.latched && event == "cleared" { acm::AlertState::Latched } else { phase.1 };
+    let escalation = tier.filter(|_| event == "escalated").map(|t| (u32::from(t), format!("escalated to tier {t}")));
+    enqueue(c, alert, (phase.0, state, phase.2), escalation, None).await.map(|_| ())
+}
+
+/// Reports `alert` to the hospital's alert manager again, for `recipient` (the unit
+/// fallback, see [`crate::fallback`]): nobody was reachable at `tier`. Whether it has an
+/// alert manager to report to.
+pub(crate) async fn report_to(
+    c: &mut PgConnection,
+    alert: &Alert,
+    tier: u8,
+    recipient: &str,
+) -> Result<bool, sqlx::Error> {
+    let note = format!("nobody reachable at tier {tier}: unit fallback {recipient}");
+    enqueue(
+        c,
+        alert,
+        (Phase::Escalate, acm::AlertState::Active, vec![]),
+        Some((u32::from(tier), note.clone())),
+        Some(format!("For {recipient}: {note}")),
+    )
+    .await
+}
+
+/// Builds the PCD-04 and queues it for the hospital's alert manager, if it has one enabled.
+async fn enqueue(
+    c: &mut PgConnection,
+    alert: &Alert,
+    (phase, state, inactivation): (Phase, acm::AlertState, Vec<Inactivation>),
+    escalation: Option<(u32, String)>,
+    annotation: Option<String>,
+) -> Result<bool, sqlx::Error> {
     let manager: Option<AlertManager> = sqlx::query_as(
         "SELECT address, receiving_application, receiving_facility, include_patient, enabled
            FROM alert_managers WHERE hospital_id = $1 AND enabled",
@@ -77,7 +110,7 @@ pub(crate) async fn report(
     .bind(alert.hospital_id)
     .fetch_optional(&mut *c)
     .await?;
-    let Some(manager) = manager else { return Ok(()) };
+    let Some(manager) = manager else { return Ok(false) };
     let context: Context = sqlx::query_as(
         "SELECT h.code AS hospital_code, d.serial AS device_serial, d.name AS device_name, d.ward,
                 p.patient_number, p.name AS patient_name
@@ -120,7 +153,7 @@ pub(crate) async fn report(
         alert_id: alert.id.simple().to_string(),
         occurred_at: alert.raised_at.with_timezone(&FixedOffset::east_opt(0).expect("UTC")),
         phase,
-        state: if alert.latched && event == "cleared" { acm::AlertState::Latched } else { state },
+        state,
         inactivation,
         priority: match alert.priority {
             AlertPriority::High => acm::Priority::High,
@@ -145,8 +178,8 @@ pub(crate) async fn report(
         }),
         patient,
         measurement,
-        annotation: None,
-        escalation: tier.filter(|_| event == "escalated").map(|t| (u32::from(t), format!("escalated to tier {t}"))),
+        annotation,
+        escalation,
         wants_status: true,
     };
     let message = acm::report_alert(&report).encode();
@@ -162,7 +195,7 @@ pub(crate) async fn report(
         },
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 impl Alarms {

@@ -21,6 +21,7 @@ mod acm_status;
 pub mod burden;
 mod catchup;
 pub mod escalation;
+pub mod fallback;
 mod fanout;
 pub mod lifecycle;
 pub mod model;
@@ -57,6 +58,8 @@ pub struct AlarmSettings {
     pub republish_after: Duration,
     /// After a start, how long nobody not seen is taken for unreachable (see [`reach`]).
     pub reach_grace: Duration,
+    /// The service's public base URL, for the link in a fallback e-mail (see [`fallback`]).
+    pub link_base: String,
 }
 
 impl Default for AlarmSettings {
@@ -67,6 +70,7 @@ impl Default for AlarmSettings {
             tick: Duration::from_millis(500),
             republish_after: Duration::from_secs(5),
             reach_grace: Duration::from_secs(30),
+            link_base: String::new(),
         }
     }
 }

@@ -233,6 +233,11 @@ impl Alarms {
         }
         insert_event(&mut *tx, unreached(alert, tier)).await?;
         if alert.next_escalation_at.is_none() {
+            // Nobody further to escalate to: the unit fallback, if the hospital has one.
+            if crate::fallback::tell(tx, alert, tier, &self.inner.settings.link_base).await? {
+                tracing::warn!(alert = %alert.id, tier, "nobody reachable for an alert and nobody further: sent to the unit fallback");
+                return Ok(false);
+            }
             if tier > 1 {
                 // The last tier reached nobody: the distributed alarm system failed to deliver.
                 tracing::error!(alert = %alert.id, tier, "nobody is reachable for an alert at its last escalation tier");

@@ -56,6 +56,18 @@ CREATE TABLE alert_managers (
     updated_by           uuid REFERENCES users(id) ON DELETE SET NULL
 );
 
+-- Where an alarm goes when its last tier reached nobody (an alarm never ends with nobody
+-- told): a unit e-mail address (no patient data) and/or a recipient at the alert manager
+-- (e.g. the charge nurse's phone).
+CREATE TABLE alarm_fallbacks (
+    hospital_id   uuid PRIMARY KEY REFERENCES hospitals(id) ON DELETE CASCADE,
+    email         text CONSTRAINT alarm_fallbacks_email_check CHECK (length(email) BETWEEN 3 AND 320),
+    acm_recipient text CONSTRAINT alarm_fallbacks_acm_check CHECK (length(acm_recipient) BETWEEN 1 AND 128),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    updated_by    uuid REFERENCES users(id) ON DELETE SET NULL,
+    CONSTRAINT alarm_fallbacks_some_check CHECK (email IS NOT NULL OR acm_recipient IS NOT NULL)
+);
+
 CREATE TABLE alert_manager_recipients (
     hospital_id  uuid NOT NULL REFERENCES hospitals(id) ON DELETE CASCADE,
     -- The alert manager's id of a recipient (PCD-05 PRT-5 / PRT-8).
@@ -85,14 +97,14 @@ CREATE TRIGGER outbox_sent AFTER UPDATE OF state ON outbox
 ALTER TABLE alert_events DROP CONSTRAINT alert_events_event_check;
 ALTER TABLE alert_events ADD CONSTRAINT alert_events_event_check CHECK (event IN
     ('raised', 'notified', 'escalated', 'unreachable', 'reach_unknown', 'acknowledged', 'snoozed', 'realerted', 'cleared',
-     'delivered', 'delivery_failed', 'delivery_parked', 'dissemination'));
+     'delivered', 'delivery_failed', 'delivery_parked', 'dissemination', 'fallback'));
 -- An alarm accepted on a pager through the alert manager (PCD-05) is acknowledged over HL7.
 ALTER TABLE access_audit_log DROP CONSTRAINT access_audit_log_interface_check;
 ALTER TABLE access_audit_log ADD CONSTRAINT access_audit_log_interface_check CHECK (interface IN ('rest', 'mqtt', 'websocket', 'cli', 'hl7'));
 ";
 
 const DOWN: &str = "
-DELETE FROM alert_events WHERE event IN ('delivered', 'delivery_failed', 'delivery_parked', 'dissemination');
+DELETE FROM alert_events WHERE event IN ('delivered', 'delivery_failed', 'delivery_parked', 'dissemination', 'fallback');
 DELETE FROM access_audit_log WHERE interface = 'hl7';
 ALTER TABLE access_audit_log DROP CONSTRAINT access_audit_log_interface_check;
 ALTER TABLE access_audit_log ADD CONSTRAINT access_audit_log_interface_check CHECK (interface IN ('rest', 'mqtt', 'websocket', 'cli'));
@@ -105,5 +117,6 @@ DROP TRIGGER outbound_messages_outbox ON outbound_messages;
 DROP FUNCTION nc_outbox_account_message();
 DROP TABLE outbox;
 DROP TABLE alert_manager_recipients;
+DROP TABLE alarm_fallbacks;
 DROP TABLE alert_managers;
 ";

@@ -161,3 +161,57 @@ async fn a_restart_past_a_tiers_due_time_reaches_its_people() {
     let _: Uuid = users["doc"];
     drop(service);
 }
+
+/// Nobody reachable at any tier (every app closed): the alarm climbs at once and, with
+/// nobody further, goes to the unit fallback — an e-mail without patient data and a report
+/// for the charge nurse at the alert manager; the history says so.
+#[tokio::test]
+async fn an_alarm_that_reaches_nobody_goes_to_the_unit_fallback() {
+    let port = crate::support::free_port();
+    let mut smtp = crate::support::SmtpServer::start(port).await;
+    let w =
+        World::with(|c| c.email.smtp_url = Some(nephrocare::config::Secret::new(format!("smtp://127.0.0.1:{port}"))))
+            .await;
+    let peer = crate::support::AlertManagerPeer::start(0).await;
+    let admin = w.as_("admin");
+    let r = admin.put("/api/alerts/alert-manager", json!({"address": format!("127.0.0.1:{}", peer.port)})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = admin.put("/api/alerts/fallback", json!({"email": "not-an-address"})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = w.as_("doc").put("/api/alerts/fallback", json!({"email": "charge@unit.example.org"})).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = admin
+        .put("/api/alerts/fallback", json!({"email": "charge@unit.example.org", "acmRecipient": "CHARGE-N"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    w.escalate(60, &[2, 3]).await;
+
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let alert = w.alert_where("systolic_bp_low", |a| a["escalationLevel"] == 3).await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let mail = smtp.next(Duration::from_secs(20)).await;
+    assert_eq!(mail["to"], json!(["charge@unit.example.org"]), "{mail}");
+    let (subject, body) = (mail["subject"].as_str().unwrap(), mail["body"].as_str().unwrap());
+    assert!(subject.contains("[HIGH]") && subject.contains("Machine 1"), "{subject}");
+    assert!(body.contains(&format!("/#/alarms/{id}")), "{body}");
+    for phi in ["Patient One", "p1", "80"] {
+        assert!(!subject.contains(phi) && !body.contains(phi), "no patient data ({phi}): {subject} {body}");
+    }
+    let for_charge = eventually("the report for the charge nurse", LONG_WAIT, || {
+        let (peer, id) = (&peer, id.replace('-', ""));
+        async move {
+            peer.received()
+                .into_iter()
+                .find(|m| m["alert_id"] == id.as_str() && m["raw"].as_str().is_some_and(|r| r.contains("CHARGE-N")))
+        }
+    })
+    .await;
+    assert_eq!(for_charge["problems"], json!([]), "TF-2 checks: {for_charge}");
+    let history = w.history(&id).await;
+    let fallback = history.iter().find(|e| e["event"] == "fallback").expect("a fallback step");
+    assert_eq!(fallback["tier"], 3, "{fallback}");
+    assert!(fallback["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("charge@unit.example.org") && r.contains("CHARGE-N")));
+    w.app.stop().await;
+}

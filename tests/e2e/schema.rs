@@ -44,6 +44,7 @@ const TABLES: &[&str] = &[
     "outbox",
     "alert_managers",
     "alert_manager_recipients",
+    "alarm_fallbacks",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {

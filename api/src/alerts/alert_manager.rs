@@ -74,6 +74,19 @@ pub struct RecipientUser {
     pub user_id: UserId,
 }
 
+/// Where an alarm goes when its last tier reached nobody (and nobody further): at least one
+/// of a unit e-mail address (priority, condition, machine, bay and a link; never patient
+/// data) and a recipient at the alert manager (e.g. the charge nurse's phone; needs an alert
+/// manager). Both empty: none (the alarm is then only logged as undelivered).
+#[derive(Object, Debug, Clone, PartialEq, Default)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlarmFallbackDto {
+    #[oai(validator(max_length = 320, custom = "crate::validate::Email"))]
+    pub email: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 128, custom = "crate::validate::NoNul"))]
+    pub acm_recipient: Option<String>,
+}
+
 pub struct AlertManagerApi;
 
 #[OpenApi(tag = "Tag::Alerts")]
@@ -117,6 +130,37 @@ impl AlertManagerApi {
         state.alarms.set_alert_manager(auth.0.hospital, Some(&manager), auth.0.id).await?;
         audited(&state, &auth, "alert_manager", serde_json::json!({"before": before, "after": manager})).await?;
         Ok(Json(manager.into()))
+    }
+
+    /// Your hospital's unit fallback for alarms that reach nobody (admins; empty when unset).
+    #[oai(path = "/api/alerts/fallback", method = "get", operation_id = "getAlarmFallback")]
+    async fn get_fallback(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+    ) -> ApiResult<Json<AlarmFallbackDto>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
+        let f = state.alarms.fallback(auth.0.hospital).await?;
+        Ok(Json(f.map(|f| AlarmFallbackDto { email: f.email, acm_recipient: f.acm_recipient }).unwrap_or_default()))
+    }
+
+    /// Set your hospital's unit fallback (admins; audited): when the last tier of an alarm
+    /// (or tier 1 of one that does not escalate) has nobody reachable, it is sent there
+    /// through the outbox, and the alarm's history records `fallback`.
+    #[oai(path = "/api/alerts/fallback", method = "put", operation_id = "setAlarmFallback")]
+    async fn set_fallback(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<AlarmFallbackDto>,
+    ) -> ApiResult<Json<AlarmFallbackDto>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
+        let before = state.alarms.fallback(auth.0.hospital).await?;
+        let f =
+            nc_alarms::fallback::Fallback { email: body.0.email.clone(), acm_recipient: body.0.acm_recipient.clone() };
+        state.alarms.set_fallback(auth.0.hospital, &f, auth.0.id).await?;
+        audited(&state, &auth, "alarm_fallback", serde_json::json!({"before": before, "after": f})).await?;
+        Ok(Json(body.0))
     }
 
     /// The alert manager's recipients mapped to your hospital's people (admins).

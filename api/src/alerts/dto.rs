@@ -219,6 +219,9 @@ pub enum AlertEventKind {
     /// What the alert manager reported of it (PCD-05: delivered to, read or accepted by a
     /// recipient; `reason`).
     Dissemination,
+    /// Nobody was reachable and nobody further: sent to the hospital's unit fallback
+    /// (`reason`: where).
+    Fallback,
     Acknowledged,
     Snoozed,
     /// The snooze ended while the alert was present: sent again.
@@ -262,6 +265,7 @@ impl AlertHistoryEntry {
             "delivery_failed" => AlertEventKind::DeliveryFailed,
             "delivery_parked" => AlertEventKind::DeliveryParked,
             "dissemination" => AlertEventKind::Dissemination,
+            "fallback" => AlertEventKind::Fallback,
             "acknowledged" => AlertEventKind::Acknowledged,
             "snoozed" => AlertEventKind::Snoozed,
             "realerted" => AlertEventKind::Realerted,
