@@ -232,6 +232,10 @@ pub struct AlarmsConfig {
     /// `NEPHROCARE_ACM_LISTEN_ADDR`: where the hospitals' alert managers send their IHE
     /// PCD-05 status messages (HL7 v2 over MLLP); unset: not listened for.
     pub acm_listen_addr: Option<SocketAddr>,
+    /// `NEPHROCARE_ALARM_CHANNEL_WAIT_SECS`: a tier with nobody on MQTT waits this long for
+    /// the hospital's alert manager to accept its report (then its people count as reached
+    /// on their pagers and phones) before it counts as unreachable.
+    pub channel_wait_secs: f64,
 }
 
 impl Default for AlarmsConfig {
@@ -248,6 +252,7 @@ impl Default for AlarmsConfig {
             restart_grace_secs: conditions.restart_grace.as_secs(),
             reach_grace_secs: nc_alarms::AlarmSettings::default().reach_grace.as_secs_f64(),
             acm_listen_addr: None,
+            channel_wait_secs: nc_alarms::AlarmSettings::default().channel_wait.as_secs_f64(),
         }
     }
 }
@@ -269,6 +274,7 @@ impl AlarmsConfig {
             max_snooze: std::time::Duration::from_secs(u64::from(self.max_snooze_minutes) * 60),
             // Bounded by `validate`.
             reach_grace: std::time::Duration::from_secs_f64(self.reach_grace_secs),
+            channel_wait: std::time::Duration::from_secs_f64(self.channel_wait_secs),
             ..Default::default()
         }
     }
@@ -461,6 +467,7 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", "alarms.flapping_window_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_ALARM_REACH_GRACE_SECS", "alarms.reach_grace_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_ACM_LISTEN_ADDR", "alarms.acm_listen_addr", Read::Text, ADDR_HINT),
+    ("NEPHROCARE_ALARM_CHANNEL_WAIT_SECS", "alarms.channel_wait_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_INGEST_WRITERS", "ingest.writers", Read::Number, "Use a whole number from 1 to 16."),
     ("NEPHROCARE_INGEST_GATHER_MS", "ingest.gather_ms", Read::Number, "Give whole milliseconds."),
     ("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", "ingest.derive_interval_ms", Read::Number, "Give whole milliseconds."),
@@ -583,6 +590,7 @@ impl Config {
             ("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", self.alarms.offline_delay_secs),
             ("NEPHROCARE_ALARM_FLAPPING_WINDOW_SECS", self.alarms.flapping_window_secs),
             ("NEPHROCARE_ALARM_REACH_GRACE_SECS", self.alarms.reach_grace_secs),
+            ("NEPHROCARE_ALARM_CHANNEL_WAIT_SECS", self.alarms.channel_wait_secs),
         ] {
             if !(0.0..=3600.0).contains(&secs) {
                 return Err(ConfigError::new(setting, format!("{secs} is outside 0..=3600"), SECONDS_HINT));

@@ -36,6 +36,29 @@ fn phase(event: &str) -> Option<(Phase, acm::AlertState, Vec<Inactivation>)> {
     })
 }
 
+/// Whether `alert`'s hospital reports to an alert manager.
+pub(crate) async fn has_manager(c: &mut PgConnection, alert: &Alert) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM alert_managers WHERE hospital_id = $1 AND enabled)")
+        .bind(alert.hospital_id)
+        .fetch_one(c)
+        .await
+}
+
+/// Whether the alert manager accepted a report of the alert since the tier began waiting
+/// for it (its `reach_unknown`).
+pub(crate) async fn accepted_since_waiting(c: &mut PgConnection, alert: Uuid, tier: u8) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM alert_events d
+                         WHERE d.alert_id = $1 AND d.event = 'delivered' AND d.reason LIKE 'acm:%'
+                           AND d.at >= (SELECT max(w.at) FROM alert_events w
+                                         WHERE w.alert_id = $1 AND w.event = 'reach_unknown' AND w.tier = $2))",
+    )
+    .bind(alert)
+    .bind(i16::from(tier))
+    .fetch_one(c)
+    .await
+}
+
 /// A hospital's alert manager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AlertManager {

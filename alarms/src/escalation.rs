@@ -62,7 +62,7 @@ impl Alarms {
                     }
                 }
                 if let Err(e) = this.settle_undecided().await {
-                    tracing::warn!(error = %e, "could not decide the reach of alerts raised during the start's grace");
+                    tracing::warn!(error = %e, "could not decide the reach of tiers left open");
                 }
                 if let Err(e) = this.republish().await {
                     tracing::warn!(error = %e, "could not publish stored alert events");
@@ -107,7 +107,7 @@ impl Alarms {
                     crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "realerted", level, &recipients))
                         .await?;
                 let reach = crate::Reachability::of_any(recipients.iter().map(|r| r.reach));
-                self.note_if_unreachable(&mut tx, &mut alert, level, reach).await?;
+                self.note_if_unreachable(&mut tx, &mut alert, level, reach, true).await?;
                 Step { event, change: AlertChange::Realerted, tier: level, alert, recipients }
             } else {
                 let Some(tier) = rule.next_tier(alert.level()) else {
@@ -134,7 +134,7 @@ impl Alarms {
                         .await?;
                 // The people this step adds: if none of them can be reached, go on at once.
                 let reach = crate::Reachability::of_any(recipients.iter().filter(|r| r.tier == tier).map(|r| r.reach));
-                self.note_if_unreachable(&mut tx, &mut alert, tier, reach).await?;
+                self.note_if_unreachable(&mut tx, &mut alert, tier, reach, true).await?;
                 tracing::info!(alert = %alert.id, tier, "alert escalated");
                 let reached = match tier {
                     2 => "2",
@@ -154,25 +154,35 @@ impl Alarms {
         Ok(n)
     }
 
-    /// Once the start's grace is over, decides the tiers whose people had not been seen
-    /// (`reach_unknown`): nobody reachable now escalates at once, as it would have then;
-    /// someone reachable (their app came back) leaves the alert to its timer.
+    /// Decides the tiers whose reach was left open: once the start's grace is over, those
+    /// whose people had not been seen (nobody reachable now escalates at once, as it would
+    /// have then; someone reachable leaves the alert to its timer); after `channel_wait`,
+    /// those waiting for the alert manager (its acceptance of the tier's report counts as
+    /// reaching them).
     pub(crate) async fn settle_undecided(&self) -> Result<(), sqlx::Error> {
-        if self.inner.reach.settling() {
-            return Ok(());
-        }
-        let mut pending = std::mem::take(&mut *self.inner.undecided.lock().expect("undecided"));
-        while let Some((id, tier)) = pending.pop() {
-            if let Err(e) = self.settle(id, tier).await {
-                pending.push((id, tier));
-                self.inner.undecided.lock().expect("undecided").extend(pending);
+        let now = std::time::Instant::now();
+        let settling = self.inner.reach.settling();
+        let due: Vec<crate::Undecided> = {
+            let mut all = self.inner.undecided.lock().expect("undecided");
+            let (due, later) = all.drain(..).partition(|u| u.at <= now && (u.channel || !settling));
+            *all = later;
+            due
+        };
+        let mut due = due.into_iter();
+        while let Some(u) = due.next() {
+            if let Err(e) = self.settle(u).await {
+                let mut all = self.inner.undecided.lock().expect("undecided");
+                all.push(u);
+                all.extend(due);
                 return Err(e);
             }
         }
         Ok(())
     }
 
-    async fn settle(&self, id: Uuid, tier: u8) -> Result<(), sqlx::Error> {
+    async fn settle(&self, u: crate::Undecided) -> Result<(), sqlx::Error> {
+        let (id, tier) = (u.alert, u.tier);
+        tracing::debug!(alert = %id, tier, channel = u.channel, "deciding a tier's reach");
         let mut tx = self.pool().begin().await?;
         let alert: Option<Alert> = sqlx::query_as(&format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND state = 'active' AND escalation_level = $2
@@ -185,8 +195,11 @@ impl Alarms {
         // Acknowledged, snoozed, cleared or escalated meanwhile: decided already.
         let Some(mut alert) = alert else { return Ok(()) };
         let recipients = self.recipients(&alert, tier).await?;
-        let reach = crate::Reachability::of_any(recipients.iter().filter(|r| r.tier == tier).map(|r| r.reach));
-        let now = self.note_if_unreachable(&mut tx, &mut alert, tier, reach).await?;
+        let mut reach = crate::Reachability::of_any(recipients.iter().filter(|r| r.tier == tier).map(|r| r.reach));
+        if u.channel && crate::acm::accepted_since_waiting(&mut tx, id, tier).await? {
+            reach = crate::Reachability::Reachable;
+        }
+        let now = self.note_if_unreachable(&mut tx, &mut alert, tier, reach, false).await?;
         tx.commit().await?;
         if now {
             self.inner.wake.notify_one();

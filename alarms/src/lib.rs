@@ -60,6 +60,9 @@ pub struct AlarmSettings {
     pub reach_grace: Duration,
     /// The service's public base URL, for the link in a fallback e-mail (see [`fallback`]).
     pub link_base: String,
+    /// How long a tier with nobody on MQTT waits for the hospital's alert manager to accept
+    /// its report before it counts as unreachable (the manager reaches pagers and phones).
+    pub channel_wait: Duration,
 }
 
 impl Default for AlarmSettings {
@@ -71,6 +74,7 @@ impl Default for AlarmSettings {
             republish_after: Duration::from_secs(5),
             reach_grace: Duration::from_secs(30),
             link_base: String::new(),
+            channel_wait: Duration::from_secs(10),
         }
     }
 }
@@ -94,6 +98,18 @@ pub enum AlarmError {
     Db(#[from] sqlx::Error),
 }
 
+/// A tier whose reach is decided later (see [`escalation`]'s `settle_undecided`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Undecided {
+    pub alert: uuid::Uuid,
+    pub tier: u8,
+    /// Not before then.
+    pub at: std::time::Instant,
+    /// Waiting for the alert manager to accept the tier's report (otherwise: for the start's
+    /// grace to end).
+    pub channel: bool,
+}
+
 /// The node event that carries alert changes to the other nodes' live streams.
 pub(crate) const ALERTS_EVENT: &str = "alerts";
 /// The node event that tells the other nodes whom this node reaches.
@@ -112,9 +128,9 @@ pub(crate) struct Inner {
     pub(crate) reach: Reach,
     /// Wakes the scheduler (an alert reached nobody: escalate now).
     pub(crate) wake: Notify,
-    /// Alerts (and their tier) whose people had not been seen during the start's grace:
-    /// decided when it ends.
-    pub(crate) undecided: std::sync::Mutex<Vec<(uuid::Uuid, u8)>>,
+    /// Tiers whose reach is decided later: people not seen during the start's grace, or
+    /// nobody on MQTT but a report on its way to the hospital's alert manager.
+    pub(crate) undecided: std::sync::Mutex<Vec<Undecided>>,
 }
 
 /// The alarm system. Cheap to clone.

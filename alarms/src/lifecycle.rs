@@ -172,7 +172,7 @@ impl Alarms {
         .await?;
         insert_event(&mut tx, self.notified_row(&alert, "notified", 1, &recipients)).await?;
         let reach = Reachability::of_any(recipients.iter().map(|r| r.reach));
-        let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reach).await?;
+        let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reach, true).await?;
         tx.commit().await?;
         tracing::info!(device = %new.device, code = new.code, priority = new.priority, "alert raised");
         let priority = match new.priority {
@@ -213,20 +213,36 @@ impl Alarms {
     /// Records the `unreachable` event either way. Returns whether it escalates now. When
     /// it is not known yet (the start's grace, see [`crate::reach`]), records
     /// `reach_unknown` and leaves the decision to the end of the grace
-    /// ([`Alarms::settle_undecided`]).
+    /// ([`Alarms::settle_undecided`]); so too, with `may_wait_for_channel`, when the
+    /// hospital's alert manager may still accept the tier's report.
     pub(crate) async fn note_if_unreachable(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         alert: &mut Alert,
         tier: u8,
         reach: Reachability,
+        may_wait_for_channel: bool,
     ) -> Result<bool, sqlx::Error> {
         match reach {
             Reachability::Reachable => return Ok(false),
             Reachability::Unknown => {
                 insert_event(&mut *tx, EventRow { event: "reach_unknown", ..unreached(alert, tier) }).await?;
                 tracing::info!(alert = %alert.id, tier, "nobody of the tier seen yet since the start; deciding after the grace");
-                self.inner.undecided.lock().expect("undecided").push((alert.id, tier));
+                self.undecided(alert.id, tier, std::time::Instant::now(), false);
+                return Ok(false);
+            }
+            Reachability::Unreachable if may_wait_for_channel && crate::acm::has_manager(tx, alert).await? => {
+                // The alert manager reaches people on pagers and phones: reachable if it
+                // accepts this tier's report (`delivered`), decided after `channel_wait`.
+                let waiting = "waiting for the alert manager to accept the report";
+                insert_event(
+                    &mut *tx,
+                    EventRow { event: "reach_unknown", reason: Some(waiting), ..unreached(alert, tier) },
+                )
+                .await?;
+                let at = std::time::Instant::now() + self.inner.settings.channel_wait;
+                tracing::debug!(alert = %alert.id, tier, "nobody on MQTT: waiting for the alert manager");
+                self.undecided(alert.id, tier, at, true);
                 return Ok(false);
             }
             Reachability::Unreachable => {}
@@ -254,6 +270,10 @@ impl Alarms {
         .fetch_one(&mut **tx)
         .await?;
         Ok(true)
+    }
+
+    fn undecided(&self, alert: Uuid, tier: u8, at: std::time::Instant, channel: bool) {
+        self.inner.undecided.lock().expect("undecided").push(crate::Undecided { alert, tier, at, channel });
     }
 
     /// Clears an open alert by the service (`at`: when the condition ended, reading time).

@@ -160,3 +160,35 @@ async fn accepted_on_a_pager_acknowledges_the_alarm_as_its_mapped_user() {
     );
     w.app.stop().await;
 }
+
+/// With every app closed but an alert manager that accepts the reports, the care team counts
+/// as reached on their pagers: the alarm waits for its timer instead of escalating at once.
+#[tokio::test]
+async fn an_alert_manager_that_accepts_the_report_reaches_the_tier() {
+    let w = World::with(|c| c.alarms.channel_wait_secs = 1.0).await;
+    let peer = AlertManagerPeer::start(0).await;
+    point_at(&w, &peer, false).await;
+    w.escalate(60, &[2, 3]).await;
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let alert = w.alert_where("systolic_bp_low", |_| true).await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    accepted(&peer, &simple(&id), 1).await;
+    // Decided after the wait: reached (no `unreachable`), still at tier 1 with its timer.
+    eventually("the wait and the delivery in the history", LONG_WAIT, || {
+        let (w, id) = (&w, &id);
+        async move {
+            let h = w.history(id).await;
+            let waited = h.iter().any(|e| e["event"] == "reach_unknown");
+            let delivered = h.iter().any(|e| e["event"] == "delivered");
+            (waited && delivered).then_some(())
+        }
+    })
+    .await;
+    // Past the wait (1 s) and then some: the decision has been taken by now.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = w.as_("doc").get(&format!("/api/alerts/{id}")).await;
+    assert_eq!(r.body["escalationLevel"], 1, "{}", r.text);
+    let history: Vec<Value> = w.history(&id).await;
+    assert!(!history.iter().any(|e| e["event"] == "unreachable"), "reached through the alert manager: {history:?}");
+    w.app.stop().await;
+}

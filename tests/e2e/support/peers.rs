@@ -91,13 +91,18 @@ pub struct AlertManagerPeer {
 }
 
 impl AlertManagerPeer {
-    /// Starts it (on `port`, 0 for any) and waits until it listens.
+    /// Starts it (on `port`, 0 for any), accepting every report, and waits until it listens.
     pub async fn start(port: u16) -> AlertManagerPeer {
+        Self::start_in(port, "aa").await
+    }
+
+    /// Starts it answering in `mode` (`aa`, `ae`, `ar`).
+    pub async fn start_in(port: u16, mode: &str) -> AlertManagerPeer {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/alert_manager.py");
         let log = std::env::temp_dir().join(format!("nc-acm-{}.jsonl", uuid::Uuid::now_v7().simple()));
         let mut child = Command::new(peer_python())
             .arg(script)
-            .args(["--port", &port.to_string(), "--log"])
+            .args(["--port", &port.to_string(), "--mode", mode, "--log"])
             .arg(&log)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
