@@ -36,20 +36,27 @@ fn phase(event: &str) -> Option<(Phase, acm::AlertState, Vec<Inactivation>)> {
     })
 }
 
-/// Whether `alert`'s hospital reports to an alert manager.
-pub(crate) async fn has_manager(c: &mut PgConnection, alert: &Alert) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM alert_managers WHERE hospital_id = $1 AND enabled)")
-        .bind(alert.hospital_id)
-        .fetch_one(c)
-        .await
+/// Whether a channel outside MQTT may still reach the tier just notified: the hospital's
+/// alert manager, or an e-mail to one of its people queued for `alert` in this transaction
+/// (`created_at` is the clock's, `now()` the transaction's start).
+pub(crate) async fn has_channel(c: &mut PgConnection, alert: &Alert) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM alert_managers WHERE hospital_id = $1 AND enabled)
+             OR EXISTS (SELECT 1 FROM outbox WHERE alert_id = $2 AND channel = 'email' AND state = 'pending'
+                                              AND created_at >= now())",
+    )
+    .bind(alert.hospital_id)
+    .bind(alert.id)
+    .fetch_one(c)
+    .await
 }
 
-/// Whether the alert manager accepted a report of the alert since the tier began waiting
-/// for it (its `reach_unknown`).
+/// Whether the alert manager accepted a report of the alert, or an SMTP server an e-mail
+/// about it, since the tier began waiting (its `reach_unknown`).
 pub(crate) async fn accepted_since_waiting(c: &mut PgConnection, alert: Uuid, tier: u8) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM alert_events d
-                         WHERE d.alert_id = $1 AND d.event = 'delivered' AND d.reason LIKE 'acm:%'
+                         WHERE d.alert_id = $1 AND d.event = 'delivered' AND (d.reason LIKE 'acm:%' OR d.reason LIKE 'email:%')
                            AND d.at >= (SELECT max(w.at) FROM alert_events w
                                          WHERE w.alert_id = $1 AND w.event = 'reach_unknown' AND w.tier = $2))",
     )

@@ -107,6 +107,11 @@ pub(crate) async fn insert_event(c: &mut PgConnection, e: EventRow<'_>) -> Resul
     Ok(id)
 }
 
+/// The people of `tier` among a step's recipients.
+pub(crate) fn of_tier(recipients: &[Recipient], tier: u8) -> Vec<Uuid> {
+    recipients.iter().filter(|r| r.tier == tier).map(|r| r.user.as_uuid()).collect()
+}
+
 impl Alarms {
     /// The escalation policy in force for a hospital.
     pub async fn escalation_policy(&self, hospital: HospitalId) -> Result<EscalationPolicy, sqlx::Error> {
@@ -171,6 +176,8 @@ impl Alarms {
         )
         .await?;
         insert_event(&mut tx, self.notified_row(&alert, "notified", 1, &recipients)).await?;
+        crate::fallback::email_tier(&mut tx, &alert, 1, &of_tier(&recipients, 1), &self.inner.settings.link_base)
+            .await?;
         let reach = Reachability::of_any(recipients.iter().map(|r| r.reach));
         let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reach, true).await?;
         tx.commit().await?;
@@ -231,10 +238,11 @@ impl Alarms {
                 self.undecided(alert.id, tier, std::time::Instant::now(), false);
                 return Ok(false);
             }
-            Reachability::Unreachable if may_wait_for_channel && crate::acm::has_manager(tx, alert).await? => {
-                // The alert manager reaches people on pagers and phones: reachable if it
-                // accepts this tier's report (`delivered`), decided after `channel_wait`.
-                let waiting = "waiting for the alert manager to accept the report";
+            Reachability::Unreachable if may_wait_for_channel && crate::acm::has_channel(tx, alert).await? => {
+                // The alert manager reaches people on pagers and phones, an e-mail those who
+                // chose it: reachable if it accepts the tier's message (`delivered`),
+                // decided after `channel_wait`.
+                let waiting = "waiting for the alert manager or the e-mail to be accepted";
                 insert_event(
                     &mut *tx,
                     EventRow { event: "reach_unknown", reason: Some(waiting), ..unreached(alert, tier) },

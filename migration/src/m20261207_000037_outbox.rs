@@ -68,6 +68,10 @@ CREATE TABLE alarm_fallbacks (
     CONSTRAINT alarm_fallbacks_some_check CHECK (email IS NOT NULL OR acm_recipient IS NOT NULL)
 );
 
+-- A person who chose to get their alarms by e-mail too (priority, machine, bay and a link;
+-- never patient data); an e-mail the SMTP server accepted counts as reaching them.
+ALTER TABLE users ADD COLUMN alarm_email boolean NOT NULL DEFAULT false;
+
 CREATE TABLE alert_manager_recipients (
     hospital_id  uuid NOT NULL REFERENCES hospitals(id) ON DELETE CASCADE,
     -- The alert manager's id of a recipient (PCD-05 PRT-5 / PRT-8).
@@ -118,5 +122,6 @@ DROP FUNCTION nc_outbox_account_message();
 DROP TABLE outbox;
 DROP TABLE alert_manager_recipients;
 DROP TABLE alarm_fallbacks;
+ALTER TABLE users DROP COLUMN alarm_email;
 DROP TABLE alert_managers;
 ";

@@ -219,3 +219,51 @@ async fn an_alarm_that_reaches_nobody_goes_to_the_unit_fallback() {
         .is_some_and(|r| r.contains("charge@unit.example.org") && r.contains("CHARGE-N")));
     w.app.stop().await;
 }
+
+/// A doctor who chose e-mail gets the alarm by mail with their app closed (no patient data),
+/// and the SMTP server's acceptance counts as reaching them: the alarm waits for its timer.
+/// A patient cannot choose it.
+#[tokio::test]
+async fn a_person_who_chose_email_is_reached_by_mail() {
+    let port = crate::support::free_port();
+    let mut smtp = crate::support::SmtpServer::start(port).await;
+    let w = World::with(|c| {
+        c.email.smtp_url = Some(nephrocare::config::Secret::new(format!("smtp://127.0.0.1:{port}")));
+        c.alarms.channel_wait_secs = 1.0;
+    })
+    .await;
+    let r = w.as_("pat").put("/api/alerts/email-preference", json!({"enabled": true})).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = w.as_("doc").put("/api/alerts/email-preference", json!({"enabled": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = w.as_("doc").get("/api/alerts/email-preference").await;
+    assert_eq!(r.body["enabled"], true, "{}", r.text);
+    w.escalate(60, &[2, 3]).await;
+
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let alert = w.alert_where("systolic_bp_low", |_| true).await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let mail = smtp.next(Duration::from_secs(20)).await;
+    assert_eq!(mail["to"], json!(["doc@alarms.test"]), "{mail}");
+    let (subject, body) = (mail["subject"].as_str().unwrap(), mail["body"].as_str().unwrap());
+    assert!(subject.contains("[HIGH]") && body.contains(&format!("/#/alarms/{id}")), "{subject} {body}");
+    assert!(!body.contains("Patient One") && !body.contains("80"), "no patient data: {body}");
+    // Decided after the wait: reached by mail, so still at tier 1 on its timer.
+    eventually("the e-mail's delivery in the history", LONG_WAIT, || {
+        let (w, id) = (&w, &id);
+        async move {
+            let h = w.history(id).await;
+            h.iter()
+                .any(|e| e["event"] == "delivered" && e["reason"].as_str().is_some_and(|r| r.starts_with("email:")))
+                .then_some(())
+        }
+    })
+    .await;
+    // Past the wait (1 s): the decision has been taken by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = w.as_("doc").get(&format!("/api/alerts/{id}")).await;
+    assert_eq!(r.body["escalationLevel"], 1, "{}", r.text);
+    let history = w.history(&id).await;
+    assert!(!history.iter().any(|e| e["event"] == "unreachable"), "reached by mail: {history:?}");
+    w.app.stop().await;
+}

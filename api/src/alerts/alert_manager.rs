@@ -87,6 +87,17 @@ pub struct AlarmFallbackDto {
     pub acm_recipient: Option<String>,
 }
 
+/// Whether you get your alarms by e-mail too.
+#[derive(Object, Debug, Clone, PartialEq)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlarmEmailDto {
+    /// On: every alarm sent to you (raised for your machines, escalated or re-alerted to
+    /// your tier) also comes by e-mail to your account's address — priority, condition,
+    /// machine, bay and a link, never patient data; the SMTP server's acceptance counts as
+    /// reaching you, so escalation waits for its timer.
+    pub enabled: bool,
+}
+
 pub struct AlertManagerApi;
 
 #[OpenApi(tag = "Tag::Alerts")]
@@ -130,6 +141,27 @@ impl AlertManagerApi {
         state.alarms.set_alert_manager(auth.0.hospital, Some(&manager), auth.0.id).await?;
         audited(&state, &auth, "alert_manager", serde_json::json!({"before": before, "after": manager})).await?;
         Ok(Json(manager.into()))
+    }
+
+    /// Whether you get your alarms by e-mail too (doctors, technicians, admins).
+    #[oai(path = "/api/alerts/email-preference", method = "get", operation_id = "getAlarmEmailPreference")]
+    async fn get_email(&self, state: poem::web::Data<&ApiState>, auth: BearerAuth) -> ApiResult<Json<AlarmEmailDto>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ReadAlarmPolicy)?;
+        Ok(Json(AlarmEmailDto { enabled: state.alarms.alarm_email(auth.0.id).await? }))
+    }
+
+    /// Choose whether you get your alarms by e-mail too (your own setting; audited).
+    #[oai(path = "/api/alerts/email-preference", method = "put", operation_id = "setAlarmEmailPreference")]
+    async fn set_email(
+        &self,
+        state: poem::web::Data<&ApiState>,
+        auth: BearerAuth,
+        body: Json<AlarmEmailDto>,
+    ) -> ApiResult<Json<AlarmEmailDto>> {
+        state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ReadAlarmPolicy)?;
+        state.alarms.set_alarm_email(auth.0.id, body.0.enabled).await?;
+        audited(&state, &auth, "alarm_email_preference", serde_json::json!({"enabled": body.0.enabled})).await?;
+        Ok(body)
     }
 
     /// Your hospital's unit fallback for alarms that reach nobody (admins; empty when unset).
