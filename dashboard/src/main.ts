@@ -27,6 +27,7 @@ const ROUTES: Route[] = [
   { path: "chat", label: "Chat", roles: ["doctor", "technician", "patient"], load: async () => (await import("./views/chat")).chatView },
   { path: "bookings", label: "Bookings", roles: ["doctor", "technician", "admin", "patient"], load: async () => (await import("./views/bookings")).bookingsView },
   { path: "devices", label: "Machines", roles: ["doctor", "technician", "admin"], load: async () => (await import("./views/devices")).devicesView },
+  { path: "settings", label: "Settings", roles: ["doctor", "technician", "admin"], load: async () => (await import("./views/settings")).settingsView },
 ];
 
 const app = document.getElementById("app")!;

@@ -44,6 +44,8 @@ const expected: Record<string, RegExp[]> = {
   docs: [/Failed to load resource: the server responded with a status of 404 .*\/favicon\.ico\)$/],
   doctor: [/Failed to load resource: the server responded with a status of 409/],
   technician: [/Failed to load resource: the server responded with a status of 401/, /WebSocket connection to .* failed/],
+  // No alert manager yet (404), then an address without a port (422), on purpose.
+  settings: [/Failed to load resource: the server responded with a status of (404|422)/],
 };
 
 async function login(email: string) {
@@ -427,9 +429,51 @@ test("an admin sees the machines' state and performance, and no clinical data", 
   assert.equal(await page.locator(".tile").count(), 4);
   assert.equal(await page.locator(".tile .metrics, .tile .patient").count(), 0, "no readings or patients in the page");
   const nav = await page.locator("nav a").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.nav));
-  assert.deepEqual(nav, ["overview", "bookings", "devices"]);
+  assert.deepEqual(nav, ["overview", "bookings", "devices", "settings"]);
   await page.goto(`${URL}/#/devices`);
   await page.waitForSelector('[data-role="performance-table"] tr[data-device]');
+});
+
+test("an admin sets the alert manager and the unit fallback in the settings, a doctor their alarm e-mail", async () => {
+  const page = await open("settings");
+  await signIn(page, "admin@demo.nephrocare.test");
+  await page.goto(`${URL}/#/settings`);
+  const manager = page.locator('[data-role="alert-manager"]');
+  await manager.locator("input[name=address]").fill("no-port");
+  await manager.locator("button[type=submit]").click();
+  await manager.locator(".error").waitFor();
+  await manager.locator("input[name=address]").fill("127.0.0.1:2575");
+  await manager.locator("input[name=receivingFacility]").fill("WARD-N");
+  await manager.locator("button[type=submit]").click();
+  await manager.locator('[role="status"]', { hasText: "Saved" }).waitFor();
+  const fallback = page.locator('[data-role="fallback"]');
+  await fallback.locator("input[name=fallbackEmail]").fill("charge@unit.example.org");
+  await fallback.locator("button[type=submit]").click();
+  await fallback.locator('[role="status"]', { hasText: "Saved" }).waitFor();
+  await shot(page, "dashboard-settings");
+  const admin = (await api("admin@demo.nephrocare.test")).client;
+  const m = await admin.GET("/api/alerts/alert-manager");
+  assert.equal(m.data?.address, "127.0.0.1:2575");
+  assert.equal(m.data?.receivingFacility, "WARD-N");
+  assert.equal((await admin.GET("/api/alerts/fallback")).data?.email, "charge@unit.example.org");
+  // Undone, so the demo's alarms are not reported to an address nobody listens on.
+  await manager.locator("[data-action=remove]").click();
+  await manager.locator('[role="status"]', { hasText: "Removed" }).waitFor();
+  await fallback.locator("input[name=fallbackEmail]").fill("");
+  await fallback.locator("button[type=submit]").click();
+  await fallback.locator('[role="status"]', { hasText: "Removed" }).waitFor();
+  assert.equal((await admin.GET("/api/alerts/alert-manager")).response.status, 404);
+
+  const doctor = await open("settings-doctor");
+  await signIn(doctor, DOCTOR);
+  await doctor.goto(`${URL}/#/settings`);
+  assert.equal(await doctor.locator('[data-role="alert-manager"]').count(), 0, "admins only");
+  const box = doctor.locator("input[name=alarmEmail]");
+  await box.check();
+  await doctor.locator('[data-role="email-preference"] [role="status"]', { hasText: "also come by e-mail" }).waitFor();
+  assert.equal((await (await api(DOCTOR)).client.GET("/api/alerts/email-preference")).data?.enabled, true);
+  await box.uncheck();
+  await doctor.locator('[data-role="email-preference"] [role="status"]', { hasText: "no longer" }).waitFor();
 });
 
 test("a patient sees only their own treatment", async () => {
