@@ -206,8 +206,9 @@ impl App {
 
         // The channels outside MQTT (the hospitals' alert managers, e-mail), through the
         // outbox; the alarm system records each attempt of an alarm's message.
+        let reporter = nc_outbox::acm::AcmSender::new(config.alarms.acm_ca.as_deref()).map_err(StartError::Other)?;
         let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> =
-            vec![(nc_outbox::Channel::Acm, Arc::new(nc_outbox::acm::AcmSender::default()))];
+            vec![(nc_outbox::Channel::Acm, Arc::new(reporter))];
         if let Some(url) = &config.email.smtp_url {
             let smtp = nc_outbox::email::SmtpSender::new(url.expose(), &config.email.from)
                 .map_err(|e| StartError::Other(e.to_string()))?;

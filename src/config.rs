@@ -236,6 +236,9 @@ pub struct AlarmsConfig {
     /// the hospital's alert manager to accept its report (then its people count as reached
     /// on their pagers and phones) before it counts as unreachable.
     pub channel_wait_secs: f64,
+    /// `NEPHROCARE_ACM_CA`: PEM certificates that verify an alert manager reached over TLS
+    /// (default: the system's, `/etc/ssl/certs/ca-certificates.crt`).
+    pub acm_ca: Option<PathBuf>,
 }
 
 impl Default for AlarmsConfig {
@@ -253,6 +256,7 @@ impl Default for AlarmsConfig {
             reach_grace_secs: nc_alarms::AlarmSettings::default().reach_grace.as_secs_f64(),
             acm_listen_addr: None,
             channel_wait_secs: nc_alarms::AlarmSettings::default().channel_wait.as_secs_f64(),
+            acm_ca: None,
         }
     }
 }
@@ -468,6 +472,7 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_ALARM_REACH_GRACE_SECS", "alarms.reach_grace_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_ACM_LISTEN_ADDR", "alarms.acm_listen_addr", Read::Text, ADDR_HINT),
     ("NEPHROCARE_ALARM_CHANNEL_WAIT_SECS", "alarms.channel_wait_secs", Read::Number, SECONDS_HINT),
+    ("NEPHROCARE_ACM_CA", "alarms.acm_ca", Read::Text, "Give the path of a PEM file."),
     ("NEPHROCARE_INGEST_WRITERS", "ingest.writers", Read::Number, "Use a whole number from 1 to 16."),
     ("NEPHROCARE_INGEST_GATHER_MS", "ingest.gather_ms", Read::Number, "Give whole milliseconds."),
     ("NEPHROCARE_INGEST_DERIVE_INTERVAL_MS", "ingest.derive_interval_ms", Read::Number, "Give whole milliseconds."),

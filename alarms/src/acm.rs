@@ -77,6 +77,8 @@ pub struct AlertManager {
     pub receiving_facility: String,
     /// Whether reports carry the patient and the value.
     pub include_patient: bool,
+    /// MLLP over TLS.
+    pub tls: bool,
     pub enabled: bool,
 }
 
@@ -134,7 +136,7 @@ async fn enqueue(
     annotation: Option<String>,
 ) -> Result<bool, sqlx::Error> {
     let manager: Option<AlertManager> = sqlx::query_as(
-        "SELECT address, receiving_application, receiving_facility, include_patient, enabled
+        "SELECT address, receiving_application, receiving_facility, include_patient, tls, enabled
            FROM alert_managers WHERE hospital_id = $1 AND enabled",
     )
     .bind(alert.hospital_id)
@@ -213,6 +215,7 @@ async fn enqueue(
         wants_status: true,
     };
     let message = acm::report_alert(&report).encode();
+    let destination = if manager.tls { format!("mllps://{}", manager.address) } else { manager.address.clone() };
     nc_outbox::enqueue(
         c,
         nc_outbox::NewItem {
@@ -220,7 +223,7 @@ async fn enqueue(
             hospital: Some(alert.hospital_id),
             alert: Some(alert.id),
             ordering_key: Some(alert.id),
-            destination: &manager.address,
+            destination: &destination,
             payload: &message,
         },
     )
@@ -232,7 +235,7 @@ impl Alarms {
     /// A hospital's alert manager, if set.
     pub async fn alert_manager(&self, hospital: nc_domain::HospitalId) -> Result<Option<AlertManager>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT address, receiving_application, receiving_facility, include_patient, enabled
+            "SELECT address, receiving_application, receiving_facility, include_patient, tls, enabled
                FROM alert_managers WHERE hospital_id = $1",
         )
         .bind(hospital.as_uuid())
@@ -257,10 +260,11 @@ impl Alarms {
             Some(m) => {
                 sqlx::query(
                     "INSERT INTO alert_managers (hospital_id, address, receiving_application, receiving_facility,
-                                                 include_patient, enabled, updated_at, updated_by)
-                     VALUES ($1, $2, $3, $4, $5, $6, now(), $7)
+                                                 include_patient, enabled, updated_at, updated_by, tls)
+                     VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8)
                      ON CONFLICT (hospital_id) DO UPDATE SET address = $2, receiving_application = $3,
-                         receiving_facility = $4, include_patient = $5, enabled = $6, updated_at = now(), updated_by = $7",
+                         receiving_facility = $4, include_patient = $5, enabled = $6, updated_at = now(), updated_by = $7,
+                         tls = $8",
                 )
                 .bind(hospital.as_uuid())
                 .bind(&m.address)
@@ -269,6 +273,7 @@ impl Alarms {
                 .bind(m.include_patient)
                 .bind(m.enabled)
                 .bind(by.as_uuid())
+                .bind(m.tls)
                 .execute(self.pool())
                 .await?;
             }

@@ -51,6 +51,8 @@ CREATE TABLE alert_managers (
     receiving_facility   text NOT NULL DEFAULT '' CONSTRAINT alert_managers_facility_check CHECK (length(receiving_facility) <= 64),
     -- Whether the reports carry the patient (PID) and the value: off unless the hospital allows it.
     include_patient      boolean NOT NULL DEFAULT false,
+    -- MLLP over TLS (the manager's certificate checked against NEPHROCARE_ACM_CA or the system's).
+    tls                  boolean NOT NULL DEFAULT false,
     enabled              boolean NOT NULL DEFAULT true,
     updated_at           timestamptz NOT NULL DEFAULT now(),
     updated_by           uuid REFERENCES users(id) ON DELETE SET NULL

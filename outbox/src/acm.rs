@@ -3,47 +3,95 @@
 //! destination), and its acknowledgement read (`ORA^R41` or `ACK`): `AA`/`CA` delivered;
 //! `AE`/`CE` an error at the manager, tried again (and parked after the last attempt); `AR`/`CR`
 //! rejected, parked at once. No answer within the timeout is tried again (the manager
-//! recognises a repeat by the alert's identity and phase).
+//! recognises a repeat by the alert's identity and phase). A destination `mllps://host:port`
+//! is reached over TLS, the server's certificate verified against the configured CA
+//! certificates (or the system's) and the host.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use nc_hl7::ack::{AckCode, Acknowledgement};
 use nc_hl7::message::{Limits, Message};
 use nc_hl7::mllp::MllpConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::ClientConfig;
 
 use crate::{Item, Receipt, SendError, SendFuture, Sender};
 
 /// Sends PCD-04s, one connection per message.
 pub struct AcmSender {
-    /// Connecting and waiting for the acknowledgement, each.
+    /// Connecting, the TLS handshake and waiting for the acknowledgement, each.
     pub timeout: Duration,
+    /// For `mllps://` destinations.
+    tls: Arc<ClientConfig>,
 }
 
-impl Default for AcmSender {
-    fn default() -> Self {
-        AcmSender { timeout: Duration::from_secs(10) }
+impl AcmSender {
+    /// A sender whose TLS connections trust the PEM certificates in `ca` (default: the
+    /// system's, `/etc/ssl/certs/ca-certificates.crt`).
+    pub fn new(ca: Option<&std::path::Path>) -> Result<AcmSender, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let path = ca.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read the CA certificates {}: {e} (NEPHROCARE_ACM_CA)", path.display()))?;
+        roots.add_parsable_certificates(certs);
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(AcmSender { timeout: Duration::from_secs(10), tls: Arc::new(config) })
+    }
+
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        message: &Message,
+        to: &str,
+    ) -> Result<Message, SendError> {
+        MllpConnection::new(stream, Limits::default())
+            .send_and_await_ack(message, self.timeout)
+            .await
+            .map_err(|e| SendError::Retry(format!("{to}: {e}")))
+    }
+
+    async fn deliver(&self, item: &Item) -> Result<Message, SendError> {
+        let message = Message::parse(&item.payload, &Limits::default())
+            .map_err(|e| SendError::Refused(format!("not an HL7 v2 message: {e}")))?;
+        let to = item.destination.as_str();
+        let (tls, address) = match to.strip_prefix("mllps://") {
+            Some(a) => (true, a),
+            None => (false, to),
+        };
+        let stream = tokio::time::timeout(self.timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| SendError::Retry(format!("{to}: no connection within {:?}", self.timeout)))?
+            .map_err(|e| SendError::Retry(format!("{to}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        if !tls {
+            return self.exchange(stream, &message, to).await;
+        }
+        let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| SendError::Refused(format!("{to}: {e}")))?;
+        let connecting = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, stream);
+        let stream = tokio::time::timeout(self.timeout, connecting)
+            .await
+            .map_err(|_| SendError::Retry(format!("{to}: no TLS handshake within {:?}", self.timeout)))?
+            .map_err(|e| SendError::Retry(format!("{to}: TLS: {e}")))?;
+        self.exchange(stream, &message, to).await
     }
 }
 
 impl Sender for AcmSender {
     fn send<'a>(&'a self, item: &'a Item) -> SendFuture<'a> {
         Box::pin(async move {
-            let limits = Limits::default();
-            let message = Message::parse(&item.payload, &limits)
-                .map_err(|e| SendError::Refused(format!("not an HL7 v2 message: {e}")))?;
-            let stream = tokio::time::timeout(self.timeout, TcpStream::connect(item.destination.as_str()))
-                .await
-                .map_err(|_| {
-                    SendError::Retry(format!("{}: no connection within {:?}", item.destination, self.timeout))
-                })?
-                .map_err(|e| SendError::Retry(format!("{}: {e}", item.destination)))?;
-            let _ = stream.set_nodelay(true);
-            let mut connection = MllpConnection::new(stream, limits);
-            let reply = connection
-                .send_and_await_ack(&message, self.timeout)
-                .await
-                .map_err(|e| SendError::Retry(format!("{}: {e}", item.destination)))?;
+            let reply = self.deliver(item).await?;
             let ack = Acknowledgement::from_message(&reply)
                 .map_err(|e| SendError::Retry(format!("the alert manager's answer is not an acknowledgement: {e}")))?;
             let detail = || {

@@ -192,3 +192,23 @@ async fn an_alert_manager_that_accepts_the_report_reaches_the_tier() {
     assert!(!history.iter().any(|e| e["event"] == "unreachable"), "reached through the alert manager: {history:?}");
     w.app.stop().await;
 }
+
+/// An alert manager reached over TLS (MLLP in TLS, its certificate checked against the
+/// configured CA): the report arrives and is accepted.
+#[tokio::test]
+async fn an_alert_manager_over_tls_gets_the_reports() {
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/core-ca.pem");
+    let w = World::with(|c| c.alarms.acm_ca = Some(ca)).await;
+    let peer = AlertManagerPeer::start_tls().await;
+    let r = w
+        .as_("admin")
+        .put("/api/alerts/alert-manager", json!({"address": format!("localhost:{}", peer.port), "tls": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["tls"], true, "{}", r.text);
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let alert = w.alert_where("systolic_bp_low", |_| true).await;
+    let got = accepted(&peer, &simple(alert["id"].as_str().unwrap()), 1).await;
+    assert_eq!(got[0]["problems"], json!([]), "{:?}", got[0]);
+    w.app.stop().await;
+}

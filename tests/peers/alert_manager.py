@@ -1,6 +1,7 @@
 """A hospital alert manager (IHE PCD ACM Alert Manager) played with python-hl7 over real MLLP.
 
     alert_manager.py --log FILE [--host 127.0.0.1] [--port 0] [--mode aa|ae|ar]
+                     [--tls-cert PEM --tls-key PEM]
 
 Listens for PCD-04 Report Alert messages; parses each with python-hl7, checks it against IHE
 PCD TF-2 (pcd04_checks.py), appends a JSON line to FILE (control id, alert id, phase,
@@ -21,6 +22,7 @@ import asyncio
 import datetime
 import json
 import os
+import ssl
 import sys
 import uuid
 
@@ -96,9 +98,15 @@ async def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--log", required=True, help="file to append one JSON line per PCD-04 to")
     p.add_argument("--mode", default="aa", choices=["aa", "ae", "ar"])
+    p.add_argument("--tls-cert", help="PEM certificate chain: MLLP over TLS")
+    p.add_argument("--tls-key", help="its PEM private key")
     args = p.parse_args()
     STATE["mode"] = args.mode.upper()
-    server = await start_hl7_server(lambda r, w: on_connection(r, w, args.log), args.host, args.port)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    server = await start_hl7_server(lambda r, w: on_connection(r, w, args.log), args.host, args.port, ssl=tls)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     loop = asyncio.get_running_loop()
     while True:

@@ -31,6 +31,10 @@ pub struct AlertManagerDto {
     /// system: reports then carry the machine, its bay, the alarm's priority and type.
     #[oai(default)]
     pub include_patient: bool,
+    /// MLLP over TLS: the manager's certificate is checked against `NEPHROCARE_ACM_CA` (or
+    /// the system's certificates) and the address's host.
+    #[oai(default)]
+    pub tls: bool,
     /// Reports are sent only while enabled.
     #[oai(default = "default_enabled")]
     pub enabled: bool,
@@ -51,6 +55,7 @@ impl From<nc_alarms::acm::AlertManager> for AlertManagerDto {
             receiving_application: m.receiving_application,
             receiving_facility: m.receiving_facility,
             include_patient: m.include_patient,
+            tls: m.tls,
             enabled: m.enabled,
         }
     }
@@ -136,6 +141,7 @@ impl AlertManagerApi {
             receiving_application: m.receiving_application,
             receiving_facility: m.receiving_facility,
             include_patient: m.include_patient,
+            tls: m.tls,
             enabled: m.enabled,
         };
         state.alarms.set_alert_manager(auth.0.hospital, Some(&manager), auth.0.id).await?;

@@ -62,6 +62,8 @@ async function alertManager(): Promise<HTMLElement> {
   const facility = input("receivingFacility", current?.receivingFacility ?? "");
   const patient = h("input", { type: "checkbox", name: "includePatient" }) as HTMLInputElement;
   patient.checked = current?.includePatient ?? false;
+  const tls = h("input", { type: "checkbox", name: "tls" }) as HTMLInputElement;
+  tls.checked = current?.tls ?? false;
   const enabled = h("input", { type: "checkbox", name: "enabled" }) as HTMLInputElement;
   enabled.checked = current?.enabled ?? true;
   const said = status();
@@ -73,6 +75,7 @@ async function alertManager(): Promise<HTMLElement> {
     field("Receiving application", app),
     field("Receiving facility", facility),
     h("label", { class: "check" }, patient, " Include the patient and the value in reports"),
+    h("label", { class: "check" }, tls, " Over TLS"),
     h("label", { class: "check" }, enabled, " Send reports"),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save"), h("button", { type: "button", "data-action": "remove" }, "Remove")),
     said,
@@ -87,6 +90,7 @@ async function alertManager(): Promise<HTMLElement> {
             receivingApplication: app.value.trim() || "ACM",
             receivingFacility: facility.value.trim(),
             includePatient: patient.checked,
+            tls: tls.checked,
             enabled: enabled.checked,
           },
         }),

@@ -98,12 +98,26 @@ impl AlertManagerPeer {
 
     /// Starts it answering in `mode` (`aa`, `ae`, `ar`).
     pub async fn start_in(port: u16, mode: &str) -> AlertManagerPeer {
+        Self::launch(port, mode, &[]).await
+    }
+
+    /// Starts it over TLS with the test certificate for `localhost`/`127.0.0.1`
+    /// (`tests/fixtures/tls/core-cert.pem`, signed by `core-ca.pem`).
+    pub async fn start_tls() -> AlertManagerPeer {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let (cert, key) = (dir.join("core-cert.pem"), dir.join("core-key.pem"));
+        let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+        Self::launch(0, "aa", &args).await
+    }
+
+    async fn launch(port: u16, mode: &str, extra: &[&str]) -> AlertManagerPeer {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/alert_manager.py");
         let log = std::env::temp_dir().join(format!("nc-acm-{}.jsonl", uuid::Uuid::now_v7().simple()));
         let mut child = Command::new(peer_python())
             .arg(script)
             .args(["--port", &port.to_string(), "--mode", mode, "--log"])
             .arg(&log)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
