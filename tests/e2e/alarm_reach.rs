@@ -10,21 +10,6 @@ use uuid::Uuid;
 use crate::alarms::{events, login_all, notes_topic, now_s, rfc3339, seed, World, PASSWORD};
 use crate::support::{eventually, Client, JsonClient, Service, TestDb, LONG_WAIT};
 
-/// `who` subscribing to their notifications with a new client.
-async fn subscriber(w: &World, who: &'static str, name: &str) -> JsonClient {
-    let user = w.users[who];
-    let mut m = JsonClient::connect(
-        w.app.running().mqtt_addr,
-        &format!("{user}-{name}"),
-        &user.to_string(),
-        &w.tokens[who],
-        true,
-    )
-    .await;
-    assert!(matches!(m.subscribe(&w.notes(who)).await, rumqttc::SubscribeReasonCode::Success(_)));
-    m
-}
-
 fn of(id: &str) -> impl Fn(&Value) -> bool + '_ {
     move |m: &Value| m["alert"]["id"] == id
 }
@@ -38,18 +23,18 @@ async fn a_subscriber_gets_their_open_unanswered_alarms_and_nobody_else_does() {
     let id = alert["id"].as_str().unwrap().to_owned();
 
     // Not concerned (tier 2 not reached, a patient, another hospital): nothing.
-    let mut ward_doc = subscriber(&w, "ward_doc", "a").await;
-    let mut pat = subscriber(&w, "pat", "a").await;
-    let mut doc_b = subscriber(&w, "doc_b", "a").await;
+    let mut ward_doc = w.subscriber("ward_doc", "a").await;
+    let mut pat = w.subscriber("pat", "a").await;
+    let mut doc_b = w.subscriber("doc_b", "a").await;
     // The care team: the alarm, as `present`, at its tier, with everything they may see.
-    let mut doc = subscriber(&w, "doc", "a").await;
+    let mut doc = w.subscriber("doc", "a").await;
     let note = doc.expect(&w.notes("doc"), "the open alarm", of(&id)).await;
     assert_eq!(
         (note["type"].as_str(), note["event"].as_str(), note["tier"].as_i64()),
         (Some("alert"), Some("present"), Some(1))
     );
     assert_eq!(note["alert"]["patientId"], json!(w.patient.to_string()), "{note}");
-    let mut tec = subscriber(&w, "tec", "a").await;
+    let mut tec = w.subscriber("tec", "a").await;
     tec.expect(&w.notes("tec"), "the open alarm", of(&id)).await;
     // Negative checks: nothing comes within a second (the catch-up of each is one task).
     for (who, m) in [("ward_doc", &mut ward_doc), ("pat", &mut pat), ("doc_b", &mut doc_b)] {
@@ -58,7 +43,7 @@ async fn a_subscriber_gets_their_open_unanswered_alarms_and_nobody_else_does() {
     // Answered: no longer sent.
     let r = w.as_("doc").post(&format!("/api/alerts/{id}/acknowledge"), json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let mut tec_again = subscriber(&w, "tec", "b").await;
+    let mut tec_again = w.subscriber("tec", "b").await;
     tec_again.expect_silence(&w.notes("tec"), Duration::from_secs(1)).await;
 
     // Escalated to the admins (nobody reachable: at once): an admin gets it in the
@@ -67,11 +52,11 @@ async fn a_subscriber_gets_their_open_unanswered_alarms_and_nobody_else_does() {
     w.reading(2, now_s(), w.patient, json!({"venousPressure": 450})).await;
     let venous = w.alert_where("venous_pressure_high", |a| a["escalationLevel"] == 3).await;
     let vid = venous["id"].as_str().unwrap().to_owned();
-    let mut admin = subscriber(&w, "admin", "a").await;
+    let mut admin = w.subscriber("admin", "a").await;
     let note = admin.expect(&w.notes("admin"), "the escalated alarm", of(&vid)).await;
     assert_eq!((note["event"].as_str(), note["tier"].as_i64()), (Some("present"), Some(3)));
     assert!(note["alert"].get("patientId").is_none_or(Value::is_null), "administrative view: {note}");
-    let mut ward_doc = subscriber(&w, "ward_doc", "b").await;
+    let mut ward_doc = w.subscriber("ward_doc", "b").await;
     ward_doc.expect(&w.notes("ward_doc"), "the escalated alarm", of(&vid)).await;
     w.app.stop().await;
 }

@@ -137,10 +137,16 @@ impl World {
 
     /// `who` on MQTT, subscribed to their own notifications.
     pub(crate) async fn listener(&self, who: &'static str) -> JsonClient {
+        self.subscriber(who, "alarms").await
+    }
+
+    /// `who` on MQTT with a new client (clean session) named `name`, subscribed to their own
+    /// notifications.
+    pub(crate) async fn subscriber(&self, who: &'static str, name: &str) -> JsonClient {
         let user = self.users[who];
         let mut m = JsonClient::connect(
             self.app.running().mqtt_addr,
-            &format!("{user}-alarms"),
+            &format!("{user}-{name}"),
             &user.to_string(),
             &self.tokens[who],
             true,
