@@ -330,11 +330,18 @@ run_chat() {
 
 # ALARM_TREATMENTS (200), ALARM_RATE (readings per second per machine, 25), ALARM_SEED (2026);
 # the corpus is written once into target/alarm-corpus-<treatments>-<seed> and reused.
+# The doctor also gets every alarm by e-mail, through a real SMTP server (aiosmtpd, from
+# scripts/peers.sh) that accepts everything: the outbox's e-mail figure.
 run_alarms() {
     local url; url="$(scratch)"
-    local n="${ALARM_TREATMENTS:-200}" seed="${ALARM_SEED:-2026}"
-    DATABASE_URL="$url" "$BIN" bench alarms --treatments "$n" --rate "${ALARM_RATE:-25}" --seed "$seed" \
-        --corpus "${CARGO_TARGET_DIR:-target}/alarm-corpus-$n-$seed"
+    local n="${ALARM_TREATMENTS:-200}" seed="${ALARM_SEED:-2026}" python port smtp
+    python="$(scripts/peers.sh)"
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    "$python" tests/peers/smtp_server.py --port "$port" --until-killed >/dev/null &
+    smtp=$!
+    NEPHROCARE_SMTP_URL="smtp://127.0.0.1:$port" DATABASE_URL="$url" "$BIN" bench alarms --treatments "$n" \
+        --rate "${ALARM_RATE:-25}" --seed "$seed" --corpus "${CARGO_TARGET_DIR:-target}/alarm-corpus-$n-$seed"
+    kill "$smtp" 2>/dev/null || true
     drop_db "$url"
 }
 

@@ -217,7 +217,7 @@ impl App {
         let alarms_for_status = alarms.clone();
         let outbox = nc_outbox::Outbox::new(
             db.get_postgres_connection_pool().clone(),
-            nc_outbox::OutboxSettings::default(),
+            config.outbox.settings(),
             senders,
             vec![Arc::new(alarms.clone())],
         );

@@ -45,6 +45,42 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub log: LogConfig,
     pub email: EmailConfig,
+    pub outbox: OutboxConfig,
+}
+
+/// Delivery through the outbox (e-mail, the alert manager): how often and how long a
+/// message is tried before it is parked.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// `NEPHROCARE_OUTBOX_MAX_ATTEMPTS`: attempts before a message is parked (1 to 100).
+    pub max_attempts: u32,
+    /// `NEPHROCARE_OUTBOX_RETRY_MIN_SECS`: the first retry's delay, doubling (with jitter)
+    /// up to `NEPHROCARE_OUTBOX_RETRY_MAX_SECS`.
+    pub retry_min_secs: f64,
+    pub retry_max_secs: f64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        let d = nc_outbox::OutboxSettings::default();
+        Self {
+            max_attempts: d.max_attempts as u32,
+            retry_min_secs: d.min_delay.as_secs_f64(),
+            retry_max_secs: d.max_delay.as_secs_f64(),
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn settings(&self) -> nc_outbox::OutboxSettings {
+        nc_outbox::OutboxSettings {
+            max_attempts: self.max_attempts as i32,
+            min_delay: std::time::Duration::from_secs_f64(self.retry_min_secs),
+            max_delay: std::time::Duration::from_secs_f64(self.retry_max_secs),
+            ..Default::default()
+        }
+    }
 }
 
 /// E-mail (account codes, password resets), through the outbox.
@@ -485,6 +521,9 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
         "Use smtp://host:25, smtp://user:password@host:587?tls=required or smtps://host:465.",
     ),
     ("NEPHROCARE_SMTP_FROM", "email.from", Read::Text, "Use Name <address@example.org>."),
+    ("NEPHROCARE_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts", Read::Number, "Use a whole number from 1 to 100."),
+    ("NEPHROCARE_OUTBOX_RETRY_MIN_SECS", "outbox.retry_min_secs", Read::Number, SECONDS_HINT),
+    ("NEPHROCARE_OUTBOX_RETRY_MAX_SECS", "outbox.retry_max_secs", Read::Number, SECONDS_HINT),
 ];
 
 const ADDR_HINT: &str = "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).";
@@ -600,6 +639,28 @@ impl Config {
             if !(0.0..=3600.0).contains(&secs) {
                 return Err(ConfigError::new(setting, format!("{secs} is outside 0..=3600"), SECONDS_HINT));
             }
+        }
+        if !(1..=100).contains(&self.outbox.max_attempts) {
+            return Err(ConfigError::new(
+                "NEPHROCARE_OUTBOX_MAX_ATTEMPTS",
+                format!("{} is outside 1..=100", self.outbox.max_attempts),
+                "The default is 10.",
+            ));
+        }
+        let (min, max) = (self.outbox.retry_min_secs, self.outbox.retry_max_secs);
+        if !(0.01..=86_400.0).contains(&min) {
+            return Err(ConfigError::new(
+                "NEPHROCARE_OUTBOX_RETRY_MIN_SECS",
+                format!("{min} is outside 0.01..=86400"),
+                SECONDS_HINT,
+            ));
+        }
+        if !(min..=86_400.0).contains(&max) {
+            return Err(ConfigError::new(
+                "NEPHROCARE_OUTBOX_RETRY_MAX_SECS",
+                format!("{max} is outside {min}..=86400 (at least the first retry's delay)"),
+                SECONDS_HINT,
+            ));
         }
         if self.database.max_connections < 2 {
             return Err(ConfigError::new("NEPHROCARE_DB_MAX_CONNECTIONS", "must be at least 2", "Use 2 or more."));

@@ -107,8 +107,7 @@ impl Alarms {
                     crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "realerted", level, &recipients))
                         .await?;
                 let tier_people = crate::lifecycle::of_tier(&recipients, level);
-                crate::fallback::email_tier(&mut tx, &alert, level, &tier_people, &self.inner.settings.link_base)
-                    .await?;
+                crate::email::to_tier(&mut tx, &alert, level, &tier_people, &self.inner.settings.link_base).await?;
                 let reach = crate::Reachability::of_any(recipients.iter().map(|r| r.reach));
                 self.note_if_unreachable(&mut tx, &mut alert, level, reach, true).await?;
                 Step { event, change: AlertChange::Realerted, tier: level, alert, recipients }
@@ -136,8 +135,7 @@ impl Alarms {
                     crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "escalated", tier, &recipients))
                         .await?;
                 let tier_people = crate::lifecycle::of_tier(&recipients, tier);
-                crate::fallback::email_tier(&mut tx, &alert, tier, &tier_people, &self.inner.settings.link_base)
-                    .await?;
+                crate::email::to_tier(&mut tx, &alert, tier, &tier_people, &self.inner.settings.link_base).await?;
                 // The people this step adds: if none of them can be reached, go on at once.
                 let reach = crate::Reachability::of_any(recipients.iter().filter(|r| r.tier == tier).map(|r| r.reach));
                 self.note_if_unreachable(&mut tx, &mut alert, tier, reach, true).await?;

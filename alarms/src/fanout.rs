@@ -38,7 +38,16 @@ impl Recipient {
 impl Alarms {
     /// Everyone the alert concerns at `tier`, and whether each is reachable now.
     pub(crate) async fn recipients(&self, alert: &Alert, tier: u8) -> Result<Vec<Recipient>, sqlx::Error> {
-        let (hospital, device) = (HospitalId(alert.hospital_id), DeviceId(alert.device_id));
+        self.recipients_of(HospitalId(alert.hospital_id), DeviceId(alert.device_id), tier).await
+    }
+
+    /// The people of tiers up to `tier` for a device's alerts, with their reachability now.
+    pub(crate) async fn recipients_of(
+        &self,
+        hospital: HospitalId,
+        device: DeviceId,
+        tier: u8,
+    ) -> Result<Vec<Recipient>, sqlx::Error> {
         let people = self.inner.policy.alert_recipients(device, tier).await.map_err(db_err)?;
         Ok(people
             .into_iter()

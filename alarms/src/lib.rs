@@ -20,6 +20,7 @@ pub mod acm;
 mod acm_status;
 pub mod burden;
 mod catchup;
+mod email;
 pub mod escalation;
 pub mod fallback;
 mod fanout;

@@ -122,7 +122,12 @@ impl Alarms {
     /// open already, returns its id and changes nothing), notifies the care team and
     /// schedules its escalation. Returns the open alert's id.
     pub async fn raise(&self, new: NewAlert<'_>) -> Result<Option<Uuid>, sqlx::Error> {
-        let policy = self.escalation_policy(HospitalId(new.hospital)).await?;
+        let began = std::time::Instant::now();
+        // Reads first, concurrently, so the transaction holds its locks only for its writes.
+        let (policy, recipients) = tokio::try_join!(
+            self.escalation_policy(HospitalId(new.hospital)),
+            self.recipients_of(HospitalId(new.hospital), DeviceId(new.device), 1)
+        )?;
         let rule = policy.rule(new.priority);
         let now = Utc::now();
         let mut tx = self.pool().begin().await?;
@@ -160,7 +165,6 @@ impl Alarms {
             .fetch_optional(self.pool())
             .await;
         };
-        let recipients = self.recipients(&alert, 1).await?;
         let raised = insert_event(
             &mut tx,
             EventRow {
@@ -176,12 +180,11 @@ impl Alarms {
         )
         .await?;
         insert_event(&mut tx, self.notified_row(&alert, "notified", 1, &recipients)).await?;
-        crate::fallback::email_tier(&mut tx, &alert, 1, &of_tier(&recipients, 1), &self.inner.settings.link_base)
-            .await?;
+        crate::email::to_tier(&mut tx, &alert, 1, &of_tier(&recipients, 1), &self.inner.settings.link_base).await?;
         let reach = Reachability::of_any(recipients.iter().map(|r| r.reach));
         let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reach, true).await?;
         tx.commit().await?;
-        tracing::info!(device = %new.device, code = new.code, priority = new.priority, "alert raised");
+        let committed = began.elapsed();
         let priority = match new.priority {
             "high" => "high",
             "medium" => "medium",
@@ -189,6 +192,15 @@ impl Alarms {
         };
         nc_metrics::get().alarms_raised.get_or_create(&nc_metrics::Priority { priority }).inc();
         self.publish(raised, AlertChange::Raised, None, &alert, Some(&recipients)).await;
+        tracing::info!(
+            alert = %alert.id,
+            device = %new.device,
+            code = new.code,
+            priority = new.priority,
+            stored_ms = committed.as_secs_f64() * 1e3,
+            published_ms = began.elapsed().as_secs_f64() * 1e3,
+            "alert raised"
+        );
         if unreachable {
             self.inner.wake.notify_one();
         }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
+use futures_util::TryStreamExt;
 use nc_alarms::{Alarms, ClearCause, NewAlert};
 use nc_domain::DeviceId;
 use sqlx::PgPool;
@@ -95,6 +96,10 @@ enum Step {
 }
 
 type Key = (Uuid, Cow<'static, str>);
+
+/// How many devices of one committed batch are evaluated at once (per writer): enough
+/// that a raise's round trips overlap, few enough to leave the pool to the writers.
+const DEVICES_AT_ONCE: usize = 4;
 
 pub struct AlertEngine {
     pool: PgPool,
@@ -257,26 +262,39 @@ impl AlertEngine {
         let rules = self.rules(rows).await?;
         let mut sorted: Vec<&Row> = rows.iter().collect();
         sorted.sort_by_key(|r| (r.device_id, r.time, r.seq));
-        for r in sorted {
-            self.ensure_loaded(r.device_id).await?;
-            if let Some(rules) = rules.get(&(r.hospital_id, r.patient_id)) {
-                let values = r.values();
-                for (i, (_, column)) in COLUMNS.iter().enumerate() {
-                    let (Some(rule), Some(v)) = (rules.get(*column), values[i]) else { continue };
-                    self.check_limit(r, column, *rule, v).await?;
+        // Devices are independent: one device's raise (a transaction and a publish) does
+        // not hold up another's in the same batch. A device's own readings stay in order.
+        let devices = sorted.chunk_by(|a, b| a.device_id == b.device_id);
+        futures_util::stream::iter(devices.map(Ok))
+            .try_for_each_concurrent(DEVICES_AT_ONCE, |readings| {
+                let rules = &rules;
+                async move {
+                    for r in readings {
+                        self.evaluate_one(r, rules.get(&(r.hospital_id, r.patient_id))).await?;
+                    }
+                    Ok(())
                 }
+            })
+            .await
+    }
+
+    async fn evaluate_one(&self, r: &Row, rules: Option<&HashMap<String, Rule>>) -> Result<(), sqlx::Error> {
+        self.ensure_loaded(r.device_id).await?;
+        if let Some(rules) = rules {
+            let values = r.values();
+            for (i, (_, column)) in COLUMNS.iter().enumerate() {
+                let (Some(rule), Some(v)) = (rules.get(*column), values[i]) else { continue };
+                self.check_limit(r, column, *rule, v).await?;
             }
-            // The machine's own status: technical alerts, no delay.
-            let (warning, danger) = match r.system_status {
-                "danger" => (false, true),
-                "warning" => (true, false),
-                _ => (false, false),
-            };
-            self.transition(r, "system_status_warning", warning, "medium", "The machine reports a warning").await?;
-            self.transition(r, "system_status_danger", danger, "high", "The machine reports a dangerous condition")
-                .await?;
         }
-        Ok(())
+        // The machine's own status: technical alerts, no delay.
+        let (warning, danger) = match r.system_status {
+            "danger" => (false, true),
+            "warning" => (true, false),
+            _ => (false, false),
+        };
+        self.transition(r, "system_status_warning", warning, "medium", "The machine reports a warning").await?;
+        self.transition(r, "system_status_danger", danger, "high", "The machine reports a dangerous condition").await
     }
 
     async fn check_limit(&self, r: &Row, column: &str, rule: Rule, v: f64) -> Result<(), sqlx::Error> {

@@ -196,7 +196,8 @@ impl Ingest {
             let (fanout, stop) = (inner.clone(), shutdown.clone());
             tokio::spawn(async move {
                 // The permit (the batch's room in the queue) is given back once it is handled.
-                while let Some((batch, _room)) = after_rx.recv().await {
+                while let Some((batch, _room, committed)) = after_rx.recv().await {
+                    let waited = committed.elapsed();
                     let mut delays = retry::delays(Duration::from_millis(100), Duration::from_secs(5));
                     while let Err(e) = fanout.alerts.evaluate(&batch).await {
                         if !transient(&e) {
@@ -212,6 +213,12 @@ impl Ingest {
                             return;
                         }
                     }
+                    tracing::debug!(
+                        readings = batch.len(),
+                        waited_ms = waited.as_secs_f64() * 1e3,
+                        evaluated_ms = (committed.elapsed() - waited).as_secs_f64() * 1e3,
+                        "alert evaluation of a committed batch"
+                    );
                     if fanout.bus.enabled() {
                         // The other nodes' live streams, in chunks the core carries.
                         for chunk in batch.chunks(READINGS_PER_EVENT) {

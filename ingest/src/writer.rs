@@ -221,14 +221,14 @@ impl Queues {
 /// under a second when batches are small.
 #[derive(Clone)]
 pub struct AfterQueue {
-    tx: mpsc::UnboundedSender<(Committed, OwnedSemaphorePermit)>,
+    tx: mpsc::UnboundedSender<AfterItem>,
     room: Arc<Semaphore>,
     readings: usize,
 }
 
-/// What the after-commit task receives: a committed batch, and its place in the budget
-/// (given back when dropped, once the batch is handled).
-pub type AfterItem = (Committed, OwnedSemaphorePermit);
+/// What the after-commit task receives: a committed batch, its place in the budget (given
+/// back when dropped, once the batch is handled) and when it was committed.
+pub type AfterItem = (Committed, OwnedSemaphorePermit, std::time::Instant);
 
 impl AfterQueue {
     /// A queue that holds at most `readings` unhandled readings (a bigger batch waits for
@@ -241,8 +241,9 @@ impl AfterQueue {
 
     async fn send(&self, batch: Committed) {
         let n = u32::try_from(batch.len().min(self.readings)).unwrap_or(u32::MAX);
+        let committed = std::time::Instant::now();
         let Ok(permit) = self.room.clone().acquire_many_owned(n).await else { return };
-        let _ = self.tx.send((batch, permit));
+        let _ = self.tx.send((batch, permit, committed));
     }
 
     /// Committed readings waiting to be handled.

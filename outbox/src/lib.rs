@@ -16,6 +16,10 @@
 //!   it into the alarm's history) and to the metrics (`nephrocare_outbox_deliveries_total`,
 //!   `nephrocare_outbox_oldest_pending_seconds`: an operator alerts on the age).
 //!
+//! - **Woken at commit**: a node's outbox listens for `NOTIFY nc_outbox` (sent by a trigger
+//!   when a transaction that queued something commits, on whichever node), and looks every
+//!   `tick` too, in case a notification was lost with its connection.
+//!
 //! Senders: [`email::SmtpSender`] (lettre) and the IHE ACM alert reporter (`acm`).
 
 pub mod acm;
@@ -29,10 +33,25 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// What the `outbox_notify` trigger notifies when a transaction queued something.
+const NOTIFY_CHANNEL: &str = "nc_outbox";
+
+/// Waits for a commit that queued something (forever without a listener). The listener
+/// reconnects by itself after a lost connection; if it cannot, it is given up (the tick
+/// remains).
+async fn committed(listener: &mut Option<PgListener>) {
+    let Some(l) = listener else { return std::future::pending().await };
+    if let Err(e) = l.recv().await {
+        tracing::warn!(error = %e, "stopped listening for queued messages; looking every tick only");
+        *listener = None;
+    }
+}
 
 /// A way out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,11 +236,13 @@ impl Outbox {
                     tracing::info!(channel = channel.as_str(), "no sender configured: its messages wait in the outbox");
                 }
             }
+            let mut listener = self.listen().await;
             let mut gauge = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
+                    _ = committed(&mut listener) => {}
                     _ = tokio::time::sleep(self.settings.tick) => {}
                     _ = gauge.tick() => {
                         if let Err(e) = self.measure().await {
@@ -242,6 +263,23 @@ impl Outbox {
                 }
             }
         })
+    }
+
+    /// A connection listening for commits that queued something; none (the tick only) if
+    /// it cannot be had.
+    async fn listen(&self) -> Option<PgListener> {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listening.await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for queued messages; looking every tick only");
+                None
+            }
+        }
     }
 
     /// Claims what is due and sends it, each key's oldest first. Returns how many.

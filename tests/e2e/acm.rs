@@ -2,7 +2,8 @@
 //! phase of an alarm arrives as a PCD-04 that passes its TF-2 checks, in the alarm's order,
 //! acknowledged; an `AE` answer is retried until the manager accepts; each attempt is in the
 //! alarm's history; no patient data unless the hospital allows it. Also with nobody's app
-//! open: the alarm reaches the manager.
+//! open: the alarm reaches the manager. A report the manager keeps refusing is parked after
+//! the last attempt, in the history and in the metrics.
 
 use serde_json::{json, Value};
 
@@ -86,6 +87,61 @@ async fn every_phase_reaches_the_alert_manager_in_order_even_through_errors() {
             .any(|e| e["event"] == "delivery_failed" && e["reason"].as_str().is_some_and(|r| r.starts_with("acm: AE"))),
         "{history:?}"
     );
+    w.app.stop().await;
+}
+
+/// The manager answers `AE` to every attempt: the report is tried `max_attempts` times, then
+/// parked; each attempt is in the alarm's history and in the metrics, and the alarm's next
+/// phase is not held up behind the parked one.
+#[tokio::test]
+async fn a_report_the_manager_keeps_refusing_is_retried_then_parked() {
+    let w = World::with(|c| {
+        c.outbox.max_attempts = 3;
+        c.outbox.retry_min_secs = 0.2;
+        c.outbox.retry_max_secs = 0.4;
+    })
+    .await;
+    let mut peer = AlertManagerPeer::start_in(0, "ae").await;
+    point_at(&w, &peer, false).await;
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let alert = w.alert_where("systolic_bp_low", |_| true).await;
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let history = eventually("the report parked", LONG_WAIT, || {
+        let (w, id) = (&w, &id);
+        async move {
+            let h = w.history(id).await;
+            h.iter().any(|e| e["event"] == "delivery_parked").then_some(h)
+        }
+    })
+    .await;
+    let failed = history.iter().filter(|e| e["event"] == "delivery_failed").count();
+    let parked: Vec<&Value> = history.iter().filter(|e| e["event"] == "delivery_parked").collect();
+    assert_eq!((failed, parked.len()), (2, 1), "two retries, then parked: {history:?}");
+    assert!(parked[0]["reason"].as_str().is_some_and(|r| r.starts_with("acm: AE")), "{history:?}");
+    let attempts: Vec<Value> = peer.received().into_iter().filter(|m| m["alert_id"] == simple(&id).as_str()).collect();
+    assert_eq!(attempts.len(), 3, "three attempts at the start: {attempts:?}");
+    assert!(attempts.iter().all(|m| m["phase"] == "start" && m["ack"] == "AE"), "{attempts:?}");
+    let metrics = reqwest::get(format!("{}/metrics", w.app.client.base)).await.unwrap().text().await.unwrap();
+    let count = |outcome: &str| -> f64 {
+        crate::metrics::samples(&metrics)
+            .into_iter()
+            .filter(|(k, _)| {
+                k.starts_with("nephrocare_outbox_deliveries_total{")
+                    && k.contains("channel=\"acm\"")
+                    && k.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    // At least (the registry is the process's, shared with other tests).
+    assert!(count("parked") >= 1.0 && count("failed") >= 2.0, "{metrics}");
+    // The next phase goes out once the manager accepts again: not stuck behind the parked one.
+    peer.command("mode aa");
+    let r = w.as_("doc").post(&format!("/api/alerts/{id}/acknowledge"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = accepted(&peer, &simple(&id), 1).await;
+    let ok: Vec<&Value> = got.iter().filter(|m| m["ack"] == "AA").collect();
+    assert_eq!(ok[0]["phase"], "acknowledged", "{got:?}");
     w.app.stop().await;
 }
 

@@ -1,14 +1,15 @@
 //! Alarms that reach a person whose app was not open at the instant (issue 31): a
 //! subscriber gets their open, unanswered alarms when they subscribe, and a restart past a
-//! tier's due time waits for apps to reconnect instead of recording everyone unreachable.
+//! tier's due time waits for apps to reconnect instead of recording everyone unreachable,
+//! and still reaches the hospital's alert manager.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::alarms::{events, login_all, notes_topic, now_s, rfc3339, seed, World, PASSWORD};
-use crate::support::{eventually, Client, JsonClient, Service, TestDb, LONG_WAIT};
+use crate::alarms::{escalate_every, events, login_all, low_pressure, notes_topic, now_s, seed, World};
+use crate::support::{eventually, AlertManagerPeer, Client, JsonClient, Service, TestDb, LONG_WAIT};
 
 fn of(id: &str) -> impl Fn(&Value) -> bool + '_ {
     move |m: &Value| m["alert"]["id"] == id
@@ -73,15 +74,7 @@ async fn a_restart_past_a_tiers_due_time_reaches_its_people() {
     let service = Service::start(&db, &grace);
     let client = Client::new(service.http.clone());
     let tokens = login_all(&client).await;
-    let rule = json!({"afterSeconds": 3, "tiers": [2, 3]});
-    let r = client
-        .with_token(&tokens["admin"])
-        .put(
-            "/api/alerts/escalation-policy",
-            json!({"high": rule, "medium": rule, "low": {"afterSeconds": null, "tiers": []}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    escalate_every(&client.with_token(&tokens["admin"]), 3, &[2, 3]).await;
     let listen = |addr, who: &'static str| {
         let (user, token) = (users[who], tokens[who].clone());
         async move {
@@ -95,15 +88,7 @@ async fn a_restart_past_a_tiers_due_time_reaches_its_people() {
     };
     // The care team is connected: tier 1 is reached and the timer runs.
     let mut doc = listen(service.mqtt, "doc").await;
-    let r = client
-        .http
-        .post(format!("{}/api/health-metrics", service.http))
-        .basic_auth(device, Some(PASSWORD))
-        .json(&json!({"v": 1, "seq": 1, "ts": rfc3339(now_s()), "patientId": patient, "systemStatus": "normal", "bloodPressure": 80}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    low_pressure(&client, &service, device, patient).await;
     let raised = doc.expect(&notes_topic(hospital, users["doc"]), "tier 1", |m| m["event"] == "raised").await;
     let id = raised["alert"]["id"].as_str().unwrap().to_owned();
     service.kill9();
@@ -144,6 +129,74 @@ async fn a_restart_past_a_tiers_due_time_reaches_its_people() {
         "nobody recorded unreachable while their apps reconnected: {steps:?}"
     );
     let _: Uuid = users["doc"];
+    drop(service);
+}
+
+/// Also at the hospital's alert manager, with every app closed: the service is killed once
+/// the raise was reported and kept down past tier 2's due time. After the restart the
+/// manager gets the escalation, once, after the start (the outbox is in the database).
+#[tokio::test]
+async fn a_restart_past_a_tiers_due_time_reaches_the_alert_manager_once() {
+    let db = TestDb::migrated().await;
+    let (_, _, device, patient, _, _) = seed(&db).await;
+    let peer = AlertManagerPeer::start(0).await;
+    let env = [("NEPHROCARE_ALARM_REACH_GRACE_SECS", "2")];
+    let service = Service::start(&db, &env);
+    let client = Client::new(service.http.clone());
+    let tokens = login_all(&client).await;
+    let admin = client.with_token(&tokens["admin"]);
+    // One escalation only (tier 2), so "once" is a count.
+    escalate_every(&admin, 3, &[2]).await;
+    let r = admin.put("/api/alerts/alert-manager", json!({"address": format!("127.0.0.1:{}", peer.port)})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    low_pressure(&client, &service, device, patient).await;
+    let doc = client.with_token(&tokens["doc"]);
+    // The start is reported and its delivery stored (a kill before that would only resend
+    // it after the lease).
+    let id = eventually("the start delivered", LONG_WAIT, || {
+        let doc = &doc;
+        async move {
+            let r = doc.get("/api/alerts?openOnly=true").await;
+            let id =
+                r.body["items"].as_array()?.iter().find(|a| a["code"] == "systolic_bp_low")?["id"].as_str()?.to_owned();
+            let h = doc.get(&format!("/api/alerts/{id}/history")).await.body.as_array().cloned()?;
+            h.iter().any(|e| e["event"] == "delivered").then_some(id)
+        }
+    })
+    .await;
+    service.kill9();
+    let killed = Instant::now();
+    // Down past tier 2's due time (3 s after the raise): the scenario, not a wait.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let service = Service::start(&db, &env);
+    assert!(killed.elapsed() > Duration::from_secs(3));
+    let simple = id.replace('-', "");
+    let got = eventually("the escalation at the manager", LONG_WAIT, || {
+        let (peer, simple) = (&peer, &simple);
+        async move {
+            let got: Vec<Value> = peer.received().into_iter().filter(|m| m["alert_id"] == simple.as_str()).collect();
+            got.iter().any(|m| m["phase"] == "escalate" && m["ack"] == "AA").then_some(got)
+        }
+    })
+    .await;
+    let phases: Vec<&str> = got.iter().map(|m| m["phase"].as_str().unwrap_or("?")).collect();
+    assert_eq!(phases, ["start", "escalate"], "in order, each once: {got:?}");
+    for m in &got {
+        assert_eq!(m["problems"], json!([]), "TF-2 checks: {m}");
+    }
+    // Its delivery is in the history after the restart, and nothing more is sent.
+    let client = Client::new(service.http.clone());
+    let tokens = login_all(&client).await;
+    let doc = client.with_token(&tokens["doc"]);
+    eventually("the escalation's delivery in the history", LONG_WAIT, || {
+        let (doc, id) = (&doc, &id);
+        async move {
+            let h = doc.get(&format!("/api/alerts/{id}/history")).await.body.as_array().cloned()?;
+            (h.iter().filter(|e| e["event"] == "delivered").count() == 2).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(peer.received().into_iter().filter(|m| m["alert_id"] == simple.as_str()).count(), 2);
     drop(service);
 }
 

@@ -402,15 +402,9 @@ async fn nobody_reachable_at_a_tier_escalates_at_once() {
 // Escalation survives kill -9: driven by stored state, each tier exactly once.
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
-    let db = TestDb::migrated().await;
-    let (hospital, _, device, patient, _, users) = seed(&db).await;
-    let service = Service::start(&db, &[]);
-    let client = Client::new(service.http.clone());
-    let tokens = login_all(&client).await;
-    let admin = client.with_token(&tokens["admin"]);
-    let rule = json!({"afterSeconds": 3, "tiers": [2, 3]});
+/// Sets high and medium alarms to escalate every `after` seconds through `tiers` (low: none).
+pub(crate) async fn escalate_every(admin: &Client, after: u64, tiers: &[u8]) {
+    let rule = json!({"afterSeconds": after, "tiers": tiers});
     let r = admin
         .put(
             "/api/alerts/escalation-policy",
@@ -418,6 +412,10 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// The machine sends a reading (over HTTP) with a systolic pressure of 80: a high alarm at once.
+pub(crate) async fn low_pressure(client: &Client, service: &Service, device: Uuid, patient: Uuid) {
     let r = client
         .http
         .post(format!("{}/api/health-metrics", service.http))
@@ -427,6 +425,18 @@ async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+}
+
+#[tokio::test]
+async fn a_kill_9_between_tiers_neither_loses_nor_repeats_a_tier() {
+    let db = TestDb::migrated().await;
+    let (hospital, _, device, patient, _, users) = seed(&db).await;
+    let service = Service::start(&db, &[]);
+    let client = Client::new(service.http.clone());
+    let tokens = login_all(&client).await;
+    let admin = client.with_token(&tokens["admin"]);
+    escalate_every(&admin, 3, &[2, 3]).await;
+    low_pressure(&client, &service, device, patient).await;
 
     let mut c = db.sql().await;
     async fn level(c: &mut sqlx::PgConnection, device: Uuid) -> Option<(Uuid, i16)> {

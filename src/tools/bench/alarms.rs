@@ -22,6 +22,10 @@
 //!   notifications; and, the same way, to the hospital's alert manager's receipt of the
 //!   alarm's first PCD-04 (an in-process MLLP acceptor answering `AA`, set as the hospital's
 //!   alert manager): a second line, `alert manager: … p50 X ms p99 Y ms`.
+//! - Then the channels outside MQTT ([`super::alarm_channels`]): PCD-05 "accepted on a
+//!   pager" → acknowledged, and the outbox's queued → accepted per channel (e-mail when
+//!   `NEPHROCARE_SMTP_URL` is set: bench/run.sh starts a real SMTP server, and the doctor
+//!   gets every alarm by mail too).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,6 +37,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::alarm_channels::{accepted_on_pagers, alert_manager, outbox_latency};
 use crate::bootstrap::DEFAULT_THRESHOLDS;
 use crate::tools::corpus::{self, ArtifactKind, Limit, Sample, Treatment, Truth};
 
@@ -149,7 +154,7 @@ async fn seed(pool: &PgPool, truth: &Truth) -> Result<(Uuid, Uuid, Vec<Machine>)
 }
 
 /// `raised` notifications as they arrived: (device, raisedAt, when).
-type Received = Arc<Mutex<Vec<(Uuid, DateTime<Utc>, Instant)>>>;
+type Received = Arc<Mutex<Vec<(Uuid, DateTime<Utc>, Instant, String)>>>;
 
 /// When each reading was published: per machine, by second of treatment.
 type Published = Arc<Vec<Mutex<Vec<Option<Instant>>>>>;
@@ -243,8 +248,19 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
     let defaults = crate::config::AlarmsConfig::default();
     config.alarms.offline_delay_secs = defaults.offline_delay_secs / o.rate;
     config.alarms.flapping_window_secs = defaults.flapping_window_secs / o.rate;
+    config.alarms.acm_listen_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let email = config.email.smtp_url.is_some();
     let app = crate::App::new(config).start().await.map_err(|e| e.to_string())?;
     let (manager, reports) = alert_manager(hospital, &pool).await?;
+    if email {
+        // The doctor chose e-mail too: every alarm of theirs is also mailed (the SMTP server
+        // of bench/run.sh).
+        sqlx::query("UPDATE users SET alarm_email = true WHERE id = $1")
+            .bind(doctor)
+            .execute(&pool)
+            .await
+            .map_err(e)?;
+    }
 
     // The doctor, listening to their notifications.
     let token = keys.issue(
@@ -279,12 +295,15 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
                         let at = Instant::now();
                         let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
                         if v["event"] == "raised" {
-                            let (Some(d), Some(r)) = (v["alert"]["deviceId"].as_str(), v["alert"]["raisedAt"].as_str())
-                            else {
+                            let (Some(d), Some(r), Some(id)) = (
+                                v["alert"]["deviceId"].as_str(),
+                                v["alert"]["raisedAt"].as_str(),
+                                v["alert"]["id"].as_str(),
+                            ) else {
                                 continue;
                             };
                             if let (Ok(d), Ok(r)) = (d.parse(), DateTime::parse_from_rfc3339(r)) {
-                                received.lock().expect("received").push((d, r.with_timezone(&Utc), at));
+                                received.lock().expect("received").push((d, r.with_timezone(&Utc), at, id.to_owned()));
                             }
                         }
                     }
@@ -359,15 +378,20 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
     let per_hour = alerts.len() as f64 / hours;
     let naive_per_hour = naive as f64 / hours;
     let mut latencies: Vec<u64> = Vec::new();
-    for (device, raised, got) in received.lock().expect("received").iter() {
+    let mut slowest: Vec<(u64, String)> = Vec::new();
+    for (device, raised, got, id) in received.lock().expect("received").iter() {
         let Some((i, base)) = bases.get(device) else { continue };
         let t = (*raised - *base).num_seconds();
         if let Some(Some(sent)) =
             usize::try_from(t).ok().and_then(|t| published[*i].lock().expect("published").get(t).copied())
         {
-            latencies.push(got.saturating_duration_since(sent).as_micros() as u64);
+            let us = got.saturating_duration_since(sent).as_micros() as u64;
+            latencies.push(us);
+            slowest.push((us, id.clone()));
         }
     }
+    slowest.sort_by_key(|b| std::cmp::Reverse(b.0));
+    slowest.truncate(8);
     // The alert manager's receipts, the same way: from the completing reading's publish.
     let raised: HashMap<Uuid, (Uuid, DateTime<Utc>)> = sqlx::query_as::<_, (Uuid, Uuid, DateTime<Utc>)>(
         "SELECT id, device_id, raised_at FROM alerts WHERE hospital_id = $1",
@@ -390,6 +414,11 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
             to_manager.push(got.saturating_duration_since(sent).as_micros() as u64);
         }
     }
+    let (pagers, not_taken) =
+        accepted_on_pagers(&pool, app.acm_addr.ok_or("no status listener")?, hospital, doctor, 100).await?;
+    // What is still queued goes out before the figures are read.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outbox = outbox_latency(&pool).await?;
     manager.abort();
     let unexplained: Vec<String> =
         alerts.iter().zip(&explained).filter(|(_, x)| !**x).take(10).map(|((_, c, _), _)| c.clone()).collect();
@@ -414,6 +443,23 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
         crate::tools::bench::pct(to_manager.clone(), 0.5),
         crate::tools::bench::pct(to_manager, 0.99),
     ));
+    out.push_str(&format!(
+        "\n  PCD-05 accepted on a pager -> acknowledged (its AA after the commit): {} alarms, p50 {:.1} ms p99 {:.1} ms{}",
+        pagers.len(),
+        crate::tools::bench::pct(pagers.clone(), 0.5),
+        crate::tools::bench::pct(pagers, 0.99),
+        if not_taken > 0 { format!(", {not_taken} NOT taken") } else { String::new() }
+    ));
+    for (channel, n, p50, p99) in outbox {
+        out.push_str(&format!("\noutbox {channel}: {n} sent, queued -> accepted p50 {p50:.1} ms p99 {p99:.1} ms"));
+    }
+    if !email {
+        out.push_str("\n  (no e-mail: NEPHROCARE_SMTP_URL unset)");
+    }
+    out.push_str(&format!(
+        "\n  slowest raises: {}",
+        slowest.iter().map(|(us, id)| format!("{id} {:.0} ms", *us as f64 / 1e3)).collect::<Vec<_>>().join(", ")
+    ));
     if !missed.is_empty() {
         out.push_str(&format!("\n  missed: {}", missed.join("; ")));
     }
@@ -421,39 +467,4 @@ pub async fn alarms(config: crate::Config, o: AlarmsBench) -> Result<String, Str
         out.push_str(&format!("\n  false alarms (first 10 codes): {}", unexplained.join(", ")));
     }
     Ok(out)
-}
-
-/// When the alert manager first heard of each alarm (its first PCD-04), by alert id.
-type Reports = Arc<Mutex<Vec<(Uuid, Instant)>>>;
-
-/// An alert manager in the process (nc_hl7's MLLP listener answering `AA`), set as the
-/// hospital's: it notes when each alarm's first report arrives.
-async fn alert_manager(hospital: Uuid, pool: &PgPool) -> Result<(tokio::task::JoinHandle<()>, Reports), String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    sqlx::query("INSERT INTO alert_managers (hospital_id, address) VALUES ($1, $2)")
-        .bind(hospital)
-        .bind(addr.to_string())
-        .execute(pool)
-        .await
-        .map_err(|e| e.to_string())?;
-    let reports: Reports = Arc::default();
-    let seen = Arc::new(Mutex::new(std::collections::HashSet::new()));
-    let (r, stop) = (reports.clone(), tokio_util::sync::CancellationToken::new());
-    let handle = move |message: nc_hl7::message::Message, _| {
-        let at = Instant::now();
-        let id = message.get("OBR", 0, 3, 1).and_then(|a| Uuid::try_parse(a).ok());
-        if let Some(id) = id {
-            if seen.lock().expect("seen").insert(id) {
-                r.lock().expect("reports").push((id, at));
-            }
-        }
-        let now = Utc::now().fixed_offset();
-        let control = Uuid::now_v7().simple().to_string();
-        std::future::ready(nc_hl7::ack::acknowledge(&message, nc_hl7::ack::AckCode::Accepted, &[], &control, &now))
-    };
-    let task = tokio::spawn(async move {
-        let _ = nc_hl7::server::serve(listener, nc_hl7::message::Limits::default(), 16, handle, stop).await;
-    });
-    Ok((task, reports))
 }

@@ -9,6 +9,7 @@
 //! - `bench queries`: trends and history latency on a year of one patient's 1 Hz data
 //!   ([`crate::tools::bench::queries`]).
 
+mod alarm_channels;
 pub mod alarms;
 pub mod chat;
 pub mod connections;
