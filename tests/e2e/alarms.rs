@@ -14,7 +14,8 @@ use sqlx::Executor;
 use uuid::Uuid;
 
 use crate::support::{
-    eventually, test_config, ws_open, ws_until_reading, Client, JsonClient, Service, TestApp, TestDb, LONG_WAIT,
+    eventually, test_config, ws_open, ws_until_reading, Client, JsonClient, PatientLinks, Service, TestApp, TestDb,
+    LONG_WAIT,
 };
 
 pub(crate) const PASSWORD: &str = "Alarms-pass-2026";
@@ -53,52 +54,22 @@ async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
 /// and a second patient; systolic BP low limit 90 (high priority, no delay, hysteresis 5).
 pub(crate) async fn seed(db: &TestDb) -> (Uuid, Uuid, Uuid, Uuid, Uuid, HashMap<&'static str, Uuid>) {
     let (h, hb) = (db.hospital("A", "alarm-a").await, db.hospital("B", "alarm-b").await);
-    let (device, patient, patient2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let hash = nc_access::password::hash(PASSWORD.to_owned()).await.expect("hash");
-    let mut c = db.sql().await;
     let mut users = HashMap::new();
     for (name, role, ward, in_b) in PEOPLE {
-        let id = Uuid::now_v7();
-        let ward = ward.map_or("NULL".to_owned(), |w| format!("'{w}'"));
-        exec(
-            &mut c,
-            &format!(
-                "INSERT INTO users (id, hospital_id, email, password_hash, role, name, ward, is_active, verified_at)
-                 VALUES ('{id}', '{}', '{name}@alarms.test', '{hash}', '{role}', '{name}', {ward}, true, now())",
-                if *in_b { hb } else { h }
-            ),
-        )
-        .await;
+        let role: nc_domain::Role = role.parse().expect("a role");
+        let hospital = if *in_b { hb } else { h };
+        let id = db.person(hospital, &format!("{name}@alarms.test"), role, name, *ward, &hash).await;
         users.insert(*name, id);
     }
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO devices (id, hospital_id, serial, name, ward, secret_hash) VALUES ('{device}', '{h}', 'd1', 'Machine 1', 'North', '{hash}')"
-        ),
-    )
-    .await;
+    let device = db.machine(h, "d1", "Machine 1", Some("North"), PASSWORD).await;
     for who in ["doc", "tec"] {
-        let role = if who == "doc" { "doctor" } else { "technician" };
-        exec(
-            &mut c,
-            &format!(
-                "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role) VALUES (gen_random_uuid(), '{h}', '{device}', '{}', '{role}')",
-                users[who]
-            ),
-        )
-        .await;
+        db.assign(device, users[who]).await;
     }
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO patients (id, hospital_id, user_id, patient_number, name, assigned_device_id, assigned_doctor_id)
-             VALUES ('{patient}', '{h}', '{}', 'p1', 'Patient One', '{device}', '{}'),
-                    ('{patient2}', '{h}', NULL, 'p2', 'Patient Two', '{device}', '{}')",
-            users["pat"], users["doc"], users["doc"]
-        ),
-    )
-    .await;
+    let links = |account| PatientLinks { account, doctor: Some(users["doc"]), device: Some(device) };
+    let patient = db.patient(h, "p1", "Patient One", links(Some(users["pat"]))).await;
+    let patient2 = db.patient(h, "p2", "Patient Two", links(None)).await;
+    let mut c = db.sql().await;
     exec(
         &mut c,
         &format!(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 use sqlx::Executor;
 
-use crate::support::{Client, TestApp};
+use crate::support::{Client, PatientLinks, TestApp};
 
 const PASSWORD: &str = "Matrix-pass-2026";
 
@@ -72,13 +72,7 @@ impl World {
         let mut ids: HashMap<&'static str, String> = HashMap::new();
         ids.insert("ha", app.db.hospital("A", "hosp-a").await.to_string());
         ids.insert("hb", app.db.hospital("B", "hosp-b").await.to_string());
-        for k in [
-            "adm", "doc", "doc2", "tec", "tec2", "pat", "pat2", "admB", "docB", "d1", "d2", "d3", "p1", "p2", "p3",
-            "victim",
-        ] {
-            ids.insert(k, uuid::Uuid::now_v7().to_string());
-        }
-        let id = |k: &str| ids[k].clone();
+        let uuid = |ids: &HashMap<&'static str, String>, k: &str| uuid::Uuid::parse_str(&ids[k]).unwrap();
         let users = [
             ("adm", "ha", "admin"),
             ("doc", "ha", "doctor"),
@@ -92,40 +86,27 @@ impl World {
             ("victim", "ha", "technician"),
         ];
         for (k, h, role) in users {
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
-                 VALUES ('{}', '{}', '{k}@matrix.test', '{hash}', '{role}', '{k}', true, now())",
-                    id(k),
-                    id(h)
-                ),
-            )
-            .await;
+            let role: nc_domain::Role = role.parse().unwrap();
+            let user = app.db.person(uuid(&ids, h), &format!("{k}@matrix.test"), role, k, None, &hash).await;
+            ids.insert(k, user.to_string());
         }
         for (d, h) in [("d1", "ha"), ("d2", "ha"), ("d3", "hb")] {
-            exec(&mut c, &format!(
-                "INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{}', '{}', '{d}', 'Machine {d}', 'x')",
-                id(d), id(h)
-            )).await;
+            let device =
+                app.db.machine(uuid(&ids, h), d, &format!("Machine {d}"), None, "not-used-by-these-tests").await;
+            ids.insert(d, device.to_string());
         }
-        for (d, u, role) in [("d1", "doc", "doctor"), ("d1", "tec", "technician"), ("d3", "docB", "doctor")] {
-            let h = if d == "d3" { "hb" } else { "ha" };
-            exec(&mut c, &format!(
-                "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role) VALUES (gen_random_uuid(), '{}', '{}', '{}', '{role}')",
-                id(h), id(d), id(u)
-            )).await;
+        for (d, u) in [("d1", "doc"), ("d1", "tec"), ("d3", "docB")] {
+            app.db.assign(uuid(&ids, d), uuid(&ids, u)).await;
         }
         for (p, u, d, h, doctor) in
             [("p1", "pat", "d1", "ha", "doc"), ("p2", "pat2", "d2", "ha", "doc2"), ("p3", "docB", "d3", "hb", "docB")]
         {
-            let user = if p == "p3" { "NULL".to_owned() } else { format!("'{}'", id(u)) };
-            exec(&mut c, &format!(
-                "INSERT INTO patients (id, hospital_id, user_id, patient_number, name, assigned_device_id, assigned_doctor_id)
-                 VALUES ('{}', '{}', {user}, '{p}', 'Patient {p}', '{}', '{}')",
-                id(p), id(h), id(d), id(doctor)
-            )).await;
+            let account = (p != "p3").then(|| uuid(&ids, u));
+            let links = PatientLinks { account, doctor: Some(uuid(&ids, doctor)), device: Some(uuid(&ids, d)) };
+            let patient = app.db.patient(uuid(&ids, h), p, &format!("Patient {p}"), links).await;
+            ids.insert(p, patient.to_string());
         }
+        let id = |k: &str| ids[k].clone();
         // A past session of p2 on d2, so device sessions have content.
         exec(&mut c, &format!(
             "INSERT INTO device_sessions (id, hospital_id, device_id, patient_id, started_at, ended_at, status)

@@ -54,13 +54,23 @@ pub async fn register(
     hospital: HospitalId,
     d: NewDevice,
 ) -> CareResult<(devices::Model, String)> {
+    register_with_secret(db, hospital, d, secret::random_token()).await
+}
+
+/// [`register`] with a secret chosen by the caller (a machine whose secret was set at the
+/// factory; the demo's and the tests' machines).
+pub async fn register_with_secret(
+    db: &impl ConnectionTrait,
+    hospital: HospitalId,
+    d: NewDevice,
+    secret: String,
+) -> CareResult<(devices::Model, String)> {
     let serial = d.serial.trim().to_owned();
     if serial.is_empty() || serial.len() > 64 || !serial.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
         return Err(CareError::invalid("serial", "must be 1-64 letters, digits, '.', '_' or '-'"));
     }
     let name = check_name("name", &d.name)?;
-    let secret = secret::random_token();
     let hash = secret::hash_device_secret(&secret);
     let now = Utc::now();
     let device = devices::ActiveModel {

@@ -11,6 +11,7 @@ mod json_client;
 mod live;
 mod peers;
 mod raw_client;
+mod seed;
 mod service;
 mod world;
 
@@ -23,6 +24,7 @@ pub use json_client::*;
 pub use live::*;
 pub use peers::*;
 pub use raw_client::*;
+pub use seed::*;
 pub use service::*;
 pub use world::*;
 

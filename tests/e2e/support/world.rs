@@ -9,7 +9,9 @@ use rumqttc::MqttOptions;
 use serde_json::json;
 use sqlx::Executor;
 
-use super::{options, Client, EventClient, RawClient, TestApp, TestDb};
+use nc_domain::Role;
+
+use super::{options, Client, EventClient, PatientLinks, RawClient, TestApp, TestDb};
 
 pub const PASSWORD: &str = "EventClient-pass-2026";
 pub const SECRET: &str = "device-secret-for-the-mqtt-tests-0123";
@@ -58,72 +60,37 @@ impl World {
     pub async fn seed(db: &TestDb, client: &Client) -> Seeded {
         let mut c = db.sql().await;
         let password = nc_access::password::hash(PASSWORD.to_owned()).await.unwrap();
-        let secret = nc_access::password::hash(SECRET.to_owned()).await.unwrap();
         let mut ids: HashMap<&'static str, String> = HashMap::new();
         ids.insert("ha", db.hospital("A", "mqtt-a").await.to_string());
         ids.insert("hb", db.hospital("B", "mqtt-b").await.to_string());
-        for k in ["p1", "p2", "r1"].into_iter().chain(DEVICES).chain(USERS) {
-            ids.insert(k, uuid::Uuid::now_v7().to_string());
-        }
-        let id = |k: &str| ids[k].clone();
+        let uuid = |ids: &HashMap<&'static str, String>, k: &str| uuid::Uuid::parse_str(&ids[k]).unwrap();
         for k in USERS {
             let role = match k.trim_end_matches(['2', 'B']) {
-                "adm" => "admin",
-                "doc" => "doctor",
-                "tec" => "technician",
-                "pat" => "patient",
+                "adm" => Role::Admin,
+                "doc" => Role::Doctor,
+                "tec" => Role::Technician,
+                "pat" => Role::Patient,
                 other => unreachable!("{other}"),
             };
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
-                     VALUES ('{}', '{}', '{k}@mqtt.test', '{password}', '{role}', '{k}', true, now())",
-                    id(k),
-                    id(hospital_of(k))
-                ),
-            )
-            .await;
+            let hospital = uuid(&ids, hospital_of(k));
+            let user = db.person(hospital, &format!("{k}@mqtt.test"), role, k, None, &password).await;
+            ids.insert(k, user.to_string());
         }
         for d in DEVICES {
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
-                     VALUES ('{}', '{}', 'SN-{d}', 'Machine {d}', '{secret}')",
-                    id(d),
-                    id(hospital_of(d))
-                ),
-            )
-            .await;
+            let hospital = uuid(&ids, hospital_of(d));
+            let device = db.machine(hospital, &format!("SN-{d}"), &format!("Machine {d}"), None, SECRET).await;
+            ids.insert(d, device.to_string());
         }
-        for (d, u, role) in [("d1", "doc", "doctor"), ("d1", "tec", "technician"), ("d3", "docB", "doctor")] {
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role)
-                     VALUES (gen_random_uuid(), '{}', '{}', '{}', '{role}')",
-                    id(hospital_of(d)),
-                    id(d),
-                    id(u)
-                ),
-            )
-            .await;
+        for (d, u) in [("d1", "doc"), ("d1", "tec"), ("d3", "docB")] {
+            db.assign(uuid(&ids, d), uuid(&ids, u)).await;
         }
         for (p, u, d) in [("p1", "pat", "d1"), ("p2", "pat2", "d2")] {
-            exec(
-                &mut c,
-                &format!(
-                    "INSERT INTO patients (id, hospital_id, user_id, patient_number, name, assigned_device_id)
-                     VALUES ('{}', '{}', '{}', '{p}', 'Patient {p}', '{}')",
-                    id(p),
-                    id("ha"),
-                    id(u),
-                    id(d)
-                ),
-            )
-            .await;
+            let links = PatientLinks { account: Some(uuid(&ids, u)), device: Some(uuid(&ids, d)), doctor: None };
+            let patient = db.patient(uuid(&ids, "ha"), p, &format!("Patient {p}"), links).await;
+            ids.insert(p, patient.to_string());
         }
+        ids.insert("r1", uuid::Uuid::now_v7().to_string());
+        let id = |k: &str| ids[k].clone();
         exec(
             &mut c,
             &format!(
