@@ -368,16 +368,10 @@ async fn forged_expired_and_tampered_access_tokens_are_refused() {
             .expect("a second login session");
     let _ = other;
     // That second session becomes another person's.
-    let someone = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
-         VALUES ($1, $2, 'someone@general.example.org', 'x', 'admin', 'Someone', true, now())",
-    )
-    .bind(someone)
-    .bind(h.hospital_id.as_uuid())
-    .execute(&mut sql)
-    .await
-    .unwrap();
+    let someone = app
+        .db
+        .person(h.hospital_id.as_uuid(), "someone@general.example.org", nc_domain::Role::Admin, "Someone", None, "x")
+        .await;
     sqlx::query("UPDATE refresh_tokens SET user_id = $1 WHERE family_id = $2")
         .bind(someone)
         .bind(other_family)

@@ -8,9 +8,7 @@ use rumqttc::{Packet, QoS};
 use serde_json::json;
 
 use crate::sessions::refreshed;
-use crate::support::{
-    alerts_published, eventually, exec, grant, now, Got, RawClient, TestApp, World, GRANTED, QUIET, WAIT,
-};
+use crate::support::{alerts_published, eventually, grant, now, Got, RawClient, TestApp, World, GRANTED, QUIET, WAIT};
 
 /// `who`'s persistent session over a raw client, with `token`.
 async fn persistent_raw(w: &World, who: &str, token: &str) -> RawClient {
@@ -39,16 +37,8 @@ async fn danger(w: &World, device: &str) -> crate::support::EventClient {
 async fn a_withheld_delivery_is_acknowledged_after_the_clients_earlier_ones() {
     let w = World::new(TestApp::spawn().await).await;
     // tec2 looks after d2 and holds a hand-over of d1.
-    let mut sql = w.app.db.sql().await;
-    exec(
-        &mut sql,
-        &w.fill(
-            "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role)
-             VALUES (gen_random_uuid(), '{ha}', '{d2}', '{tec2}', 'technician')",
-        ),
-    )
-    .await;
-    drop(sql);
+    let uuid = |k: &str| uuid::Uuid::parse_str(w.id(k)).unwrap();
+    w.app.db.assign(uuid("d2"), uuid("tec2")).await;
     let id = grant(&w).await;
     let mut refresh = w.refresh["tec2"].clone();
     let notes = w.fill("nc/v1/h/{ha}/u/{tec2}/notifications");

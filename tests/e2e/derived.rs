@@ -8,7 +8,7 @@ use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{JsonClient, Service, TestDb};
+use crate::support::{JsonClient, PatientLinks, Service, TestDb};
 
 pub(crate) const SECRET: &str = "derived-test-device-secret-0123456789";
 
@@ -19,23 +19,11 @@ pub(crate) struct Seeded {
 }
 
 pub(crate) async fn seed(db: &TestDb) -> Seeded {
-    let s =
-        Seeded { hospital: db.hospital("Derived", "derived").await, device: Uuid::now_v7(), patient: Uuid::now_v7() };
-    let hash = nc_access::secret::hash_device_secret(SECRET);
-    let mut c = db.sql().await;
-    for sql in [
-        format!(
-            "INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{}', '{}', 'dv-1', 'Machine', '{hash}')",
-            s.device, s.hospital
-        ),
-        format!(
-            "INSERT INTO patients (id, hospital_id, patient_number, name, assigned_device_id) VALUES ('{}', '{}', 'p1', 'Patient', '{}')",
-            s.patient, s.hospital, s.device
-        ),
-    ] {
-        sqlx::query(&sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    s
+    let hospital = db.hospital("Derived", "derived").await;
+    let device = db.machine(hospital, "dv-1", "Machine", None, SECRET).await;
+    let patient =
+        db.patient(hospital, "p1", "Patient", PatientLinks { device: Some(device), ..Default::default() }).await;
+    Seeded { hospital, device, patient }
 }
 
 /// Reading `seq`, 7 s apart, ending a minute ago: spread over several 1-, 5- and 15-minute

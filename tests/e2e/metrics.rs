@@ -5,9 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DurationRound, SecondsFormat, Utc};
 use serde_json::json;
-use uuid::Uuid;
 
-use crate::support::{JsonClient, TestApp};
+use crate::support::{JsonClient, PatientLinks, TestApp};
 
 const SECRET: &str = "metrics-test-device-secret-0123456789";
 
@@ -25,15 +24,9 @@ pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
 #[tokio::test]
 async fn the_metrics_show_acknowledgement_commit_derivation_and_requests() {
     let app = TestApp::spawn().await;
-    let (hospital, device, patient) = (app.db.hospital("M", "metrics").await, Uuid::now_v7(), Uuid::now_v7());
-    let hash = nc_access::secret::hash_device_secret(SECRET);
-    let mut c = app.db.sql().await;
-    for sql in [
-        format!("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{device}', '{hospital}', 'm-1', 'M', '{hash}')"),
-        format!("INSERT INTO patients (id, hospital_id, patient_number, name) VALUES ('{patient}', '{hospital}', 'p', 'P')"),
-    ] {
-        sqlx::query(&sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
+    let hospital = app.db.hospital("M", "metrics").await;
+    let device = app.db.machine(hospital, "m-1", "M", None, SECRET).await;
+    let patient = app.db.patient(hospital, "p", "P", PatientLinks::default()).await;
     let id = device.to_string();
     let mut machine = JsonClient::connect(app.running().mqtt_addr, &id, &id, SECRET, true).await;
     let topic = format!("nc/v1/h/{hospital}/d/{device}/telemetry");

@@ -16,23 +16,27 @@ use rumqttc::QoS;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{assert_cut, exec, Client, EventClient, Reply, TestApp, World, GRANTED, PASSWORD, REFUSED, WAIT};
+use crate::support::{
+    assert_cut, exec, Client, EventClient, PatientLinks, Reply, TestApp, World, GRANTED, PASSWORD, REFUSED, WAIT,
+};
 
 /// p3: hospital A, assigned doctor `doc2`, no device, a diagnosis. p4: hospital A, treated
 /// on d1 before `tec` was assigned to it (two days ago). p5: hospital B, on d3.
 async fn more_patients(w: &mut World) {
-    let mut c = w.app.db.sql().await;
-    for k in ["p3", "p4", "p5"] {
-        w.ids.insert(k, uuid::Uuid::now_v7().to_string());
+    let uuid = |k: &str| uuid::Uuid::parse_str(w.id(k)).unwrap();
+    let (ha, hb, db) = (uuid("ha"), uuid("hb"), &w.app.db);
+    let links = PatientLinks { doctor: Some(uuid("doc2")), ..Default::default() };
+    let p3 = db.patient_with(ha, "p3", "Zora Okafor", links, |p| p.diagnosis = Some("IgA nephropathy".into())).await;
+    let p4 = db.patient(ha, "p4", "Patient p4", PatientLinks::default()).await;
+    let p5 = db.patient(hb, "p5", "Patient p5", PatientLinks { device: Some(uuid("d3")), ..Default::default() }).await;
+    for (k, id) in [("p3", p3), ("p4", p4), ("p5", p5)] {
+        w.ids.insert(k, id.to_string());
     }
+    let mut c = w.app.db.sql().await;
     exec(
         &mut c,
         &w.fill(
-            "INSERT INTO patients (id, hospital_id, patient_number, name, assigned_doctor_id, diagnosis)
-                  VALUES ('{p3}', '{ha}', 'p3', 'Zora Okafor', '{doc2}', 'IgA nephropathy');
-             INSERT INTO patients (id, hospital_id, patient_number, name) VALUES ('{p4}', '{ha}', 'p4', 'Patient p4');
-             INSERT INTO patients (id, hospital_id, patient_number, name, assigned_device_id) VALUES ('{p5}', '{hb}', 'p5', 'Patient p5', '{d3}');
-             UPDATE patients SET diagnosis = 'ESRD', dry_weight_kg = 70 WHERE id = '{p1}';
+            "UPDATE patients SET diagnosis = 'ESRD', dry_weight_kg = 70 WHERE id = '{p1}';
              UPDATE device_assignments SET assigned_at = now() - interval '1 day' WHERE user_id = '{tec}';
              INSERT INTO device_sessions (id, hospital_id, device_id, patient_id, started_at, ended_at, status)
                   VALUES (gen_random_uuid(), '{ha}', '{d1}', '{p4}', now() - interval '2 days', now() - interval '47 hours', 'completed')",

@@ -191,13 +191,8 @@ async fn concurrent_batches_with_one_seq_store_one_reading() {
     use nc_ingest::writer::{write_batch, Row, Written};
     let db = crate::support::TestDb::migrated().await;
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&db.url).await.unwrap();
-    let (hospital, device) = (db.hospital("H", "h-writers").await, uuid::Uuid::now_v7());
-    sqlx::query("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ($1, $2, 'w-1', 'W', 'x')")
-        .bind(device)
-        .bind(hospital)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let hospital = db.hospital("H", "h-writers").await;
+    let device = db.machine(hospital, "w-1", "W", None, "not-used-by-this-test").await;
     // Nanoseconds: the writer keeps what timestamptz keeps (microseconds) itself.
     let start = Utc::now() - Duration::minutes(10);
     for seq in 0..20_i64 {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
+use nc_domain::Role;
 use nephrocare::{App, RunningApp};
 use rumqttc::{QoS, SubscribeReasonCode};
 use serde_json::{json, Value};
@@ -15,31 +16,29 @@ use sqlx::Executor;
 use uuid::Uuid;
 
 use crate::support::{
-    test_config, ws_next, ws_open, ws_until_reading, Client, JsonClient, Live, TestApp, TestDb, Ws, LONG_WAIT,
+    test_config, ws_next, ws_open, ws_until_reading, Client, JsonClient, Live, PatientLinks, TestApp, TestDb, Ws,
+    LONG_WAIT,
 };
 
 const PASSWORD: &str = "Telemetry-pass-2026";
 
 // ---------------------------------------------------------------------------------------
-// The world: two hospitals, staff, a device and patients, built in SQL.
+// The world: two hospitals, staff, a device and patients, built through the capability crates.
 // ---------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug)]
 struct Ids {
     hospital: Uuid,
-    hospital_b: Uuid,
     /// The dialysis machine, hospital A (secret = PASSWORD).
     device: Uuid,
-    /// Patient on `device`, cared for by `doctor`, with a login (`patient_user`) and a dry weight of 70 kg.
+    /// Patient on `device`, cared for by `doctor`, with a login (`patient@telemetry.test`) and a dry weight of 70 kg.
     patient: Uuid,
     /// A patient of hospital B.
     patient_b: Uuid,
-    admin: Uuid,
     /// Assigned to `device` and the assigned doctor of `patient`.
     doctor: Uuid,
     /// A doctor of hospital A with no assignment.
     doctor2: Uuid,
-    patient_user: Uuid,
 }
 
 async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
@@ -47,72 +46,19 @@ async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
 }
 
 async fn seed(db: &TestDb) -> Ids {
-    let id = Uuid::now_v7;
-    let ids = Ids {
-        hospital: db.hospital("A", "tele-a").await,
-        hospital_b: db.hospital("B", "tele-b").await,
-        device: id(),
-        patient: id(),
-        patient_b: id(),
-        admin: id(),
-        doctor: id(),
-        doctor2: id(),
-        patient_user: id(),
-    };
-    // One argon2 hash serves every password and the device secret.
+    let (hospital, hospital_b) = (db.hospital("A", "tele-a").await, db.hospital("B", "tele-b").await);
+    // One argon2 hash serves every password; the device's secret is the same text.
     let hash = nc_access::password::hash(PASSWORD.to_owned()).await.expect("hash");
-    let mut c = db.sql().await;
-    for (user, role, name) in [
-        (ids.admin, "admin", "admin"),
-        (ids.doctor, "doctor", "doctor"),
-        (ids.doctor2, "doctor", "doctor2"),
-        (ids.patient_user, "patient", "patient"),
-    ] {
-        exec(
-            &mut c,
-            &format!(
-                "INSERT INTO users (id, hospital_id, email, password_hash, role, name, is_active, verified_at)
-                 VALUES ('{user}', '{}', '{name}@telemetry.test', '{hash}', '{role}', '{name}', true, now())",
-                ids.hospital
-            ),
-        )
-        .await;
-    }
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{}', '{}', 'hd-1', 'Machine 1', '{hash}')",
-            ids.device, ids.hospital
-        ),
-    )
-    .await;
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO device_assignments (id, hospital_id, device_id, user_id, role)
-             VALUES (gen_random_uuid(), '{}', '{}', '{}', 'doctor')",
-            ids.hospital, ids.device, ids.doctor
-        ),
-    )
-    .await;
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO patients (id, hospital_id, user_id, patient_number, name, assigned_device_id, assigned_doctor_id, dry_weight_kg)
-             VALUES ('{}', '{}', '{}', 'p1', 'Patient One', '{}', '{}', 70)",
-            ids.patient, ids.hospital, ids.patient_user, ids.device, ids.doctor
-        ),
-    )
-    .await;
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO patients (id, hospital_id, patient_number, name) VALUES ('{}', '{}', 'pb', 'Patient B')",
-            ids.patient_b, ids.hospital_b
-        ),
-    )
-    .await;
-    ids
+    db.person(hospital, "admin@telemetry.test", Role::Admin, "admin", None, &hash).await;
+    let doctor = db.person(hospital, "doctor@telemetry.test", Role::Doctor, "doctor", None, &hash).await;
+    let doctor2 = db.person(hospital, "doctor2@telemetry.test", Role::Doctor, "doctor2", None, &hash).await;
+    let patient_user = db.person(hospital, "patient@telemetry.test", Role::Patient, "patient", None, &hash).await;
+    let device = db.machine(hospital, "hd-1", "Machine 1", None, PASSWORD).await;
+    db.assign(device, doctor).await;
+    let links = PatientLinks { account: Some(patient_user), doctor: Some(doctor), device: Some(device) };
+    let patient = db.patient_with(hospital, "p1", "Patient One", links, |p| p.dry_weight_kg = Some(70.0)).await;
+    let patient_b = db.patient(hospital_b, "pb", "Patient B", PatientLinks::default()).await;
+    Ids { hospital, device, patient, patient_b, doctor, doctor2 }
 }
 
 /// The service on a seeded database, with a logged-in client per person.
@@ -1007,20 +953,11 @@ async fn a_machine_nobody_watches_keeps_its_connection_past_its_keep_alive() {
 #[tokio::test]
 async fn a_session_change_that_cannot_finish_holds_up_only_its_own_machine() {
     let w = World::new().await;
-    let (other, next_patient, other_patient) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (db, h) = (&w.app.db, w.ids.hospital);
+    let other = db.machine(h, "hd-2", "Machine 2", None, PASSWORD).await;
+    let next_patient = db.patient(h, "p2", "Patient Two", PatientLinks::default()).await;
+    let other_patient = db.patient(h, "p3", "Patient Three", PatientLinks::default()).await;
     let mut c = w.app.db.sql().await;
-    exec(
-        &mut c,
-        &format!(
-            "INSERT INTO devices (id, hospital_id, serial, name, secret_hash)
-             SELECT '{other}', hospital_id, 'hd-2', 'Machine 2', secret_hash FROM devices WHERE id = '{}';
-             INSERT INTO patients (id, hospital_id, patient_number, name) VALUES
-                 ('{next_patient}', '{h}', 'p2', 'Patient Two'), ('{other_patient}', '{h}', 'p3', 'Patient Three')",
-            w.ids.device,
-            h = w.ids.hospital
-        ),
-    )
-    .await;
     let t0 = now_s();
     let mut a = w.device_mqtt().await;
     let telemetry = w.device_topic("telemetry");

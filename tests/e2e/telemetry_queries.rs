@@ -11,7 +11,7 @@ use nc_ingest::writer::{write_batch, Row};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::TestDb;
+use crate::support::{PatientLinks, TestDb};
 
 struct World {
     db: TestDb,
@@ -25,22 +25,9 @@ async fn world() -> World {
     let db = TestDb::migrated().await;
     let pool = PgPool::connect(&db.url).await.expect("pool");
     let hospital = db.hospital("Q", "queries").await;
-    let (devices, patient) = ([Uuid::now_v7(), Uuid::now_v7()], Uuid::now_v7());
-    for (i, d) in devices.iter().enumerate() {
-        sqlx::query("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ($1, $2, $3, 'M', 'x')")
-            .bind(d)
-            .bind(hospital)
-            .bind(format!("q-{i}"))
-            .execute(&pool)
-            .await
-            .expect("device");
-    }
-    sqlx::query("INSERT INTO patients (id, hospital_id, patient_number, name) VALUES ($1, $2, 'Q-1', 'Q')")
-        .bind(patient)
-        .bind(hospital)
-        .execute(&pool)
-        .await
-        .expect("patient");
+    let machine = |serial: &'static str| db.machine(hospital, serial, "M", None, "not-used-by-these-tests");
+    let devices = [machine("q-0").await, machine("q-1").await];
+    let patient = db.patient(hospital, "Q-1", "Q", PatientLinks::default()).await;
     World { db, pool, hospital, devices, patient }
 }
 

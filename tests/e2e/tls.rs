@@ -6,7 +6,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use nephrocare::App;
-use sqlx::Executor;
 
 use crate::support::{binary, test_config, TestDb};
 
@@ -17,12 +16,8 @@ fn fixture(name: &str) -> String {
 #[tokio::test]
 async fn mqtt_over_tls_carries_readings_and_plain_text_is_refused() {
     let db = TestDb::migrated().await;
-    let mut c = db.sql().await;
-    let (h, d) = (db.hospital("H", "tls-h").await, uuid::Uuid::now_v7());
-    let hash = nc_access::secret::hash_device_secret("tls-device-secret");
-    c.execute(format!("INSERT INTO devices (id, hospital_id, serial, name, secret_hash) VALUES ('{d}', '{h}', 'T1', 'T', '{hash}')").as_str())
-        .await
-        .unwrap();
+    let h = db.hospital("H", "tls-h").await;
+    let d = db.machine(h, "T1", "T", None, "tls-device-secret").await;
 
     let mut config = test_config(&db.url);
     config.mqtt.tls_cert = Some(fixture("cert.pem").into());
@@ -59,6 +54,7 @@ async fn mqtt_over_tls_carries_readings_and_plain_text_is_refused() {
     .await
     .unwrap();
     assert!(out.status.success(), "publish over TLS: {}", String::from_utf8_lossy(&out.stderr));
+    let mut c = db.sql().await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM health_metrics").fetch_one(&mut c).await.unwrap();
     assert_eq!(stored, 1, "the PUBACK came after the commit");
 

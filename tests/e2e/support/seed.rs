@@ -76,7 +76,20 @@ impl TestDb {
 
     /// A patient's record (`nc_care::patients::insert`).
     pub async fn patient(&self, hospital: Uuid, number: &str, name: &str, links: PatientLinks) -> Uuid {
-        let record = nc_care::patients::NewPatient {
+        self.patient_with(hospital, number, name, links, |_| {}).await
+    }
+
+    /// [`TestDb::patient`] with more of the record filled in by `fill` (a diagnosis, a dry
+    /// weight).
+    pub async fn patient_with(
+        &self,
+        hospital: Uuid,
+        number: &str,
+        name: &str,
+        links: PatientLinks,
+        fill: impl FnOnce(&mut nc_care::patients::NewPatient),
+    ) -> Uuid {
+        let mut record = nc_care::patients::NewPatient {
             patient_number: number.to_owned(),
             name: name.to_owned(),
             date_of_birth: None,
@@ -90,6 +103,7 @@ impl TestDb {
             diagnosis: None,
             vascular_access: None,
         };
+        fill(&mut record);
         nc_care::patients::insert(&self.db, HospitalId(hospital), record)
             .await
             .unwrap_or_else(|e| panic!("patient {number}: {e:?}"))
