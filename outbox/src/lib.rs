@@ -44,7 +44,8 @@ const NOTIFY_CHANNEL: &str = "nc_outbox";
 
 /// Waits for a commit that queued something (forever without a listener). The listener
 /// reconnects by itself after a lost connection; if it cannot, it is given up (the tick
-/// remains).
+/// remains). Cancel-safe, as `select!` needs: sqlx's `PgListener::recv` takes a message off
+/// its buffer only once it is whole (sqlx-postgres 0.8 `PgStream::recv_unchecked`).
 async fn committed(listener: &mut Option<PgListener>) {
     let Some(l) = listener else { return std::future::pending().await };
     if let Err(e) = l.recv().await {
