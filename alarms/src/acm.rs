@@ -20,6 +20,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::model::Alert;
+use crate::outgoing::{self, Surroundings};
 use crate::Alarms;
 
 /// The history events reported to the alert manager, and as which ACM phase.
@@ -82,17 +83,6 @@ pub struct AlertManager {
     pub enabled: bool,
 }
 
-/// What the report says of the machine, its place and its patient.
-#[derive(sqlx::FromRow)]
-struct Context {
-    hospital_code: String,
-    device_serial: String,
-    device_name: String,
-    ward: Option<String>,
-    patient_number: Option<String>,
-    patient_name: Option<String>,
-}
-
 /// Queues the PCD-04 of `event` of `alert` for the hospital's alert manager, if it has
 /// one enabled, in the caller's transaction.
 pub(crate) async fn report(
@@ -101,10 +91,28 @@ pub(crate) async fn report(
     event: &str,
     tier: Option<u8>,
 ) -> Result<(), sqlx::Error> {
-    let Some(phase) = phase(event) else { return Ok(()) };
+    if phase(event).is_none() {
+        return Ok(());
+    }
+    let around = outgoing::read(&mut *c, alert.device_id, alert.patient_id).await?;
+    if let Some(item) = report_message(&around, alert, event, tier) {
+        nc_outbox::enqueue(c, item).await?;
+    }
+    Ok(())
+}
+
+/// The PCD-04 of `event` of `alert` for the hospital's alert manager, if it has one enabled
+/// and the event is one it hears of.
+pub(crate) fn report_message(
+    around: &Surroundings,
+    alert: &Alert,
+    event: &str,
+    tier: Option<u8>,
+) -> Option<nc_outbox::NewItem> {
+    let phase = phase(event)?;
     let state = if alert.latched && event == "cleared" { acm::AlertState::Latched } else { phase.1 };
     let escalation = tier.filter(|_| event == "escalated").map(|t| (u32::from(t), format!("escalated to tier {t}")));
-    enqueue(c, alert, (phase.0, state, phase.2), escalation, None).await.map(|_| ())
+    message(around, alert, (phase.0, state, phase.2), escalation, None)
 }
 
 /// Reports `alert` to the hospital's alert manager again, for `recipient` (the unit
@@ -117,43 +125,29 @@ pub(crate) async fn report_to(
     recipient: &str,
 ) -> Result<bool, sqlx::Error> {
     let note = format!("nobody reachable at tier {tier}: unit fallback {recipient}");
-    enqueue(
-        c,
+    let around = outgoing::read(&mut *c, alert.device_id, alert.patient_id).await?;
+    let item = message(
+        &around,
         alert,
         (Phase::Escalate, acm::AlertState::Active, vec![]),
         Some((u32::from(tier), note.clone())),
         Some(format!("For {recipient}: {note}")),
-    )
-    .await
+    );
+    let Some(item) = item else { return Ok(false) };
+    nc_outbox::enqueue(c, item).await?;
+    Ok(true)
 }
 
-/// Builds the PCD-04 and queues it for the hospital's alert manager, if it has one enabled.
-async fn enqueue(
-    c: &mut PgConnection,
+/// Builds the PCD-04 for the hospital's alert manager, if it has one enabled.
+fn message(
+    around: &Surroundings,
     alert: &Alert,
     (phase, state, inactivation): (Phase, acm::AlertState, Vec<Inactivation>),
     escalation: Option<(u32, String)>,
     annotation: Option<String>,
-) -> Result<bool, sqlx::Error> {
-    let manager: Option<AlertManager> = sqlx::query_as(
-        "SELECT address, receiving_application, receiving_facility, include_patient, tls, enabled
-           FROM alert_managers WHERE hospital_id = $1 AND enabled",
-    )
-    .bind(alert.hospital_id)
-    .fetch_optional(&mut *c)
-    .await?;
-    let Some(manager) = manager else { return Ok(false) };
-    let context: Context = sqlx::query_as(
-        "SELECT h.code AS hospital_code, d.serial AS device_serial, d.name AS device_name, d.ward,
-                p.patient_number, p.name AS patient_name
-           FROM devices d JOIN hospitals h ON h.id = d.hospital_id
-           LEFT JOIN patients p ON p.id = $2
-          WHERE d.id = $1",
-    )
-    .bind(alert.device_id)
-    .bind(alert.patient_id)
-    .fetch_one(&mut *c)
-    .await?;
+) -> Option<nc_outbox::NewItem> {
+    let manager = around.manager.as_ref()?;
+    let context = around;
     let now = Utc::now().with_timezone(&FixedOffset::east_opt(0).expect("UTC"));
     let patient = match (&manager.include_patient, &context.patient_number) {
         (true, Some(number)) => Some(AlertPatient {
@@ -216,19 +210,14 @@ async fn enqueue(
     };
     let message = acm::report_alert(&report).encode();
     let destination = if manager.tls { format!("mllps://{}", manager.address) } else { manager.address.clone() };
-    nc_outbox::enqueue(
-        c,
-        nc_outbox::NewItem {
-            channel: nc_outbox::Channel::Acm,
-            hospital: Some(alert.hospital_id),
-            alert: Some(alert.id),
-            ordering_key: Some(alert.id),
-            destination: &destination,
-            payload: &message,
-        },
-    )
-    .await?;
-    Ok(true)
+    Some(nc_outbox::NewItem {
+        channel: nc_outbox::Channel::Acm,
+        hospital: Some(alert.hospital_id),
+        alert: Some(alert.id),
+        ordering_key: Some(alert.id),
+        destination,
+        payload: message,
+    })
 }
 
 impl Alarms {

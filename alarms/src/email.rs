@@ -8,6 +8,7 @@
 use sqlx::PgConnection;
 
 use crate::model::Alert;
+use crate::outgoing::{self, Surroundings};
 use crate::Alarms;
 
 /// Queues an e-mail about `alert` to `to` (priority, condition, machine, bay, `note` and a
@@ -19,10 +20,16 @@ pub(crate) async fn queue(
     note: &str,
     link_base: &str,
 ) -> Result<(), sqlx::Error> {
-    let (machine, ward): (String, Option<String>) =
-        sqlx::query_as("SELECT name, ward FROM devices WHERE id = $1").bind(alert.device_id).fetch_one(&mut *c).await?;
+    let around = outgoing::read(&mut *c, alert.device_id, None).await?;
+    nc_outbox::enqueue(c, message(&around, alert, to, note, link_base)).await?;
+    Ok(())
+}
+
+/// The e-mail about `alert` to `to` (see [`queue`]).
+pub(crate) fn message(around: &Surroundings, alert: &Alert, to: &str, note: &str, link_base: &str) -> nc_outbox::NewItem {
+    let machine = &around.device_name;
     let priority = alert.priority.as_str().to_uppercase();
-    let place = ward.map_or(machine.clone(), |w| format!("{machine}, {w}"));
+    let place = around.ward.as_ref().map_or(machine.clone(), |w| format!("{machine}, {w}"));
     let subject = format!("[{priority}] Alarm on {place}: {note}");
     let body = format!(
         "A {} priority alarm ({}) on {place}: {note}.\n\
@@ -33,21 +40,35 @@ pub(crate) async fn queue(
         alert.raised_at.format("%Y-%m-%d %H:%M:%S"),
         alert.id
     );
-    let payload = serde_json::json!({"subject": subject, "body": body}).to_string();
-    nc_outbox::enqueue(
-        c,
-        nc_outbox::NewItem {
-            channel: nc_outbox::Channel::Email,
-            hospital: Some(alert.hospital_id),
-            alert: Some(alert.id),
-            // Not behind the alarm's reports to an alert manager that may be down.
-            ordering_key: None,
-            destination: to,
-            payload: &payload,
-        },
-    )
-    .await?;
-    Ok(())
+    nc_outbox::NewItem {
+        channel: nc_outbox::Channel::Email,
+        hospital: Some(alert.hospital_id),
+        alert: Some(alert.id),
+        // Not behind the alarm's reports to an alert manager that may be down.
+        ordering_key: None,
+        destination: to.to_owned(),
+        payload: serde_json::json!({"subject": subject, "body": body}).to_string(),
+    }
+}
+
+/// The addresses of those among `people` who chose to get their alarms by e-mail too.
+pub(crate) async fn addresses<'e>(c: impl sqlx::PgExecutor<'e>, people: &[uuid::Uuid]) -> Result<Vec<String>, sqlx::Error> {
+    if people.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT email FROM users WHERE id = ANY($1) AND alarm_email AND is_active ORDER BY email")
+        .bind(people)
+        .fetch_all(c)
+        .await
+}
+
+/// What an e-mail to a person of `tier` says of why they get it.
+pub(crate) fn tier_note(tier: u8) -> String {
+    if tier == 1 {
+        "for you (care team)".to_owned()
+    } else {
+        format!("escalated to you (tier {tier})")
+    }
 }
 
 /// E-mails the people of `tier` among `recipients` who chose to get their alarms by e-mail
@@ -59,18 +80,14 @@ pub(crate) async fn to_tier(
     recipients: &[uuid::Uuid],
     link_base: &str,
 ) -> Result<usize, sqlx::Error> {
-    if recipients.is_empty() {
+    let emails = addresses(&mut *c, recipients).await?;
+    if emails.is_empty() {
         return Ok(0);
     }
-    let emails: Vec<String> =
-        sqlx::query_scalar("SELECT email FROM users WHERE id = ANY($1) AND alarm_email AND is_active ORDER BY email")
-            .bind(recipients)
-            .fetch_all(&mut *c)
-            .await?;
-    let note = if tier == 1 { "for you (care team)".to_owned() } else { format!("escalated to you (tier {tier})") };
-    for email in &emails {
-        queue(c, alert, email, &note, link_base).await?;
-    }
+    let around = outgoing::read(&mut *c, alert.device_id, None).await?;
+    let note = tier_note(tier);
+    let items: Vec<_> = emails.iter().map(|to| message(&around, alert, to, &note, link_base)).collect();
+    nc_outbox::enqueue_all(c, &items).await?;
     Ok(emails.len())
 }
 

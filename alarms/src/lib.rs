@@ -26,6 +26,7 @@ pub mod fallback;
 mod fanout;
 pub mod lifecycle;
 pub mod model;
+mod outgoing;
 pub mod policy;
 pub mod reach;
 pub mod reads;

@@ -78,33 +78,46 @@ pub(crate) struct EventRow<'a> {
     pub announces: bool,
 }
 
-/// Stores an event; returns its id.
+/// Stores an event, and reports it to the hospital's alert manager if it announces a
+/// phase; returns its id.
 pub(crate) async fn insert_event(c: &mut PgConnection, e: EventRow<'_>) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::now_v7();
-    let recipients: Vec<Uuid> = e.recipients.iter().map(|r| r.user.as_uuid()).collect();
-    let reachable: Vec<Uuid> = e.recipients.iter().filter(|r| r.reachable()).map(|r| r.user.as_uuid()).collect();
-    sqlx::query(
-        "INSERT INTO alert_events (id, alert_id, hospital_id, at, event, tier, actor_id, recipients, reachable, reason, snooze_until, published_at)
-         VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11 THEN NULL ELSE now() END)",
-    )
-    .bind(id)
-    .bind(e.alert.id)
-    .bind(e.alert.hospital_id)
-    .bind(e.event)
-    .bind(e.tier.map(i16::from))
-    .bind(e.actor.map(|u| u.as_uuid()))
-    .bind(&recipients)
-    .bind(&reachable)
-    .bind(e.reason)
-    .bind(e.snooze_until)
-    .bind(e.announces)
-    .execute(&mut *c)
-    .await?;
+    let report = e.announces.then_some((e.alert, e.event, e.tier));
+    let id = store_events(&mut *c, std::slice::from_ref(&e)).await?[0];
     // The hospital's alert manager hears of every phase, in the same transaction.
-    if e.announces {
-        crate::acm::report(c, e.alert, e.event, e.tier).await?;
+    if let Some((alert, event, tier)) = report {
+        crate::acm::report(c, alert, event, tier).await?;
     }
     Ok(id)
+}
+
+/// Stores events with one statement, *without* reporting them to the alert manager (the
+/// caller queues the reports); returns their ids.
+pub(crate) async fn store_events(c: &mut PgConnection, rows: &[EventRow<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
+    let mut q = sqlx::QueryBuilder::new(
+        "INSERT INTO alert_events (id, alert_id, hospital_id, at, event, tier, actor_id, recipients, reachable, reason,
+                                   snooze_until, published_at) ",
+    );
+    q.push_values(rows.iter().zip(&ids), |mut b, (e, id)| {
+        let recipients: Vec<Uuid> = e.recipients.iter().map(|r| r.user.as_uuid()).collect();
+        let reachable: Vec<Uuid> = e.recipients.iter().filter(|r| r.reachable()).map(|r| r.user.as_uuid()).collect();
+        b.push_bind(*id)
+            .push_bind(e.alert.id)
+            .push_bind(e.alert.hospital_id)
+            .push("now()")
+            .push_bind(e.event)
+            .push_bind(e.tier.map(i16::from))
+            .push_bind(e.actor.map(|u| u.as_uuid()))
+            .push_bind(recipients)
+            .push_bind(reachable)
+            .push_bind(e.reason)
+            .push_bind(e.snooze_until)
+            // Rows that announce something are published after the commit (the outbox of
+            // MQTT notifications); history-only rows count as published.
+            .push(if e.announces { "NULL" } else { "now()" });
+    });
+    q.build().execute(c).await?;
+    Ok(ids)
 }
 
 /// The people of `tier` among a step's recipients.
@@ -123,10 +136,17 @@ impl Alarms {
     /// schedules its escalation. Returns the open alert's id.
     pub async fn raise(&self, new: NewAlert<'_>) -> Result<Option<Uuid>, sqlx::Error> {
         let began = std::time::Instant::now();
-        // Reads first, concurrently, so the transaction holds its locks only for its writes.
-        let (policy, recipients) = tokio::try_join!(
+        // Reads first, concurrently, so the transaction holds its locks only for its writes
+        // and takes few round trips (it waits for each while the database is busy).
+        let people = async {
+            let recipients = self.recipients_of(HospitalId(new.hospital), DeviceId(new.device), 1).await?;
+            let emails = crate::email::addresses(self.pool(), &of_tier(&recipients, 1)).await?;
+            Ok::<_, sqlx::Error>((recipients, emails))
+        };
+        let (policy, (recipients, emails), around) = tokio::try_join!(
             self.escalation_policy(HospitalId(new.hospital)),
-            self.recipients_of(HospitalId(new.hospital), DeviceId(new.device), 1)
+            people,
+            crate::outgoing::read(self.pool(), new.device, new.patient)
         )?;
         let rule = policy.rule(new.priority);
         let now = Utc::now();
@@ -165,22 +185,25 @@ impl Alarms {
             .fetch_optional(self.pool())
             .await;
         };
-        let raised = insert_event(
-            &mut tx,
-            EventRow {
-                alert: &alert,
-                event: "raised",
-                tier: Some(1),
-                actor: None,
-                recipients: &[],
-                reason: None,
-                snooze_until: None,
-                announces: true,
-            },
-        )
-        .await?;
-        insert_event(&mut tx, self.notified_row(&alert, "notified", 1, &recipients)).await?;
-        crate::email::to_tier(&mut tx, &alert, 1, &of_tier(&recipients, 1), &self.inner.settings.link_base).await?;
+        let raised = EventRow {
+            alert: &alert,
+            event: "raised",
+            tier: Some(1),
+            actor: None,
+            recipients: &[],
+            reason: None,
+            snooze_until: None,
+            announces: true,
+        };
+        let raised = store_events(&mut tx, &[raised, self.notified_row(&alert, "notified", 1, &recipients)]).await?[0];
+        // The alert manager's start report, then the tier's e-mails: one statement.
+        let note = crate::email::tier_note(1);
+        let link = &self.inner.settings.link_base;
+        let messages: Vec<_> = crate::acm::report_message(&around, &alert, "raised", Some(1))
+            .into_iter()
+            .chain(emails.iter().map(|to| crate::email::message(&around, &alert, to, &note, link)))
+            .collect();
+        nc_outbox::enqueue_all(&mut tx, &messages).await?;
         let reach = Reachability::of_any(recipients.iter().map(|r| r.reach));
         let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reach, true).await?;
         tx.commit().await?;

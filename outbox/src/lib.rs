@@ -79,34 +79,44 @@ impl Channel {
 
 /// A message to deliver.
 #[derive(Debug, Clone)]
-pub struct NewItem<'a> {
+pub struct NewItem {
     pub channel: Channel,
     pub hospital: Option<Uuid>,
     pub alert: Option<Uuid>,
     /// Delivered after every older pending item of the same key (`None`: its own).
     pub ordering_key: Option<Uuid>,
-    pub destination: &'a str,
-    pub payload: &'a str,
+    pub destination: String,
+    pub payload: String,
 }
 
 /// Queues `item` in the caller's transaction; a [`Outbox::wake`] after the commit sends it
 /// at once (otherwise within a tick).
-pub async fn enqueue(conn: &mut PgConnection, item: NewItem<'_>) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO outbox (id, channel, hospital_id, alert_id, ordering_key, destination, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id)
-    .bind(item.channel.as_str())
-    .bind(item.hospital)
-    .bind(item.alert)
-    .bind(item.ordering_key.unwrap_or(id))
-    .bind(item.destination)
-    .bind(item.payload)
-    .execute(conn)
-    .await?;
-    Ok(id)
+pub async fn enqueue(conn: &mut PgConnection, item: NewItem) -> Result<Uuid, sqlx::Error> {
+    let ids = enqueue_all(conn, std::slice::from_ref(&item)).await?;
+    Ok(ids[0])
+}
+
+/// Queues `items` in the caller's transaction with one statement (one round trip, however
+/// many), in their order (ids are time-ordered). Returns their ids.
+pub async fn enqueue_all(conn: &mut PgConnection, items: &[NewItem]) -> Result<Vec<Uuid>, sqlx::Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = items.iter().map(|_| Uuid::now_v7()).collect();
+    let mut q = sqlx::QueryBuilder::new(
+        "INSERT INTO outbox (id, channel, hospital_id, alert_id, ordering_key, destination, payload) ",
+    );
+    q.push_values(items.iter().zip(&ids), |mut row, (item, id)| {
+        row.push_bind(*id)
+            .push_bind(item.channel.as_str())
+            .push_bind(item.hospital)
+            .push_bind(item.alert)
+            .push_bind(item.ordering_key.unwrap_or(*id))
+            .push_bind(item.destination.as_str())
+            .push_bind(item.payload.as_str());
+    });
+    q.build().execute(conn).await?;
+    Ok(ids)
 }
 
 /// A message being delivered.
