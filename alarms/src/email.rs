@@ -26,7 +26,13 @@ pub(crate) async fn queue(
 }
 
 /// The e-mail about `alert` to `to` (see [`queue`]).
-pub(crate) fn message(around: &Surroundings, alert: &Alert, to: &str, note: &str, link_base: &str) -> nc_outbox::NewItem {
+pub(crate) fn message(
+    around: &Surroundings,
+    alert: &Alert,
+    to: &str,
+    note: &str,
+    link_base: &str,
+) -> nc_outbox::NewItem {
     let machine = &around.device_name;
     let priority = alert.priority.as_str().to_uppercase();
     let place = around.ward.as_ref().map_or(machine.clone(), |w| format!("{machine}, {w}"));
@@ -52,7 +58,10 @@ pub(crate) fn message(around: &Surroundings, alert: &Alert, to: &str, note: &str
 }
 
 /// The addresses of those among `people` who chose to get their alarms by e-mail too.
-pub(crate) async fn addresses<'e>(c: impl sqlx::PgExecutor<'e>, people: &[uuid::Uuid]) -> Result<Vec<String>, sqlx::Error> {
+pub(crate) async fn addresses<'e>(
+    c: impl sqlx::PgExecutor<'e>,
+    people: &[uuid::Uuid],
+) -> Result<Vec<String>, sqlx::Error> {
     if people.is_empty() {
         return Ok(Vec::new());
     }

@@ -30,12 +30,16 @@ use nc_alarms::{Alarms, ClearCause, NewAlert};
 use nc_domain::DeviceId;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::reading::{COLUMNS, RANGES};
 use crate::writer::Row;
 
+mod rules;
 mod technical;
+
+use rules::{Rule, RuleSet, Rules};
 
 /// How conditions that do not come from a limit are judged.
 #[derive(Debug, Clone)]
@@ -61,15 +65,6 @@ impl Default for ConditionSettings {
             restart_grace: StdDuration::from_secs(300),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Rule {
-    low: Option<f64>,
-    high: Option<f64>,
-    priority: &'static str,
-    delay: Duration,
-    hysteresis: f64,
 }
 
 /// A condition being watched on one device.
@@ -112,6 +107,8 @@ pub struct AlertEngine {
     /// silent for longer than the grace period is forgotten (and reloaded if it returns).
     devices: Mutex<HashMap<Uuid, Instant>>,
     links: std::sync::Mutex<HashMap<Uuid, technical::Link>>,
+    /// The alarm limits, kept while a listener hears of changes.
+    rules: Arc<Rules>,
 }
 
 /// The code of a limit condition: `{column}_{low|high}`, built once per column.
@@ -153,14 +150,6 @@ fn label(column: &str) -> String {
     }
 }
 
-fn priority(p: &str) -> &'static str {
-    match p {
-        "high" => "high",
-        "low" => "low",
-        _ => "medium",
-    }
-}
-
 fn technical(code: &str) -> bool {
     code.starts_with("system_status") || code == "device_offline" || code == "maintenance_due"
 }
@@ -174,6 +163,7 @@ impl AlertEngine {
             conditions: Mutex::new(HashMap::new()),
             devices: Mutex::new(HashMap::new()),
             links: Default::default(),
+            rules: Arc::default(),
         })
     }
 
@@ -215,43 +205,10 @@ impl AlertEngine {
         self.conditions.lock().await.retain(|(d, code), _| !idle.contains(d) || technical(code));
     }
 
-    /// Effective rules: hospital defaults, overridden per metric by the patient's own.
-    async fn rules(&self, rows: &[Row]) -> Result<HashMap<(Uuid, Option<Uuid>), HashMap<String, Rule>>, sqlx::Error> {
-        let hospitals: Vec<Uuid> =
-            rows.iter().map(|r| r.hospital_id).collect::<std::collections::HashSet<_>>().into_iter().collect();
-        let patients: Vec<Uuid> =
-            rows.iter().filter_map(|r| r.patient_id).collect::<std::collections::HashSet<_>>().into_iter().collect();
-        /// hospital, patient, metric, low, high, priority, delay (s), hysteresis
-        type ThresholdRow = (Uuid, Option<Uuid>, String, Option<f64>, Option<f64>, String, i32, f64);
-        let found: Vec<ThresholdRow> = sqlx::query_as(
-            "SELECT hospital_id, patient_id, metric, low, high, priority, delay_seconds, hysteresis FROM alert_thresholds
-              WHERE enabled AND ((patient_id IS NULL AND hospital_id = ANY($1)) OR patient_id = ANY($2))",
-        )
-        .bind(&hospitals)
-        .bind(&patients)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut defaults: HashMap<Uuid, HashMap<String, Rule>> = HashMap::new();
-        let mut overrides: HashMap<Uuid, HashMap<String, Rule>> = HashMap::new();
-        for (h, p, metric, low, high, prio, delay, hysteresis) in found {
-            let rule =
-                Rule { low, high, priority: priority(&prio), delay: Duration::seconds(delay as i64), hysteresis };
-            match p {
-                None => defaults.entry(h).or_default().insert(metric, rule),
-                Some(p) => overrides.entry(p).or_default().insert(metric, rule),
-            };
-        }
-        let mut out = HashMap::new();
-        for r in rows {
-            out.entry((r.hospital_id, r.patient_id)).or_insert_with(|| {
-                let mut rules = defaults.get(&r.hospital_id).cloned().unwrap_or_default();
-                if let Some(o) = r.patient_id.and_then(|p| overrides.get(&p)) {
-                    rules.extend(o.iter().map(|(k, v)| (k.clone(), *v)));
-                }
-                rules
-            });
-        }
-        Ok(out)
+    /// Keeps the alarm limits in memory while it hears of every change (see [`rules`]),
+    /// until `stop`.
+    pub fn listen_for_limit_changes(&self, stop: CancellationToken) {
+        tokio::spawn(self.rules.clone().listen(self.pool.clone(), stop));
     }
 
     /// Evaluates committed readings, in reading-time order per device.
@@ -259,7 +216,7 @@ impl AlertEngine {
         if rows.is_empty() {
             return Ok(());
         }
-        let rules = self.rules(rows).await?;
+        let rules = self.rules.of(&self.pool, rows).await?;
         let mut sorted: Vec<&Row> = rows.iter().collect();
         sorted.sort_by_key(|r| (r.device_id, r.time, r.seq));
         // Devices are independent: one device's raise (a transaction and a publish) does
@@ -278,7 +235,7 @@ impl AlertEngine {
             .await
     }
 
-    async fn evaluate_one(&self, r: &Row, rules: Option<&HashMap<String, Rule>>) -> Result<(), sqlx::Error> {
+    async fn evaluate_one(&self, r: &Row, rules: Option<&RuleSet>) -> Result<(), sqlx::Error> {
         self.ensure_loaded(r.device_id).await?;
         if let Some(rules) = rules {
             let values = r.values();

@@ -169,6 +169,7 @@ impl Ingest {
         );
         let deriver = derived::spawn(pool.clone(), settings.derive_interval, derive, shutdown.clone());
         let alerts = AlertEngine::new(pool.clone(), alarms, settings.conditions.clone());
+        alerts.listen_for_limit_changes(shutdown.clone());
         let inner = Arc::new(Inner {
             pool,
             alerts,

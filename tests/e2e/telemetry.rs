@@ -581,6 +581,58 @@ async fn alerts_follow_delay_and_hysteresis_and_reach_only_the_care_team() {
     assert_eq!(total, 1, "one stored alert for the whole breach");
 }
 
+/// The alert engine keeps the limits in memory; a limit set or changed after readings were
+/// evaluated applies from the next reading on (every node hears of the change at its commit).
+#[tokio::test]
+async fn a_limit_set_or_changed_applies_from_the_next_reading() {
+    let w = World::new().await;
+    let (ids, p) = (w.ids, Some(w.ids.patient));
+    let mut live = w.ws(Some(&w.tokens["doctor"])).await.expect("the doctor's live stream");
+    let t0 = now_s() - secs(600);
+    let send = |seq: i64, at: DateTime<Utc>, bp: i64| {
+        let body = reading(seq, at, p, json!({"bloodPressure": bp}));
+        let w = &w;
+        async move {
+            let (status, e) = w.post_reading(PASSWORD, &body).await;
+            assert_eq!(status, 201, "{e}");
+        }
+    };
+    let low =
+        |alerts: Vec<Value>| -> Vec<Value> { alerts.into_iter().filter(|a| a["code"] == "systolic_bp_low").collect() };
+    let limit = |low: i64| {
+        let w = &w;
+        async move {
+            let r = w
+                .doctor
+                .put(
+                    &format!("/api/patients/{}/alert-thresholds", ids.patient),
+                    json!({"metric": "systolic_bp", "low": low, "priority": "high", "delaySeconds": 0, "hysteresis": 5}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    };
+
+    // No limit yet: 85 is evaluated (and the engine keeps that there is none) and raises nothing.
+    send(1, t0, 85).await;
+    ws_until_reading(&mut live, 1).await;
+    assert!(low(w.alerts(&w.doctor).await).is_empty());
+    // A limit of 90: the next reading of 85 raises at once.
+    limit(90).await;
+    send(2, t0 + secs(10), 85).await;
+    ws_until_reading(&mut live, 2).await;
+    let a = low(w.alerts(&w.doctor).await);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!((a[0]["state"].as_str(), a[0]["threshold"].as_f64()), (Some("active"), Some(90.0)), "{a:?}");
+    // Lowered to 80: 86 is past its hysteresis band, the condition ends.
+    limit(80).await;
+    send(3, t0 + secs(20), 86).await;
+    ws_until_reading(&mut live, 3).await;
+    let a = low(w.alerts(&w.doctor).await);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["state"], "cleared", "{a:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 4. Trends, history and current values against SQL.
 // ---------------------------------------------------------------------------------------
