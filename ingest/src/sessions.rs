@@ -285,7 +285,11 @@ pub async fn end(pool: &PgPool, session: SessionId, at: DateTime<Utc>, status: &
         "WITH s AS (SELECT * FROM device_sessions WHERE id = $1),
               m AS (SELECT jsonb_strip_nulls(jsonb_build_object({})) AS metrics,
                            count(*) AS n, min(systolic_bp) AS nadir, max(uf_volume_ml) AS uf_ml, max(time) AS last
-                      FROM health_metrics WHERE session_id = $1 AND time >= (SELECT started_at FROM s))
+                      FROM health_metrics
+                     -- The session's device and time: its index (device_id, time), not every
+                     -- machine's readings since the start.
+                     WHERE device_id = (SELECT device_id FROM s) AND time >= (SELECT started_at FROM s)
+                       AND session_id = $1)
          UPDATE device_sessions d SET
              status = $3,
              ended_at = GREATEST($2, d.started_at),
