@@ -93,6 +93,9 @@ pub(crate) async fn insert_event(c: &mut PgConnection, e: EventRow<'_>) -> Resul
 /// Stores events with one statement, *without* reporting them to the alert manager (the
 /// caller queues the reports); returns their ids.
 pub(crate) async fn store_events(c: &mut PgConnection, rows: &[EventRow<'_>]) -> Result<Vec<Uuid>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
     let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO alert_events (id, alert_id, hospital_id, at, event, tier, actor_id, recipients, reachable, reason,
