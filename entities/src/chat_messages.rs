@@ -21,21 +21,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::chat_rooms::Entity",
-        from = "Column::RoomId",
-        to = "super::chat_rooms::Column::Id",
-        on_update = "NoAction",
-        on_delete = "Cascade"
-    )]
-    Room,
-}
-
-impl Related<super::chat_rooms::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Room.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -18,35 +18,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::chat_rooms::Entity",
-        from = "Column::RoomId",
-        to = "super::chat_rooms::Column::Id",
-        on_update = "NoAction",
-        on_delete = "Cascade"
-    )]
-    Room,
-    #[sea_orm(
-        belongs_to = "super::users::Entity",
-        from = "Column::UserId",
-        to = "super::users::Column::Id",
-        on_update = "NoAction",
-        on_delete = "Cascade"
-    )]
-    User,
-}
-
-impl Related<super::chat_rooms::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Room.def()
-    }
-}
-
-impl Related<super::users::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::User.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

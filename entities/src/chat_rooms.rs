@@ -23,34 +23,7 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(has_many = "super::chat_room_participants::Entity")]
-    Participants,
-    #[sea_orm(has_many = "super::chat_messages::Entity")]
-    Messages,
-}
-
-impl Related<super::chat_room_participants::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Participants.def()
-    }
-}
-
-impl Related<super::chat_messages::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Messages.def()
-    }
-}
+pub enum Relation {}
 
 /// The rooms' members, through `chat_room_participants`.
-impl Related<super::users::Entity> for Entity {
-    fn to() -> RelationDef {
-        super::chat_room_participants::Relation::User.def()
-    }
-
-    fn via() -> Option<RelationDef> {
-        Some(super::chat_room_participants::Relation::Room.def().rev())
-    }
-}
-
 impl ActiveModelBehavior for ActiveModel {}

@@ -20,38 +20,7 @@ pub struct Model {
     pub ended_by: Option<UserId>,
 }
 
-/// Only the assigned user's foreign key is a relation; `assigned_by` and `ended_by` also
-/// reference `users` but are bookkeeping.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::devices::Entity",
-        from = "Column::DeviceId",
-        to = "super::devices::Column::Id",
-        on_update = "NoAction",
-        on_delete = "Cascade"
-    )]
-    Device,
-    #[sea_orm(
-        belongs_to = "super::users::Entity",
-        from = "Column::UserId",
-        to = "super::users::Column::Id",
-        on_update = "NoAction",
-        on_delete = "Cascade"
-    )]
-    User,
-}
-
-impl Related<super::devices::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Device.def()
-    }
-}
-
-impl Related<super::users::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::User.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

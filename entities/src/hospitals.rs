@@ -19,31 +19,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(has_many = "super::users::Entity")]
-    Users,
-    #[sea_orm(has_many = "super::devices::Entity")]
-    Devices,
-    #[sea_orm(has_many = "super::patients::Entity")]
-    Patients,
-}
-
-impl Related<super::users::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Users.def()
-    }
-}
-
-impl Related<super::devices::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Devices.def()
-    }
-}
-
-impl Related<super::patients::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Patients.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -3,6 +3,9 @@
 //! Column types are the domain crate's: typed ids for `uuid` keys and foreign keys, text
 //! enumerations for CHECK-constrained `text` columns. The `health_metrics` hypertable has
 //! no entity: it is read and written with sqlx.
+//!
+//! Foreign keys are the migrations' (`migration/`): no query joins through sea-orm
+//! relations, so every entity's `Relation` is empty rather than a second, unused copy of them.
 
 pub mod access_audit_log;
 pub mod alert_thresholds;

@@ -20,21 +20,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::patients::Entity",
-        from = "Column::PatientId",
-        to = "super::patients::Column::Id",
-        on_update = "NoAction",
-        on_delete = "Cascade"
-    )]
-    Patient,
-}
-
-impl Related<super::patients::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Patient.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

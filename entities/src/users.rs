@@ -26,21 +26,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::hospitals::Entity",
-        from = "Column::HospitalId",
-        to = "super::hospitals::Column::Id",
-        on_update = "NoAction",
-        on_delete = "Restrict"
-    )]
-    Hospital,
-}
-
-impl Related<super::hospitals::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Hospital.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
