@@ -88,7 +88,7 @@ impl Alarms {
         let now = Utc::now();
         for alert in due {
             let policy = self.escalation_policy(nc_domain::HospitalId(alert.hospital_id)).await?;
-            let rule = policy.rule(alert.priority.as_str()).clone();
+            let rule = policy.rule(alert.priority).clone();
             let snooze_over = alert.snoozed_until.is_some_and(|t| t <= now);
             let step = if snooze_over {
                 // Still present after the snooze: it needs an answer again, at its tier.
@@ -102,12 +102,7 @@ impl Alarms {
                 .bind(rule.next_at(level, now))
                 .fetch_one(&mut *tx)
                 .await?;
-                let recipients = self.recipients(&alert, level).await?;
-                let event =
-                    crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "realerted", level, &recipients))
-                        .await?;
-                let tier_people = crate::lifecycle::of_tier(&recipients, level);
-                crate::email::to_tier(&mut tx, &alert, level, &tier_people, &self.inner.settings.link_base).await?;
+                let (event, recipients) = self.notify_tier(&mut tx, &alert, "realerted", level).await?;
                 let reach = crate::Reachability::of_any(recipients.iter().map(|r| r.reach));
                 self.note_if_unreachable(&mut tx, &mut alert, level, reach, true).await?;
                 Step { event, change: AlertChange::Realerted, tier: level, alert, recipients }
@@ -130,12 +125,7 @@ impl Alarms {
                 .bind(rule.next_at(tier, now))
                 .fetch_one(&mut *tx)
                 .await?;
-                let recipients = self.recipients(&alert, tier).await?;
-                let event =
-                    crate::lifecycle::insert_event(&mut tx, self.notified_row(&alert, "escalated", tier, &recipients))
-                        .await?;
-                let tier_people = crate::lifecycle::of_tier(&recipients, tier);
-                crate::email::to_tier(&mut tx, &alert, tier, &tier_people, &self.inner.settings.link_base).await?;
+                let (event, recipients) = self.notify_tier(&mut tx, &alert, "escalated", tier).await?;
                 // The people this step adds: if none of them can be reached, go on at once.
                 let reach = crate::Reachability::of_any(recipients.iter().filter(|r| r.tier == tier).map(|r| r.reach));
                 self.note_if_unreachable(&mut tx, &mut alert, tier, reach, true).await?;
@@ -156,6 +146,24 @@ impl Alarms {
             self.publish(s.event, s.change, Some(s.tier), &s.alert, Some(&s.recipients)).await;
         }
         Ok(n)
+    }
+
+    /// Records a step's `event` for the people up to `tier` (and reports it to the alert
+    /// manager) and queues e-mails to `tier`'s own people. Returns the event and everyone
+    /// it notifies.
+    async fn notify_tier(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        alert: &Alert,
+        event: &'static str,
+        tier: u8,
+    ) -> Result<(Uuid, Vec<Recipient>), sqlx::Error> {
+        let recipients = self.recipients(alert, tier).await?;
+        let event =
+            crate::lifecycle::insert_event(&mut *tx, self.notified_row(alert, event, tier, &recipients)).await?;
+        let tier_people = crate::lifecycle::of_tier(&recipients, tier);
+        crate::email::to_tier(tx, alert, tier, &tier_people, &self.inner.settings.link_base).await?;
+        Ok((event, recipients))
     }
 
     /// Decides the tiers whose reach was left open: once the start's grace is over, those

@@ -40,7 +40,7 @@ use sea_orm::DatabaseConnection;
 use sqlx::PgPool;
 use tokio::sync::{broadcast, Notify};
 
-pub use lifecycle::{ClearCause, NewAlert};
+pub use lifecycle::{ClearCause, NewAlert, Subject};
 pub use model::{Alert, AlertChange, AlertEvent, AlertNote, HistoryEntry, Notified};
 pub use policy::{EscalationPolicy, EscalationRule};
 pub use reach::{Reach, Reachability};

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use nc_access::UserSubject;
-use nc_domain::{AlertId, DeviceId, HospitalId, UserId};
+use nc_domain::{AlertId, AlertKind, AlertPriority, DeviceId, HospitalId, UserId};
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -22,24 +22,48 @@ use crate::policy::EscalationPolicy;
 use crate::Reachability;
 use crate::{AlarmError, Alarms};
 
-/// An alert to raise.
-#[derive(Debug, Clone)]
-pub struct NewAlert<'a> {
+/// Whose alert it is: the machine's hospital and, while a treatment runs, its patient and
+/// session.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
     pub hospital: Uuid,
     pub device: Uuid,
     pub patient: Option<Uuid>,
     pub session: Option<Uuid>,
+}
+
+/// An alert to raise.
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub on: Subject,
     pub code: &'a str,
-    /// `physiological` or `technical`.
-    pub kind: &'static str,
+    pub kind: AlertKind,
     pub metric: Option<&'a str>,
-    /// `high`, `medium` or `low`.
-    pub priority: &'static str,
+    /// IEC 60601-1-8.
+    pub priority: AlertPriority,
     pub message: String,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     /// When the condition had lasted its delay (reading time).
     pub at: DateTime<Utc>,
+}
+
+impl<'a> NewAlert<'a> {
+    /// A technical alert (the machine's status, connection or upkeep): no metric, value or
+    /// limit.
+    pub fn technical(on: Subject, code: &'a str, priority: AlertPriority, message: String, at: DateTime<Utc>) -> Self {
+        NewAlert {
+            on,
+            code,
+            kind: AlertKind::Technical,
+            metric: None,
+            priority,
+            message,
+            value: None,
+            threshold: None,
+            at,
+        }
+    }
 }
 
 /// Why the service cleared an alert (the history's `reason`).
@@ -142,14 +166,14 @@ impl Alarms {
         // Reads first, concurrently, so the transaction holds its locks only for its writes
         // and takes few round trips (it waits for each while the database is busy).
         let people = async {
-            let recipients = self.recipients_of(HospitalId(new.hospital), DeviceId(new.device), 1).await?;
+            let recipients = self.recipients_of(HospitalId(new.on.hospital), DeviceId(new.on.device), 1).await?;
             let emails = crate::email::addresses(self.pool(), &of_tier(&recipients, 1)).await?;
             Ok::<_, sqlx::Error>((recipients, emails))
         };
         let (policy, (recipients, emails), around) = tokio::try_join!(
-            self.escalation_policy(HospitalId(new.hospital)),
+            self.escalation_policy(HospitalId(new.on.hospital)),
             people,
-            crate::outgoing::read(self.pool(), new.device, new.patient)
+            crate::outgoing::read(self.pool(), new.on.device, new.on.patient)
         )?;
         let rule = policy.rule(new.priority);
         let now = Utc::now();
@@ -162,14 +186,14 @@ impl Alarms {
              RETURNING {ALERT_COLUMNS}"
         ))
         .bind(AlertId::new().as_uuid())
-        .bind(new.hospital)
-        .bind(new.device)
-        .bind(new.patient)
-        .bind(new.session)
-        .bind(new.kind)
+        .bind(new.on.hospital)
+        .bind(new.on.device)
+        .bind(new.on.patient)
+        .bind(new.on.session)
+        .bind(new.kind.as_str())
         .bind(new.code)
         .bind(new.metric)
-        .bind(new.priority)
+        .bind(new.priority.as_str())
         .bind(&new.message)
         .bind(new.value)
         .bind(new.threshold)
@@ -183,7 +207,7 @@ impl Alarms {
             return sqlx::query_scalar(
                 "SELECT id FROM alerts WHERE device_id = $1 AND code = $2 AND state <> 'cleared'",
             )
-            .bind(new.device)
+            .bind(new.on.device)
             .bind(new.code)
             .fetch_optional(self.pool())
             .await;
@@ -211,18 +235,14 @@ impl Alarms {
         let unreachable = self.note_if_unreachable(&mut tx, &mut alert, 1, reach, true).await?;
         tx.commit().await?;
         let committed = began.elapsed();
-        let priority = match new.priority {
-            "high" => "high",
-            "medium" => "medium",
-            _ => "low",
-        };
+        let priority = new.priority.as_str();
         nc_metrics::get().alarms_raised.get_or_create(&nc_metrics::Priority { priority }).inc();
         self.publish(raised, AlertChange::Raised, None, &alert, Some(&recipients)).await;
         tracing::info!(
             alert = %alert.id,
-            device = %new.device,
+            device = %new.on.device,
             code = new.code,
-            priority = new.priority,
+            priority,
             stored_ms = committed.as_secs_f64() * 1e3,
             published_ms = began.elapsed().as_secs_f64() * 1e3,
             "alert raised"

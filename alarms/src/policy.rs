@@ -77,20 +77,19 @@ impl Default for EscalationPolicy {
 }
 
 impl EscalationPolicy {
-    pub fn rule(&self, priority: &str) -> &EscalationRule {
+    pub fn rule(&self, priority: AlertPriority) -> &EscalationRule {
         match priority {
-            "high" => &self.high,
-            "medium" => &self.medium,
-            _ => &self.low,
+            AlertPriority::High => &self.high,
+            AlertPriority::Medium => &self.medium,
+            AlertPriority::Low => &self.low,
         }
     }
 
-    fn rule_mut(&mut self, priority: &str) -> Option<&mut EscalationRule> {
+    fn rule_mut(&mut self, priority: AlertPriority) -> &mut EscalationRule {
         match priority {
-            "high" => Some(&mut self.high),
-            "medium" => Some(&mut self.medium),
-            "low" => Some(&mut self.low),
-            _ => None,
+            AlertPriority::High => &mut self.high,
+            AlertPriority::Medium => &mut self.medium,
+            AlertPriority::Low => &mut self.low,
         }
     }
 
@@ -105,8 +104,8 @@ impl EscalationPolicy {
         .await?;
         let mut policy = defaults.clone();
         for (priority, after, tiers, by, at) in rows {
-            if let Some(rule) = policy.rule_mut(&priority) {
-                *rule = EscalationRule {
+            if let Ok(priority) = priority.parse() {
+                *policy.rule_mut(priority) = EscalationRule {
                     after_seconds: after.and_then(|s| u32::try_from(s).ok()),
                     tiers: tiers.into_iter().filter_map(|t| u8::try_from(t).ok()).collect(),
                 };

@@ -12,7 +12,9 @@
 //! the MQTT WebSocket listener's port (`{host}`: the host the page was loaded from).
 
 use poem::http::{header, Method, StatusCode};
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use crate::http::Layered;
 
 include!(concat!(env!("OUT_DIR"), "/dashboard_assets.rs"));
 
@@ -113,22 +115,12 @@ fn asset(name: &str) -> poem::Result<Response> {
 /// Serves `/` and `/assets/*` (GET and HEAD; other methods 405) in front of the API's
 /// router, which nests the OpenAPI service at `/` and so cannot also route `/` itself.
 /// Errors go on to the router's error handling like the API's own.
+#[derive(Clone)]
 pub(crate) struct Pages(pub DashboardSettings);
 
-impl<E: Endpoint> Middleware<E> for Pages {
-    type Output = PagesEndpoint<E>;
+crate::http::layered_middleware!(Pages);
 
-    fn transform(&self, inner: E) -> Self::Output {
-        PagesEndpoint { inner, settings: self.0.clone() }
-    }
-}
-
-pub(crate) struct PagesEndpoint<E> {
-    inner: E,
-    settings: DashboardSettings,
-}
-
-impl<E: Endpoint> Endpoint for PagesEndpoint<E> {
+impl<E: Endpoint> Endpoint for Layered<Pages, E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
@@ -142,7 +134,7 @@ impl<E: Endpoint> Endpoint for PagesEndpoint<E> {
         }
         match name {
             Some(name) => asset(name),
-            None => Ok(index(&req, &self.settings)),
+            None => Ok(index(&req, &self.settings.0)),
         }
     }
 }

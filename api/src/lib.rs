@@ -71,7 +71,20 @@ pub(crate) enum Tag {
     Bookings,
 }
 
-type Apis = (
+/// Declares the API tuple type and the function building its value from one list, so the
+/// two cannot drift apart (an API added to one but not the other).
+macro_rules! apis {
+    ($($api:path),+ $(,)?) => {
+        /// Every group of operations served and described in the OpenAPI document, in order.
+        type Apis = ($($api,)+);
+
+        fn apis() -> Apis {
+            ($($api,)+)
+        }
+    };
+}
+
+apis!(
     health::HealthApi,
     accounts::auth::AuthApi,
     accounts::users::UsersApi,
@@ -87,25 +100,6 @@ type Apis = (
     chat::routes::ChatApi,
     bookings::routes::BookingsApi,
 );
-
-fn apis() -> Apis {
-    (
-        health::HealthApi,
-        accounts::auth::AuthApi,
-        accounts::users::UsersApi,
-        devices::registry::DevicesApi,
-        devices::maintenance::MaintenanceApi,
-        devices::performance::PerformanceApi,
-        patients::routes::PatientsApi,
-        patients::account::PatientAccountApi,
-        telemetry::routes::TelemetryApi,
-        alerts::AlertsApi,
-        alerts::ThresholdsApi,
-        alerts::AlertManagerApi,
-        chat::routes::ChatApi,
-        bookings::routes::BookingsApi,
-    )
-}
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(apis(), "Nephrocare API", env!("CARGO_PKG_VERSION"))

@@ -26,8 +26,8 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::TryStreamExt;
-use nc_alarms::{Alarms, ClearCause, NewAlert};
-use nc_domain::DeviceId;
+use nc_alarms::{Alarms, ClearCause, NewAlert, Subject};
+use nc_domain::{AlertKind, AlertPriority, DeviceId};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,11 @@ fn limit_code(column: &str, side: &str) -> &'static str {
     });
     let i = usize::from(side != "low");
     codes.iter().find(|(c, _)| *c == column).map_or("unknown_limit", |(_, sides)| sides[i])
+}
+
+/// Whose alarm a reading raises.
+fn subject(r: &Row) -> Subject {
+    Subject { hospital: r.hospital_id, device: r.device_id, patient: r.patient_id, session: r.session_id }
 }
 
 fn unit_of(column: &str) -> &'static str {
@@ -250,8 +255,16 @@ impl AlertEngine {
             "warning" => (true, false),
             _ => (false, false),
         };
-        self.transition(r, "system_status_warning", warning, "medium", "The machine reports a warning").await?;
-        self.transition(r, "system_status_danger", danger, "high", "The machine reports a dangerous condition").await
+        self.transition(r, "system_status_warning", warning, AlertPriority::Medium, "The machine reports a warning")
+            .await?;
+        self.transition(
+            r,
+            "system_status_danger",
+            danger,
+            AlertPriority::High,
+            "The machine reports a dangerous condition",
+        )
+        .await
     }
 
     async fn check_limit(&self, r: &Row, column: &str, rule: Rule, v: f64) -> Result<(), sqlx::Error> {
@@ -338,12 +351,9 @@ impl AlertEngine {
         let id = self
             .alarms
             .raise(NewAlert {
-                hospital: r.hospital_id,
-                device: r.device_id,
-                patient: r.patient_id,
-                session: r.session_id,
+                on: subject(r),
                 code,
-                kind: "physiological",
+                kind: AlertKind::Physiological,
                 metric: Some(column),
                 priority: rule.priority,
                 message,
@@ -363,30 +373,15 @@ impl AlertEngine {
         r: &Row,
         code: &'static str,
         on: bool,
-        prio: &'static str,
+        priority: AlertPriority,
         message: &str,
     ) -> Result<(), sqlx::Error> {
         let key = (r.device_id, Cow::Borrowed(code));
         let open = self.conditions.lock().await.get(&key).and_then(|c| c.open);
         match (on, open) {
             (true, None) => {
-                let id = self
-                    .alarms
-                    .raise(NewAlert {
-                        hospital: r.hospital_id,
-                        device: r.device_id,
-                        patient: r.patient_id,
-                        session: r.session_id,
-                        code,
-                        kind: "technical",
-                        metric: None,
-                        priority: prio,
-                        message: message.to_owned(),
-                        value: None,
-                        threshold: None,
-                        at: r.time,
-                    })
-                    .await?;
+                let alert = NewAlert::technical(subject(r), code, priority, message.to_owned(), r.time);
+                let id = self.alarms.raise(alert).await?;
                 self.conditions
                     .lock()
                     .await

@@ -124,6 +124,13 @@ pub struct Metrics {
     pub outbox_oldest_pending_seconds: Family<OutboxChannel, Gauge<f64, AtomicU64>>,
 }
 
+/// Registers each metric under its exported name and help text, one line each.
+macro_rules! register {
+    ($registry:ident, $m:ident; $($name:literal => $field:ident: $help:literal,)+) => {
+        $($registry.register($name, $help, $m.$field.clone());)+
+    };
+}
+
 impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("nephrocare");
@@ -148,72 +155,25 @@ impl Metrics {
             outbox_oldest_pending_seconds: Family::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
-        r.register(
-            "mqtt_puback_seconds",
-            "From a device's PUBLISH to its PUBACK (telemetry and session messages), by outcome",
-            m.mqtt_puback_seconds.clone(),
-        );
-        r.register("mqtt_connections", "Live MQTT connections, by kind of client", m.mqtt_connections.clone());
-        r.register(
-            "readings_accepted",
-            "Readings committed to storage (new, or sent again)",
-            m.readings_accepted.clone(),
-        );
-        r.register(
-            "readings_rejected",
-            "Readings refused (invalid or a seq conflict; never stored)",
-            m.readings_rejected.clone(),
-        );
-        r.register(
-            "ingest_commit_seconds",
-            "A writer's batch (readings, identity, derived-data backlog: one statement), sent to committed",
-            m.ingest_commit_seconds.clone(),
-        );
-        r.register("ingest_batch_readings", "Readings per written batch", m.ingest_batch_readings.clone());
-        r.register("ingest_queue_depth", "Readings waiting in each writer's queue", m.ingest_queue_depth.clone());
-        r.register(
-            "alert_evaluation_backlog_readings",
-            "Committed readings waiting for alert evaluation and the live streams, per writer",
-            m.alert_evaluation_backlog.clone(),
-        );
-        r.register(
-            "derive_apply_seconds",
-            "One apply of the deriver (latest values, rollups, session counters)",
-            m.derive_apply_seconds.clone(),
-        );
-        r.register(
-            "derived_lag_seconds",
-            "From a batch's commit to the commit of its derived data (current values and trends lag this much)",
-            m.derived_lag_seconds.clone(),
-        );
-        r.register(
-            "derived_backlog_batches",
-            "Written batches waiting for the deriver",
-            m.derived_backlog_batches.clone(),
-        );
-        r.register("alarms_raised", "Alarms raised, by priority", m.alarms_raised.clone());
-        r.register("alarms_escalated", "Alarm escalations, by the tier reached", m.alarms_escalated.clone());
-        r.register(
-            "http_request_seconds",
-            "HTTP requests, by method, route template and status class",
-            m.http_request_seconds.clone(),
-        );
-        r.register(
-            "db_pool_connections",
-            "The database pool's connections: in use, idle, max",
-            m.db_pool_connections.clone(),
-        );
-        r.register(
-            "outbox_deliveries",
-            "Attempts to deliver a message outside MQTT (e-mail, the alert manager), by channel and outcome",
-            m.outbox_deliveries.clone(),
-        );
-        r.register("outbox_pending", "Messages waiting in the outbox, per channel", m.outbox_pending.clone());
-        r.register(
-            "outbox_oldest_pending_seconds",
-            "Age of the oldest message waiting in the outbox, per channel (alert on it)",
-            m.outbox_oldest_pending_seconds.clone(),
+        register!(registry, m;
+            "mqtt_puback_seconds" => mqtt_puback_seconds: "From a device's PUBLISH to its PUBACK (telemetry and session messages), by outcome",
+            "mqtt_connections" => mqtt_connections: "Live MQTT connections, by kind of client",
+            "readings_accepted" => readings_accepted: "Readings committed to storage (new, or sent again)",
+            "readings_rejected" => readings_rejected: "Readings refused (invalid or a seq conflict; never stored)",
+            "ingest_commit_seconds" => ingest_commit_seconds: "A writer's batch (readings, identity, derived-data backlog: one statement), sent to committed",
+            "ingest_batch_readings" => ingest_batch_readings: "Readings per written batch",
+            "ingest_queue_depth" => ingest_queue_depth: "Readings waiting in each writer's queue",
+            "alert_evaluation_backlog_readings" => alert_evaluation_backlog: "Committed readings waiting for alert evaluation and the live streams, per writer",
+            "derive_apply_seconds" => derive_apply_seconds: "One apply of the deriver (latest values, rollups, session counters)",
+            "derived_lag_seconds" => derived_lag_seconds: "From a batch's commit to the commit of its derived data (current values and trends lag this much)",
+            "derived_backlog_batches" => derived_backlog_batches: "Written batches waiting for the deriver",
+            "alarms_raised" => alarms_raised: "Alarms raised, by priority",
+            "alarms_escalated" => alarms_escalated: "Alarm escalations, by the tier reached",
+            "http_request_seconds" => http_request_seconds: "HTTP requests, by method, route template and status class",
+            "db_pool_connections" => db_pool_connections: "The database pool's connections: in use, idle, max",
+            "outbox_deliveries" => outbox_deliveries: "Attempts to deliver a message outside MQTT (e-mail, the alert manager), by channel and outcome",
+            "outbox_pending" => outbox_pending: "Messages waiting in the outbox, per channel",
+            "outbox_oldest_pending_seconds" => outbox_oldest_pending_seconds: "Age of the oldest message waiting in the outbox, per channel (alert on it)",
         );
         // Every series of a bounded label set exists from the start (a 0 is information).
         for channel in ["email", "acm"] {

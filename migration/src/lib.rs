@@ -76,6 +76,26 @@ macro_rules! sql_migration {
 }
 pub(crate) use sql_migration;
 
+/// A statement trigger that sends `NOTIFY {channel}` after `events` on `table`: delivered at
+/// commit, once per transaction, for the nodes that keep something in step with the table.
+fn notify_trigger(table: &str, channel: &str, events: &str) -> String {
+    format!(
+        "CREATE FUNCTION {table}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{channel}', '');
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER {table}_notify AFTER {events} ON {table}
+    FOR EACH STATEMENT EXECUTE FUNCTION {table}_notify();"
+    )
+}
+
+/// Removes what [`notify_trigger`] created.
+fn drop_notify_trigger(table: &str) -> String {
+    format!("DROP TRIGGER {table}_notify ON {table};\nDROP FUNCTION {table}_notify();")
+}
+
 mod m20261124_000001_accounts;
 mod m20261124_000002_access;
 mod m20261124_000003_telemetry;

@@ -3,20 +3,7 @@
 //! statement that changes the table sends `NOTIFY nc_alert_thresholds` (delivered at commit),
 //! and the engine forgets what it kept (crate `ingest`, `alerts::rules`).
 
-crate::sql_migration!(UP, DOWN);
-
-const UP: &str = "
-CREATE FUNCTION alert_thresholds_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('nc_alert_thresholds', '');
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER alert_thresholds_notify AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON alert_thresholds
-    FOR EACH STATEMENT EXECUTE FUNCTION alert_thresholds_notify();
-";
-
-const DOWN: &str = "
-DROP TRIGGER alert_thresholds_notify ON alert_thresholds;
-DROP FUNCTION alert_thresholds_notify();
-";
+crate::sql_migration!(
+    &crate::notify_trigger("alert_thresholds", "nc_alert_thresholds", "INSERT OR UPDATE OR DELETE OR TRUNCATE"),
+    &crate::drop_notify_trigger("alert_thresholds")
+);

@@ -127,22 +127,21 @@ async fn create_demo(db: &DatabaseConnection) -> Result<(), SeedError> {
         ended_at: Set(None),
         ended_by: Set(None),
     };
-    let mut doctors = Vec::new();
-    for (i, (email, name)) in DEMO_DOCTORS.iter().enumerate() {
-        let id = insert_user(&txn, hospital, email, name, Role::Doctor, &password_hash).await?;
-        for d in &device_ids[i * 2..i * 2 + 2] {
-            assign(*d, id, AssignmentRole::Doctor).insert(&txn).await?;
+    // Each doctor and each technician is assigned two machines of their own.
+    let mut staff = [
+        (DEMO_DOCTORS, Role::Doctor, AssignmentRole::Doctor, Vec::new()),
+        (DEMO_TECHNICIANS, Role::Technician, AssignmentRole::Technician, Vec::new()),
+    ];
+    for (people, role, assignment, ids) in &mut staff {
+        for (i, (email, name)) in people.iter().enumerate() {
+            let id = insert_user(&txn, hospital, email, name, *role, &password_hash).await?;
+            for d in &device_ids[i * 2..i * 2 + 2] {
+                assign(*d, id, *assignment).insert(&txn).await?;
+            }
+            ids.push(id);
         }
-        doctors.push(id);
     }
-    let mut technicians = Vec::new();
-    for (i, (email, name)) in DEMO_TECHNICIANS.iter().enumerate() {
-        let id = insert_user(&txn, hospital, email, name, Role::Technician, &password_hash).await?;
-        for d in &device_ids[i * 2..i * 2 + 2] {
-            assign(*d, id, AssignmentRole::Technician).insert(&txn).await?;
-        }
-        technicians.push(id);
-    }
+    let [(.., doctors), (.., technicians)] = staff;
     let mut patient_users = Vec::new();
     let mut patient_ids = Vec::new();
     for (i, (email, name, number, dob, gender, blood, weight)) in DEMO_PATIENTS.iter().enumerate() {

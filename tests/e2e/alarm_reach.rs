@@ -9,10 +9,25 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::alarms::{escalate_every, events, login_all, low_pressure, notes_topic, now_s, seed, World};
-use crate::support::{eventually, AlertManagerPeer, Client, JsonClient, Service, TestDb, LONG_WAIT};
+use crate::support::{
+    eventually, free_port, AlertManagerPeer, Client, JsonClient, Service, SmtpServer, TestDb, LONG_WAIT,
+};
 
 fn of(id: &str) -> impl Fn(&Value) -> bool + '_ {
     move |m: &Value| m["alert"]["id"] == id
+}
+
+/// An SMTP server, and the alarms' world mailing through it, each channel given
+/// `channel_wait_secs` to reach its person.
+async fn mailing_world(channel_wait_secs: f64) -> (SmtpServer, World) {
+    let port = free_port();
+    let smtp = SmtpServer::start(port).await;
+    let w = World::with(|c| {
+        c.email.smtp_url = Some(nephrocare::config::Secret::new(format!("smtp://127.0.0.1:{port}")));
+        c.alarms.channel_wait_secs = channel_wait_secs;
+    })
+    .await;
+    (smtp, w)
 }
 
 #[tokio::test]
@@ -205,13 +220,7 @@ async fn a_restart_past_a_tiers_due_time_reaches_the_alert_manager_once() {
 /// for the charge nurse at the alert manager; the history says so.
 #[tokio::test]
 async fn an_alarm_that_reaches_nobody_goes_to_the_unit_fallback() {
-    let port = crate::support::free_port();
-    let mut smtp = crate::support::SmtpServer::start(port).await;
-    let w = World::with(|c| {
-        c.email.smtp_url = Some(nephrocare::config::Secret::new(format!("smtp://127.0.0.1:{port}")));
-        c.alarms.channel_wait_secs = 0.5;
-    })
-    .await;
+    let (mut smtp, w) = mailing_world(0.5).await;
     // The alert manager rejects the reports (AR, parked at once, so each next report is
     // sent): its pagers reach nobody either.
     let peer = crate::support::AlertManagerPeer::start_in(0, "ar").await;
@@ -265,13 +274,7 @@ async fn an_alarm_that_reaches_nobody_goes_to_the_unit_fallback() {
 /// A patient cannot choose it.
 #[tokio::test]
 async fn a_person_who_chose_email_is_reached_by_mail() {
-    let port = crate::support::free_port();
-    let mut smtp = crate::support::SmtpServer::start(port).await;
-    let w = World::with(|c| {
-        c.email.smtp_url = Some(nephrocare::config::Secret::new(format!("smtp://127.0.0.1:{port}")));
-        c.alarms.channel_wait_secs = 1.0;
-    })
-    .await;
+    let (mut smtp, w) = mailing_world(1.0).await;
     let r = w.as_("pat").put("/api/alerts/email-preference", json!({"enabled": true})).await;
     assert_eq!(r.status, 403, "{}", r.text);
     let r = w.as_("doc").put("/api/alerts/email-preference", json!({"enabled": true})).await;

@@ -38,14 +38,8 @@ async fn every_booking_endpoint_refuses_whoever_may_not_use_it() {
     let on_d1 = [("adm", 200), ("doc", 200), ("doc2", 403), ("tec", 200), ("tec2", 403), ("pat", 200), ("pat2", 403)];
     expect(&w, "GET", &p1, None, &on_d1).await;
     expect(&w, "GET", &p1, None, &[("admB", 404), ("docB", 404)]).await;
-    expect(
-        &w,
-        "GET",
-        &p2,
-        None,
-        &[("adm", 200), ("doc", 403), ("tec", 403), ("pat", 403), ("pat2", 200), ("admB", 404)],
-    )
-    .await;
+    let on_d2 = [("adm", 200), ("doc", 403), ("tec", 403), ("pat", 403), ("pat2", 200), ("admB", 404)];
+    expect(&w, "GET", &p2, None, &on_d2).await;
     let unknown = format!("/api/bookings/{}", uuid::Uuid::now_v7());
     expect(&w, "GET", &unknown, None, &[("adm", 404), ("pat", 404)]).await;
 
@@ -117,14 +111,8 @@ async fn every_booking_endpoint_refuses_whoever_may_not_use_it() {
     // machine; technicians do not book for patients.
     let range = format!("from={}&to={}&duration=240", urlencode(&at(day, 0, 0)), urlencode(&at(day, 23, 0)));
     let d1 = format!("/api/bookings/available-slots?deviceId={}&{range}", w.id("d1"));
-    expect(
-        &w,
-        "GET",
-        &d1,
-        None,
-        &[("adm", 200), ("doc2", 200), ("tec2", 200), ("pat", 200), ("pat2", 403), ("admB", 404)],
-    )
-    .await;
+    let free_busy = [("adm", 200), ("doc2", 200), ("tec2", 200), ("pat", 200), ("pat2", 403), ("admB", 404)];
+    expect(&w, "GET", &d1, None, &free_busy).await;
     let for_p1 = format!("{d1}&patientId={}", w.id("p1"));
     expect(&w, "GET", &for_p1, None, &[("adm", 200), ("doc", 200), ("doc2", 403), ("tec", 403), ("docB", 404)]).await;
 
@@ -150,19 +138,13 @@ async fn every_booking_endpoint_refuses_whoever_may_not_use_it() {
             json!({"deviceId": w.id("d1"), "startsAt": at(day + Duration::days(30), h, 0), "endsAt": at(day + Duration::days(30), h + 1, 0)}),
         )
     };
-    let planned = w.as_user("tec").post("/api/bookings/maintenance-windows", window(6).unwrap()).await;
+    let windows = "/api/bookings/maintenance-windows";
+    let planned = w.as_user("tec").post(windows, window(6).unwrap()).await;
     assert_eq!(planned.status, 201, "{}", planned.text);
-    expect(
-        &w,
-        "POST",
-        "/api/bookings/maintenance-windows",
-        window(8),
-        &[("tec2", 403), ("doc", 403), ("pat", 403), ("admB", 404)],
-    )
-    .await;
-    expect(&w, "POST", "/api/bookings/maintenance-windows", window(10), &[("adm", 201)]).await;
+    expect(&w, "POST", windows, window(8), &[("tec2", 403), ("doc", 403), ("pat", 403), ("admB", 404)]).await;
+    expect(&w, "POST", windows, window(10), &[("adm", 201)]).await;
     let path = format!("/api/bookings/maintenance-windows/{}", planned.body["id"].as_str().unwrap());
     expect(&w, "DELETE", &path, None, &[("tec2", 403), ("admB", 404), ("tec", 200)]).await;
-    let listed = w.as_user("admB").get("/api/bookings/maintenance-windows").await;
+    let listed = w.as_user("admB").get(windows).await;
     assert_eq!(listed.body.as_array().map(Vec::len), Some(0), "other hospital: {}", listed.text);
 }

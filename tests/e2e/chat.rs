@@ -15,7 +15,7 @@ use rumqttc::{Event, Packet, QoS};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{assert_cut, body, TestApp, World, GRANTED, QUIET, WAIT};
+use crate::support::{assert_cut_by, body, TestApp, World, GRANTED, QUIET, WAIT};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -73,6 +73,17 @@ async fn open_dp(w: &World, who: &str, counterpart: &str) -> (u16, Value) {
         .post("/api/chat/rooms", json!({"kind": "doctor-patient", "counterpartId": w.id(counterpart)}))
         .await;
     (r.status, r.body)
+}
+
+/// The doctor-patient room of `doc` and `pat`, opened by `doc`: its id.
+async fn dp_room(w: &World) -> String {
+    open_dp(w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned()
+}
+
+/// How many chat messages are stored.
+async fn stored_messages(w: &World) -> i64 {
+    let mut c = w.app.db.sql().await;
+    sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&mut c).await.unwrap()
 }
 
 #[tokio::test]
@@ -144,16 +155,14 @@ async fn a_message_sent_on_any_transport_arrives_on_the_other_two_once_and_in_or
         (before.body["items"][0]["id"].as_str(), before.body["hasMore"].as_bool()),
         (Some(ids[1].as_str()), Some(true))
     );
-    let mut c = w.app.db.sql().await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&mut c).await.unwrap();
-    assert_eq!(stored, 3, "retries and redeliveries are stored once");
+    assert_eq!(stored_messages(&w).await, 3, "retries and redeliveries are stored once");
     w.app.stop().await;
 }
 
 #[tokio::test]
 async fn read_receipts_are_a_watermark_seen_on_every_transport_and_typing_is_stamped() {
     let w = World::new(TestApp::spawn().await).await;
-    let id = open_dp(&w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned();
+    let id = dp_room(&w).await;
     let topic = |c: &str| format!("nc/v1/h/{}/chat/{id}/{c}", w.id("ha"));
     let path = format!("/api/chat/rooms/{id}/messages");
     let mut ids = Vec::new();
@@ -220,9 +229,7 @@ async fn read_receipts_are_a_watermark_seen_on_every_transport_and_typing_is_sta
         t = frame(&mut pat_ws, "typing").await;
     }
     assert_eq!((t["typing"]["userId"].as_str(), t["typing"]["role"].as_str()), (Some(w.id("doc")), Some("doctor")));
-    let mut c = w.app.db.sql().await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&mut c).await.unwrap();
-    assert_eq!(stored, 3, "typing is not stored");
+    assert_eq!(stored_messages(&w).await, 3, "typing is not stored");
     w.app.stop().await;
 }
 
@@ -243,7 +250,7 @@ async fn who_may_chat_with_whom_and_losing_the_room_when_the_relationship_ends()
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["participants"].as_array().unwrap().len(), 2);
     assert_eq!(device_room("doc", "d2").await.status, 403, "not doc's device");
-    let id = open_dp(&w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned();
+    let id = dp_room(&w).await;
     let path = format!("/api/chat/rooms/{id}/messages");
     let first = w.as_user("doc").post(&path, json!({"message": "hello", "clientMessageId": "h1"})).await;
     let read = format!("/api/chat/messages/{}/read", first.body["id"].as_str().unwrap());
@@ -279,13 +286,9 @@ async fn who_may_chat_with_whom_and_losing_the_room_when_the_relationship_ends()
     let mut doc_mqtt = w.connect("doc", "").await;
     assert_eq!(doc_mqtt.subscribe(&[(&messages, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     let mut doc_ws = chat_ws(&w, "doc", &id).await.unwrap();
-    let r = w
-        .as_user("adm")
-        .delete("/api/users/assign-device", Some(json!({"userId": w.id("doc"), "deviceId": w.id("d1")})))
-        .await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 204);
-    assert_cut(&mut doc_mqtt, returned, "doctor unassigned: MQTT").await;
+    let adm = w.as_user("adm");
+    let unassign = adm.delete("/api/users/assign-device", Some(json!({"userId": w.id("doc"), "deviceId": w.id("d1")})));
+    let (_, returned) = assert_cut_by(&mut doc_mqtt, unassign, 204, "doctor unassigned: MQTT").await;
     let closed = frames_until_close(&mut doc_ws).await;
     assert!(returned.elapsed() < Duration::from_secs(2), "WebSocket closed within a second or so");
     assert_eq!(closed, Some(4403));
@@ -296,15 +299,8 @@ async fn who_may_chat_with_whom_and_losing_the_room_when_the_relationship_ends()
     assert_eq!(w.as_user("pat").get(&path).await.status, 403);
     let p = w.as_user("pat").post(&path, json!({"message": "hello?", "clientMessageId": "late"})).await;
     assert_eq!(p.status, 403, "{}", p.text);
-    let mut c = w.app.db.sql().await;
-    let audited: Vec<(String, String)> = sqlx::query_as(
-        "SELECT interface, resource FROM access_audit_log WHERE actor_id = $1::uuid AND patient_id = $2::uuid AND action IN ('read', 'subscribe') ORDER BY at",
-    )
-    .bind(w.id("doc"))
-    .bind(w.id("p1"))
-    .fetch_all(&mut c)
-    .await
-    .unwrap();
+    let reads = "SELECT interface, resource FROM access_audit_log WHERE actor_id = $1::uuid AND patient_id = $2::uuid AND action IN ('read', 'subscribe') ORDER BY at";
+    let audited: Vec<(String, String)> = w.rows(reads, &["doc", "p1"]).await;
     assert!(audited.contains(&("mqtt".into(), "mqtt.subscription".into())), "MQTT follow audited: {audited:?}");
     assert!(audited.contains(&("websocket".into(), "chat.messages".into())), "WebSocket read audited: {audited:?}");
     w.app.stop().await;
@@ -323,7 +319,7 @@ async fn frames_until_close(ws: &mut Ws) -> Option<u16> {
 #[tokio::test]
 async fn bad_messages_and_floods_get_clear_errors_and_nothing_is_stored() {
     let w = World::new(TestApp::spawn().await).await;
-    let id = open_dp(&w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned();
+    let id = dp_room(&w).await;
     let path = format!("/api/chat/rooms/{id}/messages");
     let doc = w.as_user("doc");
     for (body, field) in [
@@ -368,16 +364,14 @@ async fn bad_messages_and_floods_get_clear_errors_and_nothing_is_stored() {
     mqtt.publish_acked(&post, b"not json".to_vec()).await;
     assert_eq!(body(&mqtt.message(&notes, WAIT).await)["field"], "payload");
     mqtt.quiet(QUIET, "the connection stays up", |e| matches!(e, Event::Incoming(Packet::Disconnect))).await;
-    let mut c = w.app.db.sql().await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_messages").fetch_one(&mut c).await.unwrap();
-    assert_eq!(stored, accepted as i64, "nothing invalid is stored");
+    assert_eq!(stored_messages(&w).await, accepted as i64, "nothing invalid is stored");
     w.app.stop().await;
 }
 
 #[tokio::test]
 async fn participants_away_from_the_room_get_a_notification() {
     let w = World::new(TestApp::spawn().await).await;
-    let id = open_dp(&w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned();
+    let id = dp_room(&w).await;
     let mut pat = w.connect("pat", "").await;
     let notes = format!("nc/v1/h/{}/u/{}/notifications", w.id("ha"), w.id("pat"));
     assert_eq!(pat.subscribe(&[(&notes, QoS::AtLeastOnce)]).await, vec![GRANTED]);
@@ -399,7 +393,7 @@ async fn participants_away_from_the_room_get_a_notification() {
 async fn a_persistent_session_gets_no_chat_of_a_conversation_it_lost_while_away() {
     use crate::sessions::{away, persistent, refreshed};
     let w = World::new(TestApp::spawn().await).await;
-    let id = open_dp(&w, "doc", "pat").await.1["id"].as_str().unwrap().to_owned();
+    let id = dp_room(&w).await;
     let messages = format!("nc/v1/h/{}/chat/{id}/messages", w.id("ha"));
     let mut refresh = w.refresh.clone();
     let token = refreshed(&w, refresh.get_mut("doc").unwrap()).await;
@@ -451,14 +445,8 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
     // The hand-over now ends in 1.5 s (the update is an access event: decided again, and
     // kept until then).
     let mut c = w.app.db.sql().await;
-    crate::support::exec(
-        &mut c,
-        &format!(
-            "UPDATE temporary_access_grants SET expires_at = now() + interval '1500 milliseconds' WHERE granted_to = '{}'",
-            w.id("tec2")
-        ),
-    )
-    .await;
+    let expiring = "UPDATE temporary_access_grants SET expires_at = now() + interval '1500 milliseconds'";
+    crate::support::exec(&mut c, &w.fill(&format!("{expiring} WHERE granted_to = '{{tec2}}'"))).await;
     // A negative check, not synchronisation: the grant's change, seen, does not end it early.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(post("tec2", 1).await, 201, "still handed over");
@@ -483,14 +471,7 @@ async fn a_kept_room_decision_ends_with_the_access_event_or_with_the_hand_over()
     let mut doc_ws = chat_ws(&w, "doc", &id).await.expect("doc streams the room");
     assert_eq!(post("doc", 1).await, 201);
     let started = Instant::now();
-    crate::support::exec(
-        &mut c,
-        &format!(
-            "UPDATE device_assignments SET ended_at = now() WHERE user_id = '{}' AND ended_at IS NULL",
-            w.id("doc")
-        ),
-    )
-    .await;
+    crate::support::end_assignments_in_sql(&mut c, w.id("doc")).await;
     let mut n = 2;
     while post("doc", n).await != 403 {
         assert!(

@@ -34,8 +34,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    eventually, exec, hospital_of, is_device, now, options, ws_next, ws_open, Client, EventClient, JsonClient, Live,
-    Service, TestDb, World, Ws, CUT, GRANTED, SECRET,
+    eventually, exec, hand_over, hospital_of, is_device, now, options, ws_next, ws_open, Client, EventClient,
+    JsonClient, Live, Service, TestDb, World, Ws, CUT, GRANTED, SECRET,
 };
 
 /// Anything that must happen across nodes may take this long.
@@ -643,19 +643,10 @@ async fn persistent_sessions_that_move_nodes_bring_back_nothing_whose_right_ende
     let (on_a, on_b) = (|t: &str| Cluster::rest(c.a(), t), |t: &str| Cluster::rest(&c.b, t));
     let adm = on_b(&c.access["adm"]);
     let mut refresh = c.refresh.clone();
-    let grant = || async {
-        let r = on_a(&c.access["tec"])
-            .post(
-                "/api/devices/temporary-access",
-                json!({"deviceId": c.id("d1"), "technicianId": c.id("tec2"), "durationMinutes": 60}),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        r.body["id"].as_str().unwrap().to_owned()
-    };
+    let tec_on_a = on_a(&c.access["tec"]);
 
     // A hand-over revoked by its grantor.
-    let id = grant().await;
+    let id = hand_over(&tec_on_a, &c.ids).await;
     let tec = on_b(&c.access["tec"]);
     let mut s = away_on_a_back_on_b(&c, "tec2", refresh.get_mut("tec2").unwrap(), &telemetry, async {
         assert_eq!(tec.delete(&format!("/api/devices/temporary-access/{id}"), None).await.status, 204);
@@ -686,7 +677,7 @@ async fn persistent_sessions_that_move_nodes_bring_back_nothing_whose_right_ende
     drop(s);
 
     // The grantor lost their own right: the hand-over ends with it.
-    grant().await;
+    hand_over(&tec_on_a, &c.ids).await;
     let unassign = adm.delete("/api/users/assign-device", Some(json!({"userId": c.id("tec"), "deviceId": c.id("d1")})));
     let mut s = away_on_a_back_on_b(&c, "tec2", refresh.get_mut("tec2").unwrap(), &telemetry, async {
         assert_eq!(unassign.await.status, 204);

@@ -61,21 +61,13 @@ async fn every_list_filter_is_decided_by_the_policy_and_never_widens_the_list() 
     let range = format!("from={day}T00:00:00Z&to={day}T23:00:00Z");
     // (unfiltered list, filter, expectations). Every object filter of every list with one, as
     // every actor; then the value filters.
-    let rows: Vec<(&str, String, String)> = vec![
+    let mut rows: Vec<(&str, String, String)> = vec![
         // Alarms: a patient's only with the right to read the patient; a device's with the
         // right to see the device (then the list shows what the person sees of it anyway).
-        (
-            "/api/alerts",
-            "patientId={p1}".into(),
-            "anon=401 adm=403 doc=200 doc2=403 tec=200 tec2=403 pat=200 pat2=403 admB=404 docB=404".into(),
-        ),
+        ("/api/alerts", "patientId={p1}".into(), CLINICAL_ON_D1.into()),
         ("/api/alerts", "patientId={p2}".into(), "adm=403 doc=403 doc2=200 tec=403 pat=403 pat2=200".into()),
         ("/api/alerts", "patientId={p3}".into(), "adm=404 doc=404 admB=403 docB=200".into()),
-        (
-            "/api/alerts",
-            "deviceId={d1}".into(),
-            "anon=401 adm=200 doc=200 doc2=200 tec=200 tec2=200 pat=200 pat2=403 admB=404 docB=404".into(),
-        ),
+        ("/api/alerts", "deviceId={d1}".into(), SEES_D1.into()),
         ("/api/alerts", "deviceId={d3}".into(), "adm=404 doc=404 admB=200 docB=200".into()),
         ("/api/alerts", "state=active".into(), all.into()),
         ("/api/alerts", "openOnly=true".into(), all.into()),
@@ -110,11 +102,7 @@ async fn every_list_filter_is_decided_by_the_policy_and_never_widens_the_list() 
         ("/api/bookings", format!("seriesId={}", uuid::Uuid::now_v7()), all.into()),
         ("/api/bookings/maintenance-windows", "deviceId={d1}".into(), all.into()),
         ("/api/bookings/maintenance-windows", "deviceId={d3}".into(), all.into()),
-        (
-            "/api/bookings/available-slots",
-            format!("deviceId={{d1}}&{range}&duration=240"),
-            "anon=401 adm=200 doc=200 doc2=200 tec=200 tec2=200 pat=200 pat2=403 admB=404 docB=404".into(),
-        ),
+        ("/api/bookings/available-slots", format!("deviceId={{d1}}&{range}&duration=240"), SEES_D1.into()),
         (
             "/api/bookings/available-slots",
             format!("patientId={{p1}}&{range}&duration=240"),
@@ -125,30 +113,18 @@ async fn every_list_filter_is_decided_by_the_policy_and_never_widens_the_list() 
             format!("deviceId={{d3}}&{range}&duration=240"),
             "anon=401 adm=404 doc=404 pat=404 admB=200 docB=200".into(),
         ),
-        // FHIR searches (references as `Type/id`).
-        (
-            "/fhir/r4/DetectedIssue",
-            "patient=Patient/{p1}".into(),
-            "anon=401 adm=403 doc=200 doc2=403 tec=200 tec2=403 pat=200 pat2=403 admB=404 docB=404".into(),
-        ),
-        ("/fhir/r4/DetectedIssue", "author=Device/{d1}".into(), FHIR_D1.into()),
-        (
-            "/fhir/r4/Observation",
-            "patient=Patient/{p1}".into(),
-            "anon=401 adm=403 doc=200 doc2=403 tec=200 tec2=403 pat=200 pat2=403 admB=404 docB=404".into(),
-        ),
-        ("/fhir/r4/Observation", "device=Device/{d1}".into(), FHIR_D1.into()),
-        (
-            "/fhir/r4/Procedure",
-            "patient=Patient/{p1}".into(),
-            "anon=401 adm=403 doc=200 doc2=403 tec=200 tec2=403 pat=200 pat2=403 admB=404 docB=404".into(),
-        ),
-        (
-            "/fhir/r4/Device",
-            "patient=Patient/{p1}".into(),
-            "anon=401 adm=403 doc=200 doc2=403 tec=200 tec2=403 pat=200 pat2=403 admB=404 docB=404".into(),
-        ),
     ];
+    // FHIR searches (references as `Type/id`): each by p1 or by d1, so each p1's clinical data.
+    for (list, filter) in [
+        ("/fhir/r4/DetectedIssue", "patient=Patient/{p1}"),
+        ("/fhir/r4/DetectedIssue", "author=Device/{d1}"),
+        ("/fhir/r4/Observation", "patient=Patient/{p1}"),
+        ("/fhir/r4/Observation", "device=Device/{d1}"),
+        ("/fhir/r4/Procedure", "patient=Patient/{p1}"),
+        ("/fhir/r4/Device", "patient=Patient/{p1}"),
+    ] {
+        rows.push((list, filter.into(), CLINICAL_ON_D1.into()));
+    }
     let mut unfiltered_cache = std::collections::HashMap::new();
     for (list, filter, expect) in &rows {
         let path = format!("{list}?{filter}");
@@ -181,5 +157,10 @@ async fn every_list_filter_is_decided_by_the_policy_and_never_widens_the_list() 
     w.app.stop().await;
 }
 
-/// A machine's clinical data over FHIR: its care team, and the patient on it (their own treatment).
-const FHIR_D1: &str = "anon=401 adm=403 doc=200 doc2=403 tec=200 tec2=403 pat=200 pat2=403 admB=404 docB=404";
+/// The clinical data of d1 or of p1, the patient on it: its care team, and the patient
+/// (their own treatment).
+const CLINICAL_ON_D1: &str = "anon=401 adm=403 doc=200 doc2=403 tec=200 tec2=403 pat=200 pat2=403 admB=404 docB=404";
+
+/// What concerns d1 but no patient's clinical data: everyone of its hospital, except a
+/// patient of another machine.
+const SEES_D1: &str = "anon=401 adm=200 doc=200 doc2=200 tec=200 tec2=200 pat=200 pat2=403 admB=404 docB=404";

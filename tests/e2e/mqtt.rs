@@ -32,8 +32,8 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::support::{
-    self, assert_cut, body, exec, grant, hospital_of, now, options, reading, reading_for, EventClient, Outcome,
-    RawClient, TestApp, World, CUT, GRANTED, PASSWORD, QUIET, REFUSED, SECRET, WAIT,
+    self, assert_cut, assert_cut_by, body, end_assignments_in_sql, exec, grant, hospital_of, now, options, reading,
+    reading_for, EventClient, Outcome, RawClient, TestApp, World, CUT, GRANTED, PASSWORD, QUIET, REFUSED, SECRET, WAIT,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -353,6 +353,14 @@ async fn no_subscriber_ever_receives_another_devices_messages() {
 // 2. Credentials and client ids.
 // ---------------------------------------------------------------------------------------
 
+/// A login session (refresh-token family): one of `user`'s if `own`, else somebody else's.
+async fn login_session(w: &World, user: &str, own: bool) -> String {
+    let op = if own { "=" } else { "<>" };
+    let sql = format!("SELECT family_id::text FROM refresh_tokens WHERE user_id {op} $1::uuid LIMIT 1");
+    let mut c = w.app.db.sql().await;
+    sqlx::query_scalar(&sql).bind(user).fetch_one(&mut c).await.unwrap()
+}
+
 #[tokio::test]
 async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_with_their_connack_code() {
     let w = World::new(TestApp::spawn().await).await;
@@ -393,14 +401,7 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
     assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, &expired))).await), Some(BadUserNamePassword));
     // The same claims, not expired, naming doc's login session: the control that only the
     // expiry made the difference.
-    let session: String = {
-        let mut c = w.app.db.sql().await;
-        sqlx::query_scalar("SELECT family_id::text FROM refresh_tokens WHERE user_id = $1::uuid LIMIT 1")
-            .bind(doc)
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-    };
+    let session = login_session(&w, doc, true).await;
     let signed = |sid: &str| {
         keys.sign_raw(
             &Default::default(),
@@ -418,14 +419,7 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
     // Correctly signed, but naming a login session that does not exist, or another person's.
     let made_up = signed(&uuid::Uuid::new_v4().to_string());
     assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, &made_up))).await), Some(NotAuthorized));
-    let theirs: String = {
-        let mut c = w.app.db.sql().await;
-        sqlx::query_scalar("SELECT family_id::text FROM refresh_tokens WHERE user_id <> $1::uuid LIMIT 1")
-            .bind(doc)
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
-    };
+    let theirs = login_session(&w, doc, false).await;
     assert_eq!(refused(RawClient::connect(addr, doc, Some((doc, &signed(&theirs)))).await), Some(NotAuthorized));
     // rumqttc sees the same code.
     match EventClient::connect(options(addr, d1, d1, "wrong-secret"), false).await {
@@ -504,10 +498,19 @@ async fn bad_credentials_retired_identities_and_foreign_client_ids_are_refused_w
 // 3. Revocation within a second.
 // ---------------------------------------------------------------------------------------
 
+/// `who` connected (a person's client id gets `suffix`) and asking for d1's telemetry: the
+/// client, and the broker's answer.
+async fn d1_telemetry(w: &World, who: &str, suffix: &str) -> (EventClient, SubscribeReasonCode) {
+    let mut c = w.connect(who, suffix).await;
+    let codes = c.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await;
+    assert_eq!(codes.len(), 1, "{who}: one SUBACK code");
+    (c, codes[0])
+}
+
 /// `who` connected and subscribed to d1's telemetry.
 pub(crate) async fn reader(w: &World, who: &str) -> EventClient {
-    let mut c = w.connect(who, "").await;
-    assert_eq!(c.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![GRANTED], "{who}");
+    let (c, code) = d1_telemetry(w, who, "").await;
+    assert_eq!(code, GRANTED, "{who}");
     c
 }
 
@@ -516,31 +519,20 @@ async fn revocation_an_ended_assignment_disconnects_within_a_second() {
     let w = World::new(TestApp::spawn().await).await;
     let mut doc = reader(&w, "doc").await;
     let mut tec = reader(&w, "tec").await;
-    let r = w
-        .as_user("adm")
-        .delete("/api/users/assign-device", Some(json!({"userId": w.id("doc"), "deviceId": w.id("d1")})))
-        .await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 204, "{}", r.text);
-    assert_cut(&mut doc, returned, "assignment ended").await;
+    let unassign = Some(json!({"userId": w.id("doc"), "deviceId": w.id("d1")}));
+    let adm = w.as_user("adm");
+    assert_cut_by(&mut doc, adm.delete("/api/users/assign-device", unassign), 204, "assignment ended").await;
     // The technician still assigned is untouched.
     tec.quiet(QUIET, "the technician still assigned", |_| false).await;
     assert_eq!(tec.subscribe(&[(&w.topic("d1", "alerts"), QoS::AtLeastOnce)]).await, vec![GRANTED]);
     // The doctor may reconnect, but no longer read d1.
-    let mut doc = w.connect("doc", "").await;
-    assert_eq!(doc.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    let (_doc, code) = d1_telemetry(&w, "doc", "").await;
+    assert_eq!(code, REFUSED);
 
     // The same through SQL (another instance, a script): the trigger is in the database.
     let mut c = w.app.db.sql().await;
     let started = Instant::now();
-    exec(
-        &mut c,
-        &format!(
-            "UPDATE device_assignments SET ended_at = now() WHERE user_id = '{}' AND ended_at IS NULL",
-            w.id("tec")
-        ),
-    )
-    .await;
+    end_assignments_in_sql(&mut c, w.id("tec")).await;
     assert_cut(&mut tec, started, "assignment ended in SQL").await;
     w.app.stop().await;
 }
@@ -548,14 +540,12 @@ async fn revocation_an_ended_assignment_disconnects_within_a_second() {
 #[tokio::test]
 async fn revocation_a_revoked_temporary_grant_disconnects_within_a_second() {
     let w = World::new(TestApp::spawn().await).await;
-    let mut before = w.connect("tec2", "-before").await;
-    assert_eq!(before.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    let (mut before, code) = d1_telemetry(&w, "tec2", "-before").await;
+    assert_eq!(code, REFUSED);
     let id = grant(&w).await;
     let mut tec2 = reader(&w, "tec2").await;
-    let r = w.as_user("tec").delete(&format!("/api/devices/temporary-access/{id}"), None).await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 204, "{}", r.text);
-    assert_cut(&mut tec2, returned, "grant revoked").await;
+    let revoke = format!("/api/devices/temporary-access/{id}");
+    assert_cut_by(&mut tec2, w.as_user("tec").delete(&revoke, None), 204, "grant revoked").await;
     // A connection that rests on no grant stays.
     before.quiet(QUIET, "tec2's connection without the grant", |_| false).await;
     w.app.stop().await;
@@ -583,9 +573,7 @@ async fn revocation_an_expiring_temporary_grant_disconnects_within_a_second_of_i
     println!("grant expiry: disconnected {} ms after expires_at", (wall - expires).num_milliseconds());
     let lag = lag.unwrap_or_else(|_| panic!("disconnected {} before the grant expired", expires - wall));
     assert!(lag < CUT, "disconnected only {lag:?} after the grant expired");
-    // Reconnecting does not bring the access back.
-    let mut again = w.connect("tec2", "").await;
-    assert_eq!(again.subscribe(&[(&w.topic("d1", "telemetry"), QoS::AtLeastOnce)]).await, vec![REFUSED]);
+    assert_eq!(d1_telemetry(&w, "tec2", "").await.1, REFUSED, "reconnecting does not bring the access back");
     w.app.stop().await;
 }
 
@@ -593,10 +581,8 @@ async fn revocation_an_expiring_temporary_grant_disconnects_within_a_second_of_i
 async fn revocation_a_deactivated_user_is_disconnected_within_a_second() {
     let w = World::new(TestApp::spawn().await).await;
     let mut doc = w.connect("doc", "").await;
-    let r = w.as_user("adm").post(&format!("/api/users/{}/deactivate", w.id("doc")), json!({})).await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_cut(&mut doc, returned, "user deactivated").await;
+    let deactivate = format!("/api/users/{}/deactivate", w.id("doc"));
+    assert_cut_by(&mut doc, w.as_user("adm").post(&deactivate, json!({})), 200, "user deactivated").await;
     let code = RawClient::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
     assert_eq!(code, Some(ConnectReturnCode::NotAuthorized));
     w.app.stop().await;
@@ -614,10 +600,8 @@ async fn revocation_logout_disconnects_that_login_session_within_a_second() {
         EventClient::connect(options(w.mqtt(), &format!("{}-tablet", w.id("doc")), w.id("doc"), other_token), false)
             .await
             .expect("the second session connects");
-    let r = w.app.client.post("/api/auth/logout", json!({"refreshToken": w.refresh["doc"]})).await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 204, "{}", r.text);
-    assert_cut(&mut doc, returned, "logout").await;
+    let logout = w.app.client.post("/api/auth/logout", json!({"refreshToken": w.refresh["doc"]}));
+    assert_cut_by(&mut doc, logout, 204, "logout").await;
     other.quiet(QUIET, "the other login session", |_| false).await;
     let code = RawClient::connect(w.mqtt(), w.id("doc"), Some((w.id("doc"), &w.access["doc"]))).await.err();
     assert_eq!(code, Some(ConnectReturnCode::NotAuthorized), "the logged-out token no longer connects");
@@ -632,10 +616,8 @@ async fn revocation_a_retired_device_is_disconnected_within_a_second() {
     let mut doc = w.connect("doc", "").await;
     assert_eq!(doc.subscribe(&[(&status, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     assert_eq!(body(&doc.message(&status, WAIT).await)["state"], "online");
-    let r = w.as_user("adm").put(&format!("/api/devices/{}/status", w.id("d1")), json!({"status": "inactive"})).await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_cut(&mut d1, returned, "device retired").await;
+    let retire = format!("/api/devices/{}/status", w.id("d1"));
+    assert_cut_by(&mut d1, w.as_user("adm").put(&retire, json!({"status": "inactive"})), 200, "device retired").await;
     // The connection's own "online" may arrive live after the retained one: skip it.
     let mut offline = body(&doc.message(&status, WAIT).await);
     if offline["state"] == "online" {
@@ -660,12 +642,10 @@ async fn revocation_a_retired_device_is_disconnected_within_a_second() {
 #[tokio::test]
 async fn revocation_a_rotated_device_secret_disconnects_within_a_second() {
     let w = World::new(TestApp::spawn().await).await;
-    let mut d1 = w.connect("d1", "").await;
-    let r = w.as_user("adm").post(&format!("/api/devices/{}/rotate-secret", w.id("d1")), json!({})).await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_cut(&mut d1, returned, "secret rotated").await;
     let (addr, id) = (w.mqtt(), w.id("d1"));
+    let mut d1 = w.connect("d1", "").await;
+    let rotate = format!("/api/devices/{id}/rotate-secret");
+    let (r, _) = assert_cut_by(&mut d1, w.as_user("adm").post(&rotate, json!({})), 200, "secret rotated").await;
     assert_eq!(
         RawClient::connect(addr, id, Some((id, SECRET))).await.err(),
         Some(ConnectReturnCode::BadUserNamePassword)

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    assert_cut, exec, Client, EventClient, PatientLinks, Reply, TestApp, World, GRANTED, PASSWORD, REFUSED, WAIT,
+    assert_cut, assert_cut_by, exec, Client, EventClient, PatientLinks, Reply, TestApp, World, GRANTED, PASSWORD,
+    REFUSED, WAIT,
 };
 
 /// p3: hospital A, assigned doctor `doc2`, no device, a diagnosis. p4: hospital A, treated
@@ -117,14 +118,8 @@ async fn each_role_lists_exactly_the_patients_it_may_see() {
     assert_eq!(keys(&w, &list("tec2").await), set(&["p1"]));
 
     // Every listed patient is audited.
-    let mut c = w.app.db.sql().await;
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM access_audit_log WHERE resource = 'patients.list' AND actor_id = $1::uuid",
-    )
-    .bind(w.id("doc"))
-    .fetch_one(&mut c)
-    .await
-    .unwrap();
+    let listings = "SELECT count(*) FROM access_audit_log WHERE resource = 'patients.list' AND actor_id = $1::uuid";
+    let audited: i64 = w.scalar(listings, &["doc"]).await;
     assert_eq!(audited, 4, "two listings of two patients");
     w.app.stop().await;
 }
@@ -379,15 +374,8 @@ async fn medical_information_fields_follow_each_roles_rights() {
     assert_eq!(r.status, 400, "{}", r.text);
 
     // Changes are audited.
-    let mut c = w.app.db.sql().await;
-    let updates: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM access_audit_log WHERE patient_id = $1::uuid AND action = 'update' AND actor_id = $2::uuid",
-    )
-    .bind(w.id("p1"))
-    .bind(w.id("tec"))
-    .fetch_one(&mut c)
-    .await
-    .unwrap();
+    let by_tec = "SELECT count(*) FROM access_audit_log WHERE patient_id = $1::uuid AND action = 'update' AND actor_id = $2::uuid";
+    let updates: i64 = w.scalar(by_tec, &["p1", "tec"]).await;
     assert_eq!(updates, 1);
     w.app.stop().await;
 }
@@ -533,10 +521,7 @@ async fn a_linked_account_sees_its_record_and_the_account_linked_before_loses_it
     assert_eq!(w.as_user("pat").get(&format!("/api/patients/{}", w.id("p3"))).await.status, 200);
 
     // Unlinking: the newcomer loses p1 (MQTT within a second), the record keeps its data.
-    let r = w.as_user("doc").delete(&account, None).await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 204, "{}", r.text);
-    assert_cut(&mut newcomer_mqtt, returned, "an unlinked account").await;
+    assert_cut_by(&mut newcomer_mqtt, w.as_user("doc").delete(&account, None), 204, "an unlinked account").await;
     assert_eq!(new_client.get(&format!("/api/patients/{p1}")).await.status, 403);
     assert_eq!(new_client.get("/api/users/profile").await.body["patientId"], Value::Null);
     assert_eq!(w.as_user("doc").delete(&account, None).await.status, 204, "unlinking twice changes nothing");

@@ -19,8 +19,8 @@ use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    self, alerts_published, assert_cut, body, eventually, exec, grant, now, options, reading, reading_for, Client,
-    EventClient, TestApp, TestDb, World, CUT, GRANTED, PASSWORD, QUIET, REFUSED, WAIT,
+    self, alerts_published, assert_cut, assert_cut_by, body, eventually, exec, grant, now, options, reading,
+    reading_for, Client, EventClient, TestApp, TestDb, World, CUT, GRANTED, PASSWORD, QUIET, REFUSED, WAIT,
 };
 
 /// `who`'s persistent session under client id suffix `-app`, with `token`.
@@ -482,10 +482,7 @@ async fn re_pointing_a_patient_is_a_staff_action_decided_by_the_policy() {
     // The admin moves the patient: audited field by field, and live access follows.
     let mut pat = w.connect("pat", "").await;
     assert_eq!(pat.subscribe(&[(&w.topic("d1", "status"), QoS::AtLeastOnce)]).await, vec![GRANTED]);
-    let r = w.as_user("adm").put(&path, to_d2).await;
-    let returned = Instant::now();
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_cut(&mut pat, returned, "patient moved off d1").await;
+    assert_cut_by(&mut pat, w.as_user("adm").put(&path, to_d2), 200, "patient moved off d1").await;
     let mut sql = w.app.db.sql().await;
     let fields: Vec<String> =
         sqlx::query_scalar("SELECT field FROM medical_updates WHERE patient_id = $1::uuid ORDER BY updated_at")
@@ -503,14 +500,8 @@ async fn alert_threshold_changes_are_audited_with_the_old_and_new_rule() {
     let rule = json!({"metric": "heart_rate", "low": 40, "high": 150, "priority": "high", "enabled": false});
     let r = w.as_user("doc").put(&format!("/api/patients/{}/alert-thresholds", w.id("p1")), rule).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let mut sql = w.app.db.sql().await;
-    let detail: Value = sqlx::query_scalar(
-        "SELECT detail FROM access_audit_log WHERE resource = 'alert_threshold' AND patient_id = $1::uuid",
-    )
-    .bind(w.id("p1"))
-    .fetch_one(&mut sql)
-    .await
-    .unwrap();
+    let audit = "SELECT detail FROM access_audit_log WHERE resource = 'alert_threshold' AND patient_id = $1::uuid";
+    let detail: Value = w.scalar(audit, &["p1"]).await;
     assert_eq!(detail["after"]["enabled"], false, "{detail}");
     assert_eq!(detail["before"], Value::Null, "{detail}");
     w.app.stop().await;

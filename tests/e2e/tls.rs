@@ -2,7 +2,7 @@
 //! TLS (mosquitto clients verify the certificate), plain-text clients get nothing, and a bad
 //! TLS setting stops startup with a clear message.
 
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use nephrocare::App;
@@ -11,6 +11,21 @@ use crate::support::{binary, test_config, TestDb};
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `mosquitto_pub` of `payload` on `topic` as the device `did`: over TLS (verifying the test
+/// certificate, at QoS 1) or in plain text.
+async fn mosquitto_pub(port: &str, did: &str, topic: &str, payload: &str, tls: bool) -> Output {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", port, "-i", did, "-u", did, "-P", "tls-device-secret"]);
+    if tls {
+        cmd.args(["--cafile", &fixture("cert.pem"), "-q", "1"]);
+    }
+    cmd.args(["-t", topic, "-m", payload]);
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("mosquitto_pub runs (mosquitto-clients is installed by scripts/provision-db.sh)")
 }
 
 #[tokio::test]
@@ -28,60 +43,14 @@ async fn mqtt_over_tls_carries_readings_and_plain_text_is_refused() {
     let now = chrono::Utc::now().to_rfc3339();
     let payload = format!(r#"{{"v":1,"seq":1,"ts":"{now}","systemStatus":"normal","heartRate":70}}"#);
     let did = d.to_string();
-    let out = tokio::task::spawn_blocking({
-        let (port, topic, payload, did) = (port.clone(), topic.clone(), payload.clone(), did.clone());
-        move || {
-            Command::new("mosquitto_pub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "--cafile",
-                    &fixture("cert.pem"),
-                    "-i",
-                    &did,
-                    "-u",
-                    &did,
-                    "-P",
-                    "tls-device-secret",
-                ])
-                .args(["-t", &topic, "-q", "1", "-m", &payload])
-                .output()
-                .expect("mosquitto_pub runs (mosquitto-clients is installed by scripts/provision-db.sh)")
-        }
-    })
-    .await
-    .unwrap();
+    let out = mosquitto_pub(&port, &did, &topic, &payload, true).await;
     assert!(out.status.success(), "publish over TLS: {}", String::from_utf8_lossy(&out.stderr));
     let mut c = db.sql().await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM health_metrics").fetch_one(&mut c).await.unwrap();
     assert_eq!(stored, 1, "the PUBACK came after the commit");
 
     // Without TLS the same listener does not speak MQTT.
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-i",
-                &did,
-                "-u",
-                &did,
-                "-P",
-                "tls-device-secret",
-                "-t",
-                &topic,
-                "-m",
-                &payload,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = mosquitto_pub(&port, &did, &topic, &payload, false).await;
     assert!(!out.status.success(), "plain text must fail against the TLS listener");
     tokio::time::timeout(Duration::from_secs(20), app.stop()).await.expect("stops").unwrap();
 }

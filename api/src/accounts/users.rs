@@ -113,6 +113,14 @@ pub(crate) async fn visible_user(
     Ok(user)
 }
 
+/// An account of the caller's hospital, if the caller manages its staff (admins; 404 for
+/// an account of another hospital).
+async fn managed_user(state: &ApiState, auth: &BearerAuth, id: UserId) -> std::result::Result<users::Model, ApiError> {
+    let subject = auth.subject();
+    state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
+    visible_user(state, &subject, id).await
+}
+
 /// Creates an assignment of `user` to `device` after the caller's `Manage` right was checked.
 pub(crate) async fn assign(
     state: &ApiState,
@@ -122,11 +130,7 @@ pub(crate) async fn assign(
     only: Option<Role>,
 ) -> std::result::Result<AssignmentOut, ApiError> {
     let subject = caller.subject();
-    let device = state
-        .policy
-        .device(&subject, device_id, nc_access::DeviceAction::Manage)
-        .await
-        .map_err(|e| ApiError::policy(e, "device"))?;
+    let device = state.allowed_device(&subject, device_id, nc_access::DeviceAction::Manage).await?;
     let user = visible_user(state, &subject, user_id).await?;
     Ok(assignments::assign(&state.db, &device, &user, caller.0.id, only).await?.into())
 }
@@ -244,9 +248,7 @@ impl UsersApi {
         auth: BearerAuth,
         #[oai(name = "userId")] user_id: Path<UserId>,
     ) -> ApiResult<Json<UserOut>> {
-        let subject = auth.subject();
-        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
-        let user = visible_user(&state, &subject, user_id.0).await?;
+        let user = managed_user(&state, &auth, user_id.0).await?;
         Ok(Json(accounts::deactivate(&state.db, auth.0.id, user).await?.into()))
     }
 
@@ -258,10 +260,7 @@ impl UsersApi {
         auth: BearerAuth,
         #[oai(name = "userId")] user_id: Path<UserId>,
     ) -> ApiResult<Json<UserOut>> {
-        let subject = auth.subject();
-        state.policy.hospital(&subject, auth.0.hospital, HospitalAction::ManageStaff)?;
-        let user = visible_user(&state, &subject, user_id.0).await?;
-        Ok(Json(accounts::activate(&state.db, user).await?.into()))
+        Ok(Json(accounts::activate(&state.db, managed_user(&state, &auth, user_id.0).await?).await?.into()))
     }
 
     /// Issue a single-use enrollment code with which a doctor or technician registers
@@ -304,11 +303,7 @@ impl UsersApi {
         body: Json<AssignDeviceRequest>,
     ) -> ApiResult<NoContent> {
         let subject: Subject = auth.subject();
-        state
-            .policy
-            .device(&subject, body.device_id, nc_access::DeviceAction::Manage)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        state.allowed_device(&subject, body.device_id, nc_access::DeviceAction::Manage).await?;
         assignments::unassign(&state.db, body.device_id, body.user_id, auth.0.id).await?;
         Ok(NoContent::Done)
     }

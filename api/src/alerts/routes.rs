@@ -297,10 +297,10 @@ impl AlertsApi {
             return Err(ApiError::field("from", "the range is at most 366 days").into());
         }
         if let Some(d) = device_id.0 {
-            state.policy.device(&subject, d, DeviceAction::View).await.map_err(|e| ApiError::policy(e, "device"))?;
+            state.allowed_device(&subject, d, DeviceAction::View).await?;
         }
         if let Some(p) = patient_id.0 {
-            state.policy.patient(&subject, p, PatientAction::Read).await.map_err(|e| ApiError::policy(e, "patient"))?;
+            state.allowed_patient(&subject, p, PatientAction::Read).await?;
         }
         let filter = nc_alarms::burden::BurdenFilter {
             hospital: auth.0.hospital,

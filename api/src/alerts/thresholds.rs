@@ -9,7 +9,7 @@ use nc_entities::alert_thresholds;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::error::{ApiError, ApiResult};
 use crate::security::BearerAuth;
@@ -87,6 +87,16 @@ const METRICS: &[&str] = &[
 pub struct ThresholdsApi;
 
 impl ThresholdsApi {
+    /// The limits `which` selects, by metric.
+    async fn listed(state: &ApiState, which: Condition) -> ApiResult<Json<Vec<ThresholdOut>>> {
+        let rows = alert_thresholds::Entity::find()
+            .filter(which)
+            .order_by_asc(alert_thresholds::Column::Metric)
+            .all(&state.db)
+            .await?;
+        Ok(Json(rows.into_iter().map(Into::into).collect()))
+    }
+
     async fn set_threshold(
         state: &ApiState,
         auth: &BearerAuth,
@@ -186,13 +196,10 @@ impl ThresholdsApi {
         auth: BearerAuth,
     ) -> ApiResult<Json<Vec<ThresholdOut>>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ListDevices)?;
-        let rows = alert_thresholds::Entity::find()
-            .filter(alert_thresholds::Column::HospitalId.eq(auth.0.hospital))
-            .filter(alert_thresholds::Column::PatientId.is_null())
-            .order_by_asc(alert_thresholds::Column::Metric)
-            .all(&state.db)
-            .await?;
-        Ok(Json(rows.into_iter().map(Into::into).collect()))
+        let defaults = Condition::all()
+            .add(alert_thresholds::Column::HospitalId.eq(auth.0.hospital))
+            .add(alert_thresholds::Column::PatientId.is_null());
+        Self::listed(&state, defaults).await
     }
 
     /// Set a hospital default alert limit (admins).
@@ -215,17 +222,8 @@ impl ThresholdsApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
     ) -> ApiResult<Json<Vec<ThresholdOut>>> {
-        state
-            .policy
-            .patient(&auth.subject(), patient_id.0, PatientAction::Read)
-            .await
-            .map_err(|e| ApiError::policy(e, "patient"))?;
-        let rows = alert_thresholds::Entity::find()
-            .filter(alert_thresholds::Column::PatientId.eq(patient_id.0))
-            .order_by_asc(alert_thresholds::Column::Metric)
-            .all(&state.db)
-            .await?;
-        Ok(Json(rows.into_iter().map(Into::into).collect()))
+        state.allowed_patient(&auth.subject(), patient_id.0, PatientAction::Read).await?;
+        Self::listed(&state, Condition::all().add(alert_thresholds::Column::PatientId.eq(patient_id.0))).await
     }
 
     /// Set a patient's own alert limit (their doctors).
@@ -237,11 +235,7 @@ impl ThresholdsApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<ThresholdIn>,
     ) -> ApiResult<Json<ThresholdOut>> {
-        state
-            .policy
-            .patient(&auth.subject(), patient_id.0, PatientAction::SetAlertLimits)
-            .await
-            .map_err(|e| ApiError::policy(e, "patient"))?;
+        state.allowed_patient(&auth.subject(), patient_id.0, PatientAction::SetAlertLimits).await?;
         Ok(Json(Self::set_threshold(&state, &auth, Some(patient_id.0), body.0).await?))
     }
 }

@@ -53,6 +53,19 @@ pub struct UpdateBookingIn {
     pub cancel_reason: Option<String>,
 }
 
+impl From<UpdateBookingIn> for nc_bookings::Change {
+    fn from(b: UpdateBookingIn) -> Self {
+        Self {
+            start: b.scheduled_date,
+            duration_minutes: b.duration,
+            device: b.device_id,
+            notes: b.notes,
+            status: b.status,
+            cancel_reason: b.cancel_reason,
+        }
+    }
+}
+
 /// A booked session.
 #[derive(Object, Debug)]
 #[oai(rename_all = "camelCase")]

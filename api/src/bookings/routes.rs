@@ -322,16 +322,7 @@ impl BookingsApi {
         #[oai(name = "bookingId")] booking_id: Path<BookingId>,
         body: Json<UpdateBookingIn>,
     ) -> ApiResult<Json<BookingOut>> {
-        let b = body.0;
-        let change = nc_bookings::Change {
-            start: b.scheduled_date,
-            duration_minutes: b.duration,
-            device: b.device_id,
-            notes: b.notes,
-            status: b.status,
-            cancel_reason: b.cancel_reason,
-        };
-        Ok(Json(state.bookings.update(&auth.0, booking_id.0, change).await?.into()))
+        Ok(Json(state.bookings.update(&auth.0, booking_id.0, body.0.into()).await?.into()))
     }
 
     /// Cancels a booking (nothing is deleted; cancelling again changes nothing).

@@ -12,17 +12,14 @@
 //! with `GET /api/chat/rooms/{roomId}/messages?after=<last id>`: events that happen after
 //! the upgrade reach the stream, and everything stored before is in that page.
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
 use nc_domain::{Interface, MessageId, RoomId};
 use poem::http::StatusCode;
-use poem::web::websocket::{CloseCode, Message, WebSocket};
+use poem::web::websocket::{Message, WebSocket};
 use poem::web::{Data, Path, Query};
 use poem::{handler, IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::http::streams::{refuse, too_many_streams, viewer, LiveQuery};
+use crate::http::streams::{opening, refuse, too_many_streams, unavailable, Live, LiveQuery, Wake};
 use crate::state::ApiState;
 
 /// Largest client frame.
@@ -55,12 +52,9 @@ pub async fn chat(
     state: Data<&ApiState>,
     ws: WebSocket,
 ) -> Response {
-    let Ok(room) = room.parse::<RoomId>() else {
-        return refuse(StatusCode::BAD_REQUEST, "bad_request", "roomId is not a valid id");
-    };
-    let (user, expires) = match viewer(&state.authn, query).await {
-        Ok(v) => v,
-        Err(r) => return r,
+    let (room, user, expires) = match opening::<RoomId>(&room, "roomId", &state.authn, query).await {
+        Ok(opened) => opened,
+        Err(refused) => return refused,
     };
     // Re-checked when access changes (an access event, or its grant's end), not per tick.
     let mut watch = nc_broker::registry::Watch::new(state.mqtt.clone());
@@ -69,12 +63,12 @@ pub async fn chat(
         Ok((_, until)) => watch.decided(epoch, until),
         Err(nc_chat::ChatError::NotFound(_)) => return refuse(StatusCode::NOT_FOUND, "not_found", "room not found"),
         Err(nc_chat::ChatError::Forbidden(m)) => return refuse(StatusCode::FORBIDDEN, "forbidden", &m),
-        Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
+        Err(_) => return unavailable(),
     }
     let Some(slot) = state.streams.take(user.id) else { return too_many_streams() };
     // Reading the conversation live is a read of it: audited once per stream.
     if state.chat.messages(&user, room, nc_chat::PageFrom::Newest, 1, Interface::Websocket).await.is_err() {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later");
+        return unavailable();
     }
     let state = state.0.clone();
     // Subscribed before the upgrade: nothing that happens after the 101 is missed.
@@ -86,51 +80,33 @@ pub async fn chat(
         .max_frame_size(Some(MAX_FRAME));
     ws.config(config).on_upgrade(move |socket| async move {
         let (_slot, _watching) = (slot, watching);
-        let (mut tx, mut rx) = socket.split();
-        let mut recheck = tokio::time::interval(Duration::from_secs(1));
-        let expiry = tokio::time::sleep((expires - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO));
-        tokio::pin!(expiry);
+        let mut live = Live::new(socket, expires, watch);
         loop {
-            let outgoing: Vec<serde_json::Value> = tokio::select! {
-                event = events.recv() => match event {
-                    Ok(e) => vec![e.to_json()],
-                    Err(RecvError::Lagged(n)) => vec![serde_json::json!({"type": "lagged", "missed": n,
-                        "message": "catch up with GET /api/chat/rooms/{roomId}/messages?after=<last id>"})],
-                    Err(RecvError::Closed) => break,
-                },
-                _ = &mut expiry => {
-                    let _ = tx.send(Message::Close(Some((CloseCode::from(4401), "access token expired".into())))).await;
-                    break;
-                }
-                _ = recheck.tick() => {
-                    if !watch.due() {
-                        continue;
-                    }
-                    let epoch = watch.begin();
-                    let live = match state.authn.recheck_user(&user).await {
+            let outgoing = match live.next(events.recv()).await {
+                Wake::Events(Ok(e)) => vec![e.to_json()],
+                Wake::Events(Err(RecvError::Lagged(n))) => vec![serde_json::json!({"type": "lagged", "missed": n,
+                    "message": "catch up with GET /api/chat/rooms/{roomId}/messages?after=<last id>"})],
+                Wake::Events(Err(RecvError::Closed)) | Wake::Gone => break,
+                Wake::Recheck(epoch) => {
+                    let member = match state.authn.recheck_user(&user).await {
                         Ok(()) => state.chat.membership(&user, room).await.ok(),
                         Err(_) => None,
                     };
-                    if let Some((_, until)) = live {
-                        watch.decided(epoch, until);
-                    } else {
-                        let _ = tx.send(Message::Close(Some((CloseCode::from(4403), "access revoked".into())))).await;
+                    let Some((_, until)) = member else {
+                        live.revoke().await;
                         break;
-                    }
+                    };
+                    live.decided(epoch, until);
                     Vec::new()
                 }
-                incoming = rx.next() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(Message::Text(text))) => vec![answer(&state, &user, room, &text).await],
-                    Some(Ok(Message::Binary(_))) => vec![serde_json::json!({"type": "error", "code": "bad_frame",
-                        "message": "frames are JSON text"})],
-                    Some(Ok(_)) => Vec::new(),
-                },
-            };
-            for msg in outgoing {
-                if tx.send(Message::Text(msg.to_string())).await.is_err() {
-                    return;
+                Wake::Frame(Message::Text(text)) => vec![answer(&state, &user, room, &text).await],
+                Wake::Frame(Message::Binary(_)) => {
+                    vec![serde_json::json!({"type": "error", "code": "bad_frame", "message": "frames are JSON text"})]
                 }
+                Wake::Frame(_) => Vec::new(),
+            };
+            if !live.send(outgoing).await {
+                return;
             }
         }
     })

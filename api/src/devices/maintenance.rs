@@ -14,7 +14,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::dto::{page, MaintenanceOut, MaintenancePage};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::security::BearerAuth;
 use crate::state::ApiState;
 use crate::Tag;
@@ -59,11 +59,7 @@ impl MaintenanceApi {
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
         body: Json<MaintenanceRequest>,
     ) -> ApiResult<MaintenanceRecorded> {
-        let device = state
-            .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::Maintain)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let device = state.allowed_device(&auth.subject(), device_id.0, DeviceAction::Maintain).await?;
         let b = body.0;
         let done =
             maintenance::Maintenance { performed_at: b.performed_at, next_due_at: b.next_due_at, notes: b.notes };
@@ -89,11 +85,7 @@ impl MaintenanceApi {
         #[oai(validator(maximum(value = "1000000000")))]
         offset: Query<Option<u64>>,
     ) -> ApiResult<Json<MaintenancePage>> {
-        let device = state
-            .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::ViewMaintenance)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let device = state.allowed_device(&auth.subject(), device_id.0, DeviceAction::ViewMaintenance).await?;
         let (limit, offset) = page(limit.0, offset.0)?;
         let (items, total) = maintenance::log(&state.db, device.id, limit, offset).await?;
         Ok(Json(MaintenancePage { items: items.into_iter().map(Into::into).collect(), total, limit, offset }))

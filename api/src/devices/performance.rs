@@ -150,11 +150,7 @@ impl PerformanceApi {
         #[oai(validator(custom = "crate::validate::Time"))]
         to: Query<Option<DateTime<Utc>>>,
     ) -> ApiResult<Json<DevicePerformanceOut>> {
-        let device = state
-            .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::ViewPerformance)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let device = state.allowed_device(&auth.subject(), device_id.0, DeviceAction::ViewPerformance).await?;
         let to = to.0.unwrap_or_else(Utc::now);
         let from = from.0.unwrap_or(to - Duration::days(7));
         if from >= to {

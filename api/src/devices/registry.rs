@@ -168,11 +168,7 @@ impl DevicesApi {
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
     ) -> ApiResult<Json<DeviceOut>> {
-        let device = state
-            .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::View)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let device = state.allowed_device(&auth.subject(), device_id.0, DeviceAction::View).await?;
         Ok(Json(device.into()))
     }
 
@@ -185,11 +181,7 @@ impl DevicesApi {
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
         body: Json<UpdateDeviceRequest>,
     ) -> ApiResult<Json<DeviceOut>> {
-        let device = state
-            .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::Manage)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let device = state.allowed_device(&auth.subject(), device_id.0, DeviceAction::Manage).await?;
         let b = body.0;
         let description = devices::Description { name: b.name, model: b.model, location: b.location, ward: b.ward };
         Ok(Json(devices::describe(&state.db, device, description).await?.into()))
@@ -225,11 +217,7 @@ impl DevicesApi {
         auth: BearerAuth,
         #[oai(name = "deviceId")] device_id: Path<DeviceId>,
     ) -> ApiResult<Json<DeviceCredentials>> {
-        let device = state
-            .policy
-            .device(&auth.subject(), device_id.0, DeviceAction::Manage)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let device = state.allowed_device(&auth.subject(), device_id.0, DeviceAction::Manage).await?;
         let (device, secret) = devices::rotate_secret(&state.db, device).await?;
         Ok(Json(DeviceCredentials { device: device.into(), secret }))
     }
@@ -330,11 +318,7 @@ impl DevicesApi {
         auth: BearerAuth,
         body: Json<TemporaryAccessRequest>,
     ) -> ApiResult<GrantCreated> {
-        let device = state
-            .policy
-            .device(&auth.subject(), body.device_id, DeviceAction::GrantAccess)
-            .await
-            .map_err(|e| ApiError::policy(e, "device"))?;
+        let device = state.allowed_device(&auth.subject(), body.device_id, DeviceAction::GrantAccess).await?;
         let b = body.0;
         let hand_over =
             assignments::HandOver { to: b.technician_id, by: auth.0.id, minutes: b.duration_minutes, reason: b.reason };

@@ -87,9 +87,7 @@ pub async fn search(req: Request) -> FhirResult<Response> {
     let rows = ctx.state.alarms.open_alarms(ctx.subject.hospital(), patient, device, count as i64 + 1, offset).await?;
     let more = rows.len() > count;
     let entries = rows.iter().take(count).filter(|a| visible(a, &w)).map(|a| (detected_issue(a), "match")).collect();
-    let self_url = search::url(&ctx.base, "DetectedIssue", &params.without(&[]));
-    let next = more.then(|| params.next_offset(&ctx.base, "DetectedIssue", count)).transpose()?;
-    Ok(ok(&search::bundle(&ctx.base, self_url, entries, next)))
+    Ok(ok(&params.offset_bundle(&ctx.base, "DetectedIssue", entries, count, more)?))
 }
 
 /// `GET /DetectedIssue/{id}`: an open alarm, decided by its patient (or, without one, by its

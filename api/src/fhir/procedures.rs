@@ -108,26 +108,18 @@ pub async fn search(req: Request) -> FhirResult<Response> {
     if let ReadScope::Windows(w) = ctx.state.policy.read_scope(&ctx.subject).await? {
         query = query.filter(sessions_in(&w));
     }
-    let rows = query
-        .order_by_desc(device_sessions::Column::StartedAt)
-        .order_by_desc(device_sessions::Column::Id)
-        .offset(offset)
-        .limit(count as u64 + 1)
-        .all(&ctx.state.db)
-        .await?;
-    let more = rows.len() > count;
+    let query = query.order_by_desc(device_sessions::Column::StartedAt).order_by_desc(device_sessions::Column::Id);
+    let (rows, more) = search::offset_page(&ctx.state.db, query, offset, count).await?;
     ctx.audit("fhir.Procedure.search", Some(patient), None).await?;
     let mut entries = Vec::new();
-    for s in rows.iter().take(count) {
+    for s in &rows {
         entries.push((procedure(s, patient), "match"));
         if include {
             let summaries = observations::session_summaries(&facts(&ctx.state.alarms, s, patient).await?);
             entries.extend(summaries.into_iter().map(|o| (o, "include")));
         }
     }
-    let self_url = search::url(&ctx.base, "Procedure", &params.without(&[]));
-    let next = more.then(|| params.next_offset(&ctx.base, "Procedure", count)).transpose()?;
-    Ok(ok(&search::bundle(&ctx.base, self_url, entries, next)))
+    Ok(ok(&params.offset_bundle(&ctx.base, "Procedure", entries, count, more)?))
 }
 
 /// Sessions of some patients, for the bulk export: `(session, patient)` in pages by id.

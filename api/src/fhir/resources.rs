@@ -121,20 +121,11 @@ pub async fn search_patients(req: Request) -> FhirResult<Response> {
         }
         query = query.filter(patients::Column::PatientNumber.eq(value));
     }
-    let rows = query
-        .order_by_asc(patients::Column::Name)
-        .order_by_asc(patients::Column::Id)
-        .offset(offset)
-        .limit(count as u64 + 1)
-        .all(&ctx.state.db)
-        .await?;
-    let more = rows.len() > count;
-    let rows: Vec<_> = rows.into_iter().take(count).collect();
+    let query = query.order_by_asc(patients::Column::Name).order_by_asc(patients::Column::Id);
+    let (rows, more) = search::offset_page(&ctx.state.db, query, offset, count).await?;
     ctx.audit_each("fhir.Patient.search", rows.iter().map(|p| (Some(p.id), p.assigned_device_id))).await?;
-    let self_url = search::url(&ctx.base, "Patient", &params.without(&[]));
-    let next = more.then(|| params.next_offset(&ctx.base, "Patient", count)).transpose()?;
     let entries = rows.iter().map(|p| (patient(p), "match")).collect();
-    Ok(ok(&search::bundle(&ctx.base, self_url, entries, next)))
+    Ok(ok(&params.offset_bundle(&ctx.base, "Patient", entries, count, more)?))
 }
 
 /// `GET /Device/{id}`: as `getDevice` (the hospital's staff; a patient their own machine).

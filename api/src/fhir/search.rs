@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use poem::Request;
+use sea_orm::{DatabaseConnection, EntityTrait, QuerySelect, Select};
 use serde_json::{json, Value};
 
 use super::outcome::FhirError;
@@ -87,6 +88,21 @@ impl Params {
         let mut q = self.without(&["_offset"]);
         q.push(("_offset".into(), (self.offset()? + count as u64).to_string()));
         Ok(url(base, path, &q))
+    }
+
+    /// The `searchset` Bundle of one page of an offset-paged search of `path` (see
+    /// [`bundle`]), with a `next` link when `more` follow the page, `count` long.
+    pub fn offset_bundle(
+        &self,
+        base: &str,
+        path: &str,
+        entries: Vec<(Value, &str)>,
+        count: usize,
+        more: bool,
+    ) -> Result<Value, FhirError> {
+        let self_url = url(base, path, &self.without(&[]));
+        let next = more.then(|| self.next_offset(base, path, count)).transpose()?;
+        Ok(bundle(base, self_url, entries, next))
     }
 
     /// The query string again, without `names` (to build `next` links).
@@ -197,6 +213,20 @@ fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// One page of an offset-paged search: at most `count` rows of `query` (ordered by the
+/// caller) from `offset`, and whether more follow.
+pub async fn offset_page<E: EntityTrait>(
+    db: &DatabaseConnection,
+    query: Select<E>,
+    offset: u64,
+    count: usize,
+) -> Result<(Vec<E::Model>, bool), FhirError> {
+    let mut rows = query.offset(offset).limit(count as u64 + 1).all(db).await?;
+    let more = rows.len() > count;
+    rows.truncate(count);
+    Ok((rows, more))
 }
 
 /// A `searchset` Bundle: `(resource, mode)` entries (`match` or `include`), the self link

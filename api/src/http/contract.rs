@@ -20,48 +20,36 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use poem::http::{header, Method, StatusCode};
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem::{Endpoint, IntoResponse, Request, Response};
 use serde_json::{json, Map, Value};
 
-/// `(operationId, status, link name, target operationId, parameter, runtime expression)`.
+use crate::http::Layered;
+
+/// `(operationId, status, target operationId, parameter, runtime expression)`.
 const LINKS: &[Link] = &[
-    ("createBooking", "201", "getBooking", "getBooking", "bookingId", "$response.body#/id"),
-    ("createBooking", "201", "updateBooking", "updateBooking", "bookingId", "$response.body#/id"),
-    ("createBooking", "201", "cancelBooking", "cancelBooking", "bookingId", "$response.body#/id"),
-    (
-        "createBookingSeries",
-        "201",
-        "cancelBookingSeries",
-        "cancelBookingSeries",
-        "seriesId",
-        "$response.body#/seriesId",
-    ),
-    (
-        "createMaintenanceWindow",
-        "201",
-        "cancelMaintenanceWindow",
-        "cancelMaintenanceWindow",
-        "windowId",
-        "$response.body#/id",
-    ),
-    ("openChatRoom", "201", "getChatRoom", "getChatRoom", "roomId", "$response.body#/id"),
-    ("openChatRoom", "201", "listChatMessages", "listChatMessages", "roomId", "$response.body#/id"),
-    ("openChatRoom", "201", "postChatMessage", "postChatMessage", "roomId", "$response.body#/id"),
-    ("openChatRoom", "200", "getChatRoom", "getChatRoom", "roomId", "$response.body#/id"),
-    ("openChatRoom", "200", "postChatMessage", "postChatMessage", "roomId", "$response.body#/id"),
-    ("postChatMessage", "201", "markChatMessageRead", "markChatMessageRead", "messageId", "$response.body#/id"),
-    ("createPatient", "201", "getPatient", "getPatient", "patientId", "$response.body#/id"),
-    ("createPatient", "201", "updatePatient", "updatePatient", "patientId", "$response.body#/id"),
-    ("createPatient", "201", "listMedicalUpdates", "listMedicalUpdates", "patientId", "$response.body#/id"),
-    ("registerDevice", "201", "getDevice", "getDevice", "deviceId", "$response.body#/device/id"),
-    ("registerDevice", "201", "rotateDeviceSecret", "rotateDeviceSecret", "deviceId", "$response.body#/device/id"),
-    ("grantTemporaryAccess", "201", "revokeTemporaryAccess", "revokeTemporaryAccess", "grantId", "$response.body#/id"),
-    ("createUser", "201", "deactivateUser", "deactivateUser", "userId", "$response.body#/id"),
+    ("createBooking", "201", "getBooking", "bookingId", "$response.body#/id"),
+    ("createBooking", "201", "updateBooking", "bookingId", "$response.body#/id"),
+    ("createBooking", "201", "cancelBooking", "bookingId", "$response.body#/id"),
+    ("createBookingSeries", "201", "cancelBookingSeries", "seriesId", "$response.body#/seriesId"),
+    ("createMaintenanceWindow", "201", "cancelMaintenanceWindow", "windowId", "$response.body#/id"),
+    ("openChatRoom", "201", "getChatRoom", "roomId", "$response.body#/id"),
+    ("openChatRoom", "201", "listChatMessages", "roomId", "$response.body#/id"),
+    ("openChatRoom", "201", "postChatMessage", "roomId", "$response.body#/id"),
+    ("openChatRoom", "200", "getChatRoom", "roomId", "$response.body#/id"),
+    ("openChatRoom", "200", "postChatMessage", "roomId", "$response.body#/id"),
+    ("postChatMessage", "201", "markChatMessageRead", "messageId", "$response.body#/id"),
+    ("createPatient", "201", "getPatient", "patientId", "$response.body#/id"),
+    ("createPatient", "201", "updatePatient", "patientId", "$response.body#/id"),
+    ("createPatient", "201", "listMedicalUpdates", "patientId", "$response.body#/id"),
+    ("registerDevice", "201", "getDevice", "deviceId", "$response.body#/device/id"),
+    ("registerDevice", "201", "rotateDeviceSecret", "deviceId", "$response.body#/device/id"),
+    ("grantTemporaryAccess", "201", "revokeTemporaryAccess", "grantId", "$response.body#/id"),
+    ("createUser", "201", "deactivateUser", "userId", "$response.body#/id"),
 ];
 
-/// A link from a response to an operation: `(operationId, status, link name, target
-/// operationId, parameter, runtime expression)`.
-type Link = (&'static str, &'static str, &'static str, &'static str, &'static str, &'static str);
+/// A link from a response to an operation: `(operationId, status, target operationId,
+/// parameter, runtime expression)`; the link is named after its target.
+type Link = (&'static str, &'static str, &'static str, &'static str, &'static str);
 
 /// The finished document.
 pub fn finish(spec: &str) -> String {
@@ -300,7 +288,7 @@ fn operation_index(doc: &Value) -> BTreeMap<String, (String, String)> {
 }
 
 fn add_links(doc: &mut Value, operations: &BTreeMap<String, (String, String)>, links: &[Link]) {
-    for (from, status, name, to, param, expression) in links {
+    for (from, status, to, param, expression) in links {
         let (Some((path, method)), true) = (operations.get(*from), operations.contains_key(*to)) else {
             panic!("link {from} -> {to}: unknown operation");
         };
@@ -309,7 +297,7 @@ fn add_links(doc: &mut Value, operations: &BTreeMap<String, (String, String)>, l
             panic!("link {from} -> {to}: no {status} response");
         };
         let links = response.entry("links").or_insert_with(|| Value::Object(Map::new()));
-        links[*name] = json!({"operationId": to, "parameters": {*param: expression}});
+        links[*to] = json!({"operationId": to, "parameters": {*param: expression}});
     }
 }
 
@@ -406,22 +394,12 @@ pub fn template_specificity(template: &[String], path: &str) -> Option<usize> {
 }
 
 /// Adds `Allow` to every 405 (RFC 9110 §15.5.6) and the operation's challenge to every 401.
+#[derive(Clone)]
 pub struct AllowHeader(pub Methods);
 
-impl<E: Endpoint> Middleware<E> for AllowHeader {
-    type Output = AllowHeaderEndpoint<E>;
+crate::http::layered_middleware!(AllowHeader);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        AllowHeaderEndpoint { inner: ep, methods: self.0.clone() }
-    }
-}
-
-pub struct AllowHeaderEndpoint<E> {
-    inner: E,
-    methods: Methods,
-}
-
-impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
+impl<E: Endpoint> Endpoint for Layered<AllowHeader, E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
@@ -433,11 +411,11 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
             Err(e) => e.into_response(),
         };
         if resp.status() == StatusCode::UNAUTHORIZED {
-            let challenge = self.methods.challenge(&method, &path);
+            let challenge = self.settings.0.challenge(&method, &path);
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, poem::http::HeaderValue::from_static(challenge));
         }
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !head {
-            if let Some(allow) = self.methods.allowed(&path).and_then(|a| a.parse().ok()) {
+            if let Some(allow) = self.settings.0.allowed(&path).and_then(|a| a.parse().ok()) {
                 resp.headers_mut().insert(header::ALLOW, allow);
             }
         }
@@ -448,22 +426,12 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
 /// Names path parameters in errors: poem-openapi reports a path parameter that does not
 /// parse as `param0`, `param1`, …; this gives the error the name the document declares
 /// ([`crate::error::PathParamError`]).
+#[derive(Clone)]
 pub struct PathParamNames(pub Methods);
 
-impl<E: Endpoint> Middleware<E> for PathParamNames {
-    type Output = PathParamNamesEndpoint<E>;
+crate::http::layered_middleware!(PathParamNames);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        PathParamNamesEndpoint { inner: ep, methods: self.0.clone() }
-    }
-}
-
-pub struct PathParamNamesEndpoint<E> {
-    inner: E,
-    methods: Methods,
-}
-
-impl<E: Endpoint> Endpoint for PathParamNamesEndpoint<E> {
+impl<E: Endpoint> Endpoint for Layered<PathParamNames, E> {
     type Output = E::Output;
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
@@ -471,7 +439,7 @@ impl<E: Endpoint> Endpoint for PathParamNamesEndpoint<E> {
         self.inner.call(req).await.map_err(|err| {
             let Some(p) = err.downcast_ref::<poem_openapi::error::ParsePathError>() else { return err };
             let index = p.name.strip_prefix("param").and_then(|n| n.parse().ok());
-            match index.and_then(|i| self.methods.path_param(&path, i)) {
+            match index.and_then(|i| self.settings.0.path_param(&path, i)) {
                 Some(name) => crate::error::PathParamError { name: name.to_owned(), reason: p.reason.clone() }.into(),
                 None => err,
             }

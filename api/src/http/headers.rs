@@ -12,28 +12,21 @@
 use base64::Engine;
 use poem::http::{header, HeaderValue};
 use poem::web::Html;
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem::{Endpoint, IntoResponse, Request, Response};
 use sha2::Digest;
+
+use crate::http::Layered;
 
 /// The policy of responses that are data (JSON, FHIR, errors): nothing runs, nothing frames.
 const DATA_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Adds the headers above to every response.
+#[derive(Clone)]
 pub struct SecurityHeaders;
 
-impl<E: Endpoint> Middleware<E> for SecurityHeaders {
-    type Output = SecurityHeadersEndpoint<E>;
+crate::http::layered_middleware!(SecurityHeaders);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        SecurityHeadersEndpoint { inner: ep }
-    }
-}
-
-pub struct SecurityHeadersEndpoint<E> {
-    inner: E,
-}
-
-impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
+impl<E: Endpoint> Endpoint for Layered<SecurityHeaders, E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {

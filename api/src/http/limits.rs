@@ -19,10 +19,11 @@ use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use poem::http::header::{CONNECTION, CONTENT_LENGTH};
 use poem::http::HeaderValue;
-use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use poem::{Body, Endpoint, IntoResponse, Request, Response, Result};
 use tokio::time::Sleep;
 
 use crate::error::{ApiError, ErrorResponse};
+use crate::http::Layered;
 
 /// Default largest request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -54,6 +55,7 @@ impl Default for HttpLimits {
 }
 
 /// The middleware that enforces the body size and time limits.
+#[derive(Clone)]
 pub struct BodyLimit {
     limits: HttpLimits,
 }
@@ -64,18 +66,7 @@ impl BodyLimit {
     }
 }
 
-impl<E: Endpoint> Middleware<E> for BodyLimit {
-    type Output = BodyLimitEndpoint<E>;
-
-    fn transform(&self, inner: E) -> Self::Output {
-        BodyLimitEndpoint { inner, limits: self.limits.clone() }
-    }
-}
-
-pub struct BodyLimitEndpoint<E> {
-    inner: E,
-    limits: HttpLimits,
-}
+crate::http::layered_middleware!(BodyLimit);
 
 /// How reading the body ended, when it ended badly.
 const READING: u8 = 0;
@@ -89,11 +80,11 @@ fn refusal(e: ApiError) -> Response {
     resp
 }
 
-impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+impl<E: Endpoint> Endpoint for Layered<BodyLimit, E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Response> {
-        let max = self.limits.max_body_bytes;
+        let max = self.settings.limits.max_body_bytes;
         let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max as u64) {
             return Ok(refusal(ApiError::PayloadTooLarge { limit: max }));
@@ -107,7 +98,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         req.set_body(Body::from_bytes_stream(Limited {
             inner: body.into_bytes_stream().boxed(),
             remaining: max,
-            deadline: Box::pin(tokio::time::sleep(self.limits.body_read_timeout)),
+            deadline: Box::pin(tokio::time::sleep(self.settings.limits.body_read_timeout)),
             outcome: outcome.clone(),
         }));
         let result = self.inner.call(req).await;
@@ -115,7 +106,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
         // client is told what really happened.
         match outcome.load(Ordering::Acquire) {
             TOO_LARGE => Ok(refusal(ApiError::PayloadTooLarge { limit: max })),
-            TIMED_OUT => Ok(refusal(ApiError::RequestTimeout(self.limits.body_read_timeout))),
+            TIMED_OUT => Ok(refusal(ApiError::RequestTimeout(self.settings.limits.body_read_timeout))),
             _ => result.map(IntoResponse::into_response),
         }
     }

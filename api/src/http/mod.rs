@@ -15,3 +15,25 @@ pub mod state;
 pub mod streams;
 pub mod strict_json;
 pub mod validate;
+
+/// The endpoint each middleware here makes: the inner endpoint with a copy of the
+/// middleware's settings. Each middleware implements `Endpoint` for its own
+/// `Layered<Settings, E>`; [`layered_middleware!`] makes the settings the middleware.
+pub struct Layered<S, E> {
+    pub(crate) settings: S,
+    pub(crate) inner: E,
+}
+
+/// Makes each settings type (`Clone`) a middleware whose endpoint is [`Layered`].
+macro_rules! layered_middleware {
+    ($($settings:ty),+ $(,)?) => {$(
+        impl<E: poem::Endpoint> poem::Middleware<E> for $settings {
+            type Output = $crate::http::Layered<$settings, E>;
+
+            fn transform(&self, inner: E) -> Self::Output {
+                $crate::http::Layered { settings: self.clone(), inner }
+            }
+        }
+    )+};
+}
+pub(crate) use layered_middleware;

@@ -5,24 +5,16 @@
 
 use std::time::Instant;
 
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use poem::{Endpoint, IntoResponse, Request, Response, Result};
+
+use crate::http::Layered;
 
 /// Logs every request (target `nephrocare_api::request`): 5xx at warn, the rest at info;
 /// and times it by route template (`nephrocare_http_request_seconds`).
+#[derive(Clone)]
 pub struct RequestLog(pub crate::contract::Methods);
 
-impl<E: Endpoint> Middleware<E> for RequestLog {
-    type Output = RequestLogEndpoint<E>;
-
-    fn transform(&self, inner: E) -> Self::Output {
-        RequestLogEndpoint { inner, routes: self.0.clone() }
-    }
-}
-
-pub struct RequestLogEndpoint<E> {
-    inner: E,
-    routes: crate::contract::Methods,
-}
+crate::http::layered_middleware!(RequestLog);
 
 /// The names of a query's parameters, without their values: `token=…&q=…` → `token,q`.
 /// A "name" that does not look like one (a bare value such as `?eyJhbGciOi…`) is replaced
@@ -41,7 +33,7 @@ pub(crate) fn query_names(query: &str) -> String {
     names.join(",")
 }
 
-impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
+impl<E: Endpoint> Endpoint for Layered<RequestLog, E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
@@ -64,7 +56,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                 m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m.to_owned(),
                 _ => "other".to_owned(),
             },
-            route: self.routes.route(&path).unwrap_or_else(|| "other".to_owned()),
+            route: self.settings.0.route(&path).unwrap_or_else(|| "other".to_owned()),
             status: nc_metrics::status_class(status.as_u16()),
         };
         nc_metrics::get().http_request_seconds.get_or_create(&route).observe(elapsed);

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use nc_access::authn::Authenticator;
-use nc_access::Policy;
+use nc_access::{DeviceAction, PatientAction, Policy, Subject};
+use nc_domain::{DeviceId, PatientId};
+use nc_entities::{devices::Model as Device, patients::Model as Patient};
 use sea_orm::DatabaseConnection;
 
 use crate::error::ApiError;
@@ -99,6 +101,23 @@ impl ApiState {
         }
     }
 }
+
+/// The policy's object decisions, with its refusals as API errors (404 for an object the
+/// caller may not know exists, 403 for one it may not act on).
+impl ApiState {
+    /// The device, if `who` may do `act` to it.
+    pub(crate) async fn allowed_device(&self, who: &Subject, id: DeviceId, act: DeviceAction) -> Allowed<Device> {
+        self.policy.device(who, id, act).await.map_err(|e| ApiError::policy(e, "device"))
+    }
+
+    /// The patient record, if `who` may do `act` to it.
+    pub(crate) async fn allowed_patient(&self, who: &Subject, id: PatientId, act: PatientAction) -> Allowed<Patient> {
+        self.policy.patient(who, id, act).await.map_err(|e| ApiError::policy(e, "patient"))
+    }
+}
+
+/// An object the caller may act on, or why not.
+pub(crate) type Allowed<T> = Result<T, ApiError>;
 
 /// Attempt limits for login, one-time codes and password resets.
 #[derive(Clone, Debug)]

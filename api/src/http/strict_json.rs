@@ -5,8 +5,10 @@
 //! schema, types only, before the operation parses it, and answers 400 naming the field.
 
 use poem::http::{header, Method, StatusCode};
-use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use serde_json::Value;
+
+use crate::http::Layered;
 
 /// Operations whose body is parsed by a capability's own parser, which answers type errors
 /// itself: machine readings go through ingest's one parser for HTTP and MQTT, so both
@@ -101,22 +103,12 @@ impl RequestSchemas {
 }
 
 /// Checks JSON request bodies' types (see the module's documentation).
+#[derive(Clone)]
 pub struct StrictJson(pub RequestSchemas);
 
-impl<E: Endpoint> Middleware<E> for StrictJson {
-    type Output = StrictJsonEndpoint<E>;
+crate::http::layered_middleware!(StrictJson);
 
-    fn transform(&self, ep: E) -> Self::Output {
-        StrictJsonEndpoint { inner: ep, schemas: self.0.clone() }
-    }
-}
-
-pub struct StrictJsonEndpoint<E> {
-    inner: E,
-    schemas: RequestSchemas,
-}
-
-impl<E: Endpoint> Endpoint for StrictJsonEndpoint<E> {
+impl<E: Endpoint> Endpoint for Layered<StrictJson, E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
@@ -126,11 +118,11 @@ impl<E: Endpoint> Endpoint for StrictJsonEndpoint<E> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json"));
         if json {
-            if let Some(schema) = self.schemas.schema(req.method(), req.uri().path()).cloned() {
+            if let Some(schema) = self.settings.0.schema(req.method(), req.uri().path()).cloned() {
                 // The body is already bounded by the body limit around this middleware.
                 let bytes = req.take_body().into_bytes().await?;
                 if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
-                    if let Some((field, expected)) = self.schemas.mismatch(&value, &schema, "") {
+                    if let Some((field, expected)) = self.settings.0.mismatch(&value, &schema, "") {
                         let message = format!("`{field}` must be {expected}");
                         let body = serde_json::json!({"code": "bad_request", "message": message,
                             "fields": [{"field": field, "message": message}]});

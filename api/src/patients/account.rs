@@ -35,11 +35,7 @@ pub struct PatientAccountApi;
 impl PatientAccountApi {
     /// The record, if the caller may link or unlink its account.
     async fn linkable(state: &ApiState, auth: &BearerAuth, patient: PatientId) -> ApiResult<patients::Model> {
-        Ok(state
-            .policy
-            .patient(&auth.subject(), patient, PatientAction::LinkAccount)
-            .await
-            .map_err(|e| ApiError::policy(e, "patient"))?)
+        Ok(state.allowed_patient(&auth.subject(), patient, PatientAction::LinkAccount).await?)
     }
 
     async fn relink(

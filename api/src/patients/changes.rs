@@ -53,7 +53,7 @@ pub(crate) async fn update(
 ) -> Result<patients::Model, ApiError> {
     let subject = auth.subject();
     let action = nc_access::policy::record_change_action(&subject);
-    let before = state.policy.patient(&subject, patient, action).await.map_err(|e| ApiError::policy(e, "patient"))?;
+    let before = state.allowed_patient(&subject, patient, action).await?;
     let refused = refused_patient_fields(&subject, &changes.named());
     if !refused.is_empty() {
         return Err(ApiError::ForbiddenFields(

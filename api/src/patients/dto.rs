@@ -30,6 +30,25 @@ pub struct CreatePatientRequest {
     pub vascular_access: Option<VascularAccess>,
 }
 
+impl From<CreatePatientRequest> for nc_care::patients::NewPatient {
+    fn from(b: CreatePatientRequest) -> Self {
+        Self {
+            patient_number: b.patient_number,
+            name: b.name,
+            date_of_birth: b.date_of_birth,
+            gender: b.gender,
+            blood_group: b.blood_group,
+            user_id: b.user_id,
+            assigned_doctor_id: b.assigned_doctor_id,
+            assigned_device_id: b.assigned_device_id,
+            dry_weight_kg: b.dry_weight_kg,
+            dialysis_schedule: b.dialysis_schedule,
+            diagnosis: b.diagnosis,
+            vascular_access: b.vascular_access,
+        }
+    }
+}
+
 /// Declares a patient request object with `$fields` and then the medical information
 /// fields (their limits stated once for every request that changes them).
 macro_rules! with_medical_information {

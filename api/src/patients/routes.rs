@@ -57,6 +57,20 @@ async fn viewed(
     Ok(out)
 }
 
+/// Applies `fields` to the patient's record (see [`crate::patients::changes::update`]) and
+/// answers with the record as the caller sees it.
+async fn changed(
+    state: &ApiState,
+    req: &Request,
+    auth: &BearerAuth,
+    patient: PatientId,
+    fields: patients::RecordFields,
+) -> ApiResult<Json<PatientOut>> {
+    let changes = Changes { fields, user_id: None };
+    let after = crate::patients::changes::update(state, req, auth, patient, changes).await?;
+    Ok(Json(viewed(state, &auth.subject(), vec![after]).await?.remove(0)))
+}
+
 #[derive(ApiResponse)]
 pub enum PatientCreated {
     #[oai(status = 201)]
@@ -79,22 +93,7 @@ impl PatientsApi {
     ) -> ApiResult<PatientCreated> {
         let hospital = auth.0.hospital;
         state.policy.hospital(&auth.subject(), hospital, HospitalAction::AdministerPatients)?;
-        let b = body.0;
-        let new = patients::NewPatient {
-            patient_number: b.patient_number,
-            name: b.name,
-            date_of_birth: b.date_of_birth,
-            gender: b.gender,
-            blood_group: b.blood_group,
-            user_id: b.user_id,
-            assigned_doctor_id: b.assigned_doctor_id,
-            assigned_device_id: b.assigned_device_id,
-            dry_weight_kg: b.dry_weight_kg,
-            dialysis_schedule: b.dialysis_schedule,
-            diagnosis: b.diagnosis,
-            vascular_access: b.vascular_access,
-        };
-        let patient = patients::create(&state.db, &auth.subject(), hospital, new).await?;
+        let patient = patients::create(&state.db, &auth.subject(), hospital, body.0.into()).await?;
         audit_patient(&state, req, &auth, &patient, AuditAction::Create, "patient").await?;
         Ok(PatientCreated::Created(Json(PatientOut::viewed(patient, patient_view(&auth.subject())))))
     }
@@ -109,11 +108,7 @@ impl PatientsApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
     ) -> ApiResult<Json<PatientOut>> {
-        let patient = state
-            .policy
-            .patient(&auth.subject(), patient_id.0, PatientAction::Read)
-            .await
-            .map_err(|e| ApiError::policy(e, "patient"))?;
+        let patient = state.allowed_patient(&auth.subject(), patient_id.0, PatientAction::Read).await?;
         audit_patient(&state, req, &auth, &patient, AuditAction::Read, "patient").await?;
         let subject = auth.subject();
         Ok(Json(viewed(&state, &subject, vec![patient]).await?.remove(0)))
@@ -139,9 +134,7 @@ impl PatientsApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<UpdatePatientRequest>,
     ) -> ApiResult<Json<PatientOut>> {
-        let changes = Changes { fields: body.0.into(), user_id: None };
-        let after = crate::patients::changes::update(&state, req, &auth, patient_id.0, changes).await?;
-        Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
+        changed(&state, req, &auth, patient_id.0, body.0.into()).await
     }
 
     /// Change a patient's medical information.
@@ -160,9 +153,7 @@ impl PatientsApi {
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
         body: Json<MedicalInfoRequest>,
     ) -> ApiResult<Json<PatientOut>> {
-        let changes = Changes { fields: UpdatePatientRequest::from(body.0).into(), user_id: None };
-        let after = crate::patients::changes::update(&state, req, &auth, patient_id.0, changes).await?;
-        Ok(Json(viewed(&state, &auth.subject(), vec![after]).await?.remove(0)))
+        changed(&state, req, &auth, patient_id.0, UpdatePatientRequest::from(body.0).into()).await
     }
 
     /// The patients you may see, by name.
@@ -226,11 +217,7 @@ impl PatientsApi {
         auth: BearerAuth,
         #[oai(name = "patientId")] patient_id: Path<PatientId>,
     ) -> ApiResult<Json<Vec<MedicalUpdateOut>>> {
-        let patient = state
-            .policy
-            .patient(&auth.subject(), patient_id.0, PatientAction::Read)
-            .await
-            .map_err(|e| ApiError::policy(e, "patient"))?;
+        let patient = state.allowed_patient(&auth.subject(), patient_id.0, PatientAction::Read).await?;
         let rows = patients::medical_updates(&state.db, patient.id).await?;
         audit_patient(&state, req, &auth, &patient, AuditAction::Read, "patient").await?;
         Ok(Json(

@@ -15,20 +15,16 @@
 //! `{"type":"alert","event":"raised|escalated|acknowledged|snoozed|realerted|cleared","alert":{...}}`.
 //! A person watching a device's stream counts as reachable for its alerts' escalation.
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
-
 use nc_access::policy::ClinicalView;
 use nc_access::{audit, Subject};
 use nc_domain::{AuditAction, DeviceId, Interface, PatientId};
 use poem::http::StatusCode;
-use poem::web::websocket::{CloseCode, Message, WebSocket};
+use poem::web::websocket::WebSocket;
 use poem::web::{Data, Path, Query};
 use poem::{handler, IntoResponse, Request, Response};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::http::streams::{refuse, too_many_streams, viewer, LiveQuery};
+use crate::http::streams::{opening, refuse, too_many_streams, unavailable, Live, LiveQuery, Wake};
 use crate::security::client_ip;
 use crate::state::ApiState;
 
@@ -40,12 +36,9 @@ pub async fn health_metrics(
     req: &Request,
     ws: WebSocket,
 ) -> Response {
-    let Ok(device) = device.parse::<DeviceId>() else {
-        return refuse(StatusCode::BAD_REQUEST, "bad_request", "deviceId is not a valid id");
-    };
-    let (user, expires) = match viewer(&state.authn, query).await {
-        Ok(v) => v,
-        Err(r) => return r,
+    let (device, user, expires) = match opening::<DeviceId>(&device, "deviceId", &state.authn, query).await {
+        Ok(opened) => opened,
+        Err(refused) => return refused,
     };
     let subject = Subject::User(user);
     // Re-checked when access changes (an access event, or its grant's end), not per tick.
@@ -53,9 +46,7 @@ pub async fn health_metrics(
     let epoch = watch.begin();
     // The hand-over's end is read before the decision (read after, a grant that ended in
     // between would look like an assignment, with no end).
-    let Ok(until) = state.policy.grant_expiry(&subject, device).await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later");
-    };
+    let Ok(until) = state.policy.grant_expiry(&subject, device).await else { return unavailable() };
     let view = match state.policy.clinical_view(&subject, device).await {
         Ok(v) => {
             watch.decided(epoch, until);
@@ -65,7 +56,7 @@ pub async fn health_metrics(
             return match crate::error::ApiError::policy(e, "device") {
                 crate::error::ApiError::NotFound(_) => refuse(StatusCode::NOT_FOUND, "not_found", "device not found"),
                 crate::error::ApiError::Forbidden(m) => refuse(StatusCode::FORBIDDEN, "forbidden", &m),
-                _ => refuse(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "retry later"),
+                _ => unavailable(),
             }
         }
     };
@@ -102,67 +93,56 @@ pub async fn health_metrics(
         let _slot = slot;
         // Watching the device's alerts: reachable for its escalations (see nc_alarms::reach).
         let _watching = state.alarms.reach().watching(user.id, device);
-        let (mut tx, mut rx) = socket.split();
-        let mut recheck = tokio::time::interval(Duration::from_secs(1));
-        let until_expiry = (expires - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        let expiry = tokio::time::sleep(until_expiry);
-        tokio::pin!(expiry);
+        let mut live = Live::new(socket, expires, watch);
         let d = device.as_uuid();
         let shows = |patient: Option<uuid::Uuid>| view.shows(patient.map(PatientId));
         loop {
-            let outgoing = tokio::select! {
-                batch = readings.recv() => match batch {
-                    Ok(rows) => {
-                        let mut out = Vec::new();
-                        for r in rows.iter().filter(|r| r.device_id == d && shows(r.patient_id)) {
-                            out.push(serde_json::json!({"type": "reading", "deviceId": device, "time": r.time, "seq": r.seq,
-                                "patientId": r.patient_id, "sessionId": r.session_id, "reading": &r.reading}));
+            // The stream's events: `None` when a source has closed.
+            let events = async {
+                tokio::select! {
+                    batch = readings.recv() => match batch {
+                        Ok(rows) => {
+                            let mut out = Vec::new();
+                            for r in rows.iter().filter(|r| r.device_id == d && shows(r.patient_id)) {
+                                out.push(serde_json::json!({"type": "reading", "deviceId": device, "time": r.time, "seq": r.seq,
+                                    "patientId": r.patient_id, "sessionId": r.session_id, "reading": &r.reading}));
+                            }
+                            Some(out)
                         }
-                        out
-                    }
-                    Err(RecvError::Lagged(n)) => vec![serde_json::json!({"type": "lagged", "missed": n})],
-                    Err(RecvError::Closed) => break,
-                },
-                event = alerts.recv() => match event {
-                    Ok(e) if e.alert.device_id == d && shows(e.alert.patient_id) => vec![serde_json::json!({"type": "alert", "event": e.event, "alert": e.alert})],
-                    Ok(_) | Err(RecvError::Lagged(_)) => Vec::new(),
-                    Err(RecvError::Closed) => break,
-                },
-                event = presence.recv() => match event {
-                    Ok(p) if p.device == device => vec![serde_json::json!({"type": "status", "deviceId": device, "online": p.online, "reason": p.reason, "at": p.at})],
-                    Ok(_) | Err(RecvError::Lagged(_)) => Vec::new(),
-                    Err(RecvError::Closed) => break,
-                },
-                _ = &mut expiry => {
-                    let _ = tx.send(Message::Close(Some((CloseCode::from(4401), "access token expired".into())))).await;
-                    break;
+                        Err(RecvError::Lagged(n)) => Some(vec![serde_json::json!({"type": "lagged", "missed": n})]),
+                        Err(RecvError::Closed) => None,
+                    },
+                    event = alerts.recv() => match event {
+                        Ok(e) if e.alert.device_id == d && shows(e.alert.patient_id) => Some(vec![serde_json::json!({"type": "alert", "event": e.event, "alert": e.alert})]),
+                        Ok(_) | Err(RecvError::Lagged(_)) => Some(Vec::new()),
+                        Err(RecvError::Closed) => None,
+                    },
+                    event = presence.recv() => match event {
+                        Ok(p) if p.device == device => Some(vec![serde_json::json!({"type": "status", "deviceId": device, "online": p.online, "reason": p.reason, "at": p.at})]),
+                        Ok(_) | Err(RecvError::Lagged(_)) => Some(Vec::new()),
+                        Err(RecvError::Closed) => None,
+                    },
                 }
-                _ = recheck.tick() => {
-                    if !watch.due() {
-                        continue;
-                    }
-                    let epoch = watch.begin();
+            };
+            let outgoing = match live.next(events).await {
+                Wake::Events(Some(frames)) => frames,
+                Wake::Events(None) | Wake::Gone => break,
+                Wake::Recheck(epoch) => {
                     let until = state.policy.grant_expiry(&subject, device).await.ok();
-                    let live = until.is_some()
+                    let allowed = until.is_some()
                         && state.authn.recheck_user(&user).await.is_ok()
                         && state.policy.clinical_view(&subject, device).await.is_ok_and(|v| v == view);
-                    if let (true, Some(until)) = (live, until) {
-                        watch.decided(epoch, until);
-                    } else {
-                        let _ = tx.send(Message::Close(Some((CloseCode::from(4403), "access revoked".into())))).await;
+                    let (true, Some(until)) = (allowed, until) else {
+                        live.revoke().await;
                         break;
-                    }
+                    };
+                    live.decided(epoch, until);
                     Vec::new()
                 }
-                incoming = rx.next() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(_)) => Vec::new(),
-                },
+                Wake::Frame(_) => Vec::new(),
             };
-            for msg in outgoing {
-                if tx.send(Message::Text(msg.to_string())).await.is_err() {
-                    return;
-                }
+            if !live.send(outgoing).await {
+                return;
             }
         }
     })

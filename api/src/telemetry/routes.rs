@@ -230,11 +230,7 @@ async fn readable_patient(
     resource: &str,
 ) -> std::result::Result<nc_access::policy::ReadScope, ApiError> {
     let subject = auth.subject();
-    let p = state
-        .policy
-        .patient(&subject, patient, PatientAction::Read)
-        .await
-        .map_err(|e| ApiError::policy(e, "patient"))?;
+    let p = state.allowed_patient(&subject, patient, PatientAction::Read).await?;
     let scope = state.policy.read_scope(&subject).await?;
     audit::record(
         &state.db,

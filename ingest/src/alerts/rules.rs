@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
+use nc_domain::AlertPriority;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,7 @@ const CHANNEL: &str = "nc_alert_thresholds";
 pub(super) struct Rule {
     pub low: Option<f64>,
     pub high: Option<f64>,
-    pub priority: &'static str,
+    pub priority: AlertPriority,
     pub delay: Duration,
     pub hysteresis: f64,
 }
@@ -49,12 +50,9 @@ pub(super) struct Rules {
     kept: Mutex<Kept>,
 }
 
-fn priority(p: &str) -> &'static str {
-    match p {
-        "high" => "high",
-        "low" => "low",
-        _ => "medium",
-    }
+/// The stored priority (a CHECK constraint allows only the three), medium if ever unknown.
+fn priority(p: &str) -> AlertPriority {
+    p.parse().unwrap_or(AlertPriority::Medium)
 }
 
 impl Rules {

@@ -16,8 +16,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use nc_alarms::{ClearCause, NewAlert};
-use nc_domain::{DeviceId, HospitalId};
+use nc_alarms::{ClearCause, NewAlert, Subject};
+use nc_domain::{AlertPriority, DeviceId, HospitalId};
 use uuid::Uuid;
 
 use super::{AlertEngine, Condition};
@@ -146,20 +146,18 @@ impl AlertEngine {
                 .await?;
         let id = self
             .alarms
-            .raise(NewAlert {
-                hospital: hospital.as_uuid(),
-                device: d,
-                patient: session.and_then(|s| s.1),
-                session: session.map(|s| s.0),
-                code: OFFLINE,
-                kind: "technical",
-                metric: None,
-                priority: "medium",
+            .raise(NewAlert::technical(
+                Subject {
+                    hospital: hospital.as_uuid(),
+                    device: d,
+                    patient: session.and_then(|s| s.1),
+                    session: session.map(|s| s.0),
+                },
+                OFFLINE,
+                AlertPriority::Medium,
                 message,
-                value: None,
-                threshold: None,
                 at,
-            })
+            ))
             .await?;
         self.conditions
             .lock()
@@ -201,20 +199,13 @@ impl AlertEngine {
         for (device, hospital, at) in due {
             let message = format!("Maintenance was due on {}", at.format("%Y-%m-%d"));
             self.alarms
-                .raise(NewAlert {
-                    hospital,
-                    device,
-                    patient: None,
-                    session: None,
-                    code: "maintenance_due",
-                    kind: "technical",
-                    metric: None,
-                    priority: "low",
+                .raise(NewAlert::technical(
+                    Subject { hospital, device, patient: None, session: None },
+                    "maintenance_due",
+                    AlertPriority::Low,
                     message,
-                    value: None,
-                    threshold: None,
-                    at: Utc::now(),
-                })
+                    Utc::now(),
+                ))
                 .await?;
         }
         let settled: Vec<Uuid> = sqlx::query_scalar(

@@ -15,7 +15,7 @@ use rumqttc::{
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::WAIT;
+use super::{Reply, WAIT};
 
 /// The revocation budget.
 pub const CUT: Duration = Duration::from_secs(1);
@@ -232,4 +232,20 @@ pub async fn assert_cut(conn: &mut EventClient, since: Instant, what: &str) {
         println!("{what}: disconnected {took:?} after the triggering call returned");
     }
     assert!(took < CUT, "{what}: disconnected only after {took:?}");
+}
+
+/// Awaits `call` (the REST call that takes a right away), asserts it answered `status`, and
+/// that `conn` is then disconnected within [`CUT`] ([`assert_cut`]); the answer, and when it
+/// came.
+pub async fn assert_cut_by(
+    conn: &mut EventClient,
+    call: impl std::future::Future<Output = Reply>,
+    status: u16,
+    what: &str,
+) -> (Reply, Instant) {
+    let r = call.await;
+    let returned = Instant::now();
+    assert_eq!(r.status, status, "{what}: {}", r.text);
+    assert_cut(conn, returned, what).await;
+    (r, returned)
 }

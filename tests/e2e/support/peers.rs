@@ -2,7 +2,7 @@
 //! `scripts/peers.sh` into `.tools/peers`): a real SMTP server (aiosmtpd).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -14,6 +14,22 @@ pub fn peer_python() -> std::path::PathBuf {
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/peers/bin/python");
     assert!(python.exists(), "{} is missing: run scripts/peers.sh (scripts/test.sh does)", python.display());
     python
+}
+
+/// `tests/peers/{script}` started with the peers' Python and the arguments `args` adds, its
+/// stdin and stdout piped (`what` names it if it does not start).
+fn spawn_peer(
+    script: &str,
+    what: &str,
+    args: impl FnOnce(&mut Command) -> &mut Command,
+) -> (Child, ChildStdin, BufReader<ChildStdout>) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(script);
+    let mut command = Command::new(peer_python());
+    args(command.arg(script));
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect(what);
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdin, stdout)
 }
 
 /// A port nothing listens on now.
@@ -32,17 +48,8 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts it on `port` and waits until it listens.
     pub async fn start(port: u16) -> SmtpServer {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smtp_server.py");
-        let mut child = Command::new(peer_python())
-            .arg(script)
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("aiosmtpd starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (child, stdin, stdout) =
+            spawn_peer("smtp_server.py", "aiosmtpd starts", |c| c.args(["--port", &port.to_string()]));
         let (ready_tx, mut ready) = mpsc::unbounded_channel();
         let (tx, mail) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
@@ -111,20 +118,10 @@ impl AlertManagerPeer {
     }
 
     async fn launch(port: u16, mode: &str, extra: &[&str]) -> AlertManagerPeer {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/alert_manager.py");
         let log = std::env::temp_dir().join(format!("nc-acm-{}.jsonl", uuid::Uuid::now_v7().simple()));
-        let mut child = Command::new(peer_python())
-            .arg(script)
-            .args(["--port", &port.to_string(), "--mode", mode, "--log"])
-            .arg(&log)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the alert manager starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (child, stdin, stdout) = spawn_peer("alert_manager.py", "the alert manager starts", |c| {
+            c.args(["--port", &port.to_string(), "--mode", mode, "--log"]).arg(&log).args(extra)
+        });
         let (tx, mut rx) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use chrono::{DateTime, Utc};
 use rumqttc::MqttOptions;
 use serde_json::json;
+use sqlx::postgres::PgRow;
 use sqlx::Executor;
 
 use nc_domain::Role;
@@ -32,6 +33,14 @@ pub struct World {
 
 pub async fn exec(c: &mut sqlx::PgConnection, sql: &str) {
     c.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Ends every device assignment of the user `user_id` in SQL, as another instance or a
+/// script would: no API call announces it, only the database's access event.
+pub async fn end_assignments_in_sql(c: &mut sqlx::PgConnection, user_id: &str) {
+    let sql =
+        format!("UPDATE device_assignments SET ended_at = now() WHERE user_id = '{user_id}' AND ended_at IS NULL");
+    exec(c, &sql).await;
 }
 
 pub fn hospital_of(who: &str) -> &'static str {
@@ -176,31 +185,45 @@ impl World {
             .unwrap_or_else(|code| panic!("{who} refused: {code:?}"))
     }
 
+    /// The rows `sql` selects, its `$1`, `$2`, … bound to the ids of `keys` (as text: cast
+    /// them, `$1::uuid`).
+    pub async fn rows<T>(&self, sql: &str, keys: &[&str]) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let mut q = sqlx::query_as(sql);
+        for k in keys {
+            q = q.bind(self.id(k));
+        }
+        q.fetch_all(&mut self.app.db.sql().await).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The first row `sql` selects ([`World::rows`]); there must be one.
+    pub async fn row<T>(&self, sql: &str, keys: &[&str]) -> T
+    where
+        T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        self.rows(sql, keys).await.into_iter().next().unwrap_or_else(|| panic!("no row: {sql}"))
+    }
+
+    /// The one value `sql` selects ([`World::rows`]).
+    pub async fn scalar<T>(&self, sql: &str, keys: &[&str]) -> T
+    where
+        (T,): for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        self.row::<(T,)>(sql, keys).await.0
+    }
+
     pub async fn health_metrics(&self, device: &str) -> i64 {
-        let mut c = self.app.db.sql().await;
-        sqlx::query_scalar("SELECT count(*) FROM health_metrics WHERE device_id = $1::uuid")
-            .bind(self.id(device))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
+        self.scalar("SELECT count(*) FROM health_metrics WHERE device_id = $1::uuid", &[device]).await
     }
 
     pub async fn alerts(&self, device: &str) -> i64 {
-        let mut c = self.app.db.sql().await;
-        sqlx::query_scalar("SELECT count(*) FROM alerts WHERE device_id = $1::uuid")
-            .bind(self.id(device))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
+        self.scalar("SELECT count(*) FROM alerts WHERE device_id = $1::uuid", &[device]).await
     }
 
     pub async fn presence(&self, device: &str) -> (bool, Option<DateTime<Utc>>) {
-        let mut c = self.app.db.sql().await;
-        sqlx::query_as("SELECT online, last_seen FROM devices WHERE id = $1::uuid")
-            .bind(self.id(device))
-            .fetch_one(&mut c)
-            .await
-            .unwrap()
+        self.row("SELECT online, last_seen FROM devices WHERE id = $1::uuid", &[device]).await
     }
 }
 
@@ -246,13 +269,14 @@ pub async fn alerts_published(w: &World, device: &str) -> bool {
 
 /// tec hands device d1 over to tec2 (a temporary grant of an hour); the grant's id.
 pub async fn grant(w: &World) -> String {
-    let r = w
-        .as_user("tec")
-        .post(
-            "/api/devices/temporary-access",
-            json!({"deviceId": w.id("d1"), "technicianId": w.id("tec2"), "durationMinutes": 60}),
-        )
-        .await;
+    hand_over(&w.as_user("tec"), &w.ids).await
+}
+
+/// `tec` (a client logged in as tec, on any node) hands d1 over to tec2 for an hour, with
+/// the ids of a seeded world; the grant's id.
+pub async fn hand_over(tec: &Client, ids: &HashMap<&'static str, String>) -> String {
+    let grant = json!({"deviceId": ids["d1"], "technicianId": ids["tec2"], "durationMinutes": 60});
+    let r = tec.post("/api/devices/temporary-access", grant).await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["id"].as_str().unwrap().to_owned()
 }
