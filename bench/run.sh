@@ -89,12 +89,15 @@ run_ingest() {
         DATABASE_URL="$url" "$BIN" bench copy --rows "${COPY_ROWS:-1000000}" --connections "${COPY_CONNECTIONS:-3}"
         drop_db "$url"
     fi
+    # Each run at both protocol levels (INGEST_LEVELS), side by side.
     for spec in ${INGEST_RUNS:-1000:10 1000:60}; do
-        local devices="${spec%%:*}" rate="${spec##*:}" rss=0 r
+    for level in ${INGEST_LEVELS:-3.1.1 5}; do
+        local devices="${spec%%:*}" rate="${spec##*:}" rss=0 r v5=()
+        [ "$level" = 5 ] && v5=(--mqtt5)
         start_serve
         DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
         DATABASE_URL="$SERVE_URL" "$BIN" bench ingest --mqtt "$MQTT_ADDR" --devices "$devices" --rate "$rate" \
-            --seconds "${INGEST_SECONDS:-30}" --server-pid "$SERVE_PID" > /tmp/nc-bench-ingest.out &
+            --seconds "${INGEST_SECONDS:-30}" --server-pid "$SERVE_PID" "${v5[@]}" > /tmp/nc-bench-ingest.out &
         local gen=$! busy0 busy1
         busy0=$(cpu_ticks)
         while kill -0 "$gen" 2>/dev/null; do
@@ -110,6 +113,7 @@ run_ingest() {
         commit_summary
         machine_summary "$busy0" "$busy1" "$stored"
         stop_serve
+    done
     done
 }
 

@@ -176,6 +176,8 @@ impl App {
             broker_settings.tls = Some(tls);
             tracing::info!("MQTT listeners use TLS");
         }
+        broker_settings.max_session_expiry_secs = config.mqtt.max_session_expiry_secs.max(1);
+        broker_settings.max_keep_alive_secs = config.mqtt.max_keep_alive_secs.max(1);
         if let Some(url) = &config.mqtt.core_url {
             let core = nc_broker::core::Core::external(url.expose(), config.mqtt.core_ca.as_deref())
                 .map_err(|e| StartError::Other(e.to_string()))?;

@@ -179,6 +179,9 @@ enum BenchCommand {
         /// The service's process id, to report its CPU over the measured window.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// The machines speak MQTT 5 (default: 3.1.1).
+        #[arg(long)]
+        mqtt5: bool,
     },
     /// Many authenticated MQTT clients against a running service, each its own identity
     /// (machines and people), then a reconnect storm of machines.
@@ -430,7 +433,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                     };
                     crate::tools::bench::connections::run(&config, bench).await
                 }
-                BenchCommand::Ingest { mqtt, devices, rate, seconds, tasks, hospital, server_pid } => {
+                BenchCommand::Ingest { mqtt, devices, rate, seconds, tasks, hospital, server_pid, mqtt5 } => {
                     let addr: std::net::SocketAddr =
                         mqtt.parse().map_err(|_| Failure::Config(format!("--mqtt '{mqtt}' is not host:port")))?;
                     if devices == 0 || !(rate > 0.0 && rate <= 1000.0) || seconds <= 0.0 {
@@ -448,6 +451,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         seconds,
                         tasks,
                         server_pid,
+                        mqtt5,
                     };
                     crate::tools::bench::ingest::run(fleet, options).await
                 }

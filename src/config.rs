@@ -216,6 +216,12 @@ pub struct MqttConfig {
     /// `NEPHROCARE_MQTT_CORE_CA`: PEM certificates that verify an `mqtts://` core (default:
     /// the system's, `/etc/ssl/certs/ca-certificates.crt`).
     pub core_ca: Option<PathBuf>,
+    /// `NEPHROCARE_MQTT_MAX_SESSION_EXPIRY_SECS`: the longest an MQTT 5 session is kept
+    /// after its connection ends (a longer Session Expiry Interval is reduced to it).
+    pub max_session_expiry_secs: u32,
+    /// `NEPHROCARE_MQTT_MAX_KEEP_ALIVE_SECS`: the longest keep-alive an MQTT 5 client may
+    /// use (Server Keep Alive for one asking none or longer).
+    pub max_keep_alive_secs: u16,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -379,6 +385,8 @@ impl Default for MqttConfig {
             public_ws_url: None,
             core_url: None,
             core_ca: None,
+            max_session_expiry_secs: nc_broker::BrokerSettings::default().max_session_expiry_secs,
+            max_keep_alive_secs: nc_broker::BrokerSettings::default().max_keep_alive_secs,
         }
     }
 }
@@ -501,6 +509,18 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_MQTT_PUBLIC_WS_URL", "mqtt.public_ws_url", Read::Text, "Use e.g. wss://nephro.example.org/mqtt."),
     ("NEPHROCARE_MQTT_CORE_URL", "mqtt.core_url", Read::Secret, "Use mqtt://user:password@host:port."),
     ("NEPHROCARE_MQTT_CORE_CA", "mqtt.core_ca", Read::Text, "Give the path of a PEM file."),
+    (
+        "NEPHROCARE_MQTT_MAX_SESSION_EXPIRY_SECS",
+        "mqtt.max_session_expiry_secs",
+        Read::Number,
+        "Give whole seconds, 1 or more.",
+    ),
+    (
+        "NEPHROCARE_MQTT_MAX_KEEP_ALIVE_SECS",
+        "mqtt.max_keep_alive_secs",
+        Read::Number,
+        "Give whole seconds, 1 to 65535.",
+    ),
     ("NEPHROCARE_JWT_SECRET", "auth.jwt_secret", Read::Secret, "Use a random value of at least 32 characters."),
     ("NEPHROCARE_ACCESS_TOKEN_TTL_SECS", "auth.access_token_ttl_secs", Read::Number, "Give whole seconds."),
     ("NEPHROCARE_ALARM_OFFLINE_DELAY_SECS", "alarms.offline_delay_secs", Read::Number, SECONDS_HINT),
@@ -661,6 +681,16 @@ impl Config {
                 format!("{max} is outside {min}..=86400 (at least the first retry's delay)"),
                 SECONDS_HINT,
             ));
+        }
+        if self.mqtt.max_session_expiry_secs == 0 {
+            return Err(ConfigError::new(
+                "NEPHROCARE_MQTT_MAX_SESSION_EXPIRY_SECS",
+                "must be at least 1",
+                SECONDS_HINT,
+            ));
+        }
+        if self.mqtt.max_keep_alive_secs == 0 {
+            return Err(ConfigError::new("NEPHROCARE_MQTT_MAX_KEEP_ALIVE_SECS", "must be at least 1", SECONDS_HINT));
         }
         if self.database.max_connections < 2 {
             return Err(ConfigError::new("NEPHROCARE_DB_MAX_CONNECTIONS", "must be at least 2", "Use 2 or more."));

@@ -76,7 +76,8 @@ impl Alarms {
         for alert in &found {
             let tier = Some(alert.level());
             let alert = if administrative { alert.administrative() } else { alert.clone() };
-            let note = AlertNote { v: V1, r#type: kind::Alert, event: AlertChange::Present, tier, alert };
+            let expires_at = Some(alert.relevant_until(chrono::Utc::now()));
+            let note = AlertNote { v: V1, r#type: kind::Alert, event: AlertChange::Present, tier, alert, expires_at };
             if let Err(e) = self.inner.publisher.publish_json(&topic, &nc_messaging::payload::to_json(&note)).await {
                 tracing::warn!(error = %e, "could not send an open alarm to a subscriber");
             }

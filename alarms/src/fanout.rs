@@ -89,7 +89,8 @@ impl Alarms {
         alert: &Alert,
         recipients: Option<&[Recipient]>,
     ) -> bool {
-        let body = AlertEvent { v: V1, event: change, alert: alert.clone() };
+        let expires_at = Some(alert.relevant_until(chrono::Utc::now()));
+        let body = AlertEvent { v: V1, event: change, alert: alert.clone(), expires_at };
         let publisher = &self.inner.publisher;
         let mut sent = true;
         let json = nc_messaging::payload::to_json(&body);
@@ -120,7 +121,14 @@ impl Alarms {
             },
         };
         let note = |alert: Alert| {
-            nc_messaging::payload::to_json(&AlertNote { v: V1, r#type: kind::Alert, event: change, tier, alert })
+            nc_messaging::payload::to_json(&AlertNote {
+                v: V1,
+                r#type: kind::Alert,
+                event: change,
+                tier,
+                alert,
+                expires_at,
+            })
         };
         let full = note(alert.clone());
         let mut administrative = None;

@@ -104,6 +104,23 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Alert {
     }
 }
 
+/// The longest a change of an alert stays news: a phone away longer learns the alarm's
+/// state from its open alarms (sent when it subscribes) instead.
+pub const NEWS_FOR: chrono::Duration = chrono::Duration::minutes(15);
+/// The least: what a phone connected now needs to be told it, even when the next step is
+/// due at once (an unreachable tier escalates without waiting).
+pub const NEWS_AT_LEAST: chrono::Duration = chrono::Duration::seconds(5);
+
+impl Alert {
+    /// Until when a change published `now` is news: until its next step (an escalation or
+    /// re-alert, news of its own, or the end of a snooze), within [`NEWS_AT_LEAST`] and
+    /// [`NEWS_FOR`].
+    pub fn relevant_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let next = [self.next_escalation_at, self.snoozed_until].into_iter().flatten().min();
+        next.unwrap_or(now + NEWS_FOR).clamp(now + NEWS_AT_LEAST, now + NEWS_FOR)
+    }
+}
+
 /// Every column of [`Alert`], for `SELECT` and `RETURNING`.
 pub(crate) const ALERT_COLUMNS: &str =
     "id, hospital_id, device_id, patient_id, session_id, kind, code, metric, priority, state, message, \
@@ -190,6 +207,10 @@ pub struct AlertEvent {
     pub v: V1,
     pub event: AlertChange,
     pub alert: Alert,
+    /// Until when this change is news ([`Alert::relevant_until`]); MQTT 5 subscribers get it
+    /// as the Message Expiry Interval and never after it (topics.md, "Message expiry").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A change of an alert, to a person it concerns (`…/u/{user}/notifications`): the care team
@@ -207,6 +228,10 @@ pub struct AlertNote {
     /// The alert, as on the device's alerts topic (admins get the administrative view: no
     /// patient, values or clinical message).
     pub alert: Alert,
+    /// Until when this notification is news ([`Alert::relevant_until`]): a phone away longer
+    /// is not told it (MQTT 5: Message Expiry Interval; topics.md, "Message expiry").
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// One step in an alert's life, as stored in `alert_events`.

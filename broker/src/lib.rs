@@ -70,6 +70,12 @@ pub struct BrokerSettings {
     /// (0x80), logged. A SUBSCRIBE carries at most 128 filters.
     pub subscribes_per_second: u32,
     pub subscribe_burst: u32,
+    /// The longest an MQTT 5 session is kept after its connection ends (its Session Expiry
+    /// Interval is bounded by it; the CONNACK says so when it is less than asked).
+    pub max_session_expiry_secs: u32,
+    /// The longest keep-alive an MQTT 5 client may use; a client asking none or longer is
+    /// told this one (Server Keep Alive).
+    pub max_keep_alive_secs: u16,
     /// Connections and kept sessions per identity (person or device): the core sees at
     /// most this many client ids per identity (see `sessions`). Beyond it CONNACK 3.
     pub sessions_per_identity: usize,
@@ -94,6 +100,8 @@ impl Default for BrokerSettings {
             max_inflight: 64,
             subscribes_per_second: 20,
             subscribe_burst: 300,
+            max_session_expiry_secs: 7 * 24 * 3600,
+            max_keep_alive_secs: 1200,
             sessions_per_identity: 8,
             auth_timeout: Duration::from_secs(1),
             tls: None,

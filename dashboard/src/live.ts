@@ -57,7 +57,9 @@ export async function connect(): Promise<void> {
     username: me.user.id,
     password: accessToken() ?? "",
     clean: true,
-    protocolVersion: 4,
+    // MQTT 5: refusals come with reason codes and strings, and a notification that is no
+    // longer news (`expiresAt`) is not delivered after a reconnect (topics.md "MQTT 5").
+    protocolVersion: 5,
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
     resubscribe: false,
@@ -84,9 +86,9 @@ export async function connect(): Promise<void> {
     if (state === "live") setState("connecting");
   });
   c.on("error", (e: Error & { code?: number }) => {
-    // CONNACK 4 (bad credentials: e.g. an expired token) or 5 (not authorized): is the
-    // session still valid? If not, the session ends and the sign-in page says why.
-    if (e.code === 4 || e.code === 5) {
+    // CONNACK 0x86 (bad credentials: e.g. an expired token) or 0x87 (not authorized): is
+    // the session still valid? If not, the session ends and the sign-in page says why.
+    if (e.code === 0x86 || e.code === 0x87) {
       void verify().then((ok) => {
         if (ok) c.options.password = accessToken() ?? "";
       });
@@ -120,7 +122,7 @@ function subscribe(filters: string[]): void {
   client?.subscribe(filters, { qos: 1 }, (err, granted) => {
     if (err) return;
     for (const g of granted ?? []) {
-      if (g.qos === 128) console.error(`live: the broker refused ${g.topic}`);
+      if (g.qos >= 0x80) console.error(`live: the broker refused ${g.topic} (reason 0x${g.qos.toString(16)})`);
     }
   });
 }

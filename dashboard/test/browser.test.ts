@@ -238,7 +238,7 @@ test("a chat message typed in the page reaches the patient's MQTT client, and th
     clientId: `${patient.user.id}-browsertest`,
     username: patient.user.id,
     password: patient.token,
-    protocolVersion: 4,
+    protocolVersion: 5,
     clean: true,
     reconnectPeriod: 0,
   });
@@ -270,6 +270,11 @@ test("a chat message typed in the page reaches the patient's MQTT client, and th
     const reply = `Understood, thank you (${Date.now()})`;
     await phone.publishAsync(`${base}/post`, JSON.stringify({ v: 1, clientMessageId: `bt-${Date.now()}`, message: reply }), { qos: 1 });
     await page.waitForSelector(`[data-role="messages"] li.theirs:has-text("${reply}")`, { timeout: 5_000 });
+    // MQTT 5: a publish the patient may not make is refused in its PUBACK (0x87, not
+    // authorized), and the connection stays.
+    const machine = `nc/v1/h/${patient.user.hospitalId}/d/${crypto.randomUUID()}/telemetry`;
+    await assert.rejects(phone.publishAsync(machine, "{}", { qos: 1 }), (e: Error & { code?: number }) => e.code === 0x87);
+    assert.ok(phone.connected, "still connected after a refused publish");
     // Read on the page: the patient gets the receipt, and sees their message read.
     await arrived((m) => m.topic.endsWith("/read") && m.body.userId !== patient.user.id, "the read receipt");
     await shot(page, "chat");

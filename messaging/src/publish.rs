@@ -49,6 +49,18 @@ pub fn contract(topic: &Topic) -> (Qos, bool) {
     }
 }
 
+/// Whether the contract lets the payloads of `topic` carry an `expiresAt` (notifications and
+/// alarm events: a change stays news only so long). MQTT 5 subscribers get it as the Message
+/// Expiry Interval and are never sent a message past it (topics.md, "Message expiry").
+pub fn may_expire(topic: &Topic) -> bool {
+    matches!(
+        topic,
+        Topic::Notifications { .. }
+            | Topic::Device { channel: DeviceChannel::Alerts, .. }
+            | Topic::Patient { channel: crate::topic::PatientChannel::Alerts, .. }
+    )
+}
+
 /// Publishes on the contract's topics. Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher(Arc<dyn Transport>);

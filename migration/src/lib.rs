@@ -42,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000037_outbox::Migration),
             Box::new(m20261207_000038_outbox_notify::Migration),
             Box::new(m20261207_000039_thresholds_notify::Migration),
+            Box::new(m20261207_000040_mqtt_session_expiry::Migration),
         ]
     }
 }
@@ -120,6 +121,7 @@ mod m20261207_000036_alarm_reach_unknown;
 mod m20261207_000037_outbox;
 mod m20261207_000038_outbox_notify;
 mod m20261207_000039_thresholds_notify;
+mod m20261207_000040_mqtt_session_expiry;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

@@ -31,6 +31,7 @@ mod list_filters;
 mod maintenance;
 mod metrics;
 mod mqtt;
+mod mqtt5;
 mod openapi;
 mod patients;
 mod performance;

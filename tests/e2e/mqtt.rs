@@ -245,10 +245,23 @@ pub(crate) const PUBLISH_ROWS: &[(&str, &str, u8, bool)] = &[
     ("docB", "nc/v1/h/{hb}/d/{d3}/alerts", 1, false),
 ];
 
-#[tokio::test]
-async fn publish_acl_matrix_acknowledges_permitted_publishes_and_disconnects_the_rest() {
-    let w = World::new(TestApp::spawn().await).await;
-    // Watchers on every topic a refused publish aims at (as far as anyone may watch it).
+/// What row `i` of [`PUBLISH_ROWS`] publishes: a valid message where it is permitted, a
+/// payload saying "forged" where it is not.
+pub(crate) fn row_payload(i: usize, template: &str, acked: bool) -> String {
+    if !acked {
+        json!({"forged": true, "seq": 900 + i}).to_string()
+    } else if template.ends_with("/telemetry") {
+        reading(i as i64)
+    } else if template.ends_with("/session") {
+        json!({"v": 1, "event": "end", "ts": now()}).to_string()
+    } else {
+        json!({"v": 1, "typing": true}).to_string()
+    }
+}
+
+/// Watchers on every topic a refused publish of [`PUBLISH_ROWS`] aims at (as far as anyone
+/// may watch it).
+pub(crate) async fn publish_watchers(w: &World) -> Vec<(&'static str, EventClient)> {
     let mut watchers = Vec::new();
     for (who, filters) in [
         ("doc", vec!["nc/v1/h/{ha}/d/{d1}/#", "nc/v1/h/{ha}/chat/{r1}/#", "nc/v1/h/{ha}/u/{doc}/notifications"]),
@@ -262,6 +275,13 @@ async fn publish_acl_matrix_acknowledges_permitted_publishes_and_disconnects_the
         assert_eq!(c.subscribe(&subs).await, vec![GRANTED; subs.len()], "{who} watches {filters:?}");
         watchers.push((who, c));
     }
+    watchers
+}
+
+#[tokio::test]
+async fn publish_acl_matrix_acknowledges_permitted_publishes_and_disconnects_the_rest() {
+    let w = World::new(TestApp::spawn().await).await;
+    let mut watchers = publish_watchers(&w).await;
 
     for (i, (actor, template, qos, acked)) in PUBLISH_ROWS.iter().enumerate() {
         let topic = w.fill(template);
@@ -270,15 +290,7 @@ async fn publish_acl_matrix_acknowledges_permitted_publishes_and_disconnects_the
             1 => QoS::AtLeastOnce,
             _ => QoS::ExactlyOnce,
         };
-        let payload = if !acked {
-            json!({"forged": true, "seq": 900 + i}).to_string()
-        } else if template.ends_with("/telemetry") {
-            reading(i as i64)
-        } else if template.ends_with("/session") {
-            json!({"v": 1, "event": "end", "ts": now()}).to_string()
-        } else {
-            json!({"v": 1, "typing": true}).to_string()
-        };
+        let payload = row_payload(i, template, *acked);
         let mut c = w.raw(actor, &format!("-pub{i}")).await;
         if qos == QoS::AtMostOnce {
             // Nothing to acknowledge: the connection stays up (a PINGREQ is answered).

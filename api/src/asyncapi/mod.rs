@@ -67,7 +67,8 @@ pub fn document() -> Value {
                 }
                 channel_messages.insert(m.name.into(), json!({"$ref": format!("#/components/messages/{}", m.name)}));
             }
-            operations.insert(operation_id(action, doc.id), operation(action, doc.id, flow, qos, retain));
+            let expires = action == "send" && nc_messaging::publish::may_expire(&kind.example());
+            operations.insert(operation_id(action, doc.id), operation(action, doc.id, flow, qos, retain, expires));
         }
         let parameters: Map<String, Value> = kind
             .parameters()
@@ -119,17 +120,24 @@ fn operation_id(action: &str, channel: &str) -> String {
     id
 }
 
-fn operation(action: &str, channel: &str, flow: &Flow, qos: u8, retain: bool) -> Value {
+fn operation(action: &str, channel: &str, flow: &Flow, qos: u8, retain: bool, expires: bool) -> Value {
     let messages: Vec<Value> =
         flow.messages.iter().map(|m| json!({"$ref": format!("#/channels/{channel}/messages/{}", m.name)})).collect();
     let security: Vec<Value> = flow.parties.iter().map(|p| json!({"$ref": security_ref(*p)})).collect();
+    let mut mqtt = json!({"qos": qos, "retain": retain, "bindingVersion": MQTT_BINDING});
+    if expires {
+        mqtt["messageExpiryInterval"] = json!({
+            "type": "integer", "minimum": 1, "maximum": 900,
+            "description": "MQTT 5 only: the seconds left until the payload's `expiresAt`; a message past it is not delivered.",
+        });
+    }
     json!({
         "action": action,
         "channel": {"$ref": format!("#/channels/{channel}")},
         "summary": flow.summary,
         "messages": messages,
         "security": security,
-        "bindings": {"mqtt": {"qos": qos, "retain": retain, "bindingVersion": MQTT_BINDING}},
+        "bindings": {"mqtt": mqtt},
     })
 }
 
@@ -188,11 +196,11 @@ fn servers() -> Value {
     let security = json!([{"$ref": security_ref(Party::Device)}, {"$ref": security_ref(Party::Person)}]);
     let max = nc_broker::BrokerSettings::default().max_packet_size;
     let bindings = json!({"mqtt": {"maximumPacketSize": max, "bindingVersion": MQTT_BINDING}});
-    let server = |protocol: &str, variables: &Value, pathname: Option<&str>, description: &str| {
+    let server = |protocol: &str, version: &str, variables: &Value, pathname: Option<&str>, description: &str| {
         let mut s = json!({
             "host": "{host}:{port}",
             "protocol": protocol,
-            "protocolVersion": "3.1.1",
+            "protocolVersion": version,
             "description": description,
             "variables": variables,
             "security": security,
@@ -204,14 +212,43 @@ fn servers() -> Value {
         s
     };
     let tls = "when the service has a certificate (`NEPHROCARE_MQTT_TLS_CERT`/`_KEY`), instead of the plain listener";
-    json!({
-        "mqtt": server("mqtt", &tcp, None, "MQTT 3.1.1 over TCP (`NEPHROCARE_MQTT_ADDR`)."),
-        "mqtts": server("secure-mqtt", &tcp, None, &format!("MQTT 3.1.1 over TLS, {tls}.")),
-        "ws": server("ws", &ws, Some(nc_broker::WS_PATH),
-            "MQTT 3.1.1 over WebSocket (`NEPHROCARE_MQTT_WS_ADDR`): subprotocol `mqtt`, binary frames."),
-        "wss": server("wss", &ws, Some(nc_broker::WS_PATH),
-            &format!("MQTT 3.1.1 over WebSocket over TLS (subprotocol `mqtt`), {tls}.")),
-    })
+    let mut servers = Map::new();
+    // Both levels on every listener, chosen per connection by the CONNECT.
+    for (version, suffix) in [("3.1.1", ""), ("5.0", "5")] {
+        let level = format!("MQTT {version}");
+        let both = "the same listener serves MQTT 3.1.1 and 5.0, chosen by each CONNECT";
+        servers.insert(
+            format!("mqtt{suffix}"),
+            server("mqtt", version, &tcp, None, &format!("{level} over TCP (`NEPHROCARE_MQTT_ADDR`); {both}.")),
+        );
+        servers.insert(
+            format!("mqtts{suffix}"),
+            server("secure-mqtt", version, &tcp, None, &format!("{level} over TLS, {tls}.")),
+        );
+        servers.insert(
+            format!("ws{suffix}"),
+            server(
+                "ws",
+                version,
+                &ws,
+                Some(nc_broker::WS_PATH),
+                &format!(
+                    "{level} over WebSocket (`NEPHROCARE_MQTT_WS_ADDR`): subprotocol `mqtt`, binary frames; {both}."
+                ),
+            ),
+        );
+        servers.insert(
+            format!("wss{suffix}"),
+            server(
+                "wss",
+                version,
+                &ws,
+                Some(nc_broker::WS_PATH),
+                &format!("{level} over WebSocket over TLS (subprotocol `mqtt`), {tls}."),
+            ),
+        );
+    }
+    Value::Object(servers)
 }
 
 const INFO: &str = "The topics, payloads, QoS and retain flags of Nephrocare's embedded MQTT broker, \
@@ -225,9 +262,17 @@ machine) or `person` (an app user).\n\n\
 All payloads are JSON objects with `\"v\": 1`; times are RFC 3339 in UTC; ids are canonical UUIDs. \
 QoS 2 is not offered. A subscription may end in `+` or `#` only directly below one device \
 (`nc/v1/h/{hospital}/d/{device}/#`), patient (`…/p/{patient}/#`) or room (`…/chat/{room}/#`), and \
-only if the subscriber may receive every topic it matches; a refused filter gets SUBACK 0x80. A \
-PUBLISH on a topic the client may not publish to ends the connection. A patient receives their own \
-treatment only, on `…/p/{patient}/…`, never a machine's channels.";
+only if the subscriber may receive every topic it matches. A patient receives their own treatment \
+only, on `…/p/{patient}/…`, never a machine's channels.\n\n\
+**MQTT 3.1.1 and 5.0** are both served, on every listener, chosen by each CONNECT. In 3.1.1 a refused \
+filter gets SUBACK 0x80 and a PUBLISH on a topic the client may not publish to ends the connection. \
+In 5.0 every refusal carries its reason code and a reason string, and a refused PUBLISH is answered \
+in its PUBACK (0x87 not authorized, 0x90 topic name invalid, 0x99 payload format invalid, 0x83 a \
+reading's seq taken, 0x97 rate limited, 0x80 otherwise; user properties `code` and `field`) while the \
+connection stays; SUBACK 0x87, 0x8F, 0x97, 0x9E, 0x80 per filter; sessions expire (Session Expiry \
+Interval, bounded); notifications and alarm events carry `expiresAt`, sent as the Message Expiry \
+Interval and never delivered after it; `$share/{group}/{filter}` shared subscriptions for people. \
+topics.md, \"MQTT 5\", lists every reason code the server sends.";
 
 const DEVICE_LOGIN: &str = "A dialysis machine: username = the device id (UUID), password = the device \
 secret (shown once when the device is registered or its secret rotated), client id = exactly the \

@@ -11,8 +11,10 @@
 //! socket, so a slow database slows the device down instead of filling memory. If storage
 //! is unavailable the connection is closed without PUBACK, and the device resends.
 
+mod hello;
 pub(crate) mod refusals;
 mod relay;
+mod v5;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,13 +31,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::hello::Refused;
 use self::refusals::Refusal;
 use crate::acl;
 use crate::payload::{Status, StatusReason, TypingIndicator};
-use crate::sessions::Claim;
+use crate::sessions::{Claim, Expiry};
 use crate::topic::{DeviceChannel, RoomChannel, Topic};
 use crate::transport::{ClientRx, ClientTx};
 use crate::Shared;
+use rumqttc::v5::mqttbytes::v5 as m5;
 
 /// Why a connection ended, for logs and presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,23 +55,52 @@ enum End {
     Violation,
     /// Storage failed: closed without acknowledging, so the device resends.
     StorageUnavailable,
-    /// The core closed the session (e.g. the same client id connected again).
+    /// The core closed the session.
     CoreClosed,
+    /// A newer connection took over the client id.
+    TakenOver,
+    /// The credentials expired (the access token).
+    Expired,
+    /// An MQTT 5 client broke the protocol (said in the DISCONNECT).
+    Broken(v5::Problem),
     Shutdown,
 }
 
 impl End {
+    /// What an MQTT 5 DISCONNECT from the server says about this end (`None`: none is sent:
+    /// the client left, or its socket is gone).
+    fn goodbye(self) -> Option<v5::Goodbye> {
+        use v5::Goodbye as G;
+        match self {
+            End::Graceful | End::Lost => None,
+            End::KeepaliveTimeout => Some(G::KeepAliveTimeout),
+            End::Revoked => Some(G::Revoked { expired: false }),
+            End::Expired => Some(G::Revoked { expired: true }),
+            End::Violation => Some(G::Problem(v5::Problem::ProtocolError)),
+            End::Broken(p) => Some(G::Problem(p)),
+            End::StorageUnavailable => Some(G::StorageUnavailable),
+            End::CoreClosed => Some(G::CoreClosed),
+            End::TakenOver => Some(G::TakenOver),
+            End::Shutdown => Some(G::ShuttingDown),
+        }
+    }
+
     /// Whether the edge publishes the offline status itself (and so cancels the will).
     fn announced(self) -> bool {
-        matches!(self, End::Graceful | End::Revoked | End::Shutdown)
+        matches!(self, End::Graceful | End::Revoked | End::Expired | End::Shutdown)
     }
 
     fn reason(self) -> StatusReason {
         match self {
             End::Graceful => StatusReason::Disconnected,
-            End::Lost | End::Violation | End::CoreClosed | End::StorageUnavailable => StatusReason::ConnectionLost,
+            End::Lost
+            | End::Violation
+            | End::Broken(_)
+            | End::CoreClosed
+            | End::TakenOver
+            | End::StorageUnavailable => StatusReason::ConnectionLost,
             End::KeepaliveTimeout => StatusReason::KeepaliveTimeout,
-            End::Revoked => StatusReason::Revoked,
+            End::Revoked | End::Expired => StatusReason::Revoked,
             End::Shutdown => StatusReason::Shutdown,
         }
     }
@@ -122,11 +155,6 @@ async fn write_packet(tx: &mut ClientTx, packet: &Packet, max: usize) -> std::io
     tx.write(&bytes).await
 }
 
-async fn refuse_connect(tx: &mut ClientTx, code: ConnectReturnCode) {
-    let _ = write_packet(tx, &Packet::ConnAck(ConnAck { session_present: false, code }), 16).await;
-    tx.close().await;
-}
-
 fn looks_like_jwt(s: &str) -> bool {
     s.starts_with("eyJ") && s.matches('.').count() == 2
 }
@@ -147,7 +175,9 @@ fn client_id_allowed(subject: &Subject, client_id: &str) -> bool {
     }
 }
 
-async fn authenticate(shared: &Shared, connect: &Connect) -> Result<Identity, ConnectReturnCode> {
+/// Authenticates a CONNECT; its client id must be one the identity may use, unless the
+/// server assigns one (`assign`: an MQTT 5 CONNECT without client id).
+async fn authenticate(shared: &Shared, connect: &Connect, assign: bool) -> Result<Identity, ConnectReturnCode> {
     let Some(Login { username, password }) = &connect.login else {
         return Err(ConnectReturnCode::NotAuthorized);
     };
@@ -171,7 +201,7 @@ async fn authenticate(shared: &Shared, connect: &Connect) -> Result<Identity, Co
         })?;
         Identity { subject, valid_until: None, connected_at: now }
     };
-    if !client_id_allowed(&identity.subject, &connect.client_id) {
+    if !assign && !client_id_allowed(&identity.subject, &connect.client_id) {
         return Err(ConnectReturnCode::BadClientId);
     }
     Ok(identity)
@@ -235,57 +265,48 @@ pub(crate) async fn serve(
     let mut buf = BytesMut::with_capacity(4096);
 
     // CONNECT, within the timeout.
-    let first = tokio::time::timeout(settings.connect_timeout, async {
-        loop {
-            if let Some(level) = connect_level(&buf) {
-                if level == 5 {
-                    return Err(Some(5u8));
-                }
-            }
-            match Packet::read(&mut buf, max) {
-                Ok(p) => return Ok(p),
-                Err(CodecError::InsufficientBytes(_)) => {}
-                Err(CodecError::InvalidProtocol | CodecError::InvalidProtocolLevel(_)) => return Err(Some(3)),
-                Err(_) => return Err(None),
-            }
-            match rx.read(&mut buf).await {
-                Ok(0) | Err(_) => return Err(None),
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    let connect = match first {
-        Ok(Ok(Packet::Connect(c))) => c,
-        Ok(Err(Some(5))) => {
-            // MQTT 5 CONNACK, reason 0x84 "Unsupported Protocol Version".
-            let _ = tx.write(&[0x20, 0x03, 0x00, 0x84, 0x00]).await;
-            tx.close().await;
-            return;
-        }
-        Ok(Err(Some(_))) => return refuse_connect(&mut tx, ConnectReturnCode::RefusedProtocolVersion).await,
+    let mut hello = match tokio::time::timeout(settings.connect_timeout, hello::read(&mut rx, &mut buf, max)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(hello::NoHello::Level)) => return hello::refuse_level(&mut tx).await,
         _ => {
             tracing::debug!(%peer, "no valid CONNECT; closing");
             tx.close().await;
             return;
         }
     };
+    if hello.wants_enhanced_auth() {
+        let r = Refused {
+            v4: ConnectReturnCode::NotAuthorized,
+            v5: m5::ConnectReturnCode::BadAuthenticationMethod,
+            text: "enhanced authentication is not offered: use user name and password",
+        };
+        return hello::refuse(&mut tx, &hello, r).await;
+    }
+    let client_id = hello.connect.client_id.clone();
     let Ok(pending) = shared.pending.clone().try_acquire_owned() else {
-        shared.refusals.note(Refusal::TooManyPending, peer, &connect.client_id);
-        return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+        shared.refusals.note(Refusal::TooManyPending, peer, &client_id);
+        let r = Refused::unavailable(m5::ConnectReturnCode::ServerBusy, "server busy; retry later");
+        return hello::refuse(&mut tx, &hello, r).await;
     };
     // Answered within a second even when the database is down (code 3, retry later).
-    let authenticated = tokio::time::timeout(settings.auth_timeout, authenticate(&shared, &connect))
+    let assign = hello.v5.is_some() && client_id.is_empty();
+    let authenticated = tokio::time::timeout(settings.auth_timeout, authenticate(&shared, &hello.connect, assign))
         .await
         .unwrap_or(Err(ConnectReturnCode::ServiceUnavailable));
     let identity = match authenticated {
         Ok(i) => i,
         Err(code) => {
-            shared.refusals.note(Refusal::NotAuthenticated, peer, &connect.client_id);
-            return refuse_connect(&mut tx, code).await;
+            shared.refusals.note(Refusal::NotAuthenticated, peer, &client_id);
+            return hello::refuse(&mut tx, &hello, Refused::of(code)).await;
         }
     };
     drop(pending);
+    // MQTT 5: an empty client id gets one the identity may use.
+    let assigned = assign.then(|| assigned_client_id(&identity.subject));
+    if let Some(id) = &assigned {
+        hello.connect.client_id = id.clone();
+    }
+    let connect = hello.connect.clone();
     // Machines and people have separate pools: apps can never take a machine's place.
     let pool = match identity.subject {
         Subject::Device { .. } => &shared.connections,
@@ -293,34 +314,46 @@ pub(crate) async fn serve(
     };
     let Ok(_permit) = pool.clone().try_acquire_owned() else {
         shared.refusals.note(Refusal::LimitReached, peer, &connect.client_id);
-        return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+        let r = Refused::unavailable(m5::ConnectReturnCode::QuotaExceeded, "too many connections; retry later");
+        return hello::refuse(&mut tx, &hello, r).await;
     };
     let will = match will_for(&shared, &identity, connect.last_will.clone()).await {
         Ok(w) => w,
         Err(code) => {
             shared.refusals.note(Refusal::WillRefused, peer, &connect.client_id);
-            return refuse_connect(&mut tx, code).await;
+            let r = Refused {
+                v4: code,
+                v5: m5::ConnectReturnCode::NotAuthorized,
+                text: "the will's topic is not one this client may publish on",
+            };
+            return hello::refuse(&mut tx, &hello, r).await;
         }
     };
 
     // The client's slot in the core (see `sessions`): a bounded set of core client ids per
     // identity, and the subscriptions a resumed session carries.
     let owner = identity.owner();
+    let cannot_resume =
+        Refused::unavailable(m5::ConnectReturnCode::ServerUnavailable, "cannot resume the session now; retry later");
     // Several nodes: the sessions other nodes kept (or changed) for this identity first.
     if let Some(store) = &shared.kept {
         match tokio::time::timeout(settings.auth_timeout, store.load(owner)).await {
             Ok(Ok(kept)) => shared.sessions.adopt(owner, kept),
             _ => {
                 shared.refusals.note(Refusal::CannotReauthorize, peer, &connect.client_id);
-                return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+                return hello::refuse(&mut tx, &hello, cannot_resume).await;
             }
         }
     }
-    let mut claim = match shared.sessions.claim(owner, &connect.client_id, connect.clean_session, identity.family()) {
+    let (ask, expiry_granted) = hello.session_ask(settings.max_session_expiry_secs);
+    let persistent = ask.expiry != Expiry::AtDisconnect;
+    let mut claim = match shared.sessions.claim_with(owner, &connect.client_id, ask, identity.family()) {
         Ok(c) => c,
         Err(_) => {
             shared.refusals.note(Refusal::IdentityCap, peer, &connect.client_id);
-            return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+            let r =
+                Refused::unavailable(m5::ConnectReturnCode::QuotaExceeded, "too many connections for this identity");
+            return hello::refuse(&mut tx, &hello, r).await;
         }
     };
     // Registered (and watching what the carried subscriptions rest on) before deciding them,
@@ -345,7 +378,7 @@ pub(crate) async fn serve(
         _ => {
             shared.refusals.note(Refusal::CannotReauthorize, peer, &connect.client_id);
             end_early(&shared);
-            return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+            return hello::refuse(&mut tx, &hello, cannot_resume).await;
         }
     };
     // A machine's session with the embedded core is kept here, not in the core: see
@@ -357,28 +390,39 @@ pub(crate) async fn serve(
     let direct = kept_here.is_some();
     let (up_rx, up_tx, up_buf, present) = if let Some(device) = kept_here {
         shared.registry.replace_device(device, conn_id);
-        (None, None, BytesMut::new(), claim.resumed && !connect.clean_session)
+        (None, None, BytesMut::new(), claim.resumed)
     } else {
-        match open_upstream(&shared, &claim, &connect, will).await {
+        let mut up = connect.clone();
+        up.clean_session = claim.core_clean;
+        match open_upstream(&shared, &claim, &up, will).await {
             Ok((up_rx, up_tx, up_buf, ack)) => (Some(up_rx), Some(up_tx), up_buf, ack.session_present),
             Err(e) => {
                 tracing::error!(error = %e, "the broker core refused the session");
                 end_early(&shared);
-                return refuse_connect(&mut tx, ConnectReturnCode::ServiceUnavailable).await;
+                let r = Refused::unavailable(
+                    m5::ConnectReturnCode::ServerUnavailable,
+                    "the broker core is unavailable; retry later",
+                );
+                return hello::refuse(&mut tx, &hello, r).await;
             }
         }
     };
     shared.sessions.confirm(owner, claim.generation);
     // Several nodes: what the other nodes must know to resume (or not) this session.
     let mut forgotten: Vec<String> = claim.evicted.iter().cloned().collect();
-    if connect.clean_session {
-        forgotten.push(connect.client_id.clone());
-    } else {
+    if persistent {
         shared.keep(owner, claim.generation, false).await;
+    } else {
+        forgotten.push(connect.client_id.clone());
     }
     shared.unkeep(owner, &forgotten).await;
+    // MQTT 5: the server's keep-alive when the client's is none or longer than allowed.
+    let cap = settings.max_keep_alive_secs.max(1);
+    let server_keep_alive =
+        (hello.v5.is_some() && (connect.keep_alive == 0 || connect.keep_alive > cap)).then_some(cap);
+    let keep_alive = server_keep_alive.unwrap_or(connect.keep_alive);
     let link = relay::Link { identity, peer, owner, generation: claim.generation, conn_id };
-    let mut session = relay::Session::new(shared.clone(), link, tx, up_tx);
+    let mut session = relay::Session::new(shared.clone(), link, tx, up_tx, hello.negotiated());
     let present = match session.resume(present, decided).await {
         Ok(p) => p,
         Err(e) => {
@@ -387,17 +431,30 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let code = ConnectReturnCode::Success;
-    if session.send_client(&Packet::ConnAck(ConnAck { session_present: present, code })).await.is_err() {
+    let accepted = if hello.v5.is_some() {
+        let mut props = hello::limits(settings);
+        props.session_expiry_interval = expiry_granted;
+        props.assigned_client_identifier = assigned;
+        props.server_keep_alive = server_keep_alive;
+        props.shared_subscription_available = Some(u8::from(session.shares()));
+        match v5::connack(present, m5::ConnectReturnCode::Success, Some(props)).map_err(std::io::Error::other) {
+            Ok(bytes) => session.send_raw(&bytes).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        let code = ConnectReturnCode::Success;
+        session.send_client(&Packet::ConnAck(ConnAck { session_present: present, code })).await
+    };
+    if accepted.is_err() {
         end_early(&shared);
         return;
     }
     if let Subject::Device { id, hospital } = identity.subject {
         shared.presence.set(id, hospital, true, StatusReason::Connected, true).await;
     }
-    tracing::debug!(%peer, client_id = %connect.client_id, "mqtt client connected");
+    tracing::debug!(%peer, client_id = %connect.client_id, v5 = hello.v5.is_some(), "mqtt client connected");
 
-    let end = session.run(rx, buf, up_rx, up_buf, control, connect.keep_alive, shutdown).await;
+    let end = session.run(rx, buf, up_rx, up_buf, control, keep_alive, shutdown).await;
     shared.registry.unregister(conn_id);
     shared.keep(owner, claim.generation, true).await;
     shared.sessions.release(owner, claim.generation);
@@ -411,11 +468,23 @@ pub(crate) async fn serve(
         }
     }
     match end {
-        End::Graceful | End::Lost | End::KeepaliveTimeout | End::Shutdown | End::CoreClosed => {
+        End::Graceful | End::Lost | End::KeepaliveTimeout | End::Shutdown | End::CoreClosed | End::TakenOver => {
             tracing::debug!(%peer, client_id = %connect.client_id, ?end, "mqtt client gone")
         }
-        End::Revoked | End::Violation | End::StorageUnavailable => {
+        End::Revoked | End::Expired | End::Violation | End::Broken(_) | End::StorageUnavailable => {
             tracing::info!(%peer, client_id = %connect.client_id, ?end, "mqtt client disconnected")
+        }
+    }
+}
+
+/// The client id an MQTT 5 client that sent none is given: a machine's device id, a
+/// person's user id with a random suffix (one per app install, as the binding rule allows).
+fn assigned_client_id(subject: &Subject) -> String {
+    match subject {
+        Subject::Device { id, .. } => id.to_string(),
+        Subject::User(u) => {
+            let suffix: String = Uuid::new_v4().simple().to_string().chars().take(12).collect();
+            format!("{}-{suffix}", u.id)
         }
     }
 }

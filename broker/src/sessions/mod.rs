@@ -103,12 +103,43 @@ pub struct Carried {
     pub qos: QoS,
 }
 
+/// How long a session outlives its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// It ends with the connection (MQTT 3.1.1 clean session; MQTT 5 Session Expiry 0).
+    AtDisconnect,
+    /// Kept this many seconds after the connection ends (MQTT 5 Session Expiry Interval,
+    /// bounded by the server's maximum).
+    After(u32),
+    /// Kept until taken over (an MQTT 3.1.1 persistent session).
+    UntilTakenOver,
+}
+
+/// What a CONNECT asks of its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionAsk {
+    /// Discard any session of this client id (3.1.1 clean session, 5 Clean Start).
+    pub clean_start: bool,
+    pub expiry: Expiry,
+}
+
+impl SessionAsk {
+    /// MQTT 3.1.1: a clean session ends with its connection, another is kept until taken over.
+    pub fn v4(clean_session: bool) -> SessionAsk {
+        let expiry = if clean_session { Expiry::AtDisconnect } else { Expiry::UntilTakenOver };
+        SessionAsk { clean_start: clean_session, expiry }
+    }
+}
+
 struct Slot {
     index: usize,
     client_id: String,
     family: Option<TokenFamilyId>,
-    /// The core keeps this session after a disconnect.
-    persistent: bool,
+    /// How long the session is kept after a disconnect.
+    expiry: Expiry,
+    /// The core was asked to keep its session (a CONNECT with `clean_session = false`):
+    /// when the book does not keep it, it must be discarded before it could resume.
+    core_keeps: bool,
     filters: BTreeMap<String, Carried>,
     /// Filters sent to the core in a SUBSCRIBE not yet answered (counted in the interest).
     asked: Vec<Filter>,
@@ -120,6 +151,22 @@ struct Slot {
     /// The core may still hold a session under this slot's id that must not be resumed:
     /// set when a reset is asked for, cleared once the new session is open.
     reset_pending: bool,
+}
+
+impl Slot {
+    fn persistent(&self) -> bool {
+        self.expiry != Expiry::AtDisconnect
+    }
+
+    /// Idle longer than its session expiry.
+    fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        match (self.expiry, self.released_at) {
+            (Expiry::After(secs), Some(left)) if self.holder == 0 => {
+                now - left >= chrono::Duration::seconds(i64::from(secs))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A slot taken by a connection.
@@ -141,6 +188,9 @@ pub struct Claim {
     /// A persistent session of this client id resumes (the book's own answer, for the
     /// sessions the edge keeps itself: see `edge::serve`).
     pub resumed: bool,
+    /// The `clean_session` flag of the edge's CONNECT to the core: `false` to resume the
+    /// core's session or to have it kept.
+    pub core_clean: bool,
 }
 
 /// Every slot of the identity is in use by a live connection.
@@ -189,7 +239,7 @@ impl SessionBook {
         }
     }
 
-    /// Takes the slot of `client_id` for a new connection of `owner`.
+    /// Takes the slot of `client_id` for a new MQTT 3.1.1 connection of `owner`.
     pub fn claim(
         &self,
         owner: Uuid,
@@ -197,15 +247,33 @@ impl SessionBook {
         clean: bool,
         family: Option<TokenFamilyId>,
     ) -> Result<Claim, Full> {
+        self.claim_with(owner, client_id, SessionAsk::v4(clean), family)
+    }
+
+    /// Takes the slot of `client_id` for a new connection of `owner` that asks `ask`. A
+    /// session resumes when it is kept, not expired, of the same login session, and the
+    /// CONNECT does not ask for a clean start.
+    pub fn claim_with(
+        &self,
+        owner: Uuid,
+        client_id: &str,
+        ask: SessionAsk,
+        family: Option<TokenFamilyId>,
+    ) -> Result<Claim, Full> {
         let generation = self.next.fetch_add(1, Ordering::Relaxed);
         let mut all = self.slots.lock().expect("session book");
         let slots = all.entry(owner).or_default();
         let now = Instant::now();
+        let keep = ask.expiry != Expiry::AtDisconnect;
         if let Some(slot) = slots.iter_mut().find(|s| s.client_id == client_id) {
-            let resumable = slot.persistent && !clean && slot.family == family && !slot.reset_pending;
-            // A clean CONNECT makes the core discard the session by itself; a persistent
-            // one of another login session (or one a failed reset left) must be discarded first.
-            let reset = !clean && (slot.reset_pending || (slot.persistent && !resumable));
+            let alive = slot.persistent() && !slot.expired(chrono::Utc::now());
+            let resumable = alive && !ask.clean_start && slot.family == family && !slot.reset_pending;
+            // The core resumes a session only under `clean_session = false`, and keeps one
+            // only so; a clean CONNECT makes it discard the session by itself.
+            let clean = !keep && !resumable;
+            // A session the core keeps that must not resume (a clean start, another login
+            // session's, an expired one, or one a failed reset left) is discarded first.
+            let reset = !clean && (slot.reset_pending || ((slot.persistent() || slot.core_keeps) && !resumable));
             let carried = if resumable { slot.filters.values().cloned().collect() } else { Vec::new() };
             if !resumable {
                 if slot.holder == 0 {
@@ -219,7 +287,8 @@ impl SessionBook {
                 }
             }
             slot.family = family;
-            slot.persistent = !clean;
+            slot.expiry = ask.expiry;
+            slot.core_keeps = !clean;
             slot.holder = generation;
             slot.last_used = now;
             slot.reset_pending = reset;
@@ -232,6 +301,7 @@ impl SessionBook {
                 released_at,
                 evicted: None,
                 resumed: resumable,
+                core_clean: clean,
             });
         }
         let mut evicted_id = None;
@@ -246,12 +316,14 @@ impl SessionBook {
                 None => return Err(Full),
             }
         }
+        let clean = !keep;
         let index = (0..).find(|i| slots.iter().all(|s| s.index != *i)).expect("a free index");
         slots.push(Slot {
             index,
             client_id: client_id.to_owned(),
             family,
-            persistent: !clean,
+            expiry: ask.expiry,
+            core_keeps: keep,
             filters: BTreeMap::new(),
             asked: Vec::new(),
             holder: generation,
@@ -269,6 +341,7 @@ impl SessionBook {
             released_at: None,
             evicted: evicted_id,
             resumed: false,
+            core_clean: clean,
         })
     }
 
@@ -406,8 +479,11 @@ impl SessionBook {
             slot.holder = 0;
             slot.last_used = Instant::now();
             slot.released_at = Some(chrono::Utc::now());
-            if !slot.persistent {
+            if !slot.persistent() {
                 self.forget(slot);
+                // Resumed in the core but not to be kept (MQTT 5 Session Expiry 0): the
+                // core still holds it, so it must not resume later.
+                slot.reset_pending |= slot.core_keeps;
             }
         });
     }
@@ -447,7 +523,8 @@ impl SessionBook {
                 index: k.slot,
                 client_id: k.client_id.clone(),
                 family: None,
-                persistent: true,
+                expiry: Expiry::UntilTakenOver,
+                core_keeps: true,
                 filters: BTreeMap::new(),
                 asked: Vec::new(),
                 holder: 0,
@@ -463,7 +540,8 @@ impl SessionBook {
     /// Gives an idle slot the kept session's state (its filters counted in the interest).
     fn carry(&self, slot: &mut Slot, k: &Kept) {
         slot.family = k.family;
-        slot.persistent = true;
+        slot.expiry = k.expiry.map_or(Expiry::UntilTakenOver, Expiry::After);
+        slot.core_keeps = true;
         slot.released_at = k.released_at;
         slot.reset_pending = false;
         let mut interest = self.interest.lock().expect("interest");
@@ -478,13 +556,17 @@ impl SessionBook {
     pub fn kept(&self, owner: Uuid, generation: u64) -> Option<Kept> {
         let mut kept = None;
         self.with_slot(owner, generation, |slot| {
-            if slot.persistent {
+            if slot.persistent() {
                 kept = Some(Kept {
                     client_id: slot.client_id.clone(),
                     slot: slot.index,
                     family: slot.family,
                     subscriptions: slot.filters.values().cloned().collect(),
                     released_at: None,
+                    expiry: match slot.expiry {
+                        Expiry::After(secs) => Some(secs),
+                        _ => None,
+                    },
                 });
             }
         });
@@ -510,6 +592,8 @@ pub struct Kept {
     pub subscriptions: Vec<Carried>,
     /// When its last connection left (`None` while connected).
     pub released_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its session expiry, seconds (`None`: kept until taken over).
+    pub expiry: Option<u32>,
 }
 
 fn upstream_id(owner: Uuid, index: usize) -> String {
@@ -525,6 +609,49 @@ mod tests {
         let (h, d) = (HospitalId::new(), DeviceId::new());
         let filter = Filter::AnyDeviceChannel { hospital: h, device: d };
         Carried { path: format!("nc/v1/h/{h}/d/{d}/#"), filter, qos: QoS::AtLeastOnce }
+    }
+
+    /// Makes `owner`'s idle sessions `secs` older (their connections left that much earlier).
+    fn age(book: &SessionBook, owner: Uuid, secs: i64) {
+        for slot in book.slots.lock().unwrap().get_mut(&owner).unwrap() {
+            slot.released_at = slot.released_at.map(|t| t - chrono::Duration::seconds(secs));
+        }
+    }
+
+    #[test]
+    fn an_mqtt5_session_resumes_within_its_expiry_and_is_discarded_after_it() {
+        let book = SessionBook::new(4, false);
+        let owner = Uuid::new_v4();
+        let keep = |clean_start| SessionAsk { clean_start, expiry: Expiry::After(10) };
+        let first = book.claim_with(owner, "app", keep(true), None).unwrap();
+        assert!(!first.core_clean, "the core keeps it");
+        let c = carried();
+        book.subscribing(owner, first.generation, [&c.filter]);
+        book.subscribed(owner, first.generation, [c.filter], [c]);
+        book.confirm(owner, first.generation);
+        book.release(owner, first.generation);
+
+        age(&book, owner, 9);
+        let within = book.claim_with(owner, "app", keep(false), None).unwrap();
+        assert!(within.resumed && within.carried.len() == 1 && !within.reset, "{within:?}");
+        book.confirm(owner, within.generation);
+        book.release(owner, within.generation);
+
+        age(&book, owner, 10);
+        let after = book.claim_with(owner, "app", keep(false), None).unwrap();
+        assert!(!after.resumed && after.carried.is_empty(), "expired: {after:?}");
+        assert!(after.reset, "the core's session is discarded before the new one opens");
+        book.confirm(owner, after.generation);
+        book.release(owner, after.generation);
+
+        // Expiry 0, resumed: the core resumes it, and must discard it before it could resume again.
+        let once = SessionAsk { clean_start: false, expiry: Expiry::AtDisconnect };
+        let last = book.claim_with(owner, "app", once, None).unwrap();
+        assert!(last.resumed && !last.core_clean, "{last:?}");
+        book.confirm(owner, last.generation);
+        book.release(owner, last.generation);
+        let next = book.claim(owner, "app", false, None).unwrap();
+        assert!(!next.resumed && next.reset, "{next:?}");
     }
 
     #[test]
@@ -662,8 +789,14 @@ mod tests {
         // A connection held here is left alone whatever the store says.
         let live = book.claim(owner, "live", false, login).unwrap();
         let c = carried();
-        let kept =
-            Kept { client_id: "app".into(), slot: 5, family: login, subscriptions: vec![c.clone()], released_at: None };
+        let kept = Kept {
+            client_id: "app".into(),
+            slot: 5,
+            family: login,
+            subscriptions: vec![c.clone()],
+            released_at: None,
+            expiry: None,
+        };
         book.adopt(owner, vec![kept.clone()]);
         assert!(book.kept(owner, live.generation).is_some(), "the held slot stays");
         let again = book.claim(owner, "app", false, login).unwrap();

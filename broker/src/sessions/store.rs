@@ -20,8 +20,8 @@ pub struct KeptStore {
     pool: PgPool,
 }
 
-/// client_id, slot, family_id, subscriptions, released_at.
-type Row = (String, i16, Option<Uuid>, serde_json::Value, Option<chrono::DateTime<chrono::Utc>>);
+/// client_id, slot, family_id, subscriptions, released_at, expiry_seconds.
+type Row = (String, i16, Option<Uuid>, serde_json::Value, Option<chrono::DateTime<chrono::Utc>>, Option<i32>);
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Subscription {
@@ -37,14 +37,15 @@ impl KeptStore {
     /// The sessions kept for `owner`.
     pub async fn load(&self, owner: Uuid) -> Result<Vec<Kept>, sqlx::Error> {
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT client_id, slot, family_id, subscriptions, released_at FROM mqtt_kept_sessions WHERE owner_id = $1",
+            "SELECT client_id, slot, family_id, subscriptions, released_at, expiry_seconds
+               FROM mqtt_kept_sessions WHERE owner_id = $1",
         )
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(client_id, slot, family, subscriptions, released_at)| {
+            .map(|(client_id, slot, family, subscriptions, released_at, expiry)| {
                 let subscriptions = serde_json::from_value::<Vec<Subscription>>(subscriptions)
                     .unwrap_or_default()
                     .into_iter()
@@ -60,6 +61,7 @@ impl KeptStore {
                     family: family.map(TokenFamilyId),
                     subscriptions,
                     released_at,
+                    expiry: expiry.and_then(|s| u32::try_from(s).ok()),
                 }
             })
             .collect())
@@ -77,11 +79,11 @@ impl KeptStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO mqtt_kept_sessions (owner_id, client_id, slot, family_id, subscriptions, released_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO mqtt_kept_sessions (owner_id, client_id, slot, family_id, subscriptions, released_at, expiry_seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (owner_id, client_id) DO UPDATE
                 SET slot = EXCLUDED.slot, family_id = EXCLUDED.family_id, subscriptions = EXCLUDED.subscriptions,
-                    released_at = EXCLUDED.released_at, updated_at = now()",
+                    released_at = EXCLUDED.released_at, expiry_seconds = EXCLUDED.expiry_seconds, updated_at = now()",
         )
         .bind(owner)
         .bind(&kept.client_id)
@@ -89,6 +91,7 @@ impl KeptStore {
         .bind(kept.family.map(|f| f.0))
         .bind(serde_json::to_value(&subscriptions).unwrap_or_default())
         .bind(kept.released_at)
+        .bind(kept.expiry.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
         .execute(&mut *tx)
         .await?;
         tx.commit().await

@@ -7,7 +7,9 @@
 //! the JSON), with only `seq`, `ts` and the packet id filled in; one small reader per
 //! connection takes PUBACKs and records publish→PUBACK latency. The generator's own CPU
 //! and, with `--server-pid`, the service's CPU over the same measured window are reported,
-//! so the result is the service's cost per acknowledged reading.
+//! so the result is the service's cost per acknowledged reading. With `--mqtt5` the same
+//! fleet speaks MQTT 5 (CONNECT level 5, PUBLISH with an empty property list, PUBACKs read
+//! with their reason code): the figures of both levels side by side.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,8 @@ pub struct IngestBench {
     pub seconds: f64,
     pub tasks: usize,
     pub server_pid: Option<u32>,
+    /// Speak MQTT 5 instead of 3.1.1.
+    pub mqtt5: bool,
 }
 
 fn cpu_seconds(pid: &str) -> Option<f64> {
@@ -51,8 +55,9 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn publish_header(buf: &mut BytesMut, topic: &str, pkid: u16, payload_len: usize) {
-    let mut remaining = 2 + topic.len() + 2 + payload_len;
+/// A QoS 1 PUBLISH's fixed and variable header (MQTT 5: with an empty property list).
+fn publish_header(buf: &mut BytesMut, topic: &str, pkid: u16, payload_len: usize, v5: bool) {
+    let mut remaining = 2 + topic.len() + 2 + usize::from(v5) + payload_len;
     buf.extend_from_slice(&[0x32]);
     loop {
         let mut byte = (remaining % 128) as u8;
@@ -68,11 +73,61 @@ fn publish_header(buf: &mut BytesMut, topic: &str, pkid: u16, payload_len: usize
     buf.extend_from_slice(&(topic.len() as u16).to_be_bytes());
     buf.extend_from_slice(topic.as_bytes());
     buf.extend_from_slice(&pkid.to_be_bytes());
+    if v5 {
+        buf.extend_from_slice(&[0]);
+    }
 }
 
-async fn connect(d: &SimDevice, host: &str, port: u16) -> Result<TcpStream, String> {
+/// A PUBACK read from `buf` (its packet id; MQTT 5: only a success), `Ok(None)` for another
+/// packet, `Err(true)` when more bytes are needed.
+fn read_puback(buf: &mut BytesMut, v5: bool) -> Result<Option<u16>, bool> {
+    if v5 {
+        use rumqttc::v5::mqttbytes::v5::{Packet as P5, PubAckReason};
+        return match P5::read(buf, Some(1 << 20)) {
+            Ok(P5::PubAck(a)) if a.reason == PubAckReason::Success => Ok(Some(a.pkid)),
+            Ok(_) => Ok(None),
+            Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => Err(true),
+            Err(_) => Err(false),
+        };
+    }
+    match Packet::read(buf, 1 << 20) {
+        Ok(Packet::PubAck(a)) => Ok(Some(a.pkid)),
+        Ok(_) => Ok(None),
+        Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Err(true),
+        Err(_) => Err(false),
+    }
+}
+
+async fn connect(d: &SimDevice, host: &str, port: u16, v5: bool) -> Result<TcpStream, String> {
     let mut stream = TcpStream::connect((host, port)).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    if v5 {
+        use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet as P5};
+        let mut connect = rumqttc::v5::mqttbytes::v5::Connect {
+            keep_alive: 120,
+            client_id: d.id.to_string(),
+            clean_start: true,
+            properties: None,
+        };
+        connect.keep_alive = 120;
+        let login = rumqttc::v5::mqttbytes::v5::Login::new(d.id.to_string(), d.secret.clone());
+        let mut buf = BytesMut::new();
+        P5::Connect(connect, None, Some(login)).write(&mut buf, None).map_err(|e| e.to_string())?;
+        stream.write_all(&buf).await.map_err(|e| e.to_string())?;
+        let mut answer = BytesMut::new();
+        loop {
+            match P5::read(&mut answer, None) {
+                Ok(P5::ConnAck(a)) if a.code == ConnectReturnCode::Success => return Ok(stream),
+                Ok(p) => return Err(format!("{}: refused: {p:?}", d.id)),
+                Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => {
+                    if stream.read_buf(&mut answer).await.map_err(|e| e.to_string())? == 0 {
+                        return Err(format!("{}: closed before CONNACK", d.id));
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
     let mut connect = Connect::new(d.id.to_string());
     connect.keep_alive = 120;
     connect.clean_session = true;
@@ -99,13 +154,19 @@ async fn connect(d: &SimDevice, host: &str, port: u16) -> Result<TcpStream, Stri
 
 /// Reads PUBACKs until the connection closes; returns the latencies (µs) of readings sent
 /// after `warm_up`.
-async fn read_acks(mut rx: tokio::net::tcp::OwnedReadHalf, link: Arc<Link>, origin: Instant, warm_up: u64) -> Vec<u32> {
+async fn read_acks(
+    mut rx: tokio::net::tcp::OwnedReadHalf,
+    link: Arc<Link>,
+    origin: Instant,
+    warm_up: u64,
+    v5: bool,
+) -> Vec<u32> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut latencies = Vec::new();
     loop {
-        match Packet::read(&mut buf, 1 << 20) {
-            Ok(Packet::PubAck(ack)) => {
-                let at = link.sent_at[(ack.pkid - 1) as usize].swap(0, Ordering::AcqRel);
+        match read_puback(&mut buf, v5) {
+            Ok(Some(pkid)) => {
+                let at = link.sent_at[(pkid - 1) as usize].swap(0, Ordering::AcqRel);
                 if at != 0 {
                     link.acked.fetch_add(1, Ordering::Relaxed);
                     if at >= warm_up {
@@ -114,12 +175,12 @@ async fn read_acks(mut rx: tokio::net::tcp::OwnedReadHalf, link: Arc<Link>, orig
                     }
                 }
             }
-            Ok(_) => {}
-            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => match rx.read_buf(&mut buf).await {
+            Ok(None) => {}
+            Err(true) => match rx.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return latencies,
                 Ok(_) => {}
             },
-            Err(_) => return latencies,
+            Err(false) => return latencies,
         }
     }
 }
@@ -136,7 +197,8 @@ pub async fn run(fleet: Vec<SimDevice>, o: IngestBench) -> Result<String, String
     // Connect (not measured), a few at a time, and start each patient's treatment.
     let mut streams = Vec::with_capacity(n);
     for chunk in fleet.chunks(50) {
-        let connected = futures_util::future::join_all(chunk.iter().map(|d| connect(d, &o.host, o.port))).await;
+        let connected =
+            futures_util::future::join_all(chunk.iter().map(|d| connect(d, &o.host, o.port, o.mqtt5))).await;
         for (d, s) in chunk.iter().zip(connected) {
             streams.push((d.clone(), s?));
         }
@@ -150,22 +212,22 @@ pub async fn run(fleet: Vec<SimDevice>, o: IngestBench) -> Result<String, String
         );
         let topic = format!("nc/v1/h/{}/d/{}/session", d.hospital, d.id);
         let mut buf = BytesMut::new();
-        publish_header(&mut buf, &topic, SLOTS + 1, start.len());
+        publish_header(&mut buf, &topic, SLOTS + 1, start.len(), o.mqtt5);
         buf.extend_from_slice(start.as_bytes());
         s.write_all(&buf).await.map_err(|e| e.to_string())?;
     }
     for (d, s) in &mut streams {
         let mut answer = BytesMut::new();
         loop {
-            match Packet::read(&mut answer, 1024) {
-                Ok(Packet::PubAck(a)) if a.pkid == SLOTS + 1 => break,
+            match read_puback(&mut answer, o.mqtt5) {
+                Ok(Some(pkid)) if pkid == SLOTS + 1 => break,
                 Ok(_) => {}
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                Err(true) => {
                     if s.read_buf(&mut answer).await.map_err(|e| e.to_string())? == 0 {
                         return Err(format!("{}: closed before the session was acknowledged", d.id));
                     }
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(false) => return Err(format!("{}: unreadable answer to the session start", d.id)),
             }
         }
     }
@@ -182,7 +244,7 @@ pub async fn run(fleet: Vec<SimDevice>, o: IngestBench) -> Result<String, String
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
         });
-        readers.spawn(read_acks(rx, link.clone(), origin, warm_up));
+        readers.spawn(read_acks(rx, link.clone(), origin, warm_up, o.mqtt5));
         writers[i % o.tasks.max(1)].push((d, tx, link));
     }
     let links: Vec<Arc<Link>> = writers.iter().flatten().map(|(_, _, l)| l.clone()).collect();
@@ -193,6 +255,7 @@ pub async fn run(fleet: Vec<SimDevice>, o: IngestBench) -> Result<String, String
     let interval = Duration::from_secs_f64(1.0 / o.rate);
     let mut jobs = tokio::task::JoinSet::new();
     let tasks_n = writers.len();
+    let v5 = o.mqtt5;
     for (w, mut conns) in writers.into_iter().enumerate() {
         let (skipped, tasks) = (skipped.clone(), tasks_n);
         jobs.spawn(async move {
@@ -236,7 +299,7 @@ pub async fn run(fleet: Vec<SimDevice>, o: IngestBench) -> Result<String, String
                 let _ = write!(payload, r#"{{"v":1,"seq":{s},"ts":"{ts}""#);
                 payload.extend_from_slice(tail.as_bytes());
                 buf.clear();
-                publish_header(&mut buf, &topics[k], pkid, payload.len());
+                publish_header(&mut buf, &topics[k], pkid, payload.len(), v5);
                 buf.extend_from_slice(&payload);
                 slot.store((origin.elapsed().as_micros() as u64).max(1), Ordering::Release);
                 link.sent.fetch_add(1, Ordering::Relaxed);
@@ -275,9 +338,10 @@ pub async fn run(fleet: Vec<SimDevice>, o: IngestBench) -> Result<String, String
     latencies.sort_unstable();
     let acked: u64 = links.iter().map(|l| l.acked.load(Ordering::Relaxed)).sum();
     let mut out = format!(
-        "bench ingest: {n} devices x {} Hz for {:.0} s: {sent} sent, {acked} acknowledged ({:.0}/s over {wall:.1} s), \
+        "bench ingest (MQTT {}): {n} devices x {} Hz for {:.0} s: {sent} sent, {acked} acknowledged ({:.0}/s over {wall:.1} s), \
          {} not sent (in flight too long), publish->PUBACK p50 {:.2} ms p99 {:.2} ms max {:.2} ms; \
          generator CPU {:.0}% of a core",
+        if o.mqtt5 { "5" } else { "3.1.1" },
         o.rate,
         published,
         acked as f64 / wall,

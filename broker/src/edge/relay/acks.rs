@@ -41,6 +41,11 @@ impl DeliveryAcks {
         Ok(self.due())
     }
 
+    /// Deliveries relayed to the client and not yet acknowledged by it.
+    pub(super) fn at_client(&self) -> usize {
+        self.line.iter().filter(|(_, settled)| !settled).count()
+    }
+
     /// The client acknowledged `pkid`.
     pub(super) fn client_acked(&mut self, pkid: u16) -> ClientAck {
         match self.line.iter_mut().find(|(p, settled)| *p == pkid && !*settled) {

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::acks::{ClientAck, DeliveryAcks};
+use super::v5::{self, FromClient, V5};
 use super::{write_packet, End, Identity};
 use crate::acl::{self, AclError, Grant};
 use crate::payload::{kind, EndedReason, SubscriptionEnded, V1};
@@ -61,6 +62,8 @@ enum Settled {
     Rejected { pkid: Option<u16>, error: serde_json::Value, received: Option<Instant> },
     /// Storage unavailable: close without acknowledging.
     Unavailable(String, Option<Instant>),
+    /// Refused before it reached the service (MQTT 5 only: its PUBACK says why).
+    Refused { pkid: Option<u16>, refusal: v5::PubRefusal, why: String },
 }
 
 type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
@@ -110,6 +113,10 @@ pub(super) struct Session {
     grant_until: Option<DateTime<Utc>>,
     /// A re-check that could not be answered (storage unavailable) is tried again then.
     retry_recheck: Option<tokio::time::Instant>,
+    /// What an MQTT 5 client negotiated (`None`: MQTT 3.1.1).
+    v5: Option<V5>,
+    /// The connection to the client is closed (after its DISCONNECT, for MQTT 5).
+    closed: bool,
 }
 
 /// A time far enough away to stand for "never" in a `select!` branch that is disabled.
@@ -135,7 +142,13 @@ pub(super) struct Link {
 }
 
 impl Session {
-    pub(super) fn new(shared: Arc<Shared>, link: Link, tx: ClientTx, up_tx: Option<crate::core::CoreTx>) -> Session {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        link: Link,
+        tx: ClientTx,
+        up_tx: Option<crate::core::CoreTx>,
+        v5: Option<V5>,
+    ) -> Session {
         let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("non-zero"));
         let settings = &shared.settings;
         Session {
@@ -162,6 +175,8 @@ impl Session {
             pending: FuturesOrdered::new(),
             grant_until: None,
             retry_recheck: None,
+            v5,
+            closed: false,
         }
     }
 
@@ -225,7 +240,72 @@ impl Session {
 
 impl Session {
     pub(super) async fn send_client(&mut self, packet: &Packet) -> std::io::Result<()> {
-        write_packet(&mut self.tx, packet, usize::MAX).await
+        self.send_client_with(packet, v5::Extra::default()).await.map(|_| ())
+    }
+
+    /// Writes bytes already encoded for the client (the MQTT 5 CONNACK).
+    pub(super) async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.tx.write(bytes).await
+    }
+
+    /// Sends a packet in the client's protocol, with what only MQTT 5 can say. `Ok(false)`:
+    /// not sent (a delivery larger than an MQTT 5 client's Maximum Packet Size).
+    pub(super) async fn send_client_with(&mut self, packet: &Packet, extra: v5::Extra) -> std::io::Result<bool> {
+        let Some(v) = &self.v5 else {
+            return write_packet(&mut self.tx, packet, usize::MAX).await.map(|()| true);
+        };
+        match v5::encode(v, packet, extra).map_err(std::io::Error::other)? {
+            Some(bytes) => self.tx.write(&bytes).await.map(|()| true),
+            None => {
+                tracing::debug!(client = ?self.identity.subject, "larger than the client's Maximum Packet Size; not sent");
+                Ok(false)
+            }
+        }
+    }
+
+    /// The next packet from the client, in the relay's terms: `Ok(None)` until one is all in
+    /// `buf`; `Err(end)` when the client broke the protocol (or left wanting its will sent).
+    fn read_client(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, End> {
+        let Some(v) = &mut self.v5 else {
+            return match Packet::read(buf, max) {
+                Ok(p) => Ok(Some(p)),
+                Err(CodecError::InsufficientBytes(_)) => Ok(None),
+                Err(e) => {
+                    tracing::info!(error = %e, "malformed or oversized packet; closing this connection");
+                    Err(End::Violation)
+                }
+            };
+        };
+        match v5::read(v, buf, max) {
+            Ok(Some(FromClient::Packet(p))) => Ok(Some(p)),
+            Ok(None) => Ok(None),
+            // The will fires as for a lost connection.
+            Ok(Some(FromClient::DisconnectWithWill)) => Err(End::Lost),
+            Err(problem) => {
+                tracing::info!(?problem, "MQTT 5 protocol problem; disconnecting");
+                Err(End::Broken(problem))
+            }
+        }
+    }
+
+    /// An MQTT 5 client has as many QoS 1 deliveries unacknowledged as its Receive Maximum:
+    /// nothing more is read from the core until it acknowledges one.
+    fn core_paused(&self) -> bool {
+        self.v5.as_ref().is_some_and(|v| self.delivery_acks.at_client() >= usize::from(v.receive_max))
+    }
+
+    /// Closes the client's connection, telling an MQTT 5 client why first.
+    async fn close_client(&mut self, end: End) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if let (Some(v), Some(why)) = (&self.v5, end.goodbye()) {
+            if let Some(bytes) = v5::goodbye(v, why) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.tx.write(&bytes)).await;
+            }
+        }
+        self.tx.close().await;
     }
 
     fn deadline(&self) -> Option<DateTime<Utc>> {
@@ -235,8 +315,25 @@ impl Session {
         }
     }
 
+    /// Relays until the connection ends; closes it (saying why to an MQTT 5 client).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run(
+        &mut self,
+        rx: ClientRx,
+        buf: BytesMut,
+        up_rx: Option<crate::core::CoreRx>,
+        up_buf: BytesMut,
+        control: mpsc::Receiver<Control>,
+        keep_alive: u16,
+        shutdown: CancellationToken,
+    ) -> End {
+        let end = self.relay(rx, buf, up_rx, up_buf, control, keep_alive, shutdown).await;
+        self.close_client(end).await;
+        end
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn relay(
         &mut self,
         mut rx: ClientRx,
         mut buf: BytesMut,
@@ -256,8 +353,8 @@ impl Session {
         loop {
             // Packets already buffered from the client are handled before waiting again.
             if self.pending.len() < max_inflight {
-                match Packet::read(&mut buf, max) {
-                    Ok(packet) => {
+                match self.read_client(&mut buf, max) {
+                    Ok(Some(packet)) => {
                         last_heard = tokio::time::Instant::now();
                         match self.on_client(packet).await {
                             Ok(None) => continue,
@@ -265,14 +362,12 @@ impl Session {
                             Err(_) => return End::Lost,
                         }
                     }
-                    Err(CodecError::InsufficientBytes(_)) => {}
-                    Err(e) => {
-                        tracing::info!(error = %e, "malformed or oversized packet; closing this connection");
-                        return End::Violation;
-                    }
+                    Ok(None) => {}
+                    Err(end) => return end,
                 }
             }
-            while let Ok(packet) = Packet::read(&mut up_buf, usize::MAX) {
+            while !self.core_paused() {
+                let Ok(packet) = Packet::read(&mut up_buf, usize::MAX) else { break };
                 match self.on_core(packet).await {
                     Ok(None) => {}
                     Ok(Some(end)) => return self.finish(end).await,
@@ -292,7 +387,7 @@ impl Session {
                     Ok(0) | Err(_) => return End::Lost,
                     Ok(_) => {}
                 },
-                read = read_core(&mut up_rx, &mut up_buf) => match read {
+                read = read_core(&mut up_rx, &mut up_buf), if !self.core_paused() => match read {
                     Ok(0) | Err(_) => return End::CoreClosed,
                     Ok(_) => {}
                 },
@@ -311,7 +406,7 @@ impl Session {
                     }
                     Control::Replaced => {
                         tracing::debug!(client = ?self.identity.subject, "session taken over by a newer connection");
-                        return self.finish(End::CoreClosed).await;
+                        return self.finish(End::TakenOver).await;
                     }
                 },
                 _ = tokio::time::sleep_until(self.retry_recheck.unwrap_or_else(far)), if self.retry_recheck.is_some() => {
@@ -322,7 +417,7 @@ impl Session {
                 _ = tokio::time::sleep(until_deadline.unwrap_or(Duration::from_secs(3600))), if until_deadline.is_some() => {
                     if self.identity.valid_until.is_some_and(|v| v <= Utc::now()) {
                         tracing::info!(client = ?self.identity.subject, "credentials expired; disconnecting");
-                        return self.finish(End::Revoked).await;
+                        return self.finish(End::Expired).await;
                     }
                     // The clock ended the grant: without an answer from storage it is gone.
                     if let Some(end) = self.recheck("a grant expired", true).await {
@@ -364,7 +459,7 @@ impl Session {
         if let Some(up) = self.up_tx.as_mut() {
             let _ = up.shutdown().await;
         }
-        self.tx.close().await;
+        self.close_client(end).await;
         end
     }
 
@@ -432,12 +527,14 @@ impl Session {
                 }
                 self.shared.sessions.unsubscribed(self.owner, self.generation, &unsubscribe.topics);
                 self.shared.keep(self.owner, self.generation, false).await;
+                let filters = unsubscribe.topics.len();
                 if self.direct() {
-                    self.send_client(&Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid })).await?;
+                    let ack = Packet::UnsubAck(UnsubAck { pkid: unsubscribe.pkid });
+                    self.send_client_with(&ack, v5::Extra { unsubscribed: filters, ..Default::default() }).await?;
                     return Ok(None);
                 }
                 let pkid = self.allocate_pkid();
-                self.upstream.insert(pkid, Upstream::Unsubscribe { client_pkid: unsubscribe.pkid });
+                self.upstream.insert(pkid, Upstream::Unsubscribe { client_pkid: unsubscribe.pkid, filters });
                 self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: unsubscribe.topics })).await?;
                 Ok(None)
             }

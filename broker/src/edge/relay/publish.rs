@@ -12,6 +12,7 @@ use rumqttc::{Packet, PubAck, Publish, QoS};
 
 use super::{AclError, End, Session, Settled};
 use crate::acl;
+use crate::edge::v5::{self, PubRefusal};
 use crate::sink::{DeviceMessage, PersonMessage, SinkOutcome};
 use crate::topic::{DeviceChannel, RoomChannel, Topic};
 
@@ -23,7 +24,11 @@ impl Session {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(client = ?subject, topic = %publish.topic, error = %e, "publish refused: not a contract topic");
-                return Ok(Some(End::Violation));
+                return Ok(self.refuse(
+                    &publish,
+                    PubRefusal::TopicNameInvalid,
+                    format!("not a topic of the contract: {e}"),
+                ));
             }
         };
         if publish.qos == QoS::ExactlyOnce {
@@ -33,9 +38,8 @@ impl Session {
         match acl::may_publish(&self.shared.policy, &subject, &topic).await {
             Ok(_) => {}
             Err(AclError::Denied(why)) => {
-                // MQTT 3.1.1 has no way to refuse one publish: the connection ends (logged).
-                tracing::warn!(client = ?subject, %topic, %why, "publish refused; disconnecting");
-                return Ok(Some(End::Violation));
+                tracing::warn!(client = ?subject, %topic, %why, "publish refused");
+                return Ok(self.refuse(&publish, PubRefusal::NotAuthorized, why));
             }
             Err(AclError::Lookup(e)) => {
                 tracing::error!(error = %e, "policy lookup failed; closing without acknowledging");
@@ -94,10 +98,23 @@ impl Session {
             }
             _ => {
                 tracing::warn!(client = ?subject, %topic, "publish refused: not a topic this client publishes on");
-                return Ok(Some(End::Violation));
+                let why = "not a topic this client publishes on".to_owned();
+                return Ok(self.refuse(&publish, PubRefusal::NotAuthorized, why));
             }
         }
         Ok(None)
+    }
+
+    /// Refuses a publish before it reaches the service. MQTT 3.1.1 has no way to refuse one
+    /// publish: the connection ends (logged). An MQTT 5 client is told in the PUBACK (in
+    /// publish order) and stays connected; a refused QoS 0 publish is dropped.
+    fn refuse(&mut self, publish: &Publish, refusal: PubRefusal, why: String) -> Option<End> {
+        if self.v5.is_none() {
+            return Some(End::Violation);
+        }
+        let pkid = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
+        self.pending.push_back(Box::pin(std::future::ready(Settled::Refused { pkid, refusal, why })));
+        None
     }
 
     /// Settles every waiting acknowledgement, in order.
@@ -155,9 +172,17 @@ impl Session {
                     tracing::warn!(error = %e, "could not publish a rejection to its sender");
                 }
                 if let Some(pkid) = pkid {
-                    self.send_client(&Packet::PubAck(PubAck { pkid })).await?;
+                    let extra = v5::Extra { refusal: Some(refusal_of(&error)), ..Default::default() };
+                    self.send_client_with(&Packet::PubAck(PubAck { pkid }), extra).await?;
                 }
                 acknowledged(received, "rejected");
+                Ok(None)
+            }
+            Settled::Refused { pkid, refusal, why } => {
+                if let Some(pkid) = pkid {
+                    let extra = v5::Extra { refusal: Some((refusal, why, Vec::new())), ..Default::default() };
+                    self.send_client_with(&Packet::PubAck(PubAck { pkid }), extra).await?;
+                }
                 Ok(None)
             }
             Settled::Unavailable(why, received) => {
@@ -167,6 +192,18 @@ impl Session {
             }
         }
     }
+}
+
+/// What an MQTT 5 PUBACK says of a service's refusal (its error body, topics.md "Errors"):
+/// the reason code, the message as reason string, and `code` and `field` as user properties.
+fn refusal_of(error: &serde_json::Value) -> v5::Refusal {
+    let text = |k: &str| error.get(k).and_then(serde_json::Value::as_str);
+    let code = text("code").unwrap_or("");
+    let mut user = vec![("code".to_owned(), code.to_owned())];
+    if let Some(field) = text("field") {
+        user.push(("field".to_owned(), field.to_owned()));
+    }
+    (PubRefusal::of_error_code(code), text("message").unwrap_or(code).to_owned(), user)
 }
 
 /// A device message's time from PUBLISH to its PUBACK (or to closing without one).

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use nc_access::{audit, Subject};
 use nc_domain::{AuditAction, Interface};
-use rumqttc::{Packet, QoS, SubAck, Subscribe, SubscribeFilter, SubscribeReasonCode, Unsubscribe};
+use rumqttc::{Packet, QoS, SubAck, Subscribe, SubscribeFilter, Unsubscribe};
 
 use super::upstream::Upstream;
 use super::{Held, Session};
 use crate::acl::{self, AclError, Grant};
+use crate::edge::v5::{self, Answer, SubRefusal};
 use crate::sessions::Carried;
 use crate::topic::{DeviceChannel, Filter, RoomChannel, Topic};
 use crate::Shared;
@@ -73,6 +74,16 @@ pub(in crate::edge) async fn reauthorize(
     Ok(out)
 }
 
+/// A shared subscription's filter (`$share/{group}/{filter}`): `None` for another filter,
+/// `Err` for a malformed one.
+fn split_shared(path: &str) -> Option<Result<&str, &'static str>> {
+    let rest = path.strip_prefix("$share/")?;
+    Some(match rest.split_once('/') {
+        Some((group, filter)) if !group.is_empty() && !group.contains(['+', '#']) && !filter.is_empty() => Ok(filter),
+        _ => Err("a shared subscription is $share/{group}/{filter}, the group without wildcards"),
+    })
+}
+
 /// The topic a filter names, if it names one (not a wildcard).
 fn named_topic(filter: &Filter) -> Option<Topic> {
     match filter {
@@ -111,6 +122,12 @@ pub(in crate::edge) async fn watch_filter(shared: &Shared, conn: u64, filter: &F
 }
 
 impl Session {
+    /// Whether this connection may join shared subscriptions: MQTT 5, with a session in the
+    /// embedded core (rumqttd shares a group's messages round robin; NATS has no `$share`).
+    pub(in crate::edge) fn shares(&self) -> bool {
+        self.v5.is_some() && !self.direct() && self.shared.core.embedded()
+    }
+
     /// A granted subscription to a patient's or a device's clinical data is audited once
     /// (not per message): who, what, through MQTT, when.
     pub(super) fn audit(
@@ -135,11 +152,20 @@ impl Session {
             tracing::warn!(client = ?subject, filters = subscribe.filters.len(), "SUBSCRIBE rate or size exceeded; refusing its filters");
         }
         let mut withdrawn = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
         for f in subscribe.filters {
             let parsed = if over_rate {
-                Err("too many subscriptions at once".to_owned())
+                Err((SubRefusal::QuotaExceeded, "too many subscriptions at once".to_owned()))
             } else {
-                Filter::parse(&f.path).map_err(|e| e.to_string())
+                match split_shared(&f.path) {
+                    None => Filter::parse(&f.path).map_err(|e| (SubRefusal::FilterInvalid, e.to_string())),
+                    Some(_) if !self.shares() => {
+                        Err((SubRefusal::SharedNotSupported, "shared subscriptions are not offered here".to_owned()))
+                    }
+                    Some(Err(why)) => Err((SubRefusal::FilterInvalid, why.to_owned())),
+                    // The group shares what the filter under it names: the policy decides that.
+                    Some(Ok(under)) => Filter::parse(under).map_err(|e| (SubRefusal::FilterInvalid, e.to_string())),
+                }
             };
             let decision = match parsed {
                 Err(e) => Err(e),
@@ -149,9 +175,10 @@ impl Session {
                     match acl::may_subscribe(&self.shared.policy, &subject, &filter).await {
                         Ok(until) => match self.audit(&filter, "mqtt.subscription").await {
                             Ok(()) => Ok((filter, until)),
-                            Err(e) => Err(format!("cannot audit the access: {e}")),
+                            Err(e) => Err((SubRefusal::Unspecified, format!("cannot audit the access: {e}"))),
                         },
-                        Err(e) => Err(e.to_string()),
+                        Err(e @ AclError::Denied(_)) => Err((SubRefusal::NotAuthorized, e.to_string())),
+                        Err(e @ AclError::Lookup(_)) => Err((SubRefusal::Unspecified, e.to_string())),
                     }
                 }
             };
@@ -165,13 +192,16 @@ impl Session {
                     forward.push(SubscribeFilter { path: f.path, qos });
                     codes.push(None);
                 }
-                Err(why) => {
+                Err((refusal, why)) => {
                     tracing::warn!(client = ?subject, filter = %f.path, %why, "subscription refused");
                     // A refused re-SUBSCRIBE ends the earlier subscription to the same filter.
                     if self.subscriptions.remove(&f.path).is_some() {
                         withdrawn.push(f.path.clone());
                     }
-                    codes.push(Some(SubscribeReasonCode::Failure));
+                    if !over_rate || refused.is_empty() {
+                        refused.push(format!("{}: {why}", f.path));
+                    }
+                    codes.push(Some(Answer::Refused(refusal)));
                 }
             }
         }
@@ -184,18 +214,18 @@ impl Session {
             self.upstream.insert(pkid, Upstream::Internal);
             self.send_core(&Packet::Unsubscribe(Unsubscribe { pkid, topics: withdrawn })).await?;
         }
+        let refused = (!refused.is_empty()).then(|| refused.join("; "));
         if forward.is_empty() {
-            let return_codes = codes.into_iter().map(|c| c.unwrap_or(SubscribeReasonCode::Failure)).collect();
-            return self.send_client(&Packet::SubAck(SubAck { pkid: subscribe.pkid, return_codes })).await;
+            return self.subscribe_answered(subscribe.pkid, codes, Vec::new(), Vec::new(), refused).await;
         }
         self.shared.sessions.subscribing(self.owner, self.generation, forwarded.iter().map(|c| &c.filter));
         if self.direct() {
             // Kept here: granted as asked (at most QoS 1).
-            let granted = forwarded.iter().map(|c| SubscribeReasonCode::Success(c.qos)).collect();
-            return self.subscribe_answered(subscribe.pkid, codes, forwarded, granted).await;
+            let granted = forwarded.iter().map(|c| Answer::Granted(c.qos)).collect();
+            return self.subscribe_answered(subscribe.pkid, codes, forwarded, granted, refused).await;
         }
         let pkid = self.allocate_pkid();
-        self.upstream.insert(pkid, Upstream::Subscribe { client_pkid: subscribe.pkid, codes, forwarded });
+        self.upstream.insert(pkid, Upstream::Subscribe { client_pkid: subscribe.pkid, codes, forwarded, refused });
         self.send_core(&Packet::Subscribe(Subscribe { pkid, filters: forward })).await
     }
 
@@ -205,14 +235,15 @@ impl Session {
     pub(super) async fn subscribe_answered(
         &mut self,
         client_pkid: u16,
-        codes: Vec<Option<SubscribeReasonCode>>,
+        codes: Vec<Option<Answer>>,
         forwarded: Vec<Carried>,
-        answers: Vec<SubscribeReasonCode>,
+        answers: Vec<Answer>,
+        refused: Option<String>,
     ) -> std::io::Result<()> {
         let mut granted = Vec::new();
         let asked: Vec<Filter> = forwarded.iter().map(|c| c.filter).collect();
         for (c, code) in forwarded.into_iter().zip(answers.iter()) {
-            if matches!(code, SubscribeReasonCode::Failure) {
+            if matches!(code, Answer::Refused(_)) {
                 self.subscriptions.remove(&c.path);
             } else {
                 granted.push(c);
@@ -222,11 +253,13 @@ impl Session {
         self.shared.sessions.subscribed(self.owner, self.generation, asked, granted);
         self.shared.keep(self.owner, self.generation, false).await;
         let mut from_core = answers.into_iter();
-        let return_codes = codes
+        let answers: Vec<Answer> = codes
             .into_iter()
-            .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(SubscribeReasonCode::Failure)))
+            .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(Answer::Refused(SubRefusal::Unspecified))))
             .collect();
-        self.send_client(&Packet::SubAck(SubAck { pkid: client_pkid, return_codes })).await?;
+        let return_codes = answers.iter().copied().map(v5::v4_code).collect();
+        let ack = Packet::SubAck(SubAck { pkid: client_pkid, return_codes });
+        self.send_client_with(&ack, v5::Extra { answers: Some((answers, refused)), ..Default::default() }).await?;
         self.shared.subscriptions_hold(&self.identity.subject, named);
         Ok(())
     }
@@ -268,4 +301,18 @@ async fn audit_subscription(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_shared;
+
+    #[test]
+    fn shared_subscriptions_name_a_group_and_a_filter() {
+        assert_eq!(split_shared("nc/v1/h/x"), None);
+        assert_eq!(split_shared("$share/ward/nc/v1/h/x/d/y/#"), Some(Ok("nc/v1/h/x/d/y/#")));
+        for bad in ["$share/", "$share/ward", "$share/ward/", "$share//nc/v1", "$share/w+/nc", "$share/#/nc"] {
+            assert!(matches!(split_shared(bad), Some(Err(_))), "{bad}");
+        }
+    }
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use nc_access::Subject;
-use rumqttc::{Packet, PubAck, Publish, QoS, SubscribeReasonCode, UnsubAck};
+use rumqttc::{Packet, PubAck, Publish, QoS, UnsubAck};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::acks;
 use super::{End, Session};
 use crate::acl::{self, AclError};
+use crate::edge::v5::{self, Answer};
 use crate::publisher::ServicePublisher;
 use crate::sessions::Carried;
 use crate::topic::{DeviceChannel, Topic};
@@ -27,11 +28,15 @@ pub(super) enum Upstream {
     /// refused here, `None` for one whose answer comes from the core (`forwarded`, in order).
     Subscribe {
         client_pkid: u16,
-        codes: Vec<Option<SubscribeReasonCode>>,
+        codes: Vec<Option<Answer>>,
         forwarded: Vec<Carried>,
+        /// What the refusals among `codes` say (MQTT 5 reason string).
+        refused: Option<String>,
     },
     Unsubscribe {
         client_pkid: u16,
+        /// How many filters it named (an MQTT 5 UNSUBACK answers each).
+        filters: usize,
     },
     /// The edge's own UNSUBSCRIBE (subscriptions a resumed session may no longer hold).
     Internal,
@@ -142,18 +147,42 @@ impl Session {
                 }
             }
         }
+        // MQTT 5: a message past its relevance is not delivered; one with a relevance says
+        // how long it has left (Message Expiry Interval).
+        let mut expiry = None;
+        if let (Some(topic), true) = (&allowed, self.v5.is_some()) {
+            match v5_expiry(topic, &p.payload) {
+                Expiry::None => {}
+                Expiry::Left(secs) => expiry = Some(secs),
+                Expiry::Past => {
+                    tracing::debug!(client = ?self.identity.subject, topic = %p.topic, "expired message withheld");
+                    allowed = None;
+                }
+            }
+        }
         if let Some(topic) = allowed {
             // Delivered at most at the contract's QoS (typing indicators: 0), whatever
             // the subscription asked for; the core's QoS 1 flow is settled here.
-            if ServicePublisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
+            let relayed = if ServicePublisher::contract(&topic).0 == QoS::AtMostOnce && p.qos != QoS::AtMostOnce {
                 self.settle_delivery_here(p.pkid).await?;
                 p.qos = QoS::AtMostOnce;
                 p.pkid = 0;
-            } else if p.qos != QoS::AtMostOnce {
-                self.delivery_acks.relayed(p.pkid).map_err(too_many_in_flight)?;
-            }
+                false
+            } else {
+                p.qos != QoS::AtMostOnce
+            };
             p.retain = p.retain && ServicePublisher::contract(&topic).1;
-            return self.send_client(&Packet::Publish(p)).await.map(|_| None);
+            let pkid = p.pkid;
+            let sent = self.send_client_with(&Packet::Publish(p), v5::Extra { expiry, ..Default::default() }).await?;
+            if relayed {
+                if sent {
+                    self.delivery_acks.relayed(pkid).map_err(too_many_in_flight)?;
+                } else {
+                    // Too large for the client: settled as if delivered (MQTT 5 §3.1.2.11.4).
+                    self.settle_delivery_here(pkid).await?;
+                }
+            }
+            return Ok(None);
         }
         // Not for this client under its current rights (e.g. queued for a session
         // before a right ended): acknowledged to the core, never delivered.
@@ -174,15 +203,20 @@ impl Session {
                 Ok(())
             }
             Packet::SubAck(ack) => {
-                let Some(Upstream::Subscribe { client_pkid, codes, forwarded }) = self.upstream.remove(&ack.pkid)
+                let Some(Upstream::Subscribe { client_pkid, codes, forwarded, refused }) =
+                    self.upstream.remove(&ack.pkid)
                 else {
                     return Ok(None);
                 };
-                self.subscribe_answered(client_pkid, codes, forwarded, ack.return_codes).await
+                let answers = ack.return_codes.iter().map(Answer::of_core).collect();
+                self.subscribe_answered(client_pkid, codes, forwarded, answers, refused).await
             }
             Packet::UnsubAck(ack) => match self.upstream.remove(&ack.pkid) {
-                Some(Upstream::Unsubscribe { client_pkid }) => {
-                    self.send_client(&Packet::UnsubAck(UnsubAck { pkid: client_pkid })).await
+                Some(Upstream::Unsubscribe { client_pkid, filters }) => {
+                    let ack = Packet::UnsubAck(UnsubAck { pkid: client_pkid });
+                    self.send_client_with(&ack, v5::Extra { unsubscribed: filters, ..Default::default() })
+                        .await
+                        .map(|_| ())
                 }
                 _ => Ok(()),
             },
@@ -264,6 +298,38 @@ async fn notification_allowed(shared: Arc<Shared>, subject: Subject, payload: Ve
                 wait *= 2;
             }
         }
+    }
+}
+
+/// What a message's payload says of its relevance.
+enum Expiry {
+    /// Nothing: it does not expire.
+    None,
+    /// Relevant this many more seconds (at least 1).
+    Left(u32),
+    /// No longer relevant.
+    Past,
+}
+
+/// The relevance of a message the contract lets carry one (`expiresAt` of notifications and
+/// alarm events: topics.md, "Message expiry").
+fn v5_expiry(topic: &Topic, payload: &[u8]) -> Expiry {
+    #[derive(serde::Deserialize)]
+    struct Relevance {
+        #[serde(rename = "expiresAt")]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+    if !nc_messaging::publish::may_expire(topic) {
+        return Expiry::None;
+    }
+    let Some(at) = serde_json::from_slice::<Relevance>(payload).ok().and_then(|r| r.expires_at) else {
+        return Expiry::None;
+    };
+    let left = (at - chrono::Utc::now()).num_milliseconds();
+    if left <= 0 {
+        Expiry::Past
+    } else {
+        Expiry::Left(u32::try_from((left + 999) / 1000).unwrap_or(u32::MAX))
     }
 }
 
