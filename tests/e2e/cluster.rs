@@ -29,7 +29,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use rumqttc::QoS;
+use rumqttc::{Event, Packet, QoS};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -604,12 +604,28 @@ async fn away_on_a_back_on_b(
     assert_eq!(s.subscribe(&[(filter, QoS::AtLeastOnce), (&notes, QoS::AtLeastOnce)]).await, [GRANTED; 2], "{who}");
     s.leave().await;
     trigger.await;
+    // A witness (doc, whom no trigger touches) on d1's status and telemetry: the core stores
+    // a message for every session of its filter before it delivers it, so once the witness
+    // has d1's live status and reading, the away session has them queued.
+    let (status, telemetry) = (c.topic("d1", "status"), c.topic("d1", "telemetry"));
+    let mut witness = c.mqtt(c.b.mqtt, "doc", "-witness").await;
+    let both = [(status.as_str(), QoS::AtLeastOnce), (telemetry.as_str(), QoS::AtLeastOnce)];
+    assert_eq!(witness.subscribe(&both).await, [GRANTED; 2]);
     let mut d1 = c.mqtt(c.b.mqtt, "d1", "").await;
     // A reading naming no patient (one naming a patient would start their treatment on d1).
-    d1.publish_acked(&c.topic("d1", "telemetry"), crate::support::reading(1)).await;
-    // Lets the core queue the reading in the away session (the path under test); no signal
-    // says it is queued. Were it not yet, the reconnected session would not get it either.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A seq of its own each time (a seq taken by another reading is refused, not relayed).
+    d1.publish_acked(&telemetry, crate::support::reading(chrono::Utc::now().timestamp_millis())).await;
+    let (mut live_status, mut reading) = (false, false);
+    witness
+        .until(WAIT, "the witness has d1's live status and reading", |e| {
+            if let Event::Incoming(Packet::Publish(p)) = e {
+                // A retained status is from before; a live one has the retain flag clear.
+                live_status |= p.topic == status && !p.retain;
+                reading |= p.topic == telemetry;
+            }
+            (live_status && reading).then_some(())
+        })
+        .await;
     // A deactivated account cannot refresh: it comes back with the token it had.
     let r = Client::new(c.b.http.clone()).post("/api/auth/refresh", json!({"refreshToken": refresh})).await;
     let token = if r.status == 200 {

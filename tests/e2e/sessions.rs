@@ -74,12 +74,21 @@ async fn revoke_while_away(
     assert_eq!(c.subscribe(&[(filter, QoS::AtLeastOnce), (&notes, QoS::AtLeastOnce)]).await, vec![GRANTED; 2]);
     away(c).await;
     trigger.await;
+    // A witness on d1's telemetry (doc2, assigned for it; no trigger touches doc2): the
+    // service publishes d1's status and then its reading on one link to the core, which
+    // routes them in that order to every session, the away one included. So once the witness
+    // has the reading, the away session has everything queued.
+    let assign = json!({"userId": w.id("doc2"), "deviceId": w.id("d1")});
+    let r = w.as_user("adm").post("/api/users/assign-device", assign).await;
+    assert!(matches!(r.status, 200 | 201 | 409), "doc2 assigned to d1 (or already): {}", r.text);
+    let mut witness = w.connect("doc2", "-witness").await;
+    let t1 = w.topic("d1", "telemetry");
+    assert_eq!(witness.subscribe(&[(&t1, QoS::AtLeastOnce)]).await, vec![GRANTED]);
     // While the client is away: d1 comes online (status) and sends a reading.
     let mut d1 = w.connect("d1", "").await;
-    d1.publish_acked(&w.topic("d1", "telemetry"), reading(1)).await;
-    // Lets the core queue the reading in the away session (the path under test); no signal
-    // says it is queued. Were it not yet, the reconnected session would not get it either.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A seq of its own each time (a seq taken by another reading is refused, not relayed).
+    d1.publish_acked(&t1, reading(chrono::Utc::now().timestamp_millis())).await;
+    witness.message(&t1, WAIT).await;
     let token = refreshed(w, refresh).await;
     let again = EventClient::connect(persistent(w, who, &token), false).await;
     if again.is_ok() {
