@@ -4,9 +4,9 @@
 #
 #   bench/run.sh copy          raw COPY vs the ingest path's batched inserts
 #   bench/run.sh broker        device -> app fan-out: edge vs bare rumqttd, 1k and 10k msg/s
-#   bench/run.sh ingest        end-to-end durable ingest: MQTT QoS 1 publish -> committed row (vs raw COPY)
+#   bench/run.sh ingest        end-to-end durable ingest: MQTT QoS 1 publish -> committed row (vs raw COPY), at MQTT 3.1.1 and 5
 #   bench/run.sh profile       perf profile of serve at saturation (user, kernel, allocator)
-#   bench/run.sh connections   10,000 MQTT clients, each its own identity: time to connect, a reconnect storm, server RSS and descriptors
+#   bench/run.sh connections   10,000 MQTT clients, each its own identity: time to connect, a reconnect storm, server RSS and descriptors, at MQTT 3.1.1 and 5
 #   bench/run.sh queries       trends and history on a year of one patient's 1 Hz data
 #   bench/run.sh turnover      300 machines start and end treatments together; a 10 Hz probe machine's PUBACK,
 #                              the server's CPU per reading (TURNOVER_MINUTES=40: the issue-20 realistic run)
@@ -171,13 +171,17 @@ run_profile() {
 # server's RSS and open descriptors with them connected.
 run_connections() {
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    # At both protocol levels (CONNECTION_LEVELS), side by side.
+    for level in ${CONNECTION_LEVELS:-3.1.1 5}; do
+    local v5=()
+    [ "$level" = 5 ] && v5=(--mqtt5)
     start_serve
     DATABASE_URL="$SERVE_URL" "$BIN" seed --demo >/dev/null
     local before fds after out=/tmp/nc-bench-conn.out
     before=$(ps -o rss= -p "$SERVE_PID" | tr -d ' ')
     DATABASE_URL="$SERVE_URL" NEPHROCARE_JWT_SECRET=bench-secret-bench-secret-bench-secret-01 \
         "$BIN" bench connections --mqtt "$MQTT_ADDR" --machines "${CONNECTION_MACHINES:-8000}" \
-        --people "${CONNECTION_PEOPLE:-2000}" --storm "${CONNECTION_STORM:-5000}" > "$out" &
+        --people "${CONNECTION_PEOPLE:-2000}" --storm "${CONNECTION_STORM:-5000}" "${v5[@]}" > "$out" &
     local b=$!
     while ! grep -q holding "$out" 2>/dev/null; do sleep 0.5; kill -0 $b 2>/dev/null || break; done
     sleep 2
@@ -189,6 +193,7 @@ run_connections() {
     printf '  server RSS %.0f MiB before, %.0f MiB with the clients connected (%.1f KiB per connection); %s open descriptors (%.1f per connection)\n' \
         "$(calc "$before/1024")" "$(calc "$after/1024")" "$(calc "($after-$before)/$n")" "$fds" "$(calc "$fds/$n")"
     stop_serve
+    done
 }
 
 # A shift change: TURNOVER_DEVICES (300) machines at 2 Hz, treatments compressed 60× (a 4 h

@@ -198,6 +198,9 @@ enum BenchCommand {
         /// Machines that drop and reconnect at once.
         #[arg(long, default_value_t = 5000)]
         storm: usize,
+        /// The clients speak MQTT 5 (default: 3.1.1).
+        #[arg(long)]
+        mqtt5: bool,
     },
     /// The labelled corpus replayed through the service (in-process): sensitivity, false
     /// alarms, alarms per treatment hour against naive thresholds, raise latency.
@@ -417,7 +420,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 BenchCommand::Broker { devices, rate, seconds } => {
                     crate::tools::bench::broker(config, devices, rate, seconds).await
                 }
-                BenchCommand::Connections { mqtt, hospital, machines, people, storm } => {
+                BenchCommand::Connections { mqtt, hospital, machines, people, storm, mqtt5 } => {
                     let addr: std::net::SocketAddr =
                         mqtt.parse().map_err(|_| Failure::Config(format!("--mqtt '{mqtt}' is not host:port")))?;
                     if machines == 0 {
@@ -430,6 +433,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         machines,
                         people,
                         storm,
+                        mqtt5,
                     };
                     crate::tools::bench::connections::run(&config, bench).await
                 }

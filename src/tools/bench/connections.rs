@@ -7,14 +7,14 @@
 //!
 //! The people are created in the bench's hospital (one doctor each, no password) and their
 //! tokens signed with the service's own key (`NEPHROCARE_JWT_SECRET`): thousands of password
-//! logins would measure argon2, not connections.
+//! logins would measure argon2, not connections. With `--mqtt5` every client speaks MQTT 5
+//! (rumqttc's MQTT 5 client).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nc_domain::{Role, TokenFamilyId, UserId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -29,6 +29,8 @@ pub struct ConnectionsBench {
     pub people: usize,
     /// Machines that drop and reconnect at once, after all are connected.
     pub storm: usize,
+    /// The clients speak MQTT 5 (default: 3.1.1).
+    pub mqtt5: bool,
 }
 
 /// Connection attempts in flight at once (a client's own TCP and MQTT handshake).
@@ -43,7 +45,7 @@ struct Identity {
 /// A connected client: its event loop runs in `task`; dropping it drops the socket (no
 /// DISCONNECT: the server sees a lost link).
 struct Connected {
-    _client: AsyncClient,
+    _client: Box<dyn std::any::Any + Send>,
     task: JoinHandle<()>,
 }
 
@@ -100,7 +102,8 @@ pub async fn run(config: &Config, b: ConnectionsBench) -> Result<String, String>
     let total = ids.len();
     let (mut clients, secs, failed, why) = connect_all(&b, &ids).await;
     let mut report = format!(
-        "bench connections: {} of {total} clients ({} machines, {} people, each its own identity) connected in {secs:.1} s ({:.0}/s), {failed} failed after 5 tries{why}",
+        "bench connections (MQTT {}): {} of {total} clients ({} machines, {} people, each its own identity) connected in {secs:.1} s ({:.0}/s), {failed} failed after 5 tries{why}",
+        if b.mqtt5 { "5" } else { "3.1.1" },
         clients.len(),
         b.machines,
         b.people,
@@ -127,6 +130,44 @@ pub async fn run(config: &Config, b: ConnectionsBench) -> Result<String, String>
     Ok(report)
 }
 
+/// A client's event loop `ev` (either protocol level's), polled in a task until it ends:
+/// its first CONNACK (`connack`, a pattern) releases `permit` and says `true` on `up`; a
+/// refused or failed attempt is counted in `reasons` and retried after a second, as a
+/// machine does, 5 tries in all (then `false` on `up`).
+macro_rules! client_loop {
+    ($ev:ident, $connack:pat, $permit:ident, $up:ident, $failed:ident, $reasons:ident) => {
+        tokio::spawn(async move {
+            let mut permit = Some($permit);
+            let mut up = Some($up);
+            let mut attempts = 0;
+            loop {
+                match $ev.poll().await {
+                    Ok($connack) => {
+                        permit.take();
+                        if let Some(u) = up.take() {
+                            let _ = u.send(true);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if up.is_some() => {
+                        *$reasons.lock().expect("reasons").entry(e.to_string()).or_default() += 1;
+                        attempts += 1;
+                        if attempts < 5 {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                        $failed.fetch_add(1, Ordering::Relaxed);
+                        let _ = up.take().map(|u| u.send(false));
+                        return;
+                    }
+                    // Connected once, then lost: the bench measures connecting, not this.
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+}
+
 /// Why connection attempts were refused or failed, with how many each ("" when none were).
 type Reasons = Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>;
 
@@ -150,45 +191,29 @@ async fn connect_all(b: &ConnectionsBench, ids: &[Identity]) -> (Vec<Connected>,
     let mut pending = Vec::with_capacity(ids.len());
     for id in ids {
         let permit = gate.clone().acquire_owned().await.expect("semaphore");
-        let mut o = MqttOptions::new(&id.client_id, &b.host, b.port);
-        o.set_credentials(&id.user, &id.password);
-        o.set_keep_alive(Duration::from_secs(120));
-        o.set_max_packet_size(64 * 1024, 64 * 1024);
-        let (client, mut ev) = AsyncClient::new(o, 4);
         let (up_tx, up_rx) = tokio::sync::oneshot::channel::<bool>();
-        let failed = failed.clone();
-        let reasons = reasons.clone();
-        let task = tokio::spawn(async move {
-            let mut permit = Some(permit);
-            let mut up = Some(up_tx);
-            let mut attempts = 0;
-            loop {
-                match ev.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        permit.take();
-                        if let Some(u) = up.take() {
-                            let _ = u.send(true);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) if up.is_some() => {
-                        *reasons.lock().expect("reasons").entry(e.to_string()).or_default() += 1;
-                        // As a machine does: a refusal (e.g. code 3, "retry later") is retried
-                        // after a second (rumqttc reconnects on the next poll), 5 tries in all.
-                        attempts += 1;
-                        if attempts < 5 {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        let _ = up.take().map(|u| u.send(false));
-                        return;
-                    }
-                    // Connected once, then lost: the bench measures connecting, not this.
-                    Err(_) => return,
-                }
-            }
-        });
+        let (failed, reasons) = (failed.clone(), reasons.clone());
+        let (client, task): (Box<dyn std::any::Any + Send>, _) = if b.mqtt5 {
+            use rumqttc::v5::mqttbytes::v5::Packet;
+            use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+            let mut o = MqttOptions::new(&id.client_id, &b.host, b.port);
+            o.set_credentials(&id.user, &id.password);
+            o.set_keep_alive(Duration::from_secs(120));
+            o.set_max_packet_size(Some(64 * 1024));
+            // rumqttc's MQTT 5 client sizes a table by this before the CONNACK (65,536 slots,
+            // ~10 MB a client by default): 10,000 of them would not fit in the generator.
+            o.set_outgoing_inflight_upper_limit(8);
+            let (client, mut ev) = AsyncClient::new(o, 4);
+            (Box::new(client), client_loop!(ev, Event::Incoming(Packet::ConnAck(_)), permit, up_tx, failed, reasons))
+        } else {
+            use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+            let mut o = MqttOptions::new(&id.client_id, &b.host, b.port);
+            o.set_credentials(&id.user, &id.password);
+            o.set_keep_alive(Duration::from_secs(120));
+            o.set_max_packet_size(64 * 1024, 64 * 1024);
+            let (client, mut ev) = AsyncClient::new(o, 4);
+            (Box::new(client), client_loop!(ev, Event::Incoming(Packet::ConnAck(_)), permit, up_tx, failed, reasons))
+        };
         pending.push((Connected { _client: client, task }, up_rx));
     }
     let mut connected = Vec::with_capacity(pending.len());
