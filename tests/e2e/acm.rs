@@ -76,8 +76,13 @@ async fn every_phase_reaches_the_alert_manager_in_order_even_through_errors() {
     for m in &got {
         assert_eq!(m["problems"], json!([]), "TF-2 checks: {m}");
     }
-    // The history has every attempt.
-    let history = w.history(&id).await;
+    // The history has every attempt: the outbox records the last one once it has read the
+    // manager's ACK, a moment after the manager has logged what it accepted.
+    let history = eventually("three deliveries in the alarm's history", LONG_WAIT, || async {
+        let history = w.history(&id).await;
+        (history.iter().filter(|e| e["event"] == "delivered").count() >= 3).then_some(history)
+    })
+    .await;
     let events: Vec<&str> = history.iter().map(|e| e["event"].as_str().unwrap_or("?")).collect();
     assert!(events.contains(&"delivery_failed"), "{events:?}");
     assert_eq!(events.iter().filter(|e| **e == "delivered").count(), 3, "{events:?}");
