@@ -89,6 +89,8 @@ pub mod kind {
         Error = "error",
         /// Subscriptions of a resumed session were removed.
         SubscriptionEnded = "subscription_ended",
+        /// What became of a request (MQTT 5 request/response).
+        Response = "response",
     );
 }
 
@@ -238,6 +240,39 @@ pub struct ErrorNote {
     pub message: String,
     /// The post's `clientMessageId`, when it could be read.
     pub client_message_id: Option<String>,
+}
+
+/// What became of a request: the service's answer to an MQTT 5 PUBLISH that named a
+/// Response Topic, sent there with the request's Correlation Data, to the requesting
+/// connection only (topics.md, "MQTT 5").
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub v: V1,
+    pub r#type: kind::Response,
+    pub outcome: ResponseOutcome,
+    /// Why it was not accepted: the service's error code (`validation_failed`,
+    /// `seq_conflict`, `forbidden`, `not_found`, `rate_limited`, `unavailable`), or
+    /// `not_authorized` / `topic_name_invalid` for a publish refused before the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The field at fault, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseOutcome {
+    /// Stored (a machine's message: committed) or handed to the service (a chat post).
+    Accepted,
+    /// The service refused it (also said on the `errors` or `notifications` topic).
+    Rejected,
+    /// Refused before it reached the service: not a topic this client may publish on.
+    Refused,
 }
 
 /// A payload as a JSON value.

@@ -144,6 +144,40 @@ async fn a_shared_subscription_group_of_two_receives_each_message_once() {
 }
 
 #[tokio::test]
+async fn a_request_is_answered_on_its_response_topic_with_its_correlation_data() {
+    let w = World::new(TestApp::spawn().await).await;
+    let (mut d1, _) = Paho::connect(&w, "d1", "", json!({})).await;
+    let (telemetry, errors) = (w.topic("d1", "telemetry"), w.topic("d1", "errors"));
+    assert_eq!(d1.subscribe(&[(&errors, 1)]).await["codes"], json!([1]));
+    let response = |m: &Value| serde_json::from_str::<Value>(m["payload"].as_str().unwrap_or("")).unwrap_or_default();
+    let request = |payload: String, correlation: &str, to: &str| json!({"topic": telemetry, "payload": payload, "qos": 1, "response_topic": to, "correlation_data": correlation});
+
+    // Stored: accepted, with the request's correlation data.
+    assert_eq!(d1.publish_with(request(reading(1), "req-1", &errors)).await["rc"], 0);
+    let m = d1.expect("the response", |e| e["event"] == "message" && e["props"]["CorrelationData"] == "req-1").await;
+    assert_eq!((m["topic"].as_str(), m["qos"].as_u64()), (Some(errors.as_str()), Some(0)), "{m}");
+    assert_eq!(response(&m)["type"], "response", "{m}");
+    assert_eq!(response(&m)["outcome"], "accepted", "{m}");
+
+    // Refused by the service: rejected, saying why.
+    let bad = json!({"v": 1, "seq": 2, "ts": now(), "systemStatus": "normal", "heartRate": 900}).to_string();
+    assert_eq!(d1.publish_with(request(bad, "req-2", &errors)).await["rc"], PAYLOAD_FORMAT_INVALID);
+    let m = d1.expect("the response", |e| e["event"] == "message" && e["props"]["CorrelationData"] == "req-2").await;
+    let body = response(&m);
+    assert_eq!(
+        (body["outcome"].as_str(), body["code"].as_str(), body["field"].as_str()),
+        (Some("rejected"), Some("validation_failed"), Some("heartRate")),
+        "{m}"
+    );
+
+    // A response topic this connection does not hold (another machine's): no response.
+    assert_eq!(d1.publish_with(request(reading(3), "req-3", &w.topic("d2", "errors"))).await["rc"], 0);
+    d1.quiet(QUIET, "no response elsewhere", |e| e["event"] == "message" && e["props"]["CorrelationData"] == "req-3")
+        .await;
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn a_revoked_right_ends_the_subscriber_with_disconnect_0x87() {
     let w = World::new(TestApp::spawn().await).await;
     let (mut doc, _) = Paho::connect(&w, "doc", "-v5", json!({})).await;

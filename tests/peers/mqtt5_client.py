@@ -5,7 +5,8 @@ Commands, one JSON object per line on stdin:
    "session_expiry", "keepalive", "transport": "tcp"|"websockets", "receive_maximum",
    "request_problem_info"}
   {"op": "subscribe", "filters": [[path, qos], ...]}
-  {"op": "publish", "topic", "payload", "qos", "topic_alias", "user_properties": [[k, v]]}
+  {"op": "publish", "topic", "payload", "qos", "topic_alias", "user_properties": [[k, v]],
+   "response_topic", "correlation_data"}
   {"op": "disconnect", "reason": int}
   {"op": "quit"}
 Events, one JSON object per line on stdout: connack, puback, suback, unsuback, message,
@@ -45,6 +46,10 @@ def props(p):
             out[name] = getattr(p, name)
     if hasattr(p, "UserProperty"):
         out["UserProperty"] = [list(kv) for kv in p.UserProperty]
+    if hasattr(p, "CorrelationData"):
+        out["CorrelationData"] = bytes(p.CorrelationData).decode("utf-8", "replace")
+    if hasattr(p, "ResponseTopic"):
+        out["ResponseTopic"] = p.ResponseTopic
     return out
 
 
@@ -125,10 +130,13 @@ def main():
                 emit("unsubscribing", mid=mid, result=result)
             elif op == "publish":
                 p = None
-                if cmd.get("topic_alias") is not None or cmd.get("user_properties"):
+                if cmd.get("topic_alias") is not None or cmd.get("user_properties") or cmd.get("response_topic"):
                     p = Properties(PacketTypes.PUBLISH)
                     if cmd.get("topic_alias") is not None:
                         p.TopicAlias = cmd["topic_alias"]
+                    if cmd.get("response_topic"):
+                        p.ResponseTopic = cmd["response_topic"]
+                        p.CorrelationData = cmd.get("correlation_data", "").encode("utf-8")
                     for k, v in cmd.get("user_properties") or []:
                         p.UserProperty = (k, v)
                 info = client.publish(cmd["topic"], cmd["payload"], qos=cmd.get("qos", 1), properties=p)

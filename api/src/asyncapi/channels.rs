@@ -6,7 +6,7 @@ use nc_alarms::{AlertEvent, AlertNote};
 use nc_bookings::BookingNote;
 use nc_chat::{ChatMessageNote, MessagePublished, PostIn, ReadPublished, TypingIn};
 use nc_ingest::reading::{DeviceError, ReadingIn, SessionIn};
-use nc_messaging::payload::{ErrorNote, Status, SubscriptionEnded, TypingIndicator};
+use nc_messaging::payload::{ErrorNote, Response, Status, SubscriptionEnded, TypingIndicator};
 use nc_messaging::topic::{DeviceChannel as D, PatientChannel as P, RoomChannel as R, TopicKind};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -36,6 +36,16 @@ pub(super) struct Msg {
 
 fn sent<T: JsonSchema>(name: &'static str, title: &'static str, summary: &'static str) -> Msg {
     Msg { name, title, summary, form: Form::Serialized, payload: SchemaGenerator::subschema_for::<T> }
+}
+
+/// The answer to an MQTT 5 request, on the requester's own inbox topic.
+fn response() -> Msg {
+    sent::<Response>(
+        "response",
+        "Response (MQTT 5)",
+        "What became of a PUBLISH that named this topic as its Response Topic: sent with its Correlation Data, \
+         at QoS 0, to the requesting connection only (topics.md, \"MQTT 5\", request/response).",
+    )
 }
 
 fn parsed<T: JsonSchema>(name: &'static str, title: &'static str, summary: &'static str) -> Msg {
@@ -145,7 +155,10 @@ pub(super) fn channel(kind: TopicKind) -> ChannelDoc {
             outbound: flow(
                 &[Party::Device, Party::Person],
                 "A refused reading or session message (acknowledged all the same: resending cannot help).",
-                vec![sent::<DeviceError>("deviceError", "Refused message", "A message of the machine broke a rule.")],
+                vec![
+                    sent::<DeviceError>("deviceError", "Refused message", "A message of the machine broke a rule."),
+                    response(),
+                ],
             ),
         },
         TopicKind::Patient(P::Telemetry) => ChannelDoc {
@@ -271,6 +284,7 @@ pub(super) fn channel(kind: TopicKind) -> ChannelDoc {
                         "Subscriptions ended",
                         "Subscriptions of a resumed session the person may no longer hold were removed.",
                     ),
+                    response(),
                 ],
             ),
         },

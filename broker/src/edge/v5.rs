@@ -229,9 +229,18 @@ impl V5 {
     }
 }
 
-/// A packet from an MQTT 5 client, in the relay's terms.
+/// The Response Topic and Correlation Data of a request (MQTT 5 request/response): the
+/// service answers there once it has settled the PUBLISH.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub topic: String,
+    pub correlation: Option<bytes::Bytes>,
+}
+
+/// A packet from an MQTT 5 client, in the relay's terms (a PUBLISH with its request, if it
+/// is one).
 pub(crate) enum FromClient {
-    Packet(Packet),
+    Packet(Packet, Option<Request>),
     /// DISCONNECT 0x04: the client leaves but wants its will published.
     DisconnectWithWill,
 }
@@ -243,7 +252,7 @@ pub(crate) fn read(v5: &mut V5, buf: &mut BytesMut, max: usize) -> Result<Option
     // normal disconnection; the codec wants at least a reason byte.
     if buf.len() >= 2 && buf[0] == 0xE0 && buf[1] == 0 {
         let _ = buf.split_to(2);
-        return Ok(Some(FromClient::Packet(Packet::Disconnect)));
+        return Ok(Some(FromClient::Packet(Packet::Disconnect, None)));
     }
     let max = u32::try_from(max).unwrap_or(u32::MAX);
     let packet = match m5::Packet::read(buf, Some(max)) {
@@ -252,38 +261,46 @@ pub(crate) fn read(v5: &mut V5, buf: &mut BytesMut, max: usize) -> Result<Option
         Err(rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded { .. }) => return Err(Problem::TooLarge),
         Err(_) => return Err(Problem::Malformed),
     };
-    Ok(Some(match packet {
-        m5::Packet::Publish(p) => FromClient::Packet(Packet::Publish(publish_in(v5, p)?)),
-        m5::Packet::PubAck(a) => FromClient::Packet(Packet::PubAck(rumqttc::PubAck { pkid: a.pkid })),
-        m5::Packet::PubRec(a) => FromClient::Packet(Packet::PubRec(rumqttc::PubRec { pkid: a.pkid })),
-        m5::Packet::PubRel(a) => FromClient::Packet(Packet::PubRel(rumqttc::PubRel { pkid: a.pkid })),
-        m5::Packet::PubComp(a) => FromClient::Packet(Packet::PubComp(rumqttc::PubComp { pkid: a.pkid })),
+    let mut request = None;
+    let packet = match packet {
+        m5::Packet::Publish(p) => {
+            let (publish, asked) = publish_in(v5, p)?;
+            request = asked;
+            Packet::Publish(publish)
+        }
+        m5::Packet::PubAck(a) => Packet::PubAck(rumqttc::PubAck { pkid: a.pkid }),
+        m5::Packet::PubRec(a) => Packet::PubRec(rumqttc::PubRec { pkid: a.pkid }),
+        m5::Packet::PubRel(a) => Packet::PubRel(rumqttc::PubRel { pkid: a.pkid }),
+        m5::Packet::PubComp(a) => Packet::PubComp(rumqttc::PubComp { pkid: a.pkid }),
         m5::Packet::Subscribe(s) => {
             if s.properties.as_ref().is_some_and(|p| p.id.is_some()) {
                 return Err(Problem::SubscriptionIdsNotSupported);
             }
             let filters =
                 s.filters.into_iter().map(|f| rumqttc::SubscribeFilter { path: f.path, qos: qos4(f.qos) }).collect();
-            FromClient::Packet(Packet::Subscribe(rumqttc::Subscribe { pkid: s.pkid, filters }))
+            Packet::Subscribe(rumqttc::Subscribe { pkid: s.pkid, filters })
         }
-        m5::Packet::Unsubscribe(u) => {
-            FromClient::Packet(Packet::Unsubscribe(rumqttc::Unsubscribe { pkid: u.pkid, topics: u.filters }))
-        }
-        m5::Packet::PingReq(_) => FromClient::Packet(Packet::PingReq),
+        m5::Packet::Unsubscribe(u) => Packet::Unsubscribe(rumqttc::Unsubscribe { pkid: u.pkid, topics: u.filters }),
+        m5::Packet::PingReq(_) => Packet::PingReq,
         m5::Packet::Disconnect(d) if d.reason_code == m5::DisconnectReasonCode::DisconnectWithWillMessage => {
-            FromClient::DisconnectWithWill
+            return Ok(Some(FromClient::DisconnectWithWill))
         }
-        m5::Packet::Disconnect(_) => FromClient::Packet(Packet::Disconnect),
+        m5::Packet::Disconnect(_) => Packet::Disconnect,
         // A second CONNECT, AUTH (no enhanced authentication is offered), or what only a
         // server sends.
         _ => return Err(Problem::ProtocolError),
-    }))
+    };
+    Ok(Some(FromClient::Packet(packet, request)))
 }
 
-/// A client's PUBLISH with its topic alias resolved (or set).
-fn publish_in(v5: &mut V5, p: m5::Publish) -> Result<rumqttc::Publish, Problem> {
+/// A client's PUBLISH with its topic alias resolved (or set), and its request.
+fn publish_in(v5: &mut V5, p: m5::Publish) -> Result<(rumqttc::Publish, Option<Request>), Problem> {
     let topic = std::str::from_utf8(&p.topic).map_err(|_| Problem::Malformed)?.to_owned();
     let alias = p.properties.as_ref().and_then(|props| props.topic_alias);
+    let request = p.properties.as_ref().and_then(|props| {
+        let topic = props.response_topic.clone()?;
+        Some(Request { topic, correlation: props.correlation_data.clone() })
+    });
     let topic = match alias {
         Some(a) if a == 0 || a > TOPIC_ALIAS_MAX => return Err(Problem::TopicAliasInvalid),
         Some(a) if topic.is_empty() => v5.aliases.get(&a).cloned().ok_or(Problem::ProtocolError)?,
@@ -301,7 +318,7 @@ fn publish_in(v5: &mut V5, p: m5::Publish) -> Result<rumqttc::Publish, Problem> 
     out.pkid = p.pkid;
     out.retain = p.retain;
     out.dup = p.dup;
-    Ok(out)
+    Ok((out, request))
 }
 
 fn qos4(q: Qos5) -> QoS {
@@ -344,6 +361,8 @@ pub(crate) struct Extra {
     pub unsubscribed: usize,
     /// PUBLISH: seconds left of the message's life (Message Expiry Interval).
     pub expiry: Option<u32>,
+    /// PUBLISH: a response's Correlation Data.
+    pub correlation: Option<bytes::Bytes>,
 }
 
 /// Encodes a 3.1.1 packet of the relay for an MQTT 5 client. `Ok(None)`: nothing to send
@@ -351,8 +370,11 @@ pub(crate) struct Extra {
 pub(crate) fn encode(v5: &V5, packet: &Packet, extra: Extra) -> Result<Option<BytesMut>, String> {
     let out = match packet {
         Packet::Publish(p) => {
-            let properties =
-                extra.expiry.map(|e| m5::PublishProperties { message_expiry_interval: Some(e), ..Default::default() });
+            let properties = (extra.expiry.is_some() || extra.correlation.is_some()).then(|| m5::PublishProperties {
+                message_expiry_interval: extra.expiry,
+                correlation_data: extra.correlation,
+                ..Default::default()
+            });
             let mut publish = m5::Publish::new(p.topic.clone(), qos5(p.qos), p.payload.clone(), properties);
             publish.pkid = p.pkid;
             publish.retain = p.retain;
@@ -489,7 +511,7 @@ mod tests {
     #[test]
     fn a_disconnect_without_reason_code_is_a_normal_one() {
         let mut buf = BytesMut::from(&[0xE0u8, 0x00][..]);
-        assert!(matches!(read(&mut v5(), &mut buf, 1024), Ok(Some(FromClient::Packet(Packet::Disconnect)))));
+        assert!(matches!(read(&mut v5(), &mut buf, 1024), Ok(Some(FromClient::Packet(Packet::Disconnect, None)))));
         assert!(buf.is_empty());
     }
 
@@ -498,10 +520,10 @@ mod tests {
         let mut v = v5();
         let props = |a| Some(m5::PublishProperties { topic_alias: Some(a), ..Default::default() });
         let mut buf = bytes(m5::Packet::Publish(m5::Publish::new("a/b", Qos5::AtMostOnce, "x", props(3))));
-        let Ok(Some(FromClient::Packet(Packet::Publish(p)))) = read(&mut v, &mut buf, 1024) else { panic!() };
+        let Ok(Some(FromClient::Packet(Packet::Publish(p), _))) = read(&mut v, &mut buf, 1024) else { panic!() };
         assert_eq!(p.topic, "a/b");
         let mut buf = bytes(m5::Packet::Publish(m5::Publish::new("", Qos5::AtMostOnce, "y", props(3))));
-        let Ok(Some(FromClient::Packet(Packet::Publish(p)))) = read(&mut v, &mut buf, 1024) else { panic!() };
+        let Ok(Some(FromClient::Packet(Packet::Publish(p), _))) = read(&mut v, &mut buf, 1024) else { panic!() };
         assert_eq!(p.topic, "a/b", "the alias stands for the topic");
         let mut buf = bytes(m5::Packet::Publish(m5::Publish::new("", Qos5::AtMostOnce, "y", props(4))));
         assert_eq!(read(&mut v, &mut buf, 1024).err(), Some(Problem::ProtocolError), "an alias never set");

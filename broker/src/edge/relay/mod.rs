@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::acks::{ClientAck, DeliveryAcks};
-use super::v5::{self, FromClient, V5};
+use super::v5::{self, FromClient, Request, V5};
 use super::{write_packet, End, Identity};
 use crate::acl::{self, AclError, Grant};
 use crate::payload::{kind, EndedReason, SubscriptionEnded, V1};
@@ -66,7 +66,8 @@ enum Settled {
     Refused { pkid: Option<u16>, refusal: v5::PubRefusal, why: String },
 }
 
-type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
+/// A waiting acknowledgement, and the request to answer once it is settled.
+type Pending = Pin<Box<dyn Future<Output = (Settled, Option<Request>)> + Send>>;
 
 /// A subscription the connection holds: what it matches, and the QoS granted (as asked, at
 /// most 1; the core may grant less for a session in the core, but only a session kept here
@@ -265,10 +266,11 @@ impl Session {
 
     /// The next packet from the client, in the relay's terms: `Ok(None)` until one is all in
     /// `buf`; `Err(end)` when the client broke the protocol (or left wanting its will sent).
-    fn read_client(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, End> {
+    /// A PUBLISH comes with its request, if it is one (MQTT 5 only).
+    fn read_client(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<(Packet, Option<Request>)>, End> {
         let Some(v) = &mut self.v5 else {
             return match Packet::read(buf, max) {
-                Ok(p) => Ok(Some(p)),
+                Ok(p) => Ok(Some((p, None))),
                 Err(CodecError::InsufficientBytes(_)) => Ok(None),
                 Err(e) => {
                     tracing::info!(error = %e, "malformed or oversized packet; closing this connection");
@@ -277,7 +279,7 @@ impl Session {
             };
         };
         match v5::read(v, buf, max) {
-            Ok(Some(FromClient::Packet(p))) => Ok(Some(p)),
+            Ok(Some(FromClient::Packet(p, request))) => Ok(Some((p, request))),
             Ok(None) => Ok(None),
             // The will fires as for a lost connection.
             Ok(Some(FromClient::DisconnectWithWill)) => Err(End::Lost),
@@ -354,9 +356,9 @@ impl Session {
             // Packets already buffered from the client are handled before waiting again.
             if self.pending.len() < max_inflight {
                 match self.read_client(&mut buf, max) {
-                    Ok(Some(packet)) => {
+                    Ok(Some((packet, request))) => {
                         last_heard = tokio::time::Instant::now();
-                        match self.on_client(packet).await {
+                        match self.on_client(packet, request).await {
                             Ok(None) => continue,
                             Ok(Some(end)) => return self.finish(end).await,
                             Err(_) => return End::Lost,
@@ -516,10 +518,11 @@ impl Session {
         Recheck::Allowed
     }
 
-    /// Handles a packet from the client. `Ok(Some(end))` ends the connection.
-    async fn on_client(&mut self, packet: Packet) -> std::io::Result<Option<End>> {
+    /// Handles a packet from the client (a PUBLISH with its request, if any). `Ok(Some(end))`
+    /// ends the connection.
+    async fn on_client(&mut self, packet: Packet, request: Option<Request>) -> std::io::Result<Option<End>> {
         match packet {
-            Packet::Publish(publish) => self.client_publish(publish).await,
+            Packet::Publish(publish) => self.client_publish(publish, request).await,
             Packet::Subscribe(subscribe) => self.client_subscribe(subscribe).await.map(|_| None),
             Packet::Unsubscribe(unsubscribe) => {
                 for t in &unsubscribe.topics {

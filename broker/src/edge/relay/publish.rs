@@ -12,23 +12,25 @@ use rumqttc::{Packet, PubAck, Publish, QoS};
 
 use super::{AclError, End, Session, Settled};
 use crate::acl;
-use crate::edge::v5::{self, PubRefusal};
+use crate::edge::v5::{self, PubRefusal, Request};
+use crate::payload::{kind, Response, ResponseOutcome, V1};
 use crate::sink::{DeviceMessage, PersonMessage, SinkOutcome};
 use crate::topic::{DeviceChannel, RoomChannel, Topic};
 
 impl Session {
-    pub(super) async fn client_publish(&mut self, publish: Publish) -> std::io::Result<Option<End>> {
+    pub(super) async fn client_publish(
+        &mut self,
+        publish: Publish,
+        request: Option<Request>,
+    ) -> std::io::Result<Option<End>> {
         self.limiter.until_ready().await;
         let subject = self.identity.subject;
         let topic = match Topic::parse(&publish.topic) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(client = ?subject, topic = %publish.topic, error = %e, "publish refused: not a contract topic");
-                return Ok(self.refuse(
-                    &publish,
-                    PubRefusal::TopicNameInvalid,
-                    format!("not a topic of the contract: {e}"),
-                ));
+                let why = format!("not a topic of the contract: {e}");
+                return Ok(self.refuse(&publish, PubRefusal::TopicNameInvalid, why, request));
             }
         };
         if publish.qos == QoS::ExactlyOnce {
@@ -39,7 +41,7 @@ impl Session {
             Ok(_) => {}
             Err(AclError::Denied(why)) => {
                 tracing::warn!(client = ?subject, %topic, %why, "publish refused");
-                return Ok(self.refuse(&publish, PubRefusal::NotAuthorized, why));
+                return Ok(self.refuse(&publish, PubRefusal::NotAuthorized, why, request));
             }
             Err(AclError::Lookup(e)) => {
                 tracing::error!(error = %e, "policy lookup failed; closing without acknowledging");
@@ -64,7 +66,7 @@ impl Session {
                 let received = Some(Instant::now());
                 let stored = self.shared.sink.submit(message);
                 self.pending.push_back(Box::pin(async move {
-                    match stored.await {
+                    let settled = match stored.await {
                         Ok(SinkOutcome::Committed { patient }) => {
                             let mut forward = publish;
                             // Never retained: a session or reading names a patient.
@@ -73,7 +75,8 @@ impl Session {
                         }
                         Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error, received },
                         Err(e) => Settled::Unavailable(e.0, received),
-                    }
+                    };
+                    (settled, request)
                 }));
                 if channel == DeviceChannel::Session {
                     if let Some(end) = self.drain_pending().await? {
@@ -87,19 +90,20 @@ impl Session {
                 let message = PersonMessage { sender, topic, payload: publish.payload.clone() };
                 let handled = self.shared.people.submit(message);
                 self.pending.push_back(Box::pin(async move {
-                    match handled.await {
+                    let settled = match handled.await {
                         Ok(SinkOutcome::Committed { .. }) => {
                             Settled::Forward { pkid, publish: None, patient: None, received: None }
                         }
                         Ok(SinkOutcome::Rejected { error }) => Settled::Rejected { pkid, error, received: None },
                         Err(e) => Settled::Unavailable(e.0, None),
-                    }
+                    };
+                    (settled, request)
                 }));
             }
             _ => {
                 tracing::warn!(client = ?subject, %topic, "publish refused: not a topic this client publishes on");
                 let why = "not a topic this client publishes on".to_owned();
-                return Ok(self.refuse(&publish, PubRefusal::NotAuthorized, why));
+                return Ok(self.refuse(&publish, PubRefusal::NotAuthorized, why, request));
             }
         }
         Ok(None)
@@ -108,12 +112,12 @@ impl Session {
     /// Refuses a publish before it reaches the service. MQTT 3.1.1 has no way to refuse one
     /// publish: the connection ends (logged). An MQTT 5 client is told in the PUBACK (in
     /// publish order) and stays connected; a refused QoS 0 publish is dropped.
-    fn refuse(&mut self, publish: &Publish, refusal: PubRefusal, why: String) -> Option<End> {
+    fn refuse(&mut self, publish: &Publish, refusal: PubRefusal, why: String, request: Option<Request>) -> Option<End> {
         if self.v5.is_none() {
             return Some(End::Violation);
         }
         let pkid = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
-        self.pending.push_back(Box::pin(std::future::ready(Settled::Refused { pkid, refusal, why })));
+        self.pending.push_back(Box::pin(std::future::ready((Settled::Refused { pkid, refusal, why }, request))));
         None
     }
 
@@ -127,7 +131,34 @@ impl Session {
         Ok(None)
     }
 
-    pub(super) async fn settle(&mut self, settled: Settled) -> std::io::Result<Option<End>> {
+    /// Settles a waiting acknowledgement and, for a request, answers on its Response Topic.
+    pub(super) async fn settle(
+        &mut self,
+        (settled, request): (Settled, Option<Request>),
+    ) -> std::io::Result<Option<End>> {
+        let answer = request.and_then(|r| Some((r, response_to(&settled)?)));
+        let end = self.settle_one(settled).await?;
+        if let (None, Some((request, response))) = (end, answer) {
+            self.respond(request, &response).await?;
+        }
+        Ok(end)
+    }
+
+    /// Answers a request on its Response Topic, with its Correlation Data, at QoS 0: only to
+    /// this connection, and only if the delivery gate lets the topic through (a subscription
+    /// this connection holds under its current rights: a machine's own `errors`, a person's
+    /// `notifications`).
+    async fn respond(&mut self, request: Request, response: &Response) -> std::io::Result<()> {
+        if self.may_deliver(&request.topic).is_none() {
+            tracing::debug!(client = ?self.identity.subject, topic = %request.topic, "response topic not subscribed here; no response");
+            return Ok(());
+        }
+        let publish = Publish::new(request.topic, QoS::AtMostOnce, crate::payload::to_bytes(response));
+        let extra = v5::Extra { correlation: request.correlation, ..Default::default() };
+        self.send_client_with(&Packet::Publish(publish), extra).await.map(|_| ())
+    }
+
+    async fn settle_one(&mut self, settled: Settled) -> std::io::Result<Option<End>> {
         match settled {
             Settled::Forward { pkid, publish, patient, received } => {
                 if let Some(p) = publish {
@@ -191,6 +222,33 @@ impl Session {
                 Ok(Some(End::StorageUnavailable))
             }
         }
+    }
+}
+
+/// The answer to a request once its PUBLISH is settled (`None`: the connection ends instead).
+fn response_to(settled: &Settled) -> Option<Response> {
+    let answer = |outcome, code: Option<&str>, field: Option<&str>, message: Option<&str>| Response {
+        v: V1,
+        r#type: kind::Response,
+        outcome,
+        code: code.map(str::to_owned),
+        field: field.map(str::to_owned),
+        message: message.map(str::to_owned),
+    };
+    match settled {
+        Settled::Forward { .. } => Some(answer(ResponseOutcome::Accepted, None, None, None)),
+        Settled::Rejected { error, .. } => {
+            let text = |k: &str| error.get(k).and_then(serde_json::Value::as_str);
+            Some(answer(ResponseOutcome::Rejected, text("code"), text("field"), text("message")))
+        }
+        Settled::Refused { refusal, why, .. } => {
+            let code = match refusal {
+                PubRefusal::TopicNameInvalid => "topic_name_invalid",
+                _ => "not_authorized",
+            };
+            Some(answer(ResponseOutcome::Refused, Some(code), None, Some(why)))
+        }
+        Settled::Unavailable(..) => None,
     }
 }
 
