@@ -399,3 +399,59 @@ async fn the_publish_matrix_holds_at_mqtt_5_refusals_in_the_puback() {
     }
     w.app.stop().await;
 }
+
+/// The revocation triggers of tests/e2e/mqtt.rs and sessions.rs, at MQTT 5: each ends the
+/// connection it concerns with DISCONNECT 0x87 and a reason string; a persistent session
+/// resumed after its right ended brings back nothing of it.
+#[tokio::test]
+async fn every_revocation_trigger_ends_an_mqtt_5_connection_with_0x87() {
+    let w = World::new(TestApp::spawn().await).await;
+    let t1 = w.topic("d1", "telemetry");
+    let adm = w.as_user("adm");
+    let cut =
+        |e: &Value| e["event"] == "disconnect" && e["rc"] == NOT_AUTHORIZED && e["props"]["ReasonString"].is_string();
+
+    // A hand-over revoked.
+    let id = grant(&w).await;
+    let (mut tec2, _) = Paho::connect(&w, "tec2", "", json!({})).await;
+    assert_eq!(tec2.subscribe(&[(&t1, 1)]).await["codes"], json!([1]));
+    assert_eq!(w.as_user("tec").delete(&format!("/api/devices/temporary-access/{id}"), None).await.status, 204);
+    tec2.expect("DISCONNECT 0x87 (hand-over revoked)", cut).await;
+
+    // A persistent session left while its right ends: resumed, it brings back nothing of it
+    // and is told which subscription ended.
+    let notes = notifications(&w, "tec");
+    let keep = json!({"clean_start": true, "session_expiry": 600});
+    let (mut tec, _) = Paho::connect(&w, "tec", "-phone", keep).await;
+    assert_eq!(tec.subscribe(&[(&t1, 1), (&notes, 1)]).await["codes"], json!([1, 1]));
+    tec.disconnect();
+    tec.expect("the goodbye", |e| e["event"] == "disconnect").await;
+    let unassign = Some(json!({"userId": w.id("tec"), "deviceId": w.id("d1")}));
+    assert_eq!(adm.delete("/api/users/assign-device", unassign).await.status, 204);
+    let (mut d1, _) = Paho::connect(&w, "d1", "", json!({})).await;
+    assert_eq!(d1.publish(&t1, &reading(1)).await["rc"], 0);
+    let (mut tec, connack) =
+        Paho::connect(&w, "tec", "-phone", json!({"clean_start": false, "session_expiry": 600})).await;
+    assert_eq!(connack["session_present"], true, "{connack}");
+    let ended = tec.expect("subscription_ended", |e| e["event"] == "message" && e["topic"] == notes.as_str()).await;
+    assert!(ended["payload"].as_str().is_some_and(|p| p.contains("subscription_ended")), "{ended}");
+    tec.quiet(QUIET, "nothing of d1 after the right ended", |e| e["event"] == "message" && e["topic"] == t1.as_str())
+        .await;
+
+    // An account deactivated; a logout; a machine's secret rotated; a machine retired.
+    let (mut pat2, _) = Paho::connect(&w, "pat2", "", json!({})).await;
+    assert_eq!(adm.post(&format!("/api/users/{}/deactivate", w.id("pat2")), json!({})).await.status, 200);
+    pat2.expect("DISCONNECT 0x87 (deactivated)", cut).await;
+    let (mut doc, _) = Paho::connect(&w, "doc", "", json!({})).await;
+    assert_eq!(w.app.client.post("/api/auth/logout", json!({"refreshToken": w.refresh["doc"]})).await.status, 204);
+    doc.expect("DISCONNECT 0x87 (logout)", cut).await;
+    assert_eq!(adm.post(&format!("/api/devices/{}/rotate-secret", w.id("d1")), json!({})).await.status, 200);
+    d1.expect("DISCONNECT 0x87 (secret rotated)", cut).await;
+    let (mut d2, _) = Paho::connect(&w, "d2", "", json!({})).await;
+    assert_eq!(
+        adm.put(&format!("/api/devices/{}/status", w.id("d2")), json!({"status": "inactive"})).await.status,
+        200
+    );
+    d2.expect("DISCONNECT 0x87 (retired)", cut).await;
+    w.app.stop().await;
+}

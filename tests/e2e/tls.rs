@@ -15,9 +15,10 @@ fn fixture(name: &str) -> String {
 
 /// `mosquitto_pub` of `payload` on `topic` as the device `did`: over TLS (verifying the test
 /// certificate, at QoS 1) or in plain text.
-async fn mosquitto_pub(port: &str, did: &str, topic: &str, payload: &str, tls: bool) -> Output {
+/// mosquitto_pub as the machine, over TLS or not, at MQTT `level` (`mqttv311` or `5`).
+async fn mosquitto_pub(port: &str, did: &str, topic: &str, payload: &str, tls: bool, level: &str) -> Output {
     let mut cmd = Command::new("mosquitto_pub");
-    cmd.args(["-h", "127.0.0.1", "-p", port, "-i", did, "-u", did, "-P", "tls-device-secret"]);
+    cmd.args(["-h", "127.0.0.1", "-p", port, "-V", level, "-i", did, "-u", did, "-P", "tls-device-secret"]);
     if tls {
         cmd.args(["--cafile", &fixture("cert.pem"), "-q", "1"]);
     }
@@ -43,14 +44,21 @@ async fn mqtt_over_tls_carries_readings_and_plain_text_is_refused() {
     let now = chrono::Utc::now().to_rfc3339();
     let payload = format!(r#"{{"v":1,"seq":1,"ts":"{now}","systemStatus":"normal","heartRate":70}}"#);
     let did = d.to_string();
-    let out = mosquitto_pub(&port, &did, &topic, &payload, true).await;
+    let out = mosquitto_pub(&port, &did, &topic, &payload, true, "mqttv311").await;
     assert!(out.status.success(), "publish over TLS: {}", String::from_utf8_lossy(&out.stderr));
     let mut c = db.sql().await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM health_metrics").fetch_one(&mut c).await.unwrap();
-    assert_eq!(stored, 1, "the PUBACK came after the commit");
+    let stored = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM health_metrics");
+    assert_eq!(stored().fetch_one(&mut c).await.unwrap(), 1, "the PUBACK came after the commit");
+
+    // MQTT 5 over the same TLS listener.
+    let now = chrono::Utc::now().to_rfc3339();
+    let payload5 = format!(r#"{{"v":1,"seq":2,"ts":"{now}","systemStatus":"normal","heartRate":71}}"#);
+    let out = mosquitto_pub(&port, &did, &topic, &payload5, true, "5").await;
+    assert!(out.status.success(), "publish over TLS at MQTT 5: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stored().fetch_one(&mut c).await.unwrap(), 2, "the MQTT 5 PUBACK came after the commit");
 
     // Without TLS the same listener does not speak MQTT.
-    let out = mosquitto_pub(&port, &did, &topic, &payload, false).await;
+    let out = mosquitto_pub(&port, &did, &topic, &payload, false, "mqttv311").await;
     assert!(!out.status.success(), "plain text must fail against the TLS listener");
     tokio::time::timeout(Duration::from_secs(20), app.stop()).await.expect("stops").unwrap();
 }

@@ -271,7 +271,9 @@ in its PUBACK (0x87 not authorized, 0x90 topic name invalid, 0x99 payload format
 reading's seq taken, 0x97 rate limited, 0x80 otherwise; user properties `code` and `field`) while the \
 connection stays; SUBACK 0x87, 0x8F, 0x97, 0x9E, 0x80 per filter; sessions expire (Session Expiry \
 Interval, bounded); notifications and alarm events carry `expiresAt`, sent as the Message Expiry \
-Interval and never delivered after it; `$share/{group}/{filter}` shared subscriptions for people. \
+Interval and never delivered after it; `$share/{group}/{filter}` shared subscriptions for people; \
+a PUBLISH naming a Response Topic (one's own `errors` or `notifications`) is answered there with a \
+`response` and its Correlation Data. \
 topics.md, \"MQTT 5\", lists every reason code the server sends.";
 
 const DEVICE_LOGIN: &str = "A dialysis machine: username = the device id (UUID), password = the device \
