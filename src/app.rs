@@ -73,6 +73,8 @@ pub struct RunningApp {
     pub mqtt_ws_addr: SocketAddr,
     /// The alert managers' status listener (IHE PCD-05 over MLLP), when configured.
     pub acm_addr: Option<SocketAddr>,
+    /// The device gateways' listener (IHE PCD-01 over MLLP), when `NEPHROCARE_HL7_LISTEN_ADDR` is set.
+    pub hl7_addr: Option<SocketAddr>,
     pub db: DatabaseConnection,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, std::io::Result<()>)>,
@@ -149,6 +151,11 @@ impl App {
             None => None,
         };
         let acm_addr = acm.as_ref().map(local).transpose()?;
+        let hl7 = match config.hl7.listen_addr {
+            Some(addr) => Some(bind("NEPHROCARE_HL7_LISTEN_ADDR", addr).await?),
+            None => None,
+        };
+        let hl7_addr = hl7.as_ref().map(local).transpose()?;
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -225,6 +232,13 @@ impl App {
         );
         let chat = nc_chat::Chat::new(db.clone(), &self.chat, &outbound);
         let bookings = nc_bookings::Bookings::new(db.clone(), outbound.publisher.clone());
+        let gateways = nc_gateways::Gateways::new(
+            db.get_postgres_connection_pool().clone(),
+            nc_access::Policy::new(db.clone()),
+            ingest.clone(),
+            outbound.publisher.clone(),
+            config.hl7.settings(),
+        );
         let sink: Arc<dyn nc_messaging::TelemetrySink> = match self.sink {
             Some(s) => s,
             None => Arc::new(ingest.clone()),
@@ -250,7 +264,7 @@ impl App {
             db.clone(),
             &settings,
             authn,
-            nc_api::Services { ingest: ingest.clone(), alarms, chat, bookings },
+            nc_api::Services { ingest: ingest.clone(), alarms, chat, bookings, gateways: gateways.clone() },
             broker.presence(),
             broker.registry(),
             broker.publisher(),
@@ -266,6 +280,11 @@ impl App {
             };
             let limits = nc_hl7::message::Limits::default();
             tasks.spawn(async move { ("acm", nc_hl7::server::serve(listener, limits, 64, handle, token).await) });
+        }
+
+        if let Some(listener) = hl7 {
+            let token = shutdown.clone();
+            tasks.spawn(async move { ("hl7", gateways.run(listener, token).await) });
         }
 
         let outbox = outbox.run(shutdown.clone());
@@ -293,7 +312,10 @@ impl App {
         if let Some(addr) = acm_addr {
             tracing::info!(%addr, "alert manager status listening (IHE PCD-05 over MLLP)");
         }
-        Ok(RunningApp { http_addr, mqtt_addr, mqtt_ws_addr, acm_addr, db, shutdown, tasks })
+        if let Some(addr) = hl7_addr {
+            tracing::info!(%addr, "device gateways listening (IHE PCD-01 over MLLP)");
+        }
+        Ok(RunningApp { http_addr, mqtt_addr, mqtt_ws_addr, acm_addr, hl7_addr, db, shutdown, tasks })
     }
 }
 

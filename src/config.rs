@@ -46,6 +46,45 @@ pub struct Config {
     pub log: LogConfig,
     pub email: EmailConfig,
     pub outbox: OutboxConfig,
+    pub hl7: Hl7Config,
+}
+
+/// Device gateways (IHE PCD-01, HL7 v2 over MLLP): off unless `NEPHROCARE_HL7_LISTEN_ADDR`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hl7Config {
+    /// `NEPHROCARE_HL7_LISTEN_ADDR`: where the hospitals' device gateways send their
+    /// observations (MLLP); unset, no listener.
+    pub listen_addr: Option<SocketAddr>,
+    /// `NEPHROCARE_HL7_MAX_MESSAGE_BYTES`: one message, at most.
+    pub max_message_bytes: usize,
+    /// `NEPHROCARE_HL7_MAX_OBSERVATIONS`: OBX segments in one message, at most.
+    pub max_observations: usize,
+    /// `NEPHROCARE_HL7_MAX_CONNECTIONS`: connections at once, all gateways together (each
+    /// gateway also has its own limit, set when it is registered).
+    pub max_connections: usize,
+}
+
+impl Default for Hl7Config {
+    fn default() -> Self {
+        let d = nc_gateways::GatewaySettings::default();
+        Self {
+            listen_addr: None,
+            max_message_bytes: d.max_message_bytes,
+            max_observations: d.max_observations,
+            max_connections: d.max_connections,
+        }
+    }
+}
+
+impl Hl7Config {
+    pub fn settings(&self) -> nc_gateways::GatewaySettings {
+        nc_gateways::GatewaySettings {
+            max_message_bytes: self.max_message_bytes.clamp(1024, 16 << 20),
+            max_observations: self.max_observations.clamp(1, 20_000),
+            max_connections: self.max_connections.clamp(1, 10_000),
+        }
+    }
 }
 
 /// Delivery through the outbox (e-mail, the alert manager): how often and how long a
@@ -544,6 +583,10 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts", Read::Number, "Use a whole number from 1 to 100."),
     ("NEPHROCARE_OUTBOX_RETRY_MIN_SECS", "outbox.retry_min_secs", Read::Number, SECONDS_HINT),
     ("NEPHROCARE_OUTBOX_RETRY_MAX_SECS", "outbox.retry_max_secs", Read::Number, SECONDS_HINT),
+    ("NEPHROCARE_HL7_LISTEN_ADDR", "hl7.listen_addr", Read::Text, ADDR_HINT),
+    ("NEPHROCARE_HL7_MAX_MESSAGE_BYTES", "hl7.max_message_bytes", Read::Number, "Give a size in bytes, 1024 or more."),
+    ("NEPHROCARE_HL7_MAX_OBSERVATIONS", "hl7.max_observations", Read::Number, "Use a whole number from 1 to 20000."),
+    ("NEPHROCARE_HL7_MAX_CONNECTIONS", "hl7.max_connections", Read::Number, "Use a whole number, 1 or more."),
 ];
 
 const ADDR_HINT: &str = "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).";

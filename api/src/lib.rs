@@ -19,6 +19,7 @@ pub mod dashboard;
 mod devices;
 pub mod dto;
 pub mod fhir;
+mod gateways;
 mod health;
 pub mod http;
 #[cfg(test)]
@@ -69,6 +70,9 @@ pub(crate) enum Tag {
     /// Dialysis session bookings: availability, recurring series, the unit's opening hours
     /// and maintenance windows.
     Bookings,
+    /// Device gateways: machines reporting through HL7 v2 (IHE PCD-01 over MLLP), registered
+    /// by the hospital's admins.
+    Gateways,
 }
 
 /// Declares the API tuple type and the function building its value from one list, so the
@@ -99,6 +103,7 @@ apis!(
     alerts::AlertManagerApi,
     chat::routes::ChatApi,
     bookings::routes::BookingsApi,
+    gateways::GatewaysApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {

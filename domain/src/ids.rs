@@ -103,6 +103,8 @@ id_type!(
     OutboundMessageId,
     /// One maintenance done on a machine.
     MaintenanceId,
+    /// A device gateway (IHE PCD-01 over MLLP) registered by a hospital.
+    GatewayId,
 );
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub mod ack;
 pub mod acm;
 pub mod message;
 pub mod mllp;
+pub mod pcd01;
 pub mod server;
 
 #[cfg(test)]

@@ -366,12 +366,26 @@ impl Ingest {
         &self.inner.counters
     }
 
-    /// Validates, binds and stores one reading; resolves after COMMIT.
+    /// Validates, binds and stores one reading (its JSON payload); resolves after COMMIT.
     pub async fn submit_reading(
         &self,
         device: DeviceId,
         hospital: HospitalId,
         payload: &[u8],
+    ) -> Result<Outcome, SinkUnavailable> {
+        match ReadingIn::parse(payload) {
+            Ok(reading) => self.submit(device, hospital, reading).await,
+            Err(e) => Ok(self.rejected(device, hospital, e, seq_of(payload))),
+        }
+    }
+
+    /// Validates, binds and stores one reading, however it arrived (MQTT, HTTP, a device
+    /// gateway); resolves after COMMIT.
+    pub async fn submit(
+        &self,
+        device: DeviceId,
+        hospital: HospitalId,
+        reading: ReadingIn,
     ) -> Result<Outcome, SinkUnavailable> {
         // What waits is kept small: at saturation 1,000 machines × 64 readings wait at once.
         // The device's readings are bound and queued one after the other, in arrival order:
@@ -379,7 +393,7 @@ impl Ingest {
         // allocated (their state machine is kilobytes), and that state is freed once the
         // reading is queued; then it waits for its commit with a receiver.
         let turn = self.inner.sessions.turn(device).await;
-        let (stored, patient, seq) = match Box::pin(self.queue_reading(turn, device, hospital, payload)).await? {
+        let (stored, patient, seq) = match Box::pin(self.queue_reading(turn, device, hospital, reading)).await? {
             Queued::Answered(outcome) => return Ok(outcome),
             Queued::Waiting { stored, patient, seq } => (stored, patient, seq),
         };
@@ -399,13 +413,11 @@ impl Ingest {
         turn: tokio::sync::OwnedMutexGuard<()>,
         device: DeviceId,
         hospital: HospitalId,
-        payload: &[u8],
+        reading: ReadingIn,
     ) -> Result<Queued, SinkUnavailable> {
-        let now = Utc::now();
-        let reading = match ReadingIn::parse(payload).and_then(|r| r.validate(now).map(|_| r)) {
-            Ok(r) => r,
-            Err(e) => return Ok(Queued::Answered(self.rejected(device, hospital, e, seq_of(payload)))),
-        };
+        if let Err(e) = reading.validate(Utc::now()) {
+            return Ok(Queued::Answered(self.rejected(device, hospital, e, Some(reading.seq))));
+        }
         let unavailable = |e: sqlx::Error| SinkUnavailable(e.to_string());
         let binding = match self
             .inner

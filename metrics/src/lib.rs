@@ -80,6 +80,12 @@ pub struct Delivery {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Hl7Answer {
+    /// MSA-1: `AA`, `AE` or `AR`.
+    pub answer: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutboxChannel {
     pub channel: &'static str,
 }
@@ -122,6 +128,8 @@ pub struct Metrics {
     pub outbox_pending: Family<OutboxChannel, Gauge>,
     /// The age of the oldest of them, per channel (0 when none).
     pub outbox_oldest_pending_seconds: Family<OutboxChannel, Gauge<f64, AtomicU64>>,
+    /// Device gateways (IHE PCD-01): from a message read to its acknowledgement, by answer.
+    pub hl7_ack_seconds: Histograms<Hl7Answer>,
 }
 
 /// Registers each metric under its exported name and help text, one line each.
@@ -153,6 +161,7 @@ impl Metrics {
             outbox_deliveries: Family::default(),
             outbox_pending: Family::default(),
             outbox_oldest_pending_seconds: Family::default(),
+            hl7_ack_seconds: Histograms::new_with_constructor(latency),
             registry: Registry::default(),
         };
         register!(registry, m;
@@ -174,6 +183,7 @@ impl Metrics {
             "outbox_deliveries" => outbox_deliveries: "Attempts to deliver a message outside MQTT (e-mail, the alert manager), by channel and outcome",
             "outbox_pending" => outbox_pending: "Messages waiting in the outbox, per channel",
             "outbox_oldest_pending_seconds" => outbox_oldest_pending_seconds: "Age of the oldest message waiting in the outbox, per channel (alert on it)",
+            "hl7_ack_seconds" => hl7_ack_seconds: "Device gateways (IHE PCD-01 over MLLP): from a message read to its acknowledgement, by MSA-1",
         );
         // Every series of a bounded label set exists from the start (a 0 is information).
         for channel in ["email", "acm"] {
@@ -188,6 +198,9 @@ impl Metrics {
         }
         for tier in ["2", "3"] {
             let _ = m.alarms_escalated.get_or_create(&Tier { tier });
+        }
+        for answer in ["AA", "AE", "AR"] {
+            let _ = m.hl7_ack_seconds.get_or_create(&Hl7Answer { answer });
         }
         for outcome in ["committed", "rejected", "unavailable"] {
             let _ = m.mqtt_puback_seconds.get_or_create(&Outcome { outcome });

@@ -43,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000038_outbox_notify::Migration),
             Box::new(m20261207_000039_thresholds_notify::Migration),
             Box::new(m20261207_000040_mqtt_session_expiry::Migration),
+            Box::new(m20261207_000041_hl7_gateways::Migration),
         ]
     }
 }
@@ -122,6 +123,7 @@ mod m20261207_000037_outbox;
 mod m20261207_000038_outbox_notify;
 mod m20261207_000039_thresholds_notify;
 mod m20261207_000040_mqtt_session_expiry;
+mod m20261207_000041_hl7_gateways;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

@@ -26,6 +26,7 @@ mod deliveries;
 mod derived;
 mod email;
 mod fhir;
+mod gateways;
 mod limits;
 mod list_filters;
 mod maintenance;

@@ -45,6 +45,9 @@ const TABLES: &[&str] = &[
     "alert_managers",
     "alert_manager_recipients",
     "alarm_fallbacks",
+    "hl7_gateways",
+    "hl7_gateway_messages",
+    "hl7_gateway_unknown_codes",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {

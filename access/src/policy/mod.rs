@@ -27,6 +27,7 @@ mod alarms;
 mod alert_lists;
 mod bookings;
 mod chat;
+mod gateways;
 mod maintenance;
 mod objects;
 mod patient_records;
@@ -41,6 +42,7 @@ pub use bookings::{
     decide_book, decide_booking, decide_plan_maintenance, BookFacts, BookingAction, BookingFacts, BookingScope,
 };
 pub use chat::{RoomGrant, RoomRequest};
+pub use gateways::{decide_gateway_device, decide_gateway_patient};
 pub use maintenance::decide_device_status;
 pub use objects::{decide_revoke_grant, decide_visible, export_view, DeviceListScope, ExportView};
 pub use patient_records::{

@@ -90,6 +90,8 @@ pub enum HospitalAction {
     ViewAlarmBurden,
     /// Export data in bulk (FHIR Bulk Data) and list the groups to export (doctors, admins).
     ExportBulk,
+    /// Register, change and remove device gateways (IHE PCD-01) and map their codes (admins).
+    ManageGateways,
 }
 
 /// Why a request is refused.
@@ -238,6 +240,7 @@ pub fn decide_hospital(subject: &Subject, hospital: HospitalId, action: Hospital
         (_, ConfigureAlarms) => Err(Denied::Forbidden("only admins set the escalation policy")),
         (_, ViewAlarmBurden) => Err(Denied::Forbidden("alarm-burden analytics are for doctors and admins")),
         (_, ExportBulk) => Err(Denied::Forbidden("only admins and doctors export data in bulk")),
+        (_, ManageGateways) => Err(Denied::Forbidden("only admins manage device gateways")),
         (_, _) => Err(Denied::Forbidden("not permitted for your role")),
     }
 }

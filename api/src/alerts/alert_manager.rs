@@ -1,9 +1,9 @@
 //! `/api/alerts/alert-manager`: where a hospital's alarms are reported to its alert manager
 //! (IHE PCD ACM: PCD-04 over MLLP, see `alarms::acm`), set by its admins and audited.
 
-use nc_access::{audit, HospitalAction};
+use nc_access::HospitalAction;
+use nc_domain::AuditAction;
 use nc_domain::UserId;
-use nc_domain::{AuditAction, Interface};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -145,7 +145,14 @@ impl AlertManagerApi {
             enabled: m.enabled,
         };
         state.alarms.set_alert_manager(auth.0.hospital, Some(&manager), auth.0.id).await?;
-        audited(&state, &auth, "alert_manager", serde_json::json!({"before": before, "after": manager})).await?;
+        state
+            .audit_change(
+                &auth,
+                AuditAction::Update,
+                "alert_manager",
+                serde_json::json!({"before": before, "after": manager}),
+            )
+            .await?;
         Ok(Json(manager.into()))
     }
 
@@ -166,7 +173,14 @@ impl AlertManagerApi {
     ) -> ApiResult<Json<AlarmEmailDto>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ReadAlarmPolicy)?;
         state.alarms.set_alarm_email(auth.0.id, body.0.enabled).await?;
-        audited(&state, &auth, "alarm_email_preference", serde_json::json!({"enabled": body.0.enabled})).await?;
+        state
+            .audit_change(
+                &auth,
+                AuditAction::Update,
+                "alarm_email_preference",
+                serde_json::json!({"enabled": body.0.enabled}),
+            )
+            .await?;
         Ok(body)
     }
 
@@ -197,7 +211,14 @@ impl AlertManagerApi {
         let f =
             nc_alarms::fallback::Fallback { email: body.0.email.clone(), acm_recipient: body.0.acm_recipient.clone() };
         state.alarms.set_fallback(auth.0.hospital, &f, auth.0.id).await?;
-        audited(&state, &auth, "alarm_fallback", serde_json::json!({"before": before, "after": f})).await?;
+        state
+            .audit_change(
+                &auth,
+                AuditAction::Update,
+                "alarm_fallback",
+                serde_json::json!({"before": before, "after": f}),
+            )
+            .await?;
         Ok(Json(body.0))
     }
 
@@ -237,13 +258,14 @@ impl AlertManagerApi {
             state.policy.person(&auth.subject(), body.0.user_id).await.map_err(|e| ApiError::policy(e, "user"))?;
         state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, Some(user.id)).await?;
         let mapped = AlertManagerRecipient { recipient_id: recipient_id.0, user_id: user.id };
-        audited(
-            &state,
-            &auth,
-            "alert_manager_recipient",
-            serde_json::json!({"recipientId": mapped.recipient_id, "userId": user.id}),
-        )
-        .await?;
+        state
+            .audit_change(
+                &auth,
+                AuditAction::Update,
+                "alert_manager_recipient",
+                serde_json::json!({"recipientId": mapped.recipient_id, "userId": user.id}),
+            )
+            .await?;
         Ok(Json(mapped))
     }
 
@@ -264,13 +286,14 @@ impl AlertManagerApi {
         if !state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, None).await? {
             return Err(ApiError::NotFound("recipient").into());
         }
-        audited(
-            &state,
-            &auth,
-            "alert_manager_recipient",
-            serde_json::json!({"recipientId": recipient_id.0, "userId": null}),
-        )
-        .await?;
+        state
+            .audit_change(
+                &auth,
+                AuditAction::Update,
+                "alert_manager_recipient",
+                serde_json::json!({"recipientId": recipient_id.0, "userId": null}),
+            )
+            .await?;
         Ok(NoContent::Done)
     }
 
@@ -280,31 +303,14 @@ impl AlertManagerApi {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
         let before = state.alarms.alert_manager(auth.0.hospital).await?;
         state.alarms.set_alert_manager(auth.0.hospital, None, auth.0.id).await?;
-        audited(&state, &auth, "alert_manager", serde_json::json!({"before": before, "after": null})).await?;
+        state
+            .audit_change(
+                &auth,
+                AuditAction::Update,
+                "alert_manager",
+                serde_json::json!({"before": before, "after": null}),
+            )
+            .await?;
         Ok(NoContent::Done)
     }
-}
-
-/// Audits a change of the alert manager's settings (`resource`, with what changed).
-async fn audited(
-    state: &ApiState,
-    auth: &BearerAuth,
-    resource: &'static str,
-    detail: serde_json::Value,
-) -> Result<(), ApiError> {
-    audit::record_with(
-        &state.db,
-        audit::Access {
-            subject: &auth.subject(),
-            action: AuditAction::Update,
-            resource,
-            patient: None,
-            device: None,
-            interface: Interface::Rest,
-            client_addr: None,
-        },
-        Some(detail),
-    )
-    .await?;
-    Ok(())
 }

@@ -185,6 +185,18 @@ impl From<nc_bookings::BookingError> for ApiError {
     }
 }
 
+impl From<nc_gateways::GatewayError> for ApiError {
+    fn from(e: nc_gateways::GatewayError) -> Self {
+        use nc_gateways::GatewayError;
+        match e {
+            GatewayError::NotFound => ApiError::NotFound("gateway"),
+            GatewayError::Conflict(why) => ApiError::Conflict { code: "gateway_exists", message: why.to_owned() },
+            GatewayError::Invalid { field, message } => ApiError::field(&field, message),
+            GatewayError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<nc_care::CareError> for ApiError {
     fn from(e: nc_care::CareError) -> Self {
         use nc_care::CareError;
@@ -383,6 +395,7 @@ macro_rules! via_api_error {
 }
 via_api_error!(
     sea_orm::DbErr,
+    nc_gateways::GatewayError,
     sqlx::Error,
     nc_access::Denied,
     nc_access::password::PasswordError,

@@ -32,6 +32,8 @@ pub struct ApiState {
     pub chat: nc_chat::Chat,
     /// Dialysis session bookings and availability.
     pub bookings: nc_bookings::Bookings,
+    /// Device gateways (IHE PCD-01): their registry.
+    pub gateways: nc_gateways::Gateways,
     /// Device presence, for the live streams.
     pub presence: nc_broker::Presence,
     /// The broker's live connections, for metrics.
@@ -56,6 +58,7 @@ pub struct Services {
     pub alarms: nc_alarms::Alarms,
     pub chat: nc_chat::Chat,
     pub bookings: nc_bookings::Bookings,
+    pub gateways: nc_gateways::Gateways,
 }
 
 /// Settings of the API component.
@@ -79,12 +82,13 @@ impl ApiState {
         mqtt: Arc<nc_broker::registry::Registry>,
         publisher: nc_messaging::Publisher,
     ) -> Self {
-        let Services { ingest, alarms, chat, bookings } = services;
+        let Services { ingest, alarms, chat, bookings, gateways } = services;
         Self {
             ingest,
             alarms,
             chat,
             bookings,
+            gateways,
             presence,
             mqtt,
             streams: Arc::default(),
@@ -113,6 +117,30 @@ impl ApiState {
     /// The patient record, if `who` may do `act` to it.
     pub(crate) async fn allowed_patient(&self, who: &Subject, id: PatientId, act: PatientAction) -> Allowed<Patient> {
         self.policy.patient(who, id, act).await.map_err(|e| ApiError::policy(e, "patient"))
+    }
+}
+
+impl ApiState {
+    /// Audits a change of a setting or registry entry (`resource`) by the authenticated
+    /// person, with what changed (`detail`).
+    pub(crate) async fn audit_change(
+        &self,
+        auth: &crate::security::BearerAuth,
+        action: nc_domain::AuditAction,
+        resource: &'static str,
+        detail: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let access = nc_access::audit::Access {
+            subject: &auth.subject(),
+            action,
+            resource,
+            patient: None,
+            device: None,
+            interface: nc_domain::Interface::Rest,
+            client_addr: None,
+        };
+        nc_access::audit::record_with(&self.db, access, Some(detail)).await?;
+        Ok(())
     }
 }
 

@@ -30,6 +30,10 @@ pub enum ErrorCode {
     UnsupportedProcessingId,
     /// 203
     UnsupportedVersionId,
+    /// 204: e.g. a key (a machine, a patient number) that is not known.
+    UnknownKeyIdentifier,
+    /// 205: e.g. a control id already used for another message.
+    DuplicateKeyIdentifier,
     /// 207: the catch-all, also for input beyond what we are able to safely handle.
     ApplicationInternal,
 }
@@ -48,6 +52,8 @@ impl ErrorCode {
             Self::UnsupportedEventCode => 201,
             Self::UnsupportedProcessingId => 202,
             Self::UnsupportedVersionId => 203,
+            Self::UnknownKeyIdentifier => 204,
+            Self::DuplicateKeyIdentifier => 205,
             Self::ApplicationInternal => 207,
         }
     }
@@ -65,6 +71,8 @@ impl ErrorCode {
             Self::UnsupportedEventCode => "Unsupported event code",
             Self::UnsupportedProcessingId => "Unsupported processing id",
             Self::UnsupportedVersionId => "Unsupported version id",
+            Self::UnknownKeyIdentifier => "Unknown key identifier",
+            Self::DuplicateKeyIdentifier => "Duplicate key identifier",
             Self::ApplicationInternal => "Application internal error",
         }
     }
@@ -82,6 +90,8 @@ impl ErrorCode {
             Self::UnsupportedEventCode,
             Self::UnsupportedProcessingId,
             Self::UnsupportedVersionId,
+            Self::UnknownKeyIdentifier,
+            Self::DuplicateKeyIdentifier,
             Self::ApplicationInternal,
         ]
         .into_iter()

@@ -161,3 +161,61 @@ impl Drop for AlertManagerPeer {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// A device gateway (IHE PCD-01 Device Observation Reporter), played with python-hl7's MLLP
+/// client (`tests/peers/pcd01_gateway.py`): builds each message from a JSON spec (checked as
+/// a v2.6 ORU_R01 by hl7apy), sends it and answers the acknowledgement as python-hl7 reads it.
+pub struct GatewayPeer {
+    child: Child,
+    stdin: ChildStdin,
+    said: mpsc::UnboundedReceiver<Value>,
+}
+
+impl GatewayPeer {
+    /// Starts it, sending to our listener on `port`.
+    pub async fn start(port: u16) -> GatewayPeer {
+        let (child, stdin, stdout) =
+            spawn_peer("pcd01_gateway.py", "the gateway starts", |c| c.args(["--port", &port.to_string()]));
+        let (tx, mut said) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let first = tokio::time::timeout(Duration::from_secs(20), said.recv()).await.ok().flatten();
+        assert_eq!(first, Some(serde_json::json!({"ready": true})), "the gateway starts");
+        GatewayPeer { child, stdin, said }
+    }
+
+    /// Sends a command (a JSON object, see the script).
+    pub fn command(&mut self, command: Value) {
+        writeln!(self.stdin, "{command}").expect("the gateway reads its commands");
+        self.stdin.flush().unwrap();
+    }
+
+    /// Its next line.
+    pub async fn said(&mut self) -> Value {
+        tokio::time::timeout(LONG, self.said.recv()).await.ok().flatten().expect("the gateway answers")
+    }
+
+    /// Sends the PCD-01 `spec` and returns the acknowledgement (`msa`, `control`, `errors`).
+    pub async fn send(&mut self, spec: &Value) -> Value {
+        self.command(serde_json::json!({"send": spec}));
+        self.said().await
+    }
+
+    /// Sends `text` as it is, in an MLLP frame.
+    pub async fn raw(&mut self, text: &str) -> Value {
+        self.command(serde_json::json!({"raw": text}));
+        self.said().await
+    }
+}
+
+impl Drop for GatewayPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

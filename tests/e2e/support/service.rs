@@ -25,6 +25,7 @@ pub fn binary() -> std::process::Command {
         "NEPHROCARE_INGEST_DERIVE_INTERVAL_MS",
         "NEPHROCARE_INGEST_GATHER_MS",
         "NEPHROCARE_INGEST_WRITERS",
+        "NEPHROCARE_HL7_LISTEN_ADDR",
     ] {
         cmd.env_remove(var);
     }
