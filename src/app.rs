@@ -156,6 +156,21 @@ impl App {
             None => None,
         };
         let hl7_addr = hl7.as_ref().map(local).transpose()?;
+        let hl7_tls = match (&config.hl7.tls_cert, &config.hl7.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(nc_hl7::server::tls_acceptor(cert, key, config.hl7.tls_client_ca.as_deref()).map_err(|e| {
+                    StartError::Tls(format!(
+                        "{e} (NEPHROCARE_HL7_TLS_CERT / NEPHROCARE_HL7_TLS_KEY / NEPHROCARE_HL7_TLS_CLIENT_CA)"
+                    ))
+                })?)
+            }
+            (None, None) if config.hl7.tls_client_ca.is_none() => None,
+            _ => {
+                return Err(StartError::Tls(
+                    "MLLP over TLS needs both NEPHROCARE_HL7_TLS_CERT and NEPHROCARE_HL7_TLS_KEY".into(),
+                ))
+            }
+        };
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -284,7 +299,7 @@ impl App {
 
         if let Some(listener) = hl7 {
             let token = shutdown.clone();
-            tasks.spawn(async move { ("hl7", gateways.run(listener, token).await) });
+            tasks.spawn(async move { ("hl7", gateways.run(listener, hl7_tls, token).await) });
         }
 
         let outbox = outbox.run(shutdown.clone());

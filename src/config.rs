@@ -63,6 +63,12 @@ pub struct Hl7Config {
     /// `NEPHROCARE_HL7_MAX_CONNECTIONS`: connections at once, all gateways together (each
     /// gateway also has its own limit, set when it is registered).
     pub max_connections: usize,
+    /// `NEPHROCARE_HL7_TLS_CERT`, `NEPHROCARE_HL7_TLS_KEY`: MLLP over TLS with this identity.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `NEPHROCARE_HL7_TLS_CLIENT_CA`: the CA whose client certificates gateways may connect
+    /// with (a gateway registered with its certificate's SHA-256 then needs no MSH-8 secret).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Hl7Config {
@@ -73,6 +79,9 @@ impl Default for Hl7Config {
             max_message_bytes: d.max_message_bytes,
             max_observations: d.max_observations,
             max_connections: d.max_connections,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -587,6 +596,9 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_HL7_MAX_MESSAGE_BYTES", "hl7.max_message_bytes", Read::Number, "Give a size in bytes, 1024 or more."),
     ("NEPHROCARE_HL7_MAX_OBSERVATIONS", "hl7.max_observations", Read::Number, "Use a whole number from 1 to 20000."),
     ("NEPHROCARE_HL7_MAX_CONNECTIONS", "hl7.max_connections", Read::Number, "Use a whole number, 1 or more."),
+    ("NEPHROCARE_HL7_TLS_CERT", "hl7.tls_cert", Read::Text, "Give the path of a PEM file."),
+    ("NEPHROCARE_HL7_TLS_KEY", "hl7.tls_key", Read::Text, "Give the path of a PEM file."),
+    ("NEPHROCARE_HL7_TLS_CLIENT_CA", "hl7.tls_client_ca", Read::Text, "Give the path of a PEM file."),
 ];
 
 const ADDR_HINT: &str = "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).";

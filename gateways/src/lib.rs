@@ -67,9 +67,9 @@ impl GatewayError {
 
     fn from_db(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                Self::Conflict("a gateway with this sending application and facility is already registered")
-            }
+            sqlx::Error::Database(d) if d.is_unique_violation() => Self::Conflict(
+                "a gateway with this sending application and facility, or this certificate, is already registered",
+            ),
             _ => Self::Db(e),
         }
     }
@@ -103,8 +103,13 @@ impl Gateways {
         Self { inner: Arc::new(inner), pool }
     }
 
-    /// Serves the gateways' MLLP listener until `shutdown`.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    /// Serves the gateways' MLLP listener until `shutdown`, over TLS when `tls` is given.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let s = &self.inner.settings;
         let limits = Limits {
             max_message_bytes: s.max_message_bytes,
@@ -113,7 +118,7 @@ impl Gateways {
             ..Limits::default()
         };
         let max = s.max_connections;
-        nc_hl7::server::serve_with(listener, limits, max, Arc::new(self), shutdown).await
+        nc_hl7::server::serve_with(listener, limits, max, Arc::new(self), tls, shutdown).await
     }
 
     /// Ties connection `peer` to `gateway`, unless it is another gateway's or the gateway

@@ -174,18 +174,36 @@ impl Gateways {
         Ok(warnings)
     }
 
-    /// The gateway whose secret MSH-8 holds, if it is enabled, named as in MSH-3/MSH-4, and
-    /// this connection is its own within its limit.
+    /// The gateway: the one whose TLS client certificate the connection presented, else the
+    /// one whose secret MSH-8 holds (unless that gateway is registered with a certificate);
+    /// enabled, named as in MSH-3/MSH-4, on a connection of its own within its limit.
     async fn authenticate(&self, pcd: &Pcd01, peer: Peer) -> Result<Gateway, Refusal> {
         let unknown = || {
             refused(
                 ErrorCode::ApplicationInternal,
                 Location::field("MSH", 1, 8),
-                "not a registered gateway: MSH-8 must hold the secret issued when it was registered",
+                "not a registered gateway: connect with its client certificate, or write in MSH-8 the secret issued when it was registered",
             )
         };
-        let secret = pcd.security.as_deref().ok_or_else(unknown)?;
-        let gateway = self.by_secret(secret).await.map_err(unavailable)?.ok_or_else(unknown)?;
+        let by_certificate = match &peer.certificate {
+            Some(c) => self.by_certificate(c).await.map_err(unavailable)?,
+            None => None,
+        };
+        let gateway = match by_certificate {
+            Some(g) => g,
+            None => {
+                let secret = pcd.security.as_deref().ok_or_else(unknown)?;
+                let g = self.by_secret(secret).await.map_err(unavailable)?.ok_or_else(unknown)?;
+                if g.spec.certificate_sha256.is_some() {
+                    return Err(refused(
+                        ErrorCode::ApplicationInternal,
+                        Location::field("MSH", 1, 8),
+                        "this gateway is registered with a client certificate: connect over TLS with it",
+                    ));
+                }
+                g
+            }
+        };
         if !gateway.spec.enabled {
             return Err(refused(
                 ErrorCode::ApplicationInternal,

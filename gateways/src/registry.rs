@@ -32,6 +32,8 @@ pub struct GatewaySpec {
     pub codes: Vec<Mapping>,
     pub max_connections: u16,
     pub enabled: bool,
+    /// The SHA-256 (lower-case hex) of the TLS client certificate it connects with, if any.
+    pub certificate_sha256: Option<String>,
 }
 
 /// A code a gateway sent that maps to no measurement.
@@ -44,11 +46,22 @@ pub struct UnknownCode {
     pub last_seen: DateTime<Utc>,
 }
 
-type GatewayRow =
-    (uuid::Uuid, uuid::Uuid, String, String, String, Json<Vec<Mapping>>, i32, bool, DateTime<Utc>, DateTime<Utc>);
+type GatewayRow = (
+    uuid::Uuid,
+    uuid::Uuid,
+    String,
+    String,
+    String,
+    Json<Vec<Mapping>>,
+    i32,
+    bool,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
 
 const COLUMNS: &str = "id, hospital_id, name, sending_application, sending_facility, codes, max_connections, enabled, \
-                       created_at, updated_at";
+                       certificate_sha256, created_at, updated_at";
 
 fn gateway(r: GatewayRow) -> Gateway {
     let spec = GatewaySpec {
@@ -58,8 +71,9 @@ fn gateway(r: GatewayRow) -> Gateway {
         codes: r.5 .0,
         max_connections: u16::try_from(r.6).unwrap_or(1),
         enabled: r.7,
+        certificate_sha256: r.8,
     };
-    Gateway { id: GatewayId(r.0), hospital: HospitalId(r.1), spec, created_at: r.8, updated_at: r.9 }
+    Gateway { id: GatewayId(r.0), hospital: HospitalId(r.1), spec, created_at: r.9, updated_at: r.10 }
 }
 
 /// Most code mappings one gateway may have.
@@ -68,6 +82,11 @@ pub const MAX_MAPPINGS: usize = 200;
 impl GatewaySpec {
     /// Checks what the database does not: each mapping names a measurement, once per code.
     fn check(&self) -> Result<(), GatewayError> {
+        if let Some(f) = &self.certificate_sha256 {
+            if f.len() != 64 || !f.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(GatewayError::invalid("certificateSha256", "must be 64 lower-case hex digits"));
+            }
+        }
         if self.codes.len() > MAX_MAPPINGS {
             return Err(GatewayError::invalid("codes", format!("at most {MAX_MAPPINGS} mappings")));
         }
@@ -103,8 +122,8 @@ impl Gateways {
         let secret = nc_access::secret::random_token();
         let row: GatewayRow = sqlx::query_as(&format!(
             "INSERT INTO hl7_gateways (id, hospital_id, name, sending_application, sending_facility, secret_hash, codes,
-                                       max_connections, enabled, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+                                       max_connections, enabled, created_by, certificate_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
         ))
         .bind(GatewayId::new().as_uuid())
         .bind(hospital.as_uuid())
@@ -116,6 +135,7 @@ impl Gateways {
         .bind(i32::from(spec.max_connections))
         .bind(spec.enabled)
         .bind(by.as_uuid())
+        .bind(&spec.certificate_sha256)
         .fetch_one(&self.pool)
         .await
         .map_err(GatewayError::from_db)?;
@@ -151,12 +171,23 @@ impl Gateways {
         Ok(row.map(gateway))
     }
 
+    /// The gateway whose TLS client certificate has this SHA-256, if any.
+    pub(crate) async fn by_certificate(&self, sha256: &[u8; 32]) -> Result<Option<Gateway>, sqlx::Error> {
+        let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+        let row: Option<GatewayRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM hl7_gateways WHERE certificate_sha256 = $1"))
+                .bind(hex)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(gateway))
+    }
+
     /// Changes a gateway (its secret stays).
     pub async fn update(&self, id: GatewayId, spec: &GatewaySpec) -> Result<Gateway, GatewayError> {
         spec.check()?;
         let row: Option<GatewayRow> = sqlx::query_as(&format!(
             "UPDATE hl7_gateways SET name = $2, sending_application = $3, sending_facility = $4, codes = $5,
-                    max_connections = $6, enabled = $7, updated_at = now()
+                    max_connections = $6, enabled = $7, certificate_sha256 = $8, updated_at = now()
               WHERE id = $1 RETURNING {COLUMNS}"
         ))
         .bind(id.as_uuid())
@@ -166,6 +197,7 @@ impl Gateways {
         .bind(Json(&spec.codes))
         .bind(i32::from(spec.max_connections))
         .bind(spec.enabled)
+        .bind(&spec.certificate_sha256)
         .fetch_optional(&self.pool)
         .await
         .map_err(GatewayError::from_db)?;

@@ -1,6 +1,7 @@
 //! Device gateways (IHE PCD-01 over MLLP): a hospital's admins register each gateway that
 //! reports its machines' observations, with the sending application and facility it names
-//! in MSH-3/MSH-4 and the digest of the secret it sends in MSH-8, and may map the vendor
+//! in MSH-3/MSH-4, the digest of the secret it sends in MSH-8 (or the fingerprint of the TLS
+//! client certificate it connects with), and may map the vendor
 //! codes it sends to our measurements. Each message taken is recorded by the gateway's
 //! control id (MSH-10) with a digest of its content: a message sent again is acknowledged and
 //! not stored twice; another message under a used control id is refused. Observation codes
@@ -17,6 +18,9 @@ CREATE TABLE hl7_gateways (
     sending_facility    text NOT NULL DEFAULT '' CONSTRAINT hl7_gateways_facility_check CHECK (length(sending_facility) <= 64),
     -- sha256:<hex> of the secret in MSH-8 (256 random bits, issued by the server).
     secret_hash         text NOT NULL UNIQUE,
+    -- The SHA-256 (hex) of the client certificate it connects with over TLS, if it does: it
+    -- then authenticates with that certificate, and MSH-8 is not asked.
+    certificate_sha256  text UNIQUE CONSTRAINT hl7_gateways_certificate_check CHECK (certificate_sha256 ~ '^[0-9a-f]{64}$'),
     -- [{\"system\": \"99VENDOR\", \"code\": \"123\", \"measurement\": \"venousPressure\"}]
     codes               jsonb NOT NULL DEFAULT '[]'::jsonb,
     max_connections     integer NOT NULL DEFAULT 4 CONSTRAINT hl7_gateways_connections_check CHECK (max_connections BETWEEN 1 AND 64),

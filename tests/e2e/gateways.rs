@@ -323,3 +323,44 @@ async fn a_kill_9_mid_stream_loses_no_acknowledged_reading_and_stores_nothing_tw
             .unwrap();
     assert_eq!((rows, distinct), (N, N), "each reading stored once");
 }
+
+/// The SHA-256 of `tests/fixtures/tls/gateway-cert.pem` (DER):
+/// `openssl x509 -in gateway-cert.pem -outform der | sha256sum`.
+const GATEWAY_CERT_SHA256: &str = "250ace234295ea2c14549b9ed1cfb3153b75c405e32f8f8193ac4980269ddf2f";
+
+/// Over TLS, a gateway registered with its client certificate's fingerprint needs no secret;
+/// another certificate of the same CA is not a gateway; the registered gateway's secret
+/// without its certificate is refused.
+#[tokio::test]
+async fn a_gateway_registered_with_its_certificate_connects_over_tls_without_a_secret() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let w = World::with(|c| {
+        c.hl7.listen_addr = Some("127.0.0.1:0".parse().unwrap());
+        c.hl7.tls_cert = Some(dir.join("core-cert.pem"));
+        c.hl7.tls_key = Some(dir.join("core-key.pem"));
+        c.hl7.tls_client_ca = Some(dir.join("gateway-ca.pem"));
+    })
+    .await;
+    let port = w.app.running().hl7_addr.expect("the gateways' listener").port();
+    let body = json!({"name": "North gateway", "sendingApplication": "GW-NORTH", "sendingFacility": "WARD-N",
+                      "certificateSha256": GATEWAY_CERT_SHA256});
+    let r = w.as_("admin").post("/api/gateways", body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    let t = now_s() - chrono::Duration::seconds(2);
+
+    let mut gw = GatewayPeer::start_tls(port, Some("gateway")).await;
+    let ack = gw.send(&message("T-1", "", Some("p1"), vec![obs(BP, "118", MMHG, t, "d1")])).await;
+    assert_eq!(ack["msa"], "AA", "{ack}");
+    assert_eq!(rows(&w, w.device).await.len(), 1);
+
+    let mut other = GatewayPeer::start_tls(port, Some("gateway2")).await;
+    let ack = other.send(&message("T-2", "", Some("p1"), vec![obs(BP, "118", MMHG, t, "d1")])).await;
+    assert_eq!(one_error(&ack), ("207", "MSH^1^8", "AR"), "another certificate of the CA: {ack}");
+    let mut bare = GatewayPeer::start_tls(port, None).await;
+    let ack = bare.send(&message("T-3", &secret, Some("p1"), vec![obs(BP, "118", MMHG, t, "d1")])).await;
+    assert_eq!(one_error(&ack), ("207", "MSH^1^8", "AR"), "the secret without the certificate: {ack}");
+    assert!(ack["errors"][0]["text"].as_str().unwrap().contains("client certificate"), "{ack}");
+    assert_eq!(rows(&w, w.device).await.len(), 1, "nothing stored from the refused ones");
+    w.app.stop().await;
+}

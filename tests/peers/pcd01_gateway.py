@@ -1,10 +1,11 @@
 """A device gateway (IHE PCD-01 Device Observation Reporter) played with python-hl7's MLLP client.
 
-    pcd01_gateway.py --port PORT [--host 127.0.0.1]
+    pcd01_gateway.py --port PORT [--host 127.0.0.1] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]]
 
 Builds ORU^R01^ORU_R01 messages (HL7 v2.6, the PCD-01 profile in MSH-21) from JSON specs, checks
 each one parses as a v2.6 ORU_R01 with hl7apy (groups found, its structure as a third party reads
-it), sends it over MLLP with python-hl7's MLLPClient and prints the acknowledgement as parsed by
+it), sends it over MLLP with python-hl7's MLLPClient (over TLS with --tls-ca, checking the server's
+certificate for `localhost`, with a client certificate when --tls-cert is given) and prints the acknowledgement as parsed by
 python-hl7, one JSON line per command:
 
     {"msa": "AA", "control": "<MSA-2>", "type": "ACK^R01^ACK",
@@ -30,6 +31,7 @@ import argparse
 import datetime
 import json
 import socket
+import ssl
 import sys
 
 import hl7
@@ -82,8 +84,8 @@ def check_structure(text):
 
 
 class Gateway:
-    def __init__(self, host, port):
-        self.host, self.port = host, port
+    def __init__(self, host, port, tls=None):
+        self.host, self.port, self.tls = host, port, tls
         self.client = None
 
     def connect(self):
@@ -93,6 +95,8 @@ class Gateway:
             except OSError:
                 pass
         self.client = MLLPClient(self.host, self.port)
+        if self.tls is not None:
+            self.client.socket = self.tls.wrap_socket(self.client.socket, server_hostname="localhost")
         self.client.socket.settimeout(30)
 
     def exchange(self, text):
@@ -141,8 +145,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tls-ca")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
-    gw = Gateway(args.host, args.port)
+    tls = None
+    if args.tls_ca:
+        tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.tls_ca)
+        if args.tls_cert:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+    gw = Gateway(args.host, args.port, tls)
     say({"ready": True})
     for line in sys.stdin:
         line = line.strip()

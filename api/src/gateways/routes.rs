@@ -53,6 +53,11 @@ pub struct GatewayIn {
     /// Its messages are refused (AR) while disabled.
     #[oai(default = "default_enabled")]
     pub enabled: bool,
+    /// The SHA-256 (64 lower-case hex digits) of the TLS client certificate it connects with
+    /// (`openssl x509 -in cert.pem -outform der | sha256sum`): it then authenticates with that
+    /// certificate (the listener needs `NEPHROCARE_HL7_TLS_CLIENT_CA`) and MSH-8 is not asked.
+    #[oai(validator(pattern = "^[0-9a-f]{64}$"))]
+    pub certificate_sha256: Option<String>,
 }
 
 fn default_connections() -> u16 {
@@ -74,6 +79,7 @@ pub struct GatewayOut {
     pub codes: Vec<CodeMappingDto>,
     pub max_connections: u16,
     pub enabled: bool,
+    pub certificate_sha256: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -101,6 +107,7 @@ impl From<Gateway> for GatewayOut {
             codes: s.codes.into_iter().map(Into::into).collect(),
             max_connections: s.max_connections,
             enabled: s.enabled,
+            certificate_sha256: s.certificate_sha256,
             created_at: g.created_at,
             updated_at: g.updated_at,
         }
@@ -116,6 +123,7 @@ impl From<GatewayIn> for GatewaySpec {
             codes: g.codes.into_iter().map(Into::into).collect(),
             max_connections: g.max_connections,
             enabled: g.enabled,
+            certificate_sha256: g.certificate_sha256,
         }
     }
 }

@@ -174,8 +174,30 @@ pub struct GatewayPeer {
 impl GatewayPeer {
     /// Starts it, sending to our listener on `port`.
     pub async fn start(port: u16) -> GatewayPeer {
+        Self::launch(port, &[]).await
+    }
+
+    /// Starts it over TLS (the listener's certificate checked against
+    /// `tests/fixtures/tls/core-ca.pem`), with the client certificate `client`
+    /// (`tests/fixtures/tls/{client}-cert.pem` and `-key.pem`), if any.
+    pub async fn start_tls(port: u16, client: Option<&str>) -> GatewayPeer {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let path = |f: String| dir.join(f).to_string_lossy().into_owned();
+        let mut args = vec!["--tls-ca".to_owned(), path("core-ca.pem".into())];
+        if let Some(c) = client {
+            args.extend([
+                "--tls-cert".into(),
+                path(format!("{c}-cert.pem")),
+                "--tls-key".into(),
+                path(format!("{c}-key.pem")),
+            ]);
+        }
+        Self::launch(port, &args).await
+    }
+
+    async fn launch(port: u16, extra: &[String]) -> GatewayPeer {
         let (child, stdin, stdout) =
-            spawn_peer("pcd01_gateway.py", "the gateway starts", |c| c.args(["--port", &port.to_string()]));
+            spawn_peer("pcd01_gateway.py", "the gateway starts", |c| c.args(["--port", &port.to_string()]).args(extra));
         let (tx, mut said) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
