@@ -230,9 +230,12 @@ impl App {
 
         // The channels outside MQTT (the hospitals' alert managers, e-mail), through the
         // outbox; the alarm system records each attempt of an alarm's message.
-        let reporter = nc_outbox::acm::AcmSender::new(config.alarms.acm_ca.as_deref()).map_err(StartError::Other)?;
+        let mllp: Arc<dyn nc_outbox::Sender> =
+            Arc::new(nc_outbox::mllp::MllpSender::new(config.alarms.acm_ca.as_deref()).map_err(StartError::Other)?);
+        let records = nc_records::Records::new(db.get_postgres_connection_pool().clone());
+        let emr = nc_records::emr::EmrSender::new(records.clone(), mllp.clone());
         let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> =
-            vec![(nc_outbox::Channel::Acm, Arc::new(reporter))];
+            vec![(nc_outbox::Channel::Acm, mllp), (nc_outbox::Channel::Emr, Arc::new(emr))];
         if let Some(url) = &config.email.smtp_url {
             let smtp = nc_outbox::email::SmtpSender::new(url.expose(), &config.email.from)
                 .map_err(|e| StartError::Other(e.to_string()))?;
@@ -279,7 +282,7 @@ impl App {
             db.clone(),
             &settings,
             authn,
-            nc_api::Services { ingest: ingest.clone(), alarms, chat, bookings, gateways: gateways.clone() },
+            nc_api::Services { ingest: ingest.clone(), alarms, chat, bookings, gateways: gateways.clone(), records },
             broker.presence(),
             broker.registry(),
             broker.publisher(),

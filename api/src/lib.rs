@@ -27,6 +27,7 @@ mod layout_test;
 mod patients;
 #[cfg(test)]
 mod policy_lint;
+mod records;
 pub mod telemetry;
 pub mod websockets_doc;
 
@@ -70,8 +71,8 @@ pub(crate) enum Tag {
     /// Dialysis session bookings: availability, recurring series, the unit's opening hours
     /// and maintenance windows.
     Bookings,
-    /// Device gateways: machines reporting through HL7 v2 (IHE PCD-01 over MLLP), registered
-    /// by the hospital's admins.
+    /// Hospital interfaces: device gateways (machines reporting through HL7 v2, IHE PCD-01
+    /// over MLLP) and where treatment records go (the EMR), set by the hospital's admins.
     Gateways,
 }
 
@@ -104,6 +105,7 @@ apis!(
     chat::routes::ChatApi,
     bookings::routes::BookingsApi,
     gateways::GatewaysApi,
+    records::RecordsApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {

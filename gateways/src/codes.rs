@@ -50,26 +50,9 @@ const MDC: &[(&str, &str, &str)] = &[
     ("150364", "MDC_TEMP_BODY", "temperature"),
 ];
 
-/// (our code, measurement): the FHIR API's dialysis codes, and ours for the rest.
-pub const LOCAL: &[(&str, &str)] = &[
-    ("heart-rate", "heartRate"),
-    ("body-temperature", "temperature"),
-    ("systolic-pressure", "bloodPressure"),
-    ("diastolic-pressure", "diastolicPressure"),
-    ("oxygen-saturation", "oxygenSaturation"),
-    ("blood-flow-rate", "flowRate"),
-    ("blood-volume-processed", "totalVolume"),
-    ("dialysate-flow-rate", "dialysateFlowRate"),
-    ("arterial-pressure", "arterialPressure"),
-    ("venous-pressure", "venousPressure"),
-    ("transmembrane-pressure", "transmembranePressure"),
-    ("dialysate-conductivity", "conductivity"),
-    ("dialysate-temperature", "dialysateTemperature"),
-    ("uf-rate", "ufRate"),
-    ("uf-volume", "ufVolume"),
-    ("uf-goal", "ufGoal"),
-    ("system-status", SYSTEM_STATUS),
-];
+/// The status's code in our coding system (the measurements' are
+/// `nc_ingest::reading::LOCAL_CODES`).
+pub const STATUS_CODE: &str = "system-status";
 
 /// The measurement `code` is, by the gateway's own mappings first, then the built-in table.
 pub fn measurement_of<'a>(code: &nc_hl7::acm::Code, mappings: &'a [Mapping]) -> Option<&'a str>
@@ -86,7 +69,13 @@ where
     }
     .map(|(_, _, m)| *m)
     .or_else(|| {
-        (system == LOCAL_SYSTEM).then(|| LOCAL.iter().find(|(c, _)| *c == code.code).map(|(_, m)| *m)).flatten()
+        if system != LOCAL_SYSTEM {
+            return None;
+        }
+        if code.code == STATUS_CODE {
+            return Some(SYSTEM_STATUS);
+        }
+        nc_ingest::reading::LOCAL_CODES.iter().find(|(_, c, _)| *c == code.code).map(|(m, ..)| *m)
     })
 }
 
@@ -175,7 +164,12 @@ mod tests {
         assert_eq!(measurement_of(&code("4711", "VEN", "99vendor"), &vendor), Some("venousPressure"));
         // Every local and MDC target is a measurement a reading has.
         let known: Vec<&str> = measurements().collect();
-        assert!(LOCAL.iter().map(|(_, m)| *m).chain(MDC.iter().map(|(_, _, m)| *m)).all(|m| known.contains(&m)));
+        assert!(MDC.iter().map(|(_, _, m)| *m).all(|m| known.contains(&m)));
+        assert_eq!(measurement_of(&code("system-status", "", LOCAL_SYSTEM), &none), Some(SYSTEM_STATUS));
+        for (json, local, ucum) in nc_ingest::reading::LOCAL_CODES {
+            assert_eq!(measurement_of(&code(local, "", LOCAL_SYSTEM), &none), Some(json));
+            assert_eq!(convert(json, 1.0, &code(ucum, "", "UCUM")), Some(1.0), "{json}'s own unit is {ucum}");
+        }
         assert!(
             known.iter().filter(|m| **m != SYSTEM_STATUS).all(|m| !units_named(m).is_empty()),
             "every measurement has units"

@@ -205,6 +205,29 @@ pub const RANGES: &[(&str, &str, f64, f64)] = &[
     ("ufGoal", "mL", 0.0, 8000.0),
 ];
 
+/// Each measurement's code in Nephrocare's own coding system (HL7 v2 `99NCD`; the same codes
+/// as the FHIR API's `urn:nephrocare:fhir:CodeSystem:dialysis` where it has one) and its UCUM
+/// unit, by JSON name, in [`RANGES`] order: what device gateways may send and treatment
+/// records carry.
+pub const LOCAL_CODES: [(&str, &str, &str); 16] = [
+    ("heartRate", "heart-rate", "/min"),
+    ("temperature", "body-temperature", "[degF]"),
+    ("bloodPressure", "systolic-pressure", "mm[Hg]"),
+    ("diastolicPressure", "diastolic-pressure", "mm[Hg]"),
+    ("oxygenSaturation", "oxygen-saturation", "%"),
+    ("flowRate", "blood-flow-rate", "mL/min"),
+    ("totalVolume", "blood-volume-processed", "L"),
+    ("dialysateFlowRate", "dialysate-flow-rate", "mL/min"),
+    ("arterialPressure", "arterial-pressure", "mm[Hg]"),
+    ("venousPressure", "venous-pressure", "mm[Hg]"),
+    ("transmembranePressure", "transmembrane-pressure", "mm[Hg]"),
+    ("conductivity", "dialysate-conductivity", "mS/cm"),
+    ("dialysateTemperature", "dialysate-temperature", "Cel"),
+    ("ufRate", "uf-rate", "mL/h"),
+    ("ufVolume", "uf-volume", "mL"),
+    ("ufGoal", "uf-goal", "mL"),
+];
+
 /// Where each measurement is stored: (JSON name, `health_metrics` column).
 pub const COLUMNS: [(&str, &str); 16] = [
     ("heartRate", "heart_rate"),

@@ -186,7 +186,7 @@ impl Metrics {
             "hl7_ack_seconds" => hl7_ack_seconds: "Device gateways (IHE PCD-01 over MLLP): from a message read to its acknowledgement, by MSA-1",
         );
         // Every series of a bounded label set exists from the start (a 0 is information).
-        for channel in ["email", "acm"] {
+        for channel in ["email", "acm", "emr"] {
             for outcome in ["delivered", "failed", "parked"] {
                 let _ = m.outbox_deliveries.get_or_create(&Delivery { channel, outcome });
             }

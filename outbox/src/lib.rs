@@ -20,10 +20,11 @@
 //!   when a transaction that queued something commits, on whichever node), and looks every
 //!   `tick` too, in case a notification was lost with its connection.
 //!
-//! Senders: [`email::SmtpSender`] (lettre) and the IHE ACM alert reporter (`acm`).
+//! Senders: [`email::SmtpSender`] (lettre) and HL7 v2 over MLLP ([`mllp::MllpSender`]: the IHE
+//! ACM alert reporter's PCD-04, treatment records' `ORU^R01` through the `records` crate).
 
-pub mod acm;
 pub mod email;
+pub mod mllp;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,6 +63,10 @@ pub enum Channel {
     /// The hospital's alert manager (IHE PCD ACM) over MLLP: `destination` `host:port`,
     /// `payload` an HL7 v2 message.
     Acm,
+    /// The hospital's record system (EMR) over MLLP: `destination` `host:port` (or
+    /// `mllps://host:port`), `payload` what the records sender builds the message from
+    /// (`{"session": id}`, queued by a trigger when a treatment ends).
+    Emr,
 }
 
 impl Channel {
@@ -69,11 +74,12 @@ impl Channel {
         match self {
             Channel::Email => "email",
             Channel::Acm => "acm",
+            Channel::Emr => "emr",
         }
     }
 
     fn parse(s: &str) -> Option<Channel> {
-        [Channel::Email, Channel::Acm].into_iter().find(|c| c.as_str() == s)
+        [Channel::Email, Channel::Acm, Channel::Emr].into_iter().find(|c| c.as_str() == s)
     }
 }
 

@@ -127,7 +127,7 @@ impl World {
         m
     }
 
-    async fn device(&self) -> JsonClient {
+    pub(crate) async fn device(&self) -> JsonClient {
         let d = self.device.to_string();
         JsonClient::connect(self.app.running().mqtt_addr, &d, &d, PASSWORD, false).await
     }

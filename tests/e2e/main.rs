@@ -37,6 +37,7 @@ mod openapi;
 mod patients;
 mod performance;
 mod readings;
+mod records;
 mod schema;
 mod scopes;
 mod serve;

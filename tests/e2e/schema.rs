@@ -48,6 +48,7 @@ const TABLES: &[&str] = &[
     "hl7_gateways",
     "hl7_gateway_messages",
     "hl7_gateway_unknown_codes",
+    "emr_endpoints",
 ];
 
 async fn tables(t: &TestDb) -> Vec<String> {

@@ -92,6 +92,8 @@ pub enum HospitalAction {
     ExportBulk,
     /// Register, change and remove device gateways (IHE PCD-01) and map their codes (admins).
     ManageGateways,
+    /// Set where treatment records go (the EMR endpoint; admins).
+    ConfigureRecords,
 }
 
 /// Why a request is refused.
@@ -241,6 +243,7 @@ pub fn decide_hospital(subject: &Subject, hospital: HospitalId, action: Hospital
         (_, ViewAlarmBurden) => Err(Denied::Forbidden("alarm-burden analytics are for doctors and admins")),
         (_, ExportBulk) => Err(Denied::Forbidden("only admins and doctors export data in bulk")),
         (_, ManageGateways) => Err(Denied::Forbidden("only admins manage device gateways")),
+        (_, ConfigureRecords) => Err(Denied::Forbidden("only admins set where treatment records go")),
         (_, _) => Err(Denied::Forbidden("not permitted for your role")),
     }
 }

@@ -197,6 +197,15 @@ impl From<nc_gateways::GatewayError> for ApiError {
     }
 }
 
+impl From<nc_records::RecordsError> for ApiError {
+    fn from(e: nc_records::RecordsError) -> Self {
+        match e {
+            nc_records::RecordsError::Invalid { field, message } => ApiError::field(field, message),
+            nc_records::RecordsError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<nc_care::CareError> for ApiError {
     fn from(e: nc_care::CareError) -> Self {
         use nc_care::CareError;
@@ -395,6 +404,7 @@ macro_rules! via_api_error {
 }
 via_api_error!(
     sea_orm::DbErr,
+    nc_records::RecordsError,
     nc_gateways::GatewayError,
     sqlx::Error,
     nc_access::Denied,

@@ -34,6 +34,8 @@ pub struct ApiState {
     pub bookings: nc_bookings::Bookings,
     /// Device gateways (IHE PCD-01): their registry.
     pub gateways: nc_gateways::Gateways,
+    /// Treatment records out (the EMR endpoint).
+    pub records: nc_records::Records,
     /// Device presence, for the live streams.
     pub presence: nc_broker::Presence,
     /// The broker's live connections, for metrics.
@@ -59,6 +61,7 @@ pub struct Services {
     pub chat: nc_chat::Chat,
     pub bookings: nc_bookings::Bookings,
     pub gateways: nc_gateways::Gateways,
+    pub records: nc_records::Records,
 }
 
 /// Settings of the API component.
@@ -82,13 +85,14 @@ impl ApiState {
         mqtt: Arc<nc_broker::registry::Registry>,
         publisher: nc_messaging::Publisher,
     ) -> Self {
-        let Services { ingest, alarms, chat, bookings, gateways } = services;
+        let Services { ingest, alarms, chat, bookings, gateways, records } = services;
         Self {
             ingest,
             alarms,
             chat,
             bookings,
             gateways,
+            records,
             presence,
             mqtt,
             streams: Arc::default(),

@@ -32,6 +32,24 @@ fn spawn_peer(
     (child, stdin, stdout)
 }
 
+/// A peer's printed lines, once it said `listening PORT`: the rest of them, and the port.
+async fn listening(stdout: BufReader<ChildStdout>) -> (mpsc::UnboundedReceiver<String>, u16) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.ok().flatten().expect("it starts");
+    let port = first.strip_prefix("listening ").and_then(|p| p.trim().parse().ok()).expect("listening PORT");
+    (rx, port)
+}
+
+/// The JSON lines a peer logged.
+fn json_lines(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -122,14 +140,7 @@ impl AlertManagerPeer {
         let (child, stdin, stdout) = spawn_peer("alert_manager.py", "the alert manager starts", |c| {
             c.args(["--port", &port.to_string(), "--mode", mode, "--log"]).arg(&log).args(extra)
         });
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.ok().flatten().expect("it starts");
-        let port = first.strip_prefix("listening ").and_then(|p| p.trim().parse().ok()).expect("listening PORT");
+        let (rx, port) = listening(stdout).await;
         AlertManagerPeer { child, stdin, said: rx, log, port }
     }
 
@@ -146,11 +157,7 @@ impl AlertManagerPeer {
 
     /// Every PCD-04 it received, in order.
     pub fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        json_lines(&self.log)
     }
 }
 
@@ -239,5 +246,48 @@ impl Drop for GatewayPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The hospital's record system (EMR), played by hl7apy's MLLP server (`tests/peers/emr.py`):
+/// parses each treatment record as a v2.6 ORU_R01, logs what it read, answers ACK.
+pub struct EmrPeer {
+    child: Child,
+    stdin: ChildStdin,
+    said: mpsc::UnboundedReceiver<String>,
+    log: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl EmrPeer {
+    /// Starts it on `port` (0: any) answering in `mode` (`aa`, `ae`, `ar`), and waits until it
+    /// listens.
+    pub async fn start(port: u16, mode: &str) -> EmrPeer {
+        let log = std::env::temp_dir().join(format!("nc-emr-{}.jsonl", uuid::Uuid::now_v7().simple()));
+        let (child, stdin, stdout) = spawn_peer("emr.py", "the EMR starts", |c| {
+            c.args(["--port", &port.to_string(), "--mode", mode, "--log"]).arg(&log)
+        });
+        let (said, port) = listening(stdout).await;
+        EmrPeer { child, stdin, said, log, port }
+    }
+
+    /// Sends a command (`mode ae`, …) and waits for its answer.
+    pub async fn command(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").expect("the EMR reads its commands");
+        self.stdin.flush().unwrap();
+        tokio::time::timeout(LONG, self.said.recv()).await.ok().flatten().expect("the EMR answers")
+    }
+
+    /// Every record it received, in order.
+    pub fn received(&self) -> Vec<Value> {
+        json_lines(&self.log)
+    }
+}
+
+impl Drop for EmrPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -1,9 +1,10 @@
-//! The IHE PCD ACM Alert Reporter's transport: a PCD-04 (an HL7 v2 message, the item's
-//! payload) sent over MLLP to the hospital's alert manager (`host:port`, the item's
-//! destination), and its acknowledgement read (`ORA^R41` or `ACK`): `AA`/`CA` delivered;
-//! `AE`/`CE` an error at the manager, tried again (and parked after the last attempt); `AR`/`CR`
-//! rejected, parked at once. No answer within the timeout is tried again (the manager
-//! recognises a repeat by the alert's identity and phase). A destination `mllps://host:port`
+//! HL7 v2 over MLLP, the transport of the IHE PCD ACM Alert Reporter (a PCD-04 to the
+//! hospital's alert manager) and of treatment records (an `ORU^R01` to its EMR): the item's
+//! payload, an HL7 v2 message, sent to its destination (`host:port`), and the acknowledgement
+//! read (`ORA^R41` or `ACK`): `AA`/`CA` delivered; `AE`/`CE` an error at the receiver, tried
+//! again (and parked after the last attempt); `AR`/`CR` rejected, parked at once. No answer
+//! within the timeout is tried again (the receiver recognises a repeat by the message's
+//! control id: an alert's identity and phase, a treatment's session). A destination `mllps://host:port`
 //! is reached over TLS, the server's certificate verified against the configured CA
 //! certificates (or the system's) and the host.
 
@@ -19,18 +20,18 @@ use tokio_rustls::rustls::ClientConfig;
 
 use crate::{Item, Receipt, SendError, SendFuture, Sender};
 
-/// Sends PCD-04s, one connection per message.
-pub struct AcmSender {
+/// Sends HL7 v2 messages, one connection per message.
+pub struct MllpSender {
     /// Connecting, the TLS handshake and waiting for the acknowledgement, each.
     pub timeout: Duration,
     /// For `mllps://` destinations.
     tls: Arc<ClientConfig>,
 }
 
-impl AcmSender {
+impl MllpSender {
     /// A sender whose TLS connections trust the PEM certificates in `ca` (default: the
     /// system's, `/etc/ssl/certs/ca-certificates.crt`).
-    pub fn new(ca: Option<&std::path::Path>) -> Result<AcmSender, String> {
+    pub fn new(ca: Option<&std::path::Path>) -> Result<MllpSender, String> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::CertificateDer;
         let path = ca.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
@@ -45,7 +46,7 @@ impl AcmSender {
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(AcmSender { timeout: Duration::from_secs(10), tls: Arc::new(config) })
+        Ok(MllpSender { timeout: Duration::from_secs(10), tls: Arc::new(config) })
     }
 
     async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -88,12 +89,12 @@ impl AcmSender {
     }
 }
 
-impl Sender for AcmSender {
+impl Sender for MllpSender {
     fn send<'a>(&'a self, item: &'a Item) -> SendFuture<'a> {
         Box::pin(async move {
             let reply = self.deliver(item).await?;
             let ack = Acknowledgement::from_message(&reply)
-                .map_err(|e| SendError::Retry(format!("the alert manager's answer is not an acknowledgement: {e}")))?;
+                .map_err(|e| SendError::Retry(format!("the receiver's answer is not an acknowledgement: {e}")))?;
             let detail = || {
                 let why: Vec<String> = ack.errors.iter().filter_map(|e| e.diagnostic.clone()).collect();
                 [ack.text.clone().unwrap_or_default(), why.join("; ")].join(" ").trim().to_owned()
