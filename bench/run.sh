@@ -14,6 +14,9 @@
 #   bench/run.sh alarms        a labelled corpus of 200 treatments replayed: sensitivity, false alarms,
 #                              alarms per treatment hour vs naive thresholds, raise latency
 #   bench/run.sh fhir          FHIR Observation pages and a whole-patient bulk export on a year of 1 Hz data
+#   bench/run.sh hl7           a device gateway (IHE PCD-01: HL7 v2 ORU^R01 over MLLP) of 100 machines, 1 msg/s each
+#                              with 15 OBX, then saturated over several connections: ACK latency, msg/s, OBX/s,
+#                              the server's CPU per OBX
 #   bench/run.sh cluster       ingest, connections and chat with the embedded core, then with a 3-server NATS
 #                              cluster as the core (scripts/nats-cluster.sh): the same figures side by side
 #   bench/run.sh all
@@ -354,6 +357,54 @@ run_alarms() {
     drop_db "$url"
 }
 
+# A device gateway against `serve`'s MLLP listener (NEPHROCARE_HL7_LISTEN_ADDR, port HL7_PORT,
+# default 12575), each run a new hospital with its machines and gateway (`bench hl7`):
+# paced, HL7_MACHINES (100) machines sending one ORU^R01 of 15 OBX a second each for
+# HL7_SECONDS (30) over HL7_PACED_CONNECTIONS (1); then saturated, HL7_CONNECTIONS (8)
+# connections sending back to back for HL7_SATURATION_SECONDS (20). Around each run: the
+# service's CPU (/proc) per acknowledged OBX, the generator's, and the whole machine's.
+run_hl7() {
+    local addr="127.0.0.1:${HL7_PORT:-12575}" out=/tmp/nc-bench-hl7.out run
+    export NEPHROCARE_HL7_LISTEN_ADDR="$addr"
+    start_serve
+    unset NEPHROCARE_HL7_LISTEN_ADDR
+    for run in paced saturation; do
+        local args
+        if [ "$run" = paced ]; then
+            args=(--rate 1 --seconds "${HL7_SECONDS:-30}" --connections "${HL7_PACED_CONNECTIONS:-1}")
+        else
+            args=(--rate 0 --seconds "${HL7_SATURATION_SECONDS:-20}" --connections "${HL7_CONNECTIONS:-8}")
+        fi
+        local busy0 busy1 cpu0 cpu1 gen rss=0 r obx msgs
+        busy0=$(cpu_ticks)
+        cpu0=$(awk '{print $14 + $15}' "/proc/$SERVE_PID/stat")
+        DATABASE_URL="$SERVE_URL" /usr/bin/time -f '%U %S' -o /tmp/nc-bench-hl7.time \
+            "$BIN" bench hl7 --hl7 "$addr" --machines "${HL7_MACHINES:-100}" "${args[@]}" > "$out" 2>&1 &
+        gen=$!
+        while kill -0 "$gen" 2>/dev/null; do
+            r=$(ps -o rss= -p "$SERVE_PID" | tr -d ' '); [ "${r:-0}" -gt "$rss" ] && rss=$r
+            sleep 1
+        done
+        cpu1=$(awk '{print $14 + $15}' "/proc/$SERVE_PID/stat")
+        busy1=$(cpu_ticks)
+        wait "$gen" || { cat "$out"; stop_serve; return 1; }
+        cat "$out"
+        # The messages and OBX acknowledged, as `bench hl7` prints them: "(AA) M messages (N OBX)".
+        obx=$(grep -o '([0-9]* OBX)' "$out" | tr -dc 0-9)
+        msgs=$(sed -n 's/.*acknowledged (AA) \([0-9]*\) messages.*/\1/p' "$out")
+        local b0 t0 b1 t1 tick; tick=$(getconf CLK_TCK)
+        read -r b0 t0 <<<"$busy0"; read -r b1 t1 <<<"$busy1"
+        printf '  server CPU %.1f s (%.0f%% of a core over the command), %.1f µs per OBX, %.0f µs per message; peak RSS %.0f MiB\n' \
+            "$(calc "($cpu1 - $cpu0) / $tick")" "$(calc "100 * ($cpu1 - $cpu0) / ($t1 - $t0) * $(nproc)")" \
+            "$(calc "1e6 * ($cpu1 - $cpu0) / $tick / max(1, $obx)")" \
+            "$(calc "1e6 * ($cpu1 - $cpu0) / $tick / max(1, $msgs)")" "$(calc "$rss / 1024")"
+        printf '  generator CPU %.1f s; whole machine busy %.0f%% of %d cores over the run: %.1f µs of CPU per OBX\n' \
+            "$(awk '{print $1 + $2}' /tmp/nc-bench-hl7.time)" "$(calc "100 * ($b1 - $b0) / ($t1 - $t0)")" "$(nproc)" \
+            "$(calc "1e6 * ($b1 - $b0) / $tick / max(1, $obx)")"
+    done
+    stop_serve
+}
+
 # The ingest runs (CLUSTER_RUNS, default "1000:10 1000:40"), the connections benchmark
 # (CLUSTER_MACHINES 2000, CLUSTER_PEOPLE 500, CLUSTER_STORM 1000) and chat (CLUSTER_CHAT_RATE
 # 100 msg/s) against one node with the embedded core, then against one node whose core is a
@@ -407,7 +458,8 @@ case "${1:-all}" in
     profile) run_profile ;;
     queries) run_queries ;;
     turnover) run_turnover ;;
+    hl7) run_hl7 ;;
     cluster) run_cluster ;;
-    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms; run_fhir ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|turnover|chat|alarms|fhir|all]" >&2; exit 2 ;;
+    all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms; run_fhir; run_hl7 ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|turnover|chat|alarms|fhir|hl7|cluster|all]" >&2; exit 2 ;;
 esac

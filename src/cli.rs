@@ -183,6 +183,26 @@ enum BenchCommand {
         #[arg(long)]
         mqtt5: bool,
     },
+    /// A device gateway (IHE PCD-01: HL7 v2 ORU^R01 over MLLP, 15 OBX a message) against a
+    /// running service's listener (NEPHROCARE_HL7_LISTEN_ADDR): a new hospital, its machines
+    /// and the gateway are created on DATABASE_URL; ACK latency, messages and OBX per second,
+    /// and the rows stored against the messages acknowledged.
+    Hl7 {
+        /// The service's MLLP listener for device gateways (host:port).
+        #[arg(long)]
+        hl7: String,
+        #[arg(long, default_value_t = 100)]
+        machines: usize,
+        /// Messages per machine per second; 0: each connection sends its next message as
+        /// soon as the last one's ACK is back (saturation).
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// The gateway's MLLP connections (1 to 64).
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+    },
     /// Many authenticated MQTT clients against a running service, each its own identity
     /// (machines and people), then a reconnect storm of machines.
     Connections {
@@ -458,6 +478,22 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                         mqtt5,
                     };
                     crate::tools::bench::ingest::run(fleet, options).await
+                }
+                BenchCommand::Hl7 { hl7, machines, rate, seconds, connections } => {
+                    let addr: std::net::SocketAddr =
+                        hl7.parse().map_err(|_| Failure::Config(format!("--hl7 '{hl7}' is not host:port")))?;
+                    if machines == 0
+                        || !(0.0..=100.0).contains(&rate)
+                        || seconds <= 0.0
+                        || !(1..=64).contains(&connections)
+                    {
+                        return Err(Failure::Config(
+                            "--machines must be > 0, --rate in [0, 100], --seconds > 0, --connections in [1, 64]"
+                                .into(),
+                        ));
+                    }
+                    let bench = crate::tools::bench::hl7::Hl7Bench { addr, machines, rate, seconds, connections };
+                    crate::tools::bench::hl7::run(&url, bench).await
                 }
                 BenchCommand::Queries { days, loaded, load_only } => {
                     crate::tools::bench::queries::queries(&url, days, loaded, load_only).await

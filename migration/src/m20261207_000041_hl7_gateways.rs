@@ -41,6 +41,12 @@ CREATE TABLE hl7_gateway_messages (
 );
 CREATE INDEX hl7_gateway_messages_received ON hl7_gateway_messages (received_at);
 
+-- A gateway names machines by serial (OBX-18) and patients by number (PID-3); the policy
+-- looks them up across hospitals and keeps the gateway's own (the unique keys lead with the
+-- hospital, so they cannot serve these lookups).
+CREATE INDEX devices_serial ON devices (serial);
+CREATE INDEX patients_number ON patients (patient_number);
+
 CREATE TABLE hl7_gateway_unknown_codes (
     gateway_id  uuid NOT NULL REFERENCES hl7_gateways(id) ON DELETE CASCADE,
     system      text NOT NULL,
@@ -53,6 +59,8 @@ CREATE TABLE hl7_gateway_unknown_codes (
 ";
 
 const DOWN: &str = "
+DROP INDEX patients_number;
+DROP INDEX devices_serial;
 DROP TABLE hl7_gateway_unknown_codes;
 DROP TABLE hl7_gateway_messages;
 DROP TABLE hl7_gateways;

@@ -8,12 +8,15 @@
 //! - `bench connections`: many authenticated MQTT clients against a running service.
 //! - `bench queries`: trends and history latency on a year of one patient's 1 Hz data
 //!   ([`crate::tools::bench::queries`]).
+//! - `bench hl7`: a device gateway (IHE PCD-01, HL7 v2 over MLLP) against a running service
+//!   ([`crate::tools::bench::hl7`]).
 
 mod alarm_channels;
 pub mod alarms;
 pub mod chat;
 pub mod connections;
 pub mod fhir;
+pub mod hl7;
 pub mod ingest;
 pub mod queries;
 
