@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::alarms::{now_s, World};
-use crate::support::{eventually, free_port, GatewayPeer, JsonClient, PatientLinks, Service, TestDb, LONG_WAIT};
+use crate::support::{
+    eventually, free_port, ws_open, ws_until_reading, GatewayPeer, JsonClient, PatientLinks, Service, TestDb, LONG_WAIT,
+};
 
 fn dtm(t: DateTime<Utc>) -> String {
     t.format("%Y%m%d%H%M%S+0000").to_string()
@@ -73,6 +75,7 @@ async fn a_gateways_readings_are_stored_before_aa_and_reach_mqtt_alarms_and_curr
         JsonClient::connect(w.app.running().mqtt_addr, &format!("{user}-gw"), &user, &w.tokens["doc"], true).await;
     let telemetry = format!("nc/v1/h/{}/d/{}/telemetry", w.hospital, w.device);
     assert!(matches!(doc.subscribe(&telemetry).await, rumqttc::SubscribeReasonCode::Success(_)));
+    let mut live = ws_open(w.app.running().http_addr, w.device, Some(&w.tokens["doc"])).await.expect("stream");
 
     let at = now_s() - chrono::Duration::seconds(5);
     let spec = message(
@@ -100,15 +103,30 @@ async fn a_gateways_readings_are_stored_before_aa_and_reach_mqtt_alarms_and_curr
     assert_eq!((bp, qb, patient), (Some(80.0), Some(300.0), Some(w.patient)));
     assert!((venous.unwrap() - 150.01).abs() < 0.01, "{venous:?}");
 
-    // The same pipeline as MQTT: the doctor's subscription, the alarm, the current values.
-    let live = doc.expect(&telemetry, "the gateway's reading on MQTT", |v| v["bloodPressure"] == 80.0).await;
-    assert_eq!(live["patientId"], json!(w.patient), "{live}");
+    // The same pipeline as MQTT: the doctor's subscription and live stream, the alarm, the
+    // current values, FHIR.
+    let on_mqtt = doc.expect(&telemetry, "the gateway's reading on MQTT", |v| v["bloodPressure"] == 80.0).await;
+    assert_eq!(on_mqtt["patientId"], json!(w.patient), "{on_mqtt}");
+    let (on_ws, _) = ws_until_reading(&mut live, stored[0].0).await;
+    assert_eq!(on_ws["reading"]["bloodPressure"], 80.0, "{on_ws}");
     w.alert_where("systolic_bp_low", |a| a["state"] == "active" && a["deviceId"] == d.as_str()).await;
     eventually("the current values", LONG_WAIT, || async {
         let r = w.as_("doc").get(&format!("/api/health-metrics/current/{}", w.patient)).await;
         (r.status == 200 && r.body["reading"]["bloodPressure"] == 80.0).then_some(())
     })
     .await;
+
+    let r = w.as_("doc").get(&format!("/fhir/r4/Observation?patient=Patient/{}&_count=100", w.patient)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let systolic = r.body["entry"].as_array().expect("entries").iter().flat_map(|e| {
+        e["resource"]["component"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c["valueQuantity"]["value"].clone())
+    });
+    assert!(systolic.into_iter().any(|v| v == 80.0), "the gateway's reading is a FHIR Observation: {}", r.text);
 
     // The unknown code is listed for the admins.
     let r = w.as_("admin").get(&format!("/api/gateways/{id}/unknown-codes")).await;
