@@ -145,14 +145,13 @@ impl AlertManagerApi {
             enabled: m.enabled,
         };
         state.alarms.set_alert_manager(auth.0.hospital, Some(&manager), auth.0.id).await?;
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "alert_manager",
-                serde_json::json!({"before": before, "after": manager}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "alert_manager",
+            serde_json::json!({"before": before, "after": manager}),
+        )
+        .await?;
         Ok(Json(manager.into()))
     }
 
@@ -173,14 +172,13 @@ impl AlertManagerApi {
     ) -> ApiResult<Json<AlarmEmailDto>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ReadAlarmPolicy)?;
         state.alarms.set_alarm_email(auth.0.id, body.0.enabled).await?;
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "alarm_email_preference",
-                serde_json::json!({"enabled": body.0.enabled}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "alarm_email_preference",
+            serde_json::json!({"enabled": body.0.enabled}),
+        )
+        .await?;
         Ok(body)
     }
 
@@ -211,14 +209,13 @@ impl AlertManagerApi {
         let f =
             nc_alarms::fallback::Fallback { email: body.0.email.clone(), acm_recipient: body.0.acm_recipient.clone() };
         state.alarms.set_fallback(auth.0.hospital, &f, auth.0.id).await?;
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "alarm_fallback",
-                serde_json::json!({"before": before, "after": f}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "alarm_fallback",
+            serde_json::json!({"before": before, "after": f}),
+        )
+        .await?;
         Ok(Json(body.0))
     }
 
@@ -258,14 +255,13 @@ impl AlertManagerApi {
             state.policy.person(&auth.subject(), body.0.user_id).await.map_err(|e| ApiError::policy(e, "user"))?;
         state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, Some(user.id)).await?;
         let mapped = AlertManagerRecipient { recipient_id: recipient_id.0, user_id: user.id };
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "alert_manager_recipient",
-                serde_json::json!({"recipientId": mapped.recipient_id, "userId": user.id}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "alert_manager_recipient",
+            serde_json::json!({"recipientId": mapped.recipient_id, "userId": user.id}),
+        )
+        .await?;
         Ok(Json(mapped))
     }
 
@@ -286,14 +282,13 @@ impl AlertManagerApi {
         if !state.alarms.map_alert_manager_recipient(auth.0.hospital, &recipient_id.0, None).await? {
             return Err(ApiError::NotFound("recipient").into());
         }
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "alert_manager_recipient",
-                serde_json::json!({"recipientId": recipient_id.0, "userId": null}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "alert_manager_recipient",
+            serde_json::json!({"recipientId": recipient_id.0, "userId": null}),
+        )
+        .await?;
         Ok(NoContent::Done)
     }
 
@@ -303,14 +298,13 @@ impl AlertManagerApi {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
         let before = state.alarms.alert_manager(auth.0.hospital).await?;
         state.alarms.set_alert_manager(auth.0.hospital, None, auth.0.id).await?;
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "alert_manager",
-                serde_json::json!({"before": before, "after": null}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "alert_manager",
+            serde_json::json!({"before": before, "after": null}),
+        )
+        .await?;
         Ok(NoContent::Done)
     }
 }

@@ -196,9 +196,13 @@ impl GatewaysApi {
     ) -> ApiResult<GatewayCreated> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ManageGateways)?;
         let (g, secret) = state.gateways.create(auth.0.hospital, &body.0.into(), auth.0.id).await?;
-        state
-            .audit_change(&auth, AuditAction::Create, "hl7_gateway", serde_json::json!({"gateway": g.id, "after": &g}))
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Create,
+            "hl7_gateway",
+            serde_json::json!({"gateway": g.id, "after": &g}),
+        )
+        .await?;
         Ok(GatewayCreated::Created(Json(GatewayCredentials { gateway: g.into(), secret })))
     }
 
@@ -224,14 +228,13 @@ impl GatewaysApi {
     ) -> ApiResult<Json<GatewayOut>> {
         let before = Self::visible(&state, &auth, id.0).await?;
         let after = state.gateways.update(id.0, &body.0.into()).await?;
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "hl7_gateway",
-                serde_json::json!({"gateway": id.0, "before": before, "after": &after}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "hl7_gateway",
+            serde_json::json!({"gateway": id.0, "before": before, "after": &after}),
+        )
+        .await?;
         Ok(Json(after.into()))
     }
 
@@ -245,14 +248,13 @@ impl GatewaysApi {
     ) -> ApiResult<Json<GatewaySecret>> {
         Self::visible(&state, &auth, id.0).await?;
         let secret = state.gateways.rotate_secret(id.0).await?;
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Update,
-                "hl7_gateway",
-                serde_json::json!({"gateway": id.0, "secret": "rotated"}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Update,
+            "hl7_gateway",
+            serde_json::json!({"gateway": id.0, "secret": "rotated"}),
+        )
+        .await?;
         Ok(Json(GatewaySecret { secret }))
     }
 
@@ -266,14 +268,13 @@ impl GatewaysApi {
     ) -> ApiResult<NoContent> {
         let before = Self::visible(&state, &auth, id.0).await?;
         state.gateways.delete(id.0).await?;
-        state
-            .audit_change(
-                &auth,
-                AuditAction::Delete,
-                "hl7_gateway",
-                serde_json::json!({"gateway": id.0, "before": before}),
-            )
-            .await?;
+        auth.audit_change(
+            &state,
+            AuditAction::Delete,
+            "hl7_gateway",
+            serde_json::json!({"gateway": id.0, "before": before}),
+        )
+        .await?;
         Ok(NoContent::Done)
     }
 

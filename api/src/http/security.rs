@@ -41,3 +41,27 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<UserSubject
 pub fn client_ip(req: &Request) -> Option<IpAddr> {
     req.remote_addr().as_socket_addr().map(|a| a.ip())
 }
+
+impl BearerAuth {
+    /// Audits a change this person made to a setting or registry entry (`resource`), with
+    /// what changed (`detail`).
+    pub(crate) async fn audit_change(
+        &self,
+        state: &crate::state::ApiState,
+        action: nc_domain::AuditAction,
+        resource: &'static str,
+        detail: serde_json::Value,
+    ) -> Result<(), crate::error::ApiError> {
+        let access = nc_access::audit::Access {
+            subject: &self.subject(),
+            action,
+            resource,
+            patient: None,
+            device: None,
+            interface: nc_domain::Interface::Rest,
+            client_addr: None,
+        };
+        nc_access::audit::record_with(&state.db, access, Some(detail)).await?;
+        Ok(())
+    }
+}

@@ -124,30 +124,6 @@ impl ApiState {
     }
 }
 
-impl ApiState {
-    /// Audits a change of a setting or registry entry (`resource`) by the authenticated
-    /// person, with what changed (`detail`).
-    pub(crate) async fn audit_change(
-        &self,
-        auth: &crate::security::BearerAuth,
-        action: nc_domain::AuditAction,
-        resource: &'static str,
-        detail: serde_json::Value,
-    ) -> Result<(), ApiError> {
-        let access = nc_access::audit::Access {
-            subject: &auth.subject(),
-            action,
-            resource,
-            patient: None,
-            device: None,
-            interface: nc_domain::Interface::Rest,
-            client_addr: None,
-        };
-        nc_access::audit::record_with(&self.db, access, Some(detail)).await?;
-        Ok(())
-    }
-}
-
 /// An object the caller may act on, or why not.
 pub(crate) type Allowed<T> = Result<T, ApiError>;
 

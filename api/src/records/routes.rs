@@ -94,7 +94,7 @@ impl RecordsApi {
         let after: nc_records::EmrEndpoint = body.0.clone().into();
         state.records.set_emr(auth.0.hospital, Some(&after), auth.0.id).await?;
         let detail = serde_json::json!({"before": before, "after": after});
-        state.audit_change(&auth, AuditAction::Update, "emr_endpoint", detail).await?;
+        auth.audit_change(&state, AuditAction::Update, "emr_endpoint", detail).await?;
         Ok(body)
     }
 
@@ -104,7 +104,7 @@ impl RecordsApi {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureRecords)?;
         let before = state.records.emr(auth.0.hospital).await?.ok_or(ApiError::NotFound("EMR endpoint"))?;
         state.records.set_emr(auth.0.hospital, None, auth.0.id).await?;
-        state.audit_change(&auth, AuditAction::Delete, "emr_endpoint", serde_json::json!({"before": before})).await?;
+        auth.audit_change(&state, AuditAction::Delete, "emr_endpoint", serde_json::json!({"before": before})).await?;
         Ok(NoContent::Done)
     }
 }

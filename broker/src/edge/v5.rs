@@ -185,7 +185,8 @@ impl Answer {
         }
     }
 
-    fn v4(self) -> rumqttc::SubscribeReasonCode {
+    /// The 3.1.1 answer code of an answer (for the relay's 3.1.1 clients).
+    pub(crate) fn v4(self) -> rumqttc::SubscribeReasonCode {
         match self {
             Answer::Granted(q) => rumqttc::SubscribeReasonCode::Success(q),
             Answer::Refused(_) => rumqttc::SubscribeReasonCode::Failure,
@@ -487,11 +488,6 @@ fn write(v5: &V5, packet: &m5::Packet) -> Result<Option<BytesMut>, String> {
         },
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// The 3.1.1 answer code of an answer (for the relay's 3.1.1 clients).
-pub(crate) fn v4_code(a: Answer) -> rumqttc::SubscribeReasonCode {
-    a.v4()
 }
 
 #[cfg(test)]

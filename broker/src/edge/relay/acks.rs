@@ -18,6 +18,9 @@ const MAX_IN_LINE: usize = 4096;
 pub(super) struct DeliveryAcks {
     /// Packet ids in the order the core delivered them, and whether each is settled.
     line: VecDeque<(u16, bool)>,
+    /// How many of them are not settled (relayed, at the client): kept with the line so
+    /// that an MQTT 5 connection's Receive Maximum is checked without walking it.
+    unsettled: usize,
 }
 
 /// What a client's acknowledgement means for the core.
@@ -43,7 +46,7 @@ impl DeliveryAcks {
 
     /// Deliveries relayed to the client and not yet acknowledged by it.
     pub(super) fn at_client(&self) -> usize {
-        self.line.iter().filter(|(_, settled)| !settled).count()
+        self.unsettled
     }
 
     /// The client acknowledged `pkid`.
@@ -51,6 +54,7 @@ impl DeliveryAcks {
         match self.line.iter_mut().find(|(p, settled)| *p == pkid && !*settled) {
             Some(entry) => {
                 entry.1 = true;
+                self.unsettled -= 1;
                 ClientAck::Due(self.due())
             }
             None => ClientAck::Unknown,
@@ -63,12 +67,16 @@ impl DeliveryAcks {
         }
         // The core does not reuse an id before its acknowledgement; a redelivery (DUP) of
         // one still in line keeps its place.
-        if !self.line.iter().any(|(p, _)| *p == pkid) {
-            self.line.push_back((pkid, settled));
-        } else if settled {
-            if let Some(entry) = self.line.iter_mut().find(|(p, _)| *p == pkid) {
-                entry.1 = true;
+        match self.line.iter_mut().find(|(p, _)| *p == pkid) {
+            None => {
+                self.line.push_back((pkid, settled));
+                self.unsettled += usize::from(!settled);
             }
+            Some(entry) if settled && !entry.1 => {
+                entry.1 = true;
+                self.unsettled -= 1;
+            }
+            Some(_) => {}
         }
         Ok(())
     }
@@ -101,6 +109,22 @@ mod tests {
         assert_eq!(acks.settled_here(12).unwrap(), Vec::<u16>::new(), "12 must wait for 11");
         assert_eq!(acks.client_acked(11), ClientAck::Due(vec![11, 12]));
         assert!(acks.line.is_empty());
+        assert_eq!(acks.at_client(), 0);
+    }
+
+    #[test]
+    fn the_count_at_the_client_follows_the_line() {
+        let mut acks = DeliveryAcks::default();
+        acks.relayed(1).unwrap();
+        acks.relayed(2).unwrap();
+        acks.relayed(2).unwrap();
+        assert_eq!(acks.at_client(), 2, "a redelivery keeps its place");
+        acks.settled_here(3).unwrap();
+        acks.settled_here(2).unwrap();
+        assert_eq!(acks.at_client(), 1, "2 settled here after all");
+        assert_eq!(acks.client_acked(2), ClientAck::Unknown, "already settled");
+        assert_eq!(acks.client_acked(1), ClientAck::Due(vec![1, 2, 3]));
+        assert_eq!(acks.at_client(), 0);
     }
 
     #[test]

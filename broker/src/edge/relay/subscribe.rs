@@ -257,7 +257,7 @@ impl Session {
             .into_iter()
             .map(|c| c.unwrap_or_else(|| from_core.next().unwrap_or(Answer::Refused(SubRefusal::Unspecified))))
             .collect();
-        let return_codes = answers.iter().copied().map(v5::v4_code).collect();
+        let return_codes = answers.iter().copied().map(v5::Answer::v4).collect();
         let ack = Packet::SubAck(SubAck { pkid: client_pkid, return_codes });
         self.send_client_with(&ack, v5::Extra { answers: Some((answers, refused)), ..Default::default() }).await?;
         self.shared.subscriptions_hold(&self.identity.subject, named);
