@@ -28,6 +28,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use registry::{Gateway, GatewaySpec, UnknownCode};
 
+/// Distinct unknown codes kept per gateway (more are still reported in the ACK, not kept:
+/// a gateway cannot grow the table without bound).
+pub const MAX_UNKNOWN_CODES: i64 = 1_000;
+
+/// How long a taken message's control id is kept (`hl7_gateway_messages`): a resend within
+/// it is answered from the record; a later one is taken again, and its readings, which
+/// carry the same seq, are recognised and stored once.
+pub const MESSAGE_RECORD_DAYS: i32 = 7;
+
 /// What the listener takes.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
@@ -118,7 +127,10 @@ impl Gateways {
             ..Limits::default()
         };
         let max = s.max_connections;
-        nc_hl7::server::serve_with(listener, limits, max, Arc::new(self), tls, shutdown).await
+        let sweeper = tokio::spawn(sweep(self.pool.clone(), shutdown.clone()));
+        let served = nc_hl7::server::serve_with(listener, limits, max, Arc::new(self), tls, shutdown).await;
+        sweeper.abort();
+        served
     }
 
     /// Ties connection `peer` to `gateway`, unless it is another gateway's or the gateway
@@ -135,6 +147,30 @@ impl Gateways {
                 connections.insert(peer.connection, gateway);
                 Ok(())
             }
+        }
+    }
+}
+
+/// Forgets taken messages' control ids after [`MESSAGE_RECORD_DAYS`], hourly (one node at a
+/// time is enough, more are harmless).
+async fn sweep(pool: PgPool, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let done =
+            sqlx::query("DELETE FROM hl7_gateway_messages WHERE received_at < now() - make_interval(days => $1)")
+                .bind(MESSAGE_RECORD_DAYS)
+                .execute(&pool)
+                .await;
+        match done {
+            Ok(r) if r.rows_affected() > 0 => {
+                tracing::info!(forgotten = r.rows_affected(), "old gateway control ids forgotten")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not forget old gateway control ids; next hour"),
         }
     }
 }

@@ -354,7 +354,9 @@ impl Gateways {
         .await?;
         for (_, c) in unknown {
             sqlx::query(
-                "INSERT INTO hl7_gateway_unknown_codes (gateway_id, system, code, text) VALUES ($1, $2, $3, $4)
+                "INSERT INTO hl7_gateway_unknown_codes (gateway_id, system, code, text)
+                 SELECT $1, $2, $3, $4
+                  WHERE (SELECT count(*) FROM hl7_gateway_unknown_codes WHERE gateway_id = $1) < $5
                  ON CONFLICT (gateway_id, system, code)
                  DO UPDATE SET seen = hl7_gateway_unknown_codes.seen + 1, last_seen = now(), text = EXCLUDED.text",
             )
@@ -362,6 +364,7 @@ impl Gateways {
             .bind(trim(&c.system))
             .bind(trim(&c.code))
             .bind(trim(&c.text))
+            .bind(crate::MAX_UNKNOWN_CODES)
             .execute(&mut *tx)
             .await?;
         }

@@ -276,13 +276,23 @@ async fn a_kill_9_mid_stream_loses_no_acknowledged_reading_and_stores_nothing_tw
     let hospital = db.hospital("A", "gw-kill").await;
     let device = db.machine(hospital, "k1", "Machine k1", None, "machine-k1-secret-0123456789").await;
     let secret = "gateway-secret-for-the-kill-test-0123456789";
-    sqlx::query(
+    let mut c = db.sql().await;
+    let gateway: uuid::Uuid = sqlx::query_scalar(
         "INSERT INTO hl7_gateways (id, hospital_id, name, sending_application, sending_facility, secret_hash)
-         VALUES (gen_random_uuid(), $1, 'gw', 'GW-NORTH', 'WARD-N', $2)",
+         VALUES (gen_random_uuid(), $1, 'gw', 'GW-NORTH', 'WARD-N', $2) RETURNING id",
     )
     .bind(hospital)
     .bind(nc_access::secret::hash_device_secret(secret))
-    .execute(&mut db.sql().await)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    // Control ids are kept 7 days: the service forgets older ones as it starts (then hourly).
+    sqlx::query(
+        "INSERT INTO hl7_gateway_messages (gateway_id, control_id, digest, readings, received_at)
+         VALUES ($1, 'OLD', '\\x00', 1, now() - interval '8 days'), ($1, 'RECENT', '\\x00', 1, now() - interval '6 days')",
+    )
+    .bind(gateway)
+    .execute(&mut c)
     .await
     .unwrap();
     let port = free_port();
@@ -290,6 +300,15 @@ async fn a_kill_9_mid_stream_loses_no_acknowledged_reading_and_stores_nothing_tw
     let env = [("NEPHROCARE_HL7_LISTEN_ADDR", addr.as_str())];
     let service = Service::start(&db, &env);
     let mut gw = GatewayPeer::start(port).await;
+    eventually("the old control id forgotten", LONG_WAIT, || async {
+        let mut c = db.sql().await;
+        let kept: Vec<String> = sqlx::query_scalar("SELECT control_id FROM hl7_gateway_messages ORDER BY 1")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        (kept == ["RECENT"]).then_some(())
+    })
+    .await;
     let base = now_s() - chrono::Duration::minutes(20);
     let spec = json!({"control": "K", "secret": secret, "app": "GW-NORTH", "facility": "WARD-N", "time": dtm(base),
                       "patients": [{"mrn": null, "obx": [obs(BP, "120", MMHG, base, "k1")]}]});
@@ -312,7 +331,6 @@ async fn a_kill_9_mid_stream_loses_no_acknowledged_reading_and_stores_nothing_tw
         }
     }
     assert!((acked.len() as i64) < N, "the kill came mid-stream");
-    let mut c = db.sql().await;
     let times: Vec<DateTime<Utc>> = sqlx::query_scalar("SELECT time FROM health_metrics WHERE device_id = $1")
         .bind(device)
         .fetch_all(&mut c)
