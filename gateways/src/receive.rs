@@ -5,13 +5,15 @@
 //!    version, `AE` with the ERR of the field at fault otherwise;
 //! 2. the gateway: the secret in MSH-8 names a registered, enabled gateway whose MSH-3/MSH-4
 //!    are the message's, on a connection of its own within its limit; else `AR` (207);
-//! 3. the control id (MSH-10): a message already taken is answered `AA` again and not stored
-//!    again; another message under a used control id is refused (`AE` 205);
-//! 4. every observation, before anything is stored: its machine (OBX-18) and patient (PID-3)
+//! 3. every observation, before anything is stored: its machine (OBX-18) and patient (PID-3)
 //!    through the policy (the gateway's own hospital: 204 when unknown), its code mapped
 //!    (an unknown code is reported with a warning ERR and counted, not stored), its value a
 //!    number in a unit we know (102, 101, 103), each reading (machine × time) within the
-//!    plausible ranges and times of every reading (102, naming the OBX);
+//!    plausible ranges and times of every reading (102, naming the OBX); a machine's status
+//!    alone is not a reading (a warning ERR);
+//! 4. the control id (MSH-10): a message already taken with the same readings is answered
+//!    `AA` again and not stored again; other readings under a used control id are refused
+//!    (`AE` 205);
 //! 5. the readings go through the one ingest pipeline and the message is answered `AA`
 //!    once every one is committed (with a warning ERR per unknown code). If storage fails
 //!    midway the answer is `AE` 207 and the gateway sends it again: a reading's identity
@@ -87,7 +89,7 @@ impl Gateways {
                 acknowledge_error(&e, Some(&message), &control, &Utc::now().fixed_offset())
             }
             Ok(pcd) => {
-                let taken = self.take(&message, &pcd, peer).await;
+                let taken = self.take(&pcd, peer).await;
                 let now = Utc::now().fixed_offset();
                 match taken {
                     Ok(warnings) => acknowledge(&message, AckCode::Accepted, &warnings, &control, &now),
@@ -111,7 +113,7 @@ impl Gateways {
     }
 
     /// Steps 2 to 5; the warnings of an accepted message.
-    async fn take(&self, message: &Message, pcd: &Pcd01, peer: Peer) -> Result<Vec<ErrorEntry>, Refusal> {
+    async fn take(&self, pcd: &Pcd01, peer: Peer) -> Result<Vec<ErrorEntry>, Refusal> {
         let gateway = self.authenticate(pcd, peer).await?;
         let total: usize = pcd.groups.iter().map(|g| g.observations.len()).sum();
         if total > self.inner.settings.max_observations {
@@ -121,7 +123,9 @@ impl Gateways {
                 format!("at most {} observations a message", self.inner.settings.max_observations),
             ));
         }
-        let digest = content_digest(message);
+        let (drafts, unknown, mut warnings) = self.drafts(&gateway, pcd).await?;
+        let readings = readings(&gateway, pcd, drafts, &mut warnings)?;
+        let digest = readings_digest(&readings);
         let seen: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT digest FROM hl7_gateway_messages WHERE gateway_id = $1 AND control_id = $2")
                 .bind(gateway.id.as_uuid())
@@ -130,7 +134,7 @@ impl Gateways {
                 .await
                 .map_err(unavailable)?;
         match seen {
-            Some(d) if d == digest => return Ok(vec![]),
+            Some(d) if d == digest => return Ok(warnings),
             Some(_) => {
                 return Err(error(
                     ErrorCode::DuplicateKeyIdentifier,
@@ -140,26 +144,30 @@ impl Gateways {
             }
             None => {}
         }
-        let (drafts, unknown, mut warnings) = self.drafts(&gateway, pcd).await?;
-        let readings = readings(&gateway, pcd, drafts)?;
         let outcomes =
             join_all(readings.iter().map(|(d, r)| self.inner.ingest.submit(d.device, gateway.hospital, r.clone())))
                 .await;
-        let mut stored = 0;
+        // Every stored reading is published, whatever became of the others.
+        let (mut stored, mut refused, mut failed) = (0, None, None);
         for ((draft, reading), outcome) in readings.iter().zip(outcomes) {
-            match outcome.map_err(|e| unavailable(e.0))? {
-                Outcome::Stored { patient, .. } => {
+            match outcome {
+                Ok(Outcome::Stored { patient, .. }) => {
                     stored += 1;
                     self.publish(draft.device, gateway.hospital, patient, reading).await;
                 }
-                Outcome::Invalid(e, _) => {
-                    return Err(error(
-                        ErrorCode::DuplicateKeyIdentifier,
-                        Location::segment("OBX", draft.first_obx as usize),
-                        format!("machine {}: {}", draft.serial, e.message),
-                    ))
+                Ok(Outcome::Invalid(e, _)) => {
+                    refused.get_or_insert(format!("machine {} at {}: {}", draft.serial, draft.at, e.message));
+                }
+                Err(e) => {
+                    failed.get_or_insert(e.0);
                 }
             }
+        }
+        if let Some(e) = failed {
+            return Err(unavailable(e));
+        }
+        if let Some(why) = refused {
+            return Err(error(ErrorCode::DuplicateKeyIdentifier, Location::field("MSH", 1, 10), why));
         }
         self.record(&gateway, pcd, &digest, stored, &unknown).await.map_err(unavailable)?;
         warnings.extend(unknown.iter().map(|(o, c)| ErrorEntry {
@@ -356,7 +364,8 @@ impl Gateways {
             sqlx::query(
                 "INSERT INTO hl7_gateway_unknown_codes (gateway_id, system, code, text)
                  SELECT $1, $2, $3, $4
-                  WHERE (SELECT count(*) FROM hl7_gateway_unknown_codes WHERE gateway_id = $1) < $5
+                  WHERE EXISTS (SELECT 1 FROM hl7_gateway_unknown_codes WHERE gateway_id = $1 AND system = $2 AND code = $3)
+                     OR (SELECT count(*) FROM hl7_gateway_unknown_codes WHERE gateway_id = $1) < $5
                  ON CONFLICT (gateway_id, system, code)
                  DO UPDATE SET seen = hl7_gateway_unknown_codes.seen + 1, last_seen = now(), text = EXCLUDED.text",
             )
@@ -426,7 +435,12 @@ fn value(o: &Observation, measurement: &str) -> Result<f64, Refusal> {
 
 /// The readings of the drafts, each validated (the ERR names the OBX of a value out of
 /// range, or of a time out of bounds).
-fn readings(gateway: &Gateway, pcd: &Pcd01, drafts: Vec<Draft>) -> Result<Vec<(Draft, ReadingIn)>, Refusal> {
+fn readings(
+    gateway: &Gateway,
+    pcd: &Pcd01,
+    drafts: Vec<Draft>,
+    warnings: &mut Vec<ErrorEntry>,
+) -> Result<Vec<(Draft, ReadingIn)>, Refusal> {
     let now = Utc::now();
     let tag = {
         let mut h = Sha256::new();
@@ -437,11 +451,14 @@ fn readings(gateway: &Gateway, pcd: &Pcd01, drafts: Vec<Draft>) -> Result<Vec<(D
     let mut out = Vec::with_capacity(drafts.len());
     for d in drafts {
         if d.values.is_empty() {
-            return Err(error(
-                ErrorCode::RequiredFieldMissing,
-                Location::segment("OBX", d.first_obx as usize),
-                format!("machine {}: a reading needs at least one measurement with its status", d.serial),
-            ));
+            // A status alone is not a reading: said, not stored.
+            warnings.push(ErrorEntry {
+                code: ErrorCode::RequiredFieldMissing.code(),
+                location: Some(Location::segment("OBX", d.first_obx as usize)),
+                severity: Severity::Warning,
+                diagnostic: Some(format!("machine {}: a status without a measurement is not stored", d.serial)),
+            });
+            continue;
         }
         let values = COLUMNS.map(|(json, _)| d.values.get(json).map(|(v, _)| *v));
         let seq = (d.at.timestamp_micros().max(0) << 8) | tag;
@@ -463,13 +480,14 @@ fn readings(gateway: &Gateway, pcd: &Pcd01, drafts: Vec<Draft>) -> Result<Vec<(D
     Ok(out)
 }
 
-/// What makes a message the same message: everything after MSH (MSH-7, the sending time,
-/// may differ on a resend).
-fn content_digest(message: &Message) -> Vec<u8> {
-    let text = message.encode();
-    let body = text.split_once('\r').map_or("", |(_, rest)| rest);
+/// What makes a message the same message: the readings it makes (machine, time, seq,
+/// patient, status, values). A resend that re-stamps MSH-7 is the same message unless its
+/// readings took their time from MSH-7.
+fn readings_digest(readings: &[(Draft, ReadingIn)]) -> Vec<u8> {
     let mut h = Sha256::new();
-    h.update(message.get("MSH", 0, 9, 1).unwrap_or_default().as_bytes());
-    h.update(body.as_bytes());
+    for (d, r) in readings {
+        h.update(d.device.as_uuid().as_bytes());
+        h.update(serde_json::to_vec(r).unwrap_or_default());
+    }
     h.finalize().to_vec()
 }

@@ -1,6 +1,6 @@
 //! The EMR channel's sender: an outbox item (`{"session": id}`, queued when the treatment
 //! ended) becomes the treatment's `ORU^R01`, built from what is stored now, and goes over the
-//! MLLP transport. A session that no longer exists, or a hospital whose EMR endpoint was
+//! MLLP transport to where the hospital's endpoint is now. A session that no longer exists, or a hospital whose EMR endpoint was
 //! removed, parks the item (nothing to send, nowhere to send it).
 
 use std::sync::Arc;
@@ -126,7 +126,10 @@ impl Sender for EmrSender {
                 .filter(|e| e.enabled)
                 .ok_or_else(|| SendError::Refused("the hospital has no EMR endpoint now".into()))?;
             let message = oru::treatment_record(&record, &endpoint, &Utc::now().fixed_offset());
+            // Where the endpoint is now (it may have moved since the record was queued).
             let mut out = item.clone();
+            out.destination =
+                if endpoint.tls { format!("mllps://{}", endpoint.address) } else { endpoint.address.clone() };
             out.payload = message.encode();
             self.mllp.send(&out).await
         })

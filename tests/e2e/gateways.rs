@@ -208,6 +208,12 @@ async fn bad_messages_are_answered_with_the_place_and_store_nothing() {
     let ack =
         gw.raw("MSH|^~\\&|GW-NORTH|WARD-N|||20261207||ORU^R01^ORU_R01|B-13|P|2.6\rOBX|1|NM|150021^X^MDC||1\r").await;
     assert_eq!(one_error(&ack), ("100", "OBX^1", "AE"), "an OBX with no OBR: {ack}");
+    // A machine's status alone is not a reading: said (W), not stored.
+    let status = json!({"type": "CWE", "code": "system-status^Status^99NCD", "value": "warning^Warning^99NCD",
+                        "time": dtm(t), "equipment": "d1"});
+    let ack = gw.send(&send("B-13b", Some("p1"), vec![status])).await;
+    assert_eq!(one_error(&ack), ("101", "OBX^1", "AA"), "{ack}");
+    assert_eq!(ack["errors"][0]["severity"], "W", "{ack}");
     for serial in [w.device, d2, b1] {
         assert!(rows(&w, serial).await.is_empty(), "nothing stored for {serial}");
     }
