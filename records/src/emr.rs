@@ -43,7 +43,6 @@ struct Row {
     gender: String,
     hospital_code: String,
     serial: String,
-    machine_name: String,
     ward: Option<String>,
     readings_received: i64,
     readings_expected: Option<i64>,
@@ -58,7 +57,7 @@ impl Records {
     pub async fn treatment(&self, session: Uuid) -> Result<Option<TreatmentRecord>, sqlx::Error> {
         let row: Option<Row> = sqlx::query_as(
             "SELECT s.id, s.status, s.started_at, s.ended_at, p.patient_number, p.name AS patient_name, p.date_of_birth,
-                    p.gender, h.code AS hospital_code, d.serial, d.name AS machine_name, d.ward, s.readings_received,
+                    p.gender, h.code AS hospital_code, d.serial, d.ward, s.readings_received,
                     s.readings_expected, s.completeness_pct, s.uf_rate_ml_kg_h, s.nadir_systolic, s.summary
                FROM device_sessions s
                JOIN patients p ON p.id = s.patient_id
@@ -93,7 +92,6 @@ impl Records {
             gender: r.gender,
             hospital_code: r.hospital_code,
             machine_serial: r.serial,
-            machine_name: r.machine_name,
             ward: r.ward,
             readings_received: r.readings_received,
             readings_expected: r.readings_expected,

@@ -126,7 +126,6 @@ pub struct TreatmentRecord {
     pub gender: String,
     pub hospital_code: String,
     pub machine_serial: String,
-    pub machine_name: String,
     pub ward: Option<String>,
     pub readings_received: i64,
     pub readings_expected: Option<i64>,

@@ -143,7 +143,6 @@ mod tests {
             gender: "female".into(),
             hospital_code: "HOSP".into(),
             machine_serial: "SN-1".into(),
-            machine_name: "Machine 1".into(),
             ward: Some("North".into()),
             readings_received: 1440,
             readings_expected: Some(1441),
