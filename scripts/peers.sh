@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The outside parties of the tests, from PyPI, pinned, in a venv of their own (.tools/peers):
-# python-hl7 (parser, MLLP), hl7apy (v2 messages, MLLP server), aiosmtpd (a real SMTP server)
-# and paho-mqtt (an MQTT 5 client). tests/peers/ uses them to play the hospital's alert
+# python-hl7 (parser, MLLP), hl7apy (v2 messages, MLLP server), aiosmtpd (a real SMTP server),
+# paho-mqtt (an MQTT 5 client) and fhir.resources (FHIR R4B models: a rest-hook subscriber
+# validates what it is sent). tests/peers/ uses them to play the hospital's alert
 # manager, its mail server and MQTT 5 apps and machines; the hl7 crate's and the e2e tests run them. Idempotent: does nothing when the pins are installed.
 # Prints the interpreter's path. Usage: scripts/peers.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.tools/peers
-PINS=(hl7==0.4.5 hl7apy==1.3.5 aiosmtpd==1.4.6 paho-mqtt==2.1.0)
+PINS=(hl7==0.4.5 hl7apy==1.3.5 aiosmtpd==1.4.6 paho-mqtt==2.1.0 fhir.resources==8.3.0)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

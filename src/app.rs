@@ -232,21 +232,37 @@ impl App {
         // outbox; the alarm system records each attempt of an alarm's message.
         let mllp: Arc<dyn nc_outbox::Sender> =
             Arc::new(nc_outbox::mllp::MllpSender::new(config.alarms.acm_ca.as_deref()).map_err(StartError::Other)?);
-        let records = nc_records::Records::new(db.get_postgres_connection_pool().clone());
+        let records =
+            nc_records::Records::new(db.get_postgres_connection_pool().clone(), config.fhir.rest_hook_allow_http);
         let emr = nc_records::emr::EmrSender::new(records.clone(), mllp.clone());
-        let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> =
-            vec![(nc_outbox::Channel::Acm, mllp), (nc_outbox::Channel::Emr, Arc::new(emr))];
+        // FHIR subscriptions' notifications, built by the FHIR transport, over HTTP.
+        let http_out =
+            nc_outbox::http::HttpSender::new(config.fhir.rest_hook_ca.as_deref(), "NEPHROCARE_FHIR_REST_HOOK_CA")
+                .map_err(StartError::Other)?;
+        let rest_hook = nc_api::fhir::subscriptions::notify::RestHookSender::new(
+            records.subscriptions().clone(),
+            db.clone(),
+            alarms.clone(),
+            http_out,
+            &config.http.public_base(http_addr),
+        );
+        let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> = vec![
+            (nc_outbox::Channel::Acm, mllp),
+            (nc_outbox::Channel::Emr, Arc::new(emr)),
+            (nc_outbox::Channel::Fhir, Arc::new(rest_hook)),
+        ];
         if let Some(url) = &config.email.smtp_url {
             let smtp = nc_outbox::email::SmtpSender::new(url.expose(), &config.email.from)
                 .map_err(|e| StartError::Other(e.to_string()))?;
             senders.push((nc_outbox::Channel::Email, Arc::new(smtp)));
         }
         let alarms_for_status = alarms.clone();
+        let heartbeats = records.subscriptions().clone();
         let outbox = nc_outbox::Outbox::new(
             db.get_postgres_connection_pool().clone(),
             config.outbox.settings(),
             senders,
-            vec![Arc::new(alarms.clone())],
+            vec![Arc::new(alarms.clone()), Arc::new(records.subscriptions().clone())],
         );
         let chat = nc_chat::Chat::new(db.clone(), &self.chat, &outbound);
         let bookings = nc_bookings::Bookings::new(db.clone(), outbound.publisher.clone());
@@ -306,6 +322,10 @@ impl App {
         }
 
         let outbox = outbox.run(shutdown.clone());
+        let heartbeats = heartbeats.run(std::time::Duration::from_secs(2), shutdown.clone());
+        tasks.spawn(
+            async move { ("fhir heartbeats", heartbeats.await.map_err(|e| std::io::Error::other(e.to_string()))) },
+        );
         tasks.spawn(async move { ("outbox", outbox.await.map_err(|e| std::io::Error::other(e.to_string()))) });
 
         let token = shutdown.clone();

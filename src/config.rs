@@ -47,6 +47,19 @@ pub struct Config {
     pub email: EmailConfig,
     pub outbox: OutboxConfig,
     pub hl7: Hl7Config,
+    pub fhir: FhirConfig,
+}
+
+/// FHIR subscriptions' `rest-hook` notifications.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FhirConfig {
+    /// `NEPHROCARE_FHIR_REST_HOOK_ALLOW_HTTP`: subscriptions may name plain `http://`
+    /// endpoints (a receiver inside the hospital's network); off, `https://` only.
+    pub rest_hook_allow_http: bool,
+    /// `NEPHROCARE_FHIR_REST_HOOK_CA`: PEM certificates that verify `https://` endpoints
+    /// (default: the system's).
+    pub rest_hook_ca: Option<PathBuf>,
 }
 
 /// Device gateways (IHE PCD-01, HL7 v2 over MLLP): off unless `NEPHROCARE_HL7_LISTEN_ADDR`.
@@ -599,6 +612,8 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_HL7_TLS_CERT", "hl7.tls_cert", Read::Text, "Give the path of a PEM file."),
     ("NEPHROCARE_HL7_TLS_KEY", "hl7.tls_key", Read::Text, "Give the path of a PEM file."),
     ("NEPHROCARE_HL7_TLS_CLIENT_CA", "hl7.tls_client_ca", Read::Text, "Give the path of a PEM file."),
+    ("NEPHROCARE_FHIR_REST_HOOK_ALLOW_HTTP", "fhir.rest_hook_allow_http", Read::Number, "Use true or false."),
+    ("NEPHROCARE_FHIR_REST_HOOK_CA", "fhir.rest_hook_ca", Read::Text, "Give the path of a PEM file."),
 ];
 
 const ADDR_HINT: &str = "Use host:port with an IP address, e.g. 127.0.0.1:8080 (port 0 picks a free port).";

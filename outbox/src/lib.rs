@@ -20,10 +20,12 @@
 //!   when a transaction that queued something commits, on whichever node), and looks every
 //!   `tick` too, in case a notification was lost with its connection.
 //!
-//! Senders: [`email::SmtpSender`] (lettre) and HL7 v2 over MLLP ([`mllp::MllpSender`]: the IHE
-//! ACM alert reporter's PCD-04, treatment records' `ORU^R01` through the `records` crate).
+//! Senders: [`email::SmtpSender`] (lettre), HL7 v2 over MLLP ([`mllp::MllpSender`]: the IHE
+//! ACM alert reporter's PCD-04, treatment records' `ORU^R01` through the `records` crate) and
+//! HTTP ([`http::HttpSender`]: FHIR subscription notifications, built by the FHIR transport).
 
 pub mod email;
+pub mod http;
 pub mod mllp;
 
 use std::collections::HashMap;
@@ -67,7 +69,14 @@ pub enum Channel {
     /// `mllps://host:port`), `payload` what the records sender builds the message from
     /// (`{"session": id}`, queued by a trigger when a treatment ends).
     Emr,
+    /// FHIR subscription notifications (`rest-hook`): `destination` `Subscription/{id}`,
+    /// `payload` what the FHIR sender builds the notification from (`{"subscription", "type",
+    /// "focus"}`, queued by triggers or the subscriptions' heartbeat), ordered per subscription.
+    Fhir,
 }
+
+/// Every channel.
+pub const CHANNELS: [Channel; 4] = [Channel::Email, Channel::Acm, Channel::Emr, Channel::Fhir];
 
 impl Channel {
     pub fn as_str(self) -> &'static str {
@@ -75,11 +84,12 @@ impl Channel {
             Channel::Email => "email",
             Channel::Acm => "acm",
             Channel::Emr => "emr",
+            Channel::Fhir => "fhir",
         }
     }
 
     fn parse(s: &str) -> Option<Channel> {
-        [Channel::Email, Channel::Acm, Channel::Emr].into_iter().find(|c| c.as_str() == s)
+        CHANNELS.into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -125,11 +135,47 @@ pub async fn enqueue_all(conn: &mut PgConnection, items: &[NewItem]) -> Result<V
     Ok(ids)
 }
 
+/// Gives up the pending items of `ordering_key` (what they were for is gone: a deleted
+/// subscription), in the caller's transaction. Returns how many.
+pub async fn cancel(conn: &mut PgConnection, ordering_key: Uuid, reason: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE outbox SET state = 'parked', last_error = $2 WHERE ordering_key = $1 AND state = 'pending'",
+    )
+    .bind(ordering_key)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A rustls client configuration (our ring provider) trusting the PEM certificates in `ca`
+/// (default: the system's, `/etc/ssl/certs/ca-certificates.crt`); `setting` names where
+/// `ca` came from, for the error.
+pub fn tls_client_config(
+    ca: Option<&std::path::Path>,
+    setting: &str,
+) -> Result<tokio_rustls::rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let path = ca.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read the CA certificates {}: {e} ({setting})", path.display()))?;
+    roots.add_parsable_certificates(certs);
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    Ok(tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A message being delivered.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Item {
     pub id: Uuid,
-    /// `email` or `acm` (see [`Item::channel`]).
+    /// `email`, `acm`, `emr` or `fhir` (see [`Item::channel`]).
     channel: String,
     pub hospital_id: Option<Uuid>,
     pub alert_id: Option<Uuid>,
@@ -248,7 +294,7 @@ impl Outbox {
     /// Delivers until `shutdown`.
     pub fn run(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            for channel in [Channel::Email, Channel::Acm] {
+            for channel in CHANNELS {
                 if !self.senders.contains_key(&channel) {
                     tracing::info!(channel = channel.as_str(), "no sender configured: its messages wait in the outbox");
                 }
@@ -410,7 +456,7 @@ impl Outbox {
         .fetch_all(&self.pool)
         .await?;
         let m = nc_metrics::get();
-        for channel in [Channel::Email, Channel::Acm] {
+        for channel in CHANNELS {
             let row = rows.iter().find(|(c, ..)| c == channel.as_str());
             let label = nc_metrics::OutboxChannel { channel: channel.as_str() };
             m.outbox_pending.get_or_create(&label).set(row.map_or(0, |r| r.1));

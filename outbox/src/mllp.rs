@@ -32,20 +32,7 @@ impl MllpSender {
     /// A sender whose TLS connections trust the PEM certificates in `ca` (default: the
     /// system's, `/etc/ssl/certs/ca-certificates.crt`).
     pub fn new(ca: Option<&std::path::Path>) -> Result<MllpSender, String> {
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::CertificateDer;
-        let path = ca.unwrap_or(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"));
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("cannot read the CA certificates {}: {e} (NEPHROCARE_ACM_CA)", path.display()))?;
-        roots.add_parsable_certificates(certs);
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::tls_client_config(ca, "NEPHROCARE_ACM_CA")?;
         Ok(MllpSender { timeout: Duration::from_secs(10), tls: Arc::new(config) })
     }
 

@@ -9,9 +9,12 @@
 //!   identifiers in PID, the treatment in OBR, one OBX per figure. Retried until the EMR
 //!   acknowledges (`AA`), parked on `AR`; the control id is the session's, so the EMR
 //!   recognises a repeat.
+//! - And FHIR subscriptions ([`subscriptions`]): a treatment that ended, an alarm raised or
+//!   changed, notified to the subscribers' `rest-hook` endpoints through the same outbox.
 
 pub mod emr;
 pub mod oru;
+pub mod subscriptions;
 
 use chrono::{DateTime, Utc};
 use nc_domain::{HospitalId, UserId};
@@ -46,11 +49,18 @@ pub enum RecordsError {
 #[derive(Clone)]
 pub struct Records {
     pool: PgPool,
+    subscriptions: subscriptions::Subscriptions,
 }
 
 impl Records {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// `allow_http`: plain `http://` subscription endpoints are accepted.
+    pub fn new(pool: PgPool, allow_http: bool) -> Self {
+        Self { subscriptions: subscriptions::Subscriptions::new(pool.clone(), allow_http), pool }
+    }
+
+    /// FHIR subscriptions.
+    pub fn subscriptions(&self) -> &subscriptions::Subscriptions {
+        &self.subscriptions
     }
 
     /// The hospital's EMR endpoint, if set.

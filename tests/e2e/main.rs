@@ -42,6 +42,7 @@ mod schema;
 mod scopes;
 mod serve;
 mod sessions;
+mod subscriptions;
 mod telemetry;
 mod telemetry_queries;
 mod tls;

@@ -17,7 +17,7 @@ async fn point_at(w: &World, port: u16) {
 }
 
 /// A treatment of `patient` on the machine: start, readings at `at`, end; returns the session.
-async fn treat(w: &World, dev: &mut JsonClient, patient: Uuid, at: DateTime<Utc>, bps: &[i64]) -> String {
+pub(crate) async fn treat(w: &World, dev: &mut JsonClient, patient: Uuid, at: DateTime<Utc>, bps: &[i64]) -> String {
     let (telemetry, session) = (
         format!("nc/v1/h/{}/d/{}/telemetry", w.hospital, w.device),
         format!("nc/v1/h/{}/d/{}/session", w.hospital, w.device),

@@ -37,6 +37,8 @@ const TABLES: &[&str] = &[
     "device_maintenance",
     "device_seq_watermarks",
     "fhir_export_jobs",
+    "fhir_subscription_events",
+    "fhir_subscriptions",
     "derived_backlog",
     "device_presence_events",
     "device_rejections",

@@ -32,6 +32,7 @@ mod maintenance;
 mod objects;
 mod patient_records;
 mod rules;
+mod subscriptions;
 
 pub use alarms::{
     active_grant, alert_list_view, decide_alert, decide_alert_notice, tier_of_role, AlertAction, AlertFacts, AlertRef,
@@ -50,6 +51,9 @@ pub use patient_records::{
     PatientField, PatientRelations, PatientScope, PatientView, Relations,
 };
 pub use rules::*;
+pub use subscriptions::{
+    decide_subscribe, decide_subscription, subscription_scope, SubscriptionAction, SubscriptionScope,
+};
 
 use chrono::Utc;
 use nc_domain::{AssignmentRole, DeviceId, HospitalId, PatientId, Role, SessionStatus, UserId};

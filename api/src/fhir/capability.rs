@@ -5,7 +5,12 @@ use chrono::Utc;
 use poem::{Request, Response};
 use serde_json::{json, Value};
 
+use nc_records::subscriptions::Topic;
+
+use super::subscriptions::resource::{topic_url, BACKPORT};
 use super::{codes, ok, FhirError, FhirResult};
+
+const SUBSCRIPTION_DOC: &str = "Topic-based subscriptions (Subscriptions R5 Backport IG on R4), channel `rest-hook` only, payload `application/fhir+json` with content `empty`, `id-only` (default) or `full-resource`. Topics: `urn:nephrocare:fhir:SubscriptionTopic:treatment-ended` (a treatment session ended: the Procedure and its summary Observations; filter `Procedure?patient=Patient/{id}`) and `urn:nephrocare:fhir:SubscriptionTopic:alarm` (an alarm raised, acknowledged, cleared or escalated: the DetectedIssue; filter `DetectedIssue?patient=Patient/{id}` or `DetectedIssue?author=Device/{id}`). A handshake is sent on creation; heartbeats with `backport-heartbeat-period` (10 to 86400 s); `backport-timeout` 1 to 60 s (default 10). Notifications are delivered at least once, in order, numbered without gaps; each carries only what the subscription's owner may read when it is sent. At most 20 live subscriptions per person; `https://` endpoints (plain `http://` only where the server allows it).";
 
 /// (type, read, search parameters: (name, type, documentation), revinclude).
 type ResourceCaps =
@@ -59,6 +64,12 @@ const RESOURCES: &[ResourceCaps] = &[
         &[],
     ),
     ("Group", false, &[], &[]),
+    (
+        "Subscription",
+        true,
+        &[("_count", "number", "Page size, 1 to 1000 (default 50): your own subscriptions (an admin: the hospital's)")],
+        &[],
+    ),
     ("CodeSystem", true, &[], &[]),
 ];
 
@@ -88,6 +99,18 @@ pub fn capability_statement() -> Value {
                 "Group" => {
                     r["operation"] = json!([{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}])
                 }
+                "Subscription" => {
+                    if let Some(i) = r["interaction"].as_array_mut() {
+                        i.extend([json!({"code": "create"}), json!({"code": "delete"})]);
+                    }
+                    r["supportedProfile"] = json!([format!("{BACKPORT}/backport-subscription")]);
+                    r["operation"] = json!([{"name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"}]);
+                    r["extension"] = Topic::ALL
+                        .iter()
+                        .map(|t| json!({"url": format!("{BACKPORT}/capabilitystatement-subscriptiontopic-canonical"), "valueCanonical": topic_url(*t)}))
+                        .collect();
+                    r["documentation"] = json!(SUBSCRIPTION_DOC);
+                }
                 "Observation" => {
                     r["supportedProfile"] = json!([
                         "http://hl7.org/fhir/StructureDefinition/vitalsigns",
@@ -109,12 +132,12 @@ pub fn capability_statement() -> Value {
         "publisher": "Nephrocare",
         "kind": "instance",
         "software": {"name": "Nephrocare", "version": env!("CARGO_PKG_VERSION")},
-        "implementation": {"description": "Nephrocare FHIR R4 API (read-only): patients, machines, readings, treatment sessions and open alarms, and Bulk Data export"},
+        "implementation": {"description": "Nephrocare FHIR R4 API: patients, machines, readings, treatment sessions and open alarms (read-only), Bulk Data export, and topic-based Subscriptions (rest-hook)"},
         "fhirVersion": "4.0.1",
         "format": ["json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Read-only. Authorize with `Authorization: Bearer <accessToken>` from POST /api/auth/login: the same identities and access rules as the REST API. Unknown search parameters are refused (400). Errors are OperationOutcomes. Bulk Data export (asynchronous, NDJSON) for admins (Patient, Device, Practitioner) and doctors (all types).",
+            "documentation": "Read-only, but for Subscriptions. Authorize with `Authorization: Bearer <accessToken>` from POST /api/auth/login: the same identities and access rules as the REST API. Unknown search parameters are refused (400). Errors are OperationOutcomes. Bulk Data export (asynchronous, NDJSON) for admins (Patient, Device, Practitioner) and doctors (all types).",
             "security": {
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth", "display": "OAuth"}], "text": "Bearer JWT"}],
                 "description": "Bearer access tokens (JWT) from POST /api/auth/login"

@@ -1,4 +1,4 @@
-//! FHIR R4 over the platform's data, read-only, under `/fhir/r4`: a transport like REST and
+//! FHIR R4 over the platform's data, read-only but for subscriptions, under `/fhir/r4`: a transport like REST and
 //! MQTT, over data the other capabilities own, authorized by the same tokens and the one
 //! policy module, every read of patient data audited (`access_audit_log`, resources
 //! `fhir.*`).
@@ -12,6 +12,8 @@
 //! - [`issues`]: open alarms as DetectedIssues (the one query of `alerts`);
 //! - [`bulk`]: Bulk Data export (`$export`, asynchronous), files streamed as NDJSON;
 //! - [`groups`]: the groups an export may name (the hospital, its wards);
+//! - [`subscriptions`]: topic-based Subscriptions (R5 Backport IG, `rest-hook`) and the
+//!   notifications' sender;
 //! - [`outcome`]: errors as `OperationOutcome`; [`search`]: parameters and Bundles.
 //!
 //! The OpenAPI document links here rather than describing these endpoints: FHIR's resources
@@ -28,6 +30,7 @@ pub mod outcome;
 pub mod procedures;
 pub mod resources;
 pub mod search;
+pub mod subscriptions;
 
 use std::future::Future;
 
@@ -63,6 +66,11 @@ pub const METHODS: &[(&str, &str)] = &[
     ("/fhir/r4/Group", "GET"),
     ("/fhir/r4/Group/{id}/$export", "GET"),
     ("/fhir/r4/CodeSystem/{id}", "GET"),
+    ("/fhir/r4/Subscription", "GET"),
+    ("/fhir/r4/Subscription", "POST"),
+    ("/fhir/r4/Subscription/{id}", "GET"),
+    ("/fhir/r4/Subscription/{id}", "DELETE"),
+    ("/fhir/r4/Subscription/{id}/$status", "GET"),
     ("/fhir/r4/bulk-status/{id}", "GET"),
     ("/fhir/r4/bulk-status/{id}", "DELETE"),
     ("/fhir/r4/bulk-files/{id}/{file}", "GET"),
@@ -188,6 +196,9 @@ pub fn routes() -> impl poem::Endpoint<Output = Response> {
         .at("/DetectedIssue/:id", poem::get(ep(issues::read)))
         .at("/Group", poem::get(ep(groups::search)))
         .at("/Group/:id/$export", poem::get(ep(bulk::kick_off_group)))
+        .at("/Subscription", poem::get(ep(subscriptions::search)).post(ep(subscriptions::create)))
+        .at("/Subscription/:id", poem::get(ep(subscriptions::read)).delete(ep(subscriptions::delete)))
+        .at("/Subscription/:id/$status", poem::get(ep(subscriptions::status)))
         .at("/bulk-status/:id", poem::get(ep(bulk::status)).delete(ep(bulk::cancel)))
         .at("/bulk-files/:id/:file", poem::get(ep(bulk::file)))
         .catch_all_error(outcome::catch_all)

@@ -291,3 +291,50 @@ impl Drop for EmrPeer {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// A FHIR subscriber's rest-hook endpoint: Python's HTTP server, every notification
+/// validated with fhir.resources (`tests/peers/rest_hook.py`).
+pub struct RestHookPeer {
+    child: Child,
+    stdin: ChildStdin,
+    said: mpsc::UnboundedReceiver<String>,
+    log: std::path::PathBuf,
+    pub port: u16,
+}
+
+impl RestHookPeer {
+    /// Starts it on `port` (0: any) answering `status`, and waits until it listens.
+    pub async fn start(port: u16, status: u16) -> RestHookPeer {
+        let log = std::env::temp_dir().join(format!("nc-hook-{}.jsonl", uuid::Uuid::now_v7().simple()));
+        let (child, stdin, stdout) = spawn_peer("rest_hook.py", "the rest-hook receiver starts", |c| {
+            c.args(["--port", &port.to_string(), "--status", &status.to_string(), "--log"]).arg(&log)
+        });
+        let (said, port) = listening(stdout).await;
+        RestHookPeer { child, stdin, said, log, port }
+    }
+
+    /// `http://127.0.0.1:{port}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Sets the HTTP status it answers with.
+    pub async fn answer(&mut self, status: u16) {
+        writeln!(self.stdin, "status {status}").expect("the receiver reads its commands");
+        self.stdin.flush().unwrap();
+        tokio::time::timeout(LONG, self.said.recv()).await.ok().flatten().expect("the receiver answers");
+    }
+
+    /// Every notification it received, in order (what it read, `problems` it found).
+    pub fn received(&self) -> Vec<Value> {
+        json_lines(&self.log)
+    }
+}
+
+impl Drop for RestHookPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
