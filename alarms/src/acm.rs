@@ -238,7 +238,11 @@ impl Alarms {
         hospital: nc_domain::HospitalId,
         manager: Option<&AlertManager>,
         by: nc_domain::UserId,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), crate::AlarmError> {
+        if let Some(m) = manager {
+            nc_hl7::mllp::check_address(&m.address)
+                .map_err(|message| crate::AlarmError::Invalid { field: "address", message })?;
+        }
         match manager {
             None => {
                 sqlx::query("DELETE FROM alert_managers WHERE hospital_id = $1")

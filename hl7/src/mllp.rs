@@ -70,6 +70,18 @@ pub enum MllpError {
     },
 }
 
+/// Whether `address` is where an MLLP peer can be reached: `host:port` with a host and a
+/// port from 1 to 65535 (an IPv6 host in brackets). The one check of every MLLP address a
+/// hospital sets (its alert manager, its EMR).
+pub fn check_address(address: &str) -> Result<(), String> {
+    let port = address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+    if port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) {
+        Ok(())
+    } else {
+        Err("must be host:port, e.g. mllp.hospital.example:2575".into())
+    }
+}
+
 /// The MLLP framing: decodes frames into their payloads, encodes payloads into frames.
 #[derive(Debug, Clone)]
 pub struct MllpCodec {
@@ -219,6 +231,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MllpConnection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_mllp_address_is_host_and_port() {
+        for ok in ["emr.example:2575", "10.0.0.7:1", "[::1]:2575"] {
+            assert!(check_address(ok).is_ok(), "{ok}");
+        }
+        for bad in ["emr.example", ":2575", "emr.example:0", "emr.example:65536", "emr.example:x", ""] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+    }
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         [&[START][..], payload, &[END, CR]].concat()

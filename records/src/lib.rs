@@ -95,13 +95,8 @@ impl Records {
                 .await?;
             return Ok(());
         };
-        let port = e.address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
-        if !port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) {
-            return Err(RecordsError::Invalid {
-                field: "address",
-                message: "must be host:port, e.g. emr.hospital.example:2575".into(),
-            });
-        }
+        nc_hl7::mllp::check_address(&e.address)
+            .map_err(|message| RecordsError::Invalid { field: "address", message })?;
         sqlx::query(
             "INSERT INTO emr_endpoints (hospital_id, address, receiving_application, receiving_facility, tls, enabled, updated_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7)

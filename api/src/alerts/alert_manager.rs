@@ -131,10 +131,6 @@ impl AlertManagerApi {
     ) -> ApiResult<Json<AlertManagerDto>> {
         state.policy.hospital(&auth.subject(), auth.0.hospital, HospitalAction::ConfigureAlarms)?;
         let m = body.0;
-        let port = m.address.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
-        if !port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) {
-            return Err(ApiError::field("address", "must be host:port, e.g. acm.hospital.example:2575").into());
-        }
         let before = state.alarms.alert_manager(auth.0.hospital).await?;
         let manager = nc_alarms::acm::AlertManager {
             address: m.address,
