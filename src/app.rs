@@ -233,12 +233,15 @@ impl App {
         let mllp: Arc<dyn nc_outbox::Sender> =
             Arc::new(nc_outbox::mllp::MllpSender::new(config.alarms.acm_ca.as_deref()).map_err(StartError::Other)?);
         let records =
-            nc_records::Records::new(db.get_postgres_connection_pool().clone(), config.fhir.rest_hook_allow_http);
+            nc_records::Records::new(db.get_postgres_connection_pool().clone(), config.fhir.rest_hook_allow_internal);
         let emr = nc_records::emr::EmrSender::new(records.clone(), mllp.clone());
         // FHIR subscriptions' notifications, built by the FHIR transport, over HTTP.
-        let http_out =
-            nc_outbox::http::HttpSender::new(config.fhir.rest_hook_ca.as_deref(), "NEPHROCARE_FHIR_REST_HOOK_CA")
-                .map_err(StartError::Other)?;
+        let http_out = nc_outbox::http::HttpSender::new(
+            config.fhir.rest_hook_ca.as_deref(),
+            "NEPHROCARE_FHIR_REST_HOOK_CA",
+            config.fhir.rest_hook_allow_internal,
+        )
+        .map_err(StartError::Other)?;
         let rest_hook = nc_api::fhir::subscriptions::notify::RestHookSender::new(
             records.subscriptions().clone(),
             db.clone(),
@@ -246,11 +249,8 @@ impl App {
             http_out,
             &config.http.public_base(http_addr),
         );
-        let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> = vec![
-            (nc_outbox::Channel::Acm, mllp),
-            (nc_outbox::Channel::Emr, Arc::new(emr)),
-            (nc_outbox::Channel::Fhir, Arc::new(rest_hook)),
-        ];
+        let mut senders: Vec<(nc_outbox::Channel, Arc<dyn nc_outbox::Sender>)> =
+            vec![(nc_outbox::Channel::Acm, mllp), (nc_outbox::Channel::Emr, Arc::new(emr))];
         if let Some(url) = &config.email.smtp_url {
             let smtp = nc_outbox::email::SmtpSender::new(url.expose(), &config.email.from)
                 .map_err(|e| StartError::Other(e.to_string()))?;
@@ -262,7 +262,15 @@ impl App {
             db.get_postgres_connection_pool().clone(),
             config.outbox.settings(),
             senders,
-            vec![Arc::new(alarms.clone()), Arc::new(records.subscriptions().clone())],
+            vec![Arc::new(alarms.clone())],
+        );
+        // Subscribers' endpoints (anyone's) on a worker of their own: however they answer,
+        // the alarms' and the records' deliveries do not wait for them.
+        let fhir_outbox = nc_outbox::Outbox::new(
+            db.get_postgres_connection_pool().clone(),
+            config.outbox.settings(),
+            vec![(nc_outbox::Channel::Fhir, Arc::new(rest_hook))],
+            vec![Arc::new(records.subscriptions().clone())],
         );
         let chat = nc_chat::Chat::new(db.clone(), &self.chat, &outbound);
         let bookings = nc_bookings::Bookings::new(db.clone(), outbound.publisher.clone());
@@ -322,6 +330,9 @@ impl App {
         }
 
         let outbox = outbox.run(shutdown.clone());
+        let fhir_outbox = fhir_outbox.run(shutdown.clone());
+        tasks
+            .spawn(async move { ("fhir outbox", fhir_outbox.await.map_err(|e| std::io::Error::other(e.to_string()))) });
         let heartbeats = heartbeats.run(std::time::Duration::from_secs(2), shutdown.clone());
         tasks.spawn(
             async move { ("fhir heartbeats", heartbeats.await.map_err(|e| std::io::Error::other(e.to_string()))) },

@@ -54,9 +54,10 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FhirConfig {
-    /// `NEPHROCARE_FHIR_REST_HOOK_ALLOW_HTTP`: subscriptions may name plain `http://`
-    /// endpoints (a receiver inside the hospital's network); off, `https://` only.
-    pub rest_hook_allow_http: bool,
+    /// `NEPHROCARE_FHIR_REST_HOOK_ALLOW_INTERNAL`: subscriptions may name a receiver inside
+    /// the service's networks (plain `http://`, loopback and private addresses); off, only
+    /// `https://` endpoints at public addresses.
+    pub rest_hook_allow_internal: bool,
     /// `NEPHROCARE_FHIR_REST_HOOK_CA`: PEM certificates that verify `https://` endpoints
     /// (default: the system's).
     pub rest_hook_ca: Option<PathBuf>,
@@ -612,7 +613,7 @@ const ENVIRONMENT: &[(&str, &str, Read, &str)] = &[
     ("NEPHROCARE_HL7_TLS_CERT", "hl7.tls_cert", Read::Text, "Give the path of a PEM file."),
     ("NEPHROCARE_HL7_TLS_KEY", "hl7.tls_key", Read::Text, "Give the path of a PEM file."),
     ("NEPHROCARE_HL7_TLS_CLIENT_CA", "hl7.tls_client_ca", Read::Text, "Give the path of a PEM file."),
-    ("NEPHROCARE_FHIR_REST_HOOK_ALLOW_HTTP", "fhir.rest_hook_allow_http", Read::Number, "Use true or false."),
+    ("NEPHROCARE_FHIR_REST_HOOK_ALLOW_INTERNAL", "fhir.rest_hook_allow_internal", Read::Number, "Use true or false."),
     ("NEPHROCARE_FHIR_REST_HOOK_CA", "fhir.rest_hook_ca", Read::Text, "Give the path of a PEM file."),
 ];
 

@@ -46,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000041_hl7_gateways::Migration),
             Box::new(m20261207_000042_treatment_records::Migration),
             Box::new(m20261207_000043_fhir_subscriptions::Migration),
+            Box::new(m20261207_000044_fhir_notify_guard::Migration),
         ]
     }
 }
@@ -128,6 +129,7 @@ mod m20261207_000040_mqtt_session_expiry;
 mod m20261207_000041_hl7_gateways;
 mod m20261207_000042_treatment_records;
 mod m20261207_000043_fhir_subscriptions;
+mod m20261207_000044_fhir_notify_guard;
 
 /// The SQL that builds the finer rollup tiers from raw readings (the migration's backfill),
 /// for the benchmark that loads raw readings directly.

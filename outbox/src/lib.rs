@@ -7,7 +7,13 @@
 //!   an alert manager recognises a repeat by the message's control id, an e-mail reader by
 //!   its content).
 //! - **Ordered per key**: a row is sent only when no older row of its `ordering_key` is
-//!   pending (an alarm's phases reach the alert manager in order, even across retries).
+//!   pending (an alarm's phases reach the alert manager in order, even across retries), and
+//!   a row already attempted stays first (an older row whose transaction committed later
+//!   waits behind it).
+//! - **Concurrent across keys**: up to `batch` deliveries are under way at once, each on
+//!   its own; a receiver that answers slowly holds one slot until its timeout, not the
+//!   others. An attempt whose lease ran out before it ended is not recorded (the worker that
+//!   claimed it next owns it).
 //! - **Cluster-safe**: rows are claimed with `FOR UPDATE SKIP LOCKED`, each node takes
 //!   others' leftovers once their lease is over.
 //! - **Retried with backoff** (`backon`'s exponential delays with jitter, from the attempt
@@ -294,30 +300,50 @@ impl Outbox {
     /// Delivers until `shutdown`.
     pub fn run(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            for channel in CHANNELS {
+            for channel in [Channel::Email] {
                 if !self.senders.contains_key(&channel) {
                     tracing::info!(channel = channel.as_str(), "no sender configured: its messages wait in the outbox");
                 }
             }
             let mut listener = self.listen().await;
             let mut gauge = tokio::time::interval(Duration::from_secs(5));
+            // Deliveries under way: a slow receiver holds one of `batch` slots until its
+            // timeout, never the others (each is claimed, its lease taken, and sent on its own).
+            let mut inflight: tokio::task::JoinSet<Result<(), sqlx::Error>> = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = self.wake.notified() => {}
                     _ = committed(&mut listener) => {}
                     _ = tokio::time::sleep(self.settings.tick) => {}
+                    Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                        if let Ok(Err(e)) = done {
+                            tracing::warn!(error = %e, "could not record an outbox attempt; it is tried again after its lease");
+                        }
+                    }
                     _ = gauge.tick() => {
                         if let Err(e) = self.measure().await {
                             tracing::warn!(error = %e, "could not measure the outbox");
                         }
                     }
                 }
-                // Rounds until nothing is due (a full batch may have more behind it).
+                // Claims what is due while there is room (a full claim may have more behind it).
                 loop {
-                    match self.round().await {
-                        Ok(n) if n as i64 >= self.settings.batch => continue,
-                        Ok(_) => break,
+                    let room = self.settings.batch - inflight.len() as i64;
+                    if room <= 0 {
+                        break;
+                    }
+                    match self.claim(room).await {
+                        Ok(items) => {
+                            let n = items.len() as i64;
+                            for item in items {
+                                let this = self.clone();
+                                inflight.spawn(async move { this.deliver(item).await });
+                            }
+                            if n < room {
+                                break;
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "outbox round failed; trying again");
                             break;
@@ -325,6 +351,8 @@ impl Outbox {
                     }
                 }
             }
+            // What is still under way is claimed: it is sent again after its lease.
+            inflight.abort_all();
         })
     }
 
@@ -345,40 +373,33 @@ impl Outbox {
         }
     }
 
-    /// Claims what is due and sends it, each key's oldest first. Returns how many.
-    pub async fn round(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+    /// Claims (takes the lease of) up to `limit` items that are due, each key's head only:
+    /// an item is due when no other pending item of its key comes first, and one that was
+    /// already attempted comes first (it may carry what a receiver saw: an older item that
+    /// committed after it was claimed waits behind it); otherwise the older one does.
+    async fn claim(&self, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
         let channels: Vec<&str> = self.senders.keys().map(|c| c.as_str()).collect();
         if channels.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let items: Vec<Item> = sqlx::query_as(
+        sqlx::query_as(
             "UPDATE outbox SET due_at = clock_timestamp() + make_interval(secs => $2), attempts = attempts + 1
               WHERE id IN (
                 SELECT o.id FROM outbox o
                  WHERE o.state = 'pending' AND o.due_at <= clock_timestamp() AND o.channel = ANY($1)
                    AND NOT EXISTS (SELECT 1 FROM outbox p
-                                    WHERE p.ordering_key = o.ordering_key AND p.state = 'pending'
-                                      AND (p.created_at, p.id) < (o.created_at, o.id))
+                                    WHERE p.ordering_key = o.ordering_key AND p.state = 'pending' AND p.id <> o.id
+                                      AND ((p.attempts > 0 AND o.attempts = 0)
+                                           OR ((p.attempts > 0) = (o.attempts > 0)
+                                               AND (p.created_at, p.id) < (o.created_at, o.id))))
                  ORDER BY o.due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
               RETURNING id, channel, hospital_id, alert_id, ordering_key, destination, payload, attempts, created_at",
         )
         .bind(&channels)
         .bind(self.settings.lease.as_secs_f64())
-        .bind(self.settings.batch)
+        .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        let n = items.len();
-        let mut sends = tokio::task::JoinSet::new();
-        for item in items {
-            let this = self.clone();
-            sends.spawn(async move { this.deliver(item).await });
-        }
-        while let Some(done) = sends.join_next().await {
-            if let Ok(Err(e)) = done {
-                tracing::warn!(error = %e, "could not record an outbox attempt; it is tried again after its lease");
-            }
-        }
-        Ok(n)
+        .await
     }
 
     async fn deliver(&self, item: Item) -> Result<(), sqlx::Error> {
@@ -395,38 +416,51 @@ impl Outbox {
         let counted = |outcome: &'static str| {
             nc_metrics::get().outbox_deliveries.get_or_create(&nc_metrics::Delivery { channel, outcome }).inc();
         };
-        match &outcome {
+        let recorded = match &outcome {
             Outcome::Delivered(receipt) => {
                 counted("delivered");
                 tracing::info!(channel, item = %item.id, receipt = %receipt.0, "delivered");
                 sqlx::query(
-                    "UPDATE outbox SET state = 'sent', sent_at = clock_timestamp(), last_error = NULL WHERE id = $1",
+                    "UPDATE outbox SET state = 'sent', sent_at = clock_timestamp(), last_error = NULL
+                      WHERE id = $1 AND state = 'pending' AND attempts = $2",
                 )
                 .bind(item.id)
+                .bind(item.attempts)
                 .execute(&self.pool)
-                .await?;
+                .await?
             }
             Outcome::Failed { error, retry_in } => {
                 counted("failed");
                 tracing::warn!(channel, item = %item.id, attempt = item.attempts, %error, retry_in_s = retry_in.as_secs_f64(), "delivery failed; retrying");
                 sqlx::query(
-                    "UPDATE outbox SET due_at = clock_timestamp() + make_interval(secs => $2), last_error = $3 WHERE id = $1",
+                    "UPDATE outbox SET due_at = clock_timestamp() + make_interval(secs => $2), last_error = $3
+                      WHERE id = $1 AND state = 'pending' AND attempts = $4",
                 )
                 .bind(item.id)
                 .bind(retry_in.as_secs_f64())
                 .bind(error)
+                .bind(item.attempts)
                 .execute(&self.pool)
-                .await?;
+                .await?
             }
             Outcome::Parked { error } => {
                 counted("parked");
                 tracing::error!(channel, item = %item.id, attempts = item.attempts, %error, "delivery given up (parked)");
-                sqlx::query("UPDATE outbox SET state = 'parked', last_error = $2 WHERE id = $1")
-                    .bind(item.id)
-                    .bind(error)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE outbox SET state = 'parked', last_error = $2 WHERE id = $1 AND state = 'pending' AND attempts = $3",
+                )
+                .bind(item.id)
+                .bind(error)
+                .bind(item.attempts)
+                .execute(&self.pool)
+                .await?
             }
+        };
+        if recorded.rows_affected() == 0 {
+            // Its lease ran out and another worker claimed it meanwhile: that worker's
+            // attempt is the one recorded.
+            tracing::warn!(channel, item = %item.id, "an attempt outlived its lease; its outcome is not recorded");
+            return Ok(());
         }
         for observer in &self.attempts {
             observer.attempted(&item, &outcome).await;

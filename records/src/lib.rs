@@ -53,9 +53,9 @@ pub struct Records {
 }
 
 impl Records {
-    /// `allow_http`: plain `http://` subscription endpoints are accepted.
-    pub fn new(pool: PgPool, allow_http: bool) -> Self {
-        Self { subscriptions: subscriptions::Subscriptions::new(pool.clone(), allow_http), pool }
+    /// `allow_internal`: subscription endpoints inside the service's networks are accepted.
+    pub fn new(pool: PgPool, allow_internal: bool) -> Self {
+        Self { subscriptions: subscriptions::Subscriptions::new(pool.clone(), allow_internal), pool }
     }
 
     /// FHIR subscriptions.

@@ -32,8 +32,13 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Live subscriptions a person may have.
+/// Live subscriptions a person may have, and a hospital.
 pub const MAX_PER_OWNER: i64 = 20;
+pub const MAX_PER_HOSPITAL: i64 = 200;
+/// How a notification the owner may not read is recorded (the outbox item's receipt).
+pub const WITHHELD: &str = "withheld";
+/// The longest a notification's POST may take (well inside the outbox's lease).
+pub const MAX_TIMEOUT_SECS: i32 = 30;
 /// Headers a subscription may set, and the length of each.
 pub const MAX_HEADERS: usize = 8;
 pub const MAX_HEADER_LEN: usize = 1024;
@@ -249,6 +254,8 @@ pub enum SubscriptionError {
     Invalid { field: &'static str, message: String },
     #[error("you have {MAX_PER_OWNER} live subscriptions; delete one first")]
     TooMany,
+    #[error("the hospital has {MAX_PER_HOSPITAL} live subscriptions; its admins may delete some")]
+    TooManyInHospital,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -257,28 +264,38 @@ fn invalid(field: &'static str, message: impl Into<String>) -> SubscriptionError
     SubscriptionError::Invalid { field, message: message.into() }
 }
 
-/// Checks what a subscriber may set: the endpoint (`https://`, or `http://` where allowed;
-/// no credentials in it), the headers (`Name: value`, bounded), the periods.
-pub fn validate(new: &Spec, allow_http: bool) -> Result<(), SubscriptionError> {
-    let e = &new.endpoint;
-    let rest = match (e.strip_prefix("https://"), e.strip_prefix("http://")) {
-        (Some(r), _) => r,
-        (None, Some(r)) if allow_http => r,
-        (None, Some(_)) => {
+/// Checks what a subscriber may set: the endpoint (an absolute `https://` URL, or `http://`
+/// where internal receivers are allowed; no credentials in it; not an internal address
+/// unless allowed), the headers (`Name: value`, bounded), the periods, the reason.
+pub fn validate(new: &Spec, allow_internal: bool) -> Result<(), SubscriptionError> {
+    let endpoint = || {
+        invalid(
+            "channel.endpoint",
+            "must be an absolute https:// URL with a host, no credentials, at most 2048 characters",
+        )
+    };
+    if new.endpoint.len() > 2048 {
+        return Err(endpoint());
+    }
+    let url = url::Url::parse(&new.endpoint).map_err(|_| endpoint())?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_internal => {}
+        "http" => {
             return Err(invalid("channel.endpoint", "must be https:// (plain http is not allowed on this server)"))
         }
-        _ => return Err(invalid("channel.endpoint", "must be an https:// URL")),
+        _ => return Err(endpoint()),
+    }
+    if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+        return Err(endpoint());
+    }
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty()
-        || authority.contains('@')
-        || e.len() > 2048
-        || e.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(invalid(
-            "channel.endpoint",
-            "must be an absolute URL with a host, no credentials, at most 2048 characters",
-        ));
+    if !allow_internal && literal.is_some_and(|ip| !nc_outbox::http::is_public(ip)) {
+        return Err(invalid("channel.endpoint", "an internal address is not reachable from this server"));
     }
     if new.headers.len() > MAX_HEADERS {
         return Err(invalid("channel.header", format!("at most {MAX_HEADERS} headers")));
@@ -303,11 +320,11 @@ pub fn validate(new: &Spec, allow_http: bool) -> Result<(), SubscriptionError> {
     if new.heartbeat_secs.is_some_and(|s| !(10..=86_400).contains(&s)) {
         return Err(invalid("channel.heartbeatPeriod", "from 10 to 86400 seconds"));
     }
-    if !(1..=60).contains(&new.timeout_secs) {
-        return Err(invalid("channel.timeout", "from 1 to 60 seconds"));
+    if !(1..=MAX_TIMEOUT_SECS).contains(&new.timeout_secs) {
+        return Err(invalid("channel.timeout", format!("from 1 to {MAX_TIMEOUT_SECS} seconds")));
     }
-    if new.reason.chars().count() > 1024 {
-        return Err(invalid("reason", "at most 1024 characters"));
+    if new.reason.chars().count() > 1024 || new.reason.chars().any(|c| c.is_control() && !"\n\r\t".contains(c)) {
+        return Err(invalid("reason", "at most 1024 characters, no control characters"));
     }
     if new.end.is_some_and(|end| end <= Utc::now()) {
         return Err(invalid("end", "must be in the future"));
@@ -319,13 +336,14 @@ pub fn validate(new: &Spec, allow_http: bool) -> Result<(), SubscriptionError> {
 #[derive(Clone)]
 pub struct Subscriptions {
     pool: PgPool,
-    /// Plain `http://` endpoints accepted (`NEPHROCARE_FHIR_REST_HOOK_ALLOW_HTTP`).
-    allow_http: bool,
+    /// Internal receivers accepted: plain `http://`, internal addresses
+    /// (`NEPHROCARE_FHIR_REST_HOOK_ALLOW_INTERNAL`).
+    allow_internal: bool,
 }
 
 impl Subscriptions {
-    pub fn new(pool: PgPool, allow_http: bool) -> Self {
-        Self { pool, allow_http }
+    pub fn new(pool: PgPool, allow_internal: bool) -> Self {
+        Self { pool, allow_internal }
     }
 
     /// Stores `owner`'s subscription, `requested`, and queues its handshake.
@@ -335,7 +353,7 @@ impl Subscriptions {
         owner: UserId,
         new: Spec,
     ) -> Result<Subscription, SubscriptionError> {
-        validate(&new, self.allow_http)?;
+        validate(&new, self.allow_internal)?;
         let mut tx = self.pool.begin().await?;
         // One at a time per owner, so the limit holds.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 43))")
@@ -350,6 +368,15 @@ impl Subscriptions {
         .await?;
         if live >= MAX_PER_OWNER {
             return Err(SubscriptionError::TooMany);
+        }
+        let in_hospital: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM fhir_subscriptions WHERE hospital_id = $1 AND status IN ('requested', 'active')",
+        )
+        .bind(hospital.as_uuid())
+        .fetch_one(&mut *tx)
+        .await?;
+        if in_hospital >= MAX_PER_HOSPITAL {
+            return Err(SubscriptionError::TooManyInHospital);
         }
         let (patient, device) = match new.filter {
             Some(Filter::Patient(p)) => (Some(p.as_uuid()), None),
@@ -462,6 +489,15 @@ impl Subscriptions {
         Ok(n)
     }
 
+    /// The number outbox item `item` was given, if it was (a retry of a notification sent
+    /// before).
+    pub async fn numbered(&self, item: Uuid) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT event_number FROM fhir_subscription_events WHERE outbox_id = $1")
+            .bind(item)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
     /// The notifications numbered for a subscription, newest first (`$status` and tests).
     pub async fn events(
         &self,
@@ -528,6 +564,12 @@ fn queued(subscription: Uuid, hospital: HospitalId, kind: &str) -> NewItem {
     }
 }
 
+/// What a subscriber is told of a failure: what happened, not the details of the network
+/// (`cannot connect`, `HTTP 503`; the log and the outbox keep the rest).
+fn coarse(error: &str) -> &str {
+    error.split(':').next().unwrap_or(error)
+}
+
 /// Each attempt moves the subscription on: delivered, a `requested` one is `active` and its
 /// next heartbeat is a period away; failed, its error is kept; given up, it is in `error`.
 impl Attempts for Subscriptions {
@@ -542,6 +584,8 @@ impl Attempts for Subscriptions {
             }
             let id = item.ordering_key;
             let done = match outcome {
+                // Nothing was sent: no heartbeat is saved by it.
+                Outcome::Delivered(receipt) if receipt.0.starts_with(WITHHELD) => return,
                 Outcome::Delivered(_) => {
                     sqlx::query(
                         "UPDATE fhir_subscriptions
@@ -556,7 +600,7 @@ impl Attempts for Subscriptions {
                 Outcome::Failed { error, .. } => {
                     sqlx::query("UPDATE fhir_subscriptions SET last_error = $2 WHERE id = $1")
                         .bind(id)
-                        .bind(error)
+                        .bind(coarse(error))
                         .execute(&self.pool)
                         .await
                 }
@@ -566,7 +610,7 @@ impl Attempts for Subscriptions {
                           WHERE id = $1 AND status IN ('requested', 'active')",
                     )
                     .bind(id)
-                    .bind(error)
+                    .bind(coarse(error))
                     .execute(&self.pool)
                     .await
                 }
@@ -608,10 +652,21 @@ mod tests {
         assert!(validate(&spec("https://emr.example/hook", &[]), false).is_ok());
         assert_eq!(field(validate(&spec("http://emr.example/hook", &[]), false)), "channel.endpoint");
         assert!(validate(&spec("http://emr.example/hook", &[]), true).is_ok());
-        for bad in
-            ["ftp://x/y", "https:///path", "https://user:pw@emr.example/", "https://emr.example/a b", "emr.example"]
-        {
+        for bad in [
+            "ftp://x/y",
+            "https://",
+            "https://user:pw@emr.example/",
+            "https://emr.example:99999/",
+            "https://[::1",
+            "emr.example",
+        ] {
             assert_eq!(field(validate(&spec(bad, &[]), true)), "channel.endpoint", "{bad}");
+        }
+        for internal in
+            ["https://127.0.0.1/h", "https://10.0.0.5:8443/h", "https://[fd00::1]/h", "https://169.254.169.254/latest"]
+        {
+            assert_eq!(field(validate(&spec(internal, &[]), false)), "channel.endpoint", "{internal}");
+            assert!(validate(&spec(internal, &[]), true).is_ok(), "{internal} allowed inside");
         }
     }
 
@@ -629,7 +684,12 @@ mod tests {
         s.heartbeat_secs = Some(60);
         s.timeout_secs = 0;
         assert_eq!(field(validate(&s, false)), "channel.timeout");
+        s.timeout_secs = 31;
+        assert_eq!(field(validate(&s, false)), "channel.timeout");
         s.timeout_secs = 10;
+        s.reason = "a\u{0}b".into();
+        assert_eq!(field(validate(&s, false)), "reason");
+        s.reason = String::new();
         s.end = Some(Utc::now() - chrono::Duration::minutes(1));
         assert_eq!(field(validate(&s, false)), "end");
     }

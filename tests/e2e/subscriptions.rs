@@ -19,7 +19,7 @@ const ALARM: &str = "urn:nephrocare:fhir:SubscriptionTopic:alarm";
 
 async fn world() -> World {
     World::with(|c| {
-        c.fhir.rest_hook_allow_http = true;
+        c.fhir.rest_hook_allow_internal = true;
         c.outbox.retry_min_secs = 0.2;
         c.outbox.retry_max_secs = 0.5;
         c.outbox.max_attempts = 100;

@@ -8,8 +8,9 @@
 //! ends the subscription in `error`) and the policy asked whether it may read the focus, as
 //! a read would ([`Policy::session`] for a treatment, [`Policy::alert`] for an alarm: an
 //! admin gets its administrative view). What it may not read is **withheld**: not sent, not
-//! numbered (so the numbers stay without gaps) and recorded as such on the outbox item. What
-//! is sent is audited as the owner's read.
+//! numbered (so the numbers stay without gaps) and recorded as such on the outbox item (a
+//! retry of a notification numbered before, whose right ended meanwhile, goes out with its
+//! number and without its focus). What is sent is audited as the owner's read.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use nc_access::{audit, Policy, PolicyError, Subject};
 use nc_domain::{AuditAction, DeviceId, HospitalId, Interface, PatientId, SessionId};
 use nc_outbox::http::{HttpSender, Post};
 use nc_outbox::{Item, Receipt, SendError, SendFuture, Sender};
-use nc_records::subscriptions::{Content, Focus, Queued, Status, Subscription, Subscriptions};
+use nc_records::subscriptions::{Content, Focus, Queued, Status, Subscription, Subscriptions, WITHHELD};
 use sea_orm::DatabaseConnection;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -143,9 +144,16 @@ impl RestHookSender {
             Err(PolicyError::Denied(d)) => return Err(SendError::Refused(d.to_string())),
             Err(PolicyError::Db(e)) => return Err(SendError::Retry(format!("database: {e}"))),
         };
-        let resources = match self.resources(&owner, focus).await? {
-            Ok(r) => r,
-            Err(why) => return Ok(Err(why)),
+        let db = |e: sqlx::Error| SendError::Retry(format!("database: {e}"));
+        let (resources, content) = match self.resources(&owner, focus).await? {
+            Ok(r) => (r, s.spec.content),
+            Err(why) => match self.subscriptions.numbered(item.id).await.map_err(db)? {
+                None => return Ok(Err(why)),
+                // Numbered on an earlier attempt (the receiver may have seen that number):
+                // sent again without what the owner may no longer read, so no number is
+                // skipped or given twice.
+                Some(_) => (Vec::new(), Content::Empty),
+            },
         };
         let path = format!("{}/{}", focus.kind, focus.id);
         let number = self
@@ -154,13 +162,19 @@ impl RestHookSender {
             .await
             .map_err(|e| SendError::Retry(format!("database: {e}")))?;
         let url = format!("{}/{path}", self.base);
+        let full = content == Content::FullResource;
         let event = Event {
             number,
             at: q.at.unwrap_or(item.created_at),
-            focus: (s.spec.content != Content::Empty).then(|| url.clone()),
+            focus: (content != Content::Empty).then(|| url.clone()),
+            additional: if full {
+                resources.iter().skip(1).map(|r| reference(&self.base, r)).collect()
+            } else {
+                Vec::new()
+            },
         };
         let status = resource::status(s, &self.base, "event-notification", number, Some(&event));
-        let entries = match s.spec.content {
+        let entries = match content {
             Content::Empty => Vec::new(),
             Content::IdOnly => vec![json!({
                 "fullUrl": url,
@@ -171,6 +185,11 @@ impl RestHookSender {
         };
         Ok(Ok(bundle(&self.base, s, status, entries)))
     }
+}
+
+/// A resource's absolute URL.
+fn reference(base: &str, r: &Value) -> String {
+    format!("{base}/{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""))
 }
 
 /// A resource as a `history` entry.
@@ -224,7 +243,7 @@ impl Sender for RestHookSender {
             }
             let body = match self.notification(item, &q, &s).await? {
                 Ok(b) => b,
-                Err(why) => return Ok(Receipt(format!("withheld: the owner may not read it now ({why})"))),
+                Err(why) => return Ok(Receipt(format!("{WITHHELD}: the owner may not read it now ({why})"))),
             };
             self.http
                 .post(Post {

@@ -25,19 +25,30 @@ fn topic_of(url: &str) -> Option<Topic> {
     Topic::ALL.into_iter().find(|t| topic_url(*t) == url)
 }
 
+/// What a Subscription may carry. Read: `status`, `reason`, `criteria` (+ its filter
+/// extension), `channel`, `end`; the rest is accepted and ignored (what a client read back,
+/// `error` included, can be posted again).
 const TOP_LEVEL: &[&str] = &[
     "resourceType",
     "id",
     "meta",
+    "implicitRules",
+    "language",
     "text",
+    "contained",
+    "extension",
     "status",
+    "_status",
+    "contact",
+    "end",
+    "_end",
     "reason",
+    "_reason",
     "criteria",
     "_criteria",
+    "error",
+    "_error",
     "channel",
-    "end",
-    "extension",
-    "contact",
 ];
 const CHANNEL: &[&str] = &["type", "endpoint", "payload", "_payload", "header", "extension", "id"];
 
@@ -246,6 +257,9 @@ pub struct Event {
     pub at: DateTime<Utc>,
     /// The focus's absolute URL (none for `empty` content).
     pub focus: Option<String>,
+    /// The other resources the notification carries (`full-resource`: a treatment's
+    /// summary Observations).
+    pub additional: Vec<String>,
 }
 
 /// The `subscription-status` Parameters (R4 profile of the Backport IG): `kind` is
@@ -265,6 +279,9 @@ pub fn status(s: &Subscription, base: &str, kind: &str, events_since_start: i64,
         ];
         if let Some(f) = &e.focus {
             part.push(json!({"name": "focus", "valueReference": {"reference": f}}));
+        }
+        for a in &e.additional {
+            part.push(json!({"name": "additional-context", "valueReference": {"reference": a}}));
         }
         parameters.push(json!({"name": "notification-event", "part": part}));
     }
