@@ -39,9 +39,28 @@ pub enum StartError {
 /// PostgreSQL does not keep the compiled code between executions.
 pub const SESSION_SETTINGS: [(&str, &str); 1] = [("jit", "off")];
 
-/// Connects to the database named by the configuration, failing fast with a clear message.
+/// Connects to the database named by the configuration, failing fast with a clear message
+/// (to the primary, when `DATABASE_URL` names several hosts: see [`crate::db`]).
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, StartError> {
+    connect_following(config).await.map(|(db, _)| db)
+}
+
+/// As [`connect`], with what follows the primary when there are several hosts.
+pub async fn connect_following(
+    config: &Config,
+) -> Result<(DatabaseConnection, Option<Arc<crate::db::Primary>>), StartError> {
     let url = config.database.url.expose();
+    let failed =
+        |reason: String| StartError::Database { url: redact_url(url), reason: reason.replace(url, &redact_url(url)) };
+    if let Some(hosts) = crate::db::Hosts::parse(url).map_err(failed)? {
+        let settings = crate::db::PoolSettings {
+            max_connections: config.database.max_connections,
+            connect_timeout: Duration::from_secs(config.database.connect_timeout_secs),
+            session: &SESSION_SETTINGS,
+        };
+        let (db, primary) = crate::db::connect_primary(hosts, &settings).await.map_err(failed)?;
+        return Ok((db, Some(primary)));
+    }
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(config.database.max_connections)
@@ -50,10 +69,7 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, StartError> 
         .acquire_timeout(Duration::from_secs(config.database.connect_timeout_secs))
         .sqlx_logging(false)
         .map_sqlx_postgres_opts(|o| o.options(SESSION_SETTINGS));
-    Database::connect(options).await.map_err(|e| StartError::Database {
-        url: redact_url(url),
-        reason: e.to_string().replace(url, &redact_url(url)),
-    })
+    Database::connect(options).await.map(|db| (db, None)).map_err(|e| failed(e.to_string()))
 }
 
 /// The service, configured but not started.
@@ -127,7 +143,7 @@ impl App {
     /// Connects, checks the schema, binds every listener and starts the components.
     pub async fn start(self) -> Result<RunningApp, StartError> {
         let config = self.config;
-        let db = connect(&config).await?;
+        let (db, primary) = connect_following(&config).await?;
         if self.migrate {
             nc_migration::Migrator::up(&db, None)
                 .await
@@ -174,6 +190,13 @@ impl App {
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        if let Some(primary) = primary {
+            // Several database hosts: the pool follows the primary.
+            let following = primary.run(Duration::from_secs(1), shutdown.clone());
+            tasks.spawn(async move {
+                ("database primary", following.await.map_err(|e| std::io::Error::other(e.to_string())))
+            });
+        }
 
         let jwt_secret = if config.auth.jwt_secret.is_empty() {
             tracing::warn!(

@@ -7,6 +7,7 @@ mod architecture;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod logging;
 pub mod tools;
 

@@ -4,7 +4,6 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::ConnectionTrait;
 use sea_orm_migration::MigratorTrait;
 
 use crate::{ApiState, Tag};
@@ -14,12 +13,19 @@ use crate::{ApiState, Tag};
 const READY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 #[derive(Object)]
+#[oai(rename_all = "camelCase")]
 pub struct HealthStatus {
     /// `ok`, `ready` or `not_ready`.
     pub status: String,
     /// Why the service is not ready, when it is not.
     #[oai(skip_serializing_if_is_none)]
     pub reason: Option<String>,
+    /// Readiness: how many standbys confirm the database's commits synchronously. 0: what
+    /// the service acknowledges is on the primary only (a single server, or a cluster whose
+    /// standby is down: the primary keeps accepting writes); 1 or more: an acknowledged
+    /// reading survives the loss of the primary.
+    #[oai(skip_serializing_if_is_none)]
+    pub synchronous_standbys: Option<i64>,
 }
 
 #[derive(ApiResponse)]
@@ -39,31 +45,46 @@ impl HealthApi {
     /// Liveness: the process is up and serving HTTP.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<HealthStatus> {
-        Json(HealthStatus { status: "ok".into(), reason: None })
+        Json(HealthStatus { status: "ok".into(), reason: None, synchronous_standbys: None })
     }
 
     /// Readiness: the database is reachable and its schema is current. Answers within a
-    /// second: a database that does not answer in 0.8 s counts as unreachable.
+    /// second: a database that does not answer in 0.8 s counts as unreachable. Says how many
+    /// standbys confirm commits synchronously (`synchronousStandbys`).
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&ApiState>) -> ReadyResponse {
         let not_ready = |reason: String| {
-            ReadyResponse::NotReady(Json(HealthStatus { status: "not_ready".into(), reason: Some(reason) }))
+            ReadyResponse::NotReady(Json(HealthStatus {
+                status: "not_ready".into(),
+                reason: Some(reason),
+                synchronous_standbys: None,
+            }))
         };
         let checks = async {
-            state.db.execute_unprepared("SELECT 1").await.map_err(|e| format!("database unreachable: {e}"))?;
-            nc_migration::Migrator::get_pending_migrations(&state.db)
+            // Also what a commit is worth: the standbys the primary waits for (their sync
+            // state needs pg_monitor; without it none is counted).
+            let synchronous: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")
+                    .fetch_one(state.db.get_postgres_connection_pool())
+                    .await
+                    .map_err(|e| format!("database unreachable: {e}"))?;
+            nc_metrics::get().db_synchronous_standbys.set(synchronous);
+            let pending = nc_migration::Migrator::get_pending_migrations(&state.db)
                 .await
-                .map_err(|e| format!("cannot read migration status: {e}"))
+                .map_err(|e| format!("cannot read migration status: {e}"))?;
+            Ok::<_, String>((pending, synchronous))
         };
         match tokio::time::timeout(READY_CHECK_TIMEOUT, checks).await {
             Err(_) => {
                 not_ready(format!("database unreachable: no answer within {} ms", READY_CHECK_TIMEOUT.as_millis()))
             }
             Ok(Err(reason)) => not_ready(reason),
-            Ok(Ok(pending)) if pending.is_empty() => {
-                ReadyResponse::Ready(Json(HealthStatus { status: "ready".into(), reason: None }))
-            }
-            Ok(Ok(pending)) => {
+            Ok(Ok((pending, synchronous))) if pending.is_empty() => ReadyResponse::Ready(Json(HealthStatus {
+                status: "ready".into(),
+                reason: None,
+                synchronous_standbys: Some(synchronous),
+            })),
+            Ok(Ok((pending, _))) => {
                 not_ready(format!("{} migration(s) pending: run `nephrocare migrate up`", pending.len()))
             }
         }

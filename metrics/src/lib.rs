@@ -130,6 +130,11 @@ pub struct Metrics {
     pub outbox_oldest_pending_seconds: Family<OutboxChannel, Gauge<f64, AtomicU64>>,
     /// Device gateways (IHE PCD-01): from a message read to its acknowledgement, by answer.
     pub hl7_ack_seconds: Histograms<Hl7Answer>,
+    /// Several database hosts: times the service moved to a new primary.
+    pub db_primary_switches: Counter,
+    /// Standbys confirming the primary's commits synchronously (0: a commit is on the
+    /// primary only; -1: unknown).
+    pub db_synchronous_standbys: Gauge,
 }
 
 /// Registers each metric under its exported name and help text, one line each.
@@ -162,6 +167,8 @@ impl Metrics {
             outbox_pending: Family::default(),
             outbox_oldest_pending_seconds: Family::default(),
             hl7_ack_seconds: Histograms::new_with_constructor(latency),
+            db_primary_switches: Counter::default(),
+            db_synchronous_standbys: Gauge::default(),
             registry: Registry::default(),
         };
         register!(registry, m;
@@ -184,9 +191,12 @@ impl Metrics {
             "outbox_pending" => outbox_pending: "Messages waiting in the outbox, per channel",
             "outbox_oldest_pending_seconds" => outbox_oldest_pending_seconds: "Age of the oldest message waiting in the outbox, per channel (alert on it)",
             "hl7_ack_seconds" => hl7_ack_seconds: "Device gateways (IHE PCD-01 over MLLP): from a message read to its acknowledgement, by MSA-1",
+            "db_primary_switches" => db_primary_switches: "Times the service moved to a new database primary (several hosts in DATABASE_URL)",
+            "db_synchronous_standbys" => db_synchronous_standbys: "Standbys confirming the primary's commits synchronously (0: commits are on the primary only; -1: unknown)",
         );
+        m.db_synchronous_standbys.set(-1);
         // Every series of a bounded label set exists from the start (a 0 is information).
-        for channel in ["email", "acm", "emr"] {
+        for channel in ["email", "acm", "emr", "fhir"] {
             for outcome in ["delivered", "failed", "parked"] {
                 let _ = m.outbox_deliveries.get_or_create(&Delivery { channel, outcome });
             }

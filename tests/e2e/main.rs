@@ -25,6 +25,7 @@ mod dashboard;
 mod deliveries;
 mod derived;
 mod email;
+mod failover;
 mod fhir;
 mod gateways;
 mod limits;
