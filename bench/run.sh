@@ -447,6 +447,78 @@ run_cluster() {
     bash scripts/nats-cluster.sh stop "$dir" >/dev/null 2>&1
 }
 
+# Readings across a database failover: a pg_auto_failover cluster (scripts/pg-ha.sh: a
+# monitor, a primary and a synchronous standby) and `serve` on its multi-host URL. First the
+# price of durability: PUBACK latency at FAILOVER_DEVICES machines x FAILOVER_RATE Hz
+# (`bench ingest`) with the standby synchronous, then asynchronous (replication-quorum
+# false); then the primary's server lost (kill -9) during HTTP ingest (bench/failover.py, one
+# sender per demo machine, each reading sent again until acknowledged): readings
+# acknowledged vs stored (must be equal) and seconds from the kill to the first new 201.
+run_failover() {
+    local dir=/tmp/nc-bench-pgha base="${FAILOVER_BASE:-5560}" url u mode
+    bash scripts/pg-ha.sh stop "$dir" >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    url="$(bash scripts/pg-ha.sh start "$dir" "$base" 2>/dev/null)"
+    on_primary() {  # psql on whichever node is the primary now: database, SQL
+        local q
+        for q in $((base + 1)) $((base + 2)); do
+            if [ "$(PGPASSWORD=nephrocare psql -X -At -h 127.0.0.1 -p "$q" -U nephrocare -d nephrocare \
+                -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; then
+                PGPASSWORD=nephrocare psql -X -q -At -h 127.0.0.1 -p "$q" -U nephrocare -d "$1" -c "$2"
+                return
+            fi
+        done
+        echo "no primary" >&2; return 1
+    }
+    failover_db() {  # a fresh migrated database on the cluster; prints its multi-host URL
+        local n="nc_bench_fo_$(date +%s)_$RANDOM"
+        on_primary nephrocare "CREATE DATABASE $n" >/dev/null
+        DATABASE_URL="${url/\/nephrocare\?/\/$n?}" "$BIN" migrate up >/dev/null
+        echo "${url/\/nephrocare\?/\/$n?}"
+    }
+    quorum() {  # the standby synchronous (true) or not (false), and wait until it is so
+        local node standby want
+        for node in node1 node2; do
+            [ "$(PGPASSWORD=nephrocare psql -X -At -h 127.0.0.1 -p $([ $node = node1 ] && echo $((base + 1)) || echo $((base + 2))) \
+                -U nephrocare -d nephrocare -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = t ] && standby=$node
+        done
+        (cd / && runuser -u postgres -- pg_autoctl set node replication-quorum "$1" --pgdata "$dir/$standby") >/dev/null 2>&1
+        want=$([ "$1" = true ] && echo "sync quorum" || echo async)
+        for _ in $(seq 1 60); do
+            case " $want " in *" $(on_primary nephrocare 'SELECT sync_state FROM pg_stat_replication LIMIT 1') "*) return ;; esac
+            sleep 0.5
+        done
+        echo "the standby did not become $want" >&2; return 1
+    }
+    for mode in synchronous asynchronous; do
+        [ "$mode" = asynchronous ] && quorum false
+        u="$(failover_db)"
+        start_serve "$u"
+        DATABASE_URL="$u" "$BIN" seed --demo >/dev/null
+        echo "== standby $mode ($(on_primary nephrocare 'SELECT sync_state FROM pg_stat_replication LIMIT 1'))"
+        DATABASE_URL="$u" "$BIN" bench ingest --mqtt "$MQTT_ADDR" --devices "${FAILOVER_DEVICES:-1000}" \
+            --rate "${FAILOVER_RATE:-10}" --seconds "${FAILOVER_SECONDS:-30}" --server-pid "$SERVE_PID"
+        commit_summary
+        kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true
+    done
+    quorum true
+    u="$(failover_db)"
+    start_serve "$u"
+    DATABASE_URL="$u" "$BIN" seed --demo >/dev/null
+    local devices db="${u##*/}"
+    db="${db%%\?*}"
+    devices="$(on_primary "$db" "SELECT string_agg(id || ':demo-device-secret-' || serial, ',') FROM devices WHERE serial LIKE 'DM-%'")"
+    echo "== the primary's server lost during HTTP ingest ($(echo "$devices" | tr ',' '\n' | wc -l) senders)"
+    local out stored
+    out="$(python3 bench/failover.py --url "http://$HTTP_ADDR" --devices "$devices" --seconds "${FAILOVER_KILL_SECONDS:-30}" \
+        --kill-at 10 --kill-cmd "bash scripts/pg-ha.sh kill-primary $dir")"
+    stored="$(on_primary "$db" "SELECT count(*) FROM health_metrics WHERE seq >= 10000000")"
+    echo "  $out"
+    echo "  stored on the new primary: $stored (acknowledged: $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["acknowledged"])'))"
+    kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true
+    bash scripts/pg-ha.sh stop "$dir" >/dev/null 2>&1
+}
+
 case "${1:-all}" in
     copy) run_copy ;;
     chat) run_chat ;;
@@ -460,6 +532,7 @@ case "${1:-all}" in
     turnover) run_turnover ;;
     hl7) run_hl7 ;;
     cluster) run_cluster ;;
+    failover) run_failover ;;
     all) run_copy; run_broker; run_ingest; run_connections; run_queries; run_chat; run_alarms; run_fhir; run_hl7 ;;
-    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|turnover|chat|alarms|fhir|hl7|cluster|all]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [copy|broker|ingest|profile|connections|queries|turnover|chat|alarms|fhir|hl7|cluster|failover|all]" >&2; exit 2 ;;
 esac

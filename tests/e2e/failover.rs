@@ -5,7 +5,8 @@
 //! service follows it without a restart, and every reading that was acknowledged (201) is on
 //! the new primary, once; readings resume within 30 s of the kill. The old primary rejoins
 //! as the standby, and a second failover, back, loses nothing either. `/readyz` says when a
-//! commit is confirmed by a standby and when it is not.
+//! commit is confirmed by a standby and when it is not. An escalation due during the
+//! failover reaches its tier once.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use sea_orm_migration::MigratorTrait;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 
+use crate::alarms::{now_s, World};
 use crate::support::{test_config, TestApp, TestDb};
 
 const SECRET: &str = "Failover-pass-2026";
@@ -95,21 +97,7 @@ async fn round(
 
 #[tokio::test]
 async fn a_lost_primary_loses_no_acknowledged_reading_and_the_service_follows_it_there_and_back() {
-    let dir = std::env::temp_dir().join(format!("nc-failover-{}", uuid::Uuid::now_v7().simple()));
-    let dir = dir.to_string_lossy().into_owned();
-    let cluster = Cluster(dir.clone());
-    let url = pg_ha(&["start", &cluster.0, "5540"]);
-    assert!(url.contains("127.0.0.1:5541,127.0.0.1:5542"), "{url}");
-
-    // A fresh database on the primary (template1 has the extensions), migrated.
-    let name = format!("nc_failover_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = PgConnection::connect("postgres://nephrocare:nephrocare@127.0.0.1:5541/nephrocare").await.unwrap();
-    admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
-    let url = url.replace("/nephrocare?", &format!("/{name}?"));
-    let config = test_config(&url);
-    let db = nephrocare::app::connect(&config).await.expect("the primary is found");
-    nc_migration::Migrator::up(&db, None).await.expect("migrations apply");
-    let t = TestDb { name: name.clone(), url: url.clone(), db };
+    let (cluster, t, config) = ha_database(5540).await;
     let hospital = t.hospital("Failover", "fo").await;
     let device = t.machine(hospital, "fo-1", "Machine 1", None, SECRET).await;
     let app = TestApp::spawn_configured(t, config).await;
@@ -164,5 +152,55 @@ async fn a_lost_primary_loses_no_acknowledged_reading_and_the_service_follows_it
         second.as_secs_f64()
     );
     app.stop().await;
-    drop(admin);
+}
+
+/// A pg_auto_failover cluster on ports `base`..`base + 2` (stopped and removed when
+/// dropped), a fresh database on its primary migrated by the real migrator (the name is
+/// unique, so `TestDb`'s drop finds nothing of it on the ordinary test server), and the test
+/// configuration with its multi-host URL.
+async fn ha_database(base: u16) -> (Cluster, TestDb, nephrocare::config::Config) {
+    let dir = std::env::temp_dir().join(format!("nc-failover-{}", uuid::Uuid::now_v7().simple()));
+    let cluster = Cluster(dir.to_string_lossy().into_owned());
+    let url = pg_ha(&["start", &cluster.0, &base.to_string()]);
+    let (n1, n2) = (base + 1, base + 2);
+    assert!(url.contains(&format!("127.0.0.1:{n1},127.0.0.1:{n2}")), "{url}");
+    // template1 has the extensions.
+    let name = format!("nc_failover_{}", uuid::Uuid::now_v7().simple());
+    let mut admin =
+        PgConnection::connect(&format!("postgres://nephrocare:nephrocare@127.0.0.1:{n1}/nephrocare")).await.unwrap();
+    admin.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
+    let _ = admin.close().await;
+    let url = url.replace("/nephrocare?", &format!("/{name}?"));
+    let config = test_config(&url);
+    let db = nephrocare::app::connect(&config).await.expect("the primary is found");
+    nc_migration::Migrator::up(&db, None).await.expect("migrations apply");
+    // `TestDb::sql` connects to one host: the primary at the start.
+    let first = format!("postgres://nephrocare:nephrocare@127.0.0.1:{n1}/{name}");
+    (cluster, TestDb { name, url: first, db }, config)
+}
+
+#[tokio::test]
+async fn an_escalation_due_during_a_failover_reaches_its_people_once() {
+    let (cluster, t, config) = ha_database(5550).await;
+    let (hospital, hospital_b, device, patient, patient2, users) = crate::alarms::seed(&t).await;
+    let app = TestApp::spawn_configured(t, config).await;
+    let tokens = crate::alarms::login_all(&app.client).await;
+    let w = World { app, hospital, hospital_b, device, patient, patient2, users, tokens };
+    w.escalate(4, &[2]).await;
+    let mut doc = w.listener("doc").await;
+    let mut ward_doc = w.listener("ward_doc").await;
+
+    w.reading(1, now_s(), w.patient, json!({"bloodPressure": 80})).await;
+    let raised = doc.expect(&w.notes("doc"), "raised", |m| m["event"] == "raised").await;
+    let id = raised["alert"]["id"].as_str().expect("id").to_owned();
+    // The primary is lost before tier 2 is due (4 s): the new primary's scheduler sends it.
+    assert_eq!(pg_ha(&["kill-primary", &cluster.0]), "node1");
+    let t2 = ward_doc.expect(&w.notes("ward_doc"), "tier 2 after the failover", |m| m["event"] == "escalated").await;
+    assert_eq!((t2["tier"].as_i64(), t2["alert"]["id"].as_str()), (Some(2), Some(id.as_str())));
+    // Once.
+    ward_doc.expect_silence(&w.notes("ward_doc"), Duration::from_secs(3)).await;
+    let history = crate::alarms::events(&w.history(&id).await);
+    let escalations: Vec<_> = history.iter().filter(|(e, _)| e == "escalated").collect();
+    assert_eq!(escalations, [&("escalated".to_owned(), Some(2))], "{history:?}");
+    w.app.stop().await;
 }

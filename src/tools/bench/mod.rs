@@ -29,8 +29,18 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// A pool with the service's session settings ([`crate::app::SESSION_SETTINGS`]).
+/// A pool with the service's session settings ([`crate::app::SESSION_SETTINGS`]), on the
+/// primary when `url` names several hosts.
 pub(crate) async fn pool(url: &str, connections: u32) -> Result<PgPool, sqlx::Error> {
+    if let Some(hosts) = crate::db::Hosts::parse(url).map_err(sqlx::Error::Protocol)? {
+        let settings = crate::db::PoolSettings {
+            max_connections: connections,
+            connect_timeout: Duration::from_secs(30),
+            session: &crate::app::SESSION_SETTINGS,
+        };
+        let (db, _) = crate::db::connect_primary(hosts, &settings).await.map_err(sqlx::Error::Protocol)?;
+        return Ok(db.get_postgres_connection_pool().clone());
+    }
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
