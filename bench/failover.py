@@ -70,8 +70,8 @@ def main():
     for t in threads:
         t.start()
     time.sleep(max(0.0, start + args.kill_at - time.monotonic()))
-    killed["at"] = time.monotonic()
     subprocess.run(args.kill_cmd, shell=True, check=True, capture_output=True)
+    killed["at"] = time.monotonic()  # the server is gone once the command returns
     for t in threads:
         t.join()
     times = sorted(a for a, _ in acks)

@@ -456,9 +456,8 @@ run_cluster() {
 # acknowledged vs stored (must be equal) and seconds from the kill to the first new 201.
 run_failover() {
     local dir=/tmp/nc-bench-pgha base="${FAILOVER_BASE:-5560}" url u mode
-    bash scripts/pg-ha.sh stop "$dir" >/dev/null 2>&1 || true
-    rm -rf "$dir"
-    url="$(bash scripts/pg-ha.sh start "$dir" "$base" 2>/dev/null)"
+    bash scripts/pg-ha.sh destroy "$dir" >/dev/null 2>&1 || true
+    url="$(bash scripts/pg-ha.sh start "$dir" "$base")"
     on_primary() {  # psql on whichever node is the primary now: database, SQL
         local q
         for q in $((base + 1)) $((base + 2)); do
@@ -516,7 +515,7 @@ run_failover() {
     echo "  $out"
     echo "  stored on the new primary: $stored (acknowledged: $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["acknowledged"])'))"
     kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true
-    bash scripts/pg-ha.sh stop "$dir" >/dev/null 2>&1
+    bash scripts/pg-ha.sh destroy "$dir" >/dev/null 2>&1
 }
 
 case "${1:-all}" in

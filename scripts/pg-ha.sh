@@ -10,6 +10,7 @@
 #                                             database, print the multi-host DATABASE_URL on
 #                                             stdout (everything else goes to stderr)
 #   scripts/pg-ha.sh stop         DIR         stop all three (pg_autoctl stop, then SIGKILL)
+#   scripts/pg-ha.sh destroy      DIR         stop, and remove DIR and pg_autoctl's files of it
 #   scripts/pg-ha.sh kill-primary DIR         kill -9 the primary node's pg_autoctl and its
 #                                             postmaster (the server is lost), print its name
 #   scripts/pg-ha.sh restart      DIR NODE    run node NODE (node1, node2) again: it rejoins
@@ -42,7 +43,7 @@ READY_TIMEOUT="${PG_HA_READY_TIMEOUT:-60}"
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 log() { printf '==> %s\n' "$*" >&2; }
-usage() { sed -n '7,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 as_postgres() {
     if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres -- "$@"); fi
@@ -101,8 +102,16 @@ synchronous() {  # the primary has a standby in sync
     [ "$(psql_at "$p" -d postgres -Atc "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync','quorum')")" -ge 1 ]
 }
 
+forget() {  # node: pg_autoctl's own files for DIR/node (kept under the postgres user's XDG
+    # directories by data directory path: a new cluster in the same DIR must not find them)
+    local home
+    home="$(getent passwd postgres | cut -d: -f6)"
+    as_root rm -rf "$home/.config/pg_autoctl$DIR/$1" "$home/.local/share/pg_autoctl$DIR/$1"
+}
+
 create_node() {  # node
     local n="$1"
+    forget "$n"
     as_postgres pg_autoctl create postgres --pgdata "$DIR/$n" --pgport "$(port_of "$n")" --listen "$HOST" \
         --hostname "$HOST" --auth trust --no-ssl --ssl-mode disable --monitor "$(monitor_uri)" --name "$n" \
         --dbname "$DB_NAME" --pgctl "$PGBIN/pg_ctl" >>"$DIR/$n.log" 2>&1 || die "creating $n failed (see $DIR/$n.log)"
@@ -126,6 +135,7 @@ start() {
     as_root chown postgres "$DIR"
     as_postgres touch "$DIR/monitor.log" "$DIR/node1.log" "$DIR/node2.log"
     if [ ! -f "$DIR/monitor/PG_VERSION" ]; then
+        forget monitor
         log "creating the monitor on $HOST:$BASE"
         as_postgres pg_autoctl create monitor --pgdata "$DIR/monitor" --pgport "$BASE" --listen "$HOST" \
             --hostname "$HOST" --auth trust --no-ssl --ssl-mode disable --pgctl "$PGBIN/pg_ctl" >>"$DIR/monitor.log" 2>&1 \
@@ -216,6 +226,11 @@ case "$CMD" in
         start
         ;;
     stop) stop ;;
+    destroy)
+        stop
+        home="$(getent passwd postgres | cut -d: -f6)"
+        as_root rm -rf "$home/.config/pg_autoctl$DIR" "$home/.local/share/pg_autoctl$DIR" "$DIR"
+        ;;
     kill-primary) kill_primary ;;
     restart) [ $# -ge 3 ] || usage; NODE="$3"; ensure_packages; run_node "$NODE"; log "$NODE running" ;;
     status) as_postgres pg_autoctl show state --pgdata "$DIR/monitor" >&2 ;;

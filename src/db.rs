@@ -5,10 +5,11 @@
 //! `pg_autoctl show uri` prints). sqlx connects to one host, so the service finds the
 //! primary itself (written by hand because no library does this for sqlx's pool):
 //!
-//! - at start, the first host that accepts a connection and is not in recovery
-//!   (`pg_is_in_recovery()` false) is the pool's target;
-//! - a connection to a standby is refused when it is opened (`after_connect`): the pool never
-//!   holds a read-only connection, so a statement never fails for being on a demoted node;
+//! - at start, the first host that accepts a connection and writes (not in recovery, and
+//!   `transaction_read_only` off, as libpq's `read-write` asks) is the pool's target;
+//! - a connection to a read-only server is refused when it is opened (`after_connect`): a
+//!   standby, or a node pg_auto_failover is still promoting; connections opened before the
+//!   pool moved are dropped (below);
 //! - [`Primary::run`] looks every second: while the target is a reachable primary nothing
 //!   happens; otherwise it probes the hosts and points the pool at the new primary
 //!   (`set_connect_options`), and connections opened before the move are dropped when next
@@ -121,12 +122,17 @@ fn host_port(s: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
-/// Whether the server at `options` accepts writes (not in recovery).
+/// Whether a session accepts writes: not in recovery, and not read-only by default (as
+/// libpq's `target_session_attrs=read-write` asks; a node pg_auto_failover is promoting or
+/// demoting is out of recovery but read-only for a few seconds).
+const READ_ONLY: &str = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool";
+
+/// Whether the server at `options` accepts writes.
 async fn is_primary(options: &PgConnectOptions) -> Result<bool, sqlx::Error> {
     let mut conn = options.connect().await?;
-    let recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await?;
+    let read_only: bool = sqlx::query_scalar(READ_ONLY).fetch_one(&mut conn).await?;
     let _ = conn.close().await;
-    Ok(!recovery)
+    Ok(!read_only)
 }
 
 /// Follows the primary of several hosts for one pool.
@@ -170,9 +176,9 @@ pub async fn connect_primary(
         .acquire_timeout(settings.connect_timeout)
         .after_connect(|conn, _| {
             Box::pin(async move {
-                let recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut *conn).await?;
-                if recovery {
-                    return Err(sqlx::Error::Protocol("a standby (read-only): the primary has moved".into()));
+                let read_only: bool = sqlx::query_scalar(READ_ONLY).fetch_one(&mut *conn).await?;
+                if read_only {
+                    return Err(sqlx::Error::Protocol("a read-only server: the primary has moved".into()));
                 }
                 Ok(())
             })

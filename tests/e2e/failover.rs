@@ -39,8 +39,7 @@ struct Cluster(String);
 impl Drop for Cluster {
     fn drop(&mut self) {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-ha.sh");
-        let _ = std::process::Command::new("bash").arg(script).args(["stop", &self.0]).output();
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::process::Command::new("bash").arg(script).args(["destroy", &self.0]).output();
     }
 }
 
