@@ -46,7 +46,10 @@ def main():
             ts = (t0 + datetime.timedelta(milliseconds=seq - args.first_seq)).isoformat()
             body = json.dumps({"v": 1, "seq": seq, "ts": ts, "systemStatus": "normal", "heartRate": 70,
                                "bloodPressure": 120}).encode()
+            deadline = time.monotonic() + 120
             while True:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"reading {seq} of {device} not acknowledged within 120 s")
                 sent = time.monotonic()
                 req = urllib.request.Request(args.url + "/api/health-metrics", data=body, method="POST",
                                              headers={"content-type": "application/json", "authorization": auth})

@@ -513,7 +513,10 @@ run_failover() {
         --kill-at 10 --kill-cmd "bash scripts/pg-ha.sh kill-primary $dir")"
     stored="$(on_primary "$db" "SELECT count(*) FROM health_metrics WHERE seq >= 10000000")"
     echo "  $out"
-    echo "  stored on the new primary: $stored (acknowledged: $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["acknowledged"])'))"
+    local acked
+    acked="$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["acknowledged"])')"
+    echo "  stored on the new primary: $stored (acknowledged: $acked)"
+    [ "$stored" = "$acked" ] || { echo "  FAIL: acknowledged and stored differ" >&2; return 1; }
     kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true
     bash scripts/pg-ha.sh destroy "$dir" >/dev/null 2>&1
 }

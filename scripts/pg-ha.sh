@@ -17,6 +17,7 @@
 #                                             as a standby
 #   scripts/pg-ha.sh status       DIR         pg_autoctl show state
 #   scripts/pg-ha.sh url          DIR         print the DATABASE_URL again
+#   scripts/pg-ha.sh install                  install pg_auto_failover if it is not (apt)
 #
 # Ports (127.0.0.1), default BASE 5440: monitor BASE, node1 BASE+1, node2 BASE+2; the other
 # commands use the BASE the cluster in DIR was started with.
@@ -43,12 +44,12 @@ READY_TIMEOUT="${PG_HA_READY_TIMEOUT:-60}"
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 log() { printf '==> %s\n' "$*" >&2; }
-usage() { sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '7,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 as_postgres() {
-    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -u postgres -- "$@"); fi
+    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -n -u postgres -- "$@"); fi
 }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 PGBIN=""
 ensure_packages() {
@@ -58,7 +59,7 @@ ensure_packages() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             postgresql-15-auto-failover pg-auto-failover-cli >/dev/null
     fi
-    PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    PGBIN=/usr/lib/postgresql/15/bin   # what postgresql-15-auto-failover is built for
     [ -x "$PGBIN/pg_ctl" ] || die "no PostgreSQL server binaries under /usr/lib/postgresql (run scripts/provision-db.sh)"
     [ -f "$("$PGBIN/pg_config" --sharedir 2>/dev/null || echo /usr/share/postgresql/15)/extension/timescaledb.control" ] \
         || ls /usr/share/postgresql/*/extension/timescaledb.control >/dev/null 2>&1 \
@@ -196,12 +197,18 @@ stop() {
 
 kill_node() {  # node: its pg_autoctl (with the services it forked, whose titles no longer
     # name the data directory) and its postmaster, all with SIGKILL: the server is lost
-    local n="$1" main
+    local n="$1" main kids pid
     for main in $(pgrep -f "pg_autoctl run --pgdata $DIR/$n\$" || true); do
-        pkill -9 -P "$main" 2>/dev/null || true
-        kill -9 "$main" 2>/dev/null || true
+        # The supervisor first (so it respawns nothing), then the services it had forked.
+        kids="$(pgrep -P "$main" || true)"
+        as_root kill -9 "$main" 2>/dev/null || true
+        [ -n "$kids" ] && as_root kill -9 $kids 2>/dev/null || true
     done
-    [ -f "$DIR/$n/postmaster.pid" ] && kill -9 "$(head -1 "$DIR/$n/postmaster.pid")" 2>/dev/null || true
+    pid="$(as_root head -1 "$DIR/$n/postmaster.pid" 2>/dev/null || true)"
+    # Only if that pid is still this node's postmaster (a stale file's pid may be reused).
+    if [ -n "$pid" ] && as_root grep -qa -- "$DIR/$n" "/proc/$pid/cmdline" 2>/dev/null; then
+        as_root kill -9 "$pid" 2>/dev/null || true
+    fi
 }
 
 kill_primary() {
@@ -209,10 +216,16 @@ kill_primary() {
     p="$(primary_port)" || die "no primary is up"
     for n in node1 node2; do [ "$(port_of "$n")" = "$p" ] && break; done
     kill_node "$n"
+    sleep 0.2
+    ! psql_at "$p" -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 || die "$n still answers on $HOST:$p"
     log "killed $n (pg_autoctl, its services and the postmaster, -9)"
     echo "$n"
 }
 
+if [ "${1:-}" = install ]; then
+    ensure_packages
+    exit 0
+fi
 [ $# -ge 2 ] || usage
 CMD="$1"
 DIR="$(realpath -m "$2")"

@@ -13,6 +13,9 @@ scripts/provision-nats.sh
 # The hospital-interface peers (python-hl7, hl7apy, aiosmtpd in .tools/peers): the hl7 crate's
 # tests play the alert manager with them and fail without them.
 scripts/peers.sh >/dev/null
+# The database failover tests (tests/e2e/failover.rs) run pg_auto_failover clusters
+# (scripts/pg-ha.sh): installed once here, not by two tests at the same time.
+bash scripts/pg-ha.sh install
 export NEPHROCARE_TEST_DATABASE_URL="${NEPHROCARE_TEST_DATABASE_URL:-postgres://nephrocare:nephrocare@127.0.0.1:5432/nephrocare}"
 
 # Leftovers of interrupted earlier runs (each test drops its own database when it ends).

@@ -30,8 +30,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-/// The hosts of a multi-host `DATABASE_URL`, with the options they share.
-#[derive(Debug, Clone)]
+/// The hosts of a multi-host `DATABASE_URL`, with the options they share. Not `Debug`:
+/// the options hold the password.
+#[derive(Clone)]
 pub struct Hosts {
     options: PgConnectOptions,
     hosts: Vec<(String, u16)>,
@@ -69,10 +70,15 @@ impl Hosts {
                 return Err(format!("target_session_attrs={a} is not supported (read-write, primary or any)"));
             }
         }
-        let hosts: Vec<(String, u16)> = hostlist.split(',').map(host_port).collect::<Result<_, _>>()?;
-        if hosts.len() < 2 && attrs.as_deref().is_none_or(|a| a == "any") {
+        if !hostlist.contains(',') && attrs.as_deref().is_none_or(|a| a == "any") {
+            // One host (or a socket, or none): sqlx reads it as it always did.
             return Ok(None);
         }
+        let hosts: Vec<(String, u16)> = hostlist
+            .split(',')
+            .enumerate()
+            .map(|(i, h)| host_port(h).map_err(|_| format!("host #{} of the URL is not host[:port]", i + 1)))
+            .collect::<Result<_, _>>()?;
         let first = &hosts[0];
         let user = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
         let query = if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) };
@@ -91,15 +97,21 @@ impl Hosts {
         self.hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect()
     }
 
-    /// The first host that is a reachable primary now, each tried within `timeout`.
-    async fn find_primary(&self, timeout: Duration) -> Option<PgConnectOptions> {
+    /// The first host that is a writable primary now, each tried within `timeout`; or what
+    /// each answered.
+    async fn find_primary(&self, timeout: Duration) -> Result<PgConnectOptions, String> {
+        let mut answers = Vec::new();
         for h in &self.hosts {
             let options = self.at(h);
-            if matches!(tokio::time::timeout(timeout, is_primary(&options)).await, Ok(Ok(true))) {
-                return Some(options);
-            }
+            let answer = match tokio::time::timeout(timeout, is_primary(&options)).await {
+                Ok(Ok(true)) => return Ok(options),
+                Ok(Ok(false)) => "read-only".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} s", timeout.as_secs()),
+            };
+            answers.push(format!("{}:{}: {answer}", h.0, h.1));
         }
-        None
+        Err(answers.join("; "))
     }
 }
 
@@ -141,6 +153,8 @@ pub struct Primary {
     hosts: Hosts,
     /// When the pool was last pointed at a new primary.
     moved: Arc<Mutex<Option<Instant>>>,
+    /// Looks in a row that found the target not a writable primary.
+    misses: std::sync::atomic::AtomicU32,
 }
 
 /// How the pool is sized and waits.
@@ -160,11 +174,12 @@ pub async fn connect_primary(
     let hosts = Hosts { options: hosts.options.clone().options(settings.session.iter().copied()), ..hosts };
     let deadline = Instant::now() + settings.connect_timeout;
     let options = loop {
-        if let Some(o) = hosts.find_primary(Duration::from_secs(2)).await {
-            break o;
-        }
+        let answers = match hosts.find_primary(Duration::from_secs(2)).await {
+            Ok(o) => break o,
+            Err(answers) => answers,
+        };
         if Instant::now() >= deadline {
-            return Err(format!("no primary among {}", hosts.names().join(", ")));
+            return Err(format!("no writable primary among the hosts ({answers})"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -192,7 +207,7 @@ pub async fn connect_primary(
         .await
         .map_err(|e| e.to_string())?;
     let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
-    Ok((db, Arc::new(Primary { pool, hosts, moved })))
+    Ok((db, Arc::new(Primary { pool, hosts, moved, misses: std::sync::atomic::AtomicU32::new(0) })))
 }
 
 impl Primary {
@@ -213,13 +228,21 @@ impl Primary {
         let current = self.pool.connect_options();
         let ok = tokio::time::timeout(Duration::from_secs(2), is_primary(&current)).await;
         if matches!(ok, Ok(Ok(true))) {
+            self.misses.store(0, std::sync::atomic::Ordering::Relaxed);
             self.measure().await;
             return;
         }
-        let Some(next) = self.hosts.find_primary(Duration::from_secs(2)).await else {
-            nc_metrics::get().db_synchronous_standbys.set(-1);
-            tracing::warn!(hosts = %self.hosts.names().join(","), "no database primary reachable; looking again");
+        // Twice in a row before moving: one slow answer on a busy server is not a failover.
+        if self.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 1 {
             return;
+        }
+        let next = match self.hosts.find_primary(Duration::from_secs(2)).await {
+            Ok(next) => next,
+            Err(answers) => {
+                nc_metrics::get().db_synchronous_standbys.set(-1);
+                tracing::warn!(%answers, "no writable database primary; looking again");
+                return;
+            }
         };
         let (from, to) = (
             format!("{}:{}", current.get_host(), current.get_port()),
@@ -229,10 +252,13 @@ impl Primary {
             // It was only unreachable for a moment.
             return;
         }
+        // Switched first, then stamped: a connection to the old host that completes after
+        // the stamp cannot exist (sqlx stamps a connection when its connect completes).
+        self.pool.set_connect_options(next);
         if let Ok(mut m) = self.moved.lock() {
             *m = Some(Instant::now());
         }
-        self.pool.set_connect_options(next);
+        self.misses.store(0, std::sync::atomic::Ordering::Relaxed);
         nc_metrics::get().db_primary_switches.inc();
         tracing::warn!(%from, %to, "the database primary moved; the pool follows it");
         self.measure().await;
@@ -240,11 +266,16 @@ impl Primary {
 
     /// Sets `db_synchronous_standbys` from the primary's view of its standbys.
     async fn measure(&self) {
-        let n: Result<i64, _> =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")
-                .fetch_one(&self.pool)
-                .await;
-        nc_metrics::get().db_synchronous_standbys.set(n.unwrap_or(-1));
+        // Bounded: a busy pool must not hold up the next look.
+        let query = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')",
+        )
+        .fetch_one(&self.pool);
+        let n = tokio::time::timeout(Duration::from_secs(1), query).await;
+        nc_metrics::get().db_synchronous_standbys.set(match n {
+            Ok(Ok(n)) => n,
+            _ => -1,
+        });
     }
 }
 
@@ -264,6 +295,9 @@ mod tests {
         let one = Hosts::parse("postgres://u@a:5441/db?target_session_attrs=read-write").unwrap().expect("read-write");
         assert_eq!(one.names(), ["a:5441"]);
         assert!(Hosts::parse("postgres://u:p@a:5432/db").unwrap().is_none(), "one host: sea-orm's pool as always");
+        assert!(Hosts::parse("postgres:///db?host=/run/postgresql").unwrap().is_none(), "a socket: as always");
+        let e = Hosts::parse("postgres://u:s3cr/t@a,b/db?target_session_attrs=read-write").err().expect("refused");
+        assert!(!e.contains("s3cr"), "the password is not repeated: {e}");
         assert!(Hosts::parse("postgres://u@a,b/db?target_session_attrs=standby").is_err());
         assert!(Hosts::parse("postgres://u@a:0,b/db").is_err());
         assert!(Hosts::parse("mysql://a,b/db").is_err());
