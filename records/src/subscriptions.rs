@@ -355,26 +355,22 @@ impl Subscriptions {
     ) -> Result<Subscription, SubscriptionError> {
         validate(&new, self.allow_internal)?;
         let mut tx = self.pool.begin().await?;
-        // One at a time per owner, so the limit holds.
+        // One at a time per hospital (an owner's are in it), so both limits hold.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 43))")
-            .bind(owner.as_uuid())
+            .bind(hospital.as_uuid())
             .execute(&mut *tx)
             .await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM fhir_subscriptions WHERE owner_id = $1 AND status IN ('requested', 'active')",
+        let (own, in_hospital): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE owner_id = $2), count(*) FROM fhir_subscriptions
+              WHERE hospital_id = $1 AND status IN ('requested', 'active')",
         )
+        .bind(hospital.as_uuid())
         .bind(owner.as_uuid())
         .fetch_one(&mut *tx)
         .await?;
-        if live >= MAX_PER_OWNER {
+        if own >= MAX_PER_OWNER {
             return Err(SubscriptionError::TooMany);
         }
-        let in_hospital: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM fhir_subscriptions WHERE hospital_id = $1 AND status IN ('requested', 'active')",
-        )
-        .bind(hospital.as_uuid())
-        .fetch_one(&mut *tx)
-        .await?;
         if in_hospital >= MAX_PER_HOSPITAL {
             return Err(SubscriptionError::TooManyInHospital);
         }
@@ -496,22 +492,6 @@ impl Subscriptions {
             .bind(item)
             .fetch_optional(&self.pool)
             .await
-    }
-
-    /// The notifications numbered for a subscription, newest first (`$status` and tests).
-    pub async fn events(
-        &self,
-        subscription: Uuid,
-        limit: i64,
-    ) -> Result<Vec<(i64, String, DateTime<Utc>)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT event_number, focus, at FROM fhir_subscription_events WHERE subscription_id = $1
-              ORDER BY event_number DESC LIMIT $2",
-        )
-        .bind(subscription)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
     }
 
     /// Sends heartbeats until `shutdown`: every `tick`, to each active subscription with a
